@@ -1,0 +1,63 @@
+// Parameters of the layers (DESIGN §3, §4).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace convkit {
+
+// Zero padding on each side of the spatial axes, in elements.
+struct Pads {
+  int64_t top = 0;
+  int64_t bottom = 0;
+  int64_t left = 0;
+  int64_t right = 0;
+
+  static Pads uniform(int64_t p) { return {p, p, p, p}; }
+  bool operator==(const Pads&) const = default;
+};
+
+// The activation fused at the end of the forward convolution.
+enum class Activation { kNone, kRelu };
+
+// A 2-D convolution. Output size per axis (DESIGN §4):
+//   OH = floor((H + pad.top + pad.bottom - dilation_h * (kernel_h - 1) - 1) / stride_h) + 1.
+// Weights are HWIO {kernel_h, kernel_w, C_in / groups, C_out}; groups must divide C_in and C_out
+// (groups == C_in == C_out is depthwise). Dilation 1 means dense taps (not oneDNN's 0).
+struct Conv2dParams {
+  int64_t kernel_h = 1;
+  int64_t kernel_w = 1;
+  int64_t stride_h = 1;
+  int64_t stride_w = 1;
+  Pads pad;
+  int64_t dilation_h = 1;
+  int64_t dilation_w = 1;
+  int64_t groups = 1;
+  Activation activation = Activation::kNone;
+};
+
+enum class PoolMode { kMax, kAverage };
+
+// A 2-D pooling. Output size per axis as for a convolution with dilation 1; with ceil_mode, ceil
+// replaces floor and a last window starting past the input and its top/left padding is dropped
+// (PyTorch's rule). Each pad must be smaller than the window on its axis. With `global`, the window
+// is the whole input (H x W), the stride 1 and the pads must be 0; window and stride are ignored.
+struct Pool2dParams {
+  PoolMode mode = PoolMode::kMax;
+  int64_t window_h = 1;
+  int64_t window_w = 1;
+  int64_t stride_h = 1;
+  int64_t stride_w = 1;
+  Pads pad;
+  bool ceil_mode = false;
+  // Average only: false divides by the window elements inside the input; true by the window
+  // clipped to the padded input.
+  bool count_include_pad = false;
+  bool global = false;
+};
+
+// "k3x3 s2x2 p1,1,1,1 d1x1 g1 relu" and "max k3x3 s2x2 p1,1,1,1 ceil incl_pad".
+std::string to_string(const Conv2dParams& params);
+std::string to_string(const Pool2dParams& params);
+
+}  // namespace convkit

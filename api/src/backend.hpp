@@ -1,0 +1,107 @@
+// The interface every backend implements, and what the registry needs of it (STYLE rule 1).
+//
+// A backend lives in backends/<name>/ and exports one function, `const Backend& <name>_backend()`,
+// listed once in api/src/registry.cpp. Backends receive validated problems (problem.hpp) and dense
+// buffers: inputs and outputs never overlap, every pointer is non-null when its tensor has elements.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "api/src/problem.hpp"
+
+namespace convkit::internal {
+
+// Whether a backend runs a problem, and if not, why.
+struct Support {
+  bool ok = true;
+  std::string reason;  // empty when ok
+
+  static Support Yes() { return {}; }
+  static Support No(std::string why) { return {false, std::move(why)}; }
+};
+
+// The passes a convolution backend may be asked about.
+enum class ConvPass { kForward, kBackwardData, kBackwardWeights };
+enum class PoolPass { kForward, kBackward };
+
+// A planned forward convolution: weights packed, primitive created. run() is const, thread-safe,
+// and allocates nothing. x is {n, ih, iw, ic} and y {n, oh, ow, oc}, dense NHWC.
+class Conv2dFwdImpl {
+ public:
+  virtual ~Conv2dFwdImpl() = default;
+  virtual void run(const float* x, float* y) const = 0;
+  // "backend:variant:isa", e.g. "reference:direct:scalar".
+  virtual std::string name() const = 0;
+};
+
+// A planned forward pooling; the same contract as Conv2dFwdImpl.
+class Pool2dFwdImpl {
+ public:
+  virtual ~Pool2dFwdImpl() = default;
+  virtual void run(const float* x, float* y) const = 0;
+  virtual std::string name() const = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string_view name() const = 0;
+  // Empty when the backend is built into this copy; otherwise "not built, because ...".
+  virtual std::string_view not_built_reason() const { return {}; }
+
+  virtual Support supports_conv2d(const Conv2dProblem& p, ConvPass pass) const = 0;
+  virtual Support supports_pool2d(const Pool2dProblem& p, PoolPass pass) const = 0;
+
+  // w is HWIO {kh, kw, ic / groups, oc}; b has oc elements, or is null when !p.has_bias.
+  // The returned plan keeps no reference to w or b.
+  virtual std::unique_ptr<Conv2dFwdImpl> create_conv2d_fwd(const Conv2dProblem& p, const float* w,
+                                                           const float* b) const = 0;
+  virtual std::unique_ptr<Pool2dFwdImpl> create_pool2d_fwd(const Pool2dProblem& p) const = 0;
+
+  // One-shot forward calls. The defaults create a plan and run it; a backend overrides them where a
+  // direct path is cheaper. When impl_name is non-null, the implementation's name is stored there.
+  virtual void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
+                          float* y, std::string* impl_name) const;
+  virtual void pool2d_fwd(const Pool2dProblem& p, const float* x, float* y,
+                          std::string* impl_name) const;
+
+  // Convolution gradients; a null dx, dw or db is skipped. dw and db are overwritten (not
+  // accumulated into); with n == 0 they are zeros.
+  virtual void conv2d_bwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
+                          float* dx, float* dw, float* db, std::string* impl_name) const = 0;
+  // Pooling gradient; dx is overwritten. x is read by max pooling only.
+  virtual void pool2d_bwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
+                          std::string* impl_name) const = 0;
+};
+
+// What a backend folder exports when its option is OFF (ruy's have_built_path_for pattern): a
+// backend that refuses everything with "not built, because <why>".
+class NotBuiltBackend final : public Backend {
+ public:
+  NotBuiltBackend(std::string_view name, std::string_view why);
+
+  std::string_view name() const override { return name_; }
+  std::string_view not_built_reason() const override { return reason_; }
+  Support supports_conv2d(const Conv2dProblem&, ConvPass) const override;
+  Support supports_pool2d(const Pool2dProblem&, PoolPass) const override;
+  std::unique_ptr<Conv2dFwdImpl> create_conv2d_fwd(const Conv2dProblem&, const float*,
+                                                   const float*) const override;
+  std::unique_ptr<Pool2dFwdImpl> create_pool2d_fwd(const Pool2dProblem&) const override;
+  void conv2d_bwd(const Conv2dProblem&, const float*, const float*, const float*, float*, float*,
+                  float*, std::string*) const override;
+  void pool2d_bwd(const Pool2dProblem&, const float*, const float*, float*,
+                  std::string*) const override;
+
+ private:
+  std::string name_;
+  std::string reason_;
+};
+
+// The thread count every backend passes to OpenMP: convkit::set_num_threads's value, or
+// omp_get_max_threads() when unset.
+int num_threads();
+
+}  // namespace convkit::internal

@@ -1,0 +1,47 @@
+// Validated problems: what a backend receives. Every extent is resolved (output size, global
+// pooling, ceil_mode) and every rule of DESIGN §4 already holds, so backends need no checks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "convkit/params.hpp"
+
+namespace convkit::internal {
+
+struct Conv2dProblem {
+  int64_t n = 0;  // batch; may be 0
+  int64_t ih = 0, iw = 0, ic = 0;
+  int64_t oh = 0, ow = 0, oc = 0;
+  int64_t kh = 0, kw = 0;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t dilation_h = 1, dilation_w = 1;  // 1 = dense
+  Pads pad;
+  int64_t groups = 1;
+  Activation activation = Activation::kNone;
+  bool has_bias = false;
+
+  int64_t ic_per_group() const { return ic / groups; }
+  int64_t oc_per_group() const { return oc / groups; }
+  bool depthwise() const { return groups == ic && groups == oc; }
+  // Nominal FLOPs of the forward pass: 2 * N * OH * OW * OC * KH * KW * IC / groups.
+  double flops() const;
+  // "n2 ih5 iw7 ic4 oc8 oh3 ow4 k3x3 s2x2 p1,1,1,1 d1x1 g1 bias relu".
+  std::string to_string() const;
+};
+
+struct Pool2dProblem {
+  int64_t n = 0;  // batch; may be 0
+  int64_t ih = 0, iw = 0, c = 0;
+  int64_t oh = 0, ow = 0;  // ceil_mode is already applied
+  int64_t kh = 0, kw = 0;  // the window (H x W for global pooling)
+  int64_t stride_h = 1, stride_w = 1;
+  Pads pad;  // each side smaller than the window on its axis
+  PoolMode mode = PoolMode::kMax;
+  bool count_include_pad = false;
+  bool ceil_mode = false;  // informative: oh and ow already include its effect
+
+  std::string to_string() const;
+};
+
+}  // namespace convkit::internal
