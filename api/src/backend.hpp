@@ -2,7 +2,8 @@
 //
 // A backend lives in backends/<name>/ and exports one function, `const Backend& <name>_backend()`,
 // listed once in api/src/registry.cpp. Backends receive validated problems (problem.hpp) and dense
-// buffers: inputs and outputs never overlap, every pointer is non-null when its tensor has elements.
+// buffers: inputs and outputs never overlap, every pointer is non-null when its tensor has
+// elements.
 #pragma once
 
 #include <memory>

@@ -19,7 +19,8 @@ const char* error_code_name(ErrorCode code);
 
 // Thrown by every API function on bad input. what() names the operation, the argument, what was
 // expected and what was given, e.g.
-//   "conv2d_forward: w: expected dims {3, 3, 4, 8} (KH, KW, C_in/groups, C_out), given {3, 3, 4, 7}"
+//   "conv2d_forward: w: expected dims {3, 3, 4, 8} (KH, KW, C_in/groups, C_out), given {3, 3, 4,
+//   7}"
 class Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}

@@ -2,9 +2,9 @@
 //
 // Every function validates all of its arguments before computing and throws convkit::Error naming
 // the argument, the expected and the given value; on error nothing is written. Outputs must not
-// overlap inputs. `backend` picks the backend ("reference", "highway", "onednn", "auto"); empty means
-// $CONVKIT_BACKEND, or "auto" when that is unset (DESIGN §5). Calls on distinct outputs may run
-// concurrently from several threads. One-shot calls may allocate (e.g. to pack weights); plans
+// overlap inputs. `backend` picks the backend ("reference", "highway", "onednn", "auto"); empty
+// means $CONVKIT_BACKEND, or "auto" when that is unset (DESIGN §5). Calls on distinct outputs may
+// run concurrently from several threads. One-shot calls may allocate (e.g. to pack weights); plans
 // (plan.hpp) do that once.
 #pragma once
 
@@ -28,21 +28,21 @@ void zero_pad(ConstTensorView x, const Pads& pad, TensorView y);
 // that do not match them, and on an output size below 1.
 Dims conv2d_output_dims(const Dims& x_dims, const Dims& w_dims, const Conv2dParams& params);
 
-// y = activation(conv2d(x, w) + b). x {N, H, W, C_in}; w {KH, KW, C_in / groups, C_out}; b has C_out
-// elements or is empty (no bias); y has conv2d_output_dims(...).
+// y = activation(conv2d(x, w) + b). x {N, H, W, C_in}; w {KH, KW, C_in / groups, C_out}; b has
+// C_out elements or is empty (no bias); y has conv2d_output_dims(...).
 void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
                     std::span<const float> b, TensorView y, std::string_view backend = {});
 
 // The gradients conv2d_backward computes; an absent one is skipped.
 struct Conv2dGrads {
-  std::optional<TensorView> dx;           // dims of x
-  std::optional<TensorView> dw;           // dims of w
-  std::optional<std::span<float>> db;     // C_out elements
+  std::optional<TensorView> dx;        // dims of x
+  std::optional<TensorView> dw;        // dims of w
+  std::optional<std::span<float>> db;  // C_out elements
 };
 
-// Gradients of y = conv2d(x, w) + b given dy = dL/dy: dx is the transposed convolution of dy with w,
-// dw the correlation of x with dy, db the sum of dy over N, OH, OW. params.activation must be kNone:
-// apply the activation's gradient to dy first. With N == 0, dw and db are zeros.
+// Gradients of y = conv2d(x, w) + b given dy = dL/dy: dx is the transposed convolution of dy with
+// w, dw the correlation of x with dy, db the sum of dy over N, OH, OW. params.activation must be
+// kNone: apply the activation's gradient to dy first. With N == 0, dw and db are zeros.
 void conv2d_backward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
                      ConstTensorView dy, const Conv2dGrads& grads, std::string_view backend = {});
 

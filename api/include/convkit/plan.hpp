@@ -1,5 +1,5 @@
-// Plans: created once for given parameters, input dims and backend, then run many times (DESIGN §3),
-// like oneDNN primitives, XNNPACK operators or FFTW plans.
+// Plans: created once for given parameters, input dims and backend, then run many times (DESIGN
+// §3), like oneDNN primitives, XNNPACK operators or FFTW plans.
 //
 // Creation validates everything, chooses the backend and implementation, and packs the weights; it
 // keeps no reference to the given w and b. run() checks only that x and y have the planned dims and

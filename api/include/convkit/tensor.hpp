@@ -34,7 +34,8 @@ struct ConstTensorView {
 
   ConstTensorView() = default;
   ConstTensorView(const float* d, const Dims& s) : data(d), dims(s) {}
-  ConstTensorView(const TensorView& v) : data(v.data), dims(v.dims) {}  // NOLINT: implicit on purpose
+  ConstTensorView(const TensorView& v)
+      : data(v.data), dims(v.dims) {}  // NOLINT: implicit on purpose
 };
 
 namespace internal {
@@ -74,7 +75,9 @@ class Tensor {
   operator ConstTensorView() const { return view(); }  // NOLINT: implicit on purpose
 
   // Element (i0, i1, i2, i3), e.g. (n, h, w, c). Unchecked.
-  float& operator()(int64_t i0, int64_t i1, int64_t i2, int64_t i3) { return data_[offset(i0, i1, i2, i3)]; }
+  float& operator()(int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+    return data_[offset(i0, i1, i2, i3)];
+  }
   float operator()(int64_t i0, int64_t i1, int64_t i2, int64_t i3) const {
     return data_[offset(i0, i1, i2, i3)];
   }

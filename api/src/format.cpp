@@ -1,0 +1,96 @@
+// Text forms of dims, parameters and problems, for error messages and CONVKIT_VERBOSE.
+#include <sstream>
+
+#include "api/src/problem.hpp"
+#include "convkit/error.hpp"
+#include "convkit/params.hpp"
+#include "convkit/tensor.hpp"
+
+namespace convkit {
+
+const char* error_code_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+      return "invalid argument";
+    case ErrorCode::kShapeMismatch:
+      return "shape mismatch";
+    case ErrorCode::kUnsupported:
+      return "unsupported";
+    case ErrorCode::kBackendUnavailable:
+      return "backend unavailable";
+    case ErrorCode::kOutOfMemory:
+      return "out of memory";
+  }
+  return "unknown error";
+}
+
+std::string to_string(const Dims& dims) {
+  std::ostringstream out;
+  out << '{' << dims[0] << ", " << dims[1] << ", " << dims[2] << ", " << dims[3] << '}';
+  return out.str();
+}
+
+namespace {
+
+void write_pads(std::ostream& out, const Pads& pad) {
+  out << 'p' << pad.top << ',' << pad.bottom << ',' << pad.left << ',' << pad.right;
+}
+
+}  // namespace
+
+std::string to_string(const Conv2dParams& params) {
+  std::ostringstream out;
+  out << 'k' << params.kernel_h << 'x' << params.kernel_w << " s" << params.stride_h << 'x'
+      << params.stride_w << ' ';
+  write_pads(out, params.pad);
+  out << " d" << params.dilation_h << 'x' << params.dilation_w << " g" << params.groups;
+  if (params.activation == Activation::kRelu) out << " relu";
+  return out.str();
+}
+
+std::string to_string(const Pool2dParams& params) {
+  std::ostringstream out;
+  out << (params.mode == PoolMode::kMax ? "max" : "avg");
+  if (params.global) {
+    out << " global";
+    return out.str();
+  }
+  out << " k" << params.window_h << 'x' << params.window_w << " s" << params.stride_h << 'x'
+      << params.stride_w << ' ';
+  write_pads(out, params.pad);
+  if (params.ceil_mode) out << " ceil";
+  if (params.count_include_pad) out << " incl_pad";
+  return out.str();
+}
+
+namespace internal {
+
+double Conv2dProblem::flops() const {
+  return 2.0 * static_cast<double>(n) * oh * ow * oc * kh * kw * ic_per_group();
+}
+
+std::string Conv2dProblem::to_string() const {
+  std::ostringstream out;
+  out << "x=" << n << 'x' << ih << 'x' << iw << 'x' << ic << " w=" << kh << 'x' << kw << 'x'
+      << ic_per_group() << 'x' << oc << " y=" << n << 'x' << oh << 'x' << ow << 'x' << oc << " s"
+      << stride_h << 'x' << stride_w << ' ';
+  write_pads(out, pad);
+  out << " d" << dilation_h << 'x' << dilation_w << " g" << groups;
+  if (has_bias) out << " bias";
+  if (activation == Activation::kRelu) out << " relu";
+  return out.str();
+}
+
+std::string Pool2dProblem::to_string() const {
+  std::ostringstream out;
+  out << (mode == PoolMode::kMax ? "max" : "avg") << " x=" << n << 'x' << ih << 'x' << iw << 'x'
+      << c << " y=" << n << 'x' << oh << 'x' << ow << 'x' << c << " k" << kh << 'x' << kw << " s"
+      << stride_h << 'x' << stride_w << ' ';
+  write_pads(out, pad);
+  if (ceil_mode) out << " ceil";
+  if (mode == PoolMode::kAverage && count_include_pad) out << " incl_pad";
+  return out.str();
+}
+
+}  // namespace internal
+}  // namespace convkit

@@ -1,0 +1,261 @@
+#include "api/src/validate.hpp"
+
+#include <string>
+
+namespace convkit::internal {
+
+void fail(ErrorCode code, std::string_view op, std::string_view arg, std::string_view expected,
+          std::string_view given) {
+  std::string message;
+  message.append(op).append(": ").append(arg).append(": expected ").append(expected);
+  message.append(", given ").append(given);
+  throw Error(code, message);
+}
+
+namespace {
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+int64_t checked_add(std::string_view op, std::string_view what, int64_t a, int64_t b) {
+  int64_t sum;
+  if (__builtin_add_overflow(a, b, &sum)) {
+    fail(ErrorCode::kInvalidArgument, op, what, "a sum that fits in int64",
+         str(a) + " + " + str(b) + " overflows");
+  }
+  return sum;
+}
+
+int64_t checked_mul(std::string_view op, std::string_view what, int64_t a, int64_t b) {
+  int64_t product;
+  if (__builtin_mul_overflow(a, b, &product)) {
+    fail(ErrorCode::kInvalidArgument, op, what, "a product that fits in int64",
+         str(a) + " * " + str(b) + " overflows");
+  }
+  return product;
+}
+
+void check_at_least(std::string_view op, std::string_view arg, int64_t value, int64_t minimum) {
+  if (value < minimum) {
+    fail(ErrorCode::kInvalidArgument, op, arg, ">= " + str(minimum), str(value));
+  }
+}
+
+void check_pads(std::string_view op, const Pads& pad) {
+  check_at_least(op, "params.pad.top", pad.top, 0);
+  check_at_least(op, "params.pad.bottom", pad.bottom, 0);
+  check_at_least(op, "params.pad.left", pad.left, 0);
+  check_at_least(op, "params.pad.right", pad.right, 0);
+}
+
+// The element count of dims, or an error naming `arg` when it overflows int64_t.
+int64_t checked_elements(std::string_view op, std::string_view arg, const Dims& dims) {
+  int64_t count = 1;
+  for (int64_t d : dims) {
+    if (__builtin_mul_overflow(count, d, &count)) {
+      fail(ErrorCode::kInvalidArgument, op, arg, "an element count that fits in int64",
+           to_string(dims) + ", whose product overflows");
+    }
+  }
+  return count;
+}
+
+// floor((extent + before + after - span) / stride) + 1 for one axis, or the ceil_mode variant;
+// `span` is the (dilated) kernel extent. Throws when the kernel exceeds the padded input.
+int64_t output_extent(std::string_view op, std::string_view axis, int64_t extent, int64_t before,
+                      int64_t after, int64_t span, int64_t stride, bool ceil_mode) {
+  const int64_t padded = checked_add(op, axis, checked_add(op, axis, extent, before), after);
+  if (padded < span) {
+    fail(ErrorCode::kInvalidArgument, op, axis,
+         "a padded input extent >= the (dilated) window extent " + str(span),
+         str(extent) + " + " + str(before) + " + " + str(after) + " = " + str(padded));
+  }
+  const int64_t numerator = padded - span;
+  int64_t out = numerator / stride + 1;
+  if (ceil_mode) {
+    out = (numerator + stride - 1) / stride + 1;
+    // PyTorch's rule: the last window must start inside the input or its leading padding.
+    if ((out - 1) * stride >= extent + before) --out;
+  }
+  return out;
+}
+
+}  // namespace
+
+void check_activation_dims(std::string_view op, std::string_view arg, const Dims& dims) {
+  if (dims[0] < 0 || dims[1] < 1 || dims[2] < 1 || dims[3] < 1) {
+    fail(ErrorCode::kInvalidArgument, op, arg, "dims {N >= 0, H >= 1, W >= 1, C >= 1}",
+         to_string(dims));
+  }
+  checked_elements(op, arg, dims);
+}
+
+Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& params,
+                                  const Dims& x_dims, const Dims& w_dims, bool has_bias) {
+  check_at_least(op, "params.kernel_h", params.kernel_h, 1);
+  check_at_least(op, "params.kernel_w", params.kernel_w, 1);
+  check_at_least(op, "params.stride_h", params.stride_h, 1);
+  check_at_least(op, "params.stride_w", params.stride_w, 1);
+  check_at_least(op, "params.dilation_h", params.dilation_h, 1);
+  check_at_least(op, "params.dilation_w", params.dilation_w, 1);
+  check_at_least(op, "params.groups", params.groups, 1);
+  check_pads(op, params.pad);
+  if (params.activation != Activation::kNone && params.activation != Activation::kRelu) {
+    fail(ErrorCode::kInvalidArgument, op, "params.activation", "kNone or kRelu",
+         str(static_cast<int64_t>(params.activation)));
+  }
+  check_activation_dims(op, "x", x_dims);
+
+  const int64_t ic = x_dims[3];
+  const int64_t groups = params.groups;
+  if (ic % groups != 0) {
+    fail(ErrorCode::kInvalidArgument, op, "params.groups", "a divisor of C_in = " + str(ic),
+         str(groups));
+  }
+  const int64_t oc = w_dims[3];
+  if (oc < 1 || oc % groups != 0) {
+    fail(ErrorCode::kShapeMismatch, op, "w",
+         "C_out (dims[3]) >= 1 and a multiple of groups = " + str(groups), to_string(w_dims));
+  }
+  const Dims w_expected = {params.kernel_h, params.kernel_w, ic / groups, oc};
+  if (w_dims != w_expected) {
+    fail(ErrorCode::kShapeMismatch, op, "w",
+         "dims " + to_string(w_expected) + " (KH, KW, C_in / groups, C_out)", to_string(w_dims));
+  }
+  checked_elements(op, "w", w_dims);
+
+  Conv2dProblem p;
+  p.n = x_dims[0];
+  p.ih = x_dims[1];
+  p.iw = x_dims[2];
+  p.ic = ic;
+  p.oc = oc;
+  p.kh = params.kernel_h;
+  p.kw = params.kernel_w;
+  p.stride_h = params.stride_h;
+  p.stride_w = params.stride_w;
+  p.dilation_h = params.dilation_h;
+  p.dilation_w = params.dilation_w;
+  p.pad = params.pad;
+  p.groups = groups;
+  p.activation = params.activation;
+  p.has_bias = has_bias;
+  const int64_t span_h = checked_add(
+      op, "params.dilation_h", checked_mul(op, "params.dilation_h", p.dilation_h, p.kh - 1), 1);
+  const int64_t span_w = checked_add(
+      op, "params.dilation_w", checked_mul(op, "params.dilation_w", p.dilation_w, p.kw - 1), 1);
+  p.oh = output_extent(op, "x height (H + pad.top + pad.bottom)", p.ih, p.pad.top, p.pad.bottom,
+                       span_h, p.stride_h, false);
+  p.ow = output_extent(op, "x width (W + pad.left + pad.right)", p.iw, p.pad.left, p.pad.right,
+                       span_w, p.stride_w, false);
+  checked_elements(op, "y", {p.n, p.oh, p.ow, p.oc});
+  return p;
+}
+
+Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
+                                  const Dims& x_dims) {
+  if (params.mode != PoolMode::kMax && params.mode != PoolMode::kAverage) {
+    fail(ErrorCode::kInvalidArgument, op, "params.mode", "kMax or kAverage",
+         str(static_cast<int64_t>(params.mode)));
+  }
+  check_activation_dims(op, "x", x_dims);
+  Pool2dProblem p;
+  p.n = x_dims[0];
+  p.ih = x_dims[1];
+  p.iw = x_dims[2];
+  p.c = x_dims[3];
+  p.mode = params.mode;
+  p.count_include_pad = params.count_include_pad;
+  if (params.global) {
+    if (params.pad != Pads{}) {
+      fail(ErrorCode::kInvalidArgument, op, "params.pad", "all 0 with global pooling",
+           to_string(params));
+    }
+    p.kh = p.ih;
+    p.kw = p.iw;
+    p.oh = p.ow = 1;
+    return p;
+  }
+  check_at_least(op, "params.window_h", params.window_h, 1);
+  check_at_least(op, "params.window_w", params.window_w, 1);
+  check_at_least(op, "params.stride_h", params.stride_h, 1);
+  check_at_least(op, "params.stride_w", params.stride_w, 1);
+  check_pads(op, params.pad);
+  const auto check_pad_below_window = [&](std::string_view arg, int64_t pad, int64_t window,
+                                          std::string_view window_name) {
+    if (pad >= window) {
+      fail(ErrorCode::kInvalidArgument, op, arg,
+           "< " + std::string(window_name) + " = " + str(window) +
+               " (every window must touch the input)",
+           str(pad));
+    }
+  };
+  check_pad_below_window("params.pad.top", params.pad.top, params.window_h, "window_h");
+  check_pad_below_window("params.pad.bottom", params.pad.bottom, params.window_h, "window_h");
+  check_pad_below_window("params.pad.left", params.pad.left, params.window_w, "window_w");
+  check_pad_below_window("params.pad.right", params.pad.right, params.window_w, "window_w");
+  p.kh = params.window_h;
+  p.kw = params.window_w;
+  p.stride_h = params.stride_h;
+  p.stride_w = params.stride_w;
+  p.pad = params.pad;
+  p.ceil_mode = params.ceil_mode;
+  p.oh = output_extent(op, "x height (H + pad.top + pad.bottom)", p.ih, p.pad.top, p.pad.bottom,
+                       p.kh, p.stride_h, p.ceil_mode);
+  p.ow = output_extent(op, "x width (W + pad.left + pad.right)", p.iw, p.pad.left, p.pad.right,
+                       p.kw, p.stride_w, p.ceil_mode);
+  return p;
+}
+
+void check_tensor(std::string_view op, std::string_view arg, ConstTensorView given,
+                  const Dims& expected) {
+  if (given.dims != expected) {
+    fail(ErrorCode::kShapeMismatch, op, arg, "dims " + to_string(expected), to_string(given.dims));
+  }
+  if (given.data == nullptr && num_elements(expected) > 0) {
+    fail(ErrorCode::kInvalidArgument, op, arg, "non-null data for " + to_string(expected), "null");
+  }
+}
+
+void check_vector(std::string_view op, std::string_view arg, const float* data, int64_t size,
+                  int64_t expected) {
+  if (size != expected) {
+    fail(ErrorCode::kShapeMismatch, op, arg, str(expected) + " elements (C_out)",
+         str(size) + " elements");
+  }
+  if (data == nullptr && size > 0) {
+    fail(ErrorCode::kInvalidArgument, op, arg, "non-null data", "null");
+  }
+}
+
+namespace {
+
+bool overlap(const Region& a, const Region& b) {
+  if (a.size == 0 || b.size == 0) return false;
+  const auto a0 = reinterpret_cast<std::uintptr_t>(a.data);
+  const auto b0 = reinterpret_cast<std::uintptr_t>(b.data);
+  const auto a1 = a0 + static_cast<std::uintptr_t>(a.size) * sizeof(float);
+  const auto b1 = b0 + static_cast<std::uintptr_t>(b.size) * sizeof(float);
+  return a0 < b1 && b0 < a1;
+}
+
+}  // namespace
+
+void check_no_overlap(std::string_view op, std::initializer_list<Region> outputs,
+                      std::initializer_list<Region> inputs) {
+  for (auto out = outputs.begin(); out != outputs.end(); ++out) {
+    for (const Region& in : inputs) {
+      if (overlap(*out, in)) {
+        fail(ErrorCode::kInvalidArgument, op, out->arg,
+             "memory that does not overlap " + std::string(in.arg), "overlapping memory");
+      }
+    }
+    for (auto other = outputs.begin(); other != out; ++other) {
+      if (overlap(*out, *other)) {
+        fail(ErrorCode::kInvalidArgument, op, out->arg,
+             "memory that does not overlap " + std::string(other->arg), "overlapping memory");
+      }
+    }
+  }
+}
+
+}  // namespace convkit::internal

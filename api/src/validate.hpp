@@ -1,0 +1,54 @@
+// Validation at the boundary (DESIGN §6, STYLE rule 6): every public entry point checks its
+// arguments here, once, and throws convkit::Error with "<op>: <argument>: expected ..., given ...".
+// Backends then rely on the resulting problem.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "api/src/problem.hpp"
+#include "convkit/error.hpp"
+#include "convkit/params.hpp"
+#include "convkit/tensor.hpp"
+
+namespace convkit::internal {
+
+// Throws Error(code, "<op>: <arg>: expected <expected>, given <given>").
+[[noreturn]] void fail(ErrorCode code, std::string_view op, std::string_view arg,
+                       std::string_view expected, std::string_view given);
+
+// Resolves and checks everything about a convolution but the tensors' data: parameter ranges,
+// x dims {N >= 0, H, W, C >= 1}, w dims {KH, KW, C_in / groups, C_out}, output size >= 1.
+Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& params,
+                                  const Dims& x_dims, const Dims& w_dims, bool has_bias);
+
+// The same for pooling; applies global pooling and ceil_mode.
+Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
+                                  const Dims& x_dims);
+
+// Activation dims {N >= 0, H >= 1, W >= 1, C >= 1} whose element count fits in int64_t.
+void check_activation_dims(std::string_view op, std::string_view arg, const Dims& dims);
+
+// `given` has dims `expected` (kShapeMismatch otherwise) and non-null data if it has elements.
+void check_tensor(std::string_view op, std::string_view arg, ConstTensorView given,
+                  const Dims& expected);
+
+// A bias or bias gradient: `size` elements expected, non-null data when size > 0.
+void check_vector(std::string_view op, std::string_view arg, const float* data, int64_t size,
+                  int64_t expected);
+
+// A memory region a call reads or writes.
+struct Region {
+  std::string_view arg;
+  const float* data;
+  int64_t size;  // elements
+};
+
+// No output overlaps an input or another output (kInvalidArgument naming both).
+void check_no_overlap(std::string_view op, std::initializer_list<Region> outputs,
+                      std::initializer_list<Region> inputs);
+
+}  // namespace convkit::internal

@@ -1,0 +1,23 @@
+#include "api/src/verbose.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace convkit::internal {
+
+bool verbose_enabled() {
+  const char* env = std::getenv("CONVKIT_VERBOSE");
+  return env != nullptr && *env != '\0' && std::string_view(env) != "0";
+}
+
+void print_verbose(std::string_view op, std::string_view impl, std::string_view problem,
+                   Clock::time_point start) {
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  // One fprintf call per line so that lines from concurrent calls do not interleave.
+  std::fprintf(stderr, "convkit_verbose,%.*s,%.*s,%.*s,%.4f ms\n", static_cast<int>(op.size()),
+               op.data(), static_cast<int>(impl.size()), impl.data(),
+               static_cast<int>(problem.size()), problem.data(), ms);
+}
+
+}  // namespace convkit::internal

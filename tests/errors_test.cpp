@@ -1,0 +1,451 @@
+// Every validation rule of the public API raises convkit::Error with its code and a message naming
+// the argument, the expected and the given value (DESIGN §6). Nothing is written on error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "convkit/convkit.hpp"
+
+namespace convkit {
+namespace {
+
+constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+
+// Runs `call`, expects a convkit::Error with `code` whose message contains `text`.
+void ExpectError(const std::function<void()>& call, ErrorCode code, const std::string& text) {
+  try {
+    call();
+  } catch (const Error& e) {
+    EXPECT_EQ(error_code_name(e.code()), std::string(error_code_name(code))) << e.what();
+    EXPECT_NE(std::string(e.what()).find(text), std::string::npos)
+        << "message: " << e.what() << "\nexpected to contain: " << text;
+    return;
+  }
+  ADD_FAILURE() << "no convkit::Error thrown; expected: " << text;
+}
+
+// A valid convolution (the seed's first conv_forward) that each test breaks in one way.
+struct ConvCase {
+  Conv2dParams params{
+      .kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2, .pad = Pads::uniform(1)};
+  Tensor x{{2, 5, 7, 4}, 1.0f};
+  Tensor w{{3, 3, 4, 8}, 1.0f};
+  Tensor b{{8, 1, 1, 1}, 1.0f};
+  Tensor y{{2, 3, 4, 8}, -7.0f};
+
+  std::span<const float> bias() const { return {b.data(), static_cast<size_t>(b.size())}; }
+  void forward() { conv2d_forward(params, x, w, bias(), y, "reference"); }
+};
+
+struct ConvError {
+  std::string name;
+  std::function<void(ConvCase&)> breaks;
+  ErrorCode code;
+  std::string message;
+};
+
+void PrintTo(const ConvError& e, std::ostream* out) { *out << e.name; }
+
+class ConvForwardErrors : public testing::TestWithParam<ConvError> {};
+
+TEST_P(ConvForwardErrors, RaisesItsMessageAndWritesNothing) {
+  ConvCase c;
+  GetParam().breaks(c);
+  const Tensor y_before = c.y;
+  ExpectError([&] { c.forward(); }, GetParam().code, GetParam().message);
+  if (c.y.dims() == y_before.dims()) {
+    for (int64_t i = 0; i < c.y.size(); ++i)
+      ASSERT_EQ(c.y.data()[i], y_before.data()[i]) << "y[" << i << "]";
+  }
+}
+
+const ConvError kConvErrors[] = {
+    {"KernelH", [](ConvCase& c) { c.params.kernel_h = 0; }, ErrorCode::kInvalidArgument,
+     "conv2d_forward: params.kernel_h: expected >= 1, given 0"},
+    {"KernelW", [](ConvCase& c) { c.params.kernel_w = -2; }, ErrorCode::kInvalidArgument,
+     "conv2d_forward: params.kernel_w: expected >= 1, given -2"},
+    {"StrideH", [](ConvCase& c) { c.params.stride_h = 0; }, ErrorCode::kInvalidArgument,
+     "params.stride_h: expected >= 1, given 0"},
+    {"StrideW", [](ConvCase& c) { c.params.stride_w = -1; }, ErrorCode::kInvalidArgument,
+     "params.stride_w: expected >= 1, given -1"},
+    {"DilationH", [](ConvCase& c) { c.params.dilation_h = 0; }, ErrorCode::kInvalidArgument,
+     "params.dilation_h: expected >= 1, given 0"},
+    {"DilationW", [](ConvCase& c) { c.params.dilation_w = 0; }, ErrorCode::kInvalidArgument,
+     "params.dilation_w: expected >= 1, given 0"},
+    {"Groups", [](ConvCase& c) { c.params.groups = 0; }, ErrorCode::kInvalidArgument,
+     "params.groups: expected >= 1, given 0"},
+    {"PadTop", [](ConvCase& c) { c.params.pad.top = -1; }, ErrorCode::kInvalidArgument,
+     "params.pad.top: expected >= 0, given -1"},
+    {"PadBottom", [](ConvCase& c) { c.params.pad.bottom = -1; }, ErrorCode::kInvalidArgument,
+     "params.pad.bottom: expected >= 0, given -1"},
+    {"PadLeft", [](ConvCase& c) { c.params.pad.left = -3; }, ErrorCode::kInvalidArgument,
+     "params.pad.left: expected >= 0, given -3"},
+    {"PadRight", [](ConvCase& c) { c.params.pad.right = -1; }, ErrorCode::kInvalidArgument,
+     "params.pad.right: expected >= 0, given -1"},
+    {"Activation", [](ConvCase& c) { c.params.activation = static_cast<Activation>(9); },
+     ErrorCode::kInvalidArgument, "params.activation: expected kNone or kRelu, given 9"},
+    {"XZeroHeight",
+     [](ConvCase& c) {
+       c.x = Tensor({2, 0, 7, 4});
+     },
+     ErrorCode::kInvalidArgument,
+     "x: expected dims {N >= 0, H >= 1, W >= 1, C >= 1}, given {2, 0, 7, 4}"},
+    {"GroupsNotDividingCin", [](ConvCase& c) { c.params.groups = 3; }, ErrorCode::kInvalidArgument,
+     "params.groups: expected a divisor of C_in = 4, given 3"},
+    {"CoutNotMultipleOfGroups",
+     [](ConvCase& c) {
+       c.params.groups = 2;
+       c.w = Tensor({3, 3, 2, 7});
+     },
+     ErrorCode::kShapeMismatch,
+     "w: expected C_out (dims[3]) >= 1 and a multiple of groups = 2, given {3, 3, 2, 7}"},
+    {"WeightDims",
+     [](ConvCase& c) {
+       c.w = Tensor({3, 2, 4, 8});
+     },
+     ErrorCode::kShapeMismatch,
+     "w: expected dims {3, 3, 4, 8} (KH, KW, C_in / groups, C_out), given {3, 2, 4, 8}"},
+    {"WeightDimsGroups", [](ConvCase& c) { c.params.groups = 2; }, ErrorCode::kShapeMismatch,
+     "w: expected dims {3, 3, 2, 8} (KH, KW, C_in / groups, C_out), given {3, 3, 4, 8}"},
+    {"KernelLargerThanPaddedHeight",
+     [](ConvCase& c) {
+       c.params.kernel_h = 8;
+       c.w = Tensor({8, 3, 4, 8});
+     },
+     ErrorCode::kInvalidArgument,
+     "x height (H + pad.top + pad.bottom): expected a padded input extent >= the (dilated) window "
+     "extent 8, given 5 + 1 + 1 = 7"},
+    {"DilatedKernelLargerThanPaddedWidth", [](ConvCase& c) { c.params.dilation_w = 5; },
+     ErrorCode::kInvalidArgument,
+     "x width (W + pad.left + pad.right): expected a padded input extent >= the (dilated) window "
+     "extent 11, given 7 + 1 + 1 = 9"},
+    {"BiasSize",
+     [](ConvCase& c) {
+       c.b = Tensor({7, 1, 1, 1});
+     },
+     ErrorCode::kShapeMismatch, "b: expected 8 elements (C_out), given 7 elements"},
+    {"YDims",
+     [](ConvCase& c) {
+       c.y = Tensor({2, 3, 3, 8});
+     },
+     ErrorCode::kShapeMismatch, "y: expected dims {2, 3, 4, 8}, given {2, 3, 3, 8}"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Rules, ConvForwardErrors, testing::ValuesIn(kConvErrors),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(ConvForwardErrorsByView, NullData) {
+  ConvCase c;
+  ExpectError(
+      [&] {
+        conv2d_forward(c.params, {nullptr, c.x.dims()}, c.w, c.bias(), c.y);
+      },
+      ErrorCode::kInvalidArgument,
+      "conv2d_forward: x: expected non-null data for {2, 5, 7, 4}, given null");
+  ExpectError(
+      [&] {
+        conv2d_forward(c.params, c.x, {nullptr, c.w.dims()}, c.bias(), c.y);
+      },
+      ErrorCode::kInvalidArgument, "w: expected non-null data");
+  ExpectError(
+      [&] {
+        conv2d_forward(c.params, c.x, c.w, c.bias(), {nullptr, c.y.dims()});
+      },
+      ErrorCode::kInvalidArgument, "y: expected non-null data");
+  ExpectError(
+      [&] {
+        conv2d_forward(c.params, c.x, c.w,
+                       std::span<const float>(static_cast<const float*>(nullptr), 8), c.y);
+      },
+      ErrorCode::kInvalidArgument, "b: expected non-null data, given null");
+}
+
+TEST(ConvForwardErrorsByView, NegativeBatch) {
+  ConvCase c;
+  ExpectError(
+      [&] {
+        conv2d_forward(c.params, {c.x.data(), {-1, 5, 7, 4}}, c.w, c.bias(), c.y);
+      },
+      ErrorCode::kInvalidArgument,
+      "x: expected dims {N >= 0, H >= 1, W >= 1, C >= 1}, given {-1, 5, 7, 4}");
+}
+
+TEST(ConvForwardErrorsByView, ElementCountOverflow) {
+  ConvCase c;
+  ExpectError(
+      [&] {
+        conv2d_forward(c.params, {c.x.data(), {kMax / 2, 5, 7, 4}}, c.w, c.bias(), c.y);
+      },
+      ErrorCode::kInvalidArgument, "x: expected an element count that fits in int64");
+}
+
+TEST(ConvForwardErrorsByView, PadOverflow) {
+  ConvCase c;
+  c.params.pad.bottom = kMax;
+  ExpectError([&] { c.forward(); }, ErrorCode::kInvalidArgument, "a sum that fits in int64");
+}
+
+TEST(ConvForwardErrorsByView, DilationOverflow) {
+  ConvCase c;
+  c.params.dilation_h = kMax;
+  ExpectError([&] { c.forward(); }, ErrorCode::kInvalidArgument,
+              "params.dilation_h: expected a product that fits in int64");
+}
+
+TEST(ConvForwardErrorsByView, OutputOverlapsInput) {
+  ConvCase c;
+  Tensor big({2, 5, 7, 8});
+  ExpectError(
+      [&] {
+        conv2d_forward(c.params, {big.data(), {2, 5, 7, 8}}, Tensor({3, 3, 8, 8}), {},
+                       {big.data() + 8, {2, 3, 4, 8}});
+      },
+      ErrorCode::kInvalidArgument, "y: expected memory that does not overlap x");
+  ExpectError(
+      [&] {
+        conv2d_forward(c.params, c.x, c.w, {c.y.data(), 8}, c.y);
+      },
+      ErrorCode::kInvalidArgument, "y: expected memory that does not overlap b");
+}
+
+TEST(ConvForwardErrorsByView, UnknownBackend) {
+  ConvCase c;
+  ExpectError([&] { conv2d_forward(c.params, c.x, c.w, c.bias(), c.y, "cudnn"); },
+              ErrorCode::kBackendUnavailable, "conv2d_forward: backend: expected one of auto, ");
+  ExpectError([&] { conv2d_forward(c.params, c.x, c.w, c.bias(), c.y, "cudnn"); },
+              ErrorCode::kBackendUnavailable, "given 'cudnn'");
+}
+
+// conv2d_backward: its own rules on top of the forward's.
+struct BackwardCase : ConvCase {
+  Tensor dy{{2, 3, 4, 8}, 1.0f};
+  Tensor dx{{2, 5, 7, 4}, -7.0f};
+  Tensor dw{{3, 3, 4, 8}, -7.0f};
+  Tensor db{{8, 1, 1, 1}, -7.0f};
+};
+
+TEST(ConvBackwardErrors, ActivationMustBeNone) {
+  BackwardCase c;
+  c.params.activation = Activation::kRelu;
+  ExpectError([&] { conv2d_backward(c.params, c.x, c.w, c.dy, {.dx = c.dx.view()}); },
+              ErrorCode::kInvalidArgument,
+              "conv2d_backward: params.activation: expected kNone (apply the activation's "
+              "gradient to dy first), given kRelu");
+}
+
+TEST(ConvBackwardErrors, DyDims) {
+  BackwardCase c;
+  ExpectError(
+      [&] {
+        conv2d_backward(c.params, c.x, c.w, Tensor({2, 3, 4, 7}), {.dx = c.dx.view()});
+      },
+      ErrorCode::kShapeMismatch, "dy: expected dims {2, 3, 4, 8}, given {2, 3, 4, 7}");
+}
+
+TEST(ConvBackwardErrors, GradientDims) {
+  BackwardCase c;
+  Tensor bad({1, 1, 1, 1});
+  ExpectError([&] { conv2d_backward(c.params, c.x, c.w, c.dy, {.dx = bad.view()}); },
+              ErrorCode::kShapeMismatch,
+              "grads.dx: expected dims {2, 5, 7, 4}, given {1, 1, 1, 1}");
+  ExpectError([&] { conv2d_backward(c.params, c.x, c.w, c.dy, {.dw = bad.view()}); },
+              ErrorCode::kShapeMismatch,
+              "grads.dw: expected dims {3, 3, 4, 8}, given {1, 1, 1, 1}");
+  ExpectError(
+      [&] { conv2d_backward(c.params, c.x, c.w, c.dy, {.db = std::span<float>(bad.data(), 1)}); },
+      ErrorCode::kShapeMismatch, "grads.db: expected 8 elements (C_out), given 1 elements");
+  for (int64_t i = 0; i < c.dx.size(); ++i) ASSERT_EQ(c.dx.data()[i], -7.0f);
+}
+
+TEST(ConvBackwardErrors, GradientsOverlap) {
+  BackwardCase c;
+  ExpectError(
+      [&] {
+        conv2d_backward(c.params, c.x, c.w, c.dy,
+                        {.dx = c.dx.view(), .db = std::span<float>(c.dx.data() + 3, 8)});
+      },
+      ErrorCode::kInvalidArgument, "grads.db: expected memory that does not overlap grads.dx");
+  ExpectError(
+      [&] {
+        conv2d_backward(c.params, c.x, c.w, c.dy, {.dx = TensorView{c.x.data(), c.x.dims()}});
+      },
+      ErrorCode::kInvalidArgument, "grads.dx: expected memory that does not overlap x");
+}
+
+// Pooling.
+struct PoolError {
+  std::string name;
+  std::function<void(Pool2dParams&)> breaks;
+  std::string message;
+};
+
+void PrintTo(const PoolError& e, std::ostream* out) { *out << e.name; }
+
+class PoolForwardErrors : public testing::TestWithParam<PoolError> {};
+
+TEST_P(PoolForwardErrors, RaisesItsMessage) {
+  Pool2dParams params{
+      .window_h = 3, .window_w = 3, .stride_h = 2, .stride_w = 2, .pad = Pads::uniform(1)};
+  GetParam().breaks(params);
+  Tensor x({2, 5, 5, 3}, 1.0f);
+  ExpectError([&] { pool2d_output_dims(x.dims(), params); }, ErrorCode::kInvalidArgument,
+              "pool2d_output_dims: " + GetParam().message);
+  Tensor y({2, 3, 3, 3});
+  ExpectError([&] { pool2d_forward(params, x, y); }, ErrorCode::kInvalidArgument,
+              "pool2d_forward: " + GetParam().message);
+}
+
+const PoolError kPoolErrors[] = {
+    {"WindowH", [](Pool2dParams& p) { p.window_h = 0; }, "params.window_h: expected >= 1, given 0"},
+    {"WindowW", [](Pool2dParams& p) { p.window_w = -1; },
+     "params.window_w: expected >= 1, given -1"},
+    {"StrideH", [](Pool2dParams& p) { p.stride_h = 0; }, "params.stride_h: expected >= 1, given 0"},
+    {"StrideW", [](Pool2dParams& p) { p.stride_w = 0; }, "params.stride_w: expected >= 1, given 0"},
+    {"NegativePad", [](Pool2dParams& p) { p.pad.left = -1; },
+     "params.pad.left: expected >= 0, given -1"},
+    {"PadTopNotBelowWindow", [](Pool2dParams& p) { p.pad.top = 3; },
+     "params.pad.top: expected < window_h = 3 (every window must touch the input), given 3"},
+    {"PadBottomNotBelowWindow", [](Pool2dParams& p) { p.pad.bottom = 4; },
+     "params.pad.bottom: expected < window_h = 3"},
+    {"PadLeftNotBelowWindow", [](Pool2dParams& p) { p.pad.left = 3; },
+     "params.pad.left: expected < window_w = 3"},
+    {"PadRightNotBelowWindow", [](Pool2dParams& p) { p.pad.right = 5; },
+     "params.pad.right: expected < window_w = 3"},
+    {"WindowLargerThanPaddedInput",
+     [](Pool2dParams& p) {
+       p.window_h = 8;
+       p.pad = {};
+     },
+     "x height (H + pad.top + pad.bottom): expected a padded input extent >= the (dilated) window "
+     "extent 8, given 5 + 0 + 0 = 5"},
+    {"GlobalWithPads", [](Pool2dParams& p) { p.global = true; },
+     "params.pad: expected all 0 with global pooling"},
+    {"Mode", [](Pool2dParams& p) { p.mode = static_cast<PoolMode>(5); },
+     "params.mode: expected kMax or kAverage, given 5"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Rules, PoolForwardErrors, testing::ValuesIn(kPoolErrors),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(PoolErrors, TensorDims) {
+  const Pool2dParams params{.window_h = 2, .window_w = 2, .stride_h = 2, .stride_w = 2};
+  Tensor x({2, 4, 4, 3}, 1.0f), y({2, 2, 2, 3}), dx({2, 4, 4, 3});
+  ExpectError(
+      [&] {
+        pool2d_forward(params, x, Tensor({2, 2, 3, 3}));
+      },
+      ErrorCode::kShapeMismatch,
+      "pool2d_forward: y: expected dims {2, 2, 2, 3}, given {2, 2, 3, 3}");
+  ExpectError(
+      [&] {
+        pool2d_backward(params, x, Tensor({2, 2, 2, 4}), dx);
+      },
+      ErrorCode::kShapeMismatch,
+      "pool2d_backward: dy: expected dims {2, 2, 2, 3}, given {2, 2, 2, 4}");
+  ExpectError(
+      [&] {
+        pool2d_backward(params, x, y, Tensor({2, 4, 4, 2}));
+      },
+      ErrorCode::kShapeMismatch,
+      "pool2d_backward: dx: expected dims {2, 4, 4, 3}, given {2, 4, 4, 2}");
+  ExpectError(
+      [&] {
+        pool2d_backward(params, x, y, {x.data(), x.dims()});
+      },
+      ErrorCode::kInvalidArgument, "dx: expected memory that does not overlap x");
+  ExpectError(
+      [&] {
+        pool2d_forward(params, {nullptr, x.dims()}, y);
+      },
+      ErrorCode::kInvalidArgument, "pool2d_forward: x: expected non-null data");
+}
+
+TEST(ZeroPadErrors, Rules) {
+  Tensor x({1, 2, 2, 1}, 1.0f);
+  ExpectError(
+      [&] {
+        zero_pad(x, {.top = -1}, Tensor({1, 2, 2, 1}));
+      },
+      ErrorCode::kInvalidArgument, "zero_pad: pad.top: expected >= 0, given -1");
+  ExpectError(
+      [&] {
+        zero_pad(x, Pads::uniform(1), Tensor({1, 4, 3, 1}));
+      },
+      ErrorCode::kShapeMismatch, "zero_pad: y: expected dims {1, 4, 4, 1}, given {1, 4, 3, 1}");
+  ExpectError(
+      [&] {
+        zero_pad(x, {.right = kMax}, Tensor({1, 4, 3, 1}));
+      },
+      ErrorCode::kInvalidArgument, "zero_pad: pad: expected padded extents that fit in int64");
+}
+
+TEST(PlanErrors, RunChecksPlannedDims) {
+  ConvCase c;
+  const Conv2d plan(c.params, c.x.dims(), c.w, c.bias(), "reference");
+  EXPECT_EQ(plan.y_dims(), (Dims{2, 3, 4, 8}));
+  ExpectError(
+      [&] {
+        plan.run(Tensor({1, 5, 7, 4}), c.y);
+      },
+      ErrorCode::kShapeMismatch, "Conv2d::run: x: expected dims {2, 5, 7, 4}, given {1, 5, 7, 4}");
+  ExpectError(
+      [&] {
+        plan.run(c.x, Tensor({2, 3, 4, 9}));
+      },
+      ErrorCode::kShapeMismatch, "Conv2d::run: y: expected dims {2, 3, 4, 8}, given {2, 3, 4, 9}");
+  const Pool2d pool(Pool2dParams{.window_h = 2, .window_w = 2}, {1, 3, 3, 1}, "reference");
+  ExpectError(
+      [&] {
+        pool.run(Tensor({1, 3, 3, 1}), {nullptr, {1, 2, 2, 1}});
+      },
+      ErrorCode::kInvalidArgument, "Pool2d::run: y: expected non-null data");
+}
+
+TEST(PlanErrors, CreationValidates) {
+  ConvCase c;
+  c.params.stride_h = 0;
+  ExpectError([&] { Conv2d(c.params, c.x.dims(), c.w, c.bias()); }, ErrorCode::kInvalidArgument,
+              "Conv2d: params.stride_h: expected >= 1, given 0");
+  ExpectError(
+      [&] {
+        Pool2d(Pool2dParams{.window_h = 0}, {1, 3, 3, 1});
+      },
+      ErrorCode::kInvalidArgument, "Pool2d: params.window_h: expected >= 1, given 0");
+}
+
+TEST(PlanErrors, MovedFromPlanRefusesToRun) {
+  ConvCase c;
+  Conv2d plan(c.params, c.x.dims(), c.w, c.bias(), "reference");
+  Conv2d moved = std::move(plan);
+  ExpectError([&] { plan.run(c.x, c.y); },  // NOLINT(bugprone-use-after-move): on purpose
+              ErrorCode::kInvalidArgument,
+              "Conv2d::run: this: expected a plan, given a moved-from plan");
+  moved.run(c.x, c.y);
+  EXPECT_EQ(c.y(0, 0, 0, 0), 4.0f * 4.0f + 1.0f);  // 2x2 taps inside, 4 channels, bias 1
+}
+
+TEST(RuntimeErrors, SetNumThreads) {
+  ExpectError([] { set_num_threads(-1); }, ErrorCode::kInvalidArgument,
+              "set_num_threads: n: expected >= 0 (0 = OpenMP's default), given -1");
+}
+
+TEST(RuntimeErrors, TensorDims) {
+  ExpectError(
+      [] {
+        Tensor({1, -2, 1, 1});
+      },
+      ErrorCode::kInvalidArgument,
+      "num_elements: dims: expected extents >= 0, given {1, -2, 1, 1}");
+  ExpectError(
+      [] {
+        num_elements({kMax, 2, 1, 1});
+      },
+      ErrorCode::kInvalidArgument, "expected an element count that fits in int64");
+}
+
+}  // namespace
+}  // namespace convkit
