@@ -1,5 +1,5 @@
-// The highway backend when convkit is configured with CONVKIT_WITH_HIGHWAY=OFF: it still answers, with
-// the reason it cannot run anything.
+// The highway backend when convkit is configured with CONVKIT_WITH_HIGHWAY=OFF: it still answers,
+// with the reason it cannot run anything.
 #include "api/src/backend.hpp"
 
 namespace convkit::internal {

@@ -1,0 +1,150 @@
+// Forward convolution plans and one-shot calls of the Highway backend: kernel choice, weight
+// packing, threading policy. Target-independent; the vector code is in conv2d_fwd_*.cc.
+#include "backends/highway/conv2d_fwd.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "convkit/tensor.hpp"
+
+namespace convkit::internal::highway {
+namespace {
+
+using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
+
+// Below this many FLOPs a call runs on the calling thread: opening an OpenMP parallel region costs
+// ~1-3 us, more than the whole computation (1 MFLOP is ~5 us at one core's ~200 GFLOP/s).
+constexpr double kSerialFlops = 1 << 20;
+
+int ThreadsFor(const Conv2dProblem& p) { return p.flops() < kSerialFlops ? 1 : num_threads(); }
+
+// The depthwise kernel reads w as HWIO {KH, KW, 1, C}: row (kh, kw) of C floats.
+Conv2dFwdWeights DepthwiseLayout(const Conv2dProblem& p, const float* w) {
+  return {w, p.oc, 0, 0, p.oc};
+}
+
+// HWIO weights read in place: row r of group g is w + r * OC + g * OCg.
+Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols) {
+  return {w, p.oc, p.oc_per_group(), block_cols, block_cols};
+}
+
+int64_t K(const Conv2dProblem& p) { return p.kh * p.kw * p.ic_per_group(); }
+
+// Packs HWIO weights into panels: group g, block j, row r, column c at
+// ((g * blocks + j) * K + r) * block_cols + c, zero for columns at or past OCg. A panel is read
+// front to back by one microkernel tile.
+AlignedFloats PackWeights(const Conv2dProblem& p, const float* w, int64_t block_cols,
+                          Conv2dFwdWeights* layout) {
+  const int64_t k = K(p);
+  const int64_t ocg = p.oc_per_group();
+  const int64_t blocks = (ocg + block_cols - 1) / block_cols;
+  AlignedFloats packed(static_cast<size_t>(p.groups * blocks * k * block_cols), 0.0f);
+  for (int64_t g = 0; g < p.groups; ++g) {
+    for (int64_t j = 0; j < blocks; ++j) {
+      const int64_t cols = std::min(block_cols, ocg - j * block_cols);
+      float* panel = packed.data() + (g * blocks + j) * k * block_cols;
+      for (int64_t r = 0; r < k; ++r) {
+        const float* src = w + r * p.oc + g * ocg + j * block_cols;
+        std::copy(src, src + cols, panel + r * block_cols);
+      }
+    }
+  }
+  *layout = {packed.data(), block_cols, blocks * k * block_cols, k * block_cols, block_cols};
+  return packed;
+}
+
+std::string ImplName(const char* variant, const Conv2dFwdKernel& kernel) {
+  return std::string("highway:") + variant + ":" + kernel.isa;
+}
+
+class Conv2dFwdPlan final : public Conv2dFwdImpl {
+ public:
+  Conv2dFwdPlan(const Conv2dProblem& p, const float* w, const float* b)
+      : p_(p),
+        depthwise_(p.depthwise()),
+        kernel_(depthwise_ ? Conv2dFwdDepthwiseKernel() : Conv2dFwdIgemmKernel()),
+        zeros_(static_cast<size_t>(p.ic), 0.0f),
+        threads_(ThreadsFor(p)) {
+    if (depthwise_) {
+      w_.assign(w, w + p.kh * p.kw * p.oc);
+      layout_ = DepthwiseLayout(p, w_.data());
+    } else {
+      const int64_t block_cols = VecsPerBlock(kernel_, p.oc_per_group(), K(p)) * kernel_.lanes;
+      w_ = PackWeights(p, w, block_cols, &layout_);
+    }
+    if (b != nullptr) b_.assign(b, b + p.oc);
+  }
+
+  void run(const float* x, float* y) const override {
+    Conv2dFwdArgs a;
+    a.p = &p_;
+    a.x = x;
+    a.w = layout_;
+    a.b = b_.empty() ? nullptr : b_.data();
+    a.zeros = zeros_.data();
+    a.y = y;
+    a.threads = threads_ > 1 ? num_threads() : 1;
+    kernel_.run(a);
+  }
+
+  std::string name() const override {
+    return ImplName(depthwise_ ? "depthwise" : "igemm", kernel_);
+  }
+
+ private:
+  const Conv2dProblem p_;
+  const bool depthwise_;
+  const Conv2dFwdKernel kernel_;
+  AlignedFloats w_;
+  Conv2dFwdWeights layout_;
+  AlignedFloats b_;
+  const AlignedFloats zeros_;
+  const int threads_;
+};
+
+}  // namespace
+
+int64_t VecsPerBlock(const Conv2dFwdKernel& kernel, int64_t ocg, int64_t /*k*/) {
+  const int64_t vecs = (ocg + kernel.lanes - 1) / kernel.lanes;
+  if (vecs <= kernel.max_vecs) return vecs;
+  // Prefer the widest block that divides the channels evenly (no narrow, slower tail block).
+  for (int64_t v = kernel.max_vecs; v >= 2; --v) {
+    if (vecs % v == 0) return v;
+  }
+  return kernel.max_vecs;
+}
+
+std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,
+                                               const float* b) {
+  return std::make_unique<Conv2dFwdPlan>(p, w, b);
+}
+
+void Conv2dFwdOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
+                      float* y, std::string* impl_name) {
+  // Taps in the padding read this zero row; 4096 channels cover every common layer.
+  static const AlignedFloats kZeros(4096, 0.0f);
+  AlignedFloats more_zeros;
+  const float* zeros = kZeros.data();
+  if (p.ic > static_cast<int64_t>(kZeros.size())) {
+    more_zeros.assign(static_cast<size_t>(p.ic), 0.0f);
+    zeros = more_zeros.data();
+  }
+  const bool depthwise = p.depthwise();
+  const Conv2dFwdKernel kernel = depthwise ? Conv2dFwdDepthwiseKernel() : Conv2dFwdIgemmKernel();
+  Conv2dFwdArgs a;
+  a.p = &p;
+  a.x = x;
+  a.w = depthwise ? DepthwiseLayout(p, w)
+                  : HwioLayout(p, w, VecsPerBlock(kernel, p.oc_per_group(), K(p)) * kernel.lanes);
+  a.b = b;
+  a.zeros = zeros;
+  a.y = y;
+  a.threads = ThreadsFor(p);
+  kernel.run(a);
+  if (impl_name != nullptr) *impl_name = ImplName(depthwise ? "depthwise" : "igemm", kernel);
+}
+
+}  // namespace convkit::internal::highway

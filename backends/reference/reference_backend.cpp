@@ -1,0 +1,98 @@
+// The reference backend's registration point (STYLE rule 1): it runs every problem, with one
+// implementation, the plain loops of reference.hpp.
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/src/backend.hpp"
+#include "backends/reference/reference.hpp"
+
+namespace convkit::internal {
+namespace {
+
+constexpr std::string_view kImplName = "reference:direct:scalar";
+
+void store_impl_name(std::string* impl_name) {
+  if (impl_name != nullptr) *impl_name = kImplName;
+}
+
+// A planned convolution. It owns copies of w and b, so the caller's buffers may go away.
+class ReferenceConv2dFwd final : public Conv2dFwdImpl {
+ public:
+  ReferenceConv2dFwd(const Conv2dProblem& p, const float* w, const float* b)
+      : p_(p), w_(w, w + p.kh * p.kw * p.ic_per_group() * p.oc) {
+    if (p.has_bias) b_.assign(b, b + p.oc);
+  }
+
+  void run(const float* x, float* y) const override {
+    reference::conv2d_fwd(p_, x, w_.data(), p_.has_bias ? b_.data() : nullptr, y);
+  }
+  std::string name() const override { return std::string(kImplName); }
+
+ private:
+  Conv2dProblem p_;
+  std::vector<float> w_;  // HWIO, as given
+  std::vector<float> b_;  // empty without a bias
+};
+
+class ReferencePool2dFwd final : public Pool2dFwdImpl {
+ public:
+  explicit ReferencePool2dFwd(const Pool2dProblem& p) : p_(p) {}
+
+  void run(const float* x, float* y) const override { reference::pool2d_fwd(p_, x, y); }
+  std::string name() const override { return std::string(kImplName); }
+
+ private:
+  Pool2dProblem p_;
+};
+
+class ReferenceBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "reference"; }
+
+  Support supports_conv2d(const Conv2dProblem&, ConvPass) const override { return Support::Yes(); }
+  Support supports_pool2d(const Pool2dProblem&, PoolPass) const override { return Support::Yes(); }
+
+  std::unique_ptr<Conv2dFwdImpl> create_conv2d_fwd(const Conv2dProblem& p, const float* w,
+                                                   const float* b) const override {
+    return std::make_unique<ReferenceConv2dFwd>(p, w, b);
+  }
+  std::unique_ptr<Pool2dFwdImpl> create_pool2d_fwd(const Pool2dProblem& p) const override {
+    return std::make_unique<ReferencePool2dFwd>(p);
+  }
+
+  // The one-shot calls run the kernels on the caller's buffers: a plan would only copy w and b.
+  void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* y,
+                  std::string* impl_name) const override {
+    reference::conv2d_fwd(p, x, w, p.has_bias ? b : nullptr, y);
+    store_impl_name(impl_name);
+  }
+  void pool2d_fwd(const Pool2dProblem& p, const float* x, float* y,
+                  std::string* impl_name) const override {
+    reference::pool2d_fwd(p, x, y);
+    store_impl_name(impl_name);
+  }
+
+  void conv2d_bwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
+                  float* dx, float* dw, float* db, std::string* impl_name) const override {
+    if (dx != nullptr) reference::conv2d_bwd_data(p, w, dy, dx);
+    if (dw != nullptr) reference::conv2d_bwd_weights(p, x, dy, dw);
+    if (db != nullptr) reference::conv2d_bwd_bias(p, dy, db);
+    store_impl_name(impl_name);
+  }
+  void pool2d_bwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
+                  std::string* impl_name) const override {
+    reference::pool2d_bwd(p, x, dy, dx);
+    store_impl_name(impl_name);
+  }
+};
+
+}  // namespace
+
+const Backend& reference_backend() {
+  static const ReferenceBackend backend;
+  return backend;
+}
+
+}  // namespace convkit::internal
