@@ -41,7 +41,7 @@ void conv2d_bwd_data(const Conv2dProblem& p, const float* w, const float* dy, fl
   const Offset4d w_at(kernel_h, kernel_w, ic_per_group, out_channels);
   const Offset4d dy_at(batch, out_height, out_width, out_channels);
 
-#pragma omp parallel for collapse(2) num_threads(num_threads())
+#pragma omp parallel for collapse(2) num_threads(threads_for(p.flops() / 2))
   for (int64_t n = 0; n < batch; ++n) {
     for (int64_t ih = 0; ih < in_height; ++ih) {
       for (int64_t iw = 0; iw < in_width; ++iw) {
@@ -83,7 +83,7 @@ void conv2d_bwd_weights(const Conv2dProblem& p, const float* x, const float* dy,
   const Offset4d dw_at(kernel_h, kernel_w, ic_per_group, out_channels);
   const Offset4d dy_at(batch, out_height, out_width, out_channels);
 
-#pragma omp parallel for collapse(2) num_threads(num_threads())
+#pragma omp parallel for collapse(2) num_threads(threads_for(p.flops() / 2))
   for (int64_t kh = 0; kh < kernel_h; ++kh) {
     for (int64_t kw = 0; kw < kernel_w; ++kw) {
       for (int64_t ic = 0; ic < ic_per_group; ++ic) {  // ic counts within the group, as dw's axis 2

@@ -55,7 +55,7 @@ void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const fl
 
   // Output elements are independent, each summed in a fixed order: any split of the loop gives the
   // same bits.
-#pragma omp parallel for collapse(2) num_threads(num_threads())
+#pragma omp parallel for collapse(2) num_threads(threads_for(p.flops() / 2))
   for (int64_t n = 0; n < batch; ++n) {
     for (int64_t oh = 0; oh < out_height; ++oh) {
       for (int64_t ow = 0; ow < out_width; ++ow) {

@@ -35,7 +35,8 @@ void pool2d_bwd(const Pool2dProblem& p, const float* x, const float* dy, float* 
 
   // Windows overlap when the stride is below the window, so dx accumulates. Each image's dx is
   // written by one thread, in the fixed order oh, ow, c: the bits do not depend on the threads.
-#pragma omp parallel for num_threads(num_threads())
+#pragma omp parallel for num_threads( \
+    threads_for(static_cast <double>(p.n) * p.oh * p.ow * p.c * p.kh * p.kw))
   for (int64_t n = 0; n < batch; ++n) {
     std::fill_n(dx + dx_at(n, 0, 0, 0), in_height * in_width * channels, 0.0f);
     for (int64_t oh = 0; oh < out_height; ++oh) {

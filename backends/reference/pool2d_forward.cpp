@@ -83,7 +83,8 @@ void pool2d_fwd(const Pool2dProblem& p, const float* x, float* y) {
   const bool max_mode = p.mode == PoolMode::kMax;
 
   // Output elements are independent: any split of the loop gives the same bits.
-#pragma omp parallel for collapse(2) num_threads(num_threads())
+#pragma omp parallel for collapse(2) \
+    num_threads(threads_for(static_cast <double>(p.n) * p.oh * p.ow * p.c * p.kh * p.kw))
   for (int64_t n = 0; n < batch; ++n) {
     for (int64_t oh = 0; oh < out_height; ++oh) {
       for (int64_t ow = 0; ow < out_width; ++ow) {

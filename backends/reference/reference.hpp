@@ -30,6 +30,10 @@ class Offset4d {
   int64_t d0_, d1_, d2_, d3_;
 };
 
+// The OpenMP threads for a loop doing about `work` multiply-adds: 1 below ~64k, where starting a
+// parallel region costs more than it saves (and much more on an oversubscribed machine).
+int threads_for(double work);
+
 // y = activation(conv2d(x, w) + b). b is null when !p.has_bias.
 void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* y);
 

@@ -96,3 +96,12 @@ const Backend& reference_backend() {
 }
 
 }  // namespace convkit::internal
+
+namespace convkit::internal::reference {
+
+int threads_for(double work) {
+  constexpr double kMinParallelWork = 1 << 16;
+  return work < kMinParallelWork ? 1 : num_threads();
+}
+
+}  // namespace convkit::internal::reference

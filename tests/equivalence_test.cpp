@@ -1,0 +1,762 @@
+// Equivalence tests (DESIGN §4, §8; STYLE rules 8, 9): every built backend other than reference
+// against reference, bit for bit, on integer-valued data over a grid of shapes and parameters.
+//
+// The grid is (1) every benchmark shape (bench/shape_sets.hpp), cropped to a small spatial size and
+// batch so the run stays short, (2) a few hand-picked corner cases and (3) a seeded random sample
+// of stride 1-3, asymmetric pads, dilation 1-3, groups 1, 2 and depthwise, kernels 1-7, channel
+// counts around the vector width, odd sizes, batch 0-3, bias and ReLU; pooling max / average with
+// ceil_mode, both divisors, padding and global windows.
+//
+// Exactness: convolution data are small nonzero integers, so every partial sum is an exact fp32
+// integer whatever the order. Average pooling data are integer multiples of the lcm of every
+// possible divisor, so every average and every backward share is an exact integer too. Max pooling
+// data have many ties (testing the first-maximum rule) and, in some cases, NaNs.
+//
+// A backend refusing a case (ErrorCode::kUnsupported) has the case counted and its reason printed;
+// a test whose every case is refused is skipped with the reasons.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "bench/shape_sets.hpp"
+#include "tests/test_util.hpp"
+
+namespace convkit::test {
+namespace {
+
+constexpr uint64_t kGridSeed = 0x5eed0c0417ull;
+constexpr int kSampledConvCases = 140;
+constexpr int kSampledPoolCases = 160;
+// Multiply-accumulates allowed per case: keeps the reference's share of the run short.
+constexpr double kMaxConvMacs = 4e6;
+constexpr double kMaxBenchConvMacs = 8e6;
+// Failing cases reported per test before it stops looking.
+constexpr int kMaxReportedFailures = 8;
+// Output pre-fills: distinct, so an element neither side writes still shows as a difference.
+constexpr float kReferenceFill = 7777.0f;
+constexpr float kBackendFill = -9999.0f;
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// ---- The grid ----
+
+struct ConvCase {
+  std::string origin;  // "bench resnet50/res2_3x3_64", "hand: ...", "sampled 17"
+  Dims x{};
+  Conv2dParams params;
+  int64_t oc = 0;
+  bool bias = false;
+
+  Dims w() const { return {params.kernel_h, params.kernel_w, x[3] / params.groups, oc}; }
+  std::string ToString() const {
+    return origin + " [x " + to_string(x) + " oc " + std::to_string(oc) + " " + to_string(params) +
+           (bias ? " bias" : "") + "]";
+  }
+};
+
+struct PoolCase {
+  std::string origin;
+  Dims x{};
+  Pool2dParams params;
+  bool with_nans = false;  // max pooling: a few NaNs in x
+
+  std::string ToString() const {
+    return origin + " [x " + to_string(x) + " " + to_string(params) + (with_nans ? " NaNs" : "") +
+           "]";
+  }
+};
+
+int64_t KernelSpan(int64_t k, int64_t d) { return d * (k - 1) + 1; }
+
+double ConvMacs(const ConvCase& c) {
+  const Dims y = conv2d_output_dims(c.x, c.w(), c.params);
+  return static_cast<double>(y[0]) * y[1] * y[2] * c.oc * c.params.kernel_h * c.params.kernel_w *
+         (c.x[3] / c.params.groups);
+}
+
+// The largest extent <= `limit` with the parity of `extent` (so stride-2 layers keep their edge
+// behaviour) that still fits the kernel; `extent` itself when it is small already.
+int64_t Crop(int64_t extent, int64_t limit, int64_t min_extent) {
+  if (extent <= limit) return extent;
+  int64_t e = limit - ((limit - extent) % 2 != 0 ? 1 : 0);
+  return std::max(e, min_extent);
+}
+
+// Every benchmark shape, cropped to at most 15x15 (less for the heaviest) and batch <= 2.
+std::vector<ConvCase> BenchConvCases() {
+  std::vector<ConvCase> cases;
+  int index = 0;
+  for (const bench::ConvShape& shape : bench::ConvShapes()) {
+    ConvCase c;
+    c.origin = "bench " + std::string(shape.set) + "/" + std::string(shape.name);
+    c.params = shape.params;
+    c.oc = shape.c_out;
+    c.bias = true;
+    if (index++ % 3 == 1) c.params.activation = Activation::kRelu;
+    const int64_t min_h = std::max<int64_t>(1, KernelSpan(c.params.kernel_h, c.params.dilation_h) -
+                                                   c.params.pad.top - c.params.pad.bottom);
+    const int64_t min_w = std::max<int64_t>(1, KernelSpan(c.params.kernel_w, c.params.dilation_w) -
+                                                   c.params.pad.left - c.params.pad.right);
+    for (int64_t limit = 15; limit >= 1; limit -= 2) {
+      c.x = {std::min<int64_t>(shape.default_batch(), 2), Crop(shape.x[1], limit, min_h),
+             Crop(shape.x[2], limit, min_w), shape.x[3]};
+      if (ConvMacs(c) <= kMaxBenchConvMacs) break;
+    }
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+Conv2dParams MakeConv(int64_t k, int64_t s, Pads p, int64_t d = 1, int64_t g = 1) {
+  Conv2dParams params;
+  params.kernel_h = params.kernel_w = k;
+  params.stride_h = params.stride_w = s;
+  params.pad = p;
+  params.dilation_h = params.dilation_w = d;
+  params.groups = g;
+  return params;
+}
+
+std::vector<ConvCase> HandConvCases() {
+  Conv2dParams tall = MakeConv(5, 1, {2, 0, 1, 3}, 1);
+  tall.kernel_w = 1;
+  tall.stride_h = 2;
+  tall.dilation_w = 3;
+  return {
+      {"hand: 1x1 input, all but one window in padding",
+       {2, 1, 1, 5},
+       MakeConv(3, 1, Pads::uniform(2)),
+       7,
+       false},
+      {"hand: stride 3 > kernel 1 (dx mostly structural zeros)",
+       {1, 11, 13, 17},
+       MakeConv(1, 3, {}),
+       16,
+       true},
+      {"hand: dilation 3, pad 3", {2, 7, 9, 3}, MakeConv(3, 1, Pads::uniform(3), 3), 5, true},
+      {"hand: batch 0", {0, 9, 9, 16}, MakeConv(3, 2, Pads::uniform(1)), 16, true},
+      {"hand: kernel == padded input", {3, 5, 4, 3}, MakeConv(7, 1, {1, 1, 2, 1}), 2, true},
+      {"hand: depthwise multiplier 2",
+       {1, 9, 7, 16},
+       MakeConv(3, 2, {0, 1, 1, 0}, 1, 16),
+       32,
+       true},
+      {"hand: non-square kernel, stride and dilation", {2, 12, 11, 6}, tall, 9, false},
+  };
+}
+
+// Odd channel counts made even for groups 2.
+int64_t Even(int64_t c) { return c % 2 == 0 ? c : 2 * c; }
+
+std::vector<ConvCase> SampledConvCases() {
+  const std::vector<int64_t> channels = {1, 3, 15, 16, 17, 31, 33, 64};
+  const std::vector<int64_t> kernels = {1, 3, 5, 7};
+  const std::vector<int64_t> sizes = {1, 3, 5, 7, 9, 11, 13};
+  Rng rng(kGridSeed);
+  std::vector<ConvCase> cases;
+  while (static_cast<int>(cases.size()) < kSampledConvCases) {
+    ConvCase c;
+    Conv2dParams& p = c.params;
+    int64_t ic = rng.Pick(channels);
+    c.oc = rng.Pick(channels);
+    switch (rng.UniformInt(0, 2)) {
+      case 0:
+        break;
+      case 1:
+        p.groups = 2;
+        ic = Even(ic);
+        c.oc = Even(c.oc);
+        break;
+      default:  // depthwise, sometimes with a channel multiplier
+        p.groups = ic;
+        c.oc = ic * (rng.UniformInt(0, 3) == 0 ? 2 : 1);
+        break;
+    }
+    p.kernel_h = rng.Pick(kernels);
+    p.kernel_w = rng.UniformInt(0, 2) == 0 ? rng.Pick(kernels) : p.kernel_h;
+    p.stride_h = rng.UniformInt(1, 3);
+    p.stride_w = rng.UniformInt(0, 2) == 0 ? rng.UniformInt(1, 3) : p.stride_h;
+    p.dilation_h = rng.UniformInt(0, 1) == 0 ? 1 : rng.UniformInt(2, 3);
+    p.dilation_w = rng.UniformInt(0, 2) == 0 ? rng.UniformInt(1, 3) : p.dilation_h;
+    p.pad = {rng.UniformInt(0, 3), rng.UniformInt(0, 3), rng.UniformInt(0, 3),
+             rng.UniformInt(0, 3)};
+    p.activation = rng.UniformInt(0, 1) == 0 ? Activation::kNone : Activation::kRelu;
+    c.bias = rng.UniformInt(0, 1) == 0;
+    c.x = {rng.UniformInt(0, 3), rng.Pick(sizes), rng.Pick(sizes), ic};
+    if (c.x[1] + p.pad.top + p.pad.bottom < KernelSpan(p.kernel_h, p.dilation_h) ||
+        c.x[2] + p.pad.left + p.pad.right < KernelSpan(p.kernel_w, p.dilation_w)) {
+      continue;  // a kernel larger than the padded input is an error, not a case
+    }
+    if (ConvMacs(c) > kMaxConvMacs) continue;
+    c.origin = "sampled " + std::to_string(cases.size());
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+std::vector<ConvCase> ConvCases() {
+  std::vector<ConvCase> all = BenchConvCases();
+  for (auto* part : {HandConvCases, SampledConvCases}) {
+    for (ConvCase& c : part()) all.push_back(std::move(c));
+  }
+  return all;
+}
+
+Pool2dParams MakePool(PoolMode mode, int64_t k, int64_t s, Pads p, bool ceil_mode = false,
+                      bool include_pad = false) {
+  Pool2dParams params;
+  params.mode = mode;
+  params.window_h = params.window_w = k;
+  params.stride_h = params.stride_w = s;
+  params.pad = p;
+  params.ceil_mode = ceil_mode;
+  params.count_include_pad = include_pad;
+  return params;
+}
+
+std::vector<PoolCase> PoolCases() {
+  std::vector<PoolCase> cases;
+  // Every benchmark shape in both modes, batch <= 2, at most 15x15.
+  for (const bench::PoolShape& shape : bench::PoolShapes()) {
+    for (const PoolMode mode : {PoolMode::kMax, PoolMode::kAverage}) {
+      PoolCase c;
+      c.origin = "bench " + std::string(shape.set) + "/" + std::string(shape.name);
+      c.params = shape.params;
+      c.params.mode = mode;
+      if (mode == PoolMode::kMax) c.params.count_include_pad = false;
+      const int64_t min_h = shape.params.global ? 1 : shape.params.window_h;
+      const int64_t min_w = shape.params.global ? 1 : shape.params.window_w;
+      c.x = {std::min<int64_t>(shape.default_batch(), 2), Crop(shape.x[1], 15, min_h),
+             Crop(shape.x[2], 15, min_w), shape.x[3]};
+      cases.push_back(c);
+    }
+  }
+  // Hand-picked.
+  cases.push_back({"hand: ceil_mode drops a window in the padding",
+                   {2, 5, 5, 3},
+                   MakePool(PoolMode::kMax, 2, 2, Pads::uniform(1), true)});
+  cases.push_back({"hand: ceil_mode drops a window in the padding",
+                   {2, 5, 5, 3},
+                   MakePool(PoolMode::kAverage, 2, 2, Pads::uniform(1), true, true)});
+  cases.push_back(
+      {"hand: batch 0", {0, 7, 7, 16}, MakePool(PoolMode::kAverage, 3, 2, {1, 0, 0, 1})});
+  cases.push_back(
+      {"hand: NaNs", {3, 9, 9, 17}, MakePool(PoolMode::kMax, 3, 1, Pads::uniform(1)), true});
+  // Sampled.
+  const std::vector<int64_t> channels = {1, 3, 15, 16, 17, 31, 33, 64};
+  const std::vector<int64_t> windows = {1, 2, 3, 5, 7};
+  const std::vector<int64_t> sizes = {1, 3, 5, 7, 9, 11, 13, 15};
+  Rng rng(kGridSeed + 1);
+  int sampled = 0;
+  while (sampled < kSampledPoolCases) {
+    PoolCase c;
+    Pool2dParams& p = c.params;
+    p.mode = rng.UniformInt(0, 1) == 0 ? PoolMode::kMax : PoolMode::kAverage;
+    c.x = {rng.UniformInt(0, 3), rng.Pick(sizes), rng.Pick(sizes), rng.Pick(channels)};
+    if (rng.UniformInt(0, 9) == 0) {
+      p.global = true;
+    } else {
+      p.window_h = rng.Pick(windows);
+      p.window_w = rng.UniformInt(0, 2) == 0 ? rng.Pick(windows) : p.window_h;
+      p.stride_h = rng.UniformInt(1, 3);
+      p.stride_w = rng.UniformInt(0, 2) == 0 ? rng.UniformInt(1, 3) : p.stride_h;
+      p.pad = {rng.UniformInt(0, std::min<int64_t>(p.window_h - 1, 3)),
+               rng.UniformInt(0, std::min<int64_t>(p.window_h - 1, 3)),
+               rng.UniformInt(0, std::min<int64_t>(p.window_w - 1, 3)),
+               rng.UniformInt(0, std::min<int64_t>(p.window_w - 1, 3))};
+      p.ceil_mode = rng.UniformInt(0, 1) == 0;
+      p.count_include_pad = p.mode == PoolMode::kAverage && rng.UniformInt(0, 1) == 0;
+      if (c.x[1] + p.pad.top + p.pad.bottom < p.window_h ||
+          c.x[2] + p.pad.left + p.pad.right < p.window_w) {
+        continue;
+      }
+    }
+    c.with_nans = p.mode == PoolMode::kMax && rng.UniformInt(0, 4) == 0;
+    c.origin = "sampled " + std::to_string(sampled++);
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+// ---- Exact data ----
+
+// Nonzero integers in [-3, 3]: products up to 9, sums far below 2^24 for every grid shape.
+void FillConvData(std::span<float> data, Rng& rng) { FillIntegers(data, rng, -3, 3, true); }
+
+uint64_t OddPart(uint64_t v) { return v >> std::countr_zero(v); }
+
+// A multiple of every divisor an average window can have: r * c for r <= window_h, c <= window_w
+// (the window clipped to the input, or to the padded input). x and dy are multiples of it, so every
+// average and every backward share is an exact integer.
+uint64_t AverageScale(int64_t window_h, int64_t window_w) {
+  uint64_t scale = 1;
+  for (int64_t r = 1; r <= window_h; ++r) {
+    for (int64_t c = 1; c <= window_w; ++c) scale = std::lcm(scale, static_cast<uint64_t>(r * c));
+  }
+  return scale;
+}
+
+// The scale for a pooling case: a global window has the one divisor H * W.
+uint64_t PoolScale(const PoolCase& c) {
+  if (c.params.global) return static_cast<uint64_t>(c.x[1] * c.x[2]);
+  return AverageScale(c.params.window_h, c.params.window_w);
+}
+
+// Nonzero multiples of `scale` in [-3, 3] * scale.
+void FillScaled(std::span<float> data, Rng& rng, uint64_t scale) {
+  FillIntegers(data, rng, -3, 3, true);
+  for (float& v : data) v *= static_cast<float>(scale);
+}
+
+// ---- Zero trust with the structural zeros taken out ----
+
+// Along one axis of a window sweep: how many outputs have a tap inside the input, how many inputs
+// some tap reads, how many taps read the input for some output.
+struct AxisCoverage {
+  int64_t outputs_touching = 0;
+  int64_t inputs_read = 0;
+  int64_t taps_reading = 0;
+};
+
+AxisCoverage Coverage(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad_before,
+                      int64_t dilation) {
+  std::vector<char> input_read(static_cast<size_t>(in)), tap_reads(static_cast<size_t>(k));
+  AxisCoverage a;
+  for (int64_t o = 0; o < out; ++o) {
+    bool touching = false;
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t i = o * stride - pad_before + t * dilation;
+      if (i < 0 || i >= in) continue;
+      input_read[static_cast<size_t>(i)] = 1;
+      tap_reads[static_cast<size_t>(t)] = 1;
+      touching = true;
+    }
+    a.outputs_touching += touching ? 1 : 0;
+  }
+  a.inputs_read = std::count(input_read.begin(), input_read.end(), 1);
+  a.taps_reading = std::count(tap_reads.begin(), tap_reads.end(), 1);
+  return a;
+}
+
+// The zero fraction zero trust allows: the structural zeros (`reachable` is the fraction of
+// elements that can be nonzero at all) plus `slack` of the rest, for the data's chance zeros.
+double AllowedZeros(double reachable, double slack) {
+  return (1.0 - reachable) + reachable * slack;
+}
+
+constexpr int64_t kZeroTrustMinElements = 32;  // fewer elements prove too little either way
+
+// ---- Running a grid ----
+
+// Counts the cases run and refused, and reports failures up to kMaxReportedFailures.
+class Tally {
+ public:
+  explicit Tally(std::string backend) : backend_(std::move(backend)) {}
+
+  void Refused(const std::string& case_string, const std::string& reason) {
+    ++refused_;
+    if (reasons_.emplace(reason, case_string).second) {
+      std::printf("[ REFUSED  ] %s: %s: %s\n", backend_.c_str(), case_string.c_str(),
+                  reason.c_str());
+    }
+  }
+  void Ran() { ++ran_; }
+  // Records a failed check; true when enough failures were reported to stop.
+  bool Check(const ::testing::AssertionResult& result) {
+    if (result) return false;
+    ADD_FAILURE() << result.message();
+    return ++failures_ >= kMaxReportedFailures;
+  }
+  int ran() const { return ran_; }
+  int refused() const { return refused_; }
+  std::string Summary() const {
+    std::string s = backend_ + " ran " + std::to_string(ran_) + " cases and refused " +
+                    std::to_string(refused_) + ", for " + std::to_string(reasons_.size()) +
+                    " distinct reasons:";
+    for (const auto& [reason, example] : reasons_) s += "\n  " + reason + " (e.g. " + example + ")";
+    return s;
+  }
+
+ private:
+  std::string backend_;
+  int ran_ = 0;
+  int refused_ = 0;
+  int failures_ = 0;
+  std::map<std::string, std::string> reasons_;
+};
+
+class EquivalenceTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  const std::string& backend() const { return GetParam(); }
+};
+
+// Skips the test when the backend under test is not built into this copy.
+#define CONVKIT_SKIP_UNLESS_BUILT(backend)                                                    \
+  do {                                                                                        \
+    if (auto convkit_why_ = NotBuiltReason(backend)) {                                        \
+      GTEST_SKIP() << (backend) << ": " << *convkit_why_                                      \
+                   << (available_backends().size() <= 1                                       \
+                           ? "; no backend other than reference is built, nothing to compare" \
+                           : "");                                                             \
+    }                                                                                         \
+  } while (0)
+
+// Ends a grid test: skipped when every case was refused, with the reasons; otherwise the refusals
+// are printed (and recorded as a test property) and the test stands on the cases it ran.
+#define CONVKIT_FINISH_GRID(tally)                                             \
+  do {                                                                         \
+    if ((tally).refused() > 0) RecordProperty("refused", (tally).Summary());   \
+    if ((tally).ran() == 0) GTEST_SKIP() << (tally).Summary();                 \
+    if ((tally).refused() > 0) std::printf("%s\n", (tally).Summary().c_str()); \
+  } while (0)
+
+uint64_t CaseSeed(int index) {
+  return kGridSeed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(index);
+}
+
+// Forward convolution, one-shot and through a plan run twice, against reference.
+TEST_P(EquivalenceTest, ConvForward) {
+  CONVKIT_SKIP_UNLESS_BUILT(backend());
+  Tally tally(backend());
+  int index = 0;
+  for (const ConvCase& c : ConvCases()) {
+    Rng rng(CaseSeed(index++));
+    const std::string cs = c.ToString();
+    Tensor x(c.x), w(c.w());
+    std::vector<float> b(static_cast<size_t>(c.bias ? c.oc : 0));
+    FillConvData(Span(x), rng);
+    FillConvData(Span(w), rng);
+    FillConvData(Span(b), rng);
+    const Dims y_dims = conv2d_output_dims(c.x, c.w(), c.params);
+    Tensor expected(y_dims, kReferenceFill);
+    conv2d_forward(c.params, x, w, b, expected, "reference");
+    if (expected.size() >= kZeroTrustMinElements) {
+      const AxisCoverage h = Coverage(c.x[1], y_dims[1], c.params.kernel_h, c.params.stride_h,
+                                      c.params.pad.top, c.params.dilation_h);
+      const AxisCoverage v = Coverage(c.x[2], y_dims[2], c.params.kernel_w, c.params.stride_w,
+                                      c.params.pad.left, c.params.dilation_w);
+      // A window wholly in the padding yields the bias: zero without one, and maybe after ReLU.
+      const bool relu = c.params.activation == Activation::kRelu;
+      const double reachable = c.bias && !relu
+                                   ? 1.0
+                                   : static_cast<double>(h.outputs_touching * v.outputs_touching) /
+                                         static_cast<double>(y_dims[1] * y_dims[2]);
+      const double slack = relu ? 0.8 : 0.3;
+      if (tally.Check(NotMostlyZero(cs, "reference y", expected, AllowedZeros(reachable, slack))))
+        break;
+    }
+
+    Tensor y(y_dims, kBackendFill);
+    if (auto why = RefusalOf([&] { conv2d_forward(c.params, x, w, b, y, backend()); })) {
+      tally.Refused(cs, *why);
+      continue;
+    }
+    tally.Ran();
+    if (tally.Check(CompareTensors(cs, "y (one-shot)", expected, y))) break;
+
+    Tensor y_plan(y_dims, kBackendFill), y_plan_again(y_dims, kBackendFill);
+    if (auto why = RefusalOf([&] {
+          const Conv2d plan(c.params, c.x, w, b, backend());
+          plan.run(x, y_plan);
+          plan.run(x, y_plan_again);
+        })) {
+      tally.Refused(cs + " (plan)", *why);
+      continue;
+    }
+    if (tally.Check(CompareTensors(cs, "y (plan)", expected, y_plan))) break;
+    if (tally.Check(CompareTensors(cs, "y (plan, second run)", expected, y_plan_again))) break;
+  }
+  CONVKIT_FINISH_GRID(tally);
+}
+
+// Backward convolution against reference. The gradients asked for rotate per case: all three,
+// dx only, dw and db only.
+TEST_P(EquivalenceTest, ConvBackward) {
+  CONVKIT_SKIP_UNLESS_BUILT(backend());
+  Tally tally(backend());
+  int index = 0;
+  for (ConvCase c : ConvCases()) {
+    const int which = index % 3;
+    Rng rng(CaseSeed(index++) ^ 0xb0b0);
+    c.params.activation = Activation::kNone;  // backward takes dy after the activation's gradient
+    const std::string cs = c.ToString() + (which == 1   ? " dx only"
+                                           : which == 2 ? " dw, db only"
+                                                        : "");
+    Tensor x(c.x), w(c.w());
+    FillConvData(Span(x), rng);
+    FillConvData(Span(w), rng);
+    const Dims y_dims = conv2d_output_dims(c.x, c.w(), c.params);
+    Tensor dy(y_dims);
+    FillConvData(Span(dy), rng);
+
+    Tensor dx_ref(c.x, kReferenceFill), dw_ref(c.w(), kReferenceFill);
+    std::vector<float> db_ref(static_cast<size_t>(c.oc), kReferenceFill);
+    conv2d_backward(c.params, x, w, dy, {dx_ref.view(), dw_ref.view(), Span(db_ref)}, "reference");
+    const AxisCoverage h = Coverage(c.x[1], y_dims[1], c.params.kernel_h, c.params.stride_h,
+                                    c.params.pad.top, c.params.dilation_h);
+    const AxisCoverage v = Coverage(c.x[2], y_dims[2], c.params.kernel_w, c.params.stride_w,
+                                    c.params.pad.left, c.params.dilation_w);
+    if (dx_ref.size() >= kZeroTrustMinElements) {
+      const double reachable =
+          static_cast<double>(h.inputs_read * v.inputs_read) / static_cast<double>(c.x[1] * c.x[2]);
+      if (tally.Check(NotMostlyZero(cs, "reference dx", dx_ref, AllowedZeros(reachable, 0.3))))
+        break;
+    }
+    if (c.x[0] > 0 && dw_ref.size() >= kZeroTrustMinElements) {
+      const double reachable = static_cast<double>(h.taps_reading * v.taps_reading) /
+                               static_cast<double>(c.params.kernel_h * c.params.kernel_w);
+      if (tally.Check(NotMostlyZero(cs, "reference dw", dw_ref, AllowedZeros(reachable, 0.3))))
+        break;
+    }
+
+    Tensor dx(c.x, kBackendFill), dw(c.w(), kBackendFill);
+    std::vector<float> db(static_cast<size_t>(c.oc), kBackendFill);
+    Conv2dGrads grads;
+    if (which != 2) grads.dx = dx.view();
+    if (which != 1) {
+      grads.dw = dw.view();
+      grads.db = Span(db);
+    }
+    if (auto why = RefusalOf([&] { conv2d_backward(c.params, x, w, dy, grads, backend()); })) {
+      tally.Refused(cs, *why);
+      continue;
+    }
+    tally.Ran();
+    if (which != 2 && tally.Check(CompareTensors(cs, "dx", dx_ref, dx))) break;
+    if (which != 1 && tally.Check(CompareTensors(cs, "dw", dw_ref, dw))) break;
+    if (which != 1 && tally.Check(CompareVectors(cs, "db", db_ref, db))) break;
+    // A gradient not asked for is not written.
+    if (which == 2 &&
+        tally.Check(CompareTensors(cs, "dx (not asked for)", Tensor(c.x, kBackendFill), dx)))
+      break;
+    if (which == 1 &&
+        tally.Check(CompareTensors(cs, "dw (not asked for)", Tensor(c.w(), kBackendFill), dw)))
+      break;
+  }
+  CONVKIT_FINISH_GRID(tally);
+}
+
+struct PoolData {
+  Tensor x;
+  Tensor dy;
+  int64_t window_h = 0, window_w = 0;  // resolved (global: H x W)
+};
+
+PoolData MakePoolData(const PoolCase& c, Rng& rng) {
+  const Dims y_dims = pool2d_output_dims(c.x, c.params);
+  PoolData d{Tensor(c.x), Tensor(y_dims), c.params.global ? c.x[1] : c.params.window_h,
+             c.params.global ? c.x[2] : c.params.window_w};
+  if (c.params.mode == PoolMode::kMax) {
+    FillIntegers(Span(d.x), rng, -4, 4, true);  // many ties: tests the first-maximum rule
+    if (c.with_nans) {
+      for (float& v : Span(d.x)) {
+        if (rng.UniformInt(0, 29) == 0) v = kNaN;
+      }
+    }
+    FillIntegers(Span(d.dy), rng, -3, 3, true);
+  } else {
+    const uint64_t scale = PoolScale(c);
+    FillScaled(Span(d.x), rng, scale);
+    FillScaled(Span(d.dy), rng, scale);
+  }
+  return d;
+}
+
+TEST_P(EquivalenceTest, PoolForward) {
+  CONVKIT_SKIP_UNLESS_BUILT(backend());
+  Tally tally(backend());
+  int index = 0;
+  for (const PoolCase& c : PoolCases()) {
+    Rng rng(CaseSeed(index++) ^ 0x9001);
+    const std::string cs = c.ToString();
+    const PoolData d = MakePoolData(c, rng);
+    const Dims y_dims = pool2d_output_dims(c.x, c.params);
+    Tensor expected(y_dims, kReferenceFill);
+    pool2d_forward(c.params, d.x, expected, "reference");
+    if (expected.size() >= kZeroTrustMinElements &&
+        tally.Check(NotMostlyZero(cs, "reference y", expected, 0.5))) {
+      break;
+    }
+    Tensor y(y_dims, kBackendFill);
+    if (auto why = RefusalOf([&] { pool2d_forward(c.params, d.x, y, backend()); })) {
+      tally.Refused(cs, *why);
+      continue;
+    }
+    tally.Ran();
+    if (tally.Check(CompareTensors(cs, "y (one-shot)", expected, y))) break;
+    Tensor y_plan(y_dims, kBackendFill), y_plan_again(y_dims, kBackendFill);
+    if (auto why = RefusalOf([&] {
+          const Pool2d plan(c.params, c.x, backend());
+          plan.run(d.x, y_plan);
+          plan.run(d.x, y_plan_again);
+        })) {
+      tally.Refused(cs + " (plan)", *why);
+      continue;
+    }
+    if (tally.Check(CompareTensors(cs, "y (plan)", expected, y_plan))) break;
+    if (tally.Check(CompareTensors(cs, "y (plan, second run)", expected, y_plan_again))) break;
+  }
+  CONVKIT_FINISH_GRID(tally);
+}
+
+TEST_P(EquivalenceTest, PoolBackward) {
+  CONVKIT_SKIP_UNLESS_BUILT(backend());
+  Tally tally(backend());
+  int index = 0;
+  for (const PoolCase& c : PoolCases()) {
+    Rng rng(CaseSeed(index++) ^ 0x9002);
+    const std::string cs = c.ToString();
+    const PoolData d = MakePoolData(c, rng);
+    const Dims y_dims = d.dy.dims();
+    Tensor expected(c.x, kReferenceFill);
+    pool2d_backward(c.params, d.x, d.dy, expected, "reference");
+    if (expected.size() >= kZeroTrustMinElements) {
+      const int64_t stride_h = c.params.global ? 1 : c.params.stride_h;
+      const int64_t stride_w = c.params.global ? 1 : c.params.stride_w;
+      const AxisCoverage h = Coverage(c.x[1], y_dims[1], d.window_h, stride_h, c.params.pad.top, 1);
+      const AxisCoverage v =
+          Coverage(c.x[2], y_dims[2], d.window_w, stride_w, c.params.pad.left, 1);
+      double reachable =
+          static_cast<double>(h.inputs_read * v.inputs_read) / static_cast<double>(c.x[1] * c.x[2]);
+      if (c.params.mode == PoolMode::kMax) {
+        // Each window's dy goes to one element, and one element is in at most
+        // ceil(window / stride) windows per axis: that many distinct maxima at least.
+        const double per_input = static_cast<double>(((d.window_h + stride_h - 1) / stride_h) *
+                                                     ((d.window_w + stride_w - 1) / stride_w));
+        reachable = std::min(1.0, static_cast<double>(y_dims[1] * y_dims[2]) / per_input /
+                                      static_cast<double>(c.x[1] * c.x[2]));
+      }
+      if (tally.Check(NotMostlyZero(cs, "reference dx", expected, AllowedZeros(reachable, 0.5)))) {
+        break;
+      }
+    }
+    Tensor dx(c.x, kBackendFill);
+    if (auto why = RefusalOf([&] { pool2d_backward(c.params, d.x, d.dy, dx, backend()); })) {
+      tally.Refused(cs, *why);
+      continue;
+    }
+    tally.Ran();
+    if (tally.Check(CompareTensors(cs, "dx", expected, dx))) break;
+  }
+  CONVKIT_FINISH_GRID(tally);
+}
+
+INSTANTIATE_TEST_SUITE_P(VsReference, EquivalenceTest, ::testing::ValuesIn(BackendsToCompare()),
+                         BackendParamName);
+
+// The grid itself: every case is valid, exact data stay exact, and it covers what it claims.
+TEST(EquivalenceGrid, CoversTheParameterSpace) {
+  const std::vector<ConvCase> conv = ConvCases();
+  const std::vector<PoolCase> pool = PoolCases();
+  EXPECT_GE(conv.size(), bench::ConvShapes().size() + kSampledConvCases);
+  EXPECT_GE(pool.size(), 2 * bench::PoolShapes().size() + kSampledPoolCases);
+  std::map<std::string, int> seen;
+  for (const ConvCase& c : conv) {
+    const Conv2dParams& p = c.params;
+    seen["stride " + std::to_string(p.stride_h)]++;
+    seen["dilation " + std::to_string(p.dilation_h)]++;
+    seen["kernel " + std::to_string(p.kernel_h)]++;
+    seen["channels " + std::to_string(c.x[3])]++;
+    seen["batch " + std::to_string(c.x[0])]++;
+    seen[p.groups == 1 ? "groups 1" : p.groups == c.x[3] ? "depthwise" : "groups 2"]++;
+    if (p.pad.top != p.pad.bottom || p.pad.left != p.pad.right) seen["asymmetric pads"]++;
+    if (c.bias) seen["bias"]++;
+    if (p.activation == Activation::kRelu) seen["relu"]++;
+    // Exactness: |partial sums| <= 9 * taps < 2^24.
+    EXPECT_LT(9.0 * p.kernel_h * p.kernel_w * (c.x[3] / p.groups) + 3, 16777216.0) << c.ToString();
+  }
+  for (const PoolCase& c : pool) {
+    const Pool2dParams& p = c.params;
+    seen[p.mode == PoolMode::kMax ? "max" : "average"]++;
+    if (p.ceil_mode) seen["ceil_mode"]++;
+    if (p.count_include_pad) seen["count_include_pad"]++;
+    if (p.global) seen["global"]++;
+    if (p.pad != Pads{}) seen["pool padding"]++;
+    if (c.with_nans) seen["NaNs"]++;
+    if (p.mode == PoolMode::kAverage) {
+      const int64_t wh = p.global ? c.x[1] : p.window_h, ww = p.global ? c.x[2] : p.window_w;
+      // The largest sum, 3 * scale * window area, must be exact in fp32.
+      EXPECT_LT(static_cast<double>(OddPart(PoolScale(c))) * 3 * wh * ww, 16777216.0)
+          << c.ToString();
+    }
+  }
+  for (const char* key : {"stride 1",    "stride 2",        "stride 3",    "dilation 1",
+                          "dilation 2",  "dilation 3",      "kernel 1",    "kernel 3",
+                          "kernel 5",    "kernel 7",        "channels 1",  "channels 3",
+                          "channels 15", "channels 16",     "channels 17", "channels 31",
+                          "channels 33", "channels 64",     "batch 0",     "batch 1",
+                          "batch 2",     "batch 3",         "groups 1",    "groups 2",
+                          "depthwise",   "asymmetric pads", "bias",        "relu",
+                          "max",         "average",         "ceil_mode",   "count_include_pad",
+                          "global",      "pool padding",    "NaNs"}) {
+    EXPECT_GE(seen[key], 2) << "the grid has too few cases with " << key;
+  }
+}
+
+// ---- The harness can fail: the comparisons and checks the grid relies on ----
+
+TEST(EquivalenceHarness, ExactComparisonSeesEveryBit) {
+  Tensor a({1, 2, 3, 4});
+  for (int64_t i = 0; i < a.size(); ++i) a.data()[i] = static_cast<float>(i + 1);
+  Tensor b = a;
+  EXPECT_TRUE(CompareTensors("harness", "same", a, b));
+  b(0, 1, 2, 3) = std::nextafter(a(0, 1, 2, 3), 100.0f);  // one ulp
+  const ::testing::AssertionResult one_ulp = CompareTensors("harness case", "t", a, b);
+  EXPECT_FALSE(one_ulp);
+  EXPECT_NE(std::string(one_ulp.message()).find("(n, h, w, c) = (0, 1, 2, 3)"), std::string::npos)
+      << one_ulp.message();
+  EXPECT_NE(std::string(one_ulp.message()).find("harness case"), std::string::npos);
+  EXPECT_NE(std::string(one_ulp.message()).find("expected 24"), std::string::npos)
+      << one_ulp.message();
+  Tensor z({1, 1, 1, 2}), nz({1, 1, 1, 2});
+  nz(0, 0, 0, 1) = -0.0f;
+  EXPECT_FALSE(CompareTensors("harness", "+0 vs -0", z, nz));
+  Tensor n1({1, 1, 1, 2}, kNaN), n2({1, 1, 1, 2}, -kNaN);
+  EXPECT_TRUE(CompareTensors("harness", "NaN == NaN", n1, n2));
+  EXPECT_FALSE(CompareTensors("harness", "NaN vs 0", n1, z));
+  EXPECT_FALSE(CompareTensors("harness", "dims", a, Tensor({1, 2, 4, 3})));
+  // Tolerance mode: relative to max(|expected|, floor).
+  Tensor c = a;
+  c(0, 0, 0, 0) += 1e-3f;  // 1 -> 1.001
+  EXPECT_TRUE(CompareTensors("harness", "tol", a, c, Tolerance::Relative(2e-3, 1.0)));
+  EXPECT_FALSE(CompareTensors("harness", "tol", a, c, Tolerance::Relative(5e-4, 1.0)));
+  EXPECT_FALSE(CompareVectors("harness", "db", std::vector<float>{1, 2}, std::vector<float>{1, 3}));
+}
+
+TEST(EquivalenceHarness, ZeroTrustAndFills) {
+  Tensor t({1, 1, 1, 10});
+  EXPECT_FALSE(NotMostlyZero("harness", "all zero", t));
+  for (int i = 0; i < 4; ++i) t.data()[i] = 1.0f;  // 6 of 10 zero
+  EXPECT_FALSE(NotMostlyZero("harness", "60% zero", t, 0.5));
+  EXPECT_TRUE(NotMostlyZero("harness", "60% zero", t, 0.7));
+  EXPECT_FALSE(NotMostlyZero("harness", "empty", Tensor({0, 1, 1, 1})));
+
+  Rng r1(42), r2(42);
+  std::vector<float> a(1000), b(1000);
+  FillIntegers(Span(a), r1, -3, 3, true);
+  FillIntegers(Span(b), r2, -3, 3, true);
+  EXPECT_EQ(a, b) << "fills must be reproducible from the seed";
+  EXPECT_EQ(std::count(a.begin(), a.end(), 0.0f), 0);
+  EXPECT_EQ(*std::min_element(a.begin(), a.end()), -3.0f);
+  EXPECT_EQ(*std::max_element(a.begin(), a.end()), 3.0f);
+  FillDistinct(Span(a), r1, 0.125f);
+  std::sort(a.begin(), a.end());
+  EXPECT_EQ(std::adjacent_find(a.begin(), a.end()), a.end()) << "FillDistinct repeated a value";
+  for (int64_t kh = 1; kh <= 7; ++kh) {
+    for (int64_t kw = 1; kw <= 7; ++kw) {
+      for (int64_t r = 1; r <= kh; ++r) {
+        for (int64_t c = 1; c <= kw; ++c) EXPECT_EQ(AverageScale(kh, kw) % (r * c), 0u);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace convkit::test
