@@ -15,6 +15,8 @@ python_packages=(
   numpy:numpy
   matplotlib:matplotlib
   pytest:pytest
+  nanobind:nanobind
+  scikit_build_core:scikit-build-core
 )
 
 missing=()

@@ -1,0 +1,61 @@
+"""convkit: 2-D convolution and pooling layers (NHWC, float32) on a choice of C++ backends.
+
+Two sets of functions, both computing in C++ with the GIL released:
+
+- the full API: conv2d, conv2d_backward, pool2d, pool2d_backward, zero_pad, backends(),
+  set_num_threads, num_threads;
+- the functions of the numpy assignment "Convolutional Neural Networks: Step by Step", with the
+  same names, arguments and results: zero_pad, conv_single_step, conv_forward, conv_backward,
+  pool_forward, pool_backward, create_mask_from_window, distribute_value.
+
+Arrays in may be float32 or float64 (or any real dtype), of any strides; they are converted to
+dense float32 when they are not already. Arrays out are new float32 numpy arrays. Every function
+takes `backend=None`: None uses $CONVKIT_BACKEND, or "auto" when it is unset; "auto" picks the
+fastest backend built in; otherwise a name from backends(). Bad input raises convkit.Error (a
+ValueError) with the C++ library's message and a `code`.
+
+Unlike the assignment's create_mask_from_window, max pooling's backward gives the whole gradient to
+the first maximal element of a window (row-major), as PyTorch and oneDNN do, not to every tied one.
+"""
+
+from ._convkit import (
+    Error,
+    __version__,
+    backends,
+    conv2d,
+    conv2d_backward,
+    num_threads,
+    pool2d,
+    pool2d_backward,
+    set_num_threads,
+)
+from ._seed import (
+    conv_backward,
+    conv_forward,
+    conv_single_step,
+    create_mask_from_window,
+    distribute_value,
+    pool_backward,
+    pool_forward,
+    zero_pad,
+)
+
+__all__ = [
+    "__version__",
+    "Error",
+    "backends",
+    "conv2d",
+    "conv2d_backward",
+    "conv_backward",
+    "conv_forward",
+    "conv_single_step",
+    "create_mask_from_window",
+    "distribute_value",
+    "num_threads",
+    "pool2d",
+    "pool2d_backward",
+    "pool_backward",
+    "pool_forward",
+    "set_num_threads",
+    "zero_pad",
+]
