@@ -1,0 +1,63 @@
+// The Highway backend's backward convolution: what the target-independent driver (conv2d_bwd.cpp)
+// shares with the per-target kernels in conv2d_bwd_data.cc and conv2d_bwd_weights.cc.
+//
+// Backward data reuses the forward implicit-GEMM microkernel (conv2d_igemm-inl.h) and the forward
+// weight layout (Conv2dFwdWeights): dx is a forward-style GEMM over dx pixels whose "weights" are
+// w with its input and output channels swapped, so each dx element is one gather-sum.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "api/src/problem.hpp"
+#include "backends/highway/conv2d_fwd.hpp"
+
+namespace convkit::internal::highway {
+
+// Backward data. w holds w^T in the forward weight layout: for group g, row (kh * KW + kw) * OCg
+// + oc, column ic (of the group's ICg). `zeros` holds at least OCg zero floats (taps that fall
+// outside dy read them). Not owned; dy and dx do not overlap.
+struct Conv2dBwdDataArgs {
+  const Conv2dProblem* p = nullptr;
+  const float* dy = nullptr;
+  Conv2dFwdWeights w;
+  const float* zeros = nullptr;
+  float* dx = nullptr;
+  int threads = 1;  // OpenMP threads; 1 runs on the calling thread with no parallel region
+};
+
+// Backward weights (dw, HWIO, overwritten) and bias (db, OC floats, overwritten); either output
+// may be null. Not owned; inputs and outputs do not overlap.
+struct Conv2dBwdWeightsArgs {
+  const Conv2dProblem* p = nullptr;
+  const float* x = nullptr;
+  const float* dy = nullptr;
+  float* dw = nullptr;
+  float* db = nullptr;
+  int threads = 1;
+};
+
+// One target's backward data kernel: entry point, vector width in floats, the widest block (in
+// vectors) its microkernel holds, target name. VecsPerBlock applies as in the forward pass.
+struct Conv2dBwdDataKernel {
+  void (*run)(const Conv2dBwdDataArgs& args) = nullptr;
+  int64_t lanes = 1;
+  int64_t max_vecs = 1;
+  const char* isa = "";
+};
+struct Conv2dBwdWeightsKernel {
+  void (*run)(const Conv2dBwdWeightsArgs& args) = nullptr;
+  const char* isa = "";
+};
+
+// The chosen target's kernels (one HWY_DYNAMIC_DISPATCH each).
+Conv2dBwdDataKernel ChooseConv2dBwdDataKernel();
+Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsKernel();
+
+// The backend's entry point: any of dx, dw, db may be null (skipped); each is overwritten, dw and
+// db are zeros when p.n == 0. Allocates the transposed weights (w's size) and a zero row when dx
+// is asked for. Stores "highway:conv_bwd:<isa>" in impl_name if non-null.
+void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
+               float* dw, float* db, std::string* impl_name);
+
+}  // namespace convkit::internal::highway

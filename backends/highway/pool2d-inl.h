@@ -1,0 +1,121 @@
+// Per-target window reductions shared by the pooling kernels (pool2d_fwd.cc, pool2d_bwd.cc), so
+// that forward and backward pick the same element. Included once per target through
+// foreach_target.h, hence the toggle guard (Highway's skeleton-inl.h pattern).
+#if defined(CONVKIT_HIGHWAY_POOL2D_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef CONVKIT_HIGHWAY_POOL2D_INL_H_
+#undef CONVKIT_HIGHWAY_POOL2D_INL_H_
+#else
+#define CONVKIT_HIGHWAY_POOL2D_INL_H_
+#endif
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backends/highway/conv2d_fwd-inl.h"  // LoadVecs, DF, VF, MF
+#include "backends/highway/pool2d.hpp"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace convkit::internal::highway {
+namespace HWY_NAMESPACE {
+
+// Vectors of channels per step: enough independent compare/blend (or add) chains to hide their
+// latency (3-4 cycles) behind the loads; 4 x 16 = 64 channels on AVX-512, a common C.
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX2
+constexpr size_t kPoolVecs = 4;
+#else
+constexpr size_t kPoolVecs = 2;
+#endif
+
+// Stores kVecs vectors at p, the last one only its lanes in `last`.
+template <size_t kVecs>
+HWY_INLINE void StoreVecs(const VF (&v)[kVecs], MF last, float* HWY_RESTRICT p) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  HWY_UNROLL(4)
+  for (size_t j = 0; j + 1 < kVecs; ++j) hn::StoreU(v[j], d, p + j * lanes);
+  hn::BlendedStore(v[kVecs - 1], last, d, p + (kVecs - 1) * lanes);
+}
+
+// Where a window lies in an NHWC image: x0 points at its first element (row rows.begin, column
+// cols.begin) at the first channel of the step; pixels are `c` floats apart, rows `row_stride`.
+struct WindowAt {
+  const float* x0;
+  int64_t rows, cols;  // clipped extents, >= 1
+  int64_t c, row_stride;
+};
+
+// The max-pooling selection over a window, per lane: the first NaN if there is one, else the first
+// maximal element in row-major window order (DESIGN §4, the reference's create_mask_from_window).
+// A step takes v only when acc is not NaN and !(acc >= v), i.e. v > acc or v is NaN: the same
+// compare + IfThenElse in the body and the masked tail (hn::Max is asymmetric on NaN and may pick
+// either zero of a +0/-0 tie). With kIndex, idx holds the selected element's row-major position in
+// the window, as a float.
+template <size_t kVecs, bool kIndex>
+HWY_INLINE void WindowMax(const WindowAt& w, MF last, VF (&acc)[kVecs], VF (&idx)[kVecs]) {
+  const DF d;
+  LoadVecs<kVecs>(w.x0, last, acc);  // element 0 compares equal to itself (or is NaN): kept
+  HWY_UNROLL(16)
+  for (size_t j = 0; j < kVecs; ++j) idx[j] = hn::Zero(d);
+  float k = 0.0f;
+  for (int64_t h = 0; h < w.rows; ++h) {
+    const float* row = w.x0 + h * w.row_stride;
+    for (int64_t i = 0; i < w.cols; ++i, k += 1.0f) {
+      VF v[kVecs];
+      LoadVecs<kVecs>(row + i * w.c, last, v);
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) {
+        const MF take = hn::AndNot(hn::Ge(acc[j], v[j]), hn::Eq(acc[j], acc[j]));
+        acc[j] = hn::IfThenElse(take, v[j], acc[j]);
+        if constexpr (kIndex) idx[j] = hn::IfThenElse(take, hn::Set(d, k), idx[j]);
+      }
+    }
+  }
+}
+
+// The sum of a window in row-major order, starting from +0 as the reference does (so that a
+// window of -0 sums to +0 there and here).
+template <size_t kVecs>
+HWY_INLINE void WindowSum(const WindowAt& w, MF last, VF (&sum)[kVecs]) {
+  const DF d;
+  HWY_UNROLL(16)
+  for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Zero(d);
+  for (int64_t h = 0; h < w.rows; ++h) {
+    const float* row = w.x0 + h * w.row_stride;
+    for (int64_t i = 0; i < w.cols; ++i) {
+      VF v[kVecs];
+      LoadVecs<kVecs>(row + i * w.c, last, v);
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Add(sum[j], v[j]);
+    }
+  }
+}
+
+// Calls f.template operator()<vecs>(c0, last) for every step of channels [c_begin, c_end): full
+// steps of kPoolVecs vectors, then one step of as many vectors as the remainder needs, its last
+// vector masked.
+template <class F>
+HWY_INLINE void ForEachChannelStep(int64_t c_begin, int64_t c_end, const F& f) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t step = static_cast<int64_t>(kPoolVecs) * lanes;
+  const MF all = hn::FirstN(d, static_cast<size_t>(lanes));
+  int64_t c0 = c_begin;
+  for (; c0 + step <= c_end; c0 += step) f.template operator()<kPoolVecs>(c0, all);
+  const int64_t rest = c_end - c0;
+  if (rest <= 0) return;
+  const int64_t vecs = (rest + lanes - 1) / lanes;
+  const MF last = hn::FirstN(d, static_cast<size_t>(rest - (vecs - 1) * lanes));
+  if constexpr (kPoolVecs >= 4) {
+    if (vecs == 4) return f.template operator()<4>(c0, last);
+    if (vecs == 3) return f.template operator()<3>(c0, last);
+  }
+  if (vecs == 2) return f.template operator()<2>(c0, last);
+  f.template operator()<1>(c0, last);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace convkit::internal::highway
+HWY_AFTER_NAMESPACE();
+
+#endif  // CONVKIT_HIGHWAY_POOL2D_INL_H_ toggle

@@ -1,0 +1,80 @@
+// The Highway backend's pooling: what the target-independent code (plans, threading policy) shares
+// with the per-target kernels in pool2d_fwd.cc and pool2d_bwd.cc.
+//
+// Every kernel vectorises along C (NHWC: a pixel's channels are contiguous), tails with FirstN +
+// MaskedLoad / BlendedStore. The kernels are reached through one HWY_DYNAMIC_DISPATCH per plan
+// creation or one-shot call, which returns the chosen target's entry points.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "api/src/backend.hpp"
+#include "api/src/problem.hpp"
+
+namespace convkit::internal::highway {
+
+// A window's extent along one axis: input indices [begin, end) (never empty: validation keeps each
+// pad below the window), and `padded`, the window clipped to the padded input instead, which
+// count_include_pad divides by (PyTorch's rule, as the reference's pool_window).
+struct PoolSpan {
+  int64_t begin = 0, end = 0;
+  int64_t padded = 0;
+};
+
+inline PoolSpan PoolSpanAt(int64_t o, int64_t stride, int64_t pad_before, int64_t pad_after,
+                           int64_t window, int64_t in) {
+  const int64_t start = o * stride - pad_before;
+  const int64_t stop = start + window;
+  return {std::max<int64_t>(start, 0), std::min(stop, in),
+          std::min(stop, in + pad_after) - std::max(start, -pad_before)};
+}
+inline PoolSpan PoolRows(const Pool2dProblem& p, int64_t oh) {
+  return PoolSpanAt(oh, p.stride_h, p.pad.top, p.pad.bottom, p.kh, p.ih);
+}
+inline PoolSpan PoolCols(const Pool2dProblem& p, int64_t ow) {
+  return PoolSpanAt(ow, p.stride_w, p.pad.left, p.pad.right, p.kw, p.iw);
+}
+// What average pooling divides a window's sum (and backward its dy) by.
+inline float PoolDivisor(const Pool2dProblem& p, const PoolSpan& rows, const PoolSpan& cols) {
+  const int64_t count = p.count_include_pad ? rows.padded * cols.padded
+                                            : (rows.end - rows.begin) * (cols.end - cols.begin);
+  return static_cast<float>(count);
+}
+
+// Everything a kernel call needs; not owned. Forward reads x and writes out = y; backward reads dy
+// (and x, for max) and writes out = dx. Inputs and outputs do not overlap.
+struct Pool2dArgs {
+  const Pool2dProblem* p = nullptr;
+  const float* x = nullptr;
+  const float* dy = nullptr;
+  float* out = nullptr;
+  int threads = 1;  // OpenMP threads; 1 runs on the calling thread with no parallel region
+};
+
+using Pool2dFn = void (*)(const Pool2dArgs& args);
+
+// One target's entry points for one pass, and the target's name.
+struct Pool2dKernels {
+  Pool2dFn max = nullptr;
+  Pool2dFn avg = nullptr;
+  const char* isa = "";
+};
+
+// The chosen target's kernels (pool2d_fwd.cc, pool2d_bwd.cc).
+Pool2dKernels Pool2dFwdKernels();
+Pool2dKernels Pool2dBwdKernels();
+
+// Target-independent entry points (pool2d.cpp), called by the backend (highway_backend.cpp).
+
+// A plan: chooses the target and the kernel once; run() is const, thread-safe, allocation-free.
+std::unique_ptr<Pool2dFwdImpl> CreatePool2dFwd(const Pool2dProblem& p);
+// One-shot forward and backward. dx is overwritten; x is read by max pooling only. Allocate
+// nothing. Store the implementation's name ("highway:pool_max:AVX3") in impl_name if non-null.
+void Pool2dFwdOneShot(const Pool2dProblem& p, const float* x, float* y, std::string* impl_name);
+void Pool2dBwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
+               std::string* impl_name);
+
+}  // namespace convkit::internal::highway
