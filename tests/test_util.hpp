@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <initializer_list>
 #include <limits>
@@ -292,6 +293,119 @@ inline ::testing::AssertionResult Near(std::string_view case_name, std::string_v
   std::snprintf(buf, sizeof(buf), "expected %.17g, actual %.17g (allowed %.3g)", expected, actual,
                 allowed);
   return ::testing::AssertionFailure() << case_name << ": " << what << ": " << buf;
+}
+
+// ---- Environment knobs of the randomized suites ----
+
+// The value of environment variable `name` as an unsigned integer (decimal or 0x-hex), or
+// `fallback` when it is unset or empty. A value that does not parse fails the calling test.
+inline uint64_t EnvUnsigned(const char* name, uint64_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const unsigned long long parsed = std::strtoull(v, &end, 0);
+  if (end == nullptr || *end != '\0') {
+    ADD_FAILURE() << name << "=" << v << " is not an unsigned integer; using " << fallback;
+    return fallback;
+  }
+  return parsed;
+}
+
+// Mixes a run seed and a case index into the seed of that case (splitmix64's finalizer), so that
+// every case can be replayed alone from the printed seed and its index.
+inline uint64_t CaseSeedOf(uint64_t run_seed, uint64_t index) {
+  uint64_t z = run_seed + 0x9e3779b97f4a7c15ull * (index + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// ---- Guard zones ----
+
+// A buffer holding one tensor between two guard zones of canary values, to prove that a call
+// writes nothing outside the output it was given. The canary is a signalling-NaN bit pattern no
+// kernel computes, compared by bits.
+class GuardedTensor {
+ public:
+  static constexpr int64_t kGuard = 67;  // > one AVX-512 vector, odd: misaligns the tensor
+  static constexpr uint32_t kCanaryBits = 0x7fa5c0deu;
+
+  explicit GuardedTensor(const Dims& dims, float fill = 0.0f)
+      : dims_(dims),
+        size_(num_elements(dims)),
+        buffer_(static_cast<size_t>(size_ + 2 * kGuard), std::bit_cast<float>(kCanaryBits)) {
+    std::fill_n(data(), size_, fill);
+  }
+  float* data() { return buffer_.data() + kGuard; }
+  const float* data() const { return buffer_.data() + kGuard; }
+  int64_t size() const { return size_; }
+  TensorView view() { return {data(), dims_}; }
+  ConstTensorView view() const { return {data(), dims_}; }
+  std::span<float> span() { return {data(), static_cast<size_t>(size_)}; }
+  std::span<const float> span() const { return {data(), static_cast<size_t>(size_)}; }
+
+  // Success when both guard zones still hold the canary; otherwise names the first changed slot.
+  ::testing::AssertionResult GuardsIntact(std::string_view case_name, std::string_view what) const {
+    for (int64_t i = 0; i < static_cast<int64_t>(buffer_.size()); ++i) {
+      if (i == kGuard) i += size_;  // skip the tensor itself
+      if (i >= static_cast<int64_t>(buffer_.size())) break;
+      if (std::bit_cast<uint32_t>(buffer_[static_cast<size_t>(i)]) == kCanaryBits) continue;
+      const bool before = i < kGuard;
+      const int64_t distance = before ? kGuard - i : i - kGuard - size_ + 1;
+      return ::testing::AssertionFailure()
+             << case_name << ": " << what << ": wrote " << distance << " element(s) "
+             << (before ? "before" : "after") << " the output of " << size_
+             << " elements: " << FloatString(buffer_[static_cast<size_t>(i)]);
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+ private:
+  Dims dims_;
+  int64_t size_;
+  std::vector<float> buffer_;
+};
+
+// Element-wise bound: |actual - expected| <= factor * bound[i] (bound >= 0, e.g. the sum of the
+// absolute values of the terms reduced into element i), NaN only where NaN. Reports the worst
+// element relative to its allowance.
+inline ::testing::AssertionResult CompareWithinBound(std::string_view case_name,
+                                                     std::string_view what,
+                                                     ConstTensorView expected,
+                                                     ConstTensorView actual, ConstTensorView bound,
+                                                     double factor) {
+  if (expected.dims != actual.dims || expected.dims != bound.dims) {
+    return ::testing::AssertionFailure() << case_name << ": " << what << ": dims differ";
+  }
+  const int64_t n = num_elements(expected.dims);
+  int64_t mismatches = 0, worst = -1;
+  double worst_ratio = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = expected.data[i], a = actual.data[i];
+    const double allowed = factor * std::fabs(static_cast<double>(bound.data[i]));
+    double ratio = 0.0;
+    if (std::isnan(e) || std::isnan(a)) {
+      if (std::isnan(e) && std::isnan(a)) continue;
+      ratio = std::numeric_limits<double>::infinity();
+    } else {
+      const double diff = std::fabs(a - e);
+      if (diff <= allowed) continue;
+      ratio = allowed > 0.0 ? diff / allowed : std::numeric_limits<double>::infinity();
+    }
+    ++mismatches;
+    if (worst < 0 || ratio > worst_ratio) {
+      worst_ratio = ratio;
+      worst = i;
+    }
+  }
+  if (mismatches == 0) return ::testing::AssertionSuccess();
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "%.3g", factor * std::fabs(bound.data[worst]));
+  return ::testing::AssertionFailure()
+         << case_name << ": " << what << ": " << mismatches << " of " << n
+         << " elements exceed the bound; worst at " << IndexString(expected.dims, worst)
+         << ": expected " << FloatString(expected.data[worst]) << ", actual "
+         << FloatString(actual.data[worst]) << ", allowed difference " << buf;
 }
 
 }  // namespace convkit::test

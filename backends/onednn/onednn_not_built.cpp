@@ -1,5 +1,5 @@
-// The onednn backend when convkit is configured with CONVKIT_WITH_ONEDNN=OFF: it still answers, with
-// the reason it cannot run anything.
+// The onednn backend when convkit is configured with CONVKIT_WITH_ONEDNN=OFF: it still answers,
+// with the reason it cannot run anything.
 #include "api/src/backend.hpp"
 
 namespace convkit::internal {

@@ -1,0 +1,35 @@
+// The oneDNN backend's operations, called from its registration point (onednn_backend.cpp).
+// Contracts as in api/src/backend.hpp; problems arrive validated.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "api/src/backend.hpp"
+
+namespace convkit::internal::onednn {
+
+// A planned forward convolution: inference primitive with bias and ReLU fused (post-op), weights
+// reordered once into the layout oneDNN chose (format_tag::any). Uses the thread count in effect
+// now for every run.
+std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,
+                                               const float* b);
+
+// Backward data and/or weights + bias, one-shot: primitives created per call (oneDNN's primitive
+// cache makes repeats cheap), weights reordered per call.
+void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
+               float* dw, float* db, std::string* impl_name);
+
+// Why oneDNN cannot pool `p` exactly as DESIGN §4 says; empty when it can.
+std::string Pool2dRefusal(const Pool2dProblem& p);
+
+// A planned forward pooling (inference primitive). Max pooling checks x for NaN and -inf first
+// and then takes an exact scalar path (onednn_pool_exact.hpp).
+std::unique_ptr<Pool2dFwdImpl> CreatePool2dFwd(const Pool2dProblem& p);
+
+// Pooling backward, one-shot. Max pooling recomputes the forward pass in training mode to get
+// oneDNN's workspace (the argmax of each window), then runs the backward primitive on it.
+void Pool2dBwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
+               std::string* impl_name);
+
+}  // namespace convkit::internal::onednn

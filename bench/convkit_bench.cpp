@@ -1,0 +1,510 @@
+// convkit_bench: Google Benchmark over op x backend x shape set (DESIGN §9).
+//
+// Benchmarks are registered at run time, one per (op, backend, shape), named
+// "<op>/<backend>/<set>/<shape>/N<batch>". Plans are created, weights packed and the first call
+// made before the timed loop; the loop times run() alone (or the one-shot call for the _oneshot
+// ops and the backward ops, which the API offers only as one-shot calls). The console's and the
+// JSON's "real_time" is the wall time per call. Counters are rates per second of wall time (the
+// work runs on OpenMP threads, so the caller's CPU time means little): GFLOPS for convolutions
+// (nominal 2*N*OH*OW*OC*KH*KW*IC/groups, the same for every pass) and GBps for pooling (bytes read
+// + written: x and y forward; dy and dx backward, plus x for max). The label is the plan's
+// implementation, "backend:variant:isa".
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bench/bench_common.hpp"
+#include "bench/shape_sets.hpp"
+#include "convkit/convkit.hpp"
+
+namespace convkit::bench {
+namespace {
+
+// printf format: the op names, the backends built in, the set names.
+constexpr const char kUsage[] = R"(convkit_bench [google-benchmark flags] [convkit flags]
+convkit flags (lists are comma-separated; each defaults to all):
+  --ops=LIST        %s
+  --backends=LIST   default: every backend built into this copy (%s)
+  --sets=LIST       %s
+  --batch=N         run every shape at batch N instead of its default batch
+  --threads=N       threads per call (convkit::set_num_threads); default OMP_NUM_THREADS or all cores
+  --reference=WHICH small (default: problems under 50 MFLOP / 32 MB), all, or none
+  --real_time       iterate until enough wall time (not CPU time) has passed; names get the
+                    suffix /real_time. For loaded machines, where runs otherwise grow long.
+  --list_shapes     print the selected shapes as JSON lines and exit
+e.g. convkit_bench --ops=conv2d_fwd --sets=resnet50 --threads=2 --benchmark_min_time=0.2
+)";
+
+// The work one benchmark times. Tensors live here so the timed call allocates nothing.
+struct Prepared {
+  std::function<void()> run;
+  std::string label;
+};
+
+// Runs `prepare` (which creates plans and makes the first, untimed call). On a convkit::Error the
+// benchmark is skipped with the reason, "unsupported: ..." when the backend refuses the problem.
+bool Prepare(benchmark::State& state, const std::function<Prepared()>& prepare, Prepared* out) {
+  try {
+    *out = prepare();
+    out->run();  // warm-up: first touch of the outputs, lazy initialisation inside backends
+    state.SetLabel(out->label);
+    return true;
+  } catch (const Error& e) {
+    const std::string prefix = e.code() == ErrorCode::kUnsupported ? "unsupported: " : "error: ";
+    state.SkipWithError((prefix + e.what()).c_str());
+  } catch (const std::exception& e) {
+    state.SkipWithError((std::string("error: ") + e.what()).c_str());
+  }
+  return false;
+}
+
+// Times prepared.run() and returns the wall-clock seconds the loop took. (UseRealTime() would do
+// this too, but appends "/real_time" to every name.)
+double TimeLoop(benchmark::State& state, const Prepared& prepared) {
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    prepared.run();
+    benchmark::ClobberMemory();
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+Tensor Filled(const Dims& dims, uint32_t seed) {
+  Tensor t(dims);
+  FillUniform(t.data(), t.size(), seed);
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution.
+
+enum class ConvPassKind { kForward, kBackwardData, kBackwardWeights };
+
+struct ConvOp {
+  std::string_view name;
+  ConvPassKind pass;
+  bool oneshot;
+};
+
+constexpr ConvOp kConvOps[] = {
+    {"conv2d_fwd", ConvPassKind::kForward, false},
+    {"conv2d_fwd_oneshot", ConvPassKind::kForward, true},
+    {"conv2d_bwd_data", ConvPassKind::kBackwardData, true},
+    {"conv2d_bwd_weights", ConvPassKind::kBackwardWeights, true},
+};
+
+void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& backend,
+               const ConvShape& shape, int64_t batch) {
+  const Conv2dParams& params = shape.params;
+  const Dims x_dims = shape.x_dims(batch);
+  const Tensor x = Filled(x_dims, 1);
+  const Tensor w = Filled(shape.w_dims(), 2);
+  std::vector<float> b(static_cast<size_t>(shape.c_out));
+  FillUniform(b.data(), shape.c_out, 3);
+  Tensor y, dy, dx, dw;
+  std::vector<float> db;
+  std::optional<Conv2d> plan;
+
+  Prepared prepared;
+  const bool ok = Prepare(
+      state,
+      [&]() -> Prepared {
+        switch (op.pass) {
+          case ConvPassKind::kForward: {
+            plan.emplace(params, x_dims, w, b, backend);
+            y = Tensor(plan->y_dims());
+            if (!op.oneshot) return {[&] { plan->run(x, y); }, plan->impl_name()};
+            return {[&] { conv2d_forward(params, x, w, b, y, backend); },
+                    plan->impl_name() + " (one-shot)"};
+          }
+          case ConvPassKind::kBackwardData: {
+            dy = Filled(ConvOutputDims(shape, batch), 4);
+            dx = Tensor(x_dims);
+            Conv2dGrads grads;
+            grads.dx = dx.view();
+            return {[&, grads] { conv2d_backward(params, x, w, dy, grads, backend); },
+                    backend + " (one-shot)"};
+          }
+          case ConvPassKind::kBackwardWeights: {
+            dy = Filled(ConvOutputDims(shape, batch), 4);
+            dw = Tensor(shape.w_dims());
+            db.assign(static_cast<size_t>(shape.c_out), 0.0f);
+            Conv2dGrads grads;
+            grads.dw = dw.view();
+            grads.db = std::span<float>(db);
+            return {[&, grads] { conv2d_backward(params, x, w, dy, grads, backend); },
+                    backend + " (one-shot)"};
+          }
+        }
+        return {};
+      },
+      &prepared);
+  if (!ok) return;
+  const double seconds = TimeLoop(state, prepared);
+  SetGflopsCounter(state, ConvFlops(shape, batch), seconds);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling.
+
+struct PoolOp {
+  std::string_view name;
+  PoolMode mode;
+  bool backward;
+  bool oneshot;
+};
+
+constexpr PoolOp kPoolOps[] = {
+    {"pool2d_fwd_max", PoolMode::kMax, false, false},
+    {"pool2d_fwd_max_oneshot", PoolMode::kMax, false, true},
+    {"pool2d_fwd_avg", PoolMode::kAverage, false, false},
+    {"pool2d_fwd_avg_oneshot", PoolMode::kAverage, false, true},
+    {"pool2d_bwd_max", PoolMode::kMax, true, true},
+    {"pool2d_bwd_avg", PoolMode::kAverage, true, true},
+};
+
+Pool2dParams PoolParams(const PoolShape& shape, PoolMode mode) {
+  Pool2dParams params = shape.params;
+  params.mode = mode;
+  if (mode == PoolMode::kMax) params.count_include_pad = false;  // an average-only flag
+  return params;
+}
+
+// Bytes one call reads and writes: x and y forward; dy and dx backward, plus x for max pooling.
+double PoolBytes(const PoolOp& op, const PoolShape& shape, int64_t batch) {
+  const double x = static_cast<double>(num_elements(shape.x_dims(batch)));
+  const double y = static_cast<double>(num_elements(PoolOutputDims(shape, batch)));
+  const double elements = op.backward ? (op.mode == PoolMode::kMax ? x : 0.0) + y + x : x + y;
+  return elements * sizeof(float);
+}
+
+void BenchPool(benchmark::State& state, const PoolOp& op, const std::string& backend,
+               const PoolShape& shape, int64_t batch) {
+  const Pool2dParams params = PoolParams(shape, op.mode);
+  const Dims x_dims = shape.x_dims(batch);
+  const Tensor x = Filled(x_dims, 1);
+  Tensor y, dy, dx;
+  std::optional<Pool2d> plan;
+
+  Prepared prepared;
+  const bool ok = Prepare(
+      state,
+      [&]() -> Prepared {
+        if (op.backward) {
+          dy = Filled(pool2d_output_dims(x_dims, params), 4);
+          dx = Tensor(x_dims);
+          return {[&] { pool2d_backward(params, x, dy, dx, backend); }, backend + " (one-shot)"};
+        }
+        plan.emplace(params, x_dims, backend);
+        y = Tensor(plan->y_dims());
+        if (!op.oneshot) return {[&] { plan->run(x, y); }, plan->impl_name()};
+        return {[&] { pool2d_forward(params, x, y, backend); }, plan->impl_name() + " (one-shot)"};
+      },
+      &prepared);
+  if (!ok) return;
+  const double seconds = TimeLoop(state, prepared);
+  SetGbpsCounter(state, PoolBytes(op, shape, batch), seconds);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration and flags.
+
+std::vector<std::string> SplitList(std::string_view list) {
+  std::vector<std::string> items;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view item = list.substr(0, comma);
+    if (!item.empty()) items.emplace_back(item);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return items;
+}
+
+std::string Join(const std::vector<std::string>& items, std::string_view separator) {
+  std::string joined;
+  for (const std::string& item : items) {
+    if (!joined.empty()) joined += separator;
+    joined += item;
+  }
+  return joined;
+}
+
+bool ReferenceRuns(const Config& config, double work, double limit) {
+  switch (config.reference) {
+    case Config::Reference::kAll:
+      return true;
+    case Config::Reference::kNone:
+      return false;
+    case Config::Reference::kSmall:
+      return work <= limit;
+  }
+  return false;
+}
+
+// Google Benchmark decides the iteration count from the caller's CPU time. On an idle machine that
+// tracks the wall time (OpenMP's master thread works or spins), but under load it lags and runs
+// grow long; --real_time decides by wall time instead, at the cost of a "/real_time" name suffix.
+void Register(const Config& config, const std::string& name,
+              std::function<void(benchmark::State&)> fn) {
+  benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(name.c_str(), std::move(fn));
+  b->Unit(benchmark::kMicrosecond);
+  if (config.real_time) b->UseRealTime();
+}
+
+// The backends our benchmarks run on: --backends' names that are convkit's (other names belong to
+// other files' benchmarks, e.g. onednn_direct), or every backend built in.
+std::vector<std::string> ConvkitBackends(const Config& config) {
+  if (config.backends.empty()) return available_backends();
+  const std::vector<BackendInfo> all = all_backends();
+  std::vector<std::string> backends;
+  for (const std::string& name : config.backends) {
+    const auto is_name = [&](const BackendInfo& info) { return info.name == name; };
+    if (name == "auto" || std::any_of(all.begin(), all.end(), is_name)) backends.push_back(name);
+  }
+  return backends;
+}
+
+// Registers op x backend x shape for one family (conv or pool). `work(op, shape, batch)` sizes a
+// problem for the reference backend's limit; `bench` is BenchConv or BenchPool.
+template <typename Op, typename Shape, typename Work, typename Bench>
+void RegisterFamily(const Config& config, const std::vector<std::string>& backends,
+                    std::span<const Op> ops, std::span<const Shape> shapes, double reference_limit,
+                    Work work, Bench bench) {
+  for (const Op& op : ops) {
+    if (!config.WantsOp(op.name)) continue;
+    for (const std::string& backend : backends) {
+      for (const Shape& shape : shapes) {
+        if (!config.WantsSet(shape.set)) continue;
+        const int64_t batch = config.BatchFor(shape.default_batch());
+        if (backend == "reference" &&
+            !ReferenceRuns(config, work(op, shape, batch), reference_limit)) {
+          continue;
+        }
+        Register(config, BenchmarkName(op.name, backend, shape.set, shape.name, batch),
+                 [&op, backend, &shape, batch, bench](benchmark::State& state) {
+                   bench(state, op, backend, shape, batch);
+                 });
+      }
+    }
+  }
+}
+
+void RegisterConvkitBenchmarks(const Config& config) {
+  const std::vector<std::string> backends = ConvkitBackends(config);
+  RegisterFamily(
+      config, backends, std::span<const ConvOp>(kConvOps), ConvShapes(), kReferenceMaxFlops,
+      [](const ConvOp&, const ConvShape& shape, int64_t batch) { return ConvFlops(shape, batch); },
+      BenchConv);
+  RegisterFamily(config, backends, std::span<const PoolOp>(kPoolOps), PoolShapes(),
+                 kReferenceMaxBytes, PoolBytes, BenchPool);
+}
+
+void PrintUsage(FILE* out) {
+  std::vector<std::string> ops, sets;
+  for (const ConvOp& op : kConvOps) ops.emplace_back(op.name);
+  for (const PoolOp& op : kPoolOps) ops.emplace_back(op.name);
+  const auto add_set = [&sets](std::string_view set) {
+    if (std::find(sets.begin(), sets.end(), set) == sets.end()) sets.emplace_back(set);
+  };
+  for (const ConvShape& shape : ConvShapes()) add_set(shape.set);
+  for (const PoolShape& shape : PoolShapes()) add_set(shape.set);
+  std::fprintf(out, kUsage, Join(ops, ", ").c_str(), Join(available_backends(), ", ").c_str(),
+               Join(sets, ", ").c_str());
+}
+
+// An error message when `ops` or `sets` names something unknown; empty when all are known.
+std::string CheckNames(const Config& config) {
+  for (const std::string& op : config.ops) {
+    const auto named = [&](const auto& o) { return o.name == op; };
+    if (std::none_of(std::begin(kConvOps), std::end(kConvOps), named) &&
+        std::none_of(std::begin(kPoolOps), std::end(kPoolOps), named)) {
+      return "unknown op '" + op + "'";
+    }
+  }
+  for (const std::string& set : config.sets) {
+    const auto in_set = [&](const auto& shape) { return shape.set == set; };
+    if (std::none_of(ConvShapes().begin(), ConvShapes().end(), in_set) &&
+        std::none_of(PoolShapes().begin(), PoolShapes().end(), in_set)) {
+      return "unknown set '" + set + "'";
+    }
+  }
+  return {};
+}
+
+// "^(a|b)/(c)/[^/]+/": what our list flags select, for --benchmark_filter, so that benchmarks other
+// files register (onednn_direct) follow the same --ops, --backends and --sets.
+std::string FilterRegex(const Config& config) {
+  const auto group = [](const std::vector<std::string>& items) {
+    return items.empty() ? std::string("[^/]+/") : "(" + Join(items, "|") + ")/";
+  };
+  return "^" + group(config.ops) + group(config.backends) + group(config.sets);
+}
+
+std::string DimsJson(const Dims& d) {
+  return "[" + std::to_string(d[0]) + "," + std::to_string(d[1]) + "," + std::to_string(d[2]) +
+         "," + std::to_string(d[3]) + "]";
+}
+
+std::string PadsJson(const Pads& p) {
+  return "[" + std::to_string(p.top) + "," + std::to_string(p.bottom) + "," +
+         std::to_string(p.left) + "," + std::to_string(p.right) + "]";
+}
+
+// One JSON object per line, for tools/convkit_compare.py and tools/torch_bench.py.
+void PrintShapes(const Config& config) {
+  for (const ConvShape& s : ConvShapes()) {
+    if (!config.WantsSet(s.set)) continue;
+    const int64_t batch = config.BatchFor(s.default_batch());
+    const Conv2dParams& p = s.params;
+    std::printf(
+        "{\"kind\":\"conv\",\"set\":\"%.*s\",\"name\":\"%.*s\",\"batch\":%lld,\"x\":%s,\"w\":%s,"
+        "\"y\":%s,\"stride\":[%lld,%lld],\"pad\":%s,\"dilation\":[%lld,%lld],\"groups\":%lld,"
+        "\"flops\":%.0f}\n",
+        static_cast<int>(s.set.size()), s.set.data(), static_cast<int>(s.name.size()),
+        s.name.data(), static_cast<long long>(batch), DimsJson(s.x_dims(batch)).c_str(),
+        DimsJson(s.w_dims()).c_str(), DimsJson(ConvOutputDims(s, batch)).c_str(),
+        static_cast<long long>(p.stride_h), static_cast<long long>(p.stride_w),
+        PadsJson(p.pad).c_str(), static_cast<long long>(p.dilation_h),
+        static_cast<long long>(p.dilation_w), static_cast<long long>(p.groups),
+        ConvFlops(s, batch));
+  }
+  for (const PoolShape& s : PoolShapes()) {
+    if (!config.WantsSet(s.set)) continue;
+    const int64_t batch = config.BatchFor(s.default_batch());
+    const Pool2dParams& p = s.params;
+    std::printf(
+        "{\"kind\":\"pool\",\"set\":\"%.*s\",\"name\":\"%.*s\",\"batch\":%lld,\"x\":%s,\"y\":%s,"
+        "\"window\":[%lld,%lld],\"stride\":[%lld,%lld],\"pad\":%s,\"ceil_mode\":%s,"
+        "\"count_include_pad\":%s,\"global\":%s}\n",
+        static_cast<int>(s.set.size()), s.set.data(), static_cast<int>(s.name.size()),
+        s.name.data(), static_cast<long long>(batch), DimsJson(s.x_dims(batch)).c_str(),
+        DimsJson(PoolOutputDims(s, batch)).c_str(), static_cast<long long>(p.window_h),
+        static_cast<long long>(p.window_w), static_cast<long long>(p.stride_h),
+        static_cast<long long>(p.stride_w), PadsJson(p.pad).c_str(), p.ceil_mode ? "true" : "false",
+        p.count_include_pad ? "true" : "false", p.global ? "true" : "false");
+  }
+}
+
+struct Flags {
+  Config config;
+  int threads = 0;
+  bool list_shapes = false;
+};
+
+// Parses our flags (those benchmark::Initialize left). Returns an exit code on a bad or --help
+// flag, nullopt to go on.
+std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    const auto value_of = [&](std::string_view flag) -> std::optional<std::string_view> {
+      if (arg.size() > flag.size() && arg.substr(0, flag.size()) == flag &&
+          arg[flag.size()] == '=') {
+        return arg.substr(flag.size() + 1);
+      }
+      return std::nullopt;
+    };
+    if (arg == "--help" || arg == "-h") {
+      PrintUsage(stdout);
+      return 0;
+    } else if (arg == "--real_time") {
+      flags->config.real_time = true;
+    } else if (arg == "--list_shapes") {
+      flags->list_shapes = true;
+    } else if (auto v = value_of("--ops")) {
+      flags->config.ops = SplitList(*v);
+    } else if (auto v = value_of("--backends")) {
+      flags->config.backends = SplitList(*v);
+    } else if (auto v = value_of("--sets")) {
+      flags->config.sets = SplitList(*v);
+    } else if (auto v = value_of("--batch")) {
+      flags->config.batch = std::atoll(std::string(*v).c_str());
+    } else if (auto v = value_of("--threads")) {
+      flags->threads = std::atoi(std::string(*v).c_str());
+    } else if (auto v = value_of("--reference")) {
+      if (*v == "small") {
+        flags->config.reference = Config::Reference::kSmall;
+      } else if (*v == "all") {
+        flags->config.reference = Config::Reference::kAll;
+      } else if (*v == "none") {
+        flags->config.reference = Config::Reference::kNone;
+      } else {
+        std::fprintf(stderr, "convkit_bench: --reference must be small, all or none\n");
+        return 2;
+      }
+    } else {
+      std::fprintf(stderr, "convkit_bench: unknown flag %s\n\n", argv[i]);
+      PrintUsage(stderr);
+      return 2;
+    }
+  }
+  if (const std::string error = CheckNames(flags->config); !error.empty()) {
+    std::fprintf(stderr, "convkit_bench: %s\n\n", error.c_str());
+    PrintUsage(stderr);
+    return 2;
+  }
+  if (flags->config.batch < 0 || flags->threads < 0) {
+    std::fprintf(stderr, "convkit_bench: --batch and --threads take a positive number\n");
+    return 2;
+  }
+  return std::nullopt;
+}
+
+int Main(int argc, char** argv) {
+  // Line-buffered even into a pipe, so that tools/convkit_compare.py shows progress as it runs.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--help") {  // ours, then Google Benchmark's (it exits)
+      PrintUsage(stdout);
+      std::fputs("\nGoogle Benchmark flags:\n", stdout);
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  Flags flags;
+  if (std::optional<int> exit_code = ParseFlags(argc, argv, &flags)) return *exit_code;
+  Config& config = flags.config;
+  if (flags.list_shapes) {
+    PrintShapes(config);
+    return 0;
+  }
+  if (flags.threads > 0) set_num_threads(flags.threads);
+
+  std::vector<std::string> backends_info;
+  for (const BackendInfo& info : all_backends()) {
+    backends_info.push_back(
+        info.name + (info.not_built_reason.empty() ? "" : " (" + info.not_built_reason + ")"));
+  }
+  benchmark::AddCustomContext("convkit_threads", std::to_string(num_threads()));
+  benchmark::AddCustomContext("convkit_backends", Join(backends_info, "; "));
+  benchmark::AddCustomContext("convkit_reference",
+                              config.reference == Config::Reference::kSmall ? "small"
+                              : config.reference == Config::Reference::kAll ? "all"
+                                                                            : "none");
+
+  RegisterConvkitBenchmarks(config);
+  for (Registrar registrar : Registrars()) registrar(config);
+
+  std::string spec = benchmark::GetBenchmarkFilter();
+  const bool lists_given = !config.ops.empty() || !config.sets.empty() || !config.backends.empty();
+  if ((spec.empty() || spec == "." || spec == "all") && lists_given) {
+    spec = FilterRegex(config);
+  }
+  benchmark::RunSpecifiedBenchmarks(spec);
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace
+}  // namespace convkit::bench
+
+int main(int argc, char** argv) { return convkit::bench::Main(argc, argv); }

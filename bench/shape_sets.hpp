@@ -1,0 +1,203 @@
+// The benchmark shape sets: the one list of layer shapes that convkit is measured on (STYLE rule
+// 9).
+//
+// Every shape here is benchmarked by bench/convkit_bench.cpp over every op and backend, and the
+// equivalence tests include this header so that every benchmark shape is also an equivalence case.
+// Pure data plus the convkit headers: no Google Benchmark, no library calls, nothing to link.
+//
+// Conventions: x is NHWC {N, H, W, C_in} with N the default batch; weights are HWIO
+// {KH, KW, C_in / groups, C_out}. Pooling shapes carry PoolMode::kMax; the pooling benchmarks set
+// the mode per op (and drop count_include_pad, an average-only flag, for max pooling).
+//
+// Conv sets: "seeds" (the assignment's conv_forward cases), "resnet50" (the distinct conv layers of
+// ResNet-50 v1.5 at 224x224, stride in the 3x3), "vgg16" (the distinct conv layers of VGG-16),
+// "mobilenet" (MobileNet v1: the 3x3 depthwise layers and their 1x1 pointwise partners), "odd"
+// (channel counts and sizes around the vector width, primes, dilation, asymmetric padding, groups).
+// Pool set: "pooling" (the assignment's pool cases, the network pools, small in-cache ones with
+// padding and ceil_mode).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "convkit/params.hpp"
+#include "convkit/tensor.hpp"
+
+namespace convkit::bench {
+
+struct ConvShape {
+  std::string_view set;   // "resnet50"
+  std::string_view name;  // "res3_3x3s2_128", unique within its set; no '/'
+  Dims x;                 // {N, H, W, C_in}; N is the default batch
+  Conv2dParams params;
+  int64_t c_out = 0;
+
+  int64_t default_batch() const { return x[0]; }
+  Dims x_dims(int64_t batch) const { return {batch, x[1], x[2], x[3]}; }
+  Dims w_dims() const { return {params.kernel_h, params.kernel_w, x[3] / params.groups, c_out}; }
+};
+
+struct PoolShape {
+  std::string_view set;   // "pooling"
+  std::string_view name;  // "resnet50_maxpool"; (name, default batch) is unique within its set
+  Dims x;                 // {N, H, W, C}; N is the default batch
+  Pool2dParams params;    // mode kMax; the benchmarks choose the mode
+
+  int64_t default_batch() const { return x[0]; }
+  Dims x_dims(int64_t batch) const { return {batch, x[1], x[2], x[3]}; }
+};
+
+namespace internal {
+
+// A square kernel k x k with stride s, uniform padding p, groups g and dilation d.
+constexpr ConvShape Conv(std::string_view set, std::string_view name, int64_t n, int64_t h,
+                         int64_t w, int64_t c_in, int64_t c_out, int64_t k, int64_t s, int64_t p,
+                         int64_t g = 1, int64_t d = 1) {
+  Conv2dParams params;
+  params.kernel_h = params.kernel_w = k;
+  params.stride_h = params.stride_w = s;
+  params.pad = Pads{p, p, p, p};
+  params.dilation_h = params.dilation_w = d;
+  params.groups = g;
+  return {set, name, Dims{n, h, w, c_in}, params, c_out};
+}
+
+// A 3x3 depthwise convolution (groups == C_in == C_out), padding 1.
+constexpr ConvShape Depthwise(std::string_view name, int64_t n, int64_t h, int64_t c, int64_t s) {
+  return Conv("mobilenet", name, n, h, h, c, c, 3, s, 1, c);
+}
+
+// A window k x k with stride s and uniform padding p.
+constexpr PoolShape Pool(std::string_view name, int64_t n, int64_t h, int64_t w, int64_t c,
+                         int64_t k, int64_t s, int64_t p, bool ceil_mode = false,
+                         bool count_include_pad = false) {
+  Pool2dParams params;
+  params.window_h = params.window_w = k;
+  params.stride_h = params.stride_w = s;
+  params.pad = Pads{p, p, p, p};
+  params.ceil_mode = ceil_mode;
+  params.count_include_pad = count_include_pad;
+  return {"pooling", name, Dims{n, h, w, c}, params};
+}
+
+constexpr PoolShape GlobalPool(std::string_view name, int64_t n, int64_t h, int64_t c) {
+  Pool2dParams params;
+  params.global = true;
+  return {"pooling", name, Dims{n, h, h, c}, params};
+}
+
+constexpr ConvShape WithPads(ConvShape shape, Pads pad) {
+  shape.params.pad = pad;
+  return shape;
+}
+
+inline constexpr ConvShape kConvShapes[] = {
+    // The assignment's conv_forward examples.
+    Conv("seeds", "conv_5x7x4_8_k3s2p1", 2, 5, 7, 4, 8, 3, 2, 1),
+    Conv("seeds", "conv_4x4x3_8_k2s2p2", 10, 4, 4, 3, 8, 2, 2, 2),
+
+    // ResNet-50 v1.5: conv1, then per stage the first block (1x1 reduce, 3x3 with the stride,
+    // 1x1 expand, strided 1x1 projection) and the repeated block (1x1 reduce, 3x3).
+    Conv("resnet50", "conv1_7x7s2", 1, 224, 224, 3, 64, 7, 2, 3),
+    Conv("resnet50", "res2_1x1_64_64", 1, 56, 56, 64, 64, 1, 1, 0),
+    Conv("resnet50", "res2_3x3_64", 1, 56, 56, 64, 64, 3, 1, 1),
+    Conv("resnet50", "res2_1x1_64_256", 1, 56, 56, 64, 256, 1, 1, 0),
+    Conv("resnet50", "res2_1x1_256_64", 1, 56, 56, 256, 64, 1, 1, 0),
+    Conv("resnet50", "res3_1x1_256_128", 1, 56, 56, 256, 128, 1, 1, 0),
+    Conv("resnet50", "res3_3x3s2_128", 1, 56, 56, 128, 128, 3, 2, 1),
+    Conv("resnet50", "res3_1x1_128_512", 1, 28, 28, 128, 512, 1, 1, 0),
+    Conv("resnet50", "res3_proj_1x1s2_256_512", 1, 56, 56, 256, 512, 1, 2, 0),
+    Conv("resnet50", "res3_1x1_512_128", 1, 28, 28, 512, 128, 1, 1, 0),
+    Conv("resnet50", "res3_3x3_128", 1, 28, 28, 128, 128, 3, 1, 1),
+    Conv("resnet50", "res4_1x1_512_256", 1, 28, 28, 512, 256, 1, 1, 0),
+    Conv("resnet50", "res4_3x3s2_256", 1, 28, 28, 256, 256, 3, 2, 1),
+    Conv("resnet50", "res4_1x1_256_1024", 1, 14, 14, 256, 1024, 1, 1, 0),
+    Conv("resnet50", "res4_proj_1x1s2_512_1024", 1, 28, 28, 512, 1024, 1, 2, 0),
+    Conv("resnet50", "res4_1x1_1024_256", 1, 14, 14, 1024, 256, 1, 1, 0),
+    Conv("resnet50", "res4_3x3_256", 1, 14, 14, 256, 256, 3, 1, 1),
+    Conv("resnet50", "res5_1x1_1024_512", 1, 14, 14, 1024, 512, 1, 1, 0),
+    Conv("resnet50", "res5_3x3s2_512", 1, 14, 14, 512, 512, 3, 2, 1),
+    Conv("resnet50", "res5_1x1_512_2048", 1, 7, 7, 512, 2048, 1, 1, 0),
+    Conv("resnet50", "res5_proj_1x1s2_1024_2048", 1, 14, 14, 1024, 2048, 1, 2, 0),
+    Conv("resnet50", "res5_1x1_2048_512", 1, 7, 7, 2048, 512, 1, 1, 0),
+    Conv("resnet50", "res5_3x3_512", 1, 7, 7, 512, 512, 3, 1, 1),
+
+    // VGG-16: every 3x3 s1 p1 layer with a distinct shape.
+    Conv("vgg16", "conv1_1", 1, 224, 224, 3, 64, 3, 1, 1),
+    Conv("vgg16", "conv1_2", 1, 224, 224, 64, 64, 3, 1, 1),
+    Conv("vgg16", "conv2_1", 1, 112, 112, 64, 128, 3, 1, 1),
+    Conv("vgg16", "conv2_2", 1, 112, 112, 128, 128, 3, 1, 1),
+    Conv("vgg16", "conv3_1", 1, 56, 56, 128, 256, 3, 1, 1),
+    Conv("vgg16", "conv3_2", 1, 56, 56, 256, 256, 3, 1, 1),
+    Conv("vgg16", "conv4_1", 1, 28, 28, 256, 512, 3, 1, 1),
+    Conv("vgg16", "conv4_2", 1, 28, 28, 512, 512, 3, 1, 1),
+    Conv("vgg16", "conv5_1", 1, 14, 14, 512, 512, 3, 1, 1),
+
+    // MobileNet v1: the stem, then each distinct depthwise 3x3 and the 1x1 pointwise after it.
+    Conv("mobilenet", "conv1_3x3s2", 1, 224, 224, 3, 32, 3, 2, 1),
+    Depthwise("dw112_32", 1, 112, 32, 1),
+    Conv("mobilenet", "pw112_32_64", 1, 112, 112, 32, 64, 1, 1, 0),
+    Depthwise("dw112s2_64", 1, 112, 64, 2),
+    Conv("mobilenet", "pw56_64_128", 1, 56, 56, 64, 128, 1, 1, 0),
+    Depthwise("dw56_128", 1, 56, 128, 1),
+    Conv("mobilenet", "pw56_128_128", 1, 56, 56, 128, 128, 1, 1, 0),
+    Depthwise("dw56s2_128", 1, 56, 128, 2),
+    Conv("mobilenet", "pw28_128_256", 1, 28, 28, 128, 256, 1, 1, 0),
+    Depthwise("dw28_256", 1, 28, 256, 1),
+    Conv("mobilenet", "pw28_256_256", 1, 28, 28, 256, 256, 1, 1, 0),
+    Depthwise("dw28s2_256", 1, 28, 256, 2),
+    Conv("mobilenet", "pw14_256_512", 1, 14, 14, 256, 512, 1, 1, 0),
+    Depthwise("dw14_512", 1, 14, 512, 1),
+    Conv("mobilenet", "pw14_512_512", 1, 14, 14, 512, 512, 1, 1, 0),
+    Depthwise("dw14s2_512", 1, 14, 512, 2),
+    Conv("mobilenet", "pw7_512_1024", 1, 7, 7, 512, 1024, 1, 1, 0),
+    Depthwise("dw7_1024", 1, 7, 1024, 1),
+    Conv("mobilenet", "pw7_1024_1024", 1, 7, 7, 1024, 1024, 1, 1, 0),
+
+    // Odd channel counts and sizes: tails around the vector width (8 and 16 floats), primes.
+    Conv("odd", "c13_29_k3_56", 1, 56, 56, 13, 29, 3, 1, 1),
+    Conv("odd", "c3_17_k3_56", 1, 56, 56, 3, 17, 3, 1, 1),
+    Conv("odd", "c17_31_k3_28", 2, 28, 28, 17, 31, 3, 1, 1),
+    Conv("odd", "c1_1_k3_64", 1, 64, 64, 1, 1, 3, 1, 1),
+    Conv("odd", "c15_16_k1_31x29", 2, 31, 29, 15, 16, 1, 1, 0),
+    Conv("odd", "c31_33_k1_28", 1, 28, 28, 31, 33, 1, 1, 0),
+    Conv("odd", "c61_67_k3s2_27", 1, 27, 27, 61, 67, 3, 2, 1),
+    Conv("odd", "c7_5_k5_33x35", 2, 33, 35, 7, 5, 5, 1, 2),
+    Conv("odd", "c17_31_k3d2_28", 1, 28, 28, 17, 31, 3, 1, 2, 1, 2),
+    Conv("odd", "c34_34_k3g2_28", 1, 28, 28, 34, 34, 3, 1, 1, 2),
+    Conv("odd", "dw_c23_k5_29", 1, 29, 29, 23, 23, 5, 1, 2, 23),
+    // TensorFlow's SAME padding at stride 2: nothing on the top/left, one on the bottom/right.
+    WithPads(Conv("odd", "c13_29_k3s2_same_56", 1, 56, 56, 13, 29, 3, 2, 0), Pads{0, 1, 0, 1}),
+};
+
+inline constexpr PoolShape kPoolShapes[] = {
+    // The assignment's pool_forward and pool_backward examples.
+    Pool("seed_4x4x3_k3s2", 2, 4, 4, 3, 3, 2, 0),
+    Pool("seed_5x5x3_k3s1", 2, 5, 5, 3, 3, 1, 0),
+    Pool("seed_5x5x3_k3s2", 2, 5, 5, 3, 3, 2, 0),
+    Pool("seed_5x3x2_k2s1", 5, 5, 3, 2, 2, 1, 0),
+    // Network pools: ResNet-50's stem max pool (training and inference batch), the global average
+    // pools at the end of ResNet-50 and MobileNet, VGG-16's first 2x2 pool.
+    Pool("resnet50_maxpool", 32, 112, 112, 64, 3, 2, 1),
+    Pool("resnet50_maxpool", 1, 112, 112, 64, 3, 2, 1),
+    GlobalPool("resnet50_global_7x7x2048", 32, 7, 2048),
+    GlobalPool("mobilenet_global_7x7x1024", 1, 7, 1024),
+    Pool("vgg16_pool1_k2s2", 1, 224, 224, 64, 2, 2, 0),
+    // Small, in cache: padding, ceil_mode and count_include_pad at odd sizes and channel counts.
+    Pool("small_18x18x16_k3s2p1_ceil", 4, 18, 18, 16, 3, 2, 1, true),
+    Pool("small_16x16x7_k3s2_ceil", 4, 16, 16, 7, 3, 2, 0, true),
+    Pool("small_13x11x33_k3s1p1_incl", 2, 13, 11, 33, 3, 1, 1, false, true),
+    Pool("small_8x8x64_k2s2", 8, 8, 8, 64, 2, 2, 0),
+    Pool("small_32x32x5_k5s3p2_ceil_incl", 1, 32, 32, 5, 5, 3, 2, true, true),
+};
+
+}  // namespace internal
+
+// Every convolution shape, grouped by set in the order above.
+inline std::span<const ConvShape> ConvShapes() { return internal::kConvShapes; }
+
+// Every pooling shape.
+inline std::span<const PoolShape> PoolShapes() { return internal::kPoolShapes; }
+
+}  // namespace convkit::bench

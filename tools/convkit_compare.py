@@ -1,0 +1,613 @@
+#!/usr/bin/env python3
+"""convkit_compare: run convkit_bench and compare the backends (DESIGN §9).
+
+Runs bench/convkit_bench (Google Benchmark) over the chosen ops, backends and shape sets, showing
+each result as it lands, then prints one Markdown table per op: each backend's GFLOP/s (convolution)
+or GB/s (pooling) with its share of this machine's peak, and the ratios to oneDNN and to the
+reference backend. When PyTorch can be imported (Debian's python3-torch) it adds a pytorch column
+for the forward convolution and pooling (tools/torch_bench.py); when not, the column says so.
+
+Writes under --out (default out/): convkit_bench.json (the raw Google Benchmark JSON, all runs
+merged), torch.json, shapes.jsonl, results.json (the tables), compare.md (what was printed) and
+one PNG chart per op (bars per shape per backend). --update-readme rewrites the block between
+<!-- perf-table:begin --> and <!-- perf-table:end --> in README.md.
+
+  python3 tools/convkit_compare.py                        # the default comparison, ~10 min
+  python3 tools/convkit_compare.py --sets resnet50 --ops conv2d_fwd --threads 1
+  python3 tools/convkit_compare.py --from-results out/results.json --update-readme
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(TOOLS_DIR)
+sys.path.insert(0, TOOLS_DIR)
+
+# The ops and sets themselves are convkit_bench's (bench/convkit_bench.cpp, bench/shape_sets.hpp);
+# it rejects unknown names.
+DEFAULT_OPS = ["conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weights", "pool2d_fwd_max",
+               "pool2d_fwd_avg", "pool2d_bwd_max", "pool2d_bwd_avg"]
+TORCH_OPS = ["conv2d_fwd", "pool2d_fwd_max", "pool2d_fwd_avg"]
+# Column order; backends not listed here follow, in the order they appear.
+BACKEND_ORDER = ["highway", "onednn", "onednn_direct", "auto", "pytorch", "reference"]
+README_BEGIN = "<!-- perf-table:begin -->"
+README_END = "<!-- perf-table:end -->"
+
+
+# ------------------------------------------------------------------------------------------------
+# Running convkit_bench.
+
+def find_bench(path):
+    if path:
+        return path
+    candidates = [os.path.join(REPO_DIR, p, "bench", "convkit_bench")
+                  for p in ("build/release", "build", "build-bench")]
+    candidates += sorted(glob.glob(os.path.join(REPO_DIR, "build*", "**", "convkit_bench"),
+                                   recursive=True), key=os.path.getmtime, reverse=True)
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    sys.exit("convkit_compare: no convkit_bench found under %s/build*; build it "
+             "(cmake --preset release && cmake --build --preset release) or pass --bench"
+             % REPO_DIR)
+
+
+def bench_flags(args):
+    flags = ["--threads=%d" % args.threads, "--reference=" + args.reference]
+    if args.sets:
+        flags.append("--sets=" + ",".join(args.sets))
+    convkit_backends = [b for b in (args.backends or []) if b != "pytorch"]
+    if convkit_backends:
+        flags.append("--backends=" + ",".join(convkit_backends))
+    if args.batch:
+        flags.append("--batch=%d" % args.batch)
+    if args.real_time:
+        flags.append("--real_time")
+    return flags
+
+
+def run_quietly(cmd):
+    """stdout of cmd; on failure, its stderr and exit."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit("convkit_compare: %s failed:\n%s" % (" ".join(cmd), proc.stderr.strip()))
+    return proc.stdout
+
+
+def list_tests(bench, flags, op):
+    out = run_quietly([bench] + flags + ["--ops=" + op, "--benchmark_list_tests"])
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def base_name(name):
+    """The benchmark's name without Google Benchmark's decorations."""
+    name = re.sub(r"_(mean|median|stddev|cv)$", "", name)
+    return re.sub(r"/(real_time|manual_time|process_time)$", "", name)
+
+
+SI = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+TIME_US = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
+CONSOLE_RUN = re.compile(
+    r"^(\S+)\s+([\d.e+-]+) (ns|us|ms|s)\s+([\d.e+-]+) (ns|us|ms|s)\s+(\d+)(.*)$")
+CONSOLE_ERROR = re.compile(r"^(\S+)\s+ERROR OCCURRED: '(.*)'\s*$")
+
+
+def parse_console_line(line):
+    """A record from a console line: the fallback when a crash lost the JSON file."""
+    m = CONSOLE_ERROR.match(line)
+    if m:
+        return {"name": m.group(1), "run_name": m.group(1), "run_type": "iteration",
+                "error_occurred": True, "error_message": m.group(2)}
+    m = CONSOLE_RUN.match(line)
+    if not m:
+        return None
+    record = {"name": m.group(1), "run_name": m.group(1), "run_type": "iteration",
+              "real_time": float(m.group(2)) * TIME_US[m.group(3)], "time_unit": "us"}
+    rest = m.group(7).split()
+    labels = []
+    for token in rest:
+        c = re.match(r"^(\w+)=([\d.e+-]+)([kMGTmun]?)(/s)?$", token)
+        if c:
+            record[c.group(1)] = float(c.group(2)) * SI[c.group(3)]
+        else:
+            labels.append(token)
+    record["label"] = " ".join(labels)
+    return record
+
+
+def load_json_tolerant(path):
+    """The benchmarks of a Google Benchmark JSON file, also when the run died half-way."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return {}, []
+    try:
+        data = json.loads(text)
+        return data.get("context", {}), data.get("benchmarks", [])
+    except ValueError:
+        pass
+    records, decoder = [], json.JSONDecoder()
+    start = text.find('"benchmarks"')
+    i = text.find("[", start) + 1 if start >= 0 else -1
+    while 0 < i < len(text):
+        while i < len(text) and text[i] in " \r\n\t,":
+            i += 1
+        try:
+            record, i = decoder.raw_decode(text, i)
+            records.append(record)
+        except ValueError:
+            break
+    return {}, records
+
+
+class Progress:
+    def __init__(self, total):
+        self.total, self.done, self.start = total, 0, time.time()
+
+    def line(self, text):
+        self.done += 1
+        elapsed = time.time() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        print("[%3d/%d %s, ~%s left] %s" % (self.done, self.total, clock(elapsed), clock(eta),
+                                            text), flush=True)
+
+
+def clock(seconds):
+    return "%d:%02d" % (seconds // 60, seconds % 60)
+
+
+def run_op(bench, flags, op, names, args, raw_dir, progress):
+    """Runs the benchmarks `names` of one op; returns (context, records). A benchmark that
+    crashes the process is recorded as an error and the run goes on after it."""
+    pending, records, context, attempt = list(names), [], {}, 0
+    while pending:
+        json_path = os.path.join(raw_dir, "%s.%d.json" % (op, attempt))
+        cmd = [bench] + flags + ["--ops=" + op, "--benchmark_out=" + json_path,
+                                 "--benchmark_out_format=json", "--benchmark_color=false",
+                                 "--benchmark_min_time=%g" % args.min_time,
+                                 "--benchmark_repetitions=%d" % args.repetitions]
+        if attempt > 0:
+            cmd.append("--benchmark_filter=^(%s)$" % "|".join(re.escape(n) for n in pending))
+        stderr_path = os.path.join(raw_dir, "%s.%d.stderr" % (op, attempt))
+        seen, console = [], {}
+        with open(stderr_path, "w") as stderr:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                    bufsize=1)
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                if not line or line.startswith("-") or line.startswith("Benchmark "):
+                    continue
+                first = line.split()[0]
+                name = base_name(first)
+                if name in pending and name not in seen:
+                    seen.append(name)
+                    progress.line(line)
+                record = parse_console_line(line) if first == name else None  # no aggregates
+                if record:
+                    console[name] = record
+            rc = proc.wait()
+        ctx, got = load_json_tolerant(json_path)
+        context = context or ctx
+        records += got
+        in_json = {base_name(r.get("run_name", r["name"])) for r in got}
+        records += [r for n, r in console.items() if n not in in_json]
+        if rc == 0:
+            break
+        # The benchmark running when the process died is the first one not reported.
+        reported = in_json | set(console)
+        remaining = [n for n in pending if n not in reported]
+        if not remaining:
+            break
+        why = "signal %d" % -rc if rc < 0 else "exit code %d" % rc
+        with open(stderr_path) as f:
+            tail = f.read().strip().splitlines()[-1:]
+        message = "crashed (%s)%s" % (why, (": " + tail[0]) if tail else "")
+        # An exit code before any benchmark ran is a failure to start: retrying would not help.
+        failed = remaining if rc > 0 and not seen else remaining[:1]
+        for name in failed:
+            records.append({"name": name, "run_name": name, "run_type": "iteration",
+                            "error_occurred": True, "error_message": message})
+            progress.line("%s  CRASHED: %s" % (name, message))
+        pending = remaining[len(failed):]
+        attempt += 1
+    return context, records
+
+
+def list_shapes(bench, args):
+    flags = []
+    if args.sets:
+        flags.append("--sets=" + ",".join(args.sets))
+    if args.batch:
+        flags.append("--batch=%d" % args.batch)
+    out = run_quietly([bench, "--list_shapes"] + flags)
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------------
+# PyTorch.
+
+def find_torch_python(args):
+    """An interpreter that imports torch: ours, or Debian's (python3-torch installs there)."""
+    candidates = [args.torch_python] if args.torch_python else [sys.executable, "/usr/bin/python3"]
+    for python in dict.fromkeys(c for c in candidates if c and os.path.exists(c)):
+        probe = subprocess.run([python, "-c", "import torch; print(torch.__version__)"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0:
+            return python, probe.stdout.strip()
+    return None, None
+
+
+def run_torch(args, ops, shapes_path, out_dir):
+    """Returns (records, what a missing cell says)."""
+    python, version = find_torch_python(args)
+    if not python:
+        print("pytorch: not installed (no interpreter imports torch); its column says so",
+              flush=True)
+        return [], "not installed"
+    out_path = os.path.join(out_dir, "torch.json")
+    print("pytorch %s (%s): %s" % (version, python, ", ".join(ops)), flush=True)
+    cmd = [python, os.path.join(TOOLS_DIR, "torch_bench.py"), "--shapes", shapes_path,
+           "--ops", ",".join(ops), "--threads", str(args.threads), "--min-time",
+           str(args.min_time), "--repetitions", str(args.repetitions), "--out", out_path]
+    if subprocess.run(cmd).returncode != 0:
+        print("pytorch: torch_bench.py failed; its column says so", flush=True)
+        return [], "failed"
+    with open(out_path) as f:
+        return json.load(f)["benchmarks"], "not run"
+
+
+# ------------------------------------------------------------------------------------------------
+# Tables.
+
+def order_backends(names):
+    known = [b for b in BACKEND_ORDER if b in names]
+    return known + [b for b in names if b not in known]
+
+
+def cell_from_record(record):
+    if record.get("error_occurred"):
+        return {"error": record.get("error_message", "error")}
+    value = record.get("GFLOPS", record.get("GBps"))
+    time_us = record.get("real_time", 0.0) * TIME_US.get(record.get("time_unit", "us"), 1.0)
+    return {"value": value, "time_us": time_us, "label": record.get("label", "")}
+
+
+def build_results(args, shapes, records, torch_records, torch_status, torch_ops, machine,
+                  command):
+    """The tables as data: results.json, from which the Markdown and the charts are drawn."""
+    def wanted(record):  # with repetitions, Google Benchmark's median (torch's are medians)
+        if args.repetitions <= 1 or record.get("error_occurred"):
+            return record.get("run_type") != "aggregate"
+        return record.get("aggregate_name") == "median"
+
+    cells = {}  # (op, set, shape, batch) -> {backend: cell}
+    for record in [r for r in records if wanted(r)] + (torch_records or []):
+        parts = base_name(record.get("run_name", record["name"])).split("/")
+        if len(parts) != 5 or not parts[4].startswith("N"):
+            continue
+        op, backend, set_name, shape, batch = parts
+        cells.setdefault((op, set_name, shape, int(batch[1:])), {})[backend] = \
+            cell_from_record(record)
+
+    peak_gflops = args.peak_gflops * args.threads / args.peak_threads
+    tables = []
+    for op in args.ops:
+        kind = "conv" if op.startswith("conv") else "pool"
+        rows = []
+        for s in (s for s in shapes if s["kind"] == kind):
+            key = (op, s["set"], s["name"], s["batch"])
+            if key in cells:
+                rows.append({"set": s["set"], "shape": s["name"], "batch": s["batch"],
+                             "cells": dict(cells[key])})
+        if not rows:
+            continue
+        backends = order_backends(list(dict.fromkeys(b for r in rows for b in r["cells"])))
+        if op in torch_ops:
+            if "pytorch" not in backends:
+                backends = order_backends(backends + ["pytorch"])
+            for r in rows:
+                r["cells"].setdefault("pytorch", {"missing": torch_status})
+        tables.append({"op": op, "unit": "GFLOP/s" if kind == "conv" else "GB/s",
+                       "peak": peak_gflops if kind == "conv" else args.peak_gbps,
+                       "peak_name": "fp32 peak" if kind == "conv" else "STREAM triad",
+                       "backends": backends, "rows": rows})
+    return {"machine": machine, "command": command, "threads": args.threads,
+            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "tables": tables}
+
+
+def fmt(v):
+    if v >= 100:
+        return "%.0f" % v
+    if v >= 10:
+        return "%.1f" % v
+    if v >= 1:
+        return "%.2f" % v
+    return "%.3g" % v
+
+
+def value_text(cell, peak):
+    if "value" in cell and cell["value"] is not None:
+        pct = ""
+        if peak:
+            share = 100.0 * cell["value"] / peak
+            pct = " (%.0f%%)" % share if share >= 1 else " (<1%)"
+        return fmt(cell["value"]) + pct
+    if "error" in cell:
+        e = cell["error"]
+        return "unsupported" if e.startswith("unsupported") else (
+            "crashed" if e.startswith("crashed") else "error")
+    return cell.get("missing", "–")
+
+
+def ratio_columns(backends):
+    """(numerator, denominator) pairs: every backend against onednn, every convkit backend
+    against reference."""
+    pairs = []
+    if "onednn" in backends:
+        pairs += [(b, "onednn") for b in backends if b not in ("onednn", "reference")]
+    if "reference" in backends:
+        pairs += [(b, "reference") for b in backends
+                  if b not in ("reference", "pytorch") and not b.endswith("_direct")]
+    return pairs
+
+
+def ratio_text(x, bold=False):
+    if not x:
+        return "–"
+    digits = "%.0fx" if x >= 100 else "%.1fx" if x >= 10 else "%.2fx" if x >= 0.1 else "%.2gx"
+    text = digits % x
+    return "**%s**" % text if bold else text
+
+
+def ratio(cells, a, b):
+    va, vb = cells.get(a, {}).get("value"), cells.get(b, {}).get("value")
+    return va / vb if va and vb else None
+
+
+def geomean(values):
+    values = [v for v in values if v]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def op_table(table):
+    backends, pairs = table["backends"], ratio_columns(table["backends"])
+    header = ["shape", "N"] + backends + ["%s / %s" % (a, b if b != "reference" else "ref")
+                                         for a, b in pairs]
+    rows = []
+    for r in table["rows"]:
+        rows.append(["%s/%s" % (r["set"], r["shape"]), str(r["batch"])] +
+                    [value_text(r["cells"].get(b, {}), table["peak"]) for b in backends] +
+                    [ratio_text(ratio(r["cells"], a, b)) for a, b in pairs])
+    if pairs:
+        means = [geomean(ratio(r["cells"], a, b) for r in table["rows"]) for a, b in pairs]
+        rows.append(["**geomean**", ""] + [""] * len(backends) +
+                    [ratio_text(m, bold=True) for m in means])
+    title = "### %s — %s (%% of %s %g %s)" % (table["op"], table["unit"], table["peak_name"],
+                                             table["peak"], table["unit"])
+    return title + "\n\n" + markdown_table(header, rows)
+
+
+def summary_table(results):
+    """One row per (op, set): geometric means over the set's shapes."""
+    backends = order_backends(list(dict.fromkeys(b for t in results["tables"]
+                                                 for b in t["backends"])))
+    pairs = ratio_columns(backends)
+    header = ["op", "set"] + ["%s" % b for b in backends] + [
+        "%s / %s" % (a, b if b != "reference" else "ref") for a, b in pairs]
+    rows = []
+    for t in results["tables"]:
+        for set_name in dict.fromkeys(r["set"] for r in t["rows"]):
+            set_rows = [r for r in t["rows"] if r["set"] == set_name]
+            row = [t["op"], set_name]
+            for b in backends:
+                if b not in t["backends"]:
+                    row.append("")
+                    continue
+                values = [r["cells"].get(b, {}).get("value") for r in set_rows]
+                present = [v for v in values if v]
+                if present:
+                    text = "%s %s" % (fmt(geomean(present)), t["unit"])
+                    if len(present) < len(values):
+                        text += " (%d of %d)" % (len(present), len(values))
+                elif any("missing" in r["cells"].get(b, {}) for r in set_rows):
+                    text = set_rows[0]["cells"][b]["missing"]
+                elif any("error" in r["cells"].get(b, {}) for r in set_rows):
+                    text = value_text(set_rows[0]["cells"][b], None)
+                else:
+                    text = "–"
+                row.append(text)
+            for a, b in pairs:
+                row.append(ratio_text(geomean(ratio(r["cells"], a, b) for r in set_rows)))
+            rows.append(row)
+    return markdown_table(header, rows)
+
+
+def render_markdown(results, details=False):
+    parts = ["Measured on: " + results["machine"],
+             "Command: `%s` (%s)" % (results["command"], results["date"]),
+             "Figures are geometric means over each set's shapes; ratios are throughput ratios "
+             "(above 1x: the first is faster), geometric means over the shapes both ran.",
+             summary_table(results)]
+    for t in results["tables"]:
+        table = op_table(t)
+        if details:
+            title, body = table.split("\n\n", 1)
+            table = "<details><summary>%s, per shape</summary>\n\n%s\n\n</details>" % (
+                title.lstrip("# "), body)
+        parts.append(table)
+    return "\n\n".join(parts) + "\n"
+
+
+def update_readme(path, results):
+    with open(path) as f:
+        text = f.read()
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        sys.exit("convkit_compare: %s has no %s ... %s block to rewrite" %
+                 (path, README_BEGIN, README_END))
+    block = ("%s\n<!-- written by tools/convkit_compare.py --update-readme; do not edit by "
+             "hand -->\n\n%s\n" % (README_BEGIN, render_markdown(results, details=True)))
+    with open(path, "w") as f:
+        f.write(text[:begin] + block + text[end:])
+    print("updated %s" % path)
+
+
+# ------------------------------------------------------------------------------------------------
+# The machine line.
+
+def machine_line(args, context):
+    if args.machine:
+        desc = args.machine
+    else:
+        model = platform.processor() or "unknown CPU"
+        try:
+            with open("/proc/cpuinfo") as f:
+                names = re.findall(r"^model name\s*:\s*(.*)$", f.read(), re.M)
+            model = names[0].strip() if names else model
+        except OSError:
+            pass
+        desc = "%d-core %s" % (os.cpu_count() or 0, model)
+    sha = subprocess.run(["git", "-C", REPO_DIR, "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip() or "unknown"
+    return ("%s; fp32 peak %g GFLOP/s on %d threads, STREAM triad %g GB/s; "
+            "run with %d threads; convkit %s" % (desc, args.peak_gflops, args.peak_threads,
+                                                 args.peak_gbps, args.threads, sha))
+
+
+# ------------------------------------------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    comma = lambda s: [x for x in s.split(",") if x]  # noqa: E731
+    p.add_argument("--bench", help="the convkit_bench binary (default: found under build*/)")
+    p.add_argument("--out", default=os.path.join(REPO_DIR, "out"), help="output folder")
+    p.add_argument("--sets", type=comma, help="shape sets, comma-separated (default: all; "
+                   "convkit_bench --help lists them)")
+    p.add_argument("--ops", type=comma, default=DEFAULT_OPS,
+                   help="ops, comma-separated (default: %s; also the _oneshot variants)"
+                   % ",".join(DEFAULT_OPS))
+    p.add_argument("--backends", type=comma,
+                   help="backends, comma-separated (default: every one built in, and pytorch "
+                   "when installed)")
+    p.add_argument("--threads", type=int, default=2, help="threads per call (default 2)")
+    p.add_argument("--repetitions", type=int, default=1,
+                   help="repetitions of each benchmark; the median is reported (default 1)")
+    p.add_argument("--min-time", type=float, default=0.1,
+                   help="seconds each benchmark runs at least (default 0.1)")
+    p.add_argument("--batch", type=int, default=0, help="run every shape at this batch")
+    p.add_argument("--reference", choices=["small", "all", "none"], default="small",
+                   help="where the slow reference backend runs (default: small problems)")
+    p.add_argument("--real-time", action="store_true",
+                   help="iterate by wall time (for a loaded machine; names get /real_time)")
+    p.add_argument("--peak-gflops", type=float, default=518.0,
+                   help="the machine's fp32 peak at --peak-threads threads (default 518)")
+    p.add_argument("--peak-threads", type=int, default=2,
+                   help="the threads --peak-gflops was measured with; the peak scales with "
+                   "--threads (default 2)")
+    p.add_argument("--peak-gbps", type=float, default=47.0,
+                   help="the machine's memory bandwidth, STREAM triad (default 47 GB/s)")
+    p.add_argument("--machine", default="",
+                   help="how to name the machine (default: core count and CPU model)")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.add_argument("--torch-python", help="the interpreter that runs tools/torch_bench.py")
+    p.add_argument("--no-plot", action="store_true", help="draw no charts")
+    p.add_argument("--update-readme", nargs="?", const=os.path.join(REPO_DIR, "README.md"),
+                   metavar="README", help="rewrite the perf-table block of README.md")
+    p.add_argument("--from-results", metavar="RESULTS_JSON",
+                   help="run nothing: redraw tables, charts and README from a results.json")
+    return p.parse_args(argv)
+
+
+def write_outputs(args, results):
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    markdown = render_markdown(results)
+    with open(os.path.join(args.out, "compare.md"), "w") as f:
+        f.write(markdown)
+    print("\n" + markdown)
+    if not args.no_plot:
+        try:
+            import convkit_plot
+
+            for path in convkit_plot.plot_all(results, args.out):
+                print("chart: %s" % path)
+        except ImportError as e:
+            print("charts skipped: %s (pip install matplotlib)" % e)
+    if args.update_readme:
+        update_readme(args.update_readme, results)
+
+
+def main(argv):
+    args = parse_args(argv)
+    if args.from_results:
+        with open(args.from_results) as f:
+            results = json.load(f)
+        write_outputs(args, results)
+        return 0
+
+    bench = find_bench(args.bench)
+    os.makedirs(args.out, exist_ok=True)
+    raw_dir = os.path.join(args.out, "raw")
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    os.makedirs(raw_dir)
+    shapes = list_shapes(bench, args)
+    shapes_path = os.path.join(args.out, "shapes.jsonl")
+    with open(shapes_path, "w") as f:
+        f.writelines(json.dumps(s) + "\n" for s in shapes)
+
+    flags = bench_flags(args)
+    names = {op: list_tests(bench, flags, op) for op in args.ops}
+    total = sum(len(n) for n in names.values())
+    print("convkit_compare: %d benchmarks (%s) with %s, %d threads, min time %gs each; "
+          "raw output in %s" % (total, ", ".join("%s %d" % (op, len(n)) for op, n in
+                                                 names.items()), bench, args.threads,
+                                args.min_time, raw_dir), flush=True)
+    progress = Progress(total)
+    context, records = {}, []
+    for op in args.ops:
+        if names[op]:
+            ctx, got = run_op(bench, flags, op, names[op], args, raw_dir, progress)
+            context = context or ctx
+            records += got
+    with open(os.path.join(args.out, "convkit_bench.json"), "w") as f:
+        json.dump({"context": context, "benchmarks": records}, f, indent=1)
+
+    torch_ops = [op for op in TORCH_OPS if op in args.ops]
+    if args.no_torch or (args.backends and "pytorch" not in args.backends):
+        torch_ops = []
+    torch_records, torch_status = [], ""
+    if torch_ops:
+        torch_records, torch_status = run_torch(args, torch_ops, shapes_path, args.out)
+
+    command = " ".join(["tools/convkit_compare.py"] + argv)
+    results = build_results(args, shapes, records, torch_records, torch_status, torch_ops,
+                            machine_line(args, context), command)
+    write_outputs(args, results)
+    print("total %s" % clock(time.time() - progress.start))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
