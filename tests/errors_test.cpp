@@ -364,6 +364,22 @@ TEST(PoolErrors, TensorDims) {
       ErrorCode::kInvalidArgument, "pool2d_forward: x: expected non-null data");
 }
 
+// Huge strides are valid; ceil_mode's output size must not overflow computing them (fuzz finding).
+TEST(PoolErrors, HugeStrideWithCeilModeIsValid) {
+  const Pool2dParams params{
+      .window_h = 1, .window_w = 1, .stride_h = kMax, .stride_w = kMax, .ceil_mode = true};
+  EXPECT_EQ(pool2d_output_dims({1, 3, 11, 1}, params), (Dims{1, 1, 1, 1}));
+  const Pool2dParams padded{.window_h = 2,
+                            .window_w = 3,
+                            .stride_h = kMax - 1,
+                            .stride_w = 2,
+                            .pad = {1, 1, 2, 2},
+                            .ceil_mode = true};
+  // W: (11 + 4 - 3) / 2 = 6, + 1 = 7 windows; H: one window (the second would start past the
+  // input).
+  EXPECT_EQ(pool2d_output_dims({1, 3, 11, 1}, padded), (Dims{1, 1, 7, 1}));
+}
+
 TEST(ZeroPadErrors, Rules) {
   Tensor x({1, 2, 2, 1}, 1.0f);
   ExpectError(

@@ -645,6 +645,30 @@ TEST_P(SemanticsTest, ConvStrideAndAsymmetricPads) {
   EXPECT_TRUE(CompareVectors(Case("asymmetric pads backward"), "db", std::vector<float>{10}, g.db));
 }
 
+// A stride far beyond the input is valid (the axis then has one output) and must not overflow or
+// loop per stride phase (a fuzz finding in highway's backward data). x = 1..15 as 3x5, 1x1 kernel
+// of 1, stride 2 x (2^62 + 1): y = [[x(0, 0)], [x(2, 0)]] = [[1], [11]]; with dy = [[1], [2]],
+// dx has 1 at (0, 0) and 2 at (2, 0), dw = 1*1 + 11*2 = 23, db = 3.
+TEST_P(SemanticsTest, HugeStride) {
+  const Tensor x = MakeTensor({1, 3, 5, 1}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15});
+  const Tensor w({1, 1, 1, 1}, 1.0f);
+  Conv2dParams params = Conv(1, 1, 2, {});
+  params.stride_w = (int64_t{1} << 62) + 1;
+  Outputs y;
+  CONVKIT_RUN_OR_SKIP(backend(), y = ConvForward(params, x, w, {}, backend()));
+  ExpectConv("huge stride", params, MakeTensor({1, 2, 1, 1}, {1, 11}), y);
+  ConvGrads g;
+  CONVKIT_RUN_OR_SKIP(backend(),
+                      g = ConvBackward(params, x, w, MakeTensor({1, 2, 1, 1}, {1, 2}), backend()));
+  Tensor dx({1, 3, 5, 1});
+  dx(0, 0, 0, 0) = 1;
+  dx(0, 2, 0, 0) = 2;
+  EXPECT_TRUE(CompareTensors(Case("huge stride backward"), "dx", dx, g.dx));
+  EXPECT_TRUE(
+      CompareTensors(Case("huge stride backward"), "dw", MakeTensor({1, 1, 1, 1}, {23}), g.dw));
+  EXPECT_TRUE(CompareVectors(Case("huge stride backward"), "db", std::vector<float>{3}, g.db));
+}
+
 // The seed's "convolution" is a correlation: the kernel is not flipped. A single 1 at the centre
 // of a 3x3 input, 2x2 kernel [[1, 2], [3, 4]]: output (oh, ow) reads the 1 through tap
 // (1 - oh, 1 - ow), so y = [[4, 3], [2, 1]].

@@ -4,11 +4,13 @@
 # Usage: tools/setup.sh
 set -euo pipefail
 
+# clang-14 and its runtimes build the libFuzzer target (the `fuzz` preset, tools/fuzz.sh).
 debian_packages=(
   cmake g++ make pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libhwy-dev libdnnl-dev
   clang-format
+  clang-14 libclang-rt-14-dev libomp-14-dev
 )
 # import name:pip name
 python_packages=(

@@ -72,9 +72,11 @@ int64_t output_extent(std::string_view op, std::string_view axis, int64_t extent
   const int64_t numerator = padded - span;
   int64_t out = numerator / stride + 1;
   if (ceil_mode) {
-    out = (numerator + stride - 1) / stride + 1;
-    // PyTorch's rule: the last window must start inside the input or its leading padding.
-    if ((out - 1) * stride >= extent + before) --out;
+    if (numerator % stride != 0) ++out;
+    // PyTorch's rule: the last window must start inside the input or its leading padding, i.e.
+    // (out - 1) * stride < extent + before, written without the multiplication that could overflow.
+    const int64_t start_limit = extent + before;  // >= 1
+    if (out - 1 > (start_limit - 1) / stride) --out;
   }
   return out;
 }

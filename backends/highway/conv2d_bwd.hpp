@@ -15,13 +15,15 @@
 namespace convkit::internal::highway {
 
 // Backward data. w holds w^T in the forward weight layout: for group g, row (kh * KW + kw) * OCg
-// + oc, column ic (of the group's ICg). `zeros` holds at least OCg zero floats (taps that fall
+// + oc, column ic (of the group's ICg); conv2d_bwd.cpp stores each column block contiguously
+// (row_stride == block_cols). `zeros` holds at least OCg zero floats (taps that fall
 // outside dy read them). Not owned; dy and dx do not overlap.
 struct Conv2dBwdDataArgs {
   const Conv2dProblem* p = nullptr;
   const float* dy = nullptr;
   Conv2dFwdWeights w;
   const float* zeros = nullptr;
+  const float* w_hwio = nullptr;  // w as given (HWIO), for the narrow-channel path
   float* dx = nullptr;
   int threads = 1;  // OpenMP threads; 1 runs on the calling thread with no parallel region
 };
@@ -55,8 +57,8 @@ Conv2dBwdDataKernel ChooseConv2dBwdDataKernel();
 Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsKernel();
 
 // The backend's entry point: any of dx, dw, db may be null (skipped); each is overwritten, dw and
-// db are zeros when p.n == 0. Allocates the transposed weights (w's size) and a zero row when dx
-// is asked for. Stores "highway:conv_bwd:<isa>" in impl_name if non-null.
+// db are zeros when p.n == 0. Allocates the transposed weights (w's size, in whole column blocks)
+// and a zero row when dx is asked for. Stores "highway:conv_bwd:<isa>" in impl_name if non-null.
 void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
                float* dw, float* db, std::string* impl_name);
 

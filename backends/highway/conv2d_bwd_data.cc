@@ -5,11 +5,17 @@
 // bits.
 //
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
 #include "backends/highway/conv2d_bwd.hpp"
 #include "backends/highway/conv2d_bwd_tile.hpp"
+#include "hwy/aligned_allocator.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "backends/highway/conv2d_bwd_data.cc"
@@ -78,7 +84,7 @@ void RunAll(const Conv2dBwdDataArgs& a) {
   constexpr size_t kRows = RowsFor(kVecs);
   const Conv2dProblem& p = *a.p;
   const int64_t icg = p.ic_per_group();
-  const int64_t phases = p.stride_h * p.stride_w;
+  const int64_t phases = DxPhase::Count(p);
   const int64_t tiles = (DxPhase(p, 0).pixels(p) + kRows - 1) / kRows;
   const int64_t blocks = (icg + a.w.block_cols - 1) / a.w.block_cols;
   const int64_t items = p.groups * blocks * phases * tiles;
@@ -100,7 +106,135 @@ void RunAll(const Conv2dBwdDataArgs& a) {
   for (int64_t t = 0; t < items; ++t) run_item(t);
 }
 
+// Narrow input channels (one group, ICg below one vector, no dilation along w; conv1: IC = 3):
+// a tile of dx channels would fill 3 of 16 lanes. Instead, per image, the im2col gradient dcol
+// = dy x w^T (rows: dy pixels, columns m = tap * IC + ic, reduction: OC) with the igemm
+// microkernel, then col2im: each kernel row's taps cover consecutive dx pixels, so one dcol row
+// segment of KW * IC floats is added to one contiguous dx segment. Each image belongs to one
+// thread and is summed in a fixed order (dy pixels, then kh): the same bits for any thread count.
+bool UseNarrow(const Conv2dProblem& p) {
+  return p.groups == 1 && p.dilation_w == 1 && p.ic * 2 <= static_cast<int64_t>(hn::Lanes(DF()));
+}
+
+// dst[0, len) += src[0, len).
+inline void AddRow(const float* HWY_RESTRICT src, int64_t len, float* HWY_RESTRICT dst) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t j = 0; j < len; j += lanes) {
+    const MF m = hn::FirstN(d, static_cast<size_t>(std::min(lanes, len - j)));
+    const VF sum = hn::Add(hn::MaskedLoad(m, d, dst + j), hn::MaskedLoad(m, d, src + j));
+    hn::BlendedStore(sum, m, d, dst + j);
+  }
+}
+
+// Adds the dcol row of dy pixel (n, oh, ow) into dx.
+void ScatterPixel(const Conv2dProblem& p, const float* dcol, int64_t n, int64_t oh, int64_t ow,
+                  float* dx) {
+  const int64_t iw0 = ow * p.stride_w - p.pad.left;
+  const int64_t kw_lo = std::max<int64_t>(0, -iw0), kw_hi = std::min(p.kw, p.iw - iw0);
+  if (kw_lo >= kw_hi) return;
+  for (int64_t kh = 0; kh < p.kh; ++kh) {
+    const int64_t ih = oh * p.stride_h - p.pad.top + kh * p.dilation_h;
+    if (ih < 0 || ih >= p.ih) continue;
+    AddRow(dcol + (kh * p.kw + kw_lo) * p.ic, (kw_hi - kw_lo) * p.ic,
+           dx + ((n * p.ih + ih) * p.iw + iw0 + kw_lo) * p.ic);
+  }
+}
+
+// dcol rows (kRows, stride ld) of the dy rows dyp: columns [col0, col0 + kVecs * lanes) of wt
+// (OC rows of ld floats, zeros past M).
+template <size_t kRows, size_t kVecs>
+void NarrowColumns(const float* const (&dyp)[kRows], const float* wt, int64_t ld, int64_t oc,
+                   int64_t col0, float* dcol) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  VF acc[kRows][kVecs];
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) {
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
+  }
+  AccumulateTap<kRows, kVecs>(dyp, wt + col0, ld, oc, hn::FirstN(d, lanes), acc);
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) {
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) {
+      hn::StoreU(acc[i][j], d, dcol + static_cast<int64_t>(i) * ld + col0 + j * lanes);
+    }
+  }
+}
+
+// All ld columns: blocks of kMaxVecs vectors, then the remainder.
+template <size_t kRows>
+void NarrowTile(const float* const (&dyp)[kRows], const float* wt, int64_t ld, int64_t oc,
+                float* dcol) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t block = static_cast<int64_t>(kMaxVecs) * lanes;
+  int64_t col0 = 0;
+  for (; col0 + block <= ld; col0 += block) {
+    NarrowColumns<kRows, kMaxVecs>(dyp, wt, ld, oc, col0, dcol);
+  }
+  const int64_t rest = (ld - col0) / lanes;
+  if constexpr (kMaxVecs > 3) {
+    if (rest == 3) return NarrowColumns<kRows, 3>(dyp, wt, ld, oc, col0, dcol);
+  }
+  if constexpr (kMaxVecs > 2) {
+    if (rest == 2) return NarrowColumns<kRows, 2>(dyp, wt, ld, oc, col0, dcol);
+  }
+  if (rest == 1) NarrowColumns<kRows, 1>(dyp, wt, ld, oc, col0, dcol);
+}
+
+// One image: dx(n) = 0, then every dy pixel's dcol row added, kRows pixels at a time.
+template <size_t kRows>
+void NarrowImage(const Conv2dProblem& p, const float* dy, const float* wt, int64_t ld, int64_t n,
+                 float* dcol, float* dx) {
+  std::fill_n(dx + n * p.ih * p.iw * p.ic, p.ih * p.iw * p.ic, 0.0f);
+  const int64_t pixels = p.oh * p.ow;
+  const float* dy_image = dy + n * pixels * p.oc;
+  for (int64_t m0 = 0; m0 < pixels; m0 += static_cast<int64_t>(kRows)) {
+    const int64_t rows = std::min(static_cast<int64_t>(kRows), pixels - m0);
+    const float* dyp[kRows];
+    for (size_t i = 0; i < kRows; ++i) {
+      dyp[i] = dy_image + (m0 + std::min(static_cast<int64_t>(i), rows - 1)) * p.oc;
+    }
+    NarrowTile<kRows>(dyp, wt, ld, p.oc, dcol);
+    for (int64_t i = 0; i < rows; ++i) {
+      ScatterPixel(p, dcol + i * ld, n, (m0 + i) / p.ow, (m0 + i) % p.ow, dx);
+    }
+  }
+}
+
+void RunNarrow(const Conv2dBwdDataArgs& a) {
+  constexpr size_t kRows = RowsFor(kMaxVecs);
+  const Conv2dProblem& p = *a.p;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t m = p.kh * p.kw * p.ic;
+  const int64_t ld = (m + lanes - 1) / lanes * lanes;
+  auto wt = hwy::AllocateAligned<float>(static_cast<size_t>(p.oc * ld));  // wt[oc][m] = w[m][oc]
+  for (int64_t oc = 0; oc < p.oc; ++oc) {
+    for (int64_t col = 0; col < ld; ++col) {
+      wt[oc * ld + col] = col < m ? a.w_hwio[col * p.oc + oc] : 0.0f;
+    }
+  }
+  const auto run_images = [&](int64_t begin, int64_t end) {
+    auto dcol = hwy::AllocateAligned<float>(kRows * static_cast<size_t>(ld));
+    for (int64_t n = begin; n < end; ++n)
+      NarrowImage<kRows>(p, a.dy, wt.get(), ld, n, dcol.get(), a.dx);
+  };
+  if (a.threads <= 1 || p.n <= 1) return run_images(0, p.n);
+#pragma omp parallel num_threads(a.threads)
+  {
+#ifdef _OPENMP
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+#else
+    const int64_t parts = 1, part = 0;
+#endif
+    run_images(p.n * part / parts, p.n * (part + 1) / parts);
+  }
+}
+
 void Conv2dBwdData(const Conv2dBwdDataArgs& a) {
+  if (UseNarrow(*a.p)) return RunNarrow(a);
   const int64_t vecs = a.w.block_cols / static_cast<int64_t>(hn::Lanes(DF()));
   if constexpr (kMaxVecs >= 4) {
     if (vecs == 4) return RunAll<4>(a);

@@ -1,14 +1,17 @@
 // Backward weights and bias: dw(kh, kw, ic, oc) = sum over (n, oh, ow) of x(n, ih, iw, ic) *
-// dy(n, oh, ow, oc), a GEMM with M = KH * KW * IC / groups rows, N = OC / groups columns and the
-// reduction K = N * OH * OW. A microkernel holds kRows input channels x kVecs vectors of output
-// channels of one tap in registers; per dy pixel it broadcasts kRows x values and loads kVecs dy
-// vectors (the forward microkernel's shape, conv2d_igemm-inl.h's RowsFor).
+// dy(n, oh, ow, oc), a GEMM with M = KH * KW * IC / groups rows (m = tap * ICg + ic), N = OC /
+// groups columns and the reduction K = N * OH * OW. Per block of K, the rows of x it reads are
+// packed im2col-style (PackXRows; a 1x1 stride-1 x is its own im2col) and a column block of dy
+// into a contiguous panel (PackDyPanel), so the microkernel streams contiguous memory: it holds
+// kRows dw rows x kVecs vectors of columns in registers (the forward microkernel's shape,
+// conv2d_igemm-inl.h's RowsFor) and per pixel broadcasts kRows x values and loads kVecs dy vectors.
 //
 // Determinism: the dw elements are partitioned across threads, never the reduction. Each dw tile
-// is owned by one thread, which sums its terms in the order (n, oh, ow) -- the reference's order --
-// in chunks of dy rows that stay in L2; between chunks the partial sum waits in dw and is reloaded,
-// which changes no bit. So the result is the same for any thread count (and matches a plain
-// sequential loop). db is the same: one vector lane per channel, summed over (n, oh, ow) in order.
+// is owned by one thread, which sums its terms in the order (n, oh, ow) -- the reference's order
+// (padding taps add +-0, which changes no bit) -- one K block after another; between blocks the
+// partial sum waits in dw and is reloaded, which changes no bit. So the result is the same for
+// any thread count (and matches a plain sequential loop). db is the same: one vector lane per
+// channel, summed over (n, oh, ow) in order.
 //
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
 #include <algorithm>
@@ -16,6 +19,8 @@
 #include <cstdint>
 
 #include "backends/highway/conv2d_bwd.hpp"
+#include "backends/highway/conv2d_bwd_tile.hpp"
+#include "hwy/aligned_allocator.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -33,118 +38,232 @@ HWY_BEFORE_NAMESPACE();
 namespace convkit::internal::highway {
 namespace HWY_NAMESPACE {
 
-// A chunk of the reduction: dy rows [r0, r1) of the flattened N x OH rows. ~512 KiB of x and dy
-// per chunk keeps both in a core's 1 MiB L2 while every dw tile of the thread streams them.
-constexpr int64_t kChunkBytes = 512 * 1024;
+// Blocking of the GEMM (M = KH * KW * ICg rows, N = OCg columns, K = N * OH * OW), sized for a
+// Zen 5 core (48 KiB L1D, 1 MiB L2). Per K block the dy panel (block_k pixels x one column block;
+// AVX3: 128 x 64 floats = 32 KiB) stays in L1 while every row tile of the im2col block streams
+// over it; the im2col block (block_k x kXBlockBytes / (4 * block_k) rows, 384 KiB) stays in L2.
+// Per pixel the microkernel loads kVecs panel vectors and kRows x floats for kRows * kVecs FMAs.
+// Each dw tile is reloaded and stored once per K block: ~4 % of the FMAs at 128 pixels while dw
+// stays in L2 (<= kL2DwBytes); a larger dw (res5 3x3: 9 MiB) comes from L3 each time, so it takes
+// blocks of 256 pixels (measured: res2 1x1 1.0x -> 1.5x oneDNN at 128; res5 3x3 2.0x at 256, 1.2x
+// at 128).
+constexpr int64_t kBlockK = 128;
+constexpr int64_t kBlockKLargeDw = 256;
+constexpr int64_t kL2DwBytes = 1 << 20;
+constexpr int64_t kXBlockBytes = 384 * 1024;
 
-// floor(a / b) for b > 0.
-inline int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
-// One dw tile of group g: tap (kh, kw), input channels [ic0, ic0 + rows) of the group, output
-// channels [col0, col0 + cols) of the group, accumulated over dy rows [r0, r1). `first` starts
-// from zero, otherwise from the partial sums already in dw. kFull: rows == kRows (a partial tile
-// reads its last channel again for the missing rows and does not store them).
+// acc (kRows x kVecs vectors) += sum over k < kn of x[k * x_stride + i] * dy[k * dy_stride + j
+// * lanes + lane], in the order of k; then stored to dw rows i < rows (row stride dw_stride, last
+// vector masked by `last`). `first` starts from zero, otherwise from dw (the running sum of the
+// earlier K blocks: the order of terms is unchanged). dy holds whole vectors (padded with zeros);
+// kFull: rows == kRows (a partial tile reads its last row again for the missing ones).
 template <size_t kRows, size_t kVecs, bool kFull>
-void RunTile(const Conv2dBwdWeightsArgs& a, int64_t g, int64_t tap, int64_t ic0, size_t rows,
-             int64_t col0, int64_t cols, int64_t r0, int64_t r1, bool first) {
-  const Conv2dProblem& p = *a.p;
-  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
+void WeightsTile(const float* HWY_RESTRICT x, int64_t x_stride, size_t rows,
+                 const float* HWY_RESTRICT dy, int64_t dy_stride, int64_t kn, MF last, bool first,
+                 float* HWY_RESTRICT dw, int64_t dw_stride) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
-  const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * lanes);
-  const int64_t kh = tap / p.kw, kw = tap % p.kw;
-  float* dw = a.dw + (tap * icg + ic0) * p.oc + g * ocg + col0;
-
   VF acc[kRows][kVecs];
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     HWY_UNROLL(16)
     for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-    if (!first && i < rows) LoadVecs<kVecs>(dw + static_cast<int64_t>(i) * p.oc, last, acc[i]);
+    if (!first && i < rows) LoadVecs<kVecs>(dw + static_cast<int64_t>(i) * dw_stride, last, acc[i]);
   }
-  size_t channel[kRows];  // the x channel row i reads
-  for (size_t i = 0; i < kRows; ++i) channel[i] = kFull ? i : std::min(i, rows - 1);
+  size_t row[kRows];  // the x column row i reads
+  for (size_t i = 0; i < kRows; ++i) row[i] = kFull ? i : std::min(i, rows - 1);
+  for (int64_t k = 0; k < kn; ++k, x += x_stride, dy += dy_stride) {
+    VF g[kVecs];
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) g[j] = hn::LoadU(d, dy + j * lanes);
+    HWY_UNROLL(16)
+    for (size_t i = 0; i < kRows; ++i) {
+      const VF xv = hn::Set(d, x[kFull ? i : row[i]]);
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::MulAdd(xv, g[j], acc[i][j]);
+    }
+  }
+  for (size_t i = 0; i < rows; ++i) {
+    float* out = dw + static_cast<int64_t>(i) * dw_stride;
+    HWY_UNROLL(16)
+    for (size_t j = 0; j + 1 < kVecs; ++j) hn::StoreU(acc[i][j], d, out + j * lanes);
+    hn::BlendedStore(acc[i][kVecs - 1], last, d, out + (kVecs - 1) * lanes);
+  }
+}
 
-  // The ow whose tap kw reads inside the input: iw = ow * sw - pad_left + kw * dw in [0, IW).
-  const int64_t shift = kw * p.dilation_w - p.pad.left;
-  const int64_t ow_begin = std::max<int64_t>(0, FloorDiv(-shift + p.stride_w - 1, p.stride_w));
-  const int64_t ow_end = std::min(p.ow, FloorDiv(p.iw - 1 - shift, p.stride_w) + 1);
-  if (ow_begin < ow_end) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / p.oh, oh = r % p.oh;
-      const int64_t ih = oh * p.stride_h - p.pad.top + kh * p.dilation_h;
-      if (ih < 0 || ih >= p.ih) continue;
-      const float* xp =
-          a.x + ((n * p.ih + ih) * p.iw + ow_begin * p.stride_w + shift) * p.ic + g * icg + ic0;
-      const float* dyp = a.dy + (r * p.ow + ow_begin) * p.oc + g * ocg + col0;
-      const int64_t x_step = p.stride_w * p.ic;
-      for (int64_t ow = ow_begin; ow < ow_end; ++ow, xp += x_step, dyp += p.oc) {
-        VF g_v[kVecs];
-        LoadVecs<kVecs>(dyp, last, g_v);
-        HWY_UNROLL(16)
-        for (size_t i = 0; i < kRows; ++i) {
-          const VF xv = hn::Set(d, xp[kFull ? i : channel[i]]);
-          HWY_UNROLL(16)
-          for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::MulAdd(xv, g_v[j], acc[i][j]);
+// WeightsTile with as few vectors as `cols` need, full or partial rows.
+template <size_t kRows, size_t kVecs>
+void WeightsTileVecs(const float* x, int64_t x_stride, size_t rows, const float* dy,
+                     int64_t dy_stride, int64_t kn, int64_t cols, bool first, float* dw,
+                     int64_t dw_stride) {
+  const size_t lanes = hn::Lanes(DF());
+  if constexpr (kVecs > 1) {
+    if (cols <= static_cast<int64_t>((kVecs - 1) * lanes)) {
+      return WeightsTileVecs<kRows, kVecs - 1>(x, x_stride, rows, dy, dy_stride, kn, cols, first,
+                                               dw, dw_stride);
+    }
+  }
+  const MF last = hn::FirstN(DF(), static_cast<size_t>(cols) - (kVecs - 1) * lanes);
+  if (rows == kRows) {
+    WeightsTile<kRows, kVecs, true>(x, x_stride, rows, dy, dy_stride, kn, last, first, dw,
+                                    dw_stride);
+  } else {
+    WeightsTile<kRows, kVecs, false>(x, x_stride, rows, dy, dy_stride, kn, last, first, dw,
+                                     dw_stride);
+  }
+}
+
+// A row stride (in floats) >= cols for rows the microkernel reads one after another at a fixed
+// column: a multiple of 32 floats (128 B) would put every row in the same few of the L1D's 64
+// sets (4 KiB apart: all in one set, 12 ways) and evict them before the next tile reuses them.
+inline int64_t PaddedStride(int64_t cols) {
+  const int64_t lines = (cols + 15) / 16;
+  return 16 * (lines % 2 == 0 ? lines + 1 : lines);
+}
+
+// The bias gradient fused into the dw pass, on the dy panel the microkernel is about to read:
+// db[j] (+)= the sum over k < kn of dy[k * dy_stride + j], j < cols, in the order of k. `first`
+// starts from +0, otherwise from db. dy holds kVecs whole vectors (zeros past cols). Per lane the
+// same additions in the same order as BiasBlock: the same bits.
+template <size_t kVecs>
+void SumColumns(const float* HWY_RESTRICT dy, int64_t dy_stride, int64_t kn, int64_t cols,
+                bool first, float* HWY_RESTRICT db) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  VF sum[kVecs];
+  HWY_UNROLL(16)
+  for (size_t j = 0; j < kVecs; ++j) {
+    const int64_t left = cols - static_cast<int64_t>(j * lanes);
+    const MF mask = hn::FirstN(d, static_cast<size_t>(std::max<int64_t>(0, left)));
+    sum[j] = first ? hn::Zero(d) : hn::MaskedLoad(mask, d, db + j * lanes);
+  }
+  for (int64_t k = 0; k < kn; ++k, dy += dy_stride) {
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Add(sum[j], hn::LoadU(d, dy + j * lanes));
+  }
+  HWY_UNROLL(16)
+  for (size_t j = 0; j < kVecs; ++j) {
+    const int64_t left = cols - static_cast<int64_t>(j * lanes);
+    if (left <= 0) break;
+    hn::BlendedStore(sum[j], hn::FirstN(d, static_cast<size_t>(left)), d, db + j * lanes);
+  }
+}
+
+// The GEMM's shape and blocking for one call.
+struct WeightsPlan {
+  int64_t rows = 0, cols = 0;              // M and N per group
+  int64_t pixels = 0;                      // K
+  int64_t block_cols = 0, col_blocks = 0;  // N blocks of the microkernel's width
+  int64_t block_k = 0;                     // K block
+  int64_t tile_rows = 0, block_rows = 0;   // microkernel rows; rows per im2col block
+  int64_t row_blocks = 0, tiles = 0;       // per group: M blocks; dw tiles in all
+  int64_t x_ld = 0;                        // im2col row stride in the packing buffer
+  bool direct_x = false;                   // x is its own im2col (1x1, stride 1, no padding)
+  bool direct_dy = false;                  // dy rows are whole panels (groups 1, OC a block)
+};
+
+WeightsPlan PlanWeights(const Conv2dProblem& p, int64_t tile_rows, int64_t block_cols) {
+  WeightsPlan w;
+  w.rows = p.kh * p.kw * p.ic_per_group();
+  w.cols = p.oc_per_group();
+  w.pixels = p.n * p.oh * p.ow;
+  w.block_cols = block_cols;
+  w.col_blocks = (w.cols + block_cols - 1) / block_cols;
+  const int64_t block_k = w.rows * p.oc * 4 > kL2DwBytes ? kBlockKLargeDw : kBlockK;
+  const int64_t k_blocks = (w.pixels + block_k - 1) / block_k;
+  w.block_k = (w.pixels + k_blocks - 1) / k_blocks;  // balanced: no short last block
+  w.tile_rows = tile_rows;
+  const int64_t fit = kXBlockBytes / (4 * w.block_k) / tile_rows * tile_rows;
+  w.block_rows = std::min(w.rows, std::max(tile_rows, fit));
+  w.row_blocks = (w.rows + w.block_rows - 1) / w.block_rows;
+  const int64_t row_tiles = (w.rows + tile_rows - 1) / tile_rows;
+  w.tiles = p.groups * w.col_blocks * row_tiles;
+  w.x_ld = PaddedStride(w.block_rows);
+  w.direct_x = p.ic % 32 != 0 && p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+               p.pad.top == 0 && p.pad.left == 0 && p.oh == p.ih && p.ow == p.iw;
+  w.direct_dy = p.groups == 1 && p.oc == block_cols;
+  return w;
+}
+
+// The dw tiles [begin, end) of the order (group, row block, column block, row tile), over the
+// whole reduction, K block by K block. Packs each im2col block and dy panel once per K block
+// into the caller's buffers (x_buf: block_k * x_ld floats, dy_buf: block_k * block_cols).
+template <size_t kVecs>
+void RunTiles(const Conv2dBwdWeightsArgs& a, const WeightsPlan& w, int64_t begin, int64_t end,
+              float* x_buf, float* dy_buf) {
+  constexpr size_t kRows = RowsFor(kVecs);
+  const Conv2dProblem& p = *a.p;
+  for (int64_t k0 = 0; k0 < w.pixels; k0 += w.block_k) {
+    const int64_t kn = std::min(w.block_k, w.pixels - k0);
+    int64_t t = 0;
+    for (int64_t g = 0; g < p.groups; ++g) {
+      for (int64_t rb = 0; rb < w.row_blocks; ++rb) {
+        const int64_t m0 = rb * w.block_rows;
+        const int64_t mc = std::min(w.block_rows, w.rows - m0);
+        const int64_t row_tiles = (mc + w.tile_rows - 1) / w.tile_rows;
+        if (t + w.col_blocks * row_tiles <= begin || t >= end) {
+          t += w.col_blocks * row_tiles;
+          continue;
+        }
+        if (!w.direct_x) {  // only the row tiles of this block that [begin, end) holds
+          int64_t rt_lo = 0, rt_hi = row_tiles;
+          const int64_t s = std::max(begin, t) - t;
+          const int64_t e = std::min(end, t + w.col_blocks * row_tiles) - t;
+          if (e - s < row_tiles && s % row_tiles < (e - 1) % row_tiles + 1) {
+            rt_lo = s % row_tiles;
+            rt_hi = (e - 1) % row_tiles + 1;
+          }
+          const int64_t lo = rt_lo * w.tile_rows;
+          const int64_t hi = std::min(mc, rt_hi * w.tile_rows);
+          PackXRows(p, a.x, g, k0, kn, m0 + lo, hi - lo, w.x_ld, x_buf + lo);
+        }
+        for (int64_t cb = 0; cb < w.col_blocks; ++cb) {
+          if (t + row_tiles <= begin || t >= end) {
+            t += row_tiles;
+            continue;
+          }
+          const int64_t col0 = cb * w.block_cols;
+          const int64_t cols = std::min(w.block_cols, w.cols - col0);
+          const float* dy = a.dy + k0 * p.oc;
+          int64_t dy_stride = p.oc;
+          if (!w.direct_dy) {
+            PackDyPanel(p, a.dy, g, col0, cols, w.block_cols, k0, kn, dy_buf);
+            dy = dy_buf;
+            dy_stride = w.block_cols;
+          }
+          // db of these columns belongs to the owner of the column block's first tile.
+          if (a.db != nullptr && rb == 0 && t >= begin && t < end) {
+            SumColumns<kVecs>(dy, dy_stride, kn, cols, k0 == 0, a.db + g * w.cols + col0);
+          }
+          for (int64_t rt = 0; rt < row_tiles; ++rt, ++t) {
+            if (t < begin || t >= end) continue;
+            const int64_t m = m0 + rt * w.tile_rows;
+            const size_t rows = static_cast<size_t>(std::min(w.tile_rows, m0 + mc - m));
+            const float* x = w.direct_x ? a.x + k0 * p.ic + g * w.rows + m : x_buf + (m - m0);
+            const int64_t x_stride = w.direct_x ? p.ic : w.x_ld;
+            float* dw = a.dw + m * p.oc + g * w.cols + col0;
+            WeightsTileVecs<kRows, kVecs>(x, x_stride, rows, dy, dy_stride, kn, cols, k0 == 0, dw,
+                                          p.oc);
+          }
         }
       }
     }
   }
-  for (size_t i = 0; i < rows; ++i) {
-    float* row = dw + static_cast<int64_t>(i) * p.oc;
-    HWY_UNROLL(16)
-    for (size_t j = 0; j + 1 < kVecs; ++j) hn::StoreU(acc[i][j], d, row + j * lanes);
-    hn::BlendedStore(acc[i][kVecs - 1], last, d, row + (kVecs - 1) * lanes);
-  }
 }
 
-// RunTile with as many vectors as `cols` need, full or partial rows.
-template <size_t kRows, size_t kVecs>
-void RunTileVecs(const Conv2dBwdWeightsArgs& a, int64_t g, int64_t tap, int64_t ic0, size_t rows,
-                 int64_t col0, int64_t cols, int64_t r0, int64_t r1, bool first) {
-  if constexpr (kVecs > 1) {
-    if (cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
-      return RunTileVecs<kRows, kVecs - 1>(a, g, tap, ic0, rows, col0, cols, r0, r1, first);
-    }
-  }
-  if (rows == kRows) {
-    RunTile<kRows, kVecs, true>(a, g, tap, ic0, rows, col0, cols, r0, r1, first);
-  } else {
-    RunTile<kRows, kVecs, false>(a, g, tap, ic0, rows, col0, cols, r0, r1, first);
-  }
-}
-
-// Every dw tile, (group, tap, ic tile, oc block) in that order, split in contiguous ranges over
-// the threads; each thread walks the reduction chunk by chunk over its own tiles.
+// Every dw tile, split in contiguous ranges of the tile order over the threads; each thread owns
+// its packing buffers.
 template <size_t kVecs>
 void RunWeights(const Conv2dBwdWeightsArgs& a, int64_t block_cols) {
-  constexpr size_t kRows = RowsFor(kVecs);
-  const Conv2dProblem& p = *a.p;
-  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
-  const int64_t taps = p.kh * p.kw;
-  const int64_t ic_tiles = (icg + kRows - 1) / kRows;
-  const int64_t blocks = (ocg + block_cols - 1) / block_cols;
-  const int64_t items = p.groups * taps * ic_tiles * blocks;
-  const int64_t dy_rows = p.n * p.oh;
-  const int64_t row_bytes = (p.ow * p.oc + p.stride_h * p.iw * p.ic) * 4;
-  const int64_t chunk = std::max<int64_t>(1, kChunkBytes / row_bytes);
+  const WeightsPlan w = PlanWeights(*a.p, static_cast<int64_t>(RowsFor(kVecs)), block_cols);
   const auto run_range = [&](int64_t begin, int64_t end) {
-    for (int64_t r0 = 0; r0 < dy_rows; r0 += chunk) {
-      const int64_t r1 = std::min(dy_rows, r0 + chunk);
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t block = t % blocks;
-        const int64_t ic_tile = (t / blocks) % ic_tiles;
-        const int64_t tap = (t / (blocks * ic_tiles)) % taps;
-        const int64_t g = t / (blocks * ic_tiles * taps);
-        const int64_t ic0 = ic_tile * static_cast<int64_t>(kRows);
-        const size_t rows = static_cast<size_t>(std::min<int64_t>(kRows, icg - ic0));
-        const int64_t col0 = block * block_cols;
-        const int64_t cols = std::min(block_cols, ocg - col0);
-        RunTileVecs<kRows, kVecs>(a, g, tap, ic0, rows, col0, cols, r0, r1, r0 == 0);
-      }
-    }
+    auto x_buf =
+        hwy::AllocateAligned<float>(w.direct_x ? 1 : static_cast<size_t>(w.block_k * w.x_ld));
+    auto dy_buf = hwy::AllocateAligned<float>(
+        w.direct_dy ? 1 : static_cast<size_t>(w.block_k * w.block_cols));
+    RunTiles<kVecs>(a, w, begin, end, x_buf.get(), dy_buf.get());
   };
-  if (a.threads <= 1) return run_range(0, items);
+  if (a.threads <= 1) return run_range(0, w.tiles);
 #pragma omp parallel num_threads(a.threads)
   {
 #ifdef _OPENMP
@@ -152,7 +271,7 @@ void RunWeights(const Conv2dBwdWeightsArgs& a, int64_t block_cols) {
 #else
     const int64_t parts = 1, part = 0;
 #endif
-    run_range(items * part / parts, items * (part + 1) / parts);
+    run_range(w.tiles * part / parts, w.tiles * (part + 1) / parts);
   }
 }
 
@@ -204,10 +323,9 @@ void RunBias(const Conv2dBwdWeightsArgs& a) {
 
 void Conv2dBwdWeights(const Conv2dBwdWeightsArgs& a) {
   const Conv2dProblem& p = *a.p;
-  if (a.db != nullptr) RunBias(a);
-  if (a.dw == nullptr) return;
-  if (p.n == 0) {
-    std::fill_n(a.dw, p.kh * p.kw * p.ic_per_group() * p.oc, 0.0f);
+  if (a.dw == nullptr || p.n == 0) {  // otherwise db is fused into the dw pass (SumColumns)
+    if (a.db != nullptr) RunBias(a);
+    if (a.dw != nullptr) std::fill_n(a.dw, p.kh * p.kw * p.ic_per_group() * p.oc, 0.0f);
     return;
   }
   // Blocks of output channels as wide as the microkernel holds (VecsPerBlock, as the forward).

@@ -34,6 +34,18 @@ HWY_INLINE void LoadVecs(const float* HWY_RESTRICT p, MF last, VF (&v)[kVecs]) {
   v[kVecs - 1] = hn::MaskedLoad(last, d, p + (kVecs - 1) * lanes);
 }
 
+// Reads rows x kVecs accumulators back from y (the layout StoreTile writes), the last vector of
+// each row masked by `last`; rows at or past `rows` are left as they are.
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void LoadTile(const float* HWY_RESTRICT y, int64_t y_stride, size_t rows, MF last,
+                         VF (&acc)[kRows][kVecs]) {
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) {
+    if (i >= rows) break;
+    LoadVecs<kVecs>(y + static_cast<int64_t>(i) * y_stride, last, acc[i]);
+  }
+}
+
 // Writes rows x kVecs accumulators to y: row i at y + i * y_stride, its last vector masked by
 // `last`. Adds b (same column layout, may be null) and applies ReLU first. Rows past `rows` are
 // not written: they belong to repeated pixels (PixelTile).

@@ -31,6 +31,9 @@ Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t bloc
   return {w, p.oc, p.oc_per_group(), block_cols, block_cols};
 }
 
+// How many zero floats Conv2dFwdArgs::zeros needs: a row of KW taps over all input channels.
+int64_t ZerosFor(const Conv2dProblem& p) { return p.kw * p.ic; }
+
 int64_t K(const Conv2dProblem& p) { return p.kh * p.kw * p.ic_per_group(); }
 
 // Packs HWIO weights into panels: group g, block j, row r, column c at
@@ -66,7 +69,7 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
       : p_(p),
         depthwise_(p.depthwise()),
         kernel_(depthwise_ ? Conv2dFwdDepthwiseKernel() : Conv2dFwdIgemmKernel()),
-        zeros_(static_cast<size_t>(p.ic), 0.0f),
+        zeros_(static_cast<size_t>(ZerosFor(p)), 0.0f),
         threads_(ThreadsFor(p)) {
     if (depthwise_) {
       w_.assign(w, w + p.kh * p.kw * p.oc);
@@ -124,12 +127,12 @@ std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const flo
 
 void Conv2dFwdOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
                       float* y, std::string* impl_name) {
-  // Taps in the padding read this zero row; 4096 channels cover every common layer.
+  // Taps in the padding read this zero row; 4096 floats cover every common layer.
   static const AlignedFloats kZeros(4096, 0.0f);
   AlignedFloats more_zeros;
   const float* zeros = kZeros.data();
-  if (p.ic > static_cast<int64_t>(kZeros.size())) {
-    more_zeros.assign(static_cast<size_t>(p.ic), 0.0f);
+  if (ZerosFor(p) > static_cast<int64_t>(kZeros.size())) {
+    more_zeros.assign(static_cast<size_t>(ZerosFor(p)), 0.0f);
     zeros = more_zeros.data();
   }
   const bool depthwise = p.depthwise();

@@ -25,8 +25,9 @@ struct Conv2dFwdWeights {
   int64_t block_cols = 0;  // a multiple of the vector width: vecs_per_block * lanes
 };
 
-// Everything a kernel call needs. `zeros` holds at least max(ICg, IC) zero floats: taps falling in
-// the padding read from it. b is null without bias. x and y do not overlap. Not owned.
+// Everything a kernel call needs. `zeros` holds at least KW * IC zero floats: taps (or rows of
+// taps) falling in the padding read from it. b is null without bias. x and y do not overlap. Not
+// owned.
 struct Conv2dFwdArgs {
   const Conv2dProblem* p = nullptr;
   const float* x = nullptr;

@@ -4,6 +4,7 @@
 // pixels. Weights are HWIO {KH, KW, 1, C} as given: a tap's weights are already contiguous over C.
 //
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -22,27 +23,71 @@ namespace convkit::internal::highway {
 namespace HWY_NAMESPACE {
 
 // Tile shapes: kRows * kVecs accumulators, >= 8 to cover the FMA latency (4) x pipes (2) when C
-// allows. Every FMA also needs an input load, so the kernel is load- or memory-bound anyway.
+// allows. Every FMA also needs an input load, so the kernel is load- or memory-bound anyway; the
+// per-tile cost (pixel origins, one pointer per pixel and tap) is paid once per tile and shared by
+// all its channel blocks (TileTaps).
 #if HWY_TARGET == HWY_AVX3
-// 8 rows amortise the per-tap pointer set-up and weight loads over more FMAs (measured 1 thread,
-// 112x112x32 3x3: 4 rows x 4 vecs 235 us, see the issue-4 note).
-constexpr size_t kRows = 8;
-constexpr size_t kMaxVecs = 3;  // 24 accumulators + 3 weights of 32 zmm
+// 32 zmm: 8 rows x 3 vectors (C >= 48) or 12 rows x 2 vectors (C = 32) use 24 accumulators,
+// plus the weights and one input vector.
+constexpr size_t kMaxVecs = 3;
+constexpr size_t RowsFor(size_t vecs) { return vecs >= 3 ? 8 : 12; }
 #elif HWY_TARGET == HWY_AVX2
-constexpr size_t kRows = 4;
-constexpr size_t kMaxVecs = 2;  // 8 accumulators + 2 weights of 16 ymm
-#else
-constexpr size_t kRows = 4;
+// 16 ymm: 4 x 2 or 6 x 1 accumulators, plus weights and an input vector.
 constexpr size_t kMaxVecs = 2;
+constexpr size_t RowsFor(size_t vecs) { return vecs >= 2 ? 4 : 6; }
+#else
+constexpr size_t kMaxVecs = 2;
+constexpr size_t RowsFor(size_t /*vecs*/) { return 4; }
 #endif
 
-// One tile: pixels [m0, m0 + kRows) x channels [c0, c0 + cols).
-template <size_t kVecs>
-void RunTile(const Conv2dFwdArgs& a, int64_t c0, int64_t cols, int64_t m0) {
+// Kernels up to 7x7 get a per-tile tap table (kRows pointers per tap, <= 4.7 KiB of stack);
+// larger ones are rare and run the same code through chunks of kMaxTaps taps.
+constexpr int64_t kMaxTaps = 49;
+
+// The taps of one tile that do not lie wholly in the padding, for taps [tap_begin, tap_end) of
+// the kernel: weight row and, per pixel, the input pixel read (or `zeros`), at channel 0.
+template <size_t kRows>
+struct TileTaps {
+  TileTaps(const Conv2dProblem& p, const PixelTile<kRows>& tile, const float* zeros,
+           int64_t tap_begin, int64_t tap_end) {
+    for (int64_t t = tap_begin; t < tap_end; ++t) {
+      if (tile.Tap(t / p.kw, t % p.kw, zeros, xp[count])) w_row[count++] = t;
+    }
+  }
+  int64_t count = 0;
+  int64_t w_row[kMaxTaps];
+  const float* xp[kMaxTaps][kRows];
+};
+
+// acc += the table's taps for channels [c0, c0 + cols).
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileTaps<kRows>& taps, int64_t c0,
+                               MF last, VF (&acc)[kRows][kVecs]) {
+  for (int64_t t = 0; t < taps.count; ++t) {
+    VF wv[kVecs];
+    LoadVecs<kVecs>(a.w.data + taps.w_row[t] * a.w.row_stride + c0, last, wv);
+    HWY_UNROLL(16)
+    for (size_t i = 0; i < kRows; ++i) {
+      VF xv[kVecs];
+      LoadVecs<kVecs>(taps.xp[t][i] + c0, last, xv);
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::MulAdd(xv[j], wv[j], acc[i][j]);
+    }
+  }
+}
+
+// One block: the tile's pixels x channels [c0, c0 + cols). `taps` holds the first kMaxTaps taps
+// (all of them up to 7x7); further chunks are built here.
+template <size_t kRows, size_t kVecs>
+void RunBlock(const Conv2dFwdArgs& a, const PixelTile<kRows>& tile, const TileTaps<kRows>& taps,
+              int64_t c0, int64_t cols, int64_t m0) {
   const Conv2dProblem& p = *a.p;
   const DF d;
-  const size_t lanes = hn::Lanes(d);
-  const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * lanes);
+  const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
+  const int64_t m_end = p.n * p.oh * p.ow;
+  const size_t rows = static_cast<size_t>(std::min<int64_t>(m_end - m0, kRows));
+  float* y = a.y + m0 * p.oc + c0;
+  const int64_t all_taps = p.kh * p.kw;
 
   VF acc[kRows][kVecs];
   HWY_UNROLL(16)
@@ -50,53 +95,159 @@ void RunTile(const Conv2dFwdArgs& a, int64_t c0, int64_t cols, int64_t m0) {
     HWY_UNROLL(16)
     for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
   }
-  const PixelTile<kRows> tile(p, a.x, c0, m0);
-  const float* xp[kRows];
-  const float* zeros = a.zeros + c0;
-  for (int64_t kh = 0; kh < p.kh; ++kh) {
-    for (int64_t kw = 0; kw < p.kw; ++kw) {
-      if (!tile.Tap(kh, kw, zeros, xp)) continue;
-      VF wv[kVecs];
-      LoadVecs<kVecs>(a.w.data + (kh * p.kw + kw) * a.w.row_stride + c0, last, wv);
-      HWY_UNROLL(16)
-      for (size_t i = 0; i < kRows; ++i) {
-        VF xv[kVecs];
-        LoadVecs<kVecs>(xp[i], last, xv);
-        HWY_UNROLL(16)
-        for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::MulAdd(xv[j], wv[j], acc[i][j]);
-      }
-    }
+  AccumulateTaps<kRows, kVecs>(a, taps, c0, last, acc);
+  for (int64_t t0 = kMaxTaps; t0 < all_taps; t0 += kMaxTaps) {
+    const TileTaps<kRows> chunk(p, tile, a.zeros, t0, std::min(all_taps, t0 + kMaxTaps));
+    AccumulateTaps<kRows, kVecs>(a, chunk, c0, last, acc);
   }
-  const int64_t m_end = p.n * p.oh * p.ow;
-  const size_t rows =
-      static_cast<size_t>(m_end - m0 < static_cast<int64_t>(kRows) ? m_end - m0 : kRows);
   StoreTile<kRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr,
-                          p.activation == Activation::kRelu, last, a.y + m0 * p.oc + c0, p.oc);
+                          p.activation == Activation::kRelu, last, y, p.oc);
 }
 
-// RunTile with as many vectors as `cols` channels need.
-template <size_t kVecs>
-void RunTileVecs(const Conv2dFwdArgs& a, int64_t c0, int64_t cols, int64_t m0) {
+// RunBlock with as many vectors as `cols` channels need.
+template <size_t kRows, size_t kVecs>
+void RunBlockVecs(const Conv2dFwdArgs& a, const PixelTile<kRows>& tile, const TileTaps<kRows>& taps,
+                  int64_t c0, int64_t cols, int64_t m0) {
   if constexpr (kVecs > 1) {
     if (cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
-      return RunTileVecs<kVecs - 1>(a, c0, cols, m0);
+      return RunBlockVecs<kRows, kVecs - 1>(a, tile, taps, c0, cols, m0);
     }
   }
-  RunTile<kVecs>(a, c0, cols, m0);
+  RunBlock<kRows, kVecs>(a, tile, taps, c0, cols, m0);
 }
 
-// Runs every (pixel tile, channel block) item; threads take contiguous ranges of pixel tiles.
-void Conv2dFwdDepthwise(const Conv2dFwdArgs& a) {
+// One tile of kRows pixels from m0, every channel block: the tap table is built once.
+template <size_t kVecs>
+void RunPixels(const Conv2dFwdArgs& a, int64_t m0) {
+  constexpr size_t kRows = RowsFor(kVecs);
   const Conv2dProblem& p = *a.p;
-  const int64_t c = p.oc;
-  const int64_t block_cols = static_cast<int64_t>(kMaxVecs * hn::Lanes(DF()));
-  const int64_t blocks = (c + block_cols - 1) / block_cols;
+  const int64_t block_cols = static_cast<int64_t>(kVecs * hn::Lanes(DF()));
+  const PixelTile<kRows> tile(p, a.x, 0, m0);
+  const TileTaps<kRows> taps(p, tile, a.zeros, 0, std::min(p.kh * p.kw, kMaxTaps));
+  for (int64_t c0 = 0; c0 < p.oc; c0 += block_cols) {
+    RunBlockVecs<kRows, kVecs>(a, tile, taps, c0, std::min(block_cols, p.oc - c0), m0);
+  }
+}
+
+// Threads take contiguous ranges of pixel tiles; a tile covers every channel.
+template <size_t kVecs>
+void RunAll(const Conv2dFwdArgs& a) {
+  constexpr int64_t kRows = static_cast<int64_t>(RowsFor(kVecs));
+  const Conv2dProblem& p = *a.p;
   const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
-  const int64_t items = tiles * blocks;
+  if (a.threads <= 1) {
+    for (int64_t t = 0; t < tiles; ++t) RunPixels<kVecs>(a, t * kRows);
+    return;
+  }
+#pragma omp parallel for num_threads(a.threads) schedule(static)
+  for (int64_t t = 0; t < tiles; ++t) RunPixels<kVecs>(a, t * kRows);
+}
+
+// Dense rows (stride_w of 1 or 2, dilation_w == 1, KW of 3 or 5): a tile is kRowRows consecutive
+// pixels of one output row, which per kernel row read stride_w * (kRowRows - 1) + KW consecutive
+// input pixels. Each is loaded once and feeds every pixel whose window covers it: for 3x3, 10 loads
+// (stride 2: 17) instead of 24 per 8 pixels and kernel row, the bound of this load-heavy kernel.
+// Columns in the padding (or past the row's end, for a short last tile) read as zero without a
+// load.
+#if HWY_TARGET == HWY_AVX3
+// 8 x 2 accumulators + KW x 2 weights + 2 inputs <= 28 of 32 zmm.
+constexpr size_t kRowRows = 8;
+constexpr size_t kRowVecs = 2;
+#elif HWY_TARGET == HWY_AVX2
+// 6 accumulators + KW weights + 1 input <= 12 of 16 ymm.
+constexpr size_t kRowRows = 6;
+constexpr size_t kRowVecs = 1;
+#else
+constexpr size_t kRowRows = 4;
+constexpr size_t kRowVecs = 1;
+#endif
+
+bool HasDenseRows(const Conv2dProblem& p) {
+  return (p.stride_w == 1 || p.stride_w == 2) && p.dilation_w == 1 && (p.kw == 3 || p.kw == 5);
+}
+
+// acc += kernel row kh of the taps, for the pixels (n, oh, ow0 + i) and channels [c0, c0 + cols).
+template <size_t kKw, size_t kStride, size_t kVecs>
+HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t iw0, int64_t kh,
+                              int64_t c0, MF last, VF (&acc)[kRowRows][kVecs]) {
+  const Conv2dProblem& p = *a.p;
+  VF wv[kKw][kVecs];
+  HWY_UNROLL(8)
+  for (size_t kw = 0; kw < kKw; ++kw) {
+    LoadVecs<kVecs>(a.w.data + (kh * p.kw + static_cast<int64_t>(kw)) * a.w.row_stride + c0, last,
+                    wv[kw]);
+  }
+  // Fully unrolled (<= 19 steps), so that acc is indexed by constants and stays in registers.
+  HWY_UNROLL(32)
+  for (size_t j = 0; j < kStride * (kRowRows - 1) + kKw; ++j) {
+    const int64_t iw = iw0 + static_cast<int64_t>(j);
+    if (iw < 0 || iw >= p.iw) continue;
+    VF xv[kVecs];
+    LoadVecs<kVecs>(row + iw * p.ic, last, xv);
+    HWY_UNROLL(8)
+    for (size_t kw = 0; kw < kKw; ++kw) {
+      // Pixel i reads input column kStride * i + kw; resolved at compile time once unrolled.
+      if (j < kw || (j - kw) % kStride != 0 || (j - kw) / kStride >= kRowRows) continue;
+      const size_t i = (j - kw) / kStride;
+      HWY_UNROLL(4)
+      for (size_t v = 0; v < kVecs; ++v) acc[i][v] = hn::MulAdd(xv[v], wv[kw][v], acc[i][v]);
+    }
+  }
+}
+
+// One block of a dense-rows tile: pixels (n, oh, ow0 .. ow0 + kRowRows) x channels [c0, c0 + cols).
+template <size_t kKw, size_t kStride, size_t kVecs>
+void RunRowBlock(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int64_t c0,
+                 int64_t cols) {
+  const Conv2dProblem& p = *a.p;
+  const DF d;
+  const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
+  VF acc[kRowRows][kVecs];
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRowRows; ++i) {
+    HWY_UNROLL(4)
+    for (size_t v = 0; v < kVecs; ++v) acc[i][v] = hn::Zero(d);
+  }
+  const int64_t iw0 = ow0 * static_cast<int64_t>(kStride) - p.pad.left;
+  for (int64_t kh = 0; kh < p.kh; ++kh) {
+    const int64_t ih = oh * p.stride_h - p.pad.top + kh * p.dilation_h;
+    if (ih < 0 || ih >= p.ih) continue;
+    const float* row = a.x + (n * p.ih + ih) * p.iw * p.ic + c0;
+    AccumulateRow<kKw, kStride, kVecs>(a, row, iw0, kh, c0, last, acc);
+  }
+  const size_t rows = static_cast<size_t>(std::min<int64_t>(p.ow - ow0, kRowRows));
+  StoreTile<kRowRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr,
+                             p.activation == Activation::kRelu, last,
+                             a.y + ((n * p.oh + oh) * p.ow + ow0) * p.oc + c0, p.oc);
+}
+
+// RunRowBlock with as many vectors as `cols` channels need.
+template <size_t kKw, size_t kStride, size_t kVecs>
+void RunRowBlockVecs(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int64_t c0,
+                     int64_t cols) {
+  if constexpr (kVecs > 1) {
+    if (cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
+      return RunRowBlockVecs<kKw, kStride, kVecs - 1>(a, n, oh, ow0, c0, cols);
+    }
+  }
+  RunRowBlock<kKw, kStride, kVecs>(a, n, oh, ow0, c0, cols);
+}
+
+// Every (image, output row, tile of kRowRows columns) item, all channel blocks; threads take
+// contiguous ranges of items.
+template <size_t kKw, size_t kStride>
+void RunAllDenseRows(const Conv2dFwdArgs& a) {
+  const Conv2dProblem& p = *a.p;
+  const int64_t block_cols = static_cast<int64_t>(kRowVecs * hn::Lanes(DF()));
+  const int64_t row_tiles = (p.ow + kRowRows - 1) / kRowRows;
+  const int64_t items = p.n * p.oh * row_tiles;
   const auto run_item = [&](int64_t t) {
-    const int64_t c0 = (t % blocks) * block_cols;
-    const int64_t cols = c - c0 < block_cols ? c - c0 : block_cols;
-    RunTileVecs<kMaxVecs>(a, c0, cols, (t / blocks) * static_cast<int64_t>(kRows));
+    const int64_t ow0 = (t % row_tiles) * static_cast<int64_t>(kRowRows);
+    const int64_t oh = (t / row_tiles) % p.oh;
+    const int64_t n = t / (row_tiles * p.oh);
+    for (int64_t c0 = 0; c0 < p.oc; c0 += block_cols) {
+      RunRowBlockVecs<kKw, kStride, kRowVecs>(a, n, oh, ow0, c0, std::min(block_cols, p.oc - c0));
+    }
   };
   if (a.threads <= 1) {
     for (int64_t t = 0; t < items; ++t) run_item(t);
@@ -104,6 +255,23 @@ void Conv2dFwdDepthwise(const Conv2dFwdArgs& a) {
   }
 #pragma omp parallel for num_threads(a.threads) schedule(static)
   for (int64_t t = 0; t < items; ++t) run_item(t);
+}
+
+// Dense rows take RunAllDenseRows; otherwise the widest block the channels fill picks the tile
+// height.
+void Conv2dFwdDepthwise(const Conv2dFwdArgs& a) {
+  if (HasDenseRows(*a.p)) {
+    if (a.p->stride_w == 2)
+      return a.p->kw == 3 ? RunAllDenseRows<3, 2>(a) : RunAllDenseRows<5, 2>(a);
+    return a.p->kw == 3 ? RunAllDenseRows<3, 1>(a) : RunAllDenseRows<5, 1>(a);
+  }
+  const int64_t vecs =
+      (a.p->oc + static_cast<int64_t>(hn::Lanes(DF())) - 1) / static_cast<int64_t>(hn::Lanes(DF()));
+  if constexpr (kMaxVecs >= 3) {
+    if (vecs >= 3) return RunAll<3>(a);
+  }
+  if (vecs >= 2) return RunAll<2>(a);
+  RunAll<1>(a);
 }
 
 Conv2dFwdKernel GetConv2dFwdDepthwiseKernel() {

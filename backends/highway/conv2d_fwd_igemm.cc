@@ -6,6 +6,9 @@
 // covers both.
 //
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
+#include <omp.h>
+
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -27,16 +30,118 @@ namespace HWY_NAMESPACE {
 // The microkernel (AccumulateTap) and its shapes (kMaxVecs, RowsFor) are in conv2d_igemm-inl.h,
 // shared with backward data.
 
-// One tile: pixels [m0, m0 + kRows) x the `cols` output channels of block `block` of group g.
+// Cache blocking over K. The reduction over a group's input channels is cut into slices so that
+// the part of a weight panel one slice reads (KH * KW taps x slice channels x block_cols floats)
+// stays in L2 while a thread sweeps pixel tiles over it. Zen 5 has 1 MiB of L2 per core; 384 KiB
+// leaves room for the input rows and outputs streamed alongside. Unsliced, a 3x3 x 512-channel x
+// 64-column panel (1.18 MB) would come from L3 once per tile of 6 pixels.
+constexpr int64_t kPanelSliceBytes = int64_t{384} << 10;
+// A slice keeps at least this many channels, so that the per-tap pointer set-up (one pointer per
+// pixel) stays small next to the slice's kRows * kVecs * channels FMAs.
+constexpr int64_t kMinSliceChannels = 32;
+// With more than one slice, partial sums go through y between slices: a sweep covers at most this
+// many tiles (6-14 pixels each, so <= 64 KiB of outputs at 64 columns) so that they stay in L2.
+constexpr int64_t kSweepTiles = 32;
+
+struct ChannelSlices {
+  int64_t count = 1;
+  int64_t channels = 0;  // per slice; the last one may hold fewer
+};
+
+ChannelSlices SlicesFor(const Conv2dProblem& p, int64_t block_cols) {
+  const int64_t icg = p.ic_per_group();
+  const int64_t bytes_per_channel = p.kh * p.kw * block_cols * static_cast<int64_t>(sizeof(float));
+  int64_t count = (icg * bytes_per_channel + kPanelSliceBytes - 1) / kPanelSliceBytes;
+  count = std::max<int64_t>(1, std::min(count, icg / kMinSliceChannels));
+  const int64_t channels = (icg + count - 1) / count;
+  return {(icg + channels - 1) / channels, channels};
+}
+
+// One work item: pixels [m0, m0 + kRows) x the `cols` output channels of block `block` of group
+// g, reduced over the input channels [c_begin, c_end) of the group.
+struct TileJob {
+  int64_t g = 0;
+  int64_t block = 0;
+  int64_t cols = 0;
+  int64_t m0 = 0;
+  int64_t c_begin = 0;
+  int64_t c_end = 0;
+};
+
+// True when the convolution is a plain GEMM: pixel m reads x row m (1x1, stride 1, no padding).
+bool IsPointwise(const Conv2dProblem& p) {
+  return p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad.top == 0 &&
+         p.pad.left == 0 && p.pad.bottom == 0 && p.pad.right == 0;
+}
+
+// True when the taps of one kernel row can run as one reduction (PixelTile::RowOfTaps): the input
+// channels of tap (kh, kw + 1) follow those of (kh, kw) in x only with one group, dense columns
+// and the job covering all channels.
+bool MergesRowOfTaps(const Conv2dProblem& p, const TileJob& job) {
+  return p.groups == 1 && p.dilation_w == 1 && p.kw > 1 && job.c_begin == 0 && job.c_end == p.ic;
+}
+
+// acc += the job's slice of the reduction, reading the input through PixelTile (any stride,
+// padding and dilation; taps wholly in the padding are skipped).
 template <size_t kRows, size_t kVecs>
-void RunTile(const Conv2dFwdArgs& a, int64_t g, int64_t block, int64_t cols, int64_t m0) {
+void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
+                    VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
   const int64_t icg = p.ic_per_group();
-  const int64_t col0 = g * p.oc_per_group() + block * a.w.block_cols;
-  const DF d;
-  const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
-  const float* w = a.w.data + g * a.w.group_stride + block * a.w.block_stride;
   const int64_t tap_stride = icg * a.w.row_stride;
+  const PixelTile<kRows> tile(p, a.x, job.g * icg + job.c_begin, job.m0);
+  const float* zeros = a.zeros + job.c_begin;
+  const float* xp[kRows];
+  if (MergesRowOfTaps(p, job) && tile.columns_inside()) {
+    // One reduction of KW * IC steps per kernel row instead of KW of IC steps: weights rows
+    // (kh, 0..KW-1, 0..IC-1) are consecutive too.
+    for (int64_t kh = 0; kh < p.kh; ++kh) {
+      if (!tile.RowOfTaps(kh, zeros, xp)) continue;
+      AccumulateTap<kRows, kVecs>(xp, w + kh * p.kw * tap_stride, a.w.row_stride, p.kw * icg, last,
+                                  acc);
+    }
+    return;
+  }
+  for (int64_t kh = 0; kh < p.kh; ++kh) {
+    for (int64_t kw = 0; kw < p.kw; ++kw) {
+      if (!tile.Tap(kh, kw, zeros, xp)) continue;
+      AccumulateTap<kRows, kVecs>(xp, w + (kh * p.kw + kw) * tap_stride, a.w.row_stride,
+                                  job.c_end - job.c_begin, last, acc);
+    }
+  }
+}
+
+// acc += the job's slice for a pointwise convolution: pixel m reads x + m * IC, no index
+// arithmetic. Pixels past the end repeat the last one (their results are not stored).
+template <size_t kRows, size_t kVecs>
+void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
+                         VF (&acc)[kRows][kVecs]) {
+  const Conv2dProblem& p = *a.p;
+  const int64_t m_last = p.n * p.oh * p.ow - 1;
+  const float* x = a.x + job.g * p.ic_per_group() + job.c_begin;
+  const float* xp[kRows];
+  for (size_t i = 0; i < kRows; ++i) {
+    const int64_t m = std::min(job.m0 + static_cast<int64_t>(i), m_last);
+    xp[i] = x + m * p.ic;
+  }
+  AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc);
+}
+
+// One work item. The first slice starts from zero, later ones from the partial sums in y; the
+// last slice adds the bias and applies the activation.
+template <size_t kRows, size_t kVecs>
+void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
+  const Conv2dProblem& p = *a.p;
+  const int64_t icg = p.ic_per_group();
+  const int64_t col0 = job.g * p.oc_per_group() + job.block * a.w.block_cols;
+  const DF d;
+  const MF last = hn::FirstN(d, static_cast<size_t>(job.cols) - (kVecs - 1) * hn::Lanes(d));
+  const float* w = a.w.data + job.g * a.w.group_stride + job.block * a.w.block_stride +
+                   job.c_begin * a.w.row_stride;
+  const int64_t m_end = p.n * p.oh * p.ow;
+  const size_t rows =
+      static_cast<size_t>(std::min<int64_t>(m_end - job.m0, static_cast<int64_t>(kRows)));
+  float* y = a.y + job.m0 * p.oc + col0;
 
   VF acc[kRows][kVecs];
   HWY_UNROLL(16)
@@ -44,57 +149,76 @@ void RunTile(const Conv2dFwdArgs& a, int64_t g, int64_t block, int64_t cols, int
     HWY_UNROLL(16)
     for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
   }
-  const PixelTile<kRows> tile(p, a.x, g * icg, m0);
-  const float* xp[kRows];
-  for (int64_t kh = 0; kh < p.kh; ++kh) {
-    for (int64_t kw = 0; kw < p.kw; ++kw) {
-      if (!tile.Tap(kh, kw, a.zeros, xp)) continue;
-      AccumulateTap<kRows, kVecs>(xp, w + (kh * p.kw + kw) * tap_stride, a.w.row_stride, icg, last,
-                                  acc);
-    }
+  if (job.c_begin != 0) LoadTile<kRows, kVecs>(y, p.oc, rows, last, acc);
+  if (IsPointwise(p)) {
+    AccumulatePointwise<kRows, kVecs>(a, job, w, last, acc);
+  } else {
+    AccumulateTaps<kRows, kVecs>(a, job, w, last, acc);
   }
-  const int64_t m_end = p.n * p.oh * p.ow;
-  const size_t rows =
-      static_cast<size_t>(m_end - m0 < static_cast<int64_t>(kRows) ? m_end - m0 : kRows);
-  StoreTile<kRows, kVecs>(acc, rows, a.b != nullptr ? a.b + col0 : nullptr,
-                          p.activation == Activation::kRelu, last, a.y + m0 * p.oc + col0, p.oc);
+  const bool final_slice = job.c_end == icg;
+  StoreTile<kRows, kVecs>(acc, rows, final_slice && a.b != nullptr ? a.b + col0 : nullptr,
+                          final_slice && p.activation == Activation::kRelu, last, y, p.oc);
 }
 
 // RunTile with as many vectors as the block's `cols` need (the last block may be narrower).
 template <size_t kRows, size_t kVecs>
-void RunTileVecs(const Conv2dFwdArgs& a, int64_t g, int64_t block, int64_t cols, int64_t m0) {
+void RunTileVecs(const Conv2dFwdArgs& a, const TileJob& job) {
   if constexpr (kVecs > 1) {
-    if (cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
-      return RunTileVecs<kRows, kVecs - 1>(a, g, block, cols, m0);
+    if (job.cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
+      return RunTileVecs<kRows, kVecs - 1>(a, job);
     }
   }
-  RunTile<kRows, kVecs>(a, g, block, cols, m0);
+  RunTile<kRows, kVecs>(a, job);
 }
 
-// Runs every (group, block, tile) work item. Items are ordered so that consecutive ones share a
-// weight panel (kept in L2) and OpenMP's static schedule hands each thread one contiguous range.
+// Runs the (group, block, tile) work items [begin, end), numbered so that consecutive items share
+// a weight panel: within each run of items on one panel, sweeps of kSweepTiles tiles go through
+// every channel slice in turn, so a slice of the panel is reused from L2 across the sweep.
+template <size_t kVecs>
+void RunItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t tiles, int64_t blocks,
+              int64_t begin, int64_t end) {
+  constexpr int64_t kRows = static_cast<int64_t>(RowsFor(kVecs));
+  const Conv2dProblem& p = *a.p;
+  const int64_t icg = p.ic_per_group();
+  const int64_t ocg = p.oc_per_group();
+  const int64_t sweep = slices.count > 1 ? kSweepTiles : tiles;
+  for (int64_t first = begin; first < end;) {
+    const int64_t panel_end = std::min(end, (first / tiles + 1) * tiles);
+    const int64_t last = std::min(panel_end, first + sweep);
+    TileJob job;
+    job.g = first / (blocks * tiles);
+    job.block = (first / tiles) % blocks;
+    job.cols = std::min(a.w.block_cols, ocg - job.block * a.w.block_cols);
+    for (int64_t s = 0; s < slices.count; ++s) {
+      job.c_begin = s * slices.channels;
+      job.c_end = std::min(icg, job.c_begin + slices.channels);
+      for (int64_t t = first; t < last; ++t) {
+        job.m0 = (t % tiles) * kRows;
+        RunTileVecs<RowsFor(kVecs), kVecs>(a, job);
+      }
+    }
+    first = last;
+  }
+}
+
+// Splits the work items into one contiguous, equal range per thread: threads then work on
+// different weight panels (or different pixels of one panel) and never share an output.
 template <size_t kVecs>
 void RunAll(const Conv2dFwdArgs& a) {
-  constexpr size_t kRows = RowsFor(kVecs);
+  constexpr int64_t kRows = static_cast<int64_t>(RowsFor(kVecs));
   const Conv2dProblem& p = *a.p;
-  const int64_t ocg = p.oc_per_group();
   const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
-  const int64_t blocks = (ocg + a.w.block_cols - 1) / a.w.block_cols;
+  const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
   const int64_t items = p.groups * blocks * tiles;
-  const auto run_item = [&](int64_t t) {
-    const int64_t g = t / (blocks * tiles);
-    const int64_t block = (t / tiles) % blocks;
-    const int64_t m0 = (t % tiles) * static_cast<int64_t>(kRows);
-    const int64_t cols_left = ocg - block * a.w.block_cols;
-    const int64_t cols = cols_left < a.w.block_cols ? cols_left : a.w.block_cols;
-    RunTileVecs<kRows, kVecs>(a, g, block, cols, m0);
-  };
-  if (a.threads <= 1) {
-    for (int64_t t = 0; t < items; ++t) run_item(t);
-    return;
+  const ChannelSlices slices = SlicesFor(p, a.w.block_cols);
+  if (a.threads <= 1) return RunItems<kVecs>(a, slices, tiles, blocks, 0, items);
+#pragma omp parallel num_threads(a.threads)
+  {
+    const int64_t threads = omp_get_num_threads();
+    const int64_t thread = omp_get_thread_num();
+    RunItems<kVecs>(a, slices, tiles, blocks, items * thread / threads,
+                    items * (thread + 1) / threads);
   }
-#pragma omp parallel for num_threads(a.threads) schedule(static)
-  for (int64_t t = 0; t < items; ++t) run_item(t);
 }
 
 void Conv2dFwdIgemm(const Conv2dFwdArgs& a) {

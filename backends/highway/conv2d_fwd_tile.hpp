@@ -30,8 +30,9 @@ class PixelTile {
       iw0_[i] = ow * p.stride_w - p.pad.left;
       image_[i] = x + n * p.ih * p.iw * p.ic + c_offset;
       origin_[i] = (ih0_[i] * p.iw + iw0_[i]) * p.ic;
-      interior_ = interior_ && ih0_[i] >= 0 && ih0_[i] + ih_span < p.ih && iw0_[i] >= 0 &&
-                  iw0_[i] + iw_span < p.iw;
+      const bool columns_inside = iw0_[i] >= 0 && iw0_[i] + iw_span < p.iw;
+      columns_inside_ = columns_inside_ && columns_inside;
+      interior_ = interior_ && columns_inside && ih0_[i] >= 0 && ih0_[i] + ih_span < p.ih;
       if (m + 1 < m_end) {  // advance to the next pixel; stay on the last one past the end
         ++m;
         if (++ow == p.ow) {
@@ -43,6 +44,25 @@ class PixelTile {
         }
       }
     }
+  }
+
+  // True when every pixel's taps lie inside the input columns (only rows may be in the padding).
+  bool columns_inside() const { return columns_inside_; }
+
+  // For a tile with columns_inside() and dilation_w == 1: taps (kh, 0..KW-1) of pixel i read
+  // KW * IC consecutive floats, from the input pixel of tap (kh, 0). Sets xp[i] to that pixel's
+  // first channel, or to `zeros` (which then holds KW * IC floats) when row kh lies in the padding.
+  // Returns false when it does for every pixel.
+  bool RowOfTaps(int64_t kh, const float* zeros, const float* (&xp)[kRows]) const {
+    const int64_t dh = kh * p_.dilation_h;
+    bool any = false;
+    for (size_t i = 0; i < kRows; ++i) {
+      const int64_t ih = ih0_[i] + dh;
+      const bool inside = ih >= 0 && ih < p_.ih;
+      xp[i] = inside ? image_[i] + (origin_[i] + dh * p_.iw * p_.ic) : zeros;
+      any |= inside;
+    }
+    return any;
   }
 
   // Sets xp[i] to the first channel pixel i reads at tap (kh, kw), or to `zeros` when that tap lies
@@ -74,6 +94,7 @@ class PixelTile {
   int64_t origin_[kRows];  // offset of pixel i's tap (0, 0) in its image (an integer: it may
                            // lie outside the image when the tile is not interior)
   bool interior_ = true;   // every tap of every pixel lies inside the input
+  bool columns_inside_ = true;
 };
 
 }  // namespace convkit::internal::highway

@@ -106,6 +106,15 @@ std::optional<int64_t> SmallCount(const Dims& d) {
   return n;
 }
 
+// Every extent at most 64: a valid call of batch 0 may have H = 2^40 and no elements, and
+// then loops over H in the backends (or in AverageScale here) take forever.
+bool SmallExtents(const Dims& d) {
+  for (int64_t e : d) {
+    if (e > 64) return false;
+  }
+  return true;
+}
+
 // A buffer for a tensor of dims `d`: its true size when small, else a 64-element stand-in (a
 // call with such dims must be rejected before anything is read, or ASan reports it).
 std::vector<float> Buffer(const Dims& d, float fill = 0.0f) {
@@ -121,6 +130,15 @@ bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 std::string Str(const Dims& d) { return convkit::to_string(d); }
+
+// Changes an extent by one, without overflowing on hostile values.
+void Bump(int64_t& extent) {
+  if (extent == std::numeric_limits<int64_t>::max()) {
+    --extent;
+  } else {
+    ++extent;
+  }
+}
 
 // What the call gets wrong, if anything.
 enum class Defect { kNone, kXDims, kOutDims, kNullX, kNullOut, kAlias };
@@ -205,6 +223,7 @@ void FuzzConv(Reader& in, const std::string& backend, int op) {
   if (group_kind == 1) {
     p.groups = ic;  // depthwise (with a multiplier when oc is a multiple of it)
     oc = ic * (1 + in.Byte() % 2);
+    if (ic > 64 || oc < 0) oc = ic;  // a hostile ic would overflow the product
   } else if (group_kind == 2) {
     p.groups = in.Extent(1, 4);
   }
@@ -232,13 +251,16 @@ void FuzzConv(Reader& in, const std::string& backend, int op) {
   }
   if (valid) {
     const auto xs = SmallCount(x_dims), ws = SmallCount(w_dims), ys = SmallCount(y_dims);
-    if (!xs || !ws || !ys) return;  // valid but too large to run quickly
+    if (!xs || !ws || !ys || !SmallExtents(x_dims) || !SmallExtents(w_dims)) {
+      return;  // valid but too large to run quickly (batch 0 hides huge H or W from the count)
+    }
     const double macs = static_cast<double>(*ys) * p.kernel_h * p.kernel_w * w_ic;
     if (macs > 2e5) return;
   } else {
     y_dims = {x_dims[0], 3, 3, oc};  // any dims: the call must be rejected anyway
   }
   desc += " y " + Str(y_dims);
+  if (std::getenv("CONVKIT_FUZZ_PRINT") != nullptr) std::fprintf(stderr, "%s\n", desc.c_str());
 
   std::vector<float> x = Buffer(x_dims), w = Buffer(w_dims);
   std::vector<float> b(bias && oc > 0 && oc <= kMaxElements ? static_cast<size_t>(oc) : 0);
@@ -252,8 +274,8 @@ void FuzzConv(Reader& in, const std::string& backend, int op) {
 
   Dims x_given = x_dims, out_given = op == 1 ? x_dims : y_dims;
   const float* x_ptr = x.data();
-  if (defect == Defect::kXDims) x_given[3] += 1;  // C: H or W might still fit the stride
-  if (defect == Defect::kOutDims) out_given[3] += 1;
+  if (defect == Defect::kXDims) Bump(x_given[3]);  // C: H or W might still fit the stride
+  if (defect == Defect::kOutDims) Bump(out_given[3]);
   if (defect == Defect::kNullX) x_ptr = nullptr;
 
   std::vector<float> out = Buffer(out_given, kSentinel);
@@ -356,7 +378,7 @@ void FuzzPool(Reader& in, const std::string& backend, int op) {
   }
   float scale = 1.0f;
   if (valid) {
-    if (!SmallCount(x_dims) || !SmallCount(y_dims)) return;
+    if (!SmallCount(x_dims) || !SmallCount(y_dims) || !SmallExtents(x_dims)) return;
     const int64_t kh = p.global ? x_dims[1] : p.window_h, kw = p.global ? x_dims[2] : p.window_w;
     if (p.mode == PoolMode::kAverage)
       scale = p.global ? static_cast<float>(kh * kw) : AverageScale(kh, kw);
@@ -364,6 +386,7 @@ void FuzzPool(Reader& in, const std::string& backend, int op) {
     y_dims = {x_dims[0], 2, 2, x_dims[3]};
   }
   desc += " y " + Str(y_dims);
+  if (std::getenv("CONVKIT_FUZZ_PRINT") != nullptr) std::fprintf(stderr, "%s\n", desc.c_str());
 
   std::vector<float> x = Buffer(x_dims), dy = Buffer(y_dims);
   FillIntegers(x, seed, scale);
@@ -373,8 +396,8 @@ void FuzzPool(Reader& in, const std::string& backend, int op) {
 
   Dims x_given = x_dims, out_given = op == 1 ? x_dims : y_dims;
   const float* x_ptr = x.data();
-  if (defect == Defect::kXDims) x_given[3] += 1;  // C: H or W might still fit the stride
-  if (defect == Defect::kOutDims) out_given[2] -= 1;
+  if (defect == Defect::kXDims) Bump(x_given[3]);  // C: H or W might still fit the stride
+  if (defect == Defect::kOutDims) Bump(out_given[2]);
   if (defect == Defect::kNullX) x_ptr = nullptr;
   std::vector<float> out = Buffer(out_given, kSentinel);
   float* out_ptr = out.data();
