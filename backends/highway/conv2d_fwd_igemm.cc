@@ -69,7 +69,7 @@ struct TileJob {
 };
 
 // True when the convolution is a plain GEMM: pixel m reads x row m (1x1, stride 1, no padding).
-bool IsPointwise(const Conv2dProblem& p) {
+HWY_INLINE bool IsPointwise(const Conv2dProblem& p) {
   return p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad.top == 0 &&
          p.pad.left == 0 && p.pad.bottom == 0 && p.pad.right == 0;
 }
@@ -77,15 +77,16 @@ bool IsPointwise(const Conv2dProblem& p) {
 // True when the taps of one kernel row can run as one reduction (PixelTile::RowOfTaps): the input
 // channels of tap (kh, kw + 1) follow those of (kh, kw) in x only with one group, dense columns
 // and the job covering all channels.
-bool MergesRowOfTaps(const Conv2dProblem& p, const TileJob& job) {
+HWY_INLINE bool MergesRowOfTaps(const Conv2dProblem& p, const TileJob& job) {
   return p.groups == 1 && p.dilation_w == 1 && p.kw > 1 && job.c_begin == 0 && job.c_end == p.ic;
 }
 
 // acc += the job's slice of the reduction, reading the input through PixelTile (any stride,
-// padding and dilation; taps wholly in the padding are skipped).
+// padding and dilation; taps wholly in the padding are skipped). Inlined into RunTile, so that
+// acc stays in registers across taps (through a call, GCC stores and reloads it at every tap).
 template <size_t kRows, size_t kVecs>
-void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
-                    VF (&acc)[kRows][kVecs]) {
+HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
+                               VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
   const int64_t icg = p.ic_per_group();
   const int64_t tap_stride = icg * a.w.row_stride;
@@ -114,8 +115,8 @@ void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const float* w, 
 // acc += the job's slice for a pointwise convolution: pixel m reads x + m * IC, no index
 // arithmetic. Pixels past the end repeat the last one (their results are not stored).
 template <size_t kRows, size_t kVecs>
-void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
-                         VF (&acc)[kRows][kVecs]) {
+HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, const float* w,
+                                    MF last, VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
   const int64_t m_last = p.n * p.oh * p.ow - 1;
   const float* x = a.x + job.g * p.ic_per_group() + job.c_begin;
