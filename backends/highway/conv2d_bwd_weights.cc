@@ -135,7 +135,8 @@ void SumColumns(const float* HWY_RESTRICT dy, int64_t dy_stride, int64_t kn, int
   for (size_t j = 0; j < kVecs; ++j) {
     const int64_t left = cols - static_cast<int64_t>(j * lanes);
     const MF mask = hn::FirstN(d, static_cast<size_t>(std::max<int64_t>(0, left)));
-    sum[j] = first ? hn::Zero(d) : hn::MaskedLoad(mask, d, db + j * lanes);
+    // No load past cols: SCALAR's MaskedLoad (Highway 1.0.3) reads memory even with an empty mask.
+    sum[j] = first || left <= 0 ? hn::Zero(d) : hn::MaskedLoad(mask, d, db + j * lanes);
   }
   for (int64_t k = 0; k < kn; ++k, dy += dy_stride) {
     HWY_UNROLL(16)

@@ -22,6 +22,13 @@ HWY_BEFORE_NAMESPACE();
 namespace convkit::internal::highway {
 namespace HWY_NAMESPACE {
 
+// Internal linkage for everything but the exported entry point. The helpers share names with
+// other kernels in this per-target namespace (RunAll in conv2d_fwd_igemm.cc, RowsFor and
+// kMaxVecs in conv2d_igemm-inl.h) but not code: with external linkage the linker keeps one
+// definition of each template instance for every .cc, a silent ODR violation that picks the
+// wrong kernel wherever a call is not inlined (-O0 builds).
+namespace {
+
 // Tile shapes: kRows * kVecs accumulators, >= 8 to cover the FMA latency (4) x pipes (2) when C
 // allows. Every FMA also needs an input load, so the kernel is load- or memory-bound anyway; the
 // per-tile cost (pixel origins, one pointer per pixel and tap) is paid once per tile and shared by
@@ -273,6 +280,8 @@ void Conv2dFwdDepthwise(const Conv2dFwdArgs& a) {
   if (vecs >= 2) return RunAll<2>(a);
   RunAll<1>(a);
 }
+
+}  // namespace
 
 Conv2dFwdKernel GetConv2dFwdDepthwiseKernel() {
   return {&Conv2dFwdDepthwise, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,

@@ -222,8 +222,8 @@ void FuzzConv(Reader& in, const std::string& backend, int op) {
   int64_t oc = in.Extent(1, 17);
   if (group_kind == 1) {
     p.groups = ic;  // depthwise (with a multiplier when oc is a multiple of it)
-    oc = ic * (1 + in.Byte() % 2);
-    if (ic > 64 || oc < 0) oc = ic;  // a hostile ic would overflow the product
+    const int64_t multiplier = 1 + in.Byte() % 2;
+    oc = ic > 64 ? ic : ic * multiplier;  // a hostile ic would overflow the product
   } else if (group_kind == 2) {
     p.groups = in.Extent(1, 4);
   }
