@@ -59,6 +59,86 @@ AlignedFloats PackWeights(const Conv2dProblem& p, const float* w, int64_t block_
   return packed;
 }
 
+// A tap table (Conv2dFwdTaps) and what it needs.
+struct TapTable {
+  std::vector<int32_t> entries;
+  std::vector<int32_t> tile_begin;
+  int64_t rows = 0;
+  int64_t zeros = 0;  // floats of zeros the longest entry reads
+};
+
+// Tap tables are for small-channel problems: with ICg <= 32 a tap is only a few FMA steps per
+// pixel, so computing its offsets (PixelTile) costs as much as the FMAs. Larger ICg, groups (whose
+// slices of x are not consecutive across taps) and pointwise GEMMs (no index arithmetic) keep the
+// kernel's own path; so do tables past 1 MiB, which would compete with x and w for L2.
+constexpr int64_t kTapTableMaxChannels = 32;
+constexpr int64_t kTapTableMaxInts = int64_t{1} << 18;
+
+bool WantsTapTable(const Conv2dProblem& p, int64_t rows) {
+  if (rows <= 0 || p.groups != 1 || p.ic > kTapTableMaxChannels) return false;
+  if (p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad.top == 0 &&
+      p.pad.left == 0 && p.pad.bottom == 0 && p.pad.right == 0) {
+    return false;
+  }
+  if (p.n * p.ih * p.iw * p.ic >= (int64_t{1} << 31)) return false;
+  const int64_t tiles = (p.n * p.oh * p.ow + rows - 1) / rows;
+  return tiles * p.kh * p.kw * (Conv2dFwdTaps::kEntryHeader + rows) <= kTapTableMaxInts;
+}
+
+// Builds the table for tiles of `rows` pixels, merging consecutive taps whose input is consecutive
+// for every pixel (or in the padding for every pixel reading it).
+TapTable BuildTapTable(const Conv2dProblem& p, int64_t rows) {
+  TapTable t;
+  t.rows = rows;
+  const int64_t m_end = p.n * p.oh * p.ow;
+  const int64_t tiles = (m_end + rows - 1) / rows;
+  const int64_t entry_ints = Conv2dFwdTaps::kEntryHeader + rows;
+  std::vector<int64_t> off(static_cast<size_t>(rows));
+  t.tile_begin.push_back(0);
+  for (int64_t tile = 0; tile < tiles; ++tile) {
+    int64_t open = -1;  // index of the entry the next tap may extend, or -1
+    for (int64_t kh = 0; kh < p.kh; ++kh) {
+      for (int64_t kw = 0; kw < p.kw; ++kw) {
+        bool any = false;
+        for (int64_t i = 0; i < rows; ++i) {
+          const int64_t m = std::min(tile * rows + i, m_end - 1);
+          const int64_t n = m / (p.oh * p.ow);
+          const int64_t ih = (m / p.ow) % p.oh * p.stride_h - p.pad.top + kh * p.dilation_h;
+          const int64_t iw = m % p.ow * p.stride_w - p.pad.left + kw * p.dilation_w;
+          const bool inside = ih >= 0 && ih < p.ih && iw >= 0 && iw < p.iw;
+          off[i] = inside ? ((n * p.ih + ih) * p.iw + iw) * p.ic : -1;
+          any |= inside;
+        }
+        if (!any) {  // skipped; the next tap's weight rows do not follow the open entry's
+          open = -1;
+          continue;
+        }
+        if (open >= 0) {
+          const int32_t* e = t.entries.data() + open * entry_ints;
+          const int64_t steps = e[1];
+          bool extends = true;
+          for (int64_t i = 0; i < rows && extends; ++i) {
+            const int64_t prev = e[Conv2dFwdTaps::kEntryHeader + i];
+            extends = prev < 0 ? off[i] < 0 : off[i] == prev + steps;
+          }
+          if (extends) {
+            t.entries[static_cast<size_t>(open * entry_ints + 1)] += static_cast<int32_t>(p.ic);
+            t.zeros = std::max(t.zeros, steps + p.ic);
+            continue;
+          }
+        }
+        open = static_cast<int64_t>(t.entries.size()) / entry_ints;
+        t.entries.push_back(static_cast<int32_t>((kh * p.kw + kw) * p.ic));
+        t.entries.push_back(static_cast<int32_t>(p.ic));
+        for (int64_t i = 0; i < rows; ++i) t.entries.push_back(static_cast<int32_t>(off[i]));
+        t.zeros = std::max(t.zeros, p.ic);
+      }
+    }
+    t.tile_begin.push_back(static_cast<int32_t>(t.entries.size() / entry_ints));
+  }
+  return t;
+}
+
 std::string ImplName(const char* variant, const Conv2dFwdKernel& kernel) {
   return std::string("highway:") + variant + ":" + kernel.isa;
 }
@@ -69,15 +149,21 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
       : p_(p),
         depthwise_(p.depthwise()),
         kernel_(depthwise_ ? Conv2dFwdDepthwiseKernel() : Conv2dFwdIgemmKernel()),
-        zeros_(static_cast<size_t>(ZerosFor(p)), 0.0f),
         threads_(ThreadsFor(p)) {
+    int64_t zeros = ZerosFor(p);
     if (depthwise_) {
       w_.assign(w, w + p.kh * p.kw * p.oc);
       layout_ = DepthwiseLayout(p, w_.data());
     } else {
-      const int64_t block_cols = VecsPerBlock(kernel_, p.oc_per_group(), K(p)) * kernel_.lanes;
-      w_ = PackWeights(p, w, block_cols, &layout_);
+      const int64_t vecs = VecsPerBlock(kernel_, p.oc_per_group(), K(p));
+      w_ = PackWeights(p, w, vecs * kernel_.lanes, &layout_);
+      const int64_t rows = vecs <= 4 ? kernel_.rows[vecs - 1] : 0;
+      if (WantsTapTable(p, rows)) {
+        taps_ = BuildTapTable(p, rows);
+        zeros = std::max(zeros, taps_.zeros);
+      }
     }
+    zeros_.assign(static_cast<size_t>(zeros), 0.0f);
     if (b != nullptr) b_.assign(b, b + p.oc);
   }
 
@@ -90,6 +176,9 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
     a.zeros = zeros_.data();
     a.y = y;
     a.threads = threads_ > 1 ? num_threads() : 1;
+    if (!taps_.entries.empty()) {
+      a.taps = {taps_.entries.data(), taps_.tile_begin.data(), taps_.rows};
+    }
     kernel_.run(a);
   }
 
@@ -104,7 +193,8 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
   AlignedFloats w_;
   Conv2dFwdWeights layout_;
   AlignedFloats b_;
-  const AlignedFloats zeros_;
+  AlignedFloats zeros_;
+  TapTable taps_;  // empty unless WantsTapTable
   const int threads_;
 };
 

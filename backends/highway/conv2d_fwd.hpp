@@ -25,9 +25,26 @@ struct Conv2dFwdWeights {
   int64_t block_cols = 0;  // a multiple of the vector width: vecs_per_block * lanes
 };
 
-// Everything a kernel call needs. `zeros` holds at least KW * IC zero floats: taps (or rows of
-// taps) falling in the padding read from it. b is null without bias. x and y do not overlap. Not
-// owned.
+// Where each output pixel reads its input, computed once at plan creation so that run() does no
+// index arithmetic (small problems, where that arithmetic costs as much as the FMAs). The output
+// pixels are cut into tiles of `rows` consecutive pixels (the last tile repeats its last pixel, as
+// PixelTile does); tile t owns entries [tile_begin[t], tile_begin[t + 1]), each of
+// kEntryHeader + rows int32:
+//   { r, steps, off[0], ..., off[rows - 1] }
+// meaning "reduce over the `steps` weight rows r, r + 1, ...; pixel i reads `steps` consecutive
+// floats from x + off[i], or from zeros when off[i] < 0". Consecutive taps whose input is
+// consecutive for every pixel share one entry; taps in the padding for every pixel have none.
+// Built only for groups == 1 and inputs of fewer than 2^31 floats.
+struct Conv2dFwdTaps {
+  static constexpr int64_t kEntryHeader = 2;
+  const int32_t* entries = nullptr;
+  const int32_t* tile_begin = nullptr;  // in entries, not int32s
+  int64_t rows = 0;
+};
+
+// Everything a kernel call needs. `zeros` holds at least KW * IC zero floats, and as many as the
+// longest entry of `taps` reads: taps (or rows of taps) falling in the padding read from it. b is
+// null without bias. x and y do not overlap. Not owned.
 struct Conv2dFwdArgs {
   const Conv2dProblem* p = nullptr;
   const float* x = nullptr;
@@ -35,7 +52,8 @@ struct Conv2dFwdArgs {
   const float* b = nullptr;
   const float* zeros = nullptr;
   float* y = nullptr;
-  int threads = 1;  // OpenMP threads; 1 runs on the calling thread with no parallel region
+  int threads = 1;     // OpenMP threads; 1 runs on the calling thread with no parallel region
+  Conv2dFwdTaps taps;  // a plan's tap table, or empty: the kernel then computes the offsets
 };
 
 using Conv2dFwdFn = void (*)(const Conv2dFwdArgs& args);
@@ -47,6 +65,7 @@ struct Conv2dFwdKernel {
   int64_t lanes = 1;
   int64_t max_vecs = 1;
   const char* isa = "";
+  int64_t rows[4] = {};  // implicit GEMM: pixels per tile for blocks of 1-4 vectors (0: none)
 };
 
 // The chosen target's implicit-GEMM kernel (any stride, padding, dilation, groups).

@@ -27,8 +27,30 @@ HWY_BEFORE_NAMESPACE();
 namespace convkit::internal::highway {
 namespace HWY_NAMESPACE {
 
+// Internal linkage for everything but the exported entry point. The helpers share names with
+// other kernels in this per-target namespace (RunAll, same signature, in conv2d_fwd_depthwise.cc)
+// but not code: with external linkage the linker keeps one definition of each template instance
+// for every .cc, a silent ODR violation that picks the wrong kernel wherever a call is not inlined
+// (-O0 builds).
+namespace {
+
 // The microkernel (AccumulateTap) and its shapes (kMaxVecs, RowsFor) are in conv2d_igemm-inl.h,
 // shared with backward data.
+
+// Tile heights with a tap table. AccumulateTap keeps one input pointer per pixel in a general
+// register; with 12-14 of them, plus the weight pointer and loop counter, the 15 usable registers
+// run out and pointers are reloaded from the stack at every reduction step. The small-channel
+// problems that have tables are bound by those reloads, not by the FMAs: at 8 pixels, 13 -> 29
+// 3x3 (2 vectors) ran 1.08x faster than at 12 (10 pixels: 1.03x) and 7 -> 5 5x5 (1 vector) 1.3x
+// faster than at 14 (1 thread, loaded machine). Without a table (ICg > 32) the taller tiles are
+// kept: unmeasured here, and there the pointers are set once per tap for many more steps.
+constexpr size_t TableRowsFor(size_t vecs) {
+#if HWY_TARGET == HWY_AVX3
+  return vecs <= 2 ? 8 : RowsFor(vecs);
+#else
+  return RowsFor(vecs);
+#endif
+}
 
 // Cache blocking over K. The reduction over a group's input channels is cut into slices so that
 // the part of a weight panel one slice reads (KH * KW taps x slice channels x block_cols floats)
@@ -112,6 +134,32 @@ HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const
   }
 }
 
+// True when the job can read its offsets from the plan's tap table: built for this tile height,
+// and the job covers every channel (the table's entries span whole taps).
+template <size_t kRows>
+HWY_INLINE bool UsesTapTable(const Conv2dFwdArgs& a, const TileJob& job) {
+  return a.taps.entries != nullptr && a.taps.rows == static_cast<int64_t>(kRows) &&
+         job.c_begin == 0 && job.c_end == a.p->ic;
+}
+
+// acc += the whole reduction, reading each pixel's offsets from the tap table: no index
+// arithmetic, and consecutive taps already merged into one reduction.
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void AccumulateTable(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
+                                VF (&acc)[kRows][kVecs]) {
+  constexpr int64_t kEntryInts = Conv2dFwdTaps::kEntryHeader + static_cast<int64_t>(kRows);
+  const int64_t tile = job.m0 / static_cast<int64_t>(kRows);
+  const int32_t* e = a.taps.entries + a.taps.tile_begin[tile] * kEntryInts;
+  const int32_t* const end = a.taps.entries + a.taps.tile_begin[tile + 1] * kEntryInts;
+  for (; e != end; e += kEntryInts) {
+    const int32_t* off = e + Conv2dFwdTaps::kEntryHeader;
+    const float* xp[kRows];
+    HWY_UNROLL(16)
+    for (size_t i = 0; i < kRows; ++i) xp[i] = off[i] < 0 ? a.zeros : a.x + off[i];
+    AccumulateTap<kRows, kVecs>(xp, w + e[0] * a.w.row_stride, a.w.row_stride, e[1], last, acc);
+  }
+}
+
 // acc += the job's slice for a pointwise convolution: pixel m reads x + m * IC, no index
 // arithmetic. Pixels past the end repeat the last one (their results are not stored).
 template <size_t kRows, size_t kVecs>
@@ -153,6 +201,8 @@ void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   if (job.c_begin != 0) LoadTile<kRows, kVecs>(y, p.oc, rows, last, acc);
   if (IsPointwise(p)) {
     AccumulatePointwise<kRows, kVecs>(a, job, w, last, acc);
+  } else if (UsesTapTable<kRows>(a, job)) {
+    AccumulateTable<kRows, kVecs>(a, job, w, last, acc);
   } else {
     AccumulateTaps<kRows, kVecs>(a, job, w, last, acc);
   }
@@ -175,10 +225,10 @@ void RunTileVecs(const Conv2dFwdArgs& a, const TileJob& job) {
 // Runs the (group, block, tile) work items [begin, end), numbered so that consecutive items share
 // a weight panel: within each run of items on one panel, sweeps of kSweepTiles tiles go through
 // every channel slice in turn, so a slice of the panel is reused from L2 across the sweep.
-template <size_t kVecs>
+template <size_t kVecs, size_t kTileRows>
 void RunItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t tiles, int64_t blocks,
               int64_t begin, int64_t end) {
-  constexpr int64_t kRows = static_cast<int64_t>(RowsFor(kVecs));
+  constexpr int64_t kRows = static_cast<int64_t>(kTileRows);
   const Conv2dProblem& p = *a.p;
   const int64_t icg = p.ic_per_group();
   const int64_t ocg = p.oc_per_group();
@@ -195,7 +245,7 @@ void RunItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t tiles
       job.c_end = std::min(icg, job.c_begin + slices.channels);
       for (int64_t t = first; t < last; ++t) {
         job.m0 = (t % tiles) * kRows;
-        RunTileVecs<RowsFor(kVecs), kVecs>(a, job);
+        RunTileVecs<kTileRows, kVecs>(a, job);
       }
     }
     first = last;
@@ -204,39 +254,54 @@ void RunItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t tiles
 
 // Splits the work items into one contiguous, equal range per thread: threads then work on
 // different weight panels (or different pixels of one panel) and never share an output.
-template <size_t kVecs>
+template <size_t kVecs, size_t kTileRows>
 void RunAll(const Conv2dFwdArgs& a) {
-  constexpr int64_t kRows = static_cast<int64_t>(RowsFor(kVecs));
+  constexpr int64_t kRows = static_cast<int64_t>(kTileRows);
   const Conv2dProblem& p = *a.p;
   const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
   const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
   const int64_t items = p.groups * blocks * tiles;
   const ChannelSlices slices = SlicesFor(p, a.w.block_cols);
-  if (a.threads <= 1) return RunItems<kVecs>(a, slices, tiles, blocks, 0, items);
+  if (a.threads <= 1) return RunItems<kVecs, kTileRows>(a, slices, tiles, blocks, 0, items);
 #pragma omp parallel num_threads(a.threads)
   {
     const int64_t threads = omp_get_num_threads();
     const int64_t thread = omp_get_thread_num();
-    RunItems<kVecs>(a, slices, tiles, blocks, items * thread / threads,
-                    items * (thread + 1) / threads);
+    RunItems<kVecs, kTileRows>(a, slices, tiles, blocks, items * thread / threads,
+                               items * (thread + 1) / threads);
   }
+}
+
+// RunAll with the tile height the plan's tap table was built for, if any.
+template <size_t kVecs>
+void RunAllRows(const Conv2dFwdArgs& a) {
+  if constexpr (TableRowsFor(kVecs) != RowsFor(kVecs)) {
+    if (a.taps.rows == static_cast<int64_t>(TableRowsFor(kVecs))) {
+      return RunAll<kVecs, TableRowsFor(kVecs)>(a);
+    }
+  }
+  RunAll<kVecs, RowsFor(kVecs)>(a);
 }
 
 void Conv2dFwdIgemm(const Conv2dFwdArgs& a) {
   const int64_t vecs = a.w.block_cols / static_cast<int64_t>(hn::Lanes(DF()));
   if constexpr (kMaxVecs >= 4) {
-    if (vecs == 4) return RunAll<4>(a);
+    if (vecs == 4) return RunAllRows<4>(a);
   }
   if constexpr (kMaxVecs >= 3) {
-    if (vecs == 3) return RunAll<3>(a);
+    if (vecs == 3) return RunAllRows<3>(a);
   }
-  if (vecs == 2) return RunAll<2>(a);
-  RunAll<1>(a);
+  if (vecs == 2) return RunAllRows<2>(a);
+  RunAllRows<1>(a);
 }
 
+}  // namespace
+
 Conv2dFwdKernel GetConv2dFwdIgemmKernel() {
-  return {&Conv2dFwdIgemm, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,
-          hwy::TargetName(HWY_TARGET)};
+  Conv2dFwdKernel kernel{&Conv2dFwdIgemm, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,
+                         hwy::TargetName(HWY_TARGET)};
+  for (size_t v = 1; v <= kMaxVecs; ++v) kernel.rows[v - 1] = static_cast<int64_t>(TableRowsFor(v));
+  return kernel;
 }
 
 }  // namespace HWY_NAMESPACE

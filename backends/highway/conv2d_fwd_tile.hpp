@@ -21,6 +21,8 @@ class PixelTile {
     const int64_t ih_span = (p.kh - 1) * p.dilation_h;  // window extent - 1
     const int64_t iw_span = (p.kw - 1) * p.dilation_w;
     const int64_t m_end = p.n * p.oh * p.ow;
+    int64_t row_span;  // RowOfTaps adds kh * dilation_h rows to an origin: that must fit too
+    if (__builtin_mul_overflow(ih_span, p.iw * p.ic, &row_span)) columns_inside_ = false;
     int64_t m = m0 < m_end ? m0 : m_end - 1;
     int64_t n = m / (p.oh * p.ow);
     int64_t oh = (m / p.ow) % p.oh;
@@ -29,8 +31,14 @@ class PixelTile {
       ih0_[i] = oh * p.stride_h - p.pad.top;
       iw0_[i] = ow * p.stride_w - p.pad.left;
       image_[i] = x + n * p.ih * p.iw * p.ic + c_offset;
-      origin_[i] = (ih0_[i] * p.iw + iw0_[i]) * p.ic;
-      const bool columns_inside = iw0_[i] >= 0 && iw0_[i] + iw_span < p.iw;
+      // With pads or strides near 2^62 (valid) the origin of a pixel far in the padding overflows;
+      // such a tile takes Tap's per-pixel path, which never uses it.
+      int64_t origin = 0;
+      const bool origin_fits = !__builtin_mul_overflow(ih0_[i], p.iw, &origin) &&
+                               !__builtin_add_overflow(origin, iw0_[i], &origin) &&
+                               !__builtin_mul_overflow(origin, p.ic, &origin);
+      origin_[i] = origin_fits ? origin : 0;
+      const bool columns_inside = origin_fits && iw0_[i] >= 0 && iw0_[i] + iw_span < p.iw;
       columns_inside_ = columns_inside_ && columns_inside;
       interior_ = interior_ && columns_inside && ih0_[i] >= 0 && ih0_[i] + ih_span < p.ih;
       if (m + 1 < m_end) {  // advance to the next pixel; stay on the last one past the end

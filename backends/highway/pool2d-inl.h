@@ -27,6 +27,15 @@ constexpr size_t kPoolVecs = 4;
 constexpr size_t kPoolVecs = 2;
 #endif
 
+// Above this many channels (three steps), a window is reduced in pixel-major order (forward
+// PoolFwdWindowWide, backward AddWindowWide): the step-major order reads each window element once
+// per step, at a stride of C floats, which the prefetchers do not follow (global pooling 7x7x2048
+// forward: 9 GB/s).
+constexpr int64_t kWideC = static_cast<int64_t>(3 * kPoolVecs * hn::MaxLanes(DF()));
+
+// Channels per pass of the pixel-major order: the accumulators (16 KB) stay in the 32 KB L1.
+constexpr int64_t kWideBlock = 4096;
+
 // Stores kVecs vectors at p, the last one only its lanes in `last`.
 template <size_t kVecs>
 HWY_INLINE void StoreVecs(const VF (&v)[kVecs], MF last, float* HWY_RESTRICT p) {
@@ -51,6 +60,9 @@ struct WindowAt {
 // compare + IfThenElse in the body and the masked tail (hn::Max is asymmetric on NaN and may pick
 // either zero of a +0/-0 tie). With kIndex, idx holds the selected element's row-major position in
 // the window, as a float.
+// One step of that selection: whether acc takes v (v > acc, or v is NaN and acc is not).
+HWY_INLINE MF MaxTakes(VF acc, VF v) { return hn::AndNot(hn::Ge(acc, v), hn::Eq(acc, acc)); }
+
 template <size_t kVecs, bool kIndex>
 HWY_INLINE void WindowMax(const WindowAt& w, MF last, VF (&acc)[kVecs], VF (&idx)[kVecs]) {
   const DF d;
@@ -65,7 +77,7 @@ HWY_INLINE void WindowMax(const WindowAt& w, MF last, VF (&acc)[kVecs], VF (&idx
       LoadVecs<kVecs>(row + i * w.c, last, v);
       HWY_UNROLL(16)
       for (size_t j = 0; j < kVecs; ++j) {
-        const MF take = hn::AndNot(hn::Ge(acc[j], v[j]), hn::Eq(acc[j], acc[j]));
+        const MF take = MaxTakes(acc[j], v[j]);
         acc[j] = hn::IfThenElse(take, v[j], acc[j]);
         if constexpr (kIndex) idx[j] = hn::IfThenElse(take, hn::Set(d, k), idx[j]);
       }

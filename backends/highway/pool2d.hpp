@@ -52,6 +52,9 @@ struct Pool2dArgs {
   const float* dy = nullptr;
   float* out = nullptr;
   int threads = 1;  // OpenMP threads; 1 runs on the calling thread with no parallel region
+  // The call touches more memory than the last-level cache holds: out is written with streaming
+  // (non-temporal) stores where aligned, which skip the read-for-ownership of each line.
+  bool stream = false;
 };
 
 using Pool2dFn = void (*)(const Pool2dArgs& args);

@@ -223,7 +223,7 @@ void FuzzConv(Reader& in, const std::string& backend, int op) {
   if (group_kind == 1) {
     p.groups = ic;  // depthwise (with a multiplier when oc is a multiple of it)
     const int64_t multiplier = 1 + in.Byte() % 2;
-    oc = ic > 64 ? ic : ic * multiplier;  // a hostile ic would overflow the product
+    oc = ic < 1 || ic > 64 ? ic : ic * multiplier;  // a hostile ic would overflow the product
   } else if (group_kind == 2) {
     p.groups = in.Extent(1, 4);
   }
