@@ -152,10 +152,13 @@ inline void PackXRows(const Conv2dProblem& p, const float* x, int64_t g, int64_t
       }
       const float* x_row = x + (n * p.ih + ih) * p.iw * p.ic + g * icg;
       if (contiguous) {  // m = base + (iw - iw0) * IC + ic
-        const int64_t in_lo = std::clamp(base - iw0 * p.ic, lo, hi);
-        const int64_t in_hi = std::clamp(base + (p.iw - iw0) * p.ic, lo, hi);
+        // Clamping iw0 to [-KW, IW] changes neither in_lo nor in_hi (the row spans KW pixels) and
+        // keeps iw0 * IC from overflowing when a pad near 2^62 (valid) puts the row far outside.
+        const int64_t iw0c = std::clamp(iw0, -p.kw, p.iw);
+        const int64_t in_lo = std::clamp(base - iw0c * p.ic, lo, hi);
+        const int64_t in_hi = std::clamp(base + (p.iw - iw0c) * p.ic, lo, hi);
         CopyOrZero(nullptr, in_lo - lo, dst + lo);
-        CopyOrZero(x_row + (iw0 * p.ic + in_lo - base), in_hi - in_lo, dst + in_lo);
+        CopyOrZero(x_row + (iw0c * p.ic + in_lo - base), in_hi - in_lo, dst + in_lo);
         CopyOrZero(nullptr, hi - in_hi, dst + in_hi);
       } else {
         for (int64_t kw = (lo - base) / icg; base + kw * icg < hi; ++kw) {

@@ -8,6 +8,8 @@
 // - repaired: max pooling on inputs holding NaN, -inf or -FLT_MAX takes an exact path
 //   (onednn_pool_exact.hpp), at the cost of one scan of x per call;
 // - documented deviation: the fused ReLU turns a NaN pre-activation into +0 (onednn_conv.cpp).
+#include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -18,14 +20,35 @@
 namespace convkit::internal {
 namespace {
 
+// oneDNN 2.6.3's kernels index spatial sizes, strides, pads and dilations with 32-bit ints (a
+// dilation of 2^31 gave wrong results: a fuzz finding). Extents past INT32_MAX are refused.
+constexpr int64_t kMaxExtent = 0x7fffffff;
+
+Support RefuseHugeExtents(std::initializer_list<int64_t> extents) {
+  for (int64_t e : extents) {
+    if (e > kMaxExtent) {
+      return Support::No("onednn: a size, stride, pad or dilation of " + std::to_string(e) +
+                         " exceeds oneDNN's 32-bit limit 2147483647");
+    }
+  }
+  return Support::Yes();
+}
+
 class OnednnBackend final : public Backend {
  public:
   std::string_view name() const override { return "onednn"; }
 
   // Every convolution: groups, dilation, asymmetric pads, fused bias + ReLU, batch 0 (oneDNN
   // runs zero-sized tensors and zeroes dw and db).
-  Support supports_conv2d(const Conv2dProblem&, ConvPass) const override { return Support::Yes(); }
+  Support supports_conv2d(const Conv2dProblem& p, ConvPass) const override {
+    return RefuseHugeExtents({p.ih, p.iw, p.oh, p.ow, p.kh, p.kw, p.stride_h, p.stride_w,
+                              p.dilation_h, p.dilation_w, p.pad.top, p.pad.bottom, p.pad.left,
+                              p.pad.right});
+  }
   Support supports_pool2d(const Pool2dProblem& p, PoolPass) const override {
+    Support huge = RefuseHugeExtents({p.ih, p.iw, p.oh, p.ow, p.kh, p.kw, p.stride_h, p.stride_w,
+                                      p.pad.top, p.pad.bottom, p.pad.left, p.pad.right});
+    if (!huge.ok) return huge;
     std::string why = onednn::Pool2dRefusal(p);
     return why.empty() ? Support::Yes() : Support::No(std::move(why));
   }
