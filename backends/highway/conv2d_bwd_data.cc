@@ -236,14 +236,7 @@ void RunNarrow(const Conv2dBwdDataArgs& a) {
 void Conv2dBwdData(const Conv2dBwdDataArgs& a) {
   if (UseNarrow(*a.p)) return RunNarrow(a);
   const int64_t vecs = a.w.block_cols / static_cast<int64_t>(hn::Lanes(DF()));
-  if constexpr (kMaxVecs >= 4) {
-    if (vecs == 4) return RunAll<4>(a);
-  }
-  if constexpr (kMaxVecs >= 3) {
-    if (vecs == 3) return RunAll<3>(a);
-  }
-  if (vecs == 2) return RunAll<2>(a);
-  RunAll<1>(a);
+  WithVecs<kMaxVecs>(vecs, [&](auto v) { RunAll<decltype(v)::value>(a); });
 }
 
 Conv2dBwdDataKernel GetConv2dBwdDataKernel() {

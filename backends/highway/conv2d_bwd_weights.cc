@@ -333,14 +333,10 @@ void Conv2dBwdWeights(const Conv2dBwdWeightsArgs& a) {
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   const Conv2dFwdKernel shape{nullptr, lanes, static_cast<int64_t>(kMaxVecs), ""};
   const int64_t vecs = VecsPerBlock(shape, p.oc_per_group(), p.n * p.oh * p.ow);
-  if constexpr (kMaxVecs >= 4) {
-    if (vecs == 4) return RunWeights<4>(a, 4 * lanes);
-  }
-  if constexpr (kMaxVecs >= 3) {
-    if (vecs == 3) return RunWeights<3>(a, 3 * lanes);
-  }
-  if (vecs == 2) return RunWeights<2>(a, 2 * lanes);
-  RunWeights<1>(a, lanes);
+  WithVecs<kMaxVecs>(vecs, [&](auto v) {
+    constexpr size_t kVecs = decltype(v)::value;
+    RunWeights<kVecs>(a, static_cast<int64_t>(kVecs) * lanes);
+  });
 }
 
 Conv2dBwdWeightsKernel GetConv2dBwdWeightsKernel() {

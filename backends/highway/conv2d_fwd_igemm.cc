@@ -285,14 +285,7 @@ void RunAllRows(const Conv2dFwdArgs& a) {
 
 void Conv2dFwdIgemm(const Conv2dFwdArgs& a) {
   const int64_t vecs = a.w.block_cols / static_cast<int64_t>(hn::Lanes(DF()));
-  if constexpr (kMaxVecs >= 4) {
-    if (vecs == 4) return RunAllRows<4>(a);
-  }
-  if constexpr (kMaxVecs >= 3) {
-    if (vecs == 3) return RunAllRows<3>(a);
-  }
-  if (vecs == 2) return RunAllRows<2>(a);
-  RunAllRows<1>(a);
+  WithVecs<kMaxVecs>(vecs, [&](auto v) { RunAllRows<decltype(v)::value>(a); });
 }
 
 }  // namespace
