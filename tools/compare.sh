@@ -8,7 +8,5 @@ python=${PYTHON:-python3}
 
 tools/setup.sh
 cmake --preset release
-cmake --build --preset release --target convkit_bench convkit_run
-"$python" tools/convkit_compare.py --bench build/release/bench/convkit_bench \
-  --machine "2-core AMD EPYC (Zen 5), AVX-512" \
-  "$@"
+cmake --build --preset release --target convkit_bench convkit_peak convkit_run
+"$python" tools/convkit_compare.py --bench build/release/bench/convkit_bench "$@"

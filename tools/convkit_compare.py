@@ -4,7 +4,8 @@
 Runs bench/convkit_bench (Google Benchmark) over the chosen ops, backends and shape sets, showing
 each result as it lands, then prints one Markdown table per op: each backend's GFLOP/s (convolution)
 or GB/s (pooling) with its share of this machine's peak, and the ratios to oneDNN and to the
-reference backend. When PyTorch can be imported (Debian's python3-torch) it adds a pytorch column
+reference backend. The peaks (fp32 FMA throughput, STREAM triad) are measured first, in the same
+run and with the same threads, by bench/convkit_peak; --peak-gflops / --peak-gbps override them. When PyTorch can be imported (Debian's python3-torch) it adds a pytorch column
 for the forward convolution and pooling (tools/torch_bench.py); when not, the column says so.
 
 Writes under --out (default out/): convkit_bench.json (the raw Google Benchmark JSON, all runs
@@ -61,6 +62,37 @@ def find_bench(path):
     sys.exit("convkit_compare: no convkit_bench found under %s/build*; build it "
              "(cmake --preset release && cmake --build --preset release) or pass --bench"
              % REPO_DIR)
+
+
+def measure_peaks(bench, args, raw_dir):
+    """{"gflops", "gbps", "how"}: the peaks the tables divide by, at args.threads threads."""
+    peaks = {"gflops": None, "gbps": None, "how": "given"}
+    if args.peak_gflops:
+        peaks["gflops"] = args.peak_gflops * args.threads / args.peak_threads
+    if args.peak_gbps:
+        peaks["gbps"] = args.peak_gbps
+    tool = os.path.join(os.path.dirname(bench), "convkit_peak")
+    if peaks["gflops"] and peaks["gbps"]:
+        return peaks
+    if not (os.path.isfile(tool) and os.access(tool, os.X_OK)):
+        print("convkit_peak: not built next to %s; the tables show no %% of peak" % bench,
+              flush=True)
+        return peaks
+    json_path = os.path.join(raw_dir, "peak.json")
+    run_quietly([tool, "--threads=%d" % args.threads, "--benchmark_repetitions=3",
+                 "--benchmark_report_aggregates_only=true", "--benchmark_out=" + json_path,
+                 "--benchmark_out_format=json"])
+    with open(json_path) as f:
+        medians = [r for r in json.load(f)["benchmarks"] if r.get("aggregate_name") == "median"]
+    for r in medians:
+        if peaks["gflops"] is None and "GFLOPS" in r:
+            peaks["gflops"] = r["GFLOPS"]
+        if peaks["gbps"] is None and "GBps" in r:
+            peaks["gbps"] = r["GBps"]
+    peaks["how"] = "measured in this run by convkit_peak, median of 3"
+    print("convkit_peak (%d threads): fp32 FMA %.0f GFLOP/s, STREAM triad %.1f GB/s"
+          % (args.threads, peaks["gflops"] or 0, peaks["gbps"] or 0), flush=True)
+    return peaks
 
 
 def bench_flags(args):
@@ -285,7 +317,7 @@ def cell_from_record(record):
 
 
 def build_results(args, shapes, records, torch_records, torch_status, torch_ops, machine,
-                  command):
+                  command, peaks):
     """The tables as data: results.json, from which the Markdown and the charts are drawn."""
     def wanted(record):  # with repetitions, Google Benchmark's median (torch's are medians)
         if args.repetitions <= 1 or record.get("error_occurred"):
@@ -301,7 +333,6 @@ def build_results(args, shapes, records, torch_records, torch_status, torch_ops,
         cells.setdefault((op, set_name, shape, int(batch[1:])), {})[backend] = \
             cell_from_record(record)
 
-    peak_gflops = args.peak_gflops * args.threads / args.peak_threads
     tables = []
     for op in args.ops:
         kind = "conv" if op.startswith("conv") else "pool"
@@ -320,8 +351,8 @@ def build_results(args, shapes, records, torch_records, torch_status, torch_ops,
             for r in rows:
                 r["cells"].setdefault("pytorch", {"missing": torch_status})
         tables.append({"op": op, "unit": "GFLOP/s" if kind == "conv" else "GB/s",
-                       "peak": peak_gflops if kind == "conv" else args.peak_gbps,
-                       "peak_name": "fp32 peak" if kind == "conv" else "STREAM triad",
+                       "peak": peaks["gflops"] if kind == "conv" else peaks["gbps"],
+                       "peak_name": "fp32 FMA peak" if kind == "conv" else "STREAM triad",
                        "backends": backends, "rows": rows})
     return {"machine": machine, "command": command, "threads": args.threads,
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "tables": tables}
@@ -401,8 +432,9 @@ def op_table(table):
         means = [geomean(ratio(r["cells"], a, b) for r in table["rows"]) for a, b in pairs]
         rows.append(["**geomean**", ""] + [""] * len(backends) +
                     [ratio_text(m, bold=True) for m in means])
-    title = "### %s — %s (%% of %s %g %s)" % (table["op"], table["unit"], table["peak_name"],
-                                             table["peak"], table["unit"])
+    peak = ("%s %s %s" % (table["peak_name"], fmt(table["peak"]), table["unit"])
+            if table["peak"] else "%s not measured" % table["peak_name"])
+    title = "### %s — %s (%% of %s)" % (table["op"], table["unit"], peak)
     return title + "\n\n" + markdown_table(header, rows)
 
 
@@ -474,23 +506,31 @@ def update_readme(path, results):
 # ------------------------------------------------------------------------------------------------
 # The machine line.
 
-def machine_line(args, context):
+def machine_line(args, peaks):
     if args.machine:
         desc = args.machine
     else:
         model = platform.processor() or "unknown CPU"
         try:
             with open("/proc/cpuinfo") as f:
-                names = re.findall(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-            model = names[0].strip() if names else model
+                cpuinfo = f.read()
+            field = lambda key: (re.findall(r"^%s\s*:\s*(.*)$" % key, cpuinfo, re.M)  # noqa
+                                 or [""])[0].strip()
+            model = field("model name") or model
+            if field("cpu family"):  # the name alone does not tell Zen 4 from Zen 5
+                model += " (family %s, model %s)" % (field("cpu family"), field("model"))
+            if " avx512f" in field("flags"):
+                model += ", AVX-512"
         except OSError:
             pass
         desc = "%d-core %s" % (os.cpu_count() or 0, model)
     sha = subprocess.run(["git", "-C", REPO_DIR, "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip() or "unknown"
-    return ("%s; fp32 peak %g GFLOP/s on %d threads, STREAM triad %g GB/s; "
-            "run with %d threads; convkit %s" % (desc, args.peak_gflops, args.peak_threads,
-                                                 args.peak_gbps, args.threads, sha))
+    def figure(value, unit):
+        return ("%.0f %s" % (value, unit)) if value else "not measured"
+    return ("%s; run with %d threads; fp32 FMA peak %s, STREAM triad %s (%s); convkit %s"
+            % (desc, args.threads, figure(peaks["gflops"], "GFLOP/s"),
+               figure(peaks["gbps"], "GB/s"), peaks["how"], sha))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -520,13 +560,15 @@ def parse_args(argv):
                    help="where the slow reference backend runs (default: small problems)")
     p.add_argument("--real-time", action="store_true",
                    help="iterate by wall time (for a loaded machine; names get /real_time)")
-    p.add_argument("--peak-gflops", type=float, default=518.0,
-                   help="the machine's fp32 peak at --peak-threads threads (default 518)")
+    p.add_argument("--peak-gflops", type=float,
+                   help="the machine's fp32 peak at --peak-threads threads (default: measured "
+                   "by convkit_peak in this run)")
     p.add_argument("--peak-threads", type=int, default=2,
                    help="the threads --peak-gflops was measured with; the peak scales with "
                    "--threads (default 2)")
-    p.add_argument("--peak-gbps", type=float, default=47.0,
-                   help="the machine's memory bandwidth, STREAM triad (default 47 GB/s)")
+    p.add_argument("--peak-gbps", type=float,
+                   help="the machine's memory bandwidth, STREAM triad (default: measured by "
+                   "convkit_peak in this run)")
     p.add_argument("--machine", default="",
                    help="how to name the machine (default: core count and CPU model)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
@@ -577,6 +619,7 @@ def main(argv):
     with open(shapes_path, "w") as f:
         f.writelines(json.dumps(s) + "\n" for s in shapes)
 
+    peaks = measure_peaks(bench, args, raw_dir)
     flags = bench_flags(args)
     names = {op: list_tests(bench, flags, op) for op in args.ops}
     total = sum(len(n) for n in names.values())
@@ -603,7 +646,7 @@ def main(argv):
 
     command = " ".join(["tools/convkit_compare.py"] + argv)
     results = build_results(args, shapes, records, torch_records, torch_status, torch_ops,
-                            machine_line(args, context), command)
+                            machine_line(args, peaks), command, peaks)
     write_outputs(args, results)
     print("total %s" % clock(time.time() - progress.start))
     return 0
