@@ -50,7 +50,6 @@ struct BwdBand {
   float* dx_image;
   int64_t c_begin, c_end;
   int64_t r0, r1;
-  bool stream;
   float* acc;
   int64_t acc_rows, acc_row, acc_pixel;
 
@@ -59,23 +58,17 @@ struct BwdBand {
 };
 
 // Copies count floats from src (zeros if null) to dst, with streaming stores on the vector-aligned
-// part if `stream`.
-void CopySpan(const float* HWY_RESTRICT src, int64_t count, float* HWY_RESTRICT dst, bool stream) {
+// part.
+void StreamSpan(const float* HWY_RESTRICT src, int64_t count, float* HWY_RESTRICT dst) {
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const uintptr_t align = static_cast<uintptr_t>(lanes) * sizeof(float);
   int64_t i = 0;
-  if (stream) {
-    const uintptr_t align = static_cast<uintptr_t>(lanes) * sizeof(float);
-    for (; i < count && reinterpret_cast<uintptr_t>(dst + i) % align != 0; ++i) {
-      dst[i] = src != nullptr ? src[i] : 0.0f;
-    }
-    for (; i + lanes <= count; i += lanes) {
-      hn::Stream(src != nullptr ? hn::LoadU(d, src + i) : hn::Zero(d), d, dst + i);
-    }
-  } else {
-    for (; i + lanes <= count; i += lanes) {
-      hn::StoreU(src != nullptr ? hn::LoadU(d, src + i) : hn::Zero(d), d, dst + i);
-    }
+  for (; i < count && reinterpret_cast<uintptr_t>(dst + i) % align != 0; ++i) {
+    dst[i] = src != nullptr ? src[i] : 0.0f;
+  }
+  for (; i + lanes <= count; i += lanes) {
+    hn::Stream(src != nullptr ? hn::LoadU(d, src + i) : hn::Zero(d), d, dst + i);
   }
   for (; i < count; ++i) dst[i] = src != nullptr ? src[i] : 0.0f;
 }
@@ -84,9 +77,9 @@ void CopySpan(const float* HWY_RESTRICT src, int64_t count, float* HWY_RESTRICT 
 void FlushRow(const Pool2dProblem& p, const BwdBand& b, int64_t ih, bool touched) {
   const float* src = touched ? b.AccRow(ih) : nullptr;
   float* dst = b.dx_image + ih * p.iw * p.c + b.c_begin;
-  if (b.block() == p.c) return CopySpan(src, p.iw * p.c, dst, b.stream);
+  if (b.block() == p.c) return StreamSpan(src, p.iw * p.c, dst);
   for (int64_t iw = 0; iw < p.iw; ++iw) {
-    CopySpan(src != nullptr ? src + iw * b.block() : nullptr, b.block(), dst + iw * p.c, b.stream);
+    StreamSpan(src != nullptr ? src + iw * b.block() : nullptr, b.block(), dst + iw * p.c);
   }
 }
 
@@ -249,12 +242,13 @@ void PoolBwdBand(const Pool2dProblem& p, const BwdBand& b, int64_t n) {
     }
   }
   for (; flushed < b.r1; ++flushed) FlushRow(p, b, flushed, flushed < in_ring);
-  if (b.stream) hwy::FlushStream();  // order the streaming stores before the caller's barrier
+  hwy::FlushStream();  // order the streaming stores before the caller's barrier
 }
 
 // Without streaming stores, or for rows too wide for the ring (KH x IW x lanes > kRingFloats):
 // accumulates in dx itself, zeroing each dx row just before the first window touches it. A work
-// item is one image and one block of channels.
+// item is one image, one block of channels and one band of dx rows (bands only when the images and
+// channel blocks alone leave a thread idle: ResNet-50's stem pool at N = 1).
 
 // Channels [c_begin, c_end) of dx rows [from, to) of one image, set to zero.
 void ZeroRows(const Pool2dProblem& p, float* dx_image, int64_t c_begin, int64_t c_end, int64_t from,
@@ -282,30 +276,32 @@ bool WindowsTile(const Pool2dProblem& p) {
   return covered == p.iw;
 }
 
-// dx of image n, channels [c_begin, c_end), accumulated in place. kDirect: the windows tile dx
-// (WindowsTile), so only the rows no window covers are zeroed, and the others written directly.
+// dx rows [r0, r1) of image n, channels [c_begin, c_end), accumulated in place. kDirect: the
+// windows tile dx (WindowsTile), so only the rows no window covers are zeroed, and the others
+// written directly.
 template <bool kMax, bool kDirect>
 void PoolBwdInPlaceItem(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
-                        int64_t n, int64_t c_begin, int64_t c_end) {
+                        int64_t n, int64_t c_begin, int64_t c_end, int64_t r0, int64_t r1) {
   const int64_t image_size = p.ih * p.iw * p.c;
-  // The whole image is one band, dx itself the ring (a slot per row, never wrapping).
+  // dx itself is the ring (a slot per row, never wrapping).
   const BwdBand b{x != nullptr ? x + n * image_size : nullptr,
                   dy + n * p.oh * p.ow * p.c,
                   dx + n * image_size,
                   c_begin,
                   c_end,
-                  0,
-                  p.ih,
-                  false,
+                  r0,
+                  r1,
                   dx + n * image_size + c_begin,
                   p.ih,
                   p.iw * p.c,
                   p.c};
-  int64_t zeroed = 0;  // dx rows [0, zeroed) are zero or hold partial sums
+  int64_t zeroed = r0;  // dx rows [r0, zeroed) are zero or hold partial sums
   for (int64_t oh = 0; oh < p.oh; ++oh) {
     const PoolSpan rows = PoolRows(p, oh);
-    ZeroRows(p, b.dx_image, c_begin, c_end, zeroed, kDirect ? rows.begin : rows.end);
-    zeroed = std::max(zeroed, rows.end);
+    if (rows.end <= r0) continue;
+    if (rows.begin >= r1) break;  // rows.begin grows with oh
+    ZeroRows(p, b.dx_image, c_begin, c_end, zeroed, std::min(r1, kDirect ? rows.begin : rows.end));
+    zeroed = std::max(zeroed, std::min(r1, rows.end));
     const float* dy_row = b.dy_image + oh * p.ow * p.c;
     for (int64_t ow = 0; ow < p.ow; ++ow) {
       const PoolSpan cols = PoolCols(p, ow);
@@ -318,7 +314,18 @@ void PoolBwdInPlaceItem(const Pool2dProblem& p, const float* x, const float* dy,
       });
     }
   }
-  ZeroRows(p, b.dx_image, c_begin, c_end, zeroed, p.ih);  // rows no window reads
+  ZeroRows(p, b.dx_image, c_begin, c_end, zeroed, r1);  // rows no window reads
+}
+
+// The height of the bands of dx rows each image is cut into when `per_band` items (images x channel
+// blocks) would leave threads idle: ~4 items per thread, bands at least KH rows high so that a
+// window is recomputed by at most two bands (each adds only to its own rows: no race, and every
+// element still receives its terms in (oh, ow) order, so the bits do not depend on the split).
+int64_t BandHeight(const Pool2dProblem& p, int threads, int64_t per_band) {
+  const int64_t wanted = threads <= 1 ? 1 : 4 * threads;
+  if (per_band >= wanted) return p.ih;
+  const int64_t bands = std::min((wanted + per_band - 1) / per_band, p.ih / p.kh);
+  return bands > 1 ? (p.ih + bands - 1) / bands : p.ih;
 }
 
 template <bool kMax>
@@ -333,15 +340,18 @@ void PoolBwdInPlace(const Pool2dArgs& a) {
   const int64_t block_c =
       std::min(kWideBlock / step, (steps + blocks_wanted - 1) / blocks_wanted) * step;
   const int64_t blocks = (p.c + block_c - 1) / block_c;
-  const int64_t items = p.n * blocks;
+  const int64_t band_h = BandHeight(p, a.threads, p.n * blocks);
+  const int64_t bands = (p.ih + band_h - 1) / band_h;
+  const int64_t items = p.n * blocks * bands;
   const bool direct = WindowsTile(p);
   const auto run_item = [&](int64_t t) {
-    const int64_t c_begin = (t % blocks) * block_c;
+    const int64_t n = t / (blocks * bands), rest = t % (blocks * bands);
+    const int64_t c_begin = (rest % blocks) * block_c;
     const int64_t c_end = std::min(p.c, c_begin + block_c);
+    const int64_t r0 = (rest / blocks) * band_h, r1 = std::min(p.ih, r0 + band_h);
     const float* x = kMax ? a.x : nullptr;
-    if (direct)
-      return PoolBwdInPlaceItem<kMax, true>(p, x, a.dy, a.out, t / blocks, c_begin, c_end);
-    PoolBwdInPlaceItem<kMax, false>(p, x, a.dy, a.out, t / blocks, c_begin, c_end);
+    if (direct) return PoolBwdInPlaceItem<kMax, true>(p, x, a.dy, a.out, n, c_begin, c_end, r0, r1);
+    PoolBwdInPlaceItem<kMax, false>(p, x, a.dy, a.out, n, c_begin, c_end, r0, r1);
   };
   if (a.threads <= 1) {
     for (int64_t t = 0; t < items; ++t) run_item(t);
@@ -369,16 +379,8 @@ BwdSplit SplitBwd(const Pool2dProblem& p, int threads) {
   fit = fit >= step ? fit / step * step : fit / lanes * lanes;
   const int64_t block_c = std::min({fit, kWideBlock, (p.c + lanes - 1) / lanes * lanes});
   BwdSplit s{block_c, (p.c + block_c - 1) / block_c, p.ih, 1};
-  const int64_t wanted = threads <= 1 ? 1 : 4 * threads;
-  const int64_t per_band = p.n * s.blocks;
-  if (per_band < wanted) {
-    // Bands at least KH rows high, so that a window is recomputed by at most two bands.
-    const int64_t bands = std::min((wanted + per_band - 1) / per_band, p.ih / p.kh);
-    if (bands > 1) {
-      s.band_h = (p.ih + bands - 1) / bands;
-      s.bands = (p.ih + s.band_h - 1) / s.band_h;
-    }
-  }
+  s.band_h = BandHeight(p, threads, p.n * s.blocks);
+  s.bands = (p.ih + s.band_h - 1) / s.band_h;
   return s;
 }
 
@@ -405,7 +407,6 @@ void PoolBwd(const Pool2dArgs& a) {
                     std::min(p.c, c_begin + s.block_c),
                     r0,
                     std::min(p.ih, r0 + s.band_h),
-                    a.stream,
                     ring,
                     ring_rows,
                     p.iw * (std::min(p.c, c_begin + s.block_c) - c_begin),
