@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mapfile -t files < <(git ls-files --cached --others --exclude-standard \
-  '*.cpp' '*.hpp' '*.h' '*.cc' 2>/dev/null || find api backends tests bench tools python \
-  -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.cc' 2>/dev/null)
+  '*.cpp' '*.hpp' '*.h' '*.c' '*.cc' 2>/dev/null || find api backends tests bench tools python \
+  -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.c' -o -name '*.cc' 2>/dev/null)
 if [[ ${1:-} == --fix ]]; then
   clang-format -i "${files[@]}"
   exit 0

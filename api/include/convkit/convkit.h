@@ -1,0 +1,155 @@
+/* convkit's C ABI (DESIGN §1, §6): the C++ API (convkit.hpp) for C and for foreign-function
+ * interfaces (ctypes, cffi, Rust, Go). The same operations, plans, backends and semantics.
+ *
+ * Errors: every function that can fail returns a convkit_status; CONVKIT_OK is 0. On failure it
+ * writes nothing (no output, no plan) and keeps the message, which names the operation, the
+ * argument, what was expected and what was given, for convkit_last_error(). No C++ exception
+ * crosses this boundary.
+ *
+ * Tensors are dense row-major fp32 views owned by the caller: activations NHWC {N, H, W, C},
+ * weights HWIO {KH, KW, C_in / groups, C_out}. Outputs must not overlap inputs. `backend` is
+ * "reference", "highway", "onednn", "auto", or NULL / "" for $CONVKIT_BACKEND else "auto".
+ * Threads: calls on distinct outputs may run concurrently; a plan's run may be called from
+ * several threads at once; create and destroy a plan from one thread. */
+#ifndef CONVKIT_CONVKIT_H_
+#define CONVKIT_CONVKIT_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The codes of convkit::ErrorCode, plus one for a failure the library did not classify. */
+typedef enum convkit_status {
+  CONVKIT_OK = 0,
+  CONVKIT_INVALID_ARGUMENT = 1,    /* a parameter out of range, a null pointer, a bad enum */
+  CONVKIT_SHAPE_MISMATCH = 2,      /* a tensor whose dims differ from what the parameters imply */
+  CONVKIT_UNSUPPORTED = 3,         /* the chosen backend cannot run this parameter combination */
+  CONVKIT_BACKEND_UNAVAILABLE = 4, /* an unknown backend name, or one not built into this copy */
+  CONVKIT_OUT_OF_MEMORY = 5,       /* an allocation failed */
+  CONVKIT_INTERNAL_ERROR = 6       /* anything else: a bug, please report the message */
+} convkit_status;
+
+/* "ok", "invalid argument", ... (static storage). */
+const char* convkit_status_name(convkit_status status);
+
+/* The message of the calling thread's last failed call, or "" when its last call succeeded. Valid
+ * until the thread's next convkit call. */
+const char* convkit_last_error(void);
+
+typedef struct convkit_tensor {
+  float* data; /* may be NULL only when the tensor has no elements */
+  int64_t dims[4];
+} convkit_tensor;
+
+typedef struct convkit_const_tensor {
+  const float* data;
+  int64_t dims[4];
+} convkit_const_tensor;
+
+typedef struct convkit_pads {
+  int64_t top, bottom, left, right;
+} convkit_pads;
+
+typedef enum convkit_activation {
+  CONVKIT_ACTIVATION_NONE = 0,
+  CONVKIT_ACTIVATION_RELU = 1
+} convkit_activation;
+
+/* As convkit::Conv2dParams; convkit_conv2d_params_init sets its defaults (1x1 kernel, stride 1,
+ * no padding, dilation 1 = dense taps, 1 group, no activation). */
+typedef struct convkit_conv2d_params {
+  int64_t kernel_h, kernel_w;
+  int64_t stride_h, stride_w;
+  convkit_pads pad;
+  int64_t dilation_h, dilation_w;
+  int64_t groups;
+  convkit_activation activation;
+} convkit_conv2d_params;
+
+typedef enum convkit_pool_mode { CONVKIT_POOL_MAX = 0, CONVKIT_POOL_AVERAGE = 1 } convkit_pool_mode;
+
+/* As convkit::Pool2dParams (flags are 0 or 1); convkit_pool2d_params_init sets its defaults. */
+typedef struct convkit_pool2d_params {
+  convkit_pool_mode mode;
+  int64_t window_h, window_w;
+  int64_t stride_h, stride_w;
+  convkit_pads pad;
+  int ceil_mode;
+  int count_include_pad;
+  int global;
+} convkit_pool2d_params;
+
+void convkit_conv2d_params_init(convkit_conv2d_params* params);
+void convkit_pool2d_params_init(convkit_pool2d_params* params);
+
+/* ---- One-shot operations (convkit/ops.hpp) ---- */
+
+convkit_status convkit_conv2d_output_dims(const convkit_conv2d_params* params,
+                                          const int64_t x_dims[4], const int64_t w_dims[4],
+                                          int64_t y_dims[4]);
+convkit_status convkit_pool2d_output_dims(const convkit_pool2d_params* params,
+                                          const int64_t x_dims[4], int64_t y_dims[4]);
+
+/* y = zero-padded x, y of dims {N, H + top + bottom, W + left + right, C}. */
+convkit_status convkit_zero_pad(convkit_const_tensor x, convkit_pads pad, convkit_tensor y);
+
+/* y = activation(conv2d(x, w) + b). b holds b_size = C_out floats, or is NULL with b_size 0. */
+convkit_status convkit_conv2d_forward(const convkit_conv2d_params* params, convkit_const_tensor x,
+                                      convkit_const_tensor w, const float* b, int64_t b_size,
+                                      convkit_tensor y, const char* backend);
+
+/* Gradients given dy; a NULL dx, dw or db is skipped (db holds db_size = C_out floats).
+ * params->activation must be CONVKIT_ACTIVATION_NONE. */
+convkit_status convkit_conv2d_backward(const convkit_conv2d_params* params, convkit_const_tensor x,
+                                       convkit_const_tensor w, convkit_const_tensor dy,
+                                       const convkit_tensor* dx, const convkit_tensor* dw,
+                                       float* db, int64_t db_size, const char* backend);
+
+convkit_status convkit_pool2d_forward(const convkit_pool2d_params* params, convkit_const_tensor x,
+                                      convkit_tensor y, const char* backend);
+convkit_status convkit_pool2d_backward(const convkit_pool2d_params* params, convkit_const_tensor x,
+                                       convkit_const_tensor dy, convkit_tensor dx,
+                                       const char* backend);
+
+/* ---- Plans (convkit/plan.hpp): create once, run many times without allocating ---- */
+
+typedef struct convkit_conv2d convkit_conv2d;
+typedef struct convkit_pool2d convkit_pool2d;
+
+/* On success *plan is a new plan (free it with convkit_conv2d_destroy); it keeps no reference to
+ * w or b. On failure *plan is left as it was. */
+convkit_status convkit_conv2d_create(const convkit_conv2d_params* params, const int64_t x_dims[4],
+                                     convkit_const_tensor w, const float* b, int64_t b_size,
+                                     const char* backend, convkit_conv2d** plan);
+convkit_status convkit_conv2d_run(const convkit_conv2d* plan, convkit_const_tensor x,
+                                  convkit_tensor y);
+/* The planned output dims; the chosen implementation, "backend:variant:isa" (valid while the plan
+ * lives). Both accept a NULL plan: no dims written, "". */
+void convkit_conv2d_y_dims(const convkit_conv2d* plan, int64_t y_dims[4]);
+const char* convkit_conv2d_impl_name(const convkit_conv2d* plan);
+void convkit_conv2d_destroy(convkit_conv2d* plan); /* NULL is a no-op */
+
+convkit_status convkit_pool2d_create(const convkit_pool2d_params* params, const int64_t x_dims[4],
+                                     const char* backend, convkit_pool2d** plan);
+convkit_status convkit_pool2d_run(const convkit_pool2d* plan, convkit_const_tensor x,
+                                  convkit_tensor y);
+void convkit_pool2d_y_dims(const convkit_pool2d* plan, int64_t y_dims[4]);
+const char* convkit_pool2d_impl_name(const convkit_pool2d* plan);
+void convkit_pool2d_destroy(convkit_pool2d* plan);
+
+/* ---- Backends and threads (convkit/runtime.hpp) ---- */
+
+/* The backends built into this copy in auto's order, comma-separated: "highway,onednn,reference"
+ * (static storage). */
+const char* convkit_available_backends(void);
+/* Threads every backend uses from now on; 0 returns to the OpenMP default; n < 0 is an error. */
+convkit_status convkit_set_num_threads(int n);
+int convkit_num_threads(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* CONVKIT_CONVKIT_H_ */

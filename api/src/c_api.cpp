@@ -1,0 +1,323 @@
+// The C ABI (convkit/convkit.h) over the C++ API: converts the C structs, catches every exception
+// at the boundary and keeps its message per thread for convkit_last_error().
+#include <exception>
+#include <new>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "convkit/convkit.h"
+#include "convkit/convkit.hpp"
+
+struct convkit_conv2d {
+  convkit::Conv2d plan;
+};
+struct convkit_pool2d {
+  convkit::Pool2d plan;
+};
+
+namespace convkit {
+namespace {
+
+thread_local std::string last_error;
+
+convkit_status StatusOf(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+      return CONVKIT_INVALID_ARGUMENT;
+    case ErrorCode::kShapeMismatch:
+      return CONVKIT_SHAPE_MISMATCH;
+    case ErrorCode::kUnsupported:
+      return CONVKIT_UNSUPPORTED;
+    case ErrorCode::kBackendUnavailable:
+      return CONVKIT_BACKEND_UNAVAILABLE;
+    case ErrorCode::kOutOfMemory:
+      return CONVKIT_OUT_OF_MEMORY;
+  }
+  return CONVKIT_INTERNAL_ERROR;
+}
+
+// Runs `body`, turning what it throws into a status and the thread's last error.
+template <typename Body>
+convkit_status Guard(Body&& body) {
+  try {
+    body();
+    last_error.clear();
+    return CONVKIT_OK;
+  } catch (const Error& e) {
+    last_error = e.what();
+    return StatusOf(e.code());
+  } catch (const std::bad_alloc&) {
+    last_error = "out of memory";
+    return CONVKIT_OUT_OF_MEMORY;
+  } catch (const std::exception& e) {
+    last_error = std::string("internal error: ") + e.what();
+  } catch (...) {
+    last_error = "internal error: an unknown exception";
+  }
+  return CONVKIT_INTERNAL_ERROR;
+}
+
+[[noreturn]] void Fail(std::string_view op, std::string_view arg, std::string_view expected,
+                       const std::string& given) {
+  throw Error(ErrorCode::kInvalidArgument, std::string(op) + ": " + std::string(arg) +
+                                               ": expected " + std::string(expected) + ", given " +
+                                               given);
+}
+
+template <typename T>
+const T& Required(std::string_view op, std::string_view arg, const T* p) {
+  if (p == nullptr) Fail(op, arg, "a non-null pointer", "NULL");
+  return *p;
+}
+
+Dims DimsOf(std::string_view op, std::string_view arg, const int64_t* d) {
+  if (d == nullptr) Fail(op, arg, "4 extents", "NULL");
+  return {d[0], d[1], d[2], d[3]};
+}
+
+void Store(const Dims& dims, int64_t* out) {
+  for (int i = 0; i < 4; ++i) out[i] = dims[i];
+}
+
+Dims DimsOf(const int64_t (&d)[4]) { return {d[0], d[1], d[2], d[3]}; }
+
+TensorView View(const convkit_tensor& t) { return {t.data, DimsOf(t.dims)}; }
+ConstTensorView View(const convkit_const_tensor& t) { return {t.data, DimsOf(t.dims)}; }
+
+Pads PadsOf(const convkit_pads& p) { return {p.top, p.bottom, p.left, p.right}; }
+
+// A C enum or flag may hold any int: refuse what the C++ enums do not name.
+Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
+  const convkit_conv2d_params& p = Required(op, "params", c);
+  if (p.activation != CONVKIT_ACTIVATION_NONE && p.activation != CONVKIT_ACTIVATION_RELU) {
+    Fail(op, "params.activation", "CONVKIT_ACTIVATION_NONE (0) or CONVKIT_ACTIVATION_RELU (1)",
+         std::to_string(static_cast<int>(p.activation)));
+  }
+  Conv2dParams params;
+  params.kernel_h = p.kernel_h;
+  params.kernel_w = p.kernel_w;
+  params.stride_h = p.stride_h;
+  params.stride_w = p.stride_w;
+  params.pad = PadsOf(p.pad);
+  params.dilation_h = p.dilation_h;
+  params.dilation_w = p.dilation_w;
+  params.groups = p.groups;
+  params.activation =
+      p.activation == CONVKIT_ACTIVATION_RELU ? Activation::kRelu : Activation::kNone;
+  return params;
+}
+
+bool FlagOf(std::string_view op, std::string_view arg, int flag) {
+  if (flag != 0 && flag != 1) Fail(op, arg, "0 or 1", std::to_string(flag));
+  return flag == 1;
+}
+
+Pool2dParams ParamsOf(std::string_view op, const convkit_pool2d_params* c) {
+  const convkit_pool2d_params& p = Required(op, "params", c);
+  if (p.mode != CONVKIT_POOL_MAX && p.mode != CONVKIT_POOL_AVERAGE) {
+    Fail(op, "params.mode", "CONVKIT_POOL_MAX (0) or CONVKIT_POOL_AVERAGE (1)",
+         std::to_string(static_cast<int>(p.mode)));
+  }
+  Pool2dParams params;
+  params.mode = p.mode == CONVKIT_POOL_MAX ? PoolMode::kMax : PoolMode::kAverage;
+  params.window_h = p.window_h;
+  params.window_w = p.window_w;
+  params.stride_h = p.stride_h;
+  params.stride_w = p.stride_w;
+  params.pad = PadsOf(p.pad);
+  params.ceil_mode = FlagOf(op, "params.ceil_mode", p.ceil_mode);
+  params.count_include_pad = FlagOf(op, "params.count_include_pad", p.count_include_pad);
+  params.global = FlagOf(op, "params.global", p.global);
+  return params;
+}
+
+// `size` floats at `data`: NULL only with size 0.
+template <typename T>
+std::span<T> SpanOf(std::string_view op, std::string_view arg, T* data, int64_t size) {
+  if (size < 0) Fail(op, std::string(arg) + "_size", ">= 0", std::to_string(size));
+  if (data == nullptr && size != 0) {
+    Fail(op, arg, "a non-null pointer for " + std::string(arg) + "_size " + std::to_string(size),
+         "NULL");
+  }
+  return {data, static_cast<size_t>(size)};
+}
+
+std::string_view BackendOf(const char* backend) {
+  return backend != nullptr ? std::string_view(backend) : std::string_view();
+}
+
+}  // namespace
+}  // namespace convkit
+
+using namespace convkit;  // NOLINT: the C functions below are the only code in this scope
+
+extern "C" {
+
+const char* convkit_status_name(convkit_status status) {
+  switch (status) {
+    case CONVKIT_OK:
+      return "ok";
+    case CONVKIT_INVALID_ARGUMENT:
+      return error_code_name(ErrorCode::kInvalidArgument);
+    case CONVKIT_SHAPE_MISMATCH:
+      return error_code_name(ErrorCode::kShapeMismatch);
+    case CONVKIT_UNSUPPORTED:
+      return error_code_name(ErrorCode::kUnsupported);
+    case CONVKIT_BACKEND_UNAVAILABLE:
+      return error_code_name(ErrorCode::kBackendUnavailable);
+    case CONVKIT_OUT_OF_MEMORY:
+      return error_code_name(ErrorCode::kOutOfMemory);
+    case CONVKIT_INTERNAL_ERROR:
+      return "internal error";
+  }
+  return "unknown status";
+}
+
+const char* convkit_last_error(void) { return last_error.c_str(); }
+
+void convkit_conv2d_params_init(convkit_conv2d_params* params) {
+  if (params == nullptr) return;
+  *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE};
+}
+
+void convkit_pool2d_params_init(convkit_pool2d_params* params) {
+  if (params == nullptr) return;
+  *params = {CONVKIT_POOL_MAX, 1, 1, 1, 1, {0, 0, 0, 0}, 0, 0, 0};
+}
+
+convkit_status convkit_conv2d_output_dims(const convkit_conv2d_params* params,
+                                          const int64_t x_dims[4], const int64_t w_dims[4],
+                                          int64_t y_dims[4]) {
+  constexpr std::string_view op = "convkit_conv2d_output_dims";
+  return Guard([&] {
+    const Dims y = conv2d_output_dims(DimsOf(op, "x_dims", x_dims), DimsOf(op, "w_dims", w_dims),
+                                      ParamsOf(op, params));
+    if (y_dims == nullptr) Fail(op, "y_dims", "room for 4 extents", "NULL");
+    Store(y, y_dims);
+  });
+}
+
+convkit_status convkit_pool2d_output_dims(const convkit_pool2d_params* params,
+                                          const int64_t x_dims[4], int64_t y_dims[4]) {
+  constexpr std::string_view op = "convkit_pool2d_output_dims";
+  return Guard([&] {
+    const Dims y = pool2d_output_dims(DimsOf(op, "x_dims", x_dims), ParamsOf(op, params));
+    if (y_dims == nullptr) Fail(op, "y_dims", "room for 4 extents", "NULL");
+    Store(y, y_dims);
+  });
+}
+
+convkit_status convkit_zero_pad(convkit_const_tensor x, convkit_pads pad, convkit_tensor y) {
+  return Guard([&] { zero_pad(View(x), PadsOf(pad), View(y)); });
+}
+
+convkit_status convkit_conv2d_forward(const convkit_conv2d_params* params, convkit_const_tensor x,
+                                      convkit_const_tensor w, const float* b, int64_t b_size,
+                                      convkit_tensor y, const char* backend) {
+  constexpr std::string_view op = "convkit_conv2d_forward";
+  return Guard([&] {
+    conv2d_forward(ParamsOf(op, params), View(x), View(w), SpanOf(op, "b", b, b_size), View(y),
+                   BackendOf(backend));
+  });
+}
+
+convkit_status convkit_conv2d_backward(const convkit_conv2d_params* params, convkit_const_tensor x,
+                                       convkit_const_tensor w, convkit_const_tensor dy,
+                                       const convkit_tensor* dx, const convkit_tensor* dw,
+                                       float* db, int64_t db_size, const char* backend) {
+  constexpr std::string_view op = "convkit_conv2d_backward";
+  return Guard([&] {
+    Conv2dGrads grads;
+    if (dx != nullptr) grads.dx = View(*dx);
+    if (dw != nullptr) grads.dw = View(*dw);
+    if (db != nullptr || db_size != 0) grads.db = SpanOf(op, "db", db, db_size);
+    conv2d_backward(ParamsOf(op, params), View(x), View(w), View(dy), grads, BackendOf(backend));
+  });
+}
+
+convkit_status convkit_pool2d_forward(const convkit_pool2d_params* params, convkit_const_tensor x,
+                                      convkit_tensor y, const char* backend) {
+  constexpr std::string_view op = "convkit_pool2d_forward";
+  return Guard([&] { pool2d_forward(ParamsOf(op, params), View(x), View(y), BackendOf(backend)); });
+}
+
+convkit_status convkit_pool2d_backward(const convkit_pool2d_params* params, convkit_const_tensor x,
+                                       convkit_const_tensor dy, convkit_tensor dx,
+                                       const char* backend) {
+  constexpr std::string_view op = "convkit_pool2d_backward";
+  return Guard([&] {
+    pool2d_backward(ParamsOf(op, params), View(x), View(dy), View(dx), BackendOf(backend));
+  });
+}
+
+convkit_status convkit_conv2d_create(const convkit_conv2d_params* params, const int64_t x_dims[4],
+                                     convkit_const_tensor w, const float* b, int64_t b_size,
+                                     const char* backend, convkit_conv2d** plan) {
+  constexpr std::string_view op = "convkit_conv2d_create";
+  return Guard([&] {
+    if (plan == nullptr) Fail(op, "plan", "where to store the new plan", "NULL");
+    *plan = new convkit_conv2d{Conv2d(ParamsOf(op, params), DimsOf(op, "x_dims", x_dims), View(w),
+                                      SpanOf(op, "b", b, b_size), BackendOf(backend))};
+  });
+}
+
+convkit_status convkit_conv2d_run(const convkit_conv2d* plan, convkit_const_tensor x,
+                                  convkit_tensor y) {
+  return Guard([&] { Required("convkit_conv2d_run", "plan", plan).plan.run(View(x), View(y)); });
+}
+
+void convkit_conv2d_y_dims(const convkit_conv2d* plan, int64_t y_dims[4]) {
+  if (plan != nullptr && y_dims != nullptr) Store(plan->plan.y_dims(), y_dims);
+}
+
+const char* convkit_conv2d_impl_name(const convkit_conv2d* plan) {
+  return plan != nullptr ? plan->plan.impl_name().c_str() : "";
+}
+
+void convkit_conv2d_destroy(convkit_conv2d* plan) { delete plan; }
+
+convkit_status convkit_pool2d_create(const convkit_pool2d_params* params, const int64_t x_dims[4],
+                                     const char* backend, convkit_pool2d** plan) {
+  constexpr std::string_view op = "convkit_pool2d_create";
+  return Guard([&] {
+    if (plan == nullptr) Fail(op, "plan", "where to store the new plan", "NULL");
+    *plan = new convkit_pool2d{
+        Pool2d(ParamsOf(op, params), DimsOf(op, "x_dims", x_dims), BackendOf(backend))};
+  });
+}
+
+convkit_status convkit_pool2d_run(const convkit_pool2d* plan, convkit_const_tensor x,
+                                  convkit_tensor y) {
+  return Guard([&] { Required("convkit_pool2d_run", "plan", plan).plan.run(View(x), View(y)); });
+}
+
+void convkit_pool2d_y_dims(const convkit_pool2d* plan, int64_t y_dims[4]) {
+  if (plan != nullptr && y_dims != nullptr) Store(plan->plan.y_dims(), y_dims);
+}
+
+const char* convkit_pool2d_impl_name(const convkit_pool2d* plan) {
+  return plan != nullptr ? plan->plan.impl_name().c_str() : "";
+}
+
+void convkit_pool2d_destroy(convkit_pool2d* plan) { delete plan; }
+
+const char* convkit_available_backends(void) {
+  static const std::string names = [] {
+    std::string joined;
+    for (const std::string& name : available_backends()) {
+      joined.append(joined.empty() ? "" : ",").append(name);
+    }
+    return joined;
+  }();
+  return names.c_str();
+}
+
+convkit_status convkit_set_num_threads(int n) {
+  return Guard([&] { set_num_threads(n); });
+}
+
+int convkit_num_threads(void) { return num_threads(); }
+
+}  // extern "C"

@@ -1,0 +1,253 @@
+/* The C ABI (convkit/convkit.h), compiled as C11: the header is C, every op and plan runs through
+ * it with the values a hand computation gives, every backend built in agrees with reference bit for
+ * bit on integer data, and every error comes back as a status with a message naming the argument.
+ * Exit code 0 when every check passed; each failure prints its line. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convkit/convkit.h"
+
+static int failures = 0;
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                              \
+    }                                                                          \
+  } while (0)
+
+/* A failing call: the status, and a message that names `what`. */
+#define CHECK_FAILS(call, status, what)                                                         \
+  do {                                                                                          \
+    const convkit_status got_ = (call);                                                         \
+    if (got_ != (status) || strstr(convkit_last_error(), (what)) == NULL) {                     \
+      fprintf(stderr, "%s:%d: %s: expected %s naming '%s', got %s: '%s'\n", __FILE__, __LINE__, \
+              #call, convkit_status_name(status), (what), convkit_status_name(got_),            \
+              convkit_last_error());                                                            \
+      ++failures;                                                                               \
+    }                                                                                           \
+  } while (0)
+
+static int64_t count(const int64_t d[4]) { return d[0] * d[1] * d[2] * d[3]; }
+
+/* x 1x3x3x1 = 1..9, w 2x2x1x1 = {1, 0, 0, -1}, b = 10, valid, stride 1: y[i][j] = x[i][j] -
+ * x[i+1][j+1] + 10 = 6 everywhere (x rises by 4 along the diagonal). ReLU of -4 + 1 is 0. */
+static void conv_forward_by_hand(void) {
+  float x[9], w[4] = {1, 0, 0, -1}, b[1] = {10}, y[4];
+  for (int i = 0; i < 9; ++i) x[i] = (float)(i + 1);
+  convkit_conv2d_params params;
+  convkit_conv2d_params_init(&params);
+  params.kernel_h = params.kernel_w = 2;
+  const int64_t x_dims[4] = {1, 3, 3, 1}, w_dims[4] = {2, 2, 1, 1};
+  int64_t y_dims[4] = {0, 0, 0, 0};
+  CHECK(convkit_conv2d_output_dims(&params, x_dims, w_dims, y_dims) == CONVKIT_OK);
+  CHECK(y_dims[0] == 1 && y_dims[1] == 2 && y_dims[2] == 2 && y_dims[3] == 1);
+  const convkit_const_tensor xt = {x, {1, 3, 3, 1}}, wt = {w, {2, 2, 1, 1}};
+  const convkit_tensor yt = {y, {1, 2, 2, 1}};
+  CHECK(convkit_conv2d_forward(&params, xt, wt, b, 1, yt, "reference") == CONVKIT_OK);
+  CHECK(strcmp(convkit_last_error(), "") == 0);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == 6.0f);
+  b[0] = 1;
+  params.activation = CONVKIT_ACTIVATION_RELU;
+  CHECK(convkit_conv2d_forward(&params, xt, wt, b, 1, yt, NULL) == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == 0.0f);
+}
+
+/* Max and average pooling of 1x2x4x1 {1 5 2 0 / 3 4 8 -1}, 2x2 windows, stride 2:
+ * max {5, 8}, average {13/4, 9/4}; backward of dy = {1, 2}: max sends 1 to the 5 and 2 to the 8. */
+static void pool_by_hand(void) {
+  const float x[8] = {1, 5, 2, 0, 3, 4, 8, -1};
+  float y[2], dx[8];
+  const float dy[2] = {1, 2};
+  convkit_pool2d_params params;
+  convkit_pool2d_params_init(&params);
+  params.window_h = params.window_w = params.stride_h = params.stride_w = 2;
+  const convkit_const_tensor xt = {x, {1, 2, 4, 1}}, dyt = {dy, {1, 1, 2, 1}};
+  const convkit_tensor yt = {y, {1, 1, 2, 1}}, dxt = {dx, {1, 2, 4, 1}};
+  CHECK(convkit_pool2d_forward(&params, xt, yt, "reference") == CONVKIT_OK);
+  CHECK(y[0] == 5.0f && y[1] == 8.0f);
+  CHECK(convkit_pool2d_backward(&params, xt, dyt, dxt, "reference") == CONVKIT_OK);
+  const float want_max[8] = {0, 1, 0, 0, 0, 0, 2, 0};
+  for (int i = 0; i < 8; ++i) CHECK(dx[i] == want_max[i]);
+  params.mode = CONVKIT_POOL_AVERAGE;
+  CHECK(convkit_pool2d_forward(&params, xt, yt, "reference") == CONVKIT_OK);
+  CHECK(y[0] == 3.25f && y[1] == 2.25f);
+
+  convkit_pool2d* plan = NULL;
+  const int64_t x_dims[4] = {1, 2, 4, 1};
+  CHECK(convkit_pool2d_create(&params, x_dims, NULL, &plan) == CONVKIT_OK);
+  CHECK(plan != NULL);
+  y[0] = y[1] = 0;
+  CHECK(convkit_pool2d_run(plan, xt, yt) == CONVKIT_OK);
+  CHECK(y[0] == 3.25f && y[1] == 2.25f);
+  int64_t y_dims[4] = {0, 0, 0, 0};
+  convkit_pool2d_y_dims(plan, y_dims);
+  CHECK(y_dims[0] == 1 && y_dims[1] == 1 && y_dims[2] == 2 && y_dims[3] == 1);
+  CHECK(strlen(convkit_pool2d_impl_name(plan)) > 0);
+  convkit_pool2d_destroy(plan);
+}
+
+/* zero_pad of a 1x1x1x2 tensor by one on each side: a 1x3x3x2 of zeros around it. */
+static void zero_pad_by_hand(void) {
+  const float x[2] = {7, -3};
+  float y[18];
+  memset(y, 0xff, sizeof(y)); /* NaNs: every element must be written */
+  const convkit_pads pad = {1, 1, 1, 1};
+  CHECK(convkit_zero_pad((convkit_const_tensor){x, {1, 1, 1, 2}}, pad,
+                         (convkit_tensor){y, {1, 3, 3, 2}}) == CONVKIT_OK);
+  for (int i = 0; i < 18; ++i) CHECK(y[i] == (i == 8 ? 7.0f : i == 9 ? -3.0f : 0.0f));
+}
+
+/* Small integers: every partial sum is exact in fp32, so every backend matches reference bit for
+ * bit (DESIGN §4), forward through a plan and backward through the one-shot call. */
+static void fill(float* p, int64_t n, int seed) {
+  for (int64_t i = 0; i < n; ++i) p[i] = (float)((i * 5 + seed * 3) % 7 - 3);
+}
+
+static void backends_agree(void) {
+  convkit_conv2d_params params;
+  convkit_conv2d_params_init(&params);
+  params.kernel_h = params.kernel_w = 3;
+  params.stride_h = 2;
+  params.pad = (convkit_pads){1, 0, 1, 2};
+  params.groups = 2;
+  const int64_t x_dims[4] = {2, 9, 8, 6}, w_dims[4] = {3, 3, 3, 10};
+  int64_t y_dims[4];
+  CHECK(convkit_conv2d_output_dims(&params, x_dims, w_dims, y_dims) == CONVKIT_OK);
+  float *x = malloc(sizeof(float) * count(x_dims)), *w = malloc(sizeof(float) * count(w_dims));
+  float b[10], *dy = malloc(sizeof(float) * count(y_dims));
+  fill(x, count(x_dims), 1);
+  fill(w, count(w_dims), 2);
+  fill(b, 10, 3);
+  fill(dy, count(y_dims), 4);
+  const convkit_const_tensor xt = {x, {2, 9, 8, 6}}, wt = {w, {3, 3, 3, 10}};
+  const convkit_const_tensor dyt = {dy, {y_dims[0], y_dims[1], y_dims[2], y_dims[3]}};
+  float *want_y = malloc(sizeof(float) * count(y_dims)), *y = malloc(sizeof(float) * count(y_dims));
+  float *want_dx = malloc(sizeof(float) * count(x_dims)),
+        *dx = malloc(sizeof(float) * count(x_dims));
+  float *want_dw = malloc(sizeof(float) * count(w_dims)),
+        *dw = malloc(sizeof(float) * count(w_dims));
+  float want_db[10], db[10];
+  const convkit_tensor want_yt = {want_y, {y_dims[0], y_dims[1], y_dims[2], y_dims[3]}};
+  const convkit_tensor yt = {y, {y_dims[0], y_dims[1], y_dims[2], y_dims[3]}};
+  const convkit_tensor want_dxt = {want_dx, {2, 9, 8, 6}}, dxt = {dx, {2, 9, 8, 6}};
+  const convkit_tensor want_dwt = {want_dw, {3, 3, 3, 10}}, dwt = {dw, {3, 3, 3, 10}};
+  CHECK(convkit_conv2d_forward(&params, xt, wt, b, 10, want_yt, "reference") == CONVKIT_OK);
+  CHECK(convkit_conv2d_backward(&params, xt, wt, dyt, &want_dxt, &want_dwt, want_db, 10,
+                                "reference") == CONVKIT_OK);
+
+  char names[256];
+  snprintf(names, sizeof(names), "%s", convkit_available_backends());
+  CHECK(strstr(names, "reference") != NULL);
+  int checked = 0;
+  for (char* name = strtok(names, ","); name != NULL; name = strtok(NULL, ","), ++checked) {
+    convkit_conv2d* plan = NULL;
+    CHECK(convkit_conv2d_create(&params, x_dims, wt, b, 10, name, &plan) == CONVKIT_OK);
+    CHECK(strncmp(convkit_conv2d_impl_name(plan), name, strlen(name)) == 0);
+    memset(y, 0, sizeof(float) * count(y_dims));
+    CHECK(convkit_conv2d_run(plan, xt, yt) == CONVKIT_OK);
+    convkit_conv2d_destroy(plan);
+    CHECK(memcmp(y, want_y, sizeof(float) * count(y_dims)) == 0);
+    CHECK(convkit_conv2d_backward(&params, xt, wt, dyt, &dxt, &dwt, db, 10, name) == CONVKIT_OK);
+    CHECK(memcmp(dx, want_dx, sizeof(float) * count(x_dims)) == 0);
+    CHECK(memcmp(dw, want_dw, sizeof(float) * count(w_dims)) == 0);
+    CHECK(memcmp(db, want_db, sizeof(db)) == 0);
+    /* Only db: dx and dw skipped. */
+    memset(db, 0, sizeof(db));
+    CHECK(convkit_conv2d_backward(&params, xt, wt, dyt, NULL, NULL, db, 10, name) == CONVKIT_OK);
+    CHECK(memcmp(db, want_db, sizeof(db)) == 0);
+  }
+  CHECK(checked >= 1);
+  int nonzero = 0; /* the data must not be trivial */
+  for (int64_t i = 0; i < count(y_dims); ++i) nonzero += want_y[i] != 0.0f;
+  CHECK(nonzero > count(y_dims) / 2);
+  free(x), free(w), free(dy), free(want_y), free(y), free(want_dx), free(dx), free(want_dw),
+      free(dw);
+}
+
+static void errors(void) {
+  float x[9] = {0}, w[4] = {0}, y[4];
+  const convkit_const_tensor xt = {x, {1, 3, 3, 1}}, wt = {w, {2, 2, 1, 1}};
+  const convkit_tensor yt = {y, {1, 2, 2, 1}};
+  convkit_conv2d_params params;
+  convkit_conv2d_params_init(&params);
+  params.kernel_h = params.kernel_w = 2;
+
+  CHECK_FAILS(convkit_conv2d_forward(NULL, xt, wt, NULL, 0, yt, NULL), CONVKIT_INVALID_ARGUMENT,
+              "params");
+  params.stride_h = 0;
+  CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, NULL, 0, yt, NULL), CONVKIT_INVALID_ARGUMENT,
+              "stride_h");
+  params.stride_h = 1;
+  params.activation = (convkit_activation)7;
+  CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, NULL, 0, yt, NULL), CONVKIT_INVALID_ARGUMENT,
+              "params.activation");
+  params.activation = CONVKIT_ACTIVATION_NONE;
+  CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, NULL, 1, yt, NULL), CONVKIT_INVALID_ARGUMENT,
+              "b");
+  CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, NULL, -1, yt, NULL), CONVKIT_INVALID_ARGUMENT,
+              "b_size");
+  const convkit_tensor wrong_y = {y, {1, 2, 3, 1}};
+  CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, NULL, 0, wrong_y, NULL),
+              CONVKIT_SHAPE_MISMATCH, "y");
+  CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, NULL, 0, yt, "cudnn"),
+              CONVKIT_BACKEND_UNAVAILABLE, "cudnn");
+  /* A failed call wrote nothing; the next good call clears the message. */
+  y[0] = 42.0f;
+  CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, NULL, 0, yt, "cudnn"),
+              CONVKIT_BACKEND_UNAVAILABLE, "backend");
+  CHECK(y[0] == 42.0f);
+  CHECK(convkit_conv2d_forward(&params, xt, wt, NULL, 0, yt, NULL) == CONVKIT_OK);
+  CHECK(strcmp(convkit_last_error(), "") == 0);
+
+  const int64_t x_dims[4] = {1, 3, 3, 1};
+  CHECK_FAILS(convkit_conv2d_create(&params, x_dims, wt, NULL, 0, NULL, NULL),
+              CONVKIT_INVALID_ARGUMENT, "plan");
+  convkit_conv2d* plan = (convkit_conv2d*)&params; /* left as it was on failure */
+  CHECK_FAILS(convkit_conv2d_create(&params, NULL, wt, NULL, 0, NULL, &plan),
+              CONVKIT_INVALID_ARGUMENT, "x_dims");
+  CHECK(plan == (convkit_conv2d*)&params);
+  CHECK_FAILS(convkit_conv2d_run(NULL, xt, yt), CONVKIT_INVALID_ARGUMENT, "plan");
+  CHECK(strcmp(convkit_conv2d_impl_name(NULL), "") == 0);
+  convkit_conv2d_destroy(NULL);
+
+  convkit_pool2d_params pool;
+  convkit_pool2d_params_init(&pool);
+  pool.window_h = pool.window_w = 2;
+  pool.ceil_mode = 2;
+  CHECK_FAILS(convkit_pool2d_forward(&pool, xt, yt, NULL), CONVKIT_INVALID_ARGUMENT,
+              "params.ceil_mode");
+  pool.ceil_mode = 0;
+  pool.mode = (convkit_pool_mode)-1;
+  CHECK_FAILS(convkit_pool2d_forward(&pool, xt, yt, NULL), CONVKIT_INVALID_ARGUMENT, "params.mode");
+  pool.mode = CONVKIT_POOL_MAX;
+  pool.pad.top = 2;
+  CHECK_FAILS(convkit_pool2d_forward(&pool, xt, yt, NULL), CONVKIT_INVALID_ARGUMENT, "pad");
+  CHECK_FAILS(convkit_set_num_threads(-1), CONVKIT_INVALID_ARGUMENT, "-1");
+  CHECK(strcmp(convkit_status_name(CONVKIT_SHAPE_MISMATCH), "shape mismatch") == 0);
+}
+
+static void threads(void) {
+  CHECK(convkit_set_num_threads(1) == CONVKIT_OK);
+  CHECK(convkit_num_threads() == 1);
+  CHECK(convkit_set_num_threads(0) == CONVKIT_OK);
+  CHECK(convkit_num_threads() >= 1);
+}
+
+int main(void) {
+  conv_forward_by_hand();
+  pool_by_hand();
+  zero_pad_by_hand();
+  backends_agree();
+  errors();
+  threads();
+  if (failures != 0) {
+    fprintf(stderr, "c_api_test: %d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("c_api_test: all checks passed (backends: %s)\n", convkit_available_backends());
+  return 0;
+}
