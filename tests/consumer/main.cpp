@@ -1,6 +1,7 @@
 // Links against the installed convkit and runs one plan: exit 0 when the result is right.
 #include <cstdio>
 
+#include "convkit/convkit.h"  // the C ABI is installed and linkable too
 #include "convkit/convkit.hpp"
 
 int main() {
@@ -12,7 +13,10 @@ int main() {
   const convkit::Conv2d plan(params, x.dims(), w, b);
   convkit::Tensor y(plan.y_dims());
   plan.run(x, y);
-  std::printf("consumer: %s centre %g corner %g\n", plan.impl_name().c_str(), y(0, 1, 1, 0),
-              y(0, 0, 0, 0));
-  return y(0, 1, 1, 0) == 9.5f && y(0, 0, 0, 0) == 4.5f ? 0 : 1;
+  std::printf("consumer: %s centre %g corner %g; C ABI backends %s\n", plan.impl_name().c_str(),
+              y(0, 1, 1, 0), y(0, 0, 0, 0), convkit_available_backends());
+  return y(0, 1, 1, 0) == 9.5f && y(0, 0, 0, 0) == 4.5f &&
+                 convkit_set_num_threads(-1) == CONVKIT_INVALID_ARGUMENT
+             ? 0
+             : 1;
 }
