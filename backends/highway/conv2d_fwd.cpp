@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/highway/conv2d_fwd_winograd.hpp"
 #include "convkit/tensor.hpp"
 
 namespace convkit::internal::highway {
@@ -15,11 +16,21 @@ namespace {
 
 using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
 
-// Below this many FLOPs a call runs on the calling thread: opening an OpenMP parallel region costs
-// ~1-3 us, more than the whole computation (1 MFLOP is ~5 us at one core's ~200 GFLOP/s).
-constexpr double kSerialFlops = 1 << 20;
+// Below this many vector FMAs (~2.5 us on one core at one FMA per cycle) a call runs on the calling
+// thread: waking the OpenMP team costs ~1 us, as much as it would save. Counted in vectors, not
+// FLOPs, because that is what the time follows when few lanes are busy: 15 -> 16 1x1 at 2x31x29
+// (0.9 MFLOP, 27 K FMAs) ran at 70 GFLOP/s on one thread, 1.8x that on two.
+constexpr double kSerialVectorFmas = 1 << 13;
 
-int ThreadsFor(const Conv2dProblem& p) { return p.flops() < kSerialFlops ? 1 : num_threads(); }
+int ThreadsFor(const Conv2dProblem& p, const Conv2dFwdKernel& kernel) {
+  // The depthwise kernel vectorises over all channels, the implicit GEMM over a group's outputs.
+  const int64_t cols = p.depthwise() ? p.oc : p.oc_per_group();
+  const int64_t col_sets = p.depthwise() ? 1 : p.groups;
+  const double fmas = static_cast<double>(p.n * p.oh * p.ow) *
+                      static_cast<double>(col_sets * ((cols + kernel.lanes - 1) / kernel.lanes)) *
+                      static_cast<double>(p.kh * p.kw * p.ic_per_group());
+  return fmas < kSerialVectorFmas ? 1 : num_threads();
+}
 
 // The depthwise kernel reads w as HWIO {KH, KW, 1, C}: row (kh, kw) of C floats.
 Conv2dFwdWeights DepthwiseLayout(const Conv2dProblem& p, const float* w) {
@@ -70,9 +81,11 @@ struct TapTable {
 // Tap tables are for small-channel problems: with ICg <= 32 a tap is only a few FMA steps per
 // pixel, so computing its offsets (PixelTile) costs as much as the FMAs. Larger ICg, groups (whose
 // slices of x are not consecutive across taps) and pointwise GEMMs (no index arithmetic) keep the
-// kernel's own path; so do tables past 1 MiB, which would compete with x and w for L2.
+// kernel's own path; so do tables past 4 MiB. A table is read once per run, front to back (about
+// 100 bytes per tile of ~650 FMA cycles), so its size matters little: 224x224 3 -> 64 3x3 ran
+// 1.1x faster with its ~1 MiB table than through PixelTile, 7x7/2 3 -> 64 1.05x.
 constexpr int64_t kTapTableMaxChannels = 32;
-constexpr int64_t kTapTableMaxInts = int64_t{1} << 18;
+constexpr int64_t kTapTableMaxInts = int64_t{1} << 20;
 
 bool WantsTapTable(const Conv2dProblem& p, int64_t rows) {
   if (rows <= 0 || p.groups != 1 || p.ic > kTapTableMaxChannels) return false;
@@ -82,7 +95,9 @@ bool WantsTapTable(const Conv2dProblem& p, int64_t rows) {
   }
   if (p.n * p.ih * p.iw * p.ic >= (int64_t{1} << 31)) return false;
   const int64_t tiles = (p.n * p.oh * p.ow + rows - 1) / rows;
-  return tiles * p.kh * p.kw * (Conv2dFwdTaps::kEntryHeader + rows) <= kTapTableMaxInts;
+  // With dense columns the taps of a kernel row merge into one entry, except near the padding.
+  const int64_t entries = p.dilation_w == 1 ? std::min(2 * p.kh, p.kh * p.kw) : p.kh * p.kw;
+  return tiles * entries * (Conv2dFwdTaps::kEntryHeader + rows) <= kTapTableMaxInts;
 }
 
 // Builds the table for tiles of `rows` pixels, merging consecutive taps whose input is consecutive
@@ -149,7 +164,7 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
       : p_(p),
         depthwise_(p.depthwise()),
         kernel_(depthwise_ ? Conv2dFwdDepthwiseKernel() : Conv2dFwdIgemmKernel()),
-        threads_(ThreadsFor(p)) {
+        threads_(ThreadsFor(p, kernel_)) {
     int64_t zeros = ZerosFor(p);
     if (depthwise_) {
       w_.assign(w, w + p.kh * p.kw * p.oc);
@@ -212,11 +227,15 @@ int64_t VecsPerBlock(const Conv2dFwdKernel& kernel, int64_t ocg, int64_t /*k*/) 
 
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,
                                                const float* b) {
+  if (UseWinograd(p, /*one_shot=*/false)) return CreateConv2dFwdWinograd(p, w, b);
   return std::make_unique<Conv2dFwdPlan>(p, w, b);
 }
 
 void Conv2dFwdOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
                       float* y, std::string* impl_name) {
+  if (UseWinograd(p, /*one_shot=*/true)) {
+    return Conv2dFwdWinogradOneShot(p, x, w, b, y, impl_name);
+  }
   // Taps in the padding read this zero row; 4096 floats cover every common layer.
   static const AlignedFloats kZeros(4096, 0.0f);
   AlignedFloats more_zeros;
@@ -235,7 +254,7 @@ void Conv2dFwdOneShot(const Conv2dProblem& p, const float* x, const float* w, co
   a.b = b;
   a.zeros = zeros;
   a.y = y;
-  a.threads = ThreadsFor(p);
+  a.threads = ThreadsFor(p, kernel);
   kernel.run(a);
   if (impl_name != nullptr) *impl_name = ImplName(depthwise ? "depthwise" : "igemm", kernel);
 }

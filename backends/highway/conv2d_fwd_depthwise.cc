@@ -123,31 +123,63 @@ void RunBlockVecs(const Conv2dFwdArgs& a, const PixelTile<kRows>& tile, const Ti
   RunBlock<kRows, kVecs>(a, tile, taps, c0, cols, m0);
 }
 
-// One tile of kRows pixels from m0, every channel block: the tap table is built once.
+// Work items are (pixel item, channel chunk) pairs, the chunks of one pixel item consecutive.
+// Small images have few pixel items (a 7x7 layer has 7 rows: 4:3 between two threads), so with
+// threads the channels are cut into chunks until every thread has kItemsPerThread items or
+// more. Chunks are whole blocks, so no two threads write one block of y.
+constexpr int64_t kItemsPerThread = 8;
+
+struct ChannelChunks {
+  int64_t count = 1;
+  int64_t cols = 0;  // channels per chunk, a multiple of the block width; the last may hold fewer
+};
+
+ChannelChunks ChunksFor(const Conv2dFwdArgs& a, int64_t pixel_items, int64_t block_cols) {
+  const int64_t blocks = (a.p->oc + block_cols - 1) / block_cols;
+  int64_t count = 1;
+  if (a.threads > 1 && pixel_items > 0) {
+    const int64_t wanted = (kItemsPerThread * a.threads + pixel_items - 1) / pixel_items;
+    count = std::clamp<int64_t>(wanted, 1, blocks);
+  }
+  const int64_t cols = (blocks + count - 1) / count * block_cols;
+  return {(a.p->oc + cols - 1) / cols, cols};
+}
+
+// Calls run_item(t) for every work item t in [0, items), on a.threads threads.
+template <class F>
+void ForEachItem(const Conv2dFwdArgs& a, int64_t items, const F& run_item) {
+  if (a.threads <= 1) {
+    for (int64_t t = 0; t < items; ++t) run_item(t);
+    return;
+  }
+#pragma omp parallel for num_threads(a.threads) schedule(static)
+  for (int64_t t = 0; t < items; ++t) run_item(t);
+}
+
+// One tile of kRows pixels from m0, channels [c_begin, c_end): the tap table is built once.
 template <size_t kVecs>
-void RunPixels(const Conv2dFwdArgs& a, int64_t m0) {
+void RunPixels(const Conv2dFwdArgs& a, int64_t m0, int64_t c_begin, int64_t c_end) {
   constexpr size_t kRows = RowsFor(kVecs);
   const Conv2dProblem& p = *a.p;
   const int64_t block_cols = static_cast<int64_t>(kVecs * hn::Lanes(DF()));
   const PixelTile<kRows> tile(p, a.x, 0, m0);
   const TileTaps<kRows> taps(p, tile, a.zeros, 0, std::min(p.kh * p.kw, kMaxTaps));
-  for (int64_t c0 = 0; c0 < p.oc; c0 += block_cols) {
-    RunBlockVecs<kRows, kVecs>(a, tile, taps, c0, std::min(block_cols, p.oc - c0), m0);
+  for (int64_t c0 = c_begin; c0 < c_end; c0 += block_cols) {
+    RunBlockVecs<kRows, kVecs>(a, tile, taps, c0, std::min(block_cols, c_end - c0), m0);
   }
 }
 
-// Threads take contiguous ranges of pixel tiles; a tile covers every channel.
+// Items are (tile of kRows pixels, channel chunk).
 template <size_t kVecs>
 void RunAll(const Conv2dFwdArgs& a) {
   constexpr int64_t kRows = static_cast<int64_t>(RowsFor(kVecs));
   const Conv2dProblem& p = *a.p;
   const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
-  if (a.threads <= 1) {
-    for (int64_t t = 0; t < tiles; ++t) RunPixels<kVecs>(a, t * kRows);
-    return;
-  }
-#pragma omp parallel for num_threads(a.threads) schedule(static)
-  for (int64_t t = 0; t < tiles; ++t) RunPixels<kVecs>(a, t * kRows);
+  const ChannelChunks chunks = ChunksFor(a, tiles, static_cast<int64_t>(kVecs * hn::Lanes(DF())));
+  ForEachItem(a, tiles * chunks.count, [&](int64_t t) {
+    const int64_t c_begin = t % chunks.count * chunks.cols;
+    RunPixels<kVecs>(a, t / chunks.count * kRows, c_begin, std::min(p.oc, c_begin + chunks.cols));
+  });
 }
 
 // Dense rows (stride_w of 1 or 2, dilation_w == 1, KW of 3 or 5): a tile is kRowRows consecutive
@@ -240,33 +272,79 @@ void RunRowBlockVecs(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0,
   RunRowBlock<kKw, kStride, kVecs>(a, n, oh, ow0, c0, cols);
 }
 
-// Every (image, output row, tile of kRowRows columns) item, all channel blocks; threads take
-// contiguous ranges of items.
+// Items are ((image, output row, tile of kRowRows columns), channel chunk).
 template <size_t kKw, size_t kStride>
 void RunAllDenseRows(const Conv2dFwdArgs& a) {
   const Conv2dProblem& p = *a.p;
   const int64_t block_cols = static_cast<int64_t>(kRowVecs * hn::Lanes(DF()));
   const int64_t row_tiles = (p.ow + kRowRows - 1) / kRowRows;
-  const int64_t items = p.n * p.oh * row_tiles;
-  const auto run_item = [&](int64_t t) {
-    const int64_t ow0 = (t % row_tiles) * static_cast<int64_t>(kRowRows);
-    const int64_t oh = (t / row_tiles) % p.oh;
-    const int64_t n = t / (row_tiles * p.oh);
-    for (int64_t c0 = 0; c0 < p.oc; c0 += block_cols) {
-      RunRowBlockVecs<kKw, kStride, kRowVecs>(a, n, oh, ow0, c0, std::min(block_cols, p.oc - c0));
+  const int64_t pixel_items = p.n * p.oh * row_tiles;
+  const ChannelChunks chunks = ChunksFor(a, pixel_items, block_cols);
+  ForEachItem(a, pixel_items * chunks.count, [&](int64_t t) {
+    const int64_t c_begin = t % chunks.count * chunks.cols;
+    const int64_t c_end = std::min(p.oc, c_begin + chunks.cols);
+    const int64_t pixel_item = t / chunks.count;
+    const int64_t ow0 = (pixel_item % row_tiles) * static_cast<int64_t>(kRowRows);
+    const int64_t oh = (pixel_item / row_tiles) % p.oh;
+    const int64_t n = pixel_item / (row_tiles * p.oh);
+    for (int64_t c0 = c_begin; c0 < c_end; c0 += block_cols) {
+      RunRowBlockVecs<kKw, kStride, kRowVecs>(a, n, oh, ow0, c0, std::min(block_cols, c_end - c0));
     }
-  };
-  if (a.threads <= 1) {
-    for (int64_t t = 0; t < items; ++t) run_item(t);
-    return;
-  }
-#pragma omp parallel for num_threads(a.threads) schedule(static)
-  for (int64_t t = 0; t < items; ++t) run_item(t);
+  });
 }
 
-// Dense rows take RunAllDenseRows; otherwise the widest block the channels fill picks the tile
-// height.
+// One channel (C == 1, e.g. a 1 -> 1 filter over an image) at stride_w 1: vectorising over
+// channels would fill one lane in 16, so this kernel vectorises over the output columns of a row
+// instead. Columns of a row x (kh, kw) tap read consecutive input floats.
+bool HasSingleChannel(const Conv2dProblem& p) { return p.oc == 1 && p.stride_w == 1; }
+
+// The `lanes` input floats of row `row` (iw floats) from column iw0, zero where a column lies in
+// the padding. Only vectors at a row's ends take the copy: their loads would cross the row.
+HWY_INLINE VF LoadColumns(const float* HWY_RESTRICT row, int64_t iw, int64_t iw0) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  if (iw0 >= 0 && iw0 + lanes <= iw) return hn::LoadU(d, row + iw0);
+  HWY_ALIGN float padded[HWY_MAX_BYTES / sizeof(float)] = {};
+  for (int64_t j = 0; j < lanes; ++j) {
+    if (iw0 + j >= 0 && iw0 + j < iw) padded[j] = row[iw0 + j];
+  }
+  return hn::Load(d, padded);
+}
+
+// Output row (n, oh): vectors of `lanes` columns, each the sum over the taps of w * x.
+void RunSingleChannelRow(const Conv2dFwdArgs& a, int64_t n, int64_t oh) {
+  const Conv2dProblem& p = *a.p;
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  float* y = a.y + (n * p.oh + oh) * p.ow;
+  for (int64_t ow0 = 0; ow0 < p.ow; ow0 += lanes) {
+    VF acc = hn::Zero(d);
+    for (int64_t kh = 0; kh < p.kh; ++kh) {
+      const int64_t ih = oh * p.stride_h - p.pad.top + kh * p.dilation_h;
+      if (ih < 0 || ih >= p.ih) continue;
+      const float* row = a.x + (n * p.ih + ih) * p.iw;
+      for (int64_t kw = 0; kw < p.kw; ++kw) {
+        const VF xv = LoadColumns(row, p.iw, ow0 - p.pad.left + kw * p.dilation_w);
+        acc = hn::MulAdd(hn::Set(d, a.w.data[(kh * p.kw + kw) * a.w.row_stride]), xv, acc);
+      }
+    }
+    const size_t cols = static_cast<size_t>(std::min(lanes, p.ow - ow0));
+    // The epilogue of StoreTile, with the one channel's bias in every lane.
+    if (a.b != nullptr) acc = hn::Add(acc, hn::Set(d, a.b[0]));
+    if (p.activation == Activation::kRelu) acc = hn::Max(acc, hn::Zero(d));
+    hn::BlendedStore(acc, hn::FirstN(d, cols), d, y + ow0);
+  }
+}
+
+void RunAllSingleChannel(const Conv2dFwdArgs& a) {
+  const Conv2dProblem& p = *a.p;
+  ForEachItem(a, p.n * p.oh, [&](int64_t t) { RunSingleChannelRow(a, t / p.oh, t % p.oh); });
+}
+
+// One channel takes RunAllSingleChannel, dense rows RunAllDenseRows; otherwise the widest block
+// the channels fill picks the tile height.
 void Conv2dFwdDepthwise(const Conv2dFwdArgs& a) {
+  if (HasSingleChannel(*a.p)) return RunAllSingleChannel(a);
   if (HasDenseRows(*a.p)) {
     if (a.p->stride_w == 2)
       return a.p->kw == 3 ? RunAllDenseRows<3, 2>(a) : RunAllDenseRows<5, 2>(a);

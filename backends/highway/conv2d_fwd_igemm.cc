@@ -37,14 +37,13 @@ namespace {
 // The microkernel (AccumulateTap) and its shapes (kMaxVecs, RowsFor) are in conv2d_igemm-inl.h,
 // shared with backward data.
 
-// Tile heights with a tap table. AccumulateTap keeps one input pointer per pixel in a general
-// register; with 12-14 of them, plus the weight pointer and loop counter, the 15 usable registers
-// run out and pointers are reloaded from the stack at every reduction step. The small-channel
-// problems that have tables are bound by those reloads, not by the FMAs: at 8 pixels, 13 -> 29
-// 3x3 (2 vectors) ran 1.08x faster than at 12 (10 pixels: 1.03x) and 7 -> 5 5x5 (1 vector) 1.3x
-// faster than at 14 (1 thread, loaded machine). Without a table (ICg > 32) the taller tiles are
-// kept: unmeasured here, and there the pointers are set once per tap for many more steps.
-constexpr size_t TableRowsFor(size_t vecs) {
+// Tile heights. AccumulateTap keeps one input pointer per pixel in a general register; with 12-14
+// of them, plus the weight pointer and loop counter, the 15 usable registers run out and pointers
+// are reloaded from the stack (or moved from vector registers) at every reduction step, which
+// binds the 1- and 2-vector kernels, not the FMAs. At 8 pixels, 13 -> 29 3x3 (tap table, 2
+// vectors) ran 1.08x faster than at 12, 7 -> 5 5x5 (table, 1 vector) 1.3x faster than at 14,
+// 15 -> 16 pointwise (1 vector) 1.10x and 34 -> 34 3x3 in 2 groups (2 vectors) 1.05x (1 thread).
+constexpr size_t TileRowsFor(size_t vecs) {
 #if HWY_TARGET == HWY_AVX3
   return vecs <= 2 ? 8 : RowsFor(vecs);
 #else
@@ -222,70 +221,127 @@ void RunTileVecs(const Conv2dFwdArgs& a, const TileJob& job) {
   RunTile<kRows, kVecs>(a, job);
 }
 
-// Runs the (group, block, tile) work items [begin, end), numbered so that consecutive items share
-// a weight panel: within each run of items on one panel, sweeps of kSweepTiles tiles go through
-// every channel slice in turn, so a slice of the panel is reused from L2 across the sweep.
+// Runs tiles [t_begin, t_end) of one (group, block) panel through every channel slice in turn, so
+// that a slice of the panel is reused from L2 across the sweep.
 template <size_t kVecs, size_t kTileRows>
-void RunItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t tiles, int64_t blocks,
-              int64_t begin, int64_t end) {
-  constexpr int64_t kRows = static_cast<int64_t>(kTileRows);
-  const Conv2dProblem& p = *a.p;
-  const int64_t icg = p.ic_per_group();
-  const int64_t ocg = p.oc_per_group();
+void RunSweep(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t g, int64_t block,
+              int64_t t_begin, int64_t t_end) {
+  const int64_t icg = a.p->ic_per_group();
+  TileJob job;
+  job.g = g;
+  job.block = block;
+  job.cols = std::min(a.w.block_cols, a.p->oc_per_group() - block * a.w.block_cols);
+  for (int64_t s = 0; s < slices.count; ++s) {
+    job.c_begin = s * slices.channels;
+    job.c_end = std::min(icg, job.c_begin + slices.channels);
+    for (int64_t t = t_begin; t < t_end; ++t) {
+      job.m0 = t * static_cast<int64_t>(kTileRows);
+      RunTileVecs<kTileRows, kVecs>(a, job);
+    }
+  }
+}
+
+// Panel-major order: the (group, block, tile) work items [begin, end), numbered so that
+// consecutive items share a weight panel, in sweeps of kSweepTiles tiles when the reduction is
+// sliced. Each panel stays in cache while the pixels stream past it.
+template <size_t kVecs, size_t kTileRows>
+void RunPanelItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t tiles,
+                   int64_t blocks, int64_t begin, int64_t end) {
   const int64_t sweep = slices.count > 1 ? kSweepTiles : tiles;
   for (int64_t first = begin; first < end;) {
     const int64_t panel_end = std::min(end, (first / tiles + 1) * tiles);
     const int64_t last = std::min(panel_end, first + sweep);
-    TileJob job;
-    job.g = first / (blocks * tiles);
-    job.block = (first / tiles) % blocks;
-    job.cols = std::min(a.w.block_cols, ocg - job.block * a.w.block_cols);
-    for (int64_t s = 0; s < slices.count; ++s) {
-      job.c_begin = s * slices.channels;
-      job.c_end = std::min(icg, job.c_begin + slices.channels);
-      for (int64_t t = first; t < last; ++t) {
-        job.m0 = (t % tiles) * kRows;
-        RunTileVecs<kTileRows, kVecs>(a, job);
-      }
-    }
+    const int64_t panel = first / tiles;
+    RunSweep<kVecs, kTileRows>(a, slices, panel / blocks, panel % blocks, first % tiles,
+                               last - panel * tiles);
     first = last;
   }
 }
 
+// Pixel-major order, for weights that fit in L2: the tiles [begin, end) in chunks of `chunk`
+// tiles, each chunk through every group and block, so that the chunk's input rows are read from
+// memory once and reused from cache by every block.
+template <size_t kVecs, size_t kTileRows>
+void RunPixelItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t blocks,
+                   int64_t chunk, int64_t begin, int64_t end) {
+  for (int64_t first = begin; first < end; first += chunk) {
+    const int64_t last = std::min(end, first + chunk);
+    for (int64_t g = 0; g < a.p->groups; ++g) {
+      for (int64_t block = 0; block < blocks; ++block) {
+        RunSweep<kVecs, kTileRows>(a, slices, g, block, first, last);
+      }
+    }
+  }
+}
+
+// Pixel-major order applies when the weights fit in L2 (kPixelMajorWeightBytes) with room for a
+// chunk of input (kChunkInputBytes) and are smaller than the input: every thread then streams
+// only its own pixels, once, instead of every pixel once per block (but every weight). Panel-major,
+// two blocks (or groups) split between two threads made both threads stream the whole input and
+// write interleaved parts of every output row (with small groups, parts of the same cache lines):
+// 0.55x oneDNN at 56x56 64 -> 128 1x1, 0.97x pixel-major.
+constexpr int64_t kPixelMajorWeightBytes = int64_t{512} << 10;
+constexpr int64_t kChunkInputBytes = int64_t{128} << 10;
+
+// Tiles per pixel-major chunk, or 0 when panel-major order applies.
+int64_t PixelChunk(const Conv2dProblem& p, int64_t blocks, size_t rows) {
+  const int64_t k = p.kh * p.kw * p.ic_per_group();
+  const int64_t weight_bytes = p.oc * k * static_cast<int64_t>(sizeof(float));
+  const int64_t x_bytes = p.n * p.ih * p.iw * p.ic * static_cast<int64_t>(sizeof(float));
+  if (blocks * p.groups < 2 || weight_bytes > std::min(x_bytes, kPixelMajorWeightBytes)) return 0;
+  // A pixel reads about IC floats per kernel row, stride permitting (neighbours share the rest).
+  const int64_t tile_bytes =
+      static_cast<int64_t>(rows) * p.kh * p.ic * static_cast<int64_t>(sizeof(float));
+  return std::clamp<int64_t>(kChunkInputBytes / tile_bytes, 4, 64);
+}
+
 // Splits the work items into one contiguous, equal range per thread: threads then work on
-// different weight panels (or different pixels of one panel) and never share an output.
+// different weight panels (or different pixels) and never share an output.
 template <size_t kVecs, size_t kTileRows>
 void RunAll(const Conv2dFwdArgs& a) {
   constexpr int64_t kRows = static_cast<int64_t>(kTileRows);
   const Conv2dProblem& p = *a.p;
   const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
   const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
-  const int64_t items = p.groups * blocks * tiles;
   const ChannelSlices slices = SlicesFor(p, a.w.block_cols);
-  if (a.threads <= 1) return RunItems<kVecs, kTileRows>(a, slices, tiles, blocks, 0, items);
+  const int64_t chunk = PixelChunk(p, blocks, kTileRows);
+  const int64_t items = chunk > 0 ? tiles : p.groups * blocks * tiles;
+  const auto run = [&](int64_t begin, int64_t end) {
+    if (chunk > 0) return RunPixelItems<kVecs, kTileRows>(a, slices, blocks, chunk, begin, end);
+    RunPanelItems<kVecs, kTileRows>(a, slices, tiles, blocks, begin, end);
+  };
+  if (a.threads <= 1) return run(0, items);
 #pragma omp parallel num_threads(a.threads)
   {
     const int64_t threads = omp_get_num_threads();
     const int64_t thread = omp_get_thread_num();
-    RunItems<kVecs, kTileRows>(a, slices, tiles, blocks, items * thread / threads,
-                               items * (thread + 1) / threads);
+    run(items * thread / threads, items * (thread + 1) / threads);
   }
 }
 
-// RunAll with the tile height the plan's tap table was built for, if any.
-template <size_t kVecs>
-void RunAllRows(const Conv2dFwdArgs& a) {
-  if constexpr (TableRowsFor(kVecs) != RowsFor(kVecs)) {
-    if (a.taps.rows == static_cast<int64_t>(TableRowsFor(kVecs))) {
-      return RunAll<kVecs, TableRowsFor(kVecs)>(a);
-    }
-  }
-  RunAll<kVecs, RowsFor(kVecs)>(a);
+// True when tiles of kRows - 1 pixels waste less than tiles of kRows: the last tile of a small
+// image computes up to kRows - 1 repeated pixels (a 7x7 output in tiles of 6 computes 54 pixels,
+// in tiles of 5 only 50). Each tile also costs about one pixel's work in set-up and stores.
+template <size_t kRows>
+bool PrefersShorterTiles(const Conv2dProblem& p) {
+  const int64_t m = p.n * p.oh * p.ow;
+  const auto cost = [m](int64_t rows) { return (m + rows - 1) / rows * (rows + 1); };
+  return cost(kRows - 1) < cost(kRows);
 }
 
 void Conv2dFwdIgemm(const Conv2dFwdArgs& a) {
   const int64_t vecs = a.w.block_cols / static_cast<int64_t>(hn::Lanes(DF()));
-  WithVecs<kMaxVecs>(vecs, [&](auto v) { RunAllRows<decltype(v)::value>(a); });
+  WithVecs<kMaxVecs>(vecs, [&](auto v) {
+    constexpr size_t kVecs = decltype(v)::value;
+    constexpr size_t kRows = TileRowsFor(kVecs);
+    // A tap table holds offsets for tiles of kRows pixels.
+    if constexpr (kRows >= 6) {
+      if (a.taps.entries == nullptr && PrefersShorterTiles<kRows>(*a.p)) {
+        return RunAll<kVecs, kRows - 1>(a);
+      }
+    }
+    RunAll<kVecs, kRows>(a);
+  });
 }
 
 }  // namespace
@@ -293,7 +349,7 @@ void Conv2dFwdIgemm(const Conv2dFwdArgs& a) {
 Conv2dFwdKernel GetConv2dFwdIgemmKernel() {
   Conv2dFwdKernel kernel{&Conv2dFwdIgemm, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,
                          hwy::TargetName(HWY_TARGET)};
-  for (size_t v = 1; v <= kMaxVecs; ++v) kernel.rows[v - 1] = static_cast<int64_t>(TableRowsFor(v));
+  for (size_t v = 1; v <= kMaxVecs; ++v) kernel.rows[v - 1] = static_cast<int64_t>(TileRowsFor(v));
   return kernel;
 }
 
