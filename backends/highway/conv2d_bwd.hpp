@@ -55,10 +55,18 @@ struct Conv2dBwdWeightsKernel {
 // The chosen target's kernels (one HWY_DYNAMIC_DISPATCH each).
 Conv2dBwdDataKernel ChooseConv2dBwdDataKernel();
 Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsKernel();
+// Depthwise (groups == IC == OC; w is HWIO {KH, KW, 1, C}, read in place through w_hwio; w and
+// zeros are not read): vector-over-channels kernels for dx (conv2d_bwd_depthwise_data.cc) and for
+// dw with db (conv2d_bwd_depthwise_weights.cc). The latter requires dw != null and N > 0, writes db
+// when db != null, and its bits do not depend on the thread count.
+Conv2dBwdDataKernel ChooseConv2dBwdDepthwiseDataKernel();
+Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
 
 // The backend's entry point: any of dx, dw, db may be null (skipped); each is overwritten, dw and
-// db are zeros when p.n == 0. Allocates the transposed weights (w's size, in whole column blocks)
-// and a zero row when dx is asked for. Stores "highway:conv_bwd:<isa>" in impl_name if non-null.
+// db are zeros when p.n == 0. Depthwise problems run the depthwise kernels ("highway:
+// conv_bwd_depthwise:<isa>"), allocating only per-chunk dw partials; the others allocate the
+// transposed weights (w's size, in whole column blocks) and a zero row when dx is asked for
+// ("highway:conv_bwd:<isa>"). Stores the name in impl_name if non-null.
 void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
                float* dw, float* db, std::string* impl_name);
 

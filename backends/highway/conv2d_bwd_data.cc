@@ -28,6 +28,8 @@
 HWY_BEFORE_NAMESPACE();
 namespace convkit::internal::highway {
 namespace HWY_NAMESPACE {
+// Internal linkage for everything but the exported entry point (see conv2d_fwd_depthwise.cc).
+namespace {
 
 // One tile: kRows pixels of `phase` from m0 x the `cols` input channels of block `block` of g.
 template <size_t kRows, size_t kVecs>
@@ -238,6 +240,8 @@ void Conv2dBwdData(const Conv2dBwdDataArgs& a) {
   const int64_t vecs = a.w.block_cols / static_cast<int64_t>(hn::Lanes(DF()));
   WithVecs<kMaxVecs>(vecs, [&](auto v) { RunAll<decltype(v)::value>(a); });
 }
+
+}  // namespace
 
 Conv2dBwdDataKernel GetConv2dBwdDataKernel() {
   return {&Conv2dBwdData, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,

@@ -37,6 +37,8 @@
 HWY_BEFORE_NAMESPACE();
 namespace convkit::internal::highway {
 namespace HWY_NAMESPACE {
+// Internal linkage for everything but the exported entry point (see conv2d_fwd_depthwise.cc).
+namespace {
 
 // Blocking of the GEMM (M = KH * KW * ICg rows, N = OCg columns, K = N * OH * OW), sized for a
 // Zen 5 core (48 KiB L1D, 1 MiB L2). Per K block the dy panel (block_k pixels x one column block;
@@ -338,6 +340,8 @@ void Conv2dBwdWeights(const Conv2dBwdWeightsArgs& a) {
     RunWeights<kVecs>(a, static_cast<int64_t>(kVecs) * lanes);
   });
 }
+
+}  // namespace
 
 Conv2dBwdWeightsKernel GetConv2dBwdWeightsKernel() {
   return {&Conv2dBwdWeights, hwy::TargetName(HWY_TARGET)};
