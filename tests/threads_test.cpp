@@ -221,6 +221,70 @@ TEST_P(ThreadsTest, OneShotCallsFromEightThreads) {
   EXPECT_EQ(mismatches, 0) << backend() << ": concurrent one-shot results differ from reference";
 }
 
+// Issue 5: backward convolution and pooling give the same bits for any thread count (each
+// reduction is split by the shape, not by the threads), on real-valued data where a different
+// summation order would show. Forward too. Every ThreadConvCases() case plus a 1x1 with a long
+// reduction over N*OH*OW for dw; threads 1 to 4 through convkit::set_num_threads.
+TEST_P(ThreadsTest, BitsDoNotDependOnThreadCount) {
+  if (backend() == "onednn") {
+    GTEST_SKIP() << "oneDNN does not promise results independent of the thread count";
+  }
+  std::vector<ThreadConvCase> cases = ThreadConvCases();
+  cases.push_back({"1x1 C 96 -> 80, 2x37x41", {2, 37, 41, 96}, Conv(1, 1, 0), 80});
+  Rng rng(29);
+  int ran = 0;
+  for (const ThreadConvCase& c : cases) {
+    const Dims w_dims{c.params.kernel_h, c.params.kernel_w, c.x[3] / c.params.groups, c.oc};
+    Conv2dParams linear = c.params;
+    linear.activation = Activation::kNone;
+    Tensor x(c.x), w(w_dims);
+    FillNormal(Span(x), rng);
+    FillNormal(Span(w), rng);
+    const Dims y_dims = conv2d_output_dims(c.x, w_dims, c.params);
+    Tensor dy(y_dims);
+    FillNormal(Span(dy), rng);
+    Pool2dParams pool;
+    pool.mode = PoolMode::kAverage;
+    pool.window_h = pool.window_w = 3;
+    pool.stride_h = pool.stride_w = 2;
+    pool.pad = Pads::uniform(1);
+    const Dims p_dims = pool2d_output_dims(c.x, pool);
+    Tensor pdy(p_dims);
+    FillNormal(Span(pdy), rng);
+    struct Results {
+      Tensor y, dx, dw, pdx;
+      std::vector<float> db;
+    };
+    const auto compute = [&](int threads) {
+      set_num_threads(threads);
+      Results r{Tensor(y_dims), Tensor(c.x), Tensor(w_dims), Tensor(c.x),
+                std::vector<float>(static_cast<size_t>(c.oc))};
+      conv2d_forward(c.params, x, w, {}, r.y, backend());
+      conv2d_backward(linear, x, w, dy, {r.dx.view(), r.dw.view(), std::span<float>(r.db)},
+                      backend());
+      pool2d_backward(pool, x, pdy, r.pdx, backend());
+      return r;
+    };
+    const Results one = compute(1);
+    for (int threads = 2; threads <= 4; ++threads) {
+      const Results many = compute(threads);
+      EXPECT_TRUE(SameBits(many.y, one.y)) << c.name << ": y, " << threads << " threads";
+      EXPECT_TRUE(SameBits(many.dx, one.dx)) << c.name << ": dx, " << threads << " threads";
+      EXPECT_TRUE(SameBits(many.dw, one.dw)) << c.name << ": dw, " << threads << " threads";
+      EXPECT_TRUE(SameBits(many.pdx, one.pdx)) << c.name << ": pool dx, " << threads << " threads";
+      EXPECT_TRUE(std::equal(many.db.begin(), many.db.end(), one.db.begin(),
+                             [](float a, float b) {
+                               return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
+                             }))
+          << c.name << ": db, " << threads << " threads";
+    }
+    EXPECT_TRUE(NotMostlyZero(c.name, "dw", one.dw));
+    ++ran;
+  }
+  set_num_threads(0);  // back to the OpenMP default
+  EXPECT_EQ(ran, static_cast<int>(cases.size()));
+}
+
 // The comparison the tests rely on sees one flipped bit.
 TEST(ThreadsHarness, SameBitsSeesOneBit) {
   Tensor a({1, 2, 2, 3}, 1.0f), b = a;
