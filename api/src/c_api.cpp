@@ -1,5 +1,6 @@
 // The C ABI (convkit/convkit.h) over the C++ API: converts the C structs, catches every exception
 // at the boundary and keeps its message per thread for convkit_last_error().
+#include <cstring>
 #include <exception>
 #include <new>
 #include <optional>
@@ -88,12 +89,23 @@ ConstTensorView View(const convkit_const_tensor& t) { return {t.data, DimsOf(t.d
 
 Pads PadsOf(const convkit_pads& p) { return {p.top, p.bottom, p.left, p.right}; }
 
-// A C enum or flag may hold any int: refuse what the C++ enums do not name.
+// A C enum field may hold any int, but in C++ reading a value its enumerators do not span is
+// undefined: read the field's bits as the int C stores (C enums are int-sized).
+template <typename Enum>
+int RawEnum(const Enum& field) {
+  static_assert(sizeof(Enum) == sizeof(int));
+  int value;
+  std::memcpy(&value, &field, sizeof(value));
+  return value;
+}
+
+// Refuses enum values and flags the C++ parameters do not name.
 Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
   const convkit_conv2d_params& p = Required(op, "params", c);
-  if (p.activation != CONVKIT_ACTIVATION_NONE && p.activation != CONVKIT_ACTIVATION_RELU) {
+  const int activation = RawEnum(p.activation);
+  if (activation != CONVKIT_ACTIVATION_NONE && activation != CONVKIT_ACTIVATION_RELU) {
     Fail(op, "params.activation", "CONVKIT_ACTIVATION_NONE (0) or CONVKIT_ACTIVATION_RELU (1)",
-         std::to_string(static_cast<int>(p.activation)));
+         std::to_string(activation));
   }
   Conv2dParams params;
   params.kernel_h = p.kernel_h;
@@ -104,8 +116,7 @@ Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
   params.dilation_h = p.dilation_h;
   params.dilation_w = p.dilation_w;
   params.groups = p.groups;
-  params.activation =
-      p.activation == CONVKIT_ACTIVATION_RELU ? Activation::kRelu : Activation::kNone;
+  params.activation = activation == CONVKIT_ACTIVATION_RELU ? Activation::kRelu : Activation::kNone;
   return params;
 }
 
@@ -116,12 +127,13 @@ bool FlagOf(std::string_view op, std::string_view arg, int flag) {
 
 Pool2dParams ParamsOf(std::string_view op, const convkit_pool2d_params* c) {
   const convkit_pool2d_params& p = Required(op, "params", c);
-  if (p.mode != CONVKIT_POOL_MAX && p.mode != CONVKIT_POOL_AVERAGE) {
+  const int mode = RawEnum(p.mode);
+  if (mode != CONVKIT_POOL_MAX && mode != CONVKIT_POOL_AVERAGE) {
     Fail(op, "params.mode", "CONVKIT_POOL_MAX (0) or CONVKIT_POOL_AVERAGE (1)",
-         std::to_string(static_cast<int>(p.mode)));
+         std::to_string(mode));
   }
   Pool2dParams params;
-  params.mode = p.mode == CONVKIT_POOL_MAX ? PoolMode::kMax : PoolMode::kAverage;
+  params.mode = mode == CONVKIT_POOL_MAX ? PoolMode::kMax : PoolMode::kAverage;
   params.window_h = p.window_h;
   params.window_w = p.window_w;
   params.stride_h = p.stride_h;
