@@ -1259,6 +1259,7 @@ class EdgeValueTest : public ::testing::TestWithParam<std::string> {
 };
 
 constexpr float kMinDenormal = 0x1.0p-149f;
+constexpr float kInf = std::numeric_limits<float>::infinity();
 
 // Integer data scaled by 2^-149 are exact multiples of the smallest denormal, and so is every
 // partial sum: y(x * 2^-149) == y(x) * 2^-149 bit for bit unless a backend flushes denormals.
@@ -1340,6 +1341,65 @@ TEST_P(EdgeValueTest, ReluOfNaNIsPinnedPerBackend) {
     EXPECT_TRUE(std::isnan(nan_result) || std::bit_cast<uint32_t>(nan_result) == 0u)
         << backend() << ": relu(NaN) must be NaN or +0; got " << FloatString(nan_result);
   }
+}
+
+// Max pooling at a size where the vector backends take their fast paths (full windows several at a
+// time, a compare-and-keep max on rows with no NaN) with NaN and infinities placed where those
+// paths must hand over to the exact one: a NaN after a larger value in its window's row-major
+// order, a NaN only in an input row that two output rows share (k3 s2: rows 2 oh + 1), -inf filling
+// a window, +inf tied with a later +inf. Forward and backward against reference, at 1 and 2
+// threads.
+TEST_P(EdgeValueTest, MaxPoolNonFiniteAtScale) {
+  const Dims x_dims{2, 41, 45, 37};  // past the backends' serial threshold: 2 threads split it
+  Rng rng(41);
+  Tensor x(x_dims);
+  FillDistinct(Span(x), rng, 0.25f);
+  x(0, 4, 6, 3) = 1e6f;    // a large value first ...
+  x(0, 5, 6, 3) = kNaN;    // ... then a NaN in the same windows
+  x(1, 7, 10, 20) = kNaN;  // row 7 = 2 * 3 + 1: shared by output rows 3 and 4 (k3 s2 p1)
+  for (int64_t h = 12; h < 15; ++h) {
+    for (int64_t w = 0; w < 45; ++w) x(1, h, w, 36) = -kInf;  // whole windows of -inf
+  }
+  x(0, 16, 2, 0) = kInf;
+  x(0, 16, 3, 0) = kInf;  // tied +inf: the first one wins
+  for (const Pool2dParams& params : {MakePool(PoolMode::kMax, 3, 2, Pads::uniform(1)),
+                                     MakePool(PoolMode::kMax, 3, 1, Pads::uniform(1))}) {
+    const std::string name = backend() + " max pool " + to_string(params);
+    const Dims y_dims = pool2d_output_dims(x_dims, params);
+    Tensor y_ref(y_dims), dx_ref(x_dims), dy(y_dims);
+    FillIntegers(Span(dy), rng, 1, 4);
+    pool2d_forward(params, x, y_ref, "reference");
+    pool2d_backward(params, x, dy, dx_ref, "reference");
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      Tensor y(y_dims, kBackendFill), dx(x_dims, kBackendFill);
+      CONVKIT_RUN_OR_SKIP(backend(), pool2d_forward(params, x, y, backend()));
+      CONVKIT_RUN_OR_SKIP(backend(), pool2d_backward(params, x, dy, dx, backend()));
+      const std::string at = name + ", " + std::to_string(threads) + " threads";
+      EXPECT_TRUE(CompareTensors(at, "y", y_ref, y));
+      EXPECT_TRUE(CompareTensors(at, "dx", dx_ref, dx));
+    }
+    set_num_threads(0);
+  }
+}
+
+// Average backward with the stride past the window: dx rows and columns that no window covers get
+// no term and must be +0 (the gather form writes every dx element once).
+TEST_P(EdgeValueTest, AveragePoolBackwardLeavesUncoveredZero) {
+  const Dims x_dims{2, 17, 19, 40};
+  const Pool2dParams params = MakePool(PoolMode::kAverage, 2, 3, Pads{0, 0, 0, 0});
+  const Dims y_dims = pool2d_output_dims(x_dims, params);
+  Rng rng(43);
+  Tensor x(x_dims), dy(y_dims), dx_ref(x_dims);
+  FillIntegers(Span(x), rng, -3, 3);
+  FillIntegers(Span(dy), rng, -8, 8, true);
+  pool2d_backward(params, x, dy, dx_ref, "reference");
+  Tensor dx(x_dims, kBackendFill);
+  CONVKIT_RUN_OR_SKIP(backend(), pool2d_backward(params, x, dy, dx, backend()));
+  EXPECT_TRUE(CompareTensors(backend() + " avg k2 s3", "dx", dx_ref, dx));
+  EXPECT_EQ(std::bit_cast<uint32_t>(dx(1, 2, 5, 39)), 0u) << "row 2 is in no window";
+  EXPECT_EQ(std::bit_cast<uint32_t>(dx(0, 0, 2, 0)), 0u) << "column 2 is in no window";
+  EXPECT_TRUE(NotMostlyZero(backend() + " avg k2 s3", "dx", dx, 0.6));
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryBackend, EdgeValueTest, ::testing::ValuesIn(BackendsToTest()),

@@ -8,6 +8,7 @@
 #define CONVKIT_HIGHWAY_POOL2D_INL_H_
 #endif
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -54,6 +55,17 @@ struct WindowAt {
   int64_t c, row_stride;
 };
 
+// Without NaN, the selection below (WindowMax) is "take v only if v > acc" (ties keep the earlier
+// element): one instruction on x86, whose max(a, b) is a > b ? a : b (Highway's Max there is that
+// instruction; its emulation on other targets resolves NaN and ties differently).
+HWY_INLINE VF MaxOrKeep(VF acc, VF v) {
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_EMU128 && HWY_TARGET != HWY_SCALAR
+  return hn::Max(v, acc);
+#else
+  return hn::IfThenElse(hn::Gt(v, acc), v, acc);
+#endif
+}
+
 // The max-pooling selection over a window, per lane: the first NaN if there is one, else the first
 // maximal element in row-major window order (DESIGN §4, the reference's create_mask_from_window).
 // A step takes v only when acc is not NaN and !(acc >= v), i.e. v > acc or v is NaN: the same
@@ -63,7 +75,9 @@ struct WindowAt {
 // One step of that selection: whether acc takes v (v > acc, or v is NaN and acc is not).
 HWY_INLINE MF MaxTakes(VF acc, VF v) { return hn::AndNot(hn::Ge(acc, v), hn::Eq(acc, acc)); }
 
-template <size_t kVecs, bool kIndex>
+// kNaNFree: the caller knows the window holds no NaN (NaNRows), so a step takes v only when
+// v > acc: one compare instead of three.
+template <size_t kVecs, bool kIndex, bool kNaNFree = false>
 HWY_INLINE void WindowMax(const WindowAt& w, MF last, VF (&acc)[kVecs], VF (&idx)[kVecs]) {
   const DF d;
   LoadVecs<kVecs>(w.x0, last, acc);  // element 0 compares equal to itself (or is NaN): kept
@@ -77,13 +91,60 @@ HWY_INLINE void WindowMax(const WindowAt& w, MF last, VF (&acc)[kVecs], VF (&idx
       LoadVecs<kVecs>(row + i * w.c, last, v);
       HWY_UNROLL(16)
       for (size_t j = 0; j < kVecs; ++j) {
-        const MF take = MaxTakes(acc[j], v[j]);
+        if constexpr (kNaNFree && !kIndex) {
+          acc[j] = MaxOrKeep(acc[j], v[j]);
+          continue;
+        }
+        const MF take = kNaNFree ? hn::Gt(v[j], acc[j]) : MaxTakes(acc[j], v[j]);
         acc[j] = hn::IfThenElse(take, v[j], acc[j]);
         if constexpr (kIndex) idx[j] = hn::IfThenElse(take, hn::Set(d, k), idx[j]);
       }
     }
   }
 }
+
+// Whether the count floats at x may hold a NaN: their sum is NaN then (and also when it meets
+// both infinities, a false alarm that costs only the exact path).
+inline bool MayHoldNaN(const float* HWY_RESTRICT x, int64_t count) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  VF s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 4 * lanes <= count; i += 4 * lanes) {
+    s0 = hn::Add(s0, hn::LoadU(d, x + i));
+    s1 = hn::Add(s1, hn::LoadU(d, x + i + lanes));
+    s2 = hn::Add(s2, hn::LoadU(d, x + i + 2 * lanes));
+    s3 = hn::Add(s3, hn::LoadU(d, x + i + 3 * lanes));
+  }
+  for (; i + lanes <= count; i += lanes) s0 = hn::Add(s0, hn::LoadU(d, x + i));
+  if (i < count) {
+    s1 = hn::Add(s1, hn::MaskedLoad(hn::FirstN(d, static_cast<size_t>(count - i)), d, x + i));
+  }
+  const VF s = hn::Add(hn::Add(s0, s1), hn::Add(s2, s3));
+  return !hn::AllTrue(d, hn::Eq(s, s));
+}
+
+// Which rows of one image hold a NaN, for a caller that asks about row ranges whose begin and end
+// never decrease (the windows of consecutive output rows): each row is scanned once.
+class NaNRows {
+ public:
+  // image: the image's first element; row: floats per row.
+  NaNRows(const float* image, int64_t row) : image_(image), row_(row) {}
+  // Whether any of the rows [begin, end) may hold a NaN.
+  bool Any(int64_t begin, int64_t end) {
+    for (int64_t h = std::max(begin, scanned_); h < end; ++h) {
+      if (MayHoldNaN(image_ + h * row_, row_)) last_ = h;
+    }
+    scanned_ = std::max(scanned_, end);
+    return last_ >= begin;  // the last NaN row scanned, if any, is below end
+  }
+
+ private:
+  const float* image_;
+  int64_t row_;
+  int64_t scanned_ = 0;
+  int64_t last_ = -1;
+};
 
 // The sum of a window in row-major order, starting from +0 as the reference does (so that a
 // window of -0 sums to +0 there and here).

@@ -2,8 +2,9 @@
 // with the per-target kernels in pool2d_fwd.cc and pool2d_bwd.cc.
 //
 // Every kernel vectorises along C (NHWC: a pixel's channels are contiguous), tails with FirstN +
-// MaskedLoad / BlendedStore. The kernels are reached through one HWY_DYNAMIC_DISPATCH per plan
-// creation or one-shot call, which returns the chosen target's entry points.
+// MaskedLoad / BlendedStore; forward at stride_w 1 along (ow, c) flattened. The kernels are reached
+// through one HWY_DYNAMIC_DISPATCH per plan creation or one-shot call, which returns the chosen
+// target's entry points.
 #pragma once
 
 #include <algorithm>

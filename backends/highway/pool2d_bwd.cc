@@ -8,7 +8,12 @@
 // bits match the reference's. Max pooling recomputes each window's selected element from x
 // (WindowMax, as the forward pass).
 //
-// Two places to accumulate:
+// Average pooling gathers instead when its shares fit a stack ring (PoolBwdAvgGather): each dx
+// element sums, in (oh, ow) order, the dy / divisor of the windows that cover it, and is stored
+// once. Max pooling scatters, as follows, and selects with WindowMax's one-compare rule on window
+// rows free of NaN (NaNRows).
+//
+// Two places to accumulate (the scatter):
 // - DRAM-bound calls (Pool2dArgs::stream): the rows the current windows touch accumulate in a
 //   per-thread ring buffer on the stack (at most KH rows are in flight), and each dx row is
 //   stored once, with streaming stores, as soon as no later window touches it. That saves the
@@ -87,7 +92,8 @@ void FlushRow(const Pool2dProblem& p, const BwdBand& b, int64_t ih, bool touched
 // (max) or dy / divisor to every element (average), channels of one step at c0. kDirect: no other
 // window touches these elements (stride >= window), so they are written as +0 + term, the
 // reference's bits, without reading them back.
-template <bool kMax, size_t kVecs, bool kDirect = false>
+// kNaNFree: the window's rows hold no NaN (NaNRows): WindowMax's cheaper selection.
+template <bool kMax, size_t kVecs, bool kDirect = false, bool kNaNFree = false>
 HWY_INLINE void AddWindow(const Pool2dProblem& p, const BwdBand& b, const PoolSpan& rows,
                           const PoolSpan& cols, const float* dy0, int64_t c0, MF last) {
   const DF d;
@@ -98,7 +104,8 @@ HWY_INLINE void AddWindow(const Pool2dProblem& p, const BwdBand& b, const PoolSp
   if constexpr (kMax) {
     VF unused[kVecs];
     const float* x0 = b.x_image + (rows.begin * p.iw + cols.begin) * p.c + c0;
-    WindowMax<kVecs, true>({x0, rows.end - rows.begin, width, p.c, p.iw * p.c}, last, unused, idx);
+    WindowMax<kVecs, true, kNaNFree>({x0, rows.end - rows.begin, width, p.c, p.iw * p.c}, last,
+                                     unused, idx);
   } else {
     // The reference's distribute_value: dy / divisor (a division), added to each element.
     const VF div = hn::Set(d, PoolDivisor(p, rows, cols));
@@ -216,8 +223,9 @@ void AddWindowWide(const Pool2dProblem& p, const BwdBand& b, const PoolSpan& row
 // them, in (oh, ow) order.
 template <bool kMax>
 void PoolBwdBand(const Pool2dProblem& p, const BwdBand& b, int64_t n) {
-  int64_t flushed = b.r0;  // dx rows [r0, flushed) are stored
-  int64_t in_ring = b.r0;  // rows [flushed, in_ring) accumulate in the ring
+  NaNRows nan_rows(b.x_image, p.iw * p.c);  // max pooling: which x rows may hold a NaN
+  int64_t flushed = b.r0;                   // dx rows [r0, flushed) are stored
+  int64_t in_ring = b.r0;                   // rows [flushed, in_ring) accumulate in the ring
   for (int64_t oh = 0; oh < p.oh; ++oh) {
     const PoolSpan rows = PoolRows(p, oh);
     if (rows.end <= b.r0) continue;
@@ -230,6 +238,7 @@ void PoolBwdBand(const Pool2dProblem& p, const BwdBand& b, int64_t n) {
       std::fill_n(b.AccRow(in_ring), p.iw * b.block(), 0.0f);
     }
     const float* dy_row = b.dy_image + oh * p.ow * p.c;
+    const bool nan_free = kMax && !nan_rows.Any(rows.begin, rows.end);
     for (int64_t ow = 0; ow < p.ow; ++ow) {
       const PoolSpan cols = PoolCols(p, ow);
       if (b.block() > kWideC) {
@@ -237,7 +246,9 @@ void PoolBwdBand(const Pool2dProblem& p, const BwdBand& b, int64_t n) {
         continue;
       }
       ForEachChannelStep(b.c_begin, b.c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
-        AddWindow<kMax, kVecs>(p, b, rows, cols, dy_row + ow * p.c, c0, last);
+        const float* dy0 = dy_row + ow * p.c;
+        if (nan_free) return AddWindow<kMax, kVecs, false, true>(p, b, rows, cols, dy0, c0, last);
+        AddWindow<kMax, kVecs>(p, b, rows, cols, dy0, c0, last);
       });
     }
   }
@@ -295,7 +306,8 @@ void PoolBwdInPlaceItem(const Pool2dProblem& p, const float* x, const float* dy,
                   p.ih,
                   p.iw * p.c,
                   p.c};
-  int64_t zeroed = r0;  // dx rows [r0, zeroed) are zero or hold partial sums
+  NaNRows nan_rows(b.x_image, p.iw * p.c);  // max pooling: which x rows may hold a NaN
+  int64_t zeroed = r0;                      // dx rows [r0, zeroed) are zero or hold partial sums
   for (int64_t oh = 0; oh < p.oh; ++oh) {
     const PoolSpan rows = PoolRows(p, oh);
     if (rows.end <= r0) continue;
@@ -303,6 +315,7 @@ void PoolBwdInPlaceItem(const Pool2dProblem& p, const float* x, const float* dy,
     ZeroRows(p, b.dx_image, c_begin, c_end, zeroed, std::min(r1, kDirect ? rows.begin : rows.end));
     zeroed = std::max(zeroed, std::min(r1, rows.end));
     const float* dy_row = b.dy_image + oh * p.ow * p.c;
+    const bool nan_free = kMax && !nan_rows.Any(rows.begin, rows.end);
     for (int64_t ow = 0; ow < p.ow; ++ow) {
       const PoolSpan cols = PoolCols(p, ow);
       if (b.block() > kWideC) {
@@ -310,7 +323,9 @@ void PoolBwdInPlaceItem(const Pool2dProblem& p, const float* x, const float* dy,
         continue;
       }
       ForEachChannelStep(c_begin, c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
-        AddWindow<kMax, kVecs, kDirect>(p, b, rows, cols, dy_row + ow * p.c, c0, last);
+        const float* dy0 = dy_row + ow * p.c;
+        if (nan_free) return AddWindow<kMax, kVecs, kDirect, true>(p, b, rows, cols, dy0, c0, last);
+        AddWindow<kMax, kVecs, kDirect>(p, b, rows, cols, dy0, c0, last);
       });
     }
   }
@@ -384,10 +399,141 @@ BwdSplit SplitBwd(const Pool2dProblem& p, int threads) {
   return s;
 }
 
+// Average pooling in gather form: each dx element is the sum, from +0, of the shares dy / divisor
+// of the windows that cover it, visited in (oh, ow) order: the terms the reference adds to it, in
+// its order, hence its bits. One store per dx element (streaming when DRAM-bound), no zero-fill
+// and no read-modify-write. A work item owns one image, one channel block and one band of dx rows;
+// rows are independent, so any split gives the same bits. The shares of the R = ceil(KH / SH) dy
+// rows a dx row can meet are computed once per item into a stack ring: R x OW x block floats.
+constexpr int64_t kShareFloats = 24 * 1024;
+
+int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// The dy rows (or columns) whose windows cover input index i: [lo, hi], empty when lo > hi.
+struct Covering {
+  int64_t lo, hi;
+};
+Covering CoveringOf(int64_t i, int64_t stride, int64_t pad_before, int64_t window, int64_t out) {
+  return {std::max<int64_t>(0, FloorDiv(i + pad_before - window, stride) + 1),
+          std::min(out - 1, FloorDiv(i + pad_before, stride))};
+}
+
+int64_t ShareRingRows(const Pool2dProblem& p) {
+  return std::min(p.oh, (p.kh + p.stride_h - 1) / p.stride_h);
+}
+
+// Channels per block of the gather: whole vectors, the ring within kShareFloats; 0 if not even
+// one vector fits (the caller then scatters).
+int64_t GatherBlock(const Pool2dProblem& p) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t fit = kShareFloats / std::max<int64_t>(1, ShareRingRows(p) * p.ow) / lanes * lanes;
+  return std::min(fit, (p.c + lanes - 1) / lanes * lanes);
+}
+
+// dy / divisor of dy row oh, channels [c_begin, c_end), into slot: OW x block floats.
+void ShareRow(const Pool2dProblem& p, const float* dy_image, int64_t oh, int64_t c_begin,
+              int64_t c_end, float* slot) {
+  const DF d;
+  const PoolSpan rows = PoolRows(p, oh);
+  const int64_t block = c_end - c_begin;
+  for (int64_t ow = 0; ow < p.ow; ++ow) {
+    const VF div = hn::Set(d, PoolDivisor(p, rows, PoolCols(p, ow)));
+    const float* dy0 = dy_image + (oh * p.ow + ow) * p.c;
+    ForEachChannelStep(c_begin, c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
+      VF g[kVecs];
+      LoadVecs<kVecs>(dy0 + c0, last, g);
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) g[j] = hn::Div(g[j], div);  // distribute_value's division
+      StoreVecs<kVecs>(g, last, slot + ow * block + (c0 - c_begin));
+    });
+  }
+}
+
+// dx rows [r0, r1) of image n, channels [c_begin, c_end). kStream: every store is a streaming one
+// (dx vector-aligned, C and c_begin multiples of the vector length).
+template <bool kStream>
+void PoolBwdAvgGatherItem(const Pool2dProblem& p, const float* dy, float* dx, int64_t n,
+                          int64_t c_begin, int64_t c_end, int64_t r0, int64_t r1, float* ring) {
+  const DF d;
+  const int64_t block = c_end - c_begin;
+  const int64_t ring_rows = ShareRingRows(p);
+  const float* dy_image = dy + n * p.oh * p.ow * p.c;
+  float* dx_image = dx + n * p.ih * p.iw * p.c;
+  int64_t shared = -1;  // dy rows up to this one are in the ring (the last ring_rows of them)
+  for (int64_t ih = r0; ih < r1; ++ih) {
+    const Covering oh = CoveringOf(ih, p.stride_h, p.pad.top, p.kh, p.oh);
+    for (int64_t r = std::max(shared + 1, oh.lo); r <= oh.hi; ++r) {
+      ShareRow(p, dy_image, r, c_begin, c_end, ring + (r % ring_rows) * p.ow * block);
+    }
+    shared = std::max(shared, oh.hi);
+    float* dx_row = dx_image + ih * p.iw * p.c;
+    Covering ow{0, -1};  // advanced incrementally along iw
+    for (int64_t iw = 0; iw < p.iw; ++iw) {
+      while (ow.hi + 1 < p.ow && (ow.hi + 1) * p.stride_w - p.pad.left <= iw) ++ow.hi;
+      while (ow.lo < p.ow && ow.lo * p.stride_w - p.pad.left + p.kw <= iw) ++ow.lo;
+      ForEachChannelStep(c_begin, c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
+        VF sum[kVecs];
+        HWY_UNROLL(16)
+        for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Zero(d);
+        for (int64_t r = oh.lo; r <= oh.hi; ++r) {
+          const float* slot = ring + (r % ring_rows) * p.ow * block + (c0 - c_begin);
+          for (int64_t o = ow.lo; o <= ow.hi; ++o) {
+            VF g[kVecs];
+            LoadVecs<kVecs>(slot + o * block, last, g);
+            HWY_UNROLL(16)
+            for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Add(sum[j], g[j]);
+          }
+        }
+        float* dx0 = dx_row + iw * p.c + c0;
+        if constexpr (kStream) {
+          HWY_UNROLL(16)
+          for (size_t j = 0; j < kVecs; ++j) hn::Stream(sum[j], d, dx0 + j * hn::Lanes(d));
+        } else {
+          StoreVecs<kVecs>(sum, last, dx0);
+        }
+      });
+    }
+  }
+  if constexpr (kStream) hwy::FlushStream();  // order the streaming stores before the barrier
+}
+
+void PoolBwdAvgGather(const Pool2dArgs& a, int64_t block_c) {
+  const Pool2dProblem& p = *a.p;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t blocks = (p.c + block_c - 1) / block_c;
+  const int64_t band_h = BandHeight(p, a.threads, p.n * blocks);
+  const int64_t bands = (p.ih + band_h - 1) / band_h;
+  const int64_t items = p.n * blocks * bands;
+  const bool stream = a.stream && p.c % lanes == 0 &&
+                      reinterpret_cast<uintptr_t>(a.out) % (lanes * sizeof(float)) == 0;
+  const auto run_item = [&](int64_t t, float* ring) {
+    const int64_t n = t / (blocks * bands), rest = t % (blocks * bands);
+    const int64_t c_begin = (rest % blocks) * block_c, c_end = std::min(p.c, c_begin + block_c);
+    const int64_t r0 = (rest / blocks) * band_h, r1 = std::min(p.ih, r0 + band_h);
+    if (stream) return PoolBwdAvgGatherItem<true>(p, a.dy, a.out, n, c_begin, c_end, r0, r1, ring);
+    PoolBwdAvgGatherItem<false>(p, a.dy, a.out, n, c_begin, c_end, r0, r1, ring);
+  };
+  if (a.threads <= 1) {
+    HWY_ALIGN float ring[kShareFloats];
+    for (int64_t t = 0; t < items; ++t) run_item(t, ring);
+    return;
+  }
+#pragma omp parallel num_threads(a.threads)
+  {
+    HWY_ALIGN float ring[kShareFloats];
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < items; ++t) run_item(t, ring);
+  }
+}
+
 template <bool kMax>
 void PoolBwd(const Pool2dArgs& a) {
   const Pool2dProblem& p = *a.p;
   if (p.n == 0) return;
+  if constexpr (!kMax) {
+    const int64_t block_c = GatherBlock(p);
+    if (block_c > 0) return PoolBwdAvgGather(a, block_c);
+  }
   // In cache (no streaming stores), the ring's extra copy costs what the zero-fill did.
   if (!a.stream ||
       kRingFloats / (std::min(p.kh, p.ih) * p.iw) < static_cast<int64_t>(hn::Lanes(DF()))) {

@@ -1,7 +1,15 @@
 // Pooling forward, max and average: one output row (n, oh) per work item, vectorised along C.
 // Output elements are independent, so any split over threads gives the same bits.
 //
+// Per output row: the windows wholly inside the input along W go kP at a time (PoolWindows: kP x
+// kVecs independent chains, so that a C of one vector is not latency-bound), or at stride 1 as one
+// flat sequence of (ow, c) (no lane wasted on small C); clipped windows one at a time. Max pooling
+// selects with one max instruction per element (MaxOrKeep) unless the window rows may hold a NaN
+// (NaNRows scans each input row once per thread), where WindowMax's exact rule takes over.
+//
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
+#include <omp.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -63,62 +71,203 @@ void PoolFwdWindowWide(const WindowAt& w, float divisor, float* y0) {
   }
 }
 
+// Windows per call of PoolWindows: kP x kVecs independent chains hide the latency of max (2
+// cycles) or add (3) behind the loads, also for a C of one vector (5, 7, 16 channels).
+template <size_t kVecs>
+constexpr size_t PixelsFor() {
+  return kVecs >= 4 ? 2 : 8 / kVecs;
+}
+
+// One step of channels (kVecs vectors, at c0) of the windows ow[0..kP) of an output row, all of the
+// same clipped extents (rows x cols, starting at x0[q]), into y0[q] (only for q < valid: the other
+// slots repeat the last window to fill the tile). Max: the NaN-free selection (MaxOrKeep); the
+// caller takes WindowMax for rows that may hold a NaN. Average: WindowSum's order, then a division
+// (not a multiplication by the reciprocal: the reference's bits).
+template <bool kMax, bool kStream, size_t kP, size_t kVecs>
+HWY_INLINE void PoolWindows(const float* const (&x0)[kP], float* const (&y0)[kP], size_t valid,
+                            int64_t rows, int64_t cols, int64_t c, int64_t row_stride,
+                            const float (&divisor)[kP], MF last) {
+  const DF d;
+  VF acc[kP][kVecs];
+  HWY_UNROLL(16)
+  for (size_t q = 0; q < kP; ++q) {
+    if constexpr (kMax) {
+      LoadVecs<kVecs>(x0[q], last, acc[q]);  // element 0: kept unless a later one is greater
+    } else {
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) acc[q][j] = hn::Zero(d);  // from +0, as WindowSum
+    }
+  }
+  for (int64_t h = 0; h < rows; ++h) {
+    for (int64_t i = (kMax && h == 0) ? 1 : 0; i < cols; ++i) {
+      const int64_t at = h * row_stride + i * c;
+      HWY_UNROLL(16)
+      for (size_t q = 0; q < kP; ++q) {
+        VF v[kVecs];
+        LoadVecs<kVecs>(x0[q] + at, last, v);
+        HWY_UNROLL(16)
+        for (size_t j = 0; j < kVecs; ++j) {
+          acc[q][j] = kMax ? MaxOrKeep(acc[q][j], v[j]) : hn::Add(acc[q][j], v[j]);
+        }
+      }
+    }
+  }
+  HWY_UNROLL(16)
+  for (size_t q = 0; q < kP; ++q) {
+    if (q >= valid) break;
+    if constexpr (!kMax) {
+      const VF div = hn::Set(d, divisor[q]);
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) acc[q][j] = hn::Div(acc[q][j], div);
+    }
+    if constexpr (kStream) {
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) hn::Stream(acc[q][j], d, y0[q] + j * hn::Lanes(d));
+    } else {
+      StoreVecs<kVecs>(acc[q], last, y0[q]);
+    }
+  }
+}
+
+// One step of channels of window ow with WindowMax's exact selection (rows that may hold a NaN).
+template <bool kStream, size_t kVecs>
+HWY_INLINE void PoolWindowExactMax(const WindowAt& w, MF last, float* y0) {
+  const DF d;
+  VF v[kVecs], unused[kVecs];
+  WindowMax<kVecs, false>(w, last, v, unused);
+  if constexpr (kStream) {
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) hn::Stream(v[j], d, y0 + j * hn::Lanes(d));
+  } else {
+    StoreVecs<kVecs>(v, last, y0);
+  }
+}
+
+// The output columns whose windows lie wholly inside the input along W: [begin, end).
+struct FullCols {
+  int64_t begin, end;
+};
+
+FullCols FullColsOf(const Pool2dProblem& p) {
+  const int64_t begin = std::min(p.ow, (p.pad.left + p.stride_w - 1) / p.stride_w);
+  const int64_t last = p.iw + p.pad.left - p.kw;  // the start of the last full window, padded
+  const int64_t end = last < 0 ? 0 : std::min(p.ow, last / p.stride_w + 1);
+  return {begin, std::max(begin, end)};
+}
+
 // Output row oh of image n: y(n, oh, ow, c) for every ow and c. With kStream, y is vector-aligned,
-// C a multiple of the vector length, and every store a streaming store.
+// C a multiple of the vector length, and every store a streaming store. `exact`: the window rows
+// may hold a NaN, so max pooling takes WindowMax's selection.
 template <bool kMax, bool kStream>
-void PoolFwdRow(const Pool2dProblem& p, const float* x, float* y, int64_t n, int64_t oh) {
+void PoolFwdRow(const Pool2dProblem& p, const FullCols& full, const float* x, float* y, int64_t n,
+                int64_t oh, bool exact) {
   const PoolSpan rows = PoolRows(p, oh);
   const float* image = x + n * p.ih * p.iw * p.c;
   float* y_row = y + (n * p.oh + oh) * p.ow * p.c;
-  for (int64_t ow = 0; ow < p.ow; ++ow) {
-    const PoolSpan cols = PoolCols(p, ow);
-    const float* x0 = image + (rows.begin * p.iw + cols.begin) * p.c;
-    float* y0 = y_row + ow * p.c;
-    const WindowAt w{x0, rows.end - rows.begin, cols.end - cols.begin, p.c, p.iw * p.c};
-    const float divisor = kMax ? 1.0f : PoolDivisor(p, rows, cols);
-    if (!kStream && p.c > kWideC) {
-      PoolFwdWindowWide<kMax>(w, divisor, y0);
-      continue;
+  const float* x_rows = image + rows.begin * p.iw * p.c;
+  const int64_t height = rows.end - rows.begin;
+  if (!kStream && p.c > kWideC) {
+    for (int64_t ow = 0; ow < p.ow; ++ow) {
+      const PoolSpan cols = PoolCols(p, ow);
+      const WindowAt w{x_rows + cols.begin * p.c, height, cols.end - cols.begin, p.c, p.iw * p.c};
+      PoolFwdWindowWide<kMax>(w, kMax ? 1.0f : PoolDivisor(p, rows, cols), y_row + ow * p.c);
     }
-    ForEachChannelStep(0, p.c, [&]<size_t kVecs>(int64_t c0, MF last) {
-      const WindowAt wc{w.x0 + c0, w.rows, w.cols, w.c, w.row_stride};
-      VF v[kVecs];
-      if constexpr (kMax) {
-        VF unused[kVecs];
-        WindowMax<kVecs, false>(wc, last, v, unused);
-      } else {
-        WindowSum<kVecs>(wc, last, v);
-        // A division, not a multiplication by the reciprocal: the reference's bits.
-        const VF div = hn::Set(DF(), divisor);
-        HWY_UNROLL(16)
-        for (size_t j = 0; j < kVecs; ++j) v[j] = hn::Div(v[j], div);
-      }
-      if constexpr (kStream) {
-        const DF d;
-        HWY_UNROLL(16)
-        for (size_t j = 0; j < kVecs; ++j) hn::Stream(v[j], d, y0 + c0 + j * hn::Lanes(d));
-      } else {
-        StoreVecs<kVecs>(v, last, y0 + c0);
-      }
-    });
+    return;
   }
+  FullCols per_pixel = full;
+  if (p.stride_w == 1 && !(kMax && exact) && full.begin < full.end) {
+    // At stride 1 the full windows' outputs, (ow, c) flattened, read x at the same flat offsets
+    // shifted by i * C: one sequence of vectors whatever C (5 or 33 channels waste no lanes).
+    const float* x_flat = x_rows + (full.begin - p.pad.left) * p.c;
+    float* y_flat = y_row + full.begin * p.c;
+    const float divisor[1] = {kMax ? 1.0f : PoolDivisor(p, rows, PoolCols(p, full.begin))};
+    ForEachChannelStep(0, (full.end - full.begin) * p.c, [&]<size_t kVecs>(int64_t j, MF last) {
+      const float* x0[1] = {x_flat + j};
+      float* const y0[1] = {y_flat + j};
+      PoolWindows<kMax, kStream, 1, kVecs>(x0, y0, 1, height, p.kw, p.c, p.iw * p.c, divisor, last);
+    });
+    per_pixel = {full.begin, full.begin};
+  }
+  ForEachChannelStep(0, p.c, [&]<size_t kVecs>(int64_t c0, MF last) {
+    constexpr size_t kP = PixelsFor<kVecs>();
+    // One window, clipped or not.
+    const auto single = [&](int64_t ow) {
+      const PoolSpan cols = PoolCols(p, ow);
+      const float* x0 = x_rows + cols.begin * p.c + c0;
+      float* y0 = y_row + ow * p.c + c0;
+      if (kMax && exact) {
+        return PoolWindowExactMax<kStream, kVecs>(
+            {x0, height, cols.end - cols.begin, p.c, p.iw * p.c}, last, y0);
+      }
+      const float* x1[1] = {x0};
+      float* const y1[1] = {y0};
+      const float divisor[1] = {kMax ? 1.0f : PoolDivisor(p, rows, cols)};
+      PoolWindows<kMax, kStream, 1, kVecs>(x1, y1, 1, height, cols.end - cols.begin, p.c,
+                                           p.iw * p.c, divisor, last);
+    };
+    for (int64_t ow = 0; ow < full.begin; ++ow) single(ow);
+    if (kMax && exact) {
+      for (int64_t ow = full.begin; ow < full.end; ++ow) single(ow);
+    } else {
+      // Full windows, kP at a time (the last tile repeats its last window).
+      for (int64_t ow = per_pixel.begin; ow < per_pixel.end; ow += kP) {
+        const float* x0[kP];
+        float* y0[kP];
+        float divisor[kP];
+        HWY_UNROLL(16)
+        for (size_t q = 0; q < kP; ++q) {
+          const int64_t o = std::min(ow + static_cast<int64_t>(q), per_pixel.end - 1);
+          x0[q] = x_rows + (o * p.stride_w - p.pad.left) * p.c + c0;
+          y0[q] = y_row + o * p.c + c0;
+          divisor[q] = kMax ? 1.0f : PoolDivisor(p, rows, PoolCols(p, o));
+        }
+        const size_t valid = static_cast<size_t>(std::min<int64_t>(kP, per_pixel.end - ow));
+        PoolWindows<kMax, kStream, kP, kVecs>(x0, y0, valid, height, p.kw, p.c, p.iw * p.c, divisor,
+                                              last);
+      }
+    }
+    for (int64_t ow = full.end; ow < p.ow; ++ow) single(ow);
+  });
   if constexpr (kStream) hwy::FlushStream();  // order the streaming stores before the barrier
+}
+
+// Output rows [t0, t1) (t = n * OH + oh), in order: each input row is scanned for NaN once.
+template <bool kMax, bool kStream>
+void PoolFwdRange(const Pool2dProblem& p, const float* x, float* y, int64_t t0, int64_t t1) {
+  if (t0 >= t1) return;
+  const FullCols full = FullColsOf(p);
+  const int64_t image_size = p.ih * p.iw * p.c;
+  int64_t n = t0 / p.oh;
+  NaNRows nan_rows(x + n * image_size, p.iw * p.c);
+  for (int64_t t = t0; t < t1; ++t) {
+    if (t / p.oh != n) {
+      n = t / p.oh;
+      nan_rows = NaNRows(x + n * image_size, p.iw * p.c);
+    }
+    const int64_t oh = t % p.oh;
+    bool exact = false;
+    if constexpr (kMax) {
+      const PoolSpan rows = PoolRows(p, oh);
+      exact = nan_rows.Any(rows.begin, rows.end);
+    }
+    PoolFwdRow<kMax, kStream>(p, full, x, y, n, oh, exact);
+  }
 }
 
 template <bool kMax, bool kStream>
 void PoolFwdRows(const Pool2dArgs& a) {
   const Pool2dProblem& p = *a.p;
   const int64_t items = p.n * p.oh;
-  if (a.threads <= 1) {
-    for (int64_t t = 0; t < items; ++t) {
-      PoolFwdRow<kMax, kStream>(p, a.x, a.out, t / p.oh, t % p.oh);
-    }
-    return;
+  if (a.threads <= 1) return PoolFwdRange<kMax, kStream>(p, a.x, a.out, 0, items);
+    // Each thread takes consecutive rows (a static schedule), so the input row two windows share
+    // (stride < window) is still in its cache and scanned for NaN once.
+#pragma omp parallel num_threads(a.threads)
+  {
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    const int64_t per = items / parts, extra = items % parts;
+    const int64_t t0 = part * per + std::min(part, extra);
+    PoolFwdRange<kMax, kStream>(p, a.x, a.out, t0, t0 + per + (part < extra ? 1 : 0));
   }
-  // Static schedule: each thread takes consecutive rows, so the input row two windows share
-  // (stride < window) is still in its cache.
-#pragma omp parallel for num_threads(a.threads) schedule(static)
-  for (int64_t t = 0; t < items; ++t) PoolFwdRow<kMax, kStream>(p, a.x, a.out, t / p.oh, t % p.oh);
 }
 
 template <bool kMax>
