@@ -67,7 +67,10 @@ struct TapCols {
 
 std::vector<TapCols> MakeTapCols(const Conv2dProblem& p) {
   std::vector<TapCols> cols(static_cast<size_t>(p.kh * p.kw));
-  const auto ceil_div = [](int64_t t, int64_t s) { return t >= 0 ? (t + s - 1) / s : -(-t / s); };
+  // No t + s - 1: a stride near 2^63 is valid (one output) and would overflow it.
+  const auto ceil_div = [](int64_t t, int64_t s) {
+    return t >= 0 ? t / s + (t % s != 0) : -(-t / s);
+  };
   for (int64_t tap = 0; tap < p.kh * p.kw; ++tap) {
     TapCols& c = cols[static_cast<size_t>(tap)];
     c.kh = tap / p.kw;

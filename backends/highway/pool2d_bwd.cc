@@ -407,7 +407,8 @@ BwdSplit SplitBwd(const Pool2dProblem& p, int threads) {
 // rows a dx row can meet are computed once per item into a stack ring: R x OW x block floats.
 constexpr int64_t kShareFloats = 24 * 1024;
 
-int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+// Neither form adds b: a stride near 2^63 is valid (one output) and would overflow.
+int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a - 1) / b) - 1; }
 
 // The dy rows (or columns) whose windows cover input index i: [lo, hi], empty when lo > hi.
 struct Covering {
@@ -419,7 +420,7 @@ Covering CoveringOf(int64_t i, int64_t stride, int64_t pad_before, int64_t windo
 }
 
 int64_t ShareRingRows(const Pool2dProblem& p) {
-  return std::min(p.oh, (p.kh + p.stride_h - 1) / p.stride_h);
+  return std::min(p.oh, p.kh / p.stride_h + (p.kh % p.stride_h != 0));  // ceil, no overflow
 }
 
 // Channels per block of the gather: whole vectors, the ring within kShareFloats; 0 if not even
