@@ -108,7 +108,9 @@ HWY_INLINE void WeightsPixels(const Conv2dProblem& p, const float* HWY_RESTRICT 
                               const float* HWY_RESTRICT dy_row, const TapRow (&taps)[kTaps],
                               int64_t ow_begin, int64_t ow_end, MF last, bool with_db,
                               VF (&acc)[kTaps][kVecs], VF (&sum)[kVecs]) {
-  const int64_t step = p.stride_w * p.ic;
+  // A tap reads two pixels of one row only when stride_w < IW; otherwise step is never used, and
+  // stride_w * IC could overflow (a stride near 2^63 is valid: one output).
+  const int64_t step = p.stride_w < p.iw ? p.stride_w * p.ic : 0;
   for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
     VF g[kVecs];
     LoadVecs<kVecs>(dy_row + ow * p.oc, last, g);
