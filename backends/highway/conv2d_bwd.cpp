@@ -87,6 +87,18 @@ BlockedWeights TransposeWeights(const Conv2dProblem& p, const float* w, int64_t 
   return wt;
 }
 
+Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const float* dy, float* dw,
+                                 float* db, int threads) {
+  Conv2dBwdWeightsArgs a;
+  a.p = &p;
+  a.x = x;
+  a.dy = dy;
+  a.dw = dw;
+  a.db = db;
+  a.threads = threads;
+  return a;
+}
+
 // Depthwise: dx and dw (+ db) by the vector-over-channels kernels, reading w in place. db alone,
 // or an empty batch, goes to the generic kernel (its bias pass and zero fill).
 void Conv2dBwdDepthwise(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
@@ -104,13 +116,7 @@ void Conv2dBwdDepthwise(const Conv2dProblem& p, const float* x, const float* w, 
     kernel.run(a);
   }
   if (dw != nullptr || db != nullptr) {
-    Conv2dBwdWeightsArgs a;
-    a.p = &p;
-    a.x = x;
-    a.dy = dy;
-    a.dw = dw;
-    a.db = db;
-    a.threads = threads;
+    const Conv2dBwdWeightsArgs a = WeightsArgs(p, x, dy, dw, db, threads);
     const Conv2dBwdWeightsKernel kernel = dw != nullptr && p.n > 0
                                               ? ChooseConv2dBwdDepthwiseWeightsKernel()
                                               : ChooseConv2dBwdWeightsKernel();
@@ -149,13 +155,7 @@ void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const flo
   if (dw != nullptr || db != nullptr || dx == nullptr) {  // nothing asked: still name the ISA
     const Conv2dBwdWeightsKernel kernel = ChooseConv2dBwdWeightsKernel();
     isa = kernel.isa;
-    Conv2dBwdWeightsArgs a;
-    a.p = &p;
-    a.x = x;
-    a.dy = dy;
-    a.dw = dw;
-    a.db = db;
-    a.threads = threads;
+    const Conv2dBwdWeightsArgs a = WeightsArgs(p, x, dy, dw, db, threads);
     kernel.run(a);
   }
   if (impl_name != nullptr) *impl_name = std::string("highway:conv_bwd:") + isa;

@@ -129,16 +129,6 @@ HWY_INLINE void WeightsPixels(const Conv2dProblem& p, const float* HWY_RESTRICT 
   }
 }
 
-// Stores kVecs accumulators to out (the last vector masked).
-template <size_t kVecs>
-HWY_INLINE void StoreVecs(const VF (&v)[kVecs], MF last, float* HWY_RESTRICT out) {
-  const DF d;
-  const size_t lanes = hn::Lanes(d);
-  HWY_UNROLL(4)
-  for (size_t j = 0; j + 1 < kVecs; ++j) hn::StoreU(v[j], d, out + j * lanes);
-  hn::BlendedStore(v[kVecs - 1], last, d, out + (kVecs - 1) * lanes);
-}
-
 // One item: the kTaps taps of tap_cols x channels [c0, c0 + cols) summed over the (n, oh) rows
 // [row_begin, row_end). Writes dw_out[t * C + c] (row stride C, as dw) and, if db_out is
 // non-null, db_out[c].

@@ -34,6 +34,16 @@ HWY_INLINE void LoadVecs(const float* HWY_RESTRICT p, MF last, VF (&v)[kVecs]) {
   v[kVecs - 1] = hn::MaskedLoad(last, d, p + (kVecs - 1) * lanes);
 }
 
+// Stores kVecs vectors at p, the last one only its lanes in `last`.
+template <size_t kVecs>
+HWY_INLINE void StoreVecs(const VF (&v)[kVecs], MF last, float* HWY_RESTRICT p) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  HWY_UNROLL(4)
+  for (size_t j = 0; j + 1 < kVecs; ++j) hn::StoreU(v[j], d, p + j * lanes);
+  hn::BlendedStore(v[kVecs - 1], last, d, p + (kVecs - 1) * lanes);
+}
+
 // Reads rows x kVecs accumulators back from y (the layout StoreTile writes), the last vector of
 // each row masked by `last`; rows at or past `rows` are left as they are.
 template <size_t kRows, size_t kVecs>

@@ -37,16 +37,6 @@ constexpr int64_t kWideC = static_cast<int64_t>(3 * kPoolVecs * hn::MaxLanes(DF(
 // Channels per pass of the pixel-major order: the accumulators (16 KB) stay in the 32 KB L1.
 constexpr int64_t kWideBlock = 4096;
 
-// Stores kVecs vectors at p, the last one only its lanes in `last`.
-template <size_t kVecs>
-HWY_INLINE void StoreVecs(const VF (&v)[kVecs], MF last, float* HWY_RESTRICT p) {
-  const DF d;
-  const size_t lanes = hn::Lanes(d);
-  HWY_UNROLL(4)
-  for (size_t j = 0; j + 1 < kVecs; ++j) hn::StoreU(v[j], d, p + j * lanes);
-  hn::BlendedStore(v[kVecs - 1], last, d, p + (kVecs - 1) * lanes);
-}
-
 // Where a window lies in an NHWC image: x0 points at its first element (row rows.begin, column
 // cols.begin) at the first channel of the step; pixels are `c` floats apart, rows `row_stride`.
 struct WindowAt {
