@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # Installs what convkit needs and is missing; does nothing when everything is there (idempotent).
 # Debian packages through apt-get, Python tooling through the first python3 on PATH (pip).
-# Usage: tools/setup.sh
+# Usage: tools/setup.sh          install what is missing
+#        tools/setup.sh --check  list every requirement as ok/missing, install nothing; exit 1 if
+#                                anything is missing
+#
+# Fresh-machine rehearsal (what a new user or a new CI machine sees; run as root):
+#   apt-get purge -y libhwy-dev libdnnl-dev ocl-icd-opencl-dev libgtest-dev libgmock-dev \
+#     libbenchmark-dev && apt-get autoremove -y
+#   python3 -m pip uninstall -y nanobind scikit-build-core pytest matplotlib
+#   git clone <this repository> /tmp/fresh && cd /tmp/fresh && tools/test.sh && tools/compare.sh ...
 set -euo pipefail
 
-# clang-14 and its runtimes build the libFuzzer target (the `fuzz` preset, tools/fuzz.sh).
+# - libdnnl-dev: Debian's oneDNN is built with its OpenCL GPU runtime, so its CMake package
+#   (dnnl-config.cmake) calls find_package(OpenCL); libdnnl-dev only *recommends*
+#   ocl-icd-opencl-dev and we install without recommends, so it is named here explicitly.
+# - clang-14 and its runtimes build the libFuzzer target (the `fuzz` preset, tools/fuzz.sh).
 debian_packages=(
   cmake g++ make pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
-  libhwy-dev libdnnl-dev
+  libhwy-dev libdnnl-dev ocl-icd-opencl-dev
   clang-format
   clang-14 libclang-rt-14-dev libomp-14-dev
 )
@@ -21,27 +32,57 @@ python_packages=(
   scikit_build_core:scikit-build-core
 )
 
-missing=()
+check_only=0
+case ${1:-} in
+  --check) check_only=1 ;;
+  "") ;;
+  *)
+    echo "setup: unknown argument '$1' (expected nothing or --check)" >&2
+    exit 2
+    ;;
+esac
+
+python=${PYTHON:-python3}
+
+missing_debian=()
 for package in "${debian_packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$package")
+  if dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    ((check_only)) && echo "ok       debian  $package"
+  else
+    ((check_only)) && echo "missing  debian  $package"
+    missing_debian+=("$package")
   fi
 done
-if ((${#missing[@]})); then
-  echo "setup: installing Debian packages: ${missing[*]}"
+missing_python=()
+for entry in "${python_packages[@]}"; do
+  if "$python" -c "import ${entry%%:*}" 2>/dev/null; then
+    ((check_only)) && echo "ok       pip     ${entry##*:} ($python)"
+  else
+    ((check_only)) && echo "missing  pip     ${entry##*:} ($python)"
+    missing_python+=("${entry##*:}")
+  fi
+done
+
+if ((check_only)); then
+  count=$((${#missing_debian[@]} + ${#missing_python[@]}))
+  if ((count)); then
+    echo "setup: $count missing; tools/setup.sh installs them"
+    exit 1
+  fi
+  echo "setup: everything convkit needs is installed"
+  exit 0
+fi
+
+if ((${#missing_debian[@]})); then
+  echo "setup: installing Debian packages: ${missing_debian[*]}"
   sudo=""
   if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing_debian[@]}"
 fi
-
-python=${PYTHON:-python3}
-missing=()
-for entry in "${python_packages[@]}"; do
-  if ! "$python" -c "import ${entry%%:*}" 2>/dev/null; then missing+=("${entry##*:}"); fi
-done
-if ((${#missing[@]})); then
-  echo "setup: installing Python packages for $python: ${missing[*]}"
-  "$python" -m pip install --quiet --disable-pip-version-check "${missing[@]}"
+if ((${#missing_python[@]})); then
+  echo "setup: installing Python packages for $python: ${missing_python[*]}"
+  "$python" -m pip install --quiet --disable-pip-version-check "${missing_python[@]}"
 fi
 echo "setup: everything convkit needs is installed"
