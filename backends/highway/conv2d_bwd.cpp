@@ -1,9 +1,11 @@
-// Backward convolution of the Highway backend: weight transposition, threading policy, and the
-// calls into the per-target kernels (conv2d_bwd_data.cc, conv2d_bwd_weights.cc).
+// Backward convolution plans of the Highway backend: weight transposition (once per plan and per
+// set_weights), threading policy, and the calls into the per-target kernels (conv2d_bwd_data.cc,
+// conv2d_bwd_weights.cc, conv2d_bwd_depthwise_*.cc). One-shot calls create a plan and run it.
 #include "backends/highway/conv2d_bwd.hpp"
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,31 +62,40 @@ void TransposeBlockTap(const float* src, int64_t src_stride, int64_t cols, int64
   }
 }
 
-// Every (group, block, tap) slab transposed by TransposeBlockTap, the slabs split over `threads`.
-BlockedWeights TransposeWeights(const Conv2dProblem& p, const float* w, int64_t block_cols,
-                                int threads) {
+// The layout of w^T in column blocks of block_cols: strides of a block and of a group.
+BlockedWeights BlockedLayout(const Conv2dProblem& p, int64_t block_cols) {
   const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group(), taps = p.kh * p.kw;
   const int64_t blocks = (icg + block_cols - 1) / block_cols;
   BlockedWeights wt;
   wt.block_stride = taps * ocg * block_cols;
   wt.group_stride = blocks * wt.block_stride;
   wt.data = hwy::AllocateAligned<float>(static_cast<size_t>(
-      std::max<int64_t>(1, p.groups * wt.group_stride)));  // every element is written below
+      std::max<int64_t>(1, p.groups * wt.group_stride)));  // every element is written by Transpose
+  return wt;
+}
+
+// Every (group, block, tap) slab of w transposed by TransposeBlockTap into wt (BlockedLayout's),
+// the slabs split over `threads`.
+void TransposeWeights(const Conv2dProblem& p, const float* w, int64_t block_cols, int threads,
+                      BlockedWeights* wt) {
+  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group(), taps = p.kh * p.kw;
+  const int64_t blocks = (icg + block_cols - 1) / block_cols;
   const int64_t slabs = p.groups * blocks * taps;
+  float* out = wt->data.get();
+  const int64_t group_stride = wt->group_stride, block_stride = wt->block_stride;
   const auto run_slab = [&](int64_t s) {
     const int64_t tap = s % taps, b = (s / taps) % blocks, g = s / (taps * blocks);
     const int64_t ic0 = b * block_cols;
-    TransposeBlockTap(
-        w + (tap * icg + ic0) * p.oc + g * ocg, p.oc, std::min(block_cols, icg - ic0), block_cols,
-        ocg, wt.data.get() + g * wt.group_stride + b * wt.block_stride + tap * ocg * block_cols);
+    TransposeBlockTap(w + (tap * icg + ic0) * p.oc + g * ocg, p.oc, std::min(block_cols, icg - ic0),
+                      block_cols, ocg,
+                      out + g * group_stride + b * block_stride + tap * ocg * block_cols);
   };
   if (threads <= 1) {
     for (int64_t s = 0; s < slabs; ++s) run_slab(s);
-    return wt;
+    return;
   }
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t s = 0; s < slabs; ++s) run_slab(s);
-  return wt;
 }
 
 Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const float* dy, float* dw,
@@ -99,66 +110,77 @@ Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const f
   return a;
 }
 
-// Depthwise: dx and dw (+ db) by the vector-over-channels kernels, reading w in place. db alone,
-// or an empty batch, goes to the generic kernel (its bias pass and zero fill).
-void Conv2dBwdDepthwise(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
-                        float* dx, float* dw, float* db, int threads, std::string* impl_name) {
-  const char* isa = "";
-  if (dx != nullptr) {
-    const Conv2dBwdDataKernel kernel = ChooseConv2dBwdDepthwiseDataKernel();
-    isa = kernel.isa;
-    Conv2dBwdDataArgs a;
-    a.p = &p;
-    a.dy = dy;
-    a.w_hwio = w;
-    a.dx = dx;
-    a.threads = threads;
-    kernel.run(a);
+// A plan: the kernels chosen once, w copied (HWIO: the depthwise and narrow-channel data kernels
+// read it in place) and, for backward data of other problems, transposed into column blocks.
+class Conv2dBwdPlan final : public Conv2dBwdImpl {
+ public:
+  Conv2dBwdPlan(const Conv2dProblem& p, const float* w, const Conv2dGradsWanted& wanted)
+      : p_(p),
+        wanted_(wanted),
+        threads_(p.flops() < kSerialFlops ? 1 : num_threads()),
+        data_(p.depthwise() ? ChooseConv2dBwdDepthwiseDataKernel() : ChooseConv2dBwdDataKernel()),
+        // The depthwise weights kernel needs dw and a batch; db alone goes to the generic one.
+        weights_(p.depthwise() && wanted.dw && p.n > 0 ? ChooseConv2dBwdDepthwiseWeightsKernel()
+                                                       : ChooseConv2dBwdWeightsKernel()) {
+    if (wanted_.dx) {
+      w_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
+      if (!p.depthwise()) {
+        zeros_.assign(static_cast<size_t>(std::max<int64_t>(p.oc, 1)), 0.0f);
+        const Conv2dFwdKernel shape{nullptr, data_.lanes, data_.max_vecs, data_.isa};
+        block_cols_ =
+            VecsPerBlock(shape, p.ic_per_group(), p.kh * p.kw * p.oc_per_group()) * data_.lanes;
+        wt_ = BlockedLayout(p, block_cols_);
+        TransposeWeights(p_, w_.data(), block_cols_, threads_, &wt_);
+      }
+    }
   }
-  if (dw != nullptr || db != nullptr) {
-    const Conv2dBwdWeightsArgs a = WeightsArgs(p, x, dy, dw, db, threads);
-    const Conv2dBwdWeightsKernel kernel = dw != nullptr && p.n > 0
-                                              ? ChooseConv2dBwdDepthwiseWeightsKernel()
-                                              : ChooseConv2dBwdWeightsKernel();
-    isa = kernel.isa;
-    kernel.run(a);
+
+  void set_weights(const float* w) override {
+    if (!wanted_.dx) return;  // dw and db do not read w
+    std::copy(w, w + w_.size(), w_.begin());
+    if (wt_.data) TransposeWeights(p_, w_.data(), block_cols_, threads_, &wt_);
   }
-  if (impl_name != nullptr) *impl_name = std::string("highway:conv_bwd_depthwise:") + isa;
-}
+
+  void run(const float* x, const float* dy, float* dx, float* dw, float* db) const override {
+    const int threads = threads_ > 1 ? num_threads() : 1;
+    if (wanted_.dx) {
+      Conv2dBwdDataArgs a;
+      a.p = &p_;
+      a.dy = dy;
+      if (wt_.data) {
+        a.w = {wt_.data.get(), block_cols_, wt_.group_stride, wt_.block_stride, block_cols_};
+      }
+      a.zeros = zeros_.data();
+      a.w_hwio = w_.data();
+      a.dx = dx;
+      a.threads = threads;
+      data_.run(a);
+    }
+    if (wanted_.dw || wanted_.db) weights_.run(WeightsArgs(p_, x, dy, dw, db, threads));
+  }
+
+  std::string name() const override {
+    const char* isa = wanted_.dw || wanted_.db ? weights_.isa : data_.isa;
+    return std::string(p_.depthwise() ? "highway:conv_bwd_depthwise:" : "highway:conv_bwd:") + isa;
+  }
+
+ private:
+  const Conv2dProblem p_;
+  const Conv2dGradsWanted wanted_;
+  const int threads_;  // 1: too small for a parallel region
+  const Conv2dBwdDataKernel data_;
+  const Conv2dBwdWeightsKernel weights_;
+  AlignedFloats w_;  // HWIO, when dx is wanted
+  AlignedFloats zeros_;
+  int64_t block_cols_ = 0;
+  BlockedWeights wt_;  // w^T in column blocks, when dx is wanted and not depthwise
+};
 
 }  // namespace
 
-void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
-               float* dw, float* db, std::string* impl_name) {
-  const int threads = p.flops() < kSerialFlops ? 1 : num_threads();
-  if (p.depthwise()) return Conv2dBwdDepthwise(p, x, w, dy, dx, dw, db, threads, impl_name);
-  const char* isa = "";
-  if (dx != nullptr) {
-    const Conv2dBwdDataKernel kernel = ChooseConv2dBwdDataKernel();
-    isa = kernel.isa;
-    const AlignedFloats zeros(static_cast<size_t>(std::max<int64_t>(p.oc, 1)), 0.0f);
-    const int64_t icg = p.ic_per_group();
-    const Conv2dFwdKernel shape{nullptr, kernel.lanes, kernel.max_vecs, kernel.isa};
-    const int64_t block_cols =
-        VecsPerBlock(shape, icg, p.kh * p.kw * p.oc_per_group()) * kernel.lanes;
-    const BlockedWeights wt = TransposeWeights(p, w, block_cols, threads);
-    Conv2dBwdDataArgs a;
-    a.p = &p;
-    a.dy = dy;
-    a.w = {wt.data.get(), block_cols, wt.group_stride, wt.block_stride, block_cols};
-    a.zeros = zeros.data();
-    a.w_hwio = w;
-    a.dx = dx;
-    a.threads = threads;
-    kernel.run(a);
-  }
-  if (dw != nullptr || db != nullptr || dx == nullptr) {  // nothing asked: still name the ISA
-    const Conv2dBwdWeightsKernel kernel = ChooseConv2dBwdWeightsKernel();
-    isa = kernel.isa;
-    const Conv2dBwdWeightsArgs a = WeightsArgs(p, x, dy, dw, db, threads);
-    kernel.run(a);
-  }
-  if (impl_name != nullptr) *impl_name = std::string("highway:conv_bwd:") + isa;
+std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
+                                               const Conv2dGradsWanted& wanted) {
+  return std::make_unique<Conv2dBwdPlan>(p, w, wanted);
 }
 
 }  // namespace convkit::internal::highway

@@ -7,8 +7,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "api/src/backend.hpp"
 #include "api/src/problem.hpp"
 #include "backends/highway/conv2d_fwd.hpp"
 
@@ -62,12 +64,13 @@ Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsKernel();
 Conv2dBwdDataKernel ChooseConv2dBwdDepthwiseDataKernel();
 Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
 
-// The backend's entry point: any of dx, dw, db may be null (skipped); each is overwritten, dw and
-// db are zeros when p.n == 0. Depthwise problems run the depthwise kernels ("highway:
-// conv_bwd_depthwise:<isa>"), allocating only per-chunk dw partials; the others allocate the
-// transposed weights (w's size, in whole column blocks) and a zero row when dx is asked for
-// ("highway:conv_bwd:<isa>"). Stores the name in impl_name if non-null.
-void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
-               float* dw, float* db, std::string* impl_name);
+// The backend's plan: computes the wanted gradients, each overwritten, dw and db zeros when
+// p.n == 0. Depthwise problems run the depthwise kernels ("highway:conv_bwd_depthwise:<isa>"); the
+// others ("highway:conv_bwd:<isa>") read w transposed into column blocks, made at creation (and by
+// set_weights) when dx is wanted. Keeps a copy of w only when dx is wanted. Runs still allocate
+// kernel scratch: the depthwise kernels' per-chunk dw partials and tap lists, the narrow-channel
+// data kernel's w^T and tile, the weights kernel's packing panels (README, "Plans and allocation").
+std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
+                                               const Conv2dGradsWanted& wanted);
 
 }  // namespace convkit::internal::highway
