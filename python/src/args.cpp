@@ -80,6 +80,11 @@ Pads parse_pads(std::string_view op, std::string_view arg, nb::handle value) {
                 repr_string(value));
 }
 
+Dims parse_dims(std::string_view op, std::string_view arg, nb::handle value) {
+  if (auto dims = parse_ints<4>(op, arg, value)) return *dims;
+  fail_argument(op, arg, "a shape of 4 ints (N, H, W, C)", repr_string(value));
+}
+
 Activation parse_activation(std::string_view op, const std::optional<std::string>& activation) {
   if (!activation) return Activation::kNone;
   if (*activation == "relu") return Activation::kRelu;

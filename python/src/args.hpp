@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "convkit/params.hpp"
+#include "convkit/tensor.hpp"
 
 namespace convkit::python {
 
@@ -24,6 +25,9 @@ std::array<int64_t, 2> parse_pair(std::string_view op, std::string_view arg,
 
 // An int p (every side), a pair (pad_h, pad_w) or a 4-tuple (top, bottom, left, right).
 Pads parse_pads(std::string_view op, std::string_view arg, nanobind::handle value);
+
+// A shape of 4 ints (a tuple, list or any sequence), e.g. x_shape=(N, H, W, C).
+Dims parse_dims(std::string_view op, std::string_view arg, nanobind::handle value);
 
 // None or "relu".
 Activation parse_activation(std::string_view op, const std::optional<std::string>& activation);

@@ -13,16 +13,10 @@ namespace nb = nanobind;
 
 namespace convkit::python {
 
-namespace {
-
-constexpr std::string_view kActivationLayout = "(N, H, W, C)";
-constexpr std::string_view kWeightsLayout = "(KH, KW, C_in / groups, C_out)";
-
 std::string_view backend_name(const std::optional<std::string>& backend) {
   return backend ? std::string_view(*backend) : std::string_view();
 }
 
-// The convolution parameters given by the Python arguments; the kernel size is w's.
 Conv2dParams conv2d_params(std::string_view op, const Dims& w_dims, nb::handle stride,
                            nb::handle padding, nb::handle dilation, nb::handle groups,
                            Activation activation) {
@@ -41,7 +35,6 @@ Conv2dParams conv2d_params(std::string_view op, const Dims& w_dims, nb::handle s
   return params;
 }
 
-// The pooling parameters given by the Python arguments; stride None means the window (PyTorch).
 Pool2dParams pool2d_params(std::string_view op, nb::handle window, nb::handle stride,
                            nb::handle padding, std::string_view mode, bool ceil_mode,
                            bool count_include_pad) {
@@ -59,6 +52,11 @@ Pool2dParams pool2d_params(std::string_view op, nb::handle window, nb::handle st
   params.count_include_pad = count_include_pad;
   return params;
 }
+
+namespace {
+
+constexpr std::string_view kActivationLayout = "(N, H, W, C)";
+constexpr std::string_view kWeightsLayout = "(KH, KW, C_in / groups, C_out)";
 
 // The dims `dims_of` returns; its errors, which name the dims function `dims_op`, are rethrown
 // naming `op`, the operation the caller called.

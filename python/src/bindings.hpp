@@ -7,11 +7,26 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 
+#include "convkit/params.hpp"
 #include "python/src/arrays.hpp"
 
 namespace convkit::python {
+
+// The backend argument: None is empty (CONVKIT_BACKEND, else auto).
+std::string_view backend_name(const std::optional<std::string>& backend);
+
+// The convolution parameters given by the Python arguments; the kernel size is w's.
+Conv2dParams conv2d_params(std::string_view op, const Dims& w_dims, nanobind::handle stride,
+                           nanobind::handle padding, nanobind::handle dilation,
+                           nanobind::handle groups, Activation activation);
+
+// The pooling parameters given by the Python arguments; stride None means the window (PyTorch).
+Pool2dParams pool2d_params(std::string_view op, nanobind::handle window, nanobind::handle stride,
+                           nanobind::handle padding, std::string_view mode, bool ceil_mode,
+                           bool count_include_pad);
 
 // y = activation(conv2d(x, w) + b): x (N, H, W, C_in), w (KH, KW, C_in / groups, C_out), b None or
 // C_out elements of any shape (the seed's (1, 1, 1, C_out) included).
