@@ -9,6 +9,23 @@
 
 namespace convkit::internal {
 
+// The post-ops fused at the end of a forward convolution, plain or transposed (DESIGN §3): bias
+// (held by the problem), then a residual r given at run time -- before the activation or after it
+// -- then the activation. Validated: activation is an enum value, alpha and beta are finite where
+// used, clip's alpha <= beta. A backend's kernel receives r as a nullable pointer of y's dims
+// (r may equal y, never overlap x).
+struct PostOps {
+  Activation activation = Activation::kNone;
+  float alpha = 0.0f;  // clip: lo; leaky_relu: slope; hardsigmoid: alpha
+  float beta = 0.0f;   // clip: hi; hardsigmoid: beta
+  bool residual_after_activation = false;
+
+  bool has_activation() const { return activation != Activation::kNone; }
+  // "", "relu", "clip:0:6", "leaky_relu:0.1", "hardsigmoid:0.2:0.5", ..., followed by
+  // " residual_after" when residual_after_activation (for problems' to_string).
+  std::string to_string() const;
+};
+
 struct Conv2dProblem {
   int64_t n = 0;  // batch; may be 0
   int64_t ih = 0, iw = 0, ic = 0;
@@ -18,7 +35,7 @@ struct Conv2dProblem {
   int64_t dilation_h = 1, dilation_w = 1;  // 1 = dense
   Pads pad;
   int64_t groups = 1;
-  Activation activation = Activation::kNone;
+  PostOps post_ops;
   bool has_bias = false;
 
   int64_t ic_per_group() const { return ic / groups; }
@@ -27,6 +44,37 @@ struct Conv2dProblem {
   // Nominal FLOPs of the forward pass: 2 * N * OH * OW * OC * KH * KW * IC / groups.
   double flops() const;
   // "n2 ih5 iw7 ic4 oc8 oh3 ow4 k3x3 s2x2 p1,1,1,1 d1x1 g1 bias relu".
+  std::string to_string() const;
+};
+
+// A transposed convolution, held as the convolution whose backward data it is (DESIGN §3), so that
+// backends run it with their backward-data code: this op's x is `conv`'s dy {n, oh, ow, oc}, its y
+// is conv's dx {n, ih, iw, ic}, and its w {kh, kw, C_out / groups, C_in} is conv's HWIO weight.
+// conv.ih and conv.iw already include output_padding; conv.has_bias is false and conv.post_ops
+// empty: the bias and post-ops below belong to this op and come after the sum.
+//
+// conv.pad.bottom (right) is the crop pad.bottom minus stride * floor(output_padding / stride),
+// which keeps conv's output-size formula (DESIGN §4) true: it equals the crop unless
+// output_padding >= stride (allowed when dilation > output_padding), where it may be negative,
+// i.e. the convolution ignores the last input rows. Backends that cannot run a negative pad refuse.
+struct Conv2dTransposeProblem {
+  Conv2dProblem conv;
+  Pads pad;  // the crops as given
+  int64_t output_padding_h = 0, output_padding_w = 0;
+  PostOps post_ops;
+  bool has_bias = false;
+
+  // This op's extents: x {n, h, w, c_in}, y {n, oh, ow, c_out}.
+  int64_t n() const { return conv.n; }
+  int64_t h() const { return conv.oh; }
+  int64_t w() const { return conv.ow; }
+  int64_t c_in() const { return conv.oc; }
+  int64_t oh() const { return conv.ih; }
+  int64_t ow() const { return conv.iw; }
+  int64_t c_out() const { return conv.ic; }
+  // Nominal FLOPs: those of conv's backward data, 2 * N * H * W * C_in * KH * KW * C_out / groups.
+  double flops() const { return conv.flops(); }
+  // "x=1x16x16x64 w=4x4x32x64 y=1x32x32x32 s2x2 p1,1,1,1 d1x1 g1 op0x0 bias relu".
   std::string to_string() const;
 };
 

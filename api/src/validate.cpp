@@ -1,5 +1,7 @@
 #include "api/src/validate.hpp"
 
+#include <cmath>
+#include <sstream>
 #include <string>
 
 namespace convkit::internal {
@@ -101,10 +103,8 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   check_at_least(op, "params.dilation_w", params.dilation_w, 1);
   check_at_least(op, "params.groups", params.groups, 1);
   check_pads(op, params.pad);
-  if (params.activation != Activation::kNone && params.activation != Activation::kRelu) {
-    fail(ErrorCode::kInvalidArgument, op, "params.activation", "kNone or kRelu",
-         str(static_cast<int64_t>(params.activation)));
-  }
+  const PostOps post_ops = make_post_ops(op, params.activation, params.activation_alpha,
+                                         params.activation_beta, params.residual_after_activation);
   check_activation_dims(op, "x", x_dims);
 
   const int64_t ic = x_dims[3];
@@ -139,7 +139,7 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   p.dilation_w = params.dilation_w;
   p.pad = params.pad;
   p.groups = groups;
-  p.activation = params.activation;
+  p.post_ops = post_ops;
   p.has_bias = has_bias;
   const int64_t span_h = checked_add(
       op, "params.dilation_h", checked_mul(op, "params.dilation_h", p.dilation_h, p.kh - 1), 1);
@@ -151,6 +151,168 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
                        span_w, p.stride_w, false);
   checked_elements(op, "y", {p.n, p.oh, p.ow, p.oc});
   return p;
+}
+
+namespace {
+
+// PyTorch's rule: 0 <= output_padding < stride or < dilation along the axis.
+void check_output_padding(std::string_view op, std::string_view arg, int64_t output_padding,
+                          int64_t stride, int64_t dilation) {
+  check_at_least(op, arg, output_padding, 0);
+  if (output_padding >= stride && output_padding >= dilation) {
+    fail(ErrorCode::kInvalidArgument, op, arg,
+         "< stride = " + str(stride) + " or < dilation = " + str(dilation), str(output_padding));
+  }
+}
+
+// (extent - 1) * stride - before - after + dilation * (kernel - 1) + output_padding + 1, the
+// transposed convolution's output extent along one axis; an error when it is below 1.
+int64_t transpose_output_extent(std::string_view op, std::string_view axis, int64_t extent,
+                                int64_t stride, int64_t before, int64_t after, int64_t dilation,
+                                int64_t kernel, int64_t output_padding) {
+  const int64_t full = checked_add(op, axis,
+                                   checked_add(op, axis, checked_mul(op, axis, extent - 1, stride),
+                                               checked_mul(op, axis, dilation, kernel - 1)),
+                                   output_padding + 1);
+  // full >= 1 and the pads >= 0: each comparison and difference below fits in int64.
+  if (before > full - 1 || after > full - 1 - before) {
+    fail(ErrorCode::kInvalidArgument, op, axis,
+         "an output extent >= 1 (the full output " + str(full) + " minus the pads)",
+         str(full) + " - " + str(before) + " - " + str(after) + " < 1");
+  }
+  return full - before - after;
+}
+
+}  // namespace
+
+Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
+                                                     const Conv2dTransposeParams& params,
+                                                     const Dims& x_dims, const Dims& w_dims,
+                                                     bool has_bias) {
+  check_at_least(op, "params.kernel_h", params.kernel_h, 1);
+  check_at_least(op, "params.kernel_w", params.kernel_w, 1);
+  check_at_least(op, "params.stride_h", params.stride_h, 1);
+  check_at_least(op, "params.stride_w", params.stride_w, 1);
+  check_at_least(op, "params.dilation_h", params.dilation_h, 1);
+  check_at_least(op, "params.dilation_w", params.dilation_w, 1);
+  check_at_least(op, "params.groups", params.groups, 1);
+  check_pads(op, params.pad);
+  check_output_padding(op, "params.output_padding_h", params.output_padding_h, params.stride_h,
+                       params.dilation_h);
+  check_output_padding(op, "params.output_padding_w", params.output_padding_w, params.stride_w,
+                       params.dilation_w);
+  const PostOps post_ops = make_post_ops(op, params.activation, params.activation_alpha,
+                                         params.activation_beta, params.residual_after_activation);
+  check_activation_dims(op, "x", x_dims);
+
+  const int64_t c_in = x_dims[3];
+  const int64_t groups = params.groups;
+  if (c_in % groups != 0) {
+    fail(ErrorCode::kInvalidArgument, op, "params.groups", "a divisor of C_in = " + str(c_in),
+         str(groups));
+  }
+  const int64_t c_out_per_group = w_dims[2];
+  if (c_out_per_group < 1) {
+    fail(ErrorCode::kShapeMismatch, op, "w", "C_out / groups (dims[2]) >= 1", to_string(w_dims));
+  }
+  const int64_t c_out = checked_mul(op, "w", c_out_per_group, groups);
+  const Dims w_expected = {params.kernel_h, params.kernel_w, c_out_per_group, c_in};
+  if (w_dims != w_expected) {
+    fail(ErrorCode::kShapeMismatch, op, "w",
+         "dims " + to_string(w_expected) + " (KH, KW, C_out / groups, C_in)", to_string(w_dims));
+  }
+  checked_elements(op, "w", w_dims);
+
+  Conv2dTransposeProblem t;
+  t.pad = params.pad;
+  t.output_padding_h = params.output_padding_h;
+  t.output_padding_w = params.output_padding_w;
+  t.post_ops = post_ops;
+  t.has_bias = has_bias;
+  Conv2dProblem& p = t.conv;
+  p.n = x_dims[0];
+  p.oh = x_dims[1];
+  p.ow = x_dims[2];
+  p.oc = c_in;
+  p.ic = c_out;
+  p.kh = params.kernel_h;
+  p.kw = params.kernel_w;
+  p.stride_h = params.stride_h;
+  p.stride_w = params.stride_w;
+  p.dilation_h = params.dilation_h;
+  p.dilation_w = params.dilation_w;
+  p.groups = groups;
+  p.ih = transpose_output_extent(op, "y height", p.oh, p.stride_h, params.pad.top,
+                                 params.pad.bottom, p.dilation_h, p.kh, params.output_padding_h);
+  p.iw = transpose_output_extent(op, "y width", p.ow, p.stride_w, params.pad.left, params.pad.right,
+                                 p.dilation_w, p.kw, params.output_padding_w);
+  p.pad = params.pad;
+  p.pad.bottom -= params.output_padding_h / p.stride_h * p.stride_h;
+  p.pad.right -= params.output_padding_w / p.stride_w * p.stride_w;
+  checked_elements(op, "y", {p.n, p.ih, p.iw, p.ic});
+  return t;
+}
+
+namespace {
+
+std::string str(float v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+void check_finite(std::string_view op, std::string_view arg, float value, Activation activation) {
+  if (!std::isfinite(value)) {
+    fail(ErrorCode::kInvalidArgument, op, arg,
+         std::string("a finite value for ") + activation_name(activation), str(value));
+  }
+}
+
+}  // namespace
+
+PostOps make_post_ops(std::string_view op, Activation activation, float alpha, float beta,
+                      bool residual_after_activation) {
+  const auto raw = static_cast<int64_t>(activation);
+  if (raw < static_cast<int64_t>(Activation::kNone) ||
+      raw > static_cast<int64_t>(Activation::kGelu)) {
+    fail(ErrorCode::kInvalidArgument, op, "params.activation",
+         "an Activation from kNone (0) to kGelu (10)", str(raw));
+  }
+  switch (activation) {
+    case Activation::kClip:
+      check_finite(op, "params.activation_alpha", alpha, activation);
+      check_finite(op, "params.activation_beta", beta, activation);
+      if (alpha > beta) {
+        fail(ErrorCode::kInvalidArgument, op, "params.activation_alpha",
+             "clip's lo (alpha) <= hi (beta) = " + str(beta), str(alpha));
+      }
+      break;
+    case Activation::kLeakyRelu:
+      check_finite(op, "params.activation_alpha", alpha, activation);
+      break;
+    case Activation::kHardSigmoid:
+      check_finite(op, "params.activation_alpha", alpha, activation);
+      check_finite(op, "params.activation_beta", beta, activation);
+      break;
+    default:
+      break;
+  }
+  PostOps post_ops;
+  post_ops.activation = activation;
+  post_ops.alpha = alpha;
+  post_ops.beta = beta;
+  post_ops.residual_after_activation = residual_after_activation;
+  return post_ops;
+}
+
+void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, TensorView y,
+                    const Dims& y_dims) {
+  check_tensor(op, "r", r, y_dims);
+  const int64_t size = num_elements(y_dims);
+  if (r.data != y.data) {
+    check_no_overlap(op, {{"r", r.data, size}}, {{"y", y.data, size}});
+  }
+  check_no_overlap(op, {{"r", r.data, size}}, {{"x", x.data, num_elements(x.dims)}});
 }
 
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
@@ -208,10 +370,10 @@ Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& param
   return p;
 }
 
-void check_backward_activation(std::string_view op, const Conv2dParams& params) {
-  if (params.activation != Activation::kNone) {
+void check_backward_activation(std::string_view op, Activation activation) {
+  if (activation != Activation::kNone) {
     fail(ErrorCode::kInvalidArgument, op, "params.activation",
-         "kNone (apply the activation's gradient to dy first)", "kRelu");
+         "kNone (apply the activation's gradient to dy first)", activation_name(activation));
   }
 }
 

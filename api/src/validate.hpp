@@ -26,12 +26,31 @@ namespace convkit::internal {
 Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& params,
                                   const Dims& x_dims, const Dims& w_dims, bool has_bias);
 
+// The same for a transposed convolution: parameter ranges (output_padding below stride or
+// dilation), x dims, w dims {KH, KW, C_out / groups, C_in}, output size >= 1; returns the problem
+// with its equivalent convolution resolved (problem.hpp).
+Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
+                                                     const Conv2dTransposeParams& params,
+                                                     const Dims& x_dims, const Dims& w_dims,
+                                                     bool has_bias);
+
+// The post-ops of a forward convolution (plain or transposed) from the fields of its params; errors
+// name params.activation, params.activation_alpha, params.activation_beta.
+PostOps make_post_ops(std::string_view op, Activation activation, float alpha, float beta,
+                      bool residual_after_activation);
+
+// A residual r of a forward convolution: dims y_dims, non-null data, either exactly y's memory (an
+// in-place residual) or disjoint from it, and disjoint from x. Errors name `r`.
+void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, TensorView y,
+                    const Dims& y_dims);
+
 // The same for pooling; applies global pooling and ceil_mode.
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
                                   const Dims& x_dims);
 
-// A backward convolution's params.activation is kNone (the caller applies its gradient to dy).
-void check_backward_activation(std::string_view op, const Conv2dParams& params);
+// A backward (plain or transposed) convolution's params.activation is kNone: the caller applies
+// the activation's gradient to dy.
+void check_backward_activation(std::string_view op, Activation activation);
 
 // Activation dims {N >= 0, H >= 1, W >= 1, C >= 1} whose element count fits in int64_t.
 void check_activation_dims(std::string_view op, std::string_view arg, const Dims& dims);

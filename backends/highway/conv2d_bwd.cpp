@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,70 +111,93 @@ Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const f
   return a;
 }
 
-// A plan: the kernels chosen once, w copied (HWIO: the depthwise and narrow-channel data kernels
-// read it in place) and, for backward data of other problems, transposed into column blocks.
+int ThreadsFor(const Conv2dProblem& p) { return p.flops() < kSerialFlops ? 1 : num_threads(); }
+
+}  // namespace
+
+Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w)
+    : p_(p),
+      kernel_(p.depthwise() ? ChooseConv2dBwdDepthwiseDataKernel() : ChooseConv2dBwdDataKernel()) {
+  if (copy_w) w_copy_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
+  w_hwio_ = copy_w ? w_copy_.data() : w;
+  if (p.depthwise()) return;  // reads w_hwio_ in place
+  zeros_ = hwy::AllocateAligned<float>(static_cast<size_t>(std::max<int64_t>(p.oc, 1)));
+  std::fill_n(zeros_.get(), std::max<int64_t>(p.oc, 1), 0.0f);
+  const int64_t icg = p.ic_per_group();
+  const Conv2dFwdKernel shape{nullptr, kernel_.lanes, kernel_.max_vecs, kernel_.isa};
+  const int64_t block_cols =
+      VecsPerBlock(shape, icg, p.kh * p.kw * p.oc_per_group()) * kernel_.lanes;
+  BlockedWeights wt = BlockedLayout(p, block_cols);
+  TransposeWeights(p, w, block_cols, ThreadsFor(p), &wt);
+  wt_layout_ = {wt.data.get(), block_cols, wt.group_stride, wt.block_stride, block_cols};
+  wt_ = std::move(wt.data);
+}
+
+void Conv2dBwdDataPlan::SetWeights(const float* w) {
+  std::copy(w, w + w_copy_.size(), w_copy_.begin());
+  if (!wt_) return;
+  BlockedWeights wt;
+  wt.data = std::move(wt_);
+  wt.group_stride = wt_layout_.group_stride;
+  wt.block_stride = wt_layout_.block_stride;
+  TransposeWeights(p_, w, wt_layout_.block_cols, ThreadsFor(p_), &wt);  // in place
+  wt_ = std::move(wt.data);
+}
+
+void Conv2dBwdDataPlan::Run(const float* dy, const DxEpilogue& epilogue, float* dx) const {
+  Conv2dBwdDataArgs a;
+  a.p = &p_;
+  a.dy = dy;
+  a.w = wt_layout_;
+  a.zeros = zeros_.get();
+  a.w_hwio = w_hwio_;
+  a.dx = dx;
+  a.epilogue = epilogue;
+  a.epilogue.dx = dx;
+  a.threads = ThreadsFor(p_);
+  kernel_.run(a);
+}
+
+std::string Conv2dBwdDataPlan::name() const {
+  return std::string(p_.depthwise() ? "conv_bwd_depthwise:" : "conv_bwd:") + kernel_.isa;
+}
+
+namespace {
+
+// The backward plan: a Conv2dBwdDataPlan (with its copy of w) for dx, the weights kernel chosen
+// once for dw and db.
 class Conv2dBwdPlan final : public Conv2dBwdImpl {
  public:
   Conv2dBwdPlan(const Conv2dProblem& p, const float* w, const Conv2dGradsWanted& wanted)
       : p_(p),
         wanted_(wanted),
-        threads_(p.flops() < kSerialFlops ? 1 : num_threads()),
-        data_(p.depthwise() ? ChooseConv2dBwdDepthwiseDataKernel() : ChooseConv2dBwdDataKernel()),
-        // The depthwise weights kernel needs dw and a batch; db alone goes to the generic one.
+        // Depthwise dw (+ db) by the vector-over-channels kernel; db alone, or an empty batch, by
+        // the generic kernel (its bias pass and zero fill).
         weights_(p.depthwise() && wanted.dw && p.n > 0 ? ChooseConv2dBwdDepthwiseWeightsKernel()
                                                        : ChooseConv2dBwdWeightsKernel()) {
-    if (wanted_.dx) {
-      w_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
-      if (!p.depthwise()) {
-        zeros_.assign(static_cast<size_t>(std::max<int64_t>(p.oc, 1)), 0.0f);
-        const Conv2dFwdKernel shape{nullptr, data_.lanes, data_.max_vecs, data_.isa};
-        block_cols_ =
-            VecsPerBlock(shape, p.ic_per_group(), p.kh * p.kw * p.oc_per_group()) * data_.lanes;
-        wt_ = BlockedLayout(p, block_cols_);
-        TransposeWeights(p_, w_.data(), block_cols_, threads_, &wt_);
-      }
-    }
+    if (wanted.dx) data_.emplace(p, w, /*copy_w=*/true);
   }
 
   void set_weights(const float* w) override {
-    if (!wanted_.dx) return;  // dw and db do not read w
-    std::copy(w, w + w_.size(), w_.begin());
-    if (wt_.data) TransposeWeights(p_, w_.data(), block_cols_, threads_, &wt_);
+    if (data_) data_->SetWeights(w);  // dw and db do not read w
   }
 
   void run(const float* x, const float* dy, float* dx, float* dw, float* db) const override {
-    const int threads = threads_ > 1 ? num_threads() : 1;
-    if (wanted_.dx) {
-      Conv2dBwdDataArgs a;
-      a.p = &p_;
-      a.dy = dy;
-      if (wt_.data) {
-        a.w = {wt_.data.get(), block_cols_, wt_.group_stride, wt_.block_stride, block_cols_};
-      }
-      a.zeros = zeros_.data();
-      a.w_hwio = w_.data();
-      a.dx = dx;
-      a.threads = threads;
-      data_.run(a);
-    }
-    if (wanted_.dw || wanted_.db) weights_.run(WeightsArgs(p_, x, dy, dw, db, threads));
+    if (data_) data_->Run(dy, DxEpilogue{}, dx);
+    if (wanted_.dw || wanted_.db) weights_.run(WeightsArgs(p_, x, dy, dw, db, ThreadsFor(p_)));
   }
 
   std::string name() const override {
-    const char* isa = wanted_.dw || wanted_.db ? weights_.isa : data_.isa;
-    return std::string(p_.depthwise() ? "highway:conv_bwd_depthwise:" : "highway:conv_bwd:") + isa;
+    if (!wanted_.dw && !wanted_.db) return "highway:" + data_->name();
+    return std::string(p_.depthwise() ? "highway:conv_bwd_depthwise:" : "highway:conv_bwd:") +
+           weights_.isa;
   }
 
  private:
   const Conv2dProblem p_;
   const Conv2dGradsWanted wanted_;
-  const int threads_;  // 1: too small for a parallel region
-  const Conv2dBwdDataKernel data_;
   const Conv2dBwdWeightsKernel weights_;
-  AlignedFloats w_;  // HWIO, when dx is wanted
-  AlignedFloats zeros_;
-  int64_t block_cols_ = 0;
-  BlockedWeights wt_;  // w^T in column blocks, when dx is wanted and not depthwise
+  std::optional<Conv2dBwdDataPlan> data_;  // when dx is wanted
 };
 
 }  // namespace

@@ -9,12 +9,29 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "api/src/backend.hpp"
 #include "api/src/problem.hpp"
 #include "backends/highway/conv2d_fwd.hpp"
+#include "hwy/aligned_allocator.h"
 
 namespace convkit::internal::highway {
+
+// What the backward-data kernels apply to each dx element as they store it, for the transposed
+// convolution (whose y is this dx): b[c] for dx channel c, then the post-ops (residual r, of dx's
+// dims, before or after the activation). Empty for conv2d_backward's dx. r may equal dx (each
+// vector is read before it is written), never dy.
+struct DxEpilogue {
+  const float* b = nullptr;           // dx channels (the convolution's IC) floats, or null
+  const PostOps* post_ops = nullptr;  // null: none
+  const float* r = nullptr;           // null: no residual
+  const float* dx = nullptr;          // the dx that r is aligned with (set by the plan's Run)
+
+  bool empty() const {
+    return b == nullptr && r == nullptr && (post_ops == nullptr || !post_ops->has_activation());
+  }
+};
 
 // Backward data. w holds w^T in the forward weight layout: for group g, row (kh * KW + kw) * OCg
 // + oc, column ic (of the group's ICg); conv2d_bwd.cpp stores each column block contiguously
@@ -27,6 +44,7 @@ struct Conv2dBwdDataArgs {
   const float* zeros = nullptr;
   const float* w_hwio = nullptr;  // w as given (HWIO), for the narrow-channel path
   float* dx = nullptr;
+  DxEpilogue epilogue;
   int threads = 1;  // OpenMP threads; 1 runs on the calling thread with no parallel region
 };
 
@@ -64,13 +82,45 @@ Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsKernel();
 Conv2dBwdDataKernel ChooseConv2dBwdDepthwiseDataKernel();
 Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
 
+// Backward data with everything but dy decided once: the kernel (depthwise or generic) and target,
+// w^T in column blocks for the generic kernel, the zero row. The backward plan (CreateConv2dBwd)
+// and the transposed convolution's plan keep one, with a copy of w (`copy_w`) for the kernels that
+// read HWIO in place. Run is const and thread-safe; it allocates nothing except on the
+// narrow-channel path (a per-thread dcol buffer and w^T) and in the depthwise kernel (tap lists).
+class Conv2dBwdDataPlan {
+ public:
+  Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w);
+
+  // dx = the backward data of dy with the epilogue (its dx field is set here) on the way out.
+  void Run(const float* dy, const DxEpilogue& epilogue, float* dx) const;
+  // "conv_bwd:<isa>" or "conv_bwd_depthwise:<isa>".
+  std::string name() const;
+  // Replaces w (same dims): the copy and w^T, in place. Only with copy_w; not during a Run.
+  void SetWeights(const float* w);
+
+ private:
+  Conv2dProblem p_;
+  Conv2dBwdDataKernel kernel_;
+  std::vector<float> w_copy_;  // HWIO, when copy_w
+  const float* w_hwio_ = nullptr;
+  hwy::AlignedFreeUniquePtr<float[]> wt_;  // w^T in column blocks (generic kernel)
+  Conv2dFwdWeights wt_layout_;
+  hwy::AlignedFreeUniquePtr<float[]> zeros_;
+};
+
 // The backend's plan: computes the wanted gradients, each overwritten, dw and db zeros when
-// p.n == 0. Depthwise problems run the depthwise kernels ("highway:conv_bwd_depthwise:<isa>"); the
-// others ("highway:conv_bwd:<isa>") read w transposed into column blocks, made at creation (and by
-// set_weights) when dx is wanted. Keeps a copy of w only when dx is wanted. Runs still allocate
-// kernel scratch: the depthwise kernels' per-chunk dw partials and tap lists, the narrow-channel
-// data kernel's w^T and tile, the weights kernel's packing panels (README, "Plans and allocation").
+// p.n == 0. dx by a Conv2dBwdDataPlan (w copied and transposed at creation and by set_weights); dw
+// and db by the weights kernel, depthwise problems by the depthwise kernels
+// ("highway:conv_bwd_depthwise:<isa>", else "highway:conv_bwd:<isa>"). Runs still allocate kernel
+// scratch: the depthwise kernels' per-chunk dw partials and tap lists, the narrow-channel data
+// kernel's w^T and tile, the weights kernel's packing panels (README, "Plans and allocation").
 std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
                                                const Conv2dGradsWanted& wanted);
+
+// The transposed convolution's forward plan (conv2d_transpose.cpp): a Conv2dBwdDataPlan of p.conv
+// with x as its dy, y as its dx, and bias + activation as its epilogue. Keeps copies of w and b;
+// named "highway:conv_bwd[_depthwise]:<isa>".
+std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,
+                                                        const float* w, const float* b);
 
 }  // namespace convkit::internal::highway

@@ -9,7 +9,7 @@
 
 namespace convkit::internal::onednn {
 
-// A planned forward convolution: inference primitive with bias and ReLU fused (post-op), weights
+// A planned forward convolution: inference primitive with bias and post-ops fused, weights
 // reordered once into the layout oneDNN chose (format_tag::any). Uses the thread count in effect
 // now for every run.
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,
@@ -20,6 +20,14 @@ std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const flo
 // backward-data layout (again by set_weights). Uses the thread count in effect now for every run.
 std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
                                                const Conv2dGradsWanted& wanted);
+
+// Why oneDNN's deconvolution cannot run `p` exactly; empty when it can.
+std::string Conv2dTransposeRefusal(const Conv2dTransposeProblem& p);
+
+// A planned transposed convolution (onednn_deconv.cpp): deconvolution inference primitive with
+// bias and post-ops fused, weights reordered once into oneDNN's chosen layout.
+std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,
+                                                        const float* w, const float* b);
 
 // Why oneDNN cannot pool `p` exactly as DESIGN §4 says; empty when it can.
 std::string Pool2dRefusal(const Pool2dProblem& p);

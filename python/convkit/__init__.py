@@ -2,15 +2,15 @@
 
 Three ways in, all computing in C++ with the GIL released:
 
-- plans, the fast path for a layer used more than once: Conv2d, Pool2d, Conv2dBackward,
-  Pool2dBackward. Created once for an input shape (x_shape=) with the one-shot functions' keyword
+- plans, the fast path for a layer used more than once: Conv2d, Conv2dTranspose, Pool2d,
+  Conv2dBackward, Pool2dBackward. Created once for an input shape (x_shape=) with the one-shot functions' keyword
   arguments, they validate, choose the implementation and pack the weights once; run(x, out=None)
   (also plan(x)) reads numpy arrays and any DLPack producer (torch CPU tensors, JAX arrays) in
   place when they are float32 C-ordered, and writes into `out` when given. Properties: impl
   ("backend:variant:isa"), x_shape, y_shape;
 - the one-shot functions, convenient and slower (each call validates, chooses, packs the weights
-  and allocates its outputs): conv2d, conv2d_backward, pool2d, pool2d_backward, zero_pad, and
-  backends(), set_num_threads, num_threads;
+  and allocates its outputs): conv2d, conv2d_backward, conv2d_transpose, pool2d, pool2d_backward,
+  zero_pad, and backends(), set_num_threads, num_threads;
 - the functions of the numpy assignment "Convolutional Neural Networks: Step by Step", with the
   same names, arguments and results: zero_pad, conv_single_step, conv_forward, conv_backward,
   pool_forward, pool_backward, create_mask_from_window, distribute_value.
@@ -29,6 +29,7 @@ the first maximal element of a window (row-major), as PyTorch and oneDNN do, not
 from ._convkit import (
     Conv2d,
     Conv2dBackward,
+    Conv2dTranspose,
     Error,
     Pool2d,
     Pool2dBackward,
@@ -36,6 +37,7 @@ from ._convkit import (
     backends,
     conv2d,
     conv2d_backward,
+    conv2d_transpose,
     num_threads,
     pool2d,
     pool2d_backward,
@@ -56,12 +58,14 @@ __all__ = [
     "__version__",
     "Conv2d",
     "Conv2dBackward",
+    "Conv2dTranspose",
     "Error",
     "Pool2d",
     "Pool2dBackward",
     "backends",
     "conv2d",
     "conv2d_backward",
+    "conv2d_transpose",
     "conv_backward",
     "conv_forward",
     "conv_single_step",

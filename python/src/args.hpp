@@ -29,8 +29,16 @@ Pads parse_pads(std::string_view op, std::string_view arg, nanobind::handle valu
 // A shape of 4 ints (a tuple, list or any sequence), e.g. x_shape=(N, H, W, C).
 Dims parse_dims(std::string_view op, std::string_view arg, nanobind::handle value);
 
-// None or "relu".
-Activation parse_activation(std::string_view op, const std::optional<std::string>& activation);
+// The fused activation and its parameters (Conv2dParams' activation, activation_alpha and _beta).
+struct ActivationSpec {
+  Activation activation = Activation::kNone;
+  float alpha = 0.0f;
+  float beta = 0.0f;
+};
+
+// None, a name ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "gelu") or a tuple with
+// the parameters: ("clip", lo, hi), ("leaky_relu", alpha), ("hardsigmoid", alpha, beta).
+ActivationSpec parse_activation(std::string_view op, nanobind::handle activation);
 
 // "max" or "average".
 PoolMode parse_pool_mode(std::string_view op, std::string_view mode);

@@ -88,38 +88,97 @@ std::array<nb::handle, 3> split_out(std::string_view op, nb::handle out) {
   return {out[0], out[1], out[2]};
 }
 
+std::span<const float> bias_span(const std::optional<InputArray>& b) {
+  return b ? std::span<const float>(b->data(), b->size()) : std::span<const float>();
+}
+
 Conv2d make_conv2d(const InputArray& w, const std::optional<InputArray>& b, nb::handle x_shape,
                    nb::handle stride, nb::handle padding, nb::handle dilation, nb::handle groups,
-                   const std::optional<std::string>& activation,
+                   nb::handle activation, bool residual_after_activation,
                    const std::optional<std::string>& backend) {
   constexpr std::string_view op = "Conv2d";
   const ConstTensorView w_view = view_4d(op, "w", "(KH, KW, C_in / groups, C_out)", w);
-  const Conv2dParams params = conv2d_params(op, w_view.dims, stride, padding, dilation, groups,
-                                            parse_activation(op, activation));
-  const std::span<const float> b_span =
-      b ? std::span<const float>(b->data(), b->size()) : std::span<const float>();
-  return Conv2d(params, parse_dims(op, "x_shape", x_shape), w_view, b_span, backend_name(backend));
+  Conv2dParams params = conv2d_params(op, w_view.dims, stride, padding, dilation, groups,
+                                      parse_activation(op, activation));
+  params.residual_after_activation = residual_after_activation;
+  return Conv2d(params, parse_dims(op, "x_shape", x_shape), w_view, bias_span(b),
+                backend_name(backend));
+}
+
+Conv2dTranspose make_conv2d_transpose(const InputArray& w, const std::optional<InputArray>& b,
+                                      nb::handle x_shape, nb::handle stride, nb::handle padding,
+                                      nb::handle output_padding, nb::handle dilation,
+                                      nb::handle groups, nb::handle activation,
+                                      bool residual_after_activation,
+                                      const std::optional<std::string>& backend) {
+  constexpr std::string_view op = "Conv2dTranspose";
+  const ConstTensorView w_view = view_4d(op, "w", "(KH, KW, C_out / groups, C_in)", w);
+  const Conv2dTransposeParams params =
+      conv2d_transpose_params(op, w_view.dims, stride, padding, output_padding, dilation, groups,
+                              parse_activation(op, activation), residual_after_activation);
+  return Conv2dTranspose(params, parse_dims(op, "x_shape", x_shape), w_view, bias_span(b),
+                         backend_name(backend));
+}
+
+// The run of a forward plan (Conv2d, Conv2dTranspose, Pool2d): x imported, y into `out` or a new
+// array, the residual (None, or y's shape; it may be `out` itself, never overlap x) added by the
+// plan's fused post-ops.
+template <typename Plan>
+nb::object run_forward(std::string_view op, const Plan& plan, nb::handle x, nb::handle out,
+                       nb::handle residual) {
+  const InputArray x_array = import_input(op, "x", x, plan.x_dims());
+  const ConstTensorView x_view{x_array.data(), plan.x_dims()};
+  const std::optional<InputArray> r_array = import_residual(op, residual, plan.y_dims());
+  const ConstTensorView r_view =
+      r_array ? ConstTensorView{r_array->data(), plan.y_dims()} : ConstTensorView{};
+  Output y(op, "out", out, plan.y_dims());
+  check_output_distinct(op, y, "x", x_view);
+  if (r_array) {
+    check_distinct(op, "residual", r_view.data, num_elements(r_view.dims), "x", x_view.data,
+                   num_elements(x_view.dims));
+    if (r_view.data != y.view().data) {  // in place (residual is out) is allowed
+      check_output_distinct(op, y, "residual", r_view);
+    }
+  }
+  {
+    nb::gil_scoped_release unlocked;
+    if constexpr (requires { plan.run(x_view, r_view, y.view()); }) {
+      if (r_array) {
+        plan.run(x_view, r_view, y.view());
+      } else {
+        plan.run(x_view, y.view());
+      }
+    } else {
+      plan.run(x_view, y.view());
+    }
+  }
+  return std::move(y).result();
 }
 
 }  // namespace
 
 Conv2dPlan::Conv2dPlan(const InputArray& w, const std::optional<InputArray>& b, nb::handle x_shape,
                        nb::handle stride, nb::handle padding, nb::handle dilation,
-                       nb::handle groups, const std::optional<std::string>& activation,
+                       nb::handle groups, nb::handle activation, bool residual_after_activation,
                        const std::optional<std::string>& backend)
-    : plan_(make_conv2d(w, b, x_shape, stride, padding, dilation, groups, activation, backend)) {}
+    : plan_(make_conv2d(w, b, x_shape, stride, padding, dilation, groups, activation,
+                        residual_after_activation, backend)) {}
 
-nb::object Conv2dPlan::run(nb::handle x, nb::handle out) const {
-  constexpr std::string_view op = "Conv2d.run";
-  const InputArray x_array = import_input(op, "x", x, plan_.x_dims());
-  const ConstTensorView x_view{x_array.data(), plan_.x_dims()};
-  Output y(op, "out", out, plan_.y_dims());
-  check_output_distinct(op, y, "x", x_view);
-  {
-    nb::gil_scoped_release unlocked;
-    plan_.run(x_view, y.view());
-  }
-  return std::move(y).result();
+nb::object Conv2dPlan::run(nb::handle x, nb::handle out, nb::handle residual) const {
+  return run_forward("Conv2d.run", plan_, x, out, residual);
+}
+
+Conv2dTransposePlan::Conv2dTransposePlan(const InputArray& w, const std::optional<InputArray>& b,
+                                         nb::handle x_shape, nb::handle stride, nb::handle padding,
+                                         nb::handle output_padding, nb::handle dilation,
+                                         nb::handle groups, nb::handle activation,
+                                         bool residual_after_activation,
+                                         const std::optional<std::string>& backend)
+    : plan_(make_conv2d_transpose(w, b, x_shape, stride, padding, output_padding, dilation, groups,
+                                  activation, residual_after_activation, backend)) {}
+
+nb::object Conv2dTransposePlan::run(nb::handle x, nb::handle out, nb::handle residual) const {
+  return run_forward("Conv2dTranspose.run", plan_, x, out, residual);
 }
 
 Pool2dPlan::Pool2dPlan(nb::handle window, nb::handle x_shape, nb::handle stride, nb::handle padding,
@@ -129,16 +188,7 @@ Pool2dPlan::Pool2dPlan(nb::handle window, nb::handle x_shape, nb::handle stride,
             parse_dims("Pool2d", "x_shape", x_shape), backend_name(backend)) {}
 
 nb::object Pool2dPlan::run(nb::handle x, nb::handle out) const {
-  constexpr std::string_view op = "Pool2d.run";
-  const InputArray x_array = import_input(op, "x", x, plan_.x_dims());
-  const ConstTensorView x_view{x_array.data(), plan_.x_dims()};
-  Output y(op, "out", out, plan_.y_dims());
-  check_output_distinct(op, y, "x", x_view);
-  {
-    nb::gil_scoped_release unlocked;
-    plan_.run(x_view, y.view());
-  }
-  return std::move(y).result();
+  return run_forward("Pool2d.run", plan_, x, out, nb::none());
 }
 
 namespace {
@@ -150,7 +200,7 @@ Conv2dBackward make_conv2d_backward(const InputArray& w, nb::handle x_shape, nb:
   constexpr std::string_view op = "Conv2dBackward";
   const ConstTensorView w_view = view_4d(op, "w", "(KH, KW, C_in / groups, C_out)", w);
   const Conv2dParams params =
-      conv2d_params(op, w_view.dims, stride, padding, dilation, groups, Activation::kNone);
+      conv2d_params(op, w_view.dims, stride, padding, dilation, groups, ActivationSpec{});
   return Conv2dBackward(params, parse_dims(op, "x_shape", x_shape), w_view, {dx, dw, db},
                         backend_name(backend));
 }
@@ -262,22 +312,48 @@ void add_shape_properties(nb::class_<Class>& c, const Plan& (Class::*plan)() con
 
 void add_plans(nb::module_& m) {
   nb::class_<Conv2dPlan> conv(m, "Conv2d",
-                              "A planned convolution: y = activation(conv2d(x, w) + b) for inputs "
-                              "of x_shape, w and b copied and packed once. run() is thread-safe.");
+                              "A planned convolution: y = activation(conv2d(x, w) + b), with a "
+                              "residual when run() is given one, for inputs of x_shape; w and b "
+                              "copied and packed once. run() is thread-safe.");
   conv.def(nb::init<const InputArray&, const std::optional<InputArray>&, nb::handle, nb::handle,
-                    nb::handle, nb::handle, nb::handle, const std::optional<std::string>&,
+                    nb::handle, nb::handle, nb::handle, nb::handle, bool,
                     const std::optional<std::string>&>(),
            "w"_a, "b"_a.none() = nb::none(), nb::kw_only(), "x_shape"_a, "stride"_a = 1,
            "padding"_a = 0, "dilation"_a = 1, "groups"_a = 1, "activation"_a.none() = nb::none(),
-           "backend"_a.none() = nb::none(),
+           "residual_after_activation"_a = false, "backend"_a.none() = nb::none(),
            "w (KH, KW, C_in / groups, C_out); b None or C_out elements; x_shape (N, H, W, C_in); "
            "the other arguments as for conv2d().")
       .def("run", &Conv2dPlan::run, "x"_a.none(), "out"_a.none() = nb::none(),
+           "residual"_a.none() = nb::none(),
            "y for x of x_shape (numpy or any DLPack producer; float32 C-ordered data are read in "
            "place, others converted). With out (a writable C-contiguous float32 array of y_shape) "
-           "y is written there and out returned; otherwise a new array.")
-      .def("__call__", &Conv2dPlan::run, "x"_a.none(), "out"_a.none() = nb::none(), "As run().");
+           "y is written there and out returned; otherwise a new array. residual: None or an "
+           "array of y_shape added before the activation (after it with "
+           "residual_after_activation); it may be out itself, never overlap x.")
+      .def("__call__", &Conv2dPlan::run, "x"_a.none(), "out"_a.none() = nb::none(),
+           "residual"_a.none() = nb::none(), "As run().");
   add_shape_properties(conv, &Conv2dPlan::plan);
+
+  nb::class_<Conv2dTransposePlan> transpose(
+      m, "Conv2dTranspose",
+      "A planned transposed convolution (PyTorch's ConvTranspose2d in NHWC): y = "
+      "activation(conv2d_transpose(x, w) + b), with a residual when run() is given one, for "
+      "inputs of x_shape. run() is thread-safe.");
+  transpose
+      .def(nb::init<const InputArray&, const std::optional<InputArray>&, nb::handle, nb::handle,
+                    nb::handle, nb::handle, nb::handle, nb::handle, nb::handle, bool,
+                    const std::optional<std::string>&>(),
+           "w"_a, "b"_a.none() = nb::none(), nb::kw_only(), "x_shape"_a, "stride"_a = 1,
+           "padding"_a = 0, "output_padding"_a = 0, "dilation"_a = 1, "groups"_a = 1,
+           "activation"_a.none() = nb::none(), "residual_after_activation"_a = false,
+           "backend"_a.none() = nb::none(),
+           "w (KH, KW, C_out / groups, C_in); b None or C_out elements; x_shape (N, H, W, C_in); "
+           "the other arguments as for conv2d_transpose().")
+      .def("run", &Conv2dTransposePlan::run, "x"_a.none(), "out"_a.none() = nb::none(),
+           "residual"_a.none() = nb::none(), "As Conv2d.run.")
+      .def("__call__", &Conv2dTransposePlan::run, "x"_a.none(), "out"_a.none() = nb::none(),
+           "residual"_a.none() = nb::none(), "As run().");
+  add_shape_properties(transpose, &Conv2dTransposePlan::plan);
 
   nb::class_<Pool2dPlan> pool(m, "Pool2d",
                               "A planned max or average pooling for inputs of x_shape. run() is "

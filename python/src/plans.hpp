@@ -1,4 +1,5 @@
-// The plan classes of convkit._convkit (Conv2d, Pool2d, Conv2dBackward, Pool2dBackward): the C++
+// The plan classes of convkit._convkit (Conv2d, Conv2dTranspose, Pool2d, Conv2dBackward,
+// Pool2dBackward): the C++
 // plans (convkit/plan.hpp) with Python arguments. Constructors take the one-shot functions' keyword
 // arguments plus x_shape; run() reads numpy arrays and DLPack producers in place when they are
 // dense float32 C-ordered, writes into `out` when given, and releases the GIL while computing.
@@ -20,15 +21,30 @@ class Conv2dPlan {
  public:
   Conv2dPlan(const InputArray& w, const std::optional<InputArray>& b, nanobind::handle x_shape,
              nanobind::handle stride, nanobind::handle padding, nanobind::handle dilation,
-             nanobind::handle groups, const std::optional<std::string>& activation,
+             nanobind::handle groups, nanobind::handle activation, bool residual_after_activation,
              const std::optional<std::string>& backend);
 
-  // y, into `out` (returned) when it is not None, else a new array.
-  nanobind::object run(nanobind::handle x, nanobind::handle out) const;
+  // y, into `out` (returned) when it is not None, else a new array; `residual` None or y's shape.
+  nanobind::object run(nanobind::handle x, nanobind::handle out, nanobind::handle residual) const;
   const Conv2d& plan() const { return plan_; }
 
  private:
   Conv2d plan_;
+};
+
+class Conv2dTransposePlan {
+ public:
+  Conv2dTransposePlan(const InputArray& w, const std::optional<InputArray>& b,
+                      nanobind::handle x_shape, nanobind::handle stride, nanobind::handle padding,
+                      nanobind::handle output_padding, nanobind::handle dilation,
+                      nanobind::handle groups, nanobind::handle activation,
+                      bool residual_after_activation, const std::optional<std::string>& backend);
+
+  nanobind::object run(nanobind::handle x, nanobind::handle out, nanobind::handle residual) const;
+  const Conv2dTranspose& plan() const { return plan_; }
+
+ private:
+  Conv2dTranspose plan_;
 };
 
 class Pool2dPlan {
@@ -72,7 +88,7 @@ class Pool2dBackwardPlan {
   Pool2dBackward plan_;
 };
 
-// Registers the four classes in `m`.
+// Registers the five classes in `m`.
 void add_plans(nanobind::module_& m);
 
 }  // namespace convkit::python

@@ -258,3 +258,57 @@ def test_properties_are_read_only():
     assert plan.x_shape == (1, 4, 4, 3) and plan.y_shape == (1, 2, 2, 3)
     with pytest.raises(AttributeError):
         plan.y_shape = (1, 1, 1, 1)
+
+
+ACTIVATIONS = [None, "relu", "relu6", ("clip", -2.0, 3.0), ("leaky_relu", 0.25), "sigmoid",
+               "tanh", "silu", "hardswish", ("hardsigmoid", 0.25, 0.5), "gelu"]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("after", [False, True])
+def test_conv2d_plan_activation_and_residual_equal_one_shot(backend, rng, activation, after):
+    x_shape, w_shape, kwargs = CONV_CASES[0]
+    x, w, b = integers(rng, x_shape), integers(rng, w_shape), integers(rng, w_shape[3])
+    plan = convkit.Conv2d(w, b, x_shape=x_shape, activation=activation,
+                          residual_after_activation=after, backend=backend, **kwargs)
+    r = integers(rng, plan.y_shape)
+    expected = convkit.conv2d(x, w, b, activation=activation, residual=r,
+                              residual_after_activation=after, backend=backend, **kwargs)
+    assert np.array_equal(plan.run(x, residual=r), expected)
+    # In place: the residual is out itself.
+    out = r.copy()
+    assert plan.run(x, out=out, residual=out) is out
+    assert np.array_equal(out, expected)
+    assert np.array_equal(plan.run(x),
+                          convkit.conv2d(x, w, b, activation=activation, backend=backend,
+                                         **kwargs))
+
+
+def test_residual_errors(rng):
+    x = integers(rng, (1, 6, 5, 4))
+    plan = convkit.Conv2d(integers(rng, (3, 3, 4, 4)), x_shape=x.shape, padding=1)
+    with pytest.raises(convkit.Error, match=r"residual: expected shape \(1, 6, 5, 4\)"):
+        plan.run(x, residual=x[:, :5])
+    with pytest.raises(convkit.Error, match="residual: expected memory that does not overlap x"):
+        plan.run(x, residual=x)
+    out = np.zeros((2,) + x.shape[1:], np.float32)
+    with pytest.raises(convkit.Error, match="out: expected memory that does not overlap residual"):
+        plan.run(x, out=out[:1], residual=out.reshape(-1)[3:3 + x.size].reshape(x.shape))
+
+
+@pytest.mark.parametrize("activation", [None, "relu", ("leaky_relu", 0.5)])
+def test_conv2d_transpose_plan_equals_one_shot(backend, rng, activation):
+    x_shape, w_shape = (2, 4, 5, 6), (3, 3, 8, 6)  # w: (KH, KW, C_out / groups, C_in)
+    kwargs = dict(stride=2, padding=1, output_padding=1)
+    x, w, b = integers(rng, x_shape), integers(rng, w_shape), integers(rng, 8)
+    plan = convkit.Conv2dTranspose(w, b, x_shape=x_shape, activation=activation, backend=backend,
+                                   **kwargs)
+    expected = convkit.conv2d_transpose(x, w, b, activation=activation, backend=backend, **kwargs)
+    assert plan.y_shape == expected.shape == (2, 8, 10, 8)
+    assert plan.impl.startswith(backend + ":")
+    assert np.array_equal(plan.run(x), expected)
+    r = integers(rng, plan.y_shape)
+    with_r = convkit.conv2d_transpose(x, w, b, activation=activation, residual=r, backend=backend,
+                                      **kwargs)
+    out = np.empty(plan.y_shape, np.float32)
+    assert plan(x, out=out, residual=r) is out and np.array_equal(out, with_r)
