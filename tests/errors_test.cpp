@@ -237,7 +237,7 @@ TEST(ConvBackwardErrors, ActivationMustBeNone) {
   ExpectError([&] { conv2d_backward(c.params, c.x, c.w, c.dy, {.dx = c.dx.view()}); },
               ErrorCode::kInvalidArgument,
               "conv2d_backward: params.activation: expected kNone (apply the activation's "
-              "gradient to dy first), given kRelu");
+              "gradient to dy first), given relu");
 }
 
 TEST(ConvBackwardErrors, DyDims) {
