@@ -13,11 +13,14 @@
 
 namespace convkit::python {
 
-// y = activation(conv2d(x, w) + b): x (N, H, W, C_in), w (KH, KW, C_in / groups, C_out), b None or
-// C_out elements of any shape (the seed's (1, 1, 1, C_out) included).
+// y = activation(conv2d(x, w) + b [+ residual]): x (N, H, W, C_in), w (KH, KW, C_in / groups,
+// C_out), b None or C_out elements of any shape (the seed's (1, 1, 1, C_out) included); activation
+// as parse_activation reads it; residual None or y's shape, added before the activation or, with
+// residual_after_activation, after it.
 OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional<InputArray>& b,
                    nanobind::handle stride, nanobind::handle padding, nanobind::handle dilation,
-                   nanobind::handle groups, const std::optional<std::string>& activation,
+                   nanobind::handle groups, nanobind::handle activation,
+                   const std::optional<InputArray>& residual, bool residual_after_activation,
                    const std::optional<std::string>& backend);
 
 // (dx, dw, db) of conv2d (without activation) given dy; db has shape (C_out,).
@@ -27,14 +30,13 @@ std::tuple<OutputArray, OutputArray, OutputArray> conv2d_backward(
     const std::optional<std::string>& backend);
 
 // y = activation(conv2d_transpose(x, w) + b) (PyTorch's ConvTranspose2d in NHWC): x (N, H, W,
-// C_in), w (KH, KW, C_out / groups, C_in). `activation` is None or "relu"; `residual` None or an
-// array of y's shape, added before the activation or, with residual_after_activation, after it.
+// C_in), w (KH, KW, C_out / groups, C_in). `activation` as conv2d's; `residual` None or an array
+// of y's shape, added before the activation or, with residual_after_activation, after it.
 OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
                              const std::optional<InputArray>& b, nanobind::handle stride,
                              nanobind::handle padding, nanobind::handle output_padding,
                              nanobind::handle dilation, nanobind::handle groups,
-                             const std::optional<std::string>& activation,
-                             const std::optional<InputArray>& residual,
+                             nanobind::handle activation, const std::optional<InputArray>& residual,
                              bool residual_after_activation,
                              const std::optional<std::string>& backend);
 
