@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/shape_sets.hpp"
 #include "tests/test_util.hpp"
 
 #if CONVKIT_TEST_HIGHWAY_TARGETS
@@ -91,6 +92,20 @@ std::vector<TransposeCase> HandCases() {
   return cases;
 }
 
+// Every benchmark shape of the "transposed" set (STYLE rule 9), batch 1 and H, W cropped to at most
+// 3 (the channel counts, which decide the kernels' blocking, are kept).
+std::vector<TransposeCase> BenchCases() {
+  std::vector<TransposeCase> cases;
+  for (const bench::TransposeShape& shape : bench::TransposeShapes()) {
+    TransposeCase c;
+    c.x = {1, std::min<int64_t>(shape.x[1], 3), std::min<int64_t>(shape.x[2], 3), shape.x[3]};
+    c.c_out = shape.c_out;
+    c.params = shape.params;
+    cases.push_back(c);
+  }
+  return cases;
+}
+
 // Random valid cases over the whole parameter space, the same ones on every run.
 std::vector<TransposeCase> SampledCases() {
   std::vector<TransposeCase> cases;
@@ -128,6 +143,7 @@ std::vector<TransposeCase> SampledCases() {
 
 std::vector<TransposeCase> Cases() {
   std::vector<TransposeCase> cases = HandCases();
+  for (const TransposeCase& c : BenchCases()) cases.push_back(c);
   for (const TransposeCase& c : SampledCases()) cases.push_back(c);
   return cases;
 }
