@@ -72,7 +72,8 @@ std::vector<TransposeCase> HandCases() {
       Make({2, 5, 5, 32}, 32, 4, 2, Pads::uniform(1), 1, 32, 0, true),
       Make({1, 7, 20, 16}, 16, 3, 1, Pads::uniform(1), 1, 16),  // depthwise, dense rows
       Make({1, 6, 9, 31}, 31, 5, 1, {2, 1, 0, 2}, 1, 31),
-      Make({2, 6, 6, 16}, 3, 4, 2, Pads::uniform(1)),  // 3 outputs: narrow path
+      Make({1, 2, 3, 16}, 16, 17, 2, {3, 1, 2, 0}, 1, 16),  // depthwise, 17 kernel rows
+      Make({2, 6, 6, 16}, 3, 4, 2, Pads::uniform(1)),       // 3 outputs: narrow path
       Make({1, 5, 4, 31}, 1, 3, 2, {1, 0, 1, 0}, 1, 1, 1, true),
       Make({0, 4, 4, 8}, 8, 2, 2, {}),                           // empty batch
       Make({1, 5, 5, 16}, 31, 1, 1, {}),                         // 1x1
