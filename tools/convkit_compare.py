@@ -384,8 +384,8 @@ def value_text(cell, peak):
 
 def ratio_columns(backends):
     """(numerator, denominator) pairs: every backend against onednn, every convkit backend
-    against reference."""
-    pairs = []
+    against reference, and auto against the best backend it chooses from ("best")."""
+    pairs = [("auto", "best")] if "auto" in backends else []
     if "onednn" in backends:
         pairs += [(b, "onednn") for b in backends if b not in ("onednn", "reference")]
     if "reference" in backends:
@@ -402,8 +402,18 @@ def ratio_text(x, bold=False):
     return "**%s**" % text if bold else text
 
 
+def best_value(cells):
+    """The fastest of the backends auto chooses from (reference only when no other ran)."""
+    def values(names):
+        return [c.get("value") for b, c in cells.items() if b in names and c.get("value")]
+    chosen_from = [b for b in cells if b not in ("auto", "pytorch", "reference") and
+                   not b.endswith("_direct")]
+    return max(values(chosen_from) or values(["reference"]) or [None], key=lambda v: v or 0)
+
+
 def ratio(cells, a, b):
-    va, vb = cells.get(a, {}).get("value"), cells.get(b, {}).get("value")
+    va = cells.get(a, {}).get("value")
+    vb = best_value(cells) if b == "best" else cells.get(b, {}).get("value")
     return va / vb if va and vb else None
 
 

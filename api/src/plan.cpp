@@ -1,8 +1,8 @@
 // Plans: everything decided at creation; run() checks dims and pointers, then runs (DESIGN §3).
 #include "convkit/plan.hpp"
 
+#include "api/src/auto_select.hpp"
 #include "api/src/call.hpp"
-#include "api/src/registry.hpp"
 #include "api/src/validate.hpp"
 
 namespace convkit {
@@ -50,6 +50,34 @@ auto create_reporting_oom(std::string_view op, Create create) {
   }
 }
 
+// The plan of the backend `requested` names, or auto's choice (DESIGN §5). create(backend)
+// makes a backend's plan; a plan made to be timed under CONVKIT_AUTO=measure is the one kept, and
+// the others are freed here. The scratch x and y are allocated only when measuring.
+template <typename Impl, typename Supports, typename Create>
+std::unique_ptr<Impl> create_plan(std::string_view requested, std::string_view op,
+                                  std::string_view verbose_op, const AutoFeatures& features,
+                                  const std::string& problem, const Dims& x_dims,
+                                  const Dims& y_dims, Supports supports, Create create) {
+  PlanSlots<Impl> plans;
+  const auto attempt = [&](const Backend& c) {
+    std::unique_ptr<Impl>& plan = plans[c];
+    if (plan == nullptr) plan = create_reporting_oom(op, [&] { return create(c); });
+  };
+  Scratch x(num_elements(x_dims)), y(num_elements(y_dims));
+  const Backend& chosen = run_on_backend(requested, {.op = op,
+                                                     .verbose_op = verbose_op,
+                                                     .features = features,
+                                                     .describe = [&] { return problem; },
+                                                     .supports = supports,
+                                                     .attempt = attempt,
+                                                     .trial =
+                                                         [&](const Backend& c) {
+                                                           attempt(c);
+                                                           plans[c]->run(x.data(), y.data());
+                                                         }});
+  return std::move(plans[chosen]);
+}
+
 }  // namespace
 }  // namespace internal
 
@@ -64,11 +92,14 @@ Conv2d::Conv2d(const Conv2dParams& params, const Dims& x_dims, ConstTensorView w
   s.y_dims = {p.n, p.oh, p.ow, p.oc};
   internal::check_tensor(op, "w", w, w.dims);
   if (!b.empty()) internal::check_vector(op, "b", b.data(), static_cast<int64_t>(b.size()), p.oc);
-  const internal::Backend& chosen = internal::select_backend(op, backend, [&](const auto& c) {
-    return c.supports_conv2d(p, internal::ConvPass::kForward);
-  });
-  s.impl = internal::create_reporting_oom(
-      op, [&] { return chosen.create_conv2d_fwd(p, w.data, p.has_bias ? b.data() : nullptr); });
+  constexpr internal::ConvPass pass = internal::ConvPass::kForward;
+  s.impl = internal::create_plan<internal::Conv2dFwdImpl>(
+      backend, op, "conv2d_fwd", internal::conv2d_features(p, pass, internal::num_threads()),
+      p.to_string(), s.x_dims, s.y_dims,
+      [&](const internal::Backend& c) { return c.supports_conv2d(p, pass); },
+      [&](const internal::Backend& c) {
+        return c.create_conv2d_fwd(p, w.data, p.has_bias ? b.data() : nullptr);
+      });
   s.impl_name = s.impl->name();
   s.verbose = internal::verbose_enabled();
 }
@@ -101,10 +132,12 @@ Pool2d::Pool2d(const Pool2dParams& params, const Dims& x_dims, std::string_view 
   const internal::Pool2dProblem& p = s.problem;
   s.x_dims = x_dims;
   s.y_dims = {p.n, p.oh, p.ow, p.c};
-  const internal::Backend& chosen = internal::select_backend(op, backend, [&](const auto& c) {
-    return c.supports_pool2d(p, internal::PoolPass::kForward);
-  });
-  s.impl = internal::create_reporting_oom(op, [&] { return chosen.create_pool2d_fwd(p); });
+  constexpr internal::PoolPass pass = internal::PoolPass::kForward;
+  s.impl = internal::create_plan<internal::Pool2dFwdImpl>(
+      backend, op, "pool2d_fwd", internal::pool2d_features(p, pass, internal::num_threads()),
+      p.to_string(), s.x_dims, s.y_dims,
+      [&](const internal::Backend& c) { return c.supports_pool2d(p, pass); },
+      [&](const internal::Backend& c) { return c.create_pool2d_fwd(p); });
   s.impl_name = s.impl->name();
   s.verbose = internal::verbose_enabled();
 }

@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""make_auto_table: measure highway against onednn and write auto's decision table (DESIGN §5).
+
+Runs bench/convkit_bench over every shape set, every op and direction, for highway and onednn, at
+1 and 2 threads (Google Benchmark repetitions in random interleaved order, medians), then fits
+rules that say when onednn goes first, and writes them to api/src/auto_rules.cpp. Everything not
+covered by a rule stays on highway (our own path), so a rule needs a clear margin.
+
+How the rules are fitted (greedy rule induction, one class at a time):
+  * a class is an op and direction with a kernel-size class (1, 2-3, 4-5, >= 6) and a groups class
+    (dense, grouped, depthwise): the same code path in each backend;
+  * within a class, a rule is the class itself or the class narrowed by at most two thresholds on
+    threads, stride, input or output channels, output pixels per image and batch; thresholds sit
+    at the geometric midpoint between measured values, so they generalise to the shapes between;
+  * a rule is kept when onednn beats highway by >= MARGIN (1.15x) in geomean over the shapes it
+    covers and loses on none of them by more than 5 %; the rule covering the most gain wins
+    (fewer conditions on ties), its shapes are removed, and the search repeats.
+
+The raw JSON goes under --out-dir (default out/, not committed); --json reuses earlier runs.
+
+  python3 tools/make_auto_table.py                         # measure (~5-15 min) and write
+  python3 tools/make_auto_table.py --json out/auto_raw_t1.json out/auto_raw_t2.json
+"""
+
+import argparse
+import datetime
+import glob
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(TOOLS_DIR)
+OUTPUT = os.path.join(REPO_DIR, "api", "src", "auto_rules.cpp")
+
+OPS = ["conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weights", "pool2d_fwd_max", "pool2d_fwd_avg",
+       "pool2d_bwd_max", "pool2d_bwd_avg"]
+# convkit_bench's op names → the table's AutoOp.
+AUTO_OPS = {"conv2d_fwd": "kConvFwd", "conv2d_bwd_data": "kConvBwdData",
+            "conv2d_bwd_weights": "kConvBwdWeights", "pool2d_fwd_max": "kPoolFwdMax",
+            "pool2d_fwd_avg": "kPoolFwdAvg", "pool2d_bwd_max": "kPoolBwdMax",
+            "pool2d_bwd_avg": "kPoolBwdAvg"}
+MARGIN = 1.15       # a rule's geomean advantage for onednn
+WORST = 1 / 1.05    # no covered shape may be slower on onednn than this
+NUMERIC = ["threads", "stride", "ic", "oc", "spatial", "batch"]
+KERNEL_CLASSES = [(1, 1), (2, 3), (4, 5), (6, None)]
+
+
+def find_bench():
+    for candidate in [os.path.join(REPO_DIR, "build", "release", "bench", "convkit_bench")] + \
+            glob.glob(os.path.join(REPO_DIR, "build*", "**", "convkit_bench"), recursive=True):
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    sys.exit("make_auto_table: convkit_bench not found; build it (cmake --build --preset release "
+             "--target convkit_bench) or pass --bench")
+
+
+def run_bench(bench, threads, args):
+    out = os.path.join(args.out_dir, f"auto_raw_t{threads}.json")
+    cmd = [bench, "--ops=" + ",".join(OPS), "--backends=highway,onednn", f"--threads={threads}",
+           "--real_time", f"--benchmark_min_time={args.min_time}",
+           f"--benchmark_repetitions={args.repetitions}",
+           "--benchmark_enable_random_interleaving=true", f"--benchmark_out={out}",
+           "--benchmark_out_format=json"]
+    print("running:", " ".join(cmd), file=sys.stderr)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading measurements.
+
+def load_shapes(bench):
+    """(set, name, batch) → shape JSON, from convkit_bench --list_shapes."""
+    text = subprocess.run([bench, "--list_shapes"], check=True, capture_output=True,
+                          text=True).stdout
+    shapes = {}
+    for line in text.splitlines():
+        s = json.loads(line)
+        shapes[(s["set"], s["name"], s["batch"])] = s
+    return shapes
+
+
+NAME = re.compile(r"^(?P<op>[^/]+)/(?P<backend>[^/]+)/(?P<set>[^/]+)/(?P<shape>[^/]+)/N(?P<n>\d+)")
+
+
+def load_medians(paths):
+    """(op, backend, set, shape, batch, threads) → median real time (s); plus the contexts."""
+    medians, contexts = {}, []
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        contexts.append(data["context"])
+        threads = int(data["context"]["convkit_threads"])
+        for b in data["benchmarks"]:
+            if b.get("aggregate_name") != "median" or b.get("error_occurred"):
+                continue
+            m = NAME.match(b["name"])
+            if not m:
+                continue
+            scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
+            key = (m["op"], m["backend"], m["set"], m["shape"], int(m["n"]), threads)
+            medians[key] = b["real_time"] * scale
+    return medians, contexts
+
+
+def features(op, shape, threads):
+    if shape["kind"] == "conv":
+        x, w, y, g = shape["x"], shape["w"], shape["y"], shape["groups"]
+        groups = "kDense" if g == 1 else ("kDepthwise" if g == x[3] == w[3] else "kGrouped")
+        kernel, ic, oc = max(w[0], w[1]), x[3], w[3]
+    else:
+        x, y = shape["x"], shape["y"]
+        groups = "kDense"
+        kernel = max(x[1], x[2]) if shape["global"] else max(shape["window"])
+        ic = oc = x[3]
+    return {"op": AUTO_OPS[op], "kernel": kernel, "groups": groups, "ic": ic, "oc": oc,
+            "spatial": y[1] * y[2], "batch": x[0], "stride": max(shape["stride"]),
+            "threads": threads}
+
+
+def points(medians, shapes):
+    """One point per (op, shape, threads) measured on both backends: features and the ratio
+    highway time / onednn time (> 1: onednn is faster)."""
+    pts = []
+    for (op, backend, set_, name, n, threads), t_hwy in sorted(medians.items()):
+        if backend != "highway":
+            continue
+        t_dnn = medians.get((op, "onednn", set_, name, n, threads))
+        if t_dnn is None or (set_, name, n) not in shapes:
+            continue
+        f = features(op, shapes[(set_, name, n)], threads)
+        f.update(ratio=t_hwy / t_dnn, label=f"{op} {set_}/{name}/N{n} t{threads}")
+        pts.append(f)
+    return pts
+
+
+# ------------------------------------------------------------------------------------------------
+# Fitting.
+
+def kernel_class(k):
+    for lo, hi in KERNEL_CLASSES:
+        if k >= lo and (hi is None or k <= hi):
+            return (lo, hi)
+
+
+def geomean(xs):
+    return math.exp(sum(math.log(x) for x in xs) / len(xs))
+
+
+def thresholds(values):
+    """Cut points between consecutive distinct values, at their geometric midpoint."""
+    vs = sorted(set(values))
+    return [int(math.sqrt(a * b)) for a, b in zip(vs, vs[1:])]
+
+
+def conditions(pts):
+    """Candidate one-sided conditions (feature, lo, hi) on the class's points."""
+    conds = []
+    for feat in NUMERIC:
+        for t in thresholds([p[feat] for p in pts]):
+            conds.append((feat, None, t))      # feat <= t
+            conds.append((feat, t + 1, None))  # feat > t
+    return conds
+
+
+def holds(cond, p):
+    feat, lo, hi = cond
+    return (lo is None or p[feat] >= lo) and (hi is None or p[feat] <= hi)
+
+
+def best_rule(pts):
+    """The narrowing of a class (<= 2 conditions) with the most gain that qualifies, or None."""
+    best = None
+    conds = conditions(pts)
+    for depth in range(3):
+        for combo in itertools.combinations(conds, depth):
+            if len({c[0] for c in combo}) < depth:
+                continue  # two cuts on one feature: a range; keep rules simple
+            covered = [p for p in pts if all(holds(c, p) for c in combo)]
+            if not covered:
+                continue
+            ratios = [p["ratio"] for p in covered]
+            if geomean(ratios) < MARGIN or min(ratios) < WORST:
+                continue
+            gain = sum(math.log(r) for r in ratios) - 0.01 * depth
+            if best is None or gain > best[0] + 1e-9:
+                best = (gain, combo, covered)
+    return best
+
+
+def fit(pts):
+    classes = {}
+    for p in pts:
+        key = (p["op"], kernel_class(p["kernel"]), p["groups"])
+        classes.setdefault(key, []).append(p)
+    rules = []
+    for key in sorted(classes, key=str):
+        remaining = classes[key]
+        while True:
+            found = best_rule(remaining)
+            if found is None:
+                break
+            _, combo, covered = found
+            rules.append({"class": key, "conds": combo, "covered": covered})
+            remaining = [p for p in remaining if p not in covered]
+    return rules
+
+
+def matches(rule, p):
+    op, (klo, khi), groups = rule["class"]
+    return (p["op"] == op and p["kernel"] >= klo and (khi is None or p["kernel"] <= khi) and
+            p["groups"] == groups and all(holds(c, p) for c in rule["conds"]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing the table.
+
+def describe(rule):
+    op, (klo, khi), groups = rule["class"]
+    kernel = f"k{klo}" if klo == khi else (f"k{klo}-{khi}" if khi else f"k>={klo}")
+    parts = [op[1:], kernel, groups[1:].lower()]
+    for feat, lo, hi in rule["conds"]:
+        parts.append(f"{feat}<={hi}" if hi is not None else f"{feat}>={lo}")
+    ratios = [p["ratio"] for p in rule["covered"]]
+    return (f"{' '.join(parts)}: onednn {geomean(ratios):.2f}x faster in geomean "
+            f"(min {min(ratios):.2f}x) over {len(ratios)} measured shapes")
+
+
+def cpp_rule(rule):
+    op, (klo, khi), groups = rule["class"]
+    fields = [f".op = AutoOp::{op}", f".kernel = {{{klo}, {khi if khi else 'kNoLimit'}}}",
+              f".groups = GroupsClass::{groups}"]
+    ranges = {}
+    for feat, lo, hi in rule["conds"]:
+        ranges[feat] = f"{{{lo if lo is not None else 0}, {hi if hi is not None else 'kNoLimit'}}}"
+    for feat in ["ic", "oc", "spatial", "batch", "stride", "threads"]:
+        if feat in ranges:
+            fields.append(f".{feat} = {ranges[feat]}")
+    fields.append('.backend = "onednn"')
+    fields.append(f'.why = "{describe(rule)}"')
+    return "    {" + ",\n     ".join(fields) + "},\n"
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        model = re.search(r"model name\s*:\s*(.*)", info).group(1).strip()
+        family = re.search(r"cpu family\s*:\s*(\d+)", info).group(1)
+        return f"{model} (family {family})"
+    except (OSError, AttributeError):
+        return "unknown CPU"
+
+
+def write_table(rules, contexts, json_paths, path):
+    loads = "; ".join(f"{c['convkit_threads']} thread(s): load {c['load_avg'][0]:.1f}"
+                      for c in contexts)
+    header = f"""// auto's decision table: GENERATED by tools/make_auto_table.py, do not edit. Regenerate with
+//   python3 tools/make_auto_table.py
+// (it runs convkit_bench over every set, highway and onednn, 1 and 2 threads, and fits these rules;
+// see the script for how). A rule sends a problem to onednn first; no rule means highway.
+//
+// Measured on {cpu_name()}, {contexts[0]['num_cpus']} cores, {contexts[0]['date'][:10]}
+// ({loads}) from {', '.join(os.path.relpath(p, REPO_DIR) for p in json_paths)}.
+#include "api/src/auto_table.hpp"
+
+namespace convkit::internal {{
+
+namespace {{
+
+constexpr AutoRule kRules[] = {{
+"""
+    body = "".join(cpp_rule(r) for r in rules)
+    if not rules:
+        body = "    {.op = AutoOp::kConvFwd, .kernel = {0, -1}, .backend = \"highway\", " \
+               ".why = \"never matches: no rule qualified\"},\n"
+    footer = f"""}};
+
+}}  // namespace
+
+std::span<const AutoRule> auto_rules() {{ return kRules; }}
+
+std::string_view auto_rules_source() {{
+  return "tools/make_auto_table.py on {cpu_name()}, {contexts[0]['date'][:10]}";
+}}
+
+}}  // namespace convkit::internal
+"""
+    with open(path, "w") as f:
+        f.write(header + body + footer)
+
+
+def report(rules, pts):
+    """What the table predicts on the points it was fitted on: auto's ratio to the best."""
+    print(f"{len(rules)} rules:")
+    for r in rules:
+        print("  " + describe(r))
+    worst = []
+    for p in pts:
+        onednn = any(matches(r, p) for r in rules)
+        r = p["ratio"]
+        # The best time over auto's: highway costs 1/r when onednn is faster (r > 1), onednn r.
+        auto_vs_best = (1 / r if r > 1 else 1.0) if not onednn else (r if r < 1 else 1.0)
+        worst.append((auto_vs_best, p["label"], "onednn" if onednn else "highway", r))
+    worst.sort()
+    print(f"fitted on {len(pts)} points; predicted auto/best geomean "
+          f"{geomean([w[0] for w in worst]):.3f}; below 0.95:")
+    for w in worst:
+        if w[0] < 0.95:
+            print(f"  {w[0]:.3f}  {w[1]}: auto takes {w[2]}, highway/onednn time {w[3]:.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench", help="convkit_bench binary (default: build/release/bench/...)")
+    ap.add_argument("--json", nargs="+", help="reuse these convkit_bench JSON files")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--repetitions", type=int, default=3)
+    ap.add_argument("--min-time", type=float, default=0.05)
+    ap.add_argument("--out-dir", default=os.path.join(REPO_DIR, "out"))
+    ap.add_argument("--output", default=OUTPUT, help="the C++ file to write")
+    args = ap.parse_args()
+    bench = args.bench or find_bench()
+    os.makedirs(args.out_dir, exist_ok=True)
+    paths = args.json or [run_bench(bench, int(t), args) for t in args.threads.split(",")]
+    medians, contexts = load_medians(paths)
+    pts = points(medians, load_shapes(bench))
+    rules = fit(pts)
+    report(rules, pts)
+    write_table(rules, contexts, paths, args.output)
+    print("wrote", os.path.relpath(args.output, REPO_DIR))
+
+
+if __name__ == "__main__":
+    main()
