@@ -34,7 +34,9 @@ namespace {
 constexpr const char kUsage[] = R"(convkit_bench [google-benchmark flags] [convkit flags]
 convkit flags (lists are comma-separated; each defaults to all):
   --ops=LIST        %s
-  --backends=LIST   default: every backend built into this copy (%s)
+  --backends=LIST   default: every backend built into this copy (%s); add auto, and
+                    auto_measure (auto under CONVKIT_AUTO=measure), to compare their choices with
+                    the backends they choose from
   --sets=LIST       %s
   --batch=N         run every shape at batch N instead of its default batch
   --threads=N       threads per call (convkit::set_num_threads); default OMP_NUM_THREADS or all cores
@@ -79,6 +81,32 @@ double TimeLoop(benchmark::State& state, const Prepared& prepared) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// The bench-only backend name "auto_measure" runs auto with CONVKIT_AUTO=measure, set for the
+// duration of its benchmark only, so that one run compares auto's two modes with the backends they
+// choose from, interleaved. Benchmarks run one at a time on the main thread: no one else reads the
+// environment meanwhile.
+class AutoModeScope {
+ public:
+  explicit AutoModeScope(const std::string& backend)
+      : measure_(backend == kAutoMeasure), backend_(measure_ ? "auto" : backend) {
+    if (measure_) setenv("CONVKIT_AUTO", "measure", 1);
+  }
+  ~AutoModeScope() {
+    if (measure_) unsetenv("CONVKIT_AUTO");
+  }
+  AutoModeScope(const AutoModeScope&) = delete;
+  AutoModeScope& operator=(const AutoModeScope&) = delete;
+
+  // The name to pass to convkit.
+  const std::string& backend() const { return backend_; }
+
+  static constexpr std::string_view kAutoMeasure = "auto_measure";
+
+ private:
+  bool measure_;
+  std::string backend_;
+};
+
 Tensor Filled(const Dims& dims, uint32_t seed) {
   Tensor t(dims);
   FillUniform(t.data(), t.size(), seed);
@@ -103,8 +131,10 @@ constexpr ConvOp kConvOps[] = {
     {"conv2d_bwd_weights", ConvPassKind::kBackwardWeights, true},
 };
 
-void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& backend,
+void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& bench_backend,
                const ConvShape& shape, int64_t batch) {
+  const AutoModeScope mode(bench_backend);
+  const std::string& backend = mode.backend();
   const Conv2dParams& params = shape.params;
   const Dims x_dims = shape.x_dims(batch);
   const Tensor x = Filled(x_dims, 1);
@@ -188,8 +218,10 @@ double PoolBytes(const PoolOp& op, const PoolShape& shape, int64_t batch) {
   return elements * sizeof(float);
 }
 
-void BenchPool(benchmark::State& state, const PoolOp& op, const std::string& backend,
+void BenchPool(benchmark::State& state, const PoolOp& op, const std::string& bench_backend,
                const PoolShape& shape, int64_t batch) {
+  const AutoModeScope mode(bench_backend);
+  const std::string& backend = mode.backend();
   const Pool2dParams params = PoolParams(shape, op.mode);
   const Dims x_dims = shape.x_dims(batch);
   const Tensor x = Filled(x_dims, 1);
@@ -270,7 +302,10 @@ std::vector<std::string> ConvkitBackends(const Config& config) {
   std::vector<std::string> backends;
   for (const std::string& name : config.backends) {
     const auto is_name = [&](const BackendInfo& info) { return info.name == name; };
-    if (name == "auto" || std::any_of(all.begin(), all.end(), is_name)) backends.push_back(name);
+    if (name == "auto" || name == AutoModeScope::kAutoMeasure ||
+        std::any_of(all.begin(), all.end(), is_name)) {
+      backends.push_back(name);
+    }
   }
   return backends;
 }

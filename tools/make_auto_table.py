@@ -9,9 +9,14 @@ covered by a rule stays on highway (our own path), so a rule needs a clear margi
 How the rules are fitted (greedy rule induction, one class at a time):
   * a class is an op and direction with a kernel-size class (1, 2-3, 4-5, >= 6) and a groups class
     (dense, grouped, depthwise): the same code path in each backend;
-  * within a class, a rule is the class itself or the class narrowed by at most two thresholds on
-    threads, stride, input or output channels, output pixels per image and batch; thresholds sit
+  * within a class, a rule is the class itself or the class narrowed by one threshold on
+    threads, stride, input or output channels, output pixels per image, batch and work
+    (multiply-adds or window reads per call, where fixed costs rule); thresholds sit
     at the geometric midpoint between measured values, so they generalise to the shapes between;
+  * a narrowed rule must cover two shapes at least (a whole class may rest on one: the class is
+    what generalises, e.g. the only grouped 3x3 layer measured);
+  * a rule never reaches below half the work (multiply-adds) of the smallest problem it rests on:
+    oneDNN's fixed costs make it 2-20x slower than highway on tiny problems;
   * a rule is kept when onednn beats highway by >= MARGIN (1.15x) in geomean over the shapes it
     covers and loses on none of them by more than 5 %; the rule covering the most gain wins
     (fewer conditions on ties), its shapes are removed, and the search repeats.
@@ -30,6 +35,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -45,8 +51,11 @@ AUTO_OPS = {"conv2d_fwd": "kConvFwd", "conv2d_bwd_data": "kConvBwdData",
             "pool2d_fwd_avg": "kPoolFwdAvg", "pool2d_bwd_max": "kPoolBwdMax",
             "pool2d_bwd_avg": "kPoolBwdAvg"}
 MARGIN = 1.15       # a rule's geomean advantage for onednn
+MAX_TYPICAL_CV = 0.25  # a thread count whose median benchmark varies more is not fitted
+MAX_DEPTH = 1      # conditions a rule may add to its class
+MIN_SHAPES = 2     # shapes a narrowed rule must rest on
 WORST = 1 / 1.05    # no covered shape may be slower on onednn than this
-NUMERIC = ["threads", "stride", "ic", "oc", "spatial", "batch"]
+NUMERIC = ["threads", "stride", "ic", "oc", "spatial", "batch", "work"]
 KERNEL_CLASSES = [(1, 1), (2, 3), (4, 5), (6, None)]
 
 
@@ -88,24 +97,54 @@ def load_shapes(bench):
 NAME = re.compile(r"^(?P<op>[^/]+)/(?P<backend>[^/]+)/(?P<set>[^/]+)/(?P<shape>[^/]+)/N(?P<n>\d+)")
 
 
-def load_medians(paths):
-    """(op, backend, set, shape, batch, threads) → median real time (s); plus the contexts."""
-    medians, contexts = {}, []
+def load_medians(paths, max_cv=None, statistic="median", drop_noisy_threads=True):
+    """(op, backend, set, shape, batch, threads) → median real time (s); plus the contexts.
+    With max_cv, a benchmark whose repetitions vary more than that (coefficient of variation:
+    stddev / mean) is left out: on a loaded machine 2-thread runs can be wrecked by descheduled
+    OpenMP threads, and a median of wrecked runs is no measurement. statistic "min" takes the
+    fastest repetition instead of the median: load only ever adds time."""
+    medians, contexts, cvs, reps = {}, [], {}, {}
     for path in paths:
         with open(path) as f:
             data = json.load(f)
         contexts.append(data["context"])
         threads = int(data["context"]["convkit_threads"])
         for b in data["benchmarks"]:
-            if b.get("aggregate_name") != "median" or b.get("error_occurred"):
-                continue
             m = NAME.match(b["name"])
-            if not m:
+            if b.get("error_occurred") or not m:
                 continue
-            scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
             key = (m["op"], m["backend"], m["set"], m["shape"], int(m["n"]), threads)
-            medians[key] = b["real_time"] * scale
-    return medians, contexts
+            if b.get("aggregate_name") == "cv":
+                cvs[key] = b["real_time"]
+            scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
+            if b.get("run_type") == "iteration":
+                reps.setdefault(key, []).append(b["real_time"] * scale)
+            if b.get("aggregate_name") == "median":
+                medians[key] = b["real_time"] * scale
+    if statistic == "min":
+        medians = {k: min(v) for k, v in reps.items()}
+    notes = []
+    for threads in sorted({k[5] for k in medians}):
+        spread = sorted(cv for k, cv in cvs.items() if k[5] == threads)
+        typical = spread[len(spread) // 2] if spread else 0.0
+        if typical > MAX_TYPICAL_CV and drop_noisy_threads:
+            notes.append(f"{threads} thread(s) left out: median cv {typical:.2f} over "
+                         f"{len(spread)} benchmarks (> {MAX_TYPICAL_CV}), too noisy to fit")
+            medians = {k: v for k, v in medians.items() if k[5] != threads}
+        else:
+            notes.append(f"{threads} thread(s): median cv {typical:.2f}")
+    for note in notes:
+        print(note, file=sys.stderr)
+    if max_cv is not None:
+        noisy = [k for k in medians if cvs.get(k, 0.0) > max_cv]
+        for threads in sorted({k[5] for k in medians}):
+            total = sum(k[5] == threads for k in medians)
+            dropped = sum(k[5] == threads for k in noisy)
+            print(f"{threads} thread(s): {dropped} of {total} benchmarks vary by more than "
+                  f"cv {max_cv} and are left out", file=sys.stderr)
+        for k in noisy:
+            del medians[k]
+    return medians, contexts, notes
 
 
 def features(op, shape, threads):
@@ -113,14 +152,17 @@ def features(op, shape, threads):
         x, w, y, g = shape["x"], shape["w"], shape["y"], shape["groups"]
         groups = "kDense" if g == 1 else ("kDepthwise" if g == x[3] == w[3] else "kGrouped")
         kernel, ic, oc = max(w[0], w[1]), x[3], w[3]
+        work = x[0] * y[1] * y[2] * oc * w[0] * w[1] * w[2]
     else:
         x, y = shape["x"], shape["y"]
         groups = "kDense"
         kernel = max(x[1], x[2]) if shape["global"] else max(shape["window"])
         ic = oc = x[3]
+        window = [x[1], x[2]] if shape["global"] else shape["window"]
+        work = x[0] * y[1] * y[2] * ic * window[0] * window[1]
     return {"op": AUTO_OPS[op], "kernel": kernel, "groups": groups, "ic": ic, "oc": oc,
             "spatial": y[1] * y[2], "batch": x[0], "stride": max(shape["stride"]),
-            "threads": threads}
+            "threads": threads, "work": work}
 
 
 def points(medians, shapes):
@@ -134,7 +176,8 @@ def points(medians, shapes):
         if t_dnn is None or (set_, name, n) not in shapes:
             continue
         f = features(op, shapes[(set_, name, n)], threads)
-        f.update(ratio=t_hwy / t_dnn, label=f"{op} {set_}/{name}/N{n} t{threads}")
+        f.update(ratio=t_hwy / t_dnn, label=f"{op} {set_}/{name}/N{n} t{threads}", set=set_,
+                 shape=f"{set_}/{name}/N{n}")
         pts.append(f)
     return pts
 
@@ -177,13 +220,13 @@ def best_rule(pts):
     """The narrowing of a class (<= 2 conditions) with the most gain that qualifies, or None."""
     best = None
     conds = conditions(pts)
-    for depth in range(3):
+    for depth in range(MAX_DEPTH + 1):
         for combo in itertools.combinations(conds, depth):
             if len({c[0] for c in combo}) < depth:
                 continue  # two cuts on one feature: a range; keep rules simple
             covered = [p for p in pts if all(holds(c, p) for c in combo)]
-            if not covered:
-                continue
+            if not covered or (depth > 0 and len({p["shape"] for p in covered}) < MIN_SHAPES):
+                continue  # a narrowed rule must rest on two shapes at least, or it memorises
             ratios = [p["ratio"] for p in covered]
             if geomean(ratios) < MARGIN or min(ratios) < WORST:
                 continue
@@ -191,6 +234,15 @@ def best_rule(pts):
             if best is None or gain > best[0] + 1e-9:
                 best = (gain, combo, covered)
     return best
+
+
+def with_work_floor(combo, covered):
+    """Adds work >= half the smallest covered problem's, unless the rule bounds work already.
+    Below that, fixed costs rule, and oneDNN's are the larger (2-20x slower than highway on the
+    seed-sized problems): a rule must not reach down to problems smaller than those it rests on."""
+    if any(c[0] == "work" and c[1] is not None for c in combo):
+        return combo
+    return combo + (("work", min(p["work"] for p in covered) // 2, None),)
 
 
 def fit(pts):
@@ -206,6 +258,7 @@ def fit(pts):
             if found is None:
                 break
             _, combo, covered = found
+            combo = with_work_floor(combo, covered)
             rules.append({"class": key, "conds": combo, "covered": covered})
             remaining = [p for p in remaining if p not in covered]
     return rules
@@ -238,7 +291,7 @@ def cpp_rule(rule):
     ranges = {}
     for feat, lo, hi in rule["conds"]:
         ranges[feat] = f"{{{lo if lo is not None else 0}, {hi if hi is not None else 'kNoLimit'}}}"
-    for feat in ["ic", "oc", "spatial", "batch", "stride", "threads"]:
+    for feat in ["ic", "oc", "spatial", "batch", "stride", "threads", "work"]:
         if feat in ranges:
             fields.append(f".{feat} = {ranges[feat]}")
     fields.append('.backend = "onednn"')
@@ -251,22 +304,28 @@ def cpu_name():
         with open("/proc/cpuinfo") as f:
             info = f.read()
         model = re.search(r"model name\s*:\s*(.*)", info).group(1).strip()
-        family = re.search(r"cpu family\s*:\s*(\d+)", info).group(1)
-        return f"{model} (family {family})"
+        family = int(re.search(r"cpu family\s*:\s*(\d+)", info).group(1))
+        vendor = re.search(r"vendor_id\s*:\s*(\S+)", info).group(1)
+        zen = {23: "Zen / Zen 2", 25: "Zen 3 / Zen 4", 26: "Zen 5"}.get(family)
+        core = f", {zen}" if vendor == "AuthenticAMD" and zen else ""
+        return f"{model} (family {family}{core})"
     except (OSError, AttributeError):
         return "unknown CPU"
 
 
-def write_table(rules, contexts, json_paths, path):
+def write_table(rules, contexts, json_paths, notes, path):
     loads = "; ".join(f"{c['convkit_threads']} thread(s): load {c['load_avg'][0]:.1f}"
                       for c in contexts)
+    noise = "".join(f"\n// {n}." for n in notes)
     header = f"""// auto's decision table: GENERATED by tools/make_auto_table.py, do not edit. Regenerate with
 //   python3 tools/make_auto_table.py
 // (it runs convkit_bench over every set, highway and onednn, 1 and 2 threads, and fits these rules;
 // see the script for how). A rule sends a problem to onednn first; no rule means highway.
 //
 // Measured on {cpu_name()}, {contexts[0]['num_cpus']} cores, {contexts[0]['date'][:10]}
-// ({loads}) from {', '.join(os.path.relpath(p, REPO_DIR) for p in json_paths)}.
+// (load averages at the start: {loads}) from
+// {', '.join(os.path.relpath(p, REPO_DIR) for p in json_paths)}.{noise}
+// Rules that do not bound threads apply to every thread count.
 #include "api/src/auto_table.hpp"
 
 namespace convkit::internal {{
@@ -293,6 +352,32 @@ std::string_view auto_rules_source() {{
 """
     with open(path, "w") as f:
         f.write(header + body + footer)
+    if shutil.which("clang-format"):  # the tree's style (tools/check_format.sh checks it)
+        subprocess.run(["clang-format", "-i", path], check=True)
+
+
+def cross_validate(pts):
+    """Leave one shape set out: fit on the others, predict the set left out (held-out shapes)."""
+    print("leave-one-set-out (fit on the other sets, auto/best on the set left out):")
+    for held in sorted({p["set"] for p in pts}):
+        train = [p for p in pts if p["set"] != held]
+        test = [p for p in pts if p["set"] == held]
+        scores = auto_vs_best(fit(train), test)
+        print(f"  {held:10s} geomean {geomean([s[0] for s in scores]):.3f}, "
+              f"min {scores[0][0]:.3f} ({scores[0][1]}), below 0.95: "
+              f"{sum(s[0] < 0.95 for s in scores)} of {len(scores)}")
+
+
+def auto_vs_best(rules, pts):
+    """(best time / auto's time, label, choice, ratio) per point, worst first."""
+    scores = []
+    for p in pts:
+        onednn = any(matches(r, p) for r in rules)
+        r = p["ratio"]
+        # The best time over auto's: highway costs 1/r when onednn is faster (r > 1), onednn r.
+        auto_vs_best = (1 / r if r > 1 else 1.0) if not onednn else (r if r < 1 else 1.0)
+        scores.append((auto_vs_best, p["label"], "onednn" if onednn else "highway", r))
+    return sorted(scores)
 
 
 def report(rules, pts):
@@ -300,19 +385,46 @@ def report(rules, pts):
     print(f"{len(rules)} rules:")
     for r in rules:
         print("  " + describe(r))
-    worst = []
-    for p in pts:
-        onednn = any(matches(r, p) for r in rules)
-        r = p["ratio"]
-        # The best time over auto's: highway costs 1/r when onednn is faster (r > 1), onednn r.
-        auto_vs_best = (1 / r if r > 1 else 1.0) if not onednn else (r if r < 1 else 1.0)
-        worst.append((auto_vs_best, p["label"], "onednn" if onednn else "highway", r))
-    worst.sort()
+    worst = auto_vs_best(rules, pts)
     print(f"fitted on {len(pts)} points; predicted auto/best geomean "
           f"{geomean([w[0] for w in worst]):.3f}; below 0.95:")
     for w in worst:
         if w[0] < 0.95:
             print(f"  {w[0]:.3f}  {w[1]}: auto takes {w[2]}, highway/onednn time {w[3]:.2f}")
+
+
+def check(paths, bench):
+    """auto and auto_measure against the faster of highway and onednn, per shape, from runs of
+    convkit_bench --backends=highway,onednn,auto,auto_measure (one run per thread count)."""
+    medians, contexts, _ = load_medians(paths, drop_noisy_threads=False)
+    shapes = load_shapes(bench)
+    for c in contexts:
+        print(f"run: {c['convkit_threads']} thread(s), load {c['load_avg'][0]:.1f} at start, "
+              f"{c['date']}")
+    for auto in ("auto", "auto_measure"):
+        scores = []  # (best time / auto's time, label)
+        for (op, backend, set_, name, n, threads), t_auto in medians.items():
+            if backend != auto or (set_, name, n) not in shapes:
+                continue
+            others = [medians.get((op, b, set_, name, n, threads)) for b in ("highway", "onednn")]
+            others = [t for t in others if t]
+            if others:
+                scores.append((min(others) / t_auto, f"{op} {set_}/{name}/N{n} t{threads}"))
+        if not scores:
+            continue
+        scores.sort()
+        print(f"{auto} / best over {len(scores)} (op, shape, threads): geomean "
+              f"{geomean([s[0] for s in scores]):.3f}, below 0.95: "
+              f"{sum(s[0] < 0.95 for s in scores)}, below 0.97: {sum(s[0] < 0.97 for s in scores)}")
+        by_op = {}
+        for score, label in scores:
+            by_op.setdefault(label.split()[0] + " " + label.split()[-1], []).append(score)
+        for key in sorted(by_op):
+            v = by_op[key]
+            print(f"  {key:28s} geomean {geomean(v):.3f}  min {min(v):.3f}  n={len(v)}")
+        print("  worst:")
+        for score, label in scores[:12]:
+            print(f"    {score:.3f}  {label}")
 
 
 def main():
@@ -322,17 +434,31 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--repetitions", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=0.05)
+    ap.add_argument("--max-cv", type=float, default=0.3,
+                    help="leave out benchmarks whose repetitions vary more (default 0.3)")
+    ap.add_argument("--statistic", choices=["median", "min"], default="median",
+                    help="per benchmark: the median of its repetitions (default) or the fastest")
     ap.add_argument("--out-dir", default=os.path.join(REPO_DIR, "out"))
     ap.add_argument("--output", default=OUTPUT, help="the C++ file to write")
+    ap.add_argument("--check", nargs="+", metavar="JSON",
+                    help="instead: score auto and auto_measure against the best backend in runs "
+                         "of convkit_bench --backends=highway,onednn,auto,auto_measure")
+    ap.add_argument("--cross-validate", action="store_true",
+                    help="also fit without each set in turn and score the set left out")
     args = ap.parse_args()
     bench = args.bench or find_bench()
+    if args.check:
+        check(args.check, bench)
+        return
     os.makedirs(args.out_dir, exist_ok=True)
     paths = args.json or [run_bench(bench, int(t), args) for t in args.threads.split(",")]
-    medians, contexts = load_medians(paths)
+    medians, contexts, notes = load_medians(paths, args.max_cv, args.statistic)
     pts = points(medians, load_shapes(bench))
     rules = fit(pts)
     report(rules, pts)
-    write_table(rules, contexts, paths, args.output)
+    if args.cross_validate:
+        cross_validate(pts)
+    write_table(rules, contexts, paths, notes, args.output)
     print("wrote", os.path.relpath(args.output, REPO_DIR))
 
 

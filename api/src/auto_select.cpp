@@ -235,23 +235,29 @@ AutoMode auto_mode(std::string_view op) {
        "'" + std::string(env) + "'");
 }
 
+// Why the table put `first` first, for CONVKIT_VERBOSE=2 only (it formats strings).
+std::string table_reason(const AutoFeatures& features, const AutoRule* rule) {
+  if (rule != nullptr) return "rule: " + std::string(rule->why);
+  return "no rule for " + features.to_string() + ": " + std::string(kAutoDefaultBackend) +
+         " by default";
+}
+
 const Backend& run_auto(const AutoCall& call) {
   Refusals refusals;
-  std::string why;
+  std::string why;  // set by measure mode; the table's reason is formatted only when printed
+  const AutoRule* rule = nullptr;
   std::optional<std::string> first;
   if (auto_mode(call.op) == AutoMode::kMeasure) first = measured_choice(call, &why, &refusals);
   if (!first) {
-    const AutoRule* rule = match_auto_rule(call.features);
+    rule = match_auto_rule(call.features);
     first = std::string(rule != nullptr ? rule->backend : kAutoDefaultBackend);
-    why = rule != nullptr ? "rule: " + std::string(rule->why)
-                          : "no rule for " + call.features.to_string() + ": " +
-                                std::string(kAutoDefaultBackend) + " by default";
   }
   Refusals attempt_refusals;
   for (const Backend* backend : auto_order(*first)) {
     if (!try_stage(call, *backend, call.attempt, &attempt_refusals)) continue;
     // The refusals met while measuring repeat those met here; print whichever list has them.
     if (verbose_level() >= 2) {
+      if (why.empty()) why = table_reason(call.features, rule);
       print_why(call, *backend, why, attempt_refusals.empty() ? refusals : attempt_refusals);
     }
     return *backend;

@@ -58,7 +58,8 @@ AutoOp conv_op(ConvPass pass) {
 std::string AutoFeatures::to_string() const {
   std::ostringstream out;
   out << op_name(op) << " k" << kernel << ' ' << groups_name(groups) << " ic" << ic << " oc" << oc
-      << " spatial" << spatial << " n" << batch << " s" << stride << " t" << threads;
+      << " spatial" << spatial << " n" << batch << " s" << stride << " t" << threads << " work"
+      << work;
   return out.str();
 }
 
@@ -75,6 +76,7 @@ AutoFeatures conv2d_features(const Conv2dProblem& p, ConvPass pass, int threads)
   f.batch = p.n;
   f.stride = std::max(p.stride_h, p.stride_w);
   f.threads = threads;
+  f.work = p.n * f.spatial * p.oc * p.kh * p.kw * p.ic_per_group();
   return f;
 }
 
@@ -90,6 +92,7 @@ AutoFeatures pool2d_features(const Pool2dProblem& p, PoolPass pass, int threads)
   f.batch = p.n;
   f.stride = std::max(p.stride_h, p.stride_w);
   f.threads = threads;
+  f.work = p.n * f.spatial * p.c * p.kh * p.kw;
   return f;
 }
 
@@ -97,7 +100,7 @@ bool AutoRule::matches(const AutoFeatures& f) const {
   return f.op == op && kernel.contains(f.kernel) &&
          (groups == GroupsClass::kAny || groups == f.groups) && ic.contains(f.ic) &&
          oc.contains(f.oc) && spatial.contains(f.spatial) && batch.contains(f.batch) &&
-         stride.contains(f.stride) && threads.contains(f.threads);
+         stride.contains(f.stride) && threads.contains(f.threads) && work.contains(f.work);
 }
 
 const AutoRule* match_auto_rule(const AutoFeatures& f) {

@@ -40,8 +40,12 @@ struct AutoFeatures {
   int64_t batch = 0;
   int64_t stride = 1;  // max(stride_h, stride_w)
   int64_t threads = 1;
+  // Multiply-adds (convolution: N*OH*OW*OC*KH*KW*IC/groups) or window reads (pooling:
+  // N*OH*OW*C*KH*KW) per call: small problems are ruled by fixed costs, not by kernels.
+  int64_t work = 0;
 
-  // "conv_bwd_weights k3 dense ic64 oc64 spatial3136 n1 s1 t2", for CONVKIT_VERBOSE=2.
+  // "conv_bwd_weights k3 dense ic64 oc64 spatial3136 n1 s1 t2 work115605504", for
+  // CONVKIT_VERBOSE=2.
   std::string to_string() const;
 };
 
@@ -64,7 +68,7 @@ struct AutoRule {
   AutoOp op = AutoOp::kConvFwd;
   Range kernel;
   GroupsClass groups = GroupsClass::kAny;
-  Range ic, oc, spatial, batch, stride, threads;
+  Range ic, oc, spatial, batch, stride, threads, work;
   std::string_view backend;
   std::string_view why;
 
