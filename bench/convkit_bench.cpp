@@ -10,6 +10,7 @@
 // + written: x and y forward; dy and dx backward, plus x for max). The label is the plan's
 // implementation, "backend:variant:isa".
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -51,14 +52,77 @@ e.g. convkit_bench --ops=conv2d_fwd --sets=resnet50 --threads=2 --benchmark_min_
 struct Prepared {
   std::function<void()> run;
   std::string label;
+  // One-shot calls without a plan to ask: the warm-up call reads its implementation from its
+  // CONVKIT_VERBOSE line, and the label becomes "<implementation> (one-shot)".
+  bool label_from_verbose = false;
 };
+
+// Sets an environment variable until the end of the scope, then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) had_old_ = true, old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() { had_old_ ? setenv(name_, old_.c_str(), 1) : unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  bool had_old_ = false;
+  std::string old_;
+};
+
+// Runs `call` once with CONVKIT_VERBOSE=1 and stderr captured; returns the implementation its
+// verbose line names ("backend:variant:isa"; under auto, what auto chose), or "" when none.
+std::string ImplFromVerbose(const std::function<void()>& call) {
+  const ScopedEnv verbose("CONVKIT_VERBOSE", "1");
+  std::fflush(stderr);
+  FILE* capture = std::tmpfile();
+  if (capture == nullptr) {
+    call();
+    return {};
+  }
+  const int saved_stderr = dup(STDERR_FILENO);
+  dup2(fileno(capture), STDERR_FILENO);
+  const auto restore = [&] {
+    std::fflush(stderr);
+    dup2(saved_stderr, STDERR_FILENO);
+    close(saved_stderr);
+  };
+  try {
+    call();
+  } catch (...) {
+    restore();
+    std::fclose(capture);
+    throw;
+  }
+  restore();
+  std::rewind(capture);
+  char line[4096];
+  std::string impl;
+  if (std::fgets(line, sizeof(line), capture) != nullptr) {
+    const std::string_view text = line;  // convkit_verbose,<op>,<impl>,<problem>,<time> ms
+    const size_t start = text.find(',', text.find(',') + 1) + 1;
+    impl = std::string(text.substr(start, text.find(',', start) - start));
+  }
+  std::fclose(capture);
+  return impl;
+}
 
 // Runs `prepare` (which creates plans and makes the first, untimed call). On a convkit::Error the
 // benchmark is skipped with the reason, "unsupported: ..." when the backend refuses the problem.
 bool Prepare(benchmark::State& state, const std::function<Prepared()>& prepare, Prepared* out) {
   try {
     *out = prepare();
-    out->run();  // warm-up: first touch of the outputs, lazy initialisation inside backends
+    // Warm-up: first touch of the outputs, lazy initialisation inside backends.
+    if (out->label_from_verbose) {
+      const std::string impl = ImplFromVerbose(out->run);
+      if (!impl.empty()) out->label = impl + " (one-shot)";
+    } else {
+      out->run();
+    }
     state.SetLabel(out->label);
     return true;
   } catch (const Error& e) {
@@ -163,7 +227,7 @@ void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& ben
             Conv2dGrads grads;
             grads.dx = dx.view();
             return {[&, grads] { conv2d_backward(params, x, w, dy, grads, backend); },
-                    backend + " (one-shot)"};
+                    backend + " (one-shot)", true};
           }
           case ConvPassKind::kBackwardWeights: {
             dy = Filled(ConvOutputDims(shape, batch), 4);
@@ -173,7 +237,7 @@ void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& ben
             grads.dw = dw.view();
             grads.db = std::span<float>(db);
             return {[&, grads] { conv2d_backward(params, x, w, dy, grads, backend); },
-                    backend + " (one-shot)"};
+                    backend + " (one-shot)", true};
           }
         }
         return {};
@@ -235,7 +299,8 @@ void BenchPool(benchmark::State& state, const PoolOp& op, const std::string& ben
         if (op.backward) {
           dy = Filled(pool2d_output_dims(x_dims, params), 4);
           dx = Tensor(x_dims);
-          return {[&] { pool2d_backward(params, x, dy, dx, backend); }, backend + " (one-shot)"};
+          return {[&] { pool2d_backward(params, x, dy, dx, backend); }, backend + " (one-shot)",
+                  true};
         }
         plan.emplace(params, x_dims, backend);
         y = Tensor(plan->y_dims());

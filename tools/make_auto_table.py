@@ -393,38 +393,75 @@ def report(rules, pts):
             print(f"  {w[0]:.3f}  {w[1]}: auto takes {w[2]}, highway/onednn time {w[3]:.2f}")
 
 
-def check(paths, bench):
+def load_labels(paths):
+    """(op, backend, set, shape, batch, threads) → the benchmark's label (its implementation)."""
+    labels = {}
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        threads = int(data["context"]["convkit_threads"])
+        for b in data["benchmarks"]:
+            m = NAME.match(b["name"])
+            if m and b.get("label"):
+                labels[(m["op"], m["backend"], m["set"], m["shape"], int(m["n"]), threads)] = \
+                    b["label"]
+    return labels
+
+
+def summarize(title, scores):
+    """Prints geomean, counts below 0.95 / 0.97, per op and thread count, and the worst."""
+    if not scores:
+        return
+    scores.sort()
+    print(f"{title} over {len(scores)} (op, shape, threads): geomean "
+          f"{geomean([s[0] for s in scores]):.3f}, min {scores[0][0]:.3f}, below 0.95: "
+          f"{sum(s[0] < 0.95 for s in scores)}, below 0.97: {sum(s[0] < 0.97 for s in scores)}")
+    by_op = {}
+    for score, label in scores:
+        by_op.setdefault(label.split()[0] + " " + label.split()[-1], []).append(score)
+    for key in sorted(by_op):
+        v = by_op[key]
+        print(f"  {key:28s} geomean {geomean(v):.3f}  min {min(v):.3f}  "
+              f"below 0.95: {sum(x < 0.95 for x in v)} of {len(v)}")
+    print("  worst: " + "; ".join(f"{s:.2f} {label}" for s, label in scores[:6]))
+
+
+def check(paths, bench, statistic="median"):
     """auto and auto_measure against the faster of highway and onednn, per shape, from runs of
-    convkit_bench --backends=highway,onednn,auto,auto_measure (one run per thread count)."""
-    medians, contexts, _ = load_medians(paths, drop_noisy_threads=False)
+    convkit_bench --backends=highway,onednn,auto,auto_measure (one run per thread count). Two
+    scores each: "timed" divides by auto's own time; "by choice" by the time of the backend auto
+    chose (its label), measured in the same run, which leaves auto's own timing noise out. The
+    spread of chosen-backend time / auto's time (the same code twice) is the run's noise floor."""
+    medians, contexts, _ = load_medians(paths, statistic=statistic, drop_noisy_threads=False)
+    labels = load_labels(paths)
     shapes = load_shapes(bench)
     for c in contexts:
         print(f"run: {c['convkit_threads']} thread(s), load {c['load_avg'][0]:.1f} at start, "
               f"{c['date']}")
     for auto in ("auto", "auto_measure"):
-        scores = []  # (best time / auto's time, label)
+        timed, by_choice, same_code = [], [], []
         for (op, backend, set_, name, n, threads), t_auto in medians.items():
             if backend != auto or (set_, name, n) not in shapes:
                 continue
-            others = [medians.get((op, b, set_, name, n, threads)) for b in ("highway", "onednn")]
-            others = [t for t in others if t]
-            if others:
-                scores.append((min(others) / t_auto, f"{op} {set_}/{name}/N{n} t{threads}"))
-        if not scores:
-            continue
-        scores.sort()
-        print(f"{auto} / best over {len(scores)} (op, shape, threads): geomean "
-              f"{geomean([s[0] for s in scores]):.3f}, below 0.95: "
-              f"{sum(s[0] < 0.95 for s in scores)}, below 0.97: {sum(s[0] < 0.97 for s in scores)}")
-        by_op = {}
-        for score, label in scores:
-            by_op.setdefault(label.split()[0] + " " + label.split()[-1], []).append(score)
-        for key in sorted(by_op):
-            v = by_op[key]
-            print(f"  {key:28s} geomean {geomean(v):.3f}  min {min(v):.3f}  n={len(v)}")
-        print("  worst:")
-        for score, label in scores[:12]:
-            print(f"    {score:.3f}  {label}")
+            t = {b: medians.get((op, b, set_, name, n, threads)) for b in ("highway", "onednn")}
+            present = [v for v in t.values() if v]
+            if not present:
+                continue
+            label = f"{op} {set_}/{name}/N{n} t{threads}"
+            timed.append((min(present) / t_auto, label))
+            chosen = labels.get((op, backend, set_, name, n, threads), "").split(":")[0]
+            if " + " in labels.get((op, backend, set_, name, n, threads), ""):
+                continue  # two passes on two backends: no single backend's time to compare
+            if t.get(chosen):
+                by_choice.append((min(present) / t[chosen], label))
+                same_code.append(t[chosen] / t_auto)
+        summarize(f"{auto} / best, timed", timed)
+        summarize(f"{auto} / best, by choice", by_choice)
+        if same_code:
+            same_code.sort()
+            q = lambda f: same_code[min(len(same_code) - 1, int(f * len(same_code)))]
+            print(f"  noise floor (chosen backend's time / {auto}'s, the same code): median "
+                  f"{q(0.5):.3f}, 10-90 % {q(0.1):.3f}-{q(0.9):.3f}")
 
 
 def main():
@@ -448,7 +485,7 @@ def main():
     args = ap.parse_args()
     bench = args.bench or find_bench()
     if args.check:
-        check(args.check, bench)
+        check(args.check, bench, args.statistic)
         return
     os.makedirs(args.out_dir, exist_ok=True)
     paths = args.json or [run_bench(bench, int(t), args) for t in args.threads.split(",")]

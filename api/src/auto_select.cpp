@@ -188,30 +188,32 @@ std::optional<Measured> measure(const AutoCall& call, Refusals* refusals) {
 // The backend measure mode prefers, and why; nullopt when the table should decide.
 std::optional<std::string> measured_choice(const AutoCall& call, std::string* why,
                                            Refusals* refusals) {
-  const std::string key = std::string(call.verbose_op) + " " + call.describe() + " threads " +
-                          std::to_string(call.features.threads);
+  thread_local std::string key;  // reused: a cache lookup per one-shot call allocates nothing
+  key.assign(call.verbose_op).append(" ").append(call.describe());
+  key.append(" threads ").append(std::to_string(call.features.threads));
   MeasureCache& cache = measure_cache();
   if (std::optional<Measured> hit = cache.find(key)) {
     *why = "measured earlier (cached): " + hit->times;
     return hit->backend;
   }
   if (!call.trial) return std::nullopt;
+  const std::string this_key = key;  // `key` is reused if measuring calls back into convkit
   const std::lock_guard<std::mutex> lock(cache.measuring);
-  if (std::optional<Measured> hit = cache.find(key)) {  // another thread measured meanwhile
+  if (std::optional<Measured> hit = cache.find(this_key)) {  // measured by another thread
     *why = "measured earlier (cached): " + hit->times;
     return hit->backend;
   }
   std::optional<Measured> measured = measure(call, refusals);
   if (!measured) return std::nullopt;
   *why = "measured: " + measured->times;
-  cache.store(key, *measured);
+  cache.store(this_key, *measured);
   return measured->backend;
 }
 
 void print_why(const AutoCall& call, const Backend& chosen, std::string_view why,
                const Refusals& refusals) {
   const std::string line = "convkit_verbose,auto," + std::string(call.verbose_op) + "," +
-                           call.describe() + "," + std::string(chosen.name()) + "," +
+                           std::string(call.describe()) + "," + std::string(chosen.name()) + "," +
                            std::string(why) +
                            (refusals.empty() ? "" : ",refused: " + refusals.text()) + "\n";
   std::fputs(line.c_str(), stderr);  // one call per line: concurrent lines do not interleave

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -27,7 +28,7 @@ struct AutoCall {
   std::string_view op;          // the public name, for errors: "Conv2d", "conv2d_backward"
   std::string_view verbose_op;  // the name in verbose lines: "conv2d_fwd"
   AutoFeatures features;
-  std::function<std::string()> describe;  // the problem's text: verbose lines, the cache's key
+  std::function<std::string_view()> describe;  // the problem's text: verbose lines, cache key
   std::function<Support(const Backend&)> supports;
   // Does the work on the given backend: creates its plan, or runs the one-shot call. Throws
   // Error(kUnsupported) when the backend refuses, before writing any output.
@@ -62,6 +63,20 @@ class PlanSlots {
  private:
   std::vector<std::pair<const Backend*, std::unique_ptr<Impl>>> slots_;
 };
+
+// The problem's text (to_string()), formatted once per thread while calls repeat one problem:
+// under CONVKIT_AUTO=measure every one-shot call looks its problem up in the cache by it, and
+// formatting costs more than a small call. The reference is valid until the thread's next call.
+template <typename Problem>
+std::string_view problem_text(const Problem& p) {
+  thread_local std::optional<Problem> last;
+  thread_local std::string text;
+  if (!last || !(*last == p)) {
+    text = p.to_string();
+    last = p;
+  }
+  return text;
+}
 
 // Scratch data for measuring: `size` floats, allocated and filled on first use with a fixed
 // pattern of small values (the same every time, so timings never depend on the caller's data).

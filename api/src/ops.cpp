@@ -38,7 +38,7 @@ const internal::Backend& run_conv2d_bwd(std::string_view requested, std::string_
       {.op = op,
        .verbose_op = dx != nullptr ? "conv2d_bwd_data" : "conv2d_bwd_weights",
        .features = internal::conv2d_features(p, pass, internal::num_threads()),
-       .describe = [&] { return p.to_string(); },
+       .describe = [&] { return internal::problem_text(p); },
        .supports =
            [&](const internal::Backend& c) {
              if (dx != nullptr) {
@@ -91,7 +91,7 @@ void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorVi
             {.op = op,
              .verbose_op = "conv2d_fwd",
              .features = internal::conv2d_features(p, ConvPass::kForward, internal::num_threads()),
-             .describe = [&] { return p.to_string(); },
+             .describe = [&] { return internal::problem_text(p); },
              .supports =
                  [&](const internal::Backend& c) {
                    return c.supports_conv2d(p, ConvPass::kForward);
@@ -178,7 +178,7 @@ void pool2d_forward(const Pool2dParams& params, ConstTensorView x, TensorView y,
             {.op = op,
              .verbose_op = "pool2d_fwd",
              .features = internal::pool2d_features(p, PoolPass::kForward, internal::num_threads()),
-             .describe = [&] { return p.to_string(); },
+             .describe = [&] { return internal::problem_text(p); },
              .supports =
                  [&](const internal::Backend& c) {
                    return c.supports_pool2d(p, PoolPass::kForward);
@@ -209,7 +209,7 @@ void pool2d_backward(const Pool2dParams& params, ConstTensorView x, ConstTensorV
             {.op = op,
              .verbose_op = "pool2d_bwd",
              .features = internal::pool2d_features(p, PoolPass::kBackward, internal::num_threads()),
-             .describe = [&] { return p.to_string(); },
+             .describe = [&] { return internal::problem_text(p); },
              .supports =
                  [&](const internal::Backend& c) {
                    return c.supports_pool2d(p, PoolPass::kBackward);

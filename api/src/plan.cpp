@@ -64,17 +64,18 @@ std::unique_ptr<Impl> create_plan(std::string_view requested, std::string_view o
     if (plan == nullptr) plan = create_reporting_oom(op, [&] { return create(c); });
   };
   Scratch x(num_elements(x_dims)), y(num_elements(y_dims));
-  const Backend& chosen = run_on_backend(requested, {.op = op,
-                                                     .verbose_op = verbose_op,
-                                                     .features = features,
-                                                     .describe = [&] { return problem; },
-                                                     .supports = supports,
-                                                     .attempt = attempt,
-                                                     .trial =
-                                                         [&](const Backend& c) {
-                                                           attempt(c);
-                                                           plans[c]->run(x.data(), y.data());
-                                                         }});
+  const Backend& chosen =
+      run_on_backend(requested, {.op = op,
+                                 .verbose_op = verbose_op,
+                                 .features = features,
+                                 .describe = [&] { return std::string_view(problem); },
+                                 .supports = supports,
+                                 .attempt = attempt,
+                                 .trial =
+                                     [&](const Backend& c) {
+                                       attempt(c);
+                                       plans[c]->run(x.data(), y.data());
+                                     }});
   return std::move(plans[chosen]);
 }
 

@@ -28,6 +28,8 @@ struct Conv2dProblem {
   double flops() const;
   // "n2 ih5 iw7 ic4 oc8 oh3 ow4 k3x3 s2x2 p1,1,1,1 d1x1 g1 bias relu".
   std::string to_string() const;
+
+  bool operator==(const Conv2dProblem&) const = default;
 };
 
 struct Pool2dProblem {
@@ -42,6 +44,8 @@ struct Pool2dProblem {
   bool ceil_mode = false;  // informative: oh and ow already include its effect
 
   std::string to_string() const;
+
+  bool operator==(const Pool2dProblem&) const = default;
 };
 
 }  // namespace convkit::internal
