@@ -36,6 +36,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -103,7 +104,7 @@ def load_medians(paths, max_cv=None, statistic="median", drop_noisy_threads=True
     stddev / mean) is left out: on a loaded machine 2-thread runs can be wrecked by descheduled
     OpenMP threads, and a median of wrecked runs is no measurement. statistic "min" takes the
     fastest repetition instead of the median: load only ever adds time."""
-    medians, contexts, cvs, reps = {}, [], {}, {}
+    runs, contexts, cvs, reps = {}, [], {}, {}
     for path in paths:
         with open(path) as f:
             data = json.load(f)
@@ -115,12 +116,16 @@ def load_medians(paths, max_cv=None, statistic="median", drop_noisy_threads=True
                 continue
             key = (m["op"], m["backend"], m["set"], m["shape"], int(m["n"]), threads)
             if b.get("aggregate_name") == "cv":
-                cvs[key] = b["real_time"]
+                cvs[key] = max(cvs.get(key, 0.0), b["real_time"]) if key not in cvs else \
+                    min(cvs[key], b["real_time"])  # several runs: the steadier one's
             scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
             if b.get("run_type") == "iteration":
                 reps.setdefault(key, []).append(b["real_time"] * scale)
             if b.get("aggregate_name") == "median":
-                medians[key] = b["real_time"] * scale
+                runs.setdefault(key, []).append(b["real_time"] * scale)
+    # Several runs of one benchmark (files measured at different times): the median of their
+    # medians (for two, their mean). Other backends' benchmarks in a file are ignored by the fit.
+    medians = {k: statistics.median(v) for k, v in runs.items()}
     if statistic == "min":
         medians = {k: min(v) for k, v in reps.items()}
     notes = []

@@ -4,11 +4,10 @@
 // see the script for how). A rule sends a problem to onednn first; no rule means highway.
 //
 // Measured on AMD EPYC (family 26, Zen 5), 2 cores, 2026-12-05
-// (load averages at the start: 1 thread(s): load 0.8; 2 thread(s): load 9.4) from
-// out/auto_raw_t1.json, out/auto_raw9_t2.json.
-// 1 thread(s): median cv 0.04.
-// 2 thread(s) left out: median cv 0.87 over 500 benchmarks (> 0.25), too noisy to fit.
-// Rules that do not bound threads apply to every thread count.
+// (load averages at the start: 1 thread(s): load 0.8; 1 thread(s): load 17.6; 2 thread(s):
+// load 9.4) from out/auto_raw_t1.json, out/auto_check2_t1.json, out/auto_raw9_t2.json. 1 thread(s):
+// median cv 0.07. 2 thread(s) left out: median cv 0.87 over 500 benchmarks (> 0.25), too noisy to
+// fit. Rules that do not bound threads apply to every thread count.
 #include "api/src/auto_table.hpp"
 
 namespace convkit::internal {
@@ -20,48 +19,70 @@ constexpr AutoRule kRules[] = {
      .kernel = {1, 1},
      .groups = GroupsClass::kDense,
      .spatial = {0, 98},
-     .work = {25690112, kNoLimit},
+     .work = {12845056, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k1 dense spatial<=98 work>=25690112: onednn 1.35x faster in geomean (min "
-            "1.21x) over 3 measured shapes"},
-    {.op = AutoOp::kConvFwd,
+     .why = "ConvBwdData k1 dense spatial<=98 work>=12845056: onednn 1.30x faster in geomean (min "
+            "1.11x) over 5 measured shapes"},
+    {.op = AutoOp::kConvBwdData,
      .kernel = {1, 1},
      .groups = GroupsClass::kDense,
-     .ic = {0, 181},
-     .work = {215760, kNoLimit},
+     .stride = {2, kNoLimit},
+     .work = {51380224, kNoLimit},
      .backend = "onednn",
-     .why = "ConvFwd k1 dense ic<=181 work>=215760: onednn 1.16x faster in geomean (min 1.03x) "
-            "over 8 measured shapes"},
-    {.op = AutoOp::kConvFwd,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kDepthwise,
-     .ic = {65, kNoLimit},
-     .work = {112896, kNoLimit},
+     .why = "ConvBwdData k1 dense stride>=2 work>=51380224: onednn 1.21x faster in geomean (min "
+            "1.20x) over 2 measured shapes"},
+    {.op = AutoOp::kConvBwdData,
+     .kernel = {4, 5},
+     .groups = GroupsClass::kDense,
+     .work = {1010625, kNoLimit},
      .backend = "onednn",
-     .why = "ConvFwd k2-3 depthwise ic>=65 work>=112896: onednn 1.30x faster in geomean (min "
-            "0.99x) over 4 measured shapes"},
-    {.op = AutoOp::kConvFwd,
+     .why = "ConvBwdData k4-5 dense work>=1010625: onednn 1.46x faster in geomean (min 1.46x) over "
+            "1 measured shapes"},
+    {.op = AutoOp::kConvBwdWeights,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .work = {2039184, kNoLimit},
      .backend = "onednn",
-     .why = "ConvFwd k2-3 grouped work>=2039184: onednn 1.37x faster in geomean (min 1.37x) over 1 "
-            "measured shapes"},
+     .why = "ConvBwdWeights k2-3 grouped work>=2039184: onednn 1.38x faster in geomean (min 1.38x) "
+            "over 1 measured shapes"},
+    {.op = AutoOp::kConvBwdWeights,
+     .kernel = {4, 5},
+     .groups = GroupsClass::kDense,
+     .work = {1010625, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvBwdWeights k4-5 dense work>=1010625: onednn 1.67x faster in geomean (min 1.67x) "
+            "over 1 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {1, 1},
+     .groups = GroupsClass::kDense,
+     .ic = {0, 31},
+     .work = {215760, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvFwd k1 dense ic<=31 work>=215760: onednn 1.26x faster in geomean (min 0.99x) over "
+            "2 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kDepthwise,
+     .spatial = {393, kNoLimit},
+     .work = {451584, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvFwd k2-3 depthwise spatial>=393 work>=451584: onednn 1.19x faster in geomean (min "
+            "0.99x) over 5 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
      .work = {1010625, kNoLimit},
      .backend = "onednn",
-     .why = "ConvFwd k4-5 dense work>=1010625: onednn 1.33x faster in geomean (min 1.33x) over 1 "
+     .why = "ConvFwd k4-5 dense work>=1010625: onednn 1.19x faster in geomean (min 1.19x) over 1 "
             "measured shapes"},
     {.op = AutoOp::kPoolFwdAvg,
      .kernel = {2, 3},
      .groups = GroupsClass::kDense,
-     .spatial = {33, kNoLimit},
-     .work = {8064, kNoLimit},
+     .spatial = {670, kNoLimit},
+     .work = {903168, kNoLimit},
      .backend = "onednn",
-     .why = "PoolFwdAvg k2-3 dense spatial>=33 work>=8064: onednn 1.20x faster in geomean (min "
-            "1.05x) over 3 measured shapes"},
+     .why = "PoolFwdAvg k2-3 dense spatial>=670 work>=903168: onednn 1.34x faster in geomean (min "
+            "1.06x) over 3 measured shapes"},
 };
 
 }  // namespace
