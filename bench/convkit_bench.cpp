@@ -11,6 +11,7 @@
 // + written: x and y forward; dy and dx backward, plus x for max). The label is the plan's
 // implementation, "backend:variant:isa".
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -36,7 +37,9 @@ namespace {
 constexpr const char kUsage[] = R"(convkit_bench [google-benchmark flags] [convkit flags]
 convkit flags (lists are comma-separated; each defaults to all):
   --ops=LIST        %s
-  --backends=LIST   default: every backend built into this copy (%s)
+  --backends=LIST   default: every backend built into this copy (%s); add auto, and
+                    auto_measure (auto under CONVKIT_AUTO=measure), to compare their choices with
+                    the backends they choose from
   --sets=LIST       %s
   --batch=N         run every shape at batch N instead of its default batch
   --threads=N       threads per call (convkit::set_num_threads); default OMP_NUM_THREADS or all cores
@@ -56,14 +59,77 @@ e.g. convkit_bench --ops=conv2d_fwd --sets=resnet50 --threads=2 --benchmark_min_
 struct Prepared {
   std::function<void()> run;
   std::string label;
+  // One-shot calls without a plan to ask: the warm-up call reads its implementation from its
+  // CONVKIT_VERBOSE line, and the label becomes "<implementation> (one-shot)".
+  bool label_from_verbose = false;
 };
+
+// Sets an environment variable until the end of the scope, then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) had_old_ = true, old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() { had_old_ ? setenv(name_, old_.c_str(), 1) : unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  bool had_old_ = false;
+  std::string old_;
+};
+
+// Runs `call` once with CONVKIT_VERBOSE=1 and stderr captured; returns the implementation its
+// verbose line names ("backend:variant:isa"; under auto, what auto chose), or "" when none.
+std::string ImplFromVerbose(const std::function<void()>& call) {
+  const ScopedEnv verbose("CONVKIT_VERBOSE", "1");
+  std::fflush(stderr);
+  FILE* capture = std::tmpfile();
+  if (capture == nullptr) {
+    call();
+    return {};
+  }
+  const int saved_stderr = dup(STDERR_FILENO);
+  dup2(fileno(capture), STDERR_FILENO);
+  const auto restore = [&] {
+    std::fflush(stderr);
+    dup2(saved_stderr, STDERR_FILENO);
+    close(saved_stderr);
+  };
+  try {
+    call();
+  } catch (...) {
+    restore();
+    std::fclose(capture);
+    throw;
+  }
+  restore();
+  std::rewind(capture);
+  char line[4096];
+  std::string impl;
+  if (std::fgets(line, sizeof(line), capture) != nullptr) {
+    const std::string_view text = line;  // convkit_verbose,<op>,<impl>,<problem>,<time> ms
+    const size_t start = text.find(',', text.find(',') + 1) + 1;
+    impl = std::string(text.substr(start, text.find(',', start) - start));
+  }
+  std::fclose(capture);
+  return impl;
+}
 
 // Runs `prepare` (which creates plans and makes the first, untimed call). On a convkit::Error the
 // benchmark is skipped with the reason, "unsupported: ..." when the backend refuses the problem.
 bool Prepare(benchmark::State& state, const std::function<Prepared()>& prepare, Prepared* out) {
   try {
     *out = prepare();
-    out->run();  // warm-up: first touch of the outputs, lazy initialisation inside backends
+    // Warm-up: first touch of the outputs, lazy initialisation inside backends.
+    if (out->label_from_verbose) {
+      const std::string impl = ImplFromVerbose(out->run);
+      if (!impl.empty()) out->label = impl + " (one-shot)";
+    } else {
+      out->run();
+    }
     state.SetLabel(out->label);
     return true;
   } catch (const Error& e) {
@@ -85,6 +151,32 @@ double TimeLoop(benchmark::State& state, const Prepared& prepared) {
   }
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
+
+// The bench-only backend name "auto_measure" runs auto with CONVKIT_AUTO=measure, set for the
+// duration of its benchmark only, so that one run compares auto's two modes with the backends they
+// choose from, interleaved. Benchmarks run one at a time on the main thread: no one else reads the
+// environment meanwhile.
+class AutoModeScope {
+ public:
+  explicit AutoModeScope(const std::string& backend)
+      : measure_(backend == kAutoMeasure), backend_(measure_ ? "auto" : backend) {
+    if (measure_) setenv("CONVKIT_AUTO", "measure", 1);
+  }
+  ~AutoModeScope() {
+    if (measure_) unsetenv("CONVKIT_AUTO");
+  }
+  AutoModeScope(const AutoModeScope&) = delete;
+  AutoModeScope& operator=(const AutoModeScope&) = delete;
+
+  // The name to pass to convkit.
+  const std::string& backend() const { return backend_; }
+
+  static constexpr std::string_view kAutoMeasure = "auto_measure";
+
+ private:
+  bool measure_;
+  std::string backend_;
+};
 
 Tensor Filled(const Dims& dims, uint32_t seed) {
   Tensor t(dims);
@@ -216,8 +308,10 @@ void SeparatePass(const PostOpBench& post, const Tensor* r, Tensor& y) {
   }
 }
 
-void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& backend,
+void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& bench_backend,
                const ConvShape& shape, int64_t batch, const PostOpBench& post) {
+  const AutoModeScope mode(bench_backend);
+  const std::string& backend = mode.backend();
   Conv2dParams params = shape.params;
   if (!post.separate) {
     params.activation = post.activation;
@@ -298,8 +392,10 @@ double TransposeFlops(const TransposeShape& shape, int64_t batch) {
          static_cast<double>(w[0] * w[1] * w[2]);
 }
 
-void BenchTranspose(benchmark::State& state, const TransposeOp& op, const std::string& backend,
-                    const TransposeShape& shape, int64_t batch) {
+void BenchTranspose(benchmark::State& state, const TransposeOp& op,
+                    const std::string& bench_backend, const TransposeShape& shape, int64_t batch) {
+  const AutoModeScope mode(bench_backend);
+  const std::string& backend = mode.backend();
   const Conv2dTransposeParams& params = shape.params;
   const Dims x_dims = shape.x_dims(batch);
   const Tensor x = Filled(x_dims, 1);
@@ -360,8 +456,10 @@ double PoolBytes(const PoolOp& op, const PoolShape& shape, int64_t batch) {
   return elements * sizeof(float);
 }
 
-void BenchPool(benchmark::State& state, const PoolOp& op, const std::string& backend,
+void BenchPool(benchmark::State& state, const PoolOp& op, const std::string& bench_backend,
                const PoolShape& shape, int64_t batch) {
+  const AutoModeScope mode(bench_backend);
+  const std::string& backend = mode.backend();
   const Pool2dParams params = PoolParams(shape, op.mode);
   const Dims x_dims = shape.x_dims(batch);
   const Tensor x = Filled(x_dims, 1);
@@ -446,7 +544,10 @@ std::vector<std::string> ConvkitBackends(const Config& config) {
   std::vector<std::string> backends;
   for (const std::string& name : config.backends) {
     const auto is_name = [&](const BackendInfo& info) { return info.name == name; };
-    if (name == "auto" || std::any_of(all.begin(), all.end(), is_name)) backends.push_back(name);
+    if (name == "auto" || name == AutoModeScope::kAutoMeasure ||
+        std::any_of(all.begin(), all.end(), is_name)) {
+      backends.push_back(name);
+    }
   }
   return backends;
 }

@@ -40,6 +40,29 @@ std::string ConvBackend(std::string_view requested) {
   return BackendOf(Conv2d(kParams, kX, w, {}, requested).impl_name());
 }
 
+// The implementation a one-shot call under auto ran, from its CONVKIT_VERBOSE=1 line.
+std::string OneShotImpl(std::string_view op) {
+  const ScopedEnv verbose("CONVKIT_VERBOSE", "1");
+  const Tensor x({2, 9, 9, 17}, 1.0f), w({3, 3, 17, 8}, 1.0f), dy({2, 9, 9, 8}, 1.0f);
+  const Conv2dParams conv{.kernel_h = 3, .kernel_w = 3, .pad = Pads::uniform(1)};
+  const Pool2dParams pool{.window_h = 3, .window_w = 3, .stride_h = 2, .stride_w = 2};
+  testing::internal::CaptureStderr();
+  if (op == "conv2d_fwd") {
+    Tensor y({2, 9, 9, 8});
+    conv2d_forward(conv, x, w, {}, y, "auto");
+  } else if (op == "conv2d_bwd") {
+    Tensor dx(x.dims()), dw(w.dims());
+    conv2d_backward(conv, x, w, dy, {.dx = dx.view(), .dw = dw.view()}, "auto");
+  } else {
+    Tensor y(pool2d_output_dims(x.dims(), pool)), dx(x.dims());
+    if (op == "pool2d_fwd") pool2d_forward(pool, x, y, "auto");
+    if (op == "pool2d_bwd") pool2d_backward(pool, x, y, dx, "auto");
+  }
+  const std::string out = testing::internal::GetCapturedStderr();
+  const size_t start = out.find(',', out.find(',') + 1) + 1;  // after "convkit_verbose,<op>,"
+  return out.substr(start, out.find(',', start) - start);
+}
+
 bool IsBuilt(const std::string& name) {
   const auto names = available_backends();
   return std::find(names.begin(), names.end(), name) != names.end();
@@ -73,20 +96,164 @@ TEST(Dispatch, ExplicitNameIsUsed) {
   }
 }
 
-TEST(Dispatch, AutoTakesTheFirstBuiltBackendThatRunsTheCall) {
-  std::string expected;
-  for (const std::string& name : available_backends()) {
-    try {
-      ConvBackend(name);
-      expected = name;
-      break;
-    } catch (const Error& e) {
-      ASSERT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();
+// auto (DESIGN §5): a built backend, never reference while another runs the op, whichever mode.
+TEST(Dispatch, AutoNeverPicksReferenceWhenAnotherRuns) {
+  if (available_backends().size() < 2) GTEST_SKIP() << "only reference is built";
+  for (const char* mode : {"table", "measure"}) {
+    const ScopedEnv env("CONVKIT_AUTO", mode);
+    for (const std::string& requested : {std::string("auto"), std::string()}) {
+      const std::string conv = ConvBackend(requested);
+      EXPECT_NE(conv, "reference") << mode;
+      EXPECT_TRUE(IsBuilt(conv)) << conv;
+      const Pool2d pool(Pool2dParams{.window_h = 3, .window_w = 3, .stride_h = 2, .stride_w = 2},
+                        {2, 9, 9, 17}, requested);
+      EXPECT_NE(BackendOf(pool.impl_name()), "reference") << mode;
+    }
+    // One-shot calls, forward and backward: the verbose line names the implementation.
+    for (const std::string& impl : {OneShotImpl("conv2d_fwd"), OneShotImpl("conv2d_bwd"),
+                                    OneShotImpl("pool2d_fwd"), OneShotImpl("pool2d_bwd")}) {
+      EXPECT_EQ(impl.find("reference"), std::string::npos) << mode << ": " << impl;
+      EXPECT_FALSE(impl.empty()) << mode;
     }
   }
-  EXPECT_EQ(ConvBackend("auto"), expected);
-  EXPECT_EQ(ConvBackend(""), expected);
-  if (available_backends().size() > 1) EXPECT_NE(expected, "reference");
+}
+
+// The backend auto would take; then that backend refuses when its plan is created (the test-only
+// CONVKIT_TEST_REFUSE), and auto falls through to the next one, saying so at verbose level 2.
+TEST(Dispatch, AutoFallsThroughWhenABackendRefusesAtCreation) {
+  const std::string first = ConvBackend("auto");
+  const ScopedEnv refuse("CONVKIT_TEST_REFUSE", first.c_str());
+  const ScopedEnv verbose("CONVKIT_VERBOSE", "2");
+  testing::internal::CaptureStderr();
+  const std::string next = ConvBackend("auto");
+  const std::string out = testing::internal::GetCapturedStderr();
+  EXPECT_NE(next, first);
+  if (available_backends().size() > 2) EXPECT_NE(next, "reference");
+  EXPECT_NE(out.find("refused: " + first + ": refused at creation (CONVKIT_TEST_REFUSE)"),
+            std::string::npos)
+      << out;
+  // An explicit choice is not auto: the injection does not touch it.
+  EXPECT_EQ(ConvBackend(first), first);
+}
+
+TEST(Dispatch, AutoErrorListsEveryBackendsReason) {
+  std::string all;
+  for (const std::string& name : available_backends()) all += (all.empty() ? "" : ",") + name;
+  const ScopedEnv refuse("CONVKIT_TEST_REFUSE", all.c_str());
+  for (const char* mode : {"table", "measure"}) {
+    const ScopedEnv env("CONVKIT_AUTO", mode);
+    try {
+      ConvBackend("auto");
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+      const std::string what = e.what();
+      EXPECT_EQ(what.rfind("Conv2d: backend: expected a built backend that runs this problem, "
+                           "given auto, refused by every backend: ",
+                           0),
+                0u)
+          << what;
+      for (const std::string& name : available_backends()) {
+        EXPECT_NE(what.find(name + ": refused at creation (CONVKIT_TEST_REFUSE)"),
+                  std::string::npos)
+            << name << ": " << what;
+      }
+    }
+  }
+}
+
+// CONVKIT_AUTO=measure times the candidates at the first creation for a problem and reuses the
+// choice afterwards: the verbose level 2 line says which happened (no timing decides the test).
+TEST(Dispatch, MeasureTimesOnceThenUsesTheCache) {
+  const ScopedEnv env("CONVKIT_AUTO", "measure");
+  const ScopedEnv verbose("CONVKIT_VERBOSE", "2");
+  const Conv2dParams params{.kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2};
+  const Dims x_dims = {1, 17, 15, 31};  // a problem no other test creates
+  const Tensor w({3, 3, 31, 16}, 0.5f);
+  testing::internal::CaptureStderr();
+  const Conv2d first(params, x_dims, w, {}, "auto");
+  const Conv2d second(params, x_dims, w, {}, "auto");
+  const std::string out = testing::internal::GetCapturedStderr();
+  const size_t measured = out.find(",measured: ");
+  const size_t cached = out.find(",measured earlier (cached): ");
+  ASSERT_NE(measured, std::string::npos) << out;
+  ASSERT_NE(cached, std::string::npos) << out;
+  EXPECT_LT(measured, cached) << out;
+  EXPECT_EQ(out.find(",measured: ", measured + 1), std::string::npos) << "measured twice: " << out;
+  for (const std::string& name : available_backends()) {
+    if (name != "reference") EXPECT_NE(out.find(name + " ", measured), std::string::npos) << out;
+  }
+  EXPECT_EQ(first.impl_name(), second.impl_name());
+  EXPECT_NE(BackendOf(first.impl_name()), "reference");
+  // The result is right: every backend agrees bit for bit on integer-valued data.
+  const Tensor x(x_dims, 2.0f);
+  Tensor y(first.y_dims()), expected(first.y_dims());
+  first.run(x, y);
+  Conv2d(params, x_dims, w, {}, "reference").run(x, expected);
+  EXPECT_EQ(std::vector<float>(y.data(), y.data() + y.size()),
+            std::vector<float>(expected.data(), expected.data() + expected.size()));
+}
+
+TEST(Dispatch, InvalidAutoModeIsAnErrorNamingTheVariable) {
+  const ScopedEnv env("CONVKIT_AUTO", "fastest");
+  try {
+    ConvBackend("auto");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(std::string(e.what()),
+              "Conv2d: CONVKIT_AUTO: expected table or measure (or unset), given 'fastest'");
+  }
+  EXPECT_EQ(ConvBackend("reference"), "reference") << "an explicit choice does not read it";
+}
+
+TEST(Dispatch, VerboseLevelTwoSaysWhy) {
+  const ScopedEnv verbose("CONVKIT_VERBOSE", "2");
+  testing::internal::CaptureStderr();
+  const std::string chosen = ConvBackend("auto");
+  const std::string out = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(out.rfind("convkit_verbose,auto,conv2d_fwd,x=1x6x6x3 w=3x3x3x5 y=1x6x6x5 s1x1 "
+                      "p1,1,1,1 d1x1 g1," +
+                          chosen + ",",
+                      0),
+            0u)
+      << out;
+  EXPECT_TRUE(out.find(",rule: ") != std::string::npos ||
+              out.find(",no rule for conv_fwd k3 dense ic3 oc5 spatial36 n1 s1 t") !=
+                  std::string::npos)
+      << out;
+  const ScopedEnv level1("CONVKIT_VERBOSE", "1");
+  testing::internal::CaptureStderr();
+  ConvBackend("auto");
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << "level 1 prints runs, not choices";
+}
+
+// conv2d_backward under auto chooses dx's backend and dw's separately; the gradients are those of
+// the reference backend, bit for bit on integer-valued data.
+TEST(Dispatch, AutoBackwardMatchesReference) {
+  const Conv2dParams params{.kernel_h = 3, .kernel_w = 3, .pad = Pads::uniform(1)};
+  const Dims x_dims = {2, 7, 5, 17}, w_dims = {3, 3, 17, 16};
+  Tensor x(x_dims), w(w_dims), dy({2, 7, 5, 16});
+  for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(i % 5) - 2.0f;
+  for (int64_t i = 0; i < w.size(); ++i) w.data()[i] = static_cast<float>(i % 3) - 1.0f;
+  for (int64_t i = 0; i < dy.size(); ++i) dy.data()[i] = static_cast<float>(i % 7) - 3.0f;
+  const auto grads = [&](std::string_view backend) {
+    std::vector<std::vector<float>> g = {std::vector<float>(num_elements(x_dims)),
+                                         std::vector<float>(num_elements(w_dims)),
+                                         std::vector<float>(16)};
+    conv2d_backward(params, x, w, dy,
+                    {.dx = TensorView{g[0].data(), x_dims},
+                     .dw = TensorView{g[1].data(), w_dims},
+                     .db = std::span<float>(g[2])},
+                    backend);
+    return g;
+  };
+  const std::vector<std::vector<float>> expected = grads("reference");
+  for (const char* mode : {"table", "measure"}) {
+    const ScopedEnv env("CONVKIT_AUTO", mode);
+    const std::vector<std::vector<float>> got = grads("auto");
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], expected[i]) << mode << ", " << i;
+  }
 }
 
 TEST(Dispatch, EnvironmentVariableChoosesWhenNoArgument) {

@@ -41,7 +41,10 @@ DEFAULT_OPS = ["conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weights", "pool2d_fw
                "pool2d_fwd_avg", "pool2d_bwd_max", "pool2d_bwd_avg"]
 TORCH_OPS = ["conv2d_fwd", "pool2d_fwd_max", "pool2d_fwd_avg"]
 # Column order; backends not listed here follow, in the order they appear.
-BACKEND_ORDER = ["highway", "onednn", "onednn_direct", "auto", "pytorch", "reference"]
+BACKEND_ORDER = ["highway", "onednn", "onednn_direct", "auto", "auto_measure", "pytorch",
+                 "reference"]
+# auto's names in convkit_bench: auto (the decision table) and auto_measure (CONVKIT_AUTO=measure).
+AUTO_BACKENDS = ("auto", "auto_measure")
 README_BEGIN = "<!-- perf-table:begin -->"
 README_END = "<!-- perf-table:end -->"
 
@@ -384,10 +387,11 @@ def value_text(cell, peak):
 
 def ratio_columns(backends):
     """(numerator, denominator) pairs: every backend against onednn, every convkit backend
-    against reference."""
-    pairs = []
+    against reference, and auto against the best backend it chooses from ("best")."""
+    pairs = [(b, "best") for b in AUTO_BACKENDS if b in backends]
     if "onednn" in backends:
-        pairs += [(b, "onednn") for b in backends if b not in ("onednn", "reference")]
+        pairs += [(b, "onednn") for b in backends
+                  if b not in ("onednn", "reference") + AUTO_BACKENDS]
     if "reference" in backends:
         pairs += [(b, "reference") for b in backends
                   if b not in ("reference", "pytorch") and not b.endswith("_direct")]
@@ -402,8 +406,18 @@ def ratio_text(x, bold=False):
     return "**%s**" % text if bold else text
 
 
+def best_value(cells):
+    """The fastest of the backends auto chooses from (reference only when no other ran)."""
+    def values(names):
+        return [c.get("value") for b, c in cells.items() if b in names and c.get("value")]
+    chosen_from = [b for b in cells if b not in AUTO_BACKENDS + ("pytorch", "reference") and
+                   not b.endswith("_direct")]
+    return max(values(chosen_from) or values(["reference"]) or [None], key=lambda v: v or 0)
+
+
 def ratio(cells, a, b):
-    va, vb = cells.get(a, {}).get("value"), cells.get(b, {}).get("value")
+    va = cells.get(a, {}).get("value")
+    vb = best_value(cells) if b == "best" else cells.get(b, {}).get("value")
     return va / vb if va and vb else None
 
 

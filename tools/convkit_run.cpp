@@ -41,7 +41,8 @@ PROBLEM is a benchdnn descriptor: keys followed by values, '_' separators allowe
   A trailing n<name> names the problem.
 
 options:
-  --backend=LIST    backends to run, comma-separated (default: every backend built in)
+  --backend=LIST    backends to run, comma-separated: built backends and auto, whose row shows
+                    the implementation it chose (default: every backend built in)
   --dir=DIR         conv, deconv: FWD_B (default, with bias), FWD_D, BWD_D, BWD_W, BWD_WB
                     pool: FWD_D (default), BWD_D
   --alg=ALG         pool: max (default), avg_np (exclude padding), avg_p (include padding)

@@ -1,6 +1,7 @@
 // The one-shot operations: validate, choose a backend, run (DESIGN §3, §5, §6).
 #include "convkit/ops.hpp"
 
+#include "api/src/auto_select.hpp"
 #include "api/src/call.hpp"
 #include "api/src/registry.hpp"
 #include "api/src/validate.hpp"
@@ -12,11 +13,42 @@ using internal::check_tensor;
 using internal::check_vector;
 using internal::Conv2dProblem;
 using internal::Conv2dTransposeProblem;
+using internal::ConvPass;
 using internal::Pool2dProblem;
+using internal::PoolPass;
+using internal::Scratch;
 
 namespace {
 
 int64_t count(const Dims& dims) { return num_elements(dims); }
+
+// conv2d_backward on one backend: dx when non-null, dw and db when non-null. `pass` names the work
+// for auto's table and the measure cache (kBackwardData when dx is given, else kBackwardWeights).
+// Under CONVKIT_AUTO=measure the first call for a problem times the candidates on scratch data.
+void run_conv2d_bwd(std::string_view requested, std::string_view op, const Conv2dProblem& p,
+                    const float* x, const float* w, const float* dy, float* dx, float* dw,
+                    float* db, std::string* impl) {
+  const ConvPass pass = dx != nullptr ? ConvPass::kBackwardData : ConvPass::kBackwardWeights;
+  const int64_t x_size = p.n * p.ih * p.iw * p.ic;
+  const int64_t w_size = p.kh * p.kw * p.ic_per_group() * p.oc;
+  Scratch xs(x_size), ws(w_size), dys(p.n * p.oh * p.ow * p.oc);
+  Scratch dxs(dx ? x_size : 0), dws(dw ? w_size : 0), dbs(db ? p.oc : 0);
+  const Conv2dGradsWanted wanted{dx != nullptr, dw != nullptr, db != nullptr};
+  internal::run_on_backend(
+      requested,
+      {.op = op,
+       .verbose_op = dx != nullptr ? "conv2d_bwd_data" : "conv2d_bwd_weights",
+       .features = internal::conv2d_features(p, pass, internal::num_threads()),
+       .describe = [&] { return internal::problem_text(p); },
+       .supports =
+           [&](const internal::Backend& c) { return internal::supports_conv2d_bwd(c, p, wanted); },
+       .attempt = [&](const internal::Backend& c) { c.conv2d_bwd(p, x, w, dy, dx, dw, db, impl); },
+       .trial =
+           [&](const internal::Backend& c) {
+             c.conv2d_bwd(p, xs.data(), ws.data(), dys.data(), dx ? dxs.data() : nullptr,
+                          dw ? dws.data() : nullptr, db ? dbs.data() : nullptr, nullptr);
+           }});
+}
 
 }  // namespace
 
@@ -50,14 +82,31 @@ void conv2d_forward_impl(const Conv2dParams& params, ConstTensorView x, ConstTen
                     {"b", b.data(), static_cast<int64_t>(b.size())}});
   if (r != nullptr) internal::check_residual(op, *r, x, y, y_dims);
   const float* r_data = r != nullptr && count(y_dims) > 0 ? r->data : nullptr;
-  const internal::Backend& chosen = internal::select_backend(op, backend, [&](const auto& c) {
-    return c.supports_conv2d(p, internal::ConvPass::kForward);
-  });
+  const float* bias = p.has_bias ? b.data() : nullptr;
+  Scratch xs(count(x.dims)), ws(count(w.dims)), bs(p.has_bias ? p.oc : 0), ys(count(y_dims));
   internal::run_call(
       "conv2d_fwd", internal::verbose_enabled(),
       [&] { return p.to_string() + (r != nullptr ? " residual" : ""); },
       [&](std::string* impl) {
-        chosen.conv2d_fwd(p, x.data, w.data, p.has_bias ? b.data() : nullptr, r_data, y.data, impl);
+        internal::run_on_backend(
+            backend,
+            {.op = op,
+             .verbose_op = "conv2d_fwd",
+             .features = internal::conv2d_features(p, ConvPass::kForward, internal::num_threads()),
+             .describe = [&] { return internal::problem_text(p); },
+             .supports =
+                 [&](const internal::Backend& c) {
+                   return c.supports_conv2d(p, ConvPass::kForward);
+                 },
+             .attempt =
+                 [&](const internal::Backend& c) {
+                   c.conv2d_fwd(p, x.data, w.data, bias, r_data, y.data, impl);
+                 },
+             .trial =
+                 [&](const internal::Backend& c) {
+                   c.conv2d_fwd(p, xs.data(), ws.data(), p.has_bias ? bs.data() : nullptr,
+                                r_data != nullptr ? ys.data() : nullptr, ys.data(), nullptr);
+                 }});
       });
 }
 
@@ -88,13 +137,25 @@ void conv2d_backward(const Conv2dParams& params, ConstTensorView x, ConstTensorV
                                     {"w", w.data, count(w.dims)},
                                     {"dy", dy.data, count(dy.dims)}});
   if (!grads.dx && !grads.dw && !grads.db) return;
-  const Conv2dGradsWanted wanted{grads.dx.has_value(), grads.dw.has_value(), grads.db.has_value()};
-  const internal::Backend& chosen = internal::select_backend(
-      op, backend, [&](const auto& c) { return internal::supports_conv2d_bwd(c, p, wanted); });
   internal::run_call(
       "conv2d_bwd", internal::verbose_enabled(), [&] { return p.to_string(); },
       [&](std::string* impl) {
-        chosen.conv2d_bwd(p, x.data, w.data, dy.data, out.dx, out.dw, out.db, impl);
+        if (!internal::auto_requested(op, backend)) {  // one backend runs every pass asked for
+          run_conv2d_bwd(backend, op, p, x.data, w.data, dy.data, out.dx, out.dw, out.db, impl);
+          return;
+        }
+        // auto chooses per pass: the fastest backend for dx is often not the fastest for dw.
+        const bool weights = out.dw != nullptr || out.db != nullptr;
+        std::string data_impl, weights_impl;
+        if (out.dx != nullptr) {
+          run_conv2d_bwd(backend, op, p, x.data, w.data, dy.data, out.dx, nullptr, nullptr,
+                         impl ? &data_impl : nullptr);
+        }
+        if (weights) {
+          run_conv2d_bwd(backend, op, p, x.data, w.data, dy.data, nullptr, out.dw, out.db,
+                         impl ? &weights_impl : nullptr);
+        }
+        if (impl) *impl = data_impl + (out.dx != nullptr && weights ? " + " : "") + weights_impl;
       });
 }
 
@@ -126,14 +187,26 @@ void conv2d_transpose_forward_impl(const Conv2dTransposeParams& params, ConstTen
                     {"b", b.data(), static_cast<int64_t>(b.size())}});
   if (r != nullptr) internal::check_residual(op, *r, x, y, y_dims);
   const float* r_data = r != nullptr && count(y_dims) > 0 ? r->data : nullptr;
-  const internal::Backend& chosen = internal::select_backend(
-      op, backend, [&](const auto& c) { return c.supports_conv2d_transpose(p); });
   internal::run_call(
       "conv2d_transpose_fwd", internal::verbose_enabled(),
       [&] { return p.to_string() + (r != nullptr ? " residual" : ""); },
       [&](std::string* impl) {
-        chosen.conv2d_transpose_fwd(p, x.data, w.data, p.has_bias ? b.data() : nullptr, r_data,
-                                    y.data, impl);
+        const std::string text = p.to_string();
+        // The table knows this op as its convolution's backward data.
+        internal::run_on_backend(
+            backend,
+            {.op = op,
+             .verbose_op = "conv2d_transpose_fwd",
+             .features = internal::conv2d_features(p.conv, ConvPass::kBackwardData,
+                                                   internal::num_threads()),
+             .describe = [&] { return std::string_view(text); },
+             .supports = [&](const internal::Backend& c) { return c.supports_conv2d_transpose(p); },
+             .attempt =
+                 [&](const internal::Backend& c) {
+                   c.conv2d_transpose_fwd(p, x.data, w.data, p.has_bias ? b.data() : nullptr,
+                                          r_data, y.data, impl);
+                 },
+             .trial = nullptr});
       });
 }
 
@@ -180,17 +253,30 @@ void conv2d_transpose_backward(const Conv2dTransposeParams& params, ConstTensorV
                     {"w", w.data, count(w.dims)},
                     {"dy", dy.data, count(dy.dims)}});
   if (!grads.dx && !grads.dw && !grads.db) return;
-  const internal::Backend& chosen =
-      internal::select_backend(op, backend, [&](const internal::Backend& c) {
-        return internal::TransposeBwdSupport(c, p, grads.dx.has_value(), grads.dw.has_value(),
-                                             grads.db.has_value());
-      });
   internal::run_call(
       "conv2d_transpose_bwd", internal::verbose_enabled(), [&] { return p.to_string(); },
       [&](std::string* impl) {
-        chosen.conv2d_transpose_bwd(p, x.data, w.data, dy.data, grads.dx ? dx.data : nullptr,
-                                    grads.dw ? dw.data : nullptr, grads.db ? db.data() : nullptr,
-                                    impl);
+        const std::string text = p.to_string();
+        internal::run_on_backend(
+            backend, {.op = op,
+                      .verbose_op = "conv2d_transpose_bwd",
+                      .features = internal::conv2d_features(
+                          p.conv, grads.dx ? ConvPass::kForward : ConvPass::kBackwardWeights,
+                          internal::num_threads()),
+                      .describe = [&] { return std::string_view(text); },
+                      .supports =
+                          [&](const internal::Backend& c) {
+                            return internal::TransposeBwdSupport(c, p, grads.dx.has_value(),
+                                                                 grads.dw.has_value(),
+                                                                 grads.db.has_value());
+                          },
+                      .attempt =
+                          [&](const internal::Backend& c) {
+                            c.conv2d_transpose_bwd(
+                                p, x.data, w.data, dy.data, grads.dx ? dx.data : nullptr,
+                                grads.dw ? dw.data : nullptr, grads.db ? db.data() : nullptr, impl);
+                          },
+                      .trial = nullptr});
       });
 }
 
@@ -202,12 +288,26 @@ void pool2d_forward(const Pool2dParams& params, ConstTensorView x, TensorView y,
   check_tensor(op, "x", x, x.dims);
   check_tensor(op, "y", y, y_dims);
   check_no_overlap(op, {{"y", y.data, count(y_dims)}}, {{"x", x.data, count(x.dims)}});
-  const internal::Backend& chosen = internal::select_backend(op, backend, [&](const auto& c) {
-    return c.supports_pool2d(p, internal::PoolPass::kForward);
-  });
+  Scratch xs(count(x.dims)), ys(count(y_dims));
   internal::run_call(
       "pool2d_fwd", internal::verbose_enabled(), [&] { return p.to_string(); },
-      [&](std::string* impl) { chosen.pool2d_fwd(p, x.data, y.data, impl); });
+      [&](std::string* impl) {
+        internal::run_on_backend(
+            backend,
+            {.op = op,
+             .verbose_op = "pool2d_fwd",
+             .features = internal::pool2d_features(p, PoolPass::kForward, internal::num_threads()),
+             .describe = [&] { return internal::problem_text(p); },
+             .supports =
+                 [&](const internal::Backend& c) {
+                   return c.supports_pool2d(p, PoolPass::kForward);
+                 },
+             .attempt = [&](const internal::Backend& c) { c.pool2d_fwd(p, x.data, y.data, impl); },
+             .trial =
+                 [&](const internal::Backend& c) {
+                   c.pool2d_fwd(p, xs.data(), ys.data(), nullptr);
+                 }});
+      });
 }
 
 void pool2d_backward(const Pool2dParams& params, ConstTensorView x, ConstTensorView dy,
@@ -219,12 +319,29 @@ void pool2d_backward(const Pool2dParams& params, ConstTensorView x, ConstTensorV
   check_tensor(op, "dx", dx, x.dims);
   check_no_overlap(op, {{"dx", dx.data, count(x.dims)}},
                    {{"x", x.data, count(x.dims)}, {"dy", dy.data, count(dy.dims)}});
-  const internal::Backend& chosen = internal::select_backend(op, backend, [&](const auto& c) {
-    return c.supports_pool2d(p, internal::PoolPass::kBackward);
-  });
+  Scratch xs(count(x.dims)), dys(count(dy.dims)), dxs(count(x.dims));
   internal::run_call(
       "pool2d_bwd", internal::verbose_enabled(), [&] { return p.to_string(); },
-      [&](std::string* impl) { chosen.pool2d_bwd(p, x.data, dy.data, dx.data, impl); });
+      [&](std::string* impl) {
+        internal::run_on_backend(
+            backend,
+            {.op = op,
+             .verbose_op = "pool2d_bwd",
+             .features = internal::pool2d_features(p, PoolPass::kBackward, internal::num_threads()),
+             .describe = [&] { return internal::problem_text(p); },
+             .supports =
+                 [&](const internal::Backend& c) {
+                   return c.supports_pool2d(p, PoolPass::kBackward);
+                 },
+             .attempt =
+                 [&](const internal::Backend& c) {
+                   c.pool2d_bwd(p, x.data, dy.data, dx.data, impl);
+                 },
+             .trial =
+                 [&](const internal::Backend& c) {
+                   c.pool2d_bwd(p, xs.data(), dys.data(), dxs.data(), nullptr);
+                 }});
+      });
 }
 
 }  // namespace convkit

@@ -1,6 +1,10 @@
 // Plans: everything decided at creation; run() checks dims and pointers, then runs (DESIGN §3).
 #include "convkit/plan.hpp"
 
+#include <functional>
+#include <type_traits>
+
+#include "api/src/auto_select.hpp"
 #include "api/src/call.hpp"
 #include "api/src/registry.hpp"
 #include "api/src/validate.hpp"
@@ -75,6 +79,51 @@ auto create_reporting_oom(std::string_view op, Create create) {
   }
 }
 
+// Runs a plan once on scratch x and y for auto's measure mode: forward plans only (without a
+// residual); null for plans whose run takes other tensors (backward), which auto does not time.
+template <typename Impl>
+std::function<void(const Backend&)> trial_of(PlanSlots<Impl>& plans, Scratch& x, Scratch& y,
+                                             const std::function<void(const Backend&)>& attempt) {
+  if constexpr (std::is_same_v<Impl, Conv2dFwdImpl>) {
+    return [&](const Backend& c) {
+      attempt(c);
+      plans[c]->run(x.data(), nullptr, y.data());
+    };
+  } else if constexpr (std::is_same_v<Impl, Pool2dFwdImpl>) {
+    return [&](const Backend& c) {
+      attempt(c);
+      plans[c]->run(x.data(), y.data());
+    };
+  } else {
+    return nullptr;
+  }
+}
+
+// The plan of the backend `requested` names, or auto's choice (DESIGN §5). create(backend)
+// makes a backend's plan; a plan made to be timed under CONVKIT_AUTO=measure is the one kept, and
+// the others are freed here. The scratch x and y are allocated only when measuring.
+template <typename Impl, typename Supports, typename Create>
+std::unique_ptr<Impl> create_plan(std::string_view requested, std::string_view op,
+                                  std::string_view verbose_op, const AutoFeatures& features,
+                                  const std::string& problem, const Dims& x_dims,
+                                  const Dims& y_dims, Supports supports, Create create) {
+  PlanSlots<Impl> plans;
+  const std::function<void(const Backend&)> attempt = [&](const Backend& c) {
+    std::unique_ptr<Impl>& plan = plans[c];
+    if (plan == nullptr) plan = create_reporting_oom(op, [&] { return create(c); });
+  };
+  Scratch x(num_elements(x_dims)), y(num_elements(y_dims));
+  const Backend& chosen =
+      run_on_backend(requested, {.op = op,
+                                 .verbose_op = verbose_op,
+                                 .features = features,
+                                 .describe = [&] { return std::string_view(problem); },
+                                 .supports = supports,
+                                 .attempt = attempt,
+                                 .trial = trial_of(plans, x, y, attempt)});
+  return std::move(plans[chosen]);
+}
+
 }  // namespace
 }  // namespace internal
 
@@ -89,11 +138,14 @@ Conv2d::Conv2d(const Conv2dParams& params, const Dims& x_dims, ConstTensorView w
   s.y_dims = {p.n, p.oh, p.ow, p.oc};
   internal::check_tensor(op, "w", w, w.dims);
   if (!b.empty()) internal::check_vector(op, "b", b.data(), static_cast<int64_t>(b.size()), p.oc);
-  const internal::Backend& chosen = internal::select_backend(op, backend, [&](const auto& c) {
-    return c.supports_conv2d(p, internal::ConvPass::kForward);
-  });
-  s.impl = internal::create_reporting_oom(
-      op, [&] { return chosen.create_conv2d_fwd(p, w.data, p.has_bias ? b.data() : nullptr); });
+  constexpr internal::ConvPass pass = internal::ConvPass::kForward;
+  s.impl = internal::create_plan<internal::Conv2dFwdImpl>(
+      backend, op, "conv2d_fwd", internal::conv2d_features(p, pass, internal::num_threads()),
+      p.to_string(), s.x_dims, s.y_dims,
+      [&](const internal::Backend& c) { return c.supports_conv2d(p, pass); },
+      [&](const internal::Backend& c) {
+        return c.create_conv2d_fwd(p, w.data, p.has_bias ? b.data() : nullptr);
+      });
   s.impl_name = s.impl->name();
   s.verbose = internal::verbose_enabled();
 }
@@ -146,11 +198,15 @@ Conv2dTranspose::Conv2dTranspose(const Conv2dTransposeParams& params, const Dims
   if (!b.empty()) {
     internal::check_vector(op, "b", b.data(), static_cast<int64_t>(b.size()), p.c_out());
   }
-  const internal::Backend& chosen = internal::select_backend(
-      op, backend, [&](const auto& c) { return c.supports_conv2d_transpose(p); });
-  s.impl = internal::create_reporting_oom(op, [&] {
-    return chosen.create_conv2d_transpose_fwd(p, w.data, p.has_bias ? b.data() : nullptr);
-  });
+  // auto's table knows this op as its convolution's backward data.
+  s.impl = internal::create_plan<internal::Conv2dFwdImpl>(
+      backend, op, "conv2d_transpose_fwd",
+      internal::conv2d_features(p.conv, internal::ConvPass::kBackwardData, internal::num_threads()),
+      p.to_string(), s.x_dims, s.y_dims,
+      [&](const internal::Backend& c) { return c.supports_conv2d_transpose(p); },
+      [&](const internal::Backend& c) {
+        return c.create_conv2d_transpose_fwd(p, w.data, p.has_bias ? b.data() : nullptr);
+      });
   s.impl_name = s.impl->name();
   s.verbose = internal::verbose_enabled();
 }
@@ -197,10 +253,12 @@ Pool2d::Pool2d(const Pool2dParams& params, const Dims& x_dims, std::string_view 
   const internal::Pool2dProblem& p = s.problem;
   s.x_dims = x_dims;
   s.y_dims = {p.n, p.oh, p.ow, p.c};
-  const internal::Backend& chosen = internal::select_backend(op, backend, [&](const auto& c) {
-    return c.supports_pool2d(p, internal::PoolPass::kForward);
-  });
-  s.impl = internal::create_reporting_oom(op, [&] { return chosen.create_pool2d_fwd(p); });
+  constexpr internal::PoolPass pass = internal::PoolPass::kForward;
+  s.impl = internal::create_plan<internal::Pool2dFwdImpl>(
+      backend, op, "pool2d_fwd", internal::pool2d_features(p, pass, internal::num_threads()),
+      p.to_string(), s.x_dims, s.y_dims,
+      [&](const internal::Backend& c) { return c.supports_pool2d(p, pass); },
+      [&](const internal::Backend& c) { return c.create_pool2d_fwd(p); });
   s.impl_name = s.impl->name();
   s.verbose = internal::verbose_enabled();
 }
@@ -254,10 +312,15 @@ Conv2dBackward::Conv2dBackward(const Conv2dParams& params, const Dims& x_dims, C
   s.w_dims = w.dims;
   s.y_dims = {p.n, p.oh, p.ow, p.oc};
   s.wanted = wanted;
-  const internal::Backend& chosen = internal::select_backend(
-      op, backend, [&](const auto& c) { return internal::supports_conv2d_bwd(c, p, wanted); });
-  s.impl = internal::create_reporting_oom(
-      op, [&] { return chosen.create_conv2d_bwd(p, w.data, wanted); });
+  const internal::ConvPass pass =
+      wanted.dx ? internal::ConvPass::kBackwardData : internal::ConvPass::kBackwardWeights;
+  s.impl = internal::create_plan<internal::Conv2dBwdImpl>(
+      backend, op,
+      pass == internal::ConvPass::kBackwardData ? "conv2d_bwd_data" : "conv2d_bwd_weights",
+      internal::conv2d_features(p, pass, internal::num_threads()), p.to_string(), s.x_dims,
+      s.y_dims,
+      [&](const internal::Backend& c) { return internal::supports_conv2d_bwd(c, p, wanted); },
+      [&](const internal::Backend& c) { return c.create_conv2d_bwd(p, w.data, wanted); });
   s.impl_name = s.impl->name();
   s.verbose = internal::verbose_enabled();
 }
@@ -315,10 +378,12 @@ Pool2dBackward::Pool2dBackward(const Pool2dParams& params, const Dims& x_dims,
   const internal::Pool2dProblem& p = s.problem;
   s.x_dims = x_dims;
   s.y_dims = {p.n, p.oh, p.ow, p.c};
-  const internal::Backend& chosen = internal::select_backend(op, backend, [&](const auto& c) {
-    return c.supports_pool2d(p, internal::PoolPass::kBackward);
-  });
-  s.impl = internal::create_reporting_oom(op, [&] { return chosen.create_pool2d_bwd(p); });
+  constexpr internal::PoolPass pass = internal::PoolPass::kBackward;
+  s.impl = internal::create_plan<internal::Pool2dBwdImpl>(
+      backend, op, "pool2d_bwd", internal::pool2d_features(p, pass, internal::num_threads()),
+      p.to_string(), s.x_dims, s.y_dims,
+      [&](const internal::Backend& c) { return c.supports_pool2d(p, pass); },
+      [&](const internal::Backend& c) { return c.create_pool2d_bwd(p); });
   s.impl_name = s.impl->name();
   s.verbose = internal::verbose_enabled();
 }

@@ -21,6 +21,7 @@ struct PostOps {
   bool residual_after_activation = false;
 
   bool has_activation() const { return activation != Activation::kNone; }
+  bool operator==(const PostOps&) const = default;
   // "", "relu", "clip:0:6", "leaky_relu:0.1", "hardsigmoid:0.2:0.5", ..., followed by
   // " residual_after" when residual_after_activation (for problems' to_string).
   std::string to_string() const;
@@ -45,6 +46,8 @@ struct Conv2dProblem {
   double flops() const;
   // "n2 ih5 iw7 ic4 oc8 oh3 ow4 k3x3 s2x2 p1,1,1,1 d1x1 g1 bias relu".
   std::string to_string() const;
+
+  bool operator==(const Conv2dProblem&) const = default;
 };
 
 // A transposed convolution, held as the convolution whose backward data it is (DESIGN §3), so that
@@ -90,6 +93,8 @@ struct Pool2dProblem {
   bool ceil_mode = false;  // informative: oh and ow already include its effect
 
   std::string to_string() const;
+
+  bool operator==(const Pool2dProblem&) const = default;
 };
 
 }  // namespace convkit::internal

@@ -13,7 +13,6 @@ const Backend& onednn_backend();
 const Backend& reference_backend();
 
 std::span<const Backend* const> registry() {
-  // auto's order: our own fast path, then the industry anchor, then the ground truth.
   static const Backend* const backends[] = {&highway_backend(), &onednn_backend(),
                                             &reference_backend()};
   return backends;
@@ -30,8 +29,52 @@ std::string available_names() {
   return names;
 }
 
-const Backend& select_auto(std::string_view op,
-                           const std::function<Support(const Backend&)>& supports) {
+}  // namespace
+
+const Backend* named_backend(std::string_view op, std::string_view requested,
+                             std::string_view* arg) {
+  std::string_view name = requested;
+  *arg = "backend";
+  if (name.empty()) {
+    const char* env = std::getenv("CONVKIT_BACKEND");
+    if (env != nullptr && *env != '\0') {
+      name = env;
+      *arg = "backend (from CONVKIT_BACKEND)";
+    }
+  }
+  if (name.empty() || name == "auto") return nullptr;
+
+  for (const Backend* backend : registry()) {
+    if (backend->name() != name) continue;
+    if (!backend->not_built_reason().empty()) {
+      fail(ErrorCode::kBackendUnavailable, op, *arg, "one of " + available_names(),
+           "'" + std::string(name) + "', which is " + std::string(backend->not_built_reason()));
+    }
+    return backend;
+  }
+  fail(ErrorCode::kBackendUnavailable, op, *arg, "one of " + available_names(),
+       "'" + std::string(name) + "'");
+}
+
+bool auto_requested(std::string_view op, std::string_view requested) {
+  std::string_view arg;
+  return named_backend(op, requested, &arg) == nullptr;
+}
+
+void check_named_support(std::string_view op, std::string_view arg, const Backend& backend,
+                         const Support& support) {
+  if (support.ok) return;
+  fail(ErrorCode::kUnsupported, op, arg, "a backend that runs this problem",
+       "'" + std::string(backend.name()) + "', which refuses it: " + support.reason);
+}
+
+const Backend& select_backend(std::string_view op, std::string_view requested,
+                              const std::function<Support(const Backend&)>& supports) {
+  std::string_view arg;
+  if (const Backend* named = named_backend(op, requested, &arg)) {
+    check_named_support(op, arg, *named, supports(*named));
+    return *named;
+  }
   std::string refusals;
   for (const Backend* backend : registry()) {
     if (!backend->not_built_reason().empty()) continue;
@@ -41,38 +84,6 @@ const Backend& select_auto(std::string_view op,
   }
   fail(ErrorCode::kUnsupported, op, "backend", "a built backend that runs this problem",
        "auto, refused by every backend: " + refusals);
-}
-
-}  // namespace
-
-const Backend& select_backend(std::string_view op, std::string_view requested,
-                              const std::function<Support(const Backend&)>& supports) {
-  std::string_view name = requested;
-  std::string_view arg = "backend";
-  if (name.empty()) {
-    const char* env = std::getenv("CONVKIT_BACKEND");
-    if (env != nullptr && *env != '\0') {
-      name = env;
-      arg = "backend (from CONVKIT_BACKEND)";
-    }
-  }
-  if (name.empty() || name == "auto") return select_auto(op, supports);
-
-  for (const Backend* backend : registry()) {
-    if (backend->name() != name) continue;
-    if (!backend->not_built_reason().empty()) {
-      fail(ErrorCode::kBackendUnavailable, op, arg, "one of " + available_names(),
-           "'" + std::string(name) + "', which is " + std::string(backend->not_built_reason()));
-    }
-    const Support support = supports(*backend);
-    if (!support.ok) {
-      fail(ErrorCode::kUnsupported, op, arg, "a backend that runs this problem",
-           "'" + std::string(name) + "', which refuses it: " + support.reason);
-    }
-    return *backend;
-  }
-  fail(ErrorCode::kBackendUnavailable, op, arg, "one of " + available_names(),
-       "'" + std::string(name) + "'");
 }
 
 }  // namespace convkit::internal

@@ -6,9 +6,12 @@
 
 namespace convkit::internal {
 
-bool verbose_enabled() {
+bool verbose_enabled() { return verbose_level() > 0; }
+
+int verbose_level() {
   const char* env = std::getenv("CONVKIT_VERBOSE");
-  return env != nullptr && *env != '\0' && std::string_view(env) != "0";
+  if (env == nullptr || *env == '\0' || std::string_view(env) == "0") return 0;
+  return std::atoi(env) >= 2 ? 2 : 1;
 }
 
 void print_verbose(std::string_view op, std::string_view impl, std::string_view problem,
