@@ -1459,6 +1459,33 @@ TEST_P(EdgeValueTest, ActivationsOverADenseSweep) {
   }
 }
 
+// An in-place residual (r is y) on a reduction long enough that highway slices it and keeps
+// partial sums in y between slices (it then does not slice: the partial sums would overwrite r),
+// before and after the activation, one-shot and through a plan.
+TEST_P(EdgeValueTest, InPlaceResidualOnALongReduction) {
+  const Dims x_dims{1, 3, 5, 2048};
+  Rng rng(77);
+  Tensor x(x_dims), w({1, 1, 2048, 64}), r({1, 3, 5, 64});
+  FillIntegers(Span(x), rng, -2, 2);
+  FillIntegers(Span(w), rng, -2, 2);
+  FillIntegers(Span(r), rng, -9, 9);
+  for (const bool after : {false, true}) {
+    Conv2dParams params = MakeConv(1, 1, {});
+    params.activation = Activation::kLeakyRelu;
+    params.activation_alpha = 0.125f;
+    params.residual_after_activation = after;
+    const std::string name = backend() + (after ? " act+r" : " +r") + " in place, K 2048";
+    Tensor expected({1, 3, 5, 64}), y({1, 3, 5, 64}), y_plan({1, 3, 5, 64});
+    ConvForwardWithResidual(params, x, w, {}, ResidualMode::kBefore, r, expected, "reference");
+    CONVKIT_RUN_OR_SKIP(backend(), ConvForwardWithResidual(params, x, w, {}, ResidualMode::kInPlace,
+                                                           r, y, backend()));
+    EXPECT_TRUE(CompareTensors(name, "y (one-shot)", expected, y));
+    const Conv2d plan(params, x_dims, w, {}, backend());
+    RunWithResidual(plan, x, ResidualMode::kInPlace, r, y_plan);
+    EXPECT_TRUE(CompareTensors(name, "y (plan)", expected, y_plan));
+  }
+}
+
 // relu(NaN) is NaN and relu(-2) is +0 on every backend that runs relu (DESIGN §4; before issue
 // 14, highway's max(z, 0) and oneDNN's clip gave +0 for NaN). oneDNN refuses relu: its kernels
 // cannot keep NaN (onednn_post_ops.hpp).
