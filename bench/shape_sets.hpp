@@ -75,8 +75,7 @@ constexpr ConvShape Depthwise(std::string_view name, int64_t n, int64_t h, int64
 }
 
 // A k x k depthwise convolution with "same" padding k / 2 on an h x h input.
-constexpr ConvShape DepthwiseK(std::string_view name, int64_t h, int64_t c, int64_t k,
-                               int64_t s) {
+constexpr ConvShape DepthwiseK(std::string_view name, int64_t h, int64_t c, int64_t k, int64_t s) {
   return Conv("dw_large", name, 1, h, h, c, c, k, s, k / 2, c);
 }
 
