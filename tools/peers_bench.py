@@ -7,7 +7,8 @@ peer on each conv shape as a one-node ONNX graph: a Conv with constant weights a
 and output as both runtimes expect (convkit is NHWC; each runs its own native layout, and ONNX
 Runtime's reorders to its blocked layout, when it inserts them, are inside the timed call). Writes a
 JSON list of records named like convkit_bench's, "conv2d_fwd/<peer>/<set>/<shape>/N<batch>", with
-the same GFLOPS counter (nominal 2*N*OH*OW*OC*KH*KW*IC/groups).
+the same GFLOPS counter (nominal 2*N*OH*OW*OC*KH*KW*IC/groups), from wall time, and the process
+CPU time per call (cpu_time, for tools/convkit_compare.py --cpu-time).
 
 Settings, as a user who wants the fastest fp32 answer sets them:
 - onnxruntime: intra-op threads = --threads, one inter-op thread, sequential execution, every graph
@@ -34,20 +35,22 @@ PEERS = ("onnxruntime", "openvino")
 
 
 def time_call(fn, min_time, repetitions):
-    """Median over repetitions of the mean time per call, each over >= min_time seconds."""
+    """(wall, cpu): medians over repetitions of the mean wall time and process CPU time per
+    call, each repetition over >= min_time seconds of wall time."""
     fn()  # warm-up: first touch, lazy kernel selection
     fn()
-    samples = []
+    walls, cpus = [], []
     for _ in range(repetitions):
-        calls, start = 0, time.perf_counter()
+        calls, start, cpu_start = 0, time.perf_counter(), time.process_time()
         while True:
             fn()
             calls += 1
             elapsed = time.perf_counter() - start
             if elapsed >= min_time:
                 break
-        samples.append(elapsed / calls)
-    return statistics.median(samples)
+        walls.append(elapsed / calls)
+        cpus.append((time.process_time() - cpu_start) / calls)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def conv_model(shape):
@@ -165,9 +168,10 @@ def main(argv):
                                             shape["batch"])
         record = {"name": name, "run_name": name, "run_type": "iteration", "time_unit": "us"}
         try:
-            seconds = time_call(peer.prepare(shape), args.min_time, args.repetitions)
-            record.update({"real_time": seconds * 1e6, "GFLOPS": shape["flops"] / seconds / 1e9,
-                           "label": peer.version})
+            seconds, cpu_seconds = time_call(peer.prepare(shape), args.min_time,
+                                             args.repetitions)
+            record.update({"real_time": seconds * 1e6, "cpu_time": cpu_seconds * 1e6,
+                           "GFLOPS": shape["flops"] / seconds / 1e9, "label": peer.version})
             print("%-70s %10.1f us  GFLOPS=%.1f" % (name, seconds * 1e6, record["GFLOPS"]),
                   flush=True)
         except Exception as e:  # a refusal of one shape is a cell, not the end of the run
