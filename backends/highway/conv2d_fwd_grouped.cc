@@ -152,52 +152,94 @@ HWY_INLINE void AccumulateTap4(const LaneTable& table, const float* HWY_RESTRICT
 #endif
 }
 
+// The taps of one tile that do not lie wholly in the padding, computed once and shared by every
+// block: per tap, its index kh * KW + kw and, per pixel, the input pixel read at channel 0 (or
+// `zeros`, which holds IC floats, so that zeros + a block's channel offset still reads zeros).
+// Recomputing them per block (PixelTile::Tap, with per-pixel bounds checks on the tiles that touch
+// the padding, most of them at 14x14) cost a third of the FMA work at 32 groups.
+constexpr int64_t kMaxTaps = 49;
+
+struct TileTaps {
+  int64_t count = 0;
+  int64_t tap[kMaxTaps];
+  const float* xp[kMaxTaps][kRows];
+};
+
+// Taps [tap_begin, min(tap_end, tap_begin + kMaxTaps)) of the tile.
+void GatherTaps(const Conv2dProblem& p, const PixelTile<kRows>& tile, const float* zeros,
+                int64_t tap_begin, int64_t tap_end, TileTaps* taps) {
+  taps->count = 0;
+  const int64_t end = std::min(tap_end, tap_begin + kMaxTaps);
+  for (int64_t t = tap_begin; t < end; ++t) {
+    if (!tile.Tap(t / p.kw, t % p.kw, zeros, taps->xp[taps->count])) continue;
+    taps->tap[taps->count++] = t;
+  }
+}
+
+// acc += the taps of `taps` for block j of the tile.
+void AccumulateBlock(const Conv2dFwdArgs& a, const LaneTable& table, const TileTaps& taps,
+                     int64_t j, VF (&acc)[kRows][1]) {
+  const Conv2dProblem& p = *a.p;
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
+  const int64_t per_block = lanes / ocg;
+  const int64_t groups = std::min(per_block, p.groups - j * per_block);
+  const MF x_lanes = hn::FirstN(d, static_cast<size_t>(groups * icg));
+  const int64_t x_offset = j * per_block * icg;
+  const float* w = a.w.data + j * a.w.block_stride;
+  for (int64_t t = 0; t < taps.count; ++t) {
+    const float* wt = w + taps.tap[t] * icg * lanes;
+    const float* xp[kRows];
+    HWY_UNROLL(16)
+    for (size_t i = 0; i < kRows; ++i) xp[i] = taps.xp[t][i] + x_offset;
+    if (per_block == 1) {
+      AccumulateTapWhole(xp, wt, icg, acc);
+      continue;
+    }
+    VF x[kRows];
+    HWY_UNROLL(16)
+    for (size_t i = 0; i < kRows; ++i) {
+      // Masked: the last block may hold fewer groups, and nothing past them is read.
+      x[i] = hn::MaskedLoad(x_lanes, d, xp[i]);
+    }
+    if (table.by4) {
+      AccumulateTap4(table, wt, icg, x, acc);
+    } else {
+      AccumulateTap1(table, wt, icg, x, acc);
+    }
+  }
+}
+
 // Output pixels [m0, m0 + kRows) of every block. a.w: block j's rows at
 // data + j * block_stride + (tap * ICg + ic) * L, L floats each.
 void RunTile(const Conv2dFwdArgs& a, const LaneTable& table, int64_t m0) {
   const Conv2dProblem& p = *a.p;
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
+  const int64_t ocg = p.oc_per_group();
   const int64_t per_block = lanes / ocg;
   const int64_t blocks = (p.groups + per_block - 1) / per_block;
+  const int64_t kernel_taps = p.kh * p.kw;
   const size_t rows =
       static_cast<size_t>(std::min<int64_t>(p.n * p.oh * p.ow - m0, static_cast<int64_t>(kRows)));
   const PixelTile<kRows> tile(p, a.x, 0, m0);
+  TileTaps taps;
+  GatherTaps(p, tile, a.zeros, 0, kernel_taps, &taps);
   for (int64_t j = 0; j < blocks; ++j) {
-    const int64_t groups = std::min(per_block, p.groups - j * per_block);
-    const MF x_lanes = hn::FirstN(d, static_cast<size_t>(groups * icg));
-    const MF y_lanes = hn::FirstN(d, static_cast<size_t>(groups * ocg));
-    const int64_t x_offset = j * per_block * icg;
-    const float* w = a.w.data + j * a.w.block_stride;
     VF acc[kRows][1];
     HWY_UNROLL(16)
     for (size_t i = 0; i < kRows; ++i) acc[i][0] = hn::Zero(d);
-    for (int64_t kh = 0; kh < p.kh; ++kh) {
-      for (int64_t kw = 0; kw < p.kw; ++kw) {
-        const float* xp[kRows];
-        if (!tile.Tap(kh, kw, a.zeros, xp)) continue;
-        const float* wt = w + (kh * p.kw + kw) * icg * lanes;
-        if (per_block == 1) {
-          HWY_UNROLL(16)
-          for (size_t i = 0; i < kRows; ++i) xp[i] = xp[i] == a.zeros ? a.zeros : xp[i] + x_offset;
-          AccumulateTapWhole(xp, wt, icg, acc);
-          continue;
-        }
-        VF x[kRows];
-        HWY_UNROLL(16)
-        for (size_t i = 0; i < kRows; ++i) {
-          // Masked: the last block may hold fewer groups, and nothing past them is read.
-          x[i] = hn::MaskedLoad(x_lanes, d, xp[i] == a.zeros ? a.zeros : xp[i] + x_offset);
-        }
-        if (table.by4) {
-          AccumulateTap4(table, wt, icg, x, acc);
-        } else {
-          AccumulateTap1(table, wt, icg, x, acc);
-        }
-      }
+    AccumulateBlock(a, table, taps, j, acc);
+    // Kernels of more than kMaxTaps taps: the further taps in chunks, rebuilt per block.
+    for (int64_t t0 = kMaxTaps; t0 < kernel_taps; t0 += kMaxTaps) {
+      TileTaps more;
+      GatherTaps(p, tile, a.zeros, t0, kernel_taps, &more);
+      AccumulateBlock(a, table, more, j, acc);
     }
     const int64_t col0 = j * per_block * ocg;
+    const MF y_lanes =
+        hn::FirstN(d, static_cast<size_t>(std::min(per_block, p.groups - j * per_block) * ocg));
     StoreTile<kRows, 1>(acc, rows, a.b != nullptr ? a.b + col0 : nullptr,
                         p.activation == Activation::kRelu, y_lanes, a.y + m0 * p.oc + col0, p.oc);
   }
@@ -267,8 +309,8 @@ class Conv2dFwdGroupedPlan final : public Conv2dFwdImpl {
   Conv2dFwdGroupedPlan(const Conv2dProblem& p, const float* w, const float* b, int threads)
       : p_(p), kernel_(GroupedKernel()), threads_(threads) {
     w_ = PackWeights(p, w, kernel_.lanes, &layout_);
-    // Taps in the padding read a row of zeros as wide as one block's load.
-    zeros_.assign(static_cast<size_t>(kernel_.lanes), 0.0f);
+    // Taps in the padding read zeros at any block's channel offset: IC floats, or one load.
+    zeros_.assign(static_cast<size_t>(std::max(p.ic, kernel_.lanes)), 0.0f);
     if (b != nullptr) b_.assign(b, b + p.oc);
   }
 
