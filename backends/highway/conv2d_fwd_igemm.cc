@@ -283,29 +283,16 @@ void RunPixelItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t 
 constexpr int64_t kPixelMajorWeightBytes = int64_t{512} << 10;
 constexpr int64_t kChunkInputBytes = int64_t{128} << 10;
 
-// Past this many bytes of input, panel-major order reads x from memory once per block (Zen 5:
-// 1 MiB of L2 per core).
-constexpr int64_t kL2Bytes = int64_t{1} << 20;
-
 // Tiles per pixel-major chunk, or 0 when panel-major order applies.
 int64_t PixelChunk(const Conv2dProblem& p, int64_t blocks, size_t rows) {
   const int64_t k = p.kh * p.kw * p.ic_per_group();
   const int64_t weight_bytes = p.oc * k * static_cast<int64_t>(sizeof(float));
   const int64_t x_bytes = p.n * p.ih * p.iw * p.ic * static_cast<int64_t>(sizeof(float));
-  if (blocks * p.groups < 2) return 0;
+  if (blocks * p.groups < 2 || weight_bytes > std::min(x_bytes, kPixelMajorWeightBytes)) return 0;
   // A pixel reads about IC floats per kernel row, stride permitting (neighbours share the rest).
   const int64_t tile_bytes =
       static_cast<int64_t>(rows) * p.kh * p.ic * static_cast<int64_t>(sizeof(float));
-  const int64_t chunk = std::clamp<int64_t>(kChunkInputBytes / tile_bytes, 4, 64);
-  if (weight_bytes <= std::min(x_bytes, kPixelMajorWeightBytes)) return chunk;
-  // Weights past L2 too: pixel-major re-reads them once per chunk, panel-major an input too big
-  // for L2 once per block; the fewer bytes win. ViT-B/16's patch embedding at N = 8 (x 4.8 MB,
-  // w 2.4 MB, 12 blocks): 58 MB panel-major, 14 MB pixel-major, 2x faster.
-  const int64_t tiles = (p.n * p.oh * p.ow + static_cast<int64_t>(rows) - 1) / rows;
-  const double pixel_major = static_cast<double>(x_bytes) +
-                             static_cast<double>((tiles + chunk - 1) / chunk) * weight_bytes;
-  const double panel_major = static_cast<double>(blocks * p.groups) * x_bytes;
-  return x_bytes > kL2Bytes && pixel_major < panel_major ? chunk : 0;
+  return std::clamp<int64_t>(kChunkInputBytes / tile_bytes, 4, 64);
 }
 
 // Splits the work items into one contiguous, equal range per thread: threads then work on
