@@ -12,7 +12,13 @@
 // Conv sets: "seeds" (the assignment's conv_forward cases), "resnet50" (the distinct conv layers of
 // ResNet-50 v1.5 at 224x224, stride in the 3x3), "vgg16" (the distinct conv layers of VGG-16),
 // "mobilenet" (MobileNet v1: the 3x3 depthwise layers and their 1x1 pointwise partners), "odd"
-// (channel counts and sizes around the vector width, primes, dilation, asymmetric padding, groups).
+// (channel counts and sizes around the vector width, primes, dilation, asymmetric padding, groups),
+// and the layer classes of issue 16 (each shape cites its model and layer, at 224x224 input):
+// "grouped" (ResNeXt-50 32x4d and RegNetY-400MF group convolutions), "stems" (1-3 input channels:
+// 3x3/2, 7x7/2, patchify 4x4/4 and 16x16/16, at batch 1 and 8), "dw_large" (5x5 and 7x7
+// depthwise at every stage size, stride 1 and 2), "narrow_1x1" (pointwise layers with 16-72
+// channels). Pooling at batch 32 and backward at batch 8 are the same sets at another batch:
+// tools/convkit_compare.py --batch pool2d=32,conv2d_bwd=8.
 // Transposed-convolution set: "transposed" (upsampling layers of UNet decoders, the DBNet head,
 // DCGAN generators, the Simple Baselines / CenterNet deconvolution head, LinkNet decoders and
 // DeconvNet; w is {KH, KW, C_out / groups, C_in}).
@@ -81,6 +87,21 @@ constexpr ConvShape Conv(std::string_view set, std::string_view name, int64_t n,
 // A 3x3 depthwise convolution (groups == C_in == C_out), padding 1.
 constexpr ConvShape Depthwise(std::string_view name, int64_t n, int64_t h, int64_t c, int64_t s) {
   return Conv("mobilenet", name, n, h, h, c, c, 3, s, 1, c);
+}
+
+// A k x k depthwise convolution with "same" padding k / 2 on an h x h input.
+constexpr ConvShape DepthwiseK(std::string_view name, int64_t h, int64_t c, int64_t k, int64_t s) {
+  return Conv("dw_large", name, 1, h, h, c, c, k, s, k / 2, c);
+}
+
+// A 3x3 group convolution (padding 1) with c channels in and out in groups of c / g.
+constexpr ConvShape Grouped(std::string_view name, int64_t h, int64_t c, int64_t g, int64_t s) {
+  return Conv("grouped", name, 1, h, h, c, c, 3, s, 1, g);
+}
+
+// A 1x1 convolution, stride 1, on an h x h input.
+constexpr ConvShape Pointwise(std::string_view name, int64_t h, int64_t c_in, int64_t c_out) {
+  return Conv("narrow_1x1", name, 1, h, h, c_in, c_out, 1, 1, 0);
 }
 
 // A window k x k with stride s and uniform padding p.
@@ -196,6 +217,86 @@ inline constexpr ConvShape kConvShapes[] = {
     Conv("odd", "dw_c23_k5_29", 1, 29, 29, 23, 23, 5, 1, 2, 23),
     // TensorFlow's SAME padding at stride 2: nothing on the top/left, one on the bottom/right.
     WithPads(Conv("odd", "c13_29_k3s2_same_56", 1, 56, 56, 13, 29, 3, 2, 0), Pads{0, 1, 0, 1}),
+
+    // Group convolutions. ResNeXt-50 32x4d (Xie et al. 2017, "Aggregated Residual
+    // Transformations", Table 1; stride in the 3x3 as torchvision's resnext50_32x4d): the 3x3 of
+    // conv2..conv5 with 32 groups, the first block of conv3..conv5 at stride 2.
+    Grouped("rx50_c2_128g32", 56, 128, 32, 1),
+    Grouped("rx50_c3_256g32s2", 56, 256, 32, 2),
+    Grouped("rx50_c3_256g32", 28, 256, 32, 1),
+    Grouped("rx50_c4_512g32s2", 28, 512, 32, 2),
+    Grouped("rx50_c4_512g32", 14, 512, 32, 1),
+    Grouped("rx50_c5_1024g32s2", 14, 1024, 32, 2),
+    Grouped("rx50_c5_1024g32", 7, 1024, 32, 1),
+    // RegNetY-400MF (Radosavovic et al. 2020, "Designing Network Design Spaces"; pycls
+    // RegNetY-400MF: widths 48, 104, 208, 440, group width 8, bottleneck ratio 1): each stage's
+    // 3x3 at stride 2 (first block) and stride 1 (the others; stage 1 has one block).
+    Grouped("regnety400_s1_48g6s2", 112, 48, 6, 2),
+    Grouped("regnety400_s2_104g13s2", 56, 104, 13, 2),
+    Grouped("regnety400_s2_104g13", 28, 104, 13, 1),
+    Grouped("regnety400_s3_208g26s2", 28, 208, 26, 2),
+    Grouped("regnety400_s3_208g26", 14, 208, 26, 1),
+    Grouped("regnety400_s4_440g55s2", 14, 440, 55, 2),
+    Grouped("regnety400_s4_440g55", 7, 440, 55, 1),
+
+    // Stems: the first layer, on 1 or 3 input channels, at batch 1 (inference) and 8 (a batch).
+    // MobileNetV3-Large (Howard et al. 2019, Table 1): 3x3/2, 3 -> 16. EfficientNet-B0 (Tan & Le
+    // 2019, Table 1) and MobileNetV2 (Sandler et al. 2018, Table 2): 3x3/2, 3 -> 32. ResNet
+    // (He et al. 2016, Table 1): 7x7/2, 3 -> 64. ConvNeXt-T (Liu et al. 2022, §2.2 "patchify"):
+    // 4x4/4, 3 -> 96. ViT-B/16 (Dosovitskiy et al. 2021, patch embedding as a convolution):
+    // 16x16/16, 3 -> 768. U-Net (Ronneberger et al. 2015, Fig. 1): 3x3, 1 -> 64, unpadded, on a
+    // 572x572 grey-scale tile.
+    Conv("stems", "mnv3_3x3s2_3_16", 1, 224, 224, 3, 16, 3, 2, 1),
+    Conv("stems", "effnet_3x3s2_3_32", 1, 224, 224, 3, 32, 3, 2, 1),
+    Conv("stems", "effnet_3x3s2_3_32_n8", 8, 224, 224, 3, 32, 3, 2, 1),
+    Conv("stems", "resnet_7x7s2_3_64_n8", 8, 224, 224, 3, 64, 7, 2, 3),
+    Conv("stems", "convnext_4x4s4_3_96", 1, 224, 224, 3, 96, 4, 4, 0),
+    Conv("stems", "convnext_4x4s4_3_96_n8", 8, 224, 224, 3, 96, 4, 4, 0),
+    Conv("stems", "vit_16x16s16_3_768", 1, 224, 224, 3, 768, 16, 16, 0),
+    Conv("stems", "vit_16x16s16_3_768_n8", 8, 224, 224, 3, 768, 16, 16, 0),
+    Conv("stems", "unet_3x3_1_64", 1, 572, 572, 1, 64, 3, 1, 0),
+
+    // Large-kernel depthwise (padding k / 2). ConvNeXt-T (Liu et al. 2022, Fig. 4): 7x7 in every
+    // block of the four stages. EfficientNet-B0 (Tan & Le 2019, Table 1): the 5x5 MBConv6 of
+    // stages 3, 5, 6 on the expanded channels, first block (stride 2 where the stage downsamples)
+    // and repeated block. MobileNetV3-Large (Howard et al. 2019, Table 1): the 5x5 bnecks. 7x7 at
+    // stride 2 and at 112x112: no model above has it; ConvNeXt's channels at the stride-2 stage
+    // transitions and MobileNet's first stage stand in for the downsampling large-kernel blocks
+    // of e.g. MixNet and RepLKNet.
+    DepthwiseK("convnext_dw7_56_96", 56, 96, 7, 1),
+    DepthwiseK("convnext_dw7_28_192", 28, 192, 7, 1),
+    DepthwiseK("convnext_dw7_14_384", 14, 384, 7, 1),
+    DepthwiseK("convnext_dw7_7_768", 7, 768, 7, 1),
+    DepthwiseK("dw7_112_32", 112, 32, 7, 1),
+    DepthwiseK("dw7s2_112_96", 112, 96, 7, 2),
+    DepthwiseK("dw7s2_56_192", 56, 192, 7, 2),
+    DepthwiseK("dw7s2_28_384", 28, 384, 7, 2),
+    DepthwiseK("dw7s2_14_768", 14, 768, 7, 2),
+    DepthwiseK("effnet_dw5s2_56_144", 56, 144, 5, 2),
+    DepthwiseK("effnet_dw5_28_240", 28, 240, 5, 1),
+    DepthwiseK("effnet_dw5_14_480", 14, 480, 5, 1),
+    DepthwiseK("effnet_dw5_14_672", 14, 672, 5, 1),
+    DepthwiseK("effnet_dw5s2_14_672", 14, 672, 5, 2),
+    DepthwiseK("effnet_dw5_7_1152", 7, 1152, 5, 1),
+    DepthwiseK("mnv3_dw5s2_56_72", 56, 72, 5, 2),
+    DepthwiseK("mnv3_dw5_28_120", 28, 120, 5, 1),
+    DepthwiseK("mnv3_dw5_7_960", 7, 960, 5, 1),
+    DepthwiseK("dw5_112_32", 112, 32, 5, 1),
+
+    // Narrow pointwise layers. MobileNetV3-Large (Howard et al. 2019, Table 1): the expand and
+    // project 1x1s of the first bnecks. ShuffleNetV2 (Ma et al. 2018, Table 5): the branch 1x1s
+    // of stage 2 at 1.0x (58 channels) and 0.5x (24), stage 3 at 0.5x (48).
+    Pointwise("mnv3_pw112_16_16", 112, 16, 16),
+    Pointwise("mnv3_pw112_16_64", 112, 16, 64),
+    Pointwise("mnv3_pw56_64_24", 56, 64, 24),
+    Pointwise("mnv3_pw56_24_72", 56, 24, 72),
+    Pointwise("mnv3_pw56_72_24", 56, 72, 24),
+    Pointwise("mnv3_pw28_72_40", 28, 72, 40),
+    Pointwise("mnv3_pw28_40_120", 28, 40, 120),
+    Pointwise("shufflev2_pw56_24_58", 56, 24, 58),
+    Pointwise("shufflev2_pw28_58_58", 28, 58, 58),
+    Pointwise("shufflev2x05_pw28_24_24", 28, 24, 24),
+    Pointwise("shufflev2x05_pw14_48_48", 14, 48, 48),
 };
 
 inline constexpr TransposeShape kTransposeShapes[] = {

@@ -5,8 +5,21 @@ Runs bench/convkit_bench (Google Benchmark) over the chosen ops, backends and sh
 each result as it lands, then prints one Markdown table per op: each backend's GFLOP/s (convolution)
 or GB/s (pooling) with its share of this machine's peak, and the ratios to oneDNN and to the
 reference backend. The peaks (fp32 FMA throughput, STREAM triad) are measured first, in the same
-run and with the same threads, by bench/convkit_peak; --peak-gflops / --peak-gbps override them. When PyTorch can be imported (Debian's python3-torch) it adds a pytorch column
-for the forward convolution and pooling (tools/torch_bench.py); when not, the column says so.
+run and with the same threads, by bench/convkit_peak; --peak-gflops / --peak-gbps override them.
+When PyTorch can be imported (Debian's python3-torch) it adds a pytorch column for the forward
+convolution and pooling (tools/torch_bench.py); when not, the column says so.
+
+The modern peers (DESIGN §9, issue 16), each optional (installed by tools/setup.sh --peers; an
+absent one is a note, never a failure): XNNPACK (convkit_bench's xnnpack column, built when
+libxnnpack-dev is found), ONNX Runtime and OpenVINO (tools/peers_bench.py, one-node ONNX graphs,
+NCHW) on the forward convolution. Each table then has a "best peer" column, the fastest of oneDNN
+(convkit's onednn backend and oneDNN called directly), XNNPACK, ONNX Runtime and OpenVINO on that
+shape, and highway's ratio to it.
+
+--batch takes one batch for every op (--batch 8) or batches per op prefix (--batch
+pool2d=32,conv2d_bwd=8: pooling at 32, backward convolution at 8, the rest at each shape's default).
+--rounds R measures everything R times, one round after another, and keeps each benchmark's median
+over the rounds: on a shared machine, load that comes and goes then hits every column alike.
 
 Writes under --out (default out/): convkit_bench.json (the raw Google Benchmark JSON, all runs
 merged), torch.json, shapes.jsonl, results.json (the tables), compare.md (what was printed) and
@@ -16,6 +29,7 @@ one PNG chart per op (bars per shape per backend). --update-readme rewrites the 
   python3 tools/convkit_compare.py                        # the default comparison, ~10 min
   python3 tools/convkit_compare.py --sets resnet50 --ops conv2d_fwd --threads 1
   python3 tools/convkit_compare.py --from-results out/results.json --update-readme
+  python3 tools/convkit_compare.py --sets grouped,stems --ops conv2d_fwd --rounds 3
 """
 
 import argparse
@@ -41,10 +55,17 @@ DEFAULT_OPS = ["conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weights", "pool2d_fw
                "pool2d_fwd_avg", "pool2d_bwd_max", "pool2d_bwd_avg"]
 TORCH_OPS = ["conv2d_fwd", "pool2d_fwd_max", "pool2d_fwd_avg"]
 # Column order; backends not listed here follow, in the order they appear.
-BACKEND_ORDER = ["highway", "onednn", "onednn_direct", "auto", "auto_measure", "pytorch",
-                 "reference"]
+BACKEND_ORDER = ["highway", "onednn", "onednn_direct", "auto", "auto_measure", "xnnpack",
+                 "onnxruntime", "openvino", "pytorch", "reference"]
 # auto's names in convkit_bench: auto (the decision table) and auto_measure (CONVKIT_AUTO=measure).
 AUTO_BACKENDS = ("auto", "auto_measure")
+# The peers "best peer" is the fastest of (issue 16); ONNX Runtime and OpenVINO run in
+# tools/peers_bench.py, XNNPACK and oneDNN called directly inside convkit_bench.
+PEERS = ["onednn", "onednn_direct", "xnnpack", "onnxruntime", "openvino"]
+SCRIPT_PEERS = ["onnxruntime", "openvino"]
+PEER_OPS = ["conv2d_fwd"]
+# Who the best peer is compared with.
+CHALLENGERS = ["highway", "auto"]
 README_BEGIN = "<!-- perf-table:begin -->"
 README_END = "<!-- perf-table:end -->"
 
@@ -98,15 +119,33 @@ def measure_peaks(bench, args, raw_dir):
     return peaks
 
 
-def bench_flags(args):
+def parse_batch(text):
+    """--batch: "8" (every op) or "pool2d=32,conv2d_bwd=8" (per op prefix) -> {prefix: batch};
+    the prefix "" is every op."""
+    spec = {}
+    for item in (i for i in text.split(",") if i):
+        prefix, _, value = item.rpartition("=")
+        if not value.isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError("--batch: '%s' is not N or OP_PREFIX=N" % item)
+        spec[prefix] = int(value)
+    return spec
+
+
+def batch_for(args, op):
+    """The batch op runs at: the longest matching prefix of --batch; 0 (each shape's default)."""
+    best = max((p for p in args.batch if op.startswith(p)), key=len, default=None)
+    return args.batch[best] if best is not None else 0
+
+
+def bench_flags(args, batch):
     flags = ["--threads=%d" % args.threads, "--reference=" + args.reference]
     if args.sets:
         flags.append("--sets=" + ",".join(args.sets))
-    convkit_backends = [b for b in (args.backends or []) if b != "pytorch"]
+    convkit_backends = [b for b in (args.backends or []) if b not in ["pytorch"] + SCRIPT_PEERS]
     if convkit_backends:
         flags.append("--backends=" + ",".join(convkit_backends))
-    if args.batch:
-        flags.append("--batch=%d" % args.batch)
+    if batch:
+        flags.append("--batch=%d" % batch)
     if args.real_time:
         flags.append("--real_time")
     return flags
@@ -213,6 +252,8 @@ def run_op(bench, flags, op, names, args, raw_dir, progress):
                                  "--benchmark_out_format=json", "--benchmark_color=false",
                                  "--benchmark_min_time=%g" % args.min_time,
                                  "--benchmark_repetitions=%d" % args.repetitions]
+        # No --benchmark_enable_random_interleaving: it re-runs the iteration-count search for
+        # every repetition (a 1:26 run took over an hour); --rounds interleaves instead.
         if attempt > 0:
             cmd.append("--benchmark_filter=^(%s)$" % "|".join(re.escape(n) for n in pending))
         stderr_path = os.path.join(raw_dir, "%s.%d.stderr" % (op, attempt))
@@ -260,12 +301,12 @@ def run_op(bench, flags, op, names, args, raw_dir, progress):
     return context, records
 
 
-def list_shapes(bench, args):
+def list_shapes(bench, args, batch):
     flags = []
     if args.sets:
         flags.append("--sets=" + ",".join(args.sets))
-    if args.batch:
-        flags.append("--batch=%d" % args.batch)
+    if batch:
+        flags.append("--batch=%d" % batch)
     out = run_quietly([bench, "--list_shapes"] + flags)
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
@@ -304,6 +345,57 @@ def run_torch(args, ops, shapes_path, out_dir):
 
 
 # ------------------------------------------------------------------------------------------------
+# ONNX Runtime and OpenVINO (tools/peers_bench.py).
+
+def run_script_peers(args, shapes, out_dir, suffix, notes):
+    """Records of the peers that tools/peers_bench.py times; a peer that is not installed or fails
+    adds a note and leaves its column out."""
+    conv = [s for s in shapes if s["kind"] == "conv"]
+    wanted = [p for p in SCRIPT_PEERS if not args.backends or p in args.backends]
+    if not conv or args.no_peers or not wanted:
+        return []
+    shapes_path = os.path.join(out_dir, "raw", "peer_shapes.jsonl")
+    with open(shapes_path, "w") as f:
+        f.writelines(json.dumps(s) + "\n" for s in conv)
+    records = []
+    for peer in wanted:
+        out_path = os.path.join(out_dir, "raw", "%s%s.json" % (peer, suffix))
+        print("%s: conv2d_fwd on %d shapes" % (peer, len(conv)), flush=True)
+        cmd = [sys.executable, os.path.join(TOOLS_DIR, "peers_bench.py"), "--peer", peer,
+               "--shapes", shapes_path, "--threads", str(args.threads), "--min-time",
+               str(args.min_time), "--repetitions", str(args.repetitions), "--out", out_path]
+        rc = subprocess.run(cmd).returncode
+        if rc != 0:
+            why = "not installed" if rc == 3 else "failed (exit code %d)" % rc
+            notes.add("%s: %s; its column is left out (tools/setup.sh --peers installs the "
+                      "peers)" % (peer, why))
+            continue
+        with open(out_path) as f:
+            data = json.load(f)
+        notes.add("%s: %s" % (peer, data["version"]))
+        records += data["benchmarks"]
+    return records
+
+
+def merge_rounds(rounds):
+    """One record per benchmark: the round whose figure is the median (the lower one of an even
+    count); errors only when every round failed."""
+    by_name = {}
+    for records in rounds:
+        for r in records:
+            by_name.setdefault(base_name(r.get("run_name", r["name"])), []).append(r)
+    merged = []
+    for runs in by_name.values():
+        ok = [r for r in runs if not r.get("error_occurred")]
+        if not ok:
+            merged.append(runs[0])
+            continue
+        ok.sort(key=lambda r: r.get("GFLOPS", r.get("GBps")) or 0.0)
+        merged.append(dict(ok[(len(ok) - 1) // 2], rounds=len(ok)))
+    return merged
+
+
+# ------------------------------------------------------------------------------------------------
 # Tables.
 
 def order_backends(names):
@@ -311,30 +403,36 @@ def order_backends(names):
     return known + [b for b in names if b not in known]
 
 
-def cell_from_record(record):
+def cell_from_record(record, cpu_time=False):
     if record.get("error_occurred"):
         return {"error": record.get("error_message", "error")}
     value = record.get("GFLOPS", record.get("GBps"))
     time_us = record.get("real_time", 0.0) * TIME_US.get(record.get("time_unit", "us"), 1.0)
+    if cpu_time and value and record.get("cpu_time"):  # same unit as real_time
+        value *= record["real_time"] / record["cpu_time"]
+        time_us = record["cpu_time"] * TIME_US.get(record.get("time_unit", "us"), 1.0)
     return {"value": value, "time_us": time_us, "label": record.get("label", "")}
 
 
-def build_results(args, shapes, records, torch_records, torch_status, torch_ops, machine,
-                  command, peaks):
-    """The tables as data: results.json, from which the Markdown and the charts are drawn."""
-    def wanted(record):  # with repetitions, Google Benchmark's median (torch's are medians)
-        if args.repetitions <= 1 or record.get("error_occurred"):
-            return record.get("run_type") != "aggregate"
-        return record.get("aggregate_name") == "median"
+def wanted_record(args, record):
+    """With repetitions, Google Benchmark's median (torch's and the peers' are medians)."""
+    if args.repetitions <= 1 or record.get("error_occurred"):
+        return record.get("run_type") != "aggregate"
+    return record.get("aggregate_name") == "median"
 
+
+def build_results(args, shapes, records, torch_records, torch_status, torch_ops, machine,
+                  command, peaks, notes=()):
+    """The tables as data: results.json, from which the Markdown and the charts are drawn.
+    records: one per benchmark (wanted_record, merge_rounds)."""
     cells = {}  # (op, set, shape, batch) -> {backend: cell}
-    for record in [r for r in records if wanted(r)] + (torch_records or []):
+    for record in list(records) + (torch_records or []):
         parts = base_name(record.get("run_name", record["name"])).split("/")
         if len(parts) != 5 or not parts[4].startswith("N"):
             continue
         op, backend, set_name, shape, batch = parts
         cells.setdefault((op, set_name, shape, int(batch[1:])), {})[backend] = \
-            cell_from_record(record)
+            cell_from_record(record, args.cpu_time)
 
     tables = []
     for op in args.ops:
@@ -357,8 +455,11 @@ def build_results(args, shapes, records, torch_records, torch_status, torch_ops,
                        "peak": peaks["gflops"] if kind == "conv" else peaks["gbps"],
                        "peak_name": "fp32 FMA peak" if kind == "conv" else "STREAM triad",
                        "backends": backends, "rows": rows})
+    if args.cpu_time:
+        notes = set(notes) | {"rates per second of CPU time (--cpu-time), not wall time"}
     return {"machine": machine, "command": command, "threads": args.threads,
-            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "tables": tables}
+            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "tables": tables,
+            "notes": sorted(notes)}
 
 
 def fmt(v):
@@ -391,10 +492,10 @@ def ratio_columns(backends):
     pairs = [(b, "best") for b in AUTO_BACKENDS if b in backends]
     if "onednn" in backends:
         pairs += [(b, "onednn") for b in backends
-                  if b not in ("onednn", "reference") + AUTO_BACKENDS]
+                  if b not in ("onednn", "reference") + AUTO_BACKENDS + tuple(PEERS[2:])]
     if "reference" in backends:
         pairs += [(b, "reference") for b in backends
-                  if b not in ("reference", "pytorch") and not b.endswith("_direct")]
+                  if b not in ["reference", "pytorch"] + PEERS[1:]]
     return pairs
 
 
@@ -421,6 +522,26 @@ def ratio(cells, a, b):
     return va / vb if va and vb else None
 
 
+def best_peer(cells):
+    """(backend, value) of the fastest peer in this row, or (None, None)."""
+    ran = [(cells[p]["value"], p) for p in PEERS if cells.get(p, {}).get("value")]
+    return (max(ran)[1], max(ran)[0]) if ran else (None, None)
+
+
+def best_peer_challengers(backends):
+    """The backends compared with the best peer: only in tables with a peer beyond oneDNN (the
+    others have their ratio to oneDNN already)."""
+    if not any(b in PEERS[2:] for b in backends):
+        return []
+    return [b for b in CHALLENGERS if b in backends]
+
+
+def best_ratio(cells, challenger):
+    _, value = best_peer(cells)
+    mine = cells.get(challenger, {}).get("value")
+    return mine / value if mine and value else None
+
+
 def geomean(values):
     values = [v for v in values if v]
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
@@ -435,16 +556,22 @@ def markdown_table(header, rows):
 
 def op_table(table):
     backends, pairs = table["backends"], ratio_columns(table["backends"])
-    header = ["shape", "N"] + backends + ["%s / %s" % (a, b if b != "reference" else "ref")
-                                         for a, b in pairs]
+    challengers = best_peer_challengers(backends)
+    header = ["shape", "N"] + backends + ["best peer" for _ in challengers[:1]] + [
+        "%s / %s" % (a, b if b != "reference" else "ref") for a, b in pairs] + [
+        "%s / best peer" % c for c in challengers]
     rows = []
     for r in table["rows"]:
+        peer, value = best_peer(r["cells"])
+        best = ["%s %s" % (fmt(value), peer) if peer else "–" for _ in challengers[:1]]
         rows.append(["%s/%s" % (r["set"], r["shape"]), str(r["batch"])] +
-                    [value_text(r["cells"].get(b, {}), table["peak"]) for b in backends] +
-                    [ratio_text(ratio(r["cells"], a, b)) for a, b in pairs])
-    if pairs:
+                    [value_text(r["cells"].get(b, {}), table["peak"]) for b in backends] + best +
+                    [ratio_text(ratio(r["cells"], a, b)) for a, b in pairs] +
+                    [ratio_text(best_ratio(r["cells"], c)) for c in challengers])
+    if pairs or challengers:
         means = [geomean(ratio(r["cells"], a, b) for r in table["rows"]) for a, b in pairs]
-        rows.append(["**geomean**", ""] + [""] * len(backends) +
+        means += [geomean(best_ratio(r["cells"], c) for r in table["rows"]) for c in challengers]
+        rows.append(["**geomean**", ""] + [""] * (len(backends) + len(challengers[:1])) +
                     [ratio_text(m, bold=True) for m in means])
     peak = ("%s %s %s" % (table["peak_name"], fmt(table["peak"]), table["unit"])
             if table["peak"] else "%s not measured" % table["peak_name"])
@@ -457,8 +584,10 @@ def summary_table(results):
     backends = order_backends(list(dict.fromkeys(b for t in results["tables"]
                                                  for b in t["backends"])))
     pairs = ratio_columns(backends)
+    challengers = best_peer_challengers(backends)
     header = ["op", "set"] + ["%s" % b for b in backends] + [
-        "%s / %s" % (a, b if b != "reference" else "ref") for a, b in pairs]
+        "%s / %s" % (a, b if b != "reference" else "ref") for a, b in pairs] + [
+        "%s / best peer (min)" % c for c in challengers]
     rows = []
     for t in results["tables"]:
         for set_name in dict.fromkeys(r["set"] for r in t["rows"]):
@@ -483,6 +612,10 @@ def summary_table(results):
                 row.append(text)
             for a, b in pairs:
                 row.append(ratio_text(geomean(ratio(r["cells"], a, b) for r in set_rows)))
+            for c in challengers:
+                ratios = [x for x in (best_ratio(r["cells"], c) for r in set_rows) if x]
+                row.append("%s (%s)" % (ratio_text(geomean(ratios)), ratio_text(min(ratios)))
+                           if ratios else "–")
             rows.append(row)
     return markdown_table(header, rows)
 
@@ -491,8 +624,18 @@ def render_markdown(results, details=False):
     parts = ["Measured on: " + results["machine"],
              "Command: `%s` (%s)" % (results["command"], results["date"]),
              "Figures are geometric means over each set's shapes; ratios are throughput ratios "
-             "(above 1x: the first is faster), geometric means over the shapes both ran.",
-             summary_table(results)]
+             "(above 1x: the first is faster), geometric means over the shapes both ran."]
+    if any(b in PEERS[2:] for t in results["tables"] for b in t["backends"]):
+        parts.append(
+            "Peers: the best peer is the fastest of %s on each shape (min: the lowest ratio of "
+            "the set). convkit, oneDNN and XNNPACK run NHWC; ONNX Runtime and OpenVINO run "
+            "one-node ONNX graphs (constant weights, packed at session creation) in NCHW, their "
+            "native layout, timed through Python (a few us per call); OpenVINO with the f32 "
+            "inference precision hint. Same thread count for all; sessions, compiled models, "
+            "plans and primitives are created outside the timing." % ", ".join(PEERS))
+    if results.get("notes"):
+        parts.append("Notes: " + "; ".join(results["notes"]) + ".")
+    parts.append(summary_table(results))
     for t in results["tables"]:
         table = op_table(t)
         if details:
@@ -569,7 +712,15 @@ def parse_args(argv):
                    help="repetitions of each benchmark; the median is reported (default 1)")
     p.add_argument("--min-time", type=float, default=0.1,
                    help="seconds each benchmark runs at least (default 0.1)")
-    p.add_argument("--batch", type=int, default=0, help="run every shape at this batch")
+    p.add_argument("--batch", type=parse_batch, default={},
+                   help="N: every shape at batch N; OP_PREFIX=N,...: per op (e.g. "
+                   "pool2d=32,conv2d_bwd=8)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="rates per second of CPU time instead of wall time: for --threads 1 on "
+                   "an oversubscribed machine, where wall time counts the waits for a core")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure everything this many times in turn; each benchmark's median "
+                   "round is kept (default 1)")
     p.add_argument("--reference", choices=["small", "all", "none"], default="small",
                    help="where the slow reference backend runs (default: small problems)")
     p.add_argument("--real-time", action="store_true",
@@ -586,6 +737,8 @@ def parse_args(argv):
     p.add_argument("--machine", default="",
                    help="how to name the machine (default: core count and CPU model)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.add_argument("--no-peers", action="store_true",
+                   help="leave ONNX Runtime and OpenVINO out (XNNPACK: --backends)")
     p.add_argument("--torch-python", help="the interpreter that runs tools/torch_bench.py")
     p.add_argument("--no-plot", action="store_true", help="draw no charts")
     p.add_argument("--update-readme", nargs="?", const=os.path.join(REPO_DIR, "README.md"),
@@ -628,26 +781,46 @@ def main(argv):
     raw_dir = os.path.join(args.out, "raw")
     shutil.rmtree(raw_dir, ignore_errors=True)
     os.makedirs(raw_dir)
-    shapes = list_shapes(bench, args)
+    # The ops grouped by the batch they run at, each group one convkit_bench invocation per op.
+    groups = {}
+    for op in args.ops:
+        groups.setdefault(batch_for(args, op), []).append(op)
+    shapes = list({(s["kind"], s["set"], s["name"], s["batch"]): s
+                   for batch in groups for s in list_shapes(bench, args, batch)}.values())
     shapes_path = os.path.join(args.out, "shapes.jsonl")
     with open(shapes_path, "w") as f:
         f.writelines(json.dumps(s) + "\n" for s in shapes)
+    peer_batch = batch_for(args, "conv2d_fwd")
+    peer_shapes = (list_shapes(bench, args, peer_batch)
+                   if any(op in PEER_OPS for op in args.ops) else [])
 
     peaks = measure_peaks(bench, args, raw_dir)
-    flags = bench_flags(args)
-    names = {op: list_tests(bench, flags, op) for op in args.ops}
-    total = sum(len(n) for n in names.values())
-    print("convkit_compare: %d benchmarks (%s) with %s, %d threads, min time %gs each; "
-          "raw output in %s" % (total, ", ".join("%s %d" % (op, len(n)) for op, n in
-                                                 names.items()), bench, args.threads,
-                                args.min_time, raw_dir), flush=True)
+    names = {op: list_tests(bench, bench_flags(args, batch), op)
+             for batch, ops in groups.items() for op in ops}
+    notes = set()
+    if "conv2d_fwd" in names and not any("/xnnpack/" in n for n in names["conv2d_fwd"]) and (
+            not args.backends or "xnnpack" in args.backends):
+        notes.add("xnnpack: not built into %s (libxnnpack-dev missing when it was configured: "
+                  "tools/setup.sh --peers, then re-run cmake); its column is left out" % bench)
+    total = sum(len(n) for n in names.values()) * args.rounds
+    print("convkit_compare: %d benchmarks (%s) x %d round(s) with %s, %d threads, min time %gs "
+          "each; raw output in %s" % (total // args.rounds, ", ".join(
+              "%s %d" % (op, len(n)) for op, n in names.items()), args.rounds, bench,
+              args.threads, args.min_time, raw_dir), flush=True)
     progress = Progress(total)
-    context, records = {}, []
-    for op in args.ops:
-        if names[op]:
-            ctx, got = run_op(bench, flags, op, names[op], args, raw_dir, progress)
-            context = context or ctx
-            records += got
+    context, rounds = {}, []
+    for round_index in range(args.rounds):
+        records, round_dir = [], os.path.join(raw_dir, "round%d" % round_index)
+        os.makedirs(round_dir)
+        for batch, ops in groups.items():
+            for op in (op for op in ops if names[op]):
+                ctx, got = run_op(bench, bench_flags(args, batch), op, names[op], args,
+                                  round_dir, progress)
+                context = context or ctx
+                records += [r for r in got if wanted_record(args, r)]
+        records += run_script_peers(args, peer_shapes, args.out, ".r%d" % round_index, notes)
+        rounds.append(records)
+    records = merge_rounds(rounds)
     with open(os.path.join(args.out, "convkit_bench.json"), "w") as f:
         json.dump({"context": context, "benchmarks": records}, f, indent=1)
 
@@ -660,7 +833,7 @@ def main(argv):
 
     command = " ".join(["tools/convkit_compare.py"] + argv)
     results = build_results(args, shapes, records, torch_records, torch_status, torch_ops,
-                            machine_line(args, peaks), command, peaks)
+                            machine_line(args, peaks), command, peaks, notes)
     write_outputs(args, results)
     print("total %s" % clock(time.time() - progress.start))
     return 0

@@ -4,6 +4,9 @@
 # Usage: tools/setup.sh          install what is missing
 #        tools/setup.sh --check  list every requirement as ok/missing, install nothing; exit 1 if
 #                                anything is missing
+#        tools/setup.sh --peers  also install the comparison's optional peers (XNNPACK, ONNX
+#                                Runtime, OpenVINO; never needed by the tests); --check --peers
+#                                checks them too
 #
 # Fresh-machine rehearsal (what a new user or a new CI machine sees; run as root):
 #   apt-get purge -y libhwy-dev libdnnl-dev ocl-icd-opencl-dev libgtest-dev libgmock-dev \
@@ -32,15 +35,25 @@ python_packages=(
   scikit_build_core:scikit-build-core
 )
 
+# The comparison's peers (tools/compare.sh, DESIGN §9), with --peers only. libpthreadpool-dev:
+# xnnpack.h includes pthreadpool.h, which libxnnpack-dev does not pull in.
+peer_debian_packages=(libxnnpack-dev libpthreadpool-dev)
+peer_python_packages=(onnx:onnx onnxruntime:onnxruntime openvino:openvino)
+
 check_only=0
-case ${1:-} in
-  --check) check_only=1 ;;
-  "") ;;
-  *)
-    echo "setup: unknown argument '$1' (expected nothing or --check)" >&2
-    exit 2
-    ;;
-esac
+for arg in "$@"; do
+  case $arg in
+    --check) check_only=1 ;;
+    --peers)
+      debian_packages+=("${peer_debian_packages[@]}")
+      python_packages+=("${peer_python_packages[@]}")
+      ;;
+    *)
+      echo "setup: unknown argument '$arg' (expected --check and/or --peers)" >&2
+      exit 2
+      ;;
+  esac
+done
 
 python=${PYTHON:-python3}
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/highway/conv2d_fwd_grouped.hpp"
 #include "backends/highway/conv2d_fwd_winograd.hpp"
 #include "convkit/tensor.hpp"
 
@@ -229,6 +230,7 @@ int64_t VecsPerBlock(const Conv2dFwdKernel& kernel, int64_t ocg, int64_t /*k*/) 
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,
                                                const float* b) {
   if (UseWinograd(p, /*one_shot=*/false)) return CreateConv2dFwdWinograd(p, w, b);
+  if (UseGrouped(p)) return CreateConv2dFwdGrouped(p, w, b, ThreadsFor(p, Conv2dFwdIgemmKernel()));
   return std::make_unique<Conv2dFwdPlan>(p, w, b);
 }
 

@@ -182,7 +182,7 @@ void RunAll(const Conv2dFwdArgs& a) {
   });
 }
 
-// Dense rows (stride_w of 1 or 2, dilation_w == 1, KW of 3 or 5): a tile is kRowRows consecutive
+// Dense rows (stride_w of 1 or 2, dilation_w == 1, KW of 3, 5 or 7): a tile is kRowRows consecutive
 // pixels of one output row, which per kernel row read stride_w * (kRowRows - 1) + KW consecutive
 // input pixels. Each is loaded once and feeds every pixel whose window covers it: for 3x3, 10 loads
 // (stride 2: 17) instead of 24 per 8 pixels and kernel row, the bound of this load-heavy kernel.
@@ -202,7 +202,8 @@ constexpr size_t kRowVecs = 1;
 #endif
 
 bool HasDenseRows(const Conv2dProblem& p) {
-  return (p.stride_w == 1 || p.stride_w == 2) && p.dilation_w == 1 && (p.kw == 3 || p.kw == 5);
+  return (p.stride_w == 1 || p.stride_w == 2) && p.dilation_w == 1 &&
+         (p.kw == 3 || p.kw == 5 || p.kw == 7);
 }
 
 // acc += kernel row kh of the taps, for the pixels (n, oh, ow0 + i) and channels [c0, c0 + cols).
@@ -353,8 +354,11 @@ void RunAllSingleChannel(const Conv2dFwdArgs& a) {
 void Conv2dFwdDepthwise(const Conv2dFwdArgs& a) {
   if (HasSingleChannel(*a.p)) return RunAllSingleChannel(a);
   if (HasDenseRows(*a.p)) {
-    if (a.p->stride_w == 2)
+    if (a.p->stride_w == 2) {
+      if (a.p->kw == 7) return RunAllDenseRows<7, 2>(a);
       return a.p->kw == 3 ? RunAllDenseRows<3, 2>(a) : RunAllDenseRows<5, 2>(a);
+    }
+    if (a.p->kw == 7) return RunAllDenseRows<7, 1>(a);
     return a.p->kw == 3 ? RunAllDenseRows<3, 1>(a) : RunAllDenseRows<5, 1>(a);
   }
   const int64_t vecs =
