@@ -441,11 +441,14 @@ uint64_t CaseSeed(int index) {
          << case_name << ": plan runs on " << impl << ", not on the pinned target " << isa;
 }
 
-// Forward convolution, one-shot and through a plan run twice, against reference.
-void ConvForwardGrid(const std::string& backend, std::string_view isa) {
+// Forward convolution, one-shot and through a plan run twice, against reference. With fpmath =
+// bf16 too: the grid's integers (|v| <= 3) are bf16 values, so bf16 products change no bit.
+void ConvForwardGrid(const std::string& backend, std::string_view isa,
+                     Fpmath fpmath = Fpmath::kStrict) {
   Tally tally(backend);
   int index = 0;
-  for (const ConvCase& c : ConvCases()) {
+  for (ConvCase c : ConvCases()) {
+    c.params.fpmath = fpmath;
     Rng rng(CaseSeed(index++));
     const std::string cs = c.ToString();
     Tensor x(c.x), w(c.w());
@@ -674,6 +677,10 @@ TEST_P(EquivalenceTest, ConvForward) {
   CONVKIT_SKIP_UNLESS_BUILT(backend());
   ConvForwardGrid(backend(), "");
 }
+TEST_P(EquivalenceTest, ConvForwardBf16) {
+  CONVKIT_SKIP_UNLESS_BUILT(backend());
+  ConvForwardGrid(backend(), "", Fpmath::kBf16);
+}
 TEST_P(EquivalenceTest, ConvBackward) {
   CONVKIT_SKIP_UNLESS_BUILT(backend());
   ConvBackwardGrid(backend(), "");
@@ -795,6 +802,7 @@ TEST_P(HighwayTargetTest, PlansRunOnThePinnedTarget) {
   EXPECT_TRUE(ImplIsOnIsa("max pool 3x3", pool.impl_name(), isa()));
 }
 TEST_P(HighwayTargetTest, ConvForward) { ConvForwardGrid("highway", isa()); }
+TEST_P(HighwayTargetTest, ConvForwardBf16) { ConvForwardGrid("highway", isa(), Fpmath::kBf16); }
 TEST_P(HighwayTargetTest, ConvBackward) { ConvBackwardGrid("highway", isa()); }
 TEST_P(HighwayTargetTest, PoolForward) { PoolForwardGrid("highway", isa()); }
 TEST_P(HighwayTargetTest, PoolBackward) { PoolBackwardGrid("highway", isa()); }

@@ -43,6 +43,7 @@ options:
   --alg=ALG         pool: max (default), avg_np (exclude padding), avg_p (include padding)
   --ceil            pool: ceil_mode
   --attr-post-ops=relu  conv forward: fuse ReLU (also --relu)
+  --attr-fpmath=MODE    conv forward: strict (default, fp32) or bf16 (x, w may be rounded to bf16)
   --verify          compare each backend's output with the reference backend's
   --repeats=N       timed repeats, the median is reported (default 25; fewer past ~2 s of work)
   --threads=N       threads per call (default OMP_NUM_THREADS or all cores)
@@ -144,7 +145,7 @@ std::shared_ptr<std::vector<Tensor>> NanOutputs(const std::vector<Dims>& dims) {
 
 class ConvCase final : public Case {
  public:
-  ConvCase(const Descriptor& d, std::string dir, bool relu) : dir_(std::move(dir)) {
+  ConvCase(const Descriptor& d, std::string dir, bool relu, Fpmath fpmath) : dir_(std::move(dir)) {
     const int64_t kh = d.Get("kh", 1), ih = d.Get("ih", 0);
     params_.kernel_h = kh;
     params_.kernel_w = d.Get("kw", kh);
@@ -156,6 +157,7 @@ class ConvCase final : public Case {
     params_.dilation_w = d.Get("dw", d.Get("dh", 0)) + 1;
     params_.groups = d.Get("g", 1);
     params_.activation = relu ? Activation::kRelu : Activation::kNone;
+    params_.fpmath = fpmath;
     const int64_t ic = d.Get("ic", 0);
     x_dims_ = {d.Get("mb", 2), ih, d.Get("iw", ih), ic};
     const int64_t oc = d.Get("oc", ic);
@@ -166,6 +168,9 @@ class ConvCase final : public Case {
       Fail("--dir=" + dir_ + ": conv takes FWD_B, FWD_D, BWD_D, BWD_W or BWD_WB");
     }
     if (relu && dir_.rfind("FWD", 0) != 0) Fail("--attr-post-ops=relu is for the forward pass");
+    if (fpmath != Fpmath::kStrict && dir_.rfind("FWD", 0) != 0) {
+      Fail("--attr-fpmath=bf16 is for the forward pass");
+    }
     y_dims_ = conv2d_output_dims(x_dims_, w_dims_, params_);  // throws on invalid parameters
     CheckGivenOutput(d, "oh", y_dims_[1]);
     CheckGivenOutput(d, "ow", y_dims_[2]);
@@ -377,6 +382,7 @@ struct Options {
   std::string alg = "max";
   bool ceil_mode = false;
   bool relu = false;
+  Fpmath fpmath = Fpmath::kStrict;
   bool verify = false;
   int repeats = 25;
   int threads = 0;
@@ -415,6 +421,9 @@ Options ParseOptions(int argc, char** argv) {
     } else if (auto v = value("--attr-post-ops")) {
       if (*v != "relu") Fail("--attr-post-ops: only relu is supported");
       o.relu = true;
+    } else if (auto v = value("--attr-fpmath")) {
+      if (*v != "strict" && *v != "bf16") Fail("--attr-fpmath: strict or bf16");
+      o.fpmath = *v == "bf16" ? Fpmath::kBf16 : Fpmath::kStrict;
     } else if (auto v = value("--repeats")) {
       o.repeats = std::max(1, std::atoi(v->c_str()));
     } else if (auto v = value("--threads")) {
@@ -454,7 +463,7 @@ bool RunProblem(const Options& o, const std::string& text) {
     c = std::make_unique<ConvCase>(
         ParseDescriptor(text, {"mb", "g", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh",
                                "sw", "ph", "pw", "dh", "dw"}),
-        o.dir, o.relu);
+        o.dir, o.relu, o.fpmath);
   } else {
     c = std::make_unique<PoolCase>(ParseDescriptor(text, {"mb", "ic", "ih", "iw", "oh", "ow", "kh",
                                                           "kw", "sh", "sw", "ph", "pw"}),

@@ -107,6 +107,11 @@ Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
     Fail(op, "params.activation", "CONVKIT_ACTIVATION_NONE (0) or CONVKIT_ACTIVATION_RELU (1)",
          std::to_string(activation));
   }
+  const int fpmath = RawEnum(p.fpmath);
+  if (fpmath != CONVKIT_FPMATH_STRICT && fpmath != CONVKIT_FPMATH_BF16) {
+    Fail(op, "params.fpmath", "CONVKIT_FPMATH_STRICT (0) or CONVKIT_FPMATH_BF16 (1)",
+         std::to_string(fpmath));
+  }
   Conv2dParams params;
   params.kernel_h = p.kernel_h;
   params.kernel_w = p.kernel_w;
@@ -117,6 +122,7 @@ Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
   params.dilation_w = p.dilation_w;
   params.groups = p.groups;
   params.activation = activation == CONVKIT_ACTIVATION_RELU ? Activation::kRelu : Activation::kNone;
+  params.fpmath = fpmath == CONVKIT_FPMATH_BF16 ? Fpmath::kBf16 : Fpmath::kStrict;
   return params;
 }
 
@@ -191,7 +197,7 @@ const char* convkit_last_error(void) { return last_error.c_str(); }
 
 void convkit_conv2d_params_init(convkit_conv2d_params* params) {
   if (params == nullptr) return;
-  *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE};
+  *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE, CONVKIT_FPMATH_STRICT};
 }
 
 void convkit_pool2d_params_init(convkit_pool2d_params* params) {

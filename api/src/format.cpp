@@ -45,6 +45,7 @@ std::string to_string(const Conv2dParams& params) {
   write_pads(out, params.pad);
   out << " d" << params.dilation_h << 'x' << params.dilation_w << " g" << params.groups;
   if (params.activation == Activation::kRelu) out << " relu";
+  if (params.fpmath == Fpmath::kBf16) out << " bf16";
   return out.str();
 }
 
@@ -78,6 +79,7 @@ std::string Conv2dProblem::to_string() const {
   out << " d" << dilation_h << 'x' << dilation_w << " g" << groups;
   if (has_bias) out << " bias";
   if (activation == Activation::kRelu) out << " relu";
+  if (fpmath == Fpmath::kBf16) out << " bf16";
   return out.str();
 }
 

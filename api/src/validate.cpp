@@ -105,6 +105,10 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
     fail(ErrorCode::kInvalidArgument, op, "params.activation", "kNone or kRelu",
          str(static_cast<int64_t>(params.activation)));
   }
+  if (params.fpmath != Fpmath::kStrict && params.fpmath != Fpmath::kBf16) {
+    fail(ErrorCode::kInvalidArgument, op, "params.fpmath", "kStrict or kBf16",
+         str(static_cast<int64_t>(params.fpmath)));
+  }
   check_activation_dims(op, "x", x_dims);
 
   const int64_t ic = x_dims[3];
@@ -141,6 +145,7 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   p.groups = groups;
   p.activation = params.activation;
   p.has_bias = has_bias;
+  p.fpmath = params.fpmath;
   const int64_t span_h = checked_add(
       op, "params.dilation_h", checked_mul(op, "params.dilation_h", p.dilation_h, p.kh - 1), 1);
   const int64_t span_w = checked_add(

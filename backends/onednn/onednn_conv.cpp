@@ -59,6 +59,15 @@ dnnl::post_ops ReluPostOp() {
   return ops;
 }
 
+// The implementation name. With fpmath = bf16, oneDNN's own name tells whether a bf16 kernel ran
+// when it does ("...avx512_core_bf16..."); when it does not, the name says the mode was allowed
+// and an fp32 kernel ran.
+std::string FwdImplName(const Conv2dProblem& p, const convolution_forward::primitive_desc& pd) {
+  std::string name = ImplName(pd);
+  if (p.bf16() && name.find("bf16") == std::string::npos) name += "(fpmath=bf16 unused)";
+  return name;
+}
+
 class Conv2dFwdPlan final : public Conv2dFwdImpl {
  public:
   Conv2dFwdPlan(const Conv2dProblem& p, const float* w, const float* b) {
@@ -68,9 +77,11 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     if (p.activation == Activation::kRelu) attr.set_post_ops(ReluPostOp());
+    // fpmath = bf16 lets oneDNN round x and w to bf16 (its fpmath_mode, same meaning).
+    if (p.bf16()) attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
     const convolution_forward::primitive_desc pd(
         ForwardDesc(p, prop_kind::forward_inference, p.has_bias), attr, Engine());
-    name_ = ImplName(pd);
+    name_ = FwdImplName(p, pd);
 
     std::vector<std::pair<int, memory>> fixed{
         {DNNL_ARG_WEIGHTS, PackWeights(p, w, pd.weights_desc())}};

@@ -27,6 +27,8 @@ Pads parse_pads(std::string_view op, std::string_view arg, nanobind::handle valu
 
 // None or "relu".
 Activation parse_activation(std::string_view op, const std::optional<std::string>& activation);
+// 'strict' or 'bf16' (convkit::Fpmath).
+Fpmath parse_fpmath(std::string_view op, std::string_view fpmath);
 
 // "max" or "average".
 PoolMode parse_pool_mode(std::string_view op, std::string_view mode);

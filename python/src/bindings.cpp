@@ -79,12 +79,13 @@ Dims output_dims(std::string_view op, std::string_view dims_op, DimsOf dims_of) 
 OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional<InputArray>& b,
                    nb::handle stride, nb::handle padding, nb::handle dilation, nb::handle groups,
                    const std::optional<std::string>& activation,
-                   const std::optional<std::string>& backend) {
+                   const std::optional<std::string>& backend, const std::string& fpmath) {
   constexpr std::string_view op = "conv2d_forward";
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kWeightsLayout, w);
-  const Conv2dParams params = conv2d_params(op, w_view.dims, stride, padding, dilation, groups,
-                                            parse_activation(op, activation));
+  Conv2dParams params = conv2d_params(op, w_view.dims, stride, padding, dilation, groups,
+                                      parse_activation(op, activation));
+  params.fpmath = parse_fpmath(op, fpmath);
   const std::span<const float> b_span =
       b ? std::span<const float>(b->data(), b->size()) : std::span<const float>();
   OutputBuffer y(output_dims(op, "conv2d_output_dims",

@@ -18,7 +18,7 @@ namespace convkit::python {
 OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional<InputArray>& b,
                    nanobind::handle stride, nanobind::handle padding, nanobind::handle dilation,
                    nanobind::handle groups, const std::optional<std::string>& activation,
-                   const std::optional<std::string>& backend);
+                   const std::optional<std::string>& backend, const std::string& fpmath);
 
 // (dx, dw, db) of conv2d (without activation) given dy; db has shape (C_out,).
 std::tuple<OutputArray, OutputArray, OutputArray> conv2d_backward(

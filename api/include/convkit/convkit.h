@@ -57,8 +57,12 @@ typedef enum convkit_activation {
   CONVKIT_ACTIVATION_RELU = 1
 } convkit_activation;
 
+/* As convkit::Fpmath: how the forward convolution may multiply. BF16 permits rounding x and w to
+ * bf16 with fp32 accumulation; the implementation name says whether bf16 arithmetic ran. */
+typedef enum convkit_fpmath { CONVKIT_FPMATH_STRICT = 0, CONVKIT_FPMATH_BF16 = 1 } convkit_fpmath;
+
 /* As convkit::Conv2dParams; convkit_conv2d_params_init sets its defaults (1x1 kernel, stride 1,
- * no padding, dilation 1 = dense taps, 1 group, no activation). */
+ * no padding, dilation 1 = dense taps, 1 group, no activation, strict fp32). */
 typedef struct convkit_conv2d_params {
   int64_t kernel_h, kernel_w;
   int64_t stride_h, stride_w;
@@ -66,6 +70,7 @@ typedef struct convkit_conv2d_params {
   int64_t dilation_h, dilation_w;
   int64_t groups;
   convkit_activation activation;
+  convkit_fpmath fpmath;
 } convkit_conv2d_params;
 
 typedef enum convkit_pool_mode { CONVKIT_POOL_MAX = 0, CONVKIT_POOL_AVERAGE = 1 } convkit_pool_mode;
