@@ -1,7 +1,7 @@
 // The bf16 forward convolution kernel (fpmath = bf16): an implicit GEMM over M = N * OH * OW
-// pixels x OCg output channels, reduced over KH * KW taps x pairs of input channels with
-// vdpbf16ps. Per chunk of pixels, the input is converted once to bf16 pairs in im2col order (one
-// row of KH * KW * pairs words per pixel, zeros for taps in the padding) into a stack buffer; then
+// pixels x OCg output channels, reduced over KH kernel rows x pairs of the KW * ICg inputs of a row
+// with vdpbf16ps. Per chunk of pixels, the input is converted once to bf16 pairs in im2col order
+// (KH * row_pairs words per pixel, zeros for taps in the padding) into a stack buffer; then
 // every block of output channels runs its microkernel over the chunk's tiles, a broadcast pair per
 // pixel and a weight vector per block vector at each reduction step. The epilogue (bias,
 // activation, masked store) is the fp32 kernels' StoreTile: everything after the dot products is
@@ -42,8 +42,8 @@ constexpr int64_t kChunkQuantum = 24;
 
 // The converted input of a chunk: 256 KiB on the stack of each thread, so that run() allocates
 // nothing. A chunk of 24 pixels must fit: the longest reduction is 64 Ki / 24 = 2730 pairs
-// (3x3 x 606 channels). It stays in Zen 5's 1 MiB L2 beside a weight panel while every block of
-// output channels sweeps it.
+// (3x3 x 606 channels; ResNet-50's and VGG-16's longest is 3x3 x 512). It stays in Zen 5's 1 MiB L2
+// beside a weight panel while every block of output channels sweeps it.
 constexpr int64_t kBufferWords = int64_t{1} << 16;
 constexpr int64_t kMaxPairs = kBufferWords / kChunkQuantum;
 
@@ -55,38 +55,58 @@ int64_t ChunkPixels(int64_t m, int64_t row_words) {
   return std::min(fit, all);
 }
 
-// Converts the im2col rows of pixels [m0, m0 + count) of group g into buf (row_words words per
-// pixel: KH * KW taps of `pairs` words). Rows past the last pixel are zeros (never stored).
+// Converts the im2col rows of pixels [m0, m0 + count) of group g into buf: per pixel, per kernel
+// row kh, the KW * ICg floats of taps (kh, 0..KW-1) as row_pairs bf16 pairs, zeros for taps in the
+// padding. Rows past the last pixel are zeros (never stored). Pixel coordinates advance
+// incrementally: three 64-bit divisions per pixel cost ~15 % of a 1x1 64 -> 256 layer.
 CONVKIT_BF16_ATTR void ConvertChunk(const Conv2dFwdBf16Args& a, int64_t g, int64_t m0,
                                     int64_t count, uint32_t* HWY_RESTRICT buf) {
   const Conv2dProblem& p = *a.p;
   const int64_t icg = p.ic_per_group();
-  const int64_t pairs = a.w.pairs;
-  const int64_t row_words = p.kh * p.kw * pairs;
-  const int64_t m_end = p.n * p.oh * p.ow;
-  for (int64_t r = 0; r < count; ++r) {
+  const int64_t row_floats = p.kw * icg;
+  const int64_t row_pairs = a.w.row_pairs;
+  const int64_t row_words = p.kh * row_pairs;
+  const int64_t valid = std::min(count, p.n * p.oh * p.ow - m0);
+  // With one group and dense columns, the taps of a kernel row are consecutive floats of x.
+  const bool rows_contiguous = p.groups == 1 && p.dilation_w == 1;
+  const int64_t iw_span = (p.kw - 1) * p.dilation_w;
+  alignas(64) float gathered[2 * kMaxPairs];  // one kernel row of a pixel at the padding
+  int64_t n = m0 / (p.oh * p.ow), oh = m0 / p.ow % p.oh, ow = m0 % p.ow;
+  for (int64_t r = 0; r < valid; ++r) {
     uint32_t* row = buf + r * row_words;
-    const int64_t m = m0 + r;
-    if (m >= m_end) {
-      ZeroPairs(row_words, row);
-      continue;
-    }
-    const int64_t n = m / (p.oh * p.ow);
-    const int64_t ih0 = (m / p.ow) % p.oh * p.stride_h - p.pad.top;
-    const int64_t iw0 = m % p.ow * p.stride_w - p.pad.left;
+    const int64_t ih0 = oh * p.stride_h - p.pad.top;
+    const int64_t iw0 = ow * p.stride_w - p.pad.left;
     const float* image = a.x + n * p.ih * p.iw * p.ic + g * icg;
-    for (int64_t kh = 0; kh < p.kh; ++kh) {
+    const bool columns_inside = iw0 >= 0 && iw0 + iw_span < p.iw;
+    for (int64_t kh = 0; kh < p.kh; ++kh, row += row_pairs) {
       const int64_t ih = ih0 + kh * p.dilation_h;
-      for (int64_t kw = 0; kw < p.kw; ++kw, row += pairs) {
-        const int64_t iw = iw0 + kw * p.dilation_w;
-        if (ih < 0 || ih >= p.ih || iw < 0 || iw >= p.iw) {
-          ZeroPairs(pairs, row);
-        } else {
-          ConvertToPairs(image + (ih * p.iw + iw) * p.ic, icg, pairs, row);
+      if (ih < 0 || ih >= p.ih) {
+        ZeroPairs(row_pairs, row);
+      } else if (columns_inside && rows_contiguous) {
+        ConvertToPairs(image + (ih * p.iw + iw0) * p.ic, row_floats, row_pairs, row);
+      } else {
+        for (int64_t kw = 0; kw < p.kw; ++kw) {
+          const int64_t iw = iw0 + kw * p.dilation_w;
+          float* dst = gathered + kw * icg;
+          if (iw < 0 || iw >= p.iw) {
+            std::fill(dst, dst + icg, 0.0f);
+          } else {
+            const float* src = image + (ih * p.iw + iw) * p.ic;
+            std::copy(src, src + icg, dst);
+          }
         }
+        ConvertToPairs(gathered, row_floats, row_pairs, row);
+      }
+    }
+    if (++ow == p.ow) {
+      ow = 0;
+      if (++oh == p.oh) {
+        oh = 0;
+        ++n;
       }
     }
   }
+  for (int64_t r = valid; r < count; ++r) ZeroPairs(row_words, buf + r * row_words);
 }
 
 // acc[i][j] = sum over the row_words reduction steps s of the dot products of pixel i's pair
@@ -121,7 +141,7 @@ CONVKIT_BF16_ATTR void RunBlock(const Conv2dFwdBf16Args& a, int64_t g, int64_t b
   constexpr size_t kRows = RowsFor(kVecs);
   const Conv2dProblem& p = *a.p;
   const DF d;
-  const int64_t row_words = p.kh * p.kw * a.w.pairs;
+  const int64_t row_words = p.kh * a.w.row_pairs;
   const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
   const int64_t col0 = block * a.w.block_cols;
   const int64_t cols = std::min(a.w.block_cols, p.oc_per_group() - col0);
@@ -174,20 +194,55 @@ CONVKIT_BF16_ATTR void RunItems(const Conv2dFwdBf16Args& a, int64_t chunk_pixels
   }
 }
 
+// The work items (chunk, group, block) in chunk-major order, and where thread t of `threads`
+// starts so that every thread gets the same number of pixels: every chunk holds chunk_pixels
+// pixels but the last, which may hold as few as one (7x7 outputs in chunks of 24: 24, 24, 1).
+struct WorkItems {
+  int64_t chunk_pixels = 0;
+  int64_t last_pixels = 0;  // pixels of the last chunk
+  int64_t per_chunk = 0;    // groups * blocks
+  int64_t count = 0;
+
+  // Work of the items before item i, in pixels.
+  int64_t WorkBefore(int64_t i) const {
+    const int64_t full_items = count - per_chunk;
+    if (i <= full_items) return i * chunk_pixels;
+    return full_items * chunk_pixels + (i - full_items) * last_pixels;
+  }
+  // The first item of thread t: the smallest i with WorkBefore(i) >= t / threads of the work.
+  int64_t Start(int64_t t, int64_t threads) const {
+    const int64_t target = (WorkBefore(count) * t + threads - 1) / threads;
+    int64_t lo = 0, hi = count;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      if (WorkBefore(mid) >= target) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    return lo;
+  }
+};
+
 CONVKIT_BF16_ATTR void Conv2dFwdBf16(const Conv2dFwdBf16Args& a) {
   const Conv2dProblem& p = *a.p;
   const int64_t m = p.n * p.oh * p.ow;
   if (m == 0) return;
-  const int64_t chunk_pixels = ChunkPixels(m, p.kh * p.kw * a.w.pairs);
-  const int64_t chunks = (m + chunk_pixels - 1) / chunk_pixels;
+  WorkItems items;
+  items.chunk_pixels = ChunkPixels(m, p.kh * a.w.row_pairs);
+  const int64_t chunks = (m + items.chunk_pixels - 1) / items.chunk_pixels;
+  items.last_pixels = m - (chunks - 1) * items.chunk_pixels;
   const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
-  const int64_t items = chunks * p.groups * blocks;
-  if (a.threads <= 1) return RunItems(a, chunk_pixels, blocks, 0, items);
+  items.per_chunk = p.groups * blocks;
+  items.count = chunks * items.per_chunk;
+  if (a.threads <= 1) return RunItems(a, items.chunk_pixels, blocks, 0, items.count);
 #pragma omp parallel num_threads(a.threads)
   {
     const int64_t threads = omp_get_num_threads();
     const int64_t thread = omp_get_thread_num();
-    RunItems(a, chunk_pixels, blocks, items * thread / threads, items * (thread + 1) / threads);
+    RunItems(a, items.chunk_pixels, blocks, items.Start(thread, threads),
+             items.Start(thread + 1, threads));
   }
 }
 

@@ -13,17 +13,20 @@
 
 namespace convkit::internal::highway {
 
-// Weights as bf16 pairs along the input channels: for group g, block j of block_cols output
-// channels, reduction step s = tap * pairs + q (tap = kh * KW + kw, q = pair of input channels
-// 2q and 2q + 1 of the group), the block_cols uint32 at
+// Weights as bf16 pairs along the reduction of each kernel row: row kh reduces over the
+// KW * ICg elements e = kw * ICg + ic (the order of x's channels along a row of taps), in
+// row_pairs = ceil(KW * ICg / 2) pairs. For group g, block j of block_cols output channels and
+// reduction step s = kh * row_pairs + q, the block_cols uint32 at
 //   data + (g * blocks + j) * panel_stride + s * block_cols
-// hold, per column c, bf16(w[kh][kw][2q][c]) in the low half and bf16(w[kh][kw][2q + 1][c]) in the
-// high half (zero past ICg or OCg): the operand layout of vdpbf16ps.
+// hold, per column c, bf16 of element 2q of row kh in the low half and of element 2q + 1 in the
+// high half (zero past the row's end or OCg): the operand layout of vdpbf16ps. Pairing along the
+// whole row, not per tap, pads once per row: a 7x7 stem over 3 channels takes 11 pairs per row,
+// not 14.
 struct Conv2dFwdBf16Weights {
   const uint32_t* data = nullptr;
-  int64_t pairs = 0;  // (ICg + 1) / 2
+  int64_t row_pairs = 0;
   int64_t block_cols = 0;
-  int64_t panel_stride = 0;  // KH * KW * pairs * block_cols
+  int64_t panel_stride = 0;  // KH * row_pairs * block_cols
 };
 
 // One call. x, b, y as for the fp32 kernels (b may be null); y does not overlap x. Not owned.
@@ -38,7 +41,7 @@ struct Conv2dFwdBf16Args {
 
 // The kernel of the running CPU's target: run is null when the target is not AVX3 or the CPU
 // lacks AVX512-BF16. lanes is the vector width in floats, max_vecs the widest block in vectors,
-// max_pairs the longest reduction (KH * KW * pairs) it accepts: the input of a tile is converted
+// max_pairs the longest reduction (KH * row_pairs) it accepts: the input of a tile is converted
 // to bf16 into a fixed stack buffer.
 struct Conv2dFwdBf16Kernel {
   void (*run)(const Conv2dFwdBf16Args& args) = nullptr;
@@ -51,7 +54,8 @@ struct Conv2dFwdBf16Kernel {
 Conv2dFwdBf16Kernel Conv2dFwdBf16KernelForCpu();
 
 // A bf16 plan (weights packed as above at creation), or null when the bf16 kernel cannot run p:
-// strict fpmath, depthwise (memory-bound: fp32 runs it as fast), a CPU or target without
+// strict fpmath, depthwise (memory-bound: fp32 runs it as fast), kernel rows of fewer than 8 pairs
+// (KW * C_in / groups < 15: converting x costs more than bf16 saves), a CPU or target without
 // AVX512-BF16, or a reduction longer than the kernel's max_pairs. The caller then runs fp32.
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwdBf16(const Conv2dProblem& p, const float* w,
                                                    const float* b);
