@@ -134,12 +134,38 @@ TEST_P(FpmathTest, Bf16ExactOnBf16Integers) {
   }
 }
 
+// Bias, residual and activation stay fp32 after the bf16 products: the same epilogue as strict.
+TEST_P(FpmathTest, Bf16ThroughTheFusedEpilogue) {
+  if (auto why = NotBuiltReason(backend())) GTEST_SKIP() << backend() << ": " << *why;
+  Rng rng(0xe9109);
+  int ran = 0;
+  for (Bf16Case c : Bf16Cases()) {
+    c.params.activation = Activation::kClip;
+    c.params.activation_alpha = -300.0f;
+    c.params.activation_beta = 5000.0f;
+    c.params.residual_after_activation = c.oc % 2 == 1;
+    const Dims w_dims = WeightDims(c.params, c.x[3], c.oc);
+    Tensor x(c.x), w(w_dims);
+    std::vector<float> b(static_cast<size_t>(c.oc));
+    FillIntegers(Span(x), rng, -256, 256);
+    FillIntegers(Span(w), rng, -16, 16);
+    FillIntegers(Span(b), rng, -100, 100);
+    const Dims y_dims = conv2d_output_dims(c.x, w_dims, c.params);
+    Tensor r(y_dims), expected(y_dims), y(y_dims, -9999.0f);
+    FillIntegers(Span(r), rng, -1000, 1000);
+    conv2d_forward(c.params, x, w, b, r, expected, "reference");
+    if (RefusalOf([&] { conv2d_forward(c.params, x, w, b, r, y, backend()); })) continue;
+    ++ran;
+    ASSERT_TRUE(CompareTensors(c.ToString(), "y", expected, y));
+  }
+  if (ran == 0) GTEST_SKIP() << backend() << " refuses clip with a residual";
+}
+
 // The stated bound, on normal data, against the double result of the unrounded inputs.
 TEST_P(FpmathTest, Bf16WithinBoundOfExact) {
   if (auto why = NotBuiltReason(backend())) GTEST_SKIP() << backend() << ": " << *why;
   Rng rng(0x0b0d);
-  for (Bf16Case c : Bf16Cases()) {
-    c.params.activation = Activation::kRelu;  // 1-Lipschitz: the bound holds through it
+  for (const Bf16Case& c : Bf16Cases()) {
     const Dims w_dims = WeightDims(c.params, c.x[3], c.oc);
     Tensor x(c.x), w(w_dims);
     std::vector<float> b(static_cast<size_t>(c.oc));
@@ -155,7 +181,7 @@ TEST_P(FpmathTest, Bf16WithinBoundOfExact) {
     const double k = static_cast<double>(w_dims[0] * w_dims[1] * w_dims[2]);
     const double factor = 0x1.0p-7 + (k + 3.0) * 0x1.0p-23;
     for (size_t i = 0; i < exact.size(); ++i) {
-      const double expected = std::max(exact[i], 0.0);
+      const double expected = exact[i];
       ASSERT_LE(std::fabs(y.data()[i] - expected), factor * magnitude[i])
           << c.ToString() << " " << plan.impl_name() << " at "
           << IndexString(y_dims, static_cast<int64_t>(i)) << ": exact " << expected;

@@ -5,9 +5,9 @@
 namespace convkit::internal {
 
 void Backend::conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
-                         float* y, std::string* impl_name) const {
+                         const float* r, float* y, std::string* impl_name) const {
   const std::unique_ptr<Conv2dFwdImpl> plan = create_conv2d_fwd(p, w, b);
-  plan->run(x, y);
+  plan->run(x, r, y);
   if (impl_name != nullptr) *impl_name = plan->name();
 }
 

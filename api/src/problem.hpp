@@ -9,6 +9,23 @@
 
 namespace convkit::internal {
 
+// The post-ops fused at the end of a forward convolution, plain or transposed (DESIGN §3): bias
+// (held by the problem), then a residual r given at run time -- before the activation or after it
+// -- then the activation. Validated: activation is an enum value, alpha and beta are finite where
+// used, clip's alpha <= beta. A backend's kernel receives r as a nullable pointer of y's dims
+// (r may equal y, never overlap x).
+struct PostOps {
+  Activation activation = Activation::kNone;
+  float alpha = 0.0f;  // clip: lo; leaky_relu: slope; hardsigmoid: alpha
+  float beta = 0.0f;   // clip: hi; hardsigmoid: beta
+  bool residual_after_activation = false;
+
+  bool has_activation() const { return activation != Activation::kNone; }
+  // "", "relu", "clip:0:6", "leaky_relu:0.1", "hardsigmoid:0.2:0.5", ..., followed by
+  // " residual_after" when residual_after_activation (for problems' to_string).
+  std::string to_string() const;
+};
+
 struct Conv2dProblem {
   int64_t n = 0;  // batch; may be 0
   int64_t ih = 0, iw = 0, ic = 0;
@@ -18,7 +35,7 @@ struct Conv2dProblem {
   int64_t dilation_h = 1, dilation_w = 1;  // 1 = dense
   Pads pad;
   int64_t groups = 1;
-  Activation activation = Activation::kNone;
+  PostOps post_ops;
   bool has_bias = false;
   Fpmath fpmath = Fpmath::kStrict;  // the forward pass may round x and w to bf16
 

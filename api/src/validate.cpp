@@ -1,5 +1,7 @@
 #include "api/src/validate.hpp"
 
+#include <cmath>
+#include <sstream>
 #include <string>
 
 namespace convkit::internal {
@@ -101,14 +103,12 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   check_at_least(op, "params.dilation_w", params.dilation_w, 1);
   check_at_least(op, "params.groups", params.groups, 1);
   check_pads(op, params.pad);
-  if (params.activation != Activation::kNone && params.activation != Activation::kRelu) {
-    fail(ErrorCode::kInvalidArgument, op, "params.activation", "kNone or kRelu",
-         str(static_cast<int64_t>(params.activation)));
-  }
   if (params.fpmath != Fpmath::kStrict && params.fpmath != Fpmath::kBf16) {
     fail(ErrorCode::kInvalidArgument, op, "params.fpmath", "kStrict or kBf16",
          str(static_cast<int64_t>(params.fpmath)));
   }
+  const PostOps post_ops = make_post_ops(op, params.activation, params.activation_alpha,
+                                         params.activation_beta, params.residual_after_activation);
   check_activation_dims(op, "x", x_dims);
 
   const int64_t ic = x_dims[3];
@@ -143,7 +143,7 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   p.dilation_w = params.dilation_w;
   p.pad = params.pad;
   p.groups = groups;
-  p.activation = params.activation;
+  p.post_ops = post_ops;
   p.has_bias = has_bias;
   p.fpmath = params.fpmath;
   const int64_t span_h = checked_add(
@@ -156,6 +156,68 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
                        span_w, p.stride_w, false);
   checked_elements(op, "y", {p.n, p.oh, p.ow, p.oc});
   return p;
+}
+
+namespace {
+
+std::string str(float v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+void check_finite(std::string_view op, std::string_view arg, float value, Activation activation) {
+  if (!std::isfinite(value)) {
+    fail(ErrorCode::kInvalidArgument, op, arg,
+         std::string("a finite value for ") + activation_name(activation), str(value));
+  }
+}
+
+}  // namespace
+
+PostOps make_post_ops(std::string_view op, Activation activation, float alpha, float beta,
+                      bool residual_after_activation) {
+  const auto raw = static_cast<int64_t>(activation);
+  if (raw < static_cast<int64_t>(Activation::kNone) ||
+      raw > static_cast<int64_t>(Activation::kGelu)) {
+    fail(ErrorCode::kInvalidArgument, op, "params.activation",
+         "an Activation from kNone (0) to kGelu (10)", str(raw));
+  }
+  switch (activation) {
+    case Activation::kClip:
+      check_finite(op, "params.activation_alpha", alpha, activation);
+      check_finite(op, "params.activation_beta", beta, activation);
+      if (alpha > beta) {
+        fail(ErrorCode::kInvalidArgument, op, "params.activation_alpha",
+             "clip's lo (alpha) <= hi (beta) = " + str(beta), str(alpha));
+      }
+      break;
+    case Activation::kLeakyRelu:
+      check_finite(op, "params.activation_alpha", alpha, activation);
+      break;
+    case Activation::kHardSigmoid:
+      check_finite(op, "params.activation_alpha", alpha, activation);
+      check_finite(op, "params.activation_beta", beta, activation);
+      break;
+    default:
+      break;
+  }
+  PostOps post_ops;
+  post_ops.activation = activation;
+  post_ops.alpha = alpha;
+  post_ops.beta = beta;
+  post_ops.residual_after_activation = residual_after_activation;
+  return post_ops;
+}
+
+void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, TensorView y,
+                    const Dims& y_dims) {
+  check_tensor(op, "r", r, y_dims);
+  const int64_t size = num_elements(y_dims);
+  if (r.data != y.data) {
+    check_no_overlap(op, {{"r", r.data, size}}, {{"y", y.data, size}});
+  }
+  check_no_overlap(op, {{"r", r.data, size}}, {{"x", x.data, num_elements(x.dims)}});
 }
 
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,

@@ -3,7 +3,7 @@
 // with vdpbf16ps. Per chunk of pixels, the input is converted once to bf16 pairs in im2col order
 // (KH * row_pairs words per pixel, zeros for taps in the padding) into a stack buffer; then
 // every block of output channels runs its microkernel over the chunk's tiles, a broadcast pair per
-// pixel and a weight vector per block vector at each reduction step. The epilogue (bias,
+// pixel and a weight vector per block vector at each reduction step. The epilogue (bias, residual,
 // activation, masked store) is the fp32 kernels' StoreTile: everything after the dot products is
 // fp32.
 //
@@ -148,15 +148,16 @@ CONVKIT_BF16_ATTR void RunBlock(const Conv2dFwdBf16Args& a, int64_t g, int64_t b
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
   const uint32_t* w = a.w.data + (g * blocks + block) * a.w.panel_stride;
   const float* b = a.b != nullptr ? a.b + g * p.oc_per_group() + col0 : nullptr;
-  const bool relu = p.activation == Activation::kRelu;
   const int64_t m_end = p.n * p.oh * p.ow;
   const int64_t valid = std::min(count, m_end - m0);
   for (int64_t r = 0; r < valid; r += static_cast<int64_t>(kRows)) {
     VF acc[kRows][kVecs];
     DotTile<kRows, kVecs>(buf + r * row_words, row_words, w, a.w.block_cols, acc);
     const size_t rows = static_cast<size_t>(std::min<int64_t>(valid - r, kRows));
-    float* y = a.y + (m0 + r) * p.oc + g * p.oc_per_group() + col0;
-    StoreTile<kRows, kVecs>(acc, rows, b, relu, last, y, p.oc);
+    const int64_t offset = (m0 + r) * p.oc + g * p.oc_per_group() + col0;
+    // r may equal y: StoreTile reads each vector of r before it writes y's.
+    StoreTile<kRows, kVecs>(acc, rows, b, &p.post_ops, a.r != nullptr ? a.r + offset : nullptr,
+                            last, a.y + offset, p.oc);
   }
 }
 

@@ -77,12 +77,13 @@ class Conv2dFwdBf16Plan final : public Conv2dFwdImpl {
     serial_ = dots < kSerialDots;
   }
 
-  void run(const float* x, float* y) const override {
+  void run(const float* x, const float* r, float* y) const override {
     Conv2dFwdBf16Args a;
     a.p = &p_;
     a.x = x;
     a.w = layout_;
     a.b = b_.empty() ? nullptr : b_.data();
+    a.r = r;
     a.y = y;
     a.threads = serial_ ? 1 : num_threads();
     kernel_.run(a);

@@ -29,12 +29,14 @@ struct Conv2dFwdBf16Weights {
   int64_t panel_stride = 0;  // KH * row_pairs * block_cols
 };
 
-// One call. x, b, y as for the fp32 kernels (b may be null); y does not overlap x. Not owned.
+// One call. x, b, r, y as for the fp32 kernels (b and r may be null; r may equal y); y does not
+// overlap x. Not owned.
 struct Conv2dFwdBf16Args {
   const Conv2dProblem* p = nullptr;
   const float* x = nullptr;
   Conv2dFwdBf16Weights w;
   const float* b = nullptr;
+  const float* r = nullptr;
   float* y = nullptr;
   int threads = 1;
 };

@@ -24,9 +24,9 @@ class HighwayBackend final : public Backend {
                                                    const float* b) const override {
     return highway::CreateConv2dFwd(p, w, b);
   }
-  void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* y,
-                  std::string* impl_name) const override {
-    highway::Conv2dFwdOneShot(p, x, w, b, y, impl_name);
+  void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
+                  const float* r, float* y, std::string* impl_name) const override {
+    highway::Conv2dFwdOneShot(p, x, w, b, r, y, impl_name);
   }
   void conv2d_bwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
                   float* dx, float* dw, float* db, std::string* impl_name) const override {

@@ -9,7 +9,7 @@
 
 namespace convkit::internal::onednn {
 
-// A planned forward convolution: inference primitive with bias and ReLU fused (post-op), weights
+// A planned forward convolution: inference primitive with bias and post-ops fused, weights
 // reordered once into the layout oneDNN chose (format_tag::any). Uses the thread count in effect
 // now for every run.
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,

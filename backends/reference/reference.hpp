@@ -34,8 +34,10 @@ class Offset4d {
 // parallel region costs more than it saves (and much more on an oversubscribed machine).
 int threads_for(double work);
 
-// y = activation(conv2d(x, w) + b). b is null when !p.has_bias.
-void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* y);
+// y = the post-ops of conv2d(x, w) + b (post_ops.hpp). b is null when !p.has_bias; r, the residual,
+// is null or has y's dims and may equal y.
+void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
+                const float* r, float* y);
 
 // The gradients of conv2d_fwd (activation kNone) given dy; each overwrites its output.
 // dx: the transposed convolution of dy with w.

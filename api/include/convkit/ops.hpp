@@ -29,9 +29,18 @@ void zero_pad(ConstTensorView x, const Pads& pad, TensorView y);
 Dims conv2d_output_dims(const Dims& x_dims, const Dims& w_dims, const Conv2dParams& params);
 
 // y = activation(conv2d(x, w) + b). x {N, H, W, C_in}; w {KH, KW, C_in / groups, C_out}; b has
-// C_out elements or is empty (no bias); y has conv2d_output_dims(...).
+// C_out elements or is empty (no bias); y has conv2d_output_dims(...). The activation and its
+// parameters are params.activation, activation_alpha and activation_beta (params.hpp).
 void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
                     std::span<const float> b, TensorView y, std::string_view backend = {});
+
+// The same with a residual r of y's dims: y = activation(conv2d(x, w) + b + r), or with
+// params.residual_after_activation y = activation(conv2d(x, w) + b) + r. r.data may equal y.data
+// (an in-place residual: y is read, then overwritten); otherwise r must not overlap y. r must not
+// overlap x.
+void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
+                    std::span<const float> b, ConstTensorView r, TensorView y,
+                    std::string_view backend = {});
 
 // The gradients conv2d_backward computes; an absent one is skipped.
 struct Conv2dGrads {
