@@ -72,8 +72,8 @@ CONVKIT_BF16_ATTR void ConvertChunk(const Conv2dFwdBf16Args& a, int64_t g, int64
   const int64_t iw_span = (p.kw - 1) * p.dilation_w;
   alignas(64) float gathered[2 * kMaxPairs];  // one kernel row of a pixel at the padding
   int64_t n = m0 / (p.oh * p.ow), oh = m0 / p.ow % p.oh, ow = m0 % p.ow;
-  for (int64_t r = 0; r < valid; ++r) {
-    uint32_t* row = buf + r * row_words;
+  for (int64_t i = 0; i < valid; ++i) {
+    uint32_t* row = buf + i * row_words;
     const int64_t ih0 = oh * p.stride_h - p.pad.top;
     const int64_t iw0 = ow * p.stride_w - p.pad.left;
     const float* image = a.x + n * p.ih * p.iw * p.ic + g * icg;
@@ -106,7 +106,7 @@ CONVKIT_BF16_ATTR void ConvertChunk(const Conv2dFwdBf16Args& a, int64_t g, int64
       }
     }
   }
-  for (int64_t r = valid; r < count; ++r) ZeroPairs(row_words, buf + r * row_words);
+  for (int64_t i = valid; i < count; ++i) ZeroPairs(row_words, buf + i * row_words);
 }
 
 // acc[i][j] = sum over the row_words reduction steps s of the dot products of pixel i's pair
@@ -150,11 +150,11 @@ CONVKIT_BF16_ATTR void RunBlock(const Conv2dFwdBf16Args& a, int64_t g, int64_t b
   const float* b = a.b != nullptr ? a.b + g * p.oc_per_group() + col0 : nullptr;
   const int64_t m_end = p.n * p.oh * p.ow;
   const int64_t valid = std::min(count, m_end - m0);
-  for (int64_t r = 0; r < valid; r += static_cast<int64_t>(kRows)) {
+  for (int64_t first = 0; first < valid; first += static_cast<int64_t>(kRows)) {
     VF acc[kRows][kVecs];
-    DotTile<kRows, kVecs>(buf + r * row_words, row_words, w, a.w.block_cols, acc);
-    const size_t rows = static_cast<size_t>(std::min<int64_t>(valid - r, kRows));
-    const int64_t offset = (m0 + r) * p.oc + g * p.oc_per_group() + col0;
+    DotTile<kRows, kVecs>(buf + first * row_words, row_words, w, a.w.block_cols, acc);
+    const size_t rows = static_cast<size_t>(std::min<int64_t>(valid - first, kRows));
+    const int64_t offset = (m0 + first) * p.oc + g * p.oc_per_group() + col0;
     // r may equal y: StoreTile reads each vector of r before it writes y's.
     StoreTile<kRows, kVecs>(acc, rows, b, &p.post_ops, a.r != nullptr ? a.r + offset : nullptr,
                             last, a.y + offset, p.oc);
