@@ -99,12 +99,15 @@ int RawEnum(const Enum& field) {
   return value;
 }
 
+bool FlagOf(std::string_view op, std::string_view arg, int flag);
+
 // Refuses enum values and flags the C++ parameters do not name.
 Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
   const convkit_conv2d_params& p = Required(op, "params", c);
   const int activation = RawEnum(p.activation);
-  if (activation != CONVKIT_ACTIVATION_NONE && activation != CONVKIT_ACTIVATION_RELU) {
-    Fail(op, "params.activation", "CONVKIT_ACTIVATION_NONE (0) or CONVKIT_ACTIVATION_RELU (1)",
+  if (activation < CONVKIT_ACTIVATION_NONE || activation > CONVKIT_ACTIVATION_GELU) {
+    Fail(op, "params.activation",
+         "a convkit_activation from CONVKIT_ACTIVATION_NONE (0) to CONVKIT_ACTIVATION_GELU (10)",
          std::to_string(activation));
   }
   const int fpmath = RawEnum(p.fpmath);
@@ -121,7 +124,11 @@ Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
   params.dilation_h = p.dilation_h;
   params.dilation_w = p.dilation_w;
   params.groups = p.groups;
-  params.activation = activation == CONVKIT_ACTIVATION_RELU ? Activation::kRelu : Activation::kNone;
+  params.activation = static_cast<Activation>(activation);  // the same numbering
+  params.activation_alpha = p.activation_alpha;
+  params.activation_beta = p.activation_beta;
+  params.residual_after_activation =
+      FlagOf(op, "params.residual_after_activation", p.residual_after_activation);
   params.fpmath = fpmath == CONVKIT_FPMATH_BF16 ? Fpmath::kBf16 : Fpmath::kStrict;
   return params;
 }
@@ -197,7 +204,8 @@ const char* convkit_last_error(void) { return last_error.c_str(); }
 
 void convkit_conv2d_params_init(convkit_conv2d_params* params) {
   if (params == nullptr) return;
-  *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE, CONVKIT_FPMATH_STRICT};
+  *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE, 0.0f, 0.0f, 0,
+             CONVKIT_FPMATH_STRICT};
 }
 
 void convkit_pool2d_params_init(convkit_pool2d_params* params) {
@@ -238,6 +246,18 @@ convkit_status convkit_conv2d_forward(const convkit_conv2d_params* params, convk
   return Guard([&] {
     conv2d_forward(ParamsOf(op, params), View(x), View(w), SpanOf(op, "b", b, b_size), View(y),
                    BackendOf(backend));
+  });
+}
+
+convkit_status convkit_conv2d_forward_residual(const convkit_conv2d_params* params,
+                                               convkit_const_tensor x, convkit_const_tensor w,
+                                               const float* b, int64_t b_size,
+                                               convkit_const_tensor r, convkit_tensor y,
+                                               const char* backend) {
+  constexpr std::string_view op = "convkit_conv2d_forward_residual";
+  return Guard([&] {
+    conv2d_forward(ParamsOf(op, params), View(x), View(w), SpanOf(op, "b", b, b_size), View(r),
+                   View(y), BackendOf(backend));
   });
 }
 
@@ -284,6 +304,13 @@ convkit_status convkit_conv2d_create(const convkit_conv2d_params* params, const 
 convkit_status convkit_conv2d_run(const convkit_conv2d* plan, convkit_const_tensor x,
                                   convkit_tensor y) {
   return Guard([&] { Required("convkit_conv2d_run", "plan", plan).plan.run(View(x), View(y)); });
+}
+
+convkit_status convkit_conv2d_run_residual(const convkit_conv2d* plan, convkit_const_tensor x,
+                                           convkit_const_tensor r, convkit_tensor y) {
+  return Guard([&] {
+    Required("convkit_conv2d_run_residual", "plan", plan).plan.run(View(x), View(r), View(y));
+  });
 }
 
 void convkit_conv2d_y_dims(const convkit_conv2d* plan, int64_t y_dims[4]) {

@@ -1,6 +1,11 @@
 #include "python/src/args.hpp"
 
 #include <Python.h>
+#include <nanobind/stl/string.h>
+
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "convkit/error.hpp"
 
@@ -80,10 +85,67 @@ Pads parse_pads(std::string_view op, std::string_view arg, nb::handle value) {
                 repr_string(value));
 }
 
+namespace {
+
+constexpr std::string_view kActivationForms =
+    "None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', 'hardswish', 'gelu', ('clip', lo, hi), "
+    "('leaky_relu', alpha) or ('hardsigmoid', alpha, beta)";
+
+// The activations named without parameters.
+std::optional<Activation> plain_activation(std::string_view name) {
+  static constexpr std::pair<std::string_view, Activation> kNames[] = {
+      {"relu", Activation::kRelu},       {"relu6", Activation::kRelu6},
+      {"sigmoid", Activation::kSigmoid}, {"tanh", Activation::kTanh},
+      {"silu", Activation::kSilu},       {"hardswish", Activation::kHardSwish},
+      {"gelu", Activation::kGelu}};
+  for (const auto& [n, a] : kNames) {
+    if (n == name) return a;
+  }
+  return std::nullopt;
+}
+
+// A tuple's parameter: a Python float or int (or anything with __float__).
+float parse_float(std::string_view op, nb::handle value, nb::handle whole) {
+  if (!PyFloat_Check(value.ptr()) && !PyLong_Check(value.ptr()) && !PyIndex_Check(value.ptr()) &&
+      Py_TYPE(value.ptr())->tp_as_number == nullptr) {
+    fail_argument(op, "activation", kActivationForms, repr_string(whole));
+  }
+  const double v = PyFloat_AsDouble(value.ptr());
+  if (v == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    fail_argument(op, "activation", kActivationForms, repr_string(whole));
+  }
+  return static_cast<float>(v);
+}
+
+}  // namespace
+
+ActivationArg parse_activation(std::string_view op, nb::handle activation) {
+  if (activation.is_none()) return {};
+  if (PyUnicode_Check(activation.ptr())) {
+    if (auto a = plain_activation(nb::cast<std::string>(activation))) return {*a};
+    fail_argument(op, "activation", kActivationForms, repr_string(activation));
+  }
+  if (!PyTuple_Check(activation.ptr()) || PyTuple_Size(activation.ptr()) < 1 ||
+      !PyUnicode_Check(PyTuple_GetItem(activation.ptr(), 0))) {
+    fail_argument(op, "activation", kActivationForms, repr_string(activation));
+  }
+  const std::string name = nb::cast<std::string>(activation[0]);
+  const Py_ssize_t size = PyTuple_Size(activation.ptr());
+  const auto param = [&](Py_ssize_t i) { return parse_float(op, activation[i], activation); };
+  if (name == "clip" && size == 3) return {Activation::kClip, param(1), param(2)};
+  if (name == "leaky_relu" && size == 2) return {Activation::kLeakyRelu, param(1)};
+  if (name == "hardsigmoid" && size == 3) return {Activation::kHardSigmoid, param(1), param(2)};
+  if (size == 1) {
+    if (auto a = plain_activation(name)) return {*a};
+  }
+  fail_argument(op, "activation", kActivationForms, repr_string(activation));
+}
+
 Activation parse_activation(std::string_view op, const std::optional<std::string>& activation) {
   if (!activation) return Activation::kNone;
-  if (*activation == "relu") return Activation::kRelu;
-  fail_argument(op, "activation", "None or 'relu'", "'" + *activation + "'");
+  if (auto a = plain_activation(*activation)) return *a;
+  fail_argument(op, "activation", kActivationForms, "'" + *activation + "'");
 }
 
 Fpmath parse_fpmath(std::string_view op, std::string_view fpmath) {

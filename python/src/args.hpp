@@ -25,7 +25,29 @@ std::array<int64_t, 2> parse_pair(std::string_view op, std::string_view arg,
 // An int p (every side), a pair (pad_h, pad_w) or a 4-tuple (top, bottom, left, right).
 Pads parse_pads(std::string_view op, std::string_view arg, nanobind::handle value);
 
-// None or "relu".
+// An activation with its parameters, as Conv2dParams (and the transposed convolution's params)
+// hold them.
+struct ActivationArg {
+  Activation activation = Activation::kNone;
+  float alpha = 0.0f;
+  float beta = 0.0f;
+
+  // Sets params.activation, activation_alpha and activation_beta.
+  template <typename Params>
+  void apply_to(Params& params) const {
+    params.activation = activation;
+    params.activation_alpha = alpha;
+    params.activation_beta = beta;
+  }
+};
+
+// The `activation` keyword of the forward convolutions: None; a name "relu", "relu6", "sigmoid",
+// "tanh", "silu", "hardswish" or "gelu"; or a tuple with parameters ("clip", lo, hi),
+// ("leaky_relu", alpha), ("hardsigmoid", alpha, beta). The parameters' ranges (lo <= hi, finite)
+// are checked by the C++ API, which names params.activation_alpha / _beta.
+ActivationArg parse_activation(std::string_view op, nanobind::handle activation);
+
+// The name-only form: None or one of the names above without parameters.
 Activation parse_activation(std::string_view op, const std::optional<std::string>& activation);
 // 'strict' or 'bf16' (convkit::Fpmath).
 Fpmath parse_fpmath(std::string_view op, std::string_view fpmath);

@@ -25,7 +25,7 @@ std::string_view backend_name(const std::optional<std::string>& backend) {
 // The convolution parameters given by the Python arguments; the kernel size is w's.
 Conv2dParams conv2d_params(std::string_view op, const Dims& w_dims, nb::handle stride,
                            nb::handle padding, nb::handle dilation, nb::handle groups,
-                           Activation activation) {
+                           const ActivationArg& activation) {
   Conv2dParams params;
   params.kernel_h = w_dims[0];
   params.kernel_w = w_dims[1];
@@ -37,7 +37,7 @@ Conv2dParams conv2d_params(std::string_view op, const Dims& w_dims, nb::handle s
   params.dilation_h = dilation_h;
   params.dilation_w = dilation_w;
   params.groups = parse_int(op, "groups", groups);
-  params.activation = activation;
+  activation.apply_to(params);
   return params;
 }
 
@@ -78,13 +78,17 @@ Dims output_dims(std::string_view op, std::string_view dims_op, DimsOf dims_of) 
 
 OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional<InputArray>& b,
                    nb::handle stride, nb::handle padding, nb::handle dilation, nb::handle groups,
-                   const std::optional<std::string>& activation,
-                   const std::optional<std::string>& backend, const std::string& fpmath) {
+                   nb::handle activation, const std::optional<InputArray>& residual,
+                   bool residual_after_activation, const std::optional<std::string>& backend,
+                   const std::string& fpmath) {
   constexpr std::string_view op = "conv2d_forward";
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kWeightsLayout, w);
   Conv2dParams params = conv2d_params(op, w_view.dims, stride, padding, dilation, groups,
                                       parse_activation(op, activation));
+  params.residual_after_activation = residual_after_activation;
+  std::optional<ConstTensorView> r_view;
+  if (residual) r_view = view_4d(op, "residual", kActivationLayout, *residual);
   params.fpmath = parse_fpmath(op, fpmath);
   const std::span<const float> b_span =
       b ? std::span<const float>(b->data(), b->size()) : std::span<const float>();
@@ -92,7 +96,11 @@ OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional
                              [&] { return conv2d_output_dims(x_view.dims, w_view.dims, params); }));
   {
     nb::gil_scoped_release unlocked;
-    conv2d_forward(params, x_view, w_view, b_span, y.view(), backend_name(backend));
+    if (r_view) {
+      conv2d_forward(params, x_view, w_view, b_span, *r_view, y.view(), backend_name(backend));
+    } else {
+      conv2d_forward(params, x_view, w_view, b_span, y.view(), backend_name(backend));
+    }
   }
   return std::move(y).release();
 }
@@ -106,7 +114,7 @@ std::tuple<OutputArray, OutputArray, OutputArray> conv2d_backward(
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kWeightsLayout, w);
   const Conv2dParams params =
-      conv2d_params(op, w_view.dims, stride, padding, dilation, groups, Activation::kNone);
+      conv2d_params(op, w_view.dims, stride, padding, dilation, groups, ActivationArg{});
   OutputBuffer dx(x_view.dims);
   OutputBuffer dw(w_view.dims);
   OutputBuffer db({w_view.dims[3], 1, 1, 1});

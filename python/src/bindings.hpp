@@ -13,11 +13,14 @@
 
 namespace convkit::python {
 
-// y = activation(conv2d(x, w) + b): x (N, H, W, C_in), w (KH, KW, C_in / groups, C_out), b None or
-// C_out elements of any shape (the seed's (1, 1, 1, C_out) included).
+// y = activation(conv2d(x, w) + b [+ residual]): x (N, H, W, C_in), w (KH, KW, C_in / groups,
+// C_out), b None or C_out elements of any shape (the seed's (1, 1, 1, C_out) included); activation
+// as parse_activation reads it; residual None or y's shape, added before the activation or, with
+// residual_after_activation, after it.
 OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional<InputArray>& b,
                    nanobind::handle stride, nanobind::handle padding, nanobind::handle dilation,
-                   nanobind::handle groups, const std::optional<std::string>& activation,
+                   nanobind::handle groups, nanobind::handle activation,
+                   const std::optional<InputArray>& residual, bool residual_after_activation,
                    const std::optional<std::string>& backend, const std::string& fpmath);
 
 // (dx, dw, db) of conv2d (without activation) given dy; db has shape (C_out,).

@@ -47,17 +47,23 @@ void add_conv2d(nb::module_& m) {
         nb::sig("def conv2d(x: numpy.ndarray, w: numpy.ndarray, b: numpy.ndarray | None = None, "
                 "stride: int | tuple[int, int] = 1, padding: int | tuple[int, ...] = 0, "
                 "dilation: int | tuple[int, int] = 1, groups: int = 1, "
-                "activation: str | None = None, backend: str | None = None, "
+                "activation: str | tuple | None = None, residual: numpy.ndarray | None = None, "
+                "residual_after_activation: bool = False, backend: str | None = None, "
                 "fpmath: str = 'strict') -> numpy.ndarray"),
         "x"_a, "w"_a, "b"_a.none() = nb::none(), "stride"_a = 1, "padding"_a = 0, "dilation"_a = 1,
-        "groups"_a = 1, "activation"_a.none() = nb::none(), "backend"_a.none() = nb::none(),
+        "groups"_a = 1, "activation"_a.none() = nb::none(), "residual"_a.none() = nb::none(),
+        "residual_after_activation"_a = false, "backend"_a.none() = nb::none(),
         "fpmath"_a = "strict",
-        "y = activation(conv2d(x, w) + b).\n\n"
+        "y = activation(conv2d(x, w) + b + residual), or with residual_after_activation\n"
+        "y = activation(conv2d(x, w) + b) + residual.\n\n"
         "x (N, H, W, C_in); w (KH, KW, C_in / groups, C_out); b None or C_out elements of any "
         "shape. stride, dilation: int or (h, w); padding: int, (pad_h, pad_w) or (top, bottom, "
-        "left, right); activation: None or 'relu'; backend: None ($CONVKIT_BACKEND or 'auto'), "
-        "'auto' or one of backends(); fpmath: 'strict' (fp32) or 'bf16' (x and w may be rounded "
-        "to bf16, fp32 accumulation). Returns y (N, OH, OW, C_out), float32.");
+        "left, right); activation: None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', "
+        "'hardswish', 'gelu', ('clip', lo, hi), ('leaky_relu', alpha) or ('hardsigmoid', alpha, "
+        "beta); residual: None or y's shape (N, OH, OW, C_out), not sharing memory with x; "
+        "backend: None ($CONVKIT_BACKEND or 'auto'), 'auto' or one of backends(); fpmath: "
+        "'strict' (fp32) or 'bf16' (x and w may be rounded to bf16, fp32 accumulation). Returns y "
+        "(N, OH, OW, C_out), float32.");
   m.def("conv2d_backward", &convkit::python::conv2d_backward,
         nb::sig("def conv2d_backward(dy: numpy.ndarray, x: numpy.ndarray, w: numpy.ndarray, "
                 "stride: int | tuple[int, int] = 1, padding: int | tuple[int, ...] = 0, "
