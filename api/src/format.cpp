@@ -99,6 +99,18 @@ std::string to_string(const Conv2dParams& params) {
   return out.str();
 }
 
+std::string to_string(const Conv2dTransposeParams& params) {
+  std::ostringstream out;
+  out << 'k' << params.kernel_h << 'x' << params.kernel_w << " s" << params.stride_h << 'x'
+      << params.stride_w << ' ';
+  write_pads(out, params.pad);
+  out << " d" << params.dilation_h << 'x' << params.dilation_w << " g" << params.groups << " op"
+      << params.output_padding_h << 'x' << params.output_padding_w;
+  write_activation(out, params.activation, params.activation_alpha, params.activation_beta);
+  if (params.residual_after_activation) out << " residual_after";
+  return out.str();
+}
+
 std::string to_string(const Pool2dParams& params) {
   std::ostringstream out;
   out << (params.mode == PoolMode::kMax ? "max" : "avg");
@@ -140,6 +152,21 @@ std::string Conv2dProblem::to_string() const {
     out << ' ' << post_ops.to_string();
   }
   if (fpmath == Fpmath::kBf16) out << " bf16";
+  return out.str();
+}
+
+std::string Conv2dTransposeProblem::to_string() const {
+  std::ostringstream out;
+  out << "x=" << n() << 'x' << h() << 'x' << w() << 'x' << c_in() << " w=" << conv.kh << 'x'
+      << conv.kw << 'x' << conv.ic_per_group() << 'x' << c_in() << " y=" << n() << 'x' << oh()
+      << 'x' << ow() << 'x' << c_out() << " s" << conv.stride_h << 'x' << conv.stride_w << ' ';
+  write_pads(out, pad);
+  out << " d" << conv.dilation_h << 'x' << conv.dilation_w << " g" << conv.groups << " op"
+      << output_padding_h << 'x' << output_padding_w;
+  if (has_bias) out << " bias";
+  if (post_ops.has_activation() || post_ops.residual_after_activation) {
+    out << ' ' << post_ops.to_string();
+  }
   return out.str();
 }
 

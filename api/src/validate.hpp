@@ -25,6 +25,14 @@ namespace convkit::internal {
 Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& params,
                                   const Dims& x_dims, const Dims& w_dims, bool has_bias);
 
+// The same for a transposed convolution: parameter ranges (output_padding below stride or
+// dilation), x dims, w dims {KH, KW, C_out / groups, C_in}, output size >= 1; returns the problem
+// with its equivalent convolution resolved (problem.hpp).
+Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
+                                                     const Conv2dTransposeParams& params,
+                                                     const Dims& x_dims, const Dims& w_dims,
+                                                     bool has_bias);
+
 // The post-ops of a forward convolution (plain or transposed) from the fields of its params; errors
 // name params.activation, params.activation_alpha, params.activation_beta.
 PostOps make_post_ops(std::string_view op, Activation activation, float alpha, float beta,
