@@ -227,8 +227,7 @@ std::shared_ptr<std::vector<Tensor>> NanOutputs(const std::vector<Dims>& dims) {
 
 class ConvCase final : public Case {
  public:
-  ConvCase(const Descriptor& d, std::string dir, const PostOpsSpec& post,
-           Fpmath fpmath)
+  ConvCase(const Descriptor& d, std::string dir, const PostOpsSpec& post, Fpmath fpmath)
       : dir_(std::move(dir)), residual_(post.residual) {
     const int64_t kh = d.Get("kh", 1), ih = d.Get("ih", 0);
     params_.kernel_h = kh;

@@ -245,8 +245,8 @@ const char* convkit_last_error(void) { return last_error.c_str(); }
 
 void convkit_conv2d_params_init(convkit_conv2d_params* params) {
   if (params == nullptr) return;
-  *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE, 0.0f, 0.0f, 0,
-             CONVKIT_FPMATH_STRICT};
+  *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE, 0.0f, 0.0f, 0};
+  params->fpmath = CONVKIT_FPMATH_STRICT;
 }
 
 void convkit_conv2d_transpose_params_init(convkit_conv2d_transpose_params* params) {
