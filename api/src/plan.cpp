@@ -306,6 +306,7 @@ Conv2dBackward::Conv2dBackward(const Conv2dParams& params, const Dims& x_dims, C
   }
   internal::Conv2dBackwardPlanState& s = *state_;
   s.problem = internal::make_conv2d_problem(op, params, x_dims, w.dims, false);
+  s.problem.fpmath = Fpmath::kStrict;  // fpmath is the forward pass's (kBf16 permits fp32)
   const internal::Conv2dProblem& p = s.problem;
   internal::check_tensor(op, "w", w, w.dims);
   s.x_dims = x_dims;
