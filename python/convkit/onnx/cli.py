@@ -1,7 +1,7 @@
 """python -m convkit.onnx: run an ONNX model on convkit, time it, profile it, compare it.
 
     python -m convkit.onnx MODEL.onnx --shape 1,3,320,320 [--backend auto|highway|onednn]
-        [--threads N] [--compare onnxruntime,openvino] [--profile] [--repeats 30]
+        [--threads N] [--compare onnxruntime,openvino] [--profile] [--repeats 10]
 
 MODEL is a path, or a name of the built-in model set (convkit.onnx.models: resnet50,
 mobilenetv2, yolov8n, efficientnet_b0, unet). --shape fixes the input's shape (NAME=1,3,H,W for
@@ -67,7 +67,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compare", default="", help="comma-separated: onnxruntime,openvino")
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=10,
+                        help="rounds of timed runs (3 runs per runtime per round)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

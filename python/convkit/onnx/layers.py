@@ -6,10 +6,12 @@ Conv nodes may carry the fusion rewrite's private attributes `_activation` (conv
 `_residual` ("before"/"after" the activation, with the residual as input 3).
 """
 
+import numpy as np
+
 from . import layout as L
 from .adapter import ConvLayer, PoolLayer
 from .kernel import Kernel
-from .ops import op
+from .ops import BUILDERS, op
 
 SHAPES = {}  # op type -> function(ctx) returning the output shape without running the op
 
@@ -231,3 +233,49 @@ def build_pool(ctx):
                       backend=ctx.backend)
     return Kernel(lambda x: layer.run(x), [L.NHWC], [L.NHWC], layer=layer)
 
+
+
+# ------------------------------------------------------------------------------------------------
+# Gemm and MatMul by a constant: a 1x1 convolution, so fully connected layers run in convkit
+# (and on its threads) rather than in numpy's BLAS. Other forms stay numpy's (ops.py).
+
+_NUMPY_GEMM = BUILDERS["Gemm"]
+_NUMPY_MATMUL = BUILDERS["MatMul"]
+
+
+def _dense_kernel(ctx, w_km, bias):
+    """y = a @ w_km + bias for runtime a (..., K), as a 1x1 convolution of (1, rows, 1, K)."""
+    a_shape = ctx.in_shape(0)
+    k, m = w_km.shape
+    rows = int(np.prod(a_shape[:-1], dtype=np.int64))
+    layer = ConvLayer(w_km.reshape(1, 1, k, m), bias, x_shape=(1, rows, 1, k), stride=(1, 1),
+                      pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, backend=ctx.backend)
+    out_shape = tuple(a_shape[:-1]) + (m,)
+
+    def run(a, *_):
+        return layer.run(a.reshape(1, rows, 1, k)).reshape(out_shape)
+
+    return Kernel(run, [L.PLAIN] + [L.ANY] * (len(ctx.node.inputs) - 1), [L.PLAIN], layer=layer)
+
+
+@op("Gemm")
+def build_gemm(ctx):
+    b, c = ctx.const(1), ctx.const(2)
+    if (ctx.attr("transA", 0) or b is None or not ctx.is_runtime(0)
+            or (ctx.has_input(2) and (c is None or c.size not in (1, b.shape[0 if ctx.attr(
+                "transB", 0) else 1])))):
+        return _NUMPY_GEMM(ctx)
+    w = (b.T if ctx.attr("transB", 0) else b).astype(np.float64) * ctx.attr("alpha", 1.0)
+    bias = None
+    if c is not None:
+        bias = np.broadcast_to(c.reshape(-1).astype(np.float64) * ctx.attr("beta", 1.0),
+                               (w.shape[1],)).astype(np.float32)
+    return _dense_kernel(ctx, w.astype(np.float32), bias)
+
+
+@op("MatMul")
+def build_matmul(ctx):
+    b = ctx.const(1)
+    if b is None or b.ndim != 2 or not ctx.is_runtime(0) or len(ctx.in_shape(0)) < 2:
+        return _NUMPY_MATMUL(ctx)
+    return _dense_kernel(ctx, b.astype(np.float32), None)

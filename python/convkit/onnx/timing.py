@@ -6,18 +6,22 @@ import time
 import numpy as np
 
 
-def interleaved_medians(runners, feeds, repeats, warmup=3):
-    """{name: median ms} of runners {name: fn(feeds)}, each timed once per round, in turn, so
-    that machine noise hits all of them alike."""
+def interleaved_medians(runners, feeds, rounds, block=3, warmup=3):
+    """{name: median ms} of runners {name: fn(feeds)}, timed in turns so that machine noise hits
+    all of them alike: each round gives each runner one untimed run (the previous runner's
+    spinning threads settle: ONNX Runtime and OpenMP both spin-wait after a run) then `block`
+    timed runs."""
     for _ in range(warmup):
         for run in runners.values():
             run(feeds)
     times = {name: [] for name in runners}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, run in runners.items():
-            start = time.perf_counter()
             run(feeds)
-            times[name].append(1e3 * (time.perf_counter() - start))
+            for _ in range(block):
+                start = time.perf_counter()
+                run(feeds)
+                times[name].append(1e3 * (time.perf_counter() - start))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
