@@ -172,13 +172,26 @@ def test_unfused_model_matches_fused(rng, x):
 def test_rewrite_counts(rng):
     model = conv_then(rng, [bn_node("c", "b1"), helper.make_node("Relu", ["b1"], ["y"])], ["y"],
                       bn_params(rng, C))
-    graph = convkit.onnx.from_onnx(model, None) if hasattr(convkit.onnx, "from_onnx") else None
     from convkit.onnx.graph import from_onnx
     from convkit.onnx.infer import infer
 
     graph = infer(from_onnx(model, None))
-    assert rewrite.prepare(graph) == {"fold_batch_norm": 1, "fold_affine": 0,
+    assert rewrite.prepare(graph) == {"fold_pad": 0, "fold_batch_norm": 1, "fold_affine": 0,
                                       "fuse_activations": 1}
+
+
+def test_zero_pad_folds_into_conv(rng, x):
+    node = helper.make_node
+    nodes = [node("Pad", ["x", "pads"], ["p"]),
+             node("Conv", ["p", "w2"], ["y"], pads=[1, 0, 0, 1], strides=[2, 2])]
+    inits = {"pads": np.array([0, 0, 2, 1, 0, 0, 0, 3], np.int64), "w2": conv_weights(rng, 3, C)}
+    loaded = check(make_model(nodes, {"x": x.shape}, ["y"], inits), {"x": x})
+    assert node_ops(loaded) == ["Conv"] and loaded.graph.nodes[0].attrs["pads"] == [3, 1, 0, 4]
+    # A non-zero or channel pad stays a Pad.
+    inits["pads"] = np.array([0, 1, 0, 0, 0, 0, 0, 0], np.int64)
+    inits["w2"] = conv_weights(rng, 3, C + 1)
+    loaded = check(make_model(nodes, {"x": x.shape}, ["y"], inits), {"x": x})
+    assert node_ops(loaded) == ["Pad", "Conv"]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 - fold_batch_norm: BatchNormalization after a Conv/ConvTranspose goes into its weights and bias;
   any other BatchNormalization becomes Mul + Add by per-channel constants.
 - fold_affine: Mul/Div/Add/Sub by a per-channel constant after a conv goes into its weights/bias.
+- fold_pad: a zero Pad of H and W before a Conv becomes the Conv's padding (TensorFlow exports).
 - fuse_activations: a conv followed by its activation (Relu, Clip, LeakyRelu, Sigmoid, Tanh,
   HardSigmoid, HardSwish, Gelu; Sigmoid*Mul = SiLU, x*HardSigmoid(x) and x*Clip(x+3,0,6)/6 =
   HardSwish, the erf form of GELU) and by a residual Add (before or after the activation).
@@ -156,6 +157,48 @@ def fold_affine(graph):
                 break
             if changed:
                 break
+    return count
+
+
+def _spatial_zero_pads(graph, pad):
+    """(top, left, bottom, right) of a constant-zero Pad of a 4-D tensor's H and W only, or
+    None."""
+    if pad.attrs.get("mode", "constant") != "constant":
+        return None
+    if graph.opset < 11:
+        pads, value = pad.attrs.get("pads"), pad.attrs.get("value", 0.0)
+    else:
+        inputs = pad.inputs + [""] * (4 - len(pad.inputs))
+        if any(name and name not in graph.consts for name in inputs[1:]) or inputs[3]:
+            return None
+        pads = graph.consts[inputs[1]]
+        value = graph.consts[inputs[2]].item() if inputs[2] else 0.0
+    if value != 0 or len(pads) != 8 or len(graph.shapes[pad.inputs[0]]) != 4:
+        return None
+    pads = [int(p) for p in pads]
+    if pads[0] or pads[1] or pads[4] or pads[5] or min(pads) < 0:
+        return None
+    return pads[2], pads[3], pads[6], pads[7]
+
+
+def fold_pad(graph):
+    count = 0
+    index = _Index(graph)
+    for pad in [n for n in graph.nodes if n.op == "Pad"]:
+        conv = index.sole_user(pad.outputs[0], ("Conv",))
+        extra = _spatial_zero_pads(graph, pad)
+        if conv is None or extra is None or conv.inputs[0] != pad.outputs[0]:
+            continue
+        auto_pad = conv.attrs.get("auto_pad", "NOTSET")
+        if auto_pad not in ("NOTSET", "VALID"):
+            continue
+        own = [0, 0, 0, 0] if auto_pad == "VALID" else list(conv.attrs.get("pads", [0] * 4))
+        conv.attrs["pads"] = [a + b for a, b in zip(own, extra)]
+        conv.attrs["auto_pad"] = "NOTSET"
+        conv.inputs[0] = pad.inputs[0]
+        graph.nodes.remove(pad)
+        index = _Index(graph)
+        count += 1
     return count
 
 
@@ -354,7 +397,8 @@ def _attach_residual(graph, conv, add, r, where):
 
 def prepare(graph, fuse=True):
     """All rewrites in order; returns {rewrite name: count}."""
-    counts = {"fold_batch_norm": fold_batch_norm(graph), "fold_affine": fold_affine(graph)}
+    counts = {"fold_pad": fold_pad(graph), "fold_batch_norm": fold_batch_norm(graph),
+              "fold_affine": fold_affine(graph)}
     if fuse:
         counts["fuse_activations"] = fuse_activations(graph)
     return counts
