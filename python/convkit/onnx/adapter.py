@@ -84,13 +84,13 @@ class ConvLayer:
 
     def run(self, x, r=None):
         y = self._call(x, r) if self.function is not None else self._transpose_numpy(x)
-        if self.fuse_residual or self.residual is None:
-            return y if self.fuse_activation else numerics.apply_activation(y, self.activation)
-        if self.residual == "before":
+        if self.residual == "before" and not self.fuse_residual:
             y += r
-            return numerics.apply_activation(y, self.activation)
-        y = y if self.fuse_activation else numerics.apply_activation(y, self.activation)
-        return y + r
+        if not self.fuse_activation:
+            y = numerics.apply_activation(y, self.activation, inplace=True)
+        if self.residual == "after" and not self.fuse_residual:
+            y += r
+        return y
 
     def _transpose_numpy(self, x):
         """The transposed convolution in numpy: one matrix product per tap and group, scattered

@@ -67,28 +67,29 @@ def leaky_relu(x, alpha):
     return np.where(x < 0, x * np.float32(alpha), x).astype(x.dtype, copy=False)
 
 
-def apply_activation(x, activation):
-    """x after convkit's activation spec (None, a name, or a tuple such as ("clip", lo, hi))."""
+def apply_activation(x, activation, inplace=False):
+    """x after convkit's activation spec (None, a name, or a tuple such as ("clip", lo, hi)).
+    inplace: x is a fresh float32 array the caller owns, which may be overwritten and returned."""
     if activation is None:
         return x
     name, args = (activation, ()) if isinstance(activation, str) else (activation[0],
                                                                        activation[1:])
+    out = x if inplace else None
     if name == "relu":
-        return relu(x)
-    if name == "relu6":
-        return clip(x, 0.0, 6.0)
-    if name == "clip":
-        return clip(x, *args)
+        return np.maximum(x, 0, out=out)
+    if name in ("relu6", "clip"):
+        lo, hi = (0.0, 6.0) if name == "relu6" else args
+        return np.clip(x, lo, hi, out=out)
     if name == "leaky_relu":
         return leaky_relu(x, *args)
     if name == "sigmoid":
         return sigmoid(x)
     if name == "tanh":
-        return np.tanh(x)
+        return np.tanh(x, out=out)
     if name == "silu":
-        return silu(x)
+        return np.multiply(x, sigmoid(x), out=out)
     if name == "hardswish":
-        return hardswish(x)
+        return np.multiply(x, hardsigmoid(x, 1.0 / 6.0, 0.5), out=out)
     if name == "hardsigmoid":
         return hardsigmoid(x, *args)
     if name == "gelu":
