@@ -456,3 +456,41 @@ def test_dynamic_input_needs_a_shape(rng):
     np.testing.assert_array_equal(loaded(x), np.maximum(x, 0))
     with pytest.raises(convkit.Error, match="expected shape"):
         loaded(x[:1])
+
+
+def _old_opset_cases():
+    node = helper.make_node
+    return [
+        ("upsample_9", 9, [node("Upsample", ["c", "sc"], ["y"], mode="nearest")],
+         {"sc": np.array([1, 1, 2, 3], np.float32)}),
+        ("slice_9", 9, [node("Slice", ["c"], ["y"], starts=[1, 0], ends=[4, -1], axes=[1, 3])],
+         {}),
+        ("split_squeeze_11", 11, [node("Split", ["c"], ["s0", "s1"], axis=1, split=[1, 4]),
+                                  node("Squeeze", ["s0"], ["q"], axes=[1]),
+                                  node("Unsqueeze", ["q"], ["y"], axes=[3]),
+                                  node("ReduceMean", ["s1"], ["z"], axes=[1, 3], keepdims=0)],
+         {}),
+        ("clip_softmax_11", 11, [node("Clip", ["c", "lo", "hi"], ["k"]),
+                                 node("Softmax", ["k"], ["y"], axis=3)],
+         {"lo": np.array(-1, np.float32), "hi": np.array(1.5, np.float32)}),
+        ("pad_10", 10, [node("Pad", ["c"], ["y"], pads=[0, 0, 1, 2, 0, 0, 2, 1], value=1.5)], {}),
+    ]
+
+
+@pytest.mark.parametrize("case", _old_opset_cases(), ids=lambda case: case[0])
+def test_older_opsets(rng, x, case):
+    _, opset, nodes, inits = case
+    outputs = [o for n in nodes for o in n.output if o in ("y", "z")]
+    check(conv_then(rng, nodes, outputs, inits, opset=opset), {"x": x})
+
+
+def test_softmax_before_opset_13_normalises_the_flattened_tail(rng, x):
+    # Softmax-11 at axis 2 normalises over H * W together (onnx.reference applies opset 13's
+    # one-axis rule here, ONNX Runtime does not): the oracle is numpy.
+    model = conv_then(rng, [helper.make_node("Softmax", ["c"], ["y"], axis=2)], ["c", "y"],
+                      opset=11)
+    c, y = convkit.onnx.load(model)(x)
+    np.testing.assert_allclose(y.sum(axis=(2, 3)), 1, rtol=1e-5)
+    flat = np.exp(c.reshape(N, C, -1) - c.reshape(N, C, -1).max(axis=2, keepdims=True))
+    np.testing.assert_allclose(y, (flat / flat.sum(axis=2, keepdims=True)).reshape(c.shape),
+                               rtol=1e-5, atol=1e-7)
