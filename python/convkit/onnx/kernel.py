@@ -57,9 +57,6 @@ class Context:
     def in_shape(self, i):
         return self.graph.shapes[self.node.inputs[i]]
 
-    def out_shape(self, j=0):
-        return self.graph.shapes[self.node.outputs[j]]
-
     def is_runtime(self, i):
         return self.has_input(i) and self.node.inputs[i] not in self.graph.consts
 
