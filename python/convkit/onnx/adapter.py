@@ -1,9 +1,10 @@
 """The convkit layers a model runs, behind one small adapter.
 
 ConvLayer and PoolLayer are created once at load for fixed input dims and run many times. They use
-what this copy of convkit offers: plans (convkit.Conv2d / Pool2d) when present, else the one-shot
-functions; a fused activation or residual add when convkit accepts it, else the same post-op in
-numpy after the call (correct, slower). Everything here is NHWC.
+what this copy of convkit offers, best first: a plan (convkit.Conv2d, Conv2dTranspose, Pool2d)
+created here, else the one-shot function; the activation and residual add fused into convkit when
+it accepts them for this problem, else the same post-ops in numpy after the call (correct,
+slower); for a transposed convolution without convkit support, numpy. Everything here is NHWC.
 """
 
 import functools
@@ -13,30 +14,58 @@ import numpy as np
 from .. import _convkit as ck
 from . import numerics
 
+_ONE = (1, 1, 1, 1)
+
+
+def _zeros(shape=_ONE):
+    return np.zeros(shape, np.float32)
+
+
+def _fusion_kwargs(activation, residual, fuse_activation, fuse_residual):
+    kwargs = {}
+    if fuse_activation and activation is not None:
+        kwargs["activation"] = activation
+    if fuse_residual and residual == "after":
+        kwargs["residual_after_activation"] = True
+    return kwargs
+
 
 @functools.lru_cache(maxsize=None)
-def _accepts(function, **kwargs):
-    """Whether convkit.<function> accepts these keyword arguments (probed on a 1x1 problem)."""
-    f = getattr(ck, function, None)
-    if f is None:
-        return False
-    x = np.zeros((1, 1, 1, 1), np.float32)
-    w = np.zeros((1, 1, 1, 1), np.float32)
-    kwargs = {k: (np.zeros((1, 1, 1, 1), np.float32) if k == "residual" else v)
-              for k, v in kwargs.items()}
+def _api_accepts(kind, activation, residual):
+    """Whether this convkit's API takes these fusions for `kind` (conv2d or conv2d_transpose):
+    probed once on a 1x1 problem, through the plan class if there is one, else the function."""
+    kwargs = _fusion_kwargs(activation, residual, True, residual is not None)
+    r = {"residual": _zeros()} if residual is not None else {}
+    plan_class = getattr(ck, _PLAN_CLASSES[kind], None)
     try:
-        f(x, w, **kwargs)
+        if plan_class is not None:
+            plan_class(_zeros(), None, x_shape=_ONE, **kwargs).run(_zeros(), **r)
+        else:
+            getattr(ck, kind)(_zeros(), _zeros(), None, **kwargs, **r)
     except (TypeError, ck.Error):
         return False
     return True
 
 
-def fused_activation_supported(function, activation):
-    return activation is None or _accepts(function, activation=activation)
+_PLAN_CLASSES = {"conv2d": "Conv2d", "conv2d_transpose": "Conv2dTranspose"}
 
 
-def fused_residual_supported(function):
-    return _accepts(function, residual=True)
+def _fusion_options(activation, residual):
+    """(fuse activation, fuse residual) to try, most fused first. An activation after an
+    unfused residual cannot run inside the convolution."""
+    options = [(True, True)] if residual is not None else []
+    if residual != "before":
+        options.append((True, False))
+    options.append((False, False))
+    return options
+
+
+def implementation_name(plan):
+    for attribute in ("impl_name", "implementation", "impl"):
+        value = getattr(plan, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 class ConvLayer:
@@ -52,38 +81,68 @@ class ConvLayer:
         self.w = np.ascontiguousarray(w, dtype=np.float32)
         self.b = None if b is None else np.ascontiguousarray(b, dtype=np.float32).reshape(-1)
         self.x_shape = tuple(x_shape)
-        self.stride, self.pads, self.dilation, self.groups = stride, pads, dilation, groups
-        self.output_padding = output_padding
-        self.transpose = transpose
         self.activation, self.residual = activation, residual
-        self.backend = backend
-        function = "conv2d_transpose" if transpose else "conv2d"
-        self.function = getattr(ck, function, None)
-        can_fuse = self.function is not None and fused_activation_supported(function, activation)
-        self.fuse_residual = (residual is not None and can_fuse
-                              and fused_residual_supported(function))
-        # An activation after an unfused residual cannot run inside the convolution.
-        self.fuse_activation = can_fuse and (residual != "before" or self.fuse_residual)
-        self.kind = "Conv2dTranspose" if transpose else "Conv2d"
+        self.kind = "conv2d_transpose" if transpose else "conv2d"
+        self.params = dict(stride=stride, padding=pads, dilation=dilation, groups=groups,
+                           backend=backend)
+        if transpose:
+            self.params["output_padding"] = output_padding
+        self.plan, self.impl_name = None, None
+        self.function = getattr(ck, self.kind, None)
+        self.fuse_activation = self.fuse_residual = False
+        if self.function is None and not hasattr(ck, _PLAN_CLASSES[self.kind]):
+            return  # numpy (transposed convolution on a convkit without it)
+        for fuse_activation, fuse_residual in _fusion_options(activation, residual):
+            if not _api_accepts(self.kind, activation if fuse_activation else None,
+                                residual if fuse_residual else None):
+                continue
+            self.fuse_activation, self.fuse_residual = fuse_activation, fuse_residual
+            if self._make_plan():
+                break
 
     @property
     def uses_convkit(self):
-        return self.function is not None
+        return self.plan is not None or self.function is not None
+
+    def _kwargs(self):
+        return _fusion_kwargs(self.activation, self.residual, self.fuse_activation,
+                              self.fuse_residual)
+
+    def _make_plan(self):
+        """Creates the plan if convkit has plans; False if it refuses these fusions here."""
+        plan_class = getattr(ck, _PLAN_CLASSES[self.kind], None)
+        if plan_class is None:
+            return True
+        try:
+            self.plan = plan_class(self.w, self.b, x_shape=self.x_shape, **self.params,
+                                   **self._kwargs())
+        except ck.Error as error:
+            if getattr(error, "code", "") == "unsupported" and (self.fuse_activation or
+                                                                self.fuse_residual):
+                return False
+            raise
+        self.impl_name = implementation_name(self.plan)
+        return True
 
     def _call(self, x, r):
-        kwargs = dict(stride=self.stride, padding=self.pads, dilation=self.dilation,
-                      groups=self.groups, backend=self.backend)
-        if self.transpose:
-            kwargs["output_padding"] = self.output_padding
-        if self.fuse_activation:
-            kwargs["activation"] = self.activation
-        if self.fuse_residual:
-            kwargs["residual"] = r
-            kwargs["residual_after_activation"] = self.residual == "after"
-        return self.function(x, self.w, self.b, **kwargs)
+        residual = {"residual": r} if self.fuse_residual else {}
+        if self.plan is not None:
+            return self.plan.run(x, **residual)
+        try:
+            return self.function(x, self.w, self.b, **self.params, **self._kwargs(), **residual)
+        except ck.Error as error:
+            # A backend refusing the fused post-ops for this problem: unfuse for good, retry.
+            if getattr(error, "code", "") != "unsupported" or not (self.fuse_activation or
+                                                                   self.fuse_residual):
+                raise
+            self.fuse_activation = self.fuse_residual = False
+            return self.function(x, self.w, self.b, **self.params)
 
     def run(self, x, r=None):
-        y = self._call(x, r) if self.function is not None else self._transpose_numpy(x)
+        if self.uses_convkit:
+            y = self._call(x, r)
+        else:
+            y = self._transpose_numpy(x)
         if self.residual == "before" and not self.fuse_residual:
             y += r
         if not self.fuse_activation:
@@ -97,10 +156,12 @@ class ConvLayer:
         into the uncropped output, then cropped by the pads."""
         n, h, w_in, c_in = x.shape
         kh, kw, c_out_g, _ = self.w.shape
-        (sh, sw), (dh, dw), g = self.stride, self.dilation, self.groups
-        top, bottom, left, right = self.pads
-        oh = (h - 1) * sh - top - bottom + dh * (kh - 1) + self.output_padding[0] + 1
-        ow = (w_in - 1) * sw - left - right + dw * (kw - 1) + self.output_padding[1] + 1
+        (sh, sw), (dh, dw) = self.params["stride"], self.params["dilation"]
+        g = self.params["groups"]
+        top, bottom, left, right = self.params["padding"]
+        output_padding = self.params["output_padding"]
+        oh = (h - 1) * sh - top - bottom + dh * (kh - 1) + output_padding[0] + 1
+        ow = (w_in - 1) * sw - left - right + dw * (kw - 1) + output_padding[1] + 1
         full_h = max((h - 1) * sh + dh * (kh - 1) + 1, top + oh)
         full_w = max((w_in - 1) * sw + dw * (kw - 1) + 1, left + ow)
         c_in_g = c_in // g
@@ -125,11 +186,16 @@ class PoolLayer:
     def __init__(self, *, x_shape, window, stride, pads, mode, ceil_mode=False,
                  count_include_pad=False, backend=None):
         self.x_shape = tuple(x_shape)
-        self.kwargs = dict(window=window, stride=stride, padding=pads, mode=mode,
-                           ceil_mode=ceil_mode, count_include_pad=count_include_pad,
-                           backend=backend)
-        self.kind = "Pool2d"
+        self.kwargs = dict(stride=stride, padding=pads, mode=mode, ceil_mode=ceil_mode,
+                           count_include_pad=count_include_pad, backend=backend)
+        self.window = window
         self.uses_convkit = True
+        self.plan, self.impl_name = None, None
+        if hasattr(ck, "Pool2d"):
+            self.plan = ck.Pool2d(window, x_shape=self.x_shape, **self.kwargs)
+            self.impl_name = implementation_name(self.plan)
 
     def run(self, x):
-        return ck.pool2d(x, **self.kwargs)
+        if self.plan is not None:
+            return self.plan.run(x)
+        return ck.pool2d(x, self.window, **self.kwargs)

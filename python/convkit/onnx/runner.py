@@ -201,7 +201,7 @@ class Model:
                 times[i].append(time.perf_counter() - start)
         impls = implementation_names(self, inputs)
         return [dict(name=s.name, op=s.op, ms=1e3 * statistics.median(t), convkit=s.is_convkit,
-                     impl=impls.get(i, "numpy"))
+                     impl=impls.get(i, "convkit" if s.is_convkit else "numpy"))
                 for i, (s, t) in enumerate(zip(self.steps, times))]
 
 
