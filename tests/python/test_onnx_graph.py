@@ -494,3 +494,24 @@ def test_softmax_before_opset_13_normalises_the_flattened_tail(rng, x):
     flat = np.exp(c.reshape(N, C, -1) - c.reshape(N, C, -1).max(axis=2, keepdims=True))
     np.testing.assert_allclose(y, (flat / flat.sum(axis=2, keepdims=True)).reshape(c.shape),
                                rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("groups", [1, C])
+def test_batch_norm_folds_into_conv_transpose(rng, x, groups):
+    c_out = 2 * groups
+    w = rng.standard_normal((C, c_out // groups, 3, 3)).astype(np.float32)
+    params = bn_params(rng, c_out)
+    node = helper.make_node
+    plain = make_model([node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2], group=groups)],
+                       {"x": x.shape}, ["t"], {"w": w})
+    model = make_model([node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2], group=groups),
+                        bn_node("t", "y")], {"x": x.shape}, ["y"], {"w": w, **params})
+    loaded = convkit.onnx.load(model)
+    assert node_ops(loaded) == ["ConvTranspose"]
+    # The oracle: the unfolded transposed convolution, then BN in float64 (onnx.reference cannot
+    # run grouped ConvTranspose).
+    t = convkit.onnx.load(plain)(x).astype(np.float64)
+    scale = params["bn_s"] / np.sqrt(params["bn_v"].astype(np.float64) + 1e-3)
+    expected = (t - params["bn_m"][:, None, None]) * scale[:, None, None] \
+        + params["bn_b"][:, None, None]
+    np.testing.assert_allclose(loaded(x), expected, rtol=1e-5, atol=1e-5)
