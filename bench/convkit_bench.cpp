@@ -155,6 +155,52 @@ void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& bac
 }
 
 // ---------------------------------------------------------------------------------------------
+// Transposed convolution.
+
+struct TransposeOp {
+  std::string_view name;
+  bool oneshot;
+};
+
+constexpr TransposeOp kTransposeOps[] = {
+    {"conv2d_transpose_fwd", false},
+    {"conv2d_transpose_fwd_oneshot", true},
+};
+
+// Nominal FLOPs: 2 * N * H * W * C_in * KH * KW * C_out / groups (every input pixel's window).
+double TransposeFlops(const TransposeShape& shape, int64_t batch) {
+  const Dims x = shape.x_dims(batch), w = shape.w_dims();
+  return 2.0 * static_cast<double>(x[0] * x[1] * x[2]) * static_cast<double>(x[3]) *
+         static_cast<double>(w[0] * w[1] * w[2]);
+}
+
+void BenchTranspose(benchmark::State& state, const TransposeOp& op, const std::string& backend,
+                    const TransposeShape& shape, int64_t batch) {
+  const Conv2dTransposeParams& params = shape.params;
+  const Dims x_dims = shape.x_dims(batch);
+  const Tensor x = Filled(x_dims, 1);
+  const Tensor w = Filled(shape.w_dims(), 2);
+  std::vector<float> b(static_cast<size_t>(shape.c_out));
+  FillUniform(b.data(), shape.c_out, 3);
+  Tensor y;
+  std::optional<Conv2dTranspose> plan;
+  Prepared prepared;
+  const bool ok = Prepare(
+      state,
+      [&]() -> Prepared {
+        plan.emplace(params, x_dims, w, b, backend);
+        y = Tensor(plan->y_dims());
+        if (!op.oneshot) return {[&] { plan->run(x, y); }, plan->impl_name()};
+        return {[&] { conv2d_transpose_forward(params, x, w, b, y, backend); },
+                plan->impl_name() + " (one-shot)"};
+      },
+      &prepared);
+  if (!ok) return;
+  const double seconds = TimeLoop(state, prepared);
+  SetGflopsCounter(state, TransposeFlops(shape, batch), seconds);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Pooling.
 
 struct PoolOp {
@@ -306,6 +352,13 @@ void RegisterConvkitBenchmarks(const Config& config) {
       config, backends, std::span<const ConvOp>(kConvOps), ConvShapes(), kReferenceMaxFlops,
       [](const ConvOp&, const ConvShape& shape, int64_t batch) { return ConvFlops(shape, batch); },
       BenchConv);
+  RegisterFamily(
+      config, backends, std::span<const TransposeOp>(kTransposeOps), TransposeShapes(),
+      kReferenceMaxFlops,
+      [](const TransposeOp&, const TransposeShape& shape, int64_t batch) {
+        return TransposeFlops(shape, batch);
+      },
+      BenchTranspose);
   RegisterFamily(config, backends, std::span<const PoolOp>(kPoolOps), PoolShapes(),
                  kReferenceMaxBytes, PoolBytes, BenchPool);
 }
@@ -313,11 +366,13 @@ void RegisterConvkitBenchmarks(const Config& config) {
 void PrintUsage(FILE* out) {
   std::vector<std::string> ops, sets;
   for (const ConvOp& op : kConvOps) ops.emplace_back(op.name);
+  for (const TransposeOp& op : kTransposeOps) ops.emplace_back(op.name);
   for (const PoolOp& op : kPoolOps) ops.emplace_back(op.name);
   const auto add_set = [&sets](std::string_view set) {
     if (std::find(sets.begin(), sets.end(), set) == sets.end()) sets.emplace_back(set);
   };
   for (const ConvShape& shape : ConvShapes()) add_set(shape.set);
+  for (const TransposeShape& shape : TransposeShapes()) add_set(shape.set);
   for (const PoolShape& shape : PoolShapes()) add_set(shape.set);
   std::fprintf(out, kUsage, Join(ops, ", ").c_str(), Join(available_backends(), ", ").c_str(),
                Join(sets, ", ").c_str());
@@ -328,6 +383,7 @@ std::string CheckNames(const Config& config) {
   for (const std::string& op : config.ops) {
     const auto named = [&](const auto& o) { return o.name == op; };
     if (std::none_of(std::begin(kConvOps), std::end(kConvOps), named) &&
+        std::none_of(std::begin(kTransposeOps), std::end(kTransposeOps), named) &&
         std::none_of(std::begin(kPoolOps), std::end(kPoolOps), named)) {
       return "unknown op '" + op + "'";
     }
@@ -335,6 +391,7 @@ std::string CheckNames(const Config& config) {
   for (const std::string& set : config.sets) {
     const auto in_set = [&](const auto& shape) { return shape.set == set; };
     if (std::none_of(ConvShapes().begin(), ConvShapes().end(), in_set) &&
+        std::none_of(TransposeShapes().begin(), TransposeShapes().end(), in_set) &&
         std::none_of(PoolShapes().begin(), PoolShapes().end(), in_set)) {
       return "unknown set '" + set + "'";
     }

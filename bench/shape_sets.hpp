@@ -13,6 +13,9 @@
 // ResNet-50 v1.5 at 224x224, stride in the 3x3), "vgg16" (the distinct conv layers of VGG-16),
 // "mobilenet" (MobileNet v1: the 3x3 depthwise layers and their 1x1 pointwise partners), "odd"
 // (channel counts and sizes around the vector width, primes, dilation, asymmetric padding, groups).
+// Transposed-convolution set: "transposed" (upsampling layers of UNet decoders, the DBNet head,
+// DCGAN generators, the Simple Baselines / CenterNet deconvolution head, LinkNet decoders and
+// DeconvNet; w is {KH, KW, C_out / groups, C_in}).
 // Pool set: "pooling" (the assignment's pool cases, the network pools, small in-cache ones with
 // padding and ceil_mode).
 #pragma once
@@ -36,6 +39,18 @@ struct ConvShape {
   int64_t default_batch() const { return x[0]; }
   Dims x_dims(int64_t batch) const { return {batch, x[1], x[2], x[3]}; }
   Dims w_dims() const { return {params.kernel_h, params.kernel_w, x[3] / params.groups, c_out}; }
+};
+
+struct TransposeShape {
+  std::string_view set;   // "transposed"
+  std::string_view name;  // "unet256_up1_k2s2_1024"
+  Dims x;                 // {N, H, W, C_in}; N is the default batch
+  Conv2dTransposeParams params;
+  int64_t c_out = 0;
+
+  int64_t default_batch() const { return x[0]; }
+  Dims x_dims(int64_t batch) const { return {batch, x[1], x[2], x[3]}; }
+  Dims w_dims() const { return {params.kernel_h, params.kernel_w, c_out / params.groups, x[3]}; }
 };
 
 struct PoolShape {
@@ -85,6 +100,18 @@ constexpr PoolShape GlobalPool(std::string_view name, int64_t n, int64_t h, int6
   Pool2dParams params;
   params.global = true;
   return {"pooling", name, Dims{n, h, h, c}, params};
+}
+
+// A square transposed kernel k x k with stride s, uniform crop p and output_padding op.
+constexpr TransposeShape Transpose(std::string_view name, int64_t n, int64_t h, int64_t w,
+                                   int64_t c_in, int64_t c_out, int64_t k, int64_t s, int64_t p,
+                                   int64_t op = 0) {
+  Conv2dTransposeParams params;
+  params.kernel_h = params.kernel_w = k;
+  params.stride_h = params.stride_w = s;
+  params.pad = Pads{p, p, p, p};
+  params.output_padding_h = params.output_padding_w = op;
+  return {"transposed", name, Dims{n, h, w, c_in}, params, c_out};
 }
 
 constexpr ConvShape WithPads(ConvShape shape, Pads pad) {
@@ -171,6 +198,35 @@ inline constexpr ConvShape kConvShapes[] = {
     WithPads(Conv("odd", "c13_29_k3s2_same_56", 1, 56, 56, 13, 29, 3, 2, 0), Pads{0, 1, 0, 1}),
 };
 
+inline constexpr TransposeShape kTransposeShapes[] = {
+    // UNet (Ronneberger et al. 2015) at 256x256, decoder up-convolutions 2x2 s2 halving the
+    // channels (as milesial/Pytorch-UNet's Up: ConvTranspose2d(c, c // 2, 2, stride=2)).
+    Transpose("unet256_up1_k2s2_1024", 1, 16, 16, 1024, 512, 2, 2, 0),
+    Transpose("unet256_up2_k2s2_512", 1, 32, 32, 512, 256, 2, 2, 0),
+    Transpose("unet256_up3_k2s2_256", 1, 64, 64, 256, 128, 2, 2, 0),
+    Transpose("unet256_up4_k2s2_128", 1, 128, 128, 128, 64, 2, 2, 0),
+    // DBNet (Liao et al. 2020) at 640x640: the probability head's first ConvTranspose2d(64, 64,
+    // 2, 2) on the 1/4-scale FPN neck output.
+    Transpose("dbnet640_head_k2s2_64", 1, 160, 160, 64, 64, 2, 2, 0),
+    // DCGAN generator (Radford et al. 2015, the PyTorch example with ngf = 64), batch 8:
+    // ConvTranspose2d(c, c / 2, 4, 2, 1) from 4x4 to 32x32.
+    Transpose("dcgan_g2_k4s2p1_512", 8, 4, 4, 512, 256, 4, 2, 1),
+    Transpose("dcgan_g3_k4s2p1_256", 8, 8, 8, 256, 128, 4, 2, 1),
+    Transpose("dcgan_g4_k4s2p1_128", 8, 16, 16, 128, 64, 4, 2, 1),
+    // Simple Baselines (Xiao et al. 2018) / CenterNet's ResNet head at 256x192: the second and
+    // third ConvTranspose2d(256, 256, 4, 2, 1).
+    Transpose("simplebaselines_k4s2p1_256_16x12", 1, 16, 12, 256, 256, 4, 2, 1),
+    Transpose("simplebaselines_k4s2p1_256_32x24", 1, 32, 24, 256, 256, 4, 2, 1),
+    // LinkNet (Chaurasia and Culurciello 2017) at 512x512: the decoders' full convolution 3x3 s2
+    // p1 output_padding 1 on m / 4 channels (decoder 4: m = 512; decoder 3: m = 256).
+    Transpose("linknet512_dec4_k3s2p1op1_128", 1, 16, 16, 128, 128, 3, 2, 1, 1),
+    Transpose("linknet512_dec3_k3s2p1op1_64", 1, 32, 32, 64, 64, 3, 2, 1, 1),
+    // DeconvNet (Noh et al. 2015): the 3x3 s1 p1 deconvolutions mirroring VGG-16's conv5 and
+    // conv3 blocks.
+    Transpose("deconvnet_k3s1p1_512_14", 1, 14, 14, 512, 512, 3, 1, 1),
+    Transpose("deconvnet_k3s1p1_256_56", 1, 56, 56, 256, 256, 3, 1, 1),
+};
+
 inline constexpr PoolShape kPoolShapes[] = {
     // The assignment's pool_forward and pool_backward examples.
     Pool("seed_4x4x3_k3s2", 2, 4, 4, 3, 3, 2, 0),
@@ -196,6 +252,9 @@ inline constexpr PoolShape kPoolShapes[] = {
 
 // Every convolution shape, grouped by set in the order above.
 inline std::span<const ConvShape> ConvShapes() { return internal::kConvShapes; }
+
+// Every transposed-convolution shape.
+inline std::span<const TransposeShape> TransposeShapes() { return internal::kTransposeShapes; }
 
 // Every pooling shape.
 inline std::span<const PoolShape> PoolShapes() { return internal::kPoolShapes; }

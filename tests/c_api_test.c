@@ -168,6 +168,91 @@ static void backends_agree(void) {
       free(dw);
 }
 
+/* The transposed convolution by hand: x 1x2x2x1 = {1 2 / 3 4}, w 2x2 = {1 10 / 100 1000}, stride
+ * 2, b = 5: each x element stamps x * w on its own 2x2 block of y 1x4x4x1. Then every backend
+ * against reference (grouped, strided, cropped, output_padding 1), plan and backward. */
+static void transpose_by_hand(void) {
+  const float x[4] = {1, 2, 3, 4}, w[4] = {1, 10, 100, 1000}, b[1] = {5};
+  const float want[16] = {1, 10, 2, 20, 100, 1000, 200, 2000, 3, 30, 4, 40, 300, 3000, 400, 4000};
+  float y[16];
+  convkit_conv2d_transpose_params params;
+  convkit_conv2d_transpose_params_init(&params);
+  params.kernel_h = params.kernel_w = 2;
+  params.stride_h = params.stride_w = 2;
+  const int64_t x_dims[4] = {1, 2, 2, 1}, w_dims[4] = {2, 2, 1, 1};
+  int64_t y_dims[4] = {0, 0, 0, 0};
+  CHECK(convkit_conv2d_transpose_output_dims(&params, x_dims, w_dims, y_dims) == CONVKIT_OK);
+  CHECK(y_dims[0] == 1 && y_dims[1] == 4 && y_dims[2] == 4 && y_dims[3] == 1);
+  const convkit_const_tensor xt = {x, {1, 2, 2, 1}}, wt = {w, {2, 2, 1, 1}};
+  const convkit_tensor yt = {y, {1, 4, 4, 1}};
+  CHECK(convkit_conv2d_transpose_forward(&params, xt, wt, b, 1, yt, "reference") == CONVKIT_OK);
+  for (int i = 0; i < 16; ++i) CHECK(y[i] == want[i] + 5.0f);
+
+  /* Every backend against reference: 2 groups, 3x3 stride 2, crops, output_padding 1, ReLU. */
+  params.kernel_h = params.kernel_w = 3;
+  params.pad = (convkit_pads){1, 0, 1, 2};
+  params.groups = 2;
+  params.output_padding_h = params.output_padding_w = 1;
+  params.activation = CONVKIT_ACTIVATION_RELU;
+  const int64_t gx_dims[4] = {2, 5, 4, 6}, gw_dims[4] = {3, 3, 5, 6};
+  int64_t gy_dims[4];
+  CHECK(convkit_conv2d_transpose_output_dims(&params, gx_dims, gw_dims, gy_dims) == CONVKIT_OK);
+  CHECK(gy_dims[1] == 11 && gy_dims[2] == 7 && gy_dims[3] == 10); /* (5 - 1) * 2 - 1 + 2 + 1 + 1 */
+  float gx[240], gw[270], gb[10], want_y[1540], gy[1540], dy[1540];
+  float want_dx[240], dx[240], want_dw[270], dw[270], want_db[10], db[10];
+  fill(gx, 240, 1);
+  fill(gw, 270, 2);
+  fill(gb, 10, 3);
+  fill(dy, 1540, 4);
+  const convkit_const_tensor gxt = {gx, {2, 5, 4, 6}}, gwt = {gw, {3, 3, 5, 6}};
+  const convkit_const_tensor dyt = {dy, {2, 11, 7, 10}};
+  const convkit_tensor want_yt = {want_y, {2, 11, 7, 10}}, gyt = {gy, {2, 11, 7, 10}};
+  const convkit_tensor want_dxt = {want_dx, {2, 5, 4, 6}}, dxt = {dx, {2, 5, 4, 6}};
+  const convkit_tensor want_dwt = {want_dw, {3, 3, 5, 6}}, dwt = {dw, {3, 3, 5, 6}};
+  CHECK(convkit_conv2d_transpose_forward(&params, gxt, gwt, gb, 10, want_yt, "reference") ==
+        CONVKIT_OK);
+  params.activation = CONVKIT_ACTIVATION_NONE;
+  CHECK(convkit_conv2d_transpose_backward(&params, gxt, gwt, dyt, &want_dxt, &want_dwt, want_db, 10,
+                                          "reference") == CONVKIT_OK);
+  char names[256];
+  snprintf(names, sizeof(names), "%s", convkit_available_backends());
+  for (char* name = strtok(names, ","); name != NULL; name = strtok(NULL, ",")) {
+    params.activation = CONVKIT_ACTIVATION_RELU;
+    convkit_conv2d_transpose* plan = NULL;
+    CHECK(convkit_conv2d_transpose_create(&params, gx_dims, gwt, gb, 10, name, &plan) ==
+          CONVKIT_OK);
+    CHECK(strncmp(convkit_conv2d_transpose_impl_name(plan), name, strlen(name)) == 0);
+    int64_t planned[4] = {0, 0, 0, 0};
+    convkit_conv2d_transpose_y_dims(plan, planned);
+    CHECK(memcmp(planned, gy_dims, sizeof(planned)) == 0);
+    memset(gy, 0, sizeof(gy));
+    CHECK(convkit_conv2d_transpose_run(plan, gxt, gyt) == CONVKIT_OK);
+    convkit_conv2d_transpose_destroy(plan);
+    CHECK(memcmp(gy, want_y, sizeof(gy)) == 0);
+    params.activation = CONVKIT_ACTIVATION_NONE;
+    CHECK(convkit_conv2d_transpose_backward(&params, gxt, gwt, dyt, &dxt, &dwt, db, 10, name) ==
+          CONVKIT_OK);
+    CHECK(memcmp(dx, want_dx, sizeof(dx)) == 0);
+    CHECK(memcmp(dw, want_dw, sizeof(dw)) == 0);
+    CHECK(memcmp(db, want_db, sizeof(db)) == 0);
+  }
+  int nonzero = 0;
+  for (int i = 0; i < 1540; ++i) nonzero += want_y[i] != 0.0f;
+  CHECK(nonzero > 385);
+
+  /* Errors: output_padding at both stride and dilation; a NULL plan. */
+  params.output_padding_h = 2;
+  CHECK_FAILS(convkit_conv2d_transpose_forward(&params, gxt, gwt, gb, 10, want_yt, NULL),
+              CONVKIT_INVALID_ARGUMENT, "params.output_padding_h");
+  params.output_padding_h = 1;
+  params.residual_after_activation = 3;
+  CHECK_FAILS(convkit_conv2d_transpose_forward(&params, gxt, gwt, gb, 10, want_yt, NULL),
+              CONVKIT_INVALID_ARGUMENT, "params.residual_after_activation");
+  CHECK_FAILS(convkit_conv2d_transpose_run(NULL, gxt, gyt), CONVKIT_INVALID_ARGUMENT, "plan");
+  CHECK(strcmp(convkit_conv2d_transpose_impl_name(NULL), "") == 0);
+  convkit_conv2d_transpose_destroy(NULL);
+}
+
 static void errors(void) {
   float x[9] = {0}, w[4] = {0}, y[4];
   const convkit_const_tensor xt = {x, {1, 3, 3, 1}}, wt = {w, {2, 2, 1, 1}};
@@ -242,6 +327,7 @@ int main(void) {
   pool_by_hand();
   zero_pad_by_hand();
   backends_agree();
+  transpose_by_hand();
   errors();
   threads();
   if (failures != 0) {

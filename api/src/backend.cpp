@@ -18,6 +18,60 @@ void Backend::pool2d_fwd(const Pool2dProblem& p, const float* x, float* y,
   if (impl_name != nullptr) *impl_name = plan->name();
 }
 
+void Backend::conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
+                                   const float* b, float* y, std::string* impl_name) const {
+  const std::unique_ptr<Conv2dFwdImpl> plan = create_conv2d_transpose_fwd(p, w, b);
+  plan->run(x, y);
+  if (impl_name != nullptr) *impl_name = plan->name();
+}
+
+Conv2dProblem TransposeBiasProblem(const Conv2dTransposeProblem& p) {
+  Conv2dProblem q;
+  q.n = p.n();
+  q.ih = q.oh = p.oh();
+  q.iw = q.ow = p.ow();
+  q.ic = q.oc = q.groups = p.c_out();
+  q.kh = q.kw = 1;
+  return q;
+}
+
+Support TransposeBwdSupport(const Backend& backend, const Conv2dTransposeProblem& p, bool dx,
+                            bool dw, bool db) {
+  if (dx) {
+    Support s = backend.supports_conv2d(p.conv, ConvPass::kForward);
+    if (!s.ok) return s;
+  }
+  if (dw) {
+    Support s = backend.supports_conv2d(p.conv, ConvPass::kBackwardWeights);
+    if (!s.ok) return s;
+  }
+  if (db) return backend.supports_conv2d(TransposeBiasProblem(p), ConvPass::kBackwardWeights);
+  return Support::Yes();
+}
+
+void Backend::conv2d_transpose_bwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
+                                   const float* dy, float* dx, float* dw, float* db,
+                                   std::string* impl_name) const {
+  std::string names, name;
+  const auto add_name = [&] {
+    if (names.find(name) == std::string::npos) names += (names.empty() ? "" : "+") + name;
+  };
+  if (dx != nullptr) {
+    conv2d_fwd(p.conv, dy, w, nullptr, dx, &name);
+    add_name();
+  }
+  if (dw != nullptr) {
+    conv2d_bwd(p.conv, dy, w, x, nullptr, dw, nullptr, &name);
+    add_name();
+  }
+  if (db != nullptr) {
+    // x of the 1x1 problem has dy's dims; with dx and dw null no backend reads it or w.
+    conv2d_bwd(TransposeBiasProblem(p), dy, dy, dy, nullptr, nullptr, db, &name);
+    add_name();
+  }
+  if (impl_name != nullptr) *impl_name = names;
+}
+
 NotBuiltBackend::NotBuiltBackend(std::string_view name, std::string_view why)
     : name_(name), reason_(why) {}
 
@@ -34,6 +88,15 @@ Support NotBuiltBackend::supports_pool2d(const Pool2dProblem&, PoolPass) const {
 std::unique_ptr<Conv2dFwdImpl> NotBuiltBackend::create_conv2d_fwd(const Conv2dProblem&,
                                                                   const float*,
                                                                   const float*) const {
+  throw Error(ErrorCode::kBackendUnavailable, name_ + ": " + reason_);
+}
+
+Support NotBuiltBackend::supports_conv2d_transpose(const Conv2dTransposeProblem&) const {
+  return Support::No(name_ + ": " + reason_);
+}
+
+std::unique_ptr<Conv2dFwdImpl> NotBuiltBackend::create_conv2d_transpose_fwd(
+    const Conv2dTransposeProblem&, const float*, const float*) const {
   throw Error(ErrorCode::kBackendUnavailable, name_ + ": " + reason_);
 }
 

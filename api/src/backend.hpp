@@ -62,6 +62,14 @@ class Backend {
                                                            const float* b) const = 0;
   virtual std::unique_ptr<Pool2dFwdImpl> create_pool2d_fwd(const Pool2dProblem& p) const = 0;
 
+  // The transposed convolution's forward pass (y = act(conv2d_transpose(x, w) + b)), planned: x is
+  // {n, h, w, c_in}, y {n, oh, ow, c_out} (Conv2dTransposeProblem's accessors); w is
+  // {kh, kw, c_out / groups, c_in}; b has c_out elements, or is null when !p.has_bias. The plan
+  // keeps no reference to w or b. Its backward passes are the convolution's (conv2d_transpose_bwd).
+  virtual Support supports_conv2d_transpose(const Conv2dTransposeProblem& p) const = 0;
+  virtual std::unique_ptr<Conv2dFwdImpl> create_conv2d_transpose_fwd(
+      const Conv2dTransposeProblem& p, const float* w, const float* b) const = 0;
+
   // One-shot forward calls. The defaults create a plan and run it; a backend overrides them where a
   // direct path is cheaper. When impl_name is non-null, the implementation's name is stored there.
   virtual void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
@@ -69,10 +77,22 @@ class Backend {
   virtual void pool2d_fwd(const Pool2dProblem& p, const float* x, float* y,
                           std::string* impl_name) const;
 
+  virtual void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
+                                    const float* b, float* y, std::string* impl_name) const;
+
   // Convolution gradients; a null dx, dw or db is skipped. dw and db are overwritten (not
   // accumulated into); with n == 0 they are zeros.
   virtual void conv2d_bwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
                           float* dx, float* dw, float* db, std::string* impl_name) const = 0;
+  // Transposed-convolution gradients (activation kNone), each optional and overwritten, by the
+  // convolution's passes on p.conv: dx = conv2d_fwd(p.conv) of dy (with w, no bias); dw = conv's
+  // backward weights with the roles swapped (conv's x is this op's dy, conv's dy this op's x); db
+  // = the bias gradient of the depthwise 1x1 convolution whose dy is this dy
+  // (TransposeBiasProblem). The support the caller must check: TransposeBwdSupport.
+  void conv2d_transpose_bwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
+                            const float* dy, float* dx, float* dw, float* db,
+                            std::string* impl_name) const;
+
   // Pooling gradient; dx is overwritten. x is read by max pooling only.
   virtual void pool2d_bwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
                           std::string* impl_name) const = 0;
@@ -91,6 +111,10 @@ class NotBuiltBackend final : public Backend {
   std::unique_ptr<Conv2dFwdImpl> create_conv2d_fwd(const Conv2dProblem&, const float*,
                                                    const float*) const override;
   std::unique_ptr<Pool2dFwdImpl> create_pool2d_fwd(const Pool2dProblem&) const override;
+  Support supports_conv2d_transpose(const Conv2dTransposeProblem&) const override;
+  std::unique_ptr<Conv2dFwdImpl> create_conv2d_transpose_fwd(const Conv2dTransposeProblem&,
+                                                             const float*,
+                                                             const float*) const override;
   void conv2d_bwd(const Conv2dProblem&, const float*, const float*, const float*, float*, float*,
                   float*, std::string*) const override;
   void pool2d_bwd(const Pool2dProblem&, const float*, const float*, float*,
@@ -100,6 +124,14 @@ class NotBuiltBackend final : public Backend {
   std::string name_;
   std::string reason_;
 };
+
+// The depthwise 1x1 convolution over the transposed convolution's output, {n, oh, ow, c_out}:
+// its bias gradient is the transposed convolution's db.
+Conv2dProblem TransposeBiasProblem(const Conv2dTransposeProblem& p);
+
+// Whether `backend` runs the transposed convolution's gradients that are asked for.
+Support TransposeBwdSupport(const Backend& backend, const Conv2dTransposeProblem& p, bool dx,
+                            bool dw, bool db);
 
 // The thread count every backend passes to OpenMP: convkit::set_num_threads's value, or
 // omp_get_max_threads() when unset.

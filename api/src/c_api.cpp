@@ -17,6 +17,9 @@ struct convkit_conv2d {
 struct convkit_pool2d {
   convkit::Pool2d plan;
 };
+struct convkit_conv2d_transpose {
+  convkit::Conv2dTranspose plan;
+};
 
 namespace convkit {
 namespace {
@@ -125,6 +128,32 @@ bool FlagOf(std::string_view op, std::string_view arg, int flag) {
   return flag == 1;
 }
 
+Conv2dTransposeParams ParamsOf(std::string_view op, const convkit_conv2d_transpose_params* c) {
+  const convkit_conv2d_transpose_params& p = Required(op, "params", c);
+  const int activation = RawEnum(p.activation);
+  if (activation != CONVKIT_ACTIVATION_NONE && activation != CONVKIT_ACTIVATION_RELU) {
+    Fail(op, "params.activation", "CONVKIT_ACTIVATION_NONE (0) or CONVKIT_ACTIVATION_RELU (1)",
+         std::to_string(activation));
+  }
+  Conv2dTransposeParams params;
+  params.kernel_h = p.kernel_h;
+  params.kernel_w = p.kernel_w;
+  params.stride_h = p.stride_h;
+  params.stride_w = p.stride_w;
+  params.pad = PadsOf(p.pad);
+  params.dilation_h = p.dilation_h;
+  params.dilation_w = p.dilation_w;
+  params.groups = p.groups;
+  params.output_padding_h = p.output_padding_h;
+  params.output_padding_w = p.output_padding_w;
+  params.activation = activation == CONVKIT_ACTIVATION_RELU ? Activation::kRelu : Activation::kNone;
+  params.activation_alpha = p.activation_alpha;
+  params.activation_beta = p.activation_beta;
+  params.residual_after_activation =
+      FlagOf(op, "params.residual_after_activation", p.residual_after_activation);
+  return params;
+}
+
 Pool2dParams ParamsOf(std::string_view op, const convkit_pool2d_params* c) {
   const convkit_pool2d_params& p = Required(op, "params", c);
   const int mode = RawEnum(p.mode);
@@ -154,6 +183,16 @@ std::span<T> SpanOf(std::string_view op, std::string_view arg, T* data, int64_t 
          "NULL");
   }
   return {data, static_cast<size_t>(size)};
+}
+
+// The gradients a C backward call asks for: non-null dx, dw, and db (or a non-zero db_size).
+Conv2dGrads GradsOf(std::string_view op, const convkit_tensor* dx, const convkit_tensor* dw,
+                    float* db, int64_t db_size) {
+  Conv2dGrads grads;
+  if (dx != nullptr) grads.dx = View(*dx);
+  if (dw != nullptr) grads.dw = View(*dw);
+  if (db != nullptr || db_size != 0) grads.db = SpanOf(op, "db", db, db_size);
+  return grads;
 }
 
 std::string_view BackendOf(const char* backend) {
@@ -192,6 +231,11 @@ const char* convkit_last_error(void) { return last_error.c_str(); }
 void convkit_conv2d_params_init(convkit_conv2d_params* params) {
   if (params == nullptr) return;
   *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE};
+}
+
+void convkit_conv2d_transpose_params_init(convkit_conv2d_transpose_params* params) {
+  if (params == nullptr) return;
+  *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, 0, 0, CONVKIT_ACTIVATION_NONE, 0.0f, 0.0f, 0};
 }
 
 void convkit_pool2d_params_init(convkit_pool2d_params* params) {
@@ -241,11 +285,43 @@ convkit_status convkit_conv2d_backward(const convkit_conv2d_params* params, conv
                                        float* db, int64_t db_size, const char* backend) {
   constexpr std::string_view op = "convkit_conv2d_backward";
   return Guard([&] {
-    Conv2dGrads grads;
-    if (dx != nullptr) grads.dx = View(*dx);
-    if (dw != nullptr) grads.dw = View(*dw);
-    if (db != nullptr || db_size != 0) grads.db = SpanOf(op, "db", db, db_size);
-    conv2d_backward(ParamsOf(op, params), View(x), View(w), View(dy), grads, BackendOf(backend));
+    conv2d_backward(ParamsOf(op, params), View(x), View(w), View(dy),
+                    GradsOf(op, dx, dw, db, db_size), BackendOf(backend));
+  });
+}
+
+convkit_status convkit_conv2d_transpose_output_dims(const convkit_conv2d_transpose_params* params,
+                                                    const int64_t x_dims[4],
+                                                    const int64_t w_dims[4], int64_t y_dims[4]) {
+  constexpr std::string_view op = "convkit_conv2d_transpose_output_dims";
+  return Guard([&] {
+    const Dims y = conv2d_transpose_output_dims(DimsOf(op, "x_dims", x_dims),
+                                                DimsOf(op, "w_dims", w_dims), ParamsOf(op, params));
+    if (y_dims == nullptr) Fail(op, "y_dims", "room for 4 extents", "NULL");
+    Store(y, y_dims);
+  });
+}
+
+convkit_status convkit_conv2d_transpose_forward(const convkit_conv2d_transpose_params* params,
+                                                convkit_const_tensor x, convkit_const_tensor w,
+                                                const float* b, int64_t b_size, convkit_tensor y,
+                                                const char* backend) {
+  constexpr std::string_view op = "convkit_conv2d_transpose_forward";
+  return Guard([&] {
+    conv2d_transpose_forward(ParamsOf(op, params), View(x), View(w), SpanOf(op, "b", b, b_size),
+                             View(y), BackendOf(backend));
+  });
+}
+
+convkit_status convkit_conv2d_transpose_backward(const convkit_conv2d_transpose_params* params,
+                                                 convkit_const_tensor x, convkit_const_tensor w,
+                                                 convkit_const_tensor dy, const convkit_tensor* dx,
+                                                 const convkit_tensor* dw, float* db,
+                                                 int64_t db_size, const char* backend) {
+  constexpr std::string_view op = "convkit_conv2d_transpose_backward";
+  return Guard([&] {
+    conv2d_transpose_backward(ParamsOf(op, params), View(x), View(w), View(dy),
+                              GradsOf(op, dx, dw, db, db_size), BackendOf(backend));
   });
 }
 
@@ -289,6 +365,35 @@ const char* convkit_conv2d_impl_name(const convkit_conv2d* plan) {
 }
 
 void convkit_conv2d_destroy(convkit_conv2d* plan) { delete plan; }
+
+convkit_status convkit_conv2d_transpose_create(const convkit_conv2d_transpose_params* params,
+                                               const int64_t x_dims[4], convkit_const_tensor w,
+                                               const float* b, int64_t b_size, const char* backend,
+                                               convkit_conv2d_transpose** plan) {
+  constexpr std::string_view op = "convkit_conv2d_transpose_create";
+  return Guard([&] {
+    if (plan == nullptr) Fail(op, "plan", "where to store the new plan", "NULL");
+    *plan = new convkit_conv2d_transpose{
+        Conv2dTranspose(ParamsOf(op, params), DimsOf(op, "x_dims", x_dims), View(w),
+                        SpanOf(op, "b", b, b_size), BackendOf(backend))};
+  });
+}
+
+convkit_status convkit_conv2d_transpose_run(const convkit_conv2d_transpose* plan,
+                                            convkit_const_tensor x, convkit_tensor y) {
+  return Guard(
+      [&] { Required("convkit_conv2d_transpose_run", "plan", plan).plan.run(View(x), View(y)); });
+}
+
+void convkit_conv2d_transpose_y_dims(const convkit_conv2d_transpose* plan, int64_t y_dims[4]) {
+  if (plan != nullptr && y_dims != nullptr) Store(plan->plan.y_dims(), y_dims);
+}
+
+const char* convkit_conv2d_transpose_impl_name(const convkit_conv2d_transpose* plan) {
+  return plan != nullptr ? plan->plan.impl_name().c_str() : "";
+}
+
+void convkit_conv2d_transpose_destroy(convkit_conv2d_transpose* plan) { delete plan; }
 
 convkit_status convkit_pool2d_create(const convkit_pool2d_params* params, const int64_t x_dims[4],
                                      const char* backend, convkit_pool2d** plan) {

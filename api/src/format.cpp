@@ -48,6 +48,17 @@ std::string to_string(const Conv2dParams& params) {
   return out.str();
 }
 
+std::string to_string(const Conv2dTransposeParams& params) {
+  std::ostringstream out;
+  out << 'k' << params.kernel_h << 'x' << params.kernel_w << " s" << params.stride_h << 'x'
+      << params.stride_w << ' ';
+  write_pads(out, params.pad);
+  out << " d" << params.dilation_h << 'x' << params.dilation_w << " g" << params.groups << " op"
+      << params.output_padding_h << 'x' << params.output_padding_w;
+  if (params.activation == Activation::kRelu) out << " relu";
+  return out.str();
+}
+
 std::string to_string(const Pool2dParams& params) {
   std::ostringstream out;
   out << (params.mode == PoolMode::kMax ? "max" : "avg");
@@ -76,6 +87,19 @@ std::string Conv2dProblem::to_string() const {
       << stride_h << 'x' << stride_w << ' ';
   write_pads(out, pad);
   out << " d" << dilation_h << 'x' << dilation_w << " g" << groups;
+  if (has_bias) out << " bias";
+  if (activation == Activation::kRelu) out << " relu";
+  return out.str();
+}
+
+std::string Conv2dTransposeProblem::to_string() const {
+  std::ostringstream out;
+  out << "x=" << n() << 'x' << h() << 'x' << w() << 'x' << c_in() << " w=" << conv.kh << 'x'
+      << conv.kw << 'x' << conv.ic_per_group() << 'x' << c_in() << " y=" << n() << 'x' << oh()
+      << 'x' << ow() << 'x' << c_out() << " s" << conv.stride_h << 'x' << conv.stride_w << ' ';
+  write_pads(out, pad);
+  out << " d" << conv.dilation_h << 'x' << conv.dilation_w << " g" << conv.groups << " op"
+      << output_padding_h << 'x' << output_padding_w;
   if (has_bias) out << " bias";
   if (activation == Activation::kRelu) out << " relu";
   return out.str();

@@ -11,6 +11,7 @@ using internal::check_no_overlap;
 using internal::check_tensor;
 using internal::check_vector;
 using internal::Conv2dProblem;
+using internal::Conv2dTransposeProblem;
 using internal::Pool2dProblem;
 
 namespace {
@@ -95,6 +96,85 @@ void conv2d_backward(const Conv2dParams& params, ConstTensorView x, ConstTensorV
       [&](std::string* impl) {
         chosen.conv2d_bwd(p, x.data, w.data, dy.data, grads.dx ? dx.data : nullptr,
                           grads.dw ? dw.data : nullptr, grads.db ? db.data() : nullptr, impl);
+      });
+}
+
+Dims conv2d_transpose_output_dims(const Dims& x_dims, const Dims& w_dims,
+                                  const Conv2dTransposeParams& params) {
+  const Conv2dTransposeProblem p = internal::make_conv2d_transpose_problem(
+      "conv2d_transpose_output_dims", params, x_dims, w_dims, false);
+  return {p.n(), p.oh(), p.ow(), p.c_out()};
+}
+
+void conv2d_transpose_forward(const Conv2dTransposeParams& params, ConstTensorView x,
+                              ConstTensorView w, std::span<const float> b, TensorView y,
+                              std::string_view backend) {
+  constexpr std::string_view op = "conv2d_transpose_forward";
+  const Conv2dTransposeProblem p =
+      internal::make_conv2d_transpose_problem(op, params, x.dims, w.dims, !b.empty());
+  const Dims y_dims = {p.n(), p.oh(), p.ow(), p.c_out()};
+  check_tensor(op, "x", x, x.dims);
+  check_tensor(op, "w", w, w.dims);
+  if (!b.empty()) check_vector(op, "b", b.data(), static_cast<int64_t>(b.size()), p.c_out());
+  check_tensor(op, "y", y, y_dims);
+  check_no_overlap(op, {{"y", y.data, count(y_dims)}},
+                   {{"x", x.data, count(x.dims)},
+                    {"w", w.data, count(w.dims)},
+                    {"b", b.data(), static_cast<int64_t>(b.size())}});
+  const internal::Backend& chosen = internal::select_backend(
+      op, backend, [&](const auto& c) { return c.supports_conv2d_transpose(p); });
+  internal::run_call(
+      "conv2d_transpose_fwd", internal::verbose_enabled(), [&] { return p.to_string(); },
+      [&](std::string* impl) {
+        chosen.conv2d_transpose_fwd(p, x.data, w.data, p.has_bias ? b.data() : nullptr, y.data,
+                                    impl);
+      });
+}
+
+void conv2d_transpose_backward(const Conv2dTransposeParams& params, ConstTensorView x,
+                               ConstTensorView w, ConstTensorView dy, const Conv2dGrads& grads,
+                               std::string_view backend) {
+  constexpr std::string_view op = "conv2d_transpose_backward";
+  if (params.activation != Activation::kNone) {
+    internal::fail(ErrorCode::kInvalidArgument, op, "params.activation",
+                   "kNone (apply the activation's gradient to dy first)",
+                   std::to_string(static_cast<int>(params.activation)));
+  }
+  const Conv2dTransposeProblem p =
+      internal::make_conv2d_transpose_problem(op, params, x.dims, w.dims, false);
+  check_tensor(op, "x", x, x.dims);
+  check_tensor(op, "w", w, w.dims);
+  check_tensor(op, "dy", dy, {p.n(), p.oh(), p.ow(), p.c_out()});
+  const TensorView dx = grads.dx.value_or(TensorView{});
+  const TensorView dw = grads.dw.value_or(TensorView{});
+  const std::span<float> db = grads.db.value_or(std::span<float>{});
+  if (grads.dx) check_tensor(op, "grads.dx", dx, x.dims);
+  if (grads.dw) check_tensor(op, "grads.dw", dw, w.dims);
+  if (grads.db) {
+    check_vector(op, "grads.db", db.data(), static_cast<int64_t>(db.size()), p.c_out());
+  }
+  const int64_t dx_size = grads.dx ? count(x.dims) : 0;
+  const int64_t dw_size = grads.dw ? count(w.dims) : 0;
+  const int64_t db_size = static_cast<int64_t>(db.size());
+  check_no_overlap(op,
+                   {{"grads.dx", dx.data, dx_size},
+                    {"grads.dw", dw.data, dw_size},
+                    {"grads.db", db.data(), db_size}},
+                   {{"x", x.data, count(x.dims)},
+                    {"w", w.data, count(w.dims)},
+                    {"dy", dy.data, count(dy.dims)}});
+  if (!grads.dx && !grads.dw && !grads.db) return;
+  const internal::Backend& chosen =
+      internal::select_backend(op, backend, [&](const internal::Backend& c) {
+        return internal::TransposeBwdSupport(c, p, grads.dx.has_value(), grads.dw.has_value(),
+                                             grads.db.has_value());
+      });
+  internal::run_call(
+      "conv2d_transpose_bwd", internal::verbose_enabled(), [&] { return p.to_string(); },
+      [&](std::string* impl) {
+        chosen.conv2d_transpose_bwd(p, x.data, w.data, dy.data, grads.dx ? dx.data : nullptr,
+                                    grads.dw ? dw.data : nullptr, grads.db ? db.data() : nullptr,
+                                    impl);
       });
 }
 

@@ -16,6 +16,14 @@ struct Conv2dPlanState {
   bool verbose = false;  // CONVKIT_VERBOSE, read once at creation
 };
 
+struct Conv2dTransposePlanState {
+  Conv2dTransposeProblem problem;
+  Dims x_dims, y_dims;
+  std::unique_ptr<Conv2dFwdImpl> impl;
+  std::string impl_name;
+  bool verbose = false;
+};
+
 struct Pool2dPlanState {
   Pool2dProblem problem;
   Dims x_dims, y_dims;
@@ -92,6 +100,49 @@ void Conv2d::run(ConstTensorView x, TensorView y) const {
 const Dims& Conv2d::x_dims() const { return state_->x_dims; }
 const Dims& Conv2d::y_dims() const { return state_->y_dims; }
 const std::string& Conv2d::impl_name() const { return state_->impl_name; }
+
+Conv2dTranspose::Conv2dTranspose(const Conv2dTransposeParams& params, const Dims& x_dims,
+                                 ConstTensorView w, std::span<const float> b,
+                                 std::string_view backend)
+    : state_(std::make_unique<internal::Conv2dTransposePlanState>()) {
+  constexpr std::string_view op = "Conv2dTranspose";
+  internal::Conv2dTransposePlanState& s = *state_;
+  s.problem = internal::make_conv2d_transpose_problem(op, params, x_dims, w.dims, !b.empty());
+  const internal::Conv2dTransposeProblem& p = s.problem;
+  s.x_dims = x_dims;
+  s.y_dims = {p.n(), p.oh(), p.ow(), p.c_out()};
+  internal::check_tensor(op, "w", w, w.dims);
+  if (!b.empty()) {
+    internal::check_vector(op, "b", b.data(), static_cast<int64_t>(b.size()), p.c_out());
+  }
+  const internal::Backend& chosen = internal::select_backend(
+      op, backend, [&](const auto& c) { return c.supports_conv2d_transpose(p); });
+  s.impl = internal::create_reporting_oom(op, [&] {
+    return chosen.create_conv2d_transpose_fwd(p, w.data, p.has_bias ? b.data() : nullptr);
+  });
+  s.impl_name = s.impl->name();
+  s.verbose = internal::verbose_enabled();
+}
+
+Conv2dTranspose::Conv2dTranspose(Conv2dTranspose&&) noexcept = default;
+Conv2dTranspose& Conv2dTranspose::operator=(Conv2dTranspose&&) noexcept = default;
+Conv2dTranspose::~Conv2dTranspose() = default;
+
+void Conv2dTranspose::run(ConstTensorView x, TensorView y) const {
+  internal::check_plan("Conv2dTranspose::run", state_.get());
+  const internal::Conv2dTransposePlanState& s = *state_;
+  internal::check_run_args("Conv2dTranspose::run", x, y, s.x_dims, s.y_dims);
+  internal::run_call(
+      "conv2d_transpose_fwd", s.verbose, [&] { return s.problem.to_string(); },
+      [&](std::string* impl) {
+        s.impl->run(x.data, y.data);
+        if (impl != nullptr) *impl = s.impl_name;
+      });
+}
+
+const Dims& Conv2dTranspose::x_dims() const { return state_->x_dims; }
+const Dims& Conv2dTranspose::y_dims() const { return state_->y_dims; }
+const std::string& Conv2dTranspose::impl_name() const { return state_->impl_name; }
 
 Pool2d::Pool2d(const Pool2dParams& params, const Dims& x_dims, std::string_view backend)
     : state_(std::make_unique<internal::Pool2dPlanState>()) {

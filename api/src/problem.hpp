@@ -30,6 +30,37 @@ struct Conv2dProblem {
   std::string to_string() const;
 };
 
+// A transposed convolution, held as the convolution whose backward data it is (DESIGN §3), so that
+// backends run it with their backward-data code: this op's x is `conv`'s dy {n, oh, ow, oc}, its y
+// is conv's dx {n, ih, iw, ic}, and its w {kh, kw, C_out / groups, C_in} is conv's HWIO weight.
+// conv.ih and conv.iw already include output_padding; conv.has_bias is false and conv.activation
+// kNone: the bias and activation below belong to this op and come after the sum.
+//
+// conv.pad.bottom (right) is the crop pad.bottom minus stride * floor(output_padding / stride),
+// which keeps conv's output-size formula (DESIGN §4) true: it equals the crop unless
+// output_padding >= stride (allowed when dilation > output_padding), where it may be negative,
+// i.e. the convolution ignores the last input rows. Backends that cannot run a negative pad refuse.
+struct Conv2dTransposeProblem {
+  Conv2dProblem conv;
+  Pads pad;  // the crops as given
+  int64_t output_padding_h = 0, output_padding_w = 0;
+  Activation activation = Activation::kNone;
+  bool has_bias = false;
+
+  // This op's extents: x {n, h, w, c_in}, y {n, oh, ow, c_out}.
+  int64_t n() const { return conv.n; }
+  int64_t h() const { return conv.oh; }
+  int64_t w() const { return conv.ow; }
+  int64_t c_in() const { return conv.oc; }
+  int64_t oh() const { return conv.ih; }
+  int64_t ow() const { return conv.iw; }
+  int64_t c_out() const { return conv.ic; }
+  // Nominal FLOPs: those of conv's backward data, 2 * N * H * W * C_in * KH * KW * C_out / groups.
+  double flops() const { return conv.flops(); }
+  // "x=1x16x16x64 w=4x4x32x64 y=1x32x32x32 s2x2 p1,1,1,1 d1x1 g1 op0x0 bias relu".
+  std::string to_string() const;
+};
+
 struct Pool2dProblem {
   int64_t n = 0;  // batch; may be 0
   int64_t ih = 0, iw = 0, c = 0;

@@ -153,6 +153,114 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   return p;
 }
 
+namespace {
+
+// The transposed convolution's activation: kNone or kRelu (the other activations come with the
+// post-ops of the forward convolution).
+void check_transpose_activation(std::string_view op, Activation activation) {
+  if (activation != Activation::kNone && activation != Activation::kRelu) {
+    fail(ErrorCode::kUnsupported, op, "params.activation",
+         "kNone or kRelu on a transposed convolution", str(static_cast<int64_t>(activation)));
+  }
+}
+
+// PyTorch's rule: 0 <= output_padding < stride or < dilation along the axis.
+void check_output_padding(std::string_view op, std::string_view arg, int64_t output_padding,
+                          int64_t stride, int64_t dilation) {
+  check_at_least(op, arg, output_padding, 0);
+  if (output_padding >= stride && output_padding >= dilation) {
+    fail(ErrorCode::kInvalidArgument, op, arg,
+         "< stride = " + str(stride) + " or < dilation = " + str(dilation), str(output_padding));
+  }
+}
+
+// (extent - 1) * stride - before - after + dilation * (kernel - 1) + output_padding + 1, the
+// transposed convolution's output extent along one axis; an error when it is below 1.
+int64_t transpose_output_extent(std::string_view op, std::string_view axis, int64_t extent,
+                                int64_t stride, int64_t before, int64_t after, int64_t dilation,
+                                int64_t kernel, int64_t output_padding) {
+  const int64_t full = checked_add(op, axis,
+                                   checked_add(op, axis, checked_mul(op, axis, extent - 1, stride),
+                                               checked_mul(op, axis, dilation, kernel - 1)),
+                                   output_padding + 1);
+  // full >= 1 and the pads >= 0: each comparison and difference below fits in int64.
+  if (before > full - 1 || after > full - 1 - before) {
+    fail(ErrorCode::kInvalidArgument, op, axis,
+         "an output extent >= 1 (the full output " + str(full) + " minus the pads)",
+         str(full) + " - " + str(before) + " - " + str(after) + " < 1");
+  }
+  return full - before - after;
+}
+
+}  // namespace
+
+Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
+                                                     const Conv2dTransposeParams& params,
+                                                     const Dims& x_dims, const Dims& w_dims,
+                                                     bool has_bias) {
+  check_at_least(op, "params.kernel_h", params.kernel_h, 1);
+  check_at_least(op, "params.kernel_w", params.kernel_w, 1);
+  check_at_least(op, "params.stride_h", params.stride_h, 1);
+  check_at_least(op, "params.stride_w", params.stride_w, 1);
+  check_at_least(op, "params.dilation_h", params.dilation_h, 1);
+  check_at_least(op, "params.dilation_w", params.dilation_w, 1);
+  check_at_least(op, "params.groups", params.groups, 1);
+  check_pads(op, params.pad);
+  check_output_padding(op, "params.output_padding_h", params.output_padding_h, params.stride_h,
+                       params.dilation_h);
+  check_output_padding(op, "params.output_padding_w", params.output_padding_w, params.stride_w,
+                       params.dilation_w);
+  check_transpose_activation(op, params.activation);
+  check_activation_dims(op, "x", x_dims);
+
+  const int64_t c_in = x_dims[3];
+  const int64_t groups = params.groups;
+  if (c_in % groups != 0) {
+    fail(ErrorCode::kInvalidArgument, op, "params.groups", "a divisor of C_in = " + str(c_in),
+         str(groups));
+  }
+  const int64_t c_out_per_group = w_dims[2];
+  if (c_out_per_group < 1) {
+    fail(ErrorCode::kShapeMismatch, op, "w", "C_out / groups (dims[2]) >= 1", to_string(w_dims));
+  }
+  const int64_t c_out = checked_mul(op, "w", c_out_per_group, groups);
+  const Dims w_expected = {params.kernel_h, params.kernel_w, c_out_per_group, c_in};
+  if (w_dims != w_expected) {
+    fail(ErrorCode::kShapeMismatch, op, "w",
+         "dims " + to_string(w_expected) + " (KH, KW, C_out / groups, C_in)", to_string(w_dims));
+  }
+  checked_elements(op, "w", w_dims);
+
+  Conv2dTransposeProblem t;
+  t.pad = params.pad;
+  t.output_padding_h = params.output_padding_h;
+  t.output_padding_w = params.output_padding_w;
+  t.activation = params.activation;
+  t.has_bias = has_bias;
+  Conv2dProblem& p = t.conv;
+  p.n = x_dims[0];
+  p.oh = x_dims[1];
+  p.ow = x_dims[2];
+  p.oc = c_in;
+  p.ic = c_out;
+  p.kh = params.kernel_h;
+  p.kw = params.kernel_w;
+  p.stride_h = params.stride_h;
+  p.stride_w = params.stride_w;
+  p.dilation_h = params.dilation_h;
+  p.dilation_w = params.dilation_w;
+  p.groups = groups;
+  p.ih = transpose_output_extent(op, "y height", p.oh, p.stride_h, params.pad.top,
+                                 params.pad.bottom, p.dilation_h, p.kh, params.output_padding_h);
+  p.iw = transpose_output_extent(op, "y width", p.ow, p.stride_w, params.pad.left, params.pad.right,
+                                 p.dilation_w, p.kw, params.output_padding_w);
+  p.pad = params.pad;
+  p.pad.bottom -= params.output_padding_h / p.stride_h * p.stride_h;
+  p.pad.right -= params.output_padding_w / p.stride_w * p.stride_w;
+  checked_elements(op, "y", {p.n, p.ih, p.iw, p.ic});
+  return t;
+}
+
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
                                   const Dims& x_dims) {
   if (params.mode != PoolMode::kMax && params.mode != PoolMode::kAverage) {

@@ -25,6 +25,14 @@ namespace convkit::internal {
 Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& params,
                                   const Dims& x_dims, const Dims& w_dims, bool has_bias);
 
+// The same for a transposed convolution: parameter ranges (output_padding below stride or
+// dilation), x dims, w dims {KH, KW, C_out / groups, C_in}, output size >= 1; returns the problem
+// with its equivalent convolution resolved (problem.hpp).
+Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
+                                                     const Conv2dTransposeParams& params,
+                                                     const Dims& x_dims, const Dims& w_dims,
+                                                     bool has_bias);
+
 // The same for pooling; applies global pooling and ceil_mode.
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
                                   const Dims& x_dims);

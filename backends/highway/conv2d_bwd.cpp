@@ -99,66 +99,64 @@ Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const f
   return a;
 }
 
-// Depthwise: dx and dw (+ db) by the vector-over-channels kernels, reading w in place. db alone,
-// or an empty batch, goes to the generic kernel (its bias pass and zero fill).
-void Conv2dBwdDepthwise(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
-                        float* dx, float* dw, float* db, int threads, std::string* impl_name) {
-  const char* isa = "";
-  if (dx != nullptr) {
-    const Conv2dBwdDataKernel kernel = ChooseConv2dBwdDepthwiseDataKernel();
-    isa = kernel.isa;
-    Conv2dBwdDataArgs a;
-    a.p = &p;
-    a.dy = dy;
-    a.w_hwio = w;
-    a.dx = dx;
-    a.threads = threads;
-    kernel.run(a);
-  }
-  if (dw != nullptr || db != nullptr) {
-    const Conv2dBwdWeightsArgs a = WeightsArgs(p, x, dy, dw, db, threads);
-    const Conv2dBwdWeightsKernel kernel = dw != nullptr && p.n > 0
-                                              ? ChooseConv2dBwdDepthwiseWeightsKernel()
-                                              : ChooseConv2dBwdWeightsKernel();
-    isa = kernel.isa;
-    kernel.run(a);
-  }
-  if (impl_name != nullptr) *impl_name = std::string("highway:conv_bwd_depthwise:") + isa;
-}
+int ThreadsFor(const Conv2dProblem& p) { return p.flops() < kSerialFlops ? 1 : num_threads(); }
 
 }  // namespace
 
+Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w)
+    : p_(p),
+      kernel_(p.depthwise() ? ChooseConv2dBwdDepthwiseDataKernel() : ChooseConv2dBwdDataKernel()) {
+  if (copy_w) w_copy_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
+  w_hwio_ = copy_w ? w_copy_.data() : w;
+  if (p.depthwise()) return;  // reads w_hwio_ in place
+  zeros_ = hwy::AllocateAligned<float>(static_cast<size_t>(std::max<int64_t>(p.oc, 1)));
+  std::fill_n(zeros_.get(), std::max<int64_t>(p.oc, 1), 0.0f);
+  const int64_t icg = p.ic_per_group();
+  const Conv2dFwdKernel shape{nullptr, kernel_.lanes, kernel_.max_vecs, kernel_.isa};
+  const int64_t block_cols =
+      VecsPerBlock(shape, icg, p.kh * p.kw * p.oc_per_group()) * kernel_.lanes;
+  BlockedWeights wt = TransposeWeights(p, w, block_cols, ThreadsFor(p));
+  wt_layout_ = {wt.data.get(), block_cols, wt.group_stride, wt.block_stride, block_cols};
+  wt_ = std::move(wt.data);
+}
+
+void Conv2dBwdDataPlan::Run(const float* dy, const DxEpilogue& epilogue, float* dx) const {
+  Conv2dBwdDataArgs a;
+  a.p = &p_;
+  a.dy = dy;
+  a.w = wt_layout_;
+  a.zeros = zeros_.get();
+  a.w_hwio = w_hwio_;
+  a.dx = dx;
+  a.epilogue = epilogue;
+  a.threads = ThreadsFor(p_);
+  kernel_.run(a);
+}
+
+std::string Conv2dBwdDataPlan::name() const {
+  return std::string(p_.depthwise() ? "conv_bwd_depthwise:" : "conv_bwd:") + kernel_.isa;
+}
+
 void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
                float* dw, float* db, std::string* impl_name) {
-  const int threads = p.flops() < kSerialFlops ? 1 : num_threads();
-  if (p.depthwise()) return Conv2dBwdDepthwise(p, x, w, dy, dx, dw, db, threads, impl_name);
-  const char* isa = "";
+  const int threads = ThreadsFor(p);
+  std::string name;
   if (dx != nullptr) {
-    const Conv2dBwdDataKernel kernel = ChooseConv2dBwdDataKernel();
-    isa = kernel.isa;
-    const AlignedFloats zeros(static_cast<size_t>(std::max<int64_t>(p.oc, 1)), 0.0f);
-    const int64_t icg = p.ic_per_group();
-    const Conv2dFwdKernel shape{nullptr, kernel.lanes, kernel.max_vecs, kernel.isa};
-    const int64_t block_cols =
-        VecsPerBlock(shape, icg, p.kh * p.kw * p.oc_per_group()) * kernel.lanes;
-    const BlockedWeights wt = TransposeWeights(p, w, block_cols, threads);
-    Conv2dBwdDataArgs a;
-    a.p = &p;
-    a.dy = dy;
-    a.w = {wt.data.get(), block_cols, wt.group_stride, wt.block_stride, block_cols};
-    a.zeros = zeros.data();
-    a.w_hwio = w;
-    a.dx = dx;
-    a.threads = threads;
-    kernel.run(a);
+    const Conv2dBwdDataPlan plan(p, w, /*copy_w=*/false);
+    plan.Run(dy, DxEpilogue{}, dx);
+    name = plan.name();
   }
   if (dw != nullptr || db != nullptr || dx == nullptr) {  // nothing asked: still name the ISA
-    const Conv2dBwdWeightsKernel kernel = ChooseConv2dBwdWeightsKernel();
-    isa = kernel.isa;
-    const Conv2dBwdWeightsArgs a = WeightsArgs(p, x, dy, dw, db, threads);
-    kernel.run(a);
+    // Depthwise dw (+ db) by the vector-over-channels kernel; db alone, or an empty batch, by the
+    // generic kernel (its bias pass and zero fill).
+    const bool depthwise = p.depthwise() && dw != nullptr && p.n > 0;
+    const Conv2dBwdWeightsKernel kernel =
+        depthwise ? ChooseConv2dBwdDepthwiseWeightsKernel() : ChooseConv2dBwdWeightsKernel();
+    kernel.run(WeightsArgs(p, x, dy, dw, db, threads));
+    if (name.empty())
+      name = std::string(p.depthwise() ? "conv_bwd_depthwise:" : "conv_bwd:") + kernel.isa;
   }
-  if (impl_name != nullptr) *impl_name = std::string("highway:conv_bwd:") + isa;
+  if (impl_name != nullptr) *impl_name = "highway:" + name;
 }
 
 }  // namespace convkit::internal::highway

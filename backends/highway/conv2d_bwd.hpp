@@ -7,12 +7,26 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "api/src/backend.hpp"
 #include "api/src/problem.hpp"
 #include "backends/highway/conv2d_fwd.hpp"
+#include "hwy/aligned_allocator.h"
 
 namespace convkit::internal::highway {
+
+// What the backward-data kernels apply to each dx element as they store it, for the transposed
+// convolution (whose y is this dx): b[c] for dx channel c, then the activation. Empty for
+// conv2d_backward's dx.
+struct DxEpilogue {
+  const float* b = nullptr;  // dx channels (the convolution's IC) floats, or null: no bias
+  Activation activation = Activation::kNone;
+
+  bool empty() const { return b == nullptr && activation == Activation::kNone; }
+};
 
 // Backward data. w holds w^T in the forward weight layout: for group g, row (kh * KW + kw) * OCg
 // + oc, column ic (of the group's ICg); conv2d_bwd.cpp stores each column block contiguously
@@ -25,6 +39,7 @@ struct Conv2dBwdDataArgs {
   const float* zeros = nullptr;
   const float* w_hwio = nullptr;  // w as given (HWIO), for the narrow-channel path
   float* dx = nullptr;
+  DxEpilogue epilogue;
   int threads = 1;  // OpenMP threads; 1 runs on the calling thread with no parallel region
 };
 
@@ -62,6 +77,30 @@ Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsKernel();
 Conv2dBwdDataKernel ChooseConv2dBwdDepthwiseDataKernel();
 Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
 
+// Backward data with everything but dy decided once: the kernel (depthwise or generic) and target,
+// w^T in column blocks for the generic kernel, the zero row. Conv2dBwd makes one per call on the
+// caller's w; the transposed convolution's plan keeps one, with a copy of w (`copy_w`) for the
+// kernels that read HWIO in place. Run is const and thread-safe; it allocates nothing except on
+// the narrow-channel path (a per-thread dcol buffer and w^T, as in one-shot calls).
+class Conv2dBwdDataPlan {
+ public:
+  Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w);
+
+  // dx = the backward data of dy with the epilogue applied on the way out.
+  void Run(const float* dy, const DxEpilogue& epilogue, float* dx) const;
+  // "conv_bwd:<isa>" or "conv_bwd_depthwise:<isa>".
+  std::string name() const;
+
+ private:
+  Conv2dProblem p_;
+  Conv2dBwdDataKernel kernel_;
+  std::vector<float> w_copy_;  // HWIO, when copy_w
+  const float* w_hwio_ = nullptr;
+  hwy::AlignedFreeUniquePtr<float[]> wt_;  // w^T in column blocks (generic kernel)
+  Conv2dFwdWeights wt_layout_;
+  hwy::AlignedFreeUniquePtr<float[]> zeros_;
+};
+
 // The backend's entry point: any of dx, dw, db may be null (skipped); each is overwritten, dw and
 // db are zeros when p.n == 0. Depthwise problems run the depthwise kernels ("highway:
 // conv_bwd_depthwise:<isa>"), allocating only per-chunk dw partials; the others allocate the
@@ -69,5 +108,11 @@ Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
 // ("highway:conv_bwd:<isa>"). Stores the name in impl_name if non-null.
 void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
                float* dw, float* db, std::string* impl_name);
+
+// The transposed convolution's forward plan (conv2d_transpose.cpp): a Conv2dBwdDataPlan of p.conv
+// with x as its dy, y as its dx, and bias + activation as its epilogue. Keeps copies of w and b;
+// named "highway:conv_bwd[_depthwise]:<isa>".
+std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,
+                                                        const float* w, const float* b);
 
 }  // namespace convkit::internal::highway

@@ -21,6 +21,7 @@
 #define HWY_TARGET_INCLUDE "backends/highway/conv2d_bwd_data.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
+#include "backends/highway/conv2d_bwd_epilogue-inl.h"
 #include "backends/highway/conv2d_fwd-inl.h"
 #include "backends/highway/conv2d_igemm-inl.h"
 #include "hwy/highway.h"
@@ -59,11 +60,10 @@ void RunTile(const Conv2dBwdDataArgs& a, const DxPhase& phase, int64_t g, int64_
     }
   }
   const int64_t col0 = g * p.ic_per_group() + block * a.w.block_cols;
+  VF bias[kVecs];
+  LoadDxBias<kVecs>(a.epilogue, col0, last, bias);
   for (size_t i = 0; i < tile.rows(); ++i) {
-    float* row = a.dx + tile.dx_offset(i) + col0;
-    HWY_UNROLL(16)
-    for (size_t j = 0; j + 1 < kVecs; ++j) hn::StoreU(acc[i][j], d, row + j * lanes);
-    hn::BlendedStore(acc[i][kVecs - 1], last, d, row + (kVecs - 1) * lanes);
+    StoreDxRow<kVecs>(acc[i], a.epilogue, bias, last, a.dx + tile.dx_offset(i) + col0);
   }
 }
 
@@ -186,10 +186,11 @@ void NarrowTile(const float* const (&dyp)[kRows], const float* wt, int64_t ld, i
   if (rest == 1) NarrowColumns<kRows, 1>(dyp, wt, ld, oc, col0, dcol);
 }
 
-// One image: dx(n) = 0, then every dy pixel's dcol row added, kRows pixels at a time.
+// One image: dx(n) = 0, then every dy pixel's dcol row added, kRows pixels at a time, then the
+// epilogue.
 template <size_t kRows>
 void NarrowImage(const Conv2dProblem& p, const float* dy, const float* wt, int64_t ld, int64_t n,
-                 float* dcol, float* dx) {
+                 const DxEpilogue& epilogue, float* dcol, float* dx) {
   std::fill_n(dx + n * p.ih * p.iw * p.ic, p.ih * p.iw * p.ic, 0.0f);
   const int64_t pixels = p.oh * p.ow;
   const float* dy_image = dy + n * pixels * p.oc;
@@ -204,6 +205,7 @@ void NarrowImage(const Conv2dProblem& p, const float* dy, const float* wt, int64
       ScatterPixel(p, dcol + i * ld, n, (m0 + i) / p.ow, (m0 + i) % p.ow, dx);
     }
   }
+  ApplyDxEpilogue(epilogue, p.ih * p.iw, p.ic, dx + n * p.ih * p.iw * p.ic);  // while in cache
 }
 
 void RunNarrow(const Conv2dBwdDataArgs& a) {
@@ -221,7 +223,7 @@ void RunNarrow(const Conv2dBwdDataArgs& a) {
   const auto run_images = [&](int64_t begin, int64_t end) {
     auto dcol = hwy::AllocateAligned<float>(kRows * static_cast<size_t>(ld));
     for (int64_t n = begin; n < end; ++n)
-      NarrowImage<kRows>(p, a.dy, wt.get(), ld, n, dcol.get(), a.dx);
+      NarrowImage<kRows>(p, a.dy, wt.get(), ld, n, a.epilogue, dcol.get(), a.dx);
   };
   if (a.threads <= 1 || p.n <= 1) return run_images(0, p.n);
 #pragma omp parallel num_threads(a.threads)

@@ -20,6 +20,7 @@
 #define HWY_TARGET_INCLUDE "backends/highway/conv2d_bwd_depthwise_data.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
+#include "backends/highway/conv2d_bwd_epilogue-inl.h"
 #include "backends/highway/conv2d_fwd-inl.h"
 #include "hwy/highway.h"
 
@@ -66,7 +67,7 @@ struct DxColTap {
 template <size_t kRows, size_t kVecs>
 void DxTile(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count,
             const DxColTap* col_taps, int64_t col_count, int64_t j0, int64_t rows, int64_t cols,
-            float* dx_row) {
+            const DxEpilogue& e, int64_t c0, float* dx_row) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * lanes);
@@ -105,13 +106,12 @@ void DxTile(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count,
       }
     }
   }
+  VF bias[kVecs];
+  LoadDxBias<kVecs>(e, c0, last, bias);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (static_cast<int64_t>(i) >= rows) break;
-    float* out = dx_row + static_cast<int64_t>(i) * p.stride_w * p.ic;
-    HWY_UNROLL(4)
-    for (size_t v = 0; v + 1 < kVecs; ++v) hn::StoreU(acc[i][v], d, out + v * lanes);
-    hn::BlendedStore(acc[i][kVecs - 1], last, d, out + (kVecs - 1) * lanes);
+    StoreDxRow<kVecs>(acc[i], e, bias, last, dx_row + static_cast<int64_t>(i) * p.stride_w * p.ic);
   }
 }
 
@@ -119,14 +119,14 @@ void DxTile(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count,
 template <size_t kRows, size_t kVecs>
 void DxTileVecs(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count,
                 const DxColTap* col_taps, int64_t col_count, int64_t j0, int64_t rows, int64_t cols,
-                float* dx_row) {
+                const DxEpilogue& e, int64_t c0, float* dx_row) {
   if constexpr (kVecs > 1) {
     if (cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
       return DxTileVecs<kRows, kVecs - 1>(p, row_taps, row_count, col_taps, col_count, j0, rows,
-                                          cols, dx_row);
+                                          cols, e, c0, dx_row);
     }
   }
-  DxTile<kRows, kVecs>(p, row_taps, row_count, col_taps, col_count, j0, rows, cols, dx_row);
+  DxTile<kRows, kVecs>(p, row_taps, row_count, col_taps, col_count, j0, rows, cols, e, c0, dx_row);
 }
 
 // Dense rows (stride_w == dilation_w == 1, KW of 3 or 5): pixel i of a tile reads dy column
@@ -150,7 +150,7 @@ bool HasDenseRows(const Conv2dProblem& p) {
 
 template <size_t kKw, size_t kRows, size_t kVecs>
 void DxTileDense(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count, int64_t j0,
-                 int64_t rows, int64_t cols, float* dx_row) {
+                 int64_t rows, int64_t cols, const DxEpilogue& e, int64_t c0, float* dx_row) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * lanes);
@@ -185,36 +185,37 @@ void DxTileDense(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_c
       }
     }
   }
+  VF bias[kVecs];
+  LoadDxBias<kVecs>(e, c0, last, bias);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (static_cast<int64_t>(i) >= rows) break;
-    float* out = dx_row + static_cast<int64_t>(i) * p.ic;
-    HWY_UNROLL(4)
-    for (size_t v = 0; v + 1 < kVecs; ++v) hn::StoreU(acc[i][v], d, out + v * lanes);
-    hn::BlendedStore(acc[i][kVecs - 1], last, d, out + (kVecs - 1) * lanes);
+    StoreDxRow<kVecs>(acc[i], e, bias, last, dx_row + static_cast<int64_t>(i) * p.ic);
   }
 }
 
 // DxTileDense with as many vectors as `cols` channels need.
 template <size_t kKw, size_t kRows, size_t kVecs>
 void DxTileDenseVecs(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count,
-                     int64_t j0, int64_t rows, int64_t cols, float* dx_row) {
+                     int64_t j0, int64_t rows, int64_t cols, const DxEpilogue& e, int64_t c0,
+                     float* dx_row) {
   if constexpr (kVecs > 1) {
     if (cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
-      return DxTileDenseVecs<kKw, kRows, kVecs - 1>(p, row_taps, row_count, j0, rows, cols, dx_row);
+      return DxTileDenseVecs<kKw, kRows, kVecs - 1>(p, row_taps, row_count, j0, rows, cols, e, c0,
+                                                    dx_row);
     }
   }
-  DxTileDense<kKw, kRows, kVecs>(p, row_taps, row_count, j0, rows, cols, dx_row);
+  DxTileDense<kKw, kRows, kVecs>(p, row_taps, row_count, j0, rows, cols, e, c0, dx_row);
 }
 
 // A dense dx row: tiles of DenseRowsFor(KW, kVecs) pixels.
 template <size_t kKw, size_t kVecs>
 void DxRowDense(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count, int64_t cols,
-                float* dx_row) {
+                const DxEpilogue& e, int64_t c0, float* dx_row) {
   constexpr int64_t kRows = static_cast<int64_t>(DenseRowsFor(kKw, kVecs));
   for (int64_t j0 = 0; j0 < p.iw; j0 += kRows) {
     DxTileDenseVecs<kKw, kRows, kVecs>(p, row_taps, row_count, j0, std::min(kRows, p.iw - j0), cols,
-                                       dx_row + j0 * p.ic);
+                                       e, c0, dx_row + j0 * p.ic);
   }
 }
 
@@ -258,8 +259,10 @@ void DxRow(const Conv2dBwdDataArgs& a, const DxColTaps& col, int64_t row, int64_
   const int64_t row_count = static_cast<int64_t>(row_taps.size());
   float* dx_row = a.dx + row * p.iw * p.ic + c0;
   if (HasDenseRows(p)) {
-    if (p.kw == 3) return DxRowDense<3, kVecs>(p, row_taps.data(), row_count, cols, dx_row);
-    return DxRowDense<5, kVecs>(p, row_taps.data(), row_count, cols, dx_row);
+    if (p.kw == 3) {
+      return DxRowDense<3, kVecs>(p, row_taps.data(), row_count, cols, a.epilogue, c0, dx_row);
+    }
+    return DxRowDense<5, kVecs>(p, row_taps.data(), row_count, cols, a.epilogue, c0, dx_row);
   }
   for (int64_t rw = 0; rw < static_cast<int64_t>(col.count.size()); ++rw) {
     const int64_t nw = (p.iw - rw - 1) / p.stride_w + 1;
@@ -267,7 +270,7 @@ void DxRow(const Conv2dBwdDataArgs& a, const DxColTaps& col, int64_t row, int64_
     const int64_t col_count = col.count[static_cast<size_t>(rw)];
     for (int64_t j0 = 0; j0 < nw; j0 += kRows) {
       DxTileVecs<kRows, kVecs>(p, row_taps.data(), row_count, col_taps, col_count, j0,
-                               std::min(kRows, nw - j0), cols,
+                               std::min(kRows, nw - j0), cols, a.epilogue, c0,
                                dx_row + (rw + p.stride_w * j0) * p.ic);
     }
   }

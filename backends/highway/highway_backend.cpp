@@ -28,6 +28,14 @@ class HighwayBackend final : public Backend {
                   std::string* impl_name) const override {
     highway::Conv2dFwdOneShot(p, x, w, b, y, impl_name);
   }
+  Support supports_conv2d_transpose(const Conv2dTransposeProblem&) const override {
+    return Support::Yes();
+  }
+  std::unique_ptr<Conv2dFwdImpl> create_conv2d_transpose_fwd(const Conv2dTransposeProblem& p,
+                                                             const float* w,
+                                                             const float* b) const override {
+    return highway::CreateConv2dTransposeFwd(p, w, b);
+  }
   void conv2d_bwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
                   float* dx, float* dw, float* db, std::string* impl_name) const override {
     highway::Conv2dBwd(p, x, w, dy, dx, dw, db, impl_name);

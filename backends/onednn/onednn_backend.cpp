@@ -41,9 +41,26 @@ class OnednnBackend final : public Backend {
   // Every convolution: groups, dilation, asymmetric pads, fused bias + ReLU, batch 0 (oneDNN
   // runs zero-sized tensors and zeroes dw and db).
   Support supports_conv2d(const Conv2dProblem& p, ConvPass) const override {
+    if (p.pad.bottom < 0 || p.pad.right < 0) {  // a transposed convolution's equivalent problem
+      return Support::No(
+          "onednn: a negative bottom or right pad (from a transposed convolution's "
+          "output_padding >= stride) is not taken by oneDNN's convolution");
+    }
     return RefuseHugeExtents({p.ih, p.iw, p.oh, p.ow, p.kh, p.kw, p.stride_h, p.stride_w,
                               p.dilation_h, p.dilation_w, p.pad.top, p.pad.bottom, p.pad.left,
                               p.pad.right});
+  }
+  // The equivalent convolution's limits, and the deconvolution's own (onednn_deconv.cpp).
+  Support supports_conv2d_transpose(const Conv2dTransposeProblem& p) const override {
+    Support conv = supports_conv2d(p.conv, ConvPass::kBackwardData);
+    if (!conv.ok) return conv;
+    std::string why = onednn::Conv2dTransposeRefusal(p);
+    return why.empty() ? Support::Yes() : Support::No(std::move(why));
+  }
+  std::unique_ptr<Conv2dFwdImpl> create_conv2d_transpose_fwd(const Conv2dTransposeProblem& p,
+                                                             const float* w,
+                                                             const float* b) const override {
+    return onednn::CreateConv2dTransposeFwd(p, w, b);
   }
   Support supports_pool2d(const Pool2dProblem& p, PoolPass) const override {
     Support huge = RefuseHugeExtents({p.ih, p.iw, p.oh, p.ow, p.kh, p.kw, p.stride_h, p.stride_w,

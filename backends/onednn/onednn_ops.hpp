@@ -20,6 +20,14 @@ std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const flo
 void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
                float* dw, float* db, std::string* impl_name);
 
+// Why oneDNN's deconvolution cannot run `p` exactly; empty when it can.
+std::string Conv2dTransposeRefusal(const Conv2dTransposeProblem& p);
+
+// A planned transposed convolution (onednn_deconv.cpp): deconvolution inference primitive with
+// bias and ReLU fused, weights reordered once into oneDNN's chosen layout.
+std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,
+                                                        const float* w, const float* b);
+
 // Why oneDNN cannot pool `p` exactly as DESIGN §4 says; empty when it can.
 std::string Pool2dRefusal(const Pool2dProblem& p);
 

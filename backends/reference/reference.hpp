@@ -45,6 +45,11 @@ void conv2d_bwd_weights(const Conv2dProblem& p, const float* x, const float* dy,
 // db: the sum of dy over n, oh, ow; zeros when p.n == 0.
 void conv2d_bwd_bias(const Conv2dProblem& p, const float* dy, float* db);
 
+// y = activation(conv2d_transpose(x, w) + b): x {n, h, w, c_in}, w {kh, kw, c_out / groups, c_in},
+// y {n, oh, ow, c_out} (Conv2dTransposeProblem's accessors). b is null when !p.has_bias.
+void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
+                          const float* b, float* y);
+
 // One pooling window clipped to the input: it reads input rows [h_begin, h_end) and columns
 // [w_begin, w_end), never empty (validation keeps every pad smaller than the window). `divisor` is
 // what average pooling divides by: the in-input element count, or with count_include_pad the

@@ -36,6 +36,25 @@ class ReferenceConv2dFwd final : public Conv2dFwdImpl {
   std::vector<float> b_;  // empty without a bias
 };
 
+// A planned transposed convolution, owning copies of w and b.
+class ReferenceConv2dTransposeFwd final : public Conv2dFwdImpl {
+ public:
+  ReferenceConv2dTransposeFwd(const Conv2dTransposeProblem& p, const float* w, const float* b)
+      : p_(p), w_(w, w + p.conv.kh * p.conv.kw * p.conv.ic_per_group() * p.c_in()) {
+    if (p.has_bias) b_.assign(b, b + p.c_out());
+  }
+
+  void run(const float* x, float* y) const override {
+    reference::conv2d_transpose_fwd(p_, x, w_.data(), p_.has_bias ? b_.data() : nullptr, y);
+  }
+  std::string name() const override { return std::string(kImplName); }
+
+ private:
+  Conv2dTransposeProblem p_;
+  std::vector<float> w_;  // {kh, kw, c_out / groups, c_in}, as given
+  std::vector<float> b_;  // empty without a bias
+};
+
 class ReferencePool2dFwd final : public Pool2dFwdImpl {
  public:
   explicit ReferencePool2dFwd(const Pool2dProblem& p) : p_(p) {}
@@ -61,11 +80,24 @@ class ReferenceBackend final : public Backend {
   std::unique_ptr<Pool2dFwdImpl> create_pool2d_fwd(const Pool2dProblem& p) const override {
     return std::make_unique<ReferencePool2dFwd>(p);
   }
+  Support supports_conv2d_transpose(const Conv2dTransposeProblem&) const override {
+    return Support::Yes();
+  }
+  std::unique_ptr<Conv2dFwdImpl> create_conv2d_transpose_fwd(const Conv2dTransposeProblem& p,
+                                                             const float* w,
+                                                             const float* b) const override {
+    return std::make_unique<ReferenceConv2dTransposeFwd>(p, w, b);
+  }
 
   // The one-shot calls run the kernels on the caller's buffers: a plan would only copy w and b.
   void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* y,
                   std::string* impl_name) const override {
     reference::conv2d_fwd(p, x, w, p.has_bias ? b : nullptr, y);
+    store_impl_name(impl_name);
+  }
+  void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
+                            const float* b, float* y, std::string* impl_name) const override {
+    reference::conv2d_transpose_fwd(p, x, w, p.has_bias ? b : nullptr, y);
     store_impl_name(impl_name);
   }
   void pool2d_fwd(const Pool2dProblem& p, const float* x, float* y,

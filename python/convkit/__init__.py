@@ -2,7 +2,7 @@
 
 Two sets of functions, both computing in C++ with the GIL released:
 
-- the full API: conv2d, conv2d_backward, pool2d, pool2d_backward, zero_pad, backends(),
+- the full API: conv2d, conv2d_backward, conv2d_transpose, pool2d, pool2d_backward, zero_pad, backends(),
   set_num_threads, num_threads;
 - the functions of the numpy assignment "Convolutional Neural Networks: Step by Step", with the
   same names, arguments and results: zero_pad, conv_single_step, conv_forward, conv_backward,
@@ -24,6 +24,7 @@ from ._convkit import (
     backends,
     conv2d,
     conv2d_backward,
+    conv2d_transpose,
     num_threads,
     pool2d,
     pool2d_backward,
@@ -46,6 +47,7 @@ __all__ = [
     "backends",
     "conv2d",
     "conv2d_backward",
+    "conv2d_transpose",
     "conv_backward",
     "conv_forward",
     "conv_single_step",

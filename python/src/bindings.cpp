@@ -17,6 +17,7 @@ namespace {
 
 constexpr std::string_view kActivationLayout = "(N, H, W, C)";
 constexpr std::string_view kWeightsLayout = "(KH, KW, C_in / groups, C_out)";
+constexpr std::string_view kTransposeWeightsLayout = "(KH, KW, C_out / groups, C_in)";
 
 std::string_view backend_name(const std::optional<std::string>& backend) {
   return backend ? std::string_view(*backend) : std::string_view();
@@ -92,6 +93,50 @@ OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional
   {
     nb::gil_scoped_release unlocked;
     conv2d_forward(params, x_view, w_view, b_span, y.view(), backend_name(backend));
+  }
+  return std::move(y).release();
+}
+
+OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
+                             const std::optional<InputArray>& b, nb::handle stride,
+                             nb::handle padding, nb::handle output_padding, nb::handle dilation,
+                             nb::handle groups, const std::optional<std::string>& activation,
+                             nb::handle residual, bool residual_after_activation,
+                             const std::optional<std::string>& backend) {
+  constexpr std::string_view op = "conv2d_transpose_forward";
+  const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
+  const ConstTensorView w_view = view_4d(op, "w", kTransposeWeightsLayout, w);
+  if (!residual.is_none()) {
+    throw Error(ErrorCode::kUnsupported,
+                std::string(op) +
+                    ": residual: expected None (a fused residual is not supported "
+                    "on the transposed convolution in this build), given an array");
+  }
+  Conv2dTransposeParams params;
+  params.kernel_h = w_view.dims[0];
+  params.kernel_w = w_view.dims[1];
+  const auto [stride_h, stride_w] = parse_pair(op, "stride", stride);
+  params.stride_h = stride_h;
+  params.stride_w = stride_w;
+  params.pad = parse_pads(op, "padding", padding);
+  const auto [output_padding_h, output_padding_w] =
+      parse_pair(op, "output_padding", output_padding);
+  params.output_padding_h = output_padding_h;
+  params.output_padding_w = output_padding_w;
+  const auto [dilation_h, dilation_w] = parse_pair(op, "dilation", dilation);
+  params.dilation_h = dilation_h;
+  params.dilation_w = dilation_w;
+  params.groups = parse_int(op, "groups", groups);
+  params.activation = parse_activation(op, activation);
+  params.residual_after_activation = residual_after_activation;
+  const std::span<const float> b_span =
+      b ? std::span<const float>(b->data(), b->size()) : std::span<const float>();
+  OutputBuffer y(output_dims(op, "conv2d_transpose_output_dims", [&] {
+    return conv2d_transpose_output_dims(x_view.dims, w_view.dims, params);
+  }));
+  {
+    nb::gil_scoped_release unlocked;
+    conv2d_transpose_forward(params, x_view, w_view, b_span, y.view(), backend_name(backend));
   }
   return std::move(y).release();
 }

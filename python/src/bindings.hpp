@@ -26,6 +26,17 @@ std::tuple<OutputArray, OutputArray, OutputArray> conv2d_backward(
     nanobind::handle padding, nanobind::handle dilation, nanobind::handle groups,
     const std::optional<std::string>& backend);
 
+// y = activation(conv2d_transpose(x, w) + b) (PyTorch's ConvTranspose2d in NHWC): x (N, H, W,
+// C_in), w (KH, KW, C_out / groups, C_in). `activation` is None or "relu"; `residual` must be None
+// (the fused residual comes with the forward convolution's post-ops).
+OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
+                             const std::optional<InputArray>& b, nanobind::handle stride,
+                             nanobind::handle padding, nanobind::handle output_padding,
+                             nanobind::handle dilation, nanobind::handle groups,
+                             const std::optional<std::string>& activation,
+                             nanobind::handle residual, bool residual_after_activation,
+                             const std::optional<std::string>& backend);
+
 // Max or average pooling; stride None means the window.
 OutputArray pool2d(const InputArray& x, nanobind::handle window, nanobind::handle stride,
                    nanobind::handle padding, const std::string& mode, bool ceil_mode,

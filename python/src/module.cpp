@@ -65,6 +65,27 @@ void add_conv2d(nb::module_& m) {
         "backend"_a.none() = nb::none(),
         "Gradients of conv2d (without activation) given dy = dL/dy.\n\n"
         "Returns (dx, dw, db): dx like x, dw like w, db (C_out,), float32.");
+  m.def("conv2d_transpose", &convkit::python::conv2d_transpose,
+        nb::sig("def conv2d_transpose(x: numpy.ndarray, w: numpy.ndarray, "
+                "b: numpy.ndarray | None = None, stride: int | tuple[int, int] = 1, "
+                "padding: int | tuple[int, ...] = 0, "
+                "output_padding: int | tuple[int, int] = 0, "
+                "dilation: int | tuple[int, int] = 1, groups: int = 1, "
+                "activation: str | None = None, residual: numpy.ndarray | None = None, "
+                "residual_after_activation: bool = False, "
+                "backend: str | None = None) -> numpy.ndarray"),
+        "x"_a, "w"_a, "b"_a.none() = nb::none(), "stride"_a = 1, "padding"_a = 0,
+        "output_padding"_a = 0, "dilation"_a = 1, "groups"_a = 1,
+        "activation"_a.none() = nb::none(), "residual"_a.none() = nb::none(),
+        "residual_after_activation"_a = false, "backend"_a.none() = nb::none(),
+        "y = activation(conv2d_transpose(x, w) + b): PyTorch's ConvTranspose2d in NHWC.\n\n"
+        "x (N, H, W, C_in); w (KH, KW, C_out / groups, C_in), TensorFlow's conv2d_transpose "
+        "layout (the HWIO weight of the convolution whose input gradient this is); b None or "
+        "C_out elements. padding crops the full output as conv2d's padding pads; "
+        "output_padding (int or (h, w), below stride or dilation) adds rows and columns at the "
+        "bottom and right. OH = (H - 1) * stride - pad_top - pad_bottom + dilation * (KH - 1) + "
+        "output_padding + 1. activation: None or 'relu'; residual: None. Returns y (N, OH, OW, "
+        "C_out), float32.");
 }
 
 void add_pool2d(nb::module_& m) {

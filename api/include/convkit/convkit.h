@@ -68,6 +68,22 @@ typedef struct convkit_conv2d_params {
   convkit_activation activation;
 } convkit_conv2d_params;
 
+/* As convkit::Conv2dTransposeParams (PyTorch's ConvTranspose2d in NHWC; w is {KH, KW,
+ * C_out / groups, C_in}); convkit_conv2d_transpose_params_init sets its defaults (1x1 kernel,
+ * stride 1, no crop, dilation 1, 1 group, no output padding, no activation). The activation's
+ * parameters and residual flag are reserved for the fused post-ops: keep the defaults (0). */
+typedef struct convkit_conv2d_transpose_params {
+  int64_t kernel_h, kernel_w;
+  int64_t stride_h, stride_w;
+  convkit_pads pad; /* cropped from the full output */
+  int64_t dilation_h, dilation_w;
+  int64_t groups;
+  int64_t output_padding_h, output_padding_w; /* < stride or < dilation per axis */
+  convkit_activation activation;
+  float activation_alpha, activation_beta;
+  int residual_after_activation; /* 0 or 1 */
+} convkit_conv2d_transpose_params;
+
 typedef enum convkit_pool_mode { CONVKIT_POOL_MAX = 0, CONVKIT_POOL_AVERAGE = 1 } convkit_pool_mode;
 
 /* As convkit::Pool2dParams (flags are 0 or 1); convkit_pool2d_params_init sets its defaults. */
@@ -83,6 +99,7 @@ typedef struct convkit_pool2d_params {
 
 void convkit_conv2d_params_init(convkit_conv2d_params* params);
 void convkit_pool2d_params_init(convkit_pool2d_params* params);
+void convkit_conv2d_transpose_params_init(convkit_conv2d_transpose_params* params);
 
 /* ---- One-shot operations (convkit/ops.hpp) ---- */
 
@@ -107,6 +124,22 @@ convkit_status convkit_conv2d_backward(const convkit_conv2d_params* params, conv
                                        const convkit_tensor* dx, const convkit_tensor* dw,
                                        float* db, int64_t db_size, const char* backend);
 
+/* The transposed convolution: y = activation(conv2d_transpose(x, w) + b), y of
+ * convkit_conv2d_transpose_output_dims; its gradients as convkit_conv2d_backward's (activation
+ * CONVKIT_ACTIVATION_NONE; dx has x's dims, dw w's, db C_out floats). */
+convkit_status convkit_conv2d_transpose_output_dims(const convkit_conv2d_transpose_params* params,
+                                                    const int64_t x_dims[4],
+                                                    const int64_t w_dims[4], int64_t y_dims[4]);
+convkit_status convkit_conv2d_transpose_forward(const convkit_conv2d_transpose_params* params,
+                                                convkit_const_tensor x, convkit_const_tensor w,
+                                                const float* b, int64_t b_size, convkit_tensor y,
+                                                const char* backend);
+convkit_status convkit_conv2d_transpose_backward(const convkit_conv2d_transpose_params* params,
+                                                 convkit_const_tensor x, convkit_const_tensor w,
+                                                 convkit_const_tensor dy, const convkit_tensor* dx,
+                                                 const convkit_tensor* dw, float* db,
+                                                 int64_t db_size, const char* backend);
+
 convkit_status convkit_pool2d_forward(const convkit_pool2d_params* params, convkit_const_tensor x,
                                       convkit_tensor y, const char* backend);
 convkit_status convkit_pool2d_backward(const convkit_pool2d_params* params, convkit_const_tensor x,
@@ -117,6 +150,7 @@ convkit_status convkit_pool2d_backward(const convkit_pool2d_params* params, conv
 
 typedef struct convkit_conv2d convkit_conv2d;
 typedef struct convkit_pool2d convkit_pool2d;
+typedef struct convkit_conv2d_transpose convkit_conv2d_transpose;
 
 /* On success *plan is a new plan (free it with convkit_conv2d_destroy); it keeps no reference to
  * w or b. On failure *plan is left as it was. */
@@ -130,6 +164,17 @@ convkit_status convkit_conv2d_run(const convkit_conv2d* plan, convkit_const_tens
 void convkit_conv2d_y_dims(const convkit_conv2d* plan, int64_t y_dims[4]);
 const char* convkit_conv2d_impl_name(const convkit_conv2d* plan);
 void convkit_conv2d_destroy(convkit_conv2d* plan); /* NULL is a no-op */
+
+/* The transposed convolution's plan, as convkit_conv2d's. */
+convkit_status convkit_conv2d_transpose_create(const convkit_conv2d_transpose_params* params,
+                                               const int64_t x_dims[4], convkit_const_tensor w,
+                                               const float* b, int64_t b_size, const char* backend,
+                                               convkit_conv2d_transpose** plan);
+convkit_status convkit_conv2d_transpose_run(const convkit_conv2d_transpose* plan,
+                                            convkit_const_tensor x, convkit_tensor y);
+void convkit_conv2d_transpose_y_dims(const convkit_conv2d_transpose* plan, int64_t y_dims[4]);
+const char* convkit_conv2d_transpose_impl_name(const convkit_conv2d_transpose* plan);
+void convkit_conv2d_transpose_destroy(convkit_conv2d_transpose* plan); /* NULL is a no-op */
 
 convkit_status convkit_pool2d_create(const convkit_pool2d_params* params, const int64_t x_dims[4],
                                      const char* backend, convkit_pool2d** plan);

@@ -46,6 +46,28 @@ struct Conv2dGrads {
 void conv2d_backward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
                      ConstTensorView dy, const Conv2dGrads& grads, std::string_view backend = {});
 
+// The dims of conv2d_transpose_forward's output, {N, OH, OW, C_out} with OH as in
+// Conv2dTransposeParams. Throws on invalid parameters (output_padding at or above both stride and
+// dilation), on w dims that do not match them, and on an output size below 1.
+Dims conv2d_transpose_output_dims(const Dims& x_dims, const Dims& w_dims,
+                                  const Conv2dTransposeParams& params);
+
+// y = activation(conv2d_transpose(x, w) + b) (PyTorch's ConvTranspose2d in NHWC). x {N, H, W,
+// C_in}; w {KH, KW, C_out / groups, C_in}, the HWIO weight of the convolution whose dx this is; b
+// has C_out elements or is empty; y has conv2d_transpose_output_dims(...). Equals
+// conv2d_backward's dx of that convolution (same bits on every backend), plus b.
+void conv2d_transpose_forward(const Conv2dTransposeParams& params, ConstTensorView x,
+                              ConstTensorView w, std::span<const float> b, TensorView y,
+                              std::string_view backend = {});
+
+// Gradients of y = conv2d_transpose(x, w) + b given dy (dims of y): dx (dims of x) is conv2d
+// forward of dy with the same w, dw (dims of w) the correlation of dy with x, db (C_out elements)
+// the sum of dy over N, OH, OW; each optional (Conv2dGrads). params.activation must be kNone.
+// With N == 0, dw and db are zeros.
+void conv2d_transpose_backward(const Conv2dTransposeParams& params, ConstTensorView x,
+                               ConstTensorView w, ConstTensorView dy, const Conv2dGrads& grads,
+                               std::string_view backend = {});
+
 // The dims of pool2d_forward's output, {N, OH, OW, C}. Throws on invalid parameters.
 Dims pool2d_output_dims(const Dims& x_dims, const Pool2dParams& params);
 

@@ -36,6 +36,37 @@ struct Conv2dParams {
   Activation activation = Activation::kNone;
 };
 
+// A 2-D transposed convolution (PyTorch's ConvTranspose2d, in NHWC): the backward data of the
+// convolution with the same kernel, stride, pads, dilation and groups, whose HWIO weight w is
+// {kernel_h, kernel_w, C_out / groups, C_in} (TensorFlow's conv2d_transpose layout). Each input
+// pixel scatters its window into the full output; the pads then crop it. Output size per axis:
+//   OH = (H - 1) * stride_h - pad.top - pad.bottom + dilation_h * (kernel_h - 1)
+//        + output_padding_h + 1,
+// which must be >= 1. groups must divide C_in and C_out.
+struct Conv2dTransposeParams {
+  int64_t kernel_h = 1;
+  int64_t kernel_w = 1;
+  int64_t stride_h = 1;
+  int64_t stride_w = 1;
+  // Cropped from the full output: pad.top rows at the top, pad.bottom at the bottom, ...
+  Pads pad;
+  int64_t dilation_h = 1;
+  int64_t dilation_w = 1;
+  int64_t groups = 1;
+  // Extra rows (columns) at the bottom (right) of the output, which only the bias and post-ops
+  // reach: >= 0, and below stride_h or below dilation_h (PyTorch's rule), likewise along w. It
+  // picks one of the input sizes a strided convolution maps to the same output size.
+  int64_t output_padding_h = 0;
+  int64_t output_padding_w = 0;
+  // The activation fused after the bias, as in Conv2dParams.
+  Activation activation = Activation::kNone;
+  // The activation's parameters, as in Conv2dParams.
+  float activation_alpha = 0.0f;
+  float activation_beta = 0.0f;
+  // Where a residual r is added, as in Conv2dParams.
+  bool residual_after_activation = false;
+};
+
 enum class PoolMode { kMax, kAverage };
 
 // A 2-D pooling. Output size per axis as for a convolution with dilation 1; with ceil_mode, ceil
@@ -59,5 +90,7 @@ struct Pool2dParams {
 // "k3x3 s2x2 p1,1,1,1 d1x1 g1 relu" and "max k3x3 s2x2 p1,1,1,1 ceil incl_pad".
 std::string to_string(const Conv2dParams& params);
 std::string to_string(const Pool2dParams& params);
+// "k4x4 s2x2 p1,1,1,1 d1x1 g1 op0x0 relu".
+std::string to_string(const Conv2dTransposeParams& params);
 
 }  // namespace convkit

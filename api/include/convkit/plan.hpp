@@ -19,6 +19,7 @@ namespace convkit {
 
 namespace internal {
 struct Conv2dPlanState;
+struct Conv2dTransposePlanState;
 struct Pool2dPlanState;
 }  // namespace internal
 
@@ -41,6 +42,28 @@ class Conv2d {
 
  private:
   std::unique_ptr<internal::Conv2dPlanState> state_;
+};
+
+// The transposed convolution (ops.hpp's conv2d_transpose_forward) as a plan.
+class Conv2dTranspose {
+ public:
+  // w {KH, KW, C_out / groups, C_in}; b has C_out elements or is empty. `backend` as in ops.hpp.
+  Conv2dTranspose(const Conv2dTransposeParams& params, const Dims& x_dims, ConstTensorView w,
+                  std::span<const float> b = {}, std::string_view backend = {});
+  Conv2dTranspose(Conv2dTranspose&&) noexcept;
+  Conv2dTranspose& operator=(Conv2dTranspose&&) noexcept;
+  ~Conv2dTranspose();
+
+  // y = activation(conv2d_transpose(x, w) + b) with x of x_dims() and y of y_dims().
+  void run(ConstTensorView x, TensorView y) const;
+
+  const Dims& x_dims() const;
+  const Dims& y_dims() const;
+  // The implementation chosen, "backend:variant:isa", e.g. "highway:conv_bwd:AVX3".
+  const std::string& impl_name() const;
+
+ private:
+  std::unique_ptr<internal::Conv2dTransposePlanState> state_;
 };
 
 class Pool2d {

@@ -1,0 +1,122 @@
+// The transposed convolution through oneDNN's deconvolution primitive: an inference plan with the
+// bias and activation fused (post-op), weights reordered once into the layout oneDNN chose.
+//
+// oneDNN's deconvolution has the same geometry as convkit's equivalent convolution
+// (Conv2dTransposeProblem::conv) with src and dst swapped: src {n, h, w, c_in}, dst {n, oh, ow,
+// c_out}, and padding_r chosen so that its size check (dst - span + pads) / stride + 1 == src
+// holds; output_padding is thereby carried by the dst dims. Its weights are logically
+// {c_out, c_in, kh, kw} ({g, c_out / g, c_in / g, kh, kw} with groups).
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backends/onednn/onednn_common.hpp"
+#include "backends/onednn/onednn_exec.hpp"
+#include "backends/onednn/onednn_ops.hpp"
+
+namespace convkit::internal::onednn {
+namespace {
+
+using dnnl::algorithm;
+using dnnl::deconvolution_forward;
+using dnnl::memory;
+using dnnl::prop_kind;
+
+memory::desc XDesc(const Conv2dTransposeProblem& p) {
+  return ActivationDesc(p.n(), p.h(), p.w(), p.c_in());
+}
+memory::desc YDesc(const Conv2dTransposeProblem& p) {
+  return ActivationDesc(p.n(), p.oh(), p.ow(), p.c_out());
+}
+
+memory::dims WeightDims(const Conv2dTransposeProblem& p) {
+  const int64_t g = p.conv.groups, kh = p.conv.kh, kw = p.conv.kw;
+  if (g == 1) return {p.c_out(), p.c_in(), kh, kw};
+  return {g, p.c_out() / g, p.c_in() / g, kh, kw};
+}
+
+// convkit's w {kh, kw, c_out / g, c_in}: element (kh, kw, o, c_in_index) at
+// ((kh * KW + kw) * c_out / g + o) * c_in + g * c_in / g + i.
+memory::desc WeightDescGiven(const Conv2dTransposeProblem& p) {
+  const int64_t g = p.conv.groups, c_in = p.c_in(), ocg = p.c_out() / g;
+  const int64_t kw_stride = ocg * c_in, kh_stride = p.conv.kw * kw_stride;
+  if (g == 1) {
+    return memory::desc(WeightDims(p), memory::data_type::f32,
+                        memory::dims{c_in, 1, kh_stride, kw_stride});
+  }
+  return memory::desc(WeightDims(p), memory::data_type::f32,
+                      memory::dims{c_in / g, c_in, 1, kh_stride, kw_stride});
+}
+
+// The activation as a post-op. ReLU is clip(z, 0, +inf), as for the forward convolution
+// (onednn_conv.cpp): eltwise_relu gives -0 for negative z in some kernels. A NaN z becomes +0 (the
+// README's documented deviation).
+dnnl::primitive_attr Attr(const Conv2dTransposeProblem& p) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (p.activation == Activation::kRelu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, algorithm::eltwise_clip, 0.0f, std::numeric_limits<float>::infinity());
+    attr.set_post_ops(ops);
+  }
+  return attr;
+}
+
+class Conv2dTransposeFwdPlan final : public Conv2dFwdImpl {
+ public:
+  Conv2dTransposeFwdPlan(const Conv2dTransposeProblem& p, const float* w, const float* b) {
+    const int threads = num_threads();
+    ScopedOmpThreads scope(threads);  // oneDNN sizes its work split at creation
+    const Conv2dProblem& c = p.conv;
+    const deconvolution_forward::desc desc(
+        prop_kind::forward_inference, algorithm::deconvolution_direct, XDesc(p),
+        memory::desc(WeightDims(p), memory::data_type::f32, memory::format_tag::any),
+        p.has_bias ? BiasDesc(p.c_out()) : memory::desc(), YDesc(p),
+        memory::dims{c.stride_h, c.stride_w}, memory::dims{c.dilation_h - 1, c.dilation_w - 1},
+        memory::dims{c.pad.top, c.pad.left}, memory::dims{c.pad.bottom, c.pad.right});
+    const deconvolution_forward::primitive_desc pd(desc, Attr(p), Engine());
+    name_ = ImplName(pd);
+
+    memory packed(pd.weights_desc(), Engine());
+    memory given = Wrap(WeightDescGiven(p), w);
+    ExecuteOnce(dnnl::reorder(given, packed), {{DNNL_ARG_FROM, given}, {DNNL_ARG_TO, packed}});
+    std::vector<std::pair<int, memory>> fixed{{DNNL_ARG_WEIGHTS, packed}};
+    if (p.has_bias) {
+      memory bias(BiasDesc(p.c_out()), Engine());  // a copy: the plan keeps no reference to b
+      std::memcpy(bias.get_data_handle(), b, static_cast<size_t>(p.c_out()) * sizeof(float));
+      fixed.emplace_back(DNNL_ARG_BIAS, bias);
+    }
+    exec_ = std::make_unique<PlannedExec>(pd, deconvolution_forward(pd), threads,
+                                          std::vector<std::pair<int, memory::desc>>{
+                                              {DNNL_ARG_SRC, XDesc(p)}, {DNNL_ARG_DST, YDesc(p)}},
+                                          std::move(fixed));
+  }
+
+  void run(const float* x, float* y) const override { exec_->Run({x, y}); }
+  std::string name() const override { return name_; }
+
+ private:
+  std::string name_;
+  std::unique_ptr<PlannedExec> exec_;
+};
+
+}  // namespace
+
+std::string Conv2dTransposeRefusal(const Conv2dTransposeProblem& p) {
+  if (p.conv.pad.bottom < 0 || p.conv.pad.right < 0) {
+    return "onednn: output_padding >= stride (allowed when dilation > output_padding) needs a "
+           "negative padding_r, which oneDNN's deconvolution does not take";
+  }
+  return {};
+}
+
+std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,
+                                                        const float* w, const float* b) {
+  return TranslateErrors("conv2d_transpose forward",
+                         [&] { return std::make_unique<Conv2dTransposeFwdPlan>(p, w, b); });
+}
+
+}  // namespace convkit::internal::onednn

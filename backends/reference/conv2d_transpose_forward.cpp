@@ -1,0 +1,76 @@
+// Transposed convolution forward: the seed's conv_backward dA loop, run forward.
+//
+// The seed computes dA_prev by scattering: for every element dZ[i, h, w, c] it adds
+//   W[:, :, :, c] * dZ[i, h, w, c]  to  da_prev_pad[i, vert_start:vert_end, horiz_start:horiz_end,
+//   :]
+// and then crops the padding. The transposed convolution is that loop with x in dZ's place and y
+// in dA_prev's: each x element scatters its window, times w, into the full output, and the pads
+// crop it (taps landing in the pads are skipped). Then bias and activation, once per y element.
+#include <algorithm>
+#include <cstdint>
+
+#include "api/src/backend.hpp"
+#include "backends/reference/reference.hpp"
+
+namespace convkit::internal::reference {
+namespace {
+
+// max(0, z) that keeps NaN and the sign of zero as z has them (NaN < 0 and -0 < 0 are false).
+float relu(float z) { return z < 0.0f ? 0.0f : z; }
+
+// The post-ops of one output element, in DESIGN §3's order: bias, then the activation.
+float apply_post_ops(const Conv2dTransposeProblem& p, float z, const float* b, int64_t c) {
+  if (b != nullptr) z += b[c];
+  return p.activation == Activation::kRelu ? relu(z) : z;
+}
+
+}  // namespace
+
+void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
+                          const float* b, float* y) {
+  const int64_t batch = p.n();
+  const int64_t in_height = p.h(), in_width = p.w(), in_channels = p.c_in();
+  const int64_t out_height = p.oh(), out_width = p.ow(), out_channels = p.c_out();
+  const int64_t kernel_h = p.conv.kh, kernel_w = p.conv.kw;
+  const int64_t stride_h = p.conv.stride_h, stride_w = p.conv.stride_w;
+  const int64_t dilation_h = p.conv.dilation_h, dilation_w = p.conv.dilation_w;
+  const int64_t pad_top = p.pad.top, pad_left = p.pad.left;  // the crops at the top and left
+  const int64_t groups = p.conv.groups;
+  const int64_t ic_per_group = in_channels / groups, oc_per_group = out_channels / groups;
+  const Offset4d x_at(batch, in_height, in_width, in_channels);
+  const Offset4d w_at(kernel_h, kernel_w, oc_per_group, in_channels);
+  const Offset4d y_at(batch, out_height, out_width, out_channels);
+
+  // Images are independent: each is scattered by one thread, in a fixed order.
+#pragma omp parallel for num_threads(threads_for(p.flops() / 2))
+  for (int64_t n = 0; n < batch; ++n) {
+    float* y_image = y + n * out_height * out_width * out_channels;
+    std::fill_n(y_image, out_height * out_width * out_channels, 0.0f);
+    for (int64_t ih = 0; ih < in_height; ++ih) {
+      for (int64_t iw = 0; iw < in_width; ++iw) {
+        const int64_t vert_start = ih * stride_h - pad_top;  // the seed's names, in the full output
+        const int64_t horiz_start = iw * stride_w - pad_left;
+        for (int64_t ic = 0; ic < in_channels; ++ic) {
+          const int64_t group = ic / ic_per_group;
+          const float dz = x[x_at(n, ih, iw, ic)];
+          for (int64_t kh = 0; kh < kernel_h; ++kh) {
+            const int64_t oh = vert_start + kh * dilation_h;
+            if (oh < 0 || oh >= out_height) continue;  // cropped
+            for (int64_t kw = 0; kw < kernel_w; ++kw) {
+              const int64_t ow = horiz_start + kw * dilation_w;
+              if (ow < 0 || ow >= out_width) continue;
+              for (int64_t oc = 0; oc < oc_per_group; ++oc) {  // oc within the group, w's axis 2
+                y[y_at(n, oh, ow, group * oc_per_group + oc)] += w[w_at(kh, kw, oc, ic)] * dz;
+              }
+            }
+          }
+        }
+      }
+    }
+    for (int64_t i = 0; i < out_height * out_width * out_channels; ++i) {
+      y_image[i] = apply_post_ops(p, y_image[i], b, i % out_channels);
+    }
+  }
+}
+
+}  // namespace convkit::internal::reference

@@ -1,0 +1,381 @@
+// The transposed convolution (DESIGN §3): every backend against reference over a grid, bit for bit
+// on integer-valued data (forward one-shot and plans, backward); the identity with
+// conv2d_backward's dx; every compiled Highway target pinned in turn; plan behaviour.
+//
+// The grid sweeps strides 1-3, symmetric and asymmetric pads, dilation, groups (depthwise too),
+// output_padding (including output_padding >= stride, which PyTorch allows below the dilation),
+// batch 0, and channel counts around the vector width (1, 3, 15, 16, 17, 31).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/test_util.hpp"
+
+#if CONVKIT_TEST_HIGHWAY_TARGETS
+#include "hwy/highway.h"
+#include "hwy/targets.h"
+#endif
+
+namespace convkit::test {
+namespace {
+
+constexpr float kReferenceFill = 7777.0f;  // what an output holds before reference writes it
+constexpr float kBackendFill = -9999.0f;   // ... before the backend under test writes it
+
+struct TransposeCase {
+  Dims x;  // {N, H, W, C_in}
+  int64_t c_out = 1;
+  Conv2dTransposeParams params;
+  bool bias = true;
+
+  Dims w() const { return {params.kernel_h, params.kernel_w, c_out / params.groups, x[3]}; }
+  std::string ToString() const {
+    return "x " + to_string(x) + " c_out " + std::to_string(c_out) + " " + to_string(params) +
+           (bias ? " bias" : "");
+  }
+};
+
+TransposeCase Make(Dims x, int64_t c_out, int64_t k, int64_t s, Pads pad, int64_t d = 1,
+                   int64_t g = 1, int64_t op = 0, bool relu = false) {
+  TransposeCase c;
+  c.x = x;
+  c.c_out = c_out;
+  c.params.kernel_h = c.params.kernel_w = k;
+  c.params.stride_h = c.params.stride_w = s;
+  c.params.pad = pad;
+  c.params.dilation_h = c.params.dilation_w = d;
+  c.params.groups = g;
+  c.params.output_padding_h = c.params.output_padding_w = op;
+  c.params.activation = relu ? Activation::kRelu : Activation::kNone;
+  return c;
+}
+
+// Hand-picked: the benchmark's kinds of layer at small sizes, then each special path.
+std::vector<TransposeCase> HandCases() {
+  std::vector<TransposeCase> cases = {
+      Make({1, 5, 6, 16}, 8, 2, 2, {}),                                // UNet 2x2 s2
+      Make({2, 4, 5, 17}, 15, 4, 2, Pads::uniform(1)),                 // DCGAN 4x4 s2 p1
+      Make({1, 6, 7, 31}, 16, 3, 1, Pads::uniform(1), 1, 1, 0, true),  // 3x3 s1, relu
+      Make({2, 5, 4, 3}, 17, 3, 2, Pads::uniform(1), 1, 1, 1),         // output_padding 1
+      Make({1, 4, 5, 15}, 3, 3, 3, {0, 1, 2, 0}, 1, 1, 2),             // stride 3, asymmetric
+      Make({1, 3, 4, 16}, 16, 5, 3, {1, 2, 0, 3}, 1, 1, 1, true),
+      Make({1, 5, 5, 16}, 8, 3, 1, {}, 2, 1, 1),                  // op 1 >= stride, < dilation
+      Make({1, 4, 3, 8}, 9, 2, 2, {1, 0, 0, 1}, 3, 1, 2),         // op 2 >= stride, < dilation
+      Make({1, 5, 5, 6}, 4, 3, 2, Pads::uniform(1), 1, 2, 1),     // groups 2
+      Make({2, 4, 6, 32}, 64, 4, 2, Pads::uniform(1), 1, 4),      // groups 4
+      Make({1, 6, 7, 17}, 17, 3, 2, Pads::uniform(1), 1, 17, 1),  // depthwise
+      Make({2, 5, 5, 32}, 32, 4, 2, Pads::uniform(1), 1, 32, 0, true),
+      Make({1, 7, 20, 16}, 16, 3, 1, Pads::uniform(1), 1, 16),  // depthwise, dense rows
+      Make({1, 6, 9, 31}, 31, 5, 1, {2, 1, 0, 2}, 1, 31),
+      Make({2, 6, 6, 16}, 3, 4, 2, Pads::uniform(1)),  // 3 outputs: narrow path
+      Make({1, 5, 4, 31}, 1, 3, 2, {1, 0, 1, 0}, 1, 1, 1, true),
+      Make({0, 4, 4, 8}, 8, 2, 2, {}),                           // empty batch
+      Make({1, 5, 5, 16}, 31, 1, 1, {}),                         // 1x1
+      Make({1, 4, 4, 3}, 5, 1, 2, {}, 1, 1, 1),                  // stride > kernel: gaps
+      Make({3, 1, 1, 16}, 16, 4, 2, Pads::uniform(1)),           // one input pixel
+      Make({1, 3, 3, 4}, 4, 5, 1, {2, 3, 1, 0}),                 // crops past the window
+      Make({1, 4, 4, 17}, 15, 3, 2, Pads::uniform(1), 2, 1, 1),  // dilated, strided
+  };
+  cases.push_back(Make({1, 4, 5, 15}, 16, 2, 2, {}));
+  cases.back().bias = false;
+  for (const int64_t c_in : {1, 3, 15, 16, 17, 31}) {
+    for (const int64_t c_out : {1, 16, 17, 31}) {
+      cases.push_back(Make({1, 3, 4, c_in}, c_out, 2, 2, {}, 1, 1, 0, c_in % 2 == 1));
+      cases.push_back(Make({1, 4, 3, c_in}, c_out, 3, 1, Pads::uniform(1)));
+    }
+  }
+  return cases;
+}
+
+// Random valid cases over the whole parameter space, the same ones on every run.
+std::vector<TransposeCase> SampledCases() {
+  std::vector<TransposeCase> cases;
+  Rng rng(0x7a5e);
+  const std::vector<int64_t> channels = {1, 3, 15, 16, 17, 31};
+  while (cases.size() < 60) {
+    TransposeCase c;
+    const int64_t k = rng.UniformInt(1, 5), s = rng.UniformInt(1, 3), d = rng.UniformInt(1, 2);
+    const int64_t group_kind = rng.UniformInt(0, 2);  // 1, 2 or depthwise
+    int64_t c_in = rng.Pick(channels), c_out = rng.Pick(channels);
+    int64_t g = 1;
+    if (group_kind == 1) {
+      g = 2;
+      c_in *= 2;
+      c_out *= 2;
+    } else if (group_kind == 2) {
+      g = c_out = c_in;
+    }
+    Pads pad{rng.UniformInt(0, k - 1), rng.UniformInt(0, k - 1), rng.UniformInt(0, k - 1),
+             rng.UniformInt(0, k - 1)};
+    const int64_t op_limit = std::max(s, d) - 1;
+    c = Make({rng.UniformInt(0, 2), rng.UniformInt(1, 7), rng.UniformInt(1, 7), c_in}, c_out, k, s,
+             pad, d, g, rng.UniformInt(0, op_limit), rng.UniformInt(0, 2) == 0);
+    c.params.output_padding_w = rng.UniformInt(0, op_limit);
+    c.bias = rng.UniformInt(0, 3) != 0;
+    try {
+      conv2d_transpose_output_dims(c.x, c.w(), c.params);
+    } catch (const Error&) {
+      continue;  // an output below 1: drawn again
+    }
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+std::vector<TransposeCase> Cases() {
+  std::vector<TransposeCase> cases = HandCases();
+  for (const TransposeCase& c : SampledCases()) cases.push_back(c);
+  return cases;
+}
+
+// Integers in [-3, 3] without 0: every partial sum is an exact fp32 integer.
+void Fill(std::span<float> data, Rng& rng) { FillIntegers(data, rng, -3, 3, true); }
+
+struct CaseData {
+  Tensor x, w;
+  std::vector<float> b;
+};
+
+CaseData MakeData(const TransposeCase& c, uint64_t seed) {
+  Rng rng(seed);
+  CaseData data{Tensor(c.x), Tensor(c.w()), std::vector<float>(c.bias ? c.c_out : 0)};
+  Fill(Span(data.x), rng);
+  Fill(Span(data.w), rng);
+  Fill(Span(data.b), rng);
+  return data;
+}
+
+// Success when `isa` is empty or the implementation name ends with it.
+::testing::AssertionResult ImplIsOnIsa(const std::string& cs, const std::string& impl,
+                                       std::string_view isa) {
+  if (isa.empty() || impl.ends_with(":" + std::string(isa))) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << cs << ": plan runs on " << impl << ", not on " << isa;
+}
+
+// Forward, one-shot and a plan run twice, against reference; returns how many cases ran (the
+// others were refused, each printed).
+int ForwardGrid(const std::string& backend, std::string_view isa) {
+  int ran = 0, index = 0;
+  for (const TransposeCase& c : Cases()) {
+    const std::string cs = backend + ": " + c.ToString();
+    const CaseData d = MakeData(c, 0x7000 + index++);
+    const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+    Tensor expected(y_dims, kReferenceFill);
+    conv2d_transpose_forward(c.params, d.x, d.w, d.b, expected, "reference");
+    if (c.bias && c.params.activation == Activation::kNone && expected.size() >= 32) {
+      EXPECT_TRUE(NotMostlyZero(cs, "reference y", expected, 0.3));
+    }
+    Tensor y(y_dims, kBackendFill);
+    if (auto why =
+            RefusalOf([&] { conv2d_transpose_forward(c.params, d.x, d.w, d.b, y, backend); })) {
+      std::printf("refused: %s: %s\n", cs.c_str(), why->c_str());
+      continue;
+    }
+    ++ran;
+    EXPECT_TRUE(CompareTensors(cs, "y (one-shot)", expected, y));
+    Tensor y_plan(y_dims, kBackendFill), y_again(y_dims, kBackendFill);
+    const Conv2dTranspose plan(c.params, c.x, d.w, d.b, backend);
+    plan.run(d.x, y_plan);
+    plan.run(d.x, y_again);
+    EXPECT_TRUE(ImplIsOnIsa(cs, plan.impl_name(), isa));
+    EXPECT_TRUE(CompareTensors(cs, "y (plan)", expected, y_plan));
+    EXPECT_TRUE(CompareTensors(cs, "y (plan, second run)", expected, y_again));
+    if (::testing::Test::HasFailure()) break;  // one failing case says enough
+  }
+  return ran;
+}
+
+// Backward against reference; the gradients asked for rotate: all three, dx only, dw and db only.
+int BackwardGrid(const std::string& backend) {
+  int ran = 0, index = 0;
+  for (TransposeCase c : Cases()) {
+    const int which = index % 3;
+    c.params.activation = Activation::kNone;
+    const std::string cs = backend + ": " + c.ToString() +
+                           (which == 1   ? " dx only"
+                            : which == 2 ? " dw, db only"
+                                         : "");
+    const CaseData d = MakeData(c, 0xb000 + index++);
+    const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+    Tensor dy(y_dims);
+    Rng rng(0xd1 + index);
+    Fill(Span(dy), rng);
+    Tensor dx_ref(c.x, kReferenceFill), dw_ref(c.w(), kReferenceFill);
+    std::vector<float> db_ref(static_cast<size_t>(c.c_out), kReferenceFill);
+    conv2d_transpose_backward(c.params, d.x, d.w, dy, {dx_ref.view(), dw_ref.view(), Span(db_ref)},
+                              "reference");
+    Tensor dx(c.x, kBackendFill), dw(c.w(), kBackendFill);
+    std::vector<float> db(static_cast<size_t>(c.c_out), kBackendFill);
+    Conv2dGrads grads;
+    if (which != 2) grads.dx = dx.view();
+    if (which != 1) {
+      grads.dw = dw.view();
+      grads.db = Span(db);
+    }
+    if (auto why =
+            RefusalOf([&] { conv2d_transpose_backward(c.params, d.x, d.w, dy, grads, backend); })) {
+      std::printf("refused: %s: %s\n", cs.c_str(), why->c_str());
+      continue;
+    }
+    ++ran;
+    if (which != 2) EXPECT_TRUE(CompareTensors(cs, "dx", dx_ref, dx));
+    if (which != 1) EXPECT_TRUE(CompareTensors(cs, "dw", dw_ref, dw));
+    if (which != 1) EXPECT_TRUE(CompareVectors(cs, "db", db_ref, db));
+    if (which == 2)
+      EXPECT_TRUE(CompareTensors(cs, "dx (not asked)", Tensor(c.x, kBackendFill), dx));
+    if (which == 1)
+      EXPECT_TRUE(CompareTensors(cs, "dw (not asked)", Tensor(c.w(), kBackendFill), dw));
+    if (::testing::Test::HasFailure()) break;
+  }
+  return ran;
+}
+
+class TransposeTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (auto why = NotBuiltReason(GetParam())) GTEST_SKIP() << GetParam() << ": " << *why;
+  }
+  const std::string& backend() const { return GetParam(); }
+};
+
+TEST_P(TransposeTest, ForwardMatchesReference) {
+  if (ForwardGrid(backend(), "") == 0) GTEST_SKIP() << backend() << " refused every case";
+}
+
+TEST_P(TransposeTest, BackwardMatchesReference) {
+  if (BackwardGrid(backend()) == 0) GTEST_SKIP() << backend() << " refused every case";
+}
+
+// The convolution whose backward data `c` is: same kernel, stride, dilation, groups, pads (when
+// output_padding < stride: then its output size formula gives back x's H and W).
+Conv2dParams EquivalentConv(const TransposeCase& c) {
+  Conv2dParams p;
+  p.kernel_h = c.params.kernel_h;
+  p.kernel_w = c.params.kernel_w;
+  p.stride_h = c.params.stride_h;
+  p.stride_w = c.params.stride_w;
+  p.pad = c.params.pad;
+  p.dilation_h = c.params.dilation_h;
+  p.dilation_w = c.params.dilation_w;
+  p.groups = c.params.groups;
+  return p;
+}
+
+// conv2d_transpose_forward(x, w) is conv2d_backward's dx with dy = x, bit for bit on each backend,
+// on integer data for every backend and on real-valued data where both run the same kernel.
+TEST_P(TransposeTest, EqualsConvBackwardData) {
+  int ran = 0, index = 0;
+  for (TransposeCase c : Cases()) {
+    if (c.params.output_padding_h >= c.params.stride_h ||
+        c.params.output_padding_w >= c.params.stride_w) {
+      continue;  // the equivalent convolution would need a negative pad
+    }
+    c.params.activation = Activation::kNone;
+    const Conv2dParams conv = EquivalentConv(c);
+    const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+    ASSERT_EQ(conv2d_output_dims(y_dims, c.w(), conv), c.x) << c.ToString();
+    for (const bool real : {false, true}) {
+      const std::string cs = backend() + ": " + c.ToString() + (real ? " real" : " integer");
+      Rng rng(0x1de + index++);
+      Tensor x(c.x), w(c.w());
+      if (real) {
+        FillNormal(Span(x), rng);
+        FillNormal(Span(w), rng);
+      } else {
+        Fill(Span(x), rng);
+        Fill(Span(w), rng);
+      }
+      Tensor y(y_dims, kBackendFill), dx(y_dims, kReferenceFill);
+      if (RefusalOf([&] { conv2d_transpose_forward(c.params, x, w, {}, y, backend()); }) ||
+          RefusalOf(
+              [&] { conv2d_backward(conv, Tensor(y_dims), w, x, {.dx = dx.view()}, backend()); })) {
+        continue;
+      }
+      ++ran;
+      // Reference scatters (forward) where its dx gathers: the same bits on integer data only.
+      // oneDNN's deconvolution is its backward-data kernel: the same bits either way.
+      if (real && backend() == "reference") continue;
+      EXPECT_TRUE(CompareTensors(cs, "y vs conv2d_backward dx", dx, y));
+    }
+    if (::testing::Test::HasFailure()) break;
+  }
+  if (ran == 0) GTEST_SKIP() << backend() << " refused every case";
+}
+
+// A plan keeps no reference to w and b; runs from several threads agree.
+TEST_P(TransposeTest, PlanOwnsItsWeights) {
+  const TransposeCase c = Make({2, 5, 6, 16}, 8, 4, 2, Pads::uniform(1), 1, 1, 1, true);
+  CaseData d = MakeData(c, 0x91a);
+  const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+  Tensor expected(y_dims);
+  conv2d_transpose_forward(c.params, d.x, d.w, d.b, expected, "reference");
+  const Conv2dTranspose plan(c.params, c.x, d.w, d.b, backend());
+  EXPECT_EQ(plan.x_dims(), c.x);
+  EXPECT_EQ(plan.y_dims(), y_dims);
+  EXPECT_TRUE(plan.impl_name().starts_with(backend() + ":")) << plan.impl_name();
+  std::fill(d.w.data(), d.w.data() + d.w.size(), 100.0f);
+  std::fill(d.b.begin(), d.b.end(), 100.0f);
+  GuardedTensor y(y_dims, kBackendFill);
+  plan.run(d.x, y.view());
+  EXPECT_TRUE(CompareTensors(c.ToString(), "y", expected, y.view()));
+  EXPECT_TRUE(y.GuardsIntact(c.ToString(), "y"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, TransposeTest, ::testing::ValuesIn(BackendsToTest()),
+                         BackendParamName);
+
+// Every compiled Highway target, pinned in turn (as equivalence_test.cpp does for the
+// convolution): the backward-data kernels with the fused epilogue on each vector width.
+#if CONVKIT_TEST_HIGHWAY_TARGETS
+std::vector<int64_t> CompiledHighwayTargets() {
+  std::vector<int64_t> targets;
+  for (int64_t bits = HWY_TARGETS; bits != 0; bits &= bits - 1) targets.push_back(bits & -bits);
+  return targets;
+}
+#else
+std::vector<int64_t> CompiledHighwayTargets() { return {0}; }
+#endif
+
+class TransposeHighwayTargetTest : public ::testing::TestWithParam<int64_t> {
+ protected:
+  void SetUp() override {
+    if (auto why = NotBuiltReason("highway")) GTEST_SKIP() << "highway: " << *why;
+#if CONVKIT_TEST_HIGHWAY_TARGETS
+    if ((hwy::SupportedTargets() & GetParam()) == 0) {
+      GTEST_SKIP() << hwy::TargetName(GetParam()) << " is compiled but this CPU lacks it";
+    }
+    hwy::SetSupportedTargetsForTest(GetParam());
+    pinned_ = true;
+#else
+    GTEST_SKIP() << "built without libhwy: cannot pin Highway targets";
+#endif
+  }
+  void TearDown() override {
+#if CONVKIT_TEST_HIGHWAY_TARGETS
+    if (pinned_) hwy::SetSupportedTargetsForTest(0);
+#endif
+  }
+
+ private:
+  bool pinned_ = false;
+};
+
+TEST_P(TransposeHighwayTargetTest, ForwardMatchesReference) {
+#if CONVKIT_TEST_HIGHWAY_TARGETS
+  EXPECT_GT(ForwardGrid("highway", hwy::TargetName(GetParam())), 0);
+#endif
+}
+
+INSTANTIATE_TEST_SUITE_P(Compiled, TransposeHighwayTargetTest,
+                         ::testing::ValuesIn(CompiledHighwayTargets()),
+                         [](const ::testing::TestParamInfo<int64_t>& info) {
+#if CONVKIT_TEST_HIGHWAY_TARGETS
+                           return std::string(hwy::TargetName(info.param));
+#else
+                           return std::string("NoHighway");
+#endif
+                         });
+
+}  // namespace
+}  // namespace convkit::test
