@@ -10,6 +10,7 @@ tools/compare.sh --models runs it after building the Python extension.
 
   python3 tools/model_compare.py                           # the whole set, 2 threads
   python3 tools/model_compare.py --models yolov8n,resnet50 --threads 1 --rounds 20
+  python3 tools/model_compare.py --update-readme    # and rewrite README.md's models table
 """
 
 import argparse
@@ -23,6 +24,8 @@ import numpy as np
 TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(TOOLS_DIR)
 PEERS = ["onnxruntime", "openvino"]
+README_BEGIN = "<!-- models-table:begin -->"
+README_END = "<!-- models-table:end -->"
 
 
 def import_convkit(build_dir):
@@ -115,6 +118,7 @@ def main(argv=None):
     parser.add_argument("--backend", default=None)
     parser.add_argument("--build", default=os.path.join(REPO_DIR, "build", "release"))
     parser.add_argument("--out", default="out")
+    parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
     args.peers = [p for p in args.peers.split(",") if p]
     convkit = import_convkit(args.build)
@@ -140,7 +144,22 @@ def main(argv=None):
         json.dump(dict(threads=args.threads, backend=args.backend, results=results), f, indent=1)
     chart(results, args.peers, os.path.join(args.out, "models.png"),
           f"convkit.onnx vs peers, {args.threads} threads, fp32")
+    if args.update_readme:
+        update_readme(text)
     return 0
+
+
+def update_readme(text):
+    path = os.path.join(REPO_DIR, "README.md")
+    with open(path) as f:
+        readme = f.read()
+    begin, end = readme.find(README_BEGIN), readme.find(README_END)
+    if begin < 0 or end < begin:
+        sys.exit(f"model_compare: {path} has no {README_BEGIN} ... {README_END} block")
+    readme = readme[:begin + len(README_BEGIN)] + "\n" + text + readme[end:]
+    with open(path, "w") as f:
+        f.write(readme)
+    print(f"updated {path}")
 
 
 if __name__ == "__main__":
