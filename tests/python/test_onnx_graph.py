@@ -515,3 +515,18 @@ def test_batch_norm_folds_into_conv_transpose(rng, x, groups):
     expected = (t - params["bn_m"][:, None, None]) * scale[:, None, None] \
         + params["bn_b"][:, None, None]
     np.testing.assert_allclose(loaded(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_numpy_transposed_convolution_matches_convkit(rng, backend):
+    # The adapter's numpy fallback (for a convkit without conv2d_transpose) against convkit's.
+    from convkit.onnx.adapter import ConvLayer
+
+    if not hasattr(convkit, "conv2d_transpose"):
+        pytest.skip("this convkit has no conv2d_transpose")
+    x = rng.standard_normal((2, 5, 4, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 2, 6)).astype(np.float32)  # {KH, KW, C_out/g, C_in}, g = 3
+    b = rng.standard_normal(6).astype(np.float32)
+    layer = ConvLayer(w, b, x_shape=x.shape, stride=(2, 3), pads=(1, 0, 0, 2), dilation=(1, 2),
+                      groups=3, transpose=True, output_padding=(1, 0), backend=backend)
+    expected = layer.run(x)
+    np.testing.assert_allclose(layer._transpose_numpy(x), expected, rtol=1e-5, atol=1e-5)
