@@ -44,3 +44,18 @@ def test_model_set_is_well_formed(built):
     assert {tuple(a.ints) for n in depthwise for a in n.attribute if a.name == "kernel_shape"} \
         == {(3, 3), (5, 5)}
 
+
+
+def test_cli_times_and_profiles(built, tmp_path, capsys):
+    from convkit.onnx import cli
+
+    path = tmp_path / "yolo.onnx"
+    onnx.save(built["yolov8n"], path)
+    assert cli.main([str(path), "--shape", "1,3,64,64", "--threads", "1", "--repeats", "1",
+                     "--profile"]) == 0
+    out = capsys.readouterr().out
+    assert "inputs {'images': (1, 3, 64, 64)}" in out and "convkit " in out
+    assert "glue (non-convkit) share" in out
+    # Ten slowest steps, each with an implementation name (backend:variant:isa or numpy).
+    rows = out.split("ten slowest steps")[1].strip().splitlines()[2:]
+    assert len(rows) == 10 and all(len(row.split()) == 4 for row in rows)
