@@ -250,6 +250,10 @@ def _glue_cases():
         ("unary_chain", [node("Tanh", ["c"], ["t"]), node("Exp", ["t"], ["e"]),
                          node("Log", ["e"], ["l"]), node("Erf", ["l"], ["f"]),
                          node("HardSwish", ["f"], ["h"]), node("LeakyRelu", ["h"], ["y"])], {}),
+        ("instance_norm", [node("InstanceNormalization", ["c", "g", "bt"], ["y"])],
+         {"g": f32(rng.uniform(0.5, 1.5, C)), "bt": f32(rng.standard_normal(C))}),
+        ("prelu", [node("PRelu", ["c", "slope"], ["y"])],
+         {"slope": f32(rng.uniform(0, 0.5, (C, 1, 1)))}),
         ("cast_identity", [node("Cast", ["c"], ["d"], to=onnx.TensorProto.DOUBLE),
                            node("Cast", ["d"], ["i"], to=onnx.TensorProto.FLOAT),
                            node("Identity", ["i"], ["y"])], {}),
@@ -530,3 +534,18 @@ def test_numpy_transposed_convolution_matches_convkit(rng, backend):
                       groups=3, transpose=True, output_padding=(1, 0), backend=backend)
     expected = layer.run(x)
     np.testing.assert_allclose(layer._transpose_numpy(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [3, 4])
+def test_lrn_on_nhwc_data(rng, x, size):
+    # onnx.reference's LRN loops over N where it means C: the oracle is ONNX's formula here.
+    alpha, beta, bias = 0.5, 0.75, 2.0
+    node = helper.make_node("LRN", ["c"], ["y"], size=size, alpha=alpha, beta=beta, bias=bias)
+    c, y = convkit.onnx.load(conv_then(rng, [node], ["c", "y"]))(x)
+    c64 = c.astype(np.float64)
+    expected = np.empty_like(c64)
+    for channel in range(C):
+        window = c64[:, max(0, channel - (size - 1) // 2):channel + size // 2 + 1]
+        scale = (bias + alpha / size * np.sum(window ** 2, axis=1)) ** beta
+        expected[:, channel] = c64[:, channel] / scale
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)

@@ -546,3 +546,52 @@ def build_gemm(ctx):
         return y.astype(a.dtype, copy=False)
 
     return Kernel(run, [L.PLAIN] * len(ctx.node.inputs), [L.PLAIN])
+
+
+# ------------------------------------------------------------------------------------------------
+# Normalizations over channels or space: LRN, InstanceNormalization.
+
+def _channel_layout(ctx):
+    """(layout, physical channel axis, physical spatial axes) for an (N, C, ...) input."""
+    rank = len(ctx.in_shape(0))
+    layout = L.NHWC if ctx.in_layouts[0] == L.NHWC else L.PLAIN
+    channel = L.physical_axis(1, rank, layout)
+    spatial = tuple(L.physical_axis(a, rank, layout) for a in range(2, rank))
+    return layout, channel, spatial
+
+
+@op("LRN")
+def build_lrn(ctx):
+    size = int(ctx.attr("size"))
+    alpha, beta, bias = ctx.attr("alpha", 1e-4), ctx.attr("beta", 0.75), ctx.attr("bias", 1.0)
+    layout, channel, _ = _channel_layout(ctx)
+    before, after = (size - 1) // 2, size // 2  # ONNX: floor((size-1)/2), ceil((size-1)/2)
+
+    def run(x):
+        square = np.moveaxis(np.square(x, dtype=np.float64), channel, -1)
+        padded = np.pad(square, [(0, 0)] * (square.ndim - 1) + [(before + 1, after)])
+        sums = np.cumsum(padded, axis=-1)
+        window = sums[..., size:] - sums[..., :-size]
+        scale = np.moveaxis(np.power(bias + alpha / size * window, beta), -1, channel)
+        return (x / scale).astype(x.dtype)
+
+    return Kernel(run, [layout], [layout])
+
+
+@op("InstanceNormalization")
+def build_instance_norm(ctx):
+    gamma = ctx.require_const(1, "the scale").astype(np.float64)
+    beta = ctx.require_const(2, "the bias").astype(np.float64)
+    epsilon = ctx.attr("epsilon", 1e-5)
+    layout, channel, spatial = _channel_layout(ctx)
+    view = [1] * len(ctx.in_shape(0))
+    view[channel] = -1
+    gamma, beta = gamma.reshape(view), beta.reshape(view)
+
+    def run(x, *_):
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=spatial, keepdims=True)
+        var = np.square(x64 - mean).mean(axis=spatial, keepdims=True)
+        return ((x64 - mean) / np.sqrt(var + epsilon) * gamma + beta).astype(x.dtype)
+
+    return Kernel(run, [layout, L.ANY, L.ANY], [layout])
