@@ -209,6 +209,7 @@ def _glue_cases():
         ("split_c", [node("Split", ["c", "sizes"], ["y", "z"], axis=1)], {"sizes": i64(2, 3)}),
         ("split_h", [node("Split", ["c", "sizes"], ["y", "z"], axis=2)], {"sizes": i64(3, 4)}),
         ("split_w", [node("Split", ["c"], ["y", "z"], axis=3, num_outputs=2)], {}),
+        ("split_one", [node("Split", ["c"], ["y"], axis=1, num_outputs=1)], {}),
         ("slice", [node("Slice", ["c", "st", "en", "ax", "sp"], ["y"])],
          {"st": i64(1, -1, 0), "en": i64(4, -100, 5), "ax": i64(1, 2, 3), "sp": i64(2, -2, 1)}),
         ("reshape", [node("Reshape", ["c", "s"], ["y"])], {"s": i64(N, -1, W)}),

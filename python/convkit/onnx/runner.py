@@ -152,7 +152,7 @@ class Model:
             outputs = step.fn(*args)
         except ck.Error as error:
             raise _with_node(error, f"node '{step.name}' ({step.op})") from error
-        if len(step.out_slots) == 1:
+        if not isinstance(outputs, tuple):
             env[step.out_slots[0]] = outputs
         else:
             for slot, y in zip(step.out_slots, outputs):
