@@ -416,7 +416,8 @@ def test_pool_attributes(x, backend, case):
 def _unsupported_cases():
     node = helper.make_node
     return [
-        (node("LRN", ["x"], ["y"], size=3, name="norm"), "norm", "LRN"),
+        (node("GridSample", ["x", "x"], ["y"], name="grid"), "grid", "GridSample"),
+        (node("Softmax", ["x"], ["y"], axis=1, name="s", domain="com.microsoft"), "s", "domain"),
         (node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], storage_order=1, name="p"), "p",
          "storage_order"),
         (node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], name="d"), "d",
