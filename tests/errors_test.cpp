@@ -276,6 +276,149 @@ TEST(ConvBackwardErrors, GradientsOverlap) {
       ErrorCode::kInvalidArgument, "grads.dx: expected memory that does not overlap x");
 }
 
+// The transposed convolution: a valid case (x {2, 3, 4, 8} -> y {2, 6, 8, 4}, 4x4 stride 2 pad
+// 1, 2 groups) that each test breaks in one way. Nothing is written on error.
+struct TransposeCase {
+  Conv2dTransposeParams params{.kernel_h = 4,
+                               .kernel_w = 4,
+                               .stride_h = 2,
+                               .stride_w = 2,
+                               .pad = Pads::uniform(1),
+                               .groups = 2};
+  Tensor x{{2, 3, 4, 8}, 1.0f};
+  Tensor w{{4, 4, 2, 8}, 1.0f};
+  Tensor y{{2, 6, 8, 4}, -7.0f};
+
+  void forward() { conv2d_transpose_forward(params, x, w, {}, y, "reference"); }
+  void expect_untouched() {
+    for (int64_t i = 0; i < y.size(); ++i) ASSERT_EQ(y.data()[i], -7.0f);
+  }
+};
+
+TEST(ConvTransposeErrors, TheValidCaseRuns) {
+  TransposeCase c;
+  c.forward();
+  EXPECT_EQ(c.y.data()[0], 4.0f);  // pixel (0, 0): taps (1, 1) of x(0, 0), 4 input channels
+}
+
+TEST(ConvTransposeErrors, OutputPaddingBelowStrideOrDilation) {
+  TransposeCase c;
+  c.params.output_padding_h = 2;  // stride 2, dilation 1
+  ExpectError([&] { c.forward(); }, ErrorCode::kInvalidArgument,
+              "conv2d_transpose_forward: params.output_padding_h: expected < stride = 2 or < "
+              "dilation = 1, given 2");
+  c.expect_untouched();
+  c.params.output_padding_h = 0;
+  c.params.output_padding_w = -1;
+  ExpectError([&] { c.forward(); }, ErrorCode::kInvalidArgument,
+              "params.output_padding_w: expected >= 0, given -1");
+  // Below the dilation is enough (PyTorch's rule): stride 1, dilation 3, output_padding 2.
+  Conv2dTransposeParams p;
+  p.kernel_h = p.kernel_w = 2;
+  p.dilation_h = 3;
+  p.output_padding_h = 2;
+  EXPECT_EQ(conv2d_transpose_output_dims({1, 4, 4, 3}, {2, 2, 5, 3}, p), (Dims{1, 9, 5, 5}));
+}
+
+TEST(ConvTransposeErrors, OutputBelowOne) {
+  TransposeCase c;
+  c.params.pad = {3, 5, 0, 0};  // the full height (3 - 1) * 2 + (4 - 1) + 1 = 8, all cropped
+  ExpectError([&] { c.forward(); }, ErrorCode::kInvalidArgument,
+              "conv2d_transpose_forward: y height: expected an output extent >= 1 (the full "
+              "output 8 minus the pads), given 8 - 3 - 5 < 1");
+  c.expect_untouched();
+}
+
+TEST(ConvTransposeErrors, WeightDims) {
+  TransposeCase c;
+  c.w = Tensor({4, 4, 2, 7}, 1.0f);  // C_in must be x's 8
+  ExpectError([&] { c.forward(); }, ErrorCode::kShapeMismatch,
+              "conv2d_transpose_forward: w: expected dims {4, 4, 2, 8} (KH, KW, C_out / groups, "
+              "C_in), given {4, 4, 2, 7}");
+  c.w = Tensor({3, 4, 2, 8}, 1.0f);
+  ExpectError([&] { c.forward(); }, ErrorCode::kShapeMismatch, "given {3, 4, 2, 8}");
+  c.w = Tensor({4, 4, 0, 8}, 1.0f);
+  ExpectError([&] { c.forward(); }, ErrorCode::kShapeMismatch,
+              "w: expected C_out / groups (dims[2]) >= 1, given {4, 4, 0, 8}");
+  c.expect_untouched();
+}
+
+TEST(ConvTransposeErrors, GroupsMustDivideCin) {
+  TransposeCase c;
+  c.params.groups = 3;
+  ExpectError([&] { c.forward(); }, ErrorCode::kInvalidArgument,
+              "conv2d_transpose_forward: params.groups: expected a divisor of C_in = 8, given 3");
+  c.expect_untouched();
+}
+
+TEST(ConvTransposeErrors, TensorsAndResidual) {
+  TransposeCase c;
+  Tensor wrong_y({2, 6, 7, 4});
+  ExpectError([&] { conv2d_transpose_forward(c.params, c.x, c.w, {}, wrong_y, "reference"); },
+              ErrorCode::kShapeMismatch, "y: expected dims {2, 6, 8, 4}, given {2, 6, 7, 4}");
+  std::vector<float> b(3, 1.0f);
+  ExpectError([&] { conv2d_transpose_forward(c.params, c.x, c.w, b, c.y, "reference"); },
+              ErrorCode::kShapeMismatch, "b: expected 4 elements (C_out), given 3 elements");
+  Tensor r({2, 6, 8, 3});
+  ExpectError([&] { conv2d_transpose_forward(c.params, c.x, c.w, {}, r, c.y, "reference"); },
+              ErrorCode::kShapeMismatch, "r: expected dims {2, 6, 8, 4}, given {2, 6, 8, 3}");
+  // A residual over x's memory.
+  Tensor big({2, 6, 8, 4});
+  const ConstTensorView x_alias(big.data(), c.x.dims());
+  ExpectError([&] { conv2d_transpose_forward(c.params, x_alias, c.w, {}, big, c.y, "reference"); },
+              ErrorCode::kInvalidArgument, "r: expected memory that does not overlap x");
+  c.params.activation = Activation::kClip;
+  c.params.activation_alpha = 2.0f;
+  c.params.activation_beta = 1.0f;
+  ExpectError([&] { c.forward(); }, ErrorCode::kInvalidArgument, "params.activation_alpha");
+  c.expect_untouched();
+}
+
+TEST(ConvTransposeErrors, Backward) {
+  TransposeCase c;
+  Tensor dy({2, 6, 8, 4}, 1.0f), dx({2, 3, 4, 8}, -7.0f), bad({1, 1, 1, 1});
+  c.params.activation = Activation::kRelu;
+  ExpectError(
+      [&] { conv2d_transpose_backward(c.params, c.x, c.w, dy, {.dx = dx.view()}); },
+      ErrorCode::kInvalidArgument,
+      "conv2d_transpose_backward: params.activation: expected kNone (apply the activation's "
+      "gradient to dy first), given relu");
+  c.params.activation = Activation::kNone;
+  ExpectError([&] { conv2d_transpose_backward(c.params, c.x, c.w, bad, {.dx = dx.view()}); },
+              ErrorCode::kShapeMismatch, "dy: expected dims {2, 6, 8, 4}, given {1, 1, 1, 1}");
+  ExpectError([&] { conv2d_transpose_backward(c.params, c.x, c.w, dy, {.dw = bad.view()}); },
+              ErrorCode::kShapeMismatch, "grads.dw: expected dims {4, 4, 2, 8}, given");
+  ExpectError(
+      [&] {
+        conv2d_transpose_backward(c.params, c.x, c.w, dy, {.db = std::span<float>(bad.data(), 1)});
+      },
+      ErrorCode::kShapeMismatch, "grads.db: expected 4 elements (C_out), given 1 elements");
+  for (int64_t i = 0; i < dx.size(); ++i) ASSERT_EQ(dx.data()[i], -7.0f);
+}
+
+TEST(ConvTransposeErrors, PlanChecksRunArguments) {
+  TransposeCase c;
+  const Conv2dTranspose plan(c.params, c.x.dims(), c.w, {}, "reference");
+  EXPECT_EQ(plan.y_dims(), (Dims{2, 6, 8, 4}));
+  Tensor wrong_x({2, 3, 4, 7});
+  ExpectError([&] { plan.run(wrong_x, c.y); }, ErrorCode::kShapeMismatch,
+              "Conv2dTranspose::run: x: expected dims {2, 3, 4, 8}, given {2, 3, 4, 7}");
+  Tensor r({2, 6, 8, 4});
+  ExpectError(
+      [&] {
+        plan.run(c.x, Tensor({1, 6, 8, 4}), c.y);
+      },
+      ErrorCode::kShapeMismatch, "Conv2dTranspose::run: r: expected dims {2, 6, 8, 4}");
+  c.expect_untouched();
+  c.params.output_padding_w = 5;
+  ExpectError([&] { Conv2dTranspose(c.params, c.x.dims(), c.w); }, ErrorCode::kInvalidArgument,
+              "Conv2dTranspose: params.output_padding_w");
+  Conv2dTranspose moved(TransposeCase().params, c.x.dims(), c.w, {}, "reference");
+  Conv2dTranspose taken = std::move(moved);
+  ExpectError([&] { moved.run(c.x, c.y); }, ErrorCode::kInvalidArgument,  // NOLINT: on purpose
+              "a moved-from plan");
+}
+
 // Pooling.
 struct PoolError {
   std::string name;

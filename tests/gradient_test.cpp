@@ -1,5 +1,6 @@
-// Gradient tests (DESIGN §8): each backend's backward pass against central finite differences of
-// its own forward pass, on the scalar loss L = sum(y * r) with random r (so dL/dy = r).
+// Gradient tests (DESIGN §8): each backend's backward pass (convolution, transposed convolution,
+// pooling) against central finite differences of its own forward pass, on the scalar loss L = sum(y
+// * r) with random r (so dL/dy = r).
 //
 // L is computed in double from the fp32 y. Convolution and average pooling are linear in every
 // input, so central differences have no truncation error: what remains is fp32 rounding in y,
@@ -241,6 +242,90 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Range(0, static_cast<int>(ConvGradCases().size()))),
     [](const ::testing::TestParamInfo<std::tuple<std::string, int>>& info) {
       const ConvGradCase& c = ConvGradCases()[std::get<1>(info.param)];
+      return std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param)) + "_" +
+             Sanitize(to_string(c.params));
+    });
+
+// ---- Transposed convolution ----
+
+struct TransposeGradCase {
+  Dims x;
+  int64_t c_out;
+  Conv2dTransposeParams params;
+
+  Dims w() const { return {params.kernel_h, params.kernel_w, c_out / params.groups, x[3]}; }
+};
+
+Conv2dTransposeParams MakeTranspose(int64_t k, int64_t s, Pads pad, int64_t d, int64_t g,
+                                    int64_t op) {
+  Conv2dTransposeParams p;
+  p.kernel_h = p.kernel_w = k;
+  p.stride_h = p.stride_w = s;
+  p.pad = pad;
+  p.dilation_h = p.dilation_w = d;
+  p.groups = g;
+  p.output_padding_h = p.output_padding_w = op;
+  return p;
+}
+
+const std::vector<TransposeGradCase>& TransposeGradCases() {
+  static const std::vector<TransposeGradCase> cases = {
+      {{2, 3, 4, 4}, 6, MakeTranspose(2, 2, {}, 1, 1, 0)},
+      {{2, 3, 3, 5}, 4, MakeTranspose(4, 2, Pads::uniform(1), 1, 1, 0)},
+      {{1, 4, 3, 3}, 5, MakeTranspose(3, 2, {1, 0, 2, 1}, 1, 1, 1)},
+      {{2, 4, 4, 4}, 6, MakeTranspose(3, 1, Pads::uniform(1), 2, 2, 0)},
+      {{2, 4, 3, 4}, 4, MakeTranspose(3, 2, Pads::uniform(1), 1, 4, 1)},  // depthwise
+      {{1, 3, 4, 3}, 4, MakeTranspose(3, 1, {}, 2, 1, 1)},  // output_padding >= stride
+  };
+  return cases;
+}
+
+class TransposeGradientTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {
+ protected:
+  const std::string& backend() const { return std::get<0>(GetParam()); }
+  const TransposeGradCase& grad_case() const {
+    return TransposeGradCases()[std::get<1>(GetParam())];
+  }
+};
+
+TEST_P(TransposeGradientTest, MatchesFiniteDifferences) {
+  const TransposeGradCase& c = grad_case();
+  const std::string name = backend() + ": conv2d_transpose x " + to_string(c.x) + " c_out " +
+                           std::to_string(c.c_out) + " " + to_string(c.params);
+  Rng rng(0x7a0 + std::get<1>(GetParam()));
+  Tensor x(c.x), w(c.w());
+  std::vector<float> b(static_cast<size_t>(c.c_out));
+  FillNormal(Span(x), rng);
+  FillNormal(Span(w), rng);
+  FillNormal(Span(b), rng);
+  const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+  Tensor r(y_dims);
+  FillNormal(Span(r), rng);
+
+  Tensor y(y_dims);
+  const auto loss = [&] {
+    conv2d_transpose_forward(c.params, x, w, b, y, backend());
+    return Loss(y, r);
+  };
+  CONVKIT_RUN_OR_SKIP(backend(), loss());
+  Tensor dx(c.x, -7.0f), dw(c.w(), -7.0f);
+  std::vector<float> db(static_cast<size_t>(c.c_out), -7.0f);
+  CONVKIT_RUN_OR_SKIP(
+      backend(),
+      conv2d_transpose_backward(c.params, x, w, r, {dx.view(), dw.view(), Span(db)}, backend()));
+  const float h = 0x1.0p-4f;
+  const double rtol = 1e-3;
+  EXPECT_TRUE(CheckGradient(name, "x", Span(x), Span(dx), loss, h, rtol, rng));
+  EXPECT_TRUE(CheckGradient(name, "w", Span(w), Span(dw), loss, h, rtol, rng));
+  EXPECT_TRUE(CheckGradient(name, "b", Span(b), Span(db), loss, h, rtol, rng));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Built, TransposeGradientTest,
+    ::testing::Combine(::testing::ValuesIn(BackendsToTest()),
+                       ::testing::Range(0, static_cast<int>(TransposeGradCases().size()))),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, int>>& info) {
+      const TransposeGradCase& c = TransposeGradCases()[std::get<1>(info.param)];
       return std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param)) + "_" +
              Sanitize(to_string(c.params));
     });

@@ -1,12 +1,15 @@
 // The transposed convolution (DESIGN §3): every backend against reference over a grid, bit for bit
-// on integer-valued data (forward one-shot and plans, backward); the identity with
-// conv2d_backward's dx; every compiled Highway target pinned in turn; plan behaviour.
+// on integer-valued data (forward one-shot and plans, backward); every activation and residual
+// mode (none, before, after the activation, in place) rotating over the grid, exact for relu,
+// relu6, clip and leaky_relu and within 4 ulp for the others; the identity with conv2d_backward's
+// dx; every compiled Highway target pinned in turn; plan behaviour.
 //
 // The grid sweeps strides 1-3, symmetric and asymmetric pads, dilation, groups (depthwise too),
 // output_padding (including output_padding >= stride, which PyTorch allows below the dilation),
 // batch 0, and channel counts around the vector width (1, 3, 15, 16, 17, 31).
 #include <gtest/gtest.h>
 
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -129,6 +132,48 @@ std::vector<TransposeCase> Cases() {
   return cases;
 }
 
+// The post-ops of grid case `index`: the activations in turn, and every 11 cases the next residual
+// mode.
+enum class Residual { kNone, kBefore, kAfter, kInPlace };
+
+struct PostOpsCase {
+  Activation activation = Activation::kNone;
+  float alpha = 0.0f, beta = 0.0f;
+  Residual residual = Residual::kNone;
+};
+
+PostOpsCase PostOpsFor(int index) {
+  static constexpr Activation kAll[] = {
+      Activation::kNone,      Activation::kRelu,        Activation::kRelu6, Activation::kClip,
+      Activation::kLeakyRelu, Activation::kSigmoid,     Activation::kTanh,  Activation::kSilu,
+      Activation::kHardSwish, Activation::kHardSigmoid, Activation::kGelu};
+  constexpr int kCount = static_cast<int>(std::size(kAll));
+  PostOpsCase c;
+  c.activation = kAll[index % kCount];
+  if (c.activation == Activation::kClip) c = {c.activation, -2.0f, 5.0f};
+  if (c.activation == Activation::kLeakyRelu) c = {c.activation, 0.5f, 0.0f};
+  if (c.activation == Activation::kHardSigmoid) c = {c.activation, 0.25f, 0.5f};
+  c.residual = static_cast<Residual>((index / kCount) % 4);
+  return c;
+}
+
+// Exact activations compare bit for bit; the others within 4 ulp of the reference's activation
+// (DESIGN §4). A residual added after the activation may cancel most of it (sigmoid(z) - 1), so
+// there the 4 ulp are of the activation's value, which is then below 4 (r is in [-3, 3]).
+Tolerance ToleranceFor(Activation activation, Residual residual) {
+  const double floor = residual == Residual::kAfter ? 4.0 : 1e-30;
+  switch (activation) {
+    case Activation::kNone:
+    case Activation::kRelu:
+    case Activation::kRelu6:
+    case Activation::kClip:
+    case Activation::kLeakyRelu:
+      return Tolerance::Exact();
+    default:
+      return Tolerance::Relative(0x1.0p-21, floor);  // 4 ulp: 4 * 2^-23 of the value at most
+  }
+}
+
 // Integers in [-3, 3] without 0: every partial sum is an exact fp32 integer.
 void Fill(std::span<float> data, Rng& rng) { FillIntegers(data, rng, -3, 3, true); }
 
@@ -153,34 +198,74 @@ CaseData MakeData(const TransposeCase& c, uint64_t seed) {
   return ::testing::AssertionFailure() << cs << ": plan runs on " << impl << ", not on " << isa;
 }
 
-// Forward, one-shot and a plan run twice, against reference; returns how many cases ran (the
-// others were refused, each printed).
+// y of `c` on `backend` with the post-ops `ops`: one-shot, or through a plan run twice (both runs
+// must agree). The residual r is given as its own tensor, or with kInPlace copied into y first.
+Tensor RunForward(const TransposeCase& c, const CaseData& d, const PostOpsCase& ops,
+                  const Tensor& r, const std::string& backend, bool plan, std::string* impl) {
+  const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+  Tensor y(y_dims, kBackendFill);
+  const auto run = [&](const auto& call) {
+    if (ops.residual == Residual::kInPlace) y = r;
+    if (ops.residual == Residual::kNone) return call(nullptr);
+    return call(ops.residual == Residual::kInPlace ? &y : &r);
+  };
+  if (!plan) {
+    run([&](const Tensor* rr) {
+      if (rr == nullptr) return conv2d_transpose_forward(c.params, d.x, d.w, d.b, y, backend);
+      conv2d_transpose_forward(c.params, d.x, d.w, d.b, *rr, y, backend);
+    });
+    return y;
+  }
+  const Conv2dTranspose p(c.params, c.x, d.w, d.b, backend);
+  if (impl != nullptr) *impl = p.impl_name();
+  Tensor first;
+  for (int i = 0; i < 2; ++i) {
+    run([&](const Tensor* rr) {
+      if (rr == nullptr) return p.run(d.x, y);
+      p.run(d.x, *rr, y);
+    });
+    if (i == 0) first = y;
+  }
+  EXPECT_TRUE(CompareTensors(c.ToString(), "y (plan, second run vs first)", first, y));
+  return y;
+}
+
+// Forward, one-shot and a plan, against reference, with the post-ops rotating over the cases;
+// returns how many cases ran (the others were refused, each printed).
 int ForwardGrid(const std::string& backend, std::string_view isa) {
   int ran = 0, index = 0;
-  for (const TransposeCase& c : Cases()) {
-    const std::string cs = backend + ": " + c.ToString();
+  for (TransposeCase c : Cases()) {
+    const PostOpsCase ops = PostOpsFor(index);
+    c.params.activation = ops.activation;
+    c.params.activation_alpha = ops.alpha;
+    c.params.activation_beta = ops.beta;
+    c.params.residual_after_activation = ops.residual == Residual::kAfter;
+    static constexpr const char* kResidualNames[] = {"", " residual", " residual",
+                                                     " residual (in place)"};
+    const std::string cs =
+        backend + ": " + c.ToString() + kResidualNames[static_cast<int>(ops.residual)];
     const CaseData d = MakeData(c, 0x7000 + index++);
     const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
-    Tensor expected(y_dims, kReferenceFill);
-    conv2d_transpose_forward(c.params, d.x, d.w, d.b, expected, "reference");
-    if (c.bias && c.params.activation == Activation::kNone && expected.size() >= 32) {
+    Tensor r(y_dims);
+    Rng rng(0x5e5 + index);
+    Fill(Span(r), rng);
+    const Tensor expected = RunForward(c, d, ops, r, "reference", false, nullptr);
+    if (c.bias && ops.activation == Activation::kNone && expected.size() >= 32) {
       EXPECT_TRUE(NotMostlyZero(cs, "reference y", expected, 0.3));
     }
-    Tensor y(y_dims, kBackendFill);
-    if (auto why =
-            RefusalOf([&] { conv2d_transpose_forward(c.params, d.x, d.w, d.b, y, backend); })) {
+    const Tolerance tol = ToleranceFor(ops.activation, ops.residual);
+    if (auto why = RefusalOf([&] {
+          const Tensor y = RunForward(c, d, ops, r, backend, false, nullptr);
+          EXPECT_TRUE(CompareTensors(cs, "y (one-shot)", expected, y, tol));
+        })) {
       std::printf("refused: %s: %s\n", cs.c_str(), why->c_str());
       continue;
     }
     ++ran;
-    EXPECT_TRUE(CompareTensors(cs, "y (one-shot)", expected, y));
-    Tensor y_plan(y_dims, kBackendFill), y_again(y_dims, kBackendFill);
-    const Conv2dTranspose plan(c.params, c.x, d.w, d.b, backend);
-    plan.run(d.x, y_plan);
-    plan.run(d.x, y_again);
-    EXPECT_TRUE(ImplIsOnIsa(cs, plan.impl_name(), isa));
-    EXPECT_TRUE(CompareTensors(cs, "y (plan)", expected, y_plan));
-    EXPECT_TRUE(CompareTensors(cs, "y (plan, second run)", expected, y_again));
+    std::string impl;
+    const Tensor y_plan = RunForward(c, d, ops, r, backend, true, &impl);
+    EXPECT_TRUE(ImplIsOnIsa(cs, impl, isa));
+    EXPECT_TRUE(CompareTensors(cs, "y (plan)", expected, y_plan, tol));
     if (::testing::Test::HasFailure()) break;  // one failing case says enough
   }
   return ran;
@@ -305,7 +390,9 @@ TEST_P(TransposeTest, EqualsConvBackwardData) {
 
 // A plan keeps no reference to w and b; runs from several threads agree.
 TEST_P(TransposeTest, PlanOwnsItsWeights) {
-  const TransposeCase c = Make({2, 5, 6, 16}, 8, 4, 2, Pads::uniform(1), 1, 1, 1, true);
+  TransposeCase c = Make({2, 5, 6, 16}, 8, 4, 2, Pads::uniform(1), 1, 1, 1);
+  c.params.activation = Activation::kLeakyRelu;  // run by every backend
+  c.params.activation_alpha = 0.25f;
   CaseData d = MakeData(c, 0x91a);
   const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
   Tensor expected(y_dims);

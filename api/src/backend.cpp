@@ -5,9 +5,9 @@
 namespace convkit::internal {
 
 void Backend::conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
-                         float* y, std::string* impl_name) const {
+                         const float* r, float* y, std::string* impl_name) const {
   const std::unique_ptr<Conv2dFwdImpl> plan = create_conv2d_fwd(p, w, b);
-  plan->run(x, y);
+  plan->run(x, r, y);
   if (impl_name != nullptr) *impl_name = plan->name();
 }
 
@@ -19,9 +19,10 @@ void Backend::pool2d_fwd(const Pool2dProblem& p, const float* x, float* y,
 }
 
 void Backend::conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
-                                   const float* b, float* y, std::string* impl_name) const {
+                                   const float* b, const float* r, float* y,
+                                   std::string* impl_name) const {
   const std::unique_ptr<Conv2dFwdImpl> plan = create_conv2d_transpose_fwd(p, w, b);
-  plan->run(x, y);
+  plan->run(x, r, y);
   if (impl_name != nullptr) *impl_name = plan->name();
 }
 
@@ -57,7 +58,7 @@ void Backend::conv2d_transpose_bwd(const Conv2dTransposeProblem& p, const float*
     if (names.find(name) == std::string::npos) names += (names.empty() ? "" : "+") + name;
   };
   if (dx != nullptr) {
-    conv2d_fwd(p.conv, dy, w, nullptr, dx, &name);
+    conv2d_fwd(p.conv, dy, w, nullptr, nullptr, dx, &name);
     add_name();
   }
   if (dw != nullptr) {

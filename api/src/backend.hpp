@@ -14,7 +14,8 @@
 
 namespace convkit::internal {
 
-// Whether a backend runs a problem, and if not, why.
+// Whether a backend runs a problem, and if not, why. For a forward convolution, the answer covers
+// runs with and without a residual: r is a run-time argument.
 struct Support {
   bool ok = true;
   std::string reason;  // empty when ok
@@ -28,11 +29,13 @@ enum class ConvPass { kForward, kBackwardData, kBackwardWeights };
 enum class PoolPass { kForward, kBackward };
 
 // A planned forward convolution: weights packed, primitive created. run() is const, thread-safe,
-// and allocates nothing. x is {n, ih, iw, ic} and y {n, oh, ow, oc}, dense NHWC.
+// and allocates nothing. x is {n, ih, iw, ic} and y {n, oh, ow, oc}, dense NHWC. r, the residual of
+// p.post_ops, is null (none) or has y's dims; it may equal y (read before y is written there),
+// never overlaps x, and otherwise never overlaps y.
 class Conv2dFwdImpl {
  public:
   virtual ~Conv2dFwdImpl() = default;
-  virtual void run(const float* x, float* y) const = 0;
+  virtual void run(const float* x, const float* r, float* y) const = 0;
   // "backend:variant:isa", e.g. "reference:direct:scalar".
   virtual std::string name() const = 0;
 };
@@ -72,13 +75,15 @@ class Backend {
 
   // One-shot forward calls. The defaults create a plan and run it; a backend overrides them where a
   // direct path is cheaper. When impl_name is non-null, the implementation's name is stored there.
+  // r as in Conv2dFwdImpl::run.
   virtual void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
-                          float* y, std::string* impl_name) const;
+                          const float* r, float* y, std::string* impl_name) const;
   virtual void pool2d_fwd(const Pool2dProblem& p, const float* x, float* y,
                           std::string* impl_name) const;
 
   virtual void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
-                                    const float* b, float* y, std::string* impl_name) const;
+                                    const float* b, const float* r, float* y,
+                                    std::string* impl_name) const;
 
   // Convolution gradients; a null dx, dw or db is skipped. dw and db are overwritten (not
   // accumulated into); with n == 0 they are zeros.

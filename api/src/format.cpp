@@ -38,13 +38,63 @@ void write_pads(std::ostream& out, const Pads& pad) {
 
 }  // namespace
 
+const char* activation_name(Activation activation) {
+  switch (activation) {
+    case Activation::kNone:
+      return "none";
+    case Activation::kRelu:
+      return "relu";
+    case Activation::kRelu6:
+      return "relu6";
+    case Activation::kClip:
+      return "clip";
+    case Activation::kLeakyRelu:
+      return "leaky_relu";
+    case Activation::kSigmoid:
+      return "sigmoid";
+    case Activation::kTanh:
+      return "tanh";
+    case Activation::kSilu:
+      return "silu";
+    case Activation::kHardSwish:
+      return "hardswish";
+    case Activation::kHardSigmoid:
+      return "hardsigmoid";
+    case Activation::kGelu:
+      return "gelu";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// " relu", " clip:0:6", " leaky_relu:0.1": the activation and the parameters it uses.
+void write_activation(std::ostream& out, Activation activation, float alpha, float beta) {
+  if (activation == Activation::kNone) return;
+  out << ' ' << activation_name(activation);
+  switch (activation) {
+    case Activation::kClip:
+    case Activation::kHardSigmoid:
+      out << ':' << alpha << ':' << beta;
+      break;
+    case Activation::kLeakyRelu:
+      out << ':' << alpha;
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
 std::string to_string(const Conv2dParams& params) {
   std::ostringstream out;
   out << 'k' << params.kernel_h << 'x' << params.kernel_w << " s" << params.stride_h << 'x'
       << params.stride_w << ' ';
   write_pads(out, params.pad);
   out << " d" << params.dilation_h << 'x' << params.dilation_w << " g" << params.groups;
-  if (params.activation == Activation::kRelu) out << " relu";
+  write_activation(out, params.activation, params.activation_alpha, params.activation_beta);
+  if (params.residual_after_activation) out << " residual_after";
   return out.str();
 }
 
@@ -55,7 +105,8 @@ std::string to_string(const Conv2dTransposeParams& params) {
   write_pads(out, params.pad);
   out << " d" << params.dilation_h << 'x' << params.dilation_w << " g" << params.groups << " op"
       << params.output_padding_h << 'x' << params.output_padding_w;
-  if (params.activation == Activation::kRelu) out << " relu";
+  write_activation(out, params.activation, params.activation_alpha, params.activation_beta);
+  if (params.residual_after_activation) out << " residual_after";
   return out.str();
 }
 
@@ -76,6 +127,14 @@ std::string to_string(const Pool2dParams& params) {
 
 namespace internal {
 
+std::string PostOps::to_string() const {
+  std::ostringstream out;
+  write_activation(out, activation, alpha, beta);
+  if (residual_after_activation) out << " residual_after";
+  std::string text = out.str();
+  return text.empty() ? text : text.substr(1);
+}
+
 double Conv2dProblem::flops() const {
   return 2.0 * static_cast<double>(n) * oh * ow * oc * kh * kw * ic_per_group();
 }
@@ -88,7 +147,9 @@ std::string Conv2dProblem::to_string() const {
   write_pads(out, pad);
   out << " d" << dilation_h << 'x' << dilation_w << " g" << groups;
   if (has_bias) out << " bias";
-  if (activation == Activation::kRelu) out << " relu";
+  if (post_ops.has_activation() || post_ops.residual_after_activation) {
+    out << ' ' << post_ops.to_string();
+  }
   return out.str();
 }
 
@@ -101,7 +162,9 @@ std::string Conv2dTransposeProblem::to_string() const {
   out << " d" << conv.dilation_h << 'x' << conv.dilation_w << " g" << conv.groups << " op"
       << output_padding_h << 'x' << output_padding_w;
   if (has_bias) out << " bias";
-  if (activation == Activation::kRelu) out << " relu";
+  if (post_ops.has_activation() || post_ops.residual_after_activation) {
+    out << ' ' << post_ops.to_string();
+  }
   return out.str();
 }
 

@@ -31,8 +31,12 @@ Dims pool2d_output_dims(const Dims& x_dims, const Pool2dParams& params) {
   return {p.n, p.oh, p.ow, p.c};
 }
 
-void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
-                    std::span<const float> b, TensorView y, std::string_view backend) {
+namespace {
+
+// Both conv2d_forward overloads; r is null without a residual.
+void conv2d_forward_impl(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
+                         std::span<const float> b, const ConstTensorView* r, TensorView y,
+                         std::string_view backend) {
   constexpr std::string_view op = "conv2d_forward";
   const Conv2dProblem p = internal::make_conv2d_problem(op, params, x.dims, w.dims, !b.empty());
   const Dims y_dims = {p.n, p.oh, p.ow, p.oc};
@@ -44,14 +48,30 @@ void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorVi
                    {{"x", x.data, count(x.dims)},
                     {"w", w.data, count(w.dims)},
                     {"b", b.data(), static_cast<int64_t>(b.size())}});
+  if (r != nullptr) internal::check_residual(op, *r, x, y, y_dims);
+  const float* r_data = r != nullptr && count(y_dims) > 0 ? r->data : nullptr;
   const internal::Backend& chosen = internal::select_backend(op, backend, [&](const auto& c) {
     return c.supports_conv2d(p, internal::ConvPass::kForward);
   });
   internal::run_call(
-      "conv2d_fwd", internal::verbose_enabled(), [&] { return p.to_string(); },
+      "conv2d_fwd", internal::verbose_enabled(),
+      [&] { return p.to_string() + (r != nullptr ? " residual" : ""); },
       [&](std::string* impl) {
-        chosen.conv2d_fwd(p, x.data, w.data, p.has_bias ? b.data() : nullptr, y.data, impl);
+        chosen.conv2d_fwd(p, x.data, w.data, p.has_bias ? b.data() : nullptr, r_data, y.data, impl);
       });
+}
+
+}  // namespace
+
+void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
+                    std::span<const float> b, TensorView y, std::string_view backend) {
+  conv2d_forward_impl(params, x, w, b, nullptr, y, backend);
+}
+
+void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
+                    std::span<const float> b, ConstTensorView r, TensorView y,
+                    std::string_view backend) {
+  conv2d_forward_impl(params, x, w, b, &r, y, backend);
 }
 
 void conv2d_backward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
@@ -59,7 +79,8 @@ void conv2d_backward(const Conv2dParams& params, ConstTensorView x, ConstTensorV
   constexpr std::string_view op = "conv2d_backward";
   if (params.activation != Activation::kNone) {
     internal::fail(ErrorCode::kInvalidArgument, op, "params.activation",
-                   "kNone (apply the activation's gradient to dy first)", "kRelu");
+                   "kNone (apply the activation's gradient to dy first)",
+                   activation_name(params.activation));
   }
   const Conv2dProblem p = internal::make_conv2d_problem(op, params, x.dims, w.dims, false);
   check_tensor(op, "x", x, x.dims);
@@ -106,9 +127,13 @@ Dims conv2d_transpose_output_dims(const Dims& x_dims, const Dims& w_dims,
   return {p.n(), p.oh(), p.ow(), p.c_out()};
 }
 
-void conv2d_transpose_forward(const Conv2dTransposeParams& params, ConstTensorView x,
-                              ConstTensorView w, std::span<const float> b, TensorView y,
-                              std::string_view backend) {
+namespace {
+
+// Both conv2d_transpose_forward overloads; r is null without a residual.
+void conv2d_transpose_forward_impl(const Conv2dTransposeParams& params, ConstTensorView x,
+                                   ConstTensorView w, std::span<const float> b,
+                                   const ConstTensorView* r, TensorView y,
+                                   std::string_view backend) {
   constexpr std::string_view op = "conv2d_transpose_forward";
   const Conv2dTransposeProblem p =
       internal::make_conv2d_transpose_problem(op, params, x.dims, w.dims, !b.empty());
@@ -121,14 +146,31 @@ void conv2d_transpose_forward(const Conv2dTransposeParams& params, ConstTensorVi
                    {{"x", x.data, count(x.dims)},
                     {"w", w.data, count(w.dims)},
                     {"b", b.data(), static_cast<int64_t>(b.size())}});
+  if (r != nullptr) internal::check_residual(op, *r, x, y, y_dims);
+  const float* r_data = r != nullptr && count(y_dims) > 0 ? r->data : nullptr;
   const internal::Backend& chosen = internal::select_backend(
       op, backend, [&](const auto& c) { return c.supports_conv2d_transpose(p); });
   internal::run_call(
-      "conv2d_transpose_fwd", internal::verbose_enabled(), [&] { return p.to_string(); },
+      "conv2d_transpose_fwd", internal::verbose_enabled(),
+      [&] { return p.to_string() + (r != nullptr ? " residual" : ""); },
       [&](std::string* impl) {
-        chosen.conv2d_transpose_fwd(p, x.data, w.data, p.has_bias ? b.data() : nullptr, y.data,
-                                    impl);
+        chosen.conv2d_transpose_fwd(p, x.data, w.data, p.has_bias ? b.data() : nullptr, r_data,
+                                    y.data, impl);
       });
+}
+
+}  // namespace
+
+void conv2d_transpose_forward(const Conv2dTransposeParams& params, ConstTensorView x,
+                              ConstTensorView w, std::span<const float> b, TensorView y,
+                              std::string_view backend) {
+  conv2d_transpose_forward_impl(params, x, w, b, nullptr, y, backend);
+}
+
+void conv2d_transpose_forward(const Conv2dTransposeParams& params, ConstTensorView x,
+                              ConstTensorView w, std::span<const float> b, ConstTensorView r,
+                              TensorView y, std::string_view backend) {
+  conv2d_transpose_forward_impl(params, x, w, b, &r, y, backend);
 }
 
 void conv2d_transpose_backward(const Conv2dTransposeParams& params, ConstTensorView x,
@@ -138,7 +180,7 @@ void conv2d_transpose_backward(const Conv2dTransposeParams& params, ConstTensorV
   if (params.activation != Activation::kNone) {
     internal::fail(ErrorCode::kInvalidArgument, op, "params.activation",
                    "kNone (apply the activation's gradient to dy first)",
-                   std::to_string(static_cast<int>(params.activation)));
+                   activation_name(params.activation));
   }
   const Conv2dTransposeProblem p =
       internal::make_conv2d_transpose_problem(op, params, x.dims, w.dims, false);

@@ -92,7 +92,21 @@ void Conv2d::run(ConstTensorView x, TensorView y) const {
   internal::run_call(
       "conv2d_fwd", s.verbose, [&] { return s.problem.to_string(); },
       [&](std::string* impl) {
-        s.impl->run(x.data, y.data);
+        s.impl->run(x.data, nullptr, y.data);
+        if (impl != nullptr) *impl = s.impl_name;
+      });
+}
+
+void Conv2d::run(ConstTensorView x, ConstTensorView r, TensorView y) const {
+  internal::check_plan("Conv2d::run", state_.get());
+  const internal::Conv2dPlanState& s = *state_;
+  internal::check_run_args("Conv2d::run", x, y, s.x_dims, s.y_dims);
+  internal::check_residual("Conv2d::run", r, x, y, s.y_dims);
+  const float* r_data = num_elements(s.y_dims) > 0 ? r.data : nullptr;
+  internal::run_call(
+      "conv2d_fwd", s.verbose, [&] { return s.problem.to_string() + " residual"; },
+      [&](std::string* impl) {
+        s.impl->run(x.data, r_data, y.data);
         if (impl != nullptr) *impl = s.impl_name;
       });
 }
@@ -135,7 +149,21 @@ void Conv2dTranspose::run(ConstTensorView x, TensorView y) const {
   internal::run_call(
       "conv2d_transpose_fwd", s.verbose, [&] { return s.problem.to_string(); },
       [&](std::string* impl) {
-        s.impl->run(x.data, y.data);
+        s.impl->run(x.data, nullptr, y.data);
+        if (impl != nullptr) *impl = s.impl_name;
+      });
+}
+
+void Conv2dTranspose::run(ConstTensorView x, ConstTensorView r, TensorView y) const {
+  internal::check_plan("Conv2dTranspose::run", state_.get());
+  const internal::Conv2dTransposePlanState& s = *state_;
+  internal::check_run_args("Conv2dTranspose::run", x, y, s.x_dims, s.y_dims);
+  internal::check_residual("Conv2dTranspose::run", r, x, y, s.y_dims);
+  const float* r_data = num_elements(s.y_dims) > 0 ? r.data : nullptr;
+  internal::run_call(
+      "conv2d_transpose_fwd", s.verbose, [&] { return s.problem.to_string() + " residual"; },
+      [&](std::string* impl) {
+        s.impl->run(x.data, r_data, y.data);
         if (impl != nullptr) *impl = s.impl_name;
       });
 }

@@ -9,6 +9,23 @@
 
 namespace convkit::internal {
 
+// The post-ops fused at the end of a forward convolution, plain or transposed (DESIGN §3): bias
+// (held by the problem), then a residual r given at run time -- before the activation or after it
+// -- then the activation. Validated: activation is an enum value, alpha and beta are finite where
+// used, clip's alpha <= beta. A backend's kernel receives r as a nullable pointer of y's dims
+// (r may equal y, never overlap x).
+struct PostOps {
+  Activation activation = Activation::kNone;
+  float alpha = 0.0f;  // clip: lo; leaky_relu: slope; hardsigmoid: alpha
+  float beta = 0.0f;   // clip: hi; hardsigmoid: beta
+  bool residual_after_activation = false;
+
+  bool has_activation() const { return activation != Activation::kNone; }
+  // "", "relu", "clip:0:6", "leaky_relu:0.1", "hardsigmoid:0.2:0.5", ..., followed by
+  // " residual_after" when residual_after_activation (for problems' to_string).
+  std::string to_string() const;
+};
+
 struct Conv2dProblem {
   int64_t n = 0;  // batch; may be 0
   int64_t ih = 0, iw = 0, ic = 0;
@@ -18,7 +35,7 @@ struct Conv2dProblem {
   int64_t dilation_h = 1, dilation_w = 1;  // 1 = dense
   Pads pad;
   int64_t groups = 1;
-  Activation activation = Activation::kNone;
+  PostOps post_ops;
   bool has_bias = false;
 
   int64_t ic_per_group() const { return ic / groups; }
@@ -33,8 +50,8 @@ struct Conv2dProblem {
 // A transposed convolution, held as the convolution whose backward data it is (DESIGN §3), so that
 // backends run it with their backward-data code: this op's x is `conv`'s dy {n, oh, ow, oc}, its y
 // is conv's dx {n, ih, iw, ic}, and its w {kh, kw, C_out / groups, C_in} is conv's HWIO weight.
-// conv.ih and conv.iw already include output_padding; conv.has_bias is false and conv.activation
-// kNone: the bias and activation below belong to this op and come after the sum.
+// conv.ih and conv.iw already include output_padding; conv.has_bias is false and conv.post_ops
+// empty: the bias and post-ops below belong to this op and come after the sum.
 //
 // conv.pad.bottom (right) is the crop pad.bottom minus stride * floor(output_padding / stride),
 // which keeps conv's output-size formula (DESIGN §4) true: it equals the crop unless
@@ -44,7 +61,7 @@ struct Conv2dTransposeProblem {
   Conv2dProblem conv;
   Pads pad;  // the crops as given
   int64_t output_padding_h = 0, output_padding_w = 0;
-  Activation activation = Activation::kNone;
+  PostOps post_ops;
   bool has_bias = false;
 
   // This op's extents: x {n, h, w, c_in}, y {n, oh, ow, c_out}.

@@ -1,5 +1,7 @@
 #include "api/src/validate.hpp"
 
+#include <cmath>
+#include <sstream>
 #include <string>
 
 namespace convkit::internal {
@@ -101,10 +103,8 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   check_at_least(op, "params.dilation_w", params.dilation_w, 1);
   check_at_least(op, "params.groups", params.groups, 1);
   check_pads(op, params.pad);
-  if (params.activation != Activation::kNone && params.activation != Activation::kRelu) {
-    fail(ErrorCode::kInvalidArgument, op, "params.activation", "kNone or kRelu",
-         str(static_cast<int64_t>(params.activation)));
-  }
+  const PostOps post_ops = make_post_ops(op, params.activation, params.activation_alpha,
+                                         params.activation_beta, params.residual_after_activation);
   check_activation_dims(op, "x", x_dims);
 
   const int64_t ic = x_dims[3];
@@ -139,7 +139,7 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   p.dilation_w = params.dilation_w;
   p.pad = params.pad;
   p.groups = groups;
-  p.activation = params.activation;
+  p.post_ops = post_ops;
   p.has_bias = has_bias;
   const int64_t span_h = checked_add(
       op, "params.dilation_h", checked_mul(op, "params.dilation_h", p.dilation_h, p.kh - 1), 1);
@@ -154,15 +154,6 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
 }
 
 namespace {
-
-// The transposed convolution's activation: kNone or kRelu (the other activations come with the
-// post-ops of the forward convolution).
-void check_transpose_activation(std::string_view op, Activation activation) {
-  if (activation != Activation::kNone && activation != Activation::kRelu) {
-    fail(ErrorCode::kUnsupported, op, "params.activation",
-         "kNone or kRelu on a transposed convolution", str(static_cast<int64_t>(activation)));
-  }
-}
 
 // PyTorch's rule: 0 <= output_padding < stride or < dilation along the axis.
 void check_output_padding(std::string_view op, std::string_view arg, int64_t output_padding,
@@ -210,7 +201,8 @@ Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
                        params.dilation_h);
   check_output_padding(op, "params.output_padding_w", params.output_padding_w, params.stride_w,
                        params.dilation_w);
-  check_transpose_activation(op, params.activation);
+  const PostOps post_ops = make_post_ops(op, params.activation, params.activation_alpha,
+                                         params.activation_beta, params.residual_after_activation);
   check_activation_dims(op, "x", x_dims);
 
   const int64_t c_in = x_dims[3];
@@ -235,7 +227,7 @@ Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
   t.pad = params.pad;
   t.output_padding_h = params.output_padding_h;
   t.output_padding_w = params.output_padding_w;
-  t.activation = params.activation;
+  t.post_ops = post_ops;
   t.has_bias = has_bias;
   Conv2dProblem& p = t.conv;
   p.n = x_dims[0];
@@ -259,6 +251,68 @@ Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
   p.pad.right -= params.output_padding_w / p.stride_w * p.stride_w;
   checked_elements(op, "y", {p.n, p.ih, p.iw, p.ic});
   return t;
+}
+
+namespace {
+
+std::string str(float v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+void check_finite(std::string_view op, std::string_view arg, float value, Activation activation) {
+  if (!std::isfinite(value)) {
+    fail(ErrorCode::kInvalidArgument, op, arg,
+         std::string("a finite value for ") + activation_name(activation), str(value));
+  }
+}
+
+}  // namespace
+
+PostOps make_post_ops(std::string_view op, Activation activation, float alpha, float beta,
+                      bool residual_after_activation) {
+  const auto raw = static_cast<int64_t>(activation);
+  if (raw < static_cast<int64_t>(Activation::kNone) ||
+      raw > static_cast<int64_t>(Activation::kGelu)) {
+    fail(ErrorCode::kInvalidArgument, op, "params.activation",
+         "an Activation from kNone (0) to kGelu (10)", str(raw));
+  }
+  switch (activation) {
+    case Activation::kClip:
+      check_finite(op, "params.activation_alpha", alpha, activation);
+      check_finite(op, "params.activation_beta", beta, activation);
+      if (alpha > beta) {
+        fail(ErrorCode::kInvalidArgument, op, "params.activation_alpha",
+             "clip's lo (alpha) <= hi (beta) = " + str(beta), str(alpha));
+      }
+      break;
+    case Activation::kLeakyRelu:
+      check_finite(op, "params.activation_alpha", alpha, activation);
+      break;
+    case Activation::kHardSigmoid:
+      check_finite(op, "params.activation_alpha", alpha, activation);
+      check_finite(op, "params.activation_beta", beta, activation);
+      break;
+    default:
+      break;
+  }
+  PostOps post_ops;
+  post_ops.activation = activation;
+  post_ops.alpha = alpha;
+  post_ops.beta = beta;
+  post_ops.residual_after_activation = residual_after_activation;
+  return post_ops;
+}
+
+void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, TensorView y,
+                    const Dims& y_dims) {
+  check_tensor(op, "r", r, y_dims);
+  const int64_t size = num_elements(y_dims);
+  if (r.data != y.data) {
+    check_no_overlap(op, {{"r", r.data, size}}, {{"y", y.data, size}});
+  }
+  check_no_overlap(op, {{"r", r.data, size}}, {{"x", x.data, num_elements(x.dims)}});
 }
 
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,

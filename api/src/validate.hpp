@@ -33,6 +33,16 @@ Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
                                                      const Dims& x_dims, const Dims& w_dims,
                                                      bool has_bias);
 
+// The post-ops of a forward convolution (plain or transposed) from the fields of its params; errors
+// name params.activation, params.activation_alpha, params.activation_beta.
+PostOps make_post_ops(std::string_view op, Activation activation, float alpha, float beta,
+                      bool residual_after_activation);
+
+// A residual r of a forward convolution: dims y_dims, non-null data, either exactly y's memory (an
+// in-place residual) or disjoint from it, and disjoint from x. Errors name `r`.
+void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, TensorView y,
+                    const Dims& y_dims);
+
 // The same for pooling; applies global pooling and ceil_mode.
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
                                   const Dims& x_dims);

@@ -129,6 +129,7 @@ void Conv2dBwdDataPlan::Run(const float* dy, const DxEpilogue& epilogue, float* 
   a.w_hwio = w_hwio_;
   a.dx = dx;
   a.epilogue = epilogue;
+  a.epilogue.dx = dx;
   a.threads = ThreadsFor(p_);
   kernel_.run(a);
 }

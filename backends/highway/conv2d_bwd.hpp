@@ -19,13 +19,18 @@
 namespace convkit::internal::highway {
 
 // What the backward-data kernels apply to each dx element as they store it, for the transposed
-// convolution (whose y is this dx): b[c] for dx channel c, then the activation. Empty for
-// conv2d_backward's dx.
+// convolution (whose y is this dx): b[c] for dx channel c, then the post-ops (residual r, of dx's
+// dims, before or after the activation). Empty for conv2d_backward's dx. r may equal dx (each
+// vector is read before it is written), never dy.
 struct DxEpilogue {
-  const float* b = nullptr;  // dx channels (the convolution's IC) floats, or null: no bias
-  Activation activation = Activation::kNone;
+  const float* b = nullptr;           // dx channels (the convolution's IC) floats, or null
+  const PostOps* post_ops = nullptr;  // null: none
+  const float* r = nullptr;           // null: no residual
+  const float* dx = nullptr;          // the dx that r is aligned with (set by the plan's Run)
 
-  bool empty() const { return b == nullptr && activation == Activation::kNone; }
+  bool empty() const {
+    return b == nullptr && r == nullptr && (post_ops == nullptr || !post_ops->has_activation());
+  }
 };
 
 // Backward data. w holds w^T in the forward weight layout: for group g, row (kh * KW + kw) * OCg
@@ -86,7 +91,7 @@ class Conv2dBwdDataPlan {
  public:
   Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w);
 
-  // dx = the backward data of dy with the epilogue applied on the way out.
+  // dx = the backward data of dy with the epilogue (its dx field is set here) on the way out.
   void Run(const float* dy, const DxEpilogue& epilogue, float* dx) const;
   // "conv_bwd:<isa>" or "conv_bwd_depthwise:<isa>".
   std::string name() const;

@@ -60,11 +60,8 @@ void RunTile(const Conv2dBwdDataArgs& a, const DxPhase& phase, int64_t g, int64_
     }
   }
   const int64_t col0 = g * p.ic_per_group() + block * a.w.block_cols;
-  VF bias[kVecs];
-  LoadDxBias<kVecs>(a.epilogue, col0, last, bias);
-  for (size_t i = 0; i < tile.rows(); ++i) {
-    StoreDxRow<kVecs>(acc[i], a.epilogue, bias, last, a.dx + tile.dx_offset(i) + col0);
-  }
+  const DxTileEpilogue<kVecs> epilogue(a.epilogue, col0, last);
+  for (size_t i = 0; i < tile.rows(); ++i) epilogue.Store(acc[i], a.dx + tile.dx_offset(i) + col0);
 }
 
 // RunTile with as many vectors as the block's `cols` need (the last block may be narrower).
@@ -129,7 +126,7 @@ inline void AddRow(const float* HWY_RESTRICT src, int64_t len, float* HWY_RESTRI
   }
 }
 
-// Adds the dcol row of dy pixel (n, oh, ow) into dx.
+// Adds the dcol row of dy pixel (n, oh, ow) into dx (n = 0 with dx pointing at image n).
 void ScatterPixel(const Conv2dProblem& p, const float* dcol, int64_t n, int64_t oh, int64_t ow,
                   float* dx) {
   const int64_t iw0 = ow * p.stride_w - p.pad.left;
@@ -187,11 +184,15 @@ void NarrowTile(const float* const (&dyp)[kRows], const float* wt, int64_t ld, i
 }
 
 // One image: dx(n) = 0, then every dy pixel's dcol row added, kRows pixels at a time, then the
-// epilogue.
+// epilogue. With a residual (which may be dx itself) the sums go to `image` (one image of
+// scratch) and the epilogue writes dx from there.
 template <size_t kRows>
 void NarrowImage(const Conv2dProblem& p, const float* dy, const float* wt, int64_t ld, int64_t n,
-                 const DxEpilogue& epilogue, float* dcol, float* dx) {
-  std::fill_n(dx + n * p.ih * p.iw * p.ic, p.ih * p.iw * p.ic, 0.0f);
+                 const DxEpilogue& epilogue, float* dcol, float* image, float* dx) {
+  const int64_t image_size = p.ih * p.iw * p.ic;
+  float* dx_image = dx + n * image_size;
+  float* sums = epilogue.r != nullptr ? image : dx_image;
+  std::fill_n(sums, image_size, 0.0f);
   const int64_t pixels = p.oh * p.ow;
   const float* dy_image = dy + n * pixels * p.oc;
   for (int64_t m0 = 0; m0 < pixels; m0 += static_cast<int64_t>(kRows)) {
@@ -202,10 +203,12 @@ void NarrowImage(const Conv2dProblem& p, const float* dy, const float* wt, int64
     }
     NarrowTile<kRows>(dyp, wt, ld, p.oc, dcol);
     for (int64_t i = 0; i < rows; ++i) {
-      ScatterPixel(p, dcol + i * ld, n, (m0 + i) / p.ow, (m0 + i) % p.ow, dx);
+      ScatterPixel(p, dcol + i * ld, 0, (m0 + i) / p.ow, (m0 + i) % p.ow, sums);  // image n
     }
   }
-  ApplyDxEpilogue(epilogue, p.ih * p.iw, p.ic, dx + n * p.ih * p.iw * p.ic);  // while in cache
+  if (!epilogue.empty()) {  // while the image is in cache
+    ApplyDxEpilogue(epilogue, p.ih * p.iw, p.ic, sums, dx_image);
+  }
 }
 
 void RunNarrow(const Conv2dBwdDataArgs& a) {
@@ -222,8 +225,11 @@ void RunNarrow(const Conv2dBwdDataArgs& a) {
   }
   const auto run_images = [&](int64_t begin, int64_t end) {
     auto dcol = hwy::AllocateAligned<float>(kRows * static_cast<size_t>(ld));
-    for (int64_t n = begin; n < end; ++n)
-      NarrowImage<kRows>(p, a.dy, wt.get(), ld, n, a.epilogue, dcol.get(), a.dx);
+    hwy::AlignedFreeUniquePtr<float[]> image;
+    if (a.epilogue.r != nullptr) image = hwy::AllocateAligned<float>(p.ih * p.iw * p.ic);
+    for (int64_t n = begin; n < end; ++n) {
+      NarrowImage<kRows>(p, a.dy, wt.get(), ld, n, a.epilogue, dcol.get(), image.get(), a.dx);
+    }
   };
   if (a.threads <= 1 || p.n <= 1) return run_images(0, p.n);
 #pragma omp parallel num_threads(a.threads)

@@ -106,12 +106,11 @@ void DxTile(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count,
       }
     }
   }
-  VF bias[kVecs];
-  LoadDxBias<kVecs>(e, c0, last, bias);
+  const DxTileEpilogue<kVecs> epilogue(e, c0, last);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (static_cast<int64_t>(i) >= rows) break;
-    StoreDxRow<kVecs>(acc[i], e, bias, last, dx_row + static_cast<int64_t>(i) * p.stride_w * p.ic);
+    epilogue.Store(acc[i], dx_row + static_cast<int64_t>(i) * p.stride_w * p.ic);
   }
 }
 
@@ -185,12 +184,11 @@ void DxTileDense(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_c
       }
     }
   }
-  VF bias[kVecs];
-  LoadDxBias<kVecs>(e, c0, last, bias);
+  const DxTileEpilogue<kVecs> epilogue(e, c0, last);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (static_cast<int64_t>(i) >= rows) break;
-    StoreDxRow<kVecs>(acc[i], e, bias, last, dx_row + static_cast<int64_t>(i) * p.ic);
+    epilogue.Store(acc[i], dx_row + static_cast<int64_t>(i) * p.ic);
   }
 }
 

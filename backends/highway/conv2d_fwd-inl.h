@@ -1,6 +1,7 @@
-// Per-target vector helpers shared by the forward convolution kernels: the epilogue (bias, ReLU,
-// masked tail store). Included once per target through foreach_target.h, hence the toggle guard
-// instead of #pragma once (Highway's skeleton-inl.h pattern).
+// Per-target vector helpers shared by the forward convolution kernels: the epilogue (bias, the
+// post-ops of post_ops-inl.h, masked tail store). Included once per target through
+// foreach_target.h, hence the toggle guard instead of #pragma once (Highway's skeleton-inl.h
+// pattern).
 #if defined(CONVKIT_HIGHWAY_CONV2D_FWD_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef CONVKIT_HIGHWAY_CONV2D_FWD_INL_H_
 #undef CONVKIT_HIGHWAY_CONV2D_FWD_INL_H_
@@ -12,6 +13,7 @@
 #include <cstdint>
 
 #include "api/src/problem.hpp"
+#include "backends/highway/post_ops-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -57,11 +59,11 @@ HWY_INLINE void LoadTile(const float* HWY_RESTRICT y, int64_t y_stride, size_t r
 }
 
 // Writes rows x kVecs accumulators to y: row i at y + i * y_stride, its last vector masked by
-// `last`. Adds b (same column layout, may be null) and applies ReLU first. Rows past `rows` are
-// not written: they belong to repeated pixels (PixelTile).
+// `last`. Adds b (same column layout, may be null) first. Rows past `rows` are not written: they
+// belong to repeated pixels (PixelTile). The bias-only path is the loop of the plain store.
 template <size_t kRows, size_t kVecs>
-HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const float* b, bool relu,
-                          MF last, float* HWY_RESTRICT y, int64_t y_stride) {
+HWY_INLINE void StoreTilePlain(const VF (&acc)[kRows][kVecs], size_t rows, const float* b, MF last,
+                               float* HWY_RESTRICT y, int64_t y_stride) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
   VF bias[kVecs];
@@ -75,8 +77,7 @@ HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const floa
     HWY_UNROLL(16)
     for (size_t j = 0; j < kVecs; ++j) {
       // Bias after the sum, as the reference adds it; on integer data both orders are exact.
-      VF v = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
-      if (relu) v = hn::Max(v, hn::Zero(d));
+      const VF v = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
       if (j + 1 < kVecs) {
         hn::StoreU(v, d, row + j * lanes);
       } else {
@@ -84,6 +85,52 @@ HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const floa
       }
     }
   }
+}
+
+// StoreTilePlain followed by the post-ops: r (null without a residual) has y's layout at the same
+// offset and is read with y's masks; it may equal y (each vector is read before it is written).
+template <size_t kRows, size_t kVecs>
+HWY_NOINLINE void StoreTileFused(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
+                                 const PostOps& ops, const float* r, MF last, float* y,
+                                 int64_t y_stride) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  const VecPostOps<DF> post(d, ops);
+  VF bias[kVecs];
+  HWY_UNROLL(16)
+  for (size_t j = 0; j < kVecs; ++j) bias[j] = hn::Zero(d);
+  if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
+  const bool has_r = r != nullptr;
+  for (size_t i = 0; i < rows; ++i) {
+    float* row = y + static_cast<int64_t>(i) * y_stride;
+    const float* r_row = has_r ? r + static_cast<int64_t>(i) * y_stride : nullptr;
+    VF rv[kVecs];
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) rv[j] = hn::Zero(d);
+    if (has_r) LoadVecs<kVecs>(r_row, last, rv);
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) {
+      const VF z = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
+      const VF v = post.Apply(d, z, rv[j], has_r);
+      if (j + 1 < kVecs) {
+        hn::StoreU(v, d, row + j * lanes);
+      } else {
+        hn::BlendedStore(v, last, d, row + j * lanes);
+      }
+    }
+  }
+}
+
+// The epilogue of every forward tile: bias, then (when `ops` is non-null) the residual r and the
+// activation. A null `ops` (a partial sum of a sliced reduction) or one with nothing to do takes
+// the plain store. r: as in StoreTileFused.
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
+                          const PostOps* ops, const float* r, MF last, float* y, int64_t y_stride) {
+  if (ops != nullptr && (ops->has_activation() || r != nullptr)) {
+    return StoreTileFused<kRows, kVecs>(acc, rows, b, *ops, r, last, y, y_stride);
+  }
+  StoreTilePlain<kRows, kVecs>(acc, rows, b, last, y, y_stride);
 }
 
 }  // namespace HWY_NAMESPACE

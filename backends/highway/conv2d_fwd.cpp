@@ -182,13 +182,14 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
     if (b != nullptr) b_.assign(b, b + p.oc);
   }
 
-  void run(const float* x, float* y) const override {
+  void run(const float* x, const float* r, float* y) const override {
     Conv2dFwdArgs a;
     a.p = &p_;
     a.x = x;
     a.w = layout_;
     a.b = b_.empty() ? nullptr : b_.data();
     a.zeros = zeros_.data();
+    a.r = r;
     a.y = y;
     a.threads = threads_ > 1 ? num_threads() : 1;
     if (!taps_.entries.empty()) {
@@ -232,9 +233,9 @@ std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const flo
 }
 
 void Conv2dFwdOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
-                      float* y, std::string* impl_name) {
+                      const float* r, float* y, std::string* impl_name) {
   if (UseWinograd(p, /*one_shot=*/true)) {
-    return Conv2dFwdWinogradOneShot(p, x, w, b, y, impl_name);
+    return Conv2dFwdWinogradOneShot(p, x, w, b, r, y, impl_name);
   }
   // Taps in the padding read this zero row; 4096 floats cover every common layer.
   static const AlignedFloats kZeros(4096, 0.0f);
@@ -253,6 +254,7 @@ void Conv2dFwdOneShot(const Conv2dProblem& p, const float* x, const float* w, co
                   : HwioLayout(p, w, VecsPerBlock(kernel, p.oc_per_group(), K(p)) * kernel.lanes);
   a.b = b;
   a.zeros = zeros;
+  a.r = r;
   a.y = y;
   a.threads = ThreadsFor(p, kernel);
   kernel.run(a);

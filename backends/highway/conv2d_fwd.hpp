@@ -44,13 +44,15 @@ struct Conv2dFwdTaps {
 
 // Everything a kernel call needs. `zeros` holds at least KW * IC zero floats, and as many as the
 // longest entry of `taps` reads: taps (or rows of taps) falling in the padding read from it. b is
-// null without bias. x and y do not overlap. Not owned.
+// null without bias; r, the residual of p->post_ops, null without one (it has y's dims and may
+// equal y). x and y do not overlap. Not owned.
 struct Conv2dFwdArgs {
   const Conv2dProblem* p = nullptr;
   const float* x = nullptr;
   Conv2dFwdWeights w;
   const float* b = nullptr;
   const float* zeros = nullptr;
+  const float* r = nullptr;
   float* y = nullptr;
   int threads = 1;     // OpenMP threads; 1 runs on the calling thread with no parallel region
   Conv2dFwdTaps taps;  // a plan's tap table, or empty: the kernel then computes the offsets
@@ -95,6 +97,6 @@ std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const flo
 // A one-shot call: the same kernels, reading HWIO weights in place (no packing). Allocates only a
 // zero row when IC exceeds a static one. Stores the implementation's name in impl_name if non-null.
 void Conv2dFwdOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
-                      float* y, std::string* impl_name);
+                      const float* r, float* y, std::string* impl_name);
 
 }  // namespace convkit::internal::highway

@@ -107,8 +107,8 @@ void RunBlock(const Conv2dFwdArgs& a, const PixelTile<kRows>& tile, const TileTa
     const TileTaps<kRows> chunk(p, tile, a.zeros, t0, std::min(all_taps, t0 + kMaxTaps));
     AccumulateTaps<kRows, kVecs>(a, chunk, c0, last, acc);
   }
-  StoreTile<kRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr,
-                          p.activation == Activation::kRelu, last, y, p.oc);
+  StoreTile<kRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
+                          a.r != nullptr ? a.r + m0 * p.oc + c0 : nullptr, last, y, p.oc);
 }
 
 // RunBlock with as many vectors as `cols` channels need.
@@ -255,9 +255,9 @@ void RunRowBlock(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int
     AccumulateRow<kKw, kStride, kVecs>(a, row, iw0, kh, c0, last, acc);
   }
   const size_t rows = static_cast<size_t>(std::min<int64_t>(p.ow - ow0, kRowRows));
-  StoreTile<kRowRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr,
-                             p.activation == Activation::kRelu, last,
-                             a.y + ((n * p.oh + oh) * p.ow + ow0) * p.oc + c0, p.oc);
+  const int64_t at = ((n * p.oh + oh) * p.ow + ow0) * p.oc + c0;
+  StoreTile<kRowRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
+                             a.r != nullptr ? a.r + at : nullptr, last, a.y + at, p.oc);
 }
 
 // RunRowBlock with as many vectors as `cols` channels need.
@@ -317,6 +317,9 @@ void RunSingleChannelRow(const Conv2dFwdArgs& a, int64_t n, int64_t oh) {
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   float* y = a.y + (n * p.oh + oh) * p.ow;
+  const float* r = a.r != nullptr ? a.r + (n * p.oh + oh) * p.ow : nullptr;
+  const VecPostOps<DF> post(d, p.post_ops);
+  const bool fused = post.has_activation() || r != nullptr;
   for (int64_t ow0 = 0; ow0 < p.ow; ow0 += lanes) {
     VF acc = hn::Zero(d);
     for (int64_t kh = 0; kh < p.kh; ++kh) {
@@ -330,9 +333,13 @@ void RunSingleChannelRow(const Conv2dFwdArgs& a, int64_t n, int64_t oh) {
     }
     const size_t cols = static_cast<size_t>(std::min(lanes, p.ow - ow0));
     // The epilogue of StoreTile, with the one channel's bias in every lane.
+    const MF mask = hn::FirstN(d, cols);
     if (a.b != nullptr) acc = hn::Add(acc, hn::Set(d, a.b[0]));
-    if (p.activation == Activation::kRelu) acc = hn::Max(acc, hn::Zero(d));
-    hn::BlendedStore(acc, hn::FirstN(d, cols), d, y + ow0);
+    if (fused) {
+      const VF rv = r != nullptr ? hn::MaskedLoad(mask, d, r + ow0) : hn::Zero(d);
+      acc = post.Apply(d, acc, rv, r != nullptr);
+    }
+    hn::BlendedStore(acc, mask, d, y + ow0);
   }
 }
 

@@ -176,7 +176,8 @@ HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, 
 }
 
 // One work item. The first slice starts from zero, later ones from the partial sums in y; the
-// last slice adds the bias and applies the activation.
+// last slice adds the bias and applies the post-ops. (An in-place residual, r == y, would be
+// overwritten by the partial sums: RunAll then does not slice.)
 template <size_t kRows, size_t kVecs>
 void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   const Conv2dProblem& p = *a.p;
@@ -206,8 +207,9 @@ void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
     AccumulateTaps<kRows, kVecs>(a, job, w, last, acc);
   }
   const bool final_slice = job.c_end == icg;
+  const float* r = final_slice && a.r != nullptr ? a.r + job.m0 * p.oc + col0 : nullptr;
   StoreTile<kRows, kVecs>(acc, rows, final_slice && a.b != nullptr ? a.b + col0 : nullptr,
-                          final_slice && p.activation == Activation::kRelu, last, y, p.oc);
+                          final_slice ? &p.post_ops : nullptr, r, last, y, p.oc);
 }
 
 // RunTile with as many vectors as the block's `cols` need (the last block may be narrower).
@@ -303,7 +305,9 @@ void RunAll(const Conv2dFwdArgs& a) {
   const Conv2dProblem& p = *a.p;
   const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
   const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
-  const ChannelSlices slices = SlicesFor(p, a.w.block_cols);
+  // y holds the partial sums between slices: with an in-place residual it holds r until the end.
+  const ChannelSlices slices = a.r == a.y && a.r != nullptr ? ChannelSlices{1, p.ic_per_group()}
+                                                            : SlicesFor(p, a.w.block_cols);
   const int64_t chunk = PixelChunk(p, blocks, kTileRows);
   const int64_t items = chunk > 0 ? tiles : p.groups * blocks * tiles;
   const auto run = [&](int64_t begin, int64_t end) {

@@ -224,7 +224,8 @@ void MultiplyBlock(const Conv2dFwdArgs& a, const Schedule& s, const float* v, in
 }
 
 // y of tiles [t0, t0 + count), columns of block `block`: A^T M A / 4 with
-// A^T = [[1,1,1,0],[0,1,-1,-1]], plus bias, ReLU; only the outputs inside y are stored.
+// A^T = [[1,1,1,0],[0,1,-1,-1]], plus bias, then the post-ops; only the outputs inside y are
+// stored.
 template <size_t kVecs>
 void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& tiles, const float* m,
                      int64_t t0, int64_t count, int64_t block, int64_t cols) {
@@ -239,7 +240,8 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
   for (size_t j = 0; j < kVecs; ++j) bias[j] = hn::Zero(d);
   if (a.b != nullptr) LoadVecs<kVecs>(a.b + col0, last, bias);
   const VF quarter = hn::Set(d, 0.25f);
-  const bool relu = p.activation == Activation::kRelu;
+  const VecPostOps<DF> post(d, p.post_ops);
+  const bool fused = post.has_activation() || a.r != nullptr;
   for (int64_t t = 0; t < count; ++t) {
     const int64_t tile = t0 + t;
     const int64_t n = tile / (tiles.h * tiles.w);
@@ -267,8 +269,15 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
           // Bias after the sum, as the reference adds it: out / 4 is exact (a power of two; on
           // integer data scaled by 2^-149 too, out being 4 y), so the FMA rounds as y + b does.
           VF v = a.b != nullptr ? hn::MulAdd(out[oj], quarter, bias[j]) : hn::Mul(out[oj], quarter);
-          if (relu) v = hn::Max(v, hn::Zero(d));
-          float* dst = y + (oi * p.ow + oj) * p.oc + static_cast<int64_t>(j * lanes);
+          const int64_t at = (oi * p.ow + oj) * p.oc + static_cast<int64_t>(j * lanes);
+          float* dst = y + at;
+          if (fused) {
+            const float* r = a.r != nullptr ? a.r + (y - a.y) + at : nullptr;
+            const VF rv = r == nullptr    ? hn::Zero(d)
+                          : j + 1 < kVecs ? hn::LoadU(d, r)
+                                          : hn::MaskedLoad(last, d, r);
+            v = post.Apply(d, v, rv, r != nullptr);
+          }
           if (j + 1 < kVecs) {
             hn::StoreU(v, d, dst);
           } else {
@@ -497,12 +506,13 @@ class Conv2dFwdWinogradPlan final : public Conv2dFwdImpl {
     if (b != nullptr) b_.assign(b, b + p.oc);
   }
 
-  void run(const float* x, float* y) const override {
+  void run(const float* x, const float* r, float* y) const override {
     Conv2dFwdArgs a;
     a.p = &p_;
     a.x = x;
     a.w = layout_;
     a.b = b_.empty() ? nullptr : b_.data();
+    a.r = r;
     a.y = y;
     a.threads = threads_ > 1 ? num_threads() : 1;
     kernel_.run(a);
@@ -533,7 +543,7 @@ std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwdWinograd(const Conv2dProblem& p, c
 }
 
 void Conv2dFwdWinogradOneShot(const Conv2dProblem& p, const float* x, const float* w,
-                              const float* b, float* y, std::string* impl_name) {
+                              const float* b, const float* r, float* y, std::string* impl_name) {
   const Conv2dFwdKernel kernel = HWY_DYNAMIC_DISPATCH(GetConv2dFwdWinogradKernel)();
   const int threads = ThreadsFor(p);
   Conv2dFwdArgs a;
@@ -542,6 +552,7 @@ void Conv2dFwdWinogradOneShot(const Conv2dProblem& p, const float* x, const floa
   a.p = &p;
   a.x = x;
   a.b = b;
+  a.r = r;
   a.y = y;
   a.threads = threads;
   kernel.run(a);

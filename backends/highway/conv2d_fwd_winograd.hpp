@@ -1,7 +1,7 @@
 // The Highway backend's Winograd F(2x2, 3x3) forward convolution (conv2d_fwd_winograd.cc): when
 // it runs, and its plan and one-shot entry points, reached from conv2d_fwd.cpp.
 //
-// Eligible: 3x3 kernel, stride 1, dilation 1, groups 1 (any padding, N, H, W, C, bias, ReLU).
+// Eligible: 3x3 kernel, stride 1, dilation 1, groups 1 (any padding, N, H, W, C, bias, post-ops).
 // Chosen per problem by CONVKIT_HIGHWAY_WINOGRAD, read at each plan creation and one-shot call:
 //   auto (or unset, or empty)  eligible problems where WinogradPays (measured; see the .cc)
 //   on                          every eligible problem
@@ -27,6 +27,6 @@ std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwdWinograd(const Conv2dProblem& p, c
 
 // A one-shot call for an eligible p: transforms the weights into a buffer allocated per call.
 void Conv2dFwdWinogradOneShot(const Conv2dProblem& p, const float* x, const float* w,
-                              const float* b, float* y, std::string* impl_name);
+                              const float* b, const float* r, float* y, std::string* impl_name);
 
 }  // namespace convkit::internal::highway

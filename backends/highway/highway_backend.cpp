@@ -24,9 +24,9 @@ class HighwayBackend final : public Backend {
                                                    const float* b) const override {
     return highway::CreateConv2dFwd(p, w, b);
   }
-  void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* y,
-                  std::string* impl_name) const override {
-    highway::Conv2dFwdOneShot(p, x, w, b, y, impl_name);
+  void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
+                  const float* r, float* y, std::string* impl_name) const override {
+    highway::Conv2dFwdOneShot(p, x, w, b, r, y, impl_name);
   }
   Support supports_conv2d_transpose(const Conv2dTransposeProblem&) const override {
     return Support::Yes();

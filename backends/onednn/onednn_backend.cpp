@@ -7,7 +7,8 @@
 //   padded input (oneDNN divides it by the full window, DESIGN §4 by the clipped one);
 // - repaired: max pooling on inputs holding NaN, -inf or -FLT_MAX takes an exact path
 //   (onednn_pool_exact.hpp), at the cost of one scan of x per call;
-// - documented deviation: the fused ReLU turns a NaN pre-activation into +0 (onednn_conv.cpp).
+// - refused: post-ops oneDNN's kernels cannot run as DESIGN §4 says (onednn_post_ops.hpp: relu,
+//   relu6, clip and hardsigmoid, whose clamps turn NaN into a bound; gelu's accuracy).
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -16,6 +17,7 @@
 
 #include "api/src/backend.hpp"
 #include "backends/onednn/onednn_ops.hpp"
+#include "backends/onednn/onednn_post_ops.hpp"
 
 namespace convkit::internal {
 namespace {
@@ -38,17 +40,21 @@ class OnednnBackend final : public Backend {
  public:
   std::string_view name() const override { return "onednn"; }
 
-  // Every convolution: groups, dilation, asymmetric pads, fused bias + ReLU, batch 0 (oneDNN
-  // runs zero-sized tensors and zeroes dw and db).
-  Support supports_conv2d(const Conv2dProblem& p, ConvPass) const override {
+  // Every convolution: groups, dilation, asymmetric pads, fused bias, residual and the
+  // activations of onednn_post_ops.hpp, batch 0 (oneDNN runs zero-sized tensors and zeroes dw
+  // and db).
+  Support supports_conv2d(const Conv2dProblem& p, ConvPass pass) const override {
     if (p.pad.bottom < 0 || p.pad.right < 0) {  // a transposed convolution's equivalent problem
       return Support::No(
           "onednn: a negative bottom or right pad (from a transposed convolution's "
           "output_padding >= stride) is not taken by oneDNN's convolution");
     }
-    return RefuseHugeExtents({p.ih, p.iw, p.oh, p.ow, p.kh, p.kw, p.stride_h, p.stride_w,
-                              p.dilation_h, p.dilation_w, p.pad.top, p.pad.bottom, p.pad.left,
-                              p.pad.right});
+    Support huge =
+        RefuseHugeExtents({p.ih, p.iw, p.oh, p.ow, p.kh, p.kw, p.stride_h, p.stride_w, p.dilation_h,
+                           p.dilation_w, p.pad.top, p.pad.bottom, p.pad.left, p.pad.right});
+    if (!huge.ok || pass != ConvPass::kForward) return huge;
+    std::string why = onednn::PostOpsRefusal(p.post_ops);
+    return why.empty() ? Support::Yes() : Support::No(std::move(why));
   }
   // The equivalent convolution's limits, and the deconvolution's own (onednn_deconv.cpp).
   Support supports_conv2d_transpose(const Conv2dTransposeProblem& p) const override {

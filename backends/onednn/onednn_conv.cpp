@@ -1,4 +1,5 @@
-// Convolution through oneDNN: the forward plan (inference, fused bias + ReLU, weights packed once)
+// Convolution through oneDNN: the forward plan (inference, fused bias and post-ops, weights packed
+// once)
 // and the one-shot backward passes (data; weights with oneDNN's diff_bias).
 #include <cstring>
 #include <limits>
@@ -9,6 +10,7 @@
 #include "backends/onednn/onednn_common.hpp"
 #include "backends/onednn/onednn_exec.hpp"
 #include "backends/onednn/onednn_ops.hpp"
+#include "backends/onednn/onednn_post_ops.hpp"
 
 namespace convkit::internal::onednn {
 namespace {
@@ -49,48 +51,66 @@ memory PackWeights(const Conv2dProblem& p, const float* w, const memory::desc& p
   return packed;
 }
 
-// ReLU as the post-op clip(z, 0, +inf), not eltwise_relu: oneDNN's relu is z > 0 ? z : alpha * z
-// in its gemm-based kernel (x64:gemm:jit, chosen e.g. for small grouped convolutions), which gives
-// -0 for negative z where DESIGN §4 (and the other kernels) give +0. clip gives +0 in every kernel.
-// Either way a NaN z becomes +0 (the README's documented deviation).
-dnnl::post_ops ReluPostOp() {
-  dnnl::post_ops ops;
-  ops.append_eltwise(1.0f, algorithm::eltwise_clip, 0.0f, std::numeric_limits<float>::infinity());
-  return ops;
-}
-
+// A forward plan holds two primitives, one without and one with the residual: oneDNN fixes its
+// post-ops at creation, while convkit's r is a run-time argument. The weights are reordered once
+// when both primitives want the same layout (they do for every kernel seen so far).
 class Conv2dFwdPlan final : public Conv2dFwdImpl {
  public:
   Conv2dFwdPlan(const Conv2dProblem& p, const float* w, const float* b) {
     const int threads = num_threads();
     ScopedOmpThreads scope(threads);  // oneDNN sizes its work split at creation
 
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (p.activation == Activation::kRelu) attr.set_post_ops(ReluPostOp());
-    const convolution_forward::primitive_desc pd(
-        ForwardDesc(p, prop_kind::forward_inference, p.has_bias), attr, Engine());
-    name_ = ImplName(pd);
+    int residual_index = -1;
+    const convolution_forward::primitive_desc plain_pd = PrimitiveDesc(p, false, &residual_index);
+    const convolution_forward::primitive_desc residual_pd = PrimitiveDesc(p, true, &residual_index);
+    name_ = ImplName(plain_pd);
 
-    std::vector<std::pair<int, memory>> fixed{
-        {DNNL_ARG_WEIGHTS, PackWeights(p, w, pd.weights_desc())}};
+    memory bias;
     if (p.has_bias) {
-      memory bias(BiasDesc(p.oc), Engine());  // a copy: the plan keeps no reference to b
+      bias = memory(BiasDesc(p.oc), Engine());  // a copy: the plan keeps no reference to b
       std::memcpy(bias.get_data_handle(), b, static_cast<size_t>(p.oc) * sizeof(float));
-      fixed.emplace_back(DNNL_ARG_BIAS, bias);
     }
-    exec_ = std::make_unique<PlannedExec>(pd, convolution_forward(pd), threads,
-                                          std::vector<std::pair<int, memory::desc>>{
-                                              {DNNL_ARG_SRC, XDesc(p)}, {DNNL_ARG_DST, YDesc(p)}},
-                                          std::move(fixed));
+    const memory plain_w = PackWeights(p, w, plain_pd.weights_desc());
+    const memory residual_w = residual_pd.weights_desc() == plain_pd.weights_desc()
+                                  ? plain_w
+                                  : PackWeights(p, w, residual_pd.weights_desc());
+    const auto fixed = [&](const memory& packed) {
+      std::vector<std::pair<int, memory>> args{{DNNL_ARG_WEIGHTS, packed}};
+      if (p.has_bias) args.emplace_back(DNNL_ARG_BIAS, bias);
+      return args;
+    };
+    plain_ = std::make_unique<PlannedExec>(plain_pd, convolution_forward(plain_pd), threads,
+                                           std::vector<std::pair<int, memory::desc>>{
+                                               {DNNL_ARG_SRC, XDesc(p)}, {DNNL_ARG_DST, YDesc(p)}},
+                                           fixed(plain_w));
+    residual_ = std::make_unique<PlannedExec>(
+        residual_pd, convolution_forward(residual_pd), threads,
+        std::vector<std::pair<int, memory::desc>>{
+            {DNNL_ARG_SRC, XDesc(p)},
+            {DNNL_ARG_ATTR_MULTIPLE_POST_OP(residual_index) | DNNL_ARG_SRC_1, YDesc(p)},
+            {DNNL_ARG_DST, YDesc(p)}},
+        fixed(residual_w));
   }
 
-  void run(const float* x, float* y) const override { exec_->Run({x, y}); }
+  void run(const float* x, const float* r, float* y) const override {
+    if (r == nullptr) return plain_->Run({x, y});
+    residual_->Run({x, r, y});
+  }
   std::string name() const override { return name_; }
 
  private:
+  static convolution_forward::primitive_desc PrimitiveDesc(const Conv2dProblem& p, bool residual,
+                                                           int* residual_index) {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    attr.set_post_ops(MakePostOps(p.post_ops, residual, YDesc(p), residual_index));
+    return convolution_forward::primitive_desc(
+        ForwardDesc(p, prop_kind::forward_inference, p.has_bias), attr, Engine());
+  }
+
   std::string name_;
-  std::unique_ptr<PlannedExec> exec_;
+  std::unique_ptr<PlannedExec> plain_;
+  std::unique_ptr<PlannedExec> residual_;
 };
 
 // dx: the backward-data primitive, on weights reordered into its layout.

@@ -1,5 +1,6 @@
 // The transposed convolution through oneDNN's deconvolution primitive: an inference plan with the
-// bias and activation fused (post-op), weights reordered once into the layout oneDNN chose.
+// bias and post-ops fused (onednn_post_ops.hpp: activation, residual as binary_add), weights
+// reordered once into the layout oneDNN chose.
 //
 // oneDNN's deconvolution has the same geometry as convkit's equivalent convolution
 // (Conv2dTransposeProblem::conv) with src and dst swapped: src {n, h, w, c_in}, dst {n, oh, ow,
@@ -7,7 +8,6 @@
 // holds; output_padding is thereby carried by the dst dims. Its weights are logically
 // {c_out, c_in, kh, kw} ({g, c_out / g, c_in / g, kh, kw} with groups).
 #include <cstring>
-#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -16,6 +16,7 @@
 #include "backends/onednn/onednn_common.hpp"
 #include "backends/onednn/onednn_exec.hpp"
 #include "backends/onednn/onednn_ops.hpp"
+#include "backends/onednn/onednn_post_ops.hpp"
 
 namespace convkit::internal::onednn {
 namespace {
@@ -51,56 +52,79 @@ memory::desc WeightDescGiven(const Conv2dTransposeProblem& p) {
                       memory::dims{c_in / g, c_in, 1, kh_stride, kw_stride});
 }
 
-// The activation as a post-op. ReLU is clip(z, 0, +inf), as for the forward convolution
-// (onednn_conv.cpp): eltwise_relu gives -0 for negative z in some kernels. A NaN z becomes +0 (the
-// README's documented deviation).
-dnnl::primitive_attr Attr(const Conv2dTransposeProblem& p) {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  if (p.activation == Activation::kRelu) {
-    dnnl::post_ops ops;
-    ops.append_eltwise(1.0f, algorithm::eltwise_clip, 0.0f, std::numeric_limits<float>::infinity());
-    attr.set_post_ops(ops);
-  }
-  return attr;
-}
-
+// A plan holds two primitives, without and with the residual (oneDNN fixes its post-ops at
+// creation, convkit's r is a run-time argument), as the forward convolution's plan does.
 class Conv2dTransposeFwdPlan final : public Conv2dFwdImpl {
  public:
   Conv2dTransposeFwdPlan(const Conv2dTransposeProblem& p, const float* w, const float* b) {
     const int threads = num_threads();
     ScopedOmpThreads scope(threads);  // oneDNN sizes its work split at creation
+    int residual_index = -1;
+    const deconvolution_forward::primitive_desc plain_pd = PrimitiveDesc(p, false, &residual_index);
+    const deconvolution_forward::primitive_desc residual_pd =
+        PrimitiveDesc(p, true, &residual_index);
+    name_ = ImplName(plain_pd);
+
+    memory bias;
+    if (p.has_bias) {
+      bias = memory(BiasDesc(p.c_out()), Engine());  // a copy: the plan keeps no reference to b
+      std::memcpy(bias.get_data_handle(), b, static_cast<size_t>(p.c_out()) * sizeof(float));
+    }
+    const memory plain_w = PackWeights(p, w, plain_pd.weights_desc());
+    const memory residual_w = residual_pd.weights_desc() == plain_pd.weights_desc()
+                                  ? plain_w
+                                  : PackWeights(p, w, residual_pd.weights_desc());
+    const auto fixed = [&](const memory& packed) {
+      std::vector<std::pair<int, memory>> args{{DNNL_ARG_WEIGHTS, packed}};
+      if (p.has_bias) args.emplace_back(DNNL_ARG_BIAS, bias);
+      return args;
+    };
+    plain_ = std::make_unique<PlannedExec>(plain_pd, deconvolution_forward(plain_pd), threads,
+                                           std::vector<std::pair<int, memory::desc>>{
+                                               {DNNL_ARG_SRC, XDesc(p)}, {DNNL_ARG_DST, YDesc(p)}},
+                                           fixed(plain_w));
+    residual_ = std::make_unique<PlannedExec>(
+        residual_pd, deconvolution_forward(residual_pd), threads,
+        std::vector<std::pair<int, memory::desc>>{
+            {DNNL_ARG_SRC, XDesc(p)},
+            {DNNL_ARG_ATTR_MULTIPLE_POST_OP(residual_index) | DNNL_ARG_SRC_1, YDesc(p)},
+            {DNNL_ARG_DST, YDesc(p)}},
+        fixed(residual_w));
+  }
+
+  void run(const float* x, const float* r, float* y) const override {
+    if (r == nullptr) return plain_->Run({x, y});
+    residual_->Run({x, r, y});
+  }
+  std::string name() const override { return name_; }
+
+ private:
+  static deconvolution_forward::primitive_desc PrimitiveDesc(const Conv2dTransposeProblem& p,
+                                                             bool residual, int* residual_index) {
     const Conv2dProblem& c = p.conv;
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    attr.set_post_ops(MakePostOps(p.post_ops, residual, YDesc(p), residual_index));
     const deconvolution_forward::desc desc(
         prop_kind::forward_inference, algorithm::deconvolution_direct, XDesc(p),
         memory::desc(WeightDims(p), memory::data_type::f32, memory::format_tag::any),
         p.has_bias ? BiasDesc(p.c_out()) : memory::desc(), YDesc(p),
         memory::dims{c.stride_h, c.stride_w}, memory::dims{c.dilation_h - 1, c.dilation_w - 1},
         memory::dims{c.pad.top, c.pad.left}, memory::dims{c.pad.bottom, c.pad.right});
-    const deconvolution_forward::primitive_desc pd(desc, Attr(p), Engine());
-    name_ = ImplName(pd);
-
-    memory packed(pd.weights_desc(), Engine());
-    memory given = Wrap(WeightDescGiven(p), w);
-    ExecuteOnce(dnnl::reorder(given, packed), {{DNNL_ARG_FROM, given}, {DNNL_ARG_TO, packed}});
-    std::vector<std::pair<int, memory>> fixed{{DNNL_ARG_WEIGHTS, packed}};
-    if (p.has_bias) {
-      memory bias(BiasDesc(p.c_out()), Engine());  // a copy: the plan keeps no reference to b
-      std::memcpy(bias.get_data_handle(), b, static_cast<size_t>(p.c_out()) * sizeof(float));
-      fixed.emplace_back(DNNL_ARG_BIAS, bias);
-    }
-    exec_ = std::make_unique<PlannedExec>(pd, deconvolution_forward(pd), threads,
-                                          std::vector<std::pair<int, memory::desc>>{
-                                              {DNNL_ARG_SRC, XDesc(p)}, {DNNL_ARG_DST, YDesc(p)}},
-                                          std::move(fixed));
+    return deconvolution_forward::primitive_desc(desc, attr, Engine());
   }
 
-  void run(const float* x, float* y) const override { exec_->Run({x, y}); }
-  std::string name() const override { return name_; }
+  // Copies convkit's weights into a new buffer in `packed_desc`'s layout.
+  static memory PackWeights(const Conv2dTransposeProblem& p, const float* w,
+                            const memory::desc& packed_desc) {
+    memory packed(packed_desc, Engine());
+    memory given = Wrap(WeightDescGiven(p), w);
+    ExecuteOnce(dnnl::reorder(given, packed), {{DNNL_ARG_FROM, given}, {DNNL_ARG_TO, packed}});
+    return packed;
+  }
 
- private:
   std::string name_;
-  std::unique_ptr<PlannedExec> exec_;
+  std::unique_ptr<PlannedExec> plain_, residual_;
 };
 
 }  // namespace
@@ -110,7 +134,7 @@ std::string Conv2dTransposeRefusal(const Conv2dTransposeProblem& p) {
     return "onednn: output_padding >= stride (allowed when dilation > output_padding) needs a "
            "negative padding_r, which oneDNN's deconvolution does not take";
   }
-  return {};
+  return PostOpsRefusal(p.post_ops);
 }
 
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,

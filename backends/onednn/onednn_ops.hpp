@@ -9,7 +9,7 @@
 
 namespace convkit::internal::onednn {
 
-// A planned forward convolution: inference primitive with bias and ReLU fused (post-op), weights
+// A planned forward convolution: inference primitive with bias and post-ops fused, weights
 // reordered once into the layout oneDNN chose (format_tag::any). Uses the thread count in effect
 // now for every run.
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,
@@ -24,7 +24,7 @@ void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const flo
 std::string Conv2dTransposeRefusal(const Conv2dTransposeProblem& p);
 
 // A planned transposed convolution (onednn_deconv.cpp): deconvolution inference primitive with
-// bias and ReLU fused, weights reordered once into oneDNN's chosen layout.
+// bias and post-ops fused, weights reordered once into oneDNN's chosen layout.
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,
                                                         const float* w, const float* b);
 

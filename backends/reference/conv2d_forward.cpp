@@ -2,6 +2,7 @@
 #include <cstdint>
 
 #include "api/src/backend.hpp"
+#include "backends/reference/post_ops.hpp"
 #include "backends/reference/reference.hpp"
 
 namespace convkit::internal::reference {
@@ -42,16 +43,13 @@ float conv_single_step(const Conv2dProblem& p, const float* x, const float* w, f
   return z + b;
 }
 
-// max(0, z) that keeps NaN and the sign of zero as z has them (NaN < 0 and -0 < 0 are false).
-float relu(float z) { return z < 0.0f ? 0.0f : z; }
-
 }  // namespace
 
-void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* y) {
+void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
+                const float* r, float* y) {
   const int64_t batch = p.n;
   const int64_t out_height = p.oh, out_width = p.ow, out_channels = p.oc;
   const Offset4d y_at(batch, out_height, out_width, out_channels);
-  const bool with_relu = p.activation == Activation::kRelu;
 
   // Output elements are independent, each summed in a fixed order: any split of the loop gives the
   // same bits.
@@ -63,7 +61,8 @@ void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const fl
           // Without a bias, adding +0 changes no bit: z starts at +0, so it is never -0.
           const float bias = b != nullptr ? b[oc] : 0.0f;
           const float z = conv_single_step(p, x, w, bias, n, oh, ow, oc);
-          y[y_at(n, oh, ow, oc)] = with_relu ? relu(z) : z;
+          const int64_t at = y_at(n, oh, ow, oc);
+          y[at] = apply_post_ops(p.post_ops, z, r != nullptr ? r + at : nullptr);
         }
       }
     }

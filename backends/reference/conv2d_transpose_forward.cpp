@@ -5,29 +5,19 @@
 //   :]
 // and then crops the padding. The transposed convolution is that loop with x in dZ's place and y
 // in dA_prev's: each x element scatters its window, times w, into the full output, and the pads
-// crop it (taps landing in the pads are skipped). Then bias and activation, once per y element.
-#include <algorithm>
+// crop it (taps landing in the pads are skipped). Then the bias and the post-ops (residual,
+// activation), once per y element.
 #include <cstdint>
+#include <vector>
 
 #include "api/src/backend.hpp"
+#include "backends/reference/post_ops.hpp"
 #include "backends/reference/reference.hpp"
 
 namespace convkit::internal::reference {
-namespace {
-
-// max(0, z) that keeps NaN and the sign of zero as z has them (NaN < 0 and -0 < 0 are false).
-float relu(float z) { return z < 0.0f ? 0.0f : z; }
-
-// The post-ops of one output element, in DESIGN §3's order: bias, then the activation.
-float apply_post_ops(const Conv2dTransposeProblem& p, float z, const float* b, int64_t c) {
-  if (b != nullptr) z += b[c];
-  return p.activation == Activation::kRelu ? relu(z) : z;
-}
-
-}  // namespace
 
 void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
-                          const float* b, float* y) {
+                          const float* b, const float* r, float* y) {
   const int64_t batch = p.n();
   const int64_t in_height = p.h(), in_width = p.w(), in_channels = p.c_in();
   const int64_t out_height = p.oh(), out_width = p.ow(), out_channels = p.c_out();
@@ -41,11 +31,13 @@ void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const
   const Offset4d w_at(kernel_h, kernel_w, oc_per_group, in_channels);
   const Offset4d y_at(batch, out_height, out_width, out_channels);
 
-  // Images are independent: each is scattered by one thread, in a fixed order.
+  // Images are independent: each is scattered by one thread, in a fixed order, into a zeroed
+  // image of its own (y itself may hold the residual r until the epilogue reads it).
+  const int64_t image_size = out_height * out_width * out_channels;
 #pragma omp parallel for num_threads(threads_for(p.flops() / 2))
   for (int64_t n = 0; n < batch; ++n) {
-    float* y_image = y + n * out_height * out_width * out_channels;
-    std::fill_n(y_image, out_height * out_width * out_channels, 0.0f);
+    std::vector<float> full(static_cast<size_t>(image_size), 0.0f);  // y(n) before the epilogue
+    const Offset4d full_at(1, out_height, out_width, out_channels);
     for (int64_t ih = 0; ih < in_height; ++ih) {
       for (int64_t iw = 0; iw < in_width; ++iw) {
         const int64_t vert_start = ih * stride_h - pad_top;  // the seed's names, in the full output
@@ -60,15 +52,23 @@ void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const
               const int64_t ow = horiz_start + kw * dilation_w;
               if (ow < 0 || ow >= out_width) continue;
               for (int64_t oc = 0; oc < oc_per_group; ++oc) {  // oc within the group, w's axis 2
-                y[y_at(n, oh, ow, group * oc_per_group + oc)] += w[w_at(kh, kw, oc, ic)] * dz;
+                full[full_at(0, oh, ow, group * oc_per_group + oc)] += w[w_at(kh, kw, oc, ic)] * dz;
               }
             }
           }
         }
       }
     }
-    for (int64_t i = 0; i < out_height * out_width * out_channels; ++i) {
-      y_image[i] = apply_post_ops(p, y_image[i], b, i % out_channels);
+    // The epilogue: bias, then the residual and activation; r may be y itself.
+    for (int64_t oh = 0; oh < out_height; ++oh) {
+      for (int64_t ow = 0; ow < out_width; ++ow) {
+        for (int64_t oc = 0; oc < out_channels; ++oc) {
+          const float bias = b != nullptr ? b[oc] : 0.0f;
+          const int64_t at = y_at(n, oh, ow, oc);
+          y[at] = apply_post_ops(p.post_ops, full[full_at(0, oh, ow, oc)] + bias,
+                                 r != nullptr ? r + at : nullptr);
+        }
+      }
     }
   }
 }

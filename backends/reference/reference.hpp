@@ -34,8 +34,10 @@ class Offset4d {
 // parallel region costs more than it saves (and much more on an oversubscribed machine).
 int threads_for(double work);
 
-// y = activation(conv2d(x, w) + b). b is null when !p.has_bias.
-void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* y);
+// y = the post-ops of conv2d(x, w) + b (post_ops.hpp). b is null when !p.has_bias; r, the residual,
+// is null or has y's dims and may equal y.
+void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
+                const float* r, float* y);
 
 // The gradients of conv2d_fwd (activation kNone) given dy; each overwrites its output.
 // dx: the transposed convolution of dy with w.
@@ -45,10 +47,11 @@ void conv2d_bwd_weights(const Conv2dProblem& p, const float* x, const float* dy,
 // db: the sum of dy over n, oh, ow; zeros when p.n == 0.
 void conv2d_bwd_bias(const Conv2dProblem& p, const float* dy, float* db);
 
-// y = activation(conv2d_transpose(x, w) + b): x {n, h, w, c_in}, w {kh, kw, c_out / groups, c_in},
-// y {n, oh, ow, c_out} (Conv2dTransposeProblem's accessors). b is null when !p.has_bias.
+// y = post_ops(conv2d_transpose(x, w) + b, r): x {n, h, w, c_in}, w {kh, kw, c_out / groups,
+// c_in}, y {n, oh, ow, c_out} (Conv2dTransposeProblem's accessors). b is null when !p.has_bias; r
+// (y's dims) is null without a residual and may equal y.
 void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
-                          const float* b, float* y);
+                          const float* b, const float* r, float* y);
 
 // One pooling window clipped to the input: it reads input rows [h_begin, h_end) and columns
 // [w_begin, w_end), never empty (validation keeps every pad smaller than the window). `divisor` is

@@ -25,8 +25,8 @@ class ReferenceConv2dFwd final : public Conv2dFwdImpl {
     if (p.has_bias) b_.assign(b, b + p.oc);
   }
 
-  void run(const float* x, float* y) const override {
-    reference::conv2d_fwd(p_, x, w_.data(), p_.has_bias ? b_.data() : nullptr, y);
+  void run(const float* x, const float* r, float* y) const override {
+    reference::conv2d_fwd(p_, x, w_.data(), p_.has_bias ? b_.data() : nullptr, r, y);
   }
   std::string name() const override { return std::string(kImplName); }
 
@@ -44,8 +44,8 @@ class ReferenceConv2dTransposeFwd final : public Conv2dFwdImpl {
     if (p.has_bias) b_.assign(b, b + p.c_out());
   }
 
-  void run(const float* x, float* y) const override {
-    reference::conv2d_transpose_fwd(p_, x, w_.data(), p_.has_bias ? b_.data() : nullptr, y);
+  void run(const float* x, const float* r, float* y) const override {
+    reference::conv2d_transpose_fwd(p_, x, w_.data(), p_.has_bias ? b_.data() : nullptr, r, y);
   }
   std::string name() const override { return std::string(kImplName); }
 
@@ -90,14 +90,15 @@ class ReferenceBackend final : public Backend {
   }
 
   // The one-shot calls run the kernels on the caller's buffers: a plan would only copy w and b.
-  void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b, float* y,
-                  std::string* impl_name) const override {
-    reference::conv2d_fwd(p, x, w, p.has_bias ? b : nullptr, y);
+  void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
+                  const float* r, float* y, std::string* impl_name) const override {
+    reference::conv2d_fwd(p, x, w, p.has_bias ? b : nullptr, r, y);
     store_impl_name(impl_name);
   }
   void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
-                            const float* b, float* y, std::string* impl_name) const override {
-    reference::conv2d_transpose_fwd(p, x, w, p.has_bias ? b : nullptr, y);
+                            const float* b, const float* r, float* y,
+                            std::string* impl_name) const override {
+    reference::conv2d_transpose_fwd(p, x, w, p.has_bias ? b : nullptr, r, y);
     store_impl_name(impl_name);
   }
   void pool2d_fwd(const Pool2dProblem& p, const float* x, float* y,

@@ -29,9 +29,18 @@ void zero_pad(ConstTensorView x, const Pads& pad, TensorView y);
 Dims conv2d_output_dims(const Dims& x_dims, const Dims& w_dims, const Conv2dParams& params);
 
 // y = activation(conv2d(x, w) + b). x {N, H, W, C_in}; w {KH, KW, C_in / groups, C_out}; b has
-// C_out elements or is empty (no bias); y has conv2d_output_dims(...).
+// C_out elements or is empty (no bias); y has conv2d_output_dims(...). The activation and its
+// parameters are params.activation, activation_alpha and activation_beta (params.hpp).
 void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
                     std::span<const float> b, TensorView y, std::string_view backend = {});
+
+// The same with a residual r of y's dims: y = activation(conv2d(x, w) + b + r), or with
+// params.residual_after_activation y = activation(conv2d(x, w) + b) + r. r.data may equal y.data
+// (an in-place residual: y is read, then overwritten); otherwise r must not overlap y. r must not
+// overlap x.
+void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
+                    std::span<const float> b, ConstTensorView r, TensorView y,
+                    std::string_view backend = {});
 
 // The gradients conv2d_backward computes; an absent one is skipped.
 struct Conv2dGrads {
@@ -54,11 +63,18 @@ Dims conv2d_transpose_output_dims(const Dims& x_dims, const Dims& w_dims,
 
 // y = activation(conv2d_transpose(x, w) + b) (PyTorch's ConvTranspose2d in NHWC). x {N, H, W,
 // C_in}; w {KH, KW, C_out / groups, C_in}, the HWIO weight of the convolution whose dx this is; b
-// has C_out elements or is empty; y has conv2d_transpose_output_dims(...). Equals
-// conv2d_backward's dx of that convolution (same bits on every backend), plus b.
+// has C_out elements or is empty; y has conv2d_transpose_output_dims(...). Without bias and
+// activation it equals conv2d_backward's dx of that convolution with dy = x (the same bits on
+// each backend). The activation and its parameters are as in conv2d_forward.
 void conv2d_transpose_forward(const Conv2dTransposeParams& params, ConstTensorView x,
                               ConstTensorView w, std::span<const float> b, TensorView y,
                               std::string_view backend = {});
+
+// The same with a residual r of y's dims, added before the activation or, with
+// params.residual_after_activation, after it; r may be y itself (in place), never overlap x.
+void conv2d_transpose_forward(const Conv2dTransposeParams& params, ConstTensorView x,
+                              ConstTensorView w, std::span<const float> b, ConstTensorView r,
+                              TensorView y, std::string_view backend = {});
 
 // Gradients of y = conv2d_transpose(x, w) + b given dy (dims of y): dx (dims of x) is conv2d
 // forward of dy with the same w, dw (dims of w) the correlation of dy with x, db (C_out elements)

@@ -17,8 +17,30 @@ struct Pads {
   bool operator==(const Pads&) const = default;
 };
 
-// The activation fused at the end of the forward convolution.
-enum class Activation { kNone, kRelu };
+// The activation fused at the end of the forward convolution (DESIGN §3-§4). z is the value it
+// receives (the sum plus bias, plus the residual when that comes first); alpha and beta are
+// Conv2dParams::activation_alpha / activation_beta, ignored by the activations not listed here.
+//   kRelu         max(z, 0)                     kRelu6      min(max(z, 0), 6)
+//   kClip         min(max(z, alpha), beta)      kLeakyRelu  z > 0 ? z : alpha * z
+//   kSigmoid      1 / (1 + exp(-z))             kTanh       tanh(z)
+//   kSilu         z * sigmoid(z)                kHardSwish  z * min(max(z + 3, 0), 6) / 6
+//   kHardSigmoid  min(max(alpha * z + beta, 0), 1) (ONNX's defaults 0.2, 0.5 are the caller's)
+//   kGelu         z * (1 + erf(z / sqrt(2))) / 2
+// kRelu, kRelu6, kClip and kLeakyRelu are exact; the others are within 4 ulp of the value computed
+// in double and rounded once. Every activation maps NaN to NaN.
+enum class Activation {
+  kNone,
+  kRelu,
+  kRelu6,
+  kClip,
+  kLeakyRelu,
+  kSigmoid,
+  kTanh,
+  kSilu,
+  kHardSwish,
+  kHardSigmoid,
+  kGelu,
+};
 
 // A 2-D convolution. Output size per axis (DESIGN §4):
 //   OH = floor((H + pad.top + pad.bottom - dilation_h * (kernel_h - 1) - 1) / stride_h) + 1.
@@ -34,6 +56,13 @@ struct Conv2dParams {
   int64_t dilation_w = 1;
   int64_t groups = 1;
   Activation activation = Activation::kNone;
+  // kClip: lo = alpha <= hi = beta; kLeakyRelu: the slope alpha; kHardSigmoid: alpha and beta.
+  // Finite (NaN and infinities are refused) for the activations that use them.
+  float activation_alpha = 0.0f;
+  float activation_beta = 0.0f;
+  // Where a residual r (conv2d_forward's r, Conv2d::run's r) is added: false gives
+  // y = act(conv(x) + b + r) (ResNet, ONNX Runtime's FusedConv), true y = act(conv(x) + b) + r.
+  bool residual_after_activation = false;
 };
 
 // A 2-D transposed convolution (PyTorch's ConvTranspose2d, in NHWC): the backward data of the
@@ -86,6 +115,10 @@ struct Pool2dParams {
   bool count_include_pad = false;
   bool global = false;
 };
+
+// The activation's name as convkit-run and Python spell it: "none", "relu", "clip", "leaky_relu",
+// "hardsigmoid", ...; "unknown" for a value outside the enum.
+const char* activation_name(Activation activation);
 
 // "k3x3 s2x2 p1,1,1,1 d1x1 g1 relu" and "max k3x3 s2x2 p1,1,1,1 ceil incl_pad".
 std::string to_string(const Conv2dParams& params);

@@ -34,6 +34,10 @@ class Conv2d {
 
   // y = activation(conv2d(x, w) + b) with x of x_dims() and y of y_dims().
   void run(ConstTensorView x, TensorView y) const;
+  // The same with a residual r of y_dims(), added before or after the activation as
+  // params.residual_after_activation says (ops.hpp). r.data may equal y.data; otherwise r must not
+  // overlap y, and never x.
+  void run(ConstTensorView x, ConstTensorView r, TensorView y) const;
 
   const Dims& x_dims() const;
   const Dims& y_dims() const;
@@ -56,6 +60,8 @@ class Conv2dTranspose {
 
   // y = activation(conv2d_transpose(x, w) + b) with x of x_dims() and y of y_dims().
   void run(ConstTensorView x, TensorView y) const;
+  // The same with a residual r of y_dims(), as conv2d_transpose_forward's (r may be y).
+  void run(ConstTensorView x, ConstTensorView r, TensorView y) const;
 
   const Dims& x_dims() const;
   const Dims& y_dims() const;

@@ -1,0 +1,216 @@
+// The vector post-ops of a forward convolution (DESIGN §3-§4), shared by every store path of the
+// plain convolution (StoreTile, Winograd's output transform, the depthwise kernels) and of the
+// transposed one: the residual before or after the activation, and the activation itself.
+//
+// Accuracy (checked against the reference over a dense sweep in tests/equivalence_test.cpp):
+// relu, relu6, clip, leaky_relu and hardsigmoid round as the reference does; hardswish is within 2
+// ulp; sigmoid, tanh, silu and gelu are computed in double (Highway's Exp and Tanh, 1-4 ulp of
+// double) and rounded once, as the reference does, so they stay within 1 ulp of it for every float
+// input including denormals, where a float evaluation loses its relative accuracy. NaN gives NaN:
+// every clamp is written with compares that are false for NaN, never Min/Max (whose NaN operand
+// order differs across targets).
+//
+// Included once per target through foreach_target.h: toggle guard, not #pragma once.
+#if defined(CONVKIT_HIGHWAY_POST_OPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef CONVKIT_HIGHWAY_POST_OPS_INL_H_
+#undef CONVKIT_HIGHWAY_POST_OPS_INL_H_
+#else
+#define CONVKIT_HIGHWAY_POST_OPS_INL_H_
+#endif
+
+#include <cmath>
+#include <cstddef>
+
+#include "api/src/problem.hpp"
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace convkit::internal::highway {
+namespace HWY_NAMESPACE {
+
+namespace hn = hwy::HWY_NAMESPACE;
+
+// min(max(v, lo), hi) by compares: NaN passes through, and so does -0 when lo is 0.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V ClampKeepNaN(D, V v, V lo, V hi) {
+  return hn::IfThenElse(hn::Lt(v, lo), lo, hn::IfThenElse(hn::Gt(v, hi), hi, v));
+}
+
+#if HWY_HAVE_FLOAT64 && HWY_TARGET != HWY_SCALAR
+
+// sigmoid(z) = 1 / (1 + e^-z), as e / (1 + e) with e = e^z for negative z so that e^|z| never
+// overflows. |z| is capped at 1000, where e^-|z| is 0 in double.
+template <class DD, class VD = hn::Vec<DD>>
+HWY_INLINE VD SigmoidD(DD dd, VD z) {
+  const VD one = hn::Set(dd, 1.0);
+  const VD neg_abs = hn::Max(hn::Neg(hn::Abs(z)), hn::Set(dd, -1000.0));
+  const VD e = hn::Exp(dd, neg_abs);
+  const VD s = hn::Div(one, hn::Add(one, e));
+  return hn::IfThenElse(hn::Lt(z, hn::Zero(dd)), hn::Mul(e, s), s);
+}
+
+// erfc(t) for t >= 0 with a relative error below 1.2e-7 (Numerical Recipes' erfcc, a Chebyshev
+// fit of erfc(t) e^(t^2)): enough for a float result, whose ulp is 6e-8 to 1.2e-7 of its value.
+template <class DD, class VD = hn::Vec<DD>>
+HWY_INLINE VD ErfcNonNegD(DD dd, VD t) {
+  const VD v = hn::Div(hn::Set(dd, 1.0), hn::MulAdd(hn::Set(dd, 0.5), t, hn::Set(dd, 1.0)));
+  VD poly = hn::Set(dd, 0.17087277);
+  poly = hn::MulAdd(poly, v, hn::Set(dd, -0.82215223));
+  poly = hn::MulAdd(poly, v, hn::Set(dd, 1.48851587));
+  poly = hn::MulAdd(poly, v, hn::Set(dd, -1.13520398));
+  poly = hn::MulAdd(poly, v, hn::Set(dd, 0.27886807));
+  poly = hn::MulAdd(poly, v, hn::Set(dd, -0.18628806));
+  poly = hn::MulAdd(poly, v, hn::Set(dd, 0.09678418));
+  poly = hn::MulAdd(poly, v, hn::Set(dd, 0.37409196));
+  poly = hn::MulAdd(poly, v, hn::Set(dd, 1.00002368));
+  poly = hn::MulAdd(poly, v, hn::Set(dd, -1.26551223));
+  const VD arg = hn::Max(hn::Sub(poly, hn::Mul(t, t)), hn::Set(dd, -1000.0));
+  return hn::Mul(v, hn::Exp(dd, arg));
+}
+
+// gelu(z) = z / 2 * erfc(-z / sqrt(2)): through erfc, which keeps the relative accuracy for
+// negative z where 1 + erf would cancel.
+template <class DD, class VD = hn::Vec<DD>>
+HWY_INLINE VD GeluD(DD dd, VD z) {
+  const VD t = hn::Mul(hn::Abs(z), hn::Set(dd, 0.70710678118654752440));
+  const VD tail = ErfcNonNegD(dd, t);  // erfc(|z| / sqrt(2))
+  const VD erfc = hn::IfThenElse(hn::Lt(z, hn::Zero(dd)), tail, hn::Sub(hn::Set(dd, 2.0), tail));
+  return hn::Mul(hn::Mul(hn::Set(dd, 0.5), z), erfc);
+}
+
+// The activations computed in double, on one half of a float vector.
+template <class DD, class VD = hn::Vec<DD>>
+HWY_INLINE VD TranscendentalD(DD dd, Activation activation, VD z) {
+  switch (activation) {
+    case Activation::kSigmoid:
+      return SigmoidD(dd, z);
+    case Activation::kTanh:
+      return hn::Tanh(dd, z);
+    case Activation::kSilu:
+      return hn::Mul(z, SigmoidD(dd, z));
+    default:  // kGelu
+      return GeluD(dd, z);
+  }
+}
+
+// sigmoid, tanh, silu, gelu of a float vector: both halves promoted to double, computed, rounded
+// once. Out of line: each call is some 60 instructions, and inlining it into every tile
+// instantiation would only grow the code.
+template <class D, class V = hn::Vec<D>>
+HWY_NOINLINE V ActivateTranscendental(D d, Activation activation, V v) {
+  const hn::Half<D> dh;
+  const hn::Rebind<double, decltype(dh)> dd;
+  const auto lo = TranscendentalD(dd, activation, hn::PromoteTo(dd, hn::LowerHalf(dh, v)));
+  const auto hi = TranscendentalD(dd, activation, hn::PromoteTo(dd, hn::UpperHalf(dh, v)));
+  const V y = hn::Combine(d, hn::DemoteTo(dh, hi), hn::DemoteTo(dh, lo));
+  return hn::IfThenElse(hn::IsNaN(v), v, y);  // Exp and Tanh do not promise NaN out
+}
+
+#else  // no double vectors, or one lane: lane by lane, as the reference computes them
+
+template <class D, class V = hn::Vec<D>>
+HWY_NOINLINE V ActivateTranscendental(D d, Activation activation, V v) {
+  HWY_ALIGN float lanes[hn::MaxLanes(d)];
+  hn::Store(v, d, lanes);
+  for (size_t i = 0; i < hn::Lanes(d); ++i) {
+    const double z = lanes[i];
+    const double sigmoid = 1.0 / (1.0 + std::exp(-z));
+    double y = 0.0;
+    switch (activation) {
+      case Activation::kSigmoid:
+        y = sigmoid;
+        break;
+      case Activation::kTanh:
+        y = std::tanh(z);
+        break;
+      case Activation::kSilu:
+        y = z * sigmoid;
+        break;
+      default:  // kGelu
+        y = 0.5 * z * std::erfc(-z / std::sqrt(2.0));
+        break;
+    }
+    lanes[i] = static_cast<float>(y);
+  }
+  return hn::Load(d, lanes);
+}
+
+#endif  // HWY_HAVE_FLOAT64 && HWY_TARGET != HWY_SCALAR
+
+// One target's view of PostOps: the parameters broadcast once per kernel call (or tile), then
+// Apply() per vector. The activation is a switch on a loop-invariant value, not a per-lane branch.
+template <class D>
+class VecPostOps {
+ public:
+  using V = hn::Vec<D>;
+
+  VecPostOps(D d, const PostOps& ops)
+      : activation_(ops.activation),
+        after_(ops.residual_after_activation),
+        alpha_(hn::Set(d, ops.alpha)),
+        beta_(hn::Set(d, ops.beta)) {
+    switch (ops.activation) {
+      case Activation::kRelu:
+        alpha_ = hn::Zero(d);
+        beta_ = hn::Set(d, HUGE_VALF);
+        break;
+      case Activation::kRelu6:
+        alpha_ = hn::Zero(d);
+        beta_ = hn::Set(d, 6.0f);
+        break;
+      default:
+        break;
+    }
+  }
+
+  bool has_activation() const { return activation_ != Activation::kNone; }
+
+  // The activation of z.
+  HWY_INLINE V Activate(D d, V z) const {
+    switch (activation_) {
+      case Activation::kNone:
+        return z;
+      case Activation::kRelu:
+      case Activation::kRelu6:
+      case Activation::kClip:
+        return ClampKeepNaN(d, z, alpha_, beta_);
+      case Activation::kLeakyRelu:
+        return hn::IfThenElse(hn::Gt(z, hn::Zero(d)), z, hn::Mul(alpha_, z));
+      case Activation::kHardSigmoid:  // one rounding of alpha * z + beta, as in double
+        return ClampKeepNaN(d, hn::MulAdd(alpha_, z, beta_), hn::Zero(d), hn::Set(d, 1.0f));
+      case Activation::kHardSwish:
+        return HardSwish(d, z);
+      default:
+        return ActivateTranscendental(d, activation_, z);
+    }
+  }
+
+  // z is the sum plus bias; r the residual's vector (ignored when !has_r).
+  HWY_INLINE V Apply(D d, V z, V r, bool has_r) const {
+    if (has_r && !after_) z = hn::Add(z, r);
+    z = Activate(d, z);
+    if (has_r && after_) z = hn::Add(z, r);
+    return z;
+  }
+
+ private:
+  // z * clip(z + 3, 0, 6) / 6; z itself from 3 on, where the product could overflow while the
+  // reference's double gives z exactly.
+  static HWY_INLINE V HardSwish(D d, V z) {
+    const V t = ClampKeepNaN(d, hn::Add(z, hn::Set(d, 3.0f)), hn::Zero(d), hn::Set(d, 6.0f));
+    const V y = hn::Div(hn::Mul(z, t), hn::Set(d, 6.0f));
+    return hn::IfThenElse(hn::Ge(z, hn::Set(d, 3.0f)), z, y);
+  }
+
+  Activation activation_;
+  bool after_;
+  V alpha_;  // clip's lo (0 for relu and relu6), leaky_relu's slope, hardsigmoid's alpha
+  V beta_;   // clip's hi (+inf for relu, 6 for relu6), hardsigmoid's beta
+};
+
+}  // namespace HWY_NAMESPACE
+}  // namespace convkit::internal::highway
+HWY_AFTER_NAMESPACE();
+
+#endif  // CONVKIT_HIGHWAY_POST_OPS_INL_H_ toggle
