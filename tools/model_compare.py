@@ -63,7 +63,9 @@ def measure(convkit, name, args):
     profile = model.profile(feeds, repeats=args.profile_repeats)
     return dict(model=name, input=list(shape), ms=medians, rel_diff=diffs,
                 glue=glue_share(profile), notes=notes,
-                convkit_steps=sum(s.is_convkit for s in model.steps), steps=len(model.steps))
+                convkit_steps=sum(s.is_convkit for s in model.steps), steps=len(model.steps),
+                numpy_post_ops=sum(getattr(s.layer, "numpy_post_ops", False)
+                                   for s in model.steps))
 
 
 def table(results, peers):
@@ -130,7 +132,8 @@ def main(argv=None):
         for note in result["notes"]:
             print(note)
         print(f"{name}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in result["ms"].items())
-              + f"; glue {100 * result['glue']:.1f} %", flush=True)
+              + f"; glue {100 * result['glue']:.1f} %; {result['numpy_post_ops']} convolutions "
+              "with numpy post-ops", flush=True)
     command = ("python3 tools/model_compare.py " + " ".join(sys.argv[1:] if argv is None
                                                              else argv)).strip()
     header = (f"End-to-end latency, median of interleaved runs, {args.threads} threads, fp32, "

@@ -104,6 +104,12 @@ class ConvLayer:
     def uses_convkit(self):
         return self.plan is not None or self.function is not None
 
+    @property
+    def numpy_post_ops(self):
+        """Whether run() applies an activation or residual add in numpy after convkit."""
+        return ((self.activation is not None and not self.fuse_activation)
+                or (self.residual is not None and not self.fuse_residual))
+
     def _kwargs(self):
         return _fusion_kwargs(self.activation, self.residual, self.fuse_activation,
                               self.fuse_residual)

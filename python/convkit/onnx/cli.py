@@ -83,6 +83,10 @@ def main(argv=None):
     print(f"model {args.model}; inputs {all_shapes}; backend {args.backend or 'default'}; "
           f"threads {args.threads}; convkit steps {sum(s.is_convkit for s in model.steps)} of "
           f"{len(model.steps)}")
+    unfused = [s for s in model.steps if getattr(s.layer, "numpy_post_ops", False)]
+    if unfused:
+        print(f"{len(unfused)} convolutions run their activation or residual add in numpy "
+              "(this convkit does not fuse them)")
 
     runners = {"convkit": model.run}
     for peer in [p for p in args.compare.split(",") if p]:
