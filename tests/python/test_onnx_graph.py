@@ -551,3 +551,12 @@ def test_lrn_on_nhwc_data(rng, x, size):
         scale = (bias + alpha / size * np.sum(window ** 2, axis=1)) ** beta
         expected[:, channel] = c64[:, channel] / scale
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_shapes_the_graph_cannot_take_are_an_error_naming_the_node(rng):
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["y"], name="fixed")]
+    model = make_model(nodes, {"x": (1, 3, 4, 4)}, ["y"], {"s": np.array([1, 48], np.int64)})
+    convkit.onnx.load(model)
+    with pytest.raises(convkit.Error, match="'fixed'.*input shapes") as info:
+        convkit.onnx.load(model, input_shapes={"x": (1, 3, 8, 8)})
+    assert info.value.code == "invalid argument"

@@ -10,7 +10,8 @@ kernel on zero-stride zeros otherwise.
 import numpy as np
 
 from . import layout as L
-from .errors import UnsupportedError, unsupported
+from .._convkit import Error
+from .errors import UnsupportedError, node_error, unsupported
 from .kernel import Context
 from .layers import SHAPES
 from .ops import BUILDERS
@@ -63,8 +64,14 @@ def infer(graph):
             continue
         args = [None if node.op in ALWAYS_FOLDED else _placeholder(graph, name)
                 for name in node.inputs]
-        with np.errstate(all="ignore"):
-            outputs = run_plain(builder(ctx), args)
+        try:
+            with np.errstate(all="ignore"):
+                outputs = run_plain(builder(ctx), args)
+        except UnsupportedError:
+            raise
+        except (Error, ValueError, IndexError, TypeError) as error:
+            shapes = [graph.shapes.get(name) for name in node.inputs if name]
+            raise node_error(f"{node.describe()} with input shapes {shapes}", error) from error
         for name, value in zip(node.outputs, outputs):
             if not name:
                 continue

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _convkit as ck
 from . import layout as L
-from .errors import UnsupportedError
+from .errors import UnsupportedError, node_error
 from .infer import builder_for
 from .kernel import Context
 
@@ -31,14 +31,6 @@ class Step:
     @property
     def is_convkit(self):
         return self.layer is not None and self.layer.uses_convkit
-
-
-def _with_node(error, node_text):
-    """`error` (a convkit.Error) re-raised with the node named first."""
-    kind = UnsupportedError if getattr(error, "code", "") == "unsupported" else ck.Error
-    wrapped = kind(f"{node_text}: {error}")
-    wrapped.code = getattr(error, "code", "invalid argument")
-    return wrapped
 
 
 class Model:
@@ -96,7 +88,7 @@ class Model:
         except ck.Error as error:
             if isinstance(error, UnsupportedError):
                 raise
-            raise _with_node(error, node.describe()) from error
+            raise node_error(node.describe(), error) from error
         in_slots = [self._slot(name, want) if name else None
                     for name, want in zip(node.inputs, kernel.in_layouts)]
         runtime = [self._layouts[name] for name in node.inputs
@@ -151,7 +143,7 @@ class Model:
         try:
             outputs = step.fn(*args)
         except ck.Error as error:
-            raise _with_node(error, f"node '{step.name}' ({step.op})") from error
+            raise node_error(f"node '{step.name}' ({step.op})", error) from error
         if not isinstance(outputs, tuple):
             env[step.out_slots[0]] = outputs
         else:
