@@ -2,6 +2,7 @@
 //
 //   convkit-run conv mb1ic64ih56oc64kh3ph1 --backend=highway,onednn --verify
 //   convkit-run pool mb32ic64ih112kh3sh2ph1 --alg=max --dir=BWD_D
+//   convkit-run deconv mb8ic128ih16oc64kh4sh2ph1 --verify
 //
 // Runs each problem on the given backends, prints the median time of repeated calls, GFLOP/s
 // (convolution) or GB/s (pooling) and the speed ratios to onednn and reference; with --verify,
@@ -27,10 +28,13 @@
 namespace convkit::tools {
 namespace {
 
-constexpr const char kUsage[] = R"(usage: convkit-run conv|pool [options] PROBLEM...
+constexpr const char kUsage[] = R"(usage: convkit-run conv|deconv|pool [options] PROBLEM...
 
 PROBLEM is a benchdnn descriptor: keys followed by values, '_' separators allowed.
   conv: mb ic ih iw oc oh ow kh kw sh sw ph pw dh dw g   e.g. mb1ic64ih56oc64kh3ph1
+  deconv: as conv, for the transposed convolution (benchdnn's deconv): ih/iw are x's, oc is
+        C_out, oh/ow default to (ih - 1) * sh - 2 * ph + (kh - 1) * (dh + 1) + 1; a larger oh/ow
+        given is output_padding.                      e.g. mb8ic128ih16oc64kh4sh2ph1
   pool: mb ic ih iw oh ow kh kw sh sw ph pw              e.g. mb1ic64ih112kh3sh2ph1
   Defaults as benchdnn: mb2, iw=ih, kw=kh, sw=sh=1, pw=ph=0, g1. Dilation counts as in benchdnn
   (dh0 = dense, dh1 = one gap: convkit's dilation_h = dh + 1). oh/ow, when given, must match.
@@ -38,11 +42,11 @@ PROBLEM is a benchdnn descriptor: keys followed by values, '_' separators allowe
 
 options:
   --backend=LIST    backends to run, comma-separated (default: every backend built in)
-  --dir=DIR         conv: FWD_B (default, with bias), FWD_D, BWD_D, BWD_W, BWD_WB
+  --dir=DIR         conv, deconv: FWD_B (default, with bias), FWD_D, BWD_D, BWD_W, BWD_WB
                     pool: FWD_D (default), BWD_D
   --alg=ALG         pool: max (default), avg_np (exclude padding), avg_p (include padding)
   --ceil            pool: ceil_mode
-  --attr-post-ops=relu  conv forward: fuse ReLU (also --relu)
+  --attr-post-ops=relu  conv, deconv forward: fuse ReLU (also --relu)
   --verify          compare each backend's output with the reference backend's
   --repeats=N       timed repeats, the median is reported (default 25; fewer past ~2 s of work)
   --threads=N       threads per call (default OMP_NUM_THREADS or all cores)
@@ -228,6 +232,94 @@ class ConvCase final : public Case {
  private:
   std::string dir_;
   Conv2dParams params_;
+  Dims x_dims_{}, w_dims_{}, y_dims_{};
+  Tensor x_, w_, b_, dy_;
+};
+
+// The transposed convolution: x {mb, ih, iw, ic} -> y {mb, oh, ow, oc}, w {kh, kw, oc / g, ic}.
+class DeconvCase final : public Case {
+ public:
+  DeconvCase(const Descriptor& d, std::string dir, bool relu) : dir_(std::move(dir)) {
+    const int64_t kh = d.Get("kh", 1), ih = d.Get("ih", 0);
+    params_.kernel_h = kh;
+    params_.kernel_w = d.Get("kw", kh);
+    params_.stride_h = d.Get("sh", 1);
+    params_.stride_w = d.Get("sw", params_.stride_h);
+    const int64_t ph = d.Get("ph", 0), pw = d.Get("pw", ph);
+    params_.pad = Pads{ph, ph, pw, pw};
+    params_.dilation_h = d.Get("dh", 0) + 1;
+    params_.dilation_w = d.Get("dw", d.Get("dh", 0)) + 1;
+    params_.groups = d.Get("g", 1);
+    params_.activation = relu ? Activation::kRelu : Activation::kNone;
+    const int64_t ic = d.Get("ic", 0), oc = d.Get("oc", ic);
+    x_dims_ = {d.Get("mb", 2), ih, d.Get("iw", ih), ic};
+    w_dims_ = {params_.kernel_h, params_.kernel_w, params_.groups > 0 ? oc / params_.groups : oc,
+               ic};
+    if (dir_ != "FWD_B" && dir_ != "FWD_D" && dir_ != "BWD_D" && dir_ != "BWD_W" &&
+        dir_ != "BWD_WB") {
+      Fail("--dir=" + dir_ + ": deconv takes FWD_B, FWD_D, BWD_D, BWD_W or BWD_WB");
+    }
+    if (relu && dir_.rfind("FWD", 0) != 0) Fail("--attr-post-ops=relu is for the forward pass");
+    // oh/ow beyond the size without output padding are the output padding.
+    const Dims unpadded = conv2d_transpose_output_dims(x_dims_, w_dims_, params_);
+    params_.output_padding_h = d.Get("oh", unpadded[1]) - unpadded[1];
+    params_.output_padding_w = d.Get("ow", unpadded[2]) - unpadded[2];
+    y_dims_ = conv2d_transpose_output_dims(x_dims_, w_dims_, params_);  // throws if invalid
+    x_ = IntegerFilled(x_dims_, 1);
+    w_ = IntegerFilled(w_dims_, 2);
+    b_ = IntegerFilled({1, 1, 1, oc}, 3);
+    dy_ = IntegerFilled(y_dims_, 4);
+  }
+
+  std::string Describe() const override {
+    return "x " + FormatDims(x_dims_) + " w " + FormatDims(w_dims_) + " -> y " +
+           FormatDims(y_dims_) + ", " + to_string(params_) + ", " + dir_;
+  }
+
+  // 2 * N * H * W * C_in * KH * KW * C_out / groups: every input pixel's window.
+  double Work() const override {
+    return 2.0 * static_cast<double>(x_dims_[0] * x_dims_[1] * x_dims_[2]) *
+           static_cast<double>(x_dims_[3]) * static_cast<double>(w_dims_[0] * w_dims_[1]) *
+           static_cast<double>(w_dims_[2]);
+  }
+  bool WorkIsBytes() const override { return false; }
+
+  Prepared Prepare(const std::string& backend) const override {
+    Prepared p;
+    const std::span<const float> bias =
+        dir_ == "FWD_B" ? std::span<const float>(b_.data(), b_.size()) : std::span<const float>();
+    if (dir_ == "FWD_B" || dir_ == "FWD_D") {
+      auto plan = std::make_shared<Conv2dTranspose>(params_, x_dims_, w_, bias, backend);
+      p.impl = plan->impl_name();
+      p.output_names = {"y"};
+      p.outputs = NanOutputs({y_dims_});
+      p.run = [this, plan, out = p.outputs] { plan->run(x_, (*out)[0]); };
+      return p;
+    }
+    p.impl = backend + " (one-shot)";
+    p.output_names = {dir_ == "BWD_D" ? "dx" : "dw"};
+    std::vector<Dims> dims = {dir_ == "BWD_D" ? x_dims_ : w_dims_};
+    if (dir_ == "BWD_WB") {
+      p.output_names.push_back("db");
+      dims.push_back({1, 1, 1, y_dims_[3]});
+    }
+    p.outputs = NanOutputs(dims);
+    p.run = [this, backend, out = p.outputs] {
+      Conv2dGrads grads;
+      if (dir_ == "BWD_D") {
+        grads.dx = (*out)[0].view();
+      } else {
+        grads.dw = (*out)[0].view();
+        if (dir_ == "BWD_WB") grads.db = std::span<float>((*out)[1].data(), (*out)[1].size());
+      }
+      conv2d_transpose_backward(params_, x_, w_, dy_, grads, backend);
+    };
+    return p;
+  }
+
+ private:
+  std::string dir_;
+  Conv2dTransposeParams params_;
   Dims x_dims_{}, w_dims_{}, y_dims_{};
   Tensor x_, w_, b_, dy_;
 };
@@ -433,9 +525,11 @@ Options ParseOptions(int argc, char** argv) {
       o.problems.emplace_back(arg);
     }
   }
-  if (o.kind != "conv" && o.kind != "pool") Fail("the first argument must be conv or pool");
+  if (o.kind != "conv" && o.kind != "deconv" && o.kind != "pool") {
+    Fail("the first argument must be conv, deconv or pool");
+  }
   if (o.problems.empty()) Fail("no problem given");
-  if (o.dir.empty()) o.dir = o.kind == "conv" ? "FWD_B" : "FWD_D";
+  if (o.dir.empty()) o.dir = o.kind == "pool" ? "FWD_D" : "FWD_B";
   if (o.backends.empty()) o.backends = available_backends();
   return o;
 }
@@ -452,6 +546,11 @@ bool RunProblem(const Options& o, const std::string& text) {
   std::unique_ptr<Case> c;
   if (o.kind == "conv") {
     c = std::make_unique<ConvCase>(
+        ParseDescriptor(text, {"mb", "g", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh",
+                               "sw", "ph", "pw", "dh", "dw"}),
+        o.dir, o.relu);
+  } else if (o.kind == "deconv") {
+    c = std::make_unique<DeconvCase>(
         ParseDescriptor(text, {"mb", "g", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh",
                                "sw", "ph", "pw", "dh", "dw"}),
         o.dir, o.relu);

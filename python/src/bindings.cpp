@@ -101,17 +101,15 @@ OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
                              const std::optional<InputArray>& b, nb::handle stride,
                              nb::handle padding, nb::handle output_padding, nb::handle dilation,
                              nb::handle groups, const std::optional<std::string>& activation,
-                             nb::handle residual, bool residual_after_activation,
+                             const std::optional<InputArray>& residual,
+                             bool residual_after_activation,
                              const std::optional<std::string>& backend) {
   constexpr std::string_view op = "conv2d_transpose_forward";
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kTransposeWeightsLayout, w);
-  if (!residual.is_none()) {
-    throw Error(ErrorCode::kUnsupported,
-                std::string(op) +
-                    ": residual: expected None (a fused residual is not supported "
-                    "on the transposed convolution in this build), given an array");
-  }
+  const std::optional<ConstTensorView> r_view =
+      residual ? std::optional(view_4d(op, "residual", kActivationLayout, *residual))
+               : std::nullopt;
   Conv2dTransposeParams params;
   params.kernel_h = w_view.dims[0];
   params.kernel_w = w_view.dims[1];
@@ -136,7 +134,12 @@ OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
   }));
   {
     nb::gil_scoped_release unlocked;
-    conv2d_transpose_forward(params, x_view, w_view, b_span, y.view(), backend_name(backend));
+    if (r_view) {
+      conv2d_transpose_forward(params, x_view, w_view, b_span, *r_view, y.view(),
+                               backend_name(backend));
+    } else {
+      conv2d_transpose_forward(params, x_view, w_view, b_span, y.view(), backend_name(backend));
+    }
   }
   return std::move(y).release();
 }

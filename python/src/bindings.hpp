@@ -27,14 +27,15 @@ std::tuple<OutputArray, OutputArray, OutputArray> conv2d_backward(
     const std::optional<std::string>& backend);
 
 // y = activation(conv2d_transpose(x, w) + b) (PyTorch's ConvTranspose2d in NHWC): x (N, H, W,
-// C_in), w (KH, KW, C_out / groups, C_in). `activation` is None or "relu"; `residual` must be None
-// (the fused residual comes with the forward convolution's post-ops).
+// C_in), w (KH, KW, C_out / groups, C_in). `activation` is None or "relu"; `residual` None or an
+// array of y's shape, added before the activation or, with residual_after_activation, after it.
 OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
                              const std::optional<InputArray>& b, nanobind::handle stride,
                              nanobind::handle padding, nanobind::handle output_padding,
                              nanobind::handle dilation, nanobind::handle groups,
                              const std::optional<std::string>& activation,
-                             nanobind::handle residual, bool residual_after_activation,
+                             const std::optional<InputArray>& residual,
+                             bool residual_after_activation,
                              const std::optional<std::string>& backend);
 
 // Max or average pooling; stride None means the window.

@@ -84,8 +84,9 @@ void add_conv2d(nb::module_& m) {
         "C_out elements. padding crops the full output as conv2d's padding pads; "
         "output_padding (int or (h, w), below stride or dilation) adds rows and columns at the "
         "bottom and right. OH = (H - 1) * stride - pad_top - pad_bottom + dilation * (KH - 1) + "
-        "output_padding + 1. activation: None or 'relu'; residual: None. Returns y (N, OH, OW, "
-        "C_out), float32.");
+        "output_padding + 1. activation: None or 'relu'; residual: None or an array of y's "
+        "shape, added before the activation (after it with residual_after_activation=True). "
+        "Returns y (N, OH, OW, C_out), float32.");
 }
 
 void add_pool2d(nb::module_& m) {

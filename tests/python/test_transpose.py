@@ -97,6 +97,20 @@ def test_real_data_close(backend, rng, x_shape, c_out, k, kwargs):
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * reduction ** 0.5 * 8)
 
 
+@pytest.mark.parametrize("after", [False, True])
+def test_residual(backend, rng, after):
+    x, w, b = case_arrays(integer_fill, rng, (2, 4, 5, 16), 8, 4, {})
+    kwargs = dict(stride=2, padding=1)
+    z = scatter_oracle(x, w, b, **kwargs)
+    r = integer_fill(rng, z.shape)
+    y = convkit.conv2d_transpose(x, w, b, activation="relu", residual=r,
+                                 residual_after_activation=after, backend=backend, **kwargs)
+    expected = np.maximum(z, 0.0) + r if after else np.maximum(z + r, 0.0)
+    np.testing.assert_array_equal(y, expected.astype(np.float32))
+    with pytest.raises(convkit.Error, match="r: expected dims"):
+        convkit.conv2d_transpose(x, w, b, residual=r[:, :-1], backend=backend, **kwargs)
+
+
 def test_output_size_formula(backend, rng):
     # OH = (H - 1) * stride - top - bottom + dilation * (KH - 1) + output_padding + 1.
     x = integer_fill(rng, (1, 7, 3, 2))
