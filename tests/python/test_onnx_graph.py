@@ -560,3 +560,18 @@ def test_shapes_the_graph_cannot_take_are_an_error_naming_the_node(rng):
     with pytest.raises(convkit.Error, match="'fixed'.*input shapes") as info:
         convkit.onnx.load(model, input_shapes={"x": (1, 3, 8, 8)})
     assert info.value.code == "invalid argument"
+
+
+def test_residual_fuses_into_conv_transpose(rng, backend):
+    # UNet/FPN decoders: relu(conv_transpose(x) + skip).
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    skip = rng.standard_normal((N, 4, 2 * H, 2 * W)).astype(np.float32)
+    w = rng.standard_normal((C, 4, 2, 2)).astype(np.float32)
+    node = helper.make_node
+    nodes = [node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2]),
+             node("Add", ["t", "skip"], ["a"]), node("Relu", ["a"], ["y"])]
+    model = make_model(nodes, {"x": x.shape, "skip": skip.shape}, ["y"], {"w": w})
+    loaded = check(model, {"x": x, "skip": skip}, backend=backend)
+    assert node_ops(loaded) == ["ConvTranspose"]
+    fused = loaded.graph.nodes[0]
+    assert fused.attrs["_residual"] == "before" and fused.attrs["_activation"] == "relu"
