@@ -3,7 +3,8 @@
 // Benchmarks are registered at run time, one per (op, backend, shape), named
 // "<op>/<backend>/<set>/<shape>/N<batch>". Plans are created, weights packed and the first call
 // made before the timed loop; the loop times run() alone (or the one-shot call for the _oneshot
-// ops and the backward ops, which the API offers only as one-shot calls). The console's and the
+// ops). conv2d_bwd is one training step's backward (dx, dw and db by one plan), conv2d_bwd_data
+// and conv2d_bwd_weights (dw + db) its halves. The console's and the
 // JSON's "real_time" is the wall time per call. Counters are rates per second of wall time (the
 // work runs on OpenMP threads, so the caller's CPU time means little): GFLOPS for convolutions
 // (nominal 2*N*OH*OW*OC*KH*KW*IC/groups, the same for every pass) and GBps for pooling (bytes read
@@ -88,7 +89,7 @@ Tensor Filled(const Dims& dims, uint32_t seed) {
 // ---------------------------------------------------------------------------------------------
 // Convolution.
 
-enum class ConvPassKind { kForward, kBackwardData, kBackwardWeights };
+enum class ConvPassKind { kForward, kBackwardData, kBackwardWeights, kBackward };
 
 struct ConvOp {
   std::string_view name;
@@ -99,9 +100,20 @@ struct ConvOp {
 constexpr ConvOp kConvOps[] = {
     {"conv2d_fwd", ConvPassKind::kForward, false},
     {"conv2d_fwd_oneshot", ConvPassKind::kForward, true},
-    {"conv2d_bwd_data", ConvPassKind::kBackwardData, true},
-    {"conv2d_bwd_weights", ConvPassKind::kBackwardWeights, true},
+    {"conv2d_bwd_data", ConvPassKind::kBackwardData, false},
+    {"conv2d_bwd_data_oneshot", ConvPassKind::kBackwardData, true},
+    {"conv2d_bwd_weights", ConvPassKind::kBackwardWeights, false},
+    {"conv2d_bwd_weights_oneshot", ConvPassKind::kBackwardWeights, true},
+    {"conv2d_bwd", ConvPassKind::kBackward, false},
+    {"conv2d_bwd_oneshot", ConvPassKind::kBackward, true},
 };
+
+// The gradients a backward pass computes.
+Conv2dGradsWanted WantedBy(ConvPassKind pass) {
+  if (pass == ConvPassKind::kBackwardData) return {true, false, false};
+  if (pass == ConvPassKind::kBackwardWeights) return {false, true, true};
+  return {true, true, true};
+}
 
 void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& backend,
                const ConvShape& shape, int64_t batch) {
@@ -114,44 +126,40 @@ void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& bac
   Tensor y, dy, dx, dw;
   std::vector<float> db;
   std::optional<Conv2d> plan;
+  std::optional<Conv2dBackward> backward;
 
   Prepared prepared;
   const bool ok = Prepare(
       state,
       [&]() -> Prepared {
-        switch (op.pass) {
-          case ConvPassKind::kForward: {
-            plan.emplace(params, x_dims, w, b, backend);
-            y = Tensor(plan->y_dims());
-            if (!op.oneshot) return {[&] { plan->run(x, y); }, plan->impl_name()};
-            return {[&] { conv2d_forward(params, x, w, b, y, backend); },
-                    plan->impl_name() + " (one-shot)"};
-          }
-          case ConvPassKind::kBackwardData: {
-            dy = Filled(ConvOutputDims(shape, batch), 4);
-            dx = Tensor(x_dims);
-            Conv2dGrads grads;
-            grads.dx = dx.view();
-            return {[&, grads] { conv2d_backward(params, x, w, dy, grads, backend); },
-                    backend + " (one-shot)"};
-          }
-          case ConvPassKind::kBackwardWeights: {
-            dy = Filled(ConvOutputDims(shape, batch), 4);
-            dw = Tensor(shape.w_dims());
-            db.assign(static_cast<size_t>(shape.c_out), 0.0f);
-            Conv2dGrads grads;
-            grads.dw = dw.view();
-            grads.db = std::span<float>(db);
-            return {[&, grads] { conv2d_backward(params, x, w, dy, grads, backend); },
-                    backend + " (one-shot)"};
-          }
+        if (op.pass == ConvPassKind::kForward) {
+          plan.emplace(params, x_dims, w, b, backend);
+          y = Tensor(plan->y_dims());
+          if (!op.oneshot) return {[&] { plan->run(x, y); }, plan->impl_name()};
+          return {[&] { conv2d_forward(params, x, w, b, y, backend); },
+                  plan->impl_name() + " (one-shot)"};
         }
-        return {};
+        const Conv2dGradsWanted wanted = WantedBy(op.pass);
+        backward.emplace(params, x_dims, w, wanted, backend);
+        dy = Filled(ConvOutputDims(shape, batch), 4);
+        Conv2dGrads grads;
+        if (wanted.dx) grads.dx = (dx = Tensor(x_dims)).view();
+        if (wanted.dw) grads.dw = (dw = Tensor(shape.w_dims())).view();
+        if (wanted.db) {
+          db.assign(static_cast<size_t>(shape.c_out), 0.0f);
+          grads.db = std::span<float>(db);
+        }
+        if (!op.oneshot)
+          return {[&, grads] { backward->run(x, dy, grads); }, backward->impl_name()};
+        return {[&, grads] { conv2d_backward(params, x, w, dy, grads, backend); },
+                backward->impl_name() + " (one-shot)"};
       },
       &prepared);
   if (!ok) return;
   const double seconds = TimeLoop(state, prepared);
-  SetGflopsCounter(state, ConvFlops(shape, batch), seconds);
+  // A whole backward step is two GEMM-sized passes (data and weights).
+  const double passes = op.pass == ConvPassKind::kBackward ? 2.0 : 1.0;
+  SetGflopsCounter(state, passes * ConvFlops(shape, batch), seconds);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,8 +223,10 @@ constexpr PoolOp kPoolOps[] = {
     {"pool2d_fwd_max_oneshot", PoolMode::kMax, false, true},
     {"pool2d_fwd_avg", PoolMode::kAverage, false, false},
     {"pool2d_fwd_avg_oneshot", PoolMode::kAverage, false, true},
-    {"pool2d_bwd_max", PoolMode::kMax, true, true},
-    {"pool2d_bwd_avg", PoolMode::kAverage, true, true},
+    {"pool2d_bwd_max", PoolMode::kMax, true, false},
+    {"pool2d_bwd_max_oneshot", PoolMode::kMax, true, true},
+    {"pool2d_bwd_avg", PoolMode::kAverage, true, false},
+    {"pool2d_bwd_avg_oneshot", PoolMode::kAverage, true, true},
 };
 
 Pool2dParams PoolParams(const PoolShape& shape, PoolMode mode) {
@@ -241,15 +251,19 @@ void BenchPool(benchmark::State& state, const PoolOp& op, const std::string& bac
   const Tensor x = Filled(x_dims, 1);
   Tensor y, dy, dx;
   std::optional<Pool2d> plan;
+  std::optional<Pool2dBackward> backward;
 
   Prepared prepared;
   const bool ok = Prepare(
       state,
       [&]() -> Prepared {
         if (op.backward) {
-          dy = Filled(pool2d_output_dims(x_dims, params), 4);
+          backward.emplace(params, x_dims, backend);
+          dy = Filled(backward->y_dims(), 4);
           dx = Tensor(x_dims);
-          return {[&] { pool2d_backward(params, x, dy, dx, backend); }, backend + " (one-shot)"};
+          if (!op.oneshot) return {[&] { backward->run(x, dy, dx); }, backward->impl_name()};
+          return {[&] { pool2d_backward(params, x, dy, dx, backend); },
+                  backward->impl_name() + " (one-shot)"};
         }
         plan.emplace(params, x_dims, backend);
         y = Tensor(plan->y_dims());

@@ -88,6 +88,19 @@ static void pool_by_hand(void) {
   CHECK(y_dims[0] == 1 && y_dims[1] == 1 && y_dims[2] == 2 && y_dims[3] == 1);
   CHECK(strlen(convkit_pool2d_impl_name(plan)) > 0);
   convkit_pool2d_destroy(plan);
+
+  /* The backward plan of max pooling gives what the one-shot call gave above. */
+  params.mode = CONVKIT_POOL_MAX;
+  convkit_pool2d_bwd* bwd = NULL;
+  CHECK(convkit_pool2d_bwd_create(&params, x_dims, "reference", &bwd) == CONVKIT_OK);
+  memset(dx, 0xff, sizeof(dx));
+  CHECK(convkit_pool2d_bwd_run(bwd, xt, dyt, dxt) == CONVKIT_OK);
+  for (int i = 0; i < 8; ++i) CHECK(dx[i] == want_max[i]);
+  convkit_pool2d_bwd_y_dims(bwd, y_dims);
+  CHECK(y_dims[0] == 1 && y_dims[1] == 1 && y_dims[2] == 2 && y_dims[3] == 1);
+  CHECK(strcmp(convkit_pool2d_bwd_impl_name(bwd), "reference:direct:scalar") == 0);
+  CHECK_FAILS(convkit_pool2d_bwd_run(bwd, xt, xt, dxt), CONVKIT_SHAPE_MISMATCH, "dy");
+  convkit_pool2d_bwd_destroy(bwd);
 }
 
 /* zero_pad of a 1x1x1x2 tensor by one on each side: a 1x3x3x2 of zeros around it. */
@@ -131,6 +144,8 @@ static void backends_agree(void) {
   float *want_dw = malloc(sizeof(float) * count(w_dims)),
         *dw = malloc(sizeof(float) * count(w_dims));
   float want_db[10], db[10];
+  float* w2 = malloc(sizeof(float) * count(w_dims));
+  const convkit_const_tensor w2t = {w2, {3, 3, 3, 10}};
   const convkit_tensor want_yt = {want_y, {y_dims[0], y_dims[1], y_dims[2], y_dims[3]}};
   const convkit_tensor yt = {y, {y_dims[0], y_dims[1], y_dims[2], y_dims[3]}};
   const convkit_tensor want_dxt = {want_dx, {2, 9, 8, 6}}, dxt = {dx, {2, 9, 8, 6}};
@@ -159,13 +174,43 @@ static void backends_agree(void) {
     memset(db, 0, sizeof(db));
     CHECK(convkit_conv2d_backward(&params, xt, wt, dyt, NULL, NULL, db, 10, name) == CONVKIT_OK);
     CHECK(memcmp(db, want_db, sizeof(db)) == 0);
+
+    /* The backward plan: every gradient, then dx alone (x not needed) after set_weights. */
+    convkit_conv2d_bwd* bwd = NULL;
+    CHECK(convkit_conv2d_bwd_create(&params, x_dims, wt,
+                                    CONVKIT_GRAD_DX | CONVKIT_GRAD_DW | CONVKIT_GRAD_DB, name,
+                                    &bwd) == CONVKIT_OK);
+    CHECK(strncmp(convkit_conv2d_bwd_impl_name(bwd), name, strlen(name)) == 0);
+    memset(dx, 0, sizeof(float) * count(x_dims));
+    memset(dw, 0, sizeof(float) * count(w_dims));
+    memset(db, 0, sizeof(db));
+    CHECK(convkit_conv2d_bwd_run(bwd, xt, dyt, &dxt, &dwt, db, 10) == CONVKIT_OK);
+    CHECK(memcmp(dx, want_dx, sizeof(float) * count(x_dims)) == 0);
+    CHECK(memcmp(dw, want_dw, sizeof(float) * count(w_dims)) == 0);
+    CHECK(memcmp(db, want_db, sizeof(db)) == 0);
+    int64_t dy_dims[4];
+    convkit_conv2d_bwd_y_dims(bwd, dy_dims);
+    CHECK(memcmp(dy_dims, y_dims, sizeof(dy_dims)) == 0);
+    convkit_conv2d_bwd_destroy(bwd);
+
+    /* dx is linear in w: with w doubled by set_weights it doubles (exact on these integers). */
+    CHECK(convkit_conv2d_bwd_create(&params, x_dims, wt, CONVKIT_GRAD_DX, name, &bwd) ==
+          CONVKIT_OK);
+    for (int64_t i = 0; i < count(w_dims); ++i) w2[i] = 2 * w[i];
+    CHECK(convkit_conv2d_bwd_set_weights(bwd, w2t) == CONVKIT_OK);
+    const convkit_const_tensor no_x = {NULL, {0, 0, 0, 0}};
+    CHECK(convkit_conv2d_bwd_run(bwd, no_x, dyt, &dxt, NULL, NULL, 0) == CONVKIT_OK);
+    for (int64_t i = 0; i < count(x_dims); ++i) CHECK(dx[i] == 2 * want_dx[i]);
+    CHECK_FAILS(convkit_conv2d_bwd_run(bwd, no_x, dyt, &dxt, &dwt, NULL, 0),
+                CONVKIT_INVALID_ARGUMENT, "grads.dw");
+    convkit_conv2d_bwd_destroy(bwd);
   }
   CHECK(checked >= 1);
   int nonzero = 0; /* the data must not be trivial */
   for (int64_t i = 0; i < count(y_dims); ++i) nonzero += want_y[i] != 0.0f;
   CHECK(nonzero > count(y_dims) / 2);
-  free(x), free(w), free(dy), free(want_y), free(y), free(want_dx), free(dx), free(want_dw),
-      free(dw);
+  free(x), free(w), free(w2), free(dy), free(want_y), free(y), free(want_dx), free(dx),
+      free(want_dw), free(dw);
 }
 
 /* The transposed convolution by hand: x 1x2x2x1 = {1 2 / 3 4}, w 2x2 = {1 10 / 100 1000}, stride
@@ -295,6 +340,33 @@ static void errors(void) {
   CHECK_FAILS(convkit_conv2d_run(NULL, xt, yt), CONVKIT_INVALID_ARGUMENT, "plan");
   CHECK(strcmp(convkit_conv2d_impl_name(NULL), "") == 0);
   convkit_conv2d_destroy(NULL);
+
+  convkit_conv2d_bwd* bwd = NULL;
+  CHECK_FAILS(convkit_conv2d_bwd_create(&params, x_dims, wt, 0, NULL, &bwd),
+              CONVKIT_INVALID_ARGUMENT, "wanted");
+  CHECK_FAILS(convkit_conv2d_bwd_create(&params, x_dims, wt, 8, NULL, &bwd),
+              CONVKIT_INVALID_ARGUMENT, "grads");
+  params.activation = CONVKIT_ACTIVATION_RELU;
+  CHECK_FAILS(convkit_conv2d_bwd_create(&params, x_dims, wt, CONVKIT_GRAD_DW, NULL, &bwd),
+              CONVKIT_INVALID_ARGUMENT, "params.activation");
+  params.activation = CONVKIT_ACTIVATION_NONE;
+  CHECK(bwd == NULL);
+  CHECK(convkit_conv2d_bwd_create(&params, x_dims, wt, CONVKIT_GRAD_DW, NULL, &bwd) == CONVKIT_OK);
+  const convkit_const_tensor wrong_w = {w, {2, 2, 1, 2}};
+  CHECK_FAILS(convkit_conv2d_bwd_set_weights(bwd, wrong_w), CONVKIT_SHAPE_MISMATCH, "w");
+  CHECK_FAILS(convkit_conv2d_bwd_set_weights(NULL, wt), CONVKIT_INVALID_ARGUMENT, "plan");
+  float dw[4];
+  const convkit_tensor dwt = {dw, {2, 2, 1, 1}};
+  const convkit_const_tensor dyt = {y, {1, 2, 2, 1}};
+  CHECK_FAILS(convkit_conv2d_bwd_run(bwd, xt, xt, NULL, &dwt, NULL, 0), CONVKIT_SHAPE_MISMATCH,
+              "dy");
+  CHECK_FAILS(convkit_conv2d_bwd_run(bwd, (convkit_const_tensor){NULL, {1, 3, 3, 1}}, dyt, NULL,
+                                     &dwt, NULL, 0),
+              CONVKIT_INVALID_ARGUMENT, "x");
+  CHECK(convkit_conv2d_bwd_run(bwd, xt, dyt, NULL, &dwt, NULL, 0) == CONVKIT_OK);
+  convkit_conv2d_bwd_destroy(bwd);
+  convkit_conv2d_bwd_destroy(NULL);
+  CHECK_FAILS(convkit_pool2d_bwd_run(NULL, xt, dyt, yt), CONVKIT_INVALID_ARGUMENT, "plan");
 
   convkit_pool2d_params pool;
   convkit_pool2d_params_init(&pool);

@@ -498,8 +498,61 @@ void ConvForwardGrid(const std::string& backend, std::string_view isa) {
   CONVKIT_FINISH_GRID(tally);
 }
 
-// Backward convolution against reference. The gradients asked for rotate per case: all three,
-// dx only, dw and db only.
+// Reference gradients of one backward case.
+struct ConvGradsRef {
+  const Tensor& dx;
+  const Tensor& dw;
+  const std::vector<float>& db;
+};
+
+// The backward plan of a case gives the reference's bits: created with other weights, then
+// set_weights(w) (as a training step would), run twice. `which` as in ConvBackwardGrid; without dw
+// the plan gets no x.
+::testing::AssertionResult ConvBackwardPlanMatches(const ConvCase& c, const std::string& cs,
+                                                   int which, const Tensor& x, const Tensor& w,
+                                                   const Tensor& dy, const ConvGradsRef& ref,
+                                                   const std::string& backend, std::string_view isa,
+                                                   Rng& rng, Tally& tally) {
+  Tensor w_other(c.w());
+  FillConvData(Span(w_other), rng);
+  const Conv2dGradsWanted wanted{which != 2, which != 1, which != 1};
+  Tensor dx[2] = {Tensor(c.x, kBackendFill), Tensor(c.x, kBackendFill)};
+  Tensor dw[2] = {Tensor(c.w(), kBackendFill), Tensor(c.w(), kBackendFill)};
+  std::vector<float> db[2] = {std::vector<float>(static_cast<size_t>(c.oc), kBackendFill),
+                              std::vector<float>(static_cast<size_t>(c.oc), kBackendFill)};
+  const auto grads = [&](int i) {
+    Conv2dGrads g;
+    if (wanted.dx) g.dx = dx[i].view();
+    if (wanted.dw) g.dw = dw[i].view();
+    if (wanted.db) g.db = Span(db[i]);
+    return g;
+  };
+  const ConstTensorView x_given = wanted.dw ? x.view() : ConstTensorView();
+  std::string impl;
+  if (auto why = RefusalOf([&] {
+        Conv2dBackward plan(c.params, c.x, w_other, wanted, backend);
+        impl = plan.impl_name();
+        plan.run(x_given, dy, grads(0));
+        plan.set_weights(w);
+        plan.run(x_given, dy, grads(0));
+        plan.run(x_given, dy, grads(1));
+      })) {
+    tally.Refused(cs + " (plan)", *why);
+    return ::testing::AssertionSuccess();
+  }
+  for (int i = 0; i < 2; ++i) {
+    const std::string run = i == 0 ? " (plan after set_weights)" : " (plan, second run)";
+    ::testing::AssertionResult r = ImplIsOnIsa(cs, impl, isa);
+    if (r && wanted.dx) r = CompareTensors(cs, "dx" + run, ref.dx, dx[i]);
+    if (r && wanted.dw) r = CompareTensors(cs, "dw" + run, ref.dw, dw[i]);
+    if (r && wanted.db) r = CompareVectors(cs, "db" + run, ref.db, db[i]);
+    if (!r) return r;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Backward convolution against reference, one-shot and through a plan. The gradients asked for
+// rotate per case: all three, dx only, dw and db only.
 void ConvBackwardGrid(const std::string& backend, std::string_view isa) {
   Tally tally(backend);
   int index = 0;
@@ -559,6 +612,9 @@ void ConvBackwardGrid(const std::string& backend, std::string_view isa) {
       break;
     if (which == 1 &&
         tally.Check(CompareTensors(cs, "dw (not asked for)", Tensor(c.w(), kBackendFill), dw)))
+      break;
+    if (tally.Check(ConvBackwardPlanMatches(c, cs, which, x, w, dy, {dx_ref, dw_ref, db_ref},
+                                            backend, isa, rng, tally)))
       break;
   }
   CONVKIT_FINISH_GRID(tally);
@@ -666,6 +722,20 @@ void PoolBackwardGrid(const std::string& backend, std::string_view isa) {
     }
     tally.Ran();
     if (tally.Check(CompareTensors(cs, "dx", expected, dx))) break;
+    std::string impl;
+    Tensor dx_plan(c.x, kBackendFill), dx_plan_again(c.x, kBackendFill);
+    if (auto why = RefusalOf([&] {
+          const Pool2dBackward plan(c.params, c.x, backend);
+          impl = plan.impl_name();
+          plan.run(d.x, d.dy, dx_plan);
+          plan.run(d.x, d.dy, dx_plan_again);
+        })) {
+      tally.Refused(cs + " (plan)", *why);
+      continue;
+    }
+    if (tally.Check(ImplIsOnIsa(cs, impl, isa))) break;
+    if (tally.Check(CompareTensors(cs, "dx (plan)", expected, dx_plan))) break;
+    if (tally.Check(CompareTensors(cs, "dx (plan, second run)", expected, dx_plan_again))) break;
   }
   CONVKIT_FINISH_GRID(tally);
 }

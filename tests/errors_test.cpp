@@ -5,8 +5,11 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <optional>
+#include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "convkit/convkit.hpp"
 
@@ -585,6 +588,104 @@ TEST(PlanErrors, MovedFromPlanRefusesToRun) {
               "Conv2d::run: this: expected a plan, given a moved-from plan");
   moved.run(c.x, c.y);
   EXPECT_EQ(c.y(0, 0, 0, 0), 4.0f * 4.0f + 1.0f);  // 2x2 taps inside, 4 channels, bias 1
+}
+
+// Backward plans: creation, set_weights and run check what they are given; a failed call writes
+// nothing and leaves the plan as it was.
+TEST(PlanErrors, BackwardPlansCheckTheirArguments) {
+  ConvCase c;
+  ExpectError(
+      [&] {
+        Conv2dBackward(c.params, c.x.dims(), c.w, {false, false, false});
+      },
+      ErrorCode::kInvalidArgument,
+      "Conv2dBackward: wanted: expected at least one of dx, dw, db, given none");
+  Conv2dParams relu = c.params;
+  relu.activation = Activation::kRelu;
+  ExpectError([&] { Conv2dBackward(relu, c.x.dims(), c.w); }, ErrorCode::kInvalidArgument,
+              "Conv2dBackward: params.activation: expected kNone");
+
+  Conv2dBackward plan(c.params, c.x.dims(), c.w, {.dx = true, .dw = false, .db = true},
+                      "reference");
+  EXPECT_EQ(plan.y_dims(), (Dims{2, 3, 4, 8}));
+  EXPECT_EQ(plan.w_dims(), (Dims{3, 3, 4, 8}));
+  Tensor dy({2, 3, 4, 8}, 1.0f), dx({2, 5, 7, 4}, -7.0f), dw({3, 3, 4, 8}, -7.0f);
+  std::vector<float> db(8, -7.0f);
+  ExpectError(
+      [&] {
+        plan.run({}, dy, {dx.view(), std::nullopt, std::nullopt});
+      },
+      ErrorCode::kInvalidArgument,
+      "Conv2dBackward::run: grads.db: expected a gradient (the plan computes it), given none");
+  ExpectError(
+      [&] {
+        plan.run({}, dy, {dx.view(), dw.view(), std::span<float>(db)});
+      },
+      ErrorCode::kInvalidArgument,
+      "Conv2dBackward::run: grads.dw: expected none (the plan was created without it)");
+  ExpectError(
+      [&] {
+        plan.run({}, Tensor({2, 3, 4, 7}), {dx.view(), std::nullopt, std::span<float>(db)});
+      },
+      ErrorCode::kShapeMismatch,
+      "Conv2dBackward::run: dy: expected dims {2, 3, 4, 8}, given {2, 3, 4, 7}");
+  ExpectError(
+      [&] {
+        plan.run(Tensor({2, 5, 7, 3}), dy, {dx.view(), std::nullopt, std::span<float>(db)});
+      },
+      ErrorCode::kShapeMismatch, "Conv2dBackward::run: x: expected dims {2, 5, 7, 4}");
+  ExpectError(
+      [&] {
+        plan.run({}, dy, {Tensor({2, 5, 6, 4}).view(), std::nullopt, std::span<float>(db)});
+      },
+      ErrorCode::kShapeMismatch, "Conv2dBackward::run: grads.dx: expected dims");
+  std::vector<float> db7(7);
+  ExpectError(
+      [&] {
+        plan.run({}, dy, {dx.view(), std::nullopt, std::span<float>(db7)});
+      },
+      ErrorCode::kShapeMismatch, "Conv2dBackward::run: grads.db: expected 8 elements");
+  ExpectError(
+      [&] {
+        plan.run({}, dy, {TensorView{dy.data(), dx.dims()}, std::nullopt, std::span<float>(db)});
+      },
+      ErrorCode::kInvalidArgument,
+      "Conv2dBackward::run: grads.dx: expected memory that does not overlap dy");
+  EXPECT_EQ(dx(0, 0, 0, 0), -7.0f);
+  EXPECT_EQ(db[0], -7.0f);
+  ExpectError(
+      [&] {
+        plan.set_weights(Tensor({3, 3, 4, 9}));
+      },
+      ErrorCode::kShapeMismatch,
+      "Conv2dBackward::set_weights: w: expected dims {3, 3, 4, 8}, given {3, 3, 4, 9}");
+  plan.run({}, dy,
+           {dx.view(), std::nullopt, std::span<float>(db)});  // the weights are still all ones
+  EXPECT_EQ(dx(0, 1, 1, 0), 4.0f * 8.0f);  // taps (1..2) x (1..2) of dy's pixel (0, 0), 8 C_out
+  EXPECT_EQ(db[0], 2.0f * 3.0f * 4.0f);
+
+  const Pool2dBackward pool(Pool2dParams{.window_h = 2, .window_w = 2}, {1, 3, 3, 1}, "reference");
+  EXPECT_EQ(pool.y_dims(), (Dims{1, 2, 2, 1}));
+  ExpectError(
+      [&] {
+        pool.run(Tensor({1, 3, 3, 1}), Tensor({1, 2, 3, 1}), Tensor({1, 3, 3, 1}));
+      },
+      ErrorCode::kShapeMismatch,
+      "Pool2dBackward::run: dy: expected dims {1, 2, 2, 1}, given {1, 2, 3, 1}");
+  Tensor px({1, 3, 3, 1});
+  ExpectError(
+      [&] {
+        pool.run(px, Tensor({1, 2, 2, 1}), px);
+      },
+      ErrorCode::kInvalidArgument,
+      "Pool2dBackward::run: dx: expected memory that does not overlap x");
+  Pool2dBackward moved = Pool2dBackward(Pool2dParams{.window_h = 2, .window_w = 2}, {1, 3, 3, 1});
+  Pool2dBackward taken = std::move(moved);
+  ExpectError(
+      [&] {
+        moved.run(px, Tensor({1, 2, 2, 1}), Tensor({1, 3, 3, 1}));
+      },  // NOLINT
+      ErrorCode::kInvalidArgument, "Pool2dBackward::run: this: expected a plan");
 }
 
 TEST(RuntimeErrors, SetNumThreads) {

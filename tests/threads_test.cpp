@@ -171,6 +171,94 @@ TEST_P(ThreadsTest, PoolPlanRunFromEightThreads) {
   if (ran == 0) GTEST_SKIP() << backend() << " refused every case";
 }
 
+// The backward plans from eight threads: each thread its own dy (and x), all three gradients of
+// a convolution, dx of a max pooling; bits as the plan gives them run alone.
+TEST_P(ThreadsTest, BackwardPlansRunFromEightThreads) {
+  int ran = 0;
+  for (const ThreadConvCase& c : ThreadConvCases()) {
+    Conv2dParams params = c.params;
+    params.activation = Activation::kNone;
+    const std::string where = backend() + ": backward " + c.name;
+    const Dims w_dims{c.params.kernel_h, c.params.kernel_w, c.x[3] / c.params.groups, c.oc};
+    Rng rng(23);
+    Tensor w(w_dims);
+    FillIntegers(Span(w), rng, -3, 3, true);
+    std::optional<Conv2dBackward> plan;
+    if (auto why = RefusalOf([&] { plan.emplace(params, c.x, w, Conv2dGradsWanted{}, backend()); }))
+      continue;
+    ++ran;
+    struct Grads {
+      Tensor dx, dw, db;
+      Conv2dGrads view() { return {dx.view(), dw.view(), std::span(db.data(), db.size())}; }
+    };
+    const auto make_grads = [&] {
+      return Grads{Tensor(c.x, -1.0f), Tensor(w_dims, -1.0f), Tensor({c.oc, 1, 1, 1}, -1.0f)};
+    };
+    std::vector<Tensor> xs, dys;
+    std::vector<Grads> expected;
+    for (int t = 0; t < kThreads; ++t) {
+      xs.emplace_back(c.x);
+      dys.emplace_back(plan->y_dims());
+      FillIntegers(Span(xs.back()), rng, -3, 3, true);
+      FillIntegers(Span(dys.back()), rng, -3, 3, true);
+      expected.push_back(make_grads());
+      plan->run(xs.back(), dys.back(), expected.back().view());
+    }
+    Grads ref = make_grads();
+    conv2d_backward(params, xs[0], w, dys[0], ref.view(), "reference");
+    ASSERT_TRUE(CompareTensors(where, "dx vs reference", ref.dx, expected[0].dx));
+    ASSERT_TRUE(CompareTensors(where, "dw vs reference", ref.dw, expected[0].dw));
+    ASSERT_TRUE(CompareTensors(where, "db vs reference", ref.db, expected[0].db));
+    const int mismatches = RunConcurrently(where, [&](int t) {
+      int bad = 0;
+      Grads g = make_grads();
+      const Grads& want = expected[static_cast<size_t>(t)];
+      for (int run = 0; run < kRunsPerThread; ++run) {
+        plan->run(xs[static_cast<size_t>(t)], dys[static_cast<size_t>(t)], g.view());
+        bad += !SameBits(g.dx, want.dx) || !SameBits(g.dw, want.dw) || !SameBits(g.db, want.db);
+      }
+      return bad;
+    });
+    EXPECT_EQ(mismatches, 0) << where << ": " << mismatches << " of " << kThreads * kRunsPerThread
+                             << " concurrent runs differ from the single-threaded result";
+  }
+
+  Pool2dParams pool{.window_h = 3, .window_w = 3, .stride_h = 2, .stride_w = 2};
+  pool.pad = Pads::uniform(1);
+  const Dims x_dims{2, 31, 29, 67};
+  std::optional<Pool2dBackward> plan;
+  if (!RefusalOf([&] { plan.emplace(pool, x_dims, backend()); })) {
+    ++ran;
+    Rng rng(24);
+    std::vector<Tensor> xs, dys, expected;
+    for (int t = 0; t < kThreads; ++t) {
+      xs.emplace_back(x_dims);
+      dys.emplace_back(plan->y_dims());
+      FillIntegers(Span(xs.back()), rng, -100, 100, true);
+      FillIntegers(Span(dys.back()), rng, -3, 3, true);
+      expected.emplace_back(x_dims);
+      plan->run(xs.back(), dys.back(), expected.back());
+    }
+    Tensor dx_ref(x_dims);
+    pool2d_backward(pool, xs[0], dys[0], dx_ref, "reference");
+    ASSERT_TRUE(
+        CompareTensors(backend() + ": max pool backward", "dx vs reference", dx_ref, expected[0]));
+    const int mismatches = RunConcurrently("pool backward", [&](int t) {
+      int bad = 0;
+      Tensor dx(x_dims);
+      for (int run = 0; run < kRunsPerThread; ++run) {
+        std::fill_n(dx.data(), dx.size(), -1.0f);
+        plan->run(xs[static_cast<size_t>(t)], dys[static_cast<size_t>(t)], dx);
+        bad += !SameBits(dx, expected[static_cast<size_t>(t)]);
+      }
+      return bad;
+    });
+    EXPECT_EQ(mismatches, 0) << backend() << ": pool backward: " << mismatches
+                             << " concurrent runs differ from the single-threaded result";
+  }
+  if (ran == 0) GTEST_SKIP() << backend() << " refused every case";
+}
+
 // One-shot calls (forward and backward, conv and pool) from eight threads on distinct data.
 TEST_P(ThreadsTest, OneShotCallsFromEightThreads) {
   const ThreadConvCase c = ThreadConvCases()[0];

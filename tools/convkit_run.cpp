@@ -203,28 +203,31 @@ class ConvCase final : public Case {
       p.run = [this, plan, out = p.outputs] { plan->run(x_, (*out)[0]); };
       return p;
     }
-    p.impl = backend + " (one-shot)";
-    if (dir_ == "BWD_D") {
+    const bool data = dir_ == "BWD_D", with_db = dir_ == "BWD_WB";
+    auto plan = std::make_shared<Conv2dBackward>(params_, x_dims_, w_,
+                                                 Conv2dGradsWanted{data, !data, with_db}, backend);
+    p.impl = plan->impl_name();
+    if (data) {
       p.output_names = {"dx"};
       p.outputs = NanOutputs({x_dims_});
     } else {
       p.output_names = {"dw"};
       std::vector<Dims> dims = {w_dims_};
-      if (dir_ == "BWD_WB") {
+      if (with_db) {
         p.output_names.push_back("db");
         dims.push_back({1, 1, 1, w_dims_[3]});
       }
       p.outputs = NanOutputs(dims);
     }
-    p.run = [this, backend, out = p.outputs] {
+    p.run = [this, plan, data, with_db, out = p.outputs] {
       Conv2dGrads grads;
-      if (dir_ == "BWD_D") {
+      if (data) {
         grads.dx = (*out)[0].view();
       } else {
         grads.dw = (*out)[0].view();
-        if (dir_ == "BWD_WB") grads.db = std::span<float>((*out)[1].data(), (*out)[1].size());
+        if (with_db) grads.db = std::span<float>((*out)[1].data(), (*out)[1].size());
       }
-      conv2d_backward(params_, x_, w_, dy_, grads, backend);
+      plan->run(x_, dy_, grads);
     };
     return p;
   }
@@ -381,12 +384,11 @@ class PoolCase final : public Case {
       p.run = [this, plan, out = p.outputs] { plan->run(x_, (*out)[0]); };
       return p;
     }
-    p.impl = backend + " (one-shot)";
+    auto plan = std::make_shared<Pool2dBackward>(params_, x_dims_, backend);
+    p.impl = plan->impl_name();
     p.output_names = {"dx"};
     p.outputs = NanOutputs({x_dims_});
-    p.run = [this, backend, out = p.outputs] {
-      pool2d_backward(params_, x_, dy_, (*out)[0], backend);
-    };
+    p.run = [this, plan, out = p.outputs] { plan->run(x_, dy_, (*out)[0]); };
     return p;
   }
 

@@ -18,6 +18,31 @@ void Backend::pool2d_fwd(const Pool2dProblem& p, const float* x, float* y,
   if (impl_name != nullptr) *impl_name = plan->name();
 }
 
+void Backend::conv2d_bwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
+                         float* dx, float* dw, float* db, std::string* impl_name) const {
+  const Conv2dGradsWanted wanted{dx != nullptr, dw != nullptr, db != nullptr};
+  const std::unique_ptr<Conv2dBwdImpl> plan = create_conv2d_bwd(p, w, wanted);
+  plan->run(x, dy, dx, dw, db);
+  if (impl_name != nullptr) *impl_name = plan->name();
+}
+
+void Backend::pool2d_bwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
+                         std::string* impl_name) const {
+  const std::unique_ptr<Pool2dBwdImpl> plan = create_pool2d_bwd(p);
+  plan->run(x, dy, dx);
+  if (impl_name != nullptr) *impl_name = plan->name();
+}
+
+Support supports_conv2d_bwd(const Backend& backend, const Conv2dProblem& p,
+                            const Conv2dGradsWanted& wanted) {
+  if (wanted.dx) {
+    Support data = backend.supports_conv2d(p, ConvPass::kBackwardData);
+    if (!data.ok) return data;
+  }
+  if (wanted.dw || wanted.db) return backend.supports_conv2d(p, ConvPass::kBackwardWeights);
+  return Support::Yes();
+}
+
 void Backend::conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
                                    const float* b, const float* r, float* y,
                                    std::string* impl_name) const {
@@ -102,6 +127,16 @@ std::unique_ptr<Conv2dFwdImpl> NotBuiltBackend::create_conv2d_transpose_fwd(
 }
 
 std::unique_ptr<Pool2dFwdImpl> NotBuiltBackend::create_pool2d_fwd(const Pool2dProblem&) const {
+  throw Error(ErrorCode::kBackendUnavailable, name_ + ": " + reason_);
+}
+
+std::unique_ptr<Conv2dBwdImpl> NotBuiltBackend::create_conv2d_bwd(const Conv2dProblem&,
+                                                                  const float*,
+                                                                  const Conv2dGradsWanted&) const {
+  throw Error(ErrorCode::kBackendUnavailable, name_ + ": " + reason_);
+}
+
+std::unique_ptr<Pool2dBwdImpl> NotBuiltBackend::create_pool2d_bwd(const Pool2dProblem&) const {
   throw Error(ErrorCode::kBackendUnavailable, name_ + ": " + reason_);
 }
 

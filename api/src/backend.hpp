@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "api/src/problem.hpp"
+#include "convkit/ops.hpp"
 
 namespace convkit::internal {
 
@@ -48,6 +49,26 @@ class Pool2dFwdImpl {
   virtual std::string name() const = 0;
 };
 
+// A planned backward convolution: the gradients `wanted` at creation, with w held in the layout the
+// backend's kernels read. run() is const and thread-safe; dx, dw and db are non-null exactly when
+// wanted, x is non-null when dw is wanted (else it may be null); dw and db are overwritten.
+// set_weights() replaces w (same dims); the caller guarantees no run() overlaps it.
+class Conv2dBwdImpl {
+ public:
+  virtual ~Conv2dBwdImpl() = default;
+  virtual void run(const float* x, const float* dy, float* dx, float* dw, float* db) const = 0;
+  virtual void set_weights(const float* w) = 0;
+  virtual std::string name() const = 0;
+};
+
+// A planned backward pooling: dx overwritten; x is read by max pooling only.
+class Pool2dBwdImpl {
+ public:
+  virtual ~Pool2dBwdImpl() = default;
+  virtual void run(const float* x, const float* dy, float* dx) const = 0;
+  virtual std::string name() const = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -64,6 +85,10 @@ class Backend {
   virtual std::unique_ptr<Conv2dFwdImpl> create_conv2d_fwd(const Conv2dProblem& p, const float* w,
                                                            const float* b) const = 0;
   virtual std::unique_ptr<Pool2dFwdImpl> create_pool2d_fwd(const Pool2dProblem& p) const = 0;
+  // w as for create_conv2d_fwd; at least one gradient wanted. Keeps no reference to w.
+  virtual std::unique_ptr<Conv2dBwdImpl> create_conv2d_bwd(
+      const Conv2dProblem& p, const float* w, const Conv2dGradsWanted& wanted) const = 0;
+  virtual std::unique_ptr<Pool2dBwdImpl> create_pool2d_bwd(const Pool2dProblem& p) const = 0;
 
   // The transposed convolution's forward pass (y = act(conv2d_transpose(x, w) + b)), planned: x is
   // {n, h, w, c_in}, y {n, oh, ow, c_out} (Conv2dTransposeProblem's accessors); w is
@@ -85,10 +110,11 @@ class Backend {
                                     const float* b, const float* r, float* y,
                                     std::string* impl_name) const;
 
-  // Convolution gradients; a null dx, dw or db is skipped. dw and db are overwritten (not
-  // accumulated into); with n == 0 they are zeros.
+  // Convolution gradients; a null dx, dw or db is skipped (at least one is non-null). dw and db
+  // are overwritten (not accumulated into); with n == 0 they are zeros. The default creates a plan
+  // and runs it.
   virtual void conv2d_bwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
-                          float* dx, float* dw, float* db, std::string* impl_name) const = 0;
+                          float* dx, float* dw, float* db, std::string* impl_name) const;
   // Transposed-convolution gradients (activation kNone), each optional and overwritten, by the
   // convolution's passes on p.conv: dx = conv2d_fwd(p.conv) of dy (with w, no bias); dw = conv's
   // backward weights with the roles swapped (conv's x is this op's dy, conv's dy this op's x); db
@@ -98,9 +124,10 @@ class Backend {
                             const float* dy, float* dx, float* dw, float* db,
                             std::string* impl_name) const;
 
-  // Pooling gradient; dx is overwritten. x is read by max pooling only.
+  // Pooling gradient; dx is overwritten. x is read by max pooling only. The default creates a plan
+  // and runs it.
   virtual void pool2d_bwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
-                          std::string* impl_name) const = 0;
+                          std::string* impl_name) const;
 };
 
 // What a backend folder exports when its option is OFF (ruy's have_built_path_for pattern): a
@@ -116,6 +143,9 @@ class NotBuiltBackend final : public Backend {
   std::unique_ptr<Conv2dFwdImpl> create_conv2d_fwd(const Conv2dProblem&, const float*,
                                                    const float*) const override;
   std::unique_ptr<Pool2dFwdImpl> create_pool2d_fwd(const Pool2dProblem&) const override;
+  std::unique_ptr<Conv2dBwdImpl> create_conv2d_bwd(const Conv2dProblem&, const float*,
+                                                   const Conv2dGradsWanted&) const override;
+  std::unique_ptr<Pool2dBwdImpl> create_pool2d_bwd(const Pool2dProblem&) const override;
   Support supports_conv2d_transpose(const Conv2dTransposeProblem&) const override;
   std::unique_ptr<Conv2dFwdImpl> create_conv2d_transpose_fwd(const Conv2dTransposeProblem&,
                                                              const float*,
@@ -130,6 +160,10 @@ class NotBuiltBackend final : public Backend {
   std::string reason_;
 };
 
+// Whether `backend` runs the passes of `p` that `wanted` needs: backward data for dx, backward
+// weights for dw or db (the first refusal, with its reason).
+Support supports_conv2d_bwd(const Backend& backend, const Conv2dProblem& p,
+                            const Conv2dGradsWanted& wanted);
 // The depthwise 1x1 convolution over the transposed convolution's output, {n, oh, ow, c_out}:
 // its bias gradient is the transposed convolution's db.
 Conv2dProblem TransposeBiasProblem(const Conv2dTransposeProblem& p);

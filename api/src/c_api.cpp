@@ -17,6 +17,12 @@ struct convkit_conv2d {
 struct convkit_pool2d {
   convkit::Pool2d plan;
 };
+struct convkit_conv2d_bwd {
+  convkit::Conv2dBackward plan;
+};
+struct convkit_pool2d_bwd {
+  convkit::Pool2dBackward plan;
+};
 struct convkit_conv2d_transpose {
   convkit::Conv2dTranspose plan;
 };
@@ -185,7 +191,17 @@ std::span<T> SpanOf(std::string_view op, std::string_view arg, T* data, int64_t 
   return {data, static_cast<size_t>(size)};
 }
 
-// The gradients a C backward call asks for: non-null dx, dw, and db (or a non-zero db_size).
+Conv2dGradsWanted WantedOf(std::string_view op, int grads) {
+  constexpr int kAll = CONVKIT_GRAD_DX | CONVKIT_GRAD_DW | CONVKIT_GRAD_DB;
+  if ((grads & ~kAll) != 0) {
+    Fail(op, "grads", "an OR of CONVKIT_GRAD_DX (1), CONVKIT_GRAD_DW (2), CONVKIT_GRAD_DB (4)",
+         std::to_string(grads));
+  }
+  return {(grads & CONVKIT_GRAD_DX) != 0, (grads & CONVKIT_GRAD_DW) != 0,
+          (grads & CONVKIT_GRAD_DB) != 0};
+}
+
+// The gradients given as C pointers: a NULL one is absent.
 Conv2dGrads GradsOf(std::string_view op, const convkit_tensor* dx, const convkit_tensor* dw,
                     float* db, int64_t db_size) {
   Conv2dGrads grads;
@@ -419,6 +435,72 @@ const char* convkit_pool2d_impl_name(const convkit_pool2d* plan) {
 }
 
 void convkit_pool2d_destroy(convkit_pool2d* plan) { delete plan; }
+
+convkit_status convkit_conv2d_bwd_create(const convkit_conv2d_params* params,
+                                         const int64_t x_dims[4], convkit_const_tensor w, int grads,
+                                         const char* backend, convkit_conv2d_bwd** plan) {
+  constexpr std::string_view op = "convkit_conv2d_bwd_create";
+  return Guard([&] {
+    if (plan == nullptr) Fail(op, "plan", "where to store the new plan", "NULL");
+    *plan =
+        new convkit_conv2d_bwd{Conv2dBackward(ParamsOf(op, params), DimsOf(op, "x_dims", x_dims),
+                                              View(w), WantedOf(op, grads), BackendOf(backend))};
+  });
+}
+
+convkit_status convkit_conv2d_bwd_set_weights(convkit_conv2d_bwd* plan, convkit_const_tensor w) {
+  return Guard([&] {
+    if (plan == nullptr) Fail("convkit_conv2d_bwd_set_weights", "plan", "a plan", "NULL");
+    plan->plan.set_weights(View(w));
+  });
+}
+
+convkit_status convkit_conv2d_bwd_run(const convkit_conv2d_bwd* plan, convkit_const_tensor x,
+                                      convkit_const_tensor dy, const convkit_tensor* dx,
+                                      const convkit_tensor* dw, float* db, int64_t db_size) {
+  constexpr std::string_view op = "convkit_conv2d_bwd_run";
+  return Guard([&] {
+    Required(op, "plan", plan).plan.run(View(x), View(dy), GradsOf(op, dx, dw, db, db_size));
+  });
+}
+
+void convkit_conv2d_bwd_y_dims(const convkit_conv2d_bwd* plan, int64_t y_dims[4]) {
+  if (plan != nullptr && y_dims != nullptr) Store(plan->plan.y_dims(), y_dims);
+}
+
+const char* convkit_conv2d_bwd_impl_name(const convkit_conv2d_bwd* plan) {
+  return plan != nullptr ? plan->plan.impl_name().c_str() : "";
+}
+
+void convkit_conv2d_bwd_destroy(convkit_conv2d_bwd* plan) { delete plan; }
+
+convkit_status convkit_pool2d_bwd_create(const convkit_pool2d_params* params,
+                                         const int64_t x_dims[4], const char* backend,
+                                         convkit_pool2d_bwd** plan) {
+  constexpr std::string_view op = "convkit_pool2d_bwd_create";
+  return Guard([&] {
+    if (plan == nullptr) Fail(op, "plan", "where to store the new plan", "NULL");
+    *plan = new convkit_pool2d_bwd{
+        Pool2dBackward(ParamsOf(op, params), DimsOf(op, "x_dims", x_dims), BackendOf(backend))};
+  });
+}
+
+convkit_status convkit_pool2d_bwd_run(const convkit_pool2d_bwd* plan, convkit_const_tensor x,
+                                      convkit_const_tensor dy, convkit_tensor dx) {
+  return Guard([&] {
+    Required("convkit_pool2d_bwd_run", "plan", plan).plan.run(View(x), View(dy), View(dx));
+  });
+}
+
+void convkit_pool2d_bwd_y_dims(const convkit_pool2d_bwd* plan, int64_t y_dims[4]) {
+  if (plan != nullptr && y_dims != nullptr) Store(plan->plan.y_dims(), y_dims);
+}
+
+const char* convkit_pool2d_bwd_impl_name(const convkit_pool2d_bwd* plan) {
+  return plan != nullptr ? plan->plan.impl_name().c_str() : "";
+}
+
+void convkit_pool2d_bwd_destroy(convkit_pool2d_bwd* plan) { delete plan; }
 
 const char* convkit_available_backends(void) {
   static const std::string names = [] {

@@ -77,46 +77,24 @@ void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorVi
 void conv2d_backward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
                      ConstTensorView dy, const Conv2dGrads& grads, std::string_view backend) {
   constexpr std::string_view op = "conv2d_backward";
-  if (params.activation != Activation::kNone) {
-    internal::fail(ErrorCode::kInvalidArgument, op, "params.activation",
-                   "kNone (apply the activation's gradient to dy first)",
-                   activation_name(params.activation));
-  }
+  internal::check_backward_activation(op, params.activation);
   const Conv2dProblem p = internal::make_conv2d_problem(op, params, x.dims, w.dims, false);
   check_tensor(op, "x", x, x.dims);
   check_tensor(op, "w", w, w.dims);
   check_tensor(op, "dy", dy, {p.n, p.oh, p.ow, p.oc});
-  const TensorView dx = grads.dx.value_or(TensorView{});
-  const TensorView dw = grads.dw.value_or(TensorView{});
-  const std::span<float> db = grads.db.value_or(std::span<float>{});
-  if (grads.dx) check_tensor(op, "grads.dx", dx, x.dims);
-  if (grads.dw) check_tensor(op, "grads.dw", dw, w.dims);
-  if (grads.db) check_vector(op, "grads.db", db.data(), static_cast<int64_t>(db.size()), p.oc);
-  const int64_t dx_size = grads.dx ? count(x.dims) : 0;
-  const int64_t dw_size = grads.dw ? count(w.dims) : 0;
-  const int64_t db_size = static_cast<int64_t>(db.size());
-  check_no_overlap(op,
-                   {{"grads.dx", dx.data, dx_size},
-                    {"grads.dw", dw.data, dw_size},
-                    {"grads.db", db.data(), db_size}},
-                   {{"x", x.data, count(x.dims)},
-                    {"w", w.data, count(w.dims)},
-                    {"dy", dy.data, count(dy.dims)}});
+  const internal::Conv2dGradPointers out =
+      internal::check_conv2d_grads(op, grads, x.dims, w.dims, p.oc,
+                                   {{"x", x.data, count(x.dims)},
+                                    {"w", w.data, count(w.dims)},
+                                    {"dy", dy.data, count(dy.dims)}});
   if (!grads.dx && !grads.dw && !grads.db) return;
-  const internal::Backend& chosen =
-      internal::select_backend(op, backend, [&](const internal::Backend& c) {
-        if (grads.dx) {
-          internal::Support s = c.supports_conv2d(p, internal::ConvPass::kBackwardData);
-          if (!s.ok) return s;
-        }
-        if (grads.dw || grads.db) return c.supports_conv2d(p, internal::ConvPass::kBackwardWeights);
-        return internal::Support::Yes();
-      });
+  const Conv2dGradsWanted wanted{grads.dx.has_value(), grads.dw.has_value(), grads.db.has_value()};
+  const internal::Backend& chosen = internal::select_backend(
+      op, backend, [&](const auto& c) { return internal::supports_conv2d_bwd(c, p, wanted); });
   internal::run_call(
       "conv2d_bwd", internal::verbose_enabled(), [&] { return p.to_string(); },
       [&](std::string* impl) {
-        chosen.conv2d_bwd(p, x.data, w.data, dy.data, grads.dx ? dx.data : nullptr,
-                          grads.dw ? dw.data : nullptr, grads.db ? db.data() : nullptr, impl);
+        chosen.conv2d_bwd(p, x.data, w.data, dy.data, out.dx, out.dw, out.db, impl);
       });
 }
 
@@ -177,11 +155,7 @@ void conv2d_transpose_backward(const Conv2dTransposeParams& params, ConstTensorV
                                ConstTensorView w, ConstTensorView dy, const Conv2dGrads& grads,
                                std::string_view backend) {
   constexpr std::string_view op = "conv2d_transpose_backward";
-  if (params.activation != Activation::kNone) {
-    internal::fail(ErrorCode::kInvalidArgument, op, "params.activation",
-                   "kNone (apply the activation's gradient to dy first)",
-                   activation_name(params.activation));
-  }
+  internal::check_backward_activation(op, params.activation);
   const Conv2dTransposeProblem p =
       internal::make_conv2d_transpose_problem(op, params, x.dims, w.dims, false);
   check_tensor(op, "x", x, x.dims);

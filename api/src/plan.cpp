@@ -32,6 +32,23 @@ struct Pool2dPlanState {
   bool verbose = false;
 };
 
+struct Conv2dBackwardPlanState {
+  Conv2dProblem problem;
+  Dims x_dims, w_dims, y_dims;
+  Conv2dGradsWanted wanted;
+  std::unique_ptr<Conv2dBwdImpl> impl;
+  std::string impl_name;
+  bool verbose = false;
+};
+
+struct Pool2dBackwardPlanState {
+  Pool2dProblem problem;
+  Dims x_dims, y_dims;
+  std::unique_ptr<Pool2dBwdImpl> impl;
+  std::string impl_name;
+  bool verbose = false;
+};
+
 namespace {
 
 // run()'s checks: the planned dims, non-null data, no overlap. A few integer compares.
@@ -207,5 +224,129 @@ void Pool2d::run(ConstTensorView x, TensorView y) const {
 const Dims& Pool2d::x_dims() const { return state_->x_dims; }
 const Dims& Pool2d::y_dims() const { return state_->y_dims; }
 const std::string& Pool2d::impl_name() const { return state_->impl_name; }
+
+namespace {
+
+// A backward plan's run() requires exactly the gradients it was created for.
+void check_wanted(std::string_view op, std::string_view arg, bool wanted, bool given) {
+  if (wanted == given) return;
+  internal::fail(
+      ErrorCode::kInvalidArgument, op, arg,
+      wanted ? "a gradient (the plan computes it)" : "none (the plan was created without it)",
+      given ? "a gradient" : "none");
+}
+
+}  // namespace
+
+Conv2dBackward::Conv2dBackward(const Conv2dParams& params, const Dims& x_dims, ConstTensorView w,
+                               Conv2dGradsWanted wanted, std::string_view backend)
+    : state_(std::make_unique<internal::Conv2dBackwardPlanState>()) {
+  constexpr std::string_view op = "Conv2dBackward";
+  internal::check_backward_activation(op, params.activation);
+  if (!wanted.dx && !wanted.dw && !wanted.db) {
+    internal::fail(ErrorCode::kInvalidArgument, op, "wanted", "at least one of dx, dw, db", "none");
+  }
+  internal::Conv2dBackwardPlanState& s = *state_;
+  s.problem = internal::make_conv2d_problem(op, params, x_dims, w.dims, false);
+  const internal::Conv2dProblem& p = s.problem;
+  internal::check_tensor(op, "w", w, w.dims);
+  s.x_dims = x_dims;
+  s.w_dims = w.dims;
+  s.y_dims = {p.n, p.oh, p.ow, p.oc};
+  s.wanted = wanted;
+  const internal::Backend& chosen = internal::select_backend(
+      op, backend, [&](const auto& c) { return internal::supports_conv2d_bwd(c, p, wanted); });
+  s.impl = internal::create_reporting_oom(
+      op, [&] { return chosen.create_conv2d_bwd(p, w.data, wanted); });
+  s.impl_name = s.impl->name();
+  s.verbose = internal::verbose_enabled();
+}
+
+Conv2dBackward::Conv2dBackward(Conv2dBackward&&) noexcept = default;
+Conv2dBackward& Conv2dBackward::operator=(Conv2dBackward&&) noexcept = default;
+Conv2dBackward::~Conv2dBackward() = default;
+
+void Conv2dBackward::set_weights(ConstTensorView w) {
+  constexpr std::string_view op = "Conv2dBackward::set_weights";
+  internal::check_plan(op, state_.get());
+  internal::Conv2dBackwardPlanState& s = *state_;
+  internal::check_tensor(op, "w", w, s.w_dims);
+  internal::create_reporting_oom(op, [&] {
+    s.impl->set_weights(w.data);
+    return 0;
+  });
+}
+
+void Conv2dBackward::run(ConstTensorView x, ConstTensorView dy, const Conv2dGrads& grads) const {
+  constexpr std::string_view op = "Conv2dBackward::run";
+  internal::check_plan(op, state_.get());
+  const internal::Conv2dBackwardPlanState& s = *state_;
+  check_wanted(op, "grads.dx", s.wanted.dx, grads.dx.has_value());
+  check_wanted(op, "grads.dw", s.wanted.dw, grads.dw.has_value());
+  check_wanted(op, "grads.db", s.wanted.db, grads.db.has_value());
+  // x is read for dw only; otherwise it may be absent (null data), and is checked when given.
+  const bool x_given = s.wanted.dw || x.data != nullptr;
+  if (x_given) internal::check_tensor(op, "x", x, s.x_dims);
+  internal::check_tensor(op, "dy", dy, s.y_dims);
+  const internal::Conv2dGradPointers out =
+      internal::check_conv2d_grads(op, grads, s.x_dims, s.w_dims, s.problem.oc,
+                                   {{"x", x.data, x_given ? num_elements(s.x_dims) : 0},
+                                    {"dy", dy.data, num_elements(s.y_dims)}});
+  internal::run_call(
+      "conv2d_bwd", s.verbose, [&] { return s.problem.to_string(); },
+      [&](std::string* impl) {
+        s.impl->run(x_given ? x.data : nullptr, dy.data, out.dx, out.dw, out.db);
+        if (impl != nullptr) *impl = s.impl_name;
+      });
+}
+
+const Dims& Conv2dBackward::x_dims() const { return state_->x_dims; }
+const Dims& Conv2dBackward::w_dims() const { return state_->w_dims; }
+const Dims& Conv2dBackward::y_dims() const { return state_->y_dims; }
+const Conv2dGradsWanted& Conv2dBackward::wanted() const { return state_->wanted; }
+const std::string& Conv2dBackward::impl_name() const { return state_->impl_name; }
+
+Pool2dBackward::Pool2dBackward(const Pool2dParams& params, const Dims& x_dims,
+                               std::string_view backend)
+    : state_(std::make_unique<internal::Pool2dBackwardPlanState>()) {
+  constexpr std::string_view op = "Pool2dBackward";
+  internal::Pool2dBackwardPlanState& s = *state_;
+  s.problem = internal::make_pool2d_problem(op, params, x_dims);
+  const internal::Pool2dProblem& p = s.problem;
+  s.x_dims = x_dims;
+  s.y_dims = {p.n, p.oh, p.ow, p.c};
+  const internal::Backend& chosen = internal::select_backend(op, backend, [&](const auto& c) {
+    return c.supports_pool2d(p, internal::PoolPass::kBackward);
+  });
+  s.impl = internal::create_reporting_oom(op, [&] { return chosen.create_pool2d_bwd(p); });
+  s.impl_name = s.impl->name();
+  s.verbose = internal::verbose_enabled();
+}
+
+Pool2dBackward::Pool2dBackward(Pool2dBackward&&) noexcept = default;
+Pool2dBackward& Pool2dBackward::operator=(Pool2dBackward&&) noexcept = default;
+Pool2dBackward::~Pool2dBackward() = default;
+
+void Pool2dBackward::run(ConstTensorView x, ConstTensorView dy, TensorView dx) const {
+  constexpr std::string_view op = "Pool2dBackward::run";
+  internal::check_plan(op, state_.get());
+  const internal::Pool2dBackwardPlanState& s = *state_;
+  internal::check_tensor(op, "x", x, s.x_dims);
+  internal::check_tensor(op, "dy", dy, s.y_dims);
+  internal::check_tensor(op, "dx", dx, s.x_dims);
+  internal::check_no_overlap(
+      op, {{"dx", dx.data, num_elements(s.x_dims)}},
+      {{"x", x.data, num_elements(s.x_dims)}, {"dy", dy.data, num_elements(s.y_dims)}});
+  internal::run_call(
+      "pool2d_bwd", s.verbose, [&] { return s.problem.to_string(); },
+      [&](std::string* impl) {
+        s.impl->run(x.data, dy.data, dx.data);
+        if (impl != nullptr) *impl = s.impl_name;
+      });
+}
+
+const Dims& Pool2dBackward::x_dims() const { return state_->x_dims; }
+const Dims& Pool2dBackward::y_dims() const { return state_->y_dims; }
+const std::string& Pool2dBackward::impl_name() const { return state_->impl_name; }
 
 }  // namespace convkit

@@ -370,6 +370,13 @@ Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& param
   return p;
 }
 
+void check_backward_activation(std::string_view op, Activation activation) {
+  if (activation != Activation::kNone) {
+    fail(ErrorCode::kInvalidArgument, op, "params.activation",
+         "kNone (apply the activation's gradient to dy first)", activation_name(activation));
+  }
+}
+
 void check_tensor(std::string_view op, std::string_view arg, ConstTensorView given,
                   const Dims& expected) {
   if (given.dims != expected) {
@@ -420,6 +427,26 @@ void check_no_overlap(std::string_view op, std::initializer_list<Region> outputs
       }
     }
   }
+}
+
+Conv2dGradPointers check_conv2d_grads(std::string_view op, const Conv2dGrads& grads,
+                                      const Dims& x_dims, const Dims& w_dims, int64_t oc,
+                                      std::initializer_list<Region> inputs) {
+  const TensorView dx = grads.dx.value_or(TensorView{});
+  const TensorView dw = grads.dw.value_or(TensorView{});
+  const std::span<float> db = grads.db.value_or(std::span<float>{});
+  if (grads.dx) check_tensor(op, "grads.dx", dx, x_dims);
+  if (grads.dw) check_tensor(op, "grads.dw", dw, w_dims);
+  if (grads.db) check_vector(op, "grads.db", db.data(), static_cast<int64_t>(db.size()), oc);
+  const int64_t dx_size = grads.dx ? num_elements(x_dims) : 0;
+  const int64_t dw_size = grads.dw ? num_elements(w_dims) : 0;
+  const int64_t db_size = static_cast<int64_t>(db.size());
+  const std::initializer_list<Region> outputs = {{"grads.dx", dx.data, dx_size},
+                                                 {"grads.dw", dw.data, dw_size},
+                                                 {"grads.db", db.data(), db_size}};
+  check_no_overlap(op, outputs, inputs);
+  return {grads.dx ? dx.data : nullptr, grads.dw ? dw.data : nullptr,
+          grads.db ? db.data() : nullptr};
 }
 
 }  // namespace convkit::internal

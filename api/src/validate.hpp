@@ -11,6 +11,7 @@
 
 #include "api/src/problem.hpp"
 #include "convkit/error.hpp"
+#include "convkit/ops.hpp"
 #include "convkit/params.hpp"
 #include "convkit/tensor.hpp"
 
@@ -47,6 +48,10 @@ void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, T
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
                                   const Dims& x_dims);
 
+// A backward (plain or transposed) convolution's params.activation is kNone: the caller applies
+// the activation's gradient to dy.
+void check_backward_activation(std::string_view op, Activation activation);
+
 // Activation dims {N >= 0, H >= 1, W >= 1, C >= 1} whose element count fits in int64_t.
 void check_activation_dims(std::string_view op, std::string_view arg, const Dims& dims);
 
@@ -68,5 +73,17 @@ struct Region {
 // No output overlaps an input or another output (kInvalidArgument naming both).
 void check_no_overlap(std::string_view op, std::initializer_list<Region> outputs,
                       std::initializer_list<Region> inputs);
+
+// The given gradients of a backward convolution as pointers (null when absent), after checking
+// each given one (grads.dx dims x_dims, grads.dw dims w_dims, grads.db oc elements) and that none
+// overlaps another or one of `inputs`.
+struct Conv2dGradPointers {
+  float* dx = nullptr;
+  float* dw = nullptr;
+  float* db = nullptr;
+};
+Conv2dGradPointers check_conv2d_grads(std::string_view op, const Conv2dGrads& grads,
+                                      const Dims& x_dims, const Dims& w_dims, int64_t oc,
+                                      std::initializer_list<Region> inputs);
 
 }  // namespace convkit::internal

@@ -1,9 +1,12 @@
-// Backward convolution of the Highway backend: weight transposition, threading policy, and the
-// calls into the per-target kernels (conv2d_bwd_data.cc, conv2d_bwd_weights.cc).
+// Backward convolution plans of the Highway backend: weight transposition (once per plan and per
+// set_weights), threading policy, and the calls into the per-target kernels (conv2d_bwd_data.cc,
+// conv2d_bwd_weights.cc, conv2d_bwd_depthwise_*.cc). One-shot calls create a plan and run it.
 #include "backends/highway/conv2d_bwd.hpp"
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,31 +63,40 @@ void TransposeBlockTap(const float* src, int64_t src_stride, int64_t cols, int64
   }
 }
 
-// Every (group, block, tap) slab transposed by TransposeBlockTap, the slabs split over `threads`.
-BlockedWeights TransposeWeights(const Conv2dProblem& p, const float* w, int64_t block_cols,
-                                int threads) {
+// The layout of w^T in column blocks of block_cols: strides of a block and of a group.
+BlockedWeights BlockedLayout(const Conv2dProblem& p, int64_t block_cols) {
   const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group(), taps = p.kh * p.kw;
   const int64_t blocks = (icg + block_cols - 1) / block_cols;
   BlockedWeights wt;
   wt.block_stride = taps * ocg * block_cols;
   wt.group_stride = blocks * wt.block_stride;
   wt.data = hwy::AllocateAligned<float>(static_cast<size_t>(
-      std::max<int64_t>(1, p.groups * wt.group_stride)));  // every element is written below
+      std::max<int64_t>(1, p.groups * wt.group_stride)));  // every element is written by Transpose
+  return wt;
+}
+
+// Every (group, block, tap) slab of w transposed by TransposeBlockTap into wt (BlockedLayout's),
+// the slabs split over `threads`.
+void TransposeWeights(const Conv2dProblem& p, const float* w, int64_t block_cols, int threads,
+                      BlockedWeights* wt) {
+  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group(), taps = p.kh * p.kw;
+  const int64_t blocks = (icg + block_cols - 1) / block_cols;
   const int64_t slabs = p.groups * blocks * taps;
+  float* out = wt->data.get();
+  const int64_t group_stride = wt->group_stride, block_stride = wt->block_stride;
   const auto run_slab = [&](int64_t s) {
     const int64_t tap = s % taps, b = (s / taps) % blocks, g = s / (taps * blocks);
     const int64_t ic0 = b * block_cols;
-    TransposeBlockTap(
-        w + (tap * icg + ic0) * p.oc + g * ocg, p.oc, std::min(block_cols, icg - ic0), block_cols,
-        ocg, wt.data.get() + g * wt.group_stride + b * wt.block_stride + tap * ocg * block_cols);
+    TransposeBlockTap(w + (tap * icg + ic0) * p.oc + g * ocg, p.oc, std::min(block_cols, icg - ic0),
+                      block_cols, ocg,
+                      out + g * group_stride + b * block_stride + tap * ocg * block_cols);
   };
   if (threads <= 1) {
     for (int64_t s = 0; s < slabs; ++s) run_slab(s);
-    return wt;
+    return;
   }
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t s = 0; s < slabs; ++s) run_slab(s);
-  return wt;
 }
 
 Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const float* dy, float* dw,
@@ -115,8 +127,20 @@ Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, boo
   const Conv2dFwdKernel shape{nullptr, kernel_.lanes, kernel_.max_vecs, kernel_.isa};
   const int64_t block_cols =
       VecsPerBlock(shape, icg, p.kh * p.kw * p.oc_per_group()) * kernel_.lanes;
-  BlockedWeights wt = TransposeWeights(p, w, block_cols, ThreadsFor(p));
+  BlockedWeights wt = BlockedLayout(p, block_cols);
+  TransposeWeights(p, w, block_cols, ThreadsFor(p), &wt);
   wt_layout_ = {wt.data.get(), block_cols, wt.group_stride, wt.block_stride, block_cols};
+  wt_ = std::move(wt.data);
+}
+
+void Conv2dBwdDataPlan::SetWeights(const float* w) {
+  std::copy(w, w + w_copy_.size(), w_copy_.begin());
+  if (!wt_) return;
+  BlockedWeights wt;
+  wt.data = std::move(wt_);
+  wt.group_stride = wt_layout_.group_stride;
+  wt.block_stride = wt_layout_.block_stride;
+  TransposeWeights(p_, w, wt_layout_.block_cols, ThreadsFor(p_), &wt);  // in place
   wt_ = std::move(wt.data);
 }
 
@@ -138,26 +162,49 @@ std::string Conv2dBwdDataPlan::name() const {
   return std::string(p_.depthwise() ? "conv_bwd_depthwise:" : "conv_bwd:") + kernel_.isa;
 }
 
-void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
-               float* dw, float* db, std::string* impl_name) {
-  const int threads = ThreadsFor(p);
-  std::string name;
-  if (dx != nullptr) {
-    const Conv2dBwdDataPlan plan(p, w, /*copy_w=*/false);
-    plan.Run(dy, DxEpilogue{}, dx);
-    name = plan.name();
+namespace {
+
+// The backward plan: a Conv2dBwdDataPlan (with its copy of w) for dx, the weights kernel chosen
+// once for dw and db.
+class Conv2dBwdPlan final : public Conv2dBwdImpl {
+ public:
+  Conv2dBwdPlan(const Conv2dProblem& p, const float* w, const Conv2dGradsWanted& wanted)
+      : p_(p),
+        wanted_(wanted),
+        // Depthwise dw (+ db) by the vector-over-channels kernel; db alone, or an empty batch, by
+        // the generic kernel (its bias pass and zero fill).
+        weights_(p.depthwise() && wanted.dw && p.n > 0 ? ChooseConv2dBwdDepthwiseWeightsKernel()
+                                                       : ChooseConv2dBwdWeightsKernel()) {
+    if (wanted.dx) data_.emplace(p, w, /*copy_w=*/true);
   }
-  if (dw != nullptr || db != nullptr || dx == nullptr) {  // nothing asked: still name the ISA
-    // Depthwise dw (+ db) by the vector-over-channels kernel; db alone, or an empty batch, by the
-    // generic kernel (its bias pass and zero fill).
-    const bool depthwise = p.depthwise() && dw != nullptr && p.n > 0;
-    const Conv2dBwdWeightsKernel kernel =
-        depthwise ? ChooseConv2dBwdDepthwiseWeightsKernel() : ChooseConv2dBwdWeightsKernel();
-    kernel.run(WeightsArgs(p, x, dy, dw, db, threads));
-    if (name.empty())
-      name = std::string(p.depthwise() ? "conv_bwd_depthwise:" : "conv_bwd:") + kernel.isa;
+
+  void set_weights(const float* w) override {
+    if (data_) data_->SetWeights(w);  // dw and db do not read w
   }
-  if (impl_name != nullptr) *impl_name = "highway:" + name;
+
+  void run(const float* x, const float* dy, float* dx, float* dw, float* db) const override {
+    if (data_) data_->Run(dy, DxEpilogue{}, dx);
+    if (wanted_.dw || wanted_.db) weights_.run(WeightsArgs(p_, x, dy, dw, db, ThreadsFor(p_)));
+  }
+
+  std::string name() const override {
+    if (!wanted_.dw && !wanted_.db) return "highway:" + data_->name();
+    return std::string(p_.depthwise() ? "highway:conv_bwd_depthwise:" : "highway:conv_bwd:") +
+           weights_.isa;
+  }
+
+ private:
+  const Conv2dProblem p_;
+  const Conv2dGradsWanted wanted_;
+  const Conv2dBwdWeightsKernel weights_;
+  std::optional<Conv2dBwdDataPlan> data_;  // when dx is wanted
+};
+
+}  // namespace
+
+std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
+                                               const Conv2dGradsWanted& wanted) {
+  return std::make_unique<Conv2dBwdPlan>(p, w, wanted);
 }
 
 }  // namespace convkit::internal::highway

@@ -83,10 +83,10 @@ Conv2dBwdDataKernel ChooseConv2dBwdDepthwiseDataKernel();
 Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
 
 // Backward data with everything but dy decided once: the kernel (depthwise or generic) and target,
-// w^T in column blocks for the generic kernel, the zero row. Conv2dBwd makes one per call on the
-// caller's w; the transposed convolution's plan keeps one, with a copy of w (`copy_w`) for the
-// kernels that read HWIO in place. Run is const and thread-safe; it allocates nothing except on
-// the narrow-channel path (a per-thread dcol buffer and w^T, as in one-shot calls).
+// w^T in column blocks for the generic kernel, the zero row. The backward plan (CreateConv2dBwd)
+// and the transposed convolution's plan keep one, with a copy of w (`copy_w`) for the kernels that
+// read HWIO in place. Run is const and thread-safe; it allocates nothing except on the
+// narrow-channel path (a per-thread dcol buffer and w^T) and in the depthwise kernel (tap lists).
 class Conv2dBwdDataPlan {
  public:
   Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w);
@@ -95,6 +95,8 @@ class Conv2dBwdDataPlan {
   void Run(const float* dy, const DxEpilogue& epilogue, float* dx) const;
   // "conv_bwd:<isa>" or "conv_bwd_depthwise:<isa>".
   std::string name() const;
+  // Replaces w (same dims): the copy and w^T, in place. Only with copy_w; not during a Run.
+  void SetWeights(const float* w);
 
  private:
   Conv2dProblem p_;
@@ -106,13 +108,14 @@ class Conv2dBwdDataPlan {
   hwy::AlignedFreeUniquePtr<float[]> zeros_;
 };
 
-// The backend's entry point: any of dx, dw, db may be null (skipped); each is overwritten, dw and
-// db are zeros when p.n == 0. Depthwise problems run the depthwise kernels ("highway:
-// conv_bwd_depthwise:<isa>"), allocating only per-chunk dw partials; the others allocate the
-// transposed weights (w's size, in whole column blocks) and a zero row when dx is asked for
-// ("highway:conv_bwd:<isa>"). Stores the name in impl_name if non-null.
-void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
-               float* dw, float* db, std::string* impl_name);
+// The backend's plan: computes the wanted gradients, each overwritten, dw and db zeros when
+// p.n == 0. dx by a Conv2dBwdDataPlan (w copied and transposed at creation and by set_weights); dw
+// and db by the weights kernel, depthwise problems by the depthwise kernels
+// ("highway:conv_bwd_depthwise:<isa>", else "highway:conv_bwd:<isa>"). Runs still allocate kernel
+// scratch: the depthwise kernels' per-chunk dw partials and tap lists, the narrow-channel data
+// kernel's w^T and tile, the weights kernel's packing panels (README, "Plans and allocation").
+std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
+                                               const Conv2dGradsWanted& wanted);
 
 // The transposed convolution's forward plan (conv2d_transpose.cpp): a Conv2dBwdDataPlan of p.conv
 // with x as its dy, y as its dx, and bias + activation as its epilogue. Keeps copies of w and b;

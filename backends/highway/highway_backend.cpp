@@ -36,9 +36,11 @@ class HighwayBackend final : public Backend {
                                                              const float* b) const override {
     return highway::CreateConv2dTransposeFwd(p, w, b);
   }
-  void conv2d_bwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
-                  float* dx, float* dw, float* db, std::string* impl_name) const override {
-    highway::Conv2dBwd(p, x, w, dy, dx, dw, db, impl_name);
+  // One-shot backward calls keep Backend's default (make a plan, run it): the plan does what a
+  // one-shot call would (transpose w once, choose the kernels), nothing more.
+  std::unique_ptr<Conv2dBwdImpl> create_conv2d_bwd(const Conv2dProblem& p, const float* w,
+                                                   const Conv2dGradsWanted& wanted) const override {
+    return highway::CreateConv2dBwd(p, w, wanted);
   }
 
   std::unique_ptr<Pool2dFwdImpl> create_pool2d_fwd(const Pool2dProblem& p) const override {
@@ -48,9 +50,8 @@ class HighwayBackend final : public Backend {
                   std::string* impl_name) const override {
     highway::Pool2dFwdOneShot(p, x, y, impl_name);
   }
-  void pool2d_bwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
-                  std::string* impl_name) const override {
-    highway::Pool2dBwd(p, x, dy, dx, impl_name);
+  std::unique_ptr<Pool2dBwdImpl> create_pool2d_bwd(const Pool2dProblem& p) const override {
+    return highway::CreatePool2dBwd(p);
   }
 };
 

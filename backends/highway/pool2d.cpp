@@ -37,26 +37,59 @@ std::string ImplName(const Pool2dProblem& p, const Pool2dKernels& kernels) {
   return std::string(IsMax(p) ? "highway:pool_max:" : "highway:pool_avg:") + kernels.isa;
 }
 
-class Pool2dFwdPlan final : public Pool2dFwdImpl {
- public:
-  explicit Pool2dFwdPlan(const Pool2dProblem& p)
-      : p_(p), kernels_(Pool2dFwdKernels()), run_(IsMax(p) ? kernels_.max : kernels_.avg) {}
+// The arguments of one kernel call: forward reads x and writes y, backward reads dy (and x, for
+// max) and writes dx.
+Pool2dArgs ArgsFor(const Pool2dProblem& p, bool backward, const float* x, const float* dy,
+                   float* out) {
+  Pool2dArgs a;
+  a.p = &p;
+  a.x = x;
+  a.dy = dy;
+  a.out = out;
+  a.threads = ThreadsFor(p);
+  a.stream = StreamFor(p, backward);
+  return a;
+}
 
-  void run(const float* x, float* y) const override {
-    Pool2dArgs a;
-    a.p = &p_;
-    a.x = x;
-    a.out = y;
-    a.threads = ThreadsFor(p_);
-    a.stream = StreamFor(p_, /*backward=*/false);
-    run_(a);
+// One pass of one problem with its kernel chosen: what both plans hold.
+class PlannedPass {
+ public:
+  PlannedPass(const Pool2dProblem& p, bool backward)
+      : p_(p),
+        backward_(backward),
+        kernels_(backward ? Pool2dBwdKernels() : Pool2dFwdKernels()),
+        run_(IsMax(p) ? kernels_.max : kernels_.avg) {}
+
+  void Run(const float* x, const float* dy, float* out) const {
+    run_(ArgsFor(p_, backward_, x, dy, out));
   }
-  std::string name() const override { return ImplName(p_, kernels_); }
+  std::string Name() const { return ImplName(p_, kernels_); }
 
  private:
   const Pool2dProblem p_;
+  const bool backward_;
   const Pool2dKernels kernels_;
   const Pool2dFn run_;
+};
+
+class Pool2dFwdPlan final : public Pool2dFwdImpl {
+ public:
+  explicit Pool2dFwdPlan(const Pool2dProblem& p) : pass_(p, /*backward=*/false) {}
+  void run(const float* x, float* y) const override { pass_.Run(x, nullptr, y); }
+  std::string name() const override { return pass_.Name(); }
+
+ private:
+  const PlannedPass pass_;
+};
+
+class Pool2dBwdPlan final : public Pool2dBwdImpl {
+ public:
+  explicit Pool2dBwdPlan(const Pool2dProblem& p) : pass_(p, /*backward=*/true) {}
+  void run(const float* x, const float* dy, float* dx) const override { pass_.Run(x, dy, dx); }
+  std::string name() const override { return pass_.Name(); }
+
+ private:
+  const PlannedPass pass_;
 };
 
 }  // namespace
@@ -65,29 +98,13 @@ std::unique_ptr<Pool2dFwdImpl> CreatePool2dFwd(const Pool2dProblem& p) {
   return std::make_unique<Pool2dFwdPlan>(p);
 }
 
-void Pool2dFwdOneShot(const Pool2dProblem& p, const float* x, float* y, std::string* impl_name) {
-  const Pool2dKernels kernels = Pool2dFwdKernels();
-  Pool2dArgs a;
-  a.p = &p;
-  a.x = x;
-  a.out = y;
-  a.threads = ThreadsFor(p);
-  a.stream = StreamFor(p, /*backward=*/false);
-  (IsMax(p) ? kernels.max : kernels.avg)(a);
-  if (impl_name != nullptr) *impl_name = ImplName(p, kernels);
+std::unique_ptr<Pool2dBwdImpl> CreatePool2dBwd(const Pool2dProblem& p) {
+  return std::make_unique<Pool2dBwdPlan>(p);
 }
 
-void Pool2dBwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
-               std::string* impl_name) {
-  const Pool2dKernels kernels = Pool2dBwdKernels();
-  Pool2dArgs a;
-  a.p = &p;
-  a.x = x;
-  a.dy = dy;
-  a.out = dx;
-  a.threads = ThreadsFor(p);
-  a.stream = StreamFor(p, /*backward=*/true);
-  (IsMax(p) ? kernels.max : kernels.avg)(a);
+void Pool2dFwdOneShot(const Pool2dProblem& p, const float* x, float* y, std::string* impl_name) {
+  const Pool2dKernels kernels = Pool2dFwdKernels();
+  (IsMax(p) ? kernels.max : kernels.avg)(ArgsFor(p, /*backward=*/false, x, nullptr, y));
   if (impl_name != nullptr) *impl_name = ImplName(p, kernels);
 }
 

@@ -73,12 +73,12 @@ Pool2dKernels Pool2dBwdKernels();
 
 // Target-independent entry points (pool2d.cpp), called by the backend (highway_backend.cpp).
 
-// A plan: chooses the target and the kernel once; run() is const, thread-safe, allocation-free.
+// Plans: choose the target and the kernel once; run() is const, thread-safe, allocation-free.
+// Backward overwrites dx and reads x for max pooling only.
 std::unique_ptr<Pool2dFwdImpl> CreatePool2dFwd(const Pool2dProblem& p);
-// One-shot forward and backward. dx is overwritten; x is read by max pooling only. Allocate
-// nothing. Store the implementation's name ("highway:pool_max:AVX3") in impl_name if non-null.
+std::unique_ptr<Pool2dBwdImpl> CreatePool2dBwd(const Pool2dProblem& p);
+// One-shot forward: allocates nothing. Stores the implementation's name ("highway:pool_max:AVX3")
+// in impl_name if non-null. (One-shot backward is Backend's default: a plan costs nothing more.)
 void Pool2dFwdOneShot(const Pool2dProblem& p, const float* x, float* y, std::string* impl_name);
-void Pool2dBwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
-               std::string* impl_name);
 
 }  // namespace convkit::internal::highway

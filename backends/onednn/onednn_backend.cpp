@@ -87,10 +87,15 @@ class OnednnBackend final : public Backend {
   // reordered per call into oneDNN's layout, which beats its plain-HWIO kernels (49-64 % of the
   // best on 3x3), and the primitive comes from oneDNN's cache.
 
-  void conv2d_bwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
-                  float* dx, float* dw, float* db, std::string* impl_name) const override {
-    onednn::Conv2dBwd(p, x, w, dy, dx, dw, db, impl_name);
+  std::unique_ptr<Conv2dBwdImpl> create_conv2d_bwd(const Conv2dProblem& p, const float* w,
+                                                   const Conv2dGradsWanted& wanted) const override {
+    return onednn::CreateConv2dBwd(p, w, wanted);
   }
+  std::unique_ptr<Pool2dBwdImpl> create_pool2d_bwd(const Pool2dProblem& p) const override {
+    return onednn::CreatePool2dBwd(p);
+  }
+  // One-shot backward convolution keeps Backend's default (make a plan, run it): what the one-shot
+  // call did before plans existed (primitives from oneDNN's cache, w reordered once).
   void pool2d_bwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
                   std::string* impl_name) const override {
     onednn::Pool2dBwd(p, x, dy, dx, impl_name);

@@ -1,11 +1,12 @@
 // Convolution through oneDNN: the forward plan (inference, fused bias and post-ops, weights packed
-// once)
-// and the one-shot backward passes (data; weights with oneDNN's diff_bias).
+// once) and the backward plan (data; weights with oneDNN's diff_bias), primitives created once.
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <span>
 #include <string>
-#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "backends/onednn/onednn_common.hpp"
 #include "backends/onednn/onednn_exec.hpp"
@@ -113,48 +114,124 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
   std::unique_ptr<PlannedExec> residual_;
 };
 
-// dx: the backward-data primitive, on weights reordered into its layout.
-std::string BackwardData(const Conv2dProblem& p, const convolution_forward::primitive_desc& hint,
-                         const float* w, const float* dy, float* dx) {
-  const ConvGeometry g(p);
-  const convolution_backward_data::primitive_desc pd(
-      convolution_backward_data::desc(algorithm::convolution_direct, XDesc(p), WeightDescAny(p),
-                                      YDesc(p), g.strides, g.dilates, g.pad_l, g.pad_r),
-      Engine(), hint);
-  ExecuteOnce(convolution_backward_data(pd),
-              {{DNNL_ARG_DIFF_DST, Wrap(YDesc(p), dy)},
-               {DNNL_ARG_WEIGHTS, PackWeights(p, w, pd.weights_desc())},
-               {DNNL_ARG_DIFF_SRC, Wrap(XDesc(p), dx)}});
-  return pd.impl_info_str();
-}
-
-// dw and/or db: the backward-weights primitive (db is its diff_bias), dw reordered back to HWIO.
-std::string BackwardWeights(const Conv2dProblem& p, const convolution_forward::primitive_desc& hint,
-                            const float* x, const float* dy, float* dw, float* db) {
-  const ConvGeometry g(p);
-  const convolution_backward_weights::primitive_desc pd(
-      convolution_backward_weights::desc(algorithm::convolution_direct, XDesc(p), WeightDescAny(p),
-                                         db != nullptr ? BiasDesc(p.oc) : memory::desc(), YDesc(p),
-                                         g.strides, g.dilates, g.pad_l, g.pad_r),
-      Engine(), hint);
-  const memory::desc hwio = WeightDescHwio(p);
-  // Straight into dw when oneDNN chose HWIO; otherwise into a temporary (also when only db is
-  // wanted: oneDNN computes both).
-  const bool direct = dw != nullptr && pd.diff_weights_desc() == hwio;
-  const memory dw_mem = direct ? Wrap(hwio, dw) : memory(pd.diff_weights_desc(), Engine());
-
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, Wrap(XDesc(p), x)},
-                                       {DNNL_ARG_DIFF_DST, Wrap(YDesc(p), dy)},
-                                       {DNNL_ARG_DIFF_WEIGHTS, dw_mem}};
-  if (db != nullptr) args.emplace(DNNL_ARG_DIFF_BIAS, Wrap(BiasDesc(p.oc), db));
-  ExecuteOnce(convolution_backward_weights(pd), args);
-
-  if (dw != nullptr && !direct) {
-    memory user = Wrap(hwio, dw);
-    ExecuteOnce(dnnl::reorder(dw_mem, user), {{DNNL_ARG_FROM, dw_mem}, {DNNL_ARG_TO, user}});
+// The backward primitives of one problem, created once: backward data on w reordered into its
+// layout (a fixed memory that set_weights refreshes), backward weights (db is its diff_bias)
+// writing dw straight into the caller's HWIO buffer when oneDNN chose HWIO, else into a per-slot
+// temporary reordered to HWIO by a second step. oneDNN computes dw whenever it computes db, so db
+// alone also gets the temporary.
+class Conv2dBwdPlan final : public Conv2dBwdImpl {
+ public:
+  Conv2dBwdPlan(const Conv2dProblem& p, const float* w, const Conv2dGradsWanted& wanted)
+      : p_(p), wanted_(wanted) {
+    const int threads = num_threads();
+    ScopedOmpThreads scope(threads);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    // oneDNN's backward primitives take the forward (training) descriptor as a hint.
+    const convolution_forward::primitive_desc hint(
+        ForwardDesc(p, prop_kind::forward_training, wanted.db), Engine());
+    std::string names;
+    if (wanted.dx) names = PlanData(hint, attr, threads, w);
+    if (wanted.dw || wanted.db) {
+      names += (names.empty() ? "" : "+") + PlanWeights(hint, attr, threads);
+    }
+    name_ = "onednn:" + names;
   }
-  return pd.impl_info_str();
-}
+
+  void set_weights(const float* w) override {
+    if (!wanted_.dx) return;  // dw and db do not read w
+    TranslateErrors("conv2d backward set_weights", [&] {
+      ScopedOmpThreads scope(data_->num_threads());
+      memory user = Wrap(WeightDescHwio(p_), w);
+      ExecuteOnce(dnnl::reorder(user, packed_w_),
+                  {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, packed_w_}});
+    });
+  }
+
+  void run(const float* x, const float* dy, float* dx, float* dw, float* db) const override {
+    if (wanted_.dx) data_->Run({dy, dx});
+    if (!weights_) return;
+    const void* buffers[4] = {x, dy};
+    size_t count = 2;
+    if (wanted_.dw) buffers[count++] = dw;
+    if (wanted_.db) buffers[count++] = db;
+    weights_->Run(std::span<const void* const>(buffers, count));
+  }
+
+  std::string name() const override { return name_; }
+
+ private:
+  std::string PlanData(const convolution_forward::primitive_desc& hint,
+                       const dnnl::primitive_attr& attr, int threads, const float* w) {
+    const ConvGeometry g(p_);
+    const convolution_backward_data::primitive_desc pd(
+        convolution_backward_data::desc(algorithm::convolution_direct, XDesc(p_), WeightDescAny(p_),
+                                        YDesc(p_), g.strides, g.dilates, g.pad_l, g.pad_r),
+        attr, Engine(), hint);
+    packed_w_ = PackWeights(p_, w, pd.weights_desc());
+    data_ = std::make_unique<PlannedExec>(
+        pd, convolution_backward_data(pd), threads,
+        std::vector<std::pair<int, memory::desc>>{{DNNL_ARG_DIFF_DST, YDesc(p_)},
+                                                  {DNNL_ARG_DIFF_SRC, XDesc(p_)}},
+        std::vector<std::pair<int, memory>>{{DNNL_ARG_WEIGHTS, packed_w_}});
+    return pd.impl_info_str();
+  }
+
+  // Bound buffers in Run's order: x, dy, then dw (HWIO) if wanted, then db if wanted.
+  std::string PlanWeights(const convolution_forward::primitive_desc& hint,
+                          const dnnl::primitive_attr& attr, int threads) {
+    using Kind = ExecRef::Kind;
+    const ConvGeometry g(p_);
+    const convolution_backward_weights::primitive_desc pd(
+        convolution_backward_weights::desc(algorithm::convolution_direct, XDesc(p_),
+                                           WeightDescAny(p_),
+                                           wanted_.db ? BiasDesc(p_.oc) : memory::desc(), YDesc(p_),
+                                           g.strides, g.dilates, g.pad_l, g.pad_r),
+        attr, Engine(), hint);
+    const memory::desc hwio = WeightDescHwio(p_);
+    const bool direct = wanted_.dw && pd.diff_weights_desc() == hwio;
+    std::vector<memory::desc> bound{XDesc(p_), YDesc(p_)};
+    std::vector<memory::desc> owned;
+    ExecStep step{convolution_backward_weights(pd),
+                  pd.scratchpad_desc(),
+                  {{DNNL_ARG_SRC, {Kind::kBound, 0}}, {DNNL_ARG_DIFF_DST, {Kind::kBound, 1}}}};
+    std::vector<ExecStep> steps;
+    size_t dw_index = 0;
+    if (wanted_.dw) {
+      dw_index = bound.size();
+      bound.push_back(hwio);
+    }
+    if (direct) {
+      step.args.push_back({DNNL_ARG_DIFF_WEIGHTS, {Kind::kBound, dw_index}});
+    } else {
+      owned.push_back(pd.diff_weights_desc());
+      step.args.push_back({DNNL_ARG_DIFF_WEIGHTS, {Kind::kOwned, 0}});
+    }
+    if (wanted_.db) {
+      step.args.push_back({DNNL_ARG_DIFF_BIAS, {Kind::kBound, bound.size()}});
+      bound.push_back(BiasDesc(p_.oc));
+    }
+    steps.push_back(std::move(step));
+    if (wanted_.dw && !direct) {
+      const dnnl::reorder::primitive_desc reorder(Engine(), pd.diff_weights_desc(), Engine(), hwio,
+                                                  attr);
+      steps.push_back(
+          {dnnl::reorder(reorder),
+           reorder.scratchpad_desc(),
+           {{DNNL_ARG_FROM, {Kind::kOwned, 0}}, {DNNL_ARG_TO, {Kind::kBound, dw_index}}}});
+    }
+    weights_ = std::make_unique<PlannedExec>(std::move(steps), threads, std::move(bound),
+                                             std::move(owned), std::vector<memory>{});
+    return pd.impl_info_str();
+  }
+
+  const Conv2dProblem p_;
+  const Conv2dGradsWanted wanted_;
+  std::string name_;
+  memory packed_w_;                       // when dx is wanted
+  std::unique_ptr<PlannedExec> data_;     // when dx is wanted
+  std::unique_ptr<PlannedExec> weights_;  // when dw or db is wanted
+};
 
 }  // namespace
 
@@ -164,20 +241,10 @@ std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const flo
                          [&] { return std::make_unique<Conv2dFwdPlan>(p, w, b); });
 }
 
-void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
-               float* dw, float* db, std::string* impl_name) {
-  TranslateErrors("conv2d backward", [&] {
-    ScopedOmpThreads scope(num_threads());
-    // oneDNN's backward primitives take the forward (training) descriptor as a hint.
-    const convolution_forward::primitive_desc hint(
-        ForwardDesc(p, prop_kind::forward_training, db != nullptr), Engine());
-    std::string names;
-    if (dx != nullptr) names = BackwardData(p, hint, w, dy, dx);
-    if (dw != nullptr || db != nullptr) {
-      names += (names.empty() ? "" : "+") + BackwardWeights(p, hint, x, dy, dw, db);
-    }
-    if (impl_name != nullptr) *impl_name = "onednn:" + names;
-  });
+std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
+                                               const Conv2dGradsWanted& wanted) {
+  return TranslateErrors("conv2d backward",
+                         [&] { return std::make_unique<Conv2dBwdPlan>(p, w, wanted); });
 }
 
 }  // namespace convkit::internal::onednn

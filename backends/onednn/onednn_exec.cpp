@@ -9,18 +9,50 @@ namespace convkit::internal::onednn {
 
 struct PlannedExec::Slot {
   dnnl::stream stream;
-  std::vector<dnnl::memory> bound;  // data handles set by each run
-  dnnl::memory scratchpad;          // owns its buffer; empty when the primitive needs none
-  std::vector<dnnl_exec_arg_t> args;
+  std::vector<dnnl::memory> bound;                 // data handles set by each run
+  std::vector<dnnl::memory> owned;                 // own their buffers
+  std::vector<dnnl::memory> scratchpads;           // per step; empty when it needs none
+  std::vector<std::vector<dnnl_exec_arg_t>> args;  // per step
 };
+
+namespace {
+
+// The single step of the one-primitive constructor: bound argument i is Run's buffer i.
+std::vector<ExecStep> OneStep(const dnnl::primitive_desc_base& pd, const dnnl::primitive& prim,
+                              const std::vector<std::pair<int, dnnl::memory::desc>>& bound,
+                              const std::vector<std::pair<int, dnnl::memory>>& fixed) {
+  ExecStep step{prim, pd.scratchpad_desc(), {}};
+  for (size_t i = 0; i < bound.size(); ++i) {
+    step.args.push_back({bound[i].first, {ExecRef::Kind::kBound, i}});
+  }
+  for (size_t i = 0; i < fixed.size(); ++i) {
+    step.args.push_back({fixed[i].first, {ExecRef::Kind::kFixed, i}});
+  }
+  return {std::move(step)};
+}
+
+template <typename Pair>
+auto Seconds(const std::vector<Pair>& pairs) {
+  std::vector<typename Pair::second_type> seconds;
+  for (const Pair& pair : pairs) seconds.push_back(pair.second);
+  return seconds;
+}
+
+}  // namespace
 
 PlannedExec::PlannedExec(const dnnl::primitive_desc_base& pd, const dnnl::primitive& prim,
                          int num_threads, std::vector<std::pair<int, dnnl::memory::desc>> bound,
                          std::vector<std::pair<int, dnnl::memory>> fixed)
-    : prim_(prim),
+    : PlannedExec(OneStep(pd, prim, bound, fixed), num_threads, Seconds(bound), {},
+                  Seconds(fixed)) {}
+
+PlannedExec::PlannedExec(std::vector<ExecStep> steps, int num_threads,
+                         std::vector<dnnl::memory::desc> bound,
+                         std::vector<dnnl::memory::desc> owned, std::vector<dnnl::memory> fixed)
+    : steps_(std::move(steps)),
       num_threads_(num_threads),
-      scratchpad_desc_(pd.scratchpad_desc()),
       bound_(std::move(bound)),
+      owned_(std::move(owned)),
       fixed_(std::move(fixed)) {
   slots_.push_back(MakeSlot());
   free_.reserve(1);
@@ -33,14 +65,21 @@ std::unique_ptr<PlannedExec::Slot> PlannedExec::MakeSlot() const {
   return TranslateErrors("plan execution slot", [&] {
     auto slot = std::make_unique<Slot>();
     slot->stream = dnnl::stream(Engine());
-    for (const auto& [arg, desc] : bound_) {
-      slot->bound.emplace_back(desc, Engine(), nullptr);
-      slot->args.push_back({arg, slot->bound.back().get()});
-    }
-    for (const auto& [arg, mem] : fixed_) slot->args.push_back({arg, mem.get()});
-    if (scratchpad_desc_.get_size() > 0) {
-      slot->scratchpad = dnnl::memory(scratchpad_desc_, Engine());  // oneDNN allocates, aligned
-      slot->args.push_back({DNNL_ARG_SCRATCHPAD, slot->scratchpad.get()});
+    for (const dnnl::memory::desc& desc : bound_) slot->bound.emplace_back(desc, Engine(), nullptr);
+    for (const dnnl::memory::desc& desc : owned_) slot->owned.emplace_back(desc, Engine());
+    for (const ExecStep& step : steps_) {
+      std::vector<dnnl_exec_arg_t>& args = slot->args.emplace_back();
+      for (const auto& [arg, ref] : step.args) {
+        const dnnl::memory& mem = ref.kind == ExecRef::Kind::kBound   ? slot->bound[ref.index]
+                                  : ref.kind == ExecRef::Kind::kOwned ? slot->owned[ref.index]
+                                                                      : fixed_[ref.index];
+        args.push_back({arg, mem.get()});
+      }
+      dnnl::memory& scratchpad = slot->scratchpads.emplace_back();
+      if (step.scratchpad.get_size() > 0) {
+        scratchpad = dnnl::memory(step.scratchpad, Engine());  // oneDNN allocates, aligned
+        args.push_back({DNNL_ARG_SCRATCHPAD, scratchpad.get()});
+      }
     }
     return slot;
   });
@@ -68,7 +107,7 @@ void PlannedExec::Release(Slot* slot) const {
   free_.push_back(slot);  // within the reserved capacity
 }
 
-void PlannedExec::Run(std::initializer_list<const void*> buffers) const {
+void PlannedExec::Run(std::span<const void* const> buffers) const {
   assert(buffers.size() == bound_.size());
   Slot* slot = Acquire();
   struct Releaser {
@@ -84,9 +123,12 @@ void PlannedExec::Run(std::initializer_list<const void*> buffers) const {
     if (status != dnnl_success) ThrowFromDnnl("run", dnnl::error(status, "set_data_handle"));
   }
   ScopedOmpThreads threads(num_threads_);
-  const dnnl_status_t status = dnnl_primitive_execute(
-      prim_.get(), slot->stream.get(), static_cast<int>(slot->args.size()), slot->args.data());
-  if (status != dnnl_success) ThrowFromDnnl("run", dnnl::error(status, "execute"));
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    std::vector<dnnl_exec_arg_t>& args = slot->args[s];
+    const dnnl_status_t status = dnnl_primitive_execute(steps_[s].prim.get(), slot->stream.get(),
+                                                        static_cast<int>(args.size()), args.data());
+    if (status != dnnl_success) ThrowFromDnnl("run", dnnl::error(status, "execute"));
+  }
 }
 
 }  // namespace convkit::internal::onednn

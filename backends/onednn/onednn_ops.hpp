@@ -15,10 +15,11 @@ namespace convkit::internal::onednn {
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,
                                                const float* b);
 
-// Backward data and/or weights + bias, one-shot: primitives created per call (oneDNN's primitive
-// cache makes repeats cheap), weights reordered per call.
-void Conv2dBwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy, float* dx,
-               float* dw, float* db, std::string* impl_name);
+// A planned backward convolution: the primitives of the wanted passes created once (one-shot calls
+// make one per call; oneDNN's primitive cache makes that cheap), w reordered once into the
+// backward-data layout (again by set_weights). Uses the thread count in effect now for every run.
+std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
+                                               const Conv2dGradsWanted& wanted);
 
 // Why oneDNN's deconvolution cannot run `p` exactly; empty when it can.
 std::string Conv2dTransposeRefusal(const Conv2dTransposeProblem& p);
@@ -35,8 +36,12 @@ std::string Pool2dRefusal(const Pool2dProblem& p);
 // and then takes an exact scalar path (onednn_pool_exact.hpp).
 std::unique_ptr<Pool2dFwdImpl> CreatePool2dFwd(const Pool2dProblem& p);
 
-// Pooling backward, one-shot. Max pooling recomputes the forward pass in training mode to get
-// oneDNN's workspace (the argmax of each window), then runs the backward primitive on it.
+// A planned pooling backward. Max pooling recomputes the forward pass in training mode to get
+// oneDNN's workspace (the argmax of each window) into per-slot temporaries, then runs the backward
+// primitive on it; x holding NaN or -inf takes the exact path, as forward.
+std::unique_ptr<Pool2dBwdImpl> CreatePool2dBwd(const Pool2dProblem& p);
+
+// Pooling backward, one-shot: the exact path, or a plan run once.
 void Pool2dBwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
                std::string* impl_name);
 

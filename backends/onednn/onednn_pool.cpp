@@ -1,8 +1,7 @@
-// Pooling through oneDNN: the forward plan (inference) and the one-shot backward pass.
+// Pooling through oneDNN: the forward plan (inference) and the backward plan.
 #include <algorithm>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "backends/onednn/onednn_common.hpp"
@@ -83,6 +82,60 @@ class Pool2dFwdPlan final : public Pool2dFwdImpl {
   std::unique_ptr<PlannedExec> exec_;
 };
 
+// Backward: for max pooling a training forward into per-slot temporaries (y, workspace: the argmax
+// of each window, one byte per output element for windows below 256 taps), then the backward
+// primitive on that workspace; for average the backward primitive alone. Bound buffers: x, dy, dx.
+class Pool2dBwdPlan final : public Pool2dBwdImpl {
+ public:
+  explicit Pool2dBwdPlan(const Pool2dProblem& p) : p_(p) {
+    using Kind = ExecRef::Kind;
+    const int threads = num_threads();
+    ScopedOmpThreads scope(threads);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const PoolGeometry g(p);
+    const pooling_forward::primitive_desc fwd(ForwardDesc(p, prop_kind::forward_training), attr,
+                                              Engine());
+    const pooling_backward::primitive_desc bwd(
+        pooling_backward::desc(g.alg, XDesc(p), YDesc(p), g.strides, g.kernel, g.pad_l, g.pad_r),
+        attr, Engine(), fwd);
+    name_ = ImplName(bwd);
+    std::vector<ExecStep> steps;
+    std::vector<memory::desc> owned;
+    ExecStep backward{
+        pooling_backward(bwd),
+        bwd.scratchpad_desc(),
+        {{DNNL_ARG_DIFF_DST, {Kind::kBound, 1}}, {DNNL_ARG_DIFF_SRC, {Kind::kBound, 2}}}};
+    if (p.mode == PoolMode::kMax) {
+      owned = {YDesc(p), fwd.workspace_desc()};
+      steps.push_back({pooling_forward(fwd),
+                       fwd.scratchpad_desc(),
+                       {{DNNL_ARG_SRC, {Kind::kBound, 0}},
+                        {DNNL_ARG_DST, {Kind::kOwned, 0}},
+                        {DNNL_ARG_WORKSPACE, {Kind::kOwned, 1}}}});
+      backward.args.push_back({DNNL_ARG_WORKSPACE, {Kind::kOwned, 1}});
+    }
+    steps.push_back(std::move(backward));
+    exec_ = std::make_unique<PlannedExec>(std::move(steps), threads,
+                                          std::vector<memory::desc>{XDesc(p), YDesc(p), XDesc(p)},
+                                          std::move(owned), std::vector<memory>{});
+  }
+
+  void run(const float* x, const float* dy, float* dx) const override {
+    if (p_.mode == PoolMode::kMax && HasMaxPoolSpecials(x, XCount(p_), exec_->num_threads())) {
+      MaxPoolBwdExact(p_, x, dy, dx, exec_->num_threads());
+      return;
+    }
+    exec_->Run({x, dy, dx});
+  }
+  std::string name() const override { return name_; }
+
+ private:
+  Pool2dProblem p_;
+  std::string name_;
+  std::unique_ptr<PlannedExec> exec_;
+};
+
 }  // namespace
 
 std::string Pool2dRefusal(const Pool2dProblem& p) {
@@ -101,6 +154,10 @@ std::unique_ptr<Pool2dFwdImpl> CreatePool2dFwd(const Pool2dProblem& p) {
   return TranslateErrors("pool2d forward", [&] { return std::make_unique<Pool2dFwdPlan>(p); });
 }
 
+std::unique_ptr<Pool2dBwdImpl> CreatePool2dBwd(const Pool2dProblem& p) {
+  return TranslateErrors("pool2d backward", [&] { return std::make_unique<Pool2dBwdPlan>(p); });
+}
+
 void Pool2dBwd(const Pool2dProblem& p, const float* x, const float* dy, float* dx,
                std::string* impl_name) {
   const int threads = num_threads();
@@ -109,30 +166,9 @@ void Pool2dBwd(const Pool2dProblem& p, const float* x, const float* dy, float* d
     if (impl_name != nullptr) *impl_name = "onednn:exact_max_fallback:scalar";
     return;
   }
-  TranslateErrors("pool2d backward", [&] {
-    ScopedOmpThreads scope(threads);
-    const PoolGeometry g(p);
-    const pooling_forward::primitive_desc fwd(ForwardDesc(p, prop_kind::forward_training),
-                                              Engine());
-    const pooling_backward::primitive_desc bwd(
-        pooling_backward::desc(g.alg, XDesc(p), YDesc(p), g.strides, g.kernel, g.pad_l, g.pad_r),
-        Engine(), fwd);
-    std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, Wrap(YDesc(p), dy)},
-                                         {DNNL_ARG_DIFF_SRC, Wrap(XDesc(p), dx)}};
-    if (p.mode == PoolMode::kMax) {
-      // The API keeps no state between calls, so the argmax is recomputed: a training forward
-      // into a temporary y, keeping the workspace (one byte per output element for windows
-      // below 256 taps). Cost: one more forward pass, reading x and writing y and workspace.
-      const memory y(YDesc(p), Engine());
-      const memory workspace(fwd.workspace_desc(), Engine());
-      ExecuteOnce(
-          pooling_forward(fwd),
-          {{DNNL_ARG_SRC, Wrap(XDesc(p), x)}, {DNNL_ARG_DST, y}, {DNNL_ARG_WORKSPACE, workspace}});
-      args.emplace(DNNL_ARG_WORKSPACE, workspace);
-    }
-    ExecuteOnce(pooling_backward(bwd), args);
-    if (impl_name != nullptr) *impl_name = ImplName(bwd);
-  });
+  const std::unique_ptr<Pool2dBwdImpl> plan = CreatePool2dBwd(p);
+  plan->run(x, dy, dx);
+  if (impl_name != nullptr) *impl_name = plan->name();
 }
 
 }  // namespace convkit::internal::onednn

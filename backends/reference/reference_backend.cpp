@@ -1,5 +1,7 @@
 // The reference backend's registration point (STYLE rule 1): it runs every problem, with one
 // implementation, the plain loops of reference.hpp.
+#include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -66,6 +68,43 @@ class ReferencePool2dFwd final : public Pool2dFwdImpl {
   Pool2dProblem p_;
 };
 
+// A planned backward convolution: a copy of w (HWIO), the gradients wanted.
+class ReferenceConv2dBwd final : public Conv2dBwdImpl {
+ public:
+  ReferenceConv2dBwd(const Conv2dProblem& p, const float* w, const Conv2dGradsWanted& wanted)
+      : p_(p), wanted_(wanted), w_(w, w + weight_count(p)) {}
+
+  void run(const float* x, const float* dy, float* dx, float* dw, float* db) const override {
+    if (wanted_.dx) reference::conv2d_bwd_data(p_, w_.data(), dy, dx);
+    if (wanted_.dw) reference::conv2d_bwd_weights(p_, x, dy, dw);
+    if (wanted_.db) reference::conv2d_bwd_bias(p_, dy, db);
+  }
+  void set_weights(const float* w) override { std::copy(w, w + w_.size(), w_.begin()); }
+  std::string name() const override { return std::string(kImplName); }
+
+ private:
+  static int64_t weight_count(const Conv2dProblem& p) {
+    return p.kh * p.kw * p.ic_per_group() * p.oc;
+  }
+
+  Conv2dProblem p_;
+  Conv2dGradsWanted wanted_;
+  std::vector<float> w_;  // HWIO, as given
+};
+
+class ReferencePool2dBwd final : public Pool2dBwdImpl {
+ public:
+  explicit ReferencePool2dBwd(const Pool2dProblem& p) : p_(p) {}
+
+  void run(const float* x, const float* dy, float* dx) const override {
+    reference::pool2d_bwd(p_, x, dy, dx);
+  }
+  std::string name() const override { return std::string(kImplName); }
+
+ private:
+  Pool2dProblem p_;
+};
+
 class ReferenceBackend final : public Backend {
  public:
   std::string_view name() const override { return "reference"; }
@@ -79,6 +118,13 @@ class ReferenceBackend final : public Backend {
   }
   std::unique_ptr<Pool2dFwdImpl> create_pool2d_fwd(const Pool2dProblem& p) const override {
     return std::make_unique<ReferencePool2dFwd>(p);
+  }
+  std::unique_ptr<Conv2dBwdImpl> create_conv2d_bwd(const Conv2dProblem& p, const float* w,
+                                                   const Conv2dGradsWanted& wanted) const override {
+    return std::make_unique<ReferenceConv2dBwd>(p, w, wanted);
+  }
+  std::unique_ptr<Pool2dBwdImpl> create_pool2d_bwd(const Pool2dProblem& p) const override {
+    return std::make_unique<ReferencePool2dBwd>(p);
   }
   Support supports_conv2d_transpose(const Conv2dTransposeProblem&) const override {
     return Support::Yes();

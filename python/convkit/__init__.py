@@ -1,15 +1,23 @@
 """convkit: 2-D convolution and pooling layers (NHWC, float32) on a choice of C++ backends.
 
-Two sets of functions, both computing in C++ with the GIL released:
+Three ways in, all computing in C++ with the GIL released:
 
-- the full API: conv2d, conv2d_backward, conv2d_transpose, pool2d, pool2d_backward, zero_pad, backends(),
-  set_num_threads, num_threads;
+- plans, the fast path for a layer used more than once: Conv2d, Conv2dTranspose, Pool2d,
+  Conv2dBackward, Pool2dBackward. Created once for an input shape (x_shape=) with the one-shot functions' keyword
+  arguments, they validate, choose the implementation and pack the weights once; run(x, out=None)
+  (also plan(x)) reads numpy arrays and any DLPack producer (torch CPU tensors, JAX arrays) in
+  place when they are float32 C-ordered, and writes into `out` when given. Properties: impl
+  ("backend:variant:isa"), x_shape, y_shape;
+- the one-shot functions, convenient and slower (each call validates, chooses, packs the weights
+  and allocates its outputs): conv2d, conv2d_backward, conv2d_transpose, pool2d, pool2d_backward,
+  zero_pad, and backends(), set_num_threads, num_threads;
 - the functions of the numpy assignment "Convolutional Neural Networks: Step by Step", with the
   same names, arguments and results: zero_pad, conv_single_step, conv_forward, conv_backward,
   pool_forward, pool_backward, create_mask_from_window, distribute_value.
 
 Arrays in may be float32 or float64 (or any real dtype), of any strides; they are converted to
-dense float32 when they are not already. Arrays out are new float32 numpy arrays. Every function
+dense float32 (one copy per call) when they are not already. Arrays out are float32 numpy arrays,
+which torch.from_dlpack and numpy.from_dlpack take without a copy. Every function
 takes `backend=None`: None uses $CONVKIT_BACKEND, or "auto" when it is unset; "auto" picks the
 fastest backend built in; otherwise a name from backends(). Bad input raises convkit.Error (a
 ValueError) with the C++ library's message and a `code`.
@@ -19,7 +27,12 @@ the first maximal element of a window (row-major), as PyTorch and oneDNN do, not
 """
 
 from ._convkit import (
+    Conv2d,
+    Conv2dBackward,
+    Conv2dTranspose,
     Error,
+    Pool2d,
+    Pool2dBackward,
     __version__,
     backends,
     conv2d,
@@ -43,7 +56,12 @@ from ._seed import (
 
 __all__ = [
     "__version__",
+    "Conv2d",
+    "Conv2dBackward",
+    "Conv2dTranspose",
     "Error",
+    "Pool2d",
+    "Pool2dBackward",
     "backends",
     "conv2d",
     "conv2d_backward",

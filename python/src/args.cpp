@@ -1,6 +1,7 @@
 #include "python/src/args.hpp"
 
 #include <Python.h>
+#include <nanobind/stl/string.h>
 
 #include "convkit/error.hpp"
 
@@ -80,10 +81,69 @@ Pads parse_pads(std::string_view op, std::string_view arg, nb::handle value) {
                 repr_string(value));
 }
 
-Activation parse_activation(std::string_view op, const std::optional<std::string>& activation) {
-  if (!activation) return Activation::kNone;
-  if (*activation == "relu") return Activation::kRelu;
-  fail_argument(op, "activation", "None or 'relu'", "'" + *activation + "'");
+Dims parse_dims(std::string_view op, std::string_view arg, nb::handle value) {
+  if (auto dims = parse_ints<4>(op, arg, value)) return *dims;
+  fail_argument(op, arg, "a shape of 4 ints (N, H, W, C)", repr_string(value));
+}
+
+namespace {
+
+// How many parameters each activation takes in a spec tuple.
+int parameter_count(Activation activation) {
+  switch (activation) {
+    case Activation::kClip:
+    case Activation::kHardSigmoid:
+      return 2;
+    case Activation::kLeakyRelu:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+constexpr std::string_view kActivationSpecs =
+    "None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', 'hardswish', 'gelu', ('clip', lo, hi), "
+    "('leaky_relu', alpha) or ('hardsigmoid', alpha, beta)";
+
+std::optional<Activation> activation_named(std::string_view name) {
+  for (int a = static_cast<int>(Activation::kRelu); a <= static_cast<int>(Activation::kGelu); ++a) {
+    if (name == activation_name(static_cast<Activation>(a))) return static_cast<Activation>(a);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ActivationSpec parse_activation(std::string_view op, nb::handle activation) {
+  if (activation.is_none()) return {};
+  const bool is_tuple =
+      nb::isinstance<nb::tuple>(activation) || nb::isinstance<nb::list>(activation);
+  nb::handle name = activation;
+  if (is_tuple && nb::len(activation) >= 1) name = activation[0];
+  if (!nb::isinstance<nb::str>(name)) {
+    fail_argument(op, "activation", kActivationSpecs, repr_string(activation));
+  }
+  const std::optional<Activation> kind = activation_named(nb::cast<std::string>(name));
+  const int count = kind ? parameter_count(*kind) : -1;
+  const size_t given = is_tuple ? nb::len(activation) - 1 : 0;
+  if (!kind || given != static_cast<size_t>(count)) {
+    fail_argument(op, "activation", kActivationSpecs, repr_string(activation));
+  }
+  ActivationSpec spec{*kind};
+  float* parameters[2] = {&spec.alpha, &spec.beta};
+  for (int i = 0; i < count; ++i) {
+    nb::handle value = activation[static_cast<size_t>(i) + 1];
+    if (!PyNumber_Check(value.ptr()) || PyUnicode_Check(value.ptr())) {
+      fail_argument(op, "activation", "numeric parameters in " + std::string(kActivationSpecs),
+                    repr_string(activation));
+    }
+    *parameters[i] = static_cast<float>(PyFloat_AsDouble(value.ptr()));
+    if (PyErr_Occurred()) {
+      PyErr_Clear();
+      fail_argument(op, "activation", "numeric parameters", repr_string(activation));
+    }
+  }
+  return spec;
 }
 
 PoolMode parse_pool_mode(std::string_view op, std::string_view mode) {

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "convkit/params.hpp"
+#include "convkit/tensor.hpp"
 
 namespace convkit::python {
 
@@ -25,8 +26,19 @@ std::array<int64_t, 2> parse_pair(std::string_view op, std::string_view arg,
 // An int p (every side), a pair (pad_h, pad_w) or a 4-tuple (top, bottom, left, right).
 Pads parse_pads(std::string_view op, std::string_view arg, nanobind::handle value);
 
-// None or "relu".
-Activation parse_activation(std::string_view op, const std::optional<std::string>& activation);
+// A shape of 4 ints (a tuple, list or any sequence), e.g. x_shape=(N, H, W, C).
+Dims parse_dims(std::string_view op, std::string_view arg, nanobind::handle value);
+
+// The fused activation and its parameters (Conv2dParams' activation, activation_alpha and _beta).
+struct ActivationSpec {
+  Activation activation = Activation::kNone;
+  float alpha = 0.0f;
+  float beta = 0.0f;
+};
+
+// None, a name ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "gelu") or a tuple with
+// the parameters: ("clip", lo, hi), ("leaky_relu", alpha), ("hardsigmoid", alpha, beta).
+ActivationSpec parse_activation(std::string_view op, nanobind::handle activation);
 
 // "max" or "average".
 PoolMode parse_pool_mode(std::string_view op, std::string_view mode);

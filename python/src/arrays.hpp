@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <string>
 #include <string_view>
 
 #include "convkit/tensor.hpp"
@@ -19,6 +20,31 @@ namespace convkit::python {
 
 using InputArray = nanobind::ndarray<const float, nanobind::c_contig, nanobind::device::cpu>;
 using OutputArray = nanobind::ndarray<nanobind::numpy, float>;
+// A caller's array convkit writes into (a plan's `out=`): float32, C-contiguous, writable, on the
+// CPU; never converted.
+using WritableArray = nanobind::ndarray<float, nanobind::c_contig, nanobind::device::cpu>;
+
+// "(2, 5, 7, 4)", as Python prints a shape.
+std::string shape_string(const Dims& dims);
+
+// A plan's input: any numpy array or DLPack producer (torch CPU tensors, JAX arrays, ...) of
+// exactly `dims`. Dense float32 C-ordered data are read in place; other dtypes and strides are
+// converted once (the returned array holds the copy). Throws convkit::Error naming `op` and `arg`:
+// invalid argument when `value` is not an array convertible to float32, shape mismatch when its
+// shape is not `dims`.
+InputArray import_input(std::string_view op, std::string_view arg, nanobind::handle value,
+                        const Dims& dims);
+
+// A plan's `out`: a writable C-contiguous float32 CPU array of exactly `dims` (with `flat`, 1-D
+// of their element count), written in place. Throws convkit::Error (invalid argument, or shape
+// mismatch) naming `op` and `arg`, with what was given (type, dtype, shape, strides, read-only).
+WritableArray import_output(std::string_view op, std::string_view arg, nanobind::handle value,
+                            const Dims& dims, bool flat = false);
+
+// Throws convkit::Error (invalid argument) when `out` (of out_size floats) overlaps `in`: outputs
+// must not alias inputs the op reads.
+void check_distinct(std::string_view op, std::string_view out_arg, const float* out,
+                    int64_t out_size, std::string_view in_arg, const float* in, int64_t in_size);
 
 // The view of a 4-D input; throws convkit::Error (shape mismatch) naming `op` and `arg` when the
 // array is not 4-D. `layout` names the axes in the message, e.g. "(N, H, W, C)".

@@ -13,20 +13,13 @@ namespace nb = nanobind;
 
 namespace convkit::python {
 
-namespace {
-
-constexpr std::string_view kActivationLayout = "(N, H, W, C)";
-constexpr std::string_view kWeightsLayout = "(KH, KW, C_in / groups, C_out)";
-constexpr std::string_view kTransposeWeightsLayout = "(KH, KW, C_out / groups, C_in)";
-
 std::string_view backend_name(const std::optional<std::string>& backend) {
   return backend ? std::string_view(*backend) : std::string_view();
 }
 
-// The convolution parameters given by the Python arguments; the kernel size is w's.
 Conv2dParams conv2d_params(std::string_view op, const Dims& w_dims, nb::handle stride,
                            nb::handle padding, nb::handle dilation, nb::handle groups,
-                           Activation activation) {
+                           const ActivationSpec& activation) {
   Conv2dParams params;
   params.kernel_h = w_dims[0];
   params.kernel_w = w_dims[1];
@@ -38,11 +31,45 @@ Conv2dParams conv2d_params(std::string_view op, const Dims& w_dims, nb::handle s
   params.dilation_h = dilation_h;
   params.dilation_w = dilation_w;
   params.groups = parse_int(op, "groups", groups);
-  params.activation = activation;
+  params.activation = activation.activation;
+  params.activation_alpha = activation.alpha;
+  params.activation_beta = activation.beta;
   return params;
 }
 
-// The pooling parameters given by the Python arguments; stride None means the window (PyTorch).
+Conv2dTransposeParams conv2d_transpose_params(std::string_view op, const Dims& w_dims,
+                                              nb::handle stride, nb::handle padding,
+                                              nb::handle output_padding, nb::handle dilation,
+                                              nb::handle groups, const ActivationSpec& activation,
+                                              bool residual_after_activation) {
+  Conv2dTransposeParams params;
+  params.kernel_h = w_dims[0];
+  params.kernel_w = w_dims[1];
+  const auto [stride_h, stride_w] = parse_pair(op, "stride", stride);
+  params.stride_h = stride_h;
+  params.stride_w = stride_w;
+  params.pad = parse_pads(op, "padding", padding);
+  const auto [output_padding_h, output_padding_w] =
+      parse_pair(op, "output_padding", output_padding);
+  params.output_padding_h = output_padding_h;
+  params.output_padding_w = output_padding_w;
+  const auto [dilation_h, dilation_w] = parse_pair(op, "dilation", dilation);
+  params.dilation_h = dilation_h;
+  params.dilation_w = dilation_w;
+  params.groups = parse_int(op, "groups", groups);
+  params.activation = activation.activation;
+  params.activation_alpha = activation.alpha;
+  params.activation_beta = activation.beta;
+  params.residual_after_activation = residual_after_activation;
+  return params;
+}
+
+std::optional<InputArray> import_residual(std::string_view op, nb::handle residual,
+                                          const Dims& y_dims) {
+  if (residual.is_none()) return std::nullopt;
+  return import_input(op, "residual", residual, y_dims);
+}
+
 Pool2dParams pool2d_params(std::string_view op, nb::handle window, nb::handle stride,
                            nb::handle padding, std::string_view mode, bool ceil_mode,
                            bool count_include_pad) {
@@ -60,6 +87,12 @@ Pool2dParams pool2d_params(std::string_view op, nb::handle window, nb::handle st
   params.count_include_pad = count_include_pad;
   return params;
 }
+
+namespace {
+
+constexpr std::string_view kActivationLayout = "(N, H, W, C)";
+constexpr std::string_view kWeightsLayout = "(KH, KW, C_in / groups, C_out)";
+constexpr std::string_view kTransposeWeightsLayout = "(KH, KW, C_out / groups, C_in)";
 
 // The dims `dims_of` returns; its errors, which name the dims function `dims_op`, are rethrown
 // naming `op`, the operation the caller called.
@@ -79,20 +112,27 @@ Dims output_dims(std::string_view op, std::string_view dims_op, DimsOf dims_of) 
 
 OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional<InputArray>& b,
                    nb::handle stride, nb::handle padding, nb::handle dilation, nb::handle groups,
-                   const std::optional<std::string>& activation,
+                   nb::handle activation, nb::handle residual, bool residual_after_activation,
                    const std::optional<std::string>& backend) {
   constexpr std::string_view op = "conv2d_forward";
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kWeightsLayout, w);
-  const Conv2dParams params = conv2d_params(op, w_view.dims, stride, padding, dilation, groups,
-                                            parse_activation(op, activation));
+  Conv2dParams params = conv2d_params(op, w_view.dims, stride, padding, dilation, groups,
+                                      parse_activation(op, activation));
+  params.residual_after_activation = residual_after_activation;
   const std::span<const float> b_span =
       b ? std::span<const float>(b->data(), b->size()) : std::span<const float>();
   OutputBuffer y(output_dims(op, "conv2d_output_dims",
                              [&] { return conv2d_output_dims(x_view.dims, w_view.dims, params); }));
+  const std::optional<InputArray> r = import_residual(op, residual, y.view().dims);
   {
     nb::gil_scoped_release unlocked;
-    conv2d_forward(params, x_view, w_view, b_span, y.view(), backend_name(backend));
+    if (r) {
+      conv2d_forward(params, x_view, w_view, b_span, {r->data(), y.view().dims}, y.view(),
+                     backend_name(backend));
+    } else {
+      conv2d_forward(params, x_view, w_view, b_span, y.view(), backend_name(backend));
+    }
   }
   return std::move(y).release();
 }
@@ -100,42 +140,25 @@ OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional
 OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
                              const std::optional<InputArray>& b, nb::handle stride,
                              nb::handle padding, nb::handle output_padding, nb::handle dilation,
-                             nb::handle groups, const std::optional<std::string>& activation,
-                             const std::optional<InputArray>& residual,
+                             nb::handle groups, nb::handle activation, nb::handle residual,
                              bool residual_after_activation,
                              const std::optional<std::string>& backend) {
   constexpr std::string_view op = "conv2d_transpose_forward";
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kTransposeWeightsLayout, w);
-  const std::optional<ConstTensorView> r_view =
-      residual ? std::optional(view_4d(op, "residual", kActivationLayout, *residual))
-               : std::nullopt;
-  Conv2dTransposeParams params;
-  params.kernel_h = w_view.dims[0];
-  params.kernel_w = w_view.dims[1];
-  const auto [stride_h, stride_w] = parse_pair(op, "stride", stride);
-  params.stride_h = stride_h;
-  params.stride_w = stride_w;
-  params.pad = parse_pads(op, "padding", padding);
-  const auto [output_padding_h, output_padding_w] =
-      parse_pair(op, "output_padding", output_padding);
-  params.output_padding_h = output_padding_h;
-  params.output_padding_w = output_padding_w;
-  const auto [dilation_h, dilation_w] = parse_pair(op, "dilation", dilation);
-  params.dilation_h = dilation_h;
-  params.dilation_w = dilation_w;
-  params.groups = parse_int(op, "groups", groups);
-  params.activation = parse_activation(op, activation);
-  params.residual_after_activation = residual_after_activation;
+  const Conv2dTransposeParams params =
+      conv2d_transpose_params(op, w_view.dims, stride, padding, output_padding, dilation, groups,
+                              parse_activation(op, activation), residual_after_activation);
   const std::span<const float> b_span =
       b ? std::span<const float>(b->data(), b->size()) : std::span<const float>();
   OutputBuffer y(output_dims(op, "conv2d_transpose_output_dims", [&] {
     return conv2d_transpose_output_dims(x_view.dims, w_view.dims, params);
   }));
+  const std::optional<InputArray> r = import_residual(op, residual, y.view().dims);
   {
     nb::gil_scoped_release unlocked;
-    if (r_view) {
-      conv2d_transpose_forward(params, x_view, w_view, b_span, *r_view, y.view(),
+    if (r) {
+      conv2d_transpose_forward(params, x_view, w_view, b_span, {r->data(), y.view().dims}, y.view(),
                                backend_name(backend));
     } else {
       conv2d_transpose_forward(params, x_view, w_view, b_span, y.view(), backend_name(backend));
@@ -153,7 +176,7 @@ std::tuple<OutputArray, OutputArray, OutputArray> conv2d_backward(
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kWeightsLayout, w);
   const Conv2dParams params =
-      conv2d_params(op, w_view.dims, stride, padding, dilation, groups, Activation::kNone);
+      conv2d_params(op, w_view.dims, stride, padding, dilation, groups, ActivationSpec{});
   OutputBuffer dx(x_view.dims);
   OutputBuffer dw(w_view.dims);
   OutputBuffer db({w_view.dims[3], 1, 1, 1});

@@ -184,6 +184,46 @@ void convkit_pool2d_y_dims(const convkit_pool2d* plan, int64_t y_dims[4]);
 const char* convkit_pool2d_impl_name(const convkit_pool2d* plan);
 void convkit_pool2d_destroy(convkit_pool2d* plan);
 
+/* Backward plans. Which gradients a convkit_conv2d_bwd plan computes: an OR of these flags
+ * (at least one). */
+typedef enum convkit_grad_flags {
+  CONVKIT_GRAD_DX = 1,
+  CONVKIT_GRAD_DW = 2,
+  CONVKIT_GRAD_DB = 4
+} convkit_grad_flags;
+
+typedef struct convkit_conv2d_bwd convkit_conv2d_bwd;
+typedef struct convkit_pool2d_bwd convkit_pool2d_bwd;
+
+/* params->activation must be CONVKIT_ACTIVATION_NONE. `grads` an OR of convkit_grad_flags. Keeps no
+ * reference to w. */
+convkit_status convkit_conv2d_bwd_create(const convkit_conv2d_params* params,
+                                         const int64_t x_dims[4], convkit_const_tensor w, int grads,
+                                         const char* backend, convkit_conv2d_bwd** plan);
+/* Replaces the weights (dims as at creation), as a new plan would. Not thread-safe: no run of this
+ * plan may overlap it. On failure the plan keeps its weights. */
+convkit_status convkit_conv2d_bwd_set_weights(convkit_conv2d_bwd* plan, convkit_const_tensor w);
+/* Exactly the planned gradients are non-NULL (dx like x, dw like w, db with db_size = C_out
+ * floats); each is overwritten. x is read only for dw: without it x.data may be NULL. */
+convkit_status convkit_conv2d_bwd_run(const convkit_conv2d_bwd* plan, convkit_const_tensor x,
+                                      convkit_const_tensor dy, const convkit_tensor* dx,
+                                      const convkit_tensor* dw, float* db, int64_t db_size);
+/* The planned dy dims {N, OH, OW, C_out}. */
+void convkit_conv2d_bwd_y_dims(const convkit_conv2d_bwd* plan, int64_t y_dims[4]);
+const char* convkit_conv2d_bwd_impl_name(const convkit_conv2d_bwd* plan);
+void convkit_conv2d_bwd_destroy(convkit_conv2d_bwd* plan);
+
+convkit_status convkit_pool2d_bwd_create(const convkit_pool2d_params* params,
+                                         const int64_t x_dims[4], const char* backend,
+                                         convkit_pool2d_bwd** plan);
+/* dx (dims of x) overwritten; x is read by max pooling only (its dims are checked in both modes).
+ */
+convkit_status convkit_pool2d_bwd_run(const convkit_pool2d_bwd* plan, convkit_const_tensor x,
+                                      convkit_const_tensor dy, convkit_tensor dx);
+void convkit_pool2d_bwd_y_dims(const convkit_pool2d_bwd* plan, int64_t y_dims[4]);
+const char* convkit_pool2d_bwd_impl_name(const convkit_pool2d_bwd* plan);
+void convkit_pool2d_bwd_destroy(convkit_pool2d_bwd* plan);
+
 /* ---- Backends and threads (convkit/runtime.hpp) ---- */
 
 /* The backends built into this copy in auto's order, comma-separated: "highway,onednn,reference"

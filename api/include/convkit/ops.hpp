@@ -49,6 +49,13 @@ struct Conv2dGrads {
   std::optional<std::span<float>> db;  // C_out elements
 };
 
+// Which gradients a backward plan (plan.hpp, Conv2dBackward) computes.
+struct Conv2dGradsWanted {
+  bool dx = true;
+  bool dw = true;
+  bool db = true;
+};
+
 // Gradients of y = conv2d(x, w) + b given dy = dL/dy: dx is the transposed convolution of dy with
 // w, dw the correlation of x with dy, db the sum of dy over N, OH, OW. params.activation must be
 // kNone: apply the activation's gradient to dy first. With N == 0, dw and db are zeros.

@@ -2,9 +2,10 @@
 // §3), like oneDNN primitives, XNNPACK operators or FFTW plans.
 //
 // Creation validates everything, chooses the backend and implementation, and packs the weights; it
-// keeps no reference to the given w and b. run() checks only that x and y have the planned dims and
-// distinct, non-null data; it is const, allocates nothing and may be called from several threads at
-// once on distinct outputs.
+// keeps no reference to the given w and b. run() checks only that its tensors have the planned dims
+// and distinct, non-null data; it is const and may be called from several threads at once on
+// distinct outputs. run() allocates nothing, with the exceptions the README lists under "Plans and
+// allocation" (scratch that some Highway kernels still allocate per run or per calling thread).
 #pragma once
 
 #include <memory>
@@ -12,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "convkit/ops.hpp"
 #include "convkit/params.hpp"
 #include "convkit/tensor.hpp"
 
@@ -21,6 +23,8 @@ namespace internal {
 struct Conv2dPlanState;
 struct Conv2dTransposePlanState;
 struct Pool2dPlanState;
+struct Conv2dBackwardPlanState;
+struct Pool2dBackwardPlanState;
 }  // namespace internal
 
 class Conv2d {
@@ -87,6 +91,60 @@ class Pool2d {
 
  private:
   std::unique_ptr<internal::Pool2dPlanState> state_;
+};
+
+// The gradients of y = conv2d(x, w) + b (params.activation must be kNone, as for
+// conv2d_backward): those `wanted` at creation, computed by every run. Holds w in the layouts the
+// backward kernels read (Highway: w transposed into column blocks; oneDNN: reordered for its
+// backward-data primitive, whose primitives are created once).
+class Conv2dBackward {
+ public:
+  // w {KH, KW, C_in / groups, C_out}; at least one gradient wanted. `backend` as in ops.hpp.
+  Conv2dBackward(const Conv2dParams& params, const Dims& x_dims, ConstTensorView w,
+                 Conv2dGradsWanted wanted = {}, std::string_view backend = {});
+  Conv2dBackward(Conv2dBackward&&) noexcept;
+  Conv2dBackward& operator=(Conv2dBackward&&) noexcept;
+  ~Conv2dBackward();
+
+  // Replaces the weights (dims w_dims()) as a new plan would, e.g. after an optimizer step. Not
+  // thread-safe: no run() of this plan may be in progress or start during the call. Allocates
+  // nothing. On error (dims, null data) the plan keeps its weights.
+  void set_weights(ConstTensorView w);
+
+  // Writes the wanted gradients given dy = dL/dy (dims y_dims()): grads holds exactly the wanted
+  // ones, dx of x_dims(), dw of w_dims(), db of C_out elements; each is overwritten (with N == 0,
+  // dw and db are zeros). x (x_dims()) is read only for dw: without dw it may be an empty view
+  // (null data). Outputs must not overlap each other, x or dy.
+  void run(ConstTensorView x, ConstTensorView dy, const Conv2dGrads& grads) const;
+
+  const Dims& x_dims() const;
+  const Dims& w_dims() const;
+  const Dims& y_dims() const;
+  const Conv2dGradsWanted& wanted() const;
+  const std::string& impl_name() const;
+
+ private:
+  std::unique_ptr<internal::Conv2dBackwardPlanState> state_;
+};
+
+// dx of y = pool2d(x) given dy: as pool2d_backward. x is read by max pooling only (its dims are
+// checked in both modes).
+class Pool2dBackward {
+ public:
+  Pool2dBackward(const Pool2dParams& params, const Dims& x_dims, std::string_view backend = {});
+  Pool2dBackward(Pool2dBackward&&) noexcept;
+  Pool2dBackward& operator=(Pool2dBackward&&) noexcept;
+  ~Pool2dBackward();
+
+  // x of x_dims(), dy of y_dims(), dx of x_dims() (overwritten; must not overlap x or dy).
+  void run(ConstTensorView x, ConstTensorView dy, TensorView dx) const;
+
+  const Dims& x_dims() const;
+  const Dims& y_dims() const;
+  const std::string& impl_name() const;
+
+ private:
+  std::unique_ptr<internal::Pool2dBackwardPlanState> state_;
 };
 
 }  // namespace convkit
