@@ -131,6 +131,8 @@ class ConvLayer:
         return True
 
     def _call(self, x, r):
+        if self.fuse_residual and np.may_share_memory(r, x):
+            r = r.copy()  # convkit reads r while writing y, so r must not be x (x + conv(x))
         residual = {"residual": r} if self.fuse_residual else {}
         if self.plan is not None:
             return self.plan.run(x, **residual)
