@@ -5,6 +5,7 @@ import pytest
 
 from onnx_util import check, onnx  # noqa: F401  (skips the module without onnx)
 
+import convkit.onnx
 from convkit.onnx import models
 
 # The reference backend is plain loops: only the tiniest models run on it.
@@ -59,3 +60,18 @@ def test_cli_times_and_profiles(built, tmp_path, capsys):
     # Ten slowest steps, each with an implementation name (backend:variant:isa or numpy).
     rows = out.split("ten slowest steps")[1].strip().splitlines()[2:]
     assert len(rows) == 10 and all(len(row.split()) == 4 for row in rows)
+
+
+def test_runs_are_repeatable_and_outputs_are_not_overwritten(built):
+    model = built["yolov8n"]
+    input_name, shape = models.input_shape(model)
+    rng = np.random.default_rng(3)
+    x1, x2 = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    reused = convkit.onnx.load(model)
+    fresh = convkit.onnx.load(model, reuse_buffers=False)
+    y1 = reused(x1)
+    y1_copy = y1.copy()
+    y2 = reused(x2)
+    np.testing.assert_array_equal(y1, y1_copy)  # the second run did not write into the first's
+    np.testing.assert_array_equal(y2, fresh(x2))
+    np.testing.assert_array_equal(reused(x1), y1)

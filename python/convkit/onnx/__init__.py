@@ -32,7 +32,7 @@ def supported_ops():
     return sorted(BUILDERS)
 
 
-def load(model, input_shapes=None, backend=None, threads=None, fuse=True):
+def load(model, input_shapes=None, backend=None, threads=None, fuse=True, reuse_buffers=True):
     """A Model ready to run.
 
     model: a path to an .onnx file or an onnx.ModelProto. input_shapes: {input name: shape}, the
@@ -40,6 +40,9 @@ def load(model, input_shapes=None, backend=None, threads=None, fuse=True):
     ($CONVKIT_BACKEND or "auto"), "auto" or one of convkit.backends(), for every layer.
     threads: convkit's thread count (convkit.set_num_threads) for the runs, None to leave it.
     fuse: False keeps activations and residual adds as separate numpy steps (for checking).
+    reuse_buffers: each layer writes the same array every run (no allocation, no page faults);
+    the outputs returned are copies. A Model's run() is then not reentrant: use one Model per
+    thread (False: fresh arrays every run, concurrent runs allowed).
     """
     import onnx
 
@@ -52,4 +55,4 @@ def load(model, input_shapes=None, backend=None, threads=None, fuse=True):
     graph = from_onnx(model, input_shapes)
     infer(graph)
     prepare(graph, fuse=fuse)
-    return Model(graph, backend=backend, threads=threads)
+    return Model(graph, backend=backend, threads=threads, reuse_buffers=reuse_buffers)

@@ -68,16 +68,25 @@ def implementation_name(plan):
     return None
 
 
+def _output_buffer(plan, reuse):
+    """The array every run of `plan` writes (reuse: no allocation and no page faults per run, at
+    the price of one buffer per layer and runs that are not reentrant), or None."""
+    shape = getattr(plan, "y_shape", None)
+    return np.empty(tuple(shape), np.float32) if reuse and shape is not None else None
+
+
 class ConvLayer:
     """y = post-ops(conv2d(x, w) + b) on NHWC x of `x_shape`, or its transposed convolution.
 
     w: HWIO {KH, KW, C_in / groups, C_out}, or for transposed {KH, KW, C_out / groups, C_in}.
     pads: (top, bottom, left, right). activation: None or convkit's spec ("relu", ("clip", lo,
     hi) ...). residual: None, "before" or "after" the activation; run() then takes r of y's shape.
+    reuse_output: every run returns the same array (overwritten by the next run).
     """
 
     def __init__(self, w, b, *, x_shape, stride, pads, dilation, groups, activation=None,
-                 residual=None, transpose=False, output_padding=(0, 0), backend=None):
+                 residual=None, transpose=False, output_padding=(0, 0), backend=None,
+                 reuse_output=False):
         self.w = np.ascontiguousarray(w, dtype=np.float32)
         self.b = None if b is None else np.ascontiguousarray(b, dtype=np.float32).reshape(-1)
         self.x_shape = tuple(x_shape)
@@ -87,7 +96,8 @@ class ConvLayer:
                            backend=backend)
         if transpose:
             self.params["output_padding"] = output_padding
-        self.plan, self.impl_name = None, None
+        self.plan, self.impl_name, self.out = None, None, None
+        self.reuse_output = reuse_output
         self.function = getattr(ck, self.kind, None)
         self.fuse_activation = self.fuse_residual = False
         if self.function is None and not hasattr(ck, _PLAN_CLASSES[self.kind]):
@@ -128,6 +138,7 @@ class ConvLayer:
                 return False
             raise
         self.impl_name = implementation_name(self.plan)
+        self.out = _output_buffer(self.plan, self.reuse_output)
         return True
 
     def _call(self, x, r):
@@ -135,7 +146,7 @@ class ConvLayer:
             r = r.copy()  # convkit reads r while writing y, so r must not be x (x + conv(x))
         residual = {"residual": r} if self.fuse_residual else {}
         if self.plan is not None:
-            return self.plan.run(x, **residual)
+            return self.plan.run(x, out=self.out, **residual)
         try:
             return self.function(x, self.w, self.b, **self.params, **self._kwargs(), **residual)
         except ck.Error as error:
@@ -192,18 +203,19 @@ class PoolLayer:
     """Max or average pooling of NHWC x of `x_shape` (a global pool is a window of (H, W))."""
 
     def __init__(self, *, x_shape, window, stride, pads, mode, ceil_mode=False,
-                 count_include_pad=False, backend=None):
+                 count_include_pad=False, backend=None, reuse_output=False):
         self.x_shape = tuple(x_shape)
         self.kwargs = dict(stride=stride, padding=pads, mode=mode, ceil_mode=ceil_mode,
                            count_include_pad=count_include_pad, backend=backend)
         self.window = window
         self.uses_convkit = True
-        self.plan, self.impl_name = None, None
+        self.plan, self.impl_name, self.out = None, None, None
         if hasattr(ck, "Pool2d"):
             self.plan = ck.Pool2d(window, x_shape=self.x_shape, **self.kwargs)
             self.impl_name = implementation_name(self.plan)
+            self.out = _output_buffer(self.plan, reuse_output)
 
     def run(self, x):
         if self.plan is not None:
-            return self.plan.run(x)
+            return self.plan.run(x, out=self.out)
         return ck.pool2d(x, self.window, **self.kwargs)

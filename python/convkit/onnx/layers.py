@@ -124,7 +124,7 @@ def build_conv(ctx):
     layer = ConvLayer(w.transpose(2, 3, 1, 0), b, x_shape=(n, h, wi, c), stride=stride,
                       pads=pads, dilation=dilation, groups=groups,
                       activation=ctx.attr("_activation"), residual=ctx.attr("_residual"),
-                      backend=ctx.backend)
+                      backend=ctx.backend, reuse_output=ctx.reuse_buffers)
     return _layer_kernel(ctx, layer)
 
 
@@ -187,7 +187,8 @@ def build_conv_transpose(ctx):
     layer = ConvLayer(w.transpose(2, 3, 1, 0), b, x_shape=(n, h, wi, c), stride=stride,
                       pads=pads, dilation=dilation, groups=groups, transpose=True,
                       output_padding=output_padding, activation=ctx.attr("_activation"),
-                      residual=ctx.attr("_residual"), backend=ctx.backend)
+                      residual=ctx.attr("_residual"), backend=ctx.backend,
+                      reuse_output=ctx.reuse_buffers)
     return _layer_kernel(ctx, layer)
 
 
@@ -230,7 +231,7 @@ def build_pool(ctx):
     mode = "max" if "Max" in ctx.node.op else "average"
     layer = PoolLayer(x_shape=(n, h, w, c), window=window, stride=stride, pads=pads, mode=mode,
                       ceil_mode=ceil_mode, count_include_pad=count_include_pad,
-                      backend=ctx.backend)
+                      backend=ctx.backend, reuse_output=ctx.reuse_buffers)
     return Kernel(lambda x: layer.run(x), [L.NHWC], [L.NHWC], layer=layer)
 
 

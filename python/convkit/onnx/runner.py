@@ -36,10 +36,11 @@ class Step:
 class Model:
     """An ONNX graph prepared for convkit (see convkit.onnx.load)."""
 
-    def __init__(self, graph, backend=None, threads=None):
+    def __init__(self, graph, backend=None, threads=None, reuse_buffers=True):
         self.graph = graph
         self.backend = backend
         self.threads = threads
+        self.reuse_buffers = reuse_buffers
         if threads:
             ck.set_num_threads(threads)
         self._slots = {}  # (tensor name, layout) -> slot
@@ -82,7 +83,7 @@ class Model:
 
     def _add_node(self, node):
         layouts = [self._layouts.get(name, L.PLAIN) if name else L.PLAIN for name in node.inputs]
-        ctx = Context(node, self.graph, layouts, self.backend)
+        ctx = Context(node, self.graph, layouts, self.backend, self.reuse_buffers)
         try:
             kernel = builder_for(node)(ctx)
         except ck.Error as error:
@@ -161,7 +162,8 @@ class Model:
         env = self._feed(inputs)
         for step in self.steps:
             self._step(step, env)
-        return [np.asarray(env[s]) for s in self._output_slots]
+        # Copies: an output may be (a view of) a layer's reused array.
+        return [np.array(env[s]) for s in self._output_slots]
 
     def __call__(self, x):
         """run() for a one-input graph: the output array, or the list of outputs if several."""
