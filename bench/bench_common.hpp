@@ -27,6 +27,8 @@ struct Config {
   enum class Reference { kSmall, kAll, kNone } reference = Reference::kSmall;
   // Decide iteration counts by wall time (Google Benchmark's UseRealTime()).
   bool real_time = false;
+  // conv2d_fwd's post-ops, each a benchmark dimension (see kUsage); empty: "none" only.
+  std::vector<std::string> post_ops;
 
   bool WantsOp(std::string_view op) const;
   bool WantsBackend(std::string_view backend) const;

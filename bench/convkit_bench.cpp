@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -42,8 +43,13 @@ convkit flags (lists are comma-separated; each defaults to all):
   --reference=WHICH small (default: problems under 50 MFLOP / 32 MB), all, or none
   --real_time       iterate until enough wall time (not CPU time) has passed; names get the
                     suffix /real_time. For loaded machines, where runs otherwise grow long.
+  --post_ops=LIST   conv2d_fwd only: none (default), an activation (relu, relu6, clip, leaky_relu,
+                    sigmoid, tanh, silu, hardswish, hardsigmoid, gelu), r (residual), ACT+r
+                    (residual before ACT); sep_X runs X as a separate pass over y after the plain
+                    convolution, as a caller without fused post-ops would. Names get /X.
   --list_shapes     print the selected shapes as JSON lines and exit
 e.g. convkit_bench --ops=conv2d_fwd --sets=resnet50 --threads=2 --benchmark_min_time=0.2
+     convkit_bench --ops=conv2d_fwd --post_ops=none,relu,silu,r,sep_silu --sets=mobilenet
 )";
 
 // The work one benchmark times. Tensors live here so the timed call allocates nothing.
@@ -115,15 +121,115 @@ Conv2dGradsWanted WantedBy(ConvPassKind pass) {
   return {true, true, true};
 }
 
+// A --post_ops entry: the activation and whether a residual is added (before it), fused into the
+// plan or (separate) applied by a pass over y after the plain convolution.
+struct PostOpBench {
+  Activation activation = Activation::kNone;
+  float alpha = 0.0f;
+  float beta = 0.0f;
+  bool residual = false;
+  bool separate = false;
+};
+
+std::optional<PostOpBench> ParsePostOpBench(std::string_view text) {
+  PostOpBench p;
+  if (text.starts_with("sep_")) {
+    p.separate = true;
+    text.remove_prefix(4);
+  }
+  if (text == "r") {
+    p.residual = true;
+    return p;
+  }
+  if (text.ends_with("+r")) {
+    p.residual = true;
+    text.remove_suffix(2);
+  }
+  static constexpr struct {
+    std::string_view name;
+    Activation activation;
+    float alpha, beta;
+  } kNames[] = {{"none", Activation::kNone, 0, 0},
+                {"relu", Activation::kRelu, 0, 0},
+                {"relu6", Activation::kRelu6, 0, 0},
+                {"clip", Activation::kClip, -1.0f, 1.0f},
+                {"leaky_relu", Activation::kLeakyRelu, 0.1f, 0},
+                {"sigmoid", Activation::kSigmoid, 0, 0},
+                {"tanh", Activation::kTanh, 0, 0},
+                {"silu", Activation::kSilu, 0, 0},
+                {"hardswish", Activation::kHardSwish, 0, 0},
+                {"hardsigmoid", Activation::kHardSigmoid, 0.2f, 0.5f},
+                {"gelu", Activation::kGelu, 0, 0}};
+  for (const auto& n : kNames) {
+    if (n.name == text) {
+      p.activation = n.activation;
+      p.alpha = n.alpha;
+      p.beta = n.beta;
+      return p;
+    }
+  }
+  return std::nullopt;
+}
+
+// The caller's separate pass: y = act(y + r) element by element, in float as a caller would write
+// it (the compiler vectorizes what it can).
+void SeparatePass(const PostOpBench& post, const Tensor* r, Tensor& y) {
+  float* v = y.data();
+  const int64_t n = y.size();
+  if (r != nullptr) {
+    const float* rv = r->data();
+    for (int64_t i = 0; i < n; ++i) v[i] += rv[i];
+  }
+  const float alpha = post.alpha, beta = post.beta;
+  const auto apply = [&](auto f) {
+    for (int64_t i = 0; i < n; ++i) v[i] = f(v[i]);
+  };
+  switch (post.activation) {
+    case Activation::kNone:
+      return;
+    case Activation::kRelu:
+      return apply([](float z) { return z < 0.0f ? 0.0f : z; });
+    case Activation::kRelu6:
+      return apply([](float z) { return z < 0.0f ? 0.0f : (z > 6.0f ? 6.0f : z); });
+    case Activation::kClip:
+      return apply([=](float z) { return z < alpha ? alpha : (z > beta ? beta : z); });
+    case Activation::kLeakyRelu:
+      return apply([=](float z) { return z > 0.0f ? z : alpha * z; });
+    case Activation::kSigmoid:
+      return apply([](float z) { return 1.0f / (1.0f + std::exp(-z)); });
+    case Activation::kTanh:
+      return apply([](float z) { return std::tanh(z); });
+    case Activation::kSilu:
+      return apply([](float z) { return z / (1.0f + std::exp(-z)); });
+    case Activation::kHardSwish:
+      return apply([](float z) {
+        const float t = z + 3.0f;
+        return z * (t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t)) / 6.0f;
+      });
+    case Activation::kHardSigmoid:
+      return apply([=](float z) {
+        const float t = alpha * z + beta;
+        return t < 0.0f ? 0.0f : (t > 1.0f ? 1.0f : t);
+      });
+    case Activation::kGelu:
+      return apply([](float z) { return 0.5f * z * std::erfc(-z * 0.70710678f); });
+  }
+}
+
 void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& backend,
-               const ConvShape& shape, int64_t batch) {
-  const Conv2dParams& params = shape.params;
+               const ConvShape& shape, int64_t batch, const PostOpBench& post) {
+  Conv2dParams params = shape.params;
+  if (!post.separate) {
+    params.activation = post.activation;
+    params.activation_alpha = post.alpha;
+    params.activation_beta = post.beta;
+  }
   const Dims x_dims = shape.x_dims(batch);
   const Tensor x = Filled(x_dims, 1);
   const Tensor w = Filled(shape.w_dims(), 2);
   std::vector<float> b(static_cast<size_t>(shape.c_out));
   FillUniform(b.data(), shape.c_out, 3);
-  Tensor y, dy, dx, dw;
+  Tensor y, dy, dx, dw, r;
   std::vector<float> db;
   std::optional<Conv2d> plan;
   std::optional<Conv2dBackward> backward;
@@ -135,12 +241,22 @@ void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& bac
         if (op.pass == ConvPassKind::kForward) {
           plan.emplace(params, x_dims, w, b, backend);
           y = Tensor(plan->y_dims());
+          if (post.residual) r = Filled(plan->y_dims(), 5);
+          if (post.separate) {
+            return {[&] {
+                      plan->run(x, y);
+                      SeparatePass(post, post.residual ? &r : nullptr, y);
+                    },
+                    plan->impl_name() + " + separate pass"};
+          }
+          if (post.residual) return {[&] { plan->run(x, r, y); }, plan->impl_name()};
           if (!op.oneshot) return {[&] { plan->run(x, y); }, plan->impl_name()};
           return {[&] { conv2d_forward(params, x, w, b, y, backend); },
                   plan->impl_name() + " (one-shot)"};
         }
+        // Backward takes dy after the activation's gradient: the plain convolution's parameters.
         const Conv2dGradsWanted wanted = WantedBy(op.pass);
-        backward.emplace(params, x_dims, w, wanted, backend);
+        backward.emplace(shape.params, x_dims, w, wanted, backend);
         dy = Filled(ConvOutputDims(shape, batch), 4);
         Conv2dGrads grads;
         if (wanted.dx) grads.dx = (dx = Tensor(x_dims)).view();
@@ -151,7 +267,7 @@ void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& bac
         }
         if (!op.oneshot)
           return {[&, grads] { backward->run(x, dy, grads); }, backward->impl_name()};
-        return {[&, grads] { conv2d_backward(params, x, w, dy, grads, backend); },
+        return {[&, grads] { conv2d_backward(shape.params, x, w, dy, grads, backend); },
                 backward->impl_name() + " (one-shot)"};
       },
       &prepared);
@@ -336,7 +452,7 @@ std::vector<std::string> ConvkitBackends(const Config& config) {
 }
 
 // Registers op x backend x shape for one family (conv or pool). `work(op, shape, batch)` sizes a
-// problem for the reference backend's limit; `bench` is BenchConv or BenchPool.
+// problem for the reference backend's limit; `bench` registers the benchmarks of one of them.
 template <typename Op, typename Shape, typename Work, typename Bench>
 void RegisterFamily(const Config& config, const std::vector<std::string>& backends,
                     std::span<const Op> ops, std::span<const Shape> shapes, double reference_limit,
@@ -351,13 +467,44 @@ void RegisterFamily(const Config& config, const std::vector<std::string>& backen
             !ReferenceRuns(config, work(op, shape, batch), reference_limit)) {
           continue;
         }
-        Register(config, BenchmarkName(op.name, backend, shape.set, shape.name, batch),
-                 [&op, backend, &shape, batch, bench](benchmark::State& state) {
-                   bench(state, op, backend, shape, batch);
-                 });
+        bench(config, op, backend, shape, batch);
       }
     }
   }
+}
+
+// One benchmark per --post_ops entry for conv2d_fwd (the name gets "/<entry>" unless it is
+// "none"); one for the other conv ops.
+void RegisterConv(const Config& config, const ConvOp& op, const std::string& backend,
+                  const ConvShape& shape, int64_t batch) {
+  const std::string name = BenchmarkName(op.name, backend, shape.set, shape.name, batch);
+  const bool with_post_ops = op.pass == ConvPassKind::kForward && !op.oneshot;
+  const std::vector<std::string> entries = with_post_ops && !config.post_ops.empty()
+                                               ? config.post_ops
+                                               : std::vector<std::string>{"none"};
+  for (const std::string& entry : entries) {
+    const PostOpBench post = *ParsePostOpBench(entry);  // checked by ParseFlags
+    Register(config, entry == "none" ? name : name + "/" + entry,
+             [&op, backend, &shape, batch, post](benchmark::State& state) {
+               BenchConv(state, op, backend, shape, batch, post);
+             });
+  }
+}
+
+void RegisterTranspose(const Config& config, const TransposeOp& op, const std::string& backend,
+                       const TransposeShape& shape, int64_t batch) {
+  Register(config, BenchmarkName(op.name, backend, shape.set, shape.name, batch),
+           [&op, backend, &shape, batch](benchmark::State& state) {
+             BenchTranspose(state, op, backend, shape, batch);
+           });
+}
+
+void RegisterPool(const Config& config, const PoolOp& op, const std::string& backend,
+                  const PoolShape& shape, int64_t batch) {
+  Register(config, BenchmarkName(op.name, backend, shape.set, shape.name, batch),
+           [&op, backend, &shape, batch](benchmark::State& state) {
+             BenchPool(state, op, backend, shape, batch);
+           });
 }
 
 void RegisterConvkitBenchmarks(const Config& config) {
@@ -365,16 +512,16 @@ void RegisterConvkitBenchmarks(const Config& config) {
   RegisterFamily(
       config, backends, std::span<const ConvOp>(kConvOps), ConvShapes(), kReferenceMaxFlops,
       [](const ConvOp&, const ConvShape& shape, int64_t batch) { return ConvFlops(shape, batch); },
-      BenchConv);
+      RegisterConv);
   RegisterFamily(
       config, backends, std::span<const TransposeOp>(kTransposeOps), TransposeShapes(),
       kReferenceMaxFlops,
       [](const TransposeOp&, const TransposeShape& shape, int64_t batch) {
         return TransposeFlops(shape, batch);
       },
-      BenchTranspose);
+      RegisterTranspose);
   RegisterFamily(config, backends, std::span<const PoolOp>(kPoolOps), PoolShapes(),
-                 kReferenceMaxBytes, PoolBytes, BenchPool);
+                 kReferenceMaxBytes, PoolBytes, RegisterPool);
 }
 
 void PrintUsage(FILE* out) {
@@ -498,6 +645,14 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       flags->config.backends = SplitList(*v);
     } else if (auto v = value_of("--sets")) {
       flags->config.sets = SplitList(*v);
+    } else if (auto v = value_of("--post_ops")) {
+      flags->config.post_ops = SplitList(*v);
+      for (const std::string& entry : flags->config.post_ops) {
+        if (!ParsePostOpBench(entry)) {
+          std::fprintf(stderr, "convkit_bench: --post_ops: unknown entry '%s'\n", entry.c_str());
+          return 2;
+        }
+      }
     } else if (auto v = value_of("--batch")) {
       flags->config.batch = std::atoll(std::string(*v).c_str());
     } else if (auto v = value_of("--threads")) {

@@ -56,6 +56,59 @@ static void conv_forward_by_hand(void) {
   for (int i = 0; i < 4; ++i) CHECK(y[i] == 0.0f);
 }
 
+/* The post-ops on the same convolution (z = 6 everywhere): clip(0, 5) gives 5; a residual r =
+ * {1, 2, 3, 4} before the clip still 5, after it 5 + r; in place (r is y) the same; through a
+ * plan; and the errors that name the new fields. */
+static void post_ops_by_hand(void) {
+  float x[9], w[4] = {1, 0, 0, -1}, b[1] = {10}, y[4];
+  const float r[4] = {1, 2, 3, 4};
+  for (int i = 0; i < 9; ++i) x[i] = (float)(i + 1);
+  convkit_conv2d_params params;
+  convkit_conv2d_params_init(&params);
+  CHECK(params.activation_alpha == 0.0f && params.activation_beta == 0.0f &&
+        params.residual_after_activation == 0);
+  params.kernel_h = params.kernel_w = 2;
+  params.activation = CONVKIT_ACTIVATION_CLIP;
+  params.activation_alpha = 0.0f;
+  params.activation_beta = 5.0f;
+  const convkit_const_tensor xt = {x, {1, 3, 3, 1}}, wt = {w, {2, 2, 1, 1}};
+  const convkit_const_tensor rt = {r, {1, 2, 2, 1}}, yt_in = {y, {1, 2, 2, 1}};
+  const convkit_tensor yt = {y, {1, 2, 2, 1}};
+  CHECK(convkit_conv2d_forward(&params, xt, wt, b, 1, yt, "reference") == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == 5.0f);
+  CHECK(convkit_conv2d_forward_residual(&params, xt, wt, b, 1, rt, yt, "reference") == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == 5.0f);
+  params.residual_after_activation = 1;
+  CHECK(convkit_conv2d_forward_residual(&params, xt, wt, b, 1, rt, yt, NULL) == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == 5.0f + r[i]);
+  memcpy(y, r, sizeof(r));
+  CHECK(convkit_conv2d_forward_residual(&params, xt, wt, b, 1, yt_in, yt, NULL) == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == 5.0f + r[i]);
+
+  convkit_conv2d* plan = NULL;
+  const int64_t x_dims[4] = {1, 3, 3, 1};
+  CHECK(convkit_conv2d_create(&params, x_dims, wt, b, 1, NULL, &plan) == CONVKIT_OK);
+  memset(y, 0, sizeof(y));
+  CHECK(convkit_conv2d_run_residual(plan, xt, rt, yt) == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == 5.0f + r[i]);
+  const convkit_const_tensor wrong_r = {r, {1, 2, 1, 2}};
+  CHECK_FAILS(convkit_conv2d_run_residual(plan, xt, wrong_r, yt), CONVKIT_SHAPE_MISMATCH, "r");
+  CHECK_FAILS(convkit_conv2d_run_residual(NULL, xt, rt, yt), CONVKIT_INVALID_ARGUMENT, "plan");
+  convkit_conv2d_destroy(plan);
+
+  params.activation_alpha = 6.0f; /* lo > hi */
+  CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, b, 1, yt, NULL), CONVKIT_INVALID_ARGUMENT,
+              "params.activation_alpha");
+  params.activation_alpha = 0.0f;
+  params.residual_after_activation = 2;
+  CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, b, 1, yt, NULL), CONVKIT_INVALID_ARGUMENT,
+              "params.residual_after_activation");
+  params.residual_after_activation = 0;
+  const convkit_const_tensor r_in_x = {x, {1, 2, 2, 1}};
+  CHECK_FAILS(convkit_conv2d_forward_residual(&params, xt, wt, b, 1, r_in_x, yt, NULL),
+              CONVKIT_INVALID_ARGUMENT, "r: expected memory that does not overlap x");
+}
+
 /* Max and average pooling of 1x2x4x1 {1 5 2 0 / 3 4 8 -1}, 2x2 windows, stride 2:
  * max {5, 8}, average {13/4, 9/4}; backward of dy = {1, 2}: max sends 1 to the 5 and 2 to the 8. */
 static void pool_by_hand(void) {
@@ -232,6 +285,32 @@ static void transpose_by_hand(void) {
   const convkit_tensor yt = {y, {1, 4, 4, 1}};
   CHECK(convkit_conv2d_transpose_forward(&params, xt, wt, b, 1, yt, "reference") == CONVKIT_OK);
   for (int i = 0; i < 16; ++i) CHECK(y[i] == want[i] + 5.0f);
+  /* Post-ops: r = -20 everywhere before leaky_relu(0.5), then in place after it; every backend. */
+  float r[16];
+  for (int i = 0; i < 16; ++i) r[i] = -20.0f;
+  const convkit_const_tensor rt = {r, {1, 4, 4, 1}};
+  params.activation = CONVKIT_ACTIVATION_LEAKY_RELU;
+  params.activation_alpha = 0.5f;
+  CHECK(convkit_conv2d_transpose_forward_residual(&params, xt, wt, b, 1, rt, yt, "reference") ==
+        CONVKIT_OK);
+  for (int i = 0; i < 16; ++i) {
+    const float z = want[i] + 5.0f - 20.0f;
+    CHECK(y[i] == (z > 0.0f ? z : 0.5f * z));
+  }
+  char all[256];
+  snprintf(all, sizeof(all), "%s", convkit_available_backends());
+  params.residual_after_activation = 1;
+  for (char* name = strtok(all, ","); name != NULL; name = strtok(NULL, ",")) {
+    convkit_conv2d_transpose* plan = NULL;
+    CHECK(convkit_conv2d_transpose_create(&params, x_dims, wt, b, 1, name, &plan) == CONVKIT_OK);
+    for (int i = 0; i < 16; ++i) y[i] = 1.0f; /* the residual, in place */
+    const convkit_const_tensor in_place = {y, {1, 4, 4, 1}};
+    CHECK(convkit_conv2d_transpose_run_residual(plan, xt, in_place, yt) == CONVKIT_OK);
+    for (int i = 0; i < 16; ++i) CHECK(y[i] == want[i] + 6.0f);
+    convkit_conv2d_transpose_destroy(plan);
+  }
+  params.activation = CONVKIT_ACTIVATION_NONE;
+  params.residual_after_activation = 0;
 
   /* Every backend against reference: 2 groups, 3x3 stride 2, crops, output_padding 1 (no
    * activation: onednn refuses ReLU, whose NaN it cannot keep). */
@@ -309,7 +388,7 @@ static void errors(void) {
   CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, NULL, 0, yt, NULL), CONVKIT_INVALID_ARGUMENT,
               "stride_h");
   params.stride_h = 1;
-  params.activation = (convkit_activation)7;
+  params.activation = (convkit_activation)11;
   CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, NULL, 0, yt, NULL), CONVKIT_INVALID_ARGUMENT,
               "params.activation");
   params.activation = CONVKIT_ACTIVATION_NONE;
@@ -393,6 +472,7 @@ static void threads(void) {
 
 int main(void) {
   conv_forward_by_hand();
+  post_ops_by_hand();
   pool_by_hand();
   zero_pad_by_hand();
   backends_agree();

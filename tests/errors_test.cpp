@@ -89,8 +89,39 @@ const ConvError kConvErrors[] = {
      "params.pad.left: expected >= 0, given -3"},
     {"PadRight", [](ConvCase& c) { c.params.pad.right = -1; }, ErrorCode::kInvalidArgument,
      "params.pad.right: expected >= 0, given -1"},
-    {"Activation", [](ConvCase& c) { c.params.activation = static_cast<Activation>(9); },
-     ErrorCode::kInvalidArgument, "params.activation: expected kNone or kRelu, given 9"},
+    {"Activation", [](ConvCase& c) { c.params.activation = static_cast<Activation>(11); },
+     ErrorCode::kInvalidArgument,
+     "params.activation: expected an Activation from kNone (0) to kGelu (10), given 11"},
+    {"ClipLoAboveHi",
+     [](ConvCase& c) {
+       c.params.activation = Activation::kClip;
+       c.params.activation_alpha = 6.0f;
+       c.params.activation_beta = 1.0f;
+     },
+     ErrorCode::kInvalidArgument,
+     "conv2d_forward: params.activation_alpha: expected clip's lo (alpha) <= hi (beta) = 1, given "
+     "6"},
+    {"ClipNaN",
+     [](ConvCase& c) {
+       c.params.activation = Activation::kClip;
+       c.params.activation_beta = std::numeric_limits<float>::quiet_NaN();
+     },
+     ErrorCode::kInvalidArgument,
+     "conv2d_forward: params.activation_beta: expected a finite value for clip, given nan"},
+    {"LeakyReluInfiniteSlope",
+     [](ConvCase& c) {
+       c.params.activation = Activation::kLeakyRelu;
+       c.params.activation_alpha = std::numeric_limits<float>::infinity();
+     },
+     ErrorCode::kInvalidArgument,
+     "conv2d_forward: params.activation_alpha: expected a finite value for leaky_relu, given inf"},
+    {"HardSigmoidNaNAlpha",
+     [](ConvCase& c) {
+       c.params.activation = Activation::kHardSigmoid;
+       c.params.activation_alpha = std::numeric_limits<float>::quiet_NaN();
+     },
+     ErrorCode::kInvalidArgument,
+     "conv2d_forward: params.activation_alpha: expected a finite value for hardsigmoid, given nan"},
     {"XZeroHeight",
      [](ConvCase& c) {
        c.x = Tensor({2, 0, 7, 4});
@@ -231,13 +262,59 @@ struct BackwardCase : ConvCase {
   Tensor db{{8, 1, 1, 1}, -7.0f};
 };
 
+// ---- The residual r of the forward convolution ----
+
+TEST(ConvResidualErrors, WrongDims) {
+  ConvCase c;
+  const Tensor r({2, 3, 4, 7}, 1.0f);
+  const Tensor y_before = c.y;
+  ExpectError([&] { conv2d_forward(c.params, c.x, c.w, c.bias(), r, c.y, "reference"); },
+              ErrorCode::kShapeMismatch,
+              "conv2d_forward: r: expected dims {2, 3, 4, 8}, given {2, 3, 4, 7}");
+  for (int64_t i = 0; i < c.y.size(); ++i) ASSERT_EQ(c.y.data()[i], y_before.data()[i]);
+}
+
+TEST(ConvResidualErrors, AliasingX) {
+  ConvCase c;
+  // The first 96 floats of x (which has 280) viewed as a residual of y's dims.
+  const ConstTensorView r{c.x.data(), c.y.dims()};
+  ExpectError([&] { conv2d_forward(c.params, c.x, c.w, c.bias(), r, c.y, "reference"); },
+              ErrorCode::kInvalidArgument,
+              "conv2d_forward: r: expected memory that does not overlap x, given overlapping "
+              "memory");
+}
+
+TEST(ConvResidualErrors, PartlyOverlappingY) {
+  ConvCase c;
+  std::vector<float> buffer(static_cast<size_t>(c.y.size()) + 1, 1.0f);
+  const TensorView y{buffer.data(), c.y.dims()};
+  const ConstTensorView r{buffer.data() + 1, c.y.dims()};
+  ExpectError([&] { conv2d_forward(c.params, c.x, c.w, c.bias(), r, y, "reference"); },
+              ErrorCode::kInvalidArgument,
+              "conv2d_forward: r: expected memory that does not overlap y, given overlapping "
+              "memory");
+}
+
+TEST(ConvResidualErrors, PlanRunChecksR) {
+  ConvCase c;
+  const Conv2d plan(c.params, c.x.dims(), c.w, c.bias(), "reference");
+  const Tensor r({2, 3, 4, 9}, 1.0f);
+  ExpectError([&] { plan.run(c.x, r, c.y); }, ErrorCode::kShapeMismatch,
+              "Conv2d::run: r: expected dims {2, 3, 4, 8}, given {2, 3, 4, 9}");
+  ExpectError(
+      [&] {
+        plan.run(c.x, ConstTensorView{nullptr, c.y.dims()}, c.y);
+      },
+      ErrorCode::kInvalidArgument, "Conv2d::run: r: expected non-null data");
+}
+
 TEST(ConvBackwardErrors, ActivationMustBeNone) {
   BackwardCase c;
   c.params.activation = Activation::kRelu;
   ExpectError([&] { conv2d_backward(c.params, c.x, c.w, c.dy, {.dx = c.dx.view()}); },
               ErrorCode::kInvalidArgument,
               "conv2d_backward: params.activation: expected kNone (apply the activation's "
-              "gradient to dy first), given kRelu");
+              "gradient to dy first), given relu");
 }
 
 TEST(ConvBackwardErrors, DyDims) {

@@ -125,7 +125,7 @@ const std::vector<BadInput>& BadInputs() {
        [](Call& c) { c.ConvForward(With(c.conv, [](auto& p) { p.dilation_w = kMax / 2; })); }},
       {"conv activation out of range", E::kInvalidArgument,
        [](Call& c) {
-         c.ConvForward(With(c.conv, [](auto& p) { p.activation = static_cast<Activation>(7); }));
+         c.ConvForward(With(c.conv, [](auto& p) { p.activation = static_cast<Activation>(11); }));
        }},
       {"conv kernel larger than padded input", E::kInvalidArgument,
        [](Call& c) { c.ConvForward(With(c.conv, [](auto& p) { p.dilation_h = 4; })); }},
@@ -511,9 +511,9 @@ Conv2dParams Conv(int64_t k, int64_t s, Pads p, int64_t d = 1, int64_t g = 1,
 
 std::vector<GuardConvCase> GuardConvCases() {
   return {
-      {"3x3 pad 1, C 17 -> 33, bias, relu",
+      {"3x3 pad 1, C 17 -> 33, bias, hardswish",
        {2, 5, 7, 17},
-       Conv(3, 1, Pads::uniform(1), 1, 1, Activation::kRelu),
+       Conv(3, 1, Pads::uniform(1), 1, 1, Activation::kHardSwish),
        33,
        true},
       {"1x1 stride 2, C 3 -> 1", {1, 5, 5, 3}, Conv(1, 2, {}), 1, false},

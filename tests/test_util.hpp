@@ -157,6 +157,92 @@ inline Tensor MakeTensor(const Dims& dims, std::initializer_list<float> values) 
   return t;
 }
 
+// ---- Post-ops (DESIGN §3): the variants equivalence tests rotate through ----
+
+enum class ResidualMode { kNone, kBefore, kAfter, kInPlace };
+
+// One activation with its parameters and one way of passing the residual r.
+struct PostOpVariant {
+  Activation activation = Activation::kNone;
+  float alpha = 0.0f;
+  float beta = 0.0f;
+  ResidualMode residual = ResidualMode::kNone;
+
+  // Sets params' activation fields; kNone leaves the params' own activation.
+  void ApplyTo(Conv2dParams& params) const {
+    if (activation != Activation::kNone) {
+      params.activation = activation;
+      params.activation_alpha = alpha;
+      params.activation_beta = beta;
+    }
+    params.residual_after_activation = residual == ResidualMode::kAfter;
+  }
+  std::string ToString() const {
+    static const char* const kResidual[] = {"", " +r", " act+r", " +r in place"};
+    return std::string(activation_name(activation)) + kResidual[static_cast<int>(residual)];
+  }
+};
+
+// relu, relu6, clip and leaky_relu round as the reference does (bit-exact); the others are within
+// 4 ulp of it (DESIGN §4).
+inline bool IsExactActivation(Activation a) {
+  return a == Activation::kNone || a == Activation::kRelu || a == Activation::kRelu6 ||
+         a == Activation::kClip || a == Activation::kLeakyRelu;
+}
+
+// Every activation (alpha and beta that make each do something on small integers; leaky_relu's
+// slope a power of two, exact on integers) and every residual mode: case i of a grid takes variant
+// i, so 44 consecutive cases cover every pair (11 and 4 are coprime).
+inline PostOpVariant PostOpVariantFor(int64_t index) {
+  static const PostOpVariant kActivations[] = {
+      {Activation::kNone},
+      {Activation::kRelu},
+      {Activation::kRelu6},
+      {Activation::kClip, -2.0f, 5.0f},
+      {Activation::kLeakyRelu, 0.125f},
+      {Activation::kSigmoid},
+      {Activation::kTanh},
+      {Activation::kSilu},
+      {Activation::kHardSwish},
+      {Activation::kHardSigmoid, 0.2f, 0.5f},
+      {Activation::kGelu},
+  };
+  PostOpVariant v = kActivations[index % 11];
+  v.residual = static_cast<ResidualMode>(index % 4);
+  return v;
+}
+
+// conv2d_forward with the variant's residual r (ignored for kNone): r itself, or for kInPlace a
+// copy of r in y passed as both r and y.
+inline void ConvForwardWithResidual(const Conv2dParams& params, ConstTensorView x,
+                                    ConstTensorView w, std::span<const float> b,
+                                    ResidualMode residual, ConstTensorView r, TensorView y,
+                                    std::string_view backend) {
+  switch (residual) {
+    case ResidualMode::kNone:
+      return conv2d_forward(params, x, w, b, y, backend);
+    case ResidualMode::kInPlace:
+      std::copy(r.data, r.data + num_elements(r.dims), y.data);
+      return conv2d_forward(params, x, w, b, y, y, backend);
+    default:
+      return conv2d_forward(params, x, w, b, r, y, backend);
+  }
+}
+
+// The same through a plan's run.
+inline void RunWithResidual(const Conv2d& plan, ConstTensorView x, ResidualMode residual,
+                            ConstTensorView r, TensorView y) {
+  switch (residual) {
+    case ResidualMode::kNone:
+      return plan.run(x, y);
+    case ResidualMode::kInPlace:
+      std::copy(r.data, r.data + num_elements(r.dims), y.data);
+      return plan.run(x, y, y);
+    default:
+      return plan.run(x, r, y);
+  }
+}
+
 // ---- Comparisons ----
 
 // How two tensors must agree. Exact: the same bits, except that any NaN matches any NaN (so +0 and
@@ -165,9 +251,11 @@ struct Tolerance {
   bool exact = true;
   double rtol = 0.0;
   double floor = 0.0;
+  int64_t ulps = -1;  // >= 0: at most this many units in the last place apart (+0 and -0 agree)
 
   static Tolerance Exact() { return {}; }
   static Tolerance Relative(double rtol, double floor) { return {false, rtol, floor}; }
+  static Tolerance Ulps(int64_t n) { return {false, 0.0, 0.0, n}; }
   // fp32 accumulation of `length` terms of magnitude about `scale`, in any order: a few units of
   // 2^-24 per term, relative to the terms' scale rather than to a sum that may cancel to ~0.
   static Tolerance ForReduction(int64_t length, double scale = 1.0) {
@@ -181,6 +269,17 @@ inline std::string FloatString(float v) {
   std::snprintf(buf, sizeof(buf), "%.9g (0x%08x)", static_cast<double>(v),
                 std::bit_cast<uint32_t>(v));
   return buf;
+}
+
+// How many floats lie between a and b (0 for equal values, 1 for neighbours; +0 and -0 are 0 apart;
+// the largest float and infinity are neighbours). Neither is NaN.
+inline int64_t UlpDistance(float a, float b) {
+  const auto ordered = [](float f) {
+    const int64_t bits = std::bit_cast<int32_t>(f);
+    return bits < 0 ? int64_t{INT32_MIN} - bits : bits;
+  };
+  const int64_t d = ordered(a) - ordered(b);
+  return d < 0 ? -d : d;
 }
 
 // "(n, h, w, c) = (1, 2, 0, 5)" for element `i` of a tensor of dims `d`.
@@ -217,6 +316,10 @@ inline ::testing::AssertionResult CompareTensors(std::string_view case_name, std
     if (std::isnan(e) || std::isnan(a)) {
       ok = std::isnan(e) && std::isnan(a);
       excess = std::numeric_limits<double>::infinity();
+    } else if (tol.ulps >= 0) {
+      const int64_t distance = UlpDistance(e, a);
+      ok = distance <= tol.ulps;
+      excess = static_cast<double>(distance - tol.ulps);
     } else if (tol.exact) {
       ok = std::bit_cast<uint32_t>(e) == std::bit_cast<uint32_t>(a);
       excess = std::fabs(static_cast<double>(a) - e);
@@ -236,8 +339,9 @@ inline ::testing::AssertionResult CompareTensors(std::string_view case_name, std
   if (mismatches == 0) return ::testing::AssertionSuccess();
   std::ostringstream s;
   s << case_name << ": " << what << ": " << mismatches << " of " << n << " elements differ ("
-    << (tol.exact ? std::string("exact")
-                  : "rtol " + std::to_string(tol.rtol) + " floor " + std::to_string(tol.floor))
+    << (tol.ulps >= 0 ? std::to_string(tol.ulps) + " ulp"
+        : tol.exact   ? std::string("exact")
+                      : "rtol " + std::to_string(tol.rtol) + " floor " + std::to_string(tol.floor))
     << "); worst at " << IndexString(expected.dims, worst) << ": expected "
     << FloatString(expected.data[worst]) << ", actual " << FloatString(actual.data[worst]);
   return ::testing::AssertionFailure() << s.str();

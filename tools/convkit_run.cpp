@@ -46,7 +46,10 @@ options:
                     pool: FWD_D (default), BWD_D
   --alg=ALG         pool: max (default), avg_np (exclude padding), avg_p (include padding)
   --ceil            pool: ceil_mode
-  --attr-post-ops=relu  conv, deconv forward: fuse ReLU (also --relu)
+  --attr-post-ops=OPS  conv, deconv forward: fused post-ops in benchdnn's spelling, joined by
+                     '+': relu, relu:ALPHA (leaky), clip:LO:HI, logistic, tanh, swish, hardswish,
+                     hardsigmoid:ALPHA:BETA, gelu_erf; sum adds a residual before (sum+relu) or
+                     after (relu+sum) the activation. --relu is --attr-post-ops=relu
   --verify          compare each backend's output with the reference backend's
   --repeats=N       timed repeats, the median is reported (default 25; fewer past ~2 s of work)
   --threads=N       threads per call (default OMP_NUM_THREADS or all cores)
@@ -129,6 +132,81 @@ class Case {
   virtual Prepared Prepare(const std::string& backend) const = 0;
 };
 
+// The forward convolution's post-ops as --attr-post-ops spells them.
+struct PostOpsSpec {
+  Activation activation = Activation::kNone;
+  float alpha = 0.0f;
+  float beta = 0.0f;
+  bool residual = false;
+  bool residual_after_activation = false;
+};
+
+// One number of an eltwise entry ("relu:0.1"); `entry` names the whole entry in the error.
+float PostOpNumber(std::string_view text, std::string_view entry) {
+  const std::string s(text);
+  char* end = nullptr;
+  const float v = std::strtof(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size()) {
+    Fail("--attr-post-ops: " + std::string(entry) + ": '" + s + "' is not a number");
+  }
+  return v;
+}
+
+// "sum+relu", "clip:0:6", "swish+sum", ...: at most one eltwise entry and one sum.
+PostOpsSpec ParsePostOps(std::string_view text) {
+  PostOpsSpec spec;
+  bool have_activation = false;
+  while (!text.empty()) {
+    const size_t plus = text.find('+');
+    const std::string_view entry = text.substr(0, plus);
+    text = plus == std::string_view::npos ? std::string_view() : text.substr(plus + 1);
+    std::vector<std::string_view> parts;
+    for (std::string_view rest = entry;;) {
+      const size_t colon = rest.find(':');
+      parts.push_back(rest.substr(0, colon));
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+    const std::string_view name = parts[0];
+    const size_t params = parts.size() - 1;
+    if (name == "sum" && params == 0 && !spec.residual) {
+      spec.residual = true;
+      spec.residual_after_activation = have_activation;
+      continue;
+    }
+    if (have_activation)
+      Fail("--attr-post-ops: at most one eltwise entry, given " + std::string(entry));
+    have_activation = true;
+    if (name == "relu" && params <= 1) {
+      spec.alpha = params == 1 ? PostOpNumber(parts[1], entry) : 0.0f;
+      spec.activation = spec.alpha == 0.0f ? Activation::kRelu : Activation::kLeakyRelu;
+    } else if (name == "clip" && params == 2) {
+      spec.activation = Activation::kClip;
+      spec.alpha = PostOpNumber(parts[1], entry);
+      spec.beta = PostOpNumber(parts[2], entry);
+    } else if (name == "hardsigmoid" && params == 2) {
+      spec.activation = Activation::kHardSigmoid;
+      spec.alpha = PostOpNumber(parts[1], entry);
+      spec.beta = PostOpNumber(parts[2], entry);
+    } else if (name == "logistic" && params == 0) {
+      spec.activation = Activation::kSigmoid;
+    } else if (name == "tanh" && params == 0) {
+      spec.activation = Activation::kTanh;
+    } else if (name == "swish" && (params == 0 || (params == 1 && parts[1] == "1"))) {
+      spec.activation = Activation::kSilu;
+    } else if (name == "hardswish" && params == 0) {
+      spec.activation = Activation::kHardSwish;
+    } else if (name == "gelu_erf" && params == 0) {
+      spec.activation = Activation::kGelu;
+    } else {
+      Fail("--attr-post-ops: unknown entry '" + std::string(entry) +
+           "' (relu, relu:ALPHA, clip:LO:HI, logistic, tanh, swish, hardswish, "
+           "hardsigmoid:ALPHA:BETA, gelu_erf, sum)");
+    }
+  }
+  return spec;
+}
+
 // Integer values in [-2, 2] (benchdnn's fill): sums of products stay exact in fp32.
 Tensor IntegerFilled(const Dims& dims, uint32_t seed) {
   Tensor t(dims);
@@ -148,7 +226,8 @@ std::shared_ptr<std::vector<Tensor>> NanOutputs(const std::vector<Dims>& dims) {
 
 class ConvCase final : public Case {
  public:
-  ConvCase(const Descriptor& d, std::string dir, bool relu) : dir_(std::move(dir)) {
+  ConvCase(const Descriptor& d, std::string dir, const PostOpsSpec& post)
+      : dir_(std::move(dir)), residual_(post.residual) {
     const int64_t kh = d.Get("kh", 1), ih = d.Get("ih", 0);
     params_.kernel_h = kh;
     params_.kernel_w = d.Get("kw", kh);
@@ -159,7 +238,10 @@ class ConvCase final : public Case {
     params_.dilation_h = d.Get("dh", 0) + 1;
     params_.dilation_w = d.Get("dw", d.Get("dh", 0)) + 1;
     params_.groups = d.Get("g", 1);
-    params_.activation = relu ? Activation::kRelu : Activation::kNone;
+    params_.activation = post.activation;
+    params_.activation_alpha = post.alpha;
+    params_.activation_beta = post.beta;
+    params_.residual_after_activation = post.residual_after_activation;
     const int64_t ic = d.Get("ic", 0);
     x_dims_ = {d.Get("mb", 2), ih, d.Get("iw", ih), ic};
     const int64_t oc = d.Get("oc", ic);
@@ -169,7 +251,9 @@ class ConvCase final : public Case {
         dir_ != "BWD_WB") {
       Fail("--dir=" + dir_ + ": conv takes FWD_B, FWD_D, BWD_D, BWD_W or BWD_WB");
     }
-    if (relu && dir_.rfind("FWD", 0) != 0) Fail("--attr-post-ops=relu is for the forward pass");
+    if ((post.activation != Activation::kNone || post.residual) && dir_.rfind("FWD", 0) != 0) {
+      Fail("--attr-post-ops is for the forward pass");
+    }
     y_dims_ = conv2d_output_dims(x_dims_, w_dims_, params_);  // throws on invalid parameters
     CheckGivenOutput(d, "oh", y_dims_[1]);
     CheckGivenOutput(d, "ow", y_dims_[2]);
@@ -177,11 +261,13 @@ class ConvCase final : public Case {
     w_ = IntegerFilled(w_dims_, 2);
     b_ = IntegerFilled({1, 1, 1, oc}, 3);
     dy_ = IntegerFilled(y_dims_, 4);
+    if (residual_) r_ = IntegerFilled(y_dims_, 5);
   }
 
   std::string Describe() const override {
     return "x " + FormatDims(x_dims_) + " w " + FormatDims(w_dims_) + " -> y " +
-           FormatDims(y_dims_) + ", " + to_string(params_) + ", " + dir_;
+           FormatDims(y_dims_) + ", " + to_string(params_) + (residual_ ? " residual" : "") + ", " +
+           dir_;
   }
 
   double Work() const override {
@@ -200,7 +286,10 @@ class ConvCase final : public Case {
       p.impl = plan->impl_name();
       p.output_names = {"y"};
       p.outputs = NanOutputs({y_dims_});
-      p.run = [this, plan, out = p.outputs] { plan->run(x_, (*out)[0]); };
+      p.run = [this, plan, out = p.outputs] {
+        if (residual_) return plan->run(x_, r_, (*out)[0]);
+        plan->run(x_, (*out)[0]);
+      };
       return p;
     }
     const bool data = dir_ == "BWD_D", with_db = dir_ == "BWD_WB";
@@ -234,15 +323,17 @@ class ConvCase final : public Case {
 
  private:
   std::string dir_;
+  bool residual_ = false;
   Conv2dParams params_;
   Dims x_dims_{}, w_dims_{}, y_dims_{};
-  Tensor x_, w_, b_, dy_;
+  Tensor x_, w_, b_, dy_, r_;
 };
 
 // The transposed convolution: x {mb, ih, iw, ic} -> y {mb, oh, ow, oc}, w {kh, kw, oc / g, ic}.
 class DeconvCase final : public Case {
  public:
-  DeconvCase(const Descriptor& d, std::string dir, bool relu) : dir_(std::move(dir)) {
+  DeconvCase(const Descriptor& d, std::string dir, const PostOpsSpec& post)
+      : dir_(std::move(dir)), residual_(post.residual) {
     const int64_t kh = d.Get("kh", 1), ih = d.Get("ih", 0);
     params_.kernel_h = kh;
     params_.kernel_w = d.Get("kw", kh);
@@ -253,7 +344,10 @@ class DeconvCase final : public Case {
     params_.dilation_h = d.Get("dh", 0) + 1;
     params_.dilation_w = d.Get("dw", d.Get("dh", 0)) + 1;
     params_.groups = d.Get("g", 1);
-    params_.activation = relu ? Activation::kRelu : Activation::kNone;
+    params_.activation = post.activation;
+    params_.activation_alpha = post.alpha;
+    params_.activation_beta = post.beta;
+    params_.residual_after_activation = post.residual_after_activation;
     const int64_t ic = d.Get("ic", 0), oc = d.Get("oc", ic);
     x_dims_ = {d.Get("mb", 2), ih, d.Get("iw", ih), ic};
     w_dims_ = {params_.kernel_h, params_.kernel_w, params_.groups > 0 ? oc / params_.groups : oc,
@@ -262,7 +356,9 @@ class DeconvCase final : public Case {
         dir_ != "BWD_WB") {
       Fail("--dir=" + dir_ + ": deconv takes FWD_B, FWD_D, BWD_D, BWD_W or BWD_WB");
     }
-    if (relu && dir_.rfind("FWD", 0) != 0) Fail("--attr-post-ops=relu is for the forward pass");
+    if ((post.activation != Activation::kNone || post.residual) && dir_.rfind("FWD", 0) != 0) {
+      Fail("--attr-post-ops is for the forward pass");
+    }
     // oh/ow beyond the size without output padding are the output padding.
     const Dims unpadded = conv2d_transpose_output_dims(x_dims_, w_dims_, params_);
     params_.output_padding_h = d.Get("oh", unpadded[1]) - unpadded[1];
@@ -272,11 +368,13 @@ class DeconvCase final : public Case {
     w_ = IntegerFilled(w_dims_, 2);
     b_ = IntegerFilled({1, 1, 1, oc}, 3);
     dy_ = IntegerFilled(y_dims_, 4);
+    if (residual_) r_ = IntegerFilled(y_dims_, 5);
   }
 
   std::string Describe() const override {
     return "x " + FormatDims(x_dims_) + " w " + FormatDims(w_dims_) + " -> y " +
-           FormatDims(y_dims_) + ", " + to_string(params_) + ", " + dir_;
+           FormatDims(y_dims_) + ", " + to_string(params_) + (residual_ ? " residual" : "") + ", " +
+           dir_;
   }
 
   // 2 * N * H * W * C_in * KH * KW * C_out / groups: every input pixel's window.
@@ -296,7 +394,10 @@ class DeconvCase final : public Case {
       p.impl = plan->impl_name();
       p.output_names = {"y"};
       p.outputs = NanOutputs({y_dims_});
-      p.run = [this, plan, out = p.outputs] { plan->run(x_, (*out)[0]); };
+      p.run = [this, plan, out = p.outputs] {
+        if (residual_) return plan->run(x_, r_, (*out)[0]);
+        plan->run(x_, (*out)[0]);
+      };
       return p;
     }
     p.impl = backend + " (one-shot)";
@@ -322,9 +423,10 @@ class DeconvCase final : public Case {
 
  private:
   std::string dir_;
+  bool residual_ = false;
   Conv2dTransposeParams params_;
   Dims x_dims_{}, w_dims_{}, y_dims_{};
-  Tensor x_, w_, b_, dy_;
+  Tensor x_, w_, b_, dy_, r_;
 };
 
 class PoolCase final : public Case {
@@ -470,7 +572,7 @@ struct Options {
   std::string dir;
   std::string alg = "max";
   bool ceil_mode = false;
-  bool relu = false;
+  PostOpsSpec post_ops;
   bool verify = false;
   int repeats = 25;
   int threads = 0;
@@ -507,14 +609,13 @@ Options ParseOptions(int argc, char** argv) {
     } else if (auto v = value("--alg")) {
       o.alg = *v;
     } else if (auto v = value("--attr-post-ops")) {
-      if (*v != "relu") Fail("--attr-post-ops: only relu is supported");
-      o.relu = true;
+      o.post_ops = ParsePostOps(*v);
     } else if (auto v = value("--repeats")) {
       o.repeats = std::max(1, std::atoi(v->c_str()));
     } else if (auto v = value("--threads")) {
       o.threads = std::atoi(v->c_str());
     } else if (arg == "--relu") {
-      o.relu = true;
+      o.post_ops = ParsePostOps("relu");
     } else if (arg == "--ceil") {
       o.ceil_mode = true;
     } else if (arg == "--verify") {
@@ -550,12 +651,12 @@ bool RunProblem(const Options& o, const std::string& text) {
     c = std::make_unique<ConvCase>(
         ParseDescriptor(text, {"mb", "g", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh",
                                "sw", "ph", "pw", "dh", "dw"}),
-        o.dir, o.relu);
+        o.dir, o.post_ops);
   } else if (o.kind == "deconv") {
     c = std::make_unique<DeconvCase>(
         ParseDescriptor(text, {"mb", "g", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh",
                                "sw", "ph", "pw", "dh", "dw"}),
-        o.dir, o.relu);
+        o.dir, o.post_ops);
   } else {
     c = std::make_unique<PoolCase>(ParseDescriptor(text, {"mb", "ic", "ih", "iw", "oh", "ow", "kh",
                                                           "kw", "sh", "sw", "ph", "pw"}),

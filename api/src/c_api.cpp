@@ -108,14 +108,23 @@ int RawEnum(const Enum& field) {
   return value;
 }
 
+bool FlagOf(std::string_view op, std::string_view arg, int flag);
+
+// A convkit_activation field's value (read as its int bits) as the C++ enum, which numbers the
+// activations the same way.
+Activation ActivationOf(std::string_view op, int activation) {
+  if (activation < CONVKIT_ACTIVATION_NONE || activation > CONVKIT_ACTIVATION_GELU) {
+    Fail(op, "params.activation",
+         "a convkit_activation from CONVKIT_ACTIVATION_NONE (0) to CONVKIT_ACTIVATION_GELU (10)",
+         std::to_string(activation));
+  }
+  return static_cast<Activation>(activation);
+}
+
 // Refuses enum values and flags the C++ parameters do not name.
 Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
   const convkit_conv2d_params& p = Required(op, "params", c);
-  const int activation = RawEnum(p.activation);
-  if (activation != CONVKIT_ACTIVATION_NONE && activation != CONVKIT_ACTIVATION_RELU) {
-    Fail(op, "params.activation", "CONVKIT_ACTIVATION_NONE (0) or CONVKIT_ACTIVATION_RELU (1)",
-         std::to_string(activation));
-  }
+  const Activation activation = ActivationOf(op, RawEnum(p.activation));
   Conv2dParams params;
   params.kernel_h = p.kernel_h;
   params.kernel_w = p.kernel_w;
@@ -125,7 +134,11 @@ Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
   params.dilation_h = p.dilation_h;
   params.dilation_w = p.dilation_w;
   params.groups = p.groups;
-  params.activation = activation == CONVKIT_ACTIVATION_RELU ? Activation::kRelu : Activation::kNone;
+  params.activation = activation;
+  params.activation_alpha = p.activation_alpha;
+  params.activation_beta = p.activation_beta;
+  params.residual_after_activation =
+      FlagOf(op, "params.residual_after_activation", p.residual_after_activation);
   return params;
 }
 
@@ -136,11 +149,7 @@ bool FlagOf(std::string_view op, std::string_view arg, int flag) {
 
 Conv2dTransposeParams ParamsOf(std::string_view op, const convkit_conv2d_transpose_params* c) {
   const convkit_conv2d_transpose_params& p = Required(op, "params", c);
-  const int activation = RawEnum(p.activation);
-  if (activation != CONVKIT_ACTIVATION_NONE && activation != CONVKIT_ACTIVATION_RELU) {
-    Fail(op, "params.activation", "CONVKIT_ACTIVATION_NONE (0) or CONVKIT_ACTIVATION_RELU (1)",
-         std::to_string(activation));
-  }
+  const Activation activation = ActivationOf(op, RawEnum(p.activation));
   Conv2dTransposeParams params;
   params.kernel_h = p.kernel_h;
   params.kernel_w = p.kernel_w;
@@ -152,7 +161,7 @@ Conv2dTransposeParams ParamsOf(std::string_view op, const convkit_conv2d_transpo
   params.groups = p.groups;
   params.output_padding_h = p.output_padding_h;
   params.output_padding_w = p.output_padding_w;
-  params.activation = activation == CONVKIT_ACTIVATION_RELU ? Activation::kRelu : Activation::kNone;
+  params.activation = activation;
   params.activation_alpha = p.activation_alpha;
   params.activation_beta = p.activation_beta;
   params.residual_after_activation =
@@ -246,7 +255,7 @@ const char* convkit_last_error(void) { return last_error.c_str(); }
 
 void convkit_conv2d_params_init(convkit_conv2d_params* params) {
   if (params == nullptr) return;
-  *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE};
+  *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE, 0.0f, 0.0f, 0};
 }
 
 void convkit_conv2d_transpose_params_init(convkit_conv2d_transpose_params* params) {
@@ -295,6 +304,18 @@ convkit_status convkit_conv2d_forward(const convkit_conv2d_params* params, convk
   });
 }
 
+convkit_status convkit_conv2d_forward_residual(const convkit_conv2d_params* params,
+                                               convkit_const_tensor x, convkit_const_tensor w,
+                                               const float* b, int64_t b_size,
+                                               convkit_const_tensor r, convkit_tensor y,
+                                               const char* backend) {
+  constexpr std::string_view op = "convkit_conv2d_forward_residual";
+  return Guard([&] {
+    conv2d_forward(ParamsOf(op, params), View(x), View(w), SpanOf(op, "b", b, b_size), View(r),
+                   View(y), BackendOf(backend));
+  });
+}
+
 convkit_status convkit_conv2d_backward(const convkit_conv2d_params* params, convkit_const_tensor x,
                                        convkit_const_tensor w, convkit_const_tensor dy,
                                        const convkit_tensor* dx, const convkit_tensor* dw,
@@ -326,6 +347,16 @@ convkit_status convkit_conv2d_transpose_forward(const convkit_conv2d_transpose_p
   return Guard([&] {
     conv2d_transpose_forward(ParamsOf(op, params), View(x), View(w), SpanOf(op, "b", b, b_size),
                              View(y), BackendOf(backend));
+  });
+}
+
+convkit_status convkit_conv2d_transpose_forward_residual(
+    const convkit_conv2d_transpose_params* params, convkit_const_tensor x, convkit_const_tensor w,
+    const float* b, int64_t b_size, convkit_const_tensor r, convkit_tensor y, const char* backend) {
+  constexpr std::string_view op = "convkit_conv2d_transpose_forward_residual";
+  return Guard([&] {
+    conv2d_transpose_forward(ParamsOf(op, params), View(x), View(w), SpanOf(op, "b", b, b_size),
+                             View(r), View(y), BackendOf(backend));
   });
 }
 
@@ -372,6 +403,13 @@ convkit_status convkit_conv2d_run(const convkit_conv2d* plan, convkit_const_tens
   return Guard([&] { Required("convkit_conv2d_run", "plan", plan).plan.run(View(x), View(y)); });
 }
 
+convkit_status convkit_conv2d_run_residual(const convkit_conv2d* plan, convkit_const_tensor x,
+                                           convkit_const_tensor r, convkit_tensor y) {
+  return Guard([&] {
+    Required("convkit_conv2d_run_residual", "plan", plan).plan.run(View(x), View(r), View(y));
+  });
+}
+
 void convkit_conv2d_y_dims(const convkit_conv2d* plan, int64_t y_dims[4]) {
   if (plan != nullptr && y_dims != nullptr) Store(plan->plan.y_dims(), y_dims);
 }
@@ -399,6 +437,15 @@ convkit_status convkit_conv2d_transpose_run(const convkit_conv2d_transpose* plan
                                             convkit_const_tensor x, convkit_tensor y) {
   return Guard(
       [&] { Required("convkit_conv2d_transpose_run", "plan", plan).plan.run(View(x), View(y)); });
+}
+
+convkit_status convkit_conv2d_transpose_run_residual(const convkit_conv2d_transpose* plan,
+                                                     convkit_const_tensor x, convkit_const_tensor r,
+                                                     convkit_tensor y) {
+  return Guard([&] {
+    Required("convkit_conv2d_transpose_run_residual", "plan", plan)
+        .plan.run(View(x), View(r), View(y));
+  });
 }
 
 void convkit_conv2d_transpose_y_dims(const convkit_conv2d_transpose* plan, int64_t y_dims[4]) {

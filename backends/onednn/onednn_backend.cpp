@@ -53,7 +53,7 @@ class OnednnBackend final : public Backend {
         RefuseHugeExtents({p.ih, p.iw, p.oh, p.ow, p.kh, p.kw, p.stride_h, p.stride_w, p.dilation_h,
                            p.dilation_w, p.pad.top, p.pad.bottom, p.pad.left, p.pad.right});
     if (!huge.ok || pass != ConvPass::kForward) return huge;
-    std::string why = onednn::PostOpsRefusal(p.post_ops);
+    std::string why = onednn::PostOpsRefusal(p);
     return why.empty() ? Support::Yes() : Support::No(std::move(why));
   }
   // The equivalent convolution's limits, and the deconvolution's own (onednn_deconv.cpp).

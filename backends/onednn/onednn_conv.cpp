@@ -1,10 +1,15 @@
 // Convolution through oneDNN: the forward plan (inference, fused bias and post-ops, weights packed
 // once) and the backward plan (data; weights with oneDNN's diff_bias), primitives created once.
+#include <omp.h>
+
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -61,9 +66,8 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
     const int threads = num_threads();
     ScopedOmpThreads scope(threads);  // oneDNN sizes its work split at creation
 
-    int residual_index = -1;
-    const convolution_forward::primitive_desc plain_pd = PrimitiveDesc(p, false, &residual_index);
-    const convolution_forward::primitive_desc residual_pd = PrimitiveDesc(p, true, &residual_index);
+    const convolution_forward::primitive_desc plain_pd = *PrimitiveDesc(p, false);
+    const std::optional<convolution_forward::primitive_desc> residual_pd = PrimitiveDesc(p, true);
     name_ = ImplName(plain_pd);
 
     memory bias;
@@ -72,9 +76,8 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
       std::memcpy(bias.get_data_handle(), b, static_cast<size_t>(p.oc) * sizeof(float));
     }
     const memory plain_w = PackWeights(p, w, plain_pd.weights_desc());
-    const memory residual_w = residual_pd.weights_desc() == plain_pd.weights_desc()
-                                  ? plain_w
-                                  : PackWeights(p, w, residual_pd.weights_desc());
+    y_size_ = p.n * p.oh * p.ow * p.oc;
+    threads_ = threads;
     const auto fixed = [&](const memory& packed) {
       std::vector<std::pair<int, memory>> args{{DNNL_ARG_WEIGHTS, packed}};
       if (p.has_bias) args.emplace_back(DNNL_ARG_BIAS, bias);
@@ -84,34 +87,65 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
                                            std::vector<std::pair<int, memory::desc>>{
                                                {DNNL_ARG_SRC, XDesc(p)}, {DNNL_ARG_DST, YDesc(p)}},
                                            fixed(plain_w));
-    residual_ = std::make_unique<PlannedExec>(
-        residual_pd, convolution_forward(residual_pd), threads,
-        std::vector<std::pair<int, memory::desc>>{
-            {DNNL_ARG_SRC, XDesc(p)},
-            {DNNL_ARG_ATTR_MULTIPLE_POST_OP(residual_index) | DNNL_ARG_SRC_1, YDesc(p)},
-            {DNNL_ARG_DST, YDesc(p)}},
-        fixed(residual_w));
+    if (!residual_pd) return;  // runs with a residual are refused (run())
+    const memory residual_w = residual_pd->weights_desc() == plain_pd.weights_desc()
+                                  ? plain_w
+                                  : PackWeights(p, w, residual_pd->weights_desc());
+    residual_ =
+        std::make_unique<PlannedExec>(*residual_pd, convolution_forward(*residual_pd), threads,
+                                      std::vector<std::pair<int, memory::desc>>{
+                                          {DNNL_ARG_SRC, XDesc(p)}, {DNNL_ARG_DST, YDesc(p)}},
+                                      fixed(residual_w));
   }
 
   void run(const float* x, const float* r, float* y) const override {
     if (r == nullptr) return plain_->Run({x, y});
-    residual_->Run({x, r, y});
+    if (residual_ == nullptr) {
+      throw Error(ErrorCode::kUnsupported,
+                  "onednn: a residual on this convolution: only oneDNN's brgconv runs it, and its "
+                  "sum post-op is wrong where output windows lie wholly in the padding");
+    }
+    if (r != y) CopyResidual(r, y);
+    residual_->Run({x, y});
   }
   std::string name() const override { return name_; }
 
  private:
-  static convolution_forward::primitive_desc PrimitiveDesc(const Conv2dProblem& p, bool residual,
-                                                           int* residual_index) {
+  // The primitive with or without the residual's sum; nullopt when no kernel runs it right.
+  static std::optional<convolution_forward::primitive_desc> PrimitiveDesc(const Conv2dProblem& p,
+                                                                          bool residual) {
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    attr.set_post_ops(MakePostOps(p.post_ops, residual, YDesc(p), residual_index));
-    return convolution_forward::primitive_desc(
-        ForwardDesc(p, prop_kind::forward_inference, p.has_bias), attr, Engine());
+    attr.set_post_ops(MakePostOps(p.post_ops, residual));
+    convolution_forward::primitive_desc pd(ForwardDesc(p, prop_kind::forward_inference, p.has_bias),
+                                           attr, Engine());
+    // brgconv's sum is wrong where windows lie wholly in the padding (onednn_post_ops.hpp).
+    if (residual && HasWindowInPadding(p)) {
+      while (std::string_view(pd.impl_info_str()).starts_with("brg")) {
+        if (!pd.next_impl()) return std::nullopt;
+      }
+    }
+    return pd;
+  }
+
+  // y = r before the sum post-op reads it: one parallel pass, split in contiguous halves.
+  void CopyResidual(const float* r, float* y) const {
+    const int64_t size = y_size_;
+    constexpr int64_t kMinParallelFloats = int64_t{1} << 16;  // below: a parallel region costs more
+    const int threads = size < kMinParallelFloats ? 1 : threads_;
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
+      const int64_t begin = size * t / count, end = size * (t + 1) / count;
+      std::memcpy(y + begin, r + begin, static_cast<size_t>(end - begin) * sizeof(float));
+    }
   }
 
   std::string name_;
   std::unique_ptr<PlannedExec> plain_;
   std::unique_ptr<PlannedExec> residual_;
+  int64_t y_size_ = 0;
+  int threads_ = 1;
 };
 
 // The backward primitives of one problem, created once: backward data on w reordered into its

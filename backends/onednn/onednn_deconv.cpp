@@ -52,6 +52,29 @@ memory::desc WeightDescGiven(const Conv2dTransposeProblem& p) {
                       memory::dims{c_in / g, c_in, 1, kh_stride, kw_stride});
 }
 
+// The post-ops: the activation as onednn_post_ops.hpp makes it, and the residual as a binary_add
+// reading r (a run-time argument) before or after it, whose index goes to *residual_index. (The
+// convolution uses a sum post-op instead, for a brgconv defect; the deconvolution runs oneDNN's
+// jit backward-data kernels, where binary_add is right on the whole test grid, and saves the copy
+// of r into y.)
+dnnl::post_ops DeconvPostOps(const Conv2dTransposeProblem& p, bool residual, int* residual_index) {
+  const dnnl::post_ops activation = MakePostOps(p.post_ops, false);
+  dnnl::post_ops ops;
+  const auto append_residual = [&] {
+    *residual_index = ops.len();
+    ops.append_binary(algorithm::binary_add, YDesc(p));
+  };
+  if (residual && !p.post_ops.residual_after_activation) append_residual();
+  for (int i = 0; i < activation.len(); ++i) {
+    float scale, alpha, beta;
+    algorithm alg;
+    activation.get_params_eltwise(i, scale, alg, alpha, beta);
+    ops.append_eltwise(scale, alg, alpha, beta);
+  }
+  if (residual && p.post_ops.residual_after_activation) append_residual();
+  return ops;
+}
+
 // A plan holds two primitives, without and with the residual (oneDNN fixes its post-ops at
 // creation, convkit's r is a run-time argument), as the forward convolution's plan does.
 class Conv2dTransposeFwdPlan final : public Conv2dFwdImpl {
@@ -104,7 +127,7 @@ class Conv2dTransposeFwdPlan final : public Conv2dFwdImpl {
     const Conv2dProblem& c = p.conv;
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    attr.set_post_ops(MakePostOps(p.post_ops, residual, YDesc(p), residual_index));
+    attr.set_post_ops(DeconvPostOps(p, residual, residual_index));
     const deconvolution_forward::desc desc(
         prop_kind::forward_inference, algorithm::deconvolution_direct, XDesc(p),
         memory::desc(WeightDims(p), memory::data_type::f32, memory::format_tag::any),
@@ -134,7 +157,9 @@ std::string Conv2dTransposeRefusal(const Conv2dTransposeProblem& p) {
     return "onednn: output_padding >= stride (allowed when dilation > output_padding) needs a "
            "negative padding_r, which oneDNN's deconvolution does not take";
   }
-  return PostOpsRefusal(p.post_ops);
+  Conv2dProblem with_post_ops = p.conv;
+  with_post_ops.post_ops = p.post_ops;
+  return PostOpsRefusal(with_post_ops);
 }
 
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,

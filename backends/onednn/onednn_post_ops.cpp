@@ -10,14 +10,8 @@ void AppendActivation(const PostOps& ops, dnnl::post_ops& out) {
     case Activation::kLeakyRelu:
       out.append_eltwise(1.0f, algorithm::eltwise_relu, ops.alpha, 0.0f);
       break;
-    case Activation::kSigmoid:
-      out.append_eltwise(1.0f, algorithm::eltwise_logistic, 0.0f, 0.0f);
-      break;
     case Activation::kTanh:
       out.append_eltwise(1.0f, algorithm::eltwise_tanh, 0.0f, 0.0f);
-      break;
-    case Activation::kSilu:  // oneDNN's swish is z * sigmoid(alpha * z)
-      out.append_eltwise(1.0f, algorithm::eltwise_swish, 1.0f, 0.0f);
       break;
     case Activation::kHardSwish:
       out.append_eltwise(1.0f, algorithm::eltwise_hardswish, 0.0f, 0.0f);
@@ -27,9 +21,20 @@ void AppendActivation(const PostOps& ops, dnnl::post_ops& out) {
   }
 }
 
-}  // namespace
+// True when some output index of an axis reads no input element (its window lies wholly in the
+// padding). Axes of more than 2^16 outputs are assumed to have one rather than scanned.
+bool AxisHasWindowInPadding(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t dilation,
+                            int64_t pad) {
+  if (out > (int64_t{1} << 16)) return true;
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t start = o * stride - pad;
+    const int64_t first = start >= 0 ? 0 : (-start + dilation - 1) / dilation;  // first tap >= 0
+    if (first >= k || start + first * dilation >= in) return true;
+  }
+  return false;
+}
 
-std::string PostOpsRefusal(const PostOps& ops) {
+std::string ActivationRefusal(const PostOps& ops) {
   switch (ops.activation) {
     case Activation::kRelu:
     case Activation::kRelu6:
@@ -46,21 +51,30 @@ std::string PostOpsRefusal(const PostOps& ops) {
       return {};
     case Activation::kGelu:
       return "onednn: oneDNN 2.6's gelu_erf post-op underflows to 0 below z = -6 (4 ulp required)";
+    case Activation::kSigmoid:
+    case Activation::kSilu:
+      return std::string("onednn: oneDNN 2.6's ") + activation_name(ops.activation) +
+             " post-op underflows to 0 below z = -87 (the reference gives denormals there; 4 ulp "
+             "required), and its gemm kernel turns NaN into a number";
     default:
       return {};
   }
 }
 
-dnnl::post_ops MakePostOps(const PostOps& ops, bool residual, const dnnl::memory::desc& y_desc,
-                           int* residual_index) {
+}  // namespace
+
+bool HasWindowInPadding(const Conv2dProblem& p) {
+  return AxisHasWindowInPadding(p.ih, p.oh, p.kh, p.stride_h, p.dilation_h, p.pad.top) ||
+         AxisHasWindowInPadding(p.iw, p.ow, p.kw, p.stride_w, p.dilation_w, p.pad.left);
+}
+
+std::string PostOpsRefusal(const Conv2dProblem& p) { return ActivationRefusal(p.post_ops); }
+
+dnnl::post_ops MakePostOps(const PostOps& ops, bool residual) {
   dnnl::post_ops out;
-  const auto append_residual = [&] {
-    *residual_index = out.len();
-    out.append_binary(algorithm::binary_add, y_desc);
-  };
-  if (residual && !ops.residual_after_activation) append_residual();
+  if (residual && !ops.residual_after_activation) out.append_sum(1.0f);
   AppendActivation(ops, out);
-  if (residual && ops.residual_after_activation) append_residual();
+  if (residual && ops.residual_after_activation) out.append_sum(1.0f);
   return out;
 }
 

@@ -3,6 +3,10 @@
 #include <Python.h>
 #include <nanobind/stl/string.h>
 
+#include <optional>
+#include <string>
+#include <utility>
+
 #include "convkit/error.hpp"
 
 namespace nb = nanobind;
@@ -81,69 +85,72 @@ Pads parse_pads(std::string_view op, std::string_view arg, nb::handle value) {
                 repr_string(value));
 }
 
+namespace {
+
+constexpr std::string_view kActivationForms =
+    "None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', 'hardswish', 'gelu', ('clip', lo, hi), "
+    "('leaky_relu', alpha) or ('hardsigmoid', alpha, beta)";
+
+// The activations named without parameters.
+std::optional<Activation> plain_activation(std::string_view name) {
+  static constexpr std::pair<std::string_view, Activation> kNames[] = {
+      {"relu", Activation::kRelu},       {"relu6", Activation::kRelu6},
+      {"sigmoid", Activation::kSigmoid}, {"tanh", Activation::kTanh},
+      {"silu", Activation::kSilu},       {"hardswish", Activation::kHardSwish},
+      {"gelu", Activation::kGelu}};
+  for (const auto& [n, a] : kNames) {
+    if (n == name) return a;
+  }
+  return std::nullopt;
+}
+
+// A tuple's parameter: a Python float or int (or anything with __float__).
+float parse_float(std::string_view op, nb::handle value, nb::handle whole) {
+  if (!PyFloat_Check(value.ptr()) && !PyLong_Check(value.ptr()) && !PyIndex_Check(value.ptr()) &&
+      Py_TYPE(value.ptr())->tp_as_number == nullptr) {
+    fail_argument(op, "activation", kActivationForms, repr_string(whole));
+  }
+  const double v = PyFloat_AsDouble(value.ptr());
+  if (v == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    fail_argument(op, "activation", kActivationForms, repr_string(whole));
+  }
+  return static_cast<float>(v);
+}
+
+}  // namespace
+
 Dims parse_dims(std::string_view op, std::string_view arg, nb::handle value) {
   if (auto dims = parse_ints<4>(op, arg, value)) return *dims;
   fail_argument(op, arg, "a shape of 4 ints (N, H, W, C)", repr_string(value));
 }
 
-namespace {
-
-// How many parameters each activation takes in a spec tuple.
-int parameter_count(Activation activation) {
-  switch (activation) {
-    case Activation::kClip:
-    case Activation::kHardSigmoid:
-      return 2;
-    case Activation::kLeakyRelu:
-      return 1;
-    default:
-      return 0;
-  }
-}
-
-constexpr std::string_view kActivationSpecs =
-    "None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', 'hardswish', 'gelu', ('clip', lo, hi), "
-    "('leaky_relu', alpha) or ('hardsigmoid', alpha, beta)";
-
-std::optional<Activation> activation_named(std::string_view name) {
-  for (int a = static_cast<int>(Activation::kRelu); a <= static_cast<int>(Activation::kGelu); ++a) {
-    if (name == activation_name(static_cast<Activation>(a))) return static_cast<Activation>(a);
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
-ActivationSpec parse_activation(std::string_view op, nb::handle activation) {
+ActivationArg parse_activation(std::string_view op, nb::handle activation) {
   if (activation.is_none()) return {};
-  const bool is_tuple =
-      nb::isinstance<nb::tuple>(activation) || nb::isinstance<nb::list>(activation);
-  nb::handle name = activation;
-  if (is_tuple && nb::len(activation) >= 1) name = activation[0];
-  if (!nb::isinstance<nb::str>(name)) {
-    fail_argument(op, "activation", kActivationSpecs, repr_string(activation));
+  if (PyUnicode_Check(activation.ptr())) {
+    if (auto a = plain_activation(nb::cast<std::string>(activation))) return {*a};
+    fail_argument(op, "activation", kActivationForms, repr_string(activation));
   }
-  const std::optional<Activation> kind = activation_named(nb::cast<std::string>(name));
-  const int count = kind ? parameter_count(*kind) : -1;
-  const size_t given = is_tuple ? nb::len(activation) - 1 : 0;
-  if (!kind || given != static_cast<size_t>(count)) {
-    fail_argument(op, "activation", kActivationSpecs, repr_string(activation));
+  if (!PyTuple_Check(activation.ptr()) || PyTuple_Size(activation.ptr()) < 1 ||
+      !PyUnicode_Check(PyTuple_GetItem(activation.ptr(), 0))) {
+    fail_argument(op, "activation", kActivationForms, repr_string(activation));
   }
-  ActivationSpec spec{*kind};
-  float* parameters[2] = {&spec.alpha, &spec.beta};
-  for (int i = 0; i < count; ++i) {
-    nb::handle value = activation[static_cast<size_t>(i) + 1];
-    if (!PyNumber_Check(value.ptr()) || PyUnicode_Check(value.ptr())) {
-      fail_argument(op, "activation", "numeric parameters in " + std::string(kActivationSpecs),
-                    repr_string(activation));
-    }
-    *parameters[i] = static_cast<float>(PyFloat_AsDouble(value.ptr()));
-    if (PyErr_Occurred()) {
-      PyErr_Clear();
-      fail_argument(op, "activation", "numeric parameters", repr_string(activation));
-    }
+  const std::string name = nb::cast<std::string>(activation[0]);
+  const Py_ssize_t size = PyTuple_Size(activation.ptr());
+  const auto param = [&](Py_ssize_t i) { return parse_float(op, activation[i], activation); };
+  if (name == "clip" && size == 3) return {Activation::kClip, param(1), param(2)};
+  if (name == "leaky_relu" && size == 2) return {Activation::kLeakyRelu, param(1)};
+  if (name == "hardsigmoid" && size == 3) return {Activation::kHardSigmoid, param(1), param(2)};
+  if (size == 1) {
+    if (auto a = plain_activation(name)) return {*a};
   }
-  return spec;
+  fail_argument(op, "activation", kActivationForms, repr_string(activation));
+}
+
+Activation parse_activation(std::string_view op, const std::optional<std::string>& activation) {
+  if (!activation) return Activation::kNone;
+  if (auto a = plain_activation(*activation)) return *a;
+  fail_argument(op, "activation", kActivationForms, "'" + *activation + "'");
 }
 
 PoolMode parse_pool_mode(std::string_view op, std::string_view mode) {

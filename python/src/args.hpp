@@ -29,16 +29,30 @@ Pads parse_pads(std::string_view op, std::string_view arg, nanobind::handle valu
 // A shape of 4 ints (a tuple, list or any sequence), e.g. x_shape=(N, H, W, C).
 Dims parse_dims(std::string_view op, std::string_view arg, nanobind::handle value);
 
-// The fused activation and its parameters (Conv2dParams' activation, activation_alpha and _beta).
-struct ActivationSpec {
+// An activation with its parameters, as Conv2dParams (and the transposed convolution's params)
+// hold them.
+struct ActivationArg {
   Activation activation = Activation::kNone;
   float alpha = 0.0f;
   float beta = 0.0f;
+
+  // Sets params.activation, activation_alpha and activation_beta.
+  template <typename Params>
+  void apply_to(Params& params) const {
+    params.activation = activation;
+    params.activation_alpha = alpha;
+    params.activation_beta = beta;
+  }
 };
 
-// None, a name ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "gelu") or a tuple with
-// the parameters: ("clip", lo, hi), ("leaky_relu", alpha), ("hardsigmoid", alpha, beta).
-ActivationSpec parse_activation(std::string_view op, nanobind::handle activation);
+// The `activation` keyword of the forward convolutions: None; a name "relu", "relu6", "sigmoid",
+// "tanh", "silu", "hardswish" or "gelu"; or a tuple with parameters ("clip", lo, hi),
+// ("leaky_relu", alpha), ("hardsigmoid", alpha, beta). The parameters' ranges (lo <= hi, finite)
+// are checked by the C++ API, which names params.activation_alpha / _beta.
+ActivationArg parse_activation(std::string_view op, nanobind::handle activation);
+
+// The name-only form: None or one of the names above without parameters.
+Activation parse_activation(std::string_view op, const std::optional<std::string>& activation);
 
 // "max" or "average".
 PoolMode parse_pool_mode(std::string_view op, std::string_view mode);

@@ -19,7 +19,7 @@ std::string_view backend_name(const std::optional<std::string>& backend) {
 
 Conv2dParams conv2d_params(std::string_view op, const Dims& w_dims, nb::handle stride,
                            nb::handle padding, nb::handle dilation, nb::handle groups,
-                           const ActivationSpec& activation) {
+                           const ActivationArg& activation) {
   Conv2dParams params;
   params.kernel_h = w_dims[0];
   params.kernel_w = w_dims[1];
@@ -31,43 +31,8 @@ Conv2dParams conv2d_params(std::string_view op, const Dims& w_dims, nb::handle s
   params.dilation_h = dilation_h;
   params.dilation_w = dilation_w;
   params.groups = parse_int(op, "groups", groups);
-  params.activation = activation.activation;
-  params.activation_alpha = activation.alpha;
-  params.activation_beta = activation.beta;
+  activation.apply_to(params);
   return params;
-}
-
-Conv2dTransposeParams conv2d_transpose_params(std::string_view op, const Dims& w_dims,
-                                              nb::handle stride, nb::handle padding,
-                                              nb::handle output_padding, nb::handle dilation,
-                                              nb::handle groups, const ActivationSpec& activation,
-                                              bool residual_after_activation) {
-  Conv2dTransposeParams params;
-  params.kernel_h = w_dims[0];
-  params.kernel_w = w_dims[1];
-  const auto [stride_h, stride_w] = parse_pair(op, "stride", stride);
-  params.stride_h = stride_h;
-  params.stride_w = stride_w;
-  params.pad = parse_pads(op, "padding", padding);
-  const auto [output_padding_h, output_padding_w] =
-      parse_pair(op, "output_padding", output_padding);
-  params.output_padding_h = output_padding_h;
-  params.output_padding_w = output_padding_w;
-  const auto [dilation_h, dilation_w] = parse_pair(op, "dilation", dilation);
-  params.dilation_h = dilation_h;
-  params.dilation_w = dilation_w;
-  params.groups = parse_int(op, "groups", groups);
-  params.activation = activation.activation;
-  params.activation_alpha = activation.alpha;
-  params.activation_beta = activation.beta;
-  params.residual_after_activation = residual_after_activation;
-  return params;
-}
-
-std::optional<InputArray> import_residual(std::string_view op, nb::handle residual,
-                                          const Dims& y_dims) {
-  if (residual.is_none()) return std::nullopt;
-  return import_input(op, "residual", residual, y_dims);
 }
 
 Pool2dParams pool2d_params(std::string_view op, nb::handle window, nb::handle stride,
@@ -85,6 +50,31 @@ Pool2dParams pool2d_params(std::string_view op, nb::handle window, nb::handle st
   params.pad = parse_pads(op, "padding", padding);
   params.ceil_mode = ceil_mode;
   params.count_include_pad = count_include_pad;
+  return params;
+}
+
+Conv2dTransposeParams conv2d_transpose_params(std::string_view op, const Dims& w_dims,
+                                              nb::handle stride, nb::handle padding,
+                                              nb::handle output_padding, nb::handle dilation,
+                                              nb::handle groups, const ActivationArg& activation,
+                                              bool residual_after_activation) {
+  Conv2dTransposeParams params;
+  params.kernel_h = w_dims[0];
+  params.kernel_w = w_dims[1];
+  const auto [stride_h, stride_w] = parse_pair(op, "stride", stride);
+  params.stride_h = stride_h;
+  params.stride_w = stride_w;
+  params.pad = parse_pads(op, "padding", padding);
+  const auto [output_padding_h, output_padding_w] =
+      parse_pair(op, "output_padding", output_padding);
+  params.output_padding_h = output_padding_h;
+  params.output_padding_w = output_padding_w;
+  const auto [dilation_h, dilation_w] = parse_pair(op, "dilation", dilation);
+  params.dilation_h = dilation_h;
+  params.dilation_w = dilation_w;
+  params.groups = parse_int(op, "groups", groups);
+  activation.apply_to(params);
+  params.residual_after_activation = residual_after_activation;
   return params;
 }
 
@@ -112,24 +102,24 @@ Dims output_dims(std::string_view op, std::string_view dims_op, DimsOf dims_of) 
 
 OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional<InputArray>& b,
                    nb::handle stride, nb::handle padding, nb::handle dilation, nb::handle groups,
-                   nb::handle activation, nb::handle residual, bool residual_after_activation,
-                   const std::optional<std::string>& backend) {
+                   nb::handle activation, const std::optional<InputArray>& residual,
+                   bool residual_after_activation, const std::optional<std::string>& backend) {
   constexpr std::string_view op = "conv2d_forward";
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kWeightsLayout, w);
   Conv2dParams params = conv2d_params(op, w_view.dims, stride, padding, dilation, groups,
                                       parse_activation(op, activation));
   params.residual_after_activation = residual_after_activation;
+  std::optional<ConstTensorView> r_view;
+  if (residual) r_view = view_4d(op, "residual", kActivationLayout, *residual);
   const std::span<const float> b_span =
       b ? std::span<const float>(b->data(), b->size()) : std::span<const float>();
   OutputBuffer y(output_dims(op, "conv2d_output_dims",
                              [&] { return conv2d_output_dims(x_view.dims, w_view.dims, params); }));
-  const std::optional<InputArray> r = import_residual(op, residual, y.view().dims);
   {
     nb::gil_scoped_release unlocked;
-    if (r) {
-      conv2d_forward(params, x_view, w_view, b_span, {r->data(), y.view().dims}, y.view(),
-                     backend_name(backend));
+    if (r_view) {
+      conv2d_forward(params, x_view, w_view, b_span, *r_view, y.view(), backend_name(backend));
     } else {
       conv2d_forward(params, x_view, w_view, b_span, y.view(), backend_name(backend));
     }
@@ -140,12 +130,16 @@ OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional
 OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
                              const std::optional<InputArray>& b, nb::handle stride,
                              nb::handle padding, nb::handle output_padding, nb::handle dilation,
-                             nb::handle groups, nb::handle activation, nb::handle residual,
+                             nb::handle groups, nb::handle activation,
+                             const std::optional<InputArray>& residual,
                              bool residual_after_activation,
                              const std::optional<std::string>& backend) {
   constexpr std::string_view op = "conv2d_transpose_forward";
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kTransposeWeightsLayout, w);
+  const std::optional<ConstTensorView> r_view =
+      residual ? std::optional(view_4d(op, "residual", kActivationLayout, *residual))
+               : std::nullopt;
   const Conv2dTransposeParams params =
       conv2d_transpose_params(op, w_view.dims, stride, padding, output_padding, dilation, groups,
                               parse_activation(op, activation), residual_after_activation);
@@ -154,11 +148,10 @@ OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
   OutputBuffer y(output_dims(op, "conv2d_transpose_output_dims", [&] {
     return conv2d_transpose_output_dims(x_view.dims, w_view.dims, params);
   }));
-  const std::optional<InputArray> r = import_residual(op, residual, y.view().dims);
   {
     nb::gil_scoped_release unlocked;
-    if (r) {
-      conv2d_transpose_forward(params, x_view, w_view, b_span, {r->data(), y.view().dims}, y.view(),
+    if (r_view) {
+      conv2d_transpose_forward(params, x_view, w_view, b_span, *r_view, y.view(),
                                backend_name(backend));
     } else {
       conv2d_transpose_forward(params, x_view, w_view, b_span, y.view(), backend_name(backend));
@@ -176,7 +169,7 @@ std::tuple<OutputArray, OutputArray, OutputArray> conv2d_backward(
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kWeightsLayout, w);
   const Conv2dParams params =
-      conv2d_params(op, w_view.dims, stride, padding, dilation, groups, ActivationSpec{});
+      conv2d_params(op, w_view.dims, stride, padding, dilation, groups, ActivationArg{});
   OutputBuffer dx(x_view.dims);
   OutputBuffer dw(w_view.dims);
   OutputBuffer db({w_view.dims[3], 1, 1, 1});

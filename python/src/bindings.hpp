@@ -16,38 +16,40 @@
 
 namespace convkit::python {
 
+// Shared with the plans (plans.cpp).
+
 // The backend argument: None is empty (CONVKIT_BACKEND, else auto).
 std::string_view backend_name(const std::optional<std::string>& backend);
 
 // The convolution parameters given by the Python arguments; the kernel size is w's.
 Conv2dParams conv2d_params(std::string_view op, const Dims& w_dims, nanobind::handle stride,
                            nanobind::handle padding, nanobind::handle dilation,
-                           nanobind::handle groups, const ActivationSpec& activation);
+                           nanobind::handle groups, const ActivationArg& activation);
 
 // The transposed convolution's parameters given by the Python arguments; the kernel size is w's.
 Conv2dTransposeParams conv2d_transpose_params(std::string_view op, const Dims& w_dims,
                                               nanobind::handle stride, nanobind::handle padding,
                                               nanobind::handle output_padding,
                                               nanobind::handle dilation, nanobind::handle groups,
-                                              const ActivationSpec& activation,
+                                              const ActivationArg& activation,
                                               bool residual_after_activation);
-
-// The fused residual: None (nullopt) or an array of y's dims (import_input's rules).
-std::optional<InputArray> import_residual(std::string_view op, nanobind::handle residual,
-                                          const Dims& y_dims);
 
 // The pooling parameters given by the Python arguments; stride None means the window (PyTorch).
 Pool2dParams pool2d_params(std::string_view op, nanobind::handle window, nanobind::handle stride,
                            nanobind::handle padding, std::string_view mode, bool ceil_mode,
                            bool count_include_pad);
 
-// y = activation(conv2d(x, w) + b) with the residual (None or y's shape) added before or after the
-// activation: x (N, H, W, C_in), w (KH, KW, C_in / groups, C_out), b None or C_out elements of any
-// shape (the seed's (1, 1, 1, C_out) included).
+// The functions of the module.
+
+// y = activation(conv2d(x, w) + b [+ residual]): x (N, H, W, C_in), w (KH, KW, C_in / groups,
+// C_out), b None or C_out elements of any shape (the seed's (1, 1, 1, C_out) included); activation
+// as parse_activation reads it; residual None or y's shape, added before the activation or, with
+// residual_after_activation, after it.
 OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional<InputArray>& b,
                    nanobind::handle stride, nanobind::handle padding, nanobind::handle dilation,
-                   nanobind::handle groups, nanobind::handle activation, nanobind::handle residual,
-                   bool residual_after_activation, const std::optional<std::string>& backend);
+                   nanobind::handle groups, nanobind::handle activation,
+                   const std::optional<InputArray>& residual, bool residual_after_activation,
+                   const std::optional<std::string>& backend);
 
 // (dx, dw, db) of conv2d (without activation) given dy; db has shape (C_out,).
 std::tuple<OutputArray, OutputArray, OutputArray> conv2d_backward(
@@ -56,12 +58,13 @@ std::tuple<OutputArray, OutputArray, OutputArray> conv2d_backward(
     const std::optional<std::string>& backend);
 
 // y = activation(conv2d_transpose(x, w) + b) (PyTorch's ConvTranspose2d in NHWC): x (N, H, W,
-// C_in), w (KH, KW, C_out / groups, C_in); activation and residual as for conv2d.
+// C_in), w (KH, KW, C_out / groups, C_in). `activation` as conv2d's; `residual` None or an array
+// of y's shape, added before the activation or, with residual_after_activation, after it.
 OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
                              const std::optional<InputArray>& b, nanobind::handle stride,
                              nanobind::handle padding, nanobind::handle output_padding,
                              nanobind::handle dilation, nanobind::handle groups,
-                             nanobind::handle activation, nanobind::handle residual,
+                             nanobind::handle activation, const std::optional<InputArray>& residual,
                              bool residual_after_activation,
                              const std::optional<std::string>& backend);
 

@@ -49,19 +49,20 @@ void add_conv2d(nb::module_& m) {
                 "stride: int | tuple[int, int] = 1, padding: int | tuple[int, ...] = 0, "
                 "dilation: int | tuple[int, int] = 1, groups: int = 1, "
                 "activation: str | tuple | None = None, residual: numpy.ndarray | None = None, "
-                "residual_after_activation: bool = False, backend: str | None = None) "
-                "-> numpy.ndarray"),
+                "residual_after_activation: bool = False, backend: str | None = None) -> "
+                "numpy.ndarray"),
         "x"_a, "w"_a, "b"_a.none() = nb::none(), "stride"_a = 1, "padding"_a = 0, "dilation"_a = 1,
         "groups"_a = 1, "activation"_a.none() = nb::none(), "residual"_a.none() = nb::none(),
         "residual_after_activation"_a = false, "backend"_a.none() = nb::none(),
-        "y = activation(conv2d(x, w) + b + residual) (residual after the activation with "
-        "residual_after_activation=True).\n\n"
+        "y = activation(conv2d(x, w) + b + residual), or with residual_after_activation\n"
+        "y = activation(conv2d(x, w) + b) + residual.\n\n"
         "x (N, H, W, C_in); w (KH, KW, C_in / groups, C_out); b None or C_out elements of any "
         "shape. stride, dilation: int or (h, w); padding: int, (pad_h, pad_w) or (top, bottom, "
         "left, right); activation: None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', "
         "'hardswish', 'gelu', ('clip', lo, hi), ('leaky_relu', alpha) or ('hardsigmoid', alpha, "
-        "beta); residual: None or an array of y's shape; backend: None ($CONVKIT_BACKEND or "
-        "'auto'), 'auto' or one of backends(). Returns y (N, OH, OW, C_out), float32.");
+        "beta); residual: None or y's shape (N, OH, OW, C_out), not sharing memory with x; "
+        "backend: None ($CONVKIT_BACKEND or 'auto'), 'auto' or one of backends(). Returns y "
+        "(N, OH, OW, C_out), float32.");
   m.def("conv2d_backward", &convkit::python::conv2d_backward,
         nb::sig("def conv2d_backward(dy: numpy.ndarray, x: numpy.ndarray, w: numpy.ndarray, "
                 "stride: int | tuple[int, int] = 1, padding: int | tuple[int, ...] = 0, "
@@ -78,7 +79,8 @@ void add_conv2d(nb::module_& m) {
                 "padding: int | tuple[int, ...] = 0, "
                 "output_padding: int | tuple[int, int] = 0, "
                 "dilation: int | tuple[int, int] = 1, groups: int = 1, "
-                "activation: str | tuple | None = None, residual: numpy.ndarray | None = None, "
+                "activation: str | tuple | None = None, "
+                "residual: numpy.ndarray | None = None, "
                 "residual_after_activation: bool = False, "
                 "backend: str | None = None) -> numpy.ndarray"),
         "x"_a, "w"_a, "b"_a.none() = nb::none(), "stride"_a = 1, "padding"_a = 0,
@@ -91,8 +93,9 @@ void add_conv2d(nb::module_& m) {
         "C_out elements. padding crops the full output as conv2d's padding pads; "
         "output_padding (int or (h, w), below stride or dilation) adds rows and columns at the "
         "bottom and right. OH = (H - 1) * stride - pad_top - pad_bottom + dilation * (KH - 1) + "
-        "output_padding + 1. activation and residual as for conv2d. Returns y (N, OH, OW, "
-        "C_out), float32.");
+        "output_padding + 1. activation and residual as conv2d's: residual (y's shape) is added "
+        "before the activation, or after it with residual_after_activation=True. "
+        "Returns y (N, OH, OW, C_out), float32.");
 }
 
 void add_pool2d(nb::module_& m) {

@@ -88,6 +88,13 @@ std::array<nb::handle, 3> split_out(std::string_view op, nb::handle out) {
   return {out[0], out[1], out[2]};
 }
 
+// The fused residual: None (nullopt) or an array of y's dims (import_input's rules).
+std::optional<InputArray> import_residual(std::string_view op, nb::handle residual,
+                                          const Dims& y_dims) {
+  if (residual.is_none()) return std::nullopt;
+  return import_input(op, "residual", residual, y_dims);
+}
+
 std::span<const float> bias_span(const std::optional<InputArray>& b) {
   return b ? std::span<const float>(b->data(), b->size()) : std::span<const float>();
 }
@@ -200,7 +207,7 @@ Conv2dBackward make_conv2d_backward(const InputArray& w, nb::handle x_shape, nb:
   constexpr std::string_view op = "Conv2dBackward";
   const ConstTensorView w_view = view_4d(op, "w", "(KH, KW, C_in / groups, C_out)", w);
   const Conv2dParams params =
-      conv2d_params(op, w_view.dims, stride, padding, dilation, groups, ActivationSpec{});
+      conv2d_params(op, w_view.dims, stride, padding, dilation, groups, ActivationArg{});
   return Conv2dBackward(params, parse_dims(op, "x_shape", x_shape), w_view, {dx, dw, db},
                         backend_name(backend));
 }

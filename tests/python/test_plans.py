@@ -312,3 +312,29 @@ def test_conv2d_transpose_plan_equals_one_shot(backend, rng, activation):
                                       **kwargs)
     out = np.empty(plan.y_shape, np.float32)
     assert plan(x, out=out, residual=r) is out and np.array_equal(out, with_r)
+
+
+def test_one_plan_from_several_threads(backend, rng):
+    """run() is thread-safe and releases the GIL: threads sharing one plan get their own bits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x_shape, w_shape, kwargs = CONV_CASES[3]
+    plan = convkit.Conv2d(integers(rng, w_shape), x_shape=x_shape, backend=backend, **kwargs)
+    back = convkit.Conv2dBackward(integers(rng, w_shape), x_shape=x_shape, backend=backend,
+                                  **kwargs)
+    xs = [integers(rng, x_shape) for _ in range(6)]
+    dys = [integers(rng, back.y_shape) for _ in range(6)]
+    expected = [(plan.run(x), back.run(x, dy)) for x, dy in zip(xs, dys)]
+
+    def work(i):
+        out = np.empty(plan.y_shape, np.float32)
+        for _ in range(5):
+            y = plan.run(xs[i], out=out)
+            grads = back.run(xs[i], dys[i])
+            if not (np.array_equal(y, expected[i][0])
+                    and all(np.array_equal(g, e) for g, e in zip(grads, expected[i][1]))):
+                return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert all(pool.map(work, range(6)))

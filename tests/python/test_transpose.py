@@ -6,6 +6,8 @@ output_padding extends it at the bottom and right. Integer-valued data must matc
 real-valued data within float32 rounding.
 """
 
+import math
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,25 @@ def test_errors():
         convkit.conv2d_transpose(np.ones((1, 1, 4, 8), np.float32), w, padding=(2, 1, 0, 0))
     with pytest.raises(convkit.Error, match="activation"):
         convkit.conv2d_transpose(x, w, activation="swish_typo")
+    with pytest.raises(convkit.Error, match="activation_alpha"):
+        convkit.conv2d_transpose(x, w, activation=("clip", 2.0, 1.0))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "hardswish", ("leaky_relu", 0.5), ("clip", -2, 5),
+                                        "silu", "gelu", ("hardsigmoid", 0.25, 0.5)])
+def test_activations(backend, rng, activation):
+    x, w, b = case_arrays(real_fill, rng, (1, 5, 4, 16), 8, 3, {})
+    z = scatter_oracle(x, w, b, stride=2, padding=1).astype(np.float32).astype(np.float64)
+    name = activation if isinstance(activation, str) else activation[0]
+    f = {"tanh": np.tanh,
+         "hardswish": lambda v: v * np.clip(v + 3, 0, 6) / 6,
+         "leaky_relu": lambda v: np.where(v > 0, v, activation[1] * v) if name == "leaky_relu" else v,
+         "clip": lambda v: np.clip(v, activation[1], activation[2]) if name == "clip" else v,
+         "silu": lambda v: v / (1 + np.exp(-v)),
+         "gelu": lambda v: 0.5 * v * (1 + np.vectorize(math.erf)(v / math.sqrt(2))),
+         "hardsigmoid": (lambda v: np.clip(activation[1] * v + activation[2], 0, 1))
+         if name == "hardsigmoid" else None}[name]
+    y = convkit.conv2d_transpose(x, w, b, stride=2, padding=1, activation=activation,
+                                 backend=backend)
+    # z is the float32 sum (its rounding differs per backend by a few ulp of the sum).
+    np.testing.assert_allclose(y, f(z), rtol=1e-5, atol=1e-5)

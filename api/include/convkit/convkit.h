@@ -52,13 +52,26 @@ typedef struct convkit_pads {
   int64_t top, bottom, left, right;
 } convkit_pads;
 
+/* As convkit::Activation (params.hpp, which defines each); alpha and beta are the params'
+ * activation_alpha and activation_beta. */
 typedef enum convkit_activation {
   CONVKIT_ACTIVATION_NONE = 0,
-  CONVKIT_ACTIVATION_RELU = 1
+  CONVKIT_ACTIVATION_RELU = 1,
+  CONVKIT_ACTIVATION_RELU6 = 2,
+  CONVKIT_ACTIVATION_CLIP = 3,       /* lo = alpha <= hi = beta */
+  CONVKIT_ACTIVATION_LEAKY_RELU = 4, /* slope alpha */
+  CONVKIT_ACTIVATION_SIGMOID = 5,
+  CONVKIT_ACTIVATION_TANH = 6,
+  CONVKIT_ACTIVATION_SILU = 7,
+  CONVKIT_ACTIVATION_HARDSWISH = 8,
+  CONVKIT_ACTIVATION_HARDSIGMOID = 9, /* clip(alpha * z + beta, 0, 1); ONNX: 0.2, 0.5 */
+  CONVKIT_ACTIVATION_GELU = 10        /* erf form */
 } convkit_activation;
 
 /* As convkit::Conv2dParams; convkit_conv2d_params_init sets its defaults (1x1 kernel, stride 1,
- * no padding, dilation 1 = dense taps, 1 group, no activation). */
+ * no padding, dilation 1 = dense taps, 1 group, no activation, alpha = beta = 0, residual before
+ * the activation). The last three fields were added with the post-ops (issue 14): code compiled
+ * against the older, shorter struct must be rebuilt. */
 typedef struct convkit_conv2d_params {
   int64_t kernel_h, kernel_w;
   int64_t stride_h, stride_w;
@@ -66,12 +79,15 @@ typedef struct convkit_conv2d_params {
   int64_t dilation_h, dilation_w;
   int64_t groups;
   convkit_activation activation;
+  float activation_alpha;
+  float activation_beta;
+  int residual_after_activation; /* 0: y = act(conv + b + r); 1: y = act(conv + b) + r */
 } convkit_conv2d_params;
 
 /* As convkit::Conv2dTransposeParams (PyTorch's ConvTranspose2d in NHWC; w is {KH, KW,
  * C_out / groups, C_in}); convkit_conv2d_transpose_params_init sets its defaults (1x1 kernel,
- * stride 1, no crop, dilation 1, 1 group, no output padding, no activation). The activation's
- * parameters and residual flag are reserved for the fused post-ops: keep the defaults (0). */
+ * stride 1, no crop, dilation 1, 1 group, no output padding, no activation, alpha = beta = 0,
+ * residual before the activation). The post-op fields mean what convkit_conv2d_params' do. */
 typedef struct convkit_conv2d_transpose_params {
   int64_t kernel_h, kernel_w;
   int64_t stride_h, stride_w;
@@ -117,6 +133,15 @@ convkit_status convkit_conv2d_forward(const convkit_conv2d_params* params, convk
                                       convkit_const_tensor w, const float* b, int64_t b_size,
                                       convkit_tensor y, const char* backend);
 
+/* The same with a residual r of y's dims, added before or after the activation as
+ * params->residual_after_activation says. r.data may equal y.data (in place); otherwise r must
+ * not overlap y, and never x. */
+convkit_status convkit_conv2d_forward_residual(const convkit_conv2d_params* params,
+                                               convkit_const_tensor x, convkit_const_tensor w,
+                                               const float* b, int64_t b_size,
+                                               convkit_const_tensor r, convkit_tensor y,
+                                               const char* backend);
+
 /* Gradients given dy; a NULL dx, dw or db is skipped (db holds db_size = C_out floats).
  * params->activation must be CONVKIT_ACTIVATION_NONE. */
 convkit_status convkit_conv2d_backward(const convkit_conv2d_params* params, convkit_const_tensor x,
@@ -134,6 +159,10 @@ convkit_status convkit_conv2d_transpose_forward(const convkit_conv2d_transpose_p
                                                 convkit_const_tensor x, convkit_const_tensor w,
                                                 const float* b, int64_t b_size, convkit_tensor y,
                                                 const char* backend);
+/* The same with a residual r of y's dims (as convkit_conv2d_forward_residual's). */
+convkit_status convkit_conv2d_transpose_forward_residual(
+    const convkit_conv2d_transpose_params* params, convkit_const_tensor x, convkit_const_tensor w,
+    const float* b, int64_t b_size, convkit_const_tensor r, convkit_tensor y, const char* backend);
 convkit_status convkit_conv2d_transpose_backward(const convkit_conv2d_transpose_params* params,
                                                  convkit_const_tensor x, convkit_const_tensor w,
                                                  convkit_const_tensor dy, const convkit_tensor* dx,
@@ -159,6 +188,9 @@ convkit_status convkit_conv2d_create(const convkit_conv2d_params* params, const 
                                      const char* backend, convkit_conv2d** plan);
 convkit_status convkit_conv2d_run(const convkit_conv2d* plan, convkit_const_tensor x,
                                   convkit_tensor y);
+/* A run with a residual r of y's dims (as convkit_conv2d_forward_residual). */
+convkit_status convkit_conv2d_run_residual(const convkit_conv2d* plan, convkit_const_tensor x,
+                                           convkit_const_tensor r, convkit_tensor y);
 /* The planned output dims; the chosen implementation, "backend:variant:isa" (valid while the plan
  * lives). Both accept a NULL plan: no dims written, "". */
 void convkit_conv2d_y_dims(const convkit_conv2d* plan, int64_t y_dims[4]);
@@ -172,6 +204,9 @@ convkit_status convkit_conv2d_transpose_create(const convkit_conv2d_transpose_pa
                                                convkit_conv2d_transpose** plan);
 convkit_status convkit_conv2d_transpose_run(const convkit_conv2d_transpose* plan,
                                             convkit_const_tensor x, convkit_tensor y);
+convkit_status convkit_conv2d_transpose_run_residual(const convkit_conv2d_transpose* plan,
+                                                     convkit_const_tensor x, convkit_const_tensor r,
+                                                     convkit_tensor y);
 void convkit_conv2d_transpose_y_dims(const convkit_conv2d_transpose* plan, int64_t y_dims[4]);
 const char* convkit_conv2d_transpose_impl_name(const convkit_conv2d_transpose* plan);
 void convkit_conv2d_transpose_destroy(convkit_conv2d_transpose* plan); /* NULL is a no-op */

@@ -1,0 +1,120 @@
+"""conv2d's fused post-ops (DESIGN §3-§4): every activation form of the `activation` keyword and
+the residual before or after it, against the float64 numpy oracle, on every backend (a backend
+that refuses a post-op skips, with its reason); and the errors naming the argument."""
+
+import math
+
+import numpy as np
+import pytest
+
+import convkit
+import seed_oracle as oracle
+
+ERF = np.vectorize(math.erf)
+
+
+def activate(z, activation):
+    """The activation in float64, as DESIGN §4 defines it."""
+    if activation is None:
+        return z
+    name, *params = activation if isinstance(activation, tuple) else (activation,)
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "relu6":
+        return np.clip(z, 0, 6)
+    if name == "clip":
+        return np.clip(z, params[0], params[1])
+    if name == "leaky_relu":
+        return np.where(z > 0, z, params[0] * z)
+    if name == "sigmoid":
+        return 1 / (1 + np.exp(-z))
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "silu":
+        return z / (1 + np.exp(-z))
+    if name == "hardswish":
+        return z * np.clip(z + 3, 0, 6) / 6
+    if name == "hardsigmoid":
+        return np.clip(params[0] * z + params[1], 0, 1)
+    if name == "gelu":
+        return z * (1 + ERF(z / math.sqrt(2))) / 2
+    raise AssertionError(name)
+
+
+ACTIVATIONS = [None, "relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "gelu",
+               ("clip", -1.5, 2.0), ("leaky_relu", 0.1), ("hardsigmoid", 0.2, 0.5)]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
+@pytest.mark.parametrize("residual", [None, "before", "after"])
+def test_post_ops_match_the_oracle(backend, rng, activation, residual):
+    x = rng.standard_normal((2, 6, 7, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 5, 17)).astype(np.float32)
+    b = rng.standard_normal(17).astype(np.float32)
+    r = rng.standard_normal((2, 6, 7, 17)).astype(np.float32)
+    z = oracle.conv2d(x, w, b, padding=1)
+    if residual == "before":
+        z = z + r
+    expected = activate(z, activation)
+    if residual == "after":
+        expected = expected + r
+    y = convkit.conv2d(x, w, b, padding=1, activation=activation,
+                       residual=None if residual is None else r,
+                       residual_after_activation=residual == "after", backend=backend)
+    assert y.dtype == np.float32 and y.shape == expected.shape
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=3e-5,
+                               err_msg=f"{activation} residual {residual} on {backend}")
+
+
+def test_activation_keeps_nan(backend):
+    x = np.array([np.nan, -2.0, 3.0], np.float32).reshape(1, 1, 3, 1)
+    w = np.ones((1, 1, 1, 1), np.float32)
+    for activation in ["relu", "tanh", ("leaky_relu", 0.5), ("clip", 0.0, 1.0)]:
+        try:
+            y = convkit.conv2d(x, w, activation=activation, backend=backend)
+        except convkit.Error as error:
+            assert error.code == "unsupported"
+            continue
+        assert np.isnan(y[0, 0, 0, 0]), (activation, backend)
+        assert not np.isnan(y[0, 0, 1:]).any(), (activation, backend)
+
+
+X = np.ones((1, 4, 4, 3), np.float32)
+W = np.ones((1, 1, 3, 3), np.float32)
+FORMS = ("None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', 'hardswish', 'gelu', "
+         "('clip', lo, hi), ('leaky_relu', alpha) or ('hardsigmoid', alpha, beta)")
+
+
+@pytest.mark.parametrize("activation,given", [
+    ("swish", "'swish'"),
+    (("clip", 1.0), "('clip', 1.0)"),
+    (("relu", 1.0), "('relu', 1.0)"),
+    (("leaky_relu", "a"), "('leaky_relu', 'a')"),
+    (3, "3"),
+])
+def test_bad_activation_names_the_argument(activation, given):
+    with pytest.raises(convkit.Error) as info:
+        convkit.conv2d(X, W, activation=activation)
+    assert str(info.value) == f"conv2d_forward: activation: expected {FORMS}, given {given}"
+    assert info.value.code == "invalid argument"
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(convkit.Error) as info:
+        convkit.conv2d(X, W, activation=("clip", 6, 0))
+    assert str(info.value) == ("conv2d_forward: params.activation_alpha: expected clip's lo "
+                               "(alpha) <= hi (beta) = 0, given 6")
+    with pytest.raises(convkit.Error) as info:
+        convkit.conv2d(X, W, activation=("leaky_relu", float("nan")))
+    assert "params.activation_alpha: expected a finite value for leaky_relu" in str(info.value)
+
+
+def test_bad_residual_is_named():
+    with pytest.raises(convkit.Error) as info:
+        convkit.conv2d(X, W, residual=np.ones((1, 4, 4, 2), np.float32))
+    assert str(info.value) == "conv2d_forward: r: expected dims {1, 4, 4, 3}, given {1, 4, 4, 2}"
+    assert info.value.code == "shape mismatch"
+    with pytest.raises(convkit.Error) as info:
+        convkit.conv2d(X, W, residual=X)  # y has x's shape here: r may not be x
+    assert str(info.value) == ("conv2d_forward: r: expected memory that does not overlap x, "
+                               "given overlapping memory")
