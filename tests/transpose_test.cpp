@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/shape_sets.hpp"
 #include "tests/test_util.hpp"
 
 #if CONVKIT_TEST_HIGHWAY_TARGETS
@@ -71,7 +72,8 @@ std::vector<TransposeCase> HandCases() {
       Make({2, 5, 5, 32}, 32, 4, 2, Pads::uniform(1), 1, 32, 0, true),
       Make({1, 7, 20, 16}, 16, 3, 1, Pads::uniform(1), 1, 16),  // depthwise, dense rows
       Make({1, 6, 9, 31}, 31, 5, 1, {2, 1, 0, 2}, 1, 31),
-      Make({2, 6, 6, 16}, 3, 4, 2, Pads::uniform(1)),  // 3 outputs: narrow path
+      Make({1, 2, 3, 16}, 16, 17, 2, {3, 1, 2, 0}, 1, 16),  // depthwise, 17 kernel rows
+      Make({2, 6, 6, 16}, 3, 4, 2, Pads::uniform(1)),       // 3 outputs: narrow path
       Make({1, 5, 4, 31}, 1, 3, 2, {1, 0, 1, 0}, 1, 1, 1, true),
       Make({0, 4, 4, 8}, 8, 2, 2, {}),                           // empty batch
       Make({1, 5, 5, 16}, 31, 1, 1, {}),                         // 1x1
@@ -87,6 +89,20 @@ std::vector<TransposeCase> HandCases() {
       cases.push_back(Make({1, 3, 4, c_in}, c_out, 2, 2, {}, 1, 1, 0, c_in % 2 == 1));
       cases.push_back(Make({1, 4, 3, c_in}, c_out, 3, 1, Pads::uniform(1)));
     }
+  }
+  return cases;
+}
+
+// Every benchmark shape of the "transposed" set (STYLE rule 9), batch 1 and H, W cropped to at most
+// 3 (the channel counts, which decide the kernels' blocking, are kept).
+std::vector<TransposeCase> BenchCases() {
+  std::vector<TransposeCase> cases;
+  for (const bench::TransposeShape& shape : bench::TransposeShapes()) {
+    TransposeCase c;
+    c.x = {1, std::min<int64_t>(shape.x[1], 3), std::min<int64_t>(shape.x[2], 3), shape.x[3]};
+    c.c_out = shape.c_out;
+    c.params = shape.params;
+    cases.push_back(c);
   }
   return cases;
 }
@@ -128,6 +144,7 @@ std::vector<TransposeCase> SampledCases() {
 
 std::vector<TransposeCase> Cases() {
   std::vector<TransposeCase> cases = HandCases();
+  for (const TransposeCase& c : BenchCases()) cases.push_back(c);
   for (const TransposeCase& c : SampledCases()) cases.push_back(c);
   return cases;
 }

@@ -224,24 +224,32 @@ std::shared_ptr<std::vector<Tensor>> NanOutputs(const std::vector<Dims>& dims) {
   return outputs;
 }
 
+// The fields Conv2dParams and Conv2dTransposeParams share, from a conv or deconv descriptor
+// (benchdnn's defaults and dilation counting) and the post-ops.
+template <typename Params>
+void ReadConvParams(const Descriptor& d, const PostOpsSpec& post, Params* params) {
+  const int64_t kh = d.Get("kh", 1);
+  params->kernel_h = kh;
+  params->kernel_w = d.Get("kw", kh);
+  params->stride_h = d.Get("sh", 1);
+  params->stride_w = d.Get("sw", params->stride_h);
+  const int64_t ph = d.Get("ph", 0), pw = d.Get("pw", ph);
+  params->pad = Pads{ph, ph, pw, pw};
+  params->dilation_h = d.Get("dh", 0) + 1;
+  params->dilation_w = d.Get("dw", d.Get("dh", 0)) + 1;
+  params->groups = d.Get("g", 1);
+  params->activation = post.activation;
+  params->activation_alpha = post.alpha;
+  params->activation_beta = post.beta;
+  params->residual_after_activation = post.residual_after_activation;
+}
+
 class ConvCase final : public Case {
  public:
   ConvCase(const Descriptor& d, std::string dir, const PostOpsSpec& post)
       : dir_(std::move(dir)), residual_(post.residual) {
-    const int64_t kh = d.Get("kh", 1), ih = d.Get("ih", 0);
-    params_.kernel_h = kh;
-    params_.kernel_w = d.Get("kw", kh);
-    params_.stride_h = d.Get("sh", 1);
-    params_.stride_w = d.Get("sw", params_.stride_h);
-    const int64_t ph = d.Get("ph", 0), pw = d.Get("pw", ph);
-    params_.pad = Pads{ph, ph, pw, pw};
-    params_.dilation_h = d.Get("dh", 0) + 1;
-    params_.dilation_w = d.Get("dw", d.Get("dh", 0)) + 1;
-    params_.groups = d.Get("g", 1);
-    params_.activation = post.activation;
-    params_.activation_alpha = post.alpha;
-    params_.activation_beta = post.beta;
-    params_.residual_after_activation = post.residual_after_activation;
+    ReadConvParams(d, post, &params_);
+    const int64_t ih = d.Get("ih", 0);
     const int64_t ic = d.Get("ic", 0);
     x_dims_ = {d.Get("mb", 2), ih, d.Get("iw", ih), ic};
     const int64_t oc = d.Get("oc", ic);
@@ -334,20 +342,8 @@ class DeconvCase final : public Case {
  public:
   DeconvCase(const Descriptor& d, std::string dir, const PostOpsSpec& post)
       : dir_(std::move(dir)), residual_(post.residual) {
-    const int64_t kh = d.Get("kh", 1), ih = d.Get("ih", 0);
-    params_.kernel_h = kh;
-    params_.kernel_w = d.Get("kw", kh);
-    params_.stride_h = d.Get("sh", 1);
-    params_.stride_w = d.Get("sw", params_.stride_h);
-    const int64_t ph = d.Get("ph", 0), pw = d.Get("pw", ph);
-    params_.pad = Pads{ph, ph, pw, pw};
-    params_.dilation_h = d.Get("dh", 0) + 1;
-    params_.dilation_w = d.Get("dw", d.Get("dh", 0)) + 1;
-    params_.groups = d.Get("g", 1);
-    params_.activation = post.activation;
-    params_.activation_alpha = post.alpha;
-    params_.activation_beta = post.beta;
-    params_.residual_after_activation = post.residual_after_activation;
+    ReadConvParams(d, post, &params_);
+    const int64_t ih = d.Get("ih", 0);
     const int64_t ic = d.Get("ic", 0), oc = d.Get("oc", ic);
     x_dims_ = {d.Get("mb", 2), ih, d.Get("iw", ih), ic};
     w_dims_ = {params_.kernel_h, params_.kernel_w, params_.groups > 0 ? oc / params_.groups : oc,

@@ -245,29 +245,32 @@ void DxRow(const Conv2dBwdDataArgs& a, const DxColTaps& col, int64_t row, int64_
   constexpr int64_t kRows = static_cast<int64_t>(DxRowsFor(kVecs));
   const Conv2dProblem& p = *a.p;
   const int64_t n = row / p.ih, ih = row % p.ih;
-  std::vector<DxRowTap> row_taps;
-  row_taps.reserve(static_cast<size_t>(p.kh));
+  // On the stack for kernels of up to kStackRows rows (every network's): no allocation per row.
+  constexpr int64_t kStackRows = 16;
+  DxRowTap stack_taps[kStackRows];
+  std::vector<DxRowTap> heap_taps(static_cast<size_t>(p.kh > kStackRows ? p.kh : 0));
+  DxRowTap* const row_taps = p.kh > kStackRows ? heap_taps.data() : stack_taps;
+  int64_t row_count = 0;
   for (int64_t kh = 0; kh < p.kh; ++kh) {
     int64_t oh;
     if (!ExactQuotient(ih + p.pad.top - kh * p.dilation_h, p.stride_h, &oh)) continue;
     if (oh < 0 || oh >= p.oh) continue;
-    row_taps.push_back(
-        {a.w_hwio + kh * p.kw * p.oc + c0, a.dy + (n * p.oh + oh) * p.ow * p.oc + c0});
+    row_taps[row_count++] = {a.w_hwio + kh * p.kw * p.oc + c0,
+                             a.dy + (n * p.oh + oh) * p.ow * p.oc + c0};
   }
-  const int64_t row_count = static_cast<int64_t>(row_taps.size());
   float* dx_row = a.dx + row * p.iw * p.ic + c0;
   if (HasDenseRows(p)) {
     if (p.kw == 3) {
-      return DxRowDense<3, kVecs>(p, row_taps.data(), row_count, cols, a.epilogue, c0, dx_row);
+      return DxRowDense<3, kVecs>(p, row_taps, row_count, cols, a.epilogue, c0, dx_row);
     }
-    return DxRowDense<5, kVecs>(p, row_taps.data(), row_count, cols, a.epilogue, c0, dx_row);
+    return DxRowDense<5, kVecs>(p, row_taps, row_count, cols, a.epilogue, c0, dx_row);
   }
   for (int64_t rw = 0; rw < static_cast<int64_t>(col.count.size()); ++rw) {
     const int64_t nw = (p.iw - rw - 1) / p.stride_w + 1;
     const DxColTap* col_taps = col.taps.data() + rw * p.kw;
     const int64_t col_count = col.count[static_cast<size_t>(rw)];
     for (int64_t j0 = 0; j0 < nw; j0 += kRows) {
-      DxTileVecs<kRows, kVecs>(p, row_taps.data(), row_count, col_taps, col_count, j0,
+      DxTileVecs<kRows, kVecs>(p, row_taps, row_count, col_taps, col_count, j0,
                                std::min(kRows, nw - j0), cols, a.epilogue, c0,
                                dx_row + (rw + p.stride_w * j0) * p.ic);
     }

@@ -65,7 +65,11 @@ dnnl::post_ops DeconvPostOps(const Conv2dTransposeProblem& p, bool residual, int
     ops.append_binary(algorithm::binary_add, YDesc(p));
   };
   if (residual && !p.post_ops.residual_after_activation) append_residual();
-  for (int i = 0; i < activation.len(); ++i) {
+  for (int i = 0; i < activation.len(); ++i) {  // the activation: a chain of eltwise post-ops
+    if (activation.kind(i) != dnnl::primitive::kind::eltwise) {
+      throw Error(ErrorCode::kUnsupported,
+                  "onednn: conv2d_transpose forward: an activation post-op that is not eltwise");
+    }
     float scale, alpha, beta;
     algorithm alg;
     activation.get_params_eltwise(i, scale, alg, alpha, beta);
