@@ -97,14 +97,17 @@ Tensor Filled(const Dims& dims, uint32_t seed) {
 
 enum class ConvPassKind { kForward, kBackwardData, kBackwardWeights, kBackward };
 
+// fpmath is a dimension of the forward pass: conv2d_fwd_bf16 is conv2d_fwd with fpmath = bf16.
 struct ConvOp {
   std::string_view name;
   ConvPassKind pass;
   bool oneshot;
+  Fpmath fpmath = Fpmath::kStrict;
 };
 
 constexpr ConvOp kConvOps[] = {
     {"conv2d_fwd", ConvPassKind::kForward, false},
+    {"conv2d_fwd_bf16", ConvPassKind::kForward, false, Fpmath::kBf16},
     {"conv2d_fwd_oneshot", ConvPassKind::kForward, true},
     {"conv2d_bwd_data", ConvPassKind::kBackwardData, false},
     {"conv2d_bwd_data_oneshot", ConvPassKind::kBackwardData, true},
@@ -224,6 +227,7 @@ void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& bac
     params.activation_alpha = post.alpha;
     params.activation_beta = post.beta;
   }
+  params.fpmath = op.fpmath;
   const Dims x_dims = shape.x_dims(batch);
   const Tensor x = Filled(x_dims, 1);
   const Tensor w = Filled(shape.w_dims(), 2);

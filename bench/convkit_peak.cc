@@ -4,6 +4,9 @@
 //   peak/fma_fp32/T<threads>      fp32 multiply-add throughput (GFLOPS counter, 2 FLOPs per lane):
 //                                 kChains independent MulAdd chains per thread, widest vectors of
 //                                 the best Highway target, nothing loaded or stored in the loop.
+//   peak/dot_bf16/T<threads>      bf16 dot-product throughput (GFLOPS counter, 4 FLOPs per fp32
+//                                 lane: vdpbf16ps adds two products per lane), kBf16Chains chains
+//                                 of the bf16 kernels' DotBf16Pairs; skipped without AVX512-BF16.
 //   peak/stream_triad/T<threads>  STREAM's triad a = b + s * c over arrays far larger than the
 //                                 last-level cache (GBps counter, 12 bytes per element as STREAM
 //                                 counts: two loads and a store, no write-allocate traffic).
@@ -25,6 +28,7 @@
 #define HWY_TARGET_INCLUDE "bench/convkit_peak.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
+#include "backends/highway/conv2d_fwd_bf16-inl.h"
 #include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
 
@@ -53,6 +57,37 @@ float FmaChains(int64_t iters, float seed) {
   for (size_t i = 1; i < kChains; ++i) sum = hn::Add(sum, a[i]);
   return hn::GetLane(hn::SumOfLanes(d, sum));
 }
+
+// vdpbf16ps latency ~6 x 2 pipes needs >= 12 chains; 24 + 2 operands fit the 32 zmm registers.
+constexpr size_t kBf16Chains = 24;
+
+#if HWY_TARGET == HWY_AVX3
+// As FmaChains with DotBf16Pairs (the bf16 kernels' step). 0.001 (in bf16) keeps the sums normal
+// and finite: 2e-6 per step.
+CONVKIT_BF16_ATTR float DotBf16Chains(int64_t iters, float seed) {
+  namespace kh = convkit::internal::highway::HWY_NAMESPACE;
+  const hn::ScalableTag<float> d;
+  const __m512i pair = _mm512_set1_epi32(0x3A833A83);  // two bf16 0.001
+  kh::VF a[kBf16Chains];
+  for (size_t i = 0; i < kBf16Chains; ++i) a[i] = hn::Set(d, seed + static_cast<float>(i));
+  for (int64_t it = 0; it < iters; ++it) {
+    HWY_UNROLL(32)
+    for (size_t i = 0; i < kBf16Chains; ++i) a[i] = kh::DotBf16Pairs(a[i], pair, pair);
+  }
+  kh::VF sum = a[0];
+  for (size_t i = 1; i < kBf16Chains; ++i) sum = hn::Add(sum, a[i]);
+  return hn::GetLane(hn::SumOfLanes(d, sum));
+}
+
+// FLOPs one DotBf16Chains step does, or 0 when this CPU has no AVX512-BF16.
+double Bf16FlopsPerStep() {
+  if (!__builtin_cpu_supports("avx512bf16")) return 0.0;
+  return 4.0 * kBf16Chains * static_cast<double>(hn::Lanes(hn::ScalableTag<float>()));
+}
+#else
+float DotBf16Chains(int64_t, float) { return 0.0f; }
+double Bf16FlopsPerStep() { return 0.0; }
+#endif
 
 // The dispatched target's name, for the label.
 const char* Target() { return hwy::TargetName(HWY_TARGET); }
@@ -85,6 +120,8 @@ namespace {
 
 HWY_EXPORT(FmaChains);
 HWY_EXPORT(FlopsPerStep);
+HWY_EXPORT(DotBf16Chains);
+HWY_EXPORT(Bf16FlopsPerStep);
 HWY_EXPORT(Triad);
 HWY_EXPORT(Target);
 
@@ -115,6 +152,25 @@ void BenchFma(benchmark::State& state, int threads) {
   for (auto _ : state) {
     seconds += TeamSeconds(threads, [&](int, int) {
       const float r = HWY_DYNAMIC_DISPATCH(FmaChains)(kSteps, 0.999f);
+      if (r == 12345.0f) sink += 1.0;  // never true; keeps r alive
+    });
+  }
+  benchmark::DoNotOptimize(sink);
+  state.counters["GFLOPS"] = flops * static_cast<double>(state.iterations()) / seconds * 1e-9;
+  state.SetLabel(HWY_DYNAMIC_DISPATCH(Target)());
+}
+
+void BenchDotBf16(benchmark::State& state, int threads) {
+  constexpr int64_t kSteps = 2000000;
+  const double flops = HWY_DYNAMIC_DISPATCH(Bf16FlopsPerStep)() * kSteps * threads;
+  if (flops == 0.0) {
+    state.SkipWithError("unsupported: no AVX512-BF16 on this CPU or target");
+    return;
+  }
+  double seconds = 0.0, sink = 0.0;
+  for (auto _ : state) {
+    seconds += TeamSeconds(threads, [&](int, int) {
+      const float r = HWY_DYNAMIC_DISPATCH(DotBf16Chains)(kSteps, 0.999f);
       if (r == 12345.0f) sink += 1.0;  // never true; keeps r alive
     });
   }
@@ -167,6 +223,10 @@ int Main(int argc, char** argv) {
   const std::string t = "/T" + std::to_string(threads);
   benchmark::RegisterBenchmark(("peak/fma_fp32" + t).c_str(),
                                [threads](benchmark::State& s) { BenchFma(s, threads); })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark(("peak/dot_bf16" + t).c_str(),
+                               [threads](benchmark::State& s) { BenchDotBf16(s, threads); })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark(("peak/stream_triad" + t).c_str(),

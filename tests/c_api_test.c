@@ -54,6 +54,16 @@ static void conv_forward_by_hand(void) {
   params.activation = CONVKIT_ACTIVATION_RELU;
   CHECK(convkit_conv2d_forward(&params, xt, wt, b, 1, yt, NULL) == CONVKIT_OK);
   for (int i = 0; i < 4; ++i) CHECK(y[i] == 0.0f);
+  /* fpmath: strict by default; bf16 changes nothing on these small integers; others refused. */
+  CHECK(params.fpmath == CONVKIT_FPMATH_STRICT);
+  params.activation = CONVKIT_ACTIVATION_NONE;
+  params.fpmath = CONVKIT_FPMATH_BF16;
+  b[0] = 10;
+  CHECK(convkit_conv2d_forward(&params, xt, wt, b, 1, yt, NULL) == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == 6.0f);
+  params.fpmath = (convkit_fpmath)2;
+  CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, b, 1, yt, NULL), CONVKIT_INVALID_ARGUMENT,
+              "params.fpmath");
 }
 
 /* The post-ops on the same convolution (z = 6 everywhere): clip(0, 5) gives 5; a residual r =

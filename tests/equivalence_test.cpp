@@ -449,11 +449,14 @@ uint64_t CaseSeed(int index) {
 // Forward convolution, one-shot and through a plan run twice, against reference. Case i also
 // takes post-op variant i (PostOpVariantFor): every activation and residual mode runs over the
 // grid, bit-exact for the exact activations and within 4 ulp for the others (the data are
-// integers, so the sums agree exactly and only the activation may differ).
-void ConvForwardGrid(const std::string& backend, std::string_view isa) {
+// integers, so the sums agree exactly and only the activation may differ). With fpmath = bf16
+// too: the grid's integers (|v| <= 3) are bf16 values, so bf16 products change no bit.
+void ConvForwardGrid(const std::string& backend, std::string_view isa,
+                     Fpmath fpmath = Fpmath::kStrict) {
   Tally tally(backend);
   int index = 0;
-  for (const ConvCase& c : ConvCases()) {
+  for (ConvCase c : ConvCases()) {
+    c.params.fpmath = fpmath;
     const PostOpVariant post = PostOpVariantFor(index);
     Rng rng(CaseSeed(index++));
     const std::string cs = c.ToString() + " " + post.ToString();
@@ -761,6 +764,10 @@ TEST_P(EquivalenceTest, ConvForward) {
   CONVKIT_SKIP_UNLESS_BUILT(backend());
   ConvForwardGrid(backend(), "");
 }
+TEST_P(EquivalenceTest, ConvForwardBf16) {
+  CONVKIT_SKIP_UNLESS_BUILT(backend());
+  ConvForwardGrid(backend(), "", Fpmath::kBf16);
+}
 TEST_P(EquivalenceTest, ConvBackward) {
   CONVKIT_SKIP_UNLESS_BUILT(backend());
   ConvBackwardGrid(backend(), "");
@@ -882,6 +889,7 @@ TEST_P(HighwayTargetTest, PlansRunOnThePinnedTarget) {
   EXPECT_TRUE(ImplIsOnIsa("max pool 3x3", pool.impl_name(), isa()));
 }
 TEST_P(HighwayTargetTest, ConvForward) { ConvForwardGrid("highway", isa()); }
+TEST_P(HighwayTargetTest, ConvForwardBf16) { ConvForwardGrid("highway", isa(), Fpmath::kBf16); }
 TEST_P(HighwayTargetTest, ConvBackward) { ConvBackwardGrid("highway", isa()); }
 TEST_P(HighwayTargetTest, PoolForward) { PoolForwardGrid("highway", isa()); }
 TEST_P(HighwayTargetTest, PoolBackward) { PoolBackwardGrid("highway", isa()); }

@@ -50,6 +50,7 @@ options:
                      '+': relu, relu:ALPHA (leaky), clip:LO:HI, logistic, tanh, swish, hardswish,
                      hardsigmoid:ALPHA:BETA, gelu_erf; sum adds a residual before (sum+relu) or
                      after (relu+sum) the activation. --relu is --attr-post-ops=relu
+  --attr-fpmath=MODE  conv forward: strict (default, fp32) or bf16 (x, w may be rounded to bf16)
   --verify          compare each backend's output with the reference backend's
   --repeats=N       timed repeats, the median is reported (default 25; fewer past ~2 s of work)
   --threads=N       threads per call (default OMP_NUM_THREADS or all cores)
@@ -246,9 +247,10 @@ void ReadConvParams(const Descriptor& d, const PostOpsSpec& post, Params* params
 
 class ConvCase final : public Case {
  public:
-  ConvCase(const Descriptor& d, std::string dir, const PostOpsSpec& post)
+  ConvCase(const Descriptor& d, std::string dir, const PostOpsSpec& post, Fpmath fpmath)
       : dir_(std::move(dir)), residual_(post.residual) {
     ReadConvParams(d, post, &params_);
+    params_.fpmath = fpmath;
     const int64_t ih = d.Get("ih", 0);
     const int64_t ic = d.Get("ic", 0);
     x_dims_ = {d.Get("mb", 2), ih, d.Get("iw", ih), ic};
@@ -261,6 +263,9 @@ class ConvCase final : public Case {
     }
     if ((post.activation != Activation::kNone || post.residual) && dir_.rfind("FWD", 0) != 0) {
       Fail("--attr-post-ops is for the forward pass");
+    }
+    if (fpmath != Fpmath::kStrict && dir_.rfind("FWD", 0) != 0) {
+      Fail("--attr-fpmath=bf16 is for the forward pass");
     }
     y_dims_ = conv2d_output_dims(x_dims_, w_dims_, params_);  // throws on invalid parameters
     CheckGivenOutput(d, "oh", y_dims_[1]);
@@ -569,6 +574,7 @@ struct Options {
   std::string alg = "max";
   bool ceil_mode = false;
   PostOpsSpec post_ops;
+  Fpmath fpmath = Fpmath::kStrict;
   bool verify = false;
   int repeats = 25;
   int threads = 0;
@@ -606,6 +612,9 @@ Options ParseOptions(int argc, char** argv) {
       o.alg = *v;
     } else if (auto v = value("--attr-post-ops")) {
       o.post_ops = ParsePostOps(*v);
+    } else if (auto v = value("--attr-fpmath")) {
+      if (*v != "strict" && *v != "bf16") Fail("--attr-fpmath: strict or bf16");
+      o.fpmath = *v == "bf16" ? Fpmath::kBf16 : Fpmath::kStrict;
     } else if (auto v = value("--repeats")) {
       o.repeats = std::max(1, std::atoi(v->c_str()));
     } else if (auto v = value("--threads")) {
@@ -647,7 +656,7 @@ bool RunProblem(const Options& o, const std::string& text) {
     c = std::make_unique<ConvCase>(
         ParseDescriptor(text, {"mb", "g", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh",
                                "sw", "ph", "pw", "dh", "dw"}),
-        o.dir, o.post_ops);
+        o.dir, o.post_ops, o.fpmath);
   } else if (o.kind == "deconv") {
     c = std::make_unique<DeconvCase>(
         ParseDescriptor(text, {"mb", "g", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh",

@@ -125,6 +125,11 @@ Activation ActivationOf(std::string_view op, int activation) {
 Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
   const convkit_conv2d_params& p = Required(op, "params", c);
   const Activation activation = ActivationOf(op, RawEnum(p.activation));
+  const int fpmath = RawEnum(p.fpmath);
+  if (fpmath != CONVKIT_FPMATH_STRICT && fpmath != CONVKIT_FPMATH_BF16) {
+    Fail(op, "params.fpmath", "CONVKIT_FPMATH_STRICT (0) or CONVKIT_FPMATH_BF16 (1)",
+         std::to_string(fpmath));
+  }
   Conv2dParams params;
   params.kernel_h = p.kernel_h;
   params.kernel_w = p.kernel_w;
@@ -139,6 +144,7 @@ Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
   params.activation_beta = p.activation_beta;
   params.residual_after_activation =
       FlagOf(op, "params.residual_after_activation", p.residual_after_activation);
+  params.fpmath = fpmath == CONVKIT_FPMATH_BF16 ? Fpmath::kBf16 : Fpmath::kStrict;
   return params;
 }
 
@@ -256,6 +262,7 @@ const char* convkit_last_error(void) { return last_error.c_str(); }
 void convkit_conv2d_params_init(convkit_conv2d_params* params) {
   if (params == nullptr) return;
   *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE, 0.0f, 0.0f, 0};
+  params->fpmath = CONVKIT_FPMATH_STRICT;
 }
 
 void convkit_conv2d_transpose_params_init(convkit_conv2d_transpose_params* params) {

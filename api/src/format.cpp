@@ -95,6 +95,7 @@ std::string to_string(const Conv2dParams& params) {
   out << " d" << params.dilation_h << 'x' << params.dilation_w << " g" << params.groups;
   write_activation(out, params.activation, params.activation_alpha, params.activation_beta);
   if (params.residual_after_activation) out << " residual_after";
+  if (params.fpmath == Fpmath::kBf16) out << " bf16";
   return out.str();
 }
 
@@ -150,6 +151,7 @@ std::string Conv2dProblem::to_string() const {
   if (post_ops.has_activation() || post_ops.residual_after_activation) {
     out << ' ' << post_ops.to_string();
   }
+  if (fpmath == Fpmath::kBf16) out << " bf16";
   return out.str();
 }
 

@@ -78,7 +78,8 @@ void conv2d_backward(const Conv2dParams& params, ConstTensorView x, ConstTensorV
                      ConstTensorView dy, const Conv2dGrads& grads, std::string_view backend) {
   constexpr std::string_view op = "conv2d_backward";
   internal::check_backward_activation(op, params.activation);
-  const Conv2dProblem p = internal::make_conv2d_problem(op, params, x.dims, w.dims, false);
+  Conv2dProblem p = internal::make_conv2d_problem(op, params, x.dims, w.dims, false);
+  p.fpmath = Fpmath::kStrict;  // fpmath is the forward pass's (kBf16 permits fp32)
   check_tensor(op, "x", x, x.dims);
   check_tensor(op, "w", w, w.dims);
   check_tensor(op, "dy", dy, {p.n, p.oh, p.ow, p.oc});

@@ -37,13 +37,16 @@ struct Conv2dProblem {
   int64_t groups = 1;
   PostOps post_ops;
   bool has_bias = false;
+  Fpmath fpmath = Fpmath::kStrict;  // the forward pass may round x and w to bf16
+
+  bool bf16() const { return fpmath == Fpmath::kBf16; }
 
   int64_t ic_per_group() const { return ic / groups; }
   int64_t oc_per_group() const { return oc / groups; }
   bool depthwise() const { return groups == ic && groups == oc; }
   // Nominal FLOPs of the forward pass: 2 * N * OH * OW * OC * KH * KW * IC / groups.
   double flops() const;
-  // "n2 ih5 iw7 ic4 oc8 oh3 ow4 k3x3 s2x2 p1,1,1,1 d1x1 g1 bias relu".
+  // "n2 ih5 iw7 ic4 oc8 oh3 ow4 k3x3 s2x2 p1,1,1,1 d1x1 g1 bias relu bf16".
   std::string to_string() const;
 };
 

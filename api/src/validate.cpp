@@ -103,6 +103,10 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   check_at_least(op, "params.dilation_w", params.dilation_w, 1);
   check_at_least(op, "params.groups", params.groups, 1);
   check_pads(op, params.pad);
+  if (params.fpmath != Fpmath::kStrict && params.fpmath != Fpmath::kBf16) {
+    fail(ErrorCode::kInvalidArgument, op, "params.fpmath", "kStrict or kBf16",
+         str(static_cast<int64_t>(params.fpmath)));
+  }
   const PostOps post_ops = make_post_ops(op, params.activation, params.activation_alpha,
                                          params.activation_beta, params.residual_after_activation);
   check_activation_dims(op, "x", x_dims);
@@ -141,6 +145,7 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   p.groups = groups;
   p.post_ops = post_ops;
   p.has_bias = has_bias;
+  p.fpmath = params.fpmath;
   const int64_t span_h = checked_add(
       op, "params.dilation_h", checked_mul(op, "params.dilation_h", p.dilation_h, p.kh - 1), 1);
   const int64_t span_w = checked_add(

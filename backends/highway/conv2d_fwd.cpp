@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/highway/conv2d_fwd_bf16.hpp"
 #include "backends/highway/conv2d_fwd_winograd.hpp"
 #include "convkit/tensor.hpp"
 
@@ -228,12 +229,20 @@ int64_t VecsPerBlock(const Conv2dFwdKernel& kernel, int64_t ocg, int64_t /*k*/) 
 
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,
                                                const float* b) {
+  // fpmath = bf16 prefers the bf16 kernel, even over Winograd; without it, fp32 runs.
+  if (auto bf16 = CreateConv2dFwdBf16(p, w, b)) return bf16;
   if (UseWinograd(p, /*one_shot=*/false)) return CreateConv2dFwdWinograd(p, w, b);
   return std::make_unique<Conv2dFwdPlan>(p, w, b);
 }
 
 void Conv2dFwdOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
                       const float* r, float* y, std::string* impl_name) {
+  // bf16 needs its weights packed as bf16 pairs: a one-shot call packs them, as a plan does.
+  if (auto bf16 = CreateConv2dFwdBf16(p, w, b)) {
+    bf16->run(x, r, y);
+    if (impl_name != nullptr) *impl_name = bf16->name();
+    return;
+  }
   if (UseWinograd(p, /*one_shot=*/true)) {
     return Conv2dFwdWinogradOneShot(p, x, w, b, r, y, impl_name);
   }

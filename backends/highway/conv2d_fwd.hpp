@@ -95,7 +95,8 @@ std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const flo
                                                const float* b);
 
 // A one-shot call: the same kernels, reading HWIO weights in place (no packing). Allocates only a
-// zero row when IC exceeds a static one. Stores the implementation's name in impl_name if non-null.
+// zero row when IC exceeds a static one, and the bf16 pairs of w with fpmath = bf16. Stores the
+// implementation's name in impl_name if non-null.
 void Conv2dFwdOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
                       const float* r, float* y, std::string* impl_name);
 

@@ -57,6 +57,15 @@ memory PackWeights(const Conv2dProblem& p, const float* w, const memory::desc& p
   return packed;
 }
 
+// The implementation name. With fpmath = bf16, oneDNN's own name tells whether a bf16 kernel ran
+// when it does ("...avx512_core_bf16..."); when it does not, the name says the mode was allowed
+// and an fp32 kernel ran.
+std::string FwdImplName(const Conv2dProblem& p, const convolution_forward::primitive_desc& pd) {
+  std::string name = ImplName(pd);
+  if (p.bf16() && name.find("bf16") == std::string::npos) name += "(fpmath=bf16 unused)";
+  return name;
+}
+
 // A forward plan holds two primitives, one without and one with the residual: oneDNN fixes its
 // post-ops at creation, while convkit's r is a run-time argument. The weights are reordered once
 // when both primitives want the same layout (they do for every kernel seen so far).
@@ -68,7 +77,7 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
 
     const convolution_forward::primitive_desc plain_pd = *PrimitiveDesc(p, false);
     const std::optional<convolution_forward::primitive_desc> residual_pd = PrimitiveDesc(p, true);
-    name_ = ImplName(plain_pd);
+    name_ = FwdImplName(p, plain_pd);
 
     memory bias;
     if (p.has_bias) {
@@ -117,6 +126,8 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     attr.set_post_ops(MakePostOps(p.post_ops, residual));
+    // fpmath = bf16 lets oneDNN round x and w to bf16 (its fpmath_mode, same meaning).
+    if (p.bf16()) attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
     convolution_forward::primitive_desc pd(ForwardDesc(p, prop_kind::forward_inference, p.has_bias),
                                            attr, Engine());
     // brgconv's sum is wrong where windows lie wholly in the padding (onednn_post_ops.hpp).

@@ -2,6 +2,7 @@
 #include <cstdint>
 
 #include "api/src/backend.hpp"
+#include "api/src/bf16.hpp"
 #include "backends/reference/post_ops.hpp"
 #include "backends/reference/reference.hpp"
 
@@ -11,7 +12,8 @@ namespace {
 // The seed's conv_single_step for output element (n, oh, ow, oc): the sum over its window of x * w,
 // plus b. Taps in the padding are skipped, as zero padding adds nothing (and a window wholly in the
 // padding yields b). The order is fixed -- kh, kw, then the input channels of oc's group -- and b
-// is added last, so integer-valued data give the same bits on every backend (DESIGN §4).
+// is added last, so integer-valued data give the same bits on every backend (DESIGN §4). With
+// fpmath = bf16, x and w are rounded to bf16 first: this defines the mode.
 float conv_single_step(const Conv2dProblem& p, const float* x, const float* w, float b, int64_t n,
                        int64_t oh, int64_t ow, int64_t oc) {
   const int64_t batch = p.n;
@@ -28,6 +30,8 @@ float conv_single_step(const Conv2dProblem& p, const float* x, const float* w, f
   const int64_t group = oc / oc_per_group;
   const int64_t vert_start = oh * stride_h - pad_top;  // the seed's names; negative in the padding
   const int64_t horiz_start = ow * stride_w - pad_left;
+  const bool bf16 = p.bf16();
+  const auto operand = [bf16](float v) { return bf16 ? RoundToBf16(v) : v; };
   float z = 0.0f;
   for (int64_t kh = 0; kh < kernel_h; ++kh) {
     const int64_t ih = vert_start + kh * dilation_h;
@@ -36,7 +40,8 @@ float conv_single_step(const Conv2dProblem& p, const float* x, const float* w, f
       const int64_t iw = horiz_start + kw * dilation_w;
       if (iw < 0 || iw >= in_width) continue;
       for (int64_t ic = 0; ic < ic_per_group; ++ic) {  // ic counts within the group, as w's axis 2
-        z += x[x_at(n, ih, iw, group * ic_per_group + ic)] * w[w_at(kh, kw, ic, oc)];
+        z += operand(x[x_at(n, ih, iw, group * ic_per_group + ic)]) *
+             operand(w[w_at(kh, kw, ic, oc)]);
       }
     }
   }

@@ -14,6 +14,12 @@ namespace convkit::internal {
 namespace {
 
 constexpr std::string_view kImplName = "reference:direct:scalar";
+// fpmath = bf16: the same loops on x and w rounded to bf16.
+constexpr std::string_view kBf16ImplName = "reference:direct_bf16:scalar";
+
+std::string conv2d_fwd_name(const Conv2dProblem& p) {
+  return std::string(p.bf16() ? kBf16ImplName : kImplName);
+}
 
 void store_impl_name(std::string* impl_name) {
   if (impl_name != nullptr) *impl_name = kImplName;
@@ -30,7 +36,7 @@ class ReferenceConv2dFwd final : public Conv2dFwdImpl {
   void run(const float* x, const float* r, float* y) const override {
     reference::conv2d_fwd(p_, x, w_.data(), p_.has_bias ? b_.data() : nullptr, r, y);
   }
-  std::string name() const override { return std::string(kImplName); }
+  std::string name() const override { return conv2d_fwd_name(p_); }
 
  private:
   Conv2dProblem p_;
@@ -139,7 +145,7 @@ class ReferenceBackend final : public Backend {
   void conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
                   const float* r, float* y, std::string* impl_name) const override {
     reference::conv2d_fwd(p, x, w, p.has_bias ? b : nullptr, r, y);
-    store_impl_name(impl_name);
+    if (impl_name != nullptr) *impl_name = conv2d_fwd_name(p);
   }
   void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
                             const float* b, const float* r, float* y,

@@ -153,6 +153,12 @@ Activation parse_activation(std::string_view op, const std::optional<std::string
   fail_argument(op, "activation", kActivationForms, "'" + *activation + "'");
 }
 
+Fpmath parse_fpmath(std::string_view op, std::string_view fpmath) {
+  if (fpmath == "strict") return Fpmath::kStrict;
+  if (fpmath == "bf16") return Fpmath::kBf16;
+  fail_argument(op, "fpmath", "'strict' or 'bf16'", "'" + std::string(fpmath) + "'");
+}
+
 PoolMode parse_pool_mode(std::string_view op, std::string_view mode) {
   if (mode == "max") return PoolMode::kMax;
   if (mode == "average") return PoolMode::kAverage;

@@ -53,6 +53,8 @@ ActivationArg parse_activation(std::string_view op, nanobind::handle activation)
 
 // The name-only form: None or one of the names above without parameters.
 Activation parse_activation(std::string_view op, const std::optional<std::string>& activation);
+// 'strict' or 'bf16' (convkit::Fpmath).
+Fpmath parse_fpmath(std::string_view op, std::string_view fpmath);
 
 // "max" or "average".
 PoolMode parse_pool_mode(std::string_view op, std::string_view mode);

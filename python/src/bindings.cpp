@@ -103,7 +103,8 @@ Dims output_dims(std::string_view op, std::string_view dims_op, DimsOf dims_of) 
 OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional<InputArray>& b,
                    nb::handle stride, nb::handle padding, nb::handle dilation, nb::handle groups,
                    nb::handle activation, const std::optional<InputArray>& residual,
-                   bool residual_after_activation, const std::optional<std::string>& backend) {
+                   bool residual_after_activation, const std::optional<std::string>& backend,
+                   const std::string& fpmath) {
   constexpr std::string_view op = "conv2d_forward";
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kWeightsLayout, w);
@@ -112,6 +113,7 @@ OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional
   params.residual_after_activation = residual_after_activation;
   std::optional<ConstTensorView> r_view;
   if (residual) r_view = view_4d(op, "residual", kActivationLayout, *residual);
+  params.fpmath = parse_fpmath(op, fpmath);
   const std::span<const float> b_span =
       b ? std::span<const float>(b->data(), b->size()) : std::span<const float>();
   OutputBuffer y(output_dims(op, "conv2d_output_dims",

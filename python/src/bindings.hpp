@@ -49,7 +49,7 @@ OutputArray conv2d(const InputArray& x, const InputArray& w, const std::optional
                    nanobind::handle stride, nanobind::handle padding, nanobind::handle dilation,
                    nanobind::handle groups, nanobind::handle activation,
                    const std::optional<InputArray>& residual, bool residual_after_activation,
-                   const std::optional<std::string>& backend);
+                   const std::optional<std::string>& backend, const std::string& fpmath);
 
 // (dx, dw, db) of conv2d (without activation) given dy; db has shape (C_out,).
 std::tuple<OutputArray, OutputArray, OutputArray> conv2d_backward(

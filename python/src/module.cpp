@@ -49,11 +49,12 @@ void add_conv2d(nb::module_& m) {
                 "stride: int | tuple[int, int] = 1, padding: int | tuple[int, ...] = 0, "
                 "dilation: int | tuple[int, int] = 1, groups: int = 1, "
                 "activation: str | tuple | None = None, residual: numpy.ndarray | None = None, "
-                "residual_after_activation: bool = False, backend: str | None = None) -> "
-                "numpy.ndarray"),
+                "residual_after_activation: bool = False, backend: str | None = None, "
+                "fpmath: str = 'strict') -> numpy.ndarray"),
         "x"_a, "w"_a, "b"_a.none() = nb::none(), "stride"_a = 1, "padding"_a = 0, "dilation"_a = 1,
         "groups"_a = 1, "activation"_a.none() = nb::none(), "residual"_a.none() = nb::none(),
         "residual_after_activation"_a = false, "backend"_a.none() = nb::none(),
+        "fpmath"_a = "strict",
         "y = activation(conv2d(x, w) + b + residual), or with residual_after_activation\n"
         "y = activation(conv2d(x, w) + b) + residual.\n\n"
         "x (N, H, W, C_in); w (KH, KW, C_in / groups, C_out); b None or C_out elements of any "
@@ -61,7 +62,8 @@ void add_conv2d(nb::module_& m) {
         "left, right); activation: None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', "
         "'hardswish', 'gelu', ('clip', lo, hi), ('leaky_relu', alpha) or ('hardsigmoid', alpha, "
         "beta); residual: None or y's shape (N, OH, OW, C_out), not sharing memory with x; "
-        "backend: None ($CONVKIT_BACKEND or 'auto'), 'auto' or one of backends(). Returns y "
+        "backend: None ($CONVKIT_BACKEND or 'auto'), 'auto' or one of backends(); fpmath: "
+        "'strict' (fp32) or 'bf16' (x and w may be rounded to bf16, fp32 accumulation). Returns y "
         "(N, OH, OW, C_out), float32.");
   m.def("conv2d_backward", &convkit::python::conv2d_backward,
         nb::sig("def conv2d_backward(dy: numpy.ndarray, x: numpy.ndarray, w: numpy.ndarray, "

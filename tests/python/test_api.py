@@ -81,6 +81,22 @@ def test_relu(backend, rng):
     assert np.array_equal(y_relu, np.maximum(y, 0))
 
 
+def test_fpmath_bf16(backend, rng):
+    # Small integers are bf16 values with exact products: bf16 changes no bit of the result.
+    x = rng.integers(-256, 257, (2, 6, 5, 17)).astype(np.float32)
+    w = rng.integers(-16, 17, (3, 3, 17, 19)).astype(np.float32)
+    strict = convkit.conv2d(x, w, padding=1, backend=backend)
+    assert np.array_equal(convkit.conv2d(x, w, padding=1, backend=backend, fpmath="bf16"), strict)
+    # On normals, within 2^-7 sum |x||w| (plus the fp32 term) of fp32.
+    x = rng.standard_normal((1, 6, 5, 17)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 17, 19)).astype(np.float32)
+    bound = convkit.conv2d(np.abs(x), np.abs(w), padding=1, backend="reference")
+    y = convkit.conv2d(x, w, padding=1, backend=backend, fpmath="bf16")
+    assert (np.abs(y - convkit.conv2d(x, w, padding=1, backend=backend)) <= bound / 64).all()
+    with pytest.raises(convkit.Error, match="fpmath"):
+        convkit.conv2d(x, w, fpmath="fp16", backend=backend)
+
+
 def numpy_variants(x):
     """x as float64, as a transposed view, with negative and step strides, and Fortran-ordered:
     each holding the same values as x."""

@@ -68,10 +68,14 @@ typedef enum convkit_activation {
   CONVKIT_ACTIVATION_GELU = 10        /* erf form */
 } convkit_activation;
 
+/* As convkit::Fpmath: how the forward convolution may multiply. BF16 permits rounding x and w to
+ * bf16 with fp32 accumulation; the implementation name says whether bf16 arithmetic ran. */
+typedef enum convkit_fpmath { CONVKIT_FPMATH_STRICT = 0, CONVKIT_FPMATH_BF16 = 1 } convkit_fpmath;
+
 /* As convkit::Conv2dParams; convkit_conv2d_params_init sets its defaults (1x1 kernel, stride 1,
  * no padding, dilation 1 = dense taps, 1 group, no activation, alpha = beta = 0, residual before
- * the activation). The last three fields were added with the post-ops (issue 14): code compiled
- * against the older, shorter struct must be rebuilt. */
+ * the activation, strict fp32). The last four fields were added with the post-ops (issue 14) and
+ * fpmath (issue 19): code compiled against the older, shorter struct must be rebuilt. */
 typedef struct convkit_conv2d_params {
   int64_t kernel_h, kernel_w;
   int64_t stride_h, stride_w;
@@ -82,6 +86,7 @@ typedef struct convkit_conv2d_params {
   float activation_alpha;
   float activation_beta;
   int residual_after_activation; /* 0: y = act(conv + b + r); 1: y = act(conv + b) + r */
+  convkit_fpmath fpmath;
 } convkit_conv2d_params;
 
 /* As convkit::Conv2dTransposeParams (PyTorch's ConvTranspose2d in NHWC; w is {KH, KW,

@@ -42,6 +42,12 @@ enum class Activation {
   kGelu,
 };
 
+// How the forward convolutions may multiply (oneDNN's fpmath_mode). kStrict: fp32. kBf16: x and w
+// may be rounded to bf16 (round to nearest even) and multiplied with fp32 accumulation; bias,
+// activation and y stay fp32. A permission, not an obligation: a backend or CPU without bf16
+// arithmetic computes in fp32, and the implementation name says which ran (DESIGN §3).
+enum class Fpmath { kStrict, kBf16 };
+
 // A 2-D convolution. Output size per axis (DESIGN §4):
 //   OH = floor((H + pad.top + pad.bottom - dilation_h * (kernel_h - 1) - 1) / stride_h) + 1.
 // Weights are HWIO {kernel_h, kernel_w, C_in / groups, C_out}; groups must divide C_in and C_out
@@ -63,6 +69,8 @@ struct Conv2dParams {
   // Where a residual r (conv2d_forward's r, Conv2d::run's r) is added: false gives
   // y = act(conv(x) + b + r) (ResNet, ONNX Runtime's FusedConv), true y = act(conv(x) + b) + r.
   bool residual_after_activation = false;
+  // The forward pass's compute mode; the backward passes compute in fp32 (kBf16 permits it).
+  Fpmath fpmath = Fpmath::kStrict;
 };
 
 // A 2-D transposed convolution (PyTorch's ConvTranspose2d, in NHWC): the backward data of the
@@ -120,7 +128,7 @@ struct Pool2dParams {
 // "hardsigmoid", ...; "unknown" for a value outside the enum.
 const char* activation_name(Activation activation);
 
-// "k3x3 s2x2 p1,1,1,1 d1x1 g1 relu" and "max k3x3 s2x2 p1,1,1,1 ceil incl_pad".
+// "k3x3 s2x2 p1,1,1,1 d1x1 g1 relu bf16" and "max k3x3 s2x2 p1,1,1,1 ceil incl_pad".
 std::string to_string(const Conv2dParams& params);
 std::string to_string(const Pool2dParams& params);
 // "k4x4 s2x2 p1,1,1,1 d1x1 g1 op0x0 relu".
