@@ -2,6 +2,8 @@
 # The README's comparison command: set-up, build the benchmarks, run every built backend on the
 # default shape sets (2 threads), print the Markdown table, write out/ (raw JSON, PNG charts).
 # Arguments go to tools/convkit_compare.py (e.g. --sets resnet50 --ops conv2d_fwd --update-readme).
+# The peers (XNNPACK, ONNX Runtime, OpenVINO) are installed too (tools/setup.sh --peers); with
+# CONVKIT_PEERS=0 they are not, and the tables note the absent ones.
 # --models adds the end-to-end model set (tools/model_compare.py: convkit.onnx against ONNX Runtime
 # and OpenVINO, when installed); --models-only runs that alone.
 set -euo pipefail
@@ -19,7 +21,8 @@ for arg in "$@"; do
   esac
 done
 
-tools/setup.sh
+# A peer that cannot be installed here is left out of the tables, never a failure.
+if [[ ${CONVKIT_PEERS:-1} == 0 ]] || ! tools/setup.sh --peers; then tools/setup.sh; fi
 if ((models)); then
   cmake --preset release -DCONVKIT_BUILD_PYTHON=ON \
     -DPython_EXECUTABLE="$("$python" -c 'import sys; print(sys.executable)')"
