@@ -11,7 +11,7 @@
 # Fresh-machine rehearsal (what a new user or a new CI machine sees; run as root):
 #   apt-get purge -y libhwy-dev libdnnl-dev ocl-icd-opencl-dev libgtest-dev libgmock-dev \
 #     libbenchmark-dev && apt-get autoremove -y
-#   python3 -m pip uninstall -y nanobind scikit-build-core pytest matplotlib
+#   python3 -m pip uninstall -y nanobind scikit-build-core pytest matplotlib onnx
 #   git clone <this repository> /tmp/fresh && cd /tmp/fresh && tools/test.sh && tools/compare.sh ...
 set -euo pipefail
 
@@ -33,6 +33,7 @@ python_packages=(
   pytest:pytest
   nanobind:nanobind
   scikit_build_core:scikit-build-core
+  onnx:onnx
 )
 
 # The comparison's peers (tools/compare.sh, DESIGN §9), with --peers only. libpthreadpool-dev:

@@ -28,5 +28,6 @@ if [[ $preset != asan ]]; then
     --target "$wheel_dir" -C cmake.define.CONVKIT_WITH_HIGHWAY=OFF \
     -C cmake.define.CONVKIT_WITH_ONEDNN=OFF .
   (cd "$wheel_dir" && PYTHONPATH="$wheel_dir" "$python" -m pytest -q -p no:cacheprovider \
-    "$OLDPWD/tests/python/test_seed_golden.py")
+    "$OLDPWD/tests/python/test_seed_golden.py" &&
+    PYTHONPATH="$wheel_dir" "$python" -c "import convkit.onnx.models")
 fi

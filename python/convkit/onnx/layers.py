@@ -1,0 +1,282 @@
+"""Conv, ConvTranspose and the pooling ops: one convkit layer per node, created at load.
+
+ONNX weights OIHW become convkit's HWIO; ConvTranspose's IOHW becomes {KH, KW, C_out/g, C_in}.
+Pads [top, left, bottom, right] become (top, bottom, left, right); auto_pad is resolved here.
+Conv nodes may carry the fusion rewrite's private attributes `_activation` (convkit's spec) and
+`_residual` ("before"/"after" the activation, with the residual as input 3).
+"""
+
+import numpy as np
+
+from . import layout as L
+from .adapter import ConvLayer, PoolLayer
+from .kernel import Kernel
+from .ops import BUILDERS, op
+
+SHAPES = {}  # op type -> function(ctx) returning the output shape without running the op
+
+
+def shape_function(*names):
+    def register(f):
+        for name in names:
+            SHAPES[name] = f
+        return f
+
+    return register
+
+
+def _pair(ctx, key, default):
+    value = ctx.attr(key)
+    if value is None:
+        return default
+    if len(value) != 2:
+        raise ctx.fail(f"{key}={list(value)} (supported: 2-D, two values)")
+    return tuple(int(v) for v in value)
+
+
+def _check_2d(ctx):
+    shape = ctx.in_shape(0)
+    if len(shape) != 4:
+        raise ctx.fail(f"input of rank {len(shape)} {tuple(shape)} (supported: 2-D, NCHW input "
+                       "of rank 4)")
+
+
+def _same_pads(in_size, kernel, stride, dilation, upper):
+    out = -(-in_size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - in_size, 0)
+    small, large = total // 2, total - total // 2
+    return (small, large) if upper else (large, small)
+
+
+def _pads(ctx, kernel, stride, dilation):
+    """(top, bottom, left, right) from pads or auto_pad."""
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+    _, _, h, w = ctx.in_shape(0)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        upper = auto_pad == "SAME_UPPER"
+        top, bottom = _same_pads(h, kernel[0], stride[0], dilation[0], upper)
+        left, right = _same_pads(w, kernel[1], stride[1], dilation[1], upper)
+        return top, bottom, left, right
+    if auto_pad == "VALID":
+        return 0, 0, 0, 0
+    if auto_pad != "NOTSET":
+        raise ctx.fail(f"auto_pad='{auto_pad}' (supported: NOTSET, SAME_UPPER, SAME_LOWER, "
+                       "VALID)")
+    pads = ctx.attr("pads") or [0, 0, 0, 0]
+    if len(pads) != 4:
+        raise ctx.fail(f"pads={list(pads)} (supported: 4 values for 2-D)")
+    top, left, bottom, right = (int(p) for p in pads)
+    return top, bottom, left, right
+
+
+def _out_size(in_size, pad, kernel, stride, dilation, ceil_mode=False):
+    span = in_size + pad[0] + pad[1] - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= in_size + pad[0]:
+        out -= 1  # the last window would start in the bottom/right padding (PyTorch's rule)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Conv.
+
+def _conv_params(ctx):
+    _check_2d(ctx)
+    w = ctx.require_const(1, "Conv's weights")
+    if w.ndim != 4:
+        raise ctx.fail(f"weights of rank {w.ndim} (supported: 2-D convolution, OIHW weights)")
+    kernel = tuple(w.shape[2:])
+    if ctx.attr("kernel_shape") is not None and tuple(ctx.attr("kernel_shape")) != kernel:
+        raise ctx.fail(f"kernel_shape {ctx.attr('kernel_shape')} differs from the weights' "
+                       f"{kernel}")
+    stride = _pair(ctx, "strides", (1, 1))
+    dilation = _pair(ctx, "dilations", (1, 1))
+    return w, kernel, stride, dilation, _pads(ctx, kernel, stride, dilation), ctx.attr("group", 1)
+
+
+@shape_function("Conv")
+def conv_shape(ctx):
+    w, kernel, stride, dilation, pads, _ = _conv_params(ctx)
+    n, _, h, wi = ctx.in_shape(0)
+    return (n, w.shape[0], _out_size(h, pads[:2], kernel[0], stride[0], dilation[0]),
+            _out_size(wi, pads[2:], kernel[1], stride[1], dilation[1]))
+
+
+def _layer_kernel(ctx, layer):
+    residual = layer.residual is not None
+    in_layouts = [L.NHWC] + [L.ANY] * (len(ctx.node.inputs) - 1)
+    if residual:
+        in_layouts[3] = L.NHWC
+
+        def run(x, w, b, r):
+            return layer.run(x, r)
+    else:
+        def run(x, *_):
+            return layer.run(x)
+    return Kernel(run, in_layouts, [L.NHWC], layer=layer)
+
+
+@op("Conv")
+def build_conv(ctx):
+    w, kernel, stride, dilation, pads, groups = _conv_params(ctx)
+    b = ctx.require_const(2, "Conv's bias")
+    n, c, h, wi = ctx.in_shape(0)
+    layer = ConvLayer(w.transpose(2, 3, 1, 0), b, x_shape=(n, h, wi, c), stride=stride,
+                      pads=pads, dilation=dilation, groups=groups,
+                      activation=ctx.attr("_activation"), residual=ctx.attr("_residual"),
+                      backend=ctx.backend, reuse_output=ctx.reuse_buffers)
+    return _layer_kernel(ctx, layer)
+
+
+# ------------------------------------------------------------------------------------------------
+# ConvTranspose.
+
+def _conv_transpose_params(ctx):
+    _check_2d(ctx)
+    w = ctx.require_const(1, "ConvTranspose's weights")
+    if w.ndim != 4:
+        raise ctx.fail(f"weights of rank {w.ndim} (supported: 2-D, IOHW weights)")
+    groups = ctx.attr("group", 1)
+    kernel = tuple(w.shape[2:])
+    stride = _pair(ctx, "strides", (1, 1))
+    dilation = _pair(ctx, "dilations", (1, 1))
+    output_padding = _pair(ctx, "output_padding", (0, 0))
+    _, _, h, wi = ctx.in_shape(0)
+    output_shape = ctx.attr("output_shape")
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+    if output_shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        if output_shape is None:
+            output_shape = (h * stride[0], wi * stride[1])
+        output_shape = tuple(int(s) for s in output_shape[-2:])
+        pads = []
+        for axis, size in enumerate((h, wi)):
+            total = (stride[axis] * (size - 1) + output_padding[axis]
+                     + (kernel[axis] - 1) * dilation[axis] + 1 - output_shape[axis])
+            if total < 0:
+                raise ctx.fail(f"output_shape {output_shape} larger than the full output "
+                               "(supported: output_shape reachable by cropping)")
+            small, large = total // 2, total - total // 2
+            pads += [small, large] if auto_pad == "SAME_UPPER" else [large, small]
+        pads = tuple(pads)
+    elif auto_pad == "VALID":
+        pads = (0, 0, 0, 0)
+    elif auto_pad == "NOTSET":
+        top, left, bottom, right = (int(p) for p in (ctx.attr("pads") or [0, 0, 0, 0]))
+        pads = (top, bottom, left, right)
+    else:
+        raise ctx.fail(f"auto_pad='{auto_pad}' (supported: NOTSET, SAME_UPPER, SAME_LOWER, "
+                       "VALID)")
+    return w, kernel, stride, dilation, pads, groups, output_padding
+
+
+@shape_function("ConvTranspose")
+def conv_transpose_shape(ctx):
+    w, kernel, stride, dilation, pads, groups, output_padding = _conv_transpose_params(ctx)
+    n, _, h, wi = ctx.in_shape(0)
+    sizes = [(size - 1) * stride[a] - pads[2 * a] - pads[2 * a + 1]
+             + dilation[a] * (kernel[a] - 1) + output_padding[a] + 1
+             for a, size in enumerate((h, wi))]
+    return (n, w.shape[1] * groups, sizes[0], sizes[1])
+
+
+@op("ConvTranspose")
+def build_conv_transpose(ctx):
+    w, kernel, stride, dilation, pads, groups, output_padding = _conv_transpose_params(ctx)
+    b = ctx.require_const(2, "ConvTranspose's bias")
+    n, c, h, wi = ctx.in_shape(0)
+    layer = ConvLayer(w.transpose(2, 3, 1, 0), b, x_shape=(n, h, wi, c), stride=stride,
+                      pads=pads, dilation=dilation, groups=groups, transpose=True,
+                      output_padding=output_padding, activation=ctx.attr("_activation"),
+                      residual=ctx.attr("_residual"), backend=ctx.backend,
+                      reuse_output=ctx.reuse_buffers)
+    return _layer_kernel(ctx, layer)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pooling.
+
+def _pool_params(ctx):
+    _check_2d(ctx)
+    name = ctx.node.op
+    _, _, h, w = ctx.in_shape(0)
+    if name.startswith("Global"):
+        return (h, w), (1, 1), (0, 0, 0, 0), False, False
+    if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
+        raise ctx.fail("the Indices output (supported: the pooled values only)")
+    if ctx.attr("storage_order", 0) != 0:
+        raise ctx.fail("storage_order=1 (supported: 0)")
+    if _pair(ctx, "dilations", (1, 1)) != (1, 1):
+        raise ctx.fail(f"dilations={ctx.attr('dilations')} (supported: 1)")
+    window = _pair(ctx, "kernel_shape", None)
+    if window is None:
+        raise ctx.fail("no kernel_shape")
+    stride = _pair(ctx, "strides", (1, 1))
+    pads = _pads(ctx, window, stride, (1, 1))
+    return (window, stride, pads, bool(ctx.attr("ceil_mode", 0)),
+            bool(ctx.attr("count_include_pad", 0)))
+
+
+@shape_function("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+def pool_shape(ctx):
+    window, stride, pads, ceil_mode, _ = _pool_params(ctx)
+    n, c, h, w = ctx.in_shape(0)
+    return (n, c, _out_size(h, pads[:2], window[0], stride[0], 1, ceil_mode),
+            _out_size(w, pads[2:], window[1], stride[1], 1, ceil_mode))
+
+
+@op("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+def build_pool(ctx):
+    window, stride, pads, ceil_mode, count_include_pad = _pool_params(ctx)
+    n, c, h, w = ctx.in_shape(0)
+    mode = "max" if "Max" in ctx.node.op else "average"
+    layer = PoolLayer(x_shape=(n, h, w, c), window=window, stride=stride, pads=pads, mode=mode,
+                      ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                      backend=ctx.backend, reuse_output=ctx.reuse_buffers)
+    return Kernel(lambda x: layer.run(x), [L.NHWC], [L.NHWC], layer=layer)
+
+
+
+# ------------------------------------------------------------------------------------------------
+# Gemm and MatMul by a constant: a 1x1 convolution, so fully connected layers run in convkit
+# (and on its threads) rather than in numpy's BLAS. Other forms stay numpy's (ops.py).
+
+_NUMPY_GEMM = BUILDERS["Gemm"]
+_NUMPY_MATMUL = BUILDERS["MatMul"]
+
+
+def _dense_kernel(ctx, w_km, bias):
+    """y = a @ w_km + bias for runtime a (..., K), as a 1x1 convolution of (1, rows, 1, K)."""
+    a_shape = ctx.in_shape(0)
+    k, m = w_km.shape
+    rows = int(np.prod(a_shape[:-1], dtype=np.int64))
+    layer = ConvLayer(w_km.reshape(1, 1, k, m), bias, x_shape=(1, rows, 1, k), stride=(1, 1),
+                      pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, backend=ctx.backend)
+    out_shape = tuple(a_shape[:-1]) + (m,)
+
+    def run(a, *_):
+        return layer.run(a.reshape(1, rows, 1, k)).reshape(out_shape)
+
+    return Kernel(run, [L.PLAIN] + [L.ANY] * (len(ctx.node.inputs) - 1), [L.PLAIN], layer=layer)
+
+
+@op("Gemm")
+def build_gemm(ctx):
+    b, c = ctx.const(1), ctx.const(2)
+    if (ctx.attr("transA", 0) or b is None or not ctx.is_runtime(0)
+            or (ctx.has_input(2) and (c is None or c.size not in (1, b.shape[0 if ctx.attr(
+                "transB", 0) else 1])))):
+        return _NUMPY_GEMM(ctx)
+    w = (b.T if ctx.attr("transB", 0) else b).astype(np.float64) * ctx.attr("alpha", 1.0)
+    bias = None
+    if c is not None:
+        bias = np.broadcast_to(c.reshape(-1).astype(np.float64) * ctx.attr("beta", 1.0),
+                               (w.shape[1],)).astype(np.float32)
+    return _dense_kernel(ctx, w.astype(np.float32), bias)
+
+
+@op("MatMul")
+def build_matmul(ctx):
+    b = ctx.const(1)
+    if b is None or b.ndim != 2 or not ctx.is_runtime(0) or len(ctx.in_shape(0)) < 2:
+        return _NUMPY_MATMUL(ctx)
+    return _dense_kernel(ctx, b.astype(np.float32), None)

@@ -1,0 +1,597 @@
+"""The numpy ops ("glue"): one builder per ONNX op type, working on NHWC data where it can.
+
+A builder takes a kernel.Context and returns a kernel.Kernel. Builders are called twice: once by
+`infer` with every input PLAIN (to fold constants and learn shapes) and once by the runner with the
+real layouts. Anything a builder cannot run exactly raises UnsupportedError naming the node.
+"""
+
+import numpy as np
+
+from . import layout as L
+from . import numerics
+from .kernel import Kernel
+
+BUILDERS = {}
+
+
+def op(*names):
+    def register(builder):
+        for name in names:
+            BUILDERS[name] = builder
+        return builder
+
+    return register
+
+
+def _normalize_axis(axis, rank):
+    return axis + rank if axis < 0 else axis
+
+
+def _follow_layout(ctx, out_rank=None):
+    """NHWC if a runtime input is NHWC and the output (of the inputs' broadcast rank unless
+    given) is 4-D, else PLAIN."""
+    if not ctx.runtime_nhwc:
+        return L.PLAIN
+    if out_rank is None:
+        out_rank = max(len(ctx.in_shape(i)) for i in range(len(ctx.node.inputs))
+                       if ctx.has_input(i))
+    return L.NHWC if out_rank == 4 else L.PLAIN
+
+
+def _onnx_dtype(ctx, elem_type):
+    import onnx
+
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, TypeError, ValueError):
+        raise ctx.fail(f"unsupported element type {elem_type}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Elementwise.
+
+def _clip_bounds(ctx):
+    if ctx.opset < 11:
+        return ctx.attr("min", -np.inf), ctx.attr("max", np.inf)
+    lo = ctx.require_const(1, "Clip's min")
+    hi = ctx.require_const(2, "Clip's max")
+    return (None if lo is None else lo.item()), (None if hi is None else hi.item())
+
+
+def _unary_fn(ctx):
+    name = ctx.node.op
+    simple = {
+        "Relu": numerics.relu, "Sigmoid": numerics.sigmoid, "Tanh": np.tanh, "Exp": np.exp,
+        "Log": np.log, "Sqrt": np.sqrt, "Neg": np.negative, "Abs": np.abs,
+        "Reciprocal": np.reciprocal, "Floor": np.floor, "Ceil": np.ceil, "Round": np.round,
+        "Not": np.logical_not, "Sign": np.sign, "Sin": np.sin, "Cos": np.cos,
+        "HardSwish": numerics.hardswish, "Identity": lambda x: x,
+        "Erf": lambda x: numerics.erf(x).astype(x.dtype),
+        "Softplus": lambda x: np.logaddexp(0, x).astype(x.dtype),
+        "Mish": lambda x: (x * np.tanh(np.logaddexp(0, x))).astype(x.dtype),
+    }
+    if name in simple:
+        return simple[name]
+    if name == "Clip":
+        lo, hi = _clip_bounds(ctx)
+        return lambda x: numerics.clip(x, lo, hi)
+    if name == "LeakyRelu":
+        alpha = ctx.attr("alpha", 0.01)
+        return lambda x: numerics.leaky_relu(x, alpha)
+    if name == "HardSigmoid":
+        alpha, beta = ctx.attr("alpha", 0.2), ctx.attr("beta", 0.5)
+        return lambda x: numerics.hardsigmoid(x, alpha, beta)
+    if name == "Elu":
+        alpha = ctx.attr("alpha", 1.0)
+        return lambda x: np.where(x > 0, x, alpha * np.expm1(x)).astype(x.dtype)
+    if name == "Gelu":
+        approximate = ctx.attr("approximate", "none")
+        if approximate not in ("none", "tanh"):
+            raise ctx.fail(f"approximate='{approximate}' (supported: 'none', 'tanh')")
+        return numerics.gelu if approximate == "none" else numerics.gelu_tanh
+    if name == "Cast":
+        dtype = _onnx_dtype(ctx, ctx.attr("to"))
+        return lambda x: x.astype(dtype)
+    raise ctx.fail("no unary function")  # unreachable: only registered names arrive
+
+
+@op("Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil",
+    "Round", "Not", "Sign", "Sin", "Cos", "HardSwish", "Identity", "Erf", "Softplus", "Mish",
+    "Clip", "LeakyRelu", "HardSigmoid", "Elu", "Gelu", "Cast")
+def build_unary(ctx):
+    f = _unary_fn(ctx)
+    extra = len(ctx.node.inputs) - 1
+    with_errstate = ctx.node.op in ("Exp", "Log", "Sqrt", "Reciprocal")
+
+    def run(x, *_):
+        if with_errstate:
+            with np.errstate(all="ignore"):
+                return f(x)
+        return f(x)
+
+    return Kernel(run, [L.ANY] + [L.ANY] * extra, [L.ANY])
+
+
+@op("Dropout")
+def build_dropout(ctx):
+    if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
+        return Kernel(lambda x, *_: (x, np.ones(x.shape, dtype=bool)),
+                      [L.ANY] * len(ctx.node.inputs), [L.ANY, L.ANY])
+    return Kernel(lambda x, *_: x, [L.ANY] * len(ctx.node.inputs), [L.ANY])
+
+
+def _int_div(a, b):
+    if np.issubdtype(np.result_type(a, b), np.integer):
+        return (np.trunc(np.true_divide(a, b))).astype(np.result_type(a, b))
+    return np.divide(a, b)
+
+
+_BINARY = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _int_div,
+    "Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
+    "GreaterOrEqual": np.greater_equal, "And": np.logical_and, "Or": np.logical_or,
+    "Xor": np.logical_xor,
+}
+
+
+@op(*_BINARY, "Pow", "Max", "Min", "Sum", "Mean", "Where", "PRelu", "Mod")
+def build_elementwise(ctx):
+    name = ctx.node.op
+    if name in _BINARY:
+        f = _BINARY[name]
+    elif name == "Pow":
+        def f(a, b):
+            return np.power(a, b).astype(a.dtype)
+    elif name in ("Max", "Min", "Sum"):
+        reduce = {"Max": np.maximum, "Min": np.minimum, "Sum": np.add}[name]
+
+        def f(*xs):
+            y = xs[0]
+            for x in xs[1:]:
+                y = reduce(y, x)
+            return y
+    elif name == "Mean":
+        def f(*xs):
+            y = xs[0]
+            for x in xs[1:]:
+                y = y + x
+            return (y / len(xs)).astype(xs[0].dtype)
+    elif name == "Where":
+        f = np.where
+    elif name == "PRelu":
+        def f(x, slope):
+            return np.where(x < 0, x * slope, x).astype(x.dtype)
+    else:  # Mod
+        fmod = ctx.attr("fmod", 0)
+        f = np.fmod if fmod else np.mod
+    layout = _follow_layout(ctx)
+
+    def run(*xs):
+        with np.errstate(all="ignore"):
+            return f(*xs)
+
+    return Kernel(run, [layout] * len(ctx.node.inputs), [layout])
+
+
+@op("BatchNormalization")
+def build_batch_norm(ctx):
+    if ctx.attr("training_mode", 0) or (len(ctx.node.outputs) > 1 and any(ctx.node.outputs[1:])):
+        raise ctx.fail("training mode (supported: inference, one output)")
+    params = [ctx.require_const(i, name) for i, name in
+              enumerate(["", "scale", "B", "input_mean", "input_var"]) if i]
+    scale, shift = batch_norm_affine(*params, ctx.attr("epsilon", 1e-5))
+    rank = len(ctx.in_shape(0))
+    layout = _follow_layout(ctx, rank)
+    shape = (-1,) if layout == L.NHWC else (-1,) + (1,) * (rank - 2)
+    scale, shift = scale.reshape(shape), shift.reshape(shape)
+
+    def run(x, *_):
+        return x * scale + shift
+
+    return Kernel(run, [layout] + [L.ANY] * 4, [layout])
+
+
+def batch_norm_affine(gamma, beta, mean, var, epsilon):
+    """(scale, shift) float32 with BN(x) = x * scale + shift, computed in float64."""
+    scale = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + epsilon)
+    shift = beta.astype(np.float64) - mean.astype(np.float64) * scale
+    return scale.astype(np.float32), shift.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Axis ops: Concat, Split, Slice, Transpose, Softmax, reductions, Pad.
+
+@op("Concat")
+def build_concat(ctx):
+    rank = len(ctx.in_shape(0))
+    layout = _follow_layout(ctx, rank)
+    axis = L.physical_axis(ctx.attr("axis"), rank, layout)
+    return Kernel(lambda *xs: np.concatenate(xs, axis=axis), [layout] * len(ctx.node.inputs),
+                  [layout])
+
+
+def _split_sizes(ctx, dim):
+    count = len(ctx.node.outputs)
+    if ctx.opset >= 13 and ctx.has_input(1):
+        sizes = [int(s) for s in ctx.require_const(1, "Split's split")]
+    elif ctx.opset < 13 and ctx.attr("split") is not None:
+        sizes = [int(s) for s in ctx.attr("split")]
+    else:
+        count = ctx.attr("num_outputs", count)
+        chunk = -(-dim // count)
+        sizes = [min(chunk, dim - i * chunk) for i in range(count)]
+    if sum(sizes) != dim or len(sizes) != len(ctx.node.outputs):
+        raise ctx.fail(f"split sizes {sizes} do not cover the axis of size {dim} in "
+                       f"{len(ctx.node.outputs)} outputs")
+    return sizes
+
+
+@op("Split")
+def build_split(ctx):
+    shape = ctx.in_shape(0)
+    axis = _normalize_axis(ctx.attr("axis", 0), len(shape))
+    sizes = _split_sizes(ctx, shape[axis])
+    layout = L.NHWC if ctx.in_layouts[0] == L.NHWC else L.PLAIN
+    phys = L.physical_axis(axis, len(shape), layout)
+    bounds = np.cumsum(sizes)[:-1]
+
+    def run(x, *_):
+        return tuple(np.split(x, bounds, axis=phys))
+
+    return Kernel(run, [layout] + [L.ANY] * (len(ctx.node.inputs) - 1),
+                  [layout] * len(ctx.node.outputs))
+
+
+@op("Slice")
+def build_slice(ctx):
+    shape = ctx.in_shape(0)
+    rank = len(shape)
+    if ctx.opset < 10:
+        starts, ends = ctx.attr("starts"), ctx.attr("ends")
+        axes, steps = ctx.attr("axes"), None
+    else:
+        starts = ctx.require_const(1, "Slice's starts")
+        ends = ctx.require_const(2, "Slice's ends")
+        axes = ctx.require_const(3, "Slice's axes")
+        steps = ctx.require_const(4, "Slice's steps")
+    axes = list(range(len(starts))) if axes is None else [int(a) for a in axes]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
+    layout = L.NHWC if ctx.in_layouts[0] == L.NHWC else L.PLAIN
+    index = [slice(None)] * rank
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        if step == 0:
+            raise ctx.fail("a step of 0")
+        index[L.physical_axis(axis, rank, layout)] = slice(int(start), int(end), step)
+    index = tuple(index)
+    return Kernel(lambda x, *_: x[index], [layout] + [L.ANY] * (len(ctx.node.inputs) - 1),
+                  [layout])
+
+
+@op("Transpose")
+def build_transpose(ctx):
+    rank = len(ctx.in_shape(0))
+    perm = ctx.attr("perm") or list(reversed(range(rank)))
+    perm = [int(p) for p in perm]
+    if ctx.in_layouts[0] != L.NHWC:
+        return Kernel(lambda x: x.transpose(perm), [L.PLAIN], [L.PLAIN])
+    # x = logical.transpose(TO_NHWC); the NHWC array of logical.transpose(perm) is x transposed
+    # by FROM_NHWC[perm[TO_NHWC[i]]] (the identity when perm moves C last, as NHWC models do).
+    phys = [L.FROM_NHWC[perm[L.TO_NHWC[i]]] for i in range(4)]
+    if phys == [0, 1, 2, 3]:
+        return Kernel(lambda x: x, [L.NHWC], [L.NHWC])
+    return Kernel(lambda x: x.transpose(phys), [L.NHWC], [L.NHWC])
+
+
+def _softmax(x, axis, log):
+    y = x - np.max(x, axis=axis, keepdims=True)
+    if log:
+        return y - np.log(np.sum(np.exp(y), axis=axis, keepdims=True))
+    np.exp(y, out=y)
+    y /= np.sum(y, axis=axis, keepdims=True)
+    return y
+
+
+@op("Softmax", "LogSoftmax")
+def build_softmax(ctx):
+    shape = ctx.in_shape(0)
+    rank = len(shape)
+    log = ctx.node.op == "LogSoftmax"
+    if ctx.opset >= 13:
+        layout = L.NHWC if ctx.in_layouts[0] == L.NHWC else L.PLAIN
+        axis = L.physical_axis(ctx.attr("axis", -1), rank, layout)
+        return Kernel(lambda x: _softmax(x, axis, log), [layout], [layout])
+    # Before opset 13 the input is coerced to 2-D at `axis` and normalised over the second.
+    axis = _normalize_axis(ctx.attr("axis", 1), rank)
+    rows = int(np.prod(shape[:axis], dtype=np.int64))
+
+    def run(x):
+        return _softmax(x.reshape(rows, -1), 1, log).reshape(x.shape)
+
+    return Kernel(run, [L.PLAIN], [L.PLAIN])
+
+
+_REDUCE = {
+    "ReduceMean": np.mean, "ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min,
+    "ReduceProd": np.prod,
+    "ReduceL1": lambda x, axis, keepdims: np.sum(np.abs(x), axis=axis, keepdims=keepdims),
+    "ReduceL2": lambda x, axis, keepdims: np.sqrt(np.sum(np.square(x), axis=axis,
+                                                         keepdims=keepdims)),
+    "ReduceSumSquare": lambda x, axis, keepdims: np.sum(np.square(x), axis=axis,
+                                                        keepdims=keepdims),
+}
+
+
+@op(*_REDUCE)
+def build_reduce(ctx):
+    shape = ctx.in_shape(0)
+    rank = len(shape)
+    axes_as_input = ctx.opset >= 18 or (ctx.node.op == "ReduceSum" and ctx.opset >= 13)
+    axes = ctx.require_const(1, "the axes") if axes_as_input else ctx.attr("axes")
+    keepdims = bool(ctx.attr("keepdims", 1))
+    if axes is None or len(axes) == 0:
+        if ctx.attr("noop_with_empty_axes", 0):
+            return Kernel(lambda x, *_: x, [L.ANY] * len(ctx.node.inputs), [L.ANY])
+        axes = range(rank)
+    axes = sorted(_normalize_axis(int(a), rank) for a in axes)
+    layout = L.NHWC if ctx.in_layouts[0] == L.NHWC else L.PLAIN
+    phys = tuple(L.physical_axis(a, rank, layout) for a in axes)
+    f = _REDUCE[ctx.node.op]
+    out_layout = layout if keepdims else L.PLAIN
+    order = None
+    if layout == L.NHWC and not keepdims:
+        # The remaining physical axes hold these logical axes; put them back in logical order.
+        kept = [L.TO_NHWC[i] for i in range(4) if i not in phys]
+        order = list(np.argsort(kept)) if kept != sorted(kept) else None
+
+    def run(x, *_):
+        y = np.asarray(f(x, axis=phys, keepdims=keepdims)).astype(x.dtype, copy=False)
+        return y.transpose(order) if order is not None else y
+
+    return Kernel(run, [layout] + [L.ANY] * (len(ctx.node.inputs) - 1), [out_layout])
+
+
+@op("ArgMax", "ArgMin")
+def build_argmax(ctx):
+    if ctx.attr("select_last_index", 0):
+        raise ctx.fail("select_last_index=1 (supported: 0)")
+    axis = ctx.attr("axis", 0)
+    keepdims = bool(ctx.attr("keepdims", 1))
+    f = np.argmax if ctx.node.op == "ArgMax" else np.argmin
+
+    def run(x):
+        y = f(x, axis=axis).astype(np.int64)
+        return np.expand_dims(y, axis) if keepdims else y
+
+    return Kernel(run, [L.PLAIN], [L.PLAIN])
+
+
+@op("Pad")
+def build_pad(ctx):
+    shape = ctx.in_shape(0)
+    rank = len(shape)
+    mode = ctx.attr("mode", "constant")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise ctx.fail(f"mode '{mode}' (supported: constant, reflect, edge, wrap)")
+    if ctx.opset < 11:
+        pads, value, axes = ctx.attr("pads"), ctx.attr("value", 0.0), None
+    else:
+        pads = ctx.require_const(1, "Pad's pads")
+        value = ctx.require_const(2, "Pad's constant_value")
+        value = 0 if value is None or value.size == 0 else value.item()
+        axes = ctx.require_const(3, "Pad's axes")
+    axes = list(range(rank)) if axes is None else [_normalize_axis(int(a), rank) for a in axes]
+    pads = [int(p) for p in pads]
+    count = len(axes)
+    layout = L.NHWC if ctx.in_layouts[0] == L.NHWC else L.PLAIN
+    widths = [(0, 0)] * rank
+    for k, axis in enumerate(axes):
+        widths[L.physical_axis(axis, rank, layout)] = (pads[k], pads[k + count])
+    grow = [(max(a, 0), max(b, 0)) for a, b in widths]
+    crop = tuple(slice(-min(a, 0), None if b >= 0 else b) for a, b in widths)
+    kwargs = {"constant_values": value} if mode == "constant" else {}
+
+    def run(x, *_):
+        y = np.pad(x, grow, mode=mode, **kwargs) if any(a or b for a, b in grow) else x
+        return y[crop]
+
+    return Kernel(run, [layout] + [L.ANY] * (len(ctx.node.inputs) - 1), [layout])
+
+
+# ------------------------------------------------------------------------------------------------
+# Shape ops: Reshape, Flatten, Squeeze, Unsqueeze, Expand, Tile; shape values.
+
+def _reshape_target(ctx, shape):
+    in_shape = ctx.in_shape(0)
+    allowzero = ctx.attr("allowzero", 0)
+    target = [in_shape[i] if d == 0 and not allowzero else int(d) for i, d in enumerate(shape)]
+    if -1 in target:
+        known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
+        total = int(np.prod(in_shape, dtype=np.int64))
+        target[target.index(-1)] = total // known if known else 0
+    return tuple(target)
+
+
+def _out_shape_of_reshape_like(ctx):
+    shape = ctx.in_shape(0)
+    rank = len(shape)
+    name = ctx.node.op
+    if name == "Reshape":
+        return _reshape_target(ctx, ctx.require_const(1, "Reshape's shape")
+                               if ctx.opset >= 5 else ctx.attr("shape"))
+    if name == "Flatten":
+        axis = _normalize_axis(ctx.attr("axis", 1), rank)
+        return (int(np.prod(shape[:axis], dtype=np.int64)),
+                int(np.prod(shape[axis:], dtype=np.int64)))
+    axes = ctx.require_const(1, f"{name}'s axes") if ctx.opset >= 13 else ctx.attr("axes")
+    if name == "Squeeze":
+        if axes is None:
+            return tuple(d for d in shape if d != 1)
+        axes = {_normalize_axis(int(a), rank) for a in axes}
+        return tuple(d for i, d in enumerate(shape) if i not in axes)
+    out_rank = rank + len(axes)
+    axes = {_normalize_axis(int(a), out_rank) for a in axes}
+    dims = iter(shape)
+    return tuple(1 if i in axes else next(dims) for i in range(out_rank))
+
+
+@op("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def build_reshape_like(ctx):
+    out_shape = _out_shape_of_reshape_like(ctx)
+    # The NHWC array can be reshaped as it is when its element order is NCHW's.
+    in_layout = L.ANY if L.same_order(ctx.in_shape(0)) else L.PLAIN
+    return Kernel(lambda x, *_: x.reshape(out_shape),
+                  [in_layout] + [L.ANY] * (len(ctx.node.inputs) - 1), [L.PLAIN])
+
+
+@op("Expand")
+def build_expand(ctx):
+    shape = tuple(int(d) for d in ctx.require_const(1, "Expand's shape"))
+
+    def run(x, _):
+        return np.broadcast_to(x, np.broadcast_shapes(x.shape, shape))
+
+    return Kernel(run, [L.PLAIN, L.ANY], [L.PLAIN])
+
+
+@op("Tile")
+def build_tile(ctx):
+    repeats = tuple(int(r) for r in ctx.require_const(1, "Tile's repeats"))
+    return Kernel(lambda x, _: np.tile(x, repeats), [L.PLAIN, L.ANY], [L.PLAIN])
+
+
+@op("Shape")
+def build_shape(ctx):
+    shape = np.array(ctx.in_shape(0), dtype=np.int64)
+    start, end = ctx.attr("start", 0), ctx.attr("end", None)
+    value = shape[start:end]
+    return Kernel(lambda x: value, [L.ANY], [L.PLAIN])
+
+
+@op("Size")
+def build_size(ctx):
+    value = np.array(int(np.prod(ctx.in_shape(0), dtype=np.int64)), dtype=np.int64)
+    return Kernel(lambda x: value, [L.ANY], [L.PLAIN])
+
+
+@op("Constant")
+def build_constant(ctx):
+    attrs = ctx.node.attrs
+    if "value" in attrs:
+        value = np.asarray(attrs["value"])
+    elif "value_float" in attrs:
+        value = np.array(attrs["value_float"], dtype=np.float32)
+    elif "value_floats" in attrs:
+        value = np.array(attrs["value_floats"], dtype=np.float32)
+    elif "value_int" in attrs:
+        value = np.array(attrs["value_int"], dtype=np.int64)
+    elif "value_ints" in attrs:
+        value = np.array(attrs["value_ints"], dtype=np.int64)
+    else:
+        raise ctx.fail(f"attributes {sorted(attrs)} (supported: value, value_float(s), "
+                       "value_int(s))")
+    return Kernel(lambda: value, [], [L.PLAIN])
+
+
+@op("ConstantOfShape")
+def build_constant_of_shape(ctx):
+    value = ctx.attr("value")
+    fill = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
+
+    def run(shape):
+        return np.full(tuple(int(d) for d in shape), fill[0], dtype=fill.dtype)
+
+    return Kernel(run, [L.PLAIN], [L.PLAIN])
+
+
+@op("Range")
+def build_range(ctx):
+    def run(start, limit, delta):
+        return np.arange(start, limit, delta, dtype=np.result_type(start, limit, delta))
+
+    return Kernel(run, [L.PLAIN] * 3, [L.PLAIN])
+
+
+@op("Gather")
+def build_gather(ctx):
+    axis = ctx.attr("axis", 0)
+    return Kernel(lambda x, i: np.take(x, i, axis=axis), [L.PLAIN, L.PLAIN], [L.PLAIN])
+
+
+# ------------------------------------------------------------------------------------------------
+# Dense: MatMul, Gemm.
+
+@op("MatMul")
+def build_matmul(ctx):
+    return Kernel(np.matmul, [L.PLAIN, L.PLAIN], [L.PLAIN])
+
+
+@op("Gemm")
+def build_gemm(ctx):
+    alpha, beta = ctx.attr("alpha", 1.0), ctx.attr("beta", 1.0)
+    trans_a, trans_b = ctx.attr("transA", 0), ctx.attr("transB", 0)
+    b_const = ctx.const(1)
+    # A constant B is transposed and scaled once, here.
+    b_ready = None
+    if b_const is not None:
+        b_ready = np.ascontiguousarray((b_const.T if trans_b else b_const) * np.float32(alpha))
+
+    def run(a, b, c=None):
+        a = a.T if trans_a else a
+        if b_ready is not None:
+            y = a @ b_ready
+        else:
+            y = (a @ (b.T if trans_b else b)) * np.float32(alpha)
+        if c is not None:
+            y = y + (c if beta == 1 else c * np.float32(beta))
+        return y.astype(a.dtype, copy=False)
+
+    return Kernel(run, [L.PLAIN] * len(ctx.node.inputs), [L.PLAIN])
+
+
+# ------------------------------------------------------------------------------------------------
+# Normalizations over channels or space: LRN, InstanceNormalization.
+
+def _channel_layout(ctx):
+    """(layout, physical channel axis, physical spatial axes) for an (N, C, ...) input."""
+    rank = len(ctx.in_shape(0))
+    layout = L.NHWC if ctx.in_layouts[0] == L.NHWC else L.PLAIN
+    channel = L.physical_axis(1, rank, layout)
+    spatial = tuple(L.physical_axis(a, rank, layout) for a in range(2, rank))
+    return layout, channel, spatial
+
+
+@op("LRN")
+def build_lrn(ctx):
+    size = int(ctx.attr("size"))
+    alpha, beta, bias = ctx.attr("alpha", 1e-4), ctx.attr("beta", 0.75), ctx.attr("bias", 1.0)
+    layout, channel, _ = _channel_layout(ctx)
+    before, after = (size - 1) // 2, size // 2  # ONNX: floor((size-1)/2), ceil((size-1)/2)
+
+    def run(x):
+        square = np.moveaxis(np.square(x, dtype=np.float64), channel, -1)
+        padded = np.pad(square, [(0, 0)] * (square.ndim - 1) + [(before + 1, after)])
+        sums = np.cumsum(padded, axis=-1)
+        window = sums[..., size:] - sums[..., :-size]
+        scale = np.moveaxis(np.power(bias + alpha / size * window, beta), -1, channel)
+        return (x / scale).astype(x.dtype)
+
+    return Kernel(run, [layout], [layout])
+
+
+@op("InstanceNormalization")
+def build_instance_norm(ctx):
+    gamma = ctx.require_const(1, "the scale").astype(np.float64)
+    beta = ctx.require_const(2, "the bias").astype(np.float64)
+    epsilon = ctx.attr("epsilon", 1e-5)
+    layout, channel, spatial = _channel_layout(ctx)
+    view = [1] * len(ctx.in_shape(0))
+    view[channel] = -1
+    gamma, beta = gamma.reshape(view), beta.reshape(view)
+
+    def run(x, *_):
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=spatial, keepdims=True)
+        var = np.square(x64 - mean).mean(axis=spatial, keepdims=True)
+        return ((x64 - mean) / np.sqrt(var + epsilon) * gamma + beta).astype(x.dtype)
+
+    return Kernel(run, [layout, L.ANY, L.ANY], [layout])

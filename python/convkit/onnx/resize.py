@@ -1,0 +1,133 @@
+"""Resize and Upsample: nearest and linear, separable, one axis at a time, in any layout."""
+
+import numpy as np
+
+from . import layout as L
+from .kernel import Kernel
+from .ops import op
+
+_COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
+                     "asymmetric")
+_NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def source_coordinates(out_size, in_size, scale, mode):
+    """Float64 source coordinate of each output index along one axis (ONNX's formulas)."""
+    x = np.arange(out_size, dtype=np.float64)
+    if mode == "asymmetric":
+        return x / scale
+    if mode == "align_corners":
+        return x * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros_like(x)
+    if mode == "pytorch_half_pixel":
+        return (x + 0.5) / scale - 0.5 if out_size > 1 else np.full_like(x, -0.5)
+    if mode == "half_pixel_symmetric":
+        adjustment = out_size / (scale * in_size)
+        offset = in_size / 2 * (1 - adjustment)
+        return offset + (x + 0.5) / scale - 0.5
+    return (x + 0.5) / scale - 0.5  # half_pixel
+
+
+def nearest_indices(coords, in_size, mode):
+    if mode == "round_prefer_floor":
+        index = np.ceil(coords - 0.5)
+    elif mode == "round_prefer_ceil":
+        index = np.floor(coords + 0.5)
+    elif mode == "floor":
+        index = np.floor(coords)
+    else:
+        index = np.ceil(coords)
+    return np.clip(index, 0, in_size - 1).astype(np.intp)
+
+
+def linear_taps(coords, in_size):
+    """(i0, i1, weight of i1) with edge clamping, as ONNX Runtime and onnx.reference do."""
+    coords = np.clip(coords, 0, in_size - 1)
+    i0 = np.floor(coords).astype(np.intp)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    return i0, i1, (coords - i0).astype(np.float32)
+
+
+def _resize_params(ctx):
+    """(mode, coordinate mode, nearest mode, scales per logical axis, sizes per logical axis)."""
+    node = ctx.node
+    shape = ctx.in_shape(0)
+    rank = len(shape)
+    if node.op == "Upsample":
+        mode = ctx.attr("mode", "nearest")
+        coordinate_mode, nearest_mode = "asymmetric", "floor"
+        scales = ctx.attr("scales") if ctx.opset < 9 else ctx.require_const(1, "the scales")
+        sizes = None
+    else:
+        mode = ctx.attr("mode", "nearest")
+        coordinate_mode = ctx.attr("coordinate_transformation_mode",
+                                   "asymmetric" if ctx.opset < 11 else "half_pixel")
+        nearest_mode = ctx.attr("nearest_mode", "round_prefer_floor")
+        if ctx.opset < 11:
+            scales, sizes = ctx.require_const(1, "the scales"), None
+        else:
+            scales = ctx.require_const(2, "the scales") if ctx.has_input(2) else None
+            sizes = ctx.require_const(3, "the sizes") if ctx.has_input(3) else None
+        for key, default in (("antialias", 0), ("exclude_outside", 0)):
+            if ctx.attr(key, default) != default:
+                raise ctx.fail(f"{key}={ctx.attr(key)} (supported: {default})")
+        if ctx.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
+            raise ctx.fail("keep_aspect_ratio_policy other than 'stretch'")
+    if mode == "bilinear":
+        mode = "linear"
+    if mode not in ("nearest", "linear"):
+        raise ctx.fail(f"mode '{mode}' (supported: nearest, linear)")
+    if coordinate_mode not in _COORDINATE_MODES:
+        raise ctx.fail(f"coordinate_transformation_mode '{coordinate_mode}' (supported: "
+                       f"{', '.join(_COORDINATE_MODES)})")
+    if mode == "nearest" and nearest_mode not in _NEAREST_MODES:
+        raise ctx.fail(f"nearest_mode '{nearest_mode}' (supported: {', '.join(_NEAREST_MODES)})")
+    axes = ctx.attr("axes")
+    axes = list(range(rank)) if axes is None else [a + rank if a < 0 else a for a in axes]
+    full_scales = [1.0] * rank
+    full_sizes = list(shape)
+    if sizes is not None and sizes.size:
+        for axis, size in zip(axes, sizes):
+            full_sizes[axis] = int(size)
+            full_scales[axis] = int(size) / shape[axis]
+    elif scales is not None and len(scales):
+        for axis, scale in zip(axes, scales):
+            full_scales[axis] = float(scale)
+            full_sizes[axis] = int(np.floor(shape[axis] * float(scale)))
+    else:
+        raise ctx.fail("neither scales nor sizes given")
+    return mode, coordinate_mode, nearest_mode, full_scales, full_sizes
+
+
+@op("Resize", "Upsample")
+def build_resize(ctx):
+    mode, coordinate_mode, nearest_mode, scales, sizes = _resize_params(ctx)
+    shape = ctx.in_shape(0)
+    rank = len(shape)
+    layout = L.NHWC if ctx.in_layouts[0] == L.NHWC else L.PLAIN
+    steps = []  # (physical axis, nearest indices) or (physical axis, (i0, i1, weight))
+    for axis in range(rank):
+        if sizes[axis] == shape[axis] and scales[axis] == 1.0:
+            continue
+        coords = source_coordinates(sizes[axis], shape[axis], scales[axis], coordinate_mode)
+        phys = L.physical_axis(axis, rank, layout)
+        if mode == "nearest":
+            steps.append((phys, nearest_indices(coords, shape[axis], nearest_mode)))
+        else:
+            steps.append((phys, linear_taps(coords, shape[axis])))
+
+    def run(x, *_):
+        for axis, taps in steps:
+            if isinstance(taps, tuple):
+                i0, i1, weight = taps
+                view = [1] * x.ndim
+                view[axis] = -1
+                a = np.take(x, i0, axis=axis)
+                b = np.take(x, i1, axis=axis)
+                b -= a
+                b *= weight.reshape(view)
+                x = a + b
+            else:
+                x = np.take(x, taps, axis=axis)
+        return x
+
+    return Kernel(run, [layout] + [L.ANY] * (len(ctx.node.inputs) - 1), [layout])

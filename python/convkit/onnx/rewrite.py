@@ -1,0 +1,404 @@
+"""Graph rewrites at load, after `infer` (constants folded, shapes known).
+
+- fold_batch_norm: BatchNormalization after a Conv/ConvTranspose goes into its weights and bias;
+  any other BatchNormalization becomes Mul + Add by per-channel constants.
+- fold_affine: Mul/Div/Add/Sub by a per-channel constant after a conv goes into its weights/bias.
+- fold_pad: a zero Pad of H and W before a Conv becomes the Conv's padding (TensorFlow exports).
+- fuse_activations: a conv followed by its activation (Relu, Clip, LeakyRelu, Sigmoid, Tanh,
+  HardSigmoid, HardSwish, Gelu; Sigmoid*Mul = SiLU, x*HardSigmoid(x) and x*Clip(x+3,0,6)/6 =
+  HardSwish, the erf form of GELU) and by a residual Add (before or after the activation).
+A fused conv node carries `_activation` (convkit's spec) and `_residual` with the residual as input
+3. Each rewrite edits the graph in place and returns the number of rewrites made.
+"""
+
+import itertools
+
+import numpy as np
+
+from .ops import batch_norm_affine
+
+CONVS = ("Conv", "ConvTranspose")
+_names = itertools.count()
+
+
+def _new_const(graph, stem, value):
+    name = f"{stem}__convkit{next(_names)}"
+    graph.consts[name] = value
+    graph.shapes[name], graph.dtypes[name] = tuple(value.shape), value.dtype
+    return name
+
+
+class _Index:
+    """Producers and consumers of the graph's tensors (rebuilt after each edit)."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.producers = graph.producers()
+        self.consumers = graph.consumers()
+        self.outputs = set(graph.outputs)
+
+    def sole_user(self, name, ops=None):
+        """The one node reading `name`, if exactly one does, it is of an op in `ops` and `name`
+        is not a graph output."""
+        users = self.consumers.get(name, [])
+        if len(users) != 1 or name in self.outputs:
+            return None
+        return users[0] if ops is None or users[0].op in ops else None
+
+    def users(self, name):
+        return [] if name in self.outputs else self.consumers.get(name, [])
+
+    def scalar(self, name):
+        value = self.graph.consts.get(name)
+        return None if value is None or value.size != 1 else float(value.reshape(-1)[0])
+
+
+def _conv_channel_scale(graph, conv, scale, shift):
+    """Makes conv compute conv(x) * scale + shift (per output channel), with new constants."""
+    w = graph.consts[conv.inputs[1]].astype(np.float64)
+    c_out = scale.size
+    if conv.op == "Conv":
+        w = w * scale.reshape(-1, 1, 1, 1)
+    else:  # IOHW with groups: input rows of group g feed output channels g*C_out/g ...
+        groups = conv.attrs.get("group", 1)
+        c_in = w.shape[0]
+        w = (w.reshape(groups, c_in // groups, c_out // groups, *w.shape[2:])
+             * scale.reshape(groups, 1, c_out // groups, 1, 1)).reshape(w.shape)
+    b = graph.consts.get(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else None
+    b = np.zeros(c_out) if b is None else b.astype(np.float64)
+    b = b * scale + shift
+    conv.inputs = [conv.inputs[0], _new_const(graph, conv.name + "_w", w.astype(np.float32)),
+                   _new_const(graph, conv.name + "_b", b.astype(np.float32))] + conv.inputs[3:]
+
+
+def _is_foldable_conv(graph, node):
+    return (node is not None and node.op in CONVS and node.inputs[1] in graph.consts
+            and (len(node.inputs) < 3 or not node.inputs[2] or node.inputs[2] in graph.consts)
+            and "_activation" not in node.attrs and "_residual" not in node.attrs)
+
+
+def fold_batch_norm(graph):
+    count = 0
+    index = _Index(graph)
+    for node in list(graph.nodes):
+        if node.op != "BatchNormalization" or node.attrs.get("training_mode", 0):
+            continue
+        if len(node.outputs) > 1 and any(node.outputs[1:]):
+            continue
+        params = node.inputs[1:5]
+        if not all(p in graph.consts for p in params):
+            continue
+        scale, shift = batch_norm_affine(*(graph.consts[p] for p in params),
+                                         node.attrs.get("epsilon", 1e-5))
+        producer = index.producers.get(node.inputs[0])
+        if _is_foldable_conv(graph, producer) and index.sole_user(node.inputs[0]) is node:
+            _conv_channel_scale(graph, producer, scale.astype(np.float64),
+                                shift.astype(np.float64))
+            producer.outputs[0] = node.outputs[0]
+            graph.nodes.remove(node)
+        else:
+            rank = len(graph.shapes[node.inputs[0]])
+            shape = (-1,) + (1,) * (rank - 2)
+            mid = node.outputs[0] + "__scaled"
+            graph.shapes[mid], graph.dtypes[mid] = graph.shapes[node.outputs[0]], np.float32
+            mul = type(node)("Mul", node.name + "_scale",
+                             [node.inputs[0], _new_const(graph, node.name + "_s",
+                                                         scale.reshape(shape))], [mid])
+            add = type(node)("Add", node.name + "_shift",
+                             [mid, _new_const(graph, node.name + "_t", shift.reshape(shape))],
+                             [node.outputs[0]])
+            position = graph.nodes.index(node)
+            graph.nodes[position:position + 1] = [mul, add]
+        index = _Index(graph)
+        count += 1
+    return count
+
+
+def _per_channel(value, channels):
+    """`value` as a (channels,) float64 vector if it broadcasts against (N, C, H, W) as a
+    per-channel constant without growing the output, else None."""
+    if value is None or value.ndim > 4 or not np.issubdtype(value.dtype, np.floating):
+        return None
+    padded = value.reshape((1,) * (4 - value.ndim) + value.shape)
+    if padded.shape[0] != 1 or padded.shape[2] != 1 or padded.shape[3] != 1:
+        return None
+    if padded.shape[1] not in (1, channels):
+        return None
+    return np.broadcast_to(padded[0, :, 0, 0].astype(np.float64), (channels,))
+
+
+def fold_affine(graph):
+    count = 0
+    changed = True
+    while changed:
+        changed = False
+        index = _Index(graph)
+        for node in graph.nodes:
+            if node.op not in ("Mul", "Div", "Add", "Sub") or len(node.inputs) != 2:
+                continue
+            for position in (0, 1):
+                if node.op in ("Div", "Sub") and position == 1:
+                    break
+                t, other = node.inputs[position], node.inputs[1 - position]
+                conv = index.producers.get(t)
+                if not _is_foldable_conv(graph, conv) or index.sole_user(t) is not node:
+                    continue
+                vector = _per_channel(graph.consts.get(other), graph.shapes[t][1])
+                if vector is None or len(graph.shapes[t]) != 4:
+                    continue
+                ones, zeros = np.ones_like(vector), np.zeros_like(vector)
+                scale, shift = {"Mul": (vector, zeros), "Div": (1 / vector, zeros),
+                                "Add": (ones, vector), "Sub": (ones, -vector)}[node.op]
+                _conv_channel_scale(graph, conv, scale, shift)
+                conv.outputs[0] = node.outputs[0]
+                graph.nodes.remove(node)
+                changed = True
+                count += 1
+                break
+            if changed:
+                break
+    return count
+
+
+def _spatial_zero_pads(graph, pad):
+    """(top, left, bottom, right) of a constant-zero Pad of a 4-D tensor's H and W only, or
+    None."""
+    if pad.attrs.get("mode", "constant") != "constant":
+        return None
+    if graph.opset < 11:
+        pads, value = pad.attrs.get("pads"), pad.attrs.get("value", 0.0)
+    else:
+        inputs = pad.inputs + [""] * (4 - len(pad.inputs))
+        if any(name and name not in graph.consts for name in inputs[1:]) or inputs[3]:
+            return None
+        pads = graph.consts[inputs[1]]
+        value = graph.consts[inputs[2]].item() if inputs[2] else 0.0
+    if value != 0 or len(pads) != 8 or len(graph.shapes[pad.inputs[0]]) != 4:
+        return None
+    pads = [int(p) for p in pads]
+    if pads[0] or pads[1] or pads[4] or pads[5] or min(pads) < 0:
+        return None
+    return pads[2], pads[3], pads[6], pads[7]
+
+
+def fold_pad(graph):
+    count = 0
+    index = _Index(graph)
+    for pad in [n for n in graph.nodes if n.op == "Pad"]:
+        conv = index.sole_user(pad.outputs[0], ("Conv",))
+        extra = _spatial_zero_pads(graph, pad)
+        if conv is None or extra is None or conv.inputs[0] != pad.outputs[0]:
+            continue
+        auto_pad = conv.attrs.get("auto_pad", "NOTSET")
+        if auto_pad not in ("NOTSET", "VALID"):
+            continue
+        own = [0, 0, 0, 0] if auto_pad == "VALID" else list(conv.attrs.get("pads", [0] * 4))
+        conv.attrs["pads"] = [a + b for a, b in zip(own, extra)]
+        conv.attrs["auto_pad"] = "NOTSET"
+        conv.inputs[0] = pad.inputs[0]
+        graph.nodes.remove(pad)
+        index = _Index(graph)
+        count += 1
+    return count
+
+
+def _close(value, target, tolerance=1e-4):
+    return value is not None and abs(value - target) <= tolerance * max(abs(target), 1.0)
+
+
+def _other(node, name):
+    """The input of a binary node that is not `name` (None if both are)."""
+    a, b = node.inputs
+    return b if a == name else a if b == name else None
+
+
+def _clip_spec(index, node):
+    graph = index.graph
+    if graph.opset < 11:
+        lo, hi = node.attrs.get("min", -np.inf), node.attrs.get("max", np.inf)
+    else:
+        bounds = []
+        for i in (1, 2):
+            if i < len(node.inputs) and node.inputs[i]:
+                if node.inputs[i] not in graph.consts:
+                    return None
+                bounds.append(index.scalar(node.inputs[i]))
+            else:
+                bounds.append(None)
+        lo = -np.inf if bounds[0] is None else bounds[0]
+        hi = np.inf if bounds[1] is None else bounds[1]
+    if lo == 0 and hi == 6:
+        return "relu6"
+    if lo == 0 and hi == np.inf:
+        return "relu"
+    if lo == -np.inf or hi == np.inf:
+        return None
+    return ("clip", float(lo), float(hi))
+
+
+def _single_activation(index, t, user):
+    """The spec of `user`, a one-input activation of t, or None."""
+    if user.inputs[0] != t:
+        return None
+    attrs = user.attrs
+    if user.op == "Relu":
+        return "relu"
+    if user.op == "Clip":
+        return _clip_spec(index, user)
+    if user.op == "LeakyRelu":
+        return ("leaky_relu", float(attrs.get("alpha", 0.01)))
+    if user.op == "Sigmoid":
+        return "sigmoid"
+    if user.op == "Tanh":
+        return "tanh"
+    if user.op == "HardSigmoid":
+        return ("hardsigmoid", float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5)))
+    if user.op == "HardSwish":
+        return "hardswish"
+    if user.op == "Gelu" and attrs.get("approximate", "none") == "none":
+        return "gelu"
+    return None
+
+
+def _gated(index, t, users):
+    """x * f(x) patterns: SiLU (Sigmoid) and HardSwish (HardSigmoid(1/6, 1/2), or Clip(x + 3,
+    0, 6) then / 6). Returns (spec, nodes, output) or None."""
+    for gate in users:
+        mul = next((u for u in users if u is not gate and u.op == "Mul"), None)
+        if mul is None:
+            continue
+        if gate.op == "Sigmoid" and gate.inputs[0] == t:
+            if index.sole_user(gate.outputs[0]) is mul and _other(mul, t) == gate.outputs[0]:
+                return "silu", [gate, mul], mul.outputs[0]
+        if gate.op == "HardSigmoid" and gate.inputs[0] == t:
+            if (_close(gate.attrs.get("alpha", 0.2), 1 / 6) and
+                    _close(gate.attrs.get("beta", 0.5), 0.5) and
+                    index.sole_user(gate.outputs[0]) is mul and
+                    _other(mul, t) == gate.outputs[0]):
+                return "hardswish", [gate, mul], mul.outputs[0]
+        if gate.op == "Add" and _close(index.scalar(_other(gate, t) or ""), 3.0):
+            clip = index.sole_user(gate.outputs[0], ("Clip",))
+            if clip is None or _clip_spec(index, clip) != "relu6":
+                continue
+            if index.sole_user(clip.outputs[0]) is not mul or _other(mul, t) != clip.outputs[0]:
+                continue
+            scale = index.sole_user(mul.outputs[0], ("Div", "Mul"))
+            if scale is None or scale.inputs[0] != mul.outputs[0]:
+                continue
+            factor = index.scalar(scale.inputs[1])
+            if _close(factor, 6.0 if scale.op == "Div" else 1 / 6):
+                return "hardswish", [gate, clip, mul, scale], scale.outputs[0]
+    return None
+
+
+def _gelu(index, t, users):
+    """x * 0.5 * (1 + erf(x / sqrt(2))) in its two exported orders, or None."""
+    scaled = next((u for u in users if (u.op == "Div" and _close(index.scalar(u.inputs[1]),
+                                                                 np.sqrt(2))) or
+                   (u.op == "Mul" and _close(index.scalar(_other(u, t) or ""),
+                                             1 / np.sqrt(2)))), None)
+    if scaled is None or len(users) != 2:
+        return None
+    erf = index.sole_user(scaled.outputs[0], ("Erf",))
+    add = erf and index.sole_user(erf.outputs[0], ("Add",))
+    if not add or not _close(index.scalar(_other(add, erf.outputs[0]) or ""), 1.0):
+        return None
+    mul = next(u for u in users if u is not scaled)
+    if mul.op != "Mul":
+        return None
+    if _other(mul, t) == add.outputs[0]:  # (x * (1 + erf)) * 0.5
+        half = index.sole_user(mul.outputs[0], ("Mul",))
+        if half and _close(index.scalar(_other(half, mul.outputs[0]) or ""), 0.5) \
+                and index.sole_user(add.outputs[0]) is mul:
+            return "gelu", [scaled, erf, add, mul, half], half.outputs[0]
+    elif _close(index.scalar(_other(mul, t) or ""), 0.5):  # (x * 0.5) * (1 + erf)
+        final = index.sole_user(mul.outputs[0], ("Mul",))
+        if final and _other(final, mul.outputs[0]) == add.outputs[0] \
+                and index.sole_user(add.outputs[0]) is final:
+            return "gelu", [scaled, erf, add, mul, final], final.outputs[0]
+    return None
+
+
+def match_activation(index, t):
+    """(spec, nodes, output tensor) of the activation applied to t, or None."""
+    users = index.users(t)
+    if len(users) == 1:
+        spec = _single_activation(index, t, users[0])
+        if spec is not None:
+            return spec, users, users[0].outputs[0]
+    if len(users) == 2:
+        return _gated(index, t, users) or _gelu(index, t, users)
+    return None
+
+
+def _match_residual(index, t):
+    """The Add adding a runtime tensor of t's shape to t, and that tensor, or (None, None)."""
+    add = index.sole_user(t, ("Add",))
+    if add is None or len(add.inputs) != 2:
+        return None, None
+    r = _other(add, t)
+    graph = index.graph
+    if r is None or r in graph.consts or graph.shapes.get(r) != graph.shapes[t]:
+        return None, None
+    if graph.dtypes.get(r) != np.float32 or graph.shapes[add.outputs[0]] != graph.shapes[t]:
+        return None, None
+    return add, r
+
+
+def _apply(graph, conv, nodes, output):
+    for node in nodes:
+        graph.nodes.remove(node)
+    conv.outputs[0] = output
+
+
+def fuse_activations(graph, residual=True):
+    """Fuses each conv's activation and residual Add; returns the number of nodes removed."""
+    removed = 0
+    for conv in [n for n in graph.nodes if n.op in CONVS]:
+        index = _Index(graph)
+        t = conv.outputs[0]
+        match = match_activation(index, t)
+        if match is not None:
+            spec, nodes, output = match
+            conv.attrs["_activation"] = spec
+            _apply(graph, conv, nodes, output)
+            removed += len(nodes)
+            if residual:
+                index = _Index(graph)
+                add, r = _match_residual(index, output)
+                if add is not None:
+                    _attach_residual(graph, conv, add, r, "after")
+                    removed += 1
+            continue
+        if not residual:
+            continue
+        add, r = _match_residual(index, t)
+        if add is None:
+            continue
+        _attach_residual(graph, conv, add, r, "before")
+        removed += 1
+        index = _Index(graph)
+        match = match_activation(index, conv.outputs[0])
+        if match is not None:
+            spec, nodes, output = match
+            conv.attrs["_activation"] = spec
+            _apply(graph, conv, nodes, output)
+            removed += len(nodes)
+    graph.toposort()
+    return removed
+
+
+def _attach_residual(graph, conv, add, r, where):
+    inputs = conv.inputs + [""] * (3 - len(conv.inputs))
+    conv.inputs = inputs[:3] + [r]
+    conv.attrs["_residual"] = where
+    _apply(graph, conv, [add], add.outputs[0])
+
+
+def prepare(graph, fuse=True):
+    """All rewrites in order; returns {rewrite name: count}."""
+    counts = {"fold_pad": fold_pad(graph), "fold_batch_norm": fold_batch_norm(graph),
+              "fold_affine": fold_affine(graph)}
+    if fuse:
+        counts["fuse_activations"] = fuse_activations(graph)
+    return counts

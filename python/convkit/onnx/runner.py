@@ -1,0 +1,223 @@
+"""The runnable model: a list of steps over slots, built once at load.
+
+Each graph node becomes one step (its kernel); a tensor needed in another layout than it was
+produced in gets one transpose step, shared by all its readers; constants are converted once, at
+build. Slots are released after their last reader, so memory follows the live tensors.
+"""
+
+import dataclasses
+import statistics
+import time
+
+import numpy as np
+
+from .. import _convkit as ck
+from . import layout as L
+from .errors import UnsupportedError, node_error
+from .infer import builder_for
+from .kernel import Context
+
+
+@dataclasses.dataclass
+class Step:
+    name: str
+    op: str
+    fn: object
+    in_slots: list
+    out_slots: list
+    layer: object = None
+    release: tuple = ()
+
+    @property
+    def is_convkit(self):
+        return self.layer is not None and self.layer.uses_convkit
+
+
+class Model:
+    """An ONNX graph prepared for convkit (see convkit.onnx.load)."""
+
+    def __init__(self, graph, backend=None, threads=None, reuse_buffers=True):
+        self.graph = graph
+        self.backend = backend
+        self.threads = threads
+        self.reuse_buffers = reuse_buffers
+        if threads:
+            ck.set_num_threads(threads)
+        self._slots = {}  # (tensor name, layout) -> slot
+        self._layouts = {}  # runtime tensor name -> the layout it is produced in
+        self._base = []  # the slots' values before a run: constants set, the rest None
+        self.steps = []
+        self._input_slots = [self._new_slot((name, L.PLAIN)) for name in graph.inputs]
+        for name in graph.inputs:
+            self._layouts[name] = L.PLAIN
+        for node in graph.nodes:
+            self._add_node(node)
+        self._output_slots = [self._slot(name, L.PLAIN) for name in graph.outputs]
+        self._plan_release()
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def _new_slot(self, key, value=None):
+        self._slots[key] = len(self._base)
+        self._base.append(value)
+        return self._slots[key]
+
+    def _slot(self, name, want):
+        """The slot holding tensor `name` in layout `want`, adding a conversion if needed."""
+        if name in self.graph.consts:
+            want = L.PLAIN if want == L.ANY else want
+            key = (name, want)
+            if key not in self._slots:
+                self._new_slot(key, L.convert(self.graph.consts[name], L.PLAIN, want))
+            return self._slots[key]
+        have = self._layouts[name]
+        want = have if want == L.ANY else want
+        key = (name, want)
+        if key not in self._slots:
+            source = self._slots[(name, have)]
+            target = self._new_slot(key)
+            self.steps.append(Step(f"{name}->{want}", "LayoutTranspose",
+                                   lambda x, h=have, w=want: L.convert(x, h, w), [source],
+                                   [target]))
+        return self._slots[key]
+
+    def _add_node(self, node):
+        layouts = [self._layouts.get(name, L.PLAIN) if name else L.PLAIN for name in node.inputs]
+        ctx = Context(node, self.graph, layouts, self.backend, self.reuse_buffers)
+        try:
+            kernel = builder_for(node)(ctx)
+        except ck.Error as error:
+            if isinstance(error, UnsupportedError):
+                raise
+            raise node_error(node.describe(), error) from error
+        in_slots = [self._slot(name, want) if name else None
+                    for name, want in zip(node.inputs, kernel.in_layouts)]
+        runtime = [self._layouts[name] for name in node.inputs
+                   if name and name not in self.graph.consts]
+        first = runtime[0] if runtime else L.PLAIN
+        out_slots = []
+        for name, have in zip(node.outputs, kernel.out_layouts):
+            have = first if have == L.ANY else have
+            if name:
+                self._layouts[name] = have
+                out_slots.append(self._new_slot((name, have)))
+            else:
+                out_slots.append(None)
+        self.steps.append(Step(node.name, node.op, kernel.fn, in_slots, out_slots, kernel.layer))
+
+    def _plan_release(self):
+        last = {}
+        for i, step in enumerate(self.steps):
+            for slot in step.in_slots:
+                if slot is not None:
+                    last[slot] = i
+        keep = set(self._output_slots) | {s for s, v in enumerate(self._base) if v is not None}
+        release = {}
+        for slot, i in last.items():
+            if slot not in keep:
+                release.setdefault(i, []).append(slot)
+        for i, step in enumerate(self.steps):
+            step.release = tuple(release.get(i, ()))
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def _feed(self, inputs):
+        env = list(self._base)
+        if not isinstance(inputs, dict):
+            raise TypeError("inputs must be a dict {input name: array}")
+        missing = [n for n in self.graph.inputs if n not in inputs]
+        unknown = [n for n in inputs if n not in self.graph.inputs]
+        if missing or unknown:
+            raise ck.Error(f"inputs: expected {self.graph.inputs}, missing {missing}, unknown "
+                           f"{unknown}")
+        for name, slot in zip(self.graph.inputs, self._input_slots):
+            x = np.asarray(inputs[name])
+            want = self.graph.input_shapes[name]
+            if tuple(x.shape) != tuple(want):
+                raise ck.Error(f"input '{name}': expected shape {tuple(want)} (fixed at load), "
+                               f"given {tuple(x.shape)}")
+            env[slot] = x.astype(self.graph.input_dtypes[name], copy=False)
+        return env
+
+    def _step(self, step, env):
+        args = [None if s is None else env[s] for s in step.in_slots]
+        try:
+            outputs = step.fn(*args)
+        except ck.Error as error:
+            raise node_error(f"node '{step.name}' ({step.op})", error) from error
+        if not isinstance(outputs, tuple):
+            env[step.out_slots[0]] = outputs
+        else:
+            for slot, y in zip(step.out_slots, outputs):
+                if slot is not None:
+                    env[slot] = y
+        for slot in step.release:
+            env[slot] = None
+
+    def run(self, inputs):
+        """The graph outputs (a list in graph order, numpy arrays in ONNX layout) for
+        inputs {name: array of the shape fixed at load}."""
+        if self.threads:
+            ck.set_num_threads(self.threads)
+        env = self._feed(inputs)
+        for step in self.steps:
+            self._step(step, env)
+        # Copies: an output may be (a view of) a layer's reused array.
+        return [np.array(env[s]) for s in self._output_slots]
+
+    def __call__(self, x):
+        """run() for a one-input graph: the output array, or the list of outputs if several."""
+        if len(self.graph.inputs) != 1:
+            raise ck.Error(f"model(x) needs a one-input graph; this one has inputs "
+                           f"{self.graph.inputs}: use run()")
+        outputs = self.run({self.graph.inputs[0]: x})
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    @property
+    def input_names(self):
+        return list(self.graph.inputs)
+
+    @property
+    def output_names(self):
+        return list(self.graph.outputs)
+
+    def profile(self, inputs, repeats=10):
+        """Per-step median times over `repeats` runs: a list of dicts {name, op, ms, convkit,
+        impl} in step order, and the median total ms of plain (untimed-steps) runs."""
+        if self.threads:
+            ck.set_num_threads(self.threads)
+        times = [[] for _ in self.steps]
+        for _ in range(repeats):
+            env = self._feed(inputs)
+            for i, step in enumerate(self.steps):
+                start = time.perf_counter()
+                self._step(step, env)
+                times[i].append(time.perf_counter() - start)
+        impls = implementation_names(self, inputs)
+        return [dict(name=s.name, op=s.op, ms=1e3 * statistics.median(t), convkit=s.is_convkit,
+                     impl=impls.get(i, "convkit" if s.is_convkit else "numpy"))
+                for i, (s, t) in enumerate(zip(self.steps, times))]
+
+
+def implementation_names(model, inputs):
+    """{step index: "backend:variant:isa"} of the convkit steps, from plans when they say, else
+    from one run under CONVKIT_VERBOSE=1 (one line per convkit call, in call order)."""
+    names = {}
+    pending = []
+    for i, step in enumerate(model.steps):
+        if not step.is_convkit:
+            continue
+        name = getattr(step.layer, "impl_name", None)
+        if name:
+            names[i] = name
+        else:
+            pending.append(i)
+    if pending:
+        from .verbose import capture_verbose
+
+        lines = capture_verbose(lambda: model.run(inputs))
+        calls = [line.split(",")[2] for line in lines if line.startswith("convkit_verbose,")]
+        ordered = [i for i, s in enumerate(model.steps) if s.is_convkit]
+        if len(calls) == len(ordered):
+            names.update({i: calls[k] for k, i in enumerate(ordered) if i in pending})
+    return names

@@ -1,0 +1,577 @@
+"""convkit.onnx's rewrites (constant folding, BN folding, activation and residual fusion), its
+NHWC axis remapping of glue ops, its layer attributes and its errors, on tiny graphs checked
+against onnx.reference."""
+
+import numpy as np
+import pytest
+
+from onnx_util import check, conv_weights, make_model, node_ops, onnx
+
+import convkit
+import convkit.onnx
+from convkit.onnx import rewrite
+
+helper = onnx.helper
+N, C, H, W = 2, 5, 7, 6  # odd sizes so that a wrong axis cannot pass by symmetry
+
+
+@pytest.fixture
+def x(rng):
+    return rng.standard_normal((N, C, H, W)).astype(np.float32)
+
+
+def conv_then(rng, nodes, outputs, inits=None, c_out=C, opset=17, extra_inputs=None):
+    """A model: 'x' -> Conv (3x3, pads 1, to 'c') -> nodes. 'c' is NHWC inside convkit, so the
+    ops after it see NHWC data."""
+    inits = dict(inits or {})
+    inits.update(w=conv_weights(rng, c_out, C), b=rng.standard_normal(c_out).astype(np.float32))
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv")
+    inputs = {"x": (N, C, H, W), **(extra_inputs or {})}
+    return make_model([conv] + nodes, inputs, outputs, inits, opset=opset)
+
+
+def bn_params(rng, c, prefix="bn"):
+    return {f"{prefix}_s": rng.uniform(0.5, 1.5, c).astype(np.float32),
+            f"{prefix}_b": rng.normal(0, 0.1, c).astype(np.float32),
+            f"{prefix}_m": rng.normal(0, 0.1, c).astype(np.float32),
+            f"{prefix}_v": rng.uniform(0.5, 1.5, c).astype(np.float32)}
+
+
+def bn_node(x, y, prefix="bn"):
+    return helper.make_node("BatchNormalization", [x] + [f"{prefix}_{k}" for k in "sbmv"], [y],
+                            epsilon=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------
+# Rewrites.
+
+def test_batch_norm_folds_into_conv(rng, x, backend):
+    model = conv_then(rng, [bn_node("c", "y")], ["y"], bn_params(rng, C))
+    loaded = check(model, {"x": x}, backend=backend)
+    assert node_ops(loaded) == ["Conv"]
+
+
+def test_standalone_batch_norm_is_a_per_channel_affine(rng, x):
+    nodes = [helper.make_node("Relu", ["c"], ["r"]), bn_node("r", "y")]
+    loaded = check(conv_then(rng, nodes, ["y"], bn_params(rng, C)), {"x": x})
+    assert node_ops(loaded) == ["Conv", "Mul", "Add"]
+
+
+def test_per_channel_mul_and_add_fold_into_conv(rng, x):
+    nodes = [helper.make_node("Mul", ["c", "s"], ["m"]), helper.make_node("Sub", ["m", "t"], ["y"])]
+    inits = {"s": rng.uniform(0.5, 2, (C, 1, 1)).astype(np.float32),
+             "t": rng.standard_normal((1, C, 1, 1)).astype(np.float32)}
+    loaded = check(conv_then(rng, nodes, ["y"], inits), {"x": x})
+    assert node_ops(loaded) == ["Conv"]
+
+
+def test_shape_subgraph_folds(rng, x):
+    nodes = [
+        helper.make_node("Shape", ["c"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus_one"], ["target"], axis=0),
+        helper.make_node("Reshape", ["c", "target"], ["y"]),
+        helper.make_node("ConstantOfShape", ["target_len"], ["ones"],
+                         value=helper.make_tensor("v", onnx.TensorProto.FLOAT, [1], [2.0])),
+        helper.make_node("Constant", [], ["k"], value_float=0.5),
+        helper.make_node("Mul", ["ones", "k"], ["z"]),
+    ]
+    inits = {"zero": np.array(0, np.int64), "axes": np.array([0], np.int64),
+             "minus_one": np.array([-1], np.int64), "target_len": np.array([3], np.int64)}
+    loaded = check(conv_then(rng, nodes, ["y", "z"], inits), {"x": x})
+    assert node_ops(loaded) == ["Conv", "Reshape"]
+    assert loaded.graph.consts[loaded.graph.nodes[1].inputs[1]].tolist() == [N, -1]
+
+
+def _activation_cases():
+    """(name, nodes from 'c' to 'y', initializers, expected convkit spec, opset)."""
+    scalar = lambda v: np.array(v, np.float32)  # noqa: E731
+    node = helper.make_node
+    return [
+        ("relu", [node("Relu", ["c"], ["y"])], {}, "relu", 17),
+        ("relu6", [node("Clip", ["c", "lo", "hi"], ["y"])], {"lo": scalar(0), "hi": scalar(6)},
+         "relu6", 17),
+        ("clip", [node("Clip", ["c", "lo", "hi"], ["y"])], {"lo": scalar(-0.5), "hi": scalar(1)},
+         ("clip", -0.5, 1.0), 17),
+        ("leaky", [node("LeakyRelu", ["c"], ["y"], alpha=0.1)], {}, ("leaky_relu", 0.1), 17),
+        ("sigmoid", [node("Sigmoid", ["c"], ["y"])], {}, "sigmoid", 17),
+        ("tanh", [node("Tanh", ["c"], ["y"])], {}, "tanh", 17),
+        ("hardsigmoid", [node("HardSigmoid", ["c"], ["y"], alpha=0.25, beta=0.4)], {},
+         ("hardsigmoid", 0.25, 0.4), 17),
+        ("hardswish_op", [node("HardSwish", ["c"], ["y"])], {}, "hardswish", 17),
+        ("silu", [node("Sigmoid", ["c"], ["s"]), node("Mul", ["c", "s"], ["y"])], {}, "silu", 17),
+        ("hardswish_gate", [node("HardSigmoid", ["c"], ["s"], alpha=1 / 6, beta=0.5),
+                            node("Mul", ["s", "c"], ["y"])], {}, "hardswish", 17),
+        ("hardswish_clip", [node("Add", ["c", "three"], ["a"]),
+                            node("Clip", ["a", "lo", "hi"], ["r6"]),
+                            node("Mul", ["c", "r6"], ["m"]), node("Div", ["m", "six"], ["y"])],
+         {"three": scalar(3), "lo": scalar(0), "hi": scalar(6), "six": scalar(6)},
+         "hardswish", 17),
+        ("gelu_op", [node("Gelu", ["c"], ["y"])], {}, "gelu", 20),
+        ("gelu_erf_a", [node("Div", ["c", "sqrt2"], ["d"]), node("Erf", ["d"], ["e"]),
+                        node("Add", ["e", "one"], ["a"]), node("Mul", ["c", "a"], ["m"]),
+                        node("Mul", ["m", "half"], ["y"])],
+         {"sqrt2": scalar(np.sqrt(2)), "one": scalar(1), "half": scalar(0.5)}, "gelu", 17),
+        ("gelu_erf_b", [node("Mul", ["c", "half"], ["h"]), node("Div", ["c", "sqrt2"], ["d"]),
+                        node("Erf", ["d"], ["e"]), node("Add", ["one", "e"], ["a"]),
+                        node("Mul", ["h", "a"], ["y"])],
+         {"sqrt2": scalar(np.sqrt(2)), "one": scalar(1), "half": scalar(0.5)}, "gelu", 17),
+    ]
+
+
+@pytest.mark.parametrize("case", _activation_cases(), ids=lambda case: case[0])
+def test_activation_fuses_into_conv(rng, x, case):
+    _, nodes, inits, spec, opset = case
+    loaded = check(conv_then(rng, nodes, ["y"], inits, opset=opset), {"x": x})
+    assert node_ops(loaded) == ["Conv"]
+    fused = loaded.graph.nodes[0].attrs["_activation"]
+    if isinstance(spec, tuple):  # float32 attributes: compare the numbers approximately
+        assert fused[0] == spec[0] and fused[1:] == pytest.approx(spec[1:], rel=1e-6)
+    else:
+        assert fused == spec
+
+
+def test_activation_not_fused_when_conv_output_is_also_used(rng, x):
+    nodes = [helper.make_node("Relu", ["c"], ["y"]), helper.make_node("Add", ["c", "y"], ["z"])]
+    loaded = check(conv_then(rng, nodes, ["y", "z"]), {"x": x})
+    assert node_ops(loaded) == ["Conv", "Relu", "Add"]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_residual_add_fuses_into_conv(rng, x, backend, where):
+    node = helper.make_node
+    if where == "before":  # ResNet: relu(conv(x) + x)
+        nodes = [node("Add", ["x", "c"], ["a"]), node("Relu", ["a"], ["y"])]
+    else:  # YOLO's bottleneck: x + silu(conv(x))
+        nodes = [node("Sigmoid", ["c"], ["s"]), node("Mul", ["c", "s"], ["m"]),
+                 node("Add", ["m", "x"], ["y"])]
+    loaded = check(conv_then(rng, nodes, ["y"]), {"x": x}, backend=backend)
+    assert node_ops(loaded) == ["Conv"]
+    fused = loaded.graph.nodes[0]
+    assert fused.attrs["_residual"] == where and fused.inputs[3] == "x"
+    assert fused.attrs["_activation"] == ("relu" if where == "before" else "silu")
+
+
+def test_broadcast_add_is_not_a_residual(rng, x):
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"]),
+             helper.make_node("Add", ["c", "g"], ["y"])]
+    loaded = check(conv_then(rng, nodes, ["y"]), {"x": x})
+    assert "_residual" not in loaded.graph.nodes[0].attrs
+
+
+def test_unfused_model_matches_fused(rng, x):
+    nodes = [helper.make_node("Add", ["x", "c"], ["a"]), helper.make_node("Relu", ["a"], ["y"])]
+    model = conv_then(rng, nodes, ["y"])
+    fused = convkit.onnx.load(model)(x)
+    plain = convkit.onnx.load(model, fuse=False)
+    assert node_ops(plain) == ["Conv", "Add", "Relu"]
+    np.testing.assert_allclose(plain(x), fused, rtol=1e-5, atol=1e-5)
+
+
+def test_rewrite_counts(rng):
+    model = conv_then(rng, [bn_node("c", "b1"), helper.make_node("Relu", ["b1"], ["y"])], ["y"],
+                      bn_params(rng, C))
+    from convkit.onnx.graph import from_onnx
+    from convkit.onnx.infer import infer
+
+    graph = infer(from_onnx(model, None))
+    assert rewrite.prepare(graph) == {"fold_pad": 0, "fold_batch_norm": 1, "fold_affine": 0,
+                                      "fuse_activations": 1}
+
+
+def test_zero_pad_folds_into_conv(rng, x):
+    node = helper.make_node
+    nodes = [node("Pad", ["x", "pads"], ["p"]),
+             node("Conv", ["p", "w2"], ["y"], pads=[1, 0, 0, 1], strides=[2, 2])]
+    inits = {"pads": np.array([0, 0, 2, 1, 0, 0, 0, 3], np.int64), "w2": conv_weights(rng, 3, C)}
+    loaded = check(make_model(nodes, {"x": x.shape}, ["y"], inits), {"x": x})
+    assert node_ops(loaded) == ["Conv"] and loaded.graph.nodes[0].attrs["pads"] == [3, 1, 0, 4]
+    # A non-zero or channel pad stays a Pad.
+    inits["pads"] = np.array([0, 1, 0, 0, 0, 0, 0, 0], np.int64)
+    inits["w2"] = conv_weights(rng, 3, C + 1)
+    loaded = check(make_model(nodes, {"x": x.shape}, ["y"], inits), {"x": x})
+    assert node_ops(loaded) == ["Pad", "Conv"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Glue ops on NHWC data: axes remapped, results in ONNX's NCHW order.
+
+def _glue_cases():
+    node = helper.make_node
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731
+    rng = np.random.default_rng(3)
+    return [
+        ("concat_c", [node("Concat", ["c", "c2"], ["y"], axis=1)], {}),
+        ("concat_h", [node("Concat", ["c", "c2"], ["y"], axis=2)], {}),
+        ("concat_w_neg", [node("Concat", ["c", "c2"], ["y"], axis=-1)], {}),
+        ("split_c", [node("Split", ["c", "sizes"], ["y", "z"], axis=1)], {"sizes": i64(2, 3)}),
+        ("split_h", [node("Split", ["c", "sizes"], ["y", "z"], axis=2)], {"sizes": i64(3, 4)}),
+        ("split_w", [node("Split", ["c"], ["y", "z"], axis=3, num_outputs=2)], {}),
+        ("split_one", [node("Split", ["c"], ["y"], axis=1, num_outputs=1)], {}),
+        ("slice", [node("Slice", ["c", "st", "en", "ax", "sp"], ["y"])],
+         {"st": i64(1, -1, 0), "en": i64(4, -100, 5), "ax": i64(1, 2, 3), "sp": i64(2, -2, 1)}),
+        ("reshape", [node("Reshape", ["c", "s"], ["y"])], {"s": i64(N, -1, W)}),
+        ("reshape_zero", [node("Reshape", ["c", "s"], ["y"])], {"s": i64(0, 0, -1)}),
+        ("flatten", [node("Flatten", ["c"], ["y"], axis=1)], {}),
+        ("flatten_2", [node("Flatten", ["c"], ["y"], axis=2)], {}),
+        ("gap_flatten_gemm", [node("GlobalAveragePool", ["c"], ["g"]),
+                              node("Flatten", ["g"], ["f"]),
+                              node("Gemm", ["f", "fc", "fb"], ["y"], transB=1, alpha=0.5)],
+         {"fc": f32(rng.standard_normal((3, C))), "fb": f32(rng.standard_normal(3))}),
+        ("squeeze_unsqueeze", [node("ReduceMean", ["c", "ax"], ["r"], keepdims=1),
+                               node("Squeeze", ["r", "ax"], ["s"]),
+                               node("Unsqueeze", ["s", "ax0"], ["y"])],
+         {"ax": i64(2, 3), "ax0": i64(0)}),
+        ("transpose", [node("Transpose", ["c"], ["y"], perm=[0, 2, 3, 1])], {}),
+        ("transpose_back", [node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]),
+                            node("Relu", ["t"], ["y"])], {}),
+        ("transpose_odd", [node("Transpose", ["c"], ["y"], perm=[3, 1, 0, 2])], {}),
+        ("softmax_c", [node("Softmax", ["c"], ["y"], axis=1)], {}),
+        ("softmax_last", [node("Softmax", ["c"], ["y"], axis=-1)], {}),
+        ("log_softmax_h", [node("LogSoftmax", ["c"], ["y"], axis=2)], {}),
+        ("reduce_mean_hw", [node("ReduceMean", ["c", "ax"], ["y"], keepdims=0)], {"ax": i64(2, 3)}),
+        ("reduce_mean_c", [node("ReduceMean", ["c", "ax"], ["y"], keepdims=1)], {"ax": i64(1)}),
+        ("reduce_max_cw", [node("ReduceMax", ["c", "ax"], ["y"], keepdims=0)], {"ax": i64(1, 3)}),
+        ("reduce_sum_h", [node("ReduceSum", ["c", "ax"], ["y"], keepdims=0)], {"ax": i64(-2)}),
+        ("broadcast_chw", [node("Mul", ["c", "k"], ["m"]), node("Add", ["m", "v"], ["y"])],
+         {"k": f32(rng.standard_normal((C, 1, 1))), "v": f32(rng.standard_normal(W))}),
+        ("broadcast_full", [node("Sub", ["k", "c"], ["y"])],
+         {"k": f32(rng.standard_normal((1, C, H, W)))}),
+        ("broadcast_runtime_nc11", [node("GlobalMaxPool", ["c"], ["g"]),
+                                    node("Div", ["c", "g"], ["y"])], {}),
+        ("pow_sqrt", [node("Abs", ["c"], ["a"]), node("Pow", ["a", "p"], ["q"]),
+                      node("Sqrt", ["q"], ["y"])], {"p": f32(3.0)}),
+        ("pad_constant", [node("Pad", ["c", "pads", "v"], ["y"])],
+         {"pads": i64(0, 1, 2, 0, 0, 0, 1, 3), "v": f32(0.5)}),
+        ("pad_reflect", [node("Pad", ["c", "pads"], ["y"], mode="reflect")],
+         {"pads": i64(0, 0, 1, 2, 0, 0, 2, 1)}),
+        ("matmul", [node("MatMul", ["c", "m"], ["y"])], {"m": f32(rng.standard_normal((W, 4)))}),
+        ("unary_chain", [node("Tanh", ["c"], ["t"]), node("Exp", ["t"], ["e"]),
+                         node("Log", ["e"], ["l"]), node("Erf", ["l"], ["f"]),
+                         node("HardSwish", ["f"], ["h"]), node("LeakyRelu", ["h"], ["y"])], {}),
+        ("instance_norm", [node("InstanceNormalization", ["c", "g", "bt"], ["y"])],
+         {"g": f32(rng.uniform(0.5, 1.5, C)), "bt": f32(rng.standard_normal(C))}),
+        ("prelu", [node("PRelu", ["c", "slope"], ["y"])],
+         {"slope": f32(rng.uniform(0, 0.5, (C, 1, 1)))}),
+        ("cast_identity", [node("Cast", ["c"], ["d"], to=onnx.TensorProto.DOUBLE),
+                           node("Cast", ["d"], ["i"], to=onnx.TensorProto.FLOAT),
+                           node("Identity", ["i"], ["y"])], {}),
+    ]
+
+
+@pytest.mark.parametrize("case", _glue_cases(), ids=lambda case: case[0])
+def test_glue_op_on_nhwc_data(rng, x, case):
+    _, nodes, inits = case
+    node = helper.make_node
+    # A second conv output 'c2' for the two-input ops.
+    conv2 = node("Conv", ["x", "w2"], ["c2"], pads=[1, 1, 1, 1])
+    inits = {**inits, "w2": conv_weights(rng, C, C)}
+    outputs = [o for n in nodes for o in n.output if o in ("y", "z")]
+    check(conv_then(rng, [conv2] + nodes, outputs, inits, opset=18), {"x": x})
+
+
+RESIZE_CASES = [
+    (mode, coordinate, nearest, scales)
+    for mode, coordinate, nearest in [
+        ("nearest", "asymmetric", "floor"), ("nearest", "half_pixel", "round_prefer_floor"),
+        ("nearest", "align_corners", "round_prefer_ceil"), ("nearest", "asymmetric", "ceil"),
+        ("linear", "half_pixel", None), ("linear", "asymmetric", None),
+        ("linear", "align_corners", None), ("linear", "pytorch_half_pixel", None)]
+    # onnx.reference's align_corners divides by the unrounded length (7 * 1.5 = 10.5), ONNX
+    # Runtime and convkit by the output length (10): only whole lengths are compared there.
+    for scales in ([(1, 1, 2, 2), (1, 1, 3, 0.5)] if coordinate == "align_corners"
+                   else [(1, 1, 2, 2), (1, 1, 1.5, 0.5)])
+]
+
+
+@pytest.mark.parametrize("case", RESIZE_CASES, ids=str)
+def test_resize_on_nhwc_data(rng, x, case):
+    mode, coordinate, nearest, scales = case
+    attrs = dict(mode=mode, coordinate_transformation_mode=coordinate)
+    if nearest:
+        attrs["nearest_mode"] = nearest
+    nodes = [helper.make_node("Resize", ["c", "", "scales"], ["y"], **attrs)]
+    check(conv_then(rng, nodes, ["y"], {"scales": np.array(scales, np.float32)}), {"x": x})
+
+
+def test_resize_by_sizes(rng, x):
+    nodes = [helper.make_node("Resize", ["c", "", "", "sizes"], ["y"], mode="linear")]
+    check(conv_then(rng, nodes, ["y"], {"sizes": np.array([N, C, 11, 3], np.int64)}), {"x": x})
+
+
+def test_runtime_tensor_moves_to_nhwc_once(rng, x):
+    # A 4-D tensor made by Reshape (PLAIN) feeding two convs is transposed to NHWC once.
+    node = helper.make_node
+    nodes = [node("Reshape", ["c", "s"], ["r"]), node("Conv", ["r", "w3"], ["y"]),
+             node("Conv", ["r", "w3"], ["z"], strides=[2, 2])]
+    inits = {"s": np.array([N, C, W, H], np.int64), "w3": conv_weights(rng, 3, C, 1)}
+    loaded = check(conv_then(rng, nodes, ["y", "z"], inits), {"x": x})
+    assert sum(step.op == "LayoutTranspose" for step in loaded.steps) == 5  # in, r, c->plain, 2 out
+
+
+# ------------------------------------------------------------------------------------------------
+# Layers: attributes of Conv, ConvTranspose and pooling.
+
+CONV_CASES = [
+    dict(pads=[0, 1, 2, 1], strides=[2, 1]),
+    dict(auto_pad="SAME_UPPER", strides=[2, 2]),
+    dict(auto_pad="SAME_LOWER", strides=[2, 3]),
+    dict(auto_pad="VALID", dilations=[2, 1]),
+    dict(pads=[1, 1, 1, 1], group=C),
+]
+
+
+@pytest.mark.parametrize("attrs", CONV_CASES, ids=str)
+def test_conv_attributes(rng, x, backend, attrs):
+    groups = attrs.get("group", 1)
+    w = conv_weights(rng, 2 * C if groups > 1 else 4, C // groups)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], **attrs)],
+                       {"x": x.shape}, ["y"], {"w": w})
+    check(model, {"x": x}, backend=backend)
+
+
+TRANSPOSE_CASES = [
+    dict(strides=[2, 2]),
+    dict(strides=[2, 3], pads=[1, 0, 0, 1], output_padding=[1, 0]),
+    dict(strides=[1, 2], dilations=[2, 1], group=1),
+    dict(strides=[2, 2], auto_pad="SAME_UPPER"),
+]
+
+
+def _conv_transpose(rng, attrs, c_out=6):
+    w = rng.standard_normal((C, c_out, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["t"], **attrs),
+             helper.make_node("Relu", ["t"], ["y"])]
+    return make_model(nodes, {"x": (N, C, H, W)}, ["y"], {"w": w, "b": b})
+
+
+@pytest.mark.parametrize("attrs", TRANSPOSE_CASES, ids=str)
+def test_conv_transpose_attributes(rng, x, backend, attrs):
+    check(_conv_transpose(rng, attrs), {"x": x}, backend=backend)
+
+
+def test_conv_transpose_output_shape(x):
+    # output_shape (20, 11) of a full (21, 13) output crops 1 row at the top and 1 column on
+    # each side; onnx.reference fails on output_shape, so the oracle is the op with those pads.
+    with_shape = _conv_transpose(np.random.default_rng(1), dict(strides=[3, 2],
+                                                                output_shape=[20, 11]))
+    with_pads = _conv_transpose(np.random.default_rng(1), dict(strides=[3, 2],
+                                                               pads=[1, 1, 0, 1]))
+    expected = check(with_pads, {"x": x})(x)
+    assert expected.shape == (N, 6, 20, 11)
+    np.testing.assert_array_equal(convkit.onnx.load(with_shape)(x), expected)
+
+
+def test_grouped_conv_transpose(rng, x, backend):
+    # onnx.reference cannot run grouped ConvTranspose: the oracle is one op per group + Concat.
+    groups, c_out_g = C, 2
+    w = rng.standard_normal((C, c_out_g, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(C * c_out_g).astype(np.float32)
+    grouped = make_model([helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], group=groups,
+                                           strides=[2, 2])], {"x": x.shape}, ["y"],
+                         {"w": w, "b": b})
+    node = helper.make_node
+    parts = [f"x{g}" for g in range(groups)]
+    nodes = [node("Split", ["x"], parts, axis=1, num_outputs=groups)]
+    inits = {}
+    for g in range(groups):
+        inits[f"w{g}"] = w[g:g + 1]
+        inits[f"b{g}"] = b[g * c_out_g:(g + 1) * c_out_g]
+        nodes.append(node("ConvTranspose", [f"x{g}", f"w{g}", f"b{g}"], [f"y{g}"],
+                          strides=[2, 2]))
+    nodes.append(node("Concat", [f"y{g}" for g in range(groups)], ["y"], axis=1))
+    split = make_model(nodes, {"x": x.shape}, ["y"], inits, opset=18)
+    check(split, {"x": x}, backend=backend)
+    actual = convkit.onnx.load(grouped, backend=backend)(x)
+    expected = convkit.onnx.load(split, backend=backend)(x)
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+POOL_CASES = [
+    ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    ("MaxPool", dict(kernel_shape=[2, 3], strides=[2, 2], ceil_mode=1)),
+    ("MaxPool", dict(kernel_shape=[3, 3], auto_pad="SAME_UPPER", strides=[2, 2])),
+    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                         count_include_pad=1)),
+    ("AveragePool", dict(kernel_shape=[3, 2], strides=[2, 2], ceil_mode=1)),
+    ("GlobalAveragePool", {}),
+    ("GlobalMaxPool", {}),
+]
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_pool_attributes(x, backend, case):
+    op, attrs = case
+    model = make_model([helper.make_node(op, ["x"], ["y"], **attrs)], {"x": x.shape}, ["y"])
+    check(model, {"x": x}, backend=backend)
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors: what is not supported is said, naming the node.
+
+def _unsupported_cases():
+    node = helper.make_node
+    return [
+        (node("GridSample", ["x", "x"], ["y"], name="grid"), "grid", "GridSample"),
+        (node("Softmax", ["x"], ["y"], axis=1, name="s", domain="com.microsoft"), "s", "domain"),
+        (node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], storage_order=1, name="p"), "p",
+         "storage_order"),
+        (node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], name="d"), "d",
+         "dilations"),
+        (node("Resize", ["x", "", "sc"], ["y"], mode="cubic", name="r"), "r", "cubic"),
+        (node("Conv", ["x", "w1d"], ["y"], name="c1"), "c1", "rank"),
+    ]
+
+
+@pytest.mark.parametrize("case", _unsupported_cases(), ids=lambda case: case[1])
+def test_unsupported_is_a_clear_error(x, case):
+    proto, name, what = case
+    inits = {"sc": np.array([1, 1, 2, 2], np.float32),
+             "w1d": np.ones((2, C, 3), np.float32)}
+    inputs = {"x": x.shape}
+    used = {k: v for k, v in inits.items() if k in proto.input}
+    model = make_model([proto], inputs, ["y"], used)
+    with pytest.raises(convkit.onnx.UnsupportedError) as info:
+        convkit.onnx.load(model)
+    message = str(info.value)
+    assert f"'{name}'" in message and proto.op_type in message and what in message
+    assert isinstance(info.value, convkit.Error) and info.value.code == "unsupported"
+
+
+def test_unknown_op_lists_what_is_supported(x):
+    model = make_model([helper.make_node("NonMaxSuppression", ["x"], ["y"], name="nms")],
+                       {"x": x.shape}, ["y"])
+    with pytest.raises(convkit.onnx.UnsupportedError, match="nms.*NonMaxSuppression.*Conv"):
+        convkit.onnx.load(model)
+
+
+def test_dynamic_input_needs_a_shape(rng):
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "dyn",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 3, 4, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(convkit.onnx.UnsupportedError, match="input_shapes"):
+        convkit.onnx.load(model)
+    loaded = convkit.onnx.load(model, input_shapes={"x": (2, 3, 4, 4)})
+    x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), np.maximum(x, 0))
+    with pytest.raises(convkit.Error, match="expected shape"):
+        loaded(x[:1])
+
+
+def _old_opset_cases():
+    node = helper.make_node
+    return [
+        ("upsample_9", 9, [node("Upsample", ["c", "sc"], ["y"], mode="nearest")],
+         {"sc": np.array([1, 1, 2, 3], np.float32)}),
+        ("slice_9", 9, [node("Slice", ["c"], ["y"], starts=[1, 0], ends=[4, -1], axes=[1, 3])],
+         {}),
+        ("split_squeeze_11", 11, [node("Split", ["c"], ["s0", "s1"], axis=1, split=[1, 4]),
+                                  node("Squeeze", ["s0"], ["q"], axes=[1]),
+                                  node("Unsqueeze", ["q"], ["y"], axes=[3]),
+                                  node("ReduceMean", ["s1"], ["z"], axes=[1, 3], keepdims=0)],
+         {}),
+        ("clip_softmax_11", 11, [node("Clip", ["c", "lo", "hi"], ["k"]),
+                                 node("Softmax", ["k"], ["y"], axis=3)],
+         {"lo": np.array(-1, np.float32), "hi": np.array(1.5, np.float32)}),
+        ("pad_10", 10, [node("Pad", ["c"], ["y"], pads=[0, 0, 1, 2, 0, 0, 2, 1], value=1.5)], {}),
+    ]
+
+
+@pytest.mark.parametrize("case", _old_opset_cases(), ids=lambda case: case[0])
+def test_older_opsets(rng, x, case):
+    _, opset, nodes, inits = case
+    outputs = [o for n in nodes for o in n.output if o in ("y", "z")]
+    check(conv_then(rng, nodes, outputs, inits, opset=opset), {"x": x})
+
+
+def test_softmax_before_opset_13_normalises_the_flattened_tail(rng, x):
+    # Softmax-11 at axis 2 normalises over H * W together (onnx.reference applies opset 13's
+    # one-axis rule here, ONNX Runtime does not): the oracle is numpy.
+    model = conv_then(rng, [helper.make_node("Softmax", ["c"], ["y"], axis=2)], ["c", "y"],
+                      opset=11)
+    c, y = convkit.onnx.load(model)(x)
+    np.testing.assert_allclose(y.sum(axis=(2, 3)), 1, rtol=1e-5)
+    flat = np.exp(c.reshape(N, C, -1) - c.reshape(N, C, -1).max(axis=2, keepdims=True))
+    np.testing.assert_allclose(y, (flat / flat.sum(axis=2, keepdims=True)).reshape(c.shape),
+                               rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("groups", [1, C])
+def test_batch_norm_folds_into_conv_transpose(rng, x, groups):
+    c_out = 2 * groups
+    w = rng.standard_normal((C, c_out // groups, 3, 3)).astype(np.float32)
+    params = bn_params(rng, c_out)
+    node = helper.make_node
+    plain = make_model([node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2], group=groups)],
+                       {"x": x.shape}, ["t"], {"w": w})
+    model = make_model([node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2], group=groups),
+                        bn_node("t", "y")], {"x": x.shape}, ["y"], {"w": w, **params})
+    loaded = convkit.onnx.load(model)
+    assert node_ops(loaded) == ["ConvTranspose"]
+    # The oracle: the unfolded transposed convolution, then BN in float64 (onnx.reference cannot
+    # run grouped ConvTranspose).
+    t = convkit.onnx.load(plain)(x).astype(np.float64)
+    scale = params["bn_s"] / np.sqrt(params["bn_v"].astype(np.float64) + 1e-3)
+    expected = (t - params["bn_m"][:, None, None]) * scale[:, None, None] \
+        + params["bn_b"][:, None, None]
+    np.testing.assert_allclose(loaded(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_numpy_transposed_convolution_matches_convkit(rng, backend):
+    # The adapter's numpy fallback (for a convkit without conv2d_transpose) against convkit's.
+    from convkit.onnx.adapter import ConvLayer
+
+    if not hasattr(convkit, "conv2d_transpose"):
+        pytest.skip("this convkit has no conv2d_transpose")
+    x = rng.standard_normal((2, 5, 4, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 2, 6)).astype(np.float32)  # {KH, KW, C_out/g, C_in}, g = 3
+    b = rng.standard_normal(6).astype(np.float32)
+    layer = ConvLayer(w, b, x_shape=x.shape, stride=(2, 3), pads=(1, 0, 0, 2), dilation=(1, 2),
+                      groups=3, transpose=True, output_padding=(1, 0), backend=backend)
+    expected = layer.run(x)
+    np.testing.assert_allclose(layer._transpose_numpy(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [3, 4])
+def test_lrn_on_nhwc_data(rng, x, size):
+    # onnx.reference's LRN loops over N where it means C: the oracle is ONNX's formula here.
+    alpha, beta, bias = 0.5, 0.75, 2.0
+    node = helper.make_node("LRN", ["c"], ["y"], size=size, alpha=alpha, beta=beta, bias=bias)
+    c, y = convkit.onnx.load(conv_then(rng, [node], ["c", "y"]))(x)
+    c64 = c.astype(np.float64)
+    expected = np.empty_like(c64)
+    for channel in range(C):
+        window = c64[:, max(0, channel - (size - 1) // 2):channel + size // 2 + 1]
+        scale = (bias + alpha / size * np.sum(window ** 2, axis=1)) ** beta
+        expected[:, channel] = c64[:, channel] / scale
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_shapes_the_graph_cannot_take_are_an_error_naming_the_node(rng):
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["y"], name="fixed")]
+    model = make_model(nodes, {"x": (1, 3, 4, 4)}, ["y"], {"s": np.array([1, 48], np.int64)})
+    convkit.onnx.load(model)
+    with pytest.raises(convkit.Error, match="'fixed'.*input shapes") as info:
+        convkit.onnx.load(model, input_shapes={"x": (1, 3, 8, 8)})
+    assert info.value.code == "invalid argument"
+
+
+def test_residual_fuses_into_conv_transpose(rng, backend):
+    # UNet/FPN decoders: relu(conv_transpose(x) + skip).
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    skip = rng.standard_normal((N, 4, 2 * H, 2 * W)).astype(np.float32)
+    w = rng.standard_normal((C, 4, 2, 2)).astype(np.float32)
+    node = helper.make_node
+    nodes = [node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2]),
+             node("Add", ["t", "skip"], ["a"]), node("Relu", ["a"], ["y"])]
+    model = make_model(nodes, {"x": x.shape, "skip": skip.shape}, ["y"], {"w": w})
+    loaded = check(model, {"x": x, "skip": skip}, backend=backend)
+    assert node_ops(loaded) == ["ConvTranspose"]
+    fused = loaded.graph.nodes[0]
+    assert fused.attrs["_residual"] == "before" and fused.attrs["_activation"] == "relu"
