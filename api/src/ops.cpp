@@ -235,49 +235,34 @@ void conv2d_transpose_backward(const Conv2dTransposeParams& params, ConstTensorV
   check_tensor(op, "x", x, x.dims);
   check_tensor(op, "w", w, w.dims);
   check_tensor(op, "dy", dy, {p.n(), p.oh(), p.ow(), p.c_out()});
-  const TensorView dx = grads.dx.value_or(TensorView{});
-  const TensorView dw = grads.dw.value_or(TensorView{});
-  const std::span<float> db = grads.db.value_or(std::span<float>{});
-  if (grads.dx) check_tensor(op, "grads.dx", dx, x.dims);
-  if (grads.dw) check_tensor(op, "grads.dw", dw, w.dims);
-  if (grads.db) {
-    check_vector(op, "grads.db", db.data(), static_cast<int64_t>(db.size()), p.c_out());
-  }
-  const int64_t dx_size = grads.dx ? count(x.dims) : 0;
-  const int64_t dw_size = grads.dw ? count(w.dims) : 0;
-  const int64_t db_size = static_cast<int64_t>(db.size());
-  check_no_overlap(op,
-                   {{"grads.dx", dx.data, dx_size},
-                    {"grads.dw", dw.data, dw_size},
-                    {"grads.db", db.data(), db_size}},
-                   {{"x", x.data, count(x.dims)},
-                    {"w", w.data, count(w.dims)},
-                    {"dy", dy.data, count(dy.dims)}});
+  const internal::Conv2dGradPointers out =
+      internal::check_conv2d_grads(op, grads, x.dims, w.dims, p.c_out(),
+                                   {{"x", x.data, count(x.dims)},
+                                    {"w", w.data, count(w.dims)},
+                                    {"dy", dy.data, count(dy.dims)}});
   if (!grads.dx && !grads.dw && !grads.db) return;
   internal::run_call(
       "conv2d_transpose_bwd", internal::verbose_enabled(), [&] { return p.to_string(); },
       [&](std::string* impl) {
         const std::string text = p.to_string();
         internal::run_on_backend(
-            backend, {.op = op,
-                      .verbose_op = "conv2d_transpose_bwd",
-                      .features = internal::conv2d_features(
-                          p.conv, grads.dx ? ConvPass::kForward : ConvPass::kBackwardWeights,
-                          internal::num_threads()),
-                      .describe = [&] { return std::string_view(text); },
-                      .supports =
-                          [&](const internal::Backend& c) {
-                            return internal::TransposeBwdSupport(c, p, grads.dx.has_value(),
-                                                                 grads.dw.has_value(),
-                                                                 grads.db.has_value());
-                          },
-                      .attempt =
-                          [&](const internal::Backend& c) {
-                            c.conv2d_transpose_bwd(
-                                p, x.data, w.data, dy.data, grads.dx ? dx.data : nullptr,
-                                grads.dw ? dw.data : nullptr, grads.db ? db.data() : nullptr, impl);
-                          },
-                      .trial = nullptr});
+            backend,
+            {.op = op,
+             .verbose_op = "conv2d_transpose_bwd",
+             .features = internal::conv2d_features(
+                 p.conv, grads.dx ? ConvPass::kForward : ConvPass::kBackwardWeights,
+                 internal::num_threads()),
+             .describe = [&] { return std::string_view(text); },
+             .supports =
+                 [&](const internal::Backend& c) {
+                   return internal::TransposeBwdSupport(c, p, grads.dx.has_value(),
+                                                        grads.dw.has_value(), grads.db.has_value());
+                 },
+             .attempt =
+                 [&](const internal::Backend& c) {
+                   c.conv2d_transpose_bwd(p, x.data, w.data, dy.data, out.dx, out.dw, out.db, impl);
+                 },
+             .trial = nullptr});
       });
 }
 
