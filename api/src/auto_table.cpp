@@ -1,6 +1,7 @@
 #include "api/src/auto_table.hpp"
 
 #include <algorithm>
+#include <initializer_list>
 #include <sstream>
 
 namespace convkit::internal {
@@ -53,6 +54,17 @@ AutoOp conv_op(ConvPass pass) {
   return AutoOp::kConvFwd;
 }
 
+// The product of non-negative extents, saturated at kNoLimit: validated problems may have extents
+// whose products overflow (huge strides or pads leave few outputs), and a feature only needs to be
+// "very large" there.
+int64_t product(std::initializer_list<int64_t> factors) {
+  int64_t result = 1;
+  for (const int64_t factor : factors) {
+    if (__builtin_mul_overflow(result, factor, &result)) return kNoLimit;
+  }
+  return result;
+}
+
 }  // namespace
 
 std::string AutoFeatures::to_string() const {
@@ -72,11 +84,11 @@ AutoFeatures conv2d_features(const Conv2dProblem& p, ConvPass pass, int threads)
                              : GroupsClass::kGrouped;
   f.ic = p.ic;
   f.oc = p.oc;
-  f.spatial = p.oh * p.ow;
+  f.spatial = product({p.oh, p.ow});
   f.batch = p.n;
   f.stride = std::max(p.stride_h, p.stride_w);
   f.threads = threads;
-  f.work = p.n * f.spatial * p.oc * p.kh * p.kw * p.ic_per_group();
+  f.work = product({p.n, f.spatial, p.oc, p.kh, p.kw, p.ic_per_group()});
   return f;
 }
 
@@ -88,11 +100,11 @@ AutoFeatures pool2d_features(const Pool2dProblem& p, PoolPass pass, int threads)
   f.kernel = std::max(p.kh, p.kw);
   f.groups = GroupsClass::kDense;
   f.ic = f.oc = p.c;
-  f.spatial = p.oh * p.ow;
+  f.spatial = product({p.oh, p.ow});
   f.batch = p.n;
   f.stride = std::max(p.stride_h, p.stride_w);
   f.threads = threads;
-  f.work = p.n * f.spatial * p.c * p.kh * p.kw;
+  f.work = product({p.n, f.spatial, p.c, p.kh, p.kw});
   return f;
 }
 
