@@ -415,6 +415,31 @@ inline uint64_t EnvUnsigned(const char* name, uint64_t fallback) {
   return parsed;
 }
 
+// Sets an environment variable for a scope, restoring the previous value (or its absence).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    if (old != nullptr) old_ = old;
+    had_ = old != nullptr;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) {
+      setenv(name_, old_.c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::string old_;
+  bool had_ = false;
+};
+
 // Mixes a run seed and a case index into the seed of that case (splitmix64's finalizer), so that
 // every case can be replayed alone from the printed seed and its index.
 inline uint64_t CaseSeedOf(uint64_t run_seed, uint64_t index) {
