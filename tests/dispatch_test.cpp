@@ -8,24 +8,12 @@
 #include <string>
 
 #include "convkit/convkit.hpp"
+#include "tests/test_util.hpp"
 
 namespace convkit {
 namespace {
 
-// Sets an environment variable for the scope of one test.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = getenv(name)) old_ = old, had_old_ = true;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() { had_old_ ? setenv(name_, old_.c_str(), 1) : unsetenv(name_); }
-
- private:
-  const char* name_;
-  std::string old_;
-  bool had_old_ = false;
-};
+using test::ScopedEnv;
 
 const Conv2dParams kParams{.kernel_h = 3, .kernel_w = 3, .pad = Pads::uniform(1)};
 const Dims kX = {1, 6, 6, 3};

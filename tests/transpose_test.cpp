@@ -14,12 +14,8 @@
 #include <vector>
 
 #include "bench/shape_sets.hpp"
+#include "tests/highway_targets.hpp"
 #include "tests/test_util.hpp"
-
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-#include "hwy/highway.h"
-#include "hwy/targets.h"
-#endif
 
 namespace convkit::test {
 namespace {
@@ -429,57 +425,16 @@ TEST_P(TransposeTest, PlanOwnsItsWeights) {
 INSTANTIATE_TEST_SUITE_P(Backends, TransposeTest, ::testing::ValuesIn(BackendsToTest()),
                          BackendParamName);
 
-// Every compiled Highway target, pinned in turn (as equivalence_test.cpp does for the
-// convolution): the backward-data kernels with the fused epilogue on each vector width.
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-std::vector<int64_t> CompiledHighwayTargets() {
-  std::vector<int64_t> targets;
-  for (int64_t bits = HWY_TARGETS; bits != 0; bits &= bits - 1) targets.push_back(bits & -bits);
-  return targets;
-}
-#else
-std::vector<int64_t> CompiledHighwayTargets() { return {0}; }
-#endif
-
-class TransposeHighwayTargetTest : public ::testing::TestWithParam<int64_t> {
- protected:
-  void SetUp() override {
-    if (auto why = NotBuiltReason("highway")) GTEST_SKIP() << "highway: " << *why;
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-    if ((hwy::SupportedTargets() & GetParam()) == 0) {
-      GTEST_SKIP() << hwy::TargetName(GetParam()) << " is compiled but this CPU lacks it";
-    }
-    hwy::SetSupportedTargetsForTest(GetParam());
-    pinned_ = true;
-#else
-    GTEST_SKIP() << "built without libhwy: cannot pin Highway targets";
-#endif
-  }
-  void TearDown() override {
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-    if (pinned_) hwy::SetSupportedTargetsForTest(0);
-#endif
-  }
-
- private:
-  bool pinned_ = false;
-};
+// Every compiled Highway target, pinned in turn (tests/highway_targets.hpp): the backward-data
+// kernels with the fused epilogue on each vector width.
+class TransposeHighwayTargetTest : public PinnedHighwayTargetTest {};
 
 TEST_P(TransposeHighwayTargetTest, ForwardMatchesReference) {
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-  EXPECT_GT(ForwardGrid("highway", hwy::TargetName(GetParam())), 0);
-#endif
+  EXPECT_GT(ForwardGrid("highway", isa()), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Compiled, TransposeHighwayTargetTest,
-                         ::testing::ValuesIn(CompiledHighwayTargets()),
-                         [](const ::testing::TestParamInfo<int64_t>& info) {
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-                           return std::string(hwy::TargetName(info.param));
-#else
-                           return std::string("NoHighway");
-#endif
-                         });
+                         ::testing::ValuesIn(CompiledHighwayTargets()), HighwayTargetParamName);
 
 }  // namespace
 }  // namespace convkit::test
