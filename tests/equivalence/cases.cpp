@@ -76,7 +76,6 @@ std::vector<ConvCase> HandConvCases() {
   };
 }
 
-// Odd channel counts made even for groups 2.
 std::vector<ConvCase> SampledConvCases() {
   const std::vector<int64_t> channels = {1, 3, 15, 16, 17, 31, 33, 64};
   const std::vector<int64_t> kernels = {1, 3, 5, 7};
@@ -107,20 +106,9 @@ std::vector<ConvCase> SampledConvCases() {
     p.stride_w = rng.UniformInt(0, 2) == 0 ? rng.UniformInt(1, 3) : p.stride_h;
     p.dilation_h = rng.UniformInt(0, 1) == 0 ? 1 : rng.UniformInt(2, 3);
     p.dilation_w = rng.UniformInt(0, 2) == 0 ? rng.UniformInt(1, 3) : p.dilation_h;
-    p.pad = {rng.UniformInt(0, 3), rng.UniformInt(0, 3), rng.UniformInt(0, 3),
-             rng.UniformInt(0, 3)};
-    // relu, or leaky_relu with a slope exact on integers (oneDNN refuses relu).
-    const int64_t activation = rng.UniformInt(0, 2);
-    p.activation = activation == 0   ? Activation::kNone
-                   : activation == 1 ? Activation::kRelu
-                                     : Activation::kLeakyRelu;
-    p.activation_alpha = 0.125f;
-    c.bias = rng.UniformInt(0, 1) == 0;
+    DrawPadsActivationBias(c, rng);
     c.x = {rng.UniformInt(0, 3), rng.Pick(sizes), rng.Pick(sizes), ic};
-    if (c.x[1] + p.pad.top + p.pad.bottom < KernelSpan(p.kernel_h, p.dilation_h) ||
-        c.x[2] + p.pad.left + p.pad.right < KernelSpan(p.kernel_w, p.dilation_w)) {
-      continue;  // a kernel larger than the padded input is an error, not a case
-    }
+    if (!KernelFitsPaddedInput(c)) continue;  // an error, not a case
     if (ConvMacs(c) > kMaxConvMacs) continue;
     c.origin = "sampled " + std::to_string(cases.size());
     cases.push_back(c);
@@ -238,6 +226,24 @@ Conv2dParams MakeConv(int64_t k, int64_t s, Pads p, int64_t d, int64_t g) {
 
 int64_t Even(int64_t c) { return c % 2 == 0 ? c : 2 * c; }
 
+bool KernelFitsPaddedInput(const ConvCase& c) {
+  const Conv2dParams& p = c.params;
+  return c.x[1] + p.pad.top + p.pad.bottom >= KernelSpan(p.kernel_h, p.dilation_h) &&
+         c.x[2] + p.pad.left + p.pad.right >= KernelSpan(p.kernel_w, p.dilation_w);
+}
+
+void DrawPadsActivationBias(ConvCase& c, Rng& rng) {
+  Conv2dParams& p = c.params;
+  p.pad = {rng.UniformInt(0, 3), rng.UniformInt(0, 3), rng.UniformInt(0, 3), rng.UniformInt(0, 3)};
+  // relu, or leaky_relu with a slope exact on integers (oneDNN refuses relu).
+  const int64_t activation = rng.UniformInt(0, 2);
+  p.activation = activation == 0   ? Activation::kNone
+                 : activation == 1 ? Activation::kRelu
+                                   : Activation::kLeakyRelu;
+  p.activation_alpha = 0.125f;
+  c.bias = rng.UniformInt(0, 1) == 0;
+}
+
 std::vector<ConvCase> ConvCases() {
   std::vector<ConvCase> all = BenchConvCases();
   for (auto* part : {HandConvCases, SampledConvCases}) {
@@ -274,22 +280,21 @@ uint64_t CaseSeed(int index) {
 
 void FillConvData(std::span<float> data, Rng& rng) { FillIntegers(data, rng, -3, 3, true); }
 
-ConvData MakeConvData(const ConvCase& c, Rng& rng) {
+void FillNormals(std::span<float> data, Rng& rng) { FillNormal(data, rng); }
+
+ConvData MakeConvData(const ConvCase& c, Rng& rng, FillFunction fill) {
   ConvData d{Tensor(c.x), Tensor(c.w()),
              std::vector<float>(static_cast<size_t>(c.bias ? c.oc : 0))};
-  FillConvData(Span(d.x), rng);
-  FillConvData(Span(d.w), rng);
-  FillConvData(Span(d.b), rng);
+  fill(Span(d.x), rng);
+  fill(Span(d.w), rng);
+  fill(Span(d.b), rng);
   return d;
 }
 
-ConvData MakeNormalConvData(const ConvCase& c, Rng& rng) {
-  ConvData d{Tensor(c.x), Tensor(c.w()),
-             std::vector<float>(static_cast<size_t>(c.bias ? c.oc : 0))};
-  FillNormal(Span(d.x), rng);
-  FillNormal(Span(d.w), rng);
-  FillNormal(Span(d.b), rng);
-  return d;
+Tensor ReferenceConvY(const ConvCase& c, const ConvData& d) {
+  Tensor y(conv2d_output_dims(c.x, c.w(), c.params), kReferenceFill);
+  conv2d_forward(c.params, d.x, d.w, d.b, y, "reference");
+  return y;
 }
 
 uint64_t OddPart(uint64_t v) { return v >> std::countr_zero(v); }

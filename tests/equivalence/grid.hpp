@@ -70,6 +70,11 @@ Pool2dParams MakePool(PoolMode mode, int64_t k, int64_t s, Pads p, bool ceil_mod
 int64_t KernelSpan(int64_t k, int64_t d);
 double ConvMacs(const ConvCase& c);
 int64_t Even(int64_t c);  // odd channel counts made even for groups 2
+// False when the kernel's span exceeds the padded input (an error, not a case).
+bool KernelFitsPaddedInput(const ConvCase& c);
+// Draws the pads (0-3 each side), the activation (none, relu, or leaky_relu with a slope exact on
+// integers: oneDNN refuses relu) and the bias of a sampled or random case.
+void DrawPadsActivationBias(ConvCase& c, Rng& rng);
 
 // The grid: benchmark shapes cropped, hand-picked cases, then the seeded sample.
 std::vector<ConvCase> ConvCases();
@@ -83,14 +88,20 @@ uint64_t CaseSeed(int index);
 // Nonzero integers in [-3, 3]: products up to 9, sums far below 2^24 for every grid shape.
 void FillConvData(std::span<float> data, Rng& rng);
 
-// x, w and b of a convolution case, filled in that order from `rng`.
+// Standard normal values.
+void FillNormals(std::span<float> data, Rng& rng);
+
+// x, w and b of a convolution case, filled in that order from `rng` by `fill`.
 struct ConvData {
   Tensor x;
   Tensor w;
   std::vector<float> b;  // empty without bias
 };
-ConvData MakeConvData(const ConvCase& c, Rng& rng);        // FillConvData
-ConvData MakeNormalConvData(const ConvCase& c, Rng& rng);  // FillNormal
+using FillFunction = void (*)(std::span<float>, Rng&);
+ConvData MakeConvData(const ConvCase& c, Rng& rng, FillFunction fill = FillConvData);
+
+// The reference's y of a case, over a kReferenceFill pre-fill.
+Tensor ReferenceConvY(const ConvCase& c, const ConvData& d);
 
 uint64_t OddPart(uint64_t v);
 // A multiple of every divisor an average window of at most window_h x window_w can have.

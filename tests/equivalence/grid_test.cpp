@@ -15,13 +15,8 @@
 namespace convkit::test {
 namespace {
 
-// The grid itself: every case is valid, exact data stay exact, and it covers what it claims.
-TEST(EquivalenceGrid, CoversTheParameterSpace) {
-  const std::vector<ConvCase> conv = ConvCases();
-  const std::vector<PoolCase> pool = PoolCases();
-  EXPECT_GE(conv.size(), bench::ConvShapes().size() + kSampledConvCases);
-  EXPECT_GE(pool.size(), 2 * bench::PoolShapes().size() + kSampledPoolCases);
-  std::map<std::string, int> seen;
+// Counts the conv grid's features into `seen`; expects every case's partial sums exact.
+void CountConvFeatures(const std::vector<ConvCase>& conv, std::map<std::string, int>& seen) {
   for (const ConvCase& c : conv) {
     const Conv2dParams& p = c.params;
     seen["stride " + std::to_string(p.stride_h)]++;
@@ -36,6 +31,10 @@ TEST(EquivalenceGrid, CoversTheParameterSpace) {
     // Exactness: |partial sums| <= 9 * taps < 2^24.
     EXPECT_LT(9.0 * p.kernel_h * p.kernel_w * (c.x[3] / p.groups) + 3, 16777216.0) << c.ToString();
   }
+}
+
+// Counts the pool grid's features into `seen`; expects every average case's sums exact.
+void CountPoolFeatures(const std::vector<PoolCase>& pool, std::map<std::string, int>& seen) {
   for (const PoolCase& c : pool) {
     const Pool2dParams& p = c.params;
     seen[p.mode == PoolMode::kMax ? "max" : "average"]++;
@@ -51,6 +50,17 @@ TEST(EquivalenceGrid, CoversTheParameterSpace) {
           << c.ToString();
     }
   }
+}
+
+// The grid itself: every case is valid, exact data stay exact, and it covers what it claims.
+TEST(EquivalenceGrid, CoversTheParameterSpace) {
+  const std::vector<ConvCase> conv = ConvCases();
+  const std::vector<PoolCase> pool = PoolCases();
+  EXPECT_GE(conv.size(), bench::ConvShapes().size() + kSampledConvCases);
+  EXPECT_GE(pool.size(), 2 * bench::PoolShapes().size() + kSampledPoolCases);
+  std::map<std::string, int> seen;
+  CountConvFeatures(conv, seen);
+  CountPoolFeatures(pool, seen);
   for (const char* key : {"stride 1",    "stride 2",        "stride 3",    "dilation 1",
                           "dilation 2",  "dilation 3",      "kernel 1",    "kernel 3",
                           "kernel 5",    "kernel 7",        "channels 1",  "channels 3",

@@ -50,9 +50,8 @@ TEST_P(HighwayTargetTest, GroupedShapesExact) {
     Rng rng(CaseSeed(2000 + index++));
     const std::string cs = c.ToString();
     const ConvData d = MakeConvData(c, rng);
-    const Dims y_dims = conv2d_output_dims(c.x, c.w(), c.params);
-    Tensor expected(y_dims, kReferenceFill), y(y_dims, kBackendFill);
-    conv2d_forward(c.params, d.x, d.w, d.b, expected, "reference");
+    const Tensor expected = ReferenceConvY(c, d);
+    Tensor y(expected.dims(), kBackendFill);
     const Conv2d plan(c.params, c.x, d.w, d.b, "highway");
     plan.run(d.x, y);
     const int64_t icg = c.x[3] / c.params.groups, ocg = c.oc / c.params.groups;

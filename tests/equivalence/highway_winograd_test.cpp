@@ -54,9 +54,8 @@ TEST_P(HighwayTargetTest, WinogradShapesExact) {
     Rng rng(CaseSeed(1000 + index++));
     const std::string cs = c.ToString();
     const ConvData d = MakeConvData(c, rng);
-    const Dims y_dims = conv2d_output_dims(c.x, c.w(), c.params);
-    Tensor expected(y_dims, kReferenceFill), y(y_dims, kBackendFill), y_plan(y_dims, kBackendFill);
-    conv2d_forward(c.params, d.x, d.w, d.b, expected, "reference");
+    const Tensor expected = ReferenceConvY(c, d);
+    Tensor y(expected.dims(), kBackendFill), y_plan(expected.dims(), kBackendFill);
     conv2d_forward(c.params, d.x, d.w, d.b, y, "highway");
     const Conv2d plan(c.params, c.x, d.w, d.b, "highway");
     plan.run(d.x, y_plan);
@@ -198,7 +197,7 @@ TEST(Winograd, ErrorWithinBoundOnNormals) {
   int index = 0;
   for (const ConvCase& c : cases) {
     Rng rng(CaseSeed(2000 + index++));
-    const ConvData d = MakeNormalConvData(c, rng);
+    const ConvData d = MakeConvData(c, rng, FillNormals);
     const ExactConv exact = ExactConv3x3(c, d.x, d.w, d.b);
     const double k = 9.0 * static_cast<double>(c.x[3]) + 3.0;
     const double gamma = k * kUnitRoundoff / (1.0 - k * kUnitRoundoff);

@@ -70,19 +70,9 @@ ConvCase RandomConvCase(uint64_t seed, int64_t index) {
     p.stride_w = rng.UniformInt(0, 1) == 0 ? p.stride_h : rng.UniformInt(1, 3);
     p.dilation_h = rng.UniformInt(0, 1) == 0 ? 1 : rng.UniformInt(1, 3);
     p.dilation_w = rng.UniformInt(0, 1) == 0 ? p.dilation_h : rng.UniformInt(1, 3);
-    p.pad = {rng.UniformInt(0, 3), rng.UniformInt(0, 3), rng.UniformInt(0, 3),
-             rng.UniformInt(0, 3)};
-    // relu, or leaky_relu with a slope exact on integers (oneDNN refuses relu).
-    const int64_t activation = rng.UniformInt(0, 2);
-    p.activation = activation == 0   ? Activation::kNone
-                   : activation == 1 ? Activation::kRelu
-                                     : Activation::kLeakyRelu;
-    p.activation_alpha = 0.125f;
-    c.bias = rng.UniformInt(0, 1) == 0;
+    DrawPadsActivationBias(c, rng);
     c.x = {rng.UniformInt(0, 3), rng.UniformInt(1, 12), rng.UniformInt(1, 12), ic};
-    if (c.x[1] + p.pad.top + p.pad.bottom < KernelSpan(p.kernel_h, p.dilation_h) ||
-        c.x[2] + p.pad.left + p.pad.right < KernelSpan(p.kernel_w, p.dilation_w) ||
-        ConvMacs(c) > kMaxRandomConvMacs) {
+    if (!KernelFitsPaddedInput(c) || ConvMacs(c) > kMaxRandomConvMacs) {
       continue;  // invalid or too large: draw again (deterministically, from the same rng)
     }
     c.origin = "random";

@@ -1,6 +1,7 @@
 // The random cases against reference (random.hpp), each run through the grid driver (RunGrid).
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,15 @@ struct ZeroCount {
   }
 };
 
+// Every fourth case also through a plan, whose refusal is not counted: true to stop.
+bool PlanDiffers(int64_t index, const std::string& cs, const Tensor& expected, Tally& tally,
+                 const std::function<void(Tensor&)>& run_plan) {
+  if (index % 4 != 0) return false;
+  Tensor y_plan(expected.dims(), kBackendFill);
+  return !RefusalOf([&] { run_plan(y_plan); }) &&
+         tally.Check(CompareTensors(cs, "y (plan)", expected, y_plan));
+}
+
 Tensor Abs(const Tensor& t) {
   Tensor a = t;
   for (float& v : Span(a)) v = std::fabs(v);
@@ -42,9 +52,8 @@ std::vector<float> Abs(std::vector<float> v) {
 GridStep ConvForwardExact(const ConvCase& c, int64_t index, const std::string& cs,
                           const ConvData& d, const std::string& backend, ZeroCount& y_zeros,
                           Tally& tally) {
-  const Dims y_dims = conv2d_output_dims(c.x, c.w(), c.params);
-  Tensor expected(y_dims, kReferenceFill), y(y_dims, kBackendFill);
-  conv2d_forward(c.params, d.x, d.w, d.b, expected, "reference");
+  const Tensor expected = ReferenceConvY(c, d);
+  Tensor y(expected.dims(), kBackendFill);
   y_zeros.Add(expected);
   if (auto why = RefusalOf([&] { conv2d_forward(c.params, d.x, d.w, d.b, y, backend); })) {
     tally.Refused(cs, *why);
@@ -52,14 +61,10 @@ GridStep ConvForwardExact(const ConvCase& c, int64_t index, const std::string& c
   }
   tally.Ran();
   if (tally.Check(CompareTensors(cs, "y", expected, y))) return GridStep::kStop;
-  if (index % 4 == 0) {
-    Tensor y_plan(y_dims, kBackendFill);
-    if (!RefusalOf([&] { Conv2d(c.params, c.x, d.w, d.b, backend).run(d.x, y_plan); }) &&
-        tally.Check(CompareTensors(cs, "y (plan)", expected, y_plan))) {
-      return GridStep::kStop;
-    }
-  }
-  return GridStep::kGoOn;
+  const bool stop = PlanDiffers(index, cs, expected, tally, [&](Tensor& y_plan) {
+    Conv2d(c.params, c.x, d.w, d.b, backend).run(d.x, y_plan);
+  });
+  return stop ? GridStep::kStop : GridStep::kGoOn;
 }
 
 // Exact, backward: dx, dw and db one-shot, with the case's activation off.
@@ -102,12 +107,9 @@ GridStep PoolExact(const PoolCase& c, int64_t index, const std::string& cs, Rng&
   }
   tally.Ran();
   if (tally.Check(CompareTensors(cs, "y", expected, y))) return GridStep::kStop;
-  if (index % 4 == 0) {
-    Tensor y_plan(y_dims, kBackendFill);
-    if (!RefusalOf([&] { Pool2d(c.params, c.x, backend).run(d.x, y_plan); }) &&
-        tally.Check(CompareTensors(cs, "y (plan)", expected, y_plan))) {
-      return GridStep::kStop;
-    }
+  if (PlanDiffers(index, cs, expected, tally,
+                  [&](Tensor& y_plan) { Pool2d(c.params, c.x, backend).run(d.x, y_plan); })) {
+    return GridStep::kStop;
   }
   Tensor dx_ref(c.x, kReferenceFill), dx(c.x, kBackendFill);
   pool2d_backward(c.params, d.x, d.dy, dx_ref, "reference");
@@ -252,7 +254,7 @@ void RandomConvNormal(const std::string& backend, int64_t count_divisor) {
   RunGrid(backend, run.Indices(run.cases / count_divisor), [&](int, int64_t index, Tally& tally) {
     const ConvCase c = RandomConvCase(run.seed, index);
     Rng rng(CaseSeedOf(run.seed, static_cast<uint64_t>(index)) ^ 0x0e11);
-    const ConvData d = MakeNormalConvData(c, rng);
+    const ConvData d = MakeConvData(c, rng, FillNormals);
     const std::string cs = run.Prefix(index) + " conv2d normals " + c.ToString();
     const GridStep forward = ConvForwardNormal(c, cs, d, backend, tally);
     if (forward != GridStep::kGoOn) return forward;
