@@ -1,8 +1,7 @@
-// The equivalence grid's zero-trust allowances and its driver pieces (grid.hpp).
+// The equivalence grid's zero-trust allowances (grid.hpp).
 #include "tests/equivalence/grid.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -98,69 +97,6 @@ double PoolDxAllowedZeros(const PoolCase& c, const PoolData& d) {
                                   static_cast<double>(c.x[1] * c.x[2]));
   }
   return AllowedZeros(reachable, 0.5);
-}
-
-// ---- Running a grid ----
-
-void Tally::Refused(const std::string& case_string, const std::string& reason) {
-  ++refused_;
-  if (reasons_.emplace(reason, case_string).second) {
-    std::printf("[ REFUSED  ] %s: %s: %s\n", backend_.c_str(), case_string.c_str(), reason.c_str());
-  }
-}
-
-bool Tally::Check(const ::testing::AssertionResult& result) {
-  if (result) return false;
-  ADD_FAILURE() << result.message();
-  return ++failures_ >= kMaxReportedFailures;
-}
-
-std::string Tally::Summary() const {
-  std::string s = backend_ + " ran " + std::to_string(ran_) + " cases and refused " +
-                  std::to_string(refused_) + ", for " + std::to_string(reasons_.size()) +
-                  " distinct reasons:";
-  for (const auto& [reason, example] : reasons_) s += "\n  " + reason + " (e.g. " + example + ")";
-  return s;
-}
-
-void FinishGrid(const Tally& tally) {
-  if (tally.refused() > 0) ::testing::Test::RecordProperty("refused", tally.Summary());
-  if (tally.ran() == 0) GTEST_SKIP() << tally.Summary();
-  if (tally.refused() > 0) std::printf("%s\n", tally.Summary().c_str());
-}
-
-::testing::AssertionResult ImplIsOnIsa(std::string_view case_name, const std::string& impl,
-                                       std::string_view isa) {
-  if (isa.empty() || impl.ends_with(":" + std::string(isa))) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << case_name << ": plan runs on " << impl << ", not on the pinned target " << isa;
-}
-
-GridStep CheckOneShotAndPlan(Tally& tally, const std::string& cs, const std::string& what,
-                             const Tensor& expected, std::string_view isa, const BackendRuns& runs,
-                             Tolerance tol) {
-  Tensor out(expected.dims(), kBackendFill);
-  if (auto why = RefusalOf([&] { runs.one_shot(out); })) {
-    tally.Refused(cs, *why);
-    return GridStep::kNext;
-  }
-  tally.Ran();
-  if (tally.Check(CompareTensors(cs, what + " (one-shot)", expected, out, tol))) {
-    return GridStep::kStop;
-  }
-  std::string impl;
-  Tensor out_plan(expected.dims(), kBackendFill), out_plan_again(expected.dims(), kBackendFill);
-  if (auto why = RefusalOf([&] { impl = runs.plan(out_plan, out_plan_again); })) {
-    tally.Refused(cs + " (plan)", *why);
-    return GridStep::kNext;
-  }
-  if (tally.Check(ImplIsOnIsa(cs, impl, isa)) ||
-      tally.Check(CompareTensors(cs, what + " (plan)", expected, out_plan, tol)) ||
-      tally.Check(
-          CompareTensors(cs, what + " (plan, second run)", expected, out_plan_again, tol))) {
-    return GridStep::kStop;
-  }
-  return GridStep::kNext;
 }
 
 }  // namespace convkit::test

@@ -1,6 +1,6 @@
 // The equivalence grid (DESIGN §4, §8; STYLE rules 8, 9): the cases every backend runs against
-// reference, their exact data, the zero-trust allowances, and the one driver every grid and
-// random-case test runs through.
+// reference, their exact data, the zero-trust allowances, and the grids, each run through the one
+// driver (tests/grid_driver.hpp) as the random cases are.
 //
 // The grid is (1) every benchmark shape (bench/shape_sets.hpp), cropped to a small spatial size and
 // batch so the run stays short, (2) a few hand-picked corner cases and (3) a seeded random sample
@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tests/grid_driver.hpp"
 #include "tests/highway_targets.hpp"
 #include "tests/test_util.hpp"
 
@@ -33,11 +34,6 @@ namespace convkit::test {
 constexpr uint64_t kGridSeed = 0x5eed0c0417ull;
 constexpr int kSampledConvCases = 140;
 constexpr int kSampledPoolCases = 160;
-// Failing cases reported per test before it stops looking.
-constexpr int kMaxReportedFailures = 8;
-// Output pre-fills: distinct, so an element neither side writes still shows as a difference.
-constexpr float kReferenceFill = 7777.0f;
-constexpr float kBackendFill = -9999.0f;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr int64_t kZeroTrustMinElements = 32;  // fewer elements prove too little either way
 
@@ -127,68 +123,6 @@ double ConvYAllowedZeros(const ConvCase& c, const Dims& y_dims);
 double ConvDxAllowedZeros(const ConvCase& c, const Dims& y_dims);
 double ConvDwAllowedZeros(const ConvCase& c, const Dims& y_dims);
 double PoolDxAllowedZeros(const PoolCase& c, const PoolData& d);
-
-// ---- Running a grid ----
-
-// Counts the cases run and refused, and reports failures up to kMaxReportedFailures.
-class Tally {
- public:
-  explicit Tally(std::string backend) : backend_(std::move(backend)) {}
-
-  void Refused(const std::string& case_string, const std::string& reason);
-  void Ran() { ++ran_; }
-  // Records a failed check; true when enough failures were reported to stop.
-  bool Check(const ::testing::AssertionResult& result);
-  int ran() const { return ran_; }
-  int refused() const { return refused_; }
-  std::string Summary() const;
-
- private:
-  std::string backend_;
-  int ran_ = 0;
-  int refused_ = 0;
-  int failures_ = 0;
-  std::map<std::string, std::string> reasons_;
-};
-
-// What a case's check tells the driver: the next case, or stop (enough failures reported). A part
-// of a case's check returns kGoOn when the case's next part should run (the driver reads it as
-// kNext).
-enum class GridStep { kNext, kStop, kGoOn };
-
-// Ends a grid test: skipped when every case was refused, with the reasons; otherwise the refusals
-// are printed (and recorded as a test property) and the test stands on the cases it ran.
-void FinishGrid(const Tally& tally);
-
-// The one grid driver: `check(index, item, tally)` for every item in order, until one returns
-// GridStep::kStop; then FinishGrid. Call it from a test body (it may skip the test).
-template <typename Item, typename Check>
-void RunGrid(const std::string& backend, const std::vector<Item>& items, const Check& check) {
-  Tally tally(backend);
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (check(static_cast<int>(i), items[i], tally) == GridStep::kStop) break;
-  }
-  FinishGrid(tally);
-}
-
-// Success when `isa` is empty or the plan's "backend:variant:isa" ends with it: a pinned Highway
-// target really ran.
-::testing::AssertionResult ImplIsOnIsa(std::string_view case_name, const std::string& impl,
-                                       std::string_view isa);
-
-// How a case runs on the backend: `one_shot(out)` writes the one-shot result; `plan(out,
-// out_again)` creates a plan, runs it into both and returns its impl_name().
-struct BackendRuns {
-  std::function<void(Tensor&)> one_shot;
-  std::function<std::string(Tensor&, Tensor&)> plan;
-};
-
-// The backend's result of one case one-shot, then through a plan run twice, each against
-// `expected` (`what`: "y", "dx"); the plan must run on `isa`. A refusal of either is counted and
-// ends the case.
-GridStep CheckOneShotAndPlan(Tally& tally, const std::string& cs, const std::string& what,
-                             const Tensor& expected, std::string_view isa, const BackendRuns& runs,
-                             Tolerance tol = Tolerance::Exact());
 
 // The grids, each against reference on `backend`; `isa` non-empty: every plan must run on it.
 //
