@@ -12,9 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <type_traits>
 
-#include "backends/highway/conv2d_fwd-inl.h"
+#include "backends/highway/common/vec-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -40,24 +39,6 @@ constexpr size_t RowsFor(size_t vecs) { return vecs == 1 ? 8 : vecs == 2 ? 6 : 4
 constexpr size_t kMaxVecs = 2;
 constexpr size_t RowsFor(size_t /*vecs*/) { return 4; }
 #endif
-
-// Calls f(std::integral_constant<size_t, V>()) for V = vecs clamped to [1, min(kMax, kMaxVecs)]:
-// turns a run-time block width (in vectors) into the compile-time one the kernels are
-// instantiated for. kMax lets a kernel with more live vectors per column (depthwise) cap it.
-template <size_t kMax, class F>
-HWY_INLINE void WithVecs(int64_t vecs, const F& f) {
-  constexpr size_t kTop = kMax < kMaxVecs ? kMax : kMaxVecs;
-  if constexpr (kTop >= 4) {
-    if (vecs >= 4) return f(std::integral_constant<size_t, 4>());
-  }
-  if constexpr (kTop >= 3) {
-    if (vecs >= 3) return f(std::integral_constant<size_t, 3>());
-  }
-  if constexpr (kTop >= 2) {
-    if (vecs >= 2) return f(std::integral_constant<size_t, 2>());
-  }
-  f(std::integral_constant<size_t, 1>());
-}
 
 // acc[i][j] += sum over the icg channels c of xp[i][c] * w[c * row_stride + j * lanes + lane].
 template <size_t kRows, size_t kVecs>

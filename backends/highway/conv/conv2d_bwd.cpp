@@ -1,7 +1,7 @@
 // Backward convolution plans of the Highway backend: weight transposition (once per plan and per
 // set_weights), threading policy, and the calls into the per-target kernels (conv2d_bwd_data.cc,
 // conv2d_bwd_weights.cc, conv2d_bwd_depthwise_*.cc). One-shot calls create a plan and run it.
-#include "backends/highway/conv2d_bwd.hpp"
+#include "backends/highway/conv/conv2d_bwd.hpp"
 
 #include <algorithm>
 #include <cstdint>

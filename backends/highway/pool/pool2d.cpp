@@ -1,6 +1,6 @@
 // Pooling plans and one-shot calls of the Highway backend: kernel choice and threading policy.
 // Target-independent; the vector code is in pool2d_fwd.cc and pool2d_bwd.cc.
-#include "backends/highway/pool2d.hpp"
+#include "backends/highway/pool/pool2d.hpp"
 
 #include <cstdint>
 #include <memory>

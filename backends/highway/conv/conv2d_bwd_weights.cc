@@ -18,20 +18,20 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "backends/highway/conv2d_bwd.hpp"
-#include "backends/highway/conv2d_bwd_tile.hpp"
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_bwd.hpp"
+#include "backends/highway/conv/conv2d_bwd_tile.hpp"
 #include "hwy/aligned_allocator.h"
 
 #ifdef _OPENMP
-#include <omp.h>
 #endif
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "backends/highway/conv2d_bwd_weights.cc"
+#define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_bwd_weights.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
-#include "backends/highway/conv2d_fwd-inl.h"
-#include "backends/highway/conv2d_igemm-inl.h"
+#include "backends/highway/common/vec-inl.h"
+#include "backends/highway/conv/conv2d_igemm-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -266,16 +266,7 @@ void RunWeights(const Conv2dBwdWeightsArgs& a, int64_t block_cols) {
         w.direct_dy ? 1 : static_cast<size_t>(w.block_k * w.block_cols));
     RunTiles<kVecs>(a, w, begin, end, x_buf.get(), dy_buf.get());
   };
-  if (a.threads <= 1) return run_range(0, w.tiles);
-#pragma omp parallel num_threads(a.threads)
-  {
-#ifdef _OPENMP
-    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-#else
-    const int64_t parts = 1, part = 0;
-#endif
-    run_range(w.tiles * part / parts, w.tiles * (part + 1) / parts);
-  }
+  ParallelRanges(a.threads, w.tiles, run_range);
 }
 
 // db(oc) = the sum of dy(n, oh, ow, oc) over (n, oh, ow) in order, from +0 (the reference's bits).
@@ -316,12 +307,7 @@ void RunBias(const Conv2dBwdWeightsArgs& a) {
       BiasBlock<1>(p, a.dy, c0, cols, a.db);
     }
   };
-  if (a.threads <= 1 || blocks == 1) {
-    for (int64_t t = 0; t < blocks; ++t) run_block(t);
-    return;
-  }
-#pragma omp parallel for num_threads(a.threads) schedule(static)
-  for (int64_t t = 0; t < blocks; ++t) run_block(t);
+  ParallelFor(a.threads, blocks, run_block);
 }
 
 void Conv2dBwdWeights(const Conv2dBwdWeightsArgs& a) {

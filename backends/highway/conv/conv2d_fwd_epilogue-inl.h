@@ -1,50 +1,25 @@
-// Per-target vector helpers shared by the forward convolution kernels: the epilogue (bias, the
-// post-ops of post_ops-inl.h, masked tail store). Included once per target through
-// foreach_target.h, hence the toggle guard instead of #pragma once (Highway's skeleton-inl.h
-// pattern).
-#if defined(CONVKIT_HIGHWAY_CONV2D_FWD_INL_H_) == defined(HWY_TARGET_TOGGLE)
-#ifdef CONVKIT_HIGHWAY_CONV2D_FWD_INL_H_
-#undef CONVKIT_HIGHWAY_CONV2D_FWD_INL_H_
+// The epilogue of the forward convolution kernels: bias, the post-ops of common/post_ops-inl.h,
+// masked tail store; and LoadTile, which reads partial sums back from y. Included once per target
+// through foreach_target.h, hence the toggle guard instead of #pragma once (Highway's
+// skeleton-inl.h pattern).
+#if defined(CONVKIT_HIGHWAY_CONV2D_FWD_EPILOGUE_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef CONVKIT_HIGHWAY_CONV2D_FWD_EPILOGUE_INL_H_
+#undef CONVKIT_HIGHWAY_CONV2D_FWD_EPILOGUE_INL_H_
 #else
-#define CONVKIT_HIGHWAY_CONV2D_FWD_INL_H_
+#define CONVKIT_HIGHWAY_CONV2D_FWD_EPILOGUE_INL_H_
 #endif
 
 #include <cstddef>
 #include <cstdint>
 
 #include "api/src/problem.hpp"
-#include "backends/highway/post_ops-inl.h"
+#include "backends/highway/common/post_ops-inl.h"
+#include "backends/highway/common/vec-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace convkit::internal::highway {
 namespace HWY_NAMESPACE {
-
-namespace hn = hwy::HWY_NAMESPACE;
-using DF = hn::ScalableTag<float>;
-using VF = hn::Vec<DF>;
-using MF = hn::Mask<DF>;
-
-// Loads kVecs vectors of floats from p; the last one only its lanes in `last` (the others read as
-// zero and nothing past them is touched).
-template <size_t kVecs>
-HWY_INLINE void LoadVecs(const float* HWY_RESTRICT p, MF last, VF (&v)[kVecs]) {
-  const DF d;
-  const size_t lanes = hn::Lanes(d);
-  HWY_UNROLL(4)
-  for (size_t j = 0; j + 1 < kVecs; ++j) v[j] = hn::LoadU(d, p + j * lanes);
-  v[kVecs - 1] = hn::MaskedLoad(last, d, p + (kVecs - 1) * lanes);
-}
-
-// Stores kVecs vectors at p, the last one only its lanes in `last`.
-template <size_t kVecs>
-HWY_INLINE void StoreVecs(const VF (&v)[kVecs], MF last, float* HWY_RESTRICT p) {
-  const DF d;
-  const size_t lanes = hn::Lanes(d);
-  HWY_UNROLL(4)
-  for (size_t j = 0; j + 1 < kVecs; ++j) hn::StoreU(v[j], d, p + j * lanes);
-  hn::BlendedStore(v[kVecs - 1], last, d, p + (kVecs - 1) * lanes);
-}
 
 // Reads rows x kVecs accumulators back from y (the layout StoreTile writes), the last vector of
 // each row masked by `last`; rows at or past `rows` are left as they are.
@@ -137,4 +112,4 @@ HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const floa
 }  // namespace convkit::internal::highway
 HWY_AFTER_NAMESPACE();
 
-#endif  // CONVKIT_HIGHWAY_CONV2D_FWD_INL_H_ toggle
+#endif  // CONVKIT_HIGHWAY_CONV2D_FWD_EPILOGUE_INL_H_ toggle

@@ -19,7 +19,7 @@
 //
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc); the
 // target-independent part (choice, weight transform, plan) is at the end, under HWY_ONCE.
-#include "backends/highway/conv2d_fwd_winograd.hpp"
+#include "backends/highway/conv/conv2d_fwd_winograd.hpp"
 
 #include <omp.h>
 
@@ -31,16 +31,17 @@
 #include <string>
 #include <vector>
 
-#include "backends/highway/conv2d_fwd.hpp"
+#include "backends/highway/conv/conv2d_fwd.hpp"
 #include "convkit/error.hpp"
 #include "convkit/tensor.hpp"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "backends/highway/conv2d_fwd_winograd.cc"
+#define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_fwd_winograd.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
-#include "backends/highway/conv2d_fwd-inl.h"
-#include "backends/highway/conv2d_igemm-inl.h"
+#include "backends/highway/common/post_ops-inl.h"
+#include "backends/highway/common/vec-inl.h"
+#include "backends/highway/conv/conv2d_igemm-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();

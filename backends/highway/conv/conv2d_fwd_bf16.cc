@@ -8,20 +8,20 @@
 // fp32.
 //
 // Compiled once per Highway target through foreach_target.h; only the AVX3 pass has a kernel.
-#include "backends/highway/conv2d_fwd_bf16.hpp"
-
-#include <omp.h>
+#include "backends/highway/conv/conv2d_fwd_bf16.hpp"
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
+#include "backends/highway/common/parallel.hpp"
+
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "backends/highway/conv2d_fwd_bf16.cc"
+#define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_fwd_bf16.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
-#include "backends/highway/conv2d_fwd-inl.h"
-#include "backends/highway/conv2d_fwd_bf16-inl.h"
+#include "backends/highway/conv/conv2d_fwd_bf16-inl.h"
+#include "backends/highway/conv/conv2d_fwd_epilogue-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -237,14 +237,10 @@ CONVKIT_BF16_ATTR void Conv2dFwdBf16(const Conv2dFwdBf16Args& a) {
   const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
   items.per_chunk = p.groups * blocks;
   items.count = chunks * items.per_chunk;
-  if (a.threads <= 1) return RunItems(a, items.chunk_pixels, blocks, 0, items.count);
-#pragma omp parallel num_threads(a.threads)
-  {
-    const int64_t threads = omp_get_num_threads();
-    const int64_t thread = omp_get_thread_num();
-    RunItems(a, items.chunk_pixels, blocks, items.Start(thread, threads),
-             items.Start(thread + 1, threads));
-  }
+  ParallelTeam(a.threads, [&](int64_t thread, int64_t team) {
+    RunItems(a, items.chunk_pixels, blocks, items.Start(thread, team),
+             items.Start(thread + 1, team));
+  });
 }
 
 Conv2dFwdBf16Kernel Kernel() {

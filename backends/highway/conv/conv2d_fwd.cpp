@@ -1,6 +1,6 @@
 // Forward convolution plans and one-shot calls of the Highway backend: kernel choice, weight
 // packing, threading policy. Target-independent; the vector code is in conv2d_fwd_*.cc.
-#include "backends/highway/conv2d_fwd.hpp"
+#include "backends/highway/conv/conv2d_fwd.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "backends/highway/conv2d_fwd_bf16.hpp"
-#include "backends/highway/conv2d_fwd_grouped.hpp"
-#include "backends/highway/conv2d_fwd_winograd.hpp"
+#include "backends/highway/conv/conv2d_fwd_bf16.hpp"
+#include "backends/highway/conv/conv2d_fwd_grouped.hpp"
+#include "backends/highway/conv/conv2d_fwd_winograd.hpp"
 #include "convkit/tensor.hpp"
 
 namespace convkit::internal::highway {

@@ -15,9 +15,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "backends/highway/conv2d_bwd.hpp"
-#include "backends/highway/conv2d_fwd-inl.h"
-#include "backends/highway/post_ops-inl.h"
+#include "backends/highway/common/post_ops-inl.h"
+#include "backends/highway/common/vec-inl.h"
+#include "backends/highway/conv/conv2d_bwd.hpp"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();

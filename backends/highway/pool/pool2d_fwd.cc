@@ -14,13 +14,13 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "backends/highway/pool2d.hpp"
+#include "backends/highway/pool/pool2d.hpp"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "backends/highway/pool2d_fwd.cc"
+#define HWY_TARGET_INCLUDE "backends/highway/pool/pool2d_fwd.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
-#include "backends/highway/pool2d-inl.h"
+#include "backends/highway/pool/pool2d-inl.h"
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
 

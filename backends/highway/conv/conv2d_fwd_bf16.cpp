@@ -1,6 +1,6 @@
 // bf16 forward convolution plans of the Highway backend: the choice, the weight packing into bf16
 // pairs, the threading policy. Target-independent; the vector code is in conv2d_fwd_bf16.cc.
-#include "backends/highway/conv2d_fwd_bf16.hpp"
+#include "backends/highway/conv/conv2d_fwd_bf16.hpp"
 
 #include <algorithm>
 #include <cstdint>

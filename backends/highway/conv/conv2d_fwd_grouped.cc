@@ -22,9 +22,7 @@
 //
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc); the
 // target-independent part (choice, packing, plan) is at the end, under HWY_ONCE.
-#include "backends/highway/conv2d_fwd_grouped.hpp"
-
-#include <omp.h>
+#include "backends/highway/conv/conv2d_fwd_grouped.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -33,15 +31,16 @@
 #include <string>
 #include <vector>
 
-#include "backends/highway/conv2d_fwd.hpp"
-#include "backends/highway/conv2d_fwd_tile.hpp"
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_fwd.hpp"
+#include "backends/highway/conv/conv2d_fwd_tile.hpp"
 #include "convkit/tensor.hpp"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "backends/highway/conv2d_fwd_grouped.cc"
+#define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_fwd_grouped.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
-#include "backends/highway/conv2d_fwd-inl.h"
+#include "backends/highway/conv/conv2d_fwd_epilogue-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -250,15 +249,8 @@ void Conv2dFwdGrouped(const Conv2dFwdArgs& a) {
   const Conv2dProblem& p = *a.p;
   const LaneTable table = MakeLaneTable(p, hn::Lanes(DF()));
   const int64_t tiles = (p.n * p.oh * p.ow + static_cast<int64_t>(kRows) - 1) / kRows;
-  const auto run = [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) RunTile(a, table, t * static_cast<int64_t>(kRows));
-  };
-  if (a.threads <= 1) return run(0, tiles);
-#pragma omp parallel num_threads(a.threads)
-  {
-    const int64_t threads = omp_get_num_threads(), thread = omp_get_thread_num();
-    run(tiles * thread / threads, tiles * (thread + 1) / threads);
-  }
+  ParallelFor(a.threads, tiles,
+              [&](int64_t t) { RunTile(a, table, t * static_cast<int64_t>(kRows)); });
 }
 
 }  // namespace

@@ -12,8 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "backends/highway/conv2d_fwd-inl.h"  // LoadVecs, DF, VF, MF
-#include "backends/highway/pool2d.hpp"
+#include "backends/highway/common/vec-inl.h"
+#include "backends/highway/pool/pool2d.hpp"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();

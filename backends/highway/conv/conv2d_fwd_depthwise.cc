@@ -8,14 +8,15 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "backends/highway/conv2d_fwd.hpp"
-#include "backends/highway/conv2d_fwd_tile.hpp"
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_fwd.hpp"
+#include "backends/highway/conv/conv2d_fwd_tile.hpp"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "backends/highway/conv2d_fwd_depthwise.cc"
+#define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_fwd_depthwise.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
-#include "backends/highway/conv2d_fwd-inl.h"
+#include "backends/highway/conv/conv2d_fwd_epilogue-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -145,17 +146,6 @@ ChannelChunks ChunksFor(const Conv2dFwdArgs& a, int64_t pixel_items, int64_t blo
   return {(a.p->oc + cols - 1) / cols, cols};
 }
 
-// Calls run_item(t) for every work item t in [0, items), on a.threads threads.
-template <class F>
-void ForEachItem(const Conv2dFwdArgs& a, int64_t items, const F& run_item) {
-  if (a.threads <= 1) {
-    for (int64_t t = 0; t < items; ++t) run_item(t);
-    return;
-  }
-#pragma omp parallel for num_threads(a.threads) schedule(static)
-  for (int64_t t = 0; t < items; ++t) run_item(t);
-}
-
 // One tile of kRows pixels from m0, channels [c_begin, c_end): the tap table is built once.
 template <size_t kVecs>
 void RunPixels(const Conv2dFwdArgs& a, int64_t m0, int64_t c_begin, int64_t c_end) {
@@ -176,7 +166,7 @@ void RunAll(const Conv2dFwdArgs& a) {
   const Conv2dProblem& p = *a.p;
   const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
   const ChannelChunks chunks = ChunksFor(a, tiles, static_cast<int64_t>(kVecs * hn::Lanes(DF())));
-  ForEachItem(a, tiles * chunks.count, [&](int64_t t) {
+  ParallelFor(a.threads, tiles * chunks.count, [&](int64_t t) {
     const int64_t c_begin = t % chunks.count * chunks.cols;
     RunPixels<kVecs>(a, t / chunks.count * kRows, c_begin, std::min(p.oc, c_begin + chunks.cols));
   });
@@ -281,7 +271,7 @@ void RunAllDenseRows(const Conv2dFwdArgs& a) {
   const int64_t row_tiles = (p.ow + kRowRows - 1) / kRowRows;
   const int64_t pixel_items = p.n * p.oh * row_tiles;
   const ChannelChunks chunks = ChunksFor(a, pixel_items, block_cols);
-  ForEachItem(a, pixel_items * chunks.count, [&](int64_t t) {
+  ParallelFor(a.threads, pixel_items * chunks.count, [&](int64_t t) {
     const int64_t c_begin = t % chunks.count * chunks.cols;
     const int64_t c_end = std::min(p.oc, c_begin + chunks.cols);
     const int64_t pixel_item = t / chunks.count;
@@ -346,7 +336,8 @@ void RunSingleChannelRow(const Conv2dFwdArgs& a, int64_t n, int64_t oh) {
 
 void RunAllSingleChannel(const Conv2dFwdArgs& a) {
   const Conv2dProblem& p = *a.p;
-  ForEachItem(a, p.n * p.oh, [&](int64_t t) { RunSingleChannelRow(a, t / p.oh, t % p.oh); });
+  ParallelFor(a.threads, p.n * p.oh,
+              [&](int64_t t) { RunSingleChannelRow(a, t / p.oh, t % p.oh); });
 }
 
 // One channel takes RunAllSingleChannel, dense rows RunAllDenseRows; otherwise the widest block

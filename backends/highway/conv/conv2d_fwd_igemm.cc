@@ -6,21 +6,20 @@
 // covers both.
 //
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
-#include <omp.h>
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
-#include "backends/highway/conv2d_fwd.hpp"
-#include "backends/highway/conv2d_fwd_tile.hpp"
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_fwd.hpp"
+#include "backends/highway/conv/conv2d_fwd_tile.hpp"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "backends/highway/conv2d_fwd_igemm.cc"
+#define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_fwd_igemm.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
-#include "backends/highway/conv2d_fwd-inl.h"
-#include "backends/highway/conv2d_igemm-inl.h"
+#include "backends/highway/conv/conv2d_fwd_epilogue-inl.h"
+#include "backends/highway/conv/conv2d_igemm-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -314,13 +313,7 @@ void RunAll(const Conv2dFwdArgs& a) {
     if (chunk > 0) return RunPixelItems<kVecs, kTileRows>(a, slices, blocks, chunk, begin, end);
     RunPanelItems<kVecs, kTileRows>(a, slices, tiles, blocks, begin, end);
   };
-  if (a.threads <= 1) return run(0, items);
-#pragma omp parallel num_threads(a.threads)
-  {
-    const int64_t threads = omp_get_num_threads();
-    const int64_t thread = omp_get_thread_num();
-    run(items * thread / threads, items * (thread + 1) / threads);
-  }
+  ParallelRanges(a.threads, items, run);
 }
 
 // True when tiles of kRows - 1 pixels waste less than tiles of kRows: the last tile of a small

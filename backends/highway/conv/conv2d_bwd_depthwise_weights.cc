@@ -17,13 +17,14 @@
 #include <cstdint>
 #include <vector>
 
-#include "backends/highway/conv2d_bwd.hpp"
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_bwd.hpp"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "backends/highway/conv2d_bwd_depthwise_weights.cc"
+#define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_bwd_depthwise_weights.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
-#include "backends/highway/conv2d_fwd-inl.h"
+#include "backends/highway/common/vec-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -239,22 +240,7 @@ void RunWeights(const Conv2dBwdWeightsArgs& a) {
       a.db[e - taps * p.oc] = s;
     }
   };
-  if (a.threads <= 1) {
-    for (int64_t t = 0; t < items; ++t) run_item(t);
-    if (chunks > 1) {
-      for (int64_t e = 0; e < part_floats; ++e) reduce(e);
-    }
-    return;
-  }
-#pragma omp parallel num_threads(a.threads)
-  {
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < items; ++t) run_item(t);
-    if (chunks > 1) {
-#pragma omp for schedule(static)
-      for (int64_t e = 0; e < part_floats; ++e) reduce(e);
-    }
-  }
+  ParallelForThen(a.threads, items, run_item, chunks > 1 ? part_floats : 0, reduce);
 }
 
 // Requires dw != null and N > 0 (conv2d_bwd.cpp routes the other cases to the generic kernel).

@@ -14,14 +14,15 @@
 #include <cstdint>
 #include <vector>
 
-#include "backends/highway/conv2d_bwd.hpp"
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_bwd.hpp"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "backends/highway/conv2d_bwd_depthwise_data.cc"
+#define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_bwd_depthwise_data.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
-#include "backends/highway/conv2d_bwd_epilogue-inl.h"
-#include "backends/highway/conv2d_fwd-inl.h"
+#include "backends/highway/common/vec-inl.h"
+#include "backends/highway/conv/conv2d_bwd_epilogue-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -290,12 +291,7 @@ void RunDx(const Conv2dBwdDataArgs& a) {
     const int64_t c0 = (t % blocks) * block;
     DxRow<kVecs>(a, col, t / blocks, c0, std::min(block, p.ic - c0));
   };
-  if (a.threads <= 1) {
-    for (int64_t t = 0; t < items; ++t) run_item(t);
-    return;
-  }
-#pragma omp parallel for num_threads(a.threads) schedule(static)
-  for (int64_t t = 0; t < items; ++t) run_item(t);
+  ParallelFor(a.threads, items, run_item);
 }
 
 // Blocks as even as the widest block allows: C = 64 on AVX3 runs as 2 x 2 vectors (12-pixel tiles),

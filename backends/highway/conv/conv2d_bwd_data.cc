@@ -9,21 +9,21 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "backends/highway/conv2d_bwd.hpp"
-#include "backends/highway/conv2d_bwd_tile.hpp"
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_bwd.hpp"
+#include "backends/highway/conv/conv2d_bwd_tile.hpp"
 #include "hwy/aligned_allocator.h"
 
 #ifdef _OPENMP
-#include <omp.h>
 #endif
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "backends/highway/conv2d_bwd_data.cc"
+#define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_bwd_data.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
-#include "backends/highway/conv2d_bwd_epilogue-inl.h"
-#include "backends/highway/conv2d_fwd-inl.h"
-#include "backends/highway/conv2d_igemm-inl.h"
+#include "backends/highway/common/vec-inl.h"
+#include "backends/highway/conv/conv2d_bwd_epilogue-inl.h"
+#include "backends/highway/conv/conv2d_igemm-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -97,12 +97,7 @@ void RunAll(const Conv2dBwdDataArgs& a) {
     const int64_t cols = cols_left < a.w.block_cols ? cols_left : a.w.block_cols;
     RunTileVecs<kRows, kVecs>(a, phase, g, block, cols, m0);
   };
-  if (a.threads <= 1) {
-    for (int64_t t = 0; t < items; ++t) run_item(t);
-    return;
-  }
-#pragma omp parallel for num_threads(a.threads) schedule(static)
-  for (int64_t t = 0; t < items; ++t) run_item(t);
+  ParallelFor(a.threads, items, run_item);
 }
 
 // Narrow input channels (one group, ICg below one vector, no dilation along w; conv1: IC = 3):
@@ -231,16 +226,7 @@ void RunNarrow(const Conv2dBwdDataArgs& a) {
       NarrowImage<kRows>(p, a.dy, wt.get(), ld, n, a.epilogue, dcol.get(), image.get(), a.dx);
     }
   };
-  if (a.threads <= 1 || p.n <= 1) return run_images(0, p.n);
-#pragma omp parallel num_threads(a.threads)
-  {
-#ifdef _OPENMP
-    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-#else
-    const int64_t parts = 1, part = 0;
-#endif
-    run_images(p.n * part / parts, p.n * (part + 1) / parts);
-  }
+  ParallelRanges(a.threads, p.n, run_images);
 }
 
 void Conv2dBwdData(const Conv2dBwdDataArgs& a) {

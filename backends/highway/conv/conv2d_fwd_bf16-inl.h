@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "backends/highway/conv2d_fwd-inl.h"
+#include "backends/highway/common/vec-inl.h"
 #include "hwy/highway.h"
 
 #if HWY_TARGET == HWY_AVX3

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "backends/highway/conv2d_bwd.hpp"
+#include "backends/highway/conv/conv2d_bwd.hpp"
 
 namespace convkit::internal::highway {
 namespace {
