@@ -132,7 +132,7 @@ def header(run):
 
 
 def summary_line(run, peers):
-    """One sentence for the README: convkit's speed-up over each peer across the models."""
+    """One sentence for the README: convkit's speed relative to each peer across the models."""
     parts = []
     for peer in peers:
         ratios = {r["model"]: r["ms"][peer] / r["ms"]["convkit"] for r in run["results"]
@@ -141,13 +141,12 @@ def summary_line(run, peers):
             continue
         mean = math.exp(sum(math.log(v) for v in ratios.values()) / len(ratios))
         low, high = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
-        parts.append(f"{mean:.2f}x {PEER_NAMES.get(peer, peer)}'s speed in geometric mean "
+        parts.append(f"to {PEER_NAMES.get(peer, peer)} {mean:.2f}x in geometric mean "
                      f"({ratios[low]:.2f}x on {low} to {ratios[high]:.2f}x on {high})")
-    models = ", ".join(r["model"] for r in run["results"])
-    return (f"End-to-end models ({models}; {run['threads']} threads, "
+    return (f"End-to-end models ({len(run['results'])} of them, {run['threads']} threads, "
             f"{run.get('machine', 'machine not recorded')}, {run.get('date', 'date not recorded')}"
-            f"): convkit.onnx runs at " + ("; ".join(parts) or "no peer measured") +
-            " (above 1x: convkit faster).")
+            f"): convkit.onnx's speed relative " + ("; ".join(parts) or "to no peer measured") +
+            "; above 1x convkit is faster.")
 
 
 def main(argv=None):
