@@ -683,7 +683,8 @@ def render_brief(results):
              "Command: `%s` (%s)" % (results["command"], results["date"]),
              "Geometric means over each set's shapes; ratios are throughput ratios (above 1x: the "
              "first is faster), with the set's lowest in parentheses; the peaks are fp32 FMA for "
-             "convolution, STREAM triad for pooling%s." % (
+             "convolution (GFLOP/s count the direct convolution's multiply-adds, so Winograd's "
+             "3x3 layers can pass 100%%), STREAM triad for pooling%s." % (
                  "; the best peer is the fastest of %s on each shape" % ", ".join(PEERS)
                  if peers else "")]
     if results.get("notes"):
