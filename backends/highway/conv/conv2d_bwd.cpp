@@ -11,17 +11,11 @@
 #include <vector>
 
 #include "api/src/backend.hpp"
-#include "convkit/tensor.hpp"
+#include "backends/highway/common/parallel.hpp"
 #include "hwy/aligned_allocator.h"
 
 namespace convkit::internal::highway {
 namespace {
-
-using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
-
-// Below this many FLOPs a call runs on the calling thread (as conv2d_fwd.cpp: an OpenMP region
-// costs ~1-3 us, 1 MFLOP ~5 us on one core).
-constexpr double kSerialFlops = 1 << 20;
 
 // w^T in column blocks of block_cols input channels, each block contiguous: for group g and
 // block b, row tap * OCg + oc holds w(tap, ic, g * OCg + oc) for the block's ic (zeros past ICg).
@@ -91,12 +85,7 @@ void TransposeWeights(const Conv2dProblem& p, const float* w, int64_t block_cols
                       block_cols, ocg,
                       out + g * group_stride + b * block_stride + tap * ocg * block_cols);
   };
-  if (threads <= 1) {
-    for (int64_t s = 0; s < slabs; ++s) run_slab(s);
-    return;
-  }
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t s = 0; s < slabs; ++s) run_slab(s);
+  ParallelFor(threads, slabs, run_slab);
 }
 
 Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const float* dy, float* dw,
@@ -111,8 +100,6 @@ Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const f
   return a;
 }
 
-int ThreadsFor(const Conv2dProblem& p) { return p.flops() < kSerialFlops ? 1 : num_threads(); }
-
 }  // namespace
 
 Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w)
@@ -124,11 +111,9 @@ Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, boo
   zeros_ = hwy::AllocateAligned<float>(static_cast<size_t>(std::max<int64_t>(p.oc, 1)));
   std::fill_n(zeros_.get(), std::max<int64_t>(p.oc, 1), 0.0f);
   const int64_t icg = p.ic_per_group();
-  const Conv2dFwdKernel shape{nullptr, kernel_.lanes, kernel_.max_vecs, kernel_.isa};
-  const int64_t block_cols =
-      VecsPerBlock(shape, icg, p.kh * p.kw * p.oc_per_group()) * kernel_.lanes;
+  const int64_t block_cols = VecsPerBlock(icg, kernel_.lanes, kernel_.max_vecs) * kernel_.lanes;
   BlockedWeights wt = BlockedLayout(p, block_cols);
-  TransposeWeights(p, w, block_cols, ThreadsFor(p), &wt);
+  TransposeWeights(p, w, block_cols, ThreadsFor(p.flops()), &wt);
   wt_layout_ = {wt.data.get(), block_cols, wt.group_stride, wt.block_stride, block_cols};
   wt_ = std::move(wt.data);
 }
@@ -140,7 +125,7 @@ void Conv2dBwdDataPlan::SetWeights(const float* w) {
   wt.data = std::move(wt_);
   wt.group_stride = wt_layout_.group_stride;
   wt.block_stride = wt_layout_.block_stride;
-  TransposeWeights(p_, w, wt_layout_.block_cols, ThreadsFor(p_), &wt);  // in place
+  TransposeWeights(p_, w, wt_layout_.block_cols, ThreadsFor(p_.flops()), &wt);  // in place
   wt_ = std::move(wt.data);
 }
 
@@ -154,7 +139,7 @@ void Conv2dBwdDataPlan::Run(const float* dy, const DxEpilogue& epilogue, float* 
   a.dx = dx;
   a.epilogue = epilogue;
   a.epilogue.dx = dx;
-  a.threads = ThreadsFor(p_);
+  a.threads = ThreadsFor(p_.flops());
   kernel_.run(a);
 }
 
@@ -184,7 +169,8 @@ class Conv2dBwdPlan final : public Conv2dBwdImpl {
 
   void run(const float* x, const float* dy, float* dx, float* dw, float* db) const override {
     if (data_) data_->Run(dy, DxEpilogue{}, dx);
-    if (wanted_.dw || wanted_.db) weights_.run(WeightsArgs(p_, x, dy, dw, db, ThreadsFor(p_)));
+    if (wanted_.dw || wanted_.db)
+      weights_.run(WeightsArgs(p_, x, dy, dw, db, ThreadsFor(p_.flops())));
   }
 
   std::string name() const override {

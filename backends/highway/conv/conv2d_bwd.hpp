@@ -13,7 +13,7 @@
 
 #include "api/src/backend.hpp"
 #include "api/src/problem.hpp"
-#include "backends/highway/conv/conv2d_fwd.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
 #include "hwy/aligned_allocator.h"
 
 namespace convkit::internal::highway {

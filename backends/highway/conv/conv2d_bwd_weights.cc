@@ -319,8 +319,7 @@ void Conv2dBwdWeights(const Conv2dBwdWeightsArgs& a) {
   }
   // Blocks of output channels as wide as the microkernel holds (VecsPerBlock, as the forward).
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
-  const Conv2dFwdKernel shape{nullptr, lanes, static_cast<int64_t>(kMaxVecs), ""};
-  const int64_t vecs = VecsPerBlock(shape, p.oc_per_group(), p.n * p.oh * p.ow);
+  const int64_t vecs = VecsPerBlock(p.oc_per_group(), lanes, static_cast<int64_t>(kMaxVecs));
   WithVecs<kMaxVecs>(vecs, [&](auto v) {
     constexpr size_t kVecs = decltype(v)::value;
     RunWeights<kVecs>(a, static_cast<int64_t>(kVecs) * lanes);

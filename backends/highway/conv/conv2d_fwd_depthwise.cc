@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #include "backends/highway/common/parallel.hpp"
-#include "backends/highway/conv/conv2d_fwd.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
 #include "backends/highway/conv/conv2d_fwd_tile.hpp"
 
 #undef HWY_TARGET_INCLUDE
