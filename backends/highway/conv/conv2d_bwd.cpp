@@ -103,15 +103,15 @@ Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const f
 }  // namespace
 
 Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w)
-    : p_(p),
-      kernel_(p.depthwise() ? ChooseConv2dBwdDepthwiseDataKernel() : ChooseConv2dBwdDataKernel()) {
+    : p_(p), choice_(ChooseConv2dBwdData(p)) {
   if (copy_w) w_copy_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
   w_hwio_ = copy_w ? w_copy_.data() : w;
-  if (p.depthwise()) return;  // reads w_hwio_ in place
+  if (!choice_.packed_wt) return;  // reads w_hwio_ in place
   zeros_ = hwy::AllocateAligned<float>(static_cast<size_t>(std::max<int64_t>(p.oc, 1)));
   std::fill_n(zeros_.get(), std::max<int64_t>(p.oc, 1), 0.0f);
   const int64_t icg = p.ic_per_group();
-  const int64_t block_cols = VecsPerBlock(icg, kernel_.lanes, kernel_.max_vecs) * kernel_.lanes;
+  const Conv2dBwdDataKernel& kernel = choice_.kernel;
+  const int64_t block_cols = VecsPerBlock(icg, kernel.lanes, kernel.max_vecs) * kernel.lanes;
   BlockedWeights wt = BlockedLayout(p, block_cols);
   TransposeWeights(p, w, block_cols, ThreadsFor(p.flops()), &wt);
   wt_layout_ = {wt.data.get(), block_cols, wt.group_stride, wt.block_stride, block_cols};
@@ -140,11 +140,11 @@ void Conv2dBwdDataPlan::Run(const float* dy, const DxEpilogue& epilogue, float* 
   a.epilogue = epilogue;
   a.epilogue.dx = dx;
   a.threads = ThreadsFor(p_.flops());
-  kernel_.run(a);
+  choice_.kernel.run(a);
 }
 
 std::string Conv2dBwdDataPlan::name() const {
-  return std::string(p_.depthwise() ? "conv_bwd_depthwise:" : "conv_bwd:") + kernel_.isa;
+  return std::string(choice_.variant) + ":" + choice_.kernel.isa;
 }
 
 namespace {
@@ -154,12 +154,7 @@ namespace {
 class Conv2dBwdPlan final : public Conv2dBwdImpl {
  public:
   Conv2dBwdPlan(const Conv2dProblem& p, const float* w, const Conv2dGradsWanted& wanted)
-      : p_(p),
-        wanted_(wanted),
-        // Depthwise dw (+ db) by the vector-over-channels kernel; db alone, or an empty batch, by
-        // the generic kernel (its bias pass and zero fill).
-        weights_(p.depthwise() && wanted.dw && p.n > 0 ? ChooseConv2dBwdDepthwiseWeightsKernel()
-                                                       : ChooseConv2dBwdWeightsKernel()) {
+      : p_(p), wanted_(wanted), weights_(ChooseConv2dBwdWeights(p, wanted.dw)) {
     if (wanted.dx) data_.emplace(p, w, /*copy_w=*/true);
   }
 
@@ -170,19 +165,20 @@ class Conv2dBwdPlan final : public Conv2dBwdImpl {
   void run(const float* x, const float* dy, float* dx, float* dw, float* db) const override {
     if (data_) data_->Run(dy, DxEpilogue{}, dx);
     if (wanted_.dw || wanted_.db)
-      weights_.run(WeightsArgs(p_, x, dy, dw, db, ThreadsFor(p_.flops())));
+      weights_.kernel.run(WeightsArgs(p_, x, dy, dw, db, ThreadsFor(p_.flops())));
   }
 
   std::string name() const override {
     if (!wanted_.dw && !wanted_.db) return "highway:" + data_->name();
-    return std::string(p_.depthwise() ? "highway:conv_bwd_depthwise:" : "highway:conv_bwd:") +
-           weights_.isa;
+    std::string name = "highway:";
+    if (data_) name += std::string(data_->variant()) + "+";
+    return name + weights_.variant + ":" + weights_.kernel.isa;
   }
 
  private:
   const Conv2dProblem p_;
   const Conv2dGradsWanted wanted_;
-  const Conv2dBwdWeightsKernel weights_;
+  const Conv2dBwdWeightsChoice weights_;
   std::optional<Conv2dBwdDataPlan> data_;  // when dx is wanted
 };
 

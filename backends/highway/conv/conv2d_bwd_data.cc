@@ -106,9 +106,7 @@ void RunAll(const Conv2dBwdDataArgs& a) {
 // microkernel, then col2im: each kernel row's taps cover consecutive dx pixels, so one dcol row
 // segment of KW * IC floats is added to one contiguous dx segment. Each image belongs to one
 // thread and is summed in a fixed order (dy pixels, then kh): the same bits for any thread count.
-bool UseNarrow(const Conv2dProblem& p) {
-  return p.groups == 1 && p.dilation_w == 1 && p.ic * 2 <= static_cast<int64_t>(hn::Lanes(DF()));
-}
+// Chosen in conv2d_bwd_variants.cpp (groups 1, dilation_w 1, IC at most half a vector).
 
 // dst[0, len) += src[0, len).
 inline void AddRow(const float* HWY_RESTRICT src, int64_t len, float* HWY_RESTRICT dst) {
@@ -230,7 +228,6 @@ void RunNarrow(const Conv2dBwdDataArgs& a) {
 }
 
 void Conv2dBwdData(const Conv2dBwdDataArgs& a) {
-  if (UseNarrow(*a.p)) return RunNarrow(a);
   const int64_t vecs = a.w.block_cols / static_cast<int64_t>(hn::Lanes(DF()));
   WithVecs<kMaxVecs>(vecs, [&](auto v) { RunAll<decltype(v)::value>(a); });
 }
@@ -242,6 +239,10 @@ Conv2dBwdDataKernel GetConv2dBwdDataKernel() {
           hwy::TargetName(HWY_TARGET)};
 }
 
+Conv2dBwdDataKernel GetConv2dBwdNarrowDataKernel() {
+  return {&RunNarrow, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs, hwy::TargetName(HWY_TARGET)};
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace convkit::internal::highway
 HWY_AFTER_NAMESPACE();
@@ -250,9 +251,14 @@ HWY_AFTER_NAMESPACE();
 namespace convkit::internal::highway {
 
 HWY_EXPORT(GetConv2dBwdDataKernel);
+HWY_EXPORT(GetConv2dBwdNarrowDataKernel);
 
 Conv2dBwdDataKernel ChooseConv2dBwdDataKernel() {
   return HWY_DYNAMIC_DISPATCH(GetConv2dBwdDataKernel)();
+}
+
+Conv2dBwdDataKernel ChooseConv2dBwdNarrowDataKernel() {
+  return HWY_DYNAMIC_DISPATCH(GetConv2dBwdNarrowDataKernel)();
 }
 
 }  // namespace convkit::internal::highway
