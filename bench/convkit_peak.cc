@@ -28,7 +28,7 @@
 #define HWY_TARGET_INCLUDE "bench/convkit_peak.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must follow foreach_target.h: re-included once per target.
-#include "backends/highway/conv2d_fwd_bf16-inl.h"
+#include "backends/highway/conv/conv2d_fwd_bf16-inl.h"
 #include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
 

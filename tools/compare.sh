@@ -5,7 +5,8 @@
 # The peers (XNNPACK, ONNX Runtime, OpenVINO) are installed too (tools/setup.sh --peers); with
 # CONVKIT_PEERS=0 they are not, and the tables note the absent ones.
 # --models adds the end-to-end model set (tools/model_compare.py: convkit.onnx against ONNX Runtime
-# and OpenVINO, when installed); --models-only runs that alone.
+# and OpenVINO, when installed); --models-only runs that alone. --update-readme goes to both tools:
+# the README's summary and docs/PERFORMANCE.md's tables are rewritten from this run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -13,10 +14,12 @@ python=${PYTHON:-python3}
 layers=1
 models=0
 args=()
+model_args=()
 for arg in "$@"; do
   case $arg in
     --models) models=1 ;;
     --models-only) models=1 layers=0 ;;
+    --update-readme) args+=("$arg") model_args+=("$arg") ;;
     *) args+=("$arg") ;;
   esac
 done
@@ -35,5 +38,5 @@ if ((layers)); then
   "$python" tools/convkit_compare.py --bench build/release/bench/convkit_bench "${args[@]}"
 fi
 if ((models)); then
-  "$python" tools/model_compare.py --build build/release
+  "$python" tools/model_compare.py --build build/release "${model_args[@]}"
 fi

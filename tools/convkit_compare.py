@@ -23,12 +23,20 @@ over the rounds: on a shared machine, load that comes and goes then hits every c
 
 Writes under --out (default out/): convkit_bench.json (the raw Google Benchmark JSON, all runs
 merged), torch.json, shapes.jsonl, results.json (the tables), compare.md (what was printed) and
-one PNG chart per op (bars per shape per backend). --update-readme rewrites the block between
-<!-- perf-table:begin --> and <!-- perf-table:end --> in README.md.
+one PNG chart per op (bars per shape per backend). --update-readme rewrites two marked blocks: the
+summary between <!-- perf-summary:begin --> and <!-- perf-summary:end --> in README.md (one row of
+geometric means per op and set) and the tables between <!-- perf-table:begin --> and
+<!-- perf-table:end --> in docs/PERFORMANCE.md beside it (the summary and every shape).
+
+--from-results redraws all of that from an earlier run's results.json; --from-bench-json builds it
+from convkit_bench's own JSON files (an earlier run's convkit_bench.json, or the raw runs of
+tools/make_auto_table.py), each file one round: the peaks then come from --peak-gflops and
+--peak-gbps, the commit from --commit, the machine line from the machine running this command.
 
   python3 tools/convkit_compare.py                        # the default comparison, ~10 min
   python3 tools/convkit_compare.py --sets resnet50 --ops conv2d_fwd --threads 1
   python3 tools/convkit_compare.py --from-results out/results.json --update-readme
+  python3 tools/convkit_compare.py --from-bench-json out/auto_raw_t2.json --peak-gflops 541
   python3 tools/convkit_compare.py --sets grouped,stems --ops conv2d_fwd --rounds 3
 """
 
@@ -66,8 +74,10 @@ SCRIPT_PEERS = ["onnxruntime", "openvino"]
 PEER_OPS = ["conv2d_fwd"]
 # Who the best peer is compared with.
 CHALLENGERS = ["highway", "auto"]
-README_BEGIN = "<!-- perf-table:begin -->"
-README_END = "<!-- perf-table:end -->"
+# The blocks --update-readme rewrites: (file relative to the README's folder, begin, end).
+SUMMARY_BLOCK = ("README.md", "<!-- perf-summary:begin -->", "<!-- perf-summary:end -->")
+TABLES_BLOCK = (os.path.join("docs", "PERFORMANCE.md"), "<!-- perf-table:begin -->",
+                "<!-- perf-table:end -->")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -590,8 +600,7 @@ def summary_table(results):
         "%s / best peer (min)" % c for c in challengers]
     rows = []
     for t in results["tables"]:
-        for set_name in dict.fromkeys(r["set"] for r in t["rows"]):
-            set_rows = [r for r in t["rows"] if r["set"] == set_name]
+        for set_name, set_rows in rows_by_set(t):
             row = [t["op"], set_name]
             for b in backends:
                 if b not in t["backends"]:
@@ -620,6 +629,70 @@ def summary_table(results):
     return markdown_table(header, rows)
 
 
+def rows_by_set(table):
+    """[(set, its rows)] in the table's order."""
+    return [(s, [r for r in table["rows"] if r["set"] == s])
+            for s in dict.fromkeys(r["set"] for r in table["rows"])]
+
+
+def geomean_and_min(values):
+    """"1.23x (0.91x)": the geometric mean and the lowest of the ratios given, or "–"."""
+    values = [v for v in values if v]
+    return "%s (%s)" % (ratio_text(geomean(values)), ratio_text(min(values))) if values else "–"
+
+
+def brief_table(results, main="highway"):
+    """The README's summary: per op and set, main's geometric mean with its share of the peak, and
+    main's ratios to oneDNN, to the best peer and auto's to the best backend, each with the set's
+    minimum. Columns nobody ran are left out."""
+    columns = [("shapes", None), ("%s (%% of peak)" % main, None),
+               ("%s / onednn (min)" % main, (main, "onednn")),
+               ("%s / best peer (min)" % main, (main, "peer")),
+               ("auto / best (min)", ("auto", "best"))]
+    rows = []
+    for t in results["tables"]:
+        for set_name, set_rows in rows_by_set(t):
+            values = [r["cells"].get(main, {}).get("value") for r in set_rows]
+            mean = geomean(values)
+            value = "–"
+            if mean:
+                value = "%s %s" % (fmt(mean), t["unit"])
+                if t["peak"]:
+                    value += " (%.0f%%)" % (100.0 * mean / t["peak"])
+            ratios = {}
+            for _, pair in columns[2:]:
+                a, b = pair
+                if b == "peer":  # only beside a peer beyond oneDNN (best_peer_challengers)
+                    got = [best_ratio(r["cells"], a) for r in set_rows
+                           if a in best_peer_challengers(t["backends"])]
+                else:
+                    got = [ratio(r["cells"], a, b) for r in set_rows]
+                ratios[pair] = geomean_and_min(got)
+            rows.append([t["op"], set_name, str(len(set_rows)), value] +
+                        [ratios[pair] for _, pair in columns[2:]])
+    keep = [i for i in range(len(columns))
+            if columns[i][1] is None or any(row[2 + i] != "–" for row in rows)]
+    header = ["op", "set"] + [columns[i][0] for i in keep]
+    return markdown_table(header, [row[:2] + [row[2 + i] for i in keep] for row in rows])
+
+
+def render_brief(results):
+    """The README's summary block: the machine, the command, one table."""
+    peers = any(best_peer_challengers(t["backends"]) for t in results["tables"])
+    parts = ["Measured on: " + results["machine"],
+             "Command: `%s` (%s)" % (results["command"], results["date"]),
+             "Geometric means over each set's shapes; ratios are throughput ratios (above 1x: the "
+             "first is faster), with the set's lowest in parentheses; the peaks are fp32 FMA for "
+             "convolution (GFLOP/s count the direct convolution's multiply-adds, so Winograd's "
+             "3x3 layers can pass 100%%), STREAM triad for pooling%s." % (
+                 "; the best peer is the fastest of %s on each shape" % ", ".join(PEERS)
+                 if peers else "")]
+    if results.get("notes"):
+        parts.append("Notes: " + "; ".join(results["notes"]) + ".")
+    parts.append(brief_table(results))
+    return "\n\n".join(parts) + "\n"
+
+
 def render_markdown(results, details=False):
     parts = ["Measured on: " + results["machine"],
              "Command: `%s` (%s)" % (results["command"], results["date"]),
@@ -646,43 +719,128 @@ def render_markdown(results, details=False):
     return "\n\n".join(parts) + "\n"
 
 
-def update_readme(path, results):
+def replace_block(path, begin_marker, end_marker, body):
+    """Rewrites the text between the two marker lines of the file at path (markers kept)."""
     with open(path) as f:
         text = f.read()
-    begin, end = text.find(README_BEGIN), text.find(README_END)
+    begin, end = text.find(begin_marker), text.find(end_marker)
     if begin < 0 or end < begin:
         sys.exit("convkit_compare: %s has no %s ... %s block to rewrite" %
-                 (path, README_BEGIN, README_END))
+                 (path, begin_marker, end_marker))
     block = ("%s\n<!-- written by tools/convkit_compare.py --update-readme; do not edit by "
-             "hand -->\n\n%s\n" % (README_BEGIN, render_markdown(results, details=True)))
+             "hand -->\n\n%s\n" % (begin_marker, body))
     with open(path, "w") as f:
         f.write(text[:begin] + block + text[end:])
     print("updated %s" % path)
 
 
+def update_readme(readme, results):
+    """The summary in README.md, every table in docs/PERFORMANCE.md beside it. Both files are
+    checked before either is written."""
+    folder = os.path.dirname(os.path.abspath(readme))
+    summary = (readme,) + SUMMARY_BLOCK[1:]
+    tables = (os.path.join(folder, TABLES_BLOCK[0]),) + TABLES_BLOCK[1:]
+    for path, begin, end in (summary, tables):
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as e:
+            sys.exit("convkit_compare: cannot read %s: %s" % (path, e.strerror))
+        if begin not in text or end not in text:
+            sys.exit("convkit_compare: %s has no %s ... %s block to rewrite" % (path, begin, end))
+    replace_block(*summary, render_brief(results))
+    replace_block(*tables, render_markdown(results, details=True))
+
+
+def results_from_bench_json(args, argv):
+    """The results of convkit_bench JSON files written elsewhere (args.from_bench_json), each file
+    one round (its medians when it has repetitions): nothing is run but --list_shapes, for the
+    shapes' order, when a convkit_bench is found."""
+    rounds, context, sources = [], {}, []
+    for path in args.from_bench_json:
+        ctx, records = load_json_tolerant(path)
+        if not records:
+            sys.exit("convkit_compare: %s holds no convkit_bench results" % path)
+        context = context or ctx
+        load = ctx.get("load_avg") or []
+        sources.append("%s (%s%s)" % (os.path.basename(path), ctx.get("date", "no date")[:16]
+                                      .replace("T", " "),
+                                      ", load average %.1f" % load[0] if load else ""))
+        medians = [r for r in records if r.get("aggregate_name") == "median"]
+        rounds.append(medians or [r for r in records if r.get("run_type") != "aggregate"])
+    records = merge_rounds(rounds)
+    if context.get("convkit_threads"):
+        args.threads = int(context["convkit_threads"])
+    shapes = {}
+    for record in records:
+        parts = base_name(record.get("run_name", record["name"])).split("/")
+        if len(parts) == 5 and parts[4].startswith("N") and (not args.sets or
+                                                             parts[2] in args.sets):
+            kind = "conv" if parts[0].startswith("conv") else "pool"
+            shapes.setdefault((kind, parts[2], parts[3], int(parts[4][1:])), None)
+    order = {}
+    bench = args.bench or find_bench_quietly()
+    if bench:
+        order = {(s["kind"], s["set"], s["name"]): i
+                 for i, s in enumerate(list_shapes(bench, args, 0))}
+    keys = sorted(shapes, key=lambda k: (order.get(k[:3], len(order)), k[3]))
+    shapes = [{"kind": k[0], "set": k[1], "name": k[2], "batch": k[3]} for k in keys]
+    ops = list(dict.fromkeys(base_name(r.get("run_name", r["name"])).split("/")[0]
+                             for r in records))
+    if args.ops is DEFAULT_OPS:  # not given: every op of the files, the default ones first
+        args.ops = [op for op in args.ops if op in ops] + [op for op in ops if op not in args.ops]
+    peaks = {"gflops": args.peak_gflops and args.peak_gflops * args.threads / args.peak_threads,
+             "gbps": args.peak_gbps, "how": "given"}
+    command = " ".join(["tools/convkit_compare.py"] + argv)
+    results = build_results(args, shapes, records, [], "", [],
+                            machine_line(args, peaks, args.commit or "commit not recorded"),
+                            command, peaks,
+                            ["from convkit_bench JSON: %s; each benchmark's median over the "
+                             "files (of two, the slower)"
+                             % ", ".join(sources)])
+    if context.get("date"):
+        results["date"] = context["date"][:16].replace("T", " ")
+    return results
+
+
+def find_bench_quietly():
+    """find_bench's convkit_bench, or None."""
+    try:
+        return find_bench(None)
+    except SystemExit:
+        return None
+
+
 # ------------------------------------------------------------------------------------------------
 # The machine line.
 
-def machine_line(args, peaks):
-    if args.machine:
-        desc = args.machine
-    else:
-        model = platform.processor() or "unknown CPU"
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-            field = lambda key: (re.findall(r"^%s\s*:\s*(.*)$" % key, cpuinfo, re.M)  # noqa
-                                 or [""])[0].strip()
-            model = field("model name") or model
-            if field("cpu family"):  # the name alone does not tell Zen 4 from Zen 5
-                model += " (family %s, model %s)" % (field("cpu family"), field("model"))
-            if " avx512f" in field("flags"):
-                model += ", AVX-512"
-        except OSError:
-            pass
-        desc = "%d-core %s" % (os.cpu_count() or 0, model)
-    sha = subprocess.run(["git", "-C", REPO_DIR, "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "unknown"
+def cpu_description():
+    """"2-core AMD EPYC ... (family 26, model 2), AVX-512": this machine, for the tables."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpuinfo = f.read()
+        field = lambda key: (re.findall(r"^%s\s*:\s*(.*)$" % key, cpuinfo, re.M)  # noqa
+                             or [""])[0].strip()
+        model = field("model name") or model
+        if field("cpu family"):  # the name alone does not tell Zen 4 from Zen 5
+            model += " (family %s, model %s)" % (field("cpu family"), field("model"))
+        if " avx512f" in field("flags"):
+            model += ", AVX-512"
+    except OSError:
+        pass
+    return "%d-core %s" % (os.cpu_count() or 0, model)
+
+
+def git_commit():
+    """The short hash of the checkout's HEAD, or "unknown"."""
+    return subprocess.run(["git", "-C", REPO_DIR, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip() or "unknown"
+
+
+def machine_line(args, peaks, commit=None):
+    desc = args.machine or cpu_description()
+    sha = commit or git_commit()
     def figure(value, unit):
         return ("%.0f %s" % (value, unit)) if value else "not measured"
     return ("%s; run with %d threads; fp32 FMA peak %s, STREAM triad %s (%s); convkit %s"
@@ -742,9 +900,14 @@ def parse_args(argv):
     p.add_argument("--torch-python", help="the interpreter that runs tools/torch_bench.py")
     p.add_argument("--no-plot", action="store_true", help="draw no charts")
     p.add_argument("--update-readme", nargs="?", const=os.path.join(REPO_DIR, "README.md"),
-                   metavar="README", help="rewrite the perf-table block of README.md")
+                   metavar="README", help="rewrite the perf-summary block of README.md and the "
+                   "perf-table block of docs/PERFORMANCE.md beside it")
     p.add_argument("--from-results", metavar="RESULTS_JSON",
                    help="run nothing: redraw tables, charts and README from a results.json")
+    p.add_argument("--from-bench-json", nargs="+", metavar="BENCH_JSON",
+                   help="run nothing: build the tables from convkit_bench JSON files (each one "
+                   "round; threads from their context, peaks from --peak-gflops/--peak-gbps)")
+    p.add_argument("--commit", help="with --from-bench-json: the convkit commit measured")
     return p.parse_args(argv)
 
 
@@ -774,6 +937,9 @@ def main(argv):
         with open(args.from_results) as f:
             results = json.load(f)
         write_outputs(args, results)
+        return 0
+    if args.from_bench_json:
+        write_outputs(args, results_from_bench_json(args, argv))
         return 0
 
     bench = find_bench(args.bench)

@@ -8,24 +8,37 @@ relative difference) and profiles convkit's steps for the glue (non-convkit) sha
 Markdown table and writes under --out: models.json, models.md and models.png (a bar chart).
 tools/compare.sh --models runs it after building the Python extension.
 
+--update-readme rewrites two marked blocks: the table between <!-- models-table:begin --> and
+<!-- models-table:end --> in docs/PERFORMANCE.md and one summary line between
+<!-- models-summary:begin --> and <!-- models-summary:end --> in README.md. --from-results redraws
+the table, chart and blocks from an earlier run's models.json without measuring.
+
   python3 tools/model_compare.py                           # the whole set, 2 threads
   python3 tools/model_compare.py --models yolov8n,resnet50 --threads 1 --rounds 20
-  python3 tools/model_compare.py --update-readme    # and rewrite README.md's models table
+  python3 tools/model_compare.py --update-readme           # and rewrite the README's, docs' blocks
+  python3 tools/model_compare.py --from-results out/models.json --update-readme
 """
 
 import argparse
+import datetime
 import json
+import math
 import os
-import platform
 import sys
 
 import numpy as np
 
 TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(TOOLS_DIR)
+sys.path.insert(0, TOOLS_DIR)
+from convkit_compare import cpu_description, git_commit  # noqa: E402
+
 PEERS = ["onnxruntime", "openvino"]
-README_BEGIN = "<!-- models-table:begin -->"
-README_END = "<!-- models-table:end -->"
+PEER_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+# The blocks --update-readme rewrites: (file relative to the README's folder, begin, end).
+SUMMARY_BLOCK = ("README.md", "<!-- models-summary:begin -->", "<!-- models-summary:end -->")
+TABLE_BLOCK = (os.path.join("docs", "PERFORMANCE.md"), "<!-- models-table:begin -->",
+               "<!-- models-table:end -->")
 
 
 def import_convkit(build_dir):
@@ -109,6 +122,33 @@ def chart(results, peers, path, title):
     print(f"chart: {path}")
 
 
+def header(run):
+    """The line above the table: what was measured, where, with which command."""
+    return (f"End-to-end latency, median of interleaved runs, {run['threads']} threads, fp32, "
+            f"backend {run['backend'] or 'auto'}; {run.get('machine', 'machine not recorded')}; "
+            f"convkit {run.get('commit', 'commit not recorded')}; "
+            f"{run.get('date', 'date not recorded')}; "
+            f"`{run.get('command', 'command not recorded')}`")
+
+
+def summary_line(run, peers):
+    """One sentence for the README: convkit's speed relative to each peer across the models."""
+    parts = []
+    for peer in peers:
+        ratios = {r["model"]: r["ms"][peer] / r["ms"]["convkit"] for r in run["results"]
+                  if peer in r["ms"]}
+        if not ratios:
+            continue
+        mean = math.exp(sum(math.log(v) for v in ratios.values()) / len(ratios))
+        low, high = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
+        parts.append(f"to {PEER_NAMES.get(peer, peer)} {mean:.2f}x in geometric mean "
+                     f"({ratios[low]:.2f}x on {low} to {ratios[high]:.2f}x on {high})")
+    return (f"End-to-end models ({len(run['results'])} of them, {run['threads']} threads, "
+            f"{run.get('machine', 'machine not recorded')}, {run.get('date', 'date not recorded')}"
+            f"): convkit.onnx's speed relative " + ("; ".join(parts) or "to no peer measured") +
+            "; above 1x convkit is faster.")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,11 +160,27 @@ def main(argv=None):
     parser.add_argument("--backend", default=None)
     parser.add_argument("--build", default=os.path.join(REPO_DIR, "build", "release"))
     parser.add_argument("--out", default="out")
-    parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument("--update-readme", nargs="?", const=os.path.join(REPO_DIR, "README.md"),
+                        metavar="README", help="rewrite the models-summary block of README.md "
+                        "and the models-table block of docs/PERFORMANCE.md beside it")
+    parser.add_argument("--from-results", metavar="MODELS_JSON",
+                        help="measure nothing: redraw the table, chart and blocks from a "
+                        "models.json")
     args = parser.parse_args(argv)
     args.peers = [p for p in args.peers.split(",") if p]
-    convkit = import_convkit(args.build)
     os.makedirs(args.out, exist_ok=True)
+    if args.from_results:
+        with open(args.from_results) as f:
+            run = json.load(f)
+    else:
+        run = measure_all(args, argv)
+    write_outputs(args, run)
+    return 0
+
+
+def measure_all(args, argv):
+    """models.json's content: every model measured, and how."""
+    convkit = import_convkit(args.build)
     results = []
     for name in args.models.split(","):
         result = measure(convkit, name, args)
@@ -136,33 +192,48 @@ def main(argv=None):
               "with numpy post-ops", flush=True)
     command = ("python3 tools/model_compare.py " + " ".join(sys.argv[1:] if argv is None
                                                              else argv)).strip()
-    header = (f"End-to-end latency, median of interleaved runs, {args.threads} threads, fp32, "
-              f"backend {args.backend or 'auto'}; {platform.processor() or platform.machine()}; "
-              f"`{command}`")
-    text = header + "\n\n" + table(results, args.peers) + "\n"
+    return dict(threads=args.threads, backend=args.backend, peers=args.peers,
+                machine=cpu_description(), commit=git_commit(), command=command,
+                date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), results=results)
+
+
+def write_outputs(args, run):
+    """models.md, models.json and models.png under --out; the blocks with --update-readme."""
+    peers = run.get("peers", args.peers)
+    text = header(run) + "\n\n" + table(run["results"], peers) + "\n"
     print("\n" + text)
     with open(os.path.join(args.out, "models.md"), "w") as f:
         f.write(text)
     with open(os.path.join(args.out, "models.json"), "w") as f:
-        json.dump(dict(threads=args.threads, backend=args.backend, results=results), f, indent=1)
-    chart(results, args.peers, os.path.join(args.out, "models.png"),
-          f"convkit.onnx vs peers, {args.threads} threads, fp32")
+        json.dump(run, f, indent=1)
+    chart(run["results"], peers, os.path.join(args.out, "models.png"),
+          f"convkit.onnx vs peers, {run['threads']} threads, fp32")
     if args.update_readme:
-        update_readme(text)
-    return 0
+        update_readme(args.update_readme, text, summary_line(run, peers))
 
 
-def update_readme(text):
-    path = os.path.join(REPO_DIR, "README.md")
-    with open(path) as f:
-        readme = f.read()
-    begin, end = readme.find(README_BEGIN), readme.find(README_END)
-    if begin < 0 or end < begin:
-        sys.exit(f"model_compare: {path} has no {README_BEGIN} ... {README_END} block")
-    readme = readme[:begin + len(README_BEGIN)] + "\n" + text + readme[end:]
-    with open(path, "w") as f:
-        f.write(readme)
-    print(f"updated {path}")
+def update_readme(readme, table_text, summary):
+    """The summary line in README.md, the table in docs/PERFORMANCE.md beside it; both files are
+    checked before either is written."""
+    folder = os.path.dirname(os.path.abspath(readme))
+    blocks = [((readme,) + SUMMARY_BLOCK[1:], summary + "\n"),
+              ((os.path.join(folder, TABLE_BLOCK[0]),) + TABLE_BLOCK[1:], table_text)]
+    texts = []
+    for (path, begin_marker, end_marker), body in blocks:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as e:
+            sys.exit(f"model_compare: cannot read {path}: {e.strerror}")
+        begin, end = text.find(begin_marker), text.find(end_marker)
+        if begin < 0 or end < begin:
+            sys.exit(f"model_compare: {path} has no {begin_marker} ... {end_marker} block")
+        note = "<!-- written by tools/model_compare.py --update-readme; do not edit by hand -->"
+        texts.append((path, f"{text[:begin]}{begin_marker}\n{note}\n\n{body}\n{text[end:]}"))
+    for path, text in texts:
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"updated {path}")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@
 #include <string_view>
 
 #include "api/src/backend.hpp"
-#include "backends/highway/conv2d_bwd.hpp"
-#include "backends/highway/conv2d_fwd.hpp"
-#include "backends/highway/pool2d.hpp"
+#include "backends/highway/conv/conv2d_bwd.hpp"
+#include "backends/highway/conv/conv2d_fwd.hpp"
+#include "backends/highway/pool/pool2d.hpp"
 
 namespace convkit::internal {
 namespace {

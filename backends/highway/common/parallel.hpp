@@ -1,0 +1,74 @@
+// How the Highway kernels use threads: one rule for when a call is worth an OpenMP team, and the
+// loops that share work out among its threads. Every kernel splits its work through these, so that
+// "1 thread" always means the calling thread with no parallel region.
+#pragma once
+
+#include <omp.h>
+
+#include <cstdint>
+
+#include "api/src/backend.hpp"
+
+namespace convkit::internal::highway {
+
+// Below this many FLOPs a call runs on the calling thread. Waking the OpenMP team costs ~1 us;
+// 2^18 FLOPs take ~2.5 us on one core at a kernel's typical 100 GFLOP/s, so smaller calls lose
+// more to the wake-up than a second thread saves (15 -> 16 1x1 at 2x31x29, 0.9 MFLOP, already ran
+// 1.8x faster on two threads than on one). Kernels whose lanes are not all busy count the FLOPs of
+// whole vectors (what their time follows); pooling counts one FLOP per window element read.
+constexpr double kSerialFlops = 1 << 18;
+
+// The threads a call of `flops` runs on: 1 below kSerialFlops, else every thread convkit uses.
+inline int ThreadsFor(double flops) { return flops < kSerialFlops ? 1 : num_threads(); }
+
+// Runs body(begin, end) for contiguous, nearly equal ranges of [0, items), one per thread of a
+// team of `threads` (the first ranges no longer than the later ones). threads <= 1 or items <= 1:
+// body(0, items) on the calling thread, with no parallel region.
+template <class Body>
+void ParallelRanges(int threads, int64_t items, const Body& body) {
+  if (threads <= 1 || items <= 1) return body(int64_t{0}, items);
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t team = omp_get_num_threads(), thread = omp_get_thread_num();
+    body(items * thread / team, items * (thread + 1) / team);
+  }
+}
+
+// body(i) for every i in [0, items), split as ParallelRanges.
+template <class Body>
+void ParallelFor(int threads, int64_t items, const Body& body) {
+  ParallelRanges(threads, items, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) body(i);
+  });
+}
+
+// first(i) for every i in [0, first_items), then, once all of them are done, second(j) for every
+// j in [0, second_items): one parallel region with a barrier between the loops, for kernels that
+// write partial results and then reduce them.
+template <class First, class Second>
+void ParallelForThen(int threads, int64_t first_items, const First& first, int64_t second_items,
+                     const Second& second) {
+  if (threads <= 1) {
+    for (int64_t i = 0; i < first_items; ++i) first(i);
+    for (int64_t j = 0; j < second_items; ++j) second(j);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < first_items; ++i) first(i);
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < second_items; ++j) second(j);
+  }
+}
+
+// body(thread, team) on each thread of a team of `threads`, for kernels that split their work by
+// their own rule (e.g. by estimated cost). threads <= 1: body(0, 1) on the calling thread.
+template <class Body>
+void ParallelTeam(int threads, const Body& body) {
+  if (threads <= 1) return body(int64_t{0}, int64_t{1});
+#pragma omp parallel num_threads(threads)
+  body(static_cast<int64_t>(omp_get_thread_num()), static_cast<int64_t>(omp_get_num_threads()));
+}
+
+}  // namespace convkit::internal::highway

@@ -1,0 +1,70 @@
+// Per-target vector vocabulary shared by every Highway kernel (convolution and pooling): the float
+// descriptor and its vector and mask types, loads and stores of a row of kVecs vectors whose last
+// one is masked, and WithVecs, which turns a run-time block width into a compile-time one.
+// Included once per target through foreach_target.h, hence the toggle guard instead of
+// #pragma once (Highway's skeleton-inl.h pattern).
+#if defined(CONVKIT_HIGHWAY_VEC_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef CONVKIT_HIGHWAY_VEC_INL_H_
+#undef CONVKIT_HIGHWAY_VEC_INL_H_
+#else
+#define CONVKIT_HIGHWAY_VEC_INL_H_
+#endif
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace convkit::internal::highway {
+namespace HWY_NAMESPACE {
+
+namespace hn = hwy::HWY_NAMESPACE;
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+using MF = hn::Mask<DF>;
+
+// Loads kVecs vectors of floats from p; the last one only its lanes in `last` (the others read as
+// zero and nothing past them is touched).
+template <size_t kVecs>
+HWY_INLINE void LoadVecs(const float* HWY_RESTRICT p, MF last, VF (&v)[kVecs]) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  HWY_UNROLL(4)
+  for (size_t j = 0; j + 1 < kVecs; ++j) v[j] = hn::LoadU(d, p + j * lanes);
+  v[kVecs - 1] = hn::MaskedLoad(last, d, p + (kVecs - 1) * lanes);
+}
+
+// Stores kVecs vectors at p, the last one only its lanes in `last`.
+template <size_t kVecs>
+HWY_INLINE void StoreVecs(const VF (&v)[kVecs], MF last, float* HWY_RESTRICT p) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  HWY_UNROLL(4)
+  for (size_t j = 0; j + 1 < kVecs; ++j) hn::StoreU(v[j], d, p + j * lanes);
+  hn::BlendedStore(v[kVecs - 1], last, d, p + (kVecs - 1) * lanes);
+}
+
+// Calls f(std::integral_constant<size_t, V>()) for V = vecs clamped to [1, min(kMax, 4)]: turns a
+// run-time block width (in vectors) into the compile-time one a kernel is instantiated for. kMax
+// is the widest block the calling kernel holds in registers on this target.
+template <size_t kMax, class F>
+HWY_INLINE void WithVecs(int64_t vecs, const F& f) {
+  if constexpr (kMax >= 4) {
+    if (vecs >= 4) return f(std::integral_constant<size_t, 4>());
+  }
+  if constexpr (kMax >= 3) {
+    if (vecs >= 3) return f(std::integral_constant<size_t, 3>());
+  }
+  if constexpr (kMax >= 2) {
+    if (vecs >= 2) return f(std::integral_constant<size_t, 2>());
+  }
+  f(std::integral_constant<size_t, 1>());
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace convkit::internal::highway
+HWY_AFTER_NAMESPACE();
+
+#endif  // CONVKIT_HIGHWAY_VEC_INL_H_ toggle

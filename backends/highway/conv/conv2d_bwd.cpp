@@ -1,0 +1,192 @@
+// Backward convolution plans of the Highway backend: weight transposition (once per plan and per
+// set_weights), threading policy, and the calls into the per-target kernels (conv2d_bwd_data.cc,
+// conv2d_bwd_weights.cc, conv2d_bwd_depthwise_*.cc). One-shot calls create a plan and run it.
+#include "backends/highway/conv/conv2d_bwd.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/src/backend.hpp"
+#include "backends/highway/common/parallel.hpp"
+#include "hwy/aligned_allocator.h"
+
+namespace convkit::internal::highway {
+namespace {
+
+// w^T in column blocks of block_cols input channels, each block contiguous: for group g and
+// block b, row tap * OCg + oc holds w(tap, ic, g * OCg + oc) for the block's ic (zeros past ICg).
+// A block is what one backward-data tile reads, row after row at a 64-float (256 B) stride: a
+// row stride of IC floats instead (2 KiB at IC = 512) maps the rows to a few of the L1D's 64 sets
+// and evicts them between tiles (res5 3x3 s2: 0.66x oneDNN).
+struct BlockedWeights {
+  hwy::AlignedFreeUniquePtr<float[]> data;
+  int64_t block_stride = 0, group_stride = 0;
+};
+
+// Square tiles of the transposition: kTile lines of w (contiguous over oc) in, kTile lines of w^T
+// (contiguous over ic) out, all within L1, so every cache line is read and written once. Writing
+// one w^T column at a time over all OC rows instead (a 256 B stride: 512 KiB at OC = 2048) went to
+// L2 on every store and, single-threaded, cost more than the GEMM at N = 1 (res5 1x1 512 -> 2048:
+// 0.23x oneDNN). The tile reads w line by line: gathering a w^T line from kTile w lines instead
+// reads lines OC floats apart, 8 KiB at OC = 2048, all in one L1 set (8 ways), and was no faster
+// than the column-at-a-time loop. Measured for 512 x 2048, one thread: 0.34 ms (was 0.76 ms;
+// a 4 MiB memcpy: 0.09 ms).
+constexpr int64_t kTile = 16;
+
+// One tap of one column block: dst[oc * block_cols + j] = w(tap, ic0 + j, oc0 + oc) for j < cols,
+// 0 for cols <= j < block_cols, oc < ocg. src points at w(tap, ic0, oc0), rows of src_stride.
+void TransposeBlockTap(const float* src, int64_t src_stride, int64_t cols, int64_t block_cols,
+                       int64_t ocg, float* dst) {
+  for (int64_t oc0 = 0; oc0 < ocg; oc0 += kTile) {
+    const int64_t ocs = std::min(kTile, ocg - oc0);
+    for (int64_t j0 = 0; j0 < cols; j0 += kTile) {
+      const int64_t js = std::min(kTile, cols - j0);
+      for (int64_t j = 0; j < js; ++j) {  // one src line in, one float to each of ocs dst lines
+        const float* in = src + (j0 + j) * src_stride + oc0;
+        float* out = dst + oc0 * block_cols + j0 + j;
+        for (int64_t oc = 0; oc < ocs; ++oc) out[oc * block_cols] = in[oc];
+      }
+    }
+    for (int64_t oc = 0; oc < ocs; ++oc) {
+      std::fill(dst + (oc0 + oc) * block_cols + cols, dst + (oc0 + oc + 1) * block_cols, 0.0f);
+    }
+  }
+}
+
+// The layout of w^T in column blocks of block_cols: strides of a block and of a group.
+BlockedWeights BlockedLayout(const Conv2dProblem& p, int64_t block_cols) {
+  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group(), taps = p.kh * p.kw;
+  const int64_t blocks = (icg + block_cols - 1) / block_cols;
+  BlockedWeights wt;
+  wt.block_stride = taps * ocg * block_cols;
+  wt.group_stride = blocks * wt.block_stride;
+  wt.data = hwy::AllocateAligned<float>(static_cast<size_t>(
+      std::max<int64_t>(1, p.groups * wt.group_stride)));  // every element is written by Transpose
+  return wt;
+}
+
+// Every (group, block, tap) slab of w transposed by TransposeBlockTap into wt (BlockedLayout's),
+// the slabs split over `threads`.
+void TransposeWeights(const Conv2dProblem& p, const float* w, int64_t block_cols, int threads,
+                      BlockedWeights* wt) {
+  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group(), taps = p.kh * p.kw;
+  const int64_t blocks = (icg + block_cols - 1) / block_cols;
+  const int64_t slabs = p.groups * blocks * taps;
+  float* out = wt->data.get();
+  const int64_t group_stride = wt->group_stride, block_stride = wt->block_stride;
+  const auto run_slab = [&](int64_t s) {
+    const int64_t tap = s % taps, b = (s / taps) % blocks, g = s / (taps * blocks);
+    const int64_t ic0 = b * block_cols;
+    TransposeBlockTap(w + (tap * icg + ic0) * p.oc + g * ocg, p.oc, std::min(block_cols, icg - ic0),
+                      block_cols, ocg,
+                      out + g * group_stride + b * block_stride + tap * ocg * block_cols);
+  };
+  ParallelFor(threads, slabs, run_slab);
+}
+
+Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const float* dy, float* dw,
+                                 float* db, int threads) {
+  Conv2dBwdWeightsArgs a;
+  a.p = &p;
+  a.x = x;
+  a.dy = dy;
+  a.dw = dw;
+  a.db = db;
+  a.threads = threads;
+  return a;
+}
+
+}  // namespace
+
+Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w)
+    : p_(p), choice_(ChooseConv2dBwdData(p)) {
+  if (copy_w) w_copy_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
+  w_hwio_ = copy_w ? w_copy_.data() : w;
+  if (!choice_.packed_wt) return;  // reads w_hwio_ in place
+  zeros_ = hwy::AllocateAligned<float>(static_cast<size_t>(std::max<int64_t>(p.oc, 1)));
+  std::fill_n(zeros_.get(), std::max<int64_t>(p.oc, 1), 0.0f);
+  const int64_t icg = p.ic_per_group();
+  const Conv2dBwdDataKernel& kernel = choice_.kernel;
+  const int64_t block_cols = VecsPerBlock(icg, kernel.lanes, kernel.max_vecs) * kernel.lanes;
+  BlockedWeights wt = BlockedLayout(p, block_cols);
+  TransposeWeights(p, w, block_cols, ThreadsFor(p.flops()), &wt);
+  wt_layout_ = {wt.data.get(), block_cols, wt.group_stride, wt.block_stride, block_cols};
+  wt_ = std::move(wt.data);
+}
+
+void Conv2dBwdDataPlan::SetWeights(const float* w) {
+  std::copy(w, w + w_copy_.size(), w_copy_.begin());
+  if (!wt_) return;
+  BlockedWeights wt;
+  wt.data = std::move(wt_);
+  wt.group_stride = wt_layout_.group_stride;
+  wt.block_stride = wt_layout_.block_stride;
+  TransposeWeights(p_, w, wt_layout_.block_cols, ThreadsFor(p_.flops()), &wt);  // in place
+  wt_ = std::move(wt.data);
+}
+
+void Conv2dBwdDataPlan::Run(const float* dy, const DxEpilogue& epilogue, float* dx) const {
+  Conv2dBwdDataArgs a;
+  a.p = &p_;
+  a.dy = dy;
+  a.w = wt_layout_;
+  a.zeros = zeros_.get();
+  a.w_hwio = w_hwio_;
+  a.dx = dx;
+  a.epilogue = epilogue;
+  a.epilogue.dx = dx;
+  a.threads = ThreadsFor(p_.flops());
+  choice_.kernel.run(a);
+}
+
+std::string Conv2dBwdDataPlan::name() const {
+  return std::string(choice_.variant) + ":" + choice_.kernel.isa;
+}
+
+namespace {
+
+// The backward plan: a Conv2dBwdDataPlan (with its copy of w) for dx, the weights kernel chosen
+// once for dw and db.
+class Conv2dBwdPlan final : public Conv2dBwdImpl {
+ public:
+  Conv2dBwdPlan(const Conv2dProblem& p, const float* w, const Conv2dGradsWanted& wanted)
+      : p_(p), wanted_(wanted), weights_(ChooseConv2dBwdWeights(p, wanted.dw)) {
+    if (wanted.dx) data_.emplace(p, w, /*copy_w=*/true);
+  }
+
+  void set_weights(const float* w) override {
+    if (data_) data_->SetWeights(w);  // dw and db do not read w
+  }
+
+  void run(const float* x, const float* dy, float* dx, float* dw, float* db) const override {
+    if (data_) data_->Run(dy, DxEpilogue{}, dx);
+    if (wanted_.dw || wanted_.db)
+      weights_.kernel.run(WeightsArgs(p_, x, dy, dw, db, ThreadsFor(p_.flops())));
+  }
+
+  std::string name() const override {
+    if (!wanted_.dw && !wanted_.db) return "highway:" + data_->name();
+    std::string name = "highway:";
+    if (data_) name += std::string(data_->variant()) + "+";
+    return name + weights_.variant + ":" + weights_.kernel.isa;
+  }
+
+ private:
+  const Conv2dProblem p_;
+  const Conv2dGradsWanted wanted_;
+  const Conv2dBwdWeightsChoice weights_;
+  std::optional<Conv2dBwdDataPlan> data_;  // when dx is wanted
+};
+
+}  // namespace
+
+std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
+                                               const Conv2dGradsWanted& wanted) {
+  return std::make_unique<Conv2dBwdPlan>(p, w, wanted);
+}
+
+}  // namespace convkit::internal::highway

@@ -1,0 +1,146 @@
+// The Highway backend's backward convolution: what the target-independent driver (conv2d_bwd.cpp)
+// shares with the per-target kernels in conv2d_bwd_data.cc and conv2d_bwd_weights.cc.
+//
+// Backward data reuses the forward implicit-GEMM microkernel (conv2d_igemm-inl.h) and the forward
+// weight layout (Conv2dFwdWeights): dx is a forward-style GEMM over dx pixels whose "weights" are
+// w with its input and output channels swapped, so each dx element is one gather-sum.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api/src/backend.hpp"
+#include "api/src/problem.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
+#include "hwy/aligned_allocator.h"
+
+namespace convkit::internal::highway {
+
+// What the backward-data kernels apply to each dx element as they store it, for the transposed
+// convolution (whose y is this dx): b[c] for dx channel c, then the post-ops (residual r, of dx's
+// dims, before or after the activation). Empty for conv2d_backward's dx. r may equal dx (each
+// vector is read before it is written), never dy.
+struct DxEpilogue {
+  const float* b = nullptr;           // dx channels (the convolution's IC) floats, or null
+  const PostOps* post_ops = nullptr;  // null: none
+  const float* r = nullptr;           // null: no residual
+  const float* dx = nullptr;          // the dx that r is aligned with (set by the plan's Run)
+
+  bool empty() const {
+    return b == nullptr && r == nullptr && (post_ops == nullptr || !post_ops->has_activation());
+  }
+};
+
+// Backward data. w holds w^T in the forward weight layout: for group g, row (kh * KW + kw) * OCg
+// + oc, column ic (of the group's ICg); conv2d_bwd.cpp stores each column block contiguously
+// (row_stride == block_cols). `zeros` holds at least OCg zero floats (taps that fall
+// outside dy read them). Not owned; dy and dx do not overlap.
+struct Conv2dBwdDataArgs {
+  const Conv2dProblem* p = nullptr;
+  const float* dy = nullptr;
+  Conv2dFwdWeights w;
+  const float* zeros = nullptr;
+  const float* w_hwio = nullptr;  // w as given (HWIO), for the narrow-channel path
+  float* dx = nullptr;
+  DxEpilogue epilogue;
+  int threads = 1;  // OpenMP threads; 1 runs on the calling thread with no parallel region
+};
+
+// Backward weights (dw, HWIO, overwritten) and bias (db, OC floats, overwritten); either output
+// may be null. Not owned; inputs and outputs do not overlap.
+struct Conv2dBwdWeightsArgs {
+  const Conv2dProblem* p = nullptr;
+  const float* x = nullptr;
+  const float* dy = nullptr;
+  float* dw = nullptr;
+  float* db = nullptr;
+  int threads = 1;
+};
+
+// One target's backward data kernel: entry point, vector width in floats, the widest block (in
+// vectors) its microkernel holds, target name. VecsPerBlock applies as in the forward pass.
+struct Conv2dBwdDataKernel {
+  void (*run)(const Conv2dBwdDataArgs& args) = nullptr;
+  int64_t lanes = 1;
+  int64_t max_vecs = 1;
+  const char* isa = "";
+};
+struct Conv2dBwdWeightsKernel {
+  void (*run)(const Conv2dBwdWeightsArgs& args) = nullptr;
+  const char* isa = "";
+};
+
+// The chosen target's kernels (one HWY_DYNAMIC_DISPATCH each). The narrow-channel data kernel
+// reads w_hwio (not w) and builds its own w^T per call.
+Conv2dBwdDataKernel ChooseConv2dBwdDataKernel();
+Conv2dBwdDataKernel ChooseConv2dBwdNarrowDataKernel();
+Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsKernel();
+// Depthwise (groups == IC == OC; w is HWIO {KH, KW, 1, C}, read in place through w_hwio; w and
+// zeros are not read): vector-over-channels kernels for dx (conv2d_bwd_depthwise_data.cc) and for
+// dw with db (conv2d_bwd_depthwise_weights.cc). The latter requires dw != null and N > 0, writes db
+// when db != null, and its bits do not depend on the thread count.
+Conv2dBwdDataKernel ChooseConv2dBwdDepthwiseDataKernel();
+Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
+
+// The backward variant lists (conv2d_bwd_variants.cpp; common/variants.hpp): for dx
+//   bwd_data_depthwise, bwd_data_narrow, bwd_data_igemm (accepts every problem);
+// for dw and db
+//   bwd_weights_depthwise (needs dw wanted and N > 0), bwd_weights_gemm (accepts every problem).
+// `packed_wt`: the kernel reads w^T in column blocks (Conv2dBwdDataArgs::w); otherwise w_hwio.
+struct Conv2dBwdDataChoice {
+  const char* variant;
+  Conv2dBwdDataKernel kernel;
+  bool packed_wt;
+};
+struct Conv2dBwdWeightsChoice {
+  const char* variant;
+  Conv2dBwdWeightsKernel kernel;
+};
+Conv2dBwdDataChoice ChooseConv2dBwdData(const Conv2dProblem& p);
+Conv2dBwdWeightsChoice ChooseConv2dBwdWeights(const Conv2dProblem& p, bool dw_wanted);
+
+// Backward data with everything but dy decided once: the kernel (depthwise or generic) and target,
+// w^T in column blocks for the generic kernel, the zero row. The backward plan (CreateConv2dBwd)
+// and the transposed convolution's plan keep one, with a copy of w (`copy_w`) for the kernels that
+// read HWIO in place. Run is const and thread-safe; it allocates nothing except on the
+// narrow-channel path (a per-thread dcol buffer and w^T) and in the depthwise kernel (tap lists).
+class Conv2dBwdDataPlan {
+ public:
+  Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w);
+
+  // dx = the backward data of dy with the epilogue (its dx field is set here) on the way out.
+  void Run(const float* dy, const DxEpilogue& epilogue, float* dx) const;
+  // "<variant>:<isa>", e.g. "bwd_data_igemm:AVX3".
+  std::string name() const;
+  const char* variant() const { return choice_.variant; }
+  // Replaces w (same dims): the copy and w^T, in place. Only with copy_w; not during a Run.
+  void SetWeights(const float* w);
+
+ private:
+  Conv2dProblem p_;
+  Conv2dBwdDataChoice choice_;
+  std::vector<float> w_copy_;  // HWIO, when copy_w
+  const float* w_hwio_ = nullptr;
+  hwy::AlignedFreeUniquePtr<float[]> wt_;  // w^T in column blocks (generic kernel)
+  Conv2dFwdWeights wt_layout_;
+  hwy::AlignedFreeUniquePtr<float[]> zeros_;
+};
+
+// The backend's plan: computes the wanted gradients, each overwritten, dw and db zeros when
+// p.n == 0. dx by a Conv2dBwdDataPlan (w copied and transposed at creation and by set_weights); dw
+// and db by the weights variant; named "highway:<variants used, joined by +>:<isa>". Runs still
+// allocate kernel scratch: the depthwise kernels' per-chunk dw partials and tap lists, the
+// narrow-channel data kernel's w^T and tile, the weights kernel's packing panels (README, "Plans
+// and allocation").
+std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
+                                               const Conv2dGradsWanted& wanted);
+
+// The transposed convolution's forward plan (conv2d_transpose.cpp): a Conv2dBwdDataPlan of p.conv
+// with x as its dy, y as its dx, and bias + activation as its epilogue. Keeps copies of w and b;
+// named "highway:<bwd_data variant>:<isa>".
+std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,
+                                                        const float* w, const float* b);
+
+}  // namespace convkit::internal::highway

@@ -1,0 +1,385 @@
+// Depthwise forward convolution (groups == IC == OC): each output channel reads only its own input
+// channel, so the kernel vectorises over channels. A tile is kRows output pixels x kVecs vectors of
+// channels; per tap it loads one weight vector per channel vector and reuses it over the kRows
+// pixels. Weights are HWIO {KH, KW, 1, C} as given: a tap's weights are already contiguous over C.
+//
+// Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
+#include "backends/highway/conv/conv2d_fwd_tile.hpp"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_fwd_depthwise.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must follow foreach_target.h: re-included once per target.
+#include "backends/highway/conv/conv2d_fwd_epilogue-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace convkit::internal::highway {
+namespace HWY_NAMESPACE {
+
+// Internal linkage for everything but the exported entry point. The helpers share names with
+// other kernels in this per-target namespace (RunAll in conv2d_fwd_igemm.cc, RowsFor and
+// kMaxVecs in conv2d_igemm-inl.h) but not code: with external linkage the linker keeps one
+// definition of each template instance for every .cc, a silent ODR violation that picks the
+// wrong kernel wherever a call is not inlined (-O0 builds).
+namespace {
+
+// Tile shapes: kRows * kVecs accumulators, >= 8 to cover the FMA latency (4) x pipes (2) when C
+// allows. Every FMA also needs an input load, so the kernel is load- or memory-bound anyway; the
+// per-tile cost (pixel origins, one pointer per pixel and tap) is paid once per tile and shared by
+// all its channel blocks (TileTaps).
+#if HWY_TARGET == HWY_AVX3
+// 32 zmm: 8 rows x 3 vectors (C >= 48) or 12 rows x 2 vectors (C = 32) use 24 accumulators,
+// plus the weights and one input vector.
+constexpr size_t kMaxVecs = 3;
+constexpr size_t RowsFor(size_t vecs) { return vecs >= 3 ? 8 : 12; }
+#elif HWY_TARGET == HWY_AVX2
+// 16 ymm: 4 x 2 or 6 x 1 accumulators, plus weights and an input vector.
+constexpr size_t kMaxVecs = 2;
+constexpr size_t RowsFor(size_t vecs) { return vecs >= 2 ? 4 : 6; }
+#else
+constexpr size_t kMaxVecs = 2;
+constexpr size_t RowsFor(size_t /*vecs*/) { return 4; }
+#endif
+
+// Kernels up to 7x7 get a per-tile tap table (kRows pointers per tap, <= 4.7 KiB of stack);
+// larger ones are rare and run the same code through chunks of kMaxTaps taps.
+constexpr int64_t kMaxTaps = 49;
+
+// The taps of one tile that do not lie wholly in the padding, for taps [tap_begin, tap_end) of
+// the kernel: weight row and, per pixel, the input pixel read (or `zeros`), at channel 0.
+template <size_t kRows>
+struct TileTaps {
+  TileTaps(const Conv2dProblem& p, const PixelTile<kRows>& tile, const float* zeros,
+           int64_t tap_begin, int64_t tap_end) {
+    for (int64_t t = tap_begin; t < tap_end; ++t) {
+      if (tile.Tap(t / p.kw, t % p.kw, zeros, xp[count])) w_row[count++] = t;
+    }
+  }
+  int64_t count = 0;
+  int64_t w_row[kMaxTaps];
+  const float* xp[kMaxTaps][kRows];
+};
+
+// acc += the table's taps for channels [c0, c0 + cols).
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileTaps<kRows>& taps, int64_t c0,
+                               MF last, VF (&acc)[kRows][kVecs]) {
+  for (int64_t t = 0; t < taps.count; ++t) {
+    VF wv[kVecs];
+    LoadVecs<kVecs>(a.w.data + taps.w_row[t] * a.w.row_stride + c0, last, wv);
+    HWY_UNROLL(16)
+    for (size_t i = 0; i < kRows; ++i) {
+      VF xv[kVecs];
+      LoadVecs<kVecs>(taps.xp[t][i] + c0, last, xv);
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::MulAdd(xv[j], wv[j], acc[i][j]);
+    }
+  }
+}
+
+// One block: the tile's pixels x channels [c0, c0 + cols). `taps` holds the first kMaxTaps taps
+// (all of them up to 7x7); further chunks are built here.
+template <size_t kRows, size_t kVecs>
+void RunBlock(const Conv2dFwdArgs& a, const PixelTile<kRows>& tile, const TileTaps<kRows>& taps,
+              int64_t c0, int64_t cols, int64_t m0) {
+  const Conv2dProblem& p = *a.p;
+  const DF d;
+  const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
+  const int64_t m_end = p.n * p.oh * p.ow;
+  const size_t rows = static_cast<size_t>(std::min<int64_t>(m_end - m0, kRows));
+  float* y = a.y + m0 * p.oc + c0;
+  const int64_t all_taps = p.kh * p.kw;
+
+  VF acc[kRows][kVecs];
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) {
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
+  }
+  AccumulateTaps<kRows, kVecs>(a, taps, c0, last, acc);
+  for (int64_t t0 = kMaxTaps; t0 < all_taps; t0 += kMaxTaps) {
+    const TileTaps<kRows> chunk(p, tile, a.zeros, t0, std::min(all_taps, t0 + kMaxTaps));
+    AccumulateTaps<kRows, kVecs>(a, chunk, c0, last, acc);
+  }
+  StoreTile<kRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
+                          a.r != nullptr ? a.r + m0 * p.oc + c0 : nullptr, last, y, p.oc);
+}
+
+// RunBlock with as many vectors as `cols` channels need.
+template <size_t kRows, size_t kVecs>
+void RunBlockVecs(const Conv2dFwdArgs& a, const PixelTile<kRows>& tile, const TileTaps<kRows>& taps,
+                  int64_t c0, int64_t cols, int64_t m0) {
+  if constexpr (kVecs > 1) {
+    if (cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
+      return RunBlockVecs<kRows, kVecs - 1>(a, tile, taps, c0, cols, m0);
+    }
+  }
+  RunBlock<kRows, kVecs>(a, tile, taps, c0, cols, m0);
+}
+
+// Work items are (pixel item, channel chunk) pairs, the chunks of one pixel item consecutive.
+// Small images have few pixel items (a 7x7 layer has 7 rows: 4:3 between two threads), so with
+// threads the channels are cut into chunks until every thread has kItemsPerThread items or
+// more. Chunks are whole blocks, so no two threads write one block of y.
+constexpr int64_t kItemsPerThread = 8;
+
+struct ChannelChunks {
+  int64_t count = 1;
+  int64_t cols = 0;  // channels per chunk, a multiple of the block width; the last may hold fewer
+};
+
+ChannelChunks ChunksFor(const Conv2dFwdArgs& a, int64_t pixel_items, int64_t block_cols) {
+  const int64_t blocks = (a.p->oc + block_cols - 1) / block_cols;
+  int64_t count = 1;
+  if (a.threads > 1 && pixel_items > 0) {
+    const int64_t wanted = (kItemsPerThread * a.threads + pixel_items - 1) / pixel_items;
+    count = std::clamp<int64_t>(wanted, 1, blocks);
+  }
+  const int64_t cols = (blocks + count - 1) / count * block_cols;
+  return {(a.p->oc + cols - 1) / cols, cols};
+}
+
+// One tile of kRows pixels from m0, channels [c_begin, c_end): the tap table is built once.
+template <size_t kVecs>
+void RunPixels(const Conv2dFwdArgs& a, int64_t m0, int64_t c_begin, int64_t c_end) {
+  constexpr size_t kRows = RowsFor(kVecs);
+  const Conv2dProblem& p = *a.p;
+  const int64_t block_cols = static_cast<int64_t>(kVecs * hn::Lanes(DF()));
+  const PixelTile<kRows> tile(p, a.x, 0, m0);
+  const TileTaps<kRows> taps(p, tile, a.zeros, 0, std::min(p.kh * p.kw, kMaxTaps));
+  for (int64_t c0 = c_begin; c0 < c_end; c0 += block_cols) {
+    RunBlockVecs<kRows, kVecs>(a, tile, taps, c0, std::min(block_cols, c_end - c0), m0);
+  }
+}
+
+// Items are (tile of kRows pixels, channel chunk).
+template <size_t kVecs>
+void RunAll(const Conv2dFwdArgs& a) {
+  constexpr int64_t kRows = static_cast<int64_t>(RowsFor(kVecs));
+  const Conv2dProblem& p = *a.p;
+  const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
+  const ChannelChunks chunks = ChunksFor(a, tiles, static_cast<int64_t>(kVecs * hn::Lanes(DF())));
+  ParallelFor(a.threads, tiles * chunks.count, [&](int64_t t) {
+    const int64_t c_begin = t % chunks.count * chunks.cols;
+    RunPixels<kVecs>(a, t / chunks.count * kRows, c_begin, std::min(p.oc, c_begin + chunks.cols));
+  });
+}
+
+// Dense rows (stride_w of 1 or 2, dilation_w == 1, KW of 3, 5 or 7): a tile is kRowRows consecutive
+// pixels of one output row, which per kernel row read stride_w * (kRowRows - 1) + KW consecutive
+// input pixels. Each is loaded once and feeds every pixel whose window covers it: for 3x3, 10 loads
+// (stride 2: 17) instead of 24 per 8 pixels and kernel row, the bound of this load-heavy kernel.
+// Columns in the padding (or past the row's end, for a short last tile) read as zero without a
+// load.
+#if HWY_TARGET == HWY_AVX3
+// 8 x 2 accumulators + KW x 2 weights + 2 inputs <= 28 of 32 zmm.
+constexpr size_t kRowRows = 8;
+constexpr size_t kRowVecs = 2;
+#elif HWY_TARGET == HWY_AVX2
+// 6 accumulators + KW weights + 1 input <= 12 of 16 ymm.
+constexpr size_t kRowRows = 6;
+constexpr size_t kRowVecs = 1;
+#else
+constexpr size_t kRowRows = 4;
+constexpr size_t kRowVecs = 1;
+#endif
+
+bool HasDenseRows(const Conv2dProblem& p) {
+  return (p.stride_w == 1 || p.stride_w == 2) && p.dilation_w == 1 &&
+         (p.kw == 3 || p.kw == 5 || p.kw == 7);
+}
+
+// acc += kernel row kh of the taps, for the pixels (n, oh, ow0 + i) and channels [c0, c0 + cols).
+template <size_t kKw, size_t kStride, size_t kVecs>
+HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t iw0, int64_t kh,
+                              int64_t c0, MF last, VF (&acc)[kRowRows][kVecs]) {
+  const Conv2dProblem& p = *a.p;
+  VF wv[kKw][kVecs];
+  HWY_UNROLL(8)
+  for (size_t kw = 0; kw < kKw; ++kw) {
+    LoadVecs<kVecs>(a.w.data + (kh * p.kw + static_cast<int64_t>(kw)) * a.w.row_stride + c0, last,
+                    wv[kw]);
+  }
+  // Fully unrolled (<= 19 steps), so that acc is indexed by constants and stays in registers.
+  HWY_UNROLL(32)
+  for (size_t j = 0; j < kStride * (kRowRows - 1) + kKw; ++j) {
+    const int64_t iw = iw0 + static_cast<int64_t>(j);
+    if (iw < 0 || iw >= p.iw) continue;
+    VF xv[kVecs];
+    LoadVecs<kVecs>(row + iw * p.ic, last, xv);
+    HWY_UNROLL(8)
+    for (size_t kw = 0; kw < kKw; ++kw) {
+      // Pixel i reads input column kStride * i + kw; resolved at compile time once unrolled.
+      if (j < kw || (j - kw) % kStride != 0 || (j - kw) / kStride >= kRowRows) continue;
+      const size_t i = (j - kw) / kStride;
+      HWY_UNROLL(4)
+      for (size_t v = 0; v < kVecs; ++v) acc[i][v] = hn::MulAdd(xv[v], wv[kw][v], acc[i][v]);
+    }
+  }
+}
+
+// One block of a dense-rows tile: pixels (n, oh, ow0 .. ow0 + kRowRows) x channels [c0, c0 + cols).
+template <size_t kKw, size_t kStride, size_t kVecs>
+void RunRowBlock(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int64_t c0,
+                 int64_t cols) {
+  const Conv2dProblem& p = *a.p;
+  const DF d;
+  const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
+  VF acc[kRowRows][kVecs];
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRowRows; ++i) {
+    HWY_UNROLL(4)
+    for (size_t v = 0; v < kVecs; ++v) acc[i][v] = hn::Zero(d);
+  }
+  const int64_t iw0 = ow0 * static_cast<int64_t>(kStride) - p.pad.left;
+  for (int64_t kh = 0; kh < p.kh; ++kh) {
+    const int64_t ih = oh * p.stride_h - p.pad.top + kh * p.dilation_h;
+    if (ih < 0 || ih >= p.ih) continue;
+    const float* row = a.x + (n * p.ih + ih) * p.iw * p.ic + c0;
+    AccumulateRow<kKw, kStride, kVecs>(a, row, iw0, kh, c0, last, acc);
+  }
+  const size_t rows = static_cast<size_t>(std::min<int64_t>(p.ow - ow0, kRowRows));
+  const int64_t at = ((n * p.oh + oh) * p.ow + ow0) * p.oc + c0;
+  StoreTile<kRowRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
+                             a.r != nullptr ? a.r + at : nullptr, last, a.y + at, p.oc);
+}
+
+// RunRowBlock with as many vectors as `cols` channels need.
+template <size_t kKw, size_t kStride, size_t kVecs>
+void RunRowBlockVecs(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int64_t c0,
+                     int64_t cols) {
+  if constexpr (kVecs > 1) {
+    if (cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
+      return RunRowBlockVecs<kKw, kStride, kVecs - 1>(a, n, oh, ow0, c0, cols);
+    }
+  }
+  RunRowBlock<kKw, kStride, kVecs>(a, n, oh, ow0, c0, cols);
+}
+
+// Items are ((image, output row, tile of kRowRows columns), channel chunk).
+template <size_t kKw, size_t kStride>
+void RunAllDenseRows(const Conv2dFwdArgs& a) {
+  const Conv2dProblem& p = *a.p;
+  const int64_t block_cols = static_cast<int64_t>(kRowVecs * hn::Lanes(DF()));
+  const int64_t row_tiles = (p.ow + kRowRows - 1) / kRowRows;
+  const int64_t pixel_items = p.n * p.oh * row_tiles;
+  const ChannelChunks chunks = ChunksFor(a, pixel_items, block_cols);
+  ParallelFor(a.threads, pixel_items * chunks.count, [&](int64_t t) {
+    const int64_t c_begin = t % chunks.count * chunks.cols;
+    const int64_t c_end = std::min(p.oc, c_begin + chunks.cols);
+    const int64_t pixel_item = t / chunks.count;
+    const int64_t ow0 = (pixel_item % row_tiles) * static_cast<int64_t>(kRowRows);
+    const int64_t oh = (pixel_item / row_tiles) % p.oh;
+    const int64_t n = pixel_item / (row_tiles * p.oh);
+    for (int64_t c0 = c_begin; c0 < c_end; c0 += block_cols) {
+      RunRowBlockVecs<kKw, kStride, kRowVecs>(a, n, oh, ow0, c0, std::min(block_cols, c_end - c0));
+    }
+  });
+}
+
+// One channel (C == 1, e.g. a 1 -> 1 filter over an image) at stride_w 1: vectorising over
+// channels would fill one lane in 16, so this kernel vectorises over the output columns of a row
+// instead. Columns of a row x (kh, kw) tap read consecutive input floats.
+bool HasSingleChannel(const Conv2dProblem& p) { return p.oc == 1 && p.stride_w == 1; }
+
+// The `lanes` input floats of row `row` (iw floats) from column iw0, zero where a column lies in
+// the padding. Only vectors at a row's ends take the copy: their loads would cross the row.
+HWY_INLINE VF LoadColumns(const float* HWY_RESTRICT row, int64_t iw, int64_t iw0) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  if (iw0 >= 0 && iw0 + lanes <= iw) return hn::LoadU(d, row + iw0);
+  HWY_ALIGN float padded[HWY_MAX_BYTES / sizeof(float)] = {};
+  for (int64_t j = 0; j < lanes; ++j) {
+    if (iw0 + j >= 0 && iw0 + j < iw) padded[j] = row[iw0 + j];
+  }
+  return hn::Load(d, padded);
+}
+
+// Output row (n, oh): vectors of `lanes` columns, each the sum over the taps of w * x.
+void RunSingleChannelRow(const Conv2dFwdArgs& a, int64_t n, int64_t oh) {
+  const Conv2dProblem& p = *a.p;
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  float* y = a.y + (n * p.oh + oh) * p.ow;
+  const float* r = a.r != nullptr ? a.r + (n * p.oh + oh) * p.ow : nullptr;
+  const VecPostOps<DF> post(d, p.post_ops);
+  const bool fused = post.has_activation() || r != nullptr;
+  for (int64_t ow0 = 0; ow0 < p.ow; ow0 += lanes) {
+    VF acc = hn::Zero(d);
+    for (int64_t kh = 0; kh < p.kh; ++kh) {
+      const int64_t ih = oh * p.stride_h - p.pad.top + kh * p.dilation_h;
+      if (ih < 0 || ih >= p.ih) continue;
+      const float* row = a.x + (n * p.ih + ih) * p.iw;
+      for (int64_t kw = 0; kw < p.kw; ++kw) {
+        const VF xv = LoadColumns(row, p.iw, ow0 - p.pad.left + kw * p.dilation_w);
+        acc = hn::MulAdd(hn::Set(d, a.w.data[(kh * p.kw + kw) * a.w.row_stride]), xv, acc);
+      }
+    }
+    const size_t cols = static_cast<size_t>(std::min(lanes, p.ow - ow0));
+    // The epilogue of StoreTile, with the one channel's bias in every lane.
+    const MF mask = hn::FirstN(d, cols);
+    if (a.b != nullptr) acc = hn::Add(acc, hn::Set(d, a.b[0]));
+    if (fused) {
+      const VF rv = r != nullptr ? hn::MaskedLoad(mask, d, r + ow0) : hn::Zero(d);
+      acc = post.Apply(d, acc, rv, r != nullptr);
+    }
+    hn::BlendedStore(acc, mask, d, y + ow0);
+  }
+}
+
+void RunAllSingleChannel(const Conv2dFwdArgs& a) {
+  const Conv2dProblem& p = *a.p;
+  ParallelFor(a.threads, p.n * p.oh,
+              [&](int64_t t) { RunSingleChannelRow(a, t / p.oh, t % p.oh); });
+}
+
+// One channel takes RunAllSingleChannel, dense rows RunAllDenseRows; otherwise the widest block
+// the channels fill picks the tile height.
+void Conv2dFwdDepthwise(const Conv2dFwdArgs& a) {
+  if (HasSingleChannel(*a.p)) return RunAllSingleChannel(a);
+  if (HasDenseRows(*a.p)) {
+    if (a.p->stride_w == 2) {
+      if (a.p->kw == 7) return RunAllDenseRows<7, 2>(a);
+      return a.p->kw == 3 ? RunAllDenseRows<3, 2>(a) : RunAllDenseRows<5, 2>(a);
+    }
+    if (a.p->kw == 7) return RunAllDenseRows<7, 1>(a);
+    return a.p->kw == 3 ? RunAllDenseRows<3, 1>(a) : RunAllDenseRows<5, 1>(a);
+  }
+  const int64_t vecs =
+      (a.p->oc + static_cast<int64_t>(hn::Lanes(DF())) - 1) / static_cast<int64_t>(hn::Lanes(DF()));
+  if constexpr (kMaxVecs >= 3) {
+    if (vecs >= 3) return RunAll<3>(a);
+  }
+  if (vecs >= 2) return RunAll<2>(a);
+  RunAll<1>(a);
+}
+
+}  // namespace
+
+Conv2dFwdKernel GetConv2dFwdDepthwiseKernel() {
+  return {&Conv2dFwdDepthwise, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,
+          hwy::TargetName(HWY_TARGET)};
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace convkit::internal::highway
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace convkit::internal::highway {
+
+HWY_EXPORT(GetConv2dFwdDepthwiseKernel);
+
+Conv2dFwdKernel Conv2dFwdDepthwiseKernel() {
+  return HWY_DYNAMIC_DISPATCH(GetConv2dFwdDepthwiseKernel)();
+}
+
+}  // namespace convkit::internal::highway
+#endif  // HWY_ONCE

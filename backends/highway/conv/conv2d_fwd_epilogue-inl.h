@@ -1,0 +1,115 @@
+// The epilogue of the forward convolution kernels: bias, the post-ops of common/post_ops-inl.h,
+// masked tail store; and LoadTile, which reads partial sums back from y. Included once per target
+// through foreach_target.h, hence the toggle guard instead of #pragma once (Highway's
+// skeleton-inl.h pattern).
+#if defined(CONVKIT_HIGHWAY_CONV2D_FWD_EPILOGUE_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef CONVKIT_HIGHWAY_CONV2D_FWD_EPILOGUE_INL_H_
+#undef CONVKIT_HIGHWAY_CONV2D_FWD_EPILOGUE_INL_H_
+#else
+#define CONVKIT_HIGHWAY_CONV2D_FWD_EPILOGUE_INL_H_
+#endif
+
+#include <cstddef>
+#include <cstdint>
+
+#include "api/src/problem.hpp"
+#include "backends/highway/common/post_ops-inl.h"
+#include "backends/highway/common/vec-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace convkit::internal::highway {
+namespace HWY_NAMESPACE {
+
+// Reads rows x kVecs accumulators back from y (the layout StoreTile writes), the last vector of
+// each row masked by `last`; rows at or past `rows` are left as they are.
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void LoadTile(const float* HWY_RESTRICT y, int64_t y_stride, size_t rows, MF last,
+                         VF (&acc)[kRows][kVecs]) {
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) {
+    if (i >= rows) break;
+    LoadVecs<kVecs>(y + static_cast<int64_t>(i) * y_stride, last, acc[i]);
+  }
+}
+
+// Writes rows x kVecs accumulators to y: row i at y + i * y_stride, its last vector masked by
+// `last`. Adds b (same column layout, may be null) first. Rows past `rows` are not written: they
+// belong to repeated pixels (PixelTile). The bias-only path is the loop of the plain store.
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void StoreTilePlain(const VF (&acc)[kRows][kVecs], size_t rows, const float* b, MF last,
+                               float* HWY_RESTRICT y, int64_t y_stride) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  VF bias[kVecs];
+  HWY_UNROLL(16)
+  for (size_t j = 0; j < kVecs; ++j) bias[j] = hn::Zero(d);
+  if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) {
+    if (i >= rows) break;
+    float* row = y + static_cast<int64_t>(i) * y_stride;
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) {
+      // Bias after the sum, as the reference adds it; on integer data both orders are exact.
+      const VF v = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
+      if (j + 1 < kVecs) {
+        hn::StoreU(v, d, row + j * lanes);
+      } else {
+        hn::BlendedStore(v, last, d, row + j * lanes);
+      }
+    }
+  }
+}
+
+// StoreTilePlain followed by the post-ops: r (null without a residual) has y's layout at the same
+// offset and is read with y's masks; it may equal y (each vector is read before it is written).
+template <size_t kRows, size_t kVecs>
+HWY_NOINLINE void StoreTileFused(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
+                                 const PostOps& ops, const float* r, MF last, float* y,
+                                 int64_t y_stride) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  const VecPostOps<DF> post(d, ops);
+  VF bias[kVecs];
+  HWY_UNROLL(16)
+  for (size_t j = 0; j < kVecs; ++j) bias[j] = hn::Zero(d);
+  if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
+  const bool has_r = r != nullptr;
+  for (size_t i = 0; i < rows; ++i) {
+    float* row = y + static_cast<int64_t>(i) * y_stride;
+    const float* r_row = has_r ? r + static_cast<int64_t>(i) * y_stride : nullptr;
+    VF rv[kVecs];
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) rv[j] = hn::Zero(d);
+    if (has_r) LoadVecs<kVecs>(r_row, last, rv);
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) {
+      const VF z = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
+      const VF v = post.Apply(d, z, rv[j], has_r);
+      if (j + 1 < kVecs) {
+        hn::StoreU(v, d, row + j * lanes);
+      } else {
+        hn::BlendedStore(v, last, d, row + j * lanes);
+      }
+    }
+  }
+}
+
+// The epilogue of every forward tile: bias, then (when `ops` is non-null) the residual r and the
+// activation. A null `ops` (a partial sum of a sliced reduction) or one with nothing to do takes
+// the plain store. r: as in StoreTileFused.
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
+                          const PostOps* ops, const float* r, MF last, float* y, int64_t y_stride) {
+  if (ops != nullptr && (ops->has_activation() || r != nullptr)) {
+    return StoreTileFused<kRows, kVecs>(acc, rows, b, *ops, r, last, y, y_stride);
+  }
+  StoreTilePlain<kRows, kVecs>(acc, rows, b, last, y, y_stride);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace convkit::internal::highway
+HWY_AFTER_NAMESPACE();
+
+#endif  // CONVKIT_HIGHWAY_CONV2D_FWD_EPILOGUE_INL_H_ toggle

@@ -1,0 +1,365 @@
+// Forward convolution as an implicit GEMM: M = N * OH * OW output pixels, N = OC / groups output
+// channels, K = KH * KW * IC / groups, with no im2col copy. A microkernel holds kRows pixels x
+// kVecs vectors of output channels in registers; per tap, each pixel reads its input directly
+// (PixelTile), taps in the padding read zeros and taps in the padding for the whole tile are
+// skipped. Weights are either packed panels (plans) or HWIO as given (one-shot): Conv2dFwdWeights
+// covers both.
+//
+// Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
+#include "backends/highway/conv/conv2d_fwd_tile.hpp"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_fwd_igemm.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must follow foreach_target.h: re-included once per target.
+#include "backends/highway/conv/conv2d_fwd_epilogue-inl.h"
+#include "backends/highway/conv/conv2d_igemm-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace convkit::internal::highway {
+namespace HWY_NAMESPACE {
+
+// Internal linkage for everything but the exported entry point. The helpers share names with
+// other kernels in this per-target namespace (RunAll, same signature, in conv2d_fwd_depthwise.cc)
+// but not code: with external linkage the linker keeps one definition of each template instance
+// for every .cc, a silent ODR violation that picks the wrong kernel wherever a call is not inlined
+// (-O0 builds).
+namespace {
+
+// The microkernel (AccumulateTap) and its shapes (kMaxVecs, RowsFor) are in conv2d_igemm-inl.h,
+// shared with backward data.
+
+// Tile heights. AccumulateTap keeps one input pointer per pixel in a general register; with 12-14
+// of them, plus the weight pointer and loop counter, the 15 usable registers run out and pointers
+// are reloaded from the stack (or moved from vector registers) at every reduction step, which
+// binds the 1- and 2-vector kernels, not the FMAs. At 8 pixels, 13 -> 29 3x3 (tap table, 2
+// vectors) ran 1.08x faster than at 12, 7 -> 5 5x5 (table, 1 vector) 1.3x faster than at 14,
+// 15 -> 16 pointwise (1 vector) 1.10x and 34 -> 34 3x3 in 2 groups (2 vectors) 1.05x (1 thread).
+constexpr size_t TileRowsFor(size_t vecs) {
+#if HWY_TARGET == HWY_AVX3
+  return vecs <= 2 ? 8 : RowsFor(vecs);
+#else
+  return RowsFor(vecs);
+#endif
+}
+
+// Cache blocking over K. The reduction over a group's input channels is cut into slices so that
+// the part of a weight panel one slice reads (KH * KW taps x slice channels x block_cols floats)
+// stays in L2 while a thread sweeps pixel tiles over it. Zen 5 has 1 MiB of L2 per core; 384 KiB
+// leaves room for the input rows and outputs streamed alongside. Unsliced, a 3x3 x 512-channel x
+// 64-column panel (1.18 MB) would come from L3 once per tile of 6 pixels.
+constexpr int64_t kPanelSliceBytes = int64_t{384} << 10;
+// A slice keeps at least this many channels, so that the per-tap pointer set-up (one pointer per
+// pixel) stays small next to the slice's kRows * kVecs * channels FMAs.
+constexpr int64_t kMinSliceChannels = 32;
+// With more than one slice, partial sums go through y between slices: a sweep covers at most this
+// many tiles (6-14 pixels each, so <= 64 KiB of outputs at 64 columns) so that they stay in L2.
+constexpr int64_t kSweepTiles = 32;
+
+struct ChannelSlices {
+  int64_t count = 1;
+  int64_t channels = 0;  // per slice; the last one may hold fewer
+};
+
+ChannelSlices SlicesFor(const Conv2dProblem& p, int64_t block_cols) {
+  const int64_t icg = p.ic_per_group();
+  const int64_t bytes_per_channel = p.kh * p.kw * block_cols * static_cast<int64_t>(sizeof(float));
+  int64_t count = (icg * bytes_per_channel + kPanelSliceBytes - 1) / kPanelSliceBytes;
+  count = std::max<int64_t>(1, std::min(count, icg / kMinSliceChannels));
+  const int64_t channels = (icg + count - 1) / count;
+  return {(icg + channels - 1) / channels, channels};
+}
+
+// One work item: pixels [m0, m0 + kRows) x the `cols` output channels of block `block` of group
+// g, reduced over the input channels [c_begin, c_end) of the group.
+struct TileJob {
+  int64_t g = 0;
+  int64_t block = 0;
+  int64_t cols = 0;
+  int64_t m0 = 0;
+  int64_t c_begin = 0;
+  int64_t c_end = 0;
+};
+
+// True when the convolution is a plain GEMM: pixel m reads x row m (1x1, stride 1, no padding).
+HWY_INLINE bool IsPointwise(const Conv2dProblem& p) {
+  return p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad.top == 0 &&
+         p.pad.left == 0 && p.pad.bottom == 0 && p.pad.right == 0;
+}
+
+// True when the taps of one kernel row can run as one reduction (PixelTile::RowOfTaps): the input
+// channels of tap (kh, kw + 1) follow those of (kh, kw) in x only with one group, dense columns
+// and the job covering all channels.
+HWY_INLINE bool MergesRowOfTaps(const Conv2dProblem& p, const TileJob& job) {
+  return p.groups == 1 && p.dilation_w == 1 && p.kw > 1 && job.c_begin == 0 && job.c_end == p.ic;
+}
+
+// acc += the job's slice of the reduction, reading the input through PixelTile (any stride,
+// padding and dilation; taps wholly in the padding are skipped). Inlined into RunTile, so that
+// acc stays in registers across taps (through a call, GCC stores and reloads it at every tap).
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
+                               VF (&acc)[kRows][kVecs]) {
+  const Conv2dProblem& p = *a.p;
+  const int64_t icg = p.ic_per_group();
+  const int64_t tap_stride = icg * a.w.row_stride;
+  const PixelTile<kRows> tile(p, a.x, job.g * icg + job.c_begin, job.m0);
+  const float* zeros = a.zeros + job.c_begin;
+  const float* xp[kRows];
+  if (MergesRowOfTaps(p, job) && tile.columns_inside()) {
+    // One reduction of KW * IC steps per kernel row instead of KW of IC steps: weights rows
+    // (kh, 0..KW-1, 0..IC-1) are consecutive too.
+    for (int64_t kh = 0; kh < p.kh; ++kh) {
+      if (!tile.RowOfTaps(kh, zeros, xp)) continue;
+      AccumulateTap<kRows, kVecs>(xp, w + kh * p.kw * tap_stride, a.w.row_stride, p.kw * icg, last,
+                                  acc);
+    }
+    return;
+  }
+  for (int64_t kh = 0; kh < p.kh; ++kh) {
+    for (int64_t kw = 0; kw < p.kw; ++kw) {
+      if (!tile.Tap(kh, kw, zeros, xp)) continue;
+      AccumulateTap<kRows, kVecs>(xp, w + (kh * p.kw + kw) * tap_stride, a.w.row_stride,
+                                  job.c_end - job.c_begin, last, acc);
+    }
+  }
+}
+
+// True when the job can read its offsets from the plan's tap table: built for this tile height,
+// and the job covers every channel (the table's entries span whole taps).
+template <size_t kRows>
+HWY_INLINE bool UsesTapTable(const Conv2dFwdArgs& a, const TileJob& job) {
+  return a.taps.entries != nullptr && a.taps.rows == static_cast<int64_t>(kRows) &&
+         job.c_begin == 0 && job.c_end == a.p->ic;
+}
+
+// acc += the whole reduction, reading each pixel's offsets from the tap table: no index
+// arithmetic, and consecutive taps already merged into one reduction.
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void AccumulateTable(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
+                                VF (&acc)[kRows][kVecs]) {
+  constexpr int64_t kEntryInts = Conv2dFwdTaps::kEntryHeader + static_cast<int64_t>(kRows);
+  const int64_t tile = job.m0 / static_cast<int64_t>(kRows);
+  const int32_t* e = a.taps.entries + a.taps.tile_begin[tile] * kEntryInts;
+  const int32_t* const end = a.taps.entries + a.taps.tile_begin[tile + 1] * kEntryInts;
+  for (; e != end; e += kEntryInts) {
+    const int32_t* off = e + Conv2dFwdTaps::kEntryHeader;
+    const float* xp[kRows];
+    HWY_UNROLL(16)
+    for (size_t i = 0; i < kRows; ++i) xp[i] = off[i] < 0 ? a.zeros : a.x + off[i];
+    AccumulateTap<kRows, kVecs>(xp, w + e[0] * a.w.row_stride, a.w.row_stride, e[1], last, acc);
+  }
+}
+
+// acc += the job's slice for a pointwise convolution: pixel m reads x + m * IC, no index
+// arithmetic. Pixels past the end repeat the last one (their results are not stored).
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, const float* w,
+                                    MF last, VF (&acc)[kRows][kVecs]) {
+  const Conv2dProblem& p = *a.p;
+  const int64_t m_last = p.n * p.oh * p.ow - 1;
+  const float* x = a.x + job.g * p.ic_per_group() + job.c_begin;
+  const float* xp[kRows];
+  for (size_t i = 0; i < kRows; ++i) {
+    const int64_t m = std::min(job.m0 + static_cast<int64_t>(i), m_last);
+    xp[i] = x + m * p.ic;
+  }
+  AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc);
+}
+
+// One work item. The first slice starts from zero, later ones from the partial sums in y; the
+// last slice adds the bias and applies the post-ops. (An in-place residual, r == y, would be
+// overwritten by the partial sums: RunAll then does not slice.)
+template <size_t kRows, size_t kVecs>
+void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
+  const Conv2dProblem& p = *a.p;
+  const int64_t icg = p.ic_per_group();
+  const int64_t col0 = job.g * p.oc_per_group() + job.block * a.w.block_cols;
+  const DF d;
+  const MF last = hn::FirstN(d, static_cast<size_t>(job.cols) - (kVecs - 1) * hn::Lanes(d));
+  const float* w = a.w.data + job.g * a.w.group_stride + job.block * a.w.block_stride +
+                   job.c_begin * a.w.row_stride;
+  const int64_t m_end = p.n * p.oh * p.ow;
+  const size_t rows =
+      static_cast<size_t>(std::min<int64_t>(m_end - job.m0, static_cast<int64_t>(kRows)));
+  float* y = a.y + job.m0 * p.oc + col0;
+
+  VF acc[kRows][kVecs];
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) {
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
+  }
+  if (job.c_begin != 0) LoadTile<kRows, kVecs>(y, p.oc, rows, last, acc);
+  if (IsPointwise(p)) {
+    AccumulatePointwise<kRows, kVecs>(a, job, w, last, acc);
+  } else if (UsesTapTable<kRows>(a, job)) {
+    AccumulateTable<kRows, kVecs>(a, job, w, last, acc);
+  } else {
+    AccumulateTaps<kRows, kVecs>(a, job, w, last, acc);
+  }
+  const bool final_slice = job.c_end == icg;
+  const float* r = final_slice && a.r != nullptr ? a.r + job.m0 * p.oc + col0 : nullptr;
+  StoreTile<kRows, kVecs>(acc, rows, final_slice && a.b != nullptr ? a.b + col0 : nullptr,
+                          final_slice ? &p.post_ops : nullptr, r, last, y, p.oc);
+}
+
+// RunTile with as many vectors as the block's `cols` need (the last block may be narrower).
+template <size_t kRows, size_t kVecs>
+void RunTileVecs(const Conv2dFwdArgs& a, const TileJob& job) {
+  if constexpr (kVecs > 1) {
+    if (job.cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
+      return RunTileVecs<kRows, kVecs - 1>(a, job);
+    }
+  }
+  RunTile<kRows, kVecs>(a, job);
+}
+
+// Runs tiles [t_begin, t_end) of one (group, block) panel through every channel slice in turn, so
+// that a slice of the panel is reused from L2 across the sweep.
+template <size_t kVecs, size_t kTileRows>
+void RunSweep(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t g, int64_t block,
+              int64_t t_begin, int64_t t_end) {
+  const int64_t icg = a.p->ic_per_group();
+  TileJob job;
+  job.g = g;
+  job.block = block;
+  job.cols = std::min(a.w.block_cols, a.p->oc_per_group() - block * a.w.block_cols);
+  for (int64_t s = 0; s < slices.count; ++s) {
+    job.c_begin = s * slices.channels;
+    job.c_end = std::min(icg, job.c_begin + slices.channels);
+    for (int64_t t = t_begin; t < t_end; ++t) {
+      job.m0 = t * static_cast<int64_t>(kTileRows);
+      RunTileVecs<kTileRows, kVecs>(a, job);
+    }
+  }
+}
+
+// Panel-major order: the (group, block, tile) work items [begin, end), numbered so that
+// consecutive items share a weight panel, in sweeps of kSweepTiles tiles when the reduction is
+// sliced. Each panel stays in cache while the pixels stream past it.
+template <size_t kVecs, size_t kTileRows>
+void RunPanelItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t tiles,
+                   int64_t blocks, int64_t begin, int64_t end) {
+  const int64_t sweep = slices.count > 1 ? kSweepTiles : tiles;
+  for (int64_t first = begin; first < end;) {
+    const int64_t panel_end = std::min(end, (first / tiles + 1) * tiles);
+    const int64_t last = std::min(panel_end, first + sweep);
+    const int64_t panel = first / tiles;
+    RunSweep<kVecs, kTileRows>(a, slices, panel / blocks, panel % blocks, first % tiles,
+                               last - panel * tiles);
+    first = last;
+  }
+}
+
+// Pixel-major order, for weights that fit in L2: the tiles [begin, end) in chunks of `chunk`
+// tiles, each chunk through every group and block, so that the chunk's input rows are read from
+// memory once and reused from cache by every block.
+template <size_t kVecs, size_t kTileRows>
+void RunPixelItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t blocks,
+                   int64_t chunk, int64_t begin, int64_t end) {
+  for (int64_t first = begin; first < end; first += chunk) {
+    const int64_t last = std::min(end, first + chunk);
+    for (int64_t g = 0; g < a.p->groups; ++g) {
+      for (int64_t block = 0; block < blocks; ++block) {
+        RunSweep<kVecs, kTileRows>(a, slices, g, block, first, last);
+      }
+    }
+  }
+}
+
+// Pixel-major order applies when the weights fit in L2 (kPixelMajorWeightBytes) with room for a
+// chunk of input (kChunkInputBytes) and are smaller than the input: every thread then streams
+// only its own pixels, once, instead of every pixel once per block (but every weight). Panel-major,
+// two blocks (or groups) split between two threads made both threads stream the whole input and
+// write interleaved parts of every output row (with small groups, parts of the same cache lines):
+// 0.55x oneDNN at 56x56 64 -> 128 1x1, 0.97x pixel-major.
+constexpr int64_t kPixelMajorWeightBytes = int64_t{512} << 10;
+constexpr int64_t kChunkInputBytes = int64_t{128} << 10;
+
+// Tiles per pixel-major chunk, or 0 when panel-major order applies.
+int64_t PixelChunk(const Conv2dProblem& p, int64_t blocks, size_t rows) {
+  const int64_t k = p.kh * p.kw * p.ic_per_group();
+  const int64_t weight_bytes = p.oc * k * static_cast<int64_t>(sizeof(float));
+  const int64_t x_bytes = p.n * p.ih * p.iw * p.ic * static_cast<int64_t>(sizeof(float));
+  if (blocks * p.groups < 2 || weight_bytes > std::min(x_bytes, kPixelMajorWeightBytes)) return 0;
+  // A pixel reads about IC floats per kernel row, stride permitting (neighbours share the rest).
+  const int64_t tile_bytes =
+      static_cast<int64_t>(rows) * p.kh * p.ic * static_cast<int64_t>(sizeof(float));
+  return std::clamp<int64_t>(kChunkInputBytes / tile_bytes, 4, 64);
+}
+
+// Splits the work items into one contiguous, equal range per thread: threads then work on
+// different weight panels (or different pixels) and never share an output.
+template <size_t kVecs, size_t kTileRows>
+void RunAll(const Conv2dFwdArgs& a) {
+  constexpr int64_t kRows = static_cast<int64_t>(kTileRows);
+  const Conv2dProblem& p = *a.p;
+  const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
+  const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
+  // y holds the partial sums between slices: with an in-place residual it holds r until the end.
+  const ChannelSlices slices = a.r == a.y && a.r != nullptr ? ChannelSlices{1, p.ic_per_group()}
+                                                            : SlicesFor(p, a.w.block_cols);
+  const int64_t chunk = PixelChunk(p, blocks, kTileRows);
+  const int64_t items = chunk > 0 ? tiles : p.groups * blocks * tiles;
+  const auto run = [&](int64_t begin, int64_t end) {
+    if (chunk > 0) return RunPixelItems<kVecs, kTileRows>(a, slices, blocks, chunk, begin, end);
+    RunPanelItems<kVecs, kTileRows>(a, slices, tiles, blocks, begin, end);
+  };
+  ParallelRanges(a.threads, items, run);
+}
+
+// True when tiles of kRows - 1 pixels waste less than tiles of kRows: the last tile of a small
+// image computes up to kRows - 1 repeated pixels (a 7x7 output in tiles of 6 computes 54 pixels,
+// in tiles of 5 only 50). Each tile also costs about one pixel's work in set-up and stores.
+template <size_t kRows>
+bool PrefersShorterTiles(const Conv2dProblem& p) {
+  const int64_t m = p.n * p.oh * p.ow;
+  const auto cost = [m](int64_t rows) { return (m + rows - 1) / rows * (rows + 1); };
+  return cost(kRows - 1) < cost(kRows);
+}
+
+void Conv2dFwdIgemm(const Conv2dFwdArgs& a) {
+  const int64_t vecs = a.w.block_cols / static_cast<int64_t>(hn::Lanes(DF()));
+  WithVecs<kMaxVecs>(vecs, [&](auto v) {
+    constexpr size_t kVecs = decltype(v)::value;
+    constexpr size_t kRows = TileRowsFor(kVecs);
+    // A tap table holds offsets for tiles of kRows pixels.
+    if constexpr (kRows >= 6) {
+      if (a.taps.entries == nullptr && PrefersShorterTiles<kRows>(*a.p)) {
+        return RunAll<kVecs, kRows - 1>(a);
+      }
+    }
+    RunAll<kVecs, kRows>(a);
+  });
+}
+
+}  // namespace
+
+Conv2dFwdKernel GetConv2dFwdIgemmKernel() {
+  Conv2dFwdKernel kernel{&Conv2dFwdIgemm, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,
+                         hwy::TargetName(HWY_TARGET)};
+  for (size_t v = 1; v <= kMaxVecs; ++v) kernel.rows[v - 1] = static_cast<int64_t>(TileRowsFor(v));
+  return kernel;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace convkit::internal::highway
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace convkit::internal::highway {
+
+HWY_EXPORT(GetConv2dFwdIgemmKernel);
+
+Conv2dFwdKernel Conv2dFwdIgemmKernel() { return HWY_DYNAMIC_DISPATCH(GetConv2dFwdIgemmKernel)(); }
+
+}  // namespace convkit::internal::highway
+#endif  // HWY_ONCE

@@ -1,0 +1,338 @@
+// Pooling forward, max and average: one output row (n, oh) per work item, vectorised along C.
+// Output elements are independent, so any split over threads gives the same bits.
+//
+// Per output row: the windows wholly inside the input along W go kP at a time (PoolWindows: kP x
+// kVecs independent chains, so that a C of one vector is not latency-bound), or at stride 1 as one
+// flat sequence of (ow, c) (no lane wasted on small C); clipped windows one at a time. Max pooling
+// selects with one max instruction per element (MaxOrKeep) unless the window rows may hold a NaN
+// (NaNRows scans each input row once per thread), where WindowMax's exact rule takes over.
+//
+// Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
+#include <omp.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "backends/highway/pool/pool2d.hpp"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "backends/highway/pool/pool2d_fwd.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must follow foreach_target.h: re-included once per target.
+#include "backends/highway/pool/pool2d-inl.h"
+#include "hwy/cache_control.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace convkit::internal::highway {
+namespace HWY_NAMESPACE {
+namespace {
+
+// The window w (at channel 0) into y0, in pixel-major order: for each element of the window in
+// row-major order, every channel of a block, accumulating in an L1 buffer. Per lane, the same
+// steps in the same order as WindowMax / WindowSum, hence the same bits.
+template <bool kMax>
+void PoolFwdWindowWide(const WindowAt& w, float divisor, float* y0) {
+  const DF d;
+  HWY_ALIGN float acc[kWideBlock];
+  for (int64_t b0 = 0; b0 < w.c; b0 += kWideBlock) {
+    const int64_t b1 = std::min(w.c, b0 + kWideBlock);
+    for (int64_t h = 0; h < w.rows; ++h) {
+      for (int64_t i = 0; i < w.cols; ++i) {
+        const float* xp = w.x0 + h * w.row_stride + i * w.c;
+        const bool first = h == 0 && i == 0;
+        ForEachChannelStep(b0, b1, [&]<size_t kVecs>(int64_t c0, MF last) {
+          VF v[kVecs], a[kVecs];
+          LoadVecs<kVecs>(xp + c0, last, v);
+          if (first) {
+            HWY_UNROLL(16)  // max keeps element 0; a sum starts from +0, as WindowSum
+            for (size_t j = 0; j < kVecs; ++j) a[j] = kMax ? v[j] : hn::Add(hn::Zero(d), v[j]);
+          } else {
+            LoadVecs<kVecs>(acc + (c0 - b0), last, a);
+            HWY_UNROLL(16)
+            for (size_t j = 0; j < kVecs; ++j) {
+              a[j] = kMax ? hn::IfThenElse(MaxTakes(a[j], v[j]), v[j], a[j]) : hn::Add(a[j], v[j]);
+            }
+          }
+          StoreVecs<kVecs>(a, last, acc + (c0 - b0));
+        });
+      }
+    }
+    ForEachChannelStep(b0, b1, [&]<size_t kVecs>(int64_t c0, MF last) {
+      VF a[kVecs];
+      LoadVecs<kVecs>(acc + (c0 - b0), last, a);
+      if constexpr (!kMax) {
+        HWY_UNROLL(16)
+        for (size_t j = 0; j < kVecs; ++j) a[j] = hn::Div(a[j], hn::Set(d, divisor));
+      }
+      StoreVecs<kVecs>(a, last, y0 + c0);
+    });
+  }
+}
+
+// Windows per call of PoolWindows: kP x kVecs independent chains hide the latency of max (2
+// cycles) or add (3) behind the loads, also for a C of one vector (5, 7, 16 channels).
+template <size_t kVecs>
+constexpr size_t PixelsFor() {
+  return kVecs >= 4 ? 2 : 8 / kVecs;
+}
+
+// One step of channels (kVecs vectors, at c0) of the windows ow[0..kP) of an output row, all of the
+// same clipped extents (rows x cols, starting at x0[q]), into y0[q] (only for q < valid: the other
+// slots repeat the last window to fill the tile). Max: the NaN-free selection (MaxOrKeep); the
+// caller takes WindowMax for rows that may hold a NaN. Average: WindowSum's order, then a division
+// (not a multiplication by the reciprocal: the reference's bits).
+template <bool kMax, bool kStream, size_t kP, size_t kVecs>
+HWY_INLINE void PoolWindows(const float* const (&x0)[kP], float* const (&y0)[kP], size_t valid,
+                            int64_t rows, int64_t cols, int64_t c, int64_t row_stride,
+                            const float (&divisor)[kP], MF last) {
+  const DF d;
+  VF acc[kP][kVecs];
+  HWY_UNROLL(16)
+  for (size_t q = 0; q < kP; ++q) {
+    if constexpr (kMax) {
+      LoadVecs<kVecs>(x0[q], last, acc[q]);  // element 0: kept unless a later one is greater
+    } else {
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) acc[q][j] = hn::Zero(d);  // from +0, as WindowSum
+    }
+  }
+  for (int64_t h = 0; h < rows; ++h) {
+    for (int64_t i = (kMax && h == 0) ? 1 : 0; i < cols; ++i) {
+      const int64_t at = h * row_stride + i * c;
+      HWY_UNROLL(16)
+      for (size_t q = 0; q < kP; ++q) {
+        VF v[kVecs];
+        LoadVecs<kVecs>(x0[q] + at, last, v);
+        HWY_UNROLL(16)
+        for (size_t j = 0; j < kVecs; ++j) {
+          acc[q][j] = kMax ? MaxOrKeep(acc[q][j], v[j]) : hn::Add(acc[q][j], v[j]);
+        }
+      }
+    }
+  }
+  HWY_UNROLL(16)
+  for (size_t q = 0; q < kP; ++q) {
+    if (q >= valid) break;
+    if constexpr (!kMax) {
+      const VF div = hn::Set(d, divisor[q]);
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) acc[q][j] = hn::Div(acc[q][j], div);
+    }
+    if constexpr (kStream) {
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) hn::Stream(acc[q][j], d, y0[q] + j * hn::Lanes(d));
+    } else {
+      StoreVecs<kVecs>(acc[q], last, y0[q]);
+    }
+  }
+}
+
+// One step of channels of window ow with WindowMax's exact selection (rows that may hold a NaN).
+template <bool kStream, size_t kVecs>
+HWY_INLINE void PoolWindowExactMax(const WindowAt& w, MF last, float* y0) {
+  const DF d;
+  VF v[kVecs], unused[kVecs];
+  WindowMax<kVecs, false>(w, last, v, unused);
+  if constexpr (kStream) {
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) hn::Stream(v[j], d, y0 + j * hn::Lanes(d));
+  } else {
+    StoreVecs<kVecs>(v, last, y0);
+  }
+}
+
+// The full windows ow .. ow + kP - 1 of an output row (rows: the row's window span, x_rows its
+// first input row), channels of one step at c0.
+template <bool kMax, bool kStream, size_t kP, size_t kVecs>
+HWY_INLINE void PoolFullWindows(const Pool2dProblem& p, const PoolSpan& rows, const float* x_rows,
+                                float* y_row, int64_t ow, int64_t c0, int64_t height, MF last) {
+  const float* x0[kP];
+  float* y0[kP];
+  float divisor[kP];
+  HWY_UNROLL(16)
+  for (size_t q = 0; q < kP; ++q) {
+    const int64_t o = ow + static_cast<int64_t>(q);
+    x0[q] = x_rows + (o * p.stride_w - p.pad.left) * p.c + c0;
+    y0[q] = y_row + o * p.c + c0;
+    divisor[q] = kMax ? 1.0f : PoolDivisor(p, rows, PoolCols(p, o));
+  }
+  PoolWindows<kMax, kStream, kP, kVecs>(x0, y0, kP, height, p.kw, p.c, p.iw * p.c, divisor, last);
+}
+
+// The full windows [ow, end), fewer than 2 * kP of them: a tile of kP if they fill one, then the
+// rest in tiles of kP / 2, ... 1.
+template <bool kMax, bool kStream, size_t kP, size_t kVecs>
+HWY_INLINE void PoolFullWindowsTail(const Pool2dProblem& p, const PoolSpan& rows,
+                                    const float* x_rows, float* y_row, int64_t ow, int64_t end,
+                                    int64_t c0, int64_t height, MF last) {
+  if (ow + static_cast<int64_t>(kP) <= end) {
+    PoolFullWindows<kMax, kStream, kP, kVecs>(p, rows, x_rows, y_row, ow, c0, height, last);
+    ow += static_cast<int64_t>(kP);
+  }
+  if constexpr (kP > 1) {
+    PoolFullWindowsTail<kMax, kStream, kP / 2, kVecs>(p, rows, x_rows, y_row, ow, end, c0, height,
+                                                      last);
+  }
+}
+
+// The output columns whose windows lie wholly inside the input along W: [begin, end).
+struct FullCols {
+  int64_t begin, end;
+};
+
+FullCols FullColsOf(const Pool2dProblem& p) {
+  // ceil(pad_left / stride_w) without pad_left + stride_w - 1, which a huge stride overflows.
+  const int64_t begin =
+      std::min(p.ow, p.pad.left / p.stride_w + (p.pad.left % p.stride_w != 0 ? 1 : 0));
+  const int64_t last = p.iw + p.pad.left - p.kw;  // the start of the last full window, padded
+  const int64_t end = last < 0 ? 0 : std::min(p.ow, last / p.stride_w + 1);
+  return {begin, std::max(begin, end)};
+}
+
+// Output row oh of image n: y(n, oh, ow, c) for every ow and c. With kStream, y is vector-aligned,
+// C a multiple of the vector length, and every store a streaming store. `exact`: the window rows
+// may hold a NaN, so max pooling takes WindowMax's selection.
+template <bool kMax, bool kStream>
+void PoolFwdRow(const Pool2dProblem& p, const FullCols& full, const float* x, float* y, int64_t n,
+                int64_t oh, bool exact) {
+  const PoolSpan rows = PoolRows(p, oh);
+  const float* image = x + n * p.ih * p.iw * p.c;
+  float* y_row = y + (n * p.oh + oh) * p.ow * p.c;
+  const float* x_rows = image + rows.begin * p.iw * p.c;
+  const int64_t height = rows.end - rows.begin;
+  if (!kStream && p.c > kWideC) {
+    for (int64_t ow = 0; ow < p.ow; ++ow) {
+      const PoolSpan cols = PoolCols(p, ow);
+      const WindowAt w{x_rows + cols.begin * p.c, height, cols.end - cols.begin, p.c, p.iw * p.c};
+      PoolFwdWindowWide<kMax>(w, kMax ? 1.0f : PoolDivisor(p, rows, cols), y_row + ow * p.c);
+    }
+    return;
+  }
+  FullCols per_pixel = full;
+  if (p.stride_w == 1 && !(kMax && exact) && full.begin < full.end) {
+    // At stride 1 the full windows' outputs, (ow, c) flattened, read x at the same flat offsets
+    // shifted by i * C: one sequence of vectors whatever C (5 or 33 channels waste no lanes).
+    const float* x_flat = x_rows + (full.begin - p.pad.left) * p.c;
+    float* y_flat = y_row + full.begin * p.c;
+    const float divisor[1] = {kMax ? 1.0f : PoolDivisor(p, rows, PoolCols(p, full.begin))};
+    ForEachChannelStep(0, (full.end - full.begin) * p.c, [&]<size_t kVecs>(int64_t j, MF last) {
+      const float* x0[1] = {x_flat + j};
+      float* const y0[1] = {y_flat + j};
+      PoolWindows<kMax, kStream, 1, kVecs>(x0, y0, 1, height, p.kw, p.c, p.iw * p.c, divisor, last);
+    });
+    per_pixel = {full.begin, full.begin};
+  }
+  ForEachChannelStep(0, p.c, [&]<size_t kVecs>(int64_t c0, MF last) {
+    constexpr size_t kP = PixelsFor<kVecs>();
+    // One window, clipped or not.
+    const auto single = [&](int64_t ow) {
+      const PoolSpan cols = PoolCols(p, ow);
+      const float* x0 = x_rows + cols.begin * p.c + c0;
+      float* y0 = y_row + ow * p.c + c0;
+      if (kMax && exact) {
+        return PoolWindowExactMax<kStream, kVecs>(
+            {x0, height, cols.end - cols.begin, p.c, p.iw * p.c}, last, y0);
+      }
+      const float* x1[1] = {x0};
+      float* const y1[1] = {y0};
+      const float divisor[1] = {kMax ? 1.0f : PoolDivisor(p, rows, cols)};
+      PoolWindows<kMax, kStream, 1, kVecs>(x1, y1, 1, height, cols.end - cols.begin, p.c,
+                                           p.iw * p.c, divisor, last);
+    };
+    for (int64_t ow = 0; ow < full.begin; ++ow) single(ow);
+    // Average windows that do not overlap along W, with C a whole step of vectors, go one at a
+    // time too: kVecs chains already hide the add latency, and the kP tile's pointer and divisor
+    // arrays cost more than they hide (VGG pool1 k2 s2, C 64: 114 -> 146 GB/s, 2 threads).
+    if ((kMax && exact) || (!kMax && p.stride_w >= p.kw && kVecs >= 4)) {
+      for (int64_t ow = full.begin; ow < full.end; ++ow) single(ow);
+    } else {
+      // Full windows, kP at a time, then the rest in tiles of kP / 2, kP / 4, ... (a small
+      // image's row of 1-3 windows in a tile of 8 would compute 5-7 repeats: at N = 32 on
+      // 4x4 and 5x5 inputs that made average pooling 0.7x oneDNN's speed).
+      int64_t ow = per_pixel.begin;
+      for (; ow + static_cast<int64_t>(kP) <= per_pixel.end; ow += kP) {
+        PoolFullWindows<kMax, kStream, kP, kVecs>(p, rows, x_rows, y_row, ow, c0, height, last);
+      }
+      PoolFullWindowsTail<kMax, kStream, kP / 2, kVecs>(p, rows, x_rows, y_row, ow, per_pixel.end,
+                                                        c0, height, last);
+    }
+    for (int64_t ow = full.end; ow < p.ow; ++ow) single(ow);
+  });
+  if constexpr (kStream) hwy::FlushStream();  // order the streaming stores before the barrier
+}
+
+// Output rows [t0, t1) (t = n * OH + oh), in order: each input row is scanned for NaN once.
+template <bool kMax, bool kStream>
+void PoolFwdRange(const Pool2dProblem& p, const float* x, float* y, int64_t t0, int64_t t1) {
+  if (t0 >= t1) return;
+  const FullCols full = FullColsOf(p);
+  const int64_t image_size = p.ih * p.iw * p.c;
+  // The NaN scan reads x once more; it pays only where windows overlap (each row is read by several
+  // windows: 2.25x at k3 s2). Without overlap (k2 s2, global pooling) every window takes the exact
+  // selection instead, and the wide path has its own: scanning there cost 15-30 % (VGG pool1, the
+  // global pools).
+  const bool wide = !kStream && p.c > kWideC;
+  const bool scan = !wide && (p.stride_h < p.kh || p.stride_w < p.kw);
+  int64_t n = t0 / p.oh;
+  NaNRows nan_rows(x + n * image_size, p.iw * p.c);
+  for (int64_t t = t0; t < t1; ++t) {
+    if (t / p.oh != n) {
+      n = t / p.oh;
+      nan_rows = NaNRows(x + n * image_size, p.iw * p.c);
+    }
+    const int64_t oh = t % p.oh;
+    bool exact = kMax && !scan;
+    if (kMax && scan) {
+      const PoolSpan rows = PoolRows(p, oh);
+      exact = nan_rows.Any(rows.begin, rows.end);
+    }
+    PoolFwdRow<kMax, kStream>(p, full, x, y, n, oh, exact);
+  }
+}
+
+template <bool kMax, bool kStream>
+void PoolFwdRows(const Pool2dArgs& a) {
+  const Pool2dProblem& p = *a.p;
+  const int64_t items = p.n * p.oh;
+  if (a.threads <= 1) return PoolFwdRange<kMax, kStream>(p, a.x, a.out, 0, items);
+    // Each thread takes consecutive rows (a static schedule), so the input row two windows share
+    // (stride < window) is still in its cache and scanned for NaN once.
+#pragma omp parallel num_threads(a.threads)
+  {
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    const int64_t per = items / parts, extra = items % parts;
+    const int64_t t0 = part * per + std::min(part, extra);
+    PoolFwdRange<kMax, kStream>(p, a.x, a.out, t0, t0 + per + (part < extra ? 1 : 0));
+  }
+}
+
+template <bool kMax>
+void PoolFwd(const Pool2dArgs& a) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const bool aligned =
+      reinterpret_cast<uintptr_t>(a.out) % (lanes * sizeof(float)) == 0 && a.p->c % lanes == 0;
+  if (a.stream && aligned) return PoolFwdRows<kMax, true>(a);
+  PoolFwdRows<kMax, false>(a);
+}
+
+}  // namespace
+
+Pool2dKernels GetPool2dFwdKernels() {
+  return {&PoolFwd<true>, &PoolFwd<false>, hwy::TargetName(HWY_TARGET)};
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace convkit::internal::highway
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace convkit::internal::highway {
+
+HWY_EXPORT(GetPool2dFwdKernels);
+
+Pool2dKernels Pool2dFwdKernels() { return HWY_DYNAMIC_DISPATCH(GetPool2dFwdKernels)(); }
+
+}  // namespace convkit::internal::highway
+#endif  // HWY_ONCE
