@@ -1,5 +1,5 @@
-// Grouped convolution with narrow groups in the Highway backend (highway:grouped), on every pinned
-// target (HighwayTargetTest).
+// Grouped convolution with narrow groups in the Highway backend (highway:grouped,
+// backends/highway/conv/conv2d_fwd_grouped.cc), on every pinned target (HighwayTargetTest).
 #include <gtest/gtest.h>
 
 #include <string>
@@ -39,7 +39,8 @@ std::vector<ConvCase> GroupedConvCases() {
   };
 }
 
-// The vector width of a Highway target, in floats, as conv2d_fwd_grouped.cc sees it.
+// The vector width of a Highway target, in floats, as conv/conv2d_fwd_grouped.cpp (RefusesGrouped)
+// sees it.
 int64_t LanesOf(const std::string& isa) { return isa == "AVX3" ? 16 : isa == "AVX2" ? 8 : 1; }
 
 // Plans take the grouped kernel exactly where it is eligible on the pinned target, and match the

@@ -42,7 +42,7 @@ INSTANTIATE_TEST_SUITE_P(VsReference, EquivalenceTest, ::testing::ValuesIn(Backe
 // ---- Pooling large enough to be DRAM-bound ----
 
 // Calls touching more than 32 MiB take the vector backends' streaming-store paths (highway:
-// pool2d.cpp's kStreamBytes; its backward then accumulates rows in a ring buffer), which no
+// pool/pool2d.cpp's kStreamBytes; its backward then accumulates rows in a ring buffer), which no
 // cropped grid case reaches. The ResNet-50 stem pool at N = 10 (x 32 MB, y 8 MB), exact: values
 // are multiples of 2520 (divisible by every window count 1..9), so every average is an integer.
 class LargePoolTest : public ::testing::TestWithParam<std::string> {};
