@@ -157,6 +157,32 @@ inline Tensor MakeTensor(const Dims& dims, std::initializer_list<float> values) 
   return t;
 }
 
+// ---- Parameters ----
+
+// A square convolution: k x k kernel, stride s and dilation d on both axes, pads p, groups g.
+inline Conv2dParams MakeConv(int64_t k, int64_t s, Pads p, int64_t d = 1, int64_t g = 1) {
+  Conv2dParams params;
+  params.kernel_h = params.kernel_w = k;
+  params.stride_h = params.stride_w = s;
+  params.pad = p;
+  params.dilation_h = params.dilation_w = d;
+  params.groups = g;
+  return params;
+}
+
+// A square pooling window: k x k, stride s on both axes, pads p.
+inline Pool2dParams MakePool(PoolMode mode, int64_t k, int64_t s, Pads p, bool ceil_mode = false,
+                             bool include_pad = false) {
+  Pool2dParams params;
+  params.mode = mode;
+  params.window_h = params.window_w = k;
+  params.stride_h = params.stride_w = s;
+  params.pad = p;
+  params.ceil_mode = ceil_mode;
+  params.count_include_pad = include_pad;
+  return params;
+}
+
 // ---- Post-ops (DESIGN §3): the variants equivalence tests rotate through ----
 
 enum class ResidualMode { kNone, kBefore, kAfter, kInPlace };

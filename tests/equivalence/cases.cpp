@@ -214,16 +214,6 @@ double ConvMacs(const ConvCase& c) {
          (c.x[3] / c.params.groups);
 }
 
-Conv2dParams MakeConv(int64_t k, int64_t s, Pads p, int64_t d, int64_t g) {
-  Conv2dParams params;
-  params.kernel_h = params.kernel_w = k;
-  params.stride_h = params.stride_w = s;
-  params.pad = p;
-  params.dilation_h = params.dilation_w = d;
-  params.groups = g;
-  return params;
-}
-
 int64_t Even(int64_t c) { return c % 2 == 0 ? c : 2 * c; }
 
 bool KernelFitsPaddedInput(const ConvCase& c) {
@@ -250,18 +240,6 @@ std::vector<ConvCase> ConvCases() {
     for (ConvCase& c : part()) all.push_back(std::move(c));
   }
   return all;
-}
-
-Pool2dParams MakePool(PoolMode mode, int64_t k, int64_t s, Pads p, bool ceil_mode,
-                      bool include_pad) {
-  Pool2dParams params;
-  params.mode = mode;
-  params.window_h = params.window_w = k;
-  params.stride_h = params.stride_w = s;
-  params.pad = p;
-  params.ceil_mode = ceil_mode;
-  params.count_include_pad = include_pad;
-  return params;
 }
 
 std::vector<PoolCase> PoolCases() {

@@ -59,10 +59,6 @@ struct PoolCase {
   std::string ToString() const;
 };
 
-Conv2dParams MakeConv(int64_t k, int64_t s, Pads p, int64_t d = 1, int64_t g = 1);
-Pool2dParams MakePool(PoolMode mode, int64_t k, int64_t s, Pads p, bool ceil_mode = false,
-                      bool include_pad = false);
-
 int64_t KernelSpan(int64_t k, int64_t d);
 double ConvMacs(const ConvCase& c);
 int64_t Even(int64_t c);  // odd channel counts made even for groups 2
