@@ -15,12 +15,18 @@
 //
 // A backend refusing a case (ErrorCode::kUnsupported) has the case counted and its reason printed;
 // a test whose every case is refused is skipped with the reasons.
+//
+// The folder: cases.cpp (the cases and their data), grid.cpp (zero trust), conv_grid.cpp and
+// pool_grid.cpp (one case's checks), random.hpp (the random cases); the suites, one concern each:
+// vs_reference_test.cpp (every backend vs reference), highway_targets_test.cpp (each compiled
+// Highway target pinned), highway_winograd_test.cpp, highway_grouped_test.cpp, random_test.cpp,
+// edge_values_test.cpp (denormals, NaN, infinities, activations), grid_test.cpp (the grid and the
+// harness can fail).
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <limits>
-#include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -148,7 +154,7 @@ void PoolBackwardGrid(const std::string& backend, std::string_view isa);
   } while (0)
 
 // The grids on every compiled Highway target, pinned one at a time (highway_targets_test.cpp,
-// highway_winograd_test.cpp).
+// highway_winograd_test.cpp, highway_grouped_test.cpp).
 class HighwayTargetTest : public PinnedHighwayTargetTest {};
 
 }  // namespace convkit::test
