@@ -54,8 +54,7 @@ class DxTileEpilogue {
       if (has_r) {
         LoadVecs<kVecs>(e_.r + (row - e_.dx), last_, rv);
       } else {
-        HWY_UNROLL(4)
-        for (size_t j = 0; j < kVecs; ++j) rv[j] = hn::Zero(d);
+        ZeroVecs(rv);
       }
       HWY_UNROLL(4)
       for (size_t j = 0; j < kVecs; ++j) v[j] = post_.Apply(d, v[j], rv[j], has_r);

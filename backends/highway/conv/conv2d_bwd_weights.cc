@@ -68,8 +68,7 @@ void WeightsTile(const float* HWY_RESTRICT x, int64_t x_stride, size_t rows,
   VF acc[kRows][kVecs];
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
+    ZeroVecs(acc[i]);
     if (!first && i < rows) LoadVecs<kVecs>(dw + static_cast<int64_t>(i) * dw_stride, last, acc[i]);
   }
   size_t row[kRows];  // the x column row i reads
@@ -278,8 +277,7 @@ void BiasBlock(const Conv2dProblem& p, const float* dy, int64_t c0, int64_t cols
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * lanes);
   const int64_t pixels = p.n * p.oh * p.ow;
   VF sum[kVecs];
-  HWY_UNROLL(16)
-  for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Zero(d);
+  ZeroVecs(sum);
   for (int64_t m = 0; m < pixels; ++m) {
     VF v[kVecs];
     LoadVecs<kVecs>(dy + m * p.oc + c0, last, v);

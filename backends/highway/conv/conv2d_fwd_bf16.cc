@@ -116,11 +116,7 @@ CONVKIT_BF16_ATTR HWY_INLINE void DotTile(const uint32_t* HWY_RESTRICT xb, int64
                                           const uint32_t* HWY_RESTRICT w, int64_t block_cols,
                                           VF (&acc)[kRows][kVecs]) {
   const DF d;
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   for (int64_t s = 0; s < row_words; ++s, w += block_cols) {
     __m512i wv[kVecs];
     HWY_UNROLL(16)

@@ -42,8 +42,7 @@ HWY_INLINE void StoreTilePlain(const VF (&acc)[kRows][kVecs], size_t rows, const
   const DF d;
   const size_t lanes = hn::Lanes(d);
   VF bias[kVecs];
-  HWY_UNROLL(16)
-  for (size_t j = 0; j < kVecs; ++j) bias[j] = hn::Zero(d);
+  ZeroVecs(bias);
   if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
@@ -72,16 +71,14 @@ HWY_NOINLINE void StoreTileFused(const VF (&acc)[kRows][kVecs], size_t rows, con
   const size_t lanes = hn::Lanes(d);
   const VecPostOps<DF> post(d, ops);
   VF bias[kVecs];
-  HWY_UNROLL(16)
-  for (size_t j = 0; j < kVecs; ++j) bias[j] = hn::Zero(d);
+  ZeroVecs(bias);
   if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
   const bool has_r = r != nullptr;
   for (size_t i = 0; i < rows; ++i) {
     float* row = y + static_cast<int64_t>(i) * y_stride;
     const float* r_row = has_r ? r + static_cast<int64_t>(i) * y_stride : nullptr;
     VF rv[kVecs];
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) rv[j] = hn::Zero(d);
+    ZeroVecs(rv);
     if (has_r) LoadVecs<kVecs>(r_row, last, rv);
     HWY_UNROLL(16)
     for (size_t j = 0; j < kVecs; ++j) {

@@ -192,11 +192,7 @@ void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   float* y = a.y + job.m0 * p.oc + col0;
 
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   if (job.c_begin != 0) LoadTile<kRows, kVecs>(y, p.oc, rows, last, acc);
   if (IsPointwise(p)) {
     AccumulatePointwise<kRows, kVecs>(a, job, w, last, acc);

@@ -178,11 +178,7 @@ HWY_INLINE void MultiplyRows(const Conv2dFwdArgs& a, int64_t v_stride, const flo
     xp[i] = vp + std::min(r0 + static_cast<int64_t>(i), count - 1) * v_stride;
   }
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, a.p->ic, last, acc);
   const int64_t rows = std::min(count - r0, static_cast<int64_t>(kRows));
   HWY_UNROLL(16)
@@ -230,7 +226,7 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
   const int64_t col0 = block * bc;
   const int64_t pos_stride = s.block_tiles * bc;
   VF bias[kVecs];
-  for (size_t j = 0; j < kVecs; ++j) bias[j] = hn::Zero(d);
+  ZeroVecs(bias);
   if (a.b != nullptr) LoadVecs<kVecs>(a.b + col0, last, bias);
   const VF quarter = hn::Set(d, 0.25f);
   const VecPostOps<DF> post(d, p.post_ops);
