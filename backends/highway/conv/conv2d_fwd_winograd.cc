@@ -327,11 +327,10 @@ void Conv2dFwdWinograd(const Conv2dFwdArgs& a) {
 
 }  // namespace
 
+// rows stays empty: only the implicit GEMM's tap tables use it.
 Conv2dFwdKernel GetConv2dFwdWinogradKernel() {
-  Conv2dFwdKernel kernel{&Conv2dFwdWinograd, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,
-                         hwy::TargetName(HWY_TARGET)};
-  for (size_t v = 1; v <= kMaxVecs; ++v) kernel.rows[v - 1] = static_cast<int64_t>(RowsFor(v));
-  return kernel;
+  return {&Conv2dFwdWinograd, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,
+          hwy::TargetName(HWY_TARGET)};
 }
 
 }  // namespace HWY_NAMESPACE
