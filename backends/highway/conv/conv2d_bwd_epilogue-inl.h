@@ -34,8 +34,7 @@ class DxTileEpilogue {
     if (e.b != nullptr) {
       LoadVecs<kVecs>(e.b + c0, last, bias_);
     } else {
-      HWY_UNROLL(4)
-      for (size_t j = 0; j < kVecs; ++j) bias_[j] = hn::Zero(DF());
+      ZeroVecs(bias_);
     }
   }
 

@@ -42,8 +42,8 @@ constexpr int64_t kChunkQuantum = 24;
 
 // The converted input of a chunk: 256 KiB on the stack of each thread, so that run() allocates
 // nothing. A chunk of 24 pixels must fit: the longest reduction is 64 Ki / 24 = 2730 pairs
-// (3x3 x 606 channels; ResNet-50's and VGG-16's longest is 3x3 x 512). It stays in Zen 5's 1 MiB L2
-// beside a weight panel while every block of output channels sweeps it.
+// (3x3 x 606 channels; ResNet-50's and VGG-16's longest is 3x3 x 512). It stays in the 1 MiB L2
+// (Zen 4 and Zen 5) beside a weight panel while every block of output channels sweeps it.
 constexpr int64_t kBufferWords = int64_t{1} << 16;
 constexpr int64_t kMaxPairs = kBufferWords / kChunkQuantum;
 

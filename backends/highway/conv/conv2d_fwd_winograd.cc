@@ -212,6 +212,21 @@ void MultiplyBlock(const Conv2dFwdArgs& a, const Schedule& s, const float* v, in
   }
 }
 
+// r = A^T M for the vector of one tile's M at mt (position pos at mt + pos * pos_stride), with
+// A^T = [[1,1,1,0],[0,1,-1,-1]].
+HWY_INLINE void TransformColumns(const float* mt, int64_t pos_stride, VF (&r)[2][4]) {
+  const DF d;
+  for (int64_t c = 0; c < 4; ++c) {
+    const float* mc = mt + c * pos_stride;
+    const VF m0 = hn::LoadU(d, mc);
+    const VF m1 = hn::LoadU(d, mc + 4 * pos_stride);
+    const VF m2 = hn::LoadU(d, mc + 8 * pos_stride);
+    const VF m3 = hn::LoadU(d, mc + 12 * pos_stride);
+    r[0][c] = hn::Add(hn::Add(m0, m1), m2);
+    r[1][c] = hn::Sub(hn::Sub(m1, m2), m3);
+  }
+}
+
 // y of tiles [t0, t0 + count), columns of block `block`: A^T M A / 4 with
 // A^T = [[1,1,1,0],[0,1,-1,-1]], plus bias, then the post-ops; only the outputs inside y are
 // stored.
@@ -241,16 +256,8 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
     float* y = a.y + ((n * p.oh + oh0) * p.ow + ow0) * p.oc + col0;
     const float* mt = m + t * bc;
     for (size_t j = 0; j < kVecs; ++j) {
-      VF r[2][4];  // A^T M
-      for (int64_t c = 0; c < 4; ++c) {
-        const float* mc = mt + c * pos_stride + j * lanes;
-        const VF m0 = hn::LoadU(d, mc);
-        const VF m1 = hn::LoadU(d, mc + 4 * pos_stride);
-        const VF m2 = hn::LoadU(d, mc + 8 * pos_stride);
-        const VF m3 = hn::LoadU(d, mc + 12 * pos_stride);
-        r[0][c] = hn::Add(hn::Add(m0, m1), m2);
-        r[1][c] = hn::Sub(hn::Sub(m1, m2), m3);
-      }
+      VF r[2][4];
+      TransformColumns(mt + j * lanes, pos_stride, r);
       for (int64_t oi = 0; oi < out_rows; ++oi) {
         const VF out[2] = {hn::Add(hn::Add(r[oi][0], r[oi][1]), r[oi][2]),
                            hn::Sub(hn::Sub(r[oi][1], r[oi][2]), r[oi][3])};
