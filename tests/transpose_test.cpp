@@ -9,10 +9,13 @@
 // batch 0, and channel counts around the vector width (1, 3, 15, 16, 17, 31).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <iterator>
 #include <string>
 #include <vector>
 
+#include "api/src/bf16.hpp"
 #include "bench/shape_sets.hpp"
 #include "tests/grid_driver.hpp"
 #include "tests/highway_targets.hpp"
@@ -395,6 +398,88 @@ TEST_P(TransposeTest, PlanOwnsItsWeights) {
   plan.run(d.x, y.view());
   EXPECT_TRUE(CompareTensors(c.ToString(), "y", expected, y.view()));
   EXPECT_TRUE(y.GuardsIntact(c.ToString(), "y"));
+}
+
+// fpmath = bf16 (DESIGN §3, §4): on integer data (bf16 values, exact fp32 sums) every backend
+// gives the reference's strict bits, whether it rounds to bf16 or computes in fp32 (the
+// permission); the plan names the reference's bf16 loops as such.
+TEST_P(TransposeTest, Bf16IsExactOnIntegerData) {
+  int ran = 0, index = 0;
+  for (TransposeCase c : Cases()) {
+    c.params.activation = Activation::kNone;
+    const CaseData d = MakeData(c, 0xbf16 + index++);
+    const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+    Tensor expected(y_dims, kReferenceFill);
+    conv2d_transpose_forward(c.params, d.x, d.w, d.b, expected, "reference");
+    c.params.fpmath = Fpmath::kBf16;
+    Tensor y(y_dims, kBackendFill);
+    if (RefusalOf([&] { conv2d_transpose_forward(c.params, d.x, d.w, d.b, y, backend()); })) {
+      continue;
+    }
+    ++ran;
+    EXPECT_TRUE(CompareTensors(backend() + ": " + c.ToString() + " bf16", "y", expected, y));
+    if (::testing::Test::HasFailure()) break;
+  }
+  if (ran == 0) GTEST_SKIP() << backend() << " refused every case";
+  if (backend() == "reference") {
+    const TransposeCase c = Make({1, 3, 3, 4}, 4, 3, 1, Pads::uniform(1), 1, 1, 0);
+    Conv2dTransposeParams params = c.params;
+    params.fpmath = Fpmath::kBf16;
+    EXPECT_EQ(Conv2dTranspose(params, c.x, Tensor(c.w(), 1.0f), {}, "reference").impl_name(),
+              "reference:direct_bf16:scalar");
+  }
+}
+
+// On real data each backend stays within the bf16 bound of the strict result: rounding x and w
+// moves each product by at most 2^-7 of its size, and fp32 accumulation adds (K + 3) 2^-23 of the
+// sum of |products| (fpmath_test.cpp states the bound for the convolution; K = KH KW C_out/groups).
+TEST_P(TransposeTest, Bf16StaysWithinTheBound) {
+  int index = 0;
+  for (TransposeCase c : SampledCases()) {
+    c.params.activation = Activation::kNone;
+    Rng rng(0xb0b + index++);
+    Tensor x(c.x), w(c.w());
+    FillNormal(Span(x), rng);
+    FillNormal(Span(w), rng);
+    const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+    Tensor strict(y_dims), sum_abs(y_dims), y(y_dims, kBackendFill);
+    conv2d_transpose_forward(c.params, x, w, {}, strict, "reference");
+    Tensor x_abs(x), w_abs(w);
+    for (float& v : Span(x_abs)) v = std::fabs(v);
+    for (float& v : Span(w_abs)) v = std::fabs(v);
+    conv2d_transpose_forward(c.params, x_abs, w_abs, {}, sum_abs, "reference");
+    c.params.fpmath = Fpmath::kBf16;
+    if (RefusalOf([&] { conv2d_transpose_forward(c.params, x, w, {}, y, backend()); })) continue;
+    const double k = static_cast<double>(c.params.kernel_h * c.params.kernel_w * c.w()[2]);
+    const double rel = 0x1.0p-7 + 2.0 * (k + 3.0) * 0x1.0p-23;
+    for (int64_t i = 0; i < y.size(); ++i) {
+      const double bound = rel * sum_abs.data()[i];
+      ASSERT_LE(std::fabs(static_cast<double>(y.data()[i]) - strict.data()[i]), bound)
+          << backend() << ": " << c.ToString() << " element " << i;
+    }
+  }
+}
+
+// The reference defines the mode: x and w rounded to bf16 (nearest even), then the fp32 loops.
+TEST(TransposeBf16, ReferenceRoundsXAndWFirst) {
+  const TransposeCase c = Make({2, 5, 4, 7}, 6, 3, 2, Pads::uniform(1), 1, 1, 1);
+  Rng rng(0x5eed);
+  Tensor x(c.x), w(c.w());
+  FillNormal(Span(x), rng);
+  FillNormal(Span(w), rng);
+  Tensor x_rounded(x), w_rounded(w);
+  for (float& v : Span(x_rounded)) v = internal::RoundToBf16(v);
+  for (float& v : Span(w_rounded)) v = internal::RoundToBf16(v);
+  const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+  Tensor expected(y_dims), strict(y_dims), y(y_dims, kBackendFill);
+  conv2d_transpose_forward(c.params, x_rounded, w_rounded, {}, expected, "reference");
+  conv2d_transpose_forward(c.params, x, w, {}, strict, "reference");
+  Conv2dTransposeParams params = c.params;
+  params.fpmath = Fpmath::kBf16;
+  conv2d_transpose_forward(params, x, w, {}, y, "reference");
+  EXPECT_TRUE(CompareTensors(c.ToString(), "y", expected, y));
+  EXPECT_FALSE(std::equal(strict.data(), strict.data() + strict.size(), y.data()))
+      << "bf16 rounding changed nothing: the data are not what the test needs";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TransposeTest, ::testing::ValuesIn(BackendsToTest()),

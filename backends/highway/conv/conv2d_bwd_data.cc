@@ -45,11 +45,7 @@ void RunTile(const Conv2dBwdDataArgs& a, const DxPhase& phase, int64_t g, int64_
   const int64_t tap_stride = ocg * a.w.row_stride;
 
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   const DxTile<kRows> tile(p, phase, a.dy, g * ocg, m0);
   const float* dyp[kRows];
   for (int64_t kh = 0; kh < p.kh; ++kh) {
@@ -141,11 +137,7 @@ void NarrowColumns(const float* const (&dyp)[kRows], const float* wt, int64_t ld
   const DF d;
   const size_t lanes = hn::Lanes(d);
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   AccumulateTap<kRows, kVecs>(dyp, wt + col0, ld, oc, hn::FirstN(d, lanes), acc);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {

@@ -98,11 +98,7 @@ void RunBlock(const Conv2dFwdArgs& a, const PixelTile<kRows>& tile, const TileTa
   const int64_t all_taps = p.kh * p.kw;
 
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   AccumulateTaps<kRows, kVecs>(a, taps, c0, last, acc);
   for (int64_t t0 = kMaxTaps; t0 < all_taps; t0 += kMaxTaps) {
     const TileTaps<kRows> chunk(p, tile, a.zeros, t0, std::min(all_taps, t0 + kMaxTaps));
@@ -233,11 +229,7 @@ void RunRowBlock(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int
   const DF d;
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
   VF acc[kRowRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRowRows; ++i) {
-    HWY_UNROLL(4)
-    for (size_t v = 0; v < kVecs; ++v) acc[i][v] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   const int64_t iw0 = ow0 * static_cast<int64_t>(kStride) - p.pad.left;
   for (int64_t kh = 0; kh < p.kh; ++kh) {
     const int64_t ih = oh * p.stride_h - p.pad.top + kh * p.dilation_h;
@@ -352,13 +344,8 @@ void Conv2dFwdDepthwise(const Conv2dFwdArgs& a) {
     if (a.p->kw == 7) return RunAllDenseRows<7, 1>(a);
     return a.p->kw == 3 ? RunAllDenseRows<3, 1>(a) : RunAllDenseRows<5, 1>(a);
   }
-  const int64_t vecs =
-      (a.p->oc + static_cast<int64_t>(hn::Lanes(DF())) - 1) / static_cast<int64_t>(hn::Lanes(DF()));
-  if constexpr (kMaxVecs >= 3) {
-    if (vecs >= 3) return RunAll<3>(a);
-  }
-  if (vecs >= 2) return RunAll<2>(a);
-  RunAll<1>(a);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  WithVecs<kMaxVecs>((a.p->oc + lanes - 1) / lanes, [&](auto v) { RunAll<decltype(v)::value>(a); });
 }
 
 }  // namespace

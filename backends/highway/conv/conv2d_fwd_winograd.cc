@@ -178,11 +178,7 @@ HWY_INLINE void MultiplyRows(const Conv2dFwdArgs& a, int64_t v_stride, const flo
     xp[i] = vp + std::min(r0 + static_cast<int64_t>(i), count - 1) * v_stride;
   }
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, a.p->ic, last, acc);
   const int64_t rows = std::min(count - r0, static_cast<int64_t>(kRows));
   HWY_UNROLL(16)
@@ -216,6 +212,21 @@ void MultiplyBlock(const Conv2dFwdArgs& a, const Schedule& s, const float* v, in
   }
 }
 
+// r = A^T M for the vector of one tile's M at mt (position pos at mt + pos * pos_stride), with
+// A^T = [[1,1,1,0],[0,1,-1,-1]].
+HWY_INLINE void TransformColumns(const float* mt, int64_t pos_stride, VF (&r)[2][4]) {
+  const DF d;
+  for (int64_t c = 0; c < 4; ++c) {
+    const float* mc = mt + c * pos_stride;
+    const VF m0 = hn::LoadU(d, mc);
+    const VF m1 = hn::LoadU(d, mc + 4 * pos_stride);
+    const VF m2 = hn::LoadU(d, mc + 8 * pos_stride);
+    const VF m3 = hn::LoadU(d, mc + 12 * pos_stride);
+    r[0][c] = hn::Add(hn::Add(m0, m1), m2);
+    r[1][c] = hn::Sub(hn::Sub(m1, m2), m3);
+  }
+}
+
 // y of tiles [t0, t0 + count), columns of block `block`: A^T M A / 4 with
 // A^T = [[1,1,1,0],[0,1,-1,-1]], plus bias, then the post-ops; only the outputs inside y are
 // stored.
@@ -230,7 +241,7 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
   const int64_t col0 = block * bc;
   const int64_t pos_stride = s.block_tiles * bc;
   VF bias[kVecs];
-  for (size_t j = 0; j < kVecs; ++j) bias[j] = hn::Zero(d);
+  ZeroVecs(bias);
   if (a.b != nullptr) LoadVecs<kVecs>(a.b + col0, last, bias);
   const VF quarter = hn::Set(d, 0.25f);
   const VecPostOps<DF> post(d, p.post_ops);
@@ -245,16 +256,8 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
     float* y = a.y + ((n * p.oh + oh0) * p.ow + ow0) * p.oc + col0;
     const float* mt = m + t * bc;
     for (size_t j = 0; j < kVecs; ++j) {
-      VF r[2][4];  // A^T M
-      for (int64_t c = 0; c < 4; ++c) {
-        const float* mc = mt + c * pos_stride + j * lanes;
-        const VF m0 = hn::LoadU(d, mc);
-        const VF m1 = hn::LoadU(d, mc + 4 * pos_stride);
-        const VF m2 = hn::LoadU(d, mc + 8 * pos_stride);
-        const VF m3 = hn::LoadU(d, mc + 12 * pos_stride);
-        r[0][c] = hn::Add(hn::Add(m0, m1), m2);
-        r[1][c] = hn::Sub(hn::Sub(m1, m2), m3);
-      }
+      VF r[2][4];
+      TransformColumns(mt + j * lanes, pos_stride, r);
       for (int64_t oi = 0; oi < out_rows; ++oi) {
         const VF out[2] = {hn::Add(hn::Add(r[oi][0], r[oi][1]), r[oi][2]),
                            hn::Sub(hn::Sub(r[oi][1], r[oi][2]), r[oi][3])};
@@ -331,11 +334,10 @@ void Conv2dFwdWinograd(const Conv2dFwdArgs& a) {
 
 }  // namespace
 
+// rows stays empty: only the implicit GEMM's tap tables use it.
 Conv2dFwdKernel GetConv2dFwdWinogradKernel() {
-  Conv2dFwdKernel kernel{&Conv2dFwdWinograd, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,
-                         hwy::TargetName(HWY_TARGET)};
-  for (size_t v = 1; v <= kMaxVecs; ++v) kernel.rows[v - 1] = static_cast<int64_t>(RowsFor(v));
-  return kernel;
+  return {&Conv2dFwdWinograd, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,
+          hwy::TargetName(HWY_TARGET)};
 }
 
 }  // namespace HWY_NAMESPACE
