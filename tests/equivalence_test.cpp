@@ -488,8 +488,7 @@ void ConvForwardGrid(const std::string& backend, std::string_view isa,
     Tensor r(y_dims);
     FillConvData(Span(r), rng);
     ConvForwardWithResidual(params, x, w, b, post.residual, r, expected, "reference");
-    const Tolerance tol =
-        IsExactActivation(params.activation) ? Tolerance::Exact() : Tolerance::Ulps(4);
+    const Tolerance tol = PostOpTolerance(post, 3.0);  // r: FillConvData's integers in [-3, 3]
 
     Tensor y(y_dims, kBackendFill);
     if (auto why = RefusalOf(
