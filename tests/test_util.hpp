@@ -290,6 +290,17 @@ struct Tolerance {
   }
 };
 
+// How y of a post-op variant must agree with the reference's y: bit for bit for the exact
+// activations, within 4 ulp of the activation's value for the others (DESIGN §4). With the
+// residual added after the activation, y = act(z) + r may cancel most of act(z): its 4 ulp, at
+// most 2^-21 |act| with |act| <= |y| + |r| <= 2 max(|y|, max|r|), are then compared relative to
+// max(|y|, max|r|).
+inline Tolerance PostOpTolerance(const PostOpVariant& post, double max_abs_r) {
+  if (IsExactActivation(post.activation)) return Tolerance::Exact();
+  if (post.residual == ResidualMode::kAfter) return Tolerance::Relative(0x1.0p-20, max_abs_r);
+  return Tolerance::Ulps(4);
+}
+
 inline std::string FloatString(float v) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.9g (0x%08x)", static_cast<double>(v),

@@ -24,8 +24,7 @@ GridStep CheckConvForward(const std::string& backend, std::string_view isa, int 
   Tensor r(y_dims);
   FillConvData(Span(r), rng);
   ConvForwardWithResidual(params, d.x, d.w, d.b, post.residual, r, expected, "reference");
-  const Tolerance tol =
-      IsExactActivation(params.activation) ? Tolerance::Exact() : Tolerance::Ulps(4);
+  const Tolerance tol = PostOpTolerance(post, 3.0);  // r: FillConvData's integers in [-3, 3]
   const BackendRuns runs{[&](Tensor& y) {
                            ConvForwardWithResidual(params, d.x, d.w, d.b, post.residual, r, y,
                                                    backend);

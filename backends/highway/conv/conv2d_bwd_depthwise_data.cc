@@ -103,11 +103,13 @@ void DxTile(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count,
       }
     }
   }
+  VF out[kRows][kVecs];  // acc stays in registers: see CopyTile
+  CopyTile(acc, out);
   const DxTileEpilogue<kVecs> epilogue(e, c0, last);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (static_cast<int64_t>(i) >= rows) break;
-    epilogue.Store(acc[i], dx_row + static_cast<int64_t>(i) * p.stride_w * p.ic);
+    epilogue.Store(out[i], dx_row + static_cast<int64_t>(i) * p.stride_w * p.ic);
   }
 }
 
@@ -177,11 +179,13 @@ void DxTileDense(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_c
       }
     }
   }
+  VF out[kRows][kVecs];  // acc stays in registers: see CopyTile
+  CopyTile(acc, out);
   const DxTileEpilogue<kVecs> epilogue(e, c0, last);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (static_cast<int64_t>(i) >= rows) break;
-    epilogue.Store(acc[i], dx_row + static_cast<int64_t>(i) * p.ic);
+    epilogue.Store(out[i], dx_row + static_cast<int64_t>(i) * p.ic);
   }
 }
 
