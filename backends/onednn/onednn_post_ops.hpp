@@ -9,7 +9,7 @@
 // - gelu_erf underflows to 0 around z < -6 (gelu(-7) = -9e-12), logistic and swish below z = -87
 //   (where the reference gives denormals); the gemm kernel's logistic maps NaN to a number:
 //   gelu, sigmoid and silu are refused. tanh, hardswish and leaky_relu pass the dense sweep of
-//   tests/equivalence_test.cpp.
+//   tests/equivalence/edge_values_test.cpp (ActivationsOverADenseSweep).
 // The residual is a sum post-op (dst += its previous value) before or after the activation: the
 // plan copies r into y first unless r is y. (A binary_add post-op reading r would save that copy,
 // but oneDNN 2.6's brgconv adds the wrong elements of a full-tensor src1 where windows lie in the

@@ -2,14 +2,15 @@
 // plain convolution (StoreTile, Winograd's output transform, the depthwise kernels) and of the
 // transposed one: the residual before or after the activation, and the activation itself.
 //
-// Accuracy (checked against the reference over a dense sweep in tests/equivalence_test.cpp):
-// relu, relu6, clip, leaky_relu and hardsigmoid round as the reference does; hardswish is within 2
-// ulp; sigmoid and silu are computed in float within 2.5 ulp (SigmoidF), except vectors with a
-// lane beyond |z| = 80; those, tanh and gelu are computed in double (Highway's Exp and Tanh, 1-4
-// ulp of double) and rounded once, as the reference does, so they stay within 1 ulp of it for
-// every float input including denormals, where a float evaluation loses its relative accuracy. NaN
-// gives NaN: every clamp is written with compares that are false for NaN, never Min/Max (whose NaN
-// operand order differs across targets).
+// Accuracy (checked against the reference over a dense sweep in
+// tests/equivalence/edge_values_test.cpp (ActivationsOverADenseSweep)): relu, relu6, clip,
+// leaky_relu and hardsigmoid round as the reference does; hardswish is within 2 ulp; sigmoid and
+// silu are computed in float within 2.5 ulp (SigmoidF), except vectors with a lane beyond |z| = 80;
+// those, tanh and gelu are computed in double (Highway's Exp and Tanh, 1-4 ulp of double) and
+// rounded once, as the reference does, so they stay within 1 ulp of it for every float input
+// including denormals, where a float evaluation loses its relative accuracy. NaN gives NaN: every
+// clamp is written with compares that are false for NaN, never Min/Max (whose NaN operand order
+// differs across targets).
 //
 // Included once per target through foreach_target.h: toggle guard, not #pragma once.
 #if defined(CONVKIT_HIGHWAY_POST_OPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
