@@ -63,6 +63,21 @@ struct DxColTap {
   int64_t kw = 0, qw = 0;
 };
 
+// Stores the first `rows` rows of a tile through the epilogue, row i at dx_row + i * pixel_stride.
+// acc is copied first, so that the caller's tile never escapes (it stays in registers: CopyTile).
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void StoreDxTile(const VF (&acc)[kRows][kVecs], int64_t rows, const DxEpilogue& e,
+                            int64_t c0, MF last, float* dx_row, int64_t pixel_stride) {
+  VF out[kRows][kVecs];
+  CopyTile(acc, out);
+  const DxTileEpilogue<kVecs> epilogue(e, c0, last);
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) {
+    if (static_cast<int64_t>(i) >= rows) break;
+    epilogue.Store(out[i], dx_row + static_cast<int64_t>(i) * pixel_stride);
+  }
+}
+
 // The dx pixels (row dx_row, columns rw + stride_w * (j0 + i)), i < rows <= kRows, channels [c0,
 // c0 + cols): the sum over row_taps x col_taps, in (kh, kw) order.
 template <size_t kRows, size_t kVecs>
@@ -103,14 +118,7 @@ void DxTile(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count,
       }
     }
   }
-  VF out[kRows][kVecs];  // acc stays in registers: see CopyTile
-  CopyTile(acc, out);
-  const DxTileEpilogue<kVecs> epilogue(e, c0, last);
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    if (static_cast<int64_t>(i) >= rows) break;
-    epilogue.Store(out[i], dx_row + static_cast<int64_t>(i) * p.stride_w * p.ic);
-  }
+  StoreDxTile<kRows, kVecs>(acc, rows, e, c0, last, dx_row, p.stride_w * p.ic);
 }
 
 // DxTile with as many vectors as `cols` channels need (the last block may be narrower).
@@ -179,14 +187,7 @@ void DxTileDense(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_c
       }
     }
   }
-  VF out[kRows][kVecs];  // acc stays in registers: see CopyTile
-  CopyTile(acc, out);
-  const DxTileEpilogue<kVecs> epilogue(e, c0, last);
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    if (static_cast<int64_t>(i) >= rows) break;
-    epilogue.Store(out[i], dx_row + static_cast<int64_t>(i) * p.ic);
-  }
+  StoreDxTile<kRows, kVecs>(acc, rows, e, c0, last, dx_row, p.ic);
 }
 
 // DxTileDense with as many vectors as `cols` channels need.
