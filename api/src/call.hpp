@@ -11,10 +11,13 @@
 
 namespace convkit::internal {
 
-// Runs body(std::string* impl_name); impl_name is non-null only when `verbose`, and the line is
-// then printed with describe()'s problem text.
+// Runs body(std::string* impl_name) at CONVKIT_VERBOSE level `verbose_level` (read once per call,
+// and held in a CallVerboseScope while body runs); impl_name is non-null only at level 1 or more,
+// and the line is then printed with describe()'s problem text.
 template <typename Body, typename Describe>
-void run_call(std::string_view op, bool verbose, Describe describe, Body body) {
+void run_call(std::string_view op, int verbose_level, Describe describe, Body body) {
+  const CallVerboseScope scope(verbose_level);
+  const bool verbose = verbose_level > 0;
   const Clock::time_point start = verbose ? Clock::now() : Clock::time_point{};
   std::string impl;
   try {

@@ -85,7 +85,7 @@ void conv2d_forward_impl(const Conv2dParams& params, ConstTensorView x, ConstTen
   const float* bias = p.has_bias ? b.data() : nullptr;
   Scratch xs(count(x.dims)), ws(count(w.dims)), bs(p.has_bias ? p.oc : 0), ys(count(y_dims));
   internal::run_call(
-      "conv2d_fwd", internal::verbose_enabled(),
+      "conv2d_fwd", internal::verbose_level(),
       [&] { return p.to_string() + (r != nullptr ? " residual" : ""); },
       [&](std::string* impl) {
         internal::run_on_backend(
@@ -139,7 +139,7 @@ void conv2d_backward(const Conv2dParams& params, ConstTensorView x, ConstTensorV
                                     {"dy", dy.data, count(dy.dims)}});
   if (!grads.dx && !grads.dw && !grads.db) return;
   internal::run_call(
-      "conv2d_bwd", internal::verbose_enabled(), [&] { return p.to_string(); },
+      "conv2d_bwd", internal::verbose_level(), [&] { return p.to_string(); },
       [&](std::string* impl) {
         if (!internal::auto_requested(op, backend)) {  // one backend runs every pass asked for
           run_conv2d_bwd(backend, op, p, x.data, w.data, dy.data, out.dx, out.dw, out.db, impl);
@@ -189,7 +189,7 @@ void conv2d_transpose_forward_impl(const Conv2dTransposeParams& params, ConstTen
   if (r != nullptr) internal::check_residual(op, *r, x, y, y_dims);
   const float* r_data = r != nullptr && count(y_dims) > 0 ? r->data : nullptr;
   internal::run_call(
-      "conv2d_transpose_fwd", internal::verbose_enabled(),
+      "conv2d_transpose_fwd", internal::verbose_level(),
       [&] { return p.to_string() + (r != nullptr ? " residual" : ""); },
       [&](std::string* impl) {
         const std::string text = p.to_string();
@@ -242,7 +242,7 @@ void conv2d_transpose_backward(const Conv2dTransposeParams& params, ConstTensorV
                                     {"dy", dy.data, count(dy.dims)}});
   if (!grads.dx && !grads.dw && !grads.db) return;
   internal::run_call(
-      "conv2d_transpose_bwd", internal::verbose_enabled(), [&] { return p.to_string(); },
+      "conv2d_transpose_bwd", internal::verbose_level(), [&] { return p.to_string(); },
       [&](std::string* impl) {
         const std::string text = p.to_string();
         internal::run_on_backend(
@@ -276,7 +276,7 @@ void pool2d_forward(const Pool2dParams& params, ConstTensorView x, TensorView y,
   check_no_overlap(op, {{"y", y.data, count(y_dims)}}, {{"x", x.data, count(x.dims)}});
   Scratch xs(count(x.dims)), ys(count(y_dims));
   internal::run_call(
-      "pool2d_fwd", internal::verbose_enabled(), [&] { return p.to_string(); },
+      "pool2d_fwd", internal::verbose_level(), [&] { return p.to_string(); },
       [&](std::string* impl) {
         internal::run_on_backend(
             backend,
@@ -307,7 +307,7 @@ void pool2d_backward(const Pool2dParams& params, ConstTensorView x, ConstTensorV
                    {{"x", x.data, count(x.dims)}, {"dy", dy.data, count(dy.dims)}});
   Scratch xs(count(x.dims)), dys(count(dy.dims)), dxs(count(x.dims));
   internal::run_call(
-      "pool2d_bwd", internal::verbose_enabled(), [&] { return p.to_string(); },
+      "pool2d_bwd", internal::verbose_level(), [&] { return p.to_string(); },
       [&](std::string* impl) {
         internal::run_on_backend(
             backend,

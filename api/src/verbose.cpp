@@ -14,6 +14,16 @@ int verbose_level() {
   return std::atoi(env) >= 2 ? 2 : 1;
 }
 
+namespace {
+thread_local int call_level = -1;  // -1: no call running on this thread
+}  // namespace
+
+int call_verbose_level() { return call_level >= 0 ? call_level : verbose_level(); }
+
+CallVerboseScope::CallVerboseScope(int level) : previous_(call_level) { call_level = level; }
+
+CallVerboseScope::~CallVerboseScope() { call_level = previous_; }
+
 void print_verbose(std::string_view op, std::string_view impl, std::string_view problem,
                    Clock::time_point start) {
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();

@@ -15,6 +15,23 @@ bool verbose_enabled();
 // is a number >= 2; 1 for anything else.
 int verbose_level();
 
+// The level the public call running on this thread read when it began (run_call holds it in a
+// CallVerboseScope for the call's duration, so that the backends' own choice lines need not read
+// the environment again: getenv costs ~25 ns, a tenth of a small pooling call), or verbose_level()
+// outside a call.
+int call_verbose_level();
+
+class CallVerboseScope {
+ public:
+  explicit CallVerboseScope(int level);
+  ~CallVerboseScope();
+  CallVerboseScope(const CallVerboseScope&) = delete;
+  CallVerboseScope& operator=(const CallVerboseScope&) = delete;
+
+ private:
+  int previous_;
+};
+
 using Clock = std::chrono::steady_clock;
 
 void print_verbose(std::string_view op, std::string_view impl, std::string_view problem,

@@ -9,7 +9,8 @@
 
 namespace convkit::internal::highway {
 
-bool VariantChoiceVerbose() { return verbose_level() >= 2; }
+// The level the running call read (no getenv per choice: one-shot calls choose every time).
+bool VariantChoiceVerbose() { return call_verbose_level() >= 2; }
 
 void PrintVariantChoice(std::string_view op, std::string_view problem, std::string_view chosen,
                         std::string_view refused) {
