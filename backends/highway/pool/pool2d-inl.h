@@ -1,6 +1,6 @@
-// Per-target window reductions shared by the pooling kernels (pool2d_fwd.cc, pool2d_bwd.cc), so
-// that forward and backward pick the same element. Included once per target through
-// foreach_target.h, hence the toggle guard (Highway's skeleton-inl.h pattern).
+// Per-target window reductions shared by the pooling kernels (pool2d_fwd.cc, pool2d_bwd.cc,
+// pool2d_bwd_gather.cc), so that forward and backward pick the same element. Included once per
+// target through foreach_target.h, hence the toggle guard (Highway's skeleton-inl.h pattern).
 #if defined(CONVKIT_HIGHWAY_POOL2D_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef CONVKIT_HIGHWAY_POOL2D_INL_H_
 #undef CONVKIT_HIGHWAY_POOL2D_INL_H_
@@ -33,9 +33,6 @@ constexpr size_t kPoolVecs = 2;
 // per step, at a stride of C floats, which the prefetchers do not follow (global pooling 7x7x2048
 // forward: 9 GB/s).
 constexpr int64_t kWideC = static_cast<int64_t>(3 * kPoolVecs * hn::MaxLanes(DF()));
-
-// Channels per pass of the pixel-major order: the accumulators (16 KB) stay in the 32 KB L1.
-constexpr int64_t kWideBlock = 4096;
 
 // Where a window lies in an NHWC image: x0 points at its first element (row rows.begin, column
 // cols.begin) at the first channel of the step; pixels are `c` floats apart, rows `row_stride`.
