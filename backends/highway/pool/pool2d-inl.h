@@ -151,6 +151,24 @@ HWY_INLINE void WindowSum(const WindowAt& w, MF last, VF (&sum)[kVecs]) {
   }
 }
 
+// Whether p is aligned for whole-vector (streaming) stores.
+HWY_INLINE bool VectorAligned(const float* p) {
+  return reinterpret_cast<uintptr_t>(p) % (hn::Lanes(DF()) * sizeof(float)) == 0;
+}
+
+// Stores kVecs vectors at p: with kStream, streaming stores of whole vectors (p vector-aligned,
+// `last` all true); otherwise StoreVecs.
+template <bool kStream, size_t kVecs>
+HWY_INLINE void StoreOrStreamVecs(const VF (&v)[kVecs], MF last, float* HWY_RESTRICT p) {
+  if constexpr (kStream) {
+    const DF d;
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) hn::Stream(v[j], d, p + j * hn::Lanes(d));
+  } else {
+    StoreVecs<kVecs>(v, last, p);
+  }
+}
+
 // Calls f.template operator()<vecs>(c0, last) for every step of channels [c_begin, c_end): full
 // steps of kPoolVecs vectors, then one step of as many vectors as the remainder needs, its last
 // vector masked.

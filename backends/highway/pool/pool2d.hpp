@@ -4,8 +4,8 @@
 //
 // Every kernel vectorises along C (NHWC: a pixel's channels are contiguous), tails with FirstN +
 // MaskedLoad / BlendedStore; forward at stride_w 1 along (ow, c) flattened. The kernels are reached
-// through one HWY_DYNAMIC_DISPATCH per plan creation or one-shot call, which returns the chosen
-// target's entry points.
+// through HWY_DYNAMIC_DISPATCH once per plan creation or one-shot call (one per .cc file), which
+// returns the chosen target's entry points; pool2d.cpp's variant lists then pick one of them.
 #pragma once
 
 #include <algorithm>
@@ -74,9 +74,10 @@ struct Pool2dEntry {
   Pool2dFn avg = nullptr;
 };
 
-// One target's forward variants (pool2d_fwd.cc), in the order of the forward list (pool2d.cpp):
-// - stream: output rows with streaming stores (C a whole number of vectors; a y that is not
-//   vector-aligned is written as the next variants would write it, without streaming);
+// One target's forward variants (pool2d_fwd.cc): the entries of the forward list (pool2d.cpp), in
+// its order:
+// - stream: output rows with streaming stores (DRAM-bound calls, C a whole number of vectors; a y
+//   that is not vector-aligned is written as the next variants would write it, without streaming);
 // - wide: each window reduced in pixel-major order (C > wide_c);
 // - rows: output rows, the windows of a row in tiles (every problem).
 struct Pool2dFwdKernels {
@@ -86,12 +87,12 @@ struct Pool2dFwdKernels {
   const char* isa = "";
 };
 
-// One target's backward variants (pool2d_bwd.cc, pool2d_bwd_gather.cc), in the order of the
-// backward list (pool2d.cpp):
+// One target's backward variants (pool2d_bwd.cc, pool2d_bwd_gather.cc): the entries of the
+// backward list (pool2d.cpp), in its order:
 // - avg_gather: average pooling, each dx element summed from the shares of the windows that cover
 //   it (GatherBlock(p, lanes) > 0);
 // - band: the windows' terms accumulate in a per-thread ring of dx rows, each stored once with
-//   streaming stores (RingChannels(p) >= lanes);
+//   streaming stores (DRAM-bound calls, RingChannels(p) >= lanes);
 // - in_place: the terms accumulate in dx itself (every problem).
 struct Pool2dBwdKernels {
   Pool2dEntry avg_gather, band, in_place;
@@ -99,7 +100,7 @@ struct Pool2dBwdKernels {
   const char* isa = "";
 };
 
-// The chosen target's kernels (one HWY_DYNAMIC_DISPATCH each).
+// The chosen target's kernels.
 Pool2dFwdKernels ChosenPool2dFwdKernels();
 Pool2dBwdKernels ChosenPool2dBwdKernels();
 // The chosen target's avg_gather entry (pool2d_bwd_gather.cc), for ChosenPool2dBwdKernels.

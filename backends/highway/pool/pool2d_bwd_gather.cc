@@ -84,13 +84,7 @@ HWY_INLINE void GatherRow(const Pool2dProblem& p, const float* const* slots, int
           for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Add(sum[j], g[j]);
         }
       }
-      float* dx0 = dx_row + iw * p.c + c0;
-      if constexpr (kStream) {
-        HWY_UNROLL(16)
-        for (size_t j = 0; j < kVecs; ++j) hn::Stream(sum[j], d, dx0 + j * hn::Lanes(d));
-      } else {
-        StoreVecs<kVecs>(sum, last, dx0);
-      }
+      StoreOrStreamVecs<kStream, kVecs>(sum, last, dx_row + iw * p.c + c0);
     }
   });
 }
@@ -130,8 +124,7 @@ void PoolBwdAvgGather(const Pool2dArgs& a) {
   const Pool2dProblem& p = *a.p;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   const BwdItems items(p, a.threads, GatherBlock(p, lanes));
-  const bool stream = a.stream && p.c % lanes == 0 &&
-                      reinterpret_cast<uintptr_t>(a.out) % (lanes * sizeof(float)) == 0;
+  const bool stream = a.stream && p.c % lanes == 0 && VectorAligned(a.out);
   ParallelRanges(a.threads, items.count(), [&](int64_t begin, int64_t end) {
     HWY_ALIGN float ring[kShareFloats];
     for (int64_t t = begin; t < end; ++t) {

@@ -122,27 +122,16 @@ HWY_INLINE void PoolWindows(const float* const (&x0)[kP], float* const (&y0)[kP]
       HWY_UNROLL(16)
       for (size_t j = 0; j < kVecs; ++j) acc[q][j] = hn::Div(acc[q][j], div);
     }
-    if constexpr (kStream) {
-      HWY_UNROLL(16)
-      for (size_t j = 0; j < kVecs; ++j) hn::Stream(acc[q][j], d, y0[q] + j * hn::Lanes(d));
-    } else {
-      StoreVecs<kVecs>(acc[q], last, y0[q]);
-    }
+    StoreOrStreamVecs<kStream, kVecs>(acc[q], last, y0[q]);
   }
 }
 
 // One step of channels of window ow with WindowMax's exact selection (rows that may hold a NaN).
 template <bool kStream, size_t kVecs>
 HWY_INLINE void PoolWindowExactMax(const WindowAt& w, MF last, float* y0) {
-  const DF d;
   VF v[kVecs], unused[kVecs];
   WindowMax<kVecs, false>(w, last, v, unused);
-  if constexpr (kStream) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) hn::Stream(v[j], d, y0 + j * hn::Lanes(d));
-  } else {
-    StoreVecs<kVecs>(v, last, y0);
-  }
+  StoreOrStreamVecs<kStream, kVecs>(v, last, y0);
 }
 
 // The full windows ow .. ow + kP - 1 of an output row (rows: the row's window span, x_rows its
@@ -331,10 +320,7 @@ void PoolFwdWide(const Pool2dArgs& a) {
 // as the list's next variants would write it.
 template <bool kMax>
 void PoolFwdStream(const Pool2dArgs& a) {
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
-  if (reinterpret_cast<uintptr_t>(a.out) % (lanes * sizeof(float)) == 0) {
-    return PoolFwdRows<kMax, true>(a);
-  }
+  if (VectorAligned(a.out)) return PoolFwdRows<kMax, true>(a);
   if (a.p->c > kWideC) return PoolFwdWide<kMax>(a);
   PoolFwdRows<kMax, false>(a);
 }
