@@ -78,9 +78,8 @@ BwdBand RingBand(const Pool2dArgs& a, const BwdItem& i, float* ring) {
 void StreamSpan(const float* HWY_RESTRICT src, int64_t count, float* HWY_RESTRICT dst) {
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  const uintptr_t align = static_cast<uintptr_t>(lanes) * sizeof(float);
   int64_t i = 0;
-  for (; i < count && reinterpret_cast<uintptr_t>(dst + i) % align != 0; ++i) {
+  for (; i < count && !VectorAligned(dst + i); ++i) {
     dst[i] = src != nullptr ? src[i] : 0.0f;
   }
   for (; i + lanes <= count; i += lanes) {
@@ -128,7 +127,8 @@ void PoolBwdBandItem(const Pool2dProblem& p, const BwdBand& b) {
 template <bool kMax>
 void PoolBwdBand(const Pool2dArgs& a) {
   const Pool2dProblem& p = *a.p;
-  const BwdItems items(p, a.threads, BandBlock(p, hn::Lanes(DF()), StepFloats()));
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const BwdItems items(p, a.threads, BandBlock(p, lanes, StepFloats()));
   ParallelRanges(a.threads, items.count(), [&](int64_t begin, int64_t end) {
     HWY_ALIGN float ring[kRingFloats];
     for (int64_t t = begin; t < end; ++t) {
