@@ -101,7 +101,7 @@ void FlushRow(const Pool2dProblem& p, const BwdBand& b, int64_t ih, bool touched
 // The band variant's work item: rows [b.r0, b.r1) of dx, channels [b.c_begin, b.c_end), every
 // window that touches them in (oh, ow) order, each dx row stored from the ring once final.
 template <bool kMax>
-void PoolBwdBandItem(const Pool2dProblem& p, const BwdBand& b) {
+HWY_NOINLINE void PoolBwdBandItem(const Pool2dProblem& p, const BwdBand& b) {
   NaNRows nan_rows(b.x_image, p.iw * p.c);  // max pooling: which x rows may hold a NaN
   int64_t flushed = b.r0;                   // dx rows [r0, flushed) are stored
   int64_t in_ring = b.r0;                   // rows [flushed, in_ring) accumulate in the ring
@@ -167,7 +167,7 @@ bool WindowsTile(const Pool2dProblem& p) {
 // accumulated in place. kDirect: the windows tile dx (WindowsTile), so only the rows no window
 // covers are zeroed, and the others written directly.
 template <bool kMax, bool kDirect>
-void PoolBwdInPlaceItem(const Pool2dProblem& p, const BwdBand& b) {
+HWY_NOINLINE void PoolBwdInPlaceItem(const Pool2dProblem& p, const BwdBand& b) {
   NaNRows nan_rows(b.x_image, p.iw * p.c);  // max pooling: which x rows may hold a NaN
   int64_t zeroed = b.r0;                    // dx rows [r0, zeroed) are zero or hold partial sums
   for (int64_t oh = 0; oh < p.oh; ++oh) {

@@ -92,8 +92,8 @@ HWY_INLINE void GatherRow(const Pool2dProblem& p, const float* const* slots, int
 // Work item i: dx rows [r0, r1) of image n, channels [c_begin, c_end). kStream: every store is a
 // streaming one (dx vector-aligned, C and c_begin multiples of the vector length).
 template <bool kStream>
-void PoolBwdAvgGatherItem(const Pool2dProblem& p, const float* dy, float* dx, const BwdItem& i,
-                          float* ring) {
+HWY_NOINLINE void PoolBwdAvgGatherItem(const Pool2dProblem& p, const float* dy, float* dx,
+                                       const BwdItem& i, float* ring) {
   const int64_t block = i.c_end - i.c_begin;
   const int64_t ring_rows = ShareRingRows(p);
   const float* dy_image = dy + i.n * p.oh * p.ow * p.c;
