@@ -187,6 +187,26 @@ void AddWindowWide(const Pool2dProblem& p, const BwdBand& b, const PoolSpan& row
   }
 }
 
+// AddWindow for one step of channels, as ForEachChannelStep's callee. Its call operator is
+// HWY_INLINE (a lambda's could not be), so that in the full steps the mask is a constant and the
+// loads and stores unmasked: left to GCC's cloning (IPA-CP), the full-step clones were dropped
+// once pool2d_bwd.cc lost the gather's code from its growth budget (band max k3 s2: 13 -> 19 ms).
+template <bool kMax, bool kDirect>
+struct AddWindowStep {
+  const Pool2dProblem& p;
+  const BwdBand& b;
+  const PoolSpan& rows;
+  const PoolSpan& cols;
+  const float* dy0;
+  bool nan_free;  // the window rows hold no NaN (max pooling only)
+
+  template <size_t kVecs>
+  HWY_INLINE void operator()(int64_t c0, MF last) const {
+    if (nan_free) return AddWindow<kMax, kVecs, kDirect, true>(p, b, rows, cols, dy0, c0, last);
+    AddWindow<kMax, kVecs, kDirect>(p, b, rows, cols, dy0, c0, last);
+  }
+};
+
 // Every window of output row oh (rows: its span) added to the band's rows, in ow order: the
 // pixel-major order for a block wider than kWideC, else a step of channels at a time. nan_free:
 // the window rows hold no NaN (max pooling only).
@@ -200,11 +220,8 @@ HWY_INLINE void AddWindowRow(const Pool2dProblem& p, const BwdBand& b, const Poo
       AddWindowWide<kMax, kDirect>(p, b, rows, cols, dy_row + ow * p.c);
       continue;
     }
-    ForEachChannelStep(b.c_begin, b.c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
-      const float* dy0 = dy_row + ow * p.c;
-      if (nan_free) return AddWindow<kMax, kVecs, kDirect, true>(p, b, rows, cols, dy0, c0, last);
-      AddWindow<kMax, kVecs, kDirect>(p, b, rows, cols, dy0, c0, last);
-    });
+    ForEachChannelStep(b.c_begin, b.c_end,
+                       AddWindowStep<kMax, kDirect>{p, b, rows, cols, dy_row + ow * p.c, nan_free});
   }
 }
 
