@@ -295,6 +295,15 @@ static void transpose_by_hand(void) {
   const convkit_tensor yt = {y, {1, 4, 4, 1}};
   CHECK(convkit_conv2d_transpose_forward(&params, xt, wt, b, 1, yt, "reference") == CONVKIT_OK);
   for (int i = 0; i < 16; ++i) CHECK(y[i] == want[i] + 5.0f);
+  /* fpmath: strict by default; bf16 keeps these bf16-exact integers' bits; others refused. */
+  CHECK(params.fpmath == CONVKIT_FPMATH_STRICT);
+  params.fpmath = CONVKIT_FPMATH_BF16;
+  CHECK(convkit_conv2d_transpose_forward(&params, xt, wt, b, 1, yt, NULL) == CONVKIT_OK);
+  for (int i = 0; i < 16; ++i) CHECK(y[i] == want[i] + 5.0f);
+  params.fpmath = (convkit_fpmath)2;
+  CHECK_FAILS(convkit_conv2d_transpose_forward(&params, xt, wt, b, 1, yt, NULL),
+              CONVKIT_INVALID_ARGUMENT, "params.fpmath");
+  params.fpmath = CONVKIT_FPMATH_STRICT;
   /* Post-ops: r = -20 everywhere before leaky_relu(0.5), then in place after it; every backend. */
   float r[16];
   for (int i = 0; i < 16; ++i) r[i] = -20.0f;

@@ -8,24 +8,12 @@
 #include <string>
 
 #include "convkit/convkit.hpp"
+#include "tests/test_util.hpp"
 
 namespace convkit {
 namespace {
 
-// Sets an environment variable for the scope of one test.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = getenv(name)) old_ = old, had_old_ = true;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() { had_old_ ? setenv(name_, old_.c_str(), 1) : unsetenv(name_); }
-
- private:
-  const char* name_;
-  std::string old_;
-  bool had_old_ = false;
-};
+using test::ScopedEnv;
 
 const Conv2dParams kParams{.kernel_h = 3, .kernel_w = 3, .pad = Pads::uniform(1)};
 const Dims kX = {1, 6, 6, 3};
@@ -212,11 +200,12 @@ TEST(Dispatch, VerboseLevelTwoSaysWhy) {
   testing::internal::CaptureStderr();
   const std::string chosen = ConvBackend("auto");
   const std::string out = testing::internal::GetCapturedStderr();
-  EXPECT_EQ(out.rfind("convkit_verbose,auto,conv2d_fwd,x=1x6x6x3 w=3x3x3x5 y=1x6x6x5 s1x1 "
-                      "p1,1,1,1 d1x1 g1," +
-                          chosen + ",",
-                      0),
-            0u)
+  // A line of its own (the chosen backend may print its own choice line before it).
+  EXPECT_NE(("\n" + out)
+                .find("\nconvkit_verbose,auto,conv2d_fwd,x=1x6x6x3 w=3x3x3x5 y=1x6x6x5 "
+                      "s1x1 p1,1,1,1 d1x1 g1," +
+                      chosen + ","),
+            std::string::npos)
       << out;
   EXPECT_TRUE(out.find(",rule: ") != std::string::npos ||
               out.find(",no rule for conv_fwd k3 dense ic3 oc5 spatial36 n1 s1 t") !=
@@ -323,6 +312,27 @@ TEST(Dispatch, VerbosePrintsOneLinePerCall) {
             0u)
       << out;
   EXPECT_NE(out.find(" ms\n"), std::string::npos) << out;
+}
+
+// The Highway backend chooses among its variants through one ordered list: at level 2 a plan's
+// creation names the variant that runs and why each earlier one refused; the plan's name agrees.
+TEST(Dispatch, VerboseLevelTwoNamesTheHighwayVariant) {
+  const auto names = available_backends();
+  if (std::find(names.begin(), names.end(), "highway") == names.end()) {
+    GTEST_SKIP() << "highway is not built into this copy";
+  }
+  const ScopedEnv verbose("CONVKIT_VERBOSE", "2");
+  const Tensor w(kW, 1.0f);
+  testing::internal::CaptureStderr();
+  const Conv2d plan(kParams, kX, w, {}, "highway");
+  const std::string out = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(out.rfind("convkit_verbose,highway,conv2d_fwd,x=1x6x6x3 w=3x3x3x5 y=1x6x6x5 s1x1 "
+                      "p1,1,1,1 d1x1 g1,igemm,refused: igemm_bf16 (fpmath strict); winograd (",
+                      0),
+            0u)
+      << out;
+  EXPECT_NE(out.find("; depthwise (not depthwise)\n"), std::string::npos) << out;
+  EXPECT_EQ(plan.impl_name().rfind("highway:igemm:", 0), 0u) << plan.impl_name();
 }
 
 TEST(Dispatch, VerbosePlanPrintsOnEachRun) {

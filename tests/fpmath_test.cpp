@@ -1,5 +1,5 @@
 // fpmath = bf16 (DESIGN §3, §4; issue 19), part of the equivalence binary (it pins Highway targets
-// as equivalence_test.cpp does):
+// as tests/equivalence/ does):
 // - the reference backend defines the mode: x and w rounded to bf16 (nearest even, NaN kept), then
 //   the fp32 loops;
 // - every backend is bit-exact with it on integer data that bf16 represents (|v| <= 256) and whose
@@ -20,11 +20,8 @@
 #include <vector>
 
 #include "api/src/bf16.hpp"
+#include "tests/highway_targets.hpp"
 #include "tests/test_util.hpp"
-
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-#include <hwy/targets.h>
-#endif
 
 namespace convkit::test {
 namespace {
@@ -238,42 +235,7 @@ TEST(FpmathParams, NamedInTextAndValidated) {
 
 // ---- Highway: the bf16 kernel only where the instruction is, fp32 elsewhere ----
 
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-std::vector<int64_t> PinnedTargets() {
-  std::vector<int64_t> targets;
-  for (int64_t bits = HWY_TARGETS; bits != 0; bits &= bits - 1) targets.push_back(bits & -bits);
-  return targets;
-}
-#else
-std::vector<int64_t> PinnedTargets() { return {0}; }
-#endif
-
-class FpmathHighwayTarget : public ::testing::TestWithParam<int64_t> {
- protected:
-  void SetUp() override {
-    if (auto why = NotBuiltReason("highway")) GTEST_SKIP() << "highway: " << *why;
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-    if ((hwy::SupportedTargets() & GetParam()) == 0) GTEST_SKIP() << "CPU lacks " << isa();
-    hwy::SetSupportedTargetsForTest(GetParam());
-    pinned_ = true;
-#else
-    GTEST_SKIP() << "built without libhwy: cannot pin Highway targets";
-#endif
-  }
-  void TearDown() override {
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-    if (pinned_) hwy::SetSupportedTargetsForTest(0);
-#endif
-  }
-  std::string isa() const {
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-    return hwy::TargetName(GetParam());
-#else
-    return "";
-#endif
-  }
-  bool pinned_ = false;
-};
+class FpmathHighwayTarget : public PinnedHighwayTargetTest {};
 
 // With the instruction, the bf16 kernel runs and its name says so; without it (other targets, other
 // CPUs) the fp32 kernel runs, named as fp32 and giving fp32's bits. Exact vs reference on integers.
@@ -316,14 +278,8 @@ TEST_P(FpmathHighwayTarget, Bf16KernelOnlyWithTheInstruction) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Pinned, FpmathHighwayTarget, ::testing::ValuesIn(PinnedTargets()),
-                         [](const ::testing::TestParamInfo<int64_t>& info) {
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-                           return std::string(hwy::TargetName(info.param));
-#else
-                           return std::string("NoHighway");
-#endif
-                         });
+INSTANTIATE_TEST_SUITE_P(Pinned, FpmathHighwayTarget, ::testing::ValuesIn(CompiledHighwayTargets()),
+                         HighwayTargetParamName);
 
 }  // namespace
 }  // namespace convkit::test

@@ -196,39 +196,56 @@ std::string Sanitize(const std::string& s) {
   return out;
 }
 
-// ---- Convolution ----
-
-class ConvGradientTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {
+// A suite over (backend, case index) of `Cases()`: one test per pair, named
+// "backend_index_params".
+using GradParam = std::tuple<std::string, int>;
+template <auto Cases>
+class GradientTest : public ::testing::TestWithParam<GradParam> {
  protected:
   const std::string& backend() const { return std::get<0>(GetParam()); }
-  const ConvGradCase& grad_case() const { return ConvGradCases()[std::get<1>(GetParam())]; }
+  int index() const { return std::get<1>(GetParam()); }
+  const auto& grad_case() const { return Cases()[index()]; }
+
+ public:
+  static auto Params() {
+    return ::testing::Combine(::testing::ValuesIn(BackendsToTest()),
+                              ::testing::Range(0, static_cast<int>(Cases().size())));
+  }
+  static std::string Name(const ::testing::TestParamInfo<GradParam>& info) {
+    return std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param)) + "_" +
+           Sanitize(to_string(Cases()[std::get<1>(info.param)].params));
+  }
 };
 
-TEST_P(ConvGradientTest, MatchesFiniteDifferences) {
-  const ConvGradCase& c = grad_case();
-  const std::string name = backend() + ": conv2d x " + to_string(c.x) + " oc " +
-                           std::to_string(c.oc) + " " + to_string(c.params);
-  Rng rng(0xc0ffee + std::get<1>(GetParam()));
-  Tensor x(c.x), w(c.w());
-  std::vector<float> b(static_cast<size_t>(c.oc));
+// A layer with weights and a bias (convolution, transposed convolution) on one backend.
+struct WeightedLayer {
+  Dims x, w, y;
+  int64_t c_out = 0;
+  std::function<void(ConstTensorView x, ConstTensorView w, std::span<const float> b, TensorView y)>
+      forward;
+  std::function<void(ConstTensorView x, ConstTensorView w, ConstTensorView dy, const Conv2dGrads&)>
+      backward;
+};
+
+// The layer's dx, dw and db against central finite differences of its forward, on normal x, w, b
+// and r drawn from `seed` in that order. A refusal skips the test: call it last in a test body.
+void ExpectGradientsMatch(const std::string& name, const std::string& backend,
+                          const WeightedLayer& layer, uint64_t seed) {
+  Rng rng(seed);
+  Tensor x(layer.x), w(layer.w), r(layer.y), y(layer.y);
+  std::vector<float> b(static_cast<size_t>(layer.c_out));
   FillNormal(Span(x), rng);
   FillNormal(Span(w), rng);
   FillNormal(Span(b), rng);
-  const Dims y_dims = conv2d_output_dims(c.x, c.w(), c.params);
-  Tensor r(y_dims);
   FillNormal(Span(r), rng);
-
-  Tensor y(y_dims);
   const auto loss = [&] {
-    conv2d_forward(c.params, x, w, b, y, backend());
+    layer.forward(x, w, b, y);
     return Loss(y, r);
   };
-  CONVKIT_RUN_OR_SKIP(backend(), loss());
-  Tensor dx(c.x, -7.0f), dw(c.w(), -7.0f);
-  std::vector<float> db(static_cast<size_t>(c.oc), -7.0f);
-  CONVKIT_RUN_OR_SKIP(
-      backend(), conv2d_backward(c.params, x, w, r, {dx.view(), dw.view(), Span(db)}, backend()));
-
+  CONVKIT_RUN_OR_SKIP(backend, loss());
+  Tensor dx(layer.x, -7.0f), dw(layer.w, -7.0f);
+  std::vector<float> db(static_cast<size_t>(layer.c_out), -7.0f);
+  CONVKIT_RUN_OR_SKIP(backend, layer.backward(x, w, r, {dx.view(), dw.view(), Span(db)}));
   const float h = 0x1.0p-4f;
   const double rtol = 1e-3;
   EXPECT_TRUE(CheckGradient(name, "x", Span(x), Span(dx), loss, h, rtol, rng));
@@ -236,15 +253,30 @@ TEST_P(ConvGradientTest, MatchesFiniteDifferences) {
   EXPECT_TRUE(CheckGradient(name, "b", Span(b), Span(db), loss, h, rtol, rng));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Built, ConvGradientTest,
-    ::testing::Combine(::testing::ValuesIn(BackendsToTest()),
-                       ::testing::Range(0, static_cast<int>(ConvGradCases().size()))),
-    [](const ::testing::TestParamInfo<std::tuple<std::string, int>>& info) {
-      const ConvGradCase& c = ConvGradCases()[std::get<1>(info.param)];
-      return std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param)) + "_" +
-             Sanitize(to_string(c.params));
-    });
+// ---- Convolution ----
+
+class ConvGradientTest : public GradientTest<ConvGradCases> {};
+
+TEST_P(ConvGradientTest, MatchesFiniteDifferences) {
+  const ConvGradCase& c = grad_case();
+  const std::string name = backend() + ": conv2d x " + to_string(c.x) + " oc " +
+                           std::to_string(c.oc) + " " + to_string(c.params);
+  const WeightedLayer layer{
+      c.x,
+      c.w(),
+      conv2d_output_dims(c.x, c.w(), c.params),
+      c.oc,
+      [&](ConstTensorView x, ConstTensorView w, std::span<const float> b, TensorView y) {
+        conv2d_forward(c.params, x, w, b, y, backend());
+      },
+      [&](ConstTensorView x, ConstTensorView w, ConstTensorView dy, const Conv2dGrads& g) {
+        conv2d_backward(c.params, x, w, dy, g, backend());
+      }};
+  ExpectGradientsMatch(name, backend(), layer, 0xc0ffee + index());
+}
+
+INSTANTIATE_TEST_SUITE_P(Built, ConvGradientTest, ConvGradientTest::Params(),
+                         ConvGradientTest::Name);
 
 // ---- Transposed convolution ----
 
@@ -280,69 +312,38 @@ const std::vector<TransposeGradCase>& TransposeGradCases() {
   return cases;
 }
 
-class TransposeGradientTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {
- protected:
-  const std::string& backend() const { return std::get<0>(GetParam()); }
-  const TransposeGradCase& grad_case() const {
-    return TransposeGradCases()[std::get<1>(GetParam())];
-  }
-};
+class TransposeGradientTest : public GradientTest<TransposeGradCases> {};
 
 TEST_P(TransposeGradientTest, MatchesFiniteDifferences) {
   const TransposeGradCase& c = grad_case();
   const std::string name = backend() + ": conv2d_transpose x " + to_string(c.x) + " c_out " +
                            std::to_string(c.c_out) + " " + to_string(c.params);
-  Rng rng(0x7a0 + std::get<1>(GetParam()));
-  Tensor x(c.x), w(c.w());
-  std::vector<float> b(static_cast<size_t>(c.c_out));
-  FillNormal(Span(x), rng);
-  FillNormal(Span(w), rng);
-  FillNormal(Span(b), rng);
-  const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
-  Tensor r(y_dims);
-  FillNormal(Span(r), rng);
-
-  Tensor y(y_dims);
-  const auto loss = [&] {
-    conv2d_transpose_forward(c.params, x, w, b, y, backend());
-    return Loss(y, r);
-  };
-  CONVKIT_RUN_OR_SKIP(backend(), loss());
-  Tensor dx(c.x, -7.0f), dw(c.w(), -7.0f);
-  std::vector<float> db(static_cast<size_t>(c.c_out), -7.0f);
-  CONVKIT_RUN_OR_SKIP(
-      backend(),
-      conv2d_transpose_backward(c.params, x, w, r, {dx.view(), dw.view(), Span(db)}, backend()));
-  const float h = 0x1.0p-4f;
-  const double rtol = 1e-3;
-  EXPECT_TRUE(CheckGradient(name, "x", Span(x), Span(dx), loss, h, rtol, rng));
-  EXPECT_TRUE(CheckGradient(name, "w", Span(w), Span(dw), loss, h, rtol, rng));
-  EXPECT_TRUE(CheckGradient(name, "b", Span(b), Span(db), loss, h, rtol, rng));
+  const WeightedLayer layer{
+      c.x,
+      c.w(),
+      conv2d_transpose_output_dims(c.x, c.w(), c.params),
+      c.c_out,
+      [&](ConstTensorView x, ConstTensorView w, std::span<const float> b, TensorView y) {
+        conv2d_transpose_forward(c.params, x, w, b, y, backend());
+      },
+      [&](ConstTensorView x, ConstTensorView w, ConstTensorView dy, const Conv2dGrads& g) {
+        conv2d_transpose_backward(c.params, x, w, dy, g, backend());
+      }};
+  ExpectGradientsMatch(name, backend(), layer, 0x7a0 + index());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Built, TransposeGradientTest,
-    ::testing::Combine(::testing::ValuesIn(BackendsToTest()),
-                       ::testing::Range(0, static_cast<int>(TransposeGradCases().size()))),
-    [](const ::testing::TestParamInfo<std::tuple<std::string, int>>& info) {
-      const TransposeGradCase& c = TransposeGradCases()[std::get<1>(info.param)];
-      return std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param)) + "_" +
-             Sanitize(to_string(c.params));
-    });
+INSTANTIATE_TEST_SUITE_P(Built, TransposeGradientTest, TransposeGradientTest::Params(),
+                         TransposeGradientTest::Name);
 
 // ---- Pooling ----
 
-class PoolGradientTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {
- protected:
-  const std::string& backend() const { return std::get<0>(GetParam()); }
-  const PoolGradCase& grad_case() const { return PoolGradCases()[std::get<1>(GetParam())]; }
-};
+class PoolGradientTest : public GradientTest<PoolGradCases> {};
 
 TEST_P(PoolGradientTest, MatchesFiniteDifferences) {
   const PoolGradCase& c = grad_case();
   const bool max_mode = c.params.mode == PoolMode::kMax;
   const std::string name = backend() + ": pool2d x " + to_string(c.x) + " " + to_string(c.params);
-  Rng rng(0xfeed + std::get<1>(GetParam()));
+  Rng rng(0xfeed + index());
   Tensor x(c.x);
   if (max_mode) {
     FillDistinct(Span(x), rng, 0.125f);  // the argmax must not move under +-1/64 steps
@@ -368,15 +369,8 @@ TEST_P(PoolGradientTest, MatchesFiniteDifferences) {
   EXPECT_TRUE(CheckGradient(name, "x", Span(x), Span(dx), loss, h, rtol, rng));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Built, PoolGradientTest,
-    ::testing::Combine(::testing::ValuesIn(BackendsToTest()),
-                       ::testing::Range(0, static_cast<int>(PoolGradCases().size()))),
-    [](const ::testing::TestParamInfo<std::tuple<std::string, int>>& info) {
-      const PoolGradCase& c = PoolGradCases()[std::get<1>(info.param)];
-      return std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param)) + "_" +
-             Sanitize(to_string(c.params));
-    });
+INSTANTIATE_TEST_SUITE_P(Built, PoolGradientTest, PoolGradientTest::Params(),
+                         PoolGradientTest::Name);
 
 }  // namespace
 }  // namespace convkit::test

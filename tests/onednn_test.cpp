@@ -2,7 +2,7 @@
 // the reason, auto falls back), the values oneDNN's max pooling gets wrong and the backend repairs,
 // the post-ops it refuses (they would lose NaN), plans against one-shot calls, concurrent runs
 // of one plan, batch 0, denormals and the thread count. Equivalence over the shape grid is in
-// equivalence_test.cpp.
+// tests/equivalence/.
 #include <gtest/gtest.h>
 #include <omp.h>
 

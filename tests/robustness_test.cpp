@@ -497,31 +497,28 @@ struct GuardConvCase {
   bool bias;
 };
 
-Conv2dParams Conv(int64_t k, int64_t s, Pads p, int64_t d = 1, int64_t g = 1,
-                  Activation a = Activation::kNone) {
-  Conv2dParams params;
-  params.kernel_h = params.kernel_w = k;
-  params.stride_h = params.stride_w = s;
-  params.pad = p;
-  params.dilation_h = params.dilation_w = d;
-  params.groups = g;
-  params.activation = a;
-  return params;
-}
-
 std::vector<GuardConvCase> GuardConvCases() {
   return {
       {"3x3 pad 1, C 17 -> 33, bias, hardswish",
        {2, 5, 7, 17},
-       Conv(3, 1, Pads::uniform(1), 1, 1, Activation::kHardSwish),
+       With(MakeConv(3, 1, Pads::uniform(1)),
+            [](Conv2dParams& p) { p.activation = Activation::kHardSwish; }),
        33,
        true},
-      {"1x1 stride 2, C 3 -> 1", {1, 5, 5, 3}, Conv(1, 2, {}), 1, false},
-      {"depthwise 3x3, C 17", {1, 6, 5, 17}, Conv(3, 1, Pads::uniform(1), 1, 17), 17, true},
-      {"depthwise 5x5 stride 2, C 33 x2", {1, 7, 9, 33}, Conv(5, 2, {2, 1, 2, 1}, 1, 33), 66, true},
-      {"groups 2, dilation 2, C 6 -> 10", {2, 9, 8, 6}, Conv(3, 1, {1, 2, 0, 3}, 2, 2), 10, true},
-      {"7x7 stride 3, C 1 -> 31", {1, 11, 13, 1}, Conv(7, 3, Pads::uniform(3)), 31, true},
-      {"3x3 C 64 -> 17, batch 3", {3, 4, 5, 64}, Conv(3, 2, {0, 1, 1, 0}), 17, false},
+      {"1x1 stride 2, C 3 -> 1", {1, 5, 5, 3}, MakeConv(1, 2, {}), 1, false},
+      {"depthwise 3x3, C 17", {1, 6, 5, 17}, MakeConv(3, 1, Pads::uniform(1), 1, 17), 17, true},
+      {"depthwise 5x5 stride 2, C 33 x2",
+       {1, 7, 9, 33},
+       MakeConv(5, 2, {2, 1, 2, 1}, 1, 33),
+       66,
+       true},
+      {"groups 2, dilation 2, C 6 -> 10",
+       {2, 9, 8, 6},
+       MakeConv(3, 1, {1, 2, 0, 3}, 2, 2),
+       10,
+       true},
+      {"7x7 stride 3, C 1 -> 31", {1, 11, 13, 1}, MakeConv(7, 3, Pads::uniform(3)), 31, true},
+      {"3x3 C 64 -> 17, batch 3", {3, 4, 5, 64}, MakeConv(3, 2, {0, 1, 1, 0}), 17, false},
   };
 }
 
@@ -531,18 +528,6 @@ struct GuardPoolCase {
   Pool2dParams params;
 };
 
-Pool2dParams Pool(PoolMode mode, int64_t k, int64_t s, Pads p, bool ceil_mode = false,
-                  bool include_pad = false) {
-  Pool2dParams params;
-  params.mode = mode;
-  params.window_h = params.window_w = k;
-  params.stride_h = params.stride_w = s;
-  params.pad = p;
-  params.ceil_mode = ceil_mode;
-  params.count_include_pad = include_pad;
-  return params;
-}
-
 std::vector<GuardPoolCase> GuardPoolCases() {
   Pool2dParams global;
   global.mode = PoolMode::kAverage;
@@ -550,14 +535,14 @@ std::vector<GuardPoolCase> GuardPoolCases() {
   return {
       {"max 3x3 s2 p1 ceil, C 17",
        {2, 7, 8, 17},
-       Pool(PoolMode::kMax, 3, 2, Pads::uniform(1), true)},
-      {"max 2x2 s2, C 1", {1, 5, 5, 1}, Pool(PoolMode::kMax, 2, 2, {})},
+       MakePool(PoolMode::kMax, 3, 2, Pads::uniform(1), true)},
+      {"max 2x2 s2, C 1", {1, 5, 5, 1}, MakePool(PoolMode::kMax, 2, 2, {})},
       {"average 3x3 s1 p1 incl pad, C 33",
        {1, 6, 5, 33},
-       Pool(PoolMode::kAverage, 3, 1, Pads::uniform(1), false, true)},
+       MakePool(PoolMode::kAverage, 3, 1, Pads::uniform(1), false, true)},
       {"average 2x2 s2 p1 ceil, C 3",
        {2, 5, 7, 3},
-       Pool(PoolMode::kAverage, 2, 2, Pads::uniform(1), true)},
+       MakePool(PoolMode::kAverage, 2, 2, Pads::uniform(1), true)},
       {"global average, C 31", {2, 5, 3, 31}, global},
   };
 }

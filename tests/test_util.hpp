@@ -157,6 +157,32 @@ inline Tensor MakeTensor(const Dims& dims, std::initializer_list<float> values) 
   return t;
 }
 
+// ---- Parameters ----
+
+// A square convolution: k x k kernel, stride s and dilation d on both axes, pads p, groups g.
+inline Conv2dParams MakeConv(int64_t k, int64_t s, Pads p, int64_t d = 1, int64_t g = 1) {
+  Conv2dParams params;
+  params.kernel_h = params.kernel_w = k;
+  params.stride_h = params.stride_w = s;
+  params.pad = p;
+  params.dilation_h = params.dilation_w = d;
+  params.groups = g;
+  return params;
+}
+
+// A square pooling window: k x k, stride s on both axes, pads p.
+inline Pool2dParams MakePool(PoolMode mode, int64_t k, int64_t s, Pads p, bool ceil_mode = false,
+                             bool include_pad = false) {
+  Pool2dParams params;
+  params.mode = mode;
+  params.window_h = params.window_w = k;
+  params.stride_h = params.stride_w = s;
+  params.pad = p;
+  params.ceil_mode = ceil_mode;
+  params.count_include_pad = include_pad;
+  return params;
+}
+
 // ---- Post-ops (DESIGN §3): the variants equivalence tests rotate through ----
 
 enum class ResidualMode { kNone, kBefore, kAfter, kInPlace };
@@ -263,6 +289,17 @@ struct Tolerance {
     return Relative(4.0 * eps * static_cast<double>(std::max<int64_t>(length, 1) + 1), scale);
   }
 };
+
+// How y of a post-op variant must agree with the reference's y: bit for bit for the exact
+// activations, within 4 ulp of the activation's value for the others (DESIGN §4). With the
+// residual added after the activation, y = act(z) + r may cancel most of act(z): its 4 ulp, at
+// most 2^-21 |act| with |act| <= |y| + |r| <= 2 max(|y|, max|r|), are then compared relative to
+// max(|y|, max|r|).
+inline Tolerance PostOpTolerance(const PostOpVariant& post, double max_abs_r) {
+  if (IsExactActivation(post.activation)) return Tolerance::Exact();
+  if (post.residual == ResidualMode::kAfter) return Tolerance::Relative(0x1.0p-20, max_abs_r);
+  return Tolerance::Ulps(4);
+}
 
 inline std::string FloatString(float v) {
   char buf[64];
@@ -414,6 +451,31 @@ inline uint64_t EnvUnsigned(const char* name, uint64_t fallback) {
   }
   return parsed;
 }
+
+// Sets an environment variable for a scope, restoring the previous value (or its absence).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    if (old != nullptr) old_ = old;
+    had_ = old != nullptr;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) {
+      setenv(name_, old_.c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::string old_;
+  bool had_ = false;
+};
 
 // Mixes a run seed and a case index into the seed of that case (splitmix64's finalizer), so that
 // every case can be replayed alone from the printed seed and its index.

@@ -9,23 +9,20 @@
 // batch 0, and channel counts around the vector width (1, 3, 15, 16, 17, 31).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <iterator>
 #include <string>
 #include <vector>
 
+#include "api/src/bf16.hpp"
 #include "bench/shape_sets.hpp"
+#include "tests/grid_driver.hpp"
+#include "tests/highway_targets.hpp"
 #include "tests/test_util.hpp"
-
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-#include "hwy/highway.h"
-#include "hwy/targets.h"
-#endif
 
 namespace convkit::test {
 namespace {
-
-constexpr float kReferenceFill = 7777.0f;  // what an output holds before reference writes it
-constexpr float kBackendFill = -9999.0f;   // ... before the backend under test writes it
 
 struct TransposeCase {
   Dims x;  // {N, H, W, C_in}
@@ -208,129 +205,110 @@ CaseData MakeData(const TransposeCase& c, uint64_t seed) {
   return data;
 }
 
-// Success when `isa` is empty or the implementation name ends with it.
-::testing::AssertionResult ImplIsOnIsa(const std::string& cs, const std::string& impl,
-                                       std::string_view isa) {
-  if (isa.empty() || impl.ends_with(":" + std::string(isa))) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << cs << ": plan runs on " << impl << ", not on " << isa;
+// y of `c` with the post-ops `ops` into `y` (pre-filled by the caller), one-shot on `backend` or
+// through `plan` when given. The residual r is given as its own tensor, or with kInPlace copied
+// into y first.
+void RunForward(const TransposeCase& c, const CaseData& d, const PostOpsCase& ops, const Tensor& r,
+                const std::string& backend, const Conv2dTranspose* plan, Tensor& y) {
+  if (ops.residual == Residual::kInPlace) y = r;
+  const Tensor* rr = ops.residual == Residual::kNone      ? nullptr
+                     : ops.residual == Residual::kInPlace ? &y
+                                                          : &r;
+  if (plan != nullptr) {
+    if (rr == nullptr) return plan->run(d.x, y);
+    return plan->run(d.x, *rr, y);
+  }
+  if (rr == nullptr) return conv2d_transpose_forward(c.params, d.x, d.w, d.b, y, backend);
+  conv2d_transpose_forward(c.params, d.x, d.w, d.b, *rr, y, backend);
 }
 
-// y of `c` on `backend` with the post-ops `ops`: one-shot, or through a plan run twice (both runs
-// must agree). The residual r is given as its own tensor, or with kInPlace copied into y first.
-Tensor RunForward(const TransposeCase& c, const CaseData& d, const PostOpsCase& ops,
-                  const Tensor& r, const std::string& backend, bool plan, std::string* impl) {
+// Forward of grid case `index`, one-shot and a plan run twice, against reference, with the
+// post-ops rotating over the cases.
+GridStep CheckForward(const std::string& backend, std::string_view isa, int index, TransposeCase c,
+                      Tally& tally) {
+  const PostOpsCase ops = PostOpsFor(index);
+  c.params.activation = ops.activation;
+  c.params.activation_alpha = ops.alpha;
+  c.params.activation_beta = ops.beta;
+  c.params.residual_after_activation = ops.residual == Residual::kAfter;
+  static constexpr const char* kResidualNames[] = {"", " residual", " residual",
+                                                   " residual (in place)"};
+  const std::string cs = c.ToString() + kResidualNames[static_cast<int>(ops.residual)];
+  const CaseData d = MakeData(c, 0x7000 + index);
   const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
-  Tensor y(y_dims, kBackendFill);
-  const auto run = [&](const auto& call) {
-    if (ops.residual == Residual::kInPlace) y = r;
-    if (ops.residual == Residual::kNone) return call(nullptr);
-    return call(ops.residual == Residual::kInPlace ? &y : &r);
-  };
-  if (!plan) {
-    run([&](const Tensor* rr) {
-      if (rr == nullptr) return conv2d_transpose_forward(c.params, d.x, d.w, d.b, y, backend);
-      conv2d_transpose_forward(c.params, d.x, d.w, d.b, *rr, y, backend);
-    });
-    return y;
+  Tensor r(y_dims);
+  Rng rng(0x5e5 + index + 1);
+  Fill(Span(r), rng);
+  Tensor expected(y_dims, kReferenceFill);
+  RunForward(c, d, ops, r, "reference", nullptr, expected);
+  if (c.bias && ops.activation == Activation::kNone && expected.size() >= 32 &&
+      tally.Check(NotMostlyZero(cs, "reference y", expected, 0.3))) {
+    return GridStep::kStop;
   }
-  const Conv2dTranspose p(c.params, c.x, d.w, d.b, backend);
-  if (impl != nullptr) *impl = p.impl_name();
-  Tensor first;
-  for (int i = 0; i < 2; ++i) {
-    run([&](const Tensor* rr) {
-      if (rr == nullptr) return p.run(d.x, y);
-      p.run(d.x, *rr, y);
-    });
-    if (i == 0) first = y;
-  }
-  EXPECT_TRUE(CompareTensors(c.ToString(), "y (plan, second run vs first)", first, y));
-  return y;
+  const BackendRuns runs{[&](Tensor& y) { RunForward(c, d, ops, r, backend, nullptr, y); },
+                         [&](Tensor& y, Tensor& y_again) {
+                           const Conv2dTranspose plan(c.params, c.x, d.w, d.b, backend);
+                           RunForward(c, d, ops, r, backend, &plan, y);
+                           RunForward(c, d, ops, r, backend, &plan, y_again);
+                           return plan.impl_name();
+                         }};
+  return CheckOneShotAndPlan(tally, cs, "y", expected, isa, runs,
+                             ToleranceFor(ops.activation, ops.residual));
 }
 
-// Forward, one-shot and a plan, against reference, with the post-ops rotating over the cases;
-// returns how many cases ran (the others were refused, each printed).
+// Backward of grid case `index` against reference; the gradients asked for rotate: all three, dx
+// only, dw and db only. One not asked for is not written.
+GridStep CheckBackward(const std::string& backend, int index, TransposeCase c, Tally& tally) {
+  const int which = index % 3;
+  c.params.activation = Activation::kNone;
+  const std::string cs = c.ToString() + (which == 1   ? " dx only"
+                                         : which == 2 ? " dw, db only"
+                                                      : "");
+  const CaseData d = MakeData(c, 0xb000 + index);
+  Tensor dy(conv2d_transpose_output_dims(c.x, c.w(), c.params));
+  Rng rng(0xd1 + index + 1);
+  Fill(Span(dy), rng);
+  Tensor dx_ref(c.x, kReferenceFill), dw_ref(c.w(), kReferenceFill);
+  std::vector<float> db_ref(static_cast<size_t>(c.c_out), kReferenceFill);
+  conv2d_transpose_backward(c.params, d.x, d.w, dy, {dx_ref.view(), dw_ref.view(), Span(db_ref)},
+                            "reference");
+  Tensor dx(c.x, kBackendFill), dw(c.w(), kBackendFill);
+  std::vector<float> db(static_cast<size_t>(c.c_out), kBackendFill);
+  Conv2dGrads grads;
+  if (which != 2) grads.dx = dx.view();
+  if (which != 1) {
+    grads.dw = dw.view();
+    grads.db = Span(db);
+  }
+  if (auto why =
+          RefusalOf([&] { conv2d_transpose_backward(c.params, d.x, d.w, dy, grads, backend); })) {
+    tally.Refused(cs, *why);
+    return GridStep::kNext;
+  }
+  tally.Ran();
+  const bool stop =
+      (which != 2 && tally.Check(CompareTensors(cs, "dx", dx_ref, dx))) ||
+      (which != 1 && tally.Check(CompareTensors(cs, "dw", dw_ref, dw))) ||
+      (which != 1 && tally.Check(CompareVectors(cs, "db", db_ref, db))) ||
+      (which == 2 &&
+       tally.Check(CompareTensors(cs, "dx (not asked)", Tensor(c.x, kBackendFill), dx))) ||
+      (which == 1 &&
+       tally.Check(CompareTensors(cs, "dw (not asked)", Tensor(c.w(), kBackendFill), dw)));
+  return stop ? GridStep::kStop : GridStep::kNext;
+}
+
+// The grids through the shared driver (tests/grid_driver.hpp); each returns how many cases ran
+// (the others were refused, with their reasons) and skips the test when none did.
 int ForwardGrid(const std::string& backend, std::string_view isa) {
-  int ran = 0, index = 0;
-  for (TransposeCase c : Cases()) {
-    const PostOpsCase ops = PostOpsFor(index);
-    c.params.activation = ops.activation;
-    c.params.activation_alpha = ops.alpha;
-    c.params.activation_beta = ops.beta;
-    c.params.residual_after_activation = ops.residual == Residual::kAfter;
-    static constexpr const char* kResidualNames[] = {"", " residual", " residual",
-                                                     " residual (in place)"};
-    const std::string cs =
-        backend + ": " + c.ToString() + kResidualNames[static_cast<int>(ops.residual)];
-    const CaseData d = MakeData(c, 0x7000 + index++);
-    const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
-    Tensor r(y_dims);
-    Rng rng(0x5e5 + index);
-    Fill(Span(r), rng);
-    const Tensor expected = RunForward(c, d, ops, r, "reference", false, nullptr);
-    if (c.bias && ops.activation == Activation::kNone && expected.size() >= 32) {
-      EXPECT_TRUE(NotMostlyZero(cs, "reference y", expected, 0.3));
-    }
-    const Tolerance tol = ToleranceFor(ops.activation, ops.residual);
-    if (auto why = RefusalOf([&] {
-          const Tensor y = RunForward(c, d, ops, r, backend, false, nullptr);
-          EXPECT_TRUE(CompareTensors(cs, "y (one-shot)", expected, y, tol));
-        })) {
-      std::printf("refused: %s: %s\n", cs.c_str(), why->c_str());
-      continue;
-    }
-    ++ran;
-    std::string impl;
-    const Tensor y_plan = RunForward(c, d, ops, r, backend, true, &impl);
-    EXPECT_TRUE(ImplIsOnIsa(cs, impl, isa));
-    EXPECT_TRUE(CompareTensors(cs, "y (plan)", expected, y_plan, tol));
-    if (::testing::Test::HasFailure()) break;  // one failing case says enough
-  }
-  return ran;
+  return RunGrid(backend, Cases(), [&](int index, const TransposeCase& c, Tally& tally) {
+    return CheckForward(backend, isa, index, c, tally);
+  });
 }
 
-// Backward against reference; the gradients asked for rotate: all three, dx only, dw and db only.
 int BackwardGrid(const std::string& backend) {
-  int ran = 0, index = 0;
-  for (TransposeCase c : Cases()) {
-    const int which = index % 3;
-    c.params.activation = Activation::kNone;
-    const std::string cs = backend + ": " + c.ToString() +
-                           (which == 1   ? " dx only"
-                            : which == 2 ? " dw, db only"
-                                         : "");
-    const CaseData d = MakeData(c, 0xb000 + index++);
-    const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
-    Tensor dy(y_dims);
-    Rng rng(0xd1 + index);
-    Fill(Span(dy), rng);
-    Tensor dx_ref(c.x, kReferenceFill), dw_ref(c.w(), kReferenceFill);
-    std::vector<float> db_ref(static_cast<size_t>(c.c_out), kReferenceFill);
-    conv2d_transpose_backward(c.params, d.x, d.w, dy, {dx_ref.view(), dw_ref.view(), Span(db_ref)},
-                              "reference");
-    Tensor dx(c.x, kBackendFill), dw(c.w(), kBackendFill);
-    std::vector<float> db(static_cast<size_t>(c.c_out), kBackendFill);
-    Conv2dGrads grads;
-    if (which != 2) grads.dx = dx.view();
-    if (which != 1) {
-      grads.dw = dw.view();
-      grads.db = Span(db);
-    }
-    if (auto why =
-            RefusalOf([&] { conv2d_transpose_backward(c.params, d.x, d.w, dy, grads, backend); })) {
-      std::printf("refused: %s: %s\n", cs.c_str(), why->c_str());
-      continue;
-    }
-    ++ran;
-    if (which != 2) EXPECT_TRUE(CompareTensors(cs, "dx", dx_ref, dx));
-    if (which != 1) EXPECT_TRUE(CompareTensors(cs, "dw", dw_ref, dw));
-    if (which != 1) EXPECT_TRUE(CompareVectors(cs, "db", db_ref, db));
-    if (which == 2)
-      EXPECT_TRUE(CompareTensors(cs, "dx (not asked)", Tensor(c.x, kBackendFill), dx));
-    if (which == 1)
-      EXPECT_TRUE(CompareTensors(cs, "dw (not asked)", Tensor(c.w(), kBackendFill), dw));
-    if (::testing::Test::HasFailure()) break;
-  }
-  return ran;
+  return RunGrid(backend, Cases(), [&](int index, const TransposeCase& c, Tally& tally) {
+    return CheckBackward(backend, index, c, tally);
+  });
 }
 
 class TransposeTest : public ::testing::TestWithParam<std::string> {
@@ -341,13 +319,9 @@ class TransposeTest : public ::testing::TestWithParam<std::string> {
   const std::string& backend() const { return GetParam(); }
 };
 
-TEST_P(TransposeTest, ForwardMatchesReference) {
-  if (ForwardGrid(backend(), "") == 0) GTEST_SKIP() << backend() << " refused every case";
-}
+TEST_P(TransposeTest, ForwardMatchesReference) { ForwardGrid(backend(), ""); }
 
-TEST_P(TransposeTest, BackwardMatchesReference) {
-  if (BackwardGrid(backend()) == 0) GTEST_SKIP() << backend() << " refused every case";
-}
+TEST_P(TransposeTest, BackwardMatchesReference) { BackwardGrid(backend()); }
 
 // The convolution whose backward data `c` is: same kernel, stride, dilation, groups, pads (when
 // output_padding < stride: then its output size formula gives back x's H and W).
@@ -426,60 +400,101 @@ TEST_P(TransposeTest, PlanOwnsItsWeights) {
   EXPECT_TRUE(y.GuardsIntact(c.ToString(), "y"));
 }
 
+// fpmath = bf16 (DESIGN §3, §4): on integer data (bf16 values, exact fp32 sums) every backend
+// gives the reference's strict bits, whether it rounds to bf16 or computes in fp32 (the
+// permission); the plan names the reference's bf16 loops as such.
+TEST_P(TransposeTest, Bf16IsExactOnIntegerData) {
+  RunGrid(backend(), Cases(), [&](int index, TransposeCase c, Tally& tally) {
+    c.params.activation = Activation::kNone;
+    const CaseData d = MakeData(c, 0xbf16 + index);
+    const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+    Tensor expected(y_dims, kReferenceFill);
+    conv2d_transpose_forward(c.params, d.x, d.w, d.b, expected, "reference");
+    c.params.fpmath = Fpmath::kBf16;
+    Tensor y(y_dims, kBackendFill);
+    if (auto why =
+            RefusalOf([&] { conv2d_transpose_forward(c.params, d.x, d.w, d.b, y, backend()); })) {
+      tally.Refused(c.ToString() + " bf16", *why);
+      return GridStep::kNext;
+    }
+    tally.Ran();
+    return tally.Check(CompareTensors(c.ToString() + " bf16", "y", expected, y)) ? GridStep::kStop
+                                                                                 : GridStep::kNext;
+  });
+  if (backend() == "reference") {
+    const TransposeCase c = Make({1, 3, 3, 4}, 4, 3, 1, Pads::uniform(1), 1, 1, 0);
+    Conv2dTransposeParams params = c.params;
+    params.fpmath = Fpmath::kBf16;
+    EXPECT_EQ(Conv2dTranspose(params, c.x, Tensor(c.w(), 1.0f), {}, "reference").impl_name(),
+              "reference:direct_bf16:scalar");
+  }
+}
+
+// On real data each backend stays within the bf16 bound of the strict result: rounding x and w
+// moves each product by at most 2^-7 of its size, and fp32 accumulation adds (K + 3) 2^-23 of the
+// sum of |products| (fpmath_test.cpp states the bound for the convolution; K = KH KW C_out/groups).
+TEST_P(TransposeTest, Bf16StaysWithinTheBound) {
+  int index = 0;
+  for (TransposeCase c : SampledCases()) {
+    c.params.activation = Activation::kNone;
+    Rng rng(0xb0b + index++);
+    Tensor x(c.x), w(c.w());
+    FillNormal(Span(x), rng);
+    FillNormal(Span(w), rng);
+    const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+    Tensor strict(y_dims), sum_abs(y_dims), y(y_dims, kBackendFill);
+    conv2d_transpose_forward(c.params, x, w, {}, strict, "reference");
+    Tensor x_abs(x), w_abs(w);
+    for (float& v : Span(x_abs)) v = std::fabs(v);
+    for (float& v : Span(w_abs)) v = std::fabs(v);
+    conv2d_transpose_forward(c.params, x_abs, w_abs, {}, sum_abs, "reference");
+    c.params.fpmath = Fpmath::kBf16;
+    if (RefusalOf([&] { conv2d_transpose_forward(c.params, x, w, {}, y, backend()); })) continue;
+    const double k = static_cast<double>(c.params.kernel_h * c.params.kernel_w * c.w()[2]);
+    const double rel = 0x1.0p-7 + 2.0 * (k + 3.0) * 0x1.0p-23;
+    for (int64_t i = 0; i < y.size(); ++i) {
+      const double bound = rel * sum_abs.data()[i];
+      ASSERT_LE(std::fabs(static_cast<double>(y.data()[i]) - strict.data()[i]), bound)
+          << backend() << ": " << c.ToString() << " element " << i;
+    }
+  }
+}
+
+// The reference defines the mode: x and w rounded to bf16 (nearest even), then the fp32 loops.
+TEST(TransposeBf16, ReferenceRoundsXAndWFirst) {
+  const TransposeCase c = Make({2, 5, 4, 7}, 6, 3, 2, Pads::uniform(1), 1, 1, 1);
+  Rng rng(0x5eed);
+  Tensor x(c.x), w(c.w());
+  FillNormal(Span(x), rng);
+  FillNormal(Span(w), rng);
+  Tensor x_rounded(x), w_rounded(w);
+  for (float& v : Span(x_rounded)) v = internal::RoundToBf16(v);
+  for (float& v : Span(w_rounded)) v = internal::RoundToBf16(v);
+  const Dims y_dims = conv2d_transpose_output_dims(c.x, c.w(), c.params);
+  Tensor expected(y_dims), strict(y_dims), y(y_dims, kBackendFill);
+  conv2d_transpose_forward(c.params, x_rounded, w_rounded, {}, expected, "reference");
+  conv2d_transpose_forward(c.params, x, w, {}, strict, "reference");
+  Conv2dTransposeParams params = c.params;
+  params.fpmath = Fpmath::kBf16;
+  conv2d_transpose_forward(params, x, w, {}, y, "reference");
+  EXPECT_TRUE(CompareTensors(c.ToString(), "y", expected, y));
+  EXPECT_FALSE(std::equal(strict.data(), strict.data() + strict.size(), y.data()))
+      << "bf16 rounding changed nothing: the data are not what the test needs";
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, TransposeTest, ::testing::ValuesIn(BackendsToTest()),
                          BackendParamName);
 
-// Every compiled Highway target, pinned in turn (as equivalence_test.cpp does for the
-// convolution): the backward-data kernels with the fused epilogue on each vector width.
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-std::vector<int64_t> CompiledHighwayTargets() {
-  std::vector<int64_t> targets;
-  for (int64_t bits = HWY_TARGETS; bits != 0; bits &= bits - 1) targets.push_back(bits & -bits);
-  return targets;
-}
-#else
-std::vector<int64_t> CompiledHighwayTargets() { return {0}; }
-#endif
-
-class TransposeHighwayTargetTest : public ::testing::TestWithParam<int64_t> {
- protected:
-  void SetUp() override {
-    if (auto why = NotBuiltReason("highway")) GTEST_SKIP() << "highway: " << *why;
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-    if ((hwy::SupportedTargets() & GetParam()) == 0) {
-      GTEST_SKIP() << hwy::TargetName(GetParam()) << " is compiled but this CPU lacks it";
-    }
-    hwy::SetSupportedTargetsForTest(GetParam());
-    pinned_ = true;
-#else
-    GTEST_SKIP() << "built without libhwy: cannot pin Highway targets";
-#endif
-  }
-  void TearDown() override {
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-    if (pinned_) hwy::SetSupportedTargetsForTest(0);
-#endif
-  }
-
- private:
-  bool pinned_ = false;
-};
+// Every compiled Highway target, pinned in turn (tests/highway_targets.hpp): the backward-data
+// kernels with the fused epilogue on each vector width.
+class TransposeHighwayTargetTest : public PinnedHighwayTargetTest {};
 
 TEST_P(TransposeHighwayTargetTest, ForwardMatchesReference) {
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-  EXPECT_GT(ForwardGrid("highway", hwy::TargetName(GetParam())), 0);
-#endif
+  EXPECT_GT(ForwardGrid("highway", isa()), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Compiled, TransposeHighwayTargetTest,
-                         ::testing::ValuesIn(CompiledHighwayTargets()),
-                         [](const ::testing::TestParamInfo<int64_t>& info) {
-#if CONVKIT_TEST_HIGHWAY_TARGETS
-                           return std::string(hwy::TargetName(info.param));
-#else
-                           return std::string("NoHighway");
-#endif
-                         });
+                         ::testing::ValuesIn(CompiledHighwayTargets()), HighwayTargetParamName);
 
 }  // namespace
 }  // namespace convkit::test

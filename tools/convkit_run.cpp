@@ -51,7 +51,7 @@ options:
                      '+': relu, relu:ALPHA (leaky), clip:LO:HI, logistic, tanh, swish, hardswish,
                      hardsigmoid:ALPHA:BETA, gelu_erf; sum adds a residual before (sum+relu) or
                      after (relu+sum) the activation. --relu is --attr-post-ops=relu
-  --attr-fpmath=MODE  conv forward: strict (default, fp32) or bf16 (x, w may be rounded to bf16)
+  --attr-fpmath=MODE  conv and deconv forward: strict (default, fp32) or bf16 (x, w may be rounded)
   --verify          compare each backend's output with the reference backend's
   --repeats=N       timed repeats, the median is reported (default 25; fewer past ~2 s of work)
   --threads=N       threads per call (default OMP_NUM_THREADS or all cores)
@@ -246,6 +246,15 @@ void ReadConvParams(const Descriptor& d, const PostOpsSpec& post, Params* params
   params->residual_after_activation = post.residual_after_activation;
 }
 
+// The post-ops and fpmath attributes belong to the forward pass (--dir=FWD_B or FWD_D).
+void CheckForwardAttrs(const std::string& dir, const PostOpsSpec& post, Fpmath fpmath) {
+  if (dir.rfind("FWD", 0) == 0) return;
+  if (post.activation != Activation::kNone || post.residual) {
+    Fail("--attr-post-ops is for the forward pass");
+  }
+  if (fpmath != Fpmath::kStrict) Fail("--attr-fpmath=bf16 is for the forward pass");
+}
+
 class ConvCase final : public Case {
  public:
   ConvCase(const Descriptor& d, std::string dir, const PostOpsSpec& post, Fpmath fpmath)
@@ -262,12 +271,7 @@ class ConvCase final : public Case {
         dir_ != "BWD_WB") {
       Fail("--dir=" + dir_ + ": conv takes FWD_B, FWD_D, BWD_D, BWD_W or BWD_WB");
     }
-    if ((post.activation != Activation::kNone || post.residual) && dir_.rfind("FWD", 0) != 0) {
-      Fail("--attr-post-ops is for the forward pass");
-    }
-    if (fpmath != Fpmath::kStrict && dir_.rfind("FWD", 0) != 0) {
-      Fail("--attr-fpmath=bf16 is for the forward pass");
-    }
+    CheckForwardAttrs(dir_, post, fpmath);
     y_dims_ = conv2d_output_dims(x_dims_, w_dims_, params_);  // throws on invalid parameters
     CheckGivenOutput(d, "oh", y_dims_[1]);
     CheckGivenOutput(d, "ow", y_dims_[2]);
@@ -346,9 +350,10 @@ class ConvCase final : public Case {
 // The transposed convolution: x {mb, ih, iw, ic} -> y {mb, oh, ow, oc}, w {kh, kw, oc / g, ic}.
 class DeconvCase final : public Case {
  public:
-  DeconvCase(const Descriptor& d, std::string dir, const PostOpsSpec& post)
+  DeconvCase(const Descriptor& d, std::string dir, const PostOpsSpec& post, Fpmath fpmath)
       : dir_(std::move(dir)), residual_(post.residual) {
     ReadConvParams(d, post, &params_);
+    params_.fpmath = fpmath;
     const int64_t ih = d.Get("ih", 0);
     const int64_t ic = d.Get("ic", 0), oc = d.Get("oc", ic);
     x_dims_ = {d.Get("mb", 2), ih, d.Get("iw", ih), ic};
@@ -358,9 +363,7 @@ class DeconvCase final : public Case {
         dir_ != "BWD_WB") {
       Fail("--dir=" + dir_ + ": deconv takes FWD_B, FWD_D, BWD_D, BWD_W or BWD_WB");
     }
-    if ((post.activation != Activation::kNone || post.residual) && dir_.rfind("FWD", 0) != 0) {
-      Fail("--attr-post-ops is for the forward pass");
-    }
+    CheckForwardAttrs(dir_, post, fpmath);
     // oh/ow beyond the size without output padding are the output padding.
     const Dims unpadded = conv2d_transpose_output_dims(x_dims_, w_dims_, params_);
     params_.output_padding_h = d.Get("oh", unpadded[1]) - unpadded[1];
@@ -662,7 +665,7 @@ bool RunProblem(const Options& o, const std::string& text) {
     c = std::make_unique<DeconvCase>(
         ParseDescriptor(text, {"mb", "g", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh",
                                "sw", "ph", "pw", "dh", "dw"}),
-        o.dir, o.post_ops);
+        o.dir, o.post_ops, o.fpmath);
   } else {
     c = std::make_unique<PoolCase>(ParseDescriptor(text, {"mb", "ic", "ih", "iw", "oh", "ow", "kh",
                                                           "kw", "sh", "sw", "ph", "pw"}),

@@ -17,6 +17,11 @@ the table, chart and blocks from an earlier run's models.json without measuring.
   python3 tools/model_compare.py --models yolov8n,resnet50 --threads 1 --rounds 20
   python3 tools/model_compare.py --update-readme           # and rewrite the README's, docs' blocks
   python3 tools/model_compare.py --from-results out/models.json --update-readme
+  python3 tools/model_compare.py --bf16     # also convkit and OpenVINO with bf16 (issue 19)
+
+--bf16 adds two runners to the same interleaved loop: convkit.onnx with fpmath="bf16" and OpenVINO
+with its bf16 precision hint, and a second table: bf16 against convkit's fp32 and OpenVINO's bf16,
+with the outputs' distance from convkit's fp32 outputs.
 """
 
 import argparse
@@ -68,11 +73,19 @@ def measure(convkit, name, args):
             runners[peer] = make_runner(peer, proto, args.threads, {input_name: shape})
         except PeerUnavailable as error:
             notes.append(f"{peer} skipped: {error}")
+    if args.bf16:
+        runners["convkit bf16"] = convkit.onnx.load(proto, backend=args.backend,
+                                                    threads=args.threads, fpmath="bf16").run
+        try:
+            runners["openvino bf16"] = make_runner("openvino", proto, args.threads,
+                                                   {input_name: shape}, bf16=True)
+        except PeerUnavailable as error:
+            notes.append(f"openvino bf16 skipped: {error}")
     convkit.set_num_threads(args.threads)
     medians = interleaved_medians(runners, feeds, args.rounds)
     ours = model.run(feeds)
     diffs = {peer: differences(ours, runners[peer](feeds))[1] for peer in runners
-             if peer != "convkit"}
+             if peer != "convkit"}  # the bf16 runners' too: their distance from convkit fp32
     profile = model.profile(feeds, repeats=args.profile_repeats)
     return dict(model=name, input=list(shape), ms=medians, rel_diff=diffs,
                 glue=glue_share(profile), notes=notes,
@@ -93,6 +106,25 @@ def table(results, peers):
         row.append(f"{100 * r['glue']:.1f} %")
         diff = r["rel_diff"].get("onnxruntime")
         row.append("—" if diff is None else f"{diff:.1e}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def bf16_table(results):
+    """convkit bf16 against convkit fp32 and OpenVINO bf16 (--bf16 runs), or None."""
+    rows = [r for r in results if "convkit bf16" in r["ms"]]
+    if not rows:
+        return None
+    head = ["model", "input", "convkit bf16 ms", "convkit fp32 ms", "bf16 speed-up",
+            "OpenVINO bf16 ms", "vs OpenVINO bf16", "rel diff vs convkit fp32"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        ms, ours = r["ms"], r["ms"]["convkit bf16"]
+        ov = ms.get("openvino bf16")
+        row = [r["model"], "x".join(str(d) for d in r["input"][1:]), f"{ours:.2f}",
+               f"{ms['convkit']:.2f}", f"{ms['convkit'] / ours:.2f}x",
+               "—" if ov is None else f"{ov:.2f}", "—" if ov is None else f"{ov / ours:.2f}x",
+               f"{r['rel_diff']['convkit bf16']:.1e}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -158,6 +190,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--profile-repeats", type=int, default=5)
     parser.add_argument("--backend", default=None)
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time convkit (fpmath='bf16') and OpenVINO with bf16")
     parser.add_argument("--build", default=os.path.join(REPO_DIR, "build", "release"))
     parser.add_argument("--out", default="out")
     parser.add_argument("--update-readme", nargs="?", const=os.path.join(REPO_DIR, "README.md"),
@@ -201,6 +235,9 @@ def write_outputs(args, run):
     """models.md, models.json and models.png under --out; the blocks with --update-readme."""
     peers = run.get("peers", args.peers)
     text = header(run) + "\n\n" + table(run["results"], peers) + "\n"
+    bf16 = bf16_table(run["results"])
+    if bf16 is not None:
+        text += "\nfpmath = bf16 (same run):\n\n" + bf16 + "\n"
     print("\n" + text)
     with open(os.path.join(args.out, "models.md"), "w") as f:
         f.write(text)

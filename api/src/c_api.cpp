@@ -121,15 +121,19 @@ Activation ActivationOf(std::string_view op, int activation) {
   return static_cast<Activation>(activation);
 }
 
-// Refuses enum values and flags the C++ parameters do not name.
-Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
-  const convkit_conv2d_params& p = Required(op, "params", c);
-  const Activation activation = ActivationOf(op, RawEnum(p.activation));
-  const int fpmath = RawEnum(p.fpmath);
+// A convkit_fpmath field's value (read as its int bits) as the C++ enum.
+Fpmath FpmathOf(std::string_view op, int fpmath) {
   if (fpmath != CONVKIT_FPMATH_STRICT && fpmath != CONVKIT_FPMATH_BF16) {
     Fail(op, "params.fpmath", "CONVKIT_FPMATH_STRICT (0) or CONVKIT_FPMATH_BF16 (1)",
          std::to_string(fpmath));
   }
+  return fpmath == CONVKIT_FPMATH_BF16 ? Fpmath::kBf16 : Fpmath::kStrict;
+}
+
+// Refuses enum values and flags the C++ parameters do not name.
+Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
+  const convkit_conv2d_params& p = Required(op, "params", c);
+  const Activation activation = ActivationOf(op, RawEnum(p.activation));
   Conv2dParams params;
   params.kernel_h = p.kernel_h;
   params.kernel_w = p.kernel_w;
@@ -144,7 +148,7 @@ Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
   params.activation_beta = p.activation_beta;
   params.residual_after_activation =
       FlagOf(op, "params.residual_after_activation", p.residual_after_activation);
-  params.fpmath = fpmath == CONVKIT_FPMATH_BF16 ? Fpmath::kBf16 : Fpmath::kStrict;
+  params.fpmath = FpmathOf(op, RawEnum(p.fpmath));
   return params;
 }
 
@@ -172,6 +176,7 @@ Conv2dTransposeParams ParamsOf(std::string_view op, const convkit_conv2d_transpo
   params.activation_beta = p.activation_beta;
   params.residual_after_activation =
       FlagOf(op, "params.residual_after_activation", p.residual_after_activation);
+  params.fpmath = FpmathOf(op, RawEnum(p.fpmath));
   return params;
 }
 
@@ -268,6 +273,7 @@ void convkit_conv2d_params_init(convkit_conv2d_params* params) {
 void convkit_conv2d_transpose_params_init(convkit_conv2d_transpose_params* params) {
   if (params == nullptr) return;
   *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, 0, 0, CONVKIT_ACTIVATION_NONE, 0.0f, 0.0f, 0};
+  params->fpmath = CONVKIT_FPMATH_STRICT;
 }
 
 void convkit_pool2d_params_init(convkit_pool2d_params* params) {

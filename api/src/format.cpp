@@ -167,6 +167,7 @@ std::string Conv2dTransposeProblem::to_string() const {
   if (post_ops.has_activation() || post_ops.residual_after_activation) {
     out << ' ' << post_ops.to_string();
   }
+  if (fpmath == Fpmath::kBf16) out << " bf16";
   return out.str();
 }
 

@@ -69,7 +69,9 @@ struct Conv2dTransposeProblem {
   int64_t output_padding_h = 0, output_padding_w = 0;
   PostOps post_ops;
   bool has_bias = false;
+  Fpmath fpmath = Fpmath::kStrict;  // x and w may be rounded to bf16 (conv.fpmath stays strict)
 
+  bool bf16() const { return fpmath == Fpmath::kBf16; }
   // This op's extents: x {n, h, w, c_in}, y {n, oh, ow, c_out}.
   int64_t n() const { return conv.n; }
   int64_t h() const { return conv.oh; }

@@ -49,6 +49,13 @@ void check_pads(std::string_view op, const Pads& pad) {
   check_at_least(op, "params.pad.right", pad.right, 0);
 }
 
+void check_fpmath(std::string_view op, Fpmath fpmath) {
+  if (fpmath != Fpmath::kStrict && fpmath != Fpmath::kBf16) {
+    fail(ErrorCode::kInvalidArgument, op, "params.fpmath", "kStrict or kBf16",
+         str(static_cast<int64_t>(fpmath)));
+  }
+}
+
 // The element count of dims, or an error naming `arg` when it overflows int64_t.
 int64_t checked_elements(std::string_view op, std::string_view arg, const Dims& dims) {
   int64_t count = 1;
@@ -103,10 +110,7 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   check_at_least(op, "params.dilation_w", params.dilation_w, 1);
   check_at_least(op, "params.groups", params.groups, 1);
   check_pads(op, params.pad);
-  if (params.fpmath != Fpmath::kStrict && params.fpmath != Fpmath::kBf16) {
-    fail(ErrorCode::kInvalidArgument, op, "params.fpmath", "kStrict or kBf16",
-         str(static_cast<int64_t>(params.fpmath)));
-  }
+  check_fpmath(op, params.fpmath);
   const PostOps post_ops = make_post_ops(op, params.activation, params.activation_alpha,
                                          params.activation_beta, params.residual_after_activation);
   check_activation_dims(op, "x", x_dims);
@@ -206,6 +210,7 @@ Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
                        params.dilation_h);
   check_output_padding(op, "params.output_padding_w", params.output_padding_w, params.stride_w,
                        params.dilation_w);
+  check_fpmath(op, params.fpmath);
   const PostOps post_ops = make_post_ops(op, params.activation, params.activation_alpha,
                                          params.activation_beta, params.residual_after_activation);
   check_activation_dims(op, "x", x_dims);
@@ -234,6 +239,7 @@ Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
   t.output_padding_w = params.output_padding_w;
   t.post_ops = post_ops;
   t.has_bias = has_bias;
+  t.fpmath = params.fpmath;
   Conv2dProblem& p = t.conv;
   p.n = x_dims[0];
   p.oh = x_dims[1];

@@ -62,6 +62,12 @@ std::string ImplName(const dnnl::primitive_desc_base& pd) {
   return std::string("onednn:") + pd.impl_info_str();
 }
 
+std::string ImplName(const dnnl::primitive_desc_base& pd, bool bf16) {
+  std::string name = ImplName(pd);
+  if (bf16 && name.find("bf16") == std::string::npos) name += "(fpmath=bf16 unused)";
+  return name;
+}
+
 void ExecuteOnce(const dnnl::primitive& prim, const std::unordered_map<int, memory>& args) {
   dnnl::stream stream(Engine());
   prim.execute(stream, args);

@@ -50,6 +50,11 @@ dnnl::memory Wrap(const dnnl::memory::desc& desc, const float* data);
 // "onednn:" + oneDNN's impl_info_str(), e.g. "onednn:brgconv:avx512_core".
 std::string ImplName(const dnnl::primitive_desc_base& pd);
 
+// The implementation name of a primitive created with fpmath = bf16 (`bf16`): oneDNN's own name
+// tells when a bf16 kernel ran ("...avx512_core_bf16..."); when it does not, the name says the mode
+// was allowed and an fp32 kernel ran.
+std::string ImplName(const dnnl::primitive_desc_base& pd, bool bf16);
+
 // Runs `prim` once on a fresh stream and waits (one-shot calls; scratchpad in library mode).
 void ExecuteOnce(const dnnl::primitive& prim, const std::unordered_map<int, dnnl::memory>& args);
 

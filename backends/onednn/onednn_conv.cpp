@@ -57,13 +57,8 @@ memory PackWeights(const Conv2dProblem& p, const float* w, const memory::desc& p
   return packed;
 }
 
-// The implementation name. With fpmath = bf16, oneDNN's own name tells whether a bf16 kernel ran
-// when it does ("...avx512_core_bf16..."); when it does not, the name says the mode was allowed
-// and an fp32 kernel ran.
 std::string FwdImplName(const Conv2dProblem& p, const convolution_forward::primitive_desc& pd) {
-  std::string name = ImplName(pd);
-  if (p.bf16() && name.find("bf16") == std::string::npos) name += "(fpmath=bf16 unused)";
-  return name;
+  return ImplName(pd, p.bf16());
 }
 
 // A forward plan holds two primitives, one without and one with the residual: oneDNN fixes its

@@ -90,7 +90,7 @@ class Conv2dTransposeFwdPlan final : public Conv2dFwdImpl {
     const deconvolution_forward::primitive_desc plain_pd = PrimitiveDesc(p, false, &residual_index);
     const deconvolution_forward::primitive_desc residual_pd =
         PrimitiveDesc(p, true, &residual_index);
-    name_ = ImplName(plain_pd);
+    name_ = ImplName(plain_pd, p.bf16());
 
     memory bias;
     if (p.has_bias) {
@@ -132,6 +132,8 @@ class Conv2dTransposeFwdPlan final : public Conv2dFwdImpl {
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     attr.set_post_ops(DeconvPostOps(p, residual, residual_index));
+    // fpmath = bf16 lets oneDNN round x and w to bf16 (its fpmath_mode, same meaning).
+    if (p.bf16()) attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
     const deconvolution_forward::desc desc(
         prop_kind::forward_inference, algorithm::deconvolution_direct, XDesc(p),
         memory::desc(WeightDims(p), memory::data_type::f32, memory::format_tag::any),

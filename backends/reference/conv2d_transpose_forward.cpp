@@ -6,11 +6,13 @@
 // and then crops the padding. The transposed convolution is that loop with x in dZ's place and y
 // in dA_prev's: each x element scatters its window, times w, into the full output, and the pads
 // crop it (taps landing in the pads are skipped). Then the bias and the post-ops (residual,
-// activation), once per y element.
+// activation), once per y element. With fpmath = bf16, x and w are rounded to bf16 first, as the
+// convolution does.
 #include <cstdint>
 #include <vector>
 
 #include "api/src/backend.hpp"
+#include "api/src/bf16.hpp"
 #include "backends/reference/post_ops.hpp"
 #include "backends/reference/reference.hpp"
 
@@ -34,6 +36,8 @@ void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const
   // Images are independent: each is scattered by one thread, in a fixed order, into a zeroed
   // image of its own (y itself may hold the residual r until the epilogue reads it).
   const int64_t image_size = out_height * out_width * out_channels;
+  const bool bf16 = p.bf16();
+  const auto operand = [bf16](float v) { return bf16 ? RoundToBf16(v) : v; };
 #pragma omp parallel for num_threads(threads_for(p.flops() / 2))
   for (int64_t n = 0; n < batch; ++n) {
     std::vector<float> full(static_cast<size_t>(image_size), 0.0f);  // y(n) before the epilogue
@@ -44,7 +48,7 @@ void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const
         const int64_t horiz_start = iw * stride_w - pad_left;
         for (int64_t ic = 0; ic < in_channels; ++ic) {
           const int64_t group = ic / ic_per_group;
-          const float dz = x[x_at(n, ih, iw, ic)];
+          const float dz = operand(x[x_at(n, ih, iw, ic)]);
           for (int64_t kh = 0; kh < kernel_h; ++kh) {
             const int64_t oh = vert_start + kh * dilation_h;
             if (oh < 0 || oh >= out_height) continue;  // cropped
@@ -52,7 +56,8 @@ void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const
               const int64_t ow = horiz_start + kw * dilation_w;
               if (ow < 0 || ow >= out_width) continue;
               for (int64_t oc = 0; oc < oc_per_group; ++oc) {  // oc within the group, w's axis 2
-                full[full_at(0, oh, ow, group * oc_per_group + oc)] += w[w_at(kh, kw, oc, ic)] * dz;
+                full[full_at(0, oh, ow, group * oc_per_group + oc)] +=
+                    operand(w[w_at(kh, kw, oc, ic)]) * dz;
               }
             }
           }

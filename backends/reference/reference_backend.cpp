@@ -55,7 +55,7 @@ class ReferenceConv2dTransposeFwd final : public Conv2dFwdImpl {
   void run(const float* x, const float* r, float* y) const override {
     reference::conv2d_transpose_fwd(p_, x, w_.data(), p_.has_bias ? b_.data() : nullptr, r, y);
   }
-  std::string name() const override { return std::string(kImplName); }
+  std::string name() const override { return std::string(p_.bf16() ? kBf16ImplName : kImplName); }
 
  private:
   Conv2dTransposeProblem p_;
@@ -151,7 +151,7 @@ class ReferenceBackend final : public Backend {
                             const float* b, const float* r, float* y,
                             std::string* impl_name) const override {
     reference::conv2d_transpose_fwd(p, x, w, p.has_bias ? b : nullptr, r, y);
-    store_impl_name(impl_name);
+    if (impl_name != nullptr) *impl_name = p.bf16() ? kBf16ImplName : kImplName;
   }
   void pool2d_fwd(const Pool2dProblem& p, const float* x, float* y,
                   std::string* impl_name) const override {

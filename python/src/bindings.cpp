@@ -135,16 +135,17 @@ OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
                              nb::handle groups, nb::handle activation,
                              const std::optional<InputArray>& residual,
                              bool residual_after_activation,
-                             const std::optional<std::string>& backend) {
+                             const std::optional<std::string>& backend, const std::string& fpmath) {
   constexpr std::string_view op = "conv2d_transpose_forward";
   const ConstTensorView x_view = view_4d(op, "x", kActivationLayout, x);
   const ConstTensorView w_view = view_4d(op, "w", kTransposeWeightsLayout, w);
   const std::optional<ConstTensorView> r_view =
       residual ? std::optional(view_4d(op, "residual", kActivationLayout, *residual))
                : std::nullopt;
-  const Conv2dTransposeParams params =
+  Conv2dTransposeParams params =
       conv2d_transpose_params(op, w_view.dims, stride, padding, output_padding, dilation, groups,
                               parse_activation(op, activation), residual_after_activation);
+  params.fpmath = parse_fpmath(op, fpmath);
   const std::span<const float> b_span =
       b ? std::span<const float>(b->data(), b->size()) : std::span<const float>();
   OutputBuffer y(output_dims(op, "conv2d_transpose_output_dims", [&] {

@@ -66,7 +66,7 @@ OutputArray conv2d_transpose(const InputArray& x, const InputArray& w,
                              nanobind::handle dilation, nanobind::handle groups,
                              nanobind::handle activation, const std::optional<InputArray>& residual,
                              bool residual_after_activation,
-                             const std::optional<std::string>& backend);
+                             const std::optional<std::string>& backend, const std::string& fpmath);
 
 // Max or average pooling; stride None means the window.
 OutputArray pool2d(const InputArray& x, nanobind::handle window, nanobind::handle stride,

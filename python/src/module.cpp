@@ -84,11 +84,12 @@ void add_conv2d(nb::module_& m) {
                 "activation: str | tuple | None = None, "
                 "residual: numpy.ndarray | None = None, "
                 "residual_after_activation: bool = False, "
-                "backend: str | None = None) -> numpy.ndarray"),
+                "backend: str | None = None, fpmath: str = 'strict') -> numpy.ndarray"),
         "x"_a, "w"_a, "b"_a.none() = nb::none(), "stride"_a = 1, "padding"_a = 0,
         "output_padding"_a = 0, "dilation"_a = 1, "groups"_a = 1,
         "activation"_a.none() = nb::none(), "residual"_a.none() = nb::none(),
         "residual_after_activation"_a = false, "backend"_a.none() = nb::none(),
+        "fpmath"_a = "strict",
         "y = activation(conv2d_transpose(x, w) + b): PyTorch's ConvTranspose2d in NHWC.\n\n"
         "x (N, H, W, C_in); w (KH, KW, C_out / groups, C_in), TensorFlow's conv2d_transpose "
         "layout (the HWIO weight of the convolution whose input gradient this is); b None or "
@@ -96,8 +97,8 @@ void add_conv2d(nb::module_& m) {
         "output_padding (int or (h, w), below stride or dilation) adds rows and columns at the "
         "bottom and right. OH = (H - 1) * stride - pad_top - pad_bottom + dilation * (KH - 1) + "
         "output_padding + 1. activation and residual as conv2d's: residual (y's shape) is added "
-        "before the activation, or after it with residual_after_activation=True. "
-        "Returns y (N, OH, OW, C_out), float32.");
+        "before the activation, or after it with residual_after_activation=True. fpmath as "
+        "conv2d's. Returns y (N, OH, OW, C_out), float32.");
 }
 
 void add_pool2d(nb::module_& m) {

@@ -102,12 +102,13 @@ std::span<const float> bias_span(const std::optional<InputArray>& b) {
 Conv2d make_conv2d(const InputArray& w, const std::optional<InputArray>& b, nb::handle x_shape,
                    nb::handle stride, nb::handle padding, nb::handle dilation, nb::handle groups,
                    nb::handle activation, bool residual_after_activation,
-                   const std::optional<std::string>& backend) {
+                   const std::optional<std::string>& backend, const std::string& fpmath) {
   constexpr std::string_view op = "Conv2d";
   const ConstTensorView w_view = view_4d(op, "w", "(KH, KW, C_in / groups, C_out)", w);
   Conv2dParams params = conv2d_params(op, w_view.dims, stride, padding, dilation, groups,
                                       parse_activation(op, activation));
   params.residual_after_activation = residual_after_activation;
+  params.fpmath = parse_fpmath(op, fpmath);
   return Conv2d(params, parse_dims(op, "x_shape", x_shape), w_view, bias_span(b),
                 backend_name(backend));
 }
@@ -117,12 +118,14 @@ Conv2dTranspose make_conv2d_transpose(const InputArray& w, const std::optional<I
                                       nb::handle output_padding, nb::handle dilation,
                                       nb::handle groups, nb::handle activation,
                                       bool residual_after_activation,
-                                      const std::optional<std::string>& backend) {
+                                      const std::optional<std::string>& backend,
+                                      const std::string& fpmath) {
   constexpr std::string_view op = "Conv2dTranspose";
   const ConstTensorView w_view = view_4d(op, "w", "(KH, KW, C_out / groups, C_in)", w);
-  const Conv2dTransposeParams params =
+  Conv2dTransposeParams params =
       conv2d_transpose_params(op, w_view.dims, stride, padding, output_padding, dilation, groups,
                               parse_activation(op, activation), residual_after_activation);
+  params.fpmath = parse_fpmath(op, fpmath);
   return Conv2dTranspose(params, parse_dims(op, "x_shape", x_shape), w_view, bias_span(b),
                          backend_name(backend));
 }
@@ -167,9 +170,9 @@ nb::object run_forward(std::string_view op, const Plan& plan, nb::handle x, nb::
 Conv2dPlan::Conv2dPlan(const InputArray& w, const std::optional<InputArray>& b, nb::handle x_shape,
                        nb::handle stride, nb::handle padding, nb::handle dilation,
                        nb::handle groups, nb::handle activation, bool residual_after_activation,
-                       const std::optional<std::string>& backend)
+                       const std::optional<std::string>& backend, const std::string& fpmath)
     : plan_(make_conv2d(w, b, x_shape, stride, padding, dilation, groups, activation,
-                        residual_after_activation, backend)) {}
+                        residual_after_activation, backend, fpmath)) {}
 
 nb::object Conv2dPlan::run(nb::handle x, nb::handle out, nb::handle residual) const {
   return run_forward("Conv2d.run", plan_, x, out, residual);
@@ -180,9 +183,10 @@ Conv2dTransposePlan::Conv2dTransposePlan(const InputArray& w, const std::optiona
                                          nb::handle output_padding, nb::handle dilation,
                                          nb::handle groups, nb::handle activation,
                                          bool residual_after_activation,
-                                         const std::optional<std::string>& backend)
+                                         const std::optional<std::string>& backend,
+                                         const std::string& fpmath)
     : plan_(make_conv2d_transpose(w, b, x_shape, stride, padding, output_padding, dilation, groups,
-                                  activation, residual_after_activation, backend)) {}
+                                  activation, residual_after_activation, backend, fpmath)) {}
 
 nb::object Conv2dTransposePlan::run(nb::handle x, nb::handle out, nb::handle residual) const {
   return run_forward("Conv2dTranspose.run", plan_, x, out, residual);
@@ -324,10 +328,11 @@ void add_plans(nb::module_& m) {
                               "copied and packed once. run() is thread-safe.");
   conv.def(nb::init<const InputArray&, const std::optional<InputArray>&, nb::handle, nb::handle,
                     nb::handle, nb::handle, nb::handle, nb::handle, bool,
-                    const std::optional<std::string>&>(),
+                    const std::optional<std::string>&, const std::string&>(),
            "w"_a, "b"_a.none() = nb::none(), nb::kw_only(), "x_shape"_a, "stride"_a = 1,
            "padding"_a = 0, "dilation"_a = 1, "groups"_a = 1, "activation"_a.none() = nb::none(),
            "residual_after_activation"_a = false, "backend"_a.none() = nb::none(),
+           "fpmath"_a = "strict",
            "w (KH, KW, C_in / groups, C_out); b None or C_out elements; x_shape (N, H, W, C_in); "
            "the other arguments as for conv2d().")
       .def("run", &Conv2dPlan::run, "x"_a.none(), "out"_a.none() = nb::none(),
@@ -349,11 +354,11 @@ void add_plans(nb::module_& m) {
   transpose
       .def(nb::init<const InputArray&, const std::optional<InputArray>&, nb::handle, nb::handle,
                     nb::handle, nb::handle, nb::handle, nb::handle, nb::handle, bool,
-                    const std::optional<std::string>&>(),
+                    const std::optional<std::string>&, const std::string&>(),
            "w"_a, "b"_a.none() = nb::none(), nb::kw_only(), "x_shape"_a, "stride"_a = 1,
            "padding"_a = 0, "output_padding"_a = 0, "dilation"_a = 1, "groups"_a = 1,
            "activation"_a.none() = nb::none(), "residual_after_activation"_a = false,
-           "backend"_a.none() = nb::none(),
+           "backend"_a.none() = nb::none(), "fpmath"_a = "strict",
            "w (KH, KW, C_out / groups, C_in); b None or C_out elements; x_shape (N, H, W, C_in); "
            "the other arguments as for conv2d_transpose().")
       .def("run", &Conv2dTransposePlan::run, "x"_a.none(), "out"_a.none() = nb::none(),

@@ -22,7 +22,7 @@ class Conv2dPlan {
   Conv2dPlan(const InputArray& w, const std::optional<InputArray>& b, nanobind::handle x_shape,
              nanobind::handle stride, nanobind::handle padding, nanobind::handle dilation,
              nanobind::handle groups, nanobind::handle activation, bool residual_after_activation,
-             const std::optional<std::string>& backend);
+             const std::optional<std::string>& backend, const std::string& fpmath);
 
   // y, into `out` (returned) when it is not None, else a new array; `residual` None or y's shape.
   nanobind::object run(nanobind::handle x, nanobind::handle out, nanobind::handle residual) const;
@@ -38,7 +38,8 @@ class Conv2dTransposePlan {
                       nanobind::handle x_shape, nanobind::handle stride, nanobind::handle padding,
                       nanobind::handle output_padding, nanobind::handle dilation,
                       nanobind::handle groups, nanobind::handle activation,
-                      bool residual_after_activation, const std::optional<std::string>& backend);
+                      bool residual_after_activation, const std::optional<std::string>& backend,
+                      const std::string& fpmath);
 
   nanobind::object run(nanobind::handle x, nanobind::handle out, nanobind::handle residual) const;
   const Conv2dTranspose& plan() const { return plan_; }

@@ -97,6 +97,48 @@ def test_fpmath_bf16(backend, rng):
         convkit.conv2d(x, w, fpmath="fp16", backend=backend)
 
 
+def round_to_bf16(a):
+    """a rounded to bf16 (nearest even), as fpmath='bf16' defines it (finite values)."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return u.astype(np.uint32).view(np.float32)
+
+
+def test_fpmath_bf16_on_plans_and_transposed(backend, rng):
+    # Integers are bf16 values with exact products: every path gives the strict bits.
+    x = rng.integers(-256, 257, (2, 6, 5, 17)).astype(np.float32)
+    w = rng.integers(-16, 17, (3, 3, 17, 19)).astype(np.float32)
+    strict = convkit.conv2d(x, w, padding=1, backend=backend)
+    plan = convkit.Conv2d(w, x_shape=x.shape, padding=1, backend=backend, fpmath="bf16")
+    assert np.array_equal(plan.run(x), strict)
+    wt = rng.integers(-16, 17, (3, 3, 7, 17)).astype(np.float32)
+    strict_t = convkit.conv2d_transpose(x, wt, stride=2, padding=1, backend=backend)
+    assert np.array_equal(convkit.conv2d_transpose(x, wt, stride=2, padding=1, backend=backend,
+                                                   fpmath="bf16"), strict_t)
+    plan_t = convkit.Conv2dTranspose(wt, x_shape=x.shape, stride=2, padding=1, backend=backend,
+                                     fpmath="bf16")
+    assert np.array_equal(plan_t.run(x), strict_t)
+    for make in (lambda: convkit.Conv2d(w, x_shape=x.shape, fpmath="fp16", backend=backend),
+                 lambda: convkit.Conv2dTranspose(wt, x_shape=x.shape, fpmath="fp16",
+                                                 backend=backend),
+                 lambda: convkit.conv2d_transpose(x, wt, fpmath="fp16", backend=backend)):
+        with pytest.raises(convkit.Error, match="fpmath"):
+            make()
+
+
+def test_reference_bf16_rounds_x_and_w_first(rng):
+    x = rng.standard_normal((1, 5, 4, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 5, 6)).astype(np.float32)
+    y = convkit.conv2d_transpose(x, w, stride=2, backend="reference", fpmath="bf16")
+    expected = convkit.conv2d_transpose(round_to_bf16(x), round_to_bf16(w), stride=2,
+                                        backend="reference")
+    assert np.array_equal(y, expected)
+    assert not np.array_equal(y, convkit.conv2d_transpose(x, w, stride=2, backend="reference"))
+    plan = convkit.Conv2d(w.transpose(0, 1, 3, 2).copy(), x_shape=x.shape, padding=1,
+                          backend="reference", fpmath="bf16")
+    assert plan.impl == "reference:direct_bf16:scalar"
+
+
 def numpy_variants(x):
     """x as float64, as a transposed view, with negative and step strides, and Fortran-ordered:
     each holding the same values as x."""

@@ -47,6 +47,21 @@ def test_model_set_is_well_formed(built):
 
 
 
+def test_fpmath_bf16_stays_near_fp32(built):
+    # bf16 rounds every convolution's x and w (2^-8 relative each): the outputs of a whole model
+    # move by a few parts in a thousand, not more. On integers nothing would move; normals do.
+    model = built["yolov8n"]
+    input_name, shape = models.input_shape(model)
+    x = np.random.default_rng(11).standard_normal(shape).astype(np.float32)
+    strict = convkit.onnx.load(model).run({input_name: x})
+    bf16 = convkit.onnx.load(model, fpmath="bf16").run({input_name: x})
+    for a, b in zip(strict, bf16):
+        scale = np.linalg.norm(a) + 1e-30
+        assert np.linalg.norm(a - b) / scale < 3e-2
+    with pytest.raises(ValueError, match="fpmath"):
+        convkit.onnx.load(model, fpmath="fp16")
+
+
 def test_cli_times_and_profiles(built, tmp_path, capsys):
     from convkit.onnx import cli
 

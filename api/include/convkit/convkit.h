@@ -92,7 +92,9 @@ typedef struct convkit_conv2d_params {
 /* As convkit::Conv2dTransposeParams (PyTorch's ConvTranspose2d in NHWC; w is {KH, KW,
  * C_out / groups, C_in}); convkit_conv2d_transpose_params_init sets its defaults (1x1 kernel,
  * stride 1, no crop, dilation 1, 1 group, no output padding, no activation, alpha = beta = 0,
- * residual before the activation). The post-op fields mean what convkit_conv2d_params' do. */
+ * residual before the activation, strict fp32). The post-op fields and fpmath mean what
+ * convkit_conv2d_params' do; fpmath was added last (issue 19): code compiled against the shorter
+ * struct must be rebuilt. */
 typedef struct convkit_conv2d_transpose_params {
   int64_t kernel_h, kernel_w;
   int64_t stride_h, stride_w;
@@ -103,6 +105,7 @@ typedef struct convkit_conv2d_transpose_params {
   convkit_activation activation;
   float activation_alpha, activation_beta;
   int residual_after_activation; /* 0 or 1 */
+  convkit_fpmath fpmath;         /* last, as in convkit_conv2d_params */
 } convkit_conv2d_transpose_params;
 
 typedef enum convkit_pool_mode { CONVKIT_POOL_MAX = 0, CONVKIT_POOL_AVERAGE = 1 } convkit_pool_mode;

@@ -102,6 +102,9 @@ struct Conv2dTransposeParams {
   float activation_beta = 0.0f;
   // Where a residual r is added, as in Conv2dParams.
   bool residual_after_activation = false;
+  // How the multiplications may round x and w, as in Conv2dParams. Last, so that aggregate
+  // initializers written before it existed still compile.
+  Fpmath fpmath = Fpmath::kStrict;
 };
 
 enum class PoolMode { kMax, kAverage };

@@ -45,7 +45,7 @@ class Conv2d {
 
   const Dims& x_dims() const;
   const Dims& y_dims() const;
-  // The implementation chosen, "backend:variant:isa", e.g. "highway:direct:AVX3".
+  // The implementation chosen, "backend:variant:isa", e.g. "highway:igemm:AVX3".
   const std::string& impl_name() const;
 
  private:

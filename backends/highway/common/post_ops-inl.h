@@ -4,11 +4,12 @@
 //
 // Accuracy (checked against the reference over a dense sweep in tests/equivalence_test.cpp):
 // relu, relu6, clip, leaky_relu and hardsigmoid round as the reference does; hardswish is within 2
-// ulp; sigmoid, tanh, silu and gelu are computed in double (Highway's Exp and Tanh, 1-4 ulp of
-// double) and rounded once, as the reference does, so they stay within 1 ulp of it for every float
-// input including denormals, where a float evaluation loses its relative accuracy. NaN gives NaN:
-// every clamp is written with compares that are false for NaN, never Min/Max (whose NaN operand
-// order differs across targets).
+// ulp; sigmoid and silu are computed in float within 2.5 ulp (SigmoidF), except vectors with a
+// lane beyond |z| = 80; those, tanh and gelu are computed in double (Highway's Exp and Tanh, 1-4
+// ulp of double) and rounded once, as the reference does, so they stay within 1 ulp of it for
+// every float input including denormals, where a float evaluation loses its relative accuracy. NaN
+// gives NaN: every clamp is written with compares that are false for NaN, never Min/Max (whose NaN
+// operand order differs across targets).
 //
 // Included once per target through foreach_target.h: toggle guard, not #pragma once.
 #if defined(CONVKIT_HIGHWAY_POST_OPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -138,6 +139,34 @@ HWY_NOINLINE V ActivateTranscendental(D d, Activation activation, V v) {
 
 #endif  // HWY_HAVE_FLOAT64 && HWY_TARGET != HWY_SCALAR
 
+// sigmoid(z) in float, within 2 ulp of the correctly rounded value for |z| <= 80: e = e^-|z| (Exp,
+// 1 ulp), then 1 / (1 + e) to about half an ulp: 1 + e = sum + err exactly (Fast2Sum, e <= 1), and
+// one Newton step from q = 1 / sum that also takes err in, t = q + q (1 - q sum - q err). For
+// z < 0, sigmoid(z) = e t. Each float lane costs a quarter of the double path's time.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V SigmoidF(D d, V z) {
+  const V one = hn::Set(d, 1.0f);
+  const V e = hn::Exp(d, hn::Neg(hn::Abs(z)));
+  const V sum = hn::Add(one, e);
+  const V err = hn::Sub(e, hn::Sub(sum, one));
+  const V q = hn::Div(one, sum);
+  const V rho = hn::NegMulAdd(q, sum, one);
+  const V t = hn::MulAdd(q, hn::NegMulAdd(q, err, rho), q);
+  return hn::IfThenElse(hn::Lt(z, hn::Zero(d)), hn::Mul(e, t), t);
+}
+
+// sigmoid or silu (z sigmoid(z), one more rounding: within 2.5 ulp) of a vector: in float unless
+// a lane is NaN or beyond |z| = 80, where e^-|z| nears float's denormals and loses its relative
+// accuracy; that (rare) vector takes the double path.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V SigmoidOrSilu(D d, Activation activation, V z) {
+  if (!hn::AllFalse(d, hn::Not(hn::Le(hn::Abs(z), hn::Set(d, 80.0f))))) {
+    return ActivateTranscendental(d, activation, z);
+  }
+  const V s = SigmoidF(d, z);
+  return activation == Activation::kSilu ? hn::Mul(z, s) : s;
+}
+
 // One target's view of PostOps: the parameters broadcast once per kernel call (or tile), then
 // Apply() per vector. The activation is a switch on a loop-invariant value, not a per-lane branch.
 template <class D>
@@ -181,6 +210,9 @@ class VecPostOps {
         return ClampKeepNaN(d, hn::MulAdd(alpha_, z, beta_), hn::Zero(d), hn::Set(d, 1.0f));
       case Activation::kHardSwish:
         return HardSwish(d, z);
+      case Activation::kSigmoid:
+      case Activation::kSilu:
+        return SigmoidOrSilu(d, activation_, z);
       default:
         return ActivateTranscendental(d, activation_, z);
     }

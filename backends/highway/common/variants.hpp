@@ -30,11 +30,12 @@ void PrintVariantChoice(std::string_view op, std::string_view problem, std::stri
 // True when CONVKIT_VERBOSE asks for the choice lines (level 2 or more).
 bool VariantChoiceVerbose();
 
-// The index in `list` of the first variant that accepts q (the last one when all refuse: it must
-// accept everything). `describe(q)` gives the problem's text for the verbose line, and is called
-// only when that line is printed.
-template <class Query, class Describe>
-size_t ChooseVariant(std::string_view op, std::span<const Variant<Query>> list, const Query& q,
+// The index in `list` of the first entry that accepts q (the last one when all refuse: it must
+// accept everything). Entry is Variant<Query> or any struct with the same two members (an op's
+// list may carry more per entry, e.g. its plan factory). `describe(q)` gives the problem's text
+// for the verbose line, and is called only when that line is printed.
+template <class Entry, class Query, class Describe>
+size_t ChooseVariant(std::string_view op, std::span<const Entry> list, const Query& q,
                      const Describe& describe) {
   const bool verbose = VariantChoiceVerbose();
   std::string refused;

@@ -11,17 +11,11 @@
 #include <vector>
 
 #include "api/src/backend.hpp"
-#include "convkit/tensor.hpp"
+#include "backends/highway/common/parallel.hpp"
 #include "hwy/aligned_allocator.h"
 
 namespace convkit::internal::highway {
 namespace {
-
-using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
-
-// Below this many FLOPs a call runs on the calling thread (as conv2d_fwd.cpp: an OpenMP region
-// costs ~1-3 us, 1 MFLOP ~5 us on one core).
-constexpr double kSerialFlops = 1 << 20;
 
 // w^T in column blocks of block_cols input channels, each block contiguous: for group g and
 // block b, row tap * OCg + oc holds w(tap, ic, g * OCg + oc) for the block's ic (zeros past ICg).
@@ -91,12 +85,7 @@ void TransposeWeights(const Conv2dProblem& p, const float* w, int64_t block_cols
                       block_cols, ocg,
                       out + g * group_stride + b * block_stride + tap * ocg * block_cols);
   };
-  if (threads <= 1) {
-    for (int64_t s = 0; s < slabs; ++s) run_slab(s);
-    return;
-  }
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t s = 0; s < slabs; ++s) run_slab(s);
+  ParallelFor(threads, slabs, run_slab);
 }
 
 Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const float* dy, float* dw,
@@ -111,24 +100,20 @@ Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const f
   return a;
 }
 
-int ThreadsFor(const Conv2dProblem& p) { return p.flops() < kSerialFlops ? 1 : num_threads(); }
-
 }  // namespace
 
 Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w)
-    : p_(p),
-      kernel_(p.depthwise() ? ChooseConv2dBwdDepthwiseDataKernel() : ChooseConv2dBwdDataKernel()) {
+    : p_(p), choice_(ChooseConv2dBwdData(p)) {
   if (copy_w) w_copy_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
   w_hwio_ = copy_w ? w_copy_.data() : w;
-  if (p.depthwise()) return;  // reads w_hwio_ in place
+  if (!choice_.packed_wt) return;  // reads w_hwio_ in place
   zeros_ = hwy::AllocateAligned<float>(static_cast<size_t>(std::max<int64_t>(p.oc, 1)));
   std::fill_n(zeros_.get(), std::max<int64_t>(p.oc, 1), 0.0f);
   const int64_t icg = p.ic_per_group();
-  const Conv2dFwdKernel shape{nullptr, kernel_.lanes, kernel_.max_vecs, kernel_.isa};
-  const int64_t block_cols =
-      VecsPerBlock(shape, icg, p.kh * p.kw * p.oc_per_group()) * kernel_.lanes;
+  const Conv2dBwdDataKernel& kernel = choice_.kernel;
+  const int64_t block_cols = VecsPerBlock(icg, kernel.lanes, kernel.max_vecs) * kernel.lanes;
   BlockedWeights wt = BlockedLayout(p, block_cols);
-  TransposeWeights(p, w, block_cols, ThreadsFor(p), &wt);
+  TransposeWeights(p, w, block_cols, ThreadsFor(p.flops()), &wt);
   wt_layout_ = {wt.data.get(), block_cols, wt.group_stride, wt.block_stride, block_cols};
   wt_ = std::move(wt.data);
 }
@@ -140,7 +125,7 @@ void Conv2dBwdDataPlan::SetWeights(const float* w) {
   wt.data = std::move(wt_);
   wt.group_stride = wt_layout_.group_stride;
   wt.block_stride = wt_layout_.block_stride;
-  TransposeWeights(p_, w, wt_layout_.block_cols, ThreadsFor(p_), &wt);  // in place
+  TransposeWeights(p_, w, wt_layout_.block_cols, ThreadsFor(p_.flops()), &wt);  // in place
   wt_ = std::move(wt.data);
 }
 
@@ -154,12 +139,12 @@ void Conv2dBwdDataPlan::Run(const float* dy, const DxEpilogue& epilogue, float* 
   a.dx = dx;
   a.epilogue = epilogue;
   a.epilogue.dx = dx;
-  a.threads = ThreadsFor(p_);
-  kernel_.run(a);
+  a.threads = ThreadsFor(p_.flops());
+  choice_.kernel.run(a);
 }
 
 std::string Conv2dBwdDataPlan::name() const {
-  return std::string(p_.depthwise() ? "conv_bwd_depthwise:" : "conv_bwd:") + kernel_.isa;
+  return std::string(choice_.variant) + ":" + choice_.kernel.isa;
 }
 
 namespace {
@@ -169,12 +154,7 @@ namespace {
 class Conv2dBwdPlan final : public Conv2dBwdImpl {
  public:
   Conv2dBwdPlan(const Conv2dProblem& p, const float* w, const Conv2dGradsWanted& wanted)
-      : p_(p),
-        wanted_(wanted),
-        // Depthwise dw (+ db) by the vector-over-channels kernel; db alone, or an empty batch, by
-        // the generic kernel (its bias pass and zero fill).
-        weights_(p.depthwise() && wanted.dw && p.n > 0 ? ChooseConv2dBwdDepthwiseWeightsKernel()
-                                                       : ChooseConv2dBwdWeightsKernel()) {
+      : p_(p), wanted_(wanted), weights_(ChooseConv2dBwdWeights(p, wanted.dw)) {
     if (wanted.dx) data_.emplace(p, w, /*copy_w=*/true);
   }
 
@@ -184,19 +164,21 @@ class Conv2dBwdPlan final : public Conv2dBwdImpl {
 
   void run(const float* x, const float* dy, float* dx, float* dw, float* db) const override {
     if (data_) data_->Run(dy, DxEpilogue{}, dx);
-    if (wanted_.dw || wanted_.db) weights_.run(WeightsArgs(p_, x, dy, dw, db, ThreadsFor(p_)));
+    if (wanted_.dw || wanted_.db)
+      weights_.kernel.run(WeightsArgs(p_, x, dy, dw, db, ThreadsFor(p_.flops())));
   }
 
   std::string name() const override {
     if (!wanted_.dw && !wanted_.db) return "highway:" + data_->name();
-    return std::string(p_.depthwise() ? "highway:conv_bwd_depthwise:" : "highway:conv_bwd:") +
-           weights_.isa;
+    std::string name = "highway:";
+    if (data_) name += std::string(data_->variant()) + "+";
+    return name + weights_.variant + ":" + weights_.kernel.isa;
   }
 
  private:
   const Conv2dProblem p_;
   const Conv2dGradsWanted wanted_;
-  const Conv2dBwdWeightsKernel weights_;
+  const Conv2dBwdWeightsChoice weights_;
   std::optional<Conv2dBwdDataPlan> data_;  // when dx is wanted
 };
 

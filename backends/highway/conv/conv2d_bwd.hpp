@@ -13,7 +13,7 @@
 
 #include "api/src/backend.hpp"
 #include "api/src/problem.hpp"
-#include "backends/highway/conv/conv2d_fwd.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
 #include "hwy/aligned_allocator.h"
 
 namespace convkit::internal::highway {
@@ -72,8 +72,10 @@ struct Conv2dBwdWeightsKernel {
   const char* isa = "";
 };
 
-// The chosen target's kernels (one HWY_DYNAMIC_DISPATCH each).
+// The chosen target's kernels (one HWY_DYNAMIC_DISPATCH each). The narrow-channel data kernel
+// reads w_hwio (not w) and builds its own w^T per call.
 Conv2dBwdDataKernel ChooseConv2dBwdDataKernel();
+Conv2dBwdDataKernel ChooseConv2dBwdNarrowDataKernel();
 Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsKernel();
 // Depthwise (groups == IC == OC; w is HWIO {KH, KW, 1, C}, read in place through w_hwio; w and
 // zeros are not read): vector-over-channels kernels for dx (conv2d_bwd_depthwise_data.cc) and for
@@ -81,6 +83,23 @@ Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsKernel();
 // when db != null, and its bits do not depend on the thread count.
 Conv2dBwdDataKernel ChooseConv2dBwdDepthwiseDataKernel();
 Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
+
+// The backward variant lists (conv2d_bwd_variants.cpp; common/variants.hpp): for dx
+//   bwd_data_depthwise, bwd_data_narrow, bwd_data_igemm (accepts every problem);
+// for dw and db
+//   bwd_weights_depthwise (needs dw wanted and N > 0), bwd_weights_gemm (accepts every problem).
+// `packed_wt`: the kernel reads w^T in column blocks (Conv2dBwdDataArgs::w); otherwise w_hwio.
+struct Conv2dBwdDataChoice {
+  const char* variant;
+  Conv2dBwdDataKernel kernel;
+  bool packed_wt;
+};
+struct Conv2dBwdWeightsChoice {
+  const char* variant;
+  Conv2dBwdWeightsKernel kernel;
+};
+Conv2dBwdDataChoice ChooseConv2dBwdData(const Conv2dProblem& p);
+Conv2dBwdWeightsChoice ChooseConv2dBwdWeights(const Conv2dProblem& p, bool dw_wanted);
 
 // Backward data with everything but dy decided once: the kernel (depthwise or generic) and target,
 // w^T in column blocks for the generic kernel, the zero row. The backward plan (CreateConv2dBwd)
@@ -93,14 +112,15 @@ class Conv2dBwdDataPlan {
 
   // dx = the backward data of dy with the epilogue (its dx field is set here) on the way out.
   void Run(const float* dy, const DxEpilogue& epilogue, float* dx) const;
-  // "conv_bwd:<isa>" or "conv_bwd_depthwise:<isa>".
+  // "<variant>:<isa>", e.g. "bwd_data_igemm:AVX3".
   std::string name() const;
+  const char* variant() const { return choice_.variant; }
   // Replaces w (same dims): the copy and w^T, in place. Only with copy_w; not during a Run.
   void SetWeights(const float* w);
 
  private:
   Conv2dProblem p_;
-  Conv2dBwdDataKernel kernel_;
+  Conv2dBwdDataChoice choice_;
   std::vector<float> w_copy_;  // HWIO, when copy_w
   const float* w_hwio_ = nullptr;
   hwy::AlignedFreeUniquePtr<float[]> wt_;  // w^T in column blocks (generic kernel)
@@ -110,16 +130,16 @@ class Conv2dBwdDataPlan {
 
 // The backend's plan: computes the wanted gradients, each overwritten, dw and db zeros when
 // p.n == 0. dx by a Conv2dBwdDataPlan (w copied and transposed at creation and by set_weights); dw
-// and db by the weights kernel, depthwise problems by the depthwise kernels
-// ("highway:conv_bwd_depthwise:<isa>", else "highway:conv_bwd:<isa>"). Runs still allocate kernel
-// scratch: the depthwise kernels' per-chunk dw partials and tap lists, the narrow-channel data
-// kernel's w^T and tile, the weights kernel's packing panels (README, "Plans and allocation").
+// and db by the weights variant; named "highway:<variants used, joined by +>:<isa>". Runs still
+// allocate kernel scratch: the depthwise kernels' per-chunk dw partials and tap lists, the
+// narrow-channel data kernel's w^T and tile, the weights kernel's packing panels (README, "Plans
+// and allocation").
 std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
                                                const Conv2dGradsWanted& wanted);
 
 // The transposed convolution's forward plan (conv2d_transpose.cpp): a Conv2dBwdDataPlan of p.conv
 // with x as its dy, y as its dx, and bias + activation as its epilogue. Keeps copies of w and b;
-// named "highway:conv_bwd[_depthwise]:<isa>".
+// named "highway:<bwd_data variant>:<isa>".
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,
                                                         const float* w, const float* b);
 

@@ -45,11 +45,7 @@ void RunTile(const Conv2dBwdDataArgs& a, const DxPhase& phase, int64_t g, int64_
   const int64_t tap_stride = ocg * a.w.row_stride;
 
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   const DxTile<kRows> tile(p, phase, a.dy, g * ocg, m0);
   const float* dyp[kRows];
   for (int64_t kh = 0; kh < p.kh; ++kh) {
@@ -106,9 +102,7 @@ void RunAll(const Conv2dBwdDataArgs& a) {
 // microkernel, then col2im: each kernel row's taps cover consecutive dx pixels, so one dcol row
 // segment of KW * IC floats is added to one contiguous dx segment. Each image belongs to one
 // thread and is summed in a fixed order (dy pixels, then kh): the same bits for any thread count.
-bool UseNarrow(const Conv2dProblem& p) {
-  return p.groups == 1 && p.dilation_w == 1 && p.ic * 2 <= static_cast<int64_t>(hn::Lanes(DF()));
-}
+// Chosen in conv2d_bwd_variants.cpp (groups 1, dilation_w 1, IC at most half a vector).
 
 // dst[0, len) += src[0, len).
 inline void AddRow(const float* HWY_RESTRICT src, int64_t len, float* HWY_RESTRICT dst) {
@@ -143,11 +137,7 @@ void NarrowColumns(const float* const (&dyp)[kRows], const float* wt, int64_t ld
   const DF d;
   const size_t lanes = hn::Lanes(d);
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   AccumulateTap<kRows, kVecs>(dyp, wt + col0, ld, oc, hn::FirstN(d, lanes), acc);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
@@ -230,7 +220,6 @@ void RunNarrow(const Conv2dBwdDataArgs& a) {
 }
 
 void Conv2dBwdData(const Conv2dBwdDataArgs& a) {
-  if (UseNarrow(*a.p)) return RunNarrow(a);
   const int64_t vecs = a.w.block_cols / static_cast<int64_t>(hn::Lanes(DF()));
   WithVecs<kMaxVecs>(vecs, [&](auto v) { RunAll<decltype(v)::value>(a); });
 }
@@ -242,6 +231,10 @@ Conv2dBwdDataKernel GetConv2dBwdDataKernel() {
           hwy::TargetName(HWY_TARGET)};
 }
 
+Conv2dBwdDataKernel GetConv2dBwdNarrowDataKernel() {
+  return {&RunNarrow, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs, hwy::TargetName(HWY_TARGET)};
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace convkit::internal::highway
 HWY_AFTER_NAMESPACE();
@@ -250,9 +243,14 @@ HWY_AFTER_NAMESPACE();
 namespace convkit::internal::highway {
 
 HWY_EXPORT(GetConv2dBwdDataKernel);
+HWY_EXPORT(GetConv2dBwdNarrowDataKernel);
 
 Conv2dBwdDataKernel ChooseConv2dBwdDataKernel() {
   return HWY_DYNAMIC_DISPATCH(GetConv2dBwdDataKernel)();
+}
+
+Conv2dBwdDataKernel ChooseConv2dBwdNarrowDataKernel() {
+  return HWY_DYNAMIC_DISPATCH(GetConv2dBwdNarrowDataKernel)();
 }
 
 }  // namespace convkit::internal::highway

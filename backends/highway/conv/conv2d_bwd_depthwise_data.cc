@@ -73,11 +73,7 @@ void DxTile(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count,
   const size_t lanes = hn::Lanes(d);
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * lanes);
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(4)
-    for (size_t v = 0; v < kVecs; ++v) acc[i][v] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   for (int64_t r = 0; r < row_count; ++r) {
     for (int64_t c = 0; c < col_count; ++c) {
       const int64_t ow0 = j0 + col_taps[c].qw;
@@ -107,11 +103,13 @@ void DxTile(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count,
       }
     }
   }
+  VF out[kRows][kVecs];  // acc stays in registers: see CopyTile
+  CopyTile(acc, out);
   const DxTileEpilogue<kVecs> epilogue(e, c0, last);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (static_cast<int64_t>(i) >= rows) break;
-    epilogue.Store(acc[i], dx_row + static_cast<int64_t>(i) * p.stride_w * p.ic);
+    epilogue.Store(out[i], dx_row + static_cast<int64_t>(i) * p.stride_w * p.ic);
   }
 }
 
@@ -155,11 +153,7 @@ void DxTileDense(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_c
   const size_t lanes = hn::Lanes(d);
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * lanes);
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(4)
-    for (size_t v = 0; v < kVecs; ++v) acc[i][v] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   const int64_t ow_base = j0 + p.pad.left - static_cast<int64_t>(kKw - 1);  // column u = 0
   for (int64_t r = 0; r < row_count; ++r) {
     VF wv[kKw][kVecs];
@@ -185,11 +179,13 @@ void DxTileDense(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_c
       }
     }
   }
+  VF out[kRows][kVecs];  // acc stays in registers: see CopyTile
+  CopyTile(acc, out);
   const DxTileEpilogue<kVecs> epilogue(e, c0, last);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (static_cast<int64_t>(i) >= rows) break;
-    epilogue.Store(acc[i], dx_row + static_cast<int64_t>(i) * p.ic);
+    epilogue.Store(out[i], dx_row + static_cast<int64_t>(i) * p.ic);
   }
 }
 
@@ -301,11 +297,7 @@ void Conv2dBwdDepthwiseData(const Conv2dBwdDataArgs& a) {
   const int64_t all_vecs = (a.p->ic + lanes - 1) / lanes;
   const int64_t blocks = (all_vecs + kDxMaxVecs - 1) / kDxMaxVecs;
   const int64_t vecs = (all_vecs + blocks - 1) / blocks;
-  if constexpr (kDxMaxVecs >= 3) {
-    if (vecs >= 3) return RunDx<3>(a);
-  }
-  if (vecs >= 2) return RunDx<2>(a);
-  RunDx<1>(a);
+  WithVecs<kDxMaxVecs>(vecs, [&](auto v) { RunDx<decltype(v)::value>(a); });
 }
 
 }  // namespace

@@ -140,13 +140,8 @@ void WeightsItem(const Conv2dBwdWeightsArgs& a, const TapCols* tap_cols, int64_t
   const DF d;
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
   VF acc[kTaps][kVecs], sum[kVecs];
-  HWY_UNROLL(32)
-  for (size_t t = 0; t < kTaps; ++t) {
-    HWY_UNROLL(4)
-    for (size_t v = 0; v < kVecs; ++v) acc[t][v] = hn::Zero(d);
-  }
-  HWY_UNROLL(4)
-  for (size_t v = 0; v < kVecs; ++v) sum[v] = hn::Zero(d);
+  ZeroTile(acc);
+  ZeroVecs(sum);
   const float* x = a.x + c0;
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / p.oh, oh = row % p.oh;

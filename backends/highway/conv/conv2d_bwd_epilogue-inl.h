@@ -34,8 +34,7 @@ class DxTileEpilogue {
     if (e.b != nullptr) {
       LoadVecs<kVecs>(e.b + c0, last, bias_);
     } else {
-      HWY_UNROLL(4)
-      for (size_t j = 0; j < kVecs; ++j) bias_[j] = hn::Zero(DF());
+      ZeroVecs(bias_);
     }
   }
 
@@ -54,8 +53,7 @@ class DxTileEpilogue {
       if (has_r) {
         LoadVecs<kVecs>(e_.r + (row - e_.dx), last_, rv);
       } else {
-        HWY_UNROLL(4)
-        for (size_t j = 0; j < kVecs; ++j) rv[j] = hn::Zero(d);
+        ZeroVecs(rv);
       }
       HWY_UNROLL(4)
       for (size_t j = 0; j < kVecs; ++j) v[j] = post_.Apply(d, v[j], rv[j], has_r);

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "api/src/problem.hpp"
+#include "backends/highway/conv/pixel_grid.hpp"
 
 namespace convkit::internal::highway {
 
@@ -51,26 +52,14 @@ class DxTile {
       : p_(p), phase_(phase) {
     const int64_t m_end = phase.pixels(p);
     rows_ = static_cast<size_t>(m_end - m0 < static_cast<int64_t>(kRows) ? m_end - m0 : kRows);
-    int64_t m = m0;
-    int64_t n = m / (phase.nh * phase.nw);
-    int64_t i = (m / phase.nw) % phase.nh;
-    int64_t j = m % phase.nw;
-    for (size_t r = 0; r < kRows; ++r) {
+    GridPixel pixel(m0, phase.nh, phase.nw, m_end);
+    for (size_t r = 0; r < kRows; ++r, pixel.Next()) {
+      const int64_t n = pixel.n, i = pixel.row, j = pixel.col;
       i_[r] = i;
       j_[r] = j;
       dy_image_[r] = dy + n * p.oh * p.ow * p.oc + oc_offset;
       dx_offset_[r] =
           ((n * p.ih + phase.rh + p.stride_h * i) * p.iw + phase.rw + p.stride_w * j) * p.ic;
-      if (m + 1 < m_end) {  // advance; stay on the last pixel past the end
-        ++m;
-        if (++j == phase.nw) {
-          j = 0;
-          if (++i == phase.nh) {
-            i = 0;
-            ++n;
-          }
-        }
-      }
     }
   }
 

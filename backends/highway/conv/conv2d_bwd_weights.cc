@@ -68,8 +68,7 @@ void WeightsTile(const float* HWY_RESTRICT x, int64_t x_stride, size_t rows,
   VF acc[kRows][kVecs];
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
+    ZeroVecs(acc[i]);
     if (!first && i < rows) LoadVecs<kVecs>(dw + static_cast<int64_t>(i) * dw_stride, last, acc[i]);
   }
   size_t row[kRows];  // the x column row i reads
@@ -191,6 +190,25 @@ WeightsPlan PlanWeights(const Conv2dProblem& p, int64_t tile_rows, int64_t block
 // The dw tiles [begin, end) of the order (group, row block, column block, row tile), over the
 // whole reduction, K block by K block. Packs each im2col block and dy panel once per K block
 // into the caller's buffers (x_buf: block_k * x_ld floats, dy_buf: block_k * block_cols).
+// Packs the x rows of the row block at m0 (mc rows, group g, pixels [k0, k0 + kn)) that the
+// tiles [begin, end) of the tile order need, t being the block's first tile: all of them unless
+// the range covers fewer than one column block's row tiles.
+void PackBlockRows(const Conv2dBwdWeightsArgs& a, const WeightsPlan& w, int64_t g, int64_t k0,
+                   int64_t kn, int64_t m0, int64_t mc, int64_t t, int64_t begin, int64_t end,
+                   float* x_buf) {
+  const int64_t row_tiles = (mc + w.tile_rows - 1) / w.tile_rows;
+  int64_t rt_lo = 0, rt_hi = row_tiles;
+  const int64_t s = std::max(begin, t) - t;
+  const int64_t e = std::min(end, t + w.col_blocks * row_tiles) - t;
+  if (e - s < row_tiles && s % row_tiles < (e - 1) % row_tiles + 1) {
+    rt_lo = s % row_tiles;
+    rt_hi = (e - 1) % row_tiles + 1;
+  }
+  const int64_t lo = rt_lo * w.tile_rows;
+  const int64_t hi = std::min(mc, rt_hi * w.tile_rows);
+  PackXRows(*a.p, a.x, g, k0, kn, m0 + lo, hi - lo, w.x_ld, x_buf + lo);
+}
+
 template <size_t kVecs>
 void RunTiles(const Conv2dBwdWeightsArgs& a, const WeightsPlan& w, int64_t begin, int64_t end,
               float* x_buf, float* dy_buf) {
@@ -208,18 +226,7 @@ void RunTiles(const Conv2dBwdWeightsArgs& a, const WeightsPlan& w, int64_t begin
           t += w.col_blocks * row_tiles;
           continue;
         }
-        if (!w.direct_x) {  // only the row tiles of this block that [begin, end) holds
-          int64_t rt_lo = 0, rt_hi = row_tiles;
-          const int64_t s = std::max(begin, t) - t;
-          const int64_t e = std::min(end, t + w.col_blocks * row_tiles) - t;
-          if (e - s < row_tiles && s % row_tiles < (e - 1) % row_tiles + 1) {
-            rt_lo = s % row_tiles;
-            rt_hi = (e - 1) % row_tiles + 1;
-          }
-          const int64_t lo = rt_lo * w.tile_rows;
-          const int64_t hi = std::min(mc, rt_hi * w.tile_rows);
-          PackXRows(p, a.x, g, k0, kn, m0 + lo, hi - lo, w.x_ld, x_buf + lo);
-        }
+        if (!w.direct_x) PackBlockRows(a, w, g, k0, kn, m0, mc, t, begin, end, x_buf);
         for (int64_t cb = 0; cb < w.col_blocks; ++cb) {
           if (t + row_tiles <= begin || t >= end) {
             t += row_tiles;
@@ -278,8 +285,7 @@ void BiasBlock(const Conv2dProblem& p, const float* dy, int64_t c0, int64_t cols
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * lanes);
   const int64_t pixels = p.n * p.oh * p.ow;
   VF sum[kVecs];
-  HWY_UNROLL(16)
-  for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Zero(d);
+  ZeroVecs(sum);
   for (int64_t m = 0; m < pixels; ++m) {
     VF v[kVecs];
     LoadVecs<kVecs>(dy + m * p.oc + c0, last, v);
@@ -319,8 +325,7 @@ void Conv2dBwdWeights(const Conv2dBwdWeightsArgs& a) {
   }
   // Blocks of output channels as wide as the microkernel holds (VecsPerBlock, as the forward).
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
-  const Conv2dFwdKernel shape{nullptr, lanes, static_cast<int64_t>(kMaxVecs), ""};
-  const int64_t vecs = VecsPerBlock(shape, p.oc_per_group(), p.n * p.oh * p.ow);
+  const int64_t vecs = VecsPerBlock(p.oc_per_group(), lanes, static_cast<int64_t>(kMaxVecs));
   WithVecs<kMaxVecs>(vecs, [&](auto v) {
     constexpr size_t kVecs = decltype(v)::value;
     RunWeights<kVecs>(a, static_cast<int64_t>(kVecs) * lanes);

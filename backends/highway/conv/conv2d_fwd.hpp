@@ -1,102 +1,22 @@
-// The Highway backend's forward convolution: what the target-independent code (plans, packing)
-// shares with the per-target kernels in conv2d_fwd_igemm.cc and conv2d_fwd_depthwise.cc.
-//
-// The kernels are reached through one HWY_DYNAMIC_DISPATCH per plan creation or one-shot call: it
-// returns a Conv2dFwdKernel holding the chosen target's entry point and its vector width, so that
-// the weights packed for a width are always run by a kernel of that width.
+// The Highway backend's forward convolution entry points, called by highway_backend.cpp. Both
+// choose the variant through the ordered list in conv2d_fwd.cpp.
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
-
-#include "api/src/problem.hpp"
-
-namespace convkit::internal::highway {
-
-// Weights as the implicit-GEMM kernel reads them. Row r = (kh * KW + kw) * ICg + ic of the K x OCg
-// matrix of group g, columns [j * block_cols, (j + 1) * block_cols), starts at
-//   data + g * group_stride + j * block_stride + r * row_stride.
-// Columns at or past OCg are never stored to y; they are read (masked) only within the last vector.
-struct Conv2dFwdWeights {
-  const float* data = nullptr;
-  int64_t row_stride = 0;
-  int64_t group_stride = 0;
-  int64_t block_stride = 0;
-  int64_t block_cols = 0;  // a multiple of the vector width: vecs_per_block * lanes
-};
-
-// Where each output pixel reads its input, computed once at plan creation so that run() does no
-// index arithmetic (small problems, where that arithmetic costs as much as the FMAs). The output
-// pixels are cut into tiles of `rows` consecutive pixels (the last tile repeats its last pixel, as
-// PixelTile does); tile t owns entries [tile_begin[t], tile_begin[t + 1]), each of
-// kEntryHeader + rows int32:
-//   { r, steps, off[0], ..., off[rows - 1] }
-// meaning "reduce over the `steps` weight rows r, r + 1, ...; pixel i reads `steps` consecutive
-// floats from x + off[i], or from zeros when off[i] < 0". Consecutive taps whose input is
-// consecutive for every pixel share one entry; taps in the padding for every pixel have none.
-// Built only for groups == 1 and inputs of fewer than 2^31 floats.
-struct Conv2dFwdTaps {
-  static constexpr int64_t kEntryHeader = 2;
-  const int32_t* entries = nullptr;
-  const int32_t* tile_begin = nullptr;  // in entries, not int32s
-  int64_t rows = 0;
-};
-
-// Everything a kernel call needs. `zeros` holds at least KW * IC zero floats, and as many as the
-// longest entry of `taps` reads: taps (or rows of taps) falling in the padding read from it. b is
-// null without bias; r, the residual of p->post_ops, null without one (it has y's dims and may
-// equal y). x and y do not overlap. Not owned.
-struct Conv2dFwdArgs {
-  const Conv2dProblem* p = nullptr;
-  const float* x = nullptr;
-  Conv2dFwdWeights w;
-  const float* b = nullptr;
-  const float* zeros = nullptr;
-  const float* r = nullptr;
-  float* y = nullptr;
-  int threads = 1;     // OpenMP threads; 1 runs on the calling thread with no parallel region
-  Conv2dFwdTaps taps;  // a plan's tap table, or empty: the kernel then computes the offsets
-};
-
-using Conv2dFwdFn = void (*)(const Conv2dFwdArgs& args);
-
-// One target's kernel: its entry point, vector width in floats, the largest number of vectors of
-// output channels its microkernel holds (registers: 32 on AVX-512, 16 on AVX2), and its name.
-struct Conv2dFwdKernel {
-  Conv2dFwdFn run = nullptr;
-  int64_t lanes = 1;
-  int64_t max_vecs = 1;
-  const char* isa = "";
-  int64_t rows[4] = {};  // implicit GEMM: pixels per tile for blocks of 1-4 vectors (0: none)
-};
-
-// The chosen target's implicit-GEMM kernel (any stride, padding, dilation, groups).
-Conv2dFwdKernel Conv2dFwdIgemmKernel();
-// The chosen target's depthwise kernel (groups == IC == OC; w is HWIO, i.e. {KH, KW, 1, C}).
-Conv2dFwdKernel Conv2dFwdDepthwiseKernel();
-
-// How many vectors of output channels one block (one microkernel call) covers, given OCg and K =
-// KH * KW * ICg. Packing and the kernel both use it.
-int64_t VecsPerBlock(const Conv2dFwdKernel& kernel, int64_t ocg, int64_t k);
-
-}  // namespace convkit::internal::highway
-
-// Target-independent entry points (conv2d_fwd.cpp), called by the backend (highway_backend.cpp).
 #include <memory>
 #include <string>
 
 #include "api/src/backend.hpp"
+#include "api/src/problem.hpp"
 
 namespace convkit::internal::highway {
 
-// A plan: chooses the kernel (depthwise or implicit GEMM) and the target once, packs the weights
-// into C_out-blocked panels padded with zeros, copies the bias. Keeps no reference to w or b.
+// A plan: chooses the variant and the target once, packs the weights for it, copies the bias.
+// Keeps no reference to w or b.
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,
                                                const float* b);
 
-// A one-shot call: the same kernels, reading HWIO weights in place (no packing). Allocates only a
-// zero row when IC exceeds a static one, and the bf16 pairs of w with fpmath = bf16. Stores the
-// implementation's name in impl_name if non-null.
+// A one-shot call: the same variants; those that can read HWIO weights in place do (no packing).
+// Stores the implementation's name in impl_name if non-null.
 void Conv2dFwdOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
                       const float* r, float* y, std::string* impl_name);
 

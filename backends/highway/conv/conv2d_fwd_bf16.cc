@@ -42,8 +42,8 @@ constexpr int64_t kChunkQuantum = 24;
 
 // The converted input of a chunk: 256 KiB on the stack of each thread, so that run() allocates
 // nothing. A chunk of 24 pixels must fit: the longest reduction is 64 Ki / 24 = 2730 pairs
-// (3x3 x 606 channels; ResNet-50's and VGG-16's longest is 3x3 x 512). It stays in Zen 5's 1 MiB L2
-// beside a weight panel while every block of output channels sweeps it.
+// (3x3 x 606 channels; ResNet-50's and VGG-16's longest is 3x3 x 512). It stays in the 1 MiB L2
+// (Zen 4 and Zen 5) beside a weight panel while every block of output channels sweeps it.
 constexpr int64_t kBufferWords = int64_t{1} << 16;
 constexpr int64_t kMaxPairs = kBufferWords / kChunkQuantum;
 
@@ -116,11 +116,7 @@ CONVKIT_BF16_ATTR HWY_INLINE void DotTile(const uint32_t* HWY_RESTRICT xb, int64
                                           const uint32_t* HWY_RESTRICT w, int64_t block_cols,
                                           VF (&acc)[kRows][kVecs]) {
   const DF d;
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   for (int64_t s = 0; s < row_words; ++s, w += block_cols) {
     __m512i wv[kVecs];
     HWY_UNROLL(16)

@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "api/src/bf16.hpp"
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
+#include "backends/highway/conv/conv2d_fwd_variant.hpp"
 #include "convkit/tensor.hpp"
 
 namespace convkit::internal::highway {
@@ -16,19 +19,8 @@ namespace {
 
 using AlignedWords = std::vector<uint32_t, AlignedAllocator<uint32_t>>;
 
-// Below this many dot products (~2.5 us on one core) a call runs on the calling thread: waking
-// the OpenMP team costs ~1 us. The fp32 kernels' threshold (conv2d_fwd.cpp) in vector FMAs, halved
-// because one dot product does two multiply-adds per lane.
-constexpr double kSerialDots = 1 << 12;
-
 int64_t BlockCols(const Conv2dProblem& p, const Conv2dFwdBf16Kernel& kernel) {
-  const int64_t vecs = (p.oc_per_group() + kernel.lanes - 1) / kernel.lanes;
-  if (vecs <= kernel.max_vecs) return vecs * kernel.lanes;
-  // The widest block that divides the channels evenly (no narrow tail block), as VecsPerBlock.
-  for (int64_t v = kernel.max_vecs; v >= 2; --v) {
-    if (vecs % v == 0) return v * kernel.lanes;
-  }
-  return kernel.max_vecs * kernel.lanes;
+  return VecsPerBlock(p.oc_per_group(), kernel.lanes, kernel.max_vecs) * kernel.lanes;
 }
 
 int64_t RowPairs(const Conv2dProblem& p) { return (p.kw * p.ic_per_group() + 1) / 2; }
@@ -73,8 +65,7 @@ class Conv2dFwdBf16Plan final : public Conv2dFwdImpl {
       : p_(p), kernel_(kernel) {
     w_ = PackWeights(p, w, BlockCols(p, kernel), &layout_);
     if (b != nullptr) b_.assign(b, b + p.oc);
-    const double dots = p.flops() / (4.0 * static_cast<double>(kernel.lanes));
-    serial_ = dots < kSerialDots;
+    serial_ = ThreadsFor(p.flops()) == 1;
   }
 
   void run(const float* x, const float* r, float* y) const override {
@@ -100,15 +91,28 @@ class Conv2dFwdBf16Plan final : public Conv2dFwdImpl {
   bool serial_ = false;
 };
 
+std::unique_ptr<Conv2dFwdImpl> CreateBf16(const Conv2dProblem& p, const float* w, const float* b) {
+  return std::make_unique<Conv2dFwdBf16Plan>(p, w, b, Conv2dFwdBf16KernelForCpu());
+}
+
+// Depthwise is memory-bound: fp32 runs it as fast. Below kMinRowPairs converting x costs more
+// than bf16 saves. The input of a tile is converted into a fixed stack buffer: max_pairs bounds
+// the reduction.
+const char* RefusesBf16(const Conv2dFwdQuery& q) {
+  const Conv2dProblem& p = q.p;
+  if (!p.bf16()) return "fpmath strict";
+  if (p.depthwise()) return "depthwise";
+  if (RowPairs(p) < kMinRowPairs) return "kernel rows under 8 bf16 pairs";
+  const Conv2dFwdBf16Kernel kernel = Conv2dFwdBf16KernelForCpu();
+  if (kernel.run == nullptr) return "no AVX512-BF16 on this CPU or target";
+  if (p.kh * RowPairs(p) > kernel.max_pairs) return "reduction too long";
+  return nullptr;
+}
+
 }  // namespace
 
-std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwdBf16(const Conv2dProblem& p, const float* w,
-                                                   const float* b) {
-  if (!p.bf16() || p.depthwise() || RowPairs(p) < kMinRowPairs) return nullptr;
-  const Conv2dFwdBf16Kernel kernel = Conv2dFwdBf16KernelForCpu();
-  if (kernel.run == nullptr) return nullptr;
-  if (p.kh * RowPairs(p) > kernel.max_pairs) return nullptr;
-  return std::make_unique<Conv2dFwdBf16Plan>(p, w, b, kernel);
+Conv2dFwdVariant Conv2dFwdBf16Variant() {
+  return {"igemm_bf16", &RefusesBf16, &CreateBf16, nullptr};
 }
 
 }  // namespace convkit::internal::highway

@@ -5,10 +5,7 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
-#include <string>
 
-#include "api/src/backend.hpp"
 #include "api/src/problem.hpp"
 
 namespace convkit::internal::highway {
@@ -54,14 +51,5 @@ struct Conv2dFwdBf16Kernel {
 };
 
 Conv2dFwdBf16Kernel Conv2dFwdBf16KernelForCpu();
-
-// A bf16 plan (weights packed as above at creation; run() allocates nothing but uses ~280 KiB of
-// the stack of each thread it runs on, for the converted input), or null when the bf16 kernel
-// cannot run p: strict fpmath, depthwise (memory-bound: fp32 runs it as fast), kernel rows of fewer
-// than 8 pairs (KW * C_in / groups < 15: converting x costs more than bf16 saves), a CPU or target
-// without AVX512-BF16, or a reduction longer than the kernel's max_pairs. The caller then runs
-// fp32.
-std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwdBf16(const Conv2dProblem& p, const float* w,
-                                                   const float* b);
 
 }  // namespace convkit::internal::highway

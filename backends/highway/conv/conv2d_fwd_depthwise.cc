@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #include "backends/highway/common/parallel.hpp"
-#include "backends/highway/conv/conv2d_fwd.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
 #include "backends/highway/conv/conv2d_fwd_tile.hpp"
 
 #undef HWY_TARGET_INCLUDE
@@ -97,18 +97,16 @@ void RunBlock(const Conv2dFwdArgs& a, const PixelTile<kRows>& tile, const TileTa
   float* y = a.y + m0 * p.oc + c0;
   const int64_t all_taps = p.kh * p.kw;
 
-  VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  VF acc[kRows][kVecs];  // in registers: see CopyTile
+  ZeroTile(acc);
   AccumulateTaps<kRows, kVecs>(a, taps, c0, last, acc);
   for (int64_t t0 = kMaxTaps; t0 < all_taps; t0 += kMaxTaps) {
     const TileTaps<kRows> chunk(p, tile, a.zeros, t0, std::min(all_taps, t0 + kMaxTaps));
     AccumulateTaps<kRows, kVecs>(a, chunk, c0, last, acc);
   }
-  StoreTile<kRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
+  VF out[kRows][kVecs];
+  CopyTile(acc, out);
+  StoreTile<kRows, kVecs>(out, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
                           a.r != nullptr ? a.r + m0 * p.oc + c0 : nullptr, last, y, p.oc);
 }
 
@@ -232,12 +230,8 @@ void RunRowBlock(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int
   const Conv2dProblem& p = *a.p;
   const DF d;
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
-  VF acc[kRowRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRowRows; ++i) {
-    HWY_UNROLL(4)
-    for (size_t v = 0; v < kVecs; ++v) acc[i][v] = hn::Zero(d);
-  }
+  VF acc[kRowRows][kVecs];  // in registers: see CopyTile
+  ZeroTile(acc);
   const int64_t iw0 = ow0 * static_cast<int64_t>(kStride) - p.pad.left;
   for (int64_t kh = 0; kh < p.kh; ++kh) {
     const int64_t ih = oh * p.stride_h - p.pad.top + kh * p.dilation_h;
@@ -247,7 +241,9 @@ void RunRowBlock(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int
   }
   const size_t rows = static_cast<size_t>(std::min<int64_t>(p.ow - ow0, kRowRows));
   const int64_t at = ((n * p.oh + oh) * p.ow + ow0) * p.oc + c0;
-  StoreTile<kRowRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
+  VF out[kRowRows][kVecs];
+  CopyTile(acc, out);
+  StoreTile<kRowRows, kVecs>(out, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
                              a.r != nullptr ? a.r + at : nullptr, last, a.y + at, p.oc);
 }
 
@@ -352,13 +348,8 @@ void Conv2dFwdDepthwise(const Conv2dFwdArgs& a) {
     if (a.p->kw == 7) return RunAllDenseRows<7, 1>(a);
     return a.p->kw == 3 ? RunAllDenseRows<3, 1>(a) : RunAllDenseRows<5, 1>(a);
   }
-  const int64_t vecs =
-      (a.p->oc + static_cast<int64_t>(hn::Lanes(DF())) - 1) / static_cast<int64_t>(hn::Lanes(DF()));
-  if constexpr (kMaxVecs >= 3) {
-    if (vecs >= 3) return RunAll<3>(a);
-  }
-  if (vecs >= 2) return RunAll<2>(a);
-  RunAll<1>(a);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  WithVecs<kMaxVecs>((a.p->oc + lanes - 1) / lanes, [&](auto v) { RunAll<decltype(v)::value>(a); });
 }
 
 }  // namespace

@@ -39,26 +39,20 @@ HWY_INLINE void LoadTile(const float* HWY_RESTRICT y, int64_t y_stride, size_t r
 template <size_t kRows, size_t kVecs>
 HWY_INLINE void StoreTilePlain(const VF (&acc)[kRows][kVecs], size_t rows, const float* b, MF last,
                                float* HWY_RESTRICT y, int64_t y_stride) {
-  const DF d;
-  const size_t lanes = hn::Lanes(d);
   VF bias[kVecs];
-  HWY_UNROLL(16)
-  for (size_t j = 0; j < kVecs; ++j) bias[j] = hn::Zero(d);
+  ZeroVecs(bias);
   if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (i >= rows) break;
     float* row = y + static_cast<int64_t>(i) * y_stride;
+    VF v[kVecs];
     HWY_UNROLL(16)
     for (size_t j = 0; j < kVecs; ++j) {
       // Bias after the sum, as the reference adds it; on integer data both orders are exact.
-      const VF v = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
-      if (j + 1 < kVecs) {
-        hn::StoreU(v, d, row + j * lanes);
-      } else {
-        hn::BlendedStore(v, last, d, row + j * lanes);
-      }
+      v[j] = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
     }
+    StoreVecs<kVecs>(v, last, row);
   }
 }
 
@@ -69,30 +63,24 @@ HWY_NOINLINE void StoreTileFused(const VF (&acc)[kRows][kVecs], size_t rows, con
                                  const PostOps& ops, const float* r, MF last, float* y,
                                  int64_t y_stride) {
   const DF d;
-  const size_t lanes = hn::Lanes(d);
   const VecPostOps<DF> post(d, ops);
   VF bias[kVecs];
-  HWY_UNROLL(16)
-  for (size_t j = 0; j < kVecs; ++j) bias[j] = hn::Zero(d);
+  ZeroVecs(bias);
   if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
   const bool has_r = r != nullptr;
   for (size_t i = 0; i < rows; ++i) {
     float* row = y + static_cast<int64_t>(i) * y_stride;
     const float* r_row = has_r ? r + static_cast<int64_t>(i) * y_stride : nullptr;
     VF rv[kVecs];
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) rv[j] = hn::Zero(d);
+    ZeroVecs(rv);
     if (has_r) LoadVecs<kVecs>(r_row, last, rv);
+    VF v[kVecs];
     HWY_UNROLL(16)
     for (size_t j = 0; j < kVecs; ++j) {
       const VF z = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
-      const VF v = post.Apply(d, z, rv[j], has_r);
-      if (j + 1 < kVecs) {
-        hn::StoreU(v, d, row + j * lanes);
-      } else {
-        hn::BlendedStore(v, last, d, row + j * lanes);
-      }
+      v[j] = post.Apply(d, z, rv[j], has_r);
     }
+    StoreVecs<kVecs>(v, last, row);
   }
 }
 

@@ -21,20 +21,14 @@
 // channels in order, then bias: integer data give the reference's bits.
 //
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc); the
-// target-independent part (choice, packing, plan) is at the end, under HWY_ONCE.
-#include "backends/highway/conv/conv2d_fwd_grouped.hpp"
-
+// target-independent part (choice, packing, plan) is in conv2d_fwd_grouped.cpp.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <string>
-#include <vector>
 
 #include "backends/highway/common/parallel.hpp"
-#include "backends/highway/conv/conv2d_fwd.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
 #include "backends/highway/conv/conv2d_fwd_tile.hpp"
-#include "convkit/tensor.hpp"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_fwd_grouped.cc"
@@ -270,80 +264,8 @@ namespace convkit::internal::highway {
 
 HWY_EXPORT(GetConv2dFwdGroupedKernel);
 
-namespace {
-
-using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
-
-Conv2dFwdKernel GroupedKernel() { return HWY_DYNAMIC_DISPATCH(GetConv2dFwdGroupedKernel)(); }
-
-// Block j, tap t, channel ic, lane l at ((j * KH * KW + t) * ICg + ic) * L + l: the HWIO row
-// (t, ic) of the block's groups, which are consecutive columns of w, zeros past the last group.
-AlignedFloats PackWeights(const Conv2dProblem& p, const float* w, int64_t lanes,
-                          Conv2dFwdWeights* layout) {
-  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
-  const int64_t per_block = lanes / ocg;
-  const int64_t blocks = (p.groups + per_block - 1) / per_block;
-  const int64_t rows = p.kh * p.kw * icg;
-  AlignedFloats packed(static_cast<size_t>(blocks * rows * lanes), 0.0f);
-  for (int64_t j = 0; j < blocks; ++j) {
-    const int64_t col0 = j * per_block * ocg;
-    const int64_t cols = std::min(per_block, p.groups - j * per_block) * ocg;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* src = w + r * p.oc + col0;
-      std::copy(src, src + cols, packed.data() + (j * rows + r) * lanes);
-    }
-  }
-  *layout = {packed.data(), lanes, 0, rows * lanes, lanes};
-  return packed;
-}
-
-class Conv2dFwdGroupedPlan final : public Conv2dFwdImpl {
- public:
-  Conv2dFwdGroupedPlan(const Conv2dProblem& p, const float* w, const float* b, int threads)
-      : p_(p), kernel_(GroupedKernel()), threads_(threads) {
-    w_ = PackWeights(p, w, kernel_.lanes, &layout_);
-    // Taps in the padding read zeros at any block's channel offset: IC floats, or one load.
-    zeros_.assign(static_cast<size_t>(std::max(p.ic, kernel_.lanes)), 0.0f);
-    if (b != nullptr) b_.assign(b, b + p.oc);
-  }
-
-  void run(const float* x, const float* r, float* y) const override {
-    Conv2dFwdArgs a;
-    a.p = &p_;
-    a.x = x;
-    a.r = r;
-    a.w = layout_;
-    a.b = b_.empty() ? nullptr : b_.data();
-    a.zeros = zeros_.data();
-    a.y = y;
-    a.threads = threads_ > 1 ? num_threads() : 1;
-    kernel_.run(a);
-  }
-
-  std::string name() const override { return std::string("highway:grouped:") + kernel_.isa; }
-
- private:
-  const Conv2dProblem p_;
-  const Conv2dFwdKernel kernel_;
-  AlignedFloats w_;
-  Conv2dFwdWeights layout_;
-  AlignedFloats b_;
-  AlignedFloats zeros_;
-  const int threads_;
-};
-
-}  // namespace
-
-bool UseGrouped(const Conv2dProblem& p) {
-  if (p.groups <= 1 || p.depthwise()) return false;
-  const int64_t lanes = GroupedKernel().lanes;
-  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
-  return ocg <= lanes && lanes % ocg == 0 && icg <= ocg;
-}
-
-std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwdGrouped(const Conv2dProblem& p, const float* w,
-                                                      const float* b, int threads) {
-  return std::make_unique<Conv2dFwdGroupedPlan>(p, w, b, threads);
+Conv2dFwdKernel Conv2dFwdGroupedKernel() {
+  return HWY_DYNAMIC_DISPATCH(GetConv2dFwdGroupedKernel)();
 }
 
 }  // namespace convkit::internal::highway

@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "backends/highway/common/parallel.hpp"
-#include "backends/highway/conv/conv2d_fwd.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
 #include "backends/highway/conv/conv2d_fwd_tile.hpp"
 
 #undef HWY_TARGET_INCLUDE
@@ -52,9 +52,9 @@ constexpr size_t TileRowsFor(size_t vecs) {
 
 // Cache blocking over K. The reduction over a group's input channels is cut into slices so that
 // the part of a weight panel one slice reads (KH * KW taps x slice channels x block_cols floats)
-// stays in L2 while a thread sweeps pixel tiles over it. Zen 5 has 1 MiB of L2 per core; 384 KiB
-// leaves room for the input rows and outputs streamed alongside. Unsliced, a 3x3 x 512-channel x
-// 64-column panel (1.18 MB) would come from L3 once per tile of 6 pixels.
+// stays in L2 while a thread sweeps pixel tiles over it. Zen 4 and Zen 5 have 1 MiB of L2 per core;
+// 384 KiB leaves room for the input rows and outputs streamed alongside. Unsliced, a 3x3 x
+// 512-channel x 64-column panel (1.18 MB) would come from L3 once per tile of 6 pixels.
 constexpr int64_t kPanelSliceBytes = int64_t{384} << 10;
 // A slice keeps at least this many channels, so that the per-tap pointer set-up (one pointer per
 // pixel) stays small next to the slice's kRows * kVecs * channels FMAs.
@@ -192,11 +192,7 @@ void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   float* y = a.y + job.m0 * p.oc + col0;
 
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   if (job.c_begin != 0) LoadTile<kRows, kVecs>(y, p.oc, rows, last, acc);
   if (IsPointwise(p)) {
     AccumulatePointwise<kRows, kVecs>(a, job, w, last, acc);

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "api/src/problem.hpp"
+#include "backends/highway/conv/pixel_grid.hpp"
 
 namespace convkit::internal::highway {
 
@@ -23,14 +24,11 @@ class PixelTile {
     const int64_t m_end = p.n * p.oh * p.ow;
     int64_t row_span;  // RowOfTaps adds kh * dilation_h rows to an origin: that must fit too
     if (__builtin_mul_overflow(ih_span, p.iw * p.ic, &row_span)) columns_inside_ = false;
-    int64_t m = m0 < m_end ? m0 : m_end - 1;
-    int64_t n = m / (p.oh * p.ow);
-    int64_t oh = (m / p.ow) % p.oh;
-    int64_t ow = m % p.ow;
-    for (size_t i = 0; i < kRows; ++i) {
-      ih0_[i] = oh * p.stride_h - p.pad.top;
-      iw0_[i] = ow * p.stride_w - p.pad.left;
-      image_[i] = x + n * p.ih * p.iw * p.ic + c_offset;
+    GridPixel pixel(m0 < m_end ? m0 : m_end - 1, p.oh, p.ow, m_end);
+    for (size_t i = 0; i < kRows; ++i, pixel.Next()) {
+      ih0_[i] = pixel.row * p.stride_h - p.pad.top;
+      iw0_[i] = pixel.col * p.stride_w - p.pad.left;
+      image_[i] = x + pixel.n * p.ih * p.iw * p.ic + c_offset;
       // With pads or strides near 2^62 (valid) the origin of a pixel far in the padding overflows;
       // such a tile takes Tap's per-pixel path, which never uses it.
       int64_t origin = 0;
@@ -41,16 +39,6 @@ class PixelTile {
       const bool columns_inside = origin_fits && iw0_[i] >= 0 && iw0_[i] + iw_span < p.iw;
       columns_inside_ = columns_inside_ && columns_inside;
       interior_ = interior_ && columns_inside && ih0_[i] >= 0 && ih0_[i] + ih_span < p.ih;
-      if (m + 1 < m_end) {  // advance to the next pixel; stay on the last one past the end
-        ++m;
-        if (++ow == p.ow) {
-          ow = 0;
-          if (++oh == p.oh) {
-            oh = 0;
-            ++n;
-          }
-        }
-      }
     }
   }
 

@@ -18,22 +18,14 @@
 // stores of the valid outputs (ragged right and bottom tiles store fewer).
 //
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc); the
-// target-independent part (choice, weight transform, plan) is at the end, under HWY_ONCE.
-#include "backends/highway/conv/conv2d_fwd_winograd.hpp"
-
-#include <omp.h>
-
+// target-independent part (choice, weight transform, plans) is in conv2d_fwd_winograd.cpp.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
-#include <string>
-#include <vector>
 
-#include "backends/highway/conv/conv2d_fwd.hpp"
-#include "convkit/error.hpp"
-#include "convkit/tensor.hpp"
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/common/scratch.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "backends/highway/conv/conv2d_fwd_winograd.cc"
@@ -186,11 +178,7 @@ HWY_INLINE void MultiplyRows(const Conv2dFwdArgs& a, int64_t v_stride, const flo
     xp[i] = vp + std::min(r0 + static_cast<int64_t>(i), count - 1) * v_stride;
   }
   VF acc[kRows][kVecs];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = hn::Zero(d);
-  }
+  ZeroTile(acc);
   AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, a.p->ic, last, acc);
   const int64_t rows = std::min(count - r0, static_cast<int64_t>(kRows));
   HWY_UNROLL(16)
@@ -224,6 +212,21 @@ void MultiplyBlock(const Conv2dFwdArgs& a, const Schedule& s, const float* v, in
   }
 }
 
+// r = A^T M for the vector of one tile's M at mt (position pos at mt + pos * pos_stride), with
+// A^T = [[1,1,1,0],[0,1,-1,-1]].
+HWY_INLINE void TransformColumns(const float* mt, int64_t pos_stride, VF (&r)[2][4]) {
+  const DF d;
+  for (int64_t c = 0; c < 4; ++c) {
+    const float* mc = mt + c * pos_stride;
+    const VF m0 = hn::LoadU(d, mc);
+    const VF m1 = hn::LoadU(d, mc + 4 * pos_stride);
+    const VF m2 = hn::LoadU(d, mc + 8 * pos_stride);
+    const VF m3 = hn::LoadU(d, mc + 12 * pos_stride);
+    r[0][c] = hn::Add(hn::Add(m0, m1), m2);
+    r[1][c] = hn::Sub(hn::Sub(m1, m2), m3);
+  }
+}
+
 // y of tiles [t0, t0 + count), columns of block `block`: A^T M A / 4 with
 // A^T = [[1,1,1,0],[0,1,-1,-1]], plus bias, then the post-ops; only the outputs inside y are
 // stored.
@@ -238,7 +241,7 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
   const int64_t col0 = block * bc;
   const int64_t pos_stride = s.block_tiles * bc;
   VF bias[kVecs];
-  for (size_t j = 0; j < kVecs; ++j) bias[j] = hn::Zero(d);
+  ZeroVecs(bias);
   if (a.b != nullptr) LoadVecs<kVecs>(a.b + col0, last, bias);
   const VF quarter = hn::Set(d, 0.25f);
   const VecPostOps<DF> post(d, p.post_ops);
@@ -253,16 +256,8 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
     float* y = a.y + ((n * p.oh + oh0) * p.ow + ow0) * p.oc + col0;
     const float* mt = m + t * bc;
     for (size_t j = 0; j < kVecs; ++j) {
-      VF r[2][4];  // A^T M
-      for (int64_t c = 0; c < 4; ++c) {
-        const float* mc = mt + c * pos_stride + j * lanes;
-        const VF m0 = hn::LoadU(d, mc);
-        const VF m1 = hn::LoadU(d, mc + 4 * pos_stride);
-        const VF m2 = hn::LoadU(d, mc + 8 * pos_stride);
-        const VF m3 = hn::LoadU(d, mc + 12 * pos_stride);
-        r[0][c] = hn::Add(hn::Add(m0, m1), m2);
-        r[1][c] = hn::Sub(hn::Sub(m1, m2), m3);
-      }
+      VF r[2][4];
+      TransformColumns(mt + j * lanes, pos_stride, r);
       for (int64_t oi = 0; oi < out_rows; ++oi) {
         const VF out[2] = {hn::Add(hn::Add(r[oi][0], r[oi][1]), r[oi][2]),
                            hn::Sub(hn::Sub(r[oi][1], r[oi][2]), r[oi][3])};
@@ -288,16 +283,6 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
       }
     }
   }
-}
-
-using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
-
-// The calling thread's V and M, grown on first use and kept: a plan's run is const and may run on
-// several threads at once, so the scratch cannot live in the plan.
-float* ThreadScratch(int64_t floats) {
-  thread_local AlignedFloats scratch;
-  if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(static_cast<size_t>(floats));
-  return scratch.data();
 }
 
 // Tile blocks [tb_begin, tb_end) x channel blocks [cb_begin, cb_end).
@@ -331,19 +316,14 @@ void RunAll(const Conv2dFwdArgs& a) {
   const Tiles tiles = TilesOf(*a.p);
   if (tiles.count == 0) return;
   const Schedule s = ScheduleFor(a, tiles, static_cast<int64_t>(WinogradRows(kVecs)));
-  if (a.threads <= 1) return RunBlocks<kVecs>(a, s, tiles, 0, s.tile_blocks, 0, s.col_blocks);
-#pragma omp parallel num_threads(a.threads)
-  {
-    const int64_t threads = omp_get_num_threads();
-    const int64_t thread = omp_get_thread_num();
-    if (s.split_cols) {
-      RunBlocks<kVecs>(a, s, tiles, 0, s.tile_blocks, s.col_blocks * thread / threads,
-                       s.col_blocks * (thread + 1) / threads);
-    } else {
-      RunBlocks<kVecs>(a, s, tiles, s.tile_blocks * thread / threads,
-                       s.tile_blocks * (thread + 1) / threads, 0, s.col_blocks);
-    }
+  if (s.split_cols) {
+    return ParallelRanges(a.threads, s.col_blocks, [&](int64_t begin, int64_t end) {
+      RunBlocks<kVecs>(a, s, tiles, 0, s.tile_blocks, begin, end);
+    });
   }
+  ParallelRanges(a.threads, s.tile_blocks, [&](int64_t begin, int64_t end) {
+    RunBlocks<kVecs>(a, s, tiles, begin, end, 0, s.col_blocks);
+  });
 }
 
 // a.w: U' as 16 positions (group_stride apart) of C_out-blocked IC x block_cols panels.
@@ -354,11 +334,10 @@ void Conv2dFwdWinograd(const Conv2dFwdArgs& a) {
 
 }  // namespace
 
+// rows stays empty: only the implicit GEMM's tap tables use it.
 Conv2dFwdKernel GetConv2dFwdWinogradKernel() {
-  Conv2dFwdKernel kernel{&Conv2dFwdWinograd, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,
-                         hwy::TargetName(HWY_TARGET)};
-  for (size_t v = 1; v <= kMaxVecs; ++v) kernel.rows[v - 1] = static_cast<int64_t>(RowsFor(v));
-  return kernel;
+  return {&Conv2dFwdWinograd, static_cast<int64_t>(hn::Lanes(DF())), kMaxVecs,
+          hwy::TargetName(HWY_TARGET)};
 }
 
 }  // namespace HWY_NAMESPACE
@@ -370,194 +349,8 @@ namespace convkit::internal::highway {
 
 HWY_EXPORT(GetConv2dFwdWinogradKernel);
 
-namespace {
-
-using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
-
-constexpr const char* kWinogradEnv = "CONVKIT_HIGHWAY_WINOGRAD";
-
-enum class WinogradMode { kAuto, kOn, kOff };
-
-WinogradMode ReadWinogradMode() {
-  const char* env = std::getenv(kWinogradEnv);
-  const std::string value = env == nullptr ? "" : env;
-  if (value.empty() || value == "auto") return WinogradMode::kAuto;
-  if (value == "on") return WinogradMode::kOn;
-  if (value == "off") return WinogradMode::kOff;
-  throw Error(ErrorCode::kInvalidArgument,
-              std::string(kWinogradEnv) + ": expected one of auto, on, off, given '" + value + "'");
-}
-
-bool Eligible(const Conv2dProblem& p) {
-  return p.kh == 3 && p.kw == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 &&
-         p.dilation_w == 1 && p.groups == 1;
-}
-
-// Below this many FLOPs a call runs on the calling thread (as conv2d_fwd.cpp: an OpenMP region
-// costs more than the whole computation).
-constexpr double kSerialFlops = 1 << 20;
-
-int ThreadsFor(const Conv2dProblem& p) { return p.flops() < kSerialFlops ? 1 : num_threads(); }
-
-// Where Winograd beats the implicit GEMM kernel. Measured with plans on one thread of a 2-core
-// Zen 4 (min of 10 runs, pad 1), direct time / Winograd time:
-// - IC < 8: never. The transforms cost more than the multiplications saved (3 -> 17: 0.72x,
-//   4 -> 64: 0.96x, 6 -> 32: 0.91x at 56x56).
-// - 8 <= IC < 16: only with OC >= 24 (8 -> 64: 1.47x, 8 -> 32 at 112x112: 1.11x, 13 -> 29:
-//   1.27x; 8 -> 16: 0.89x, 12 -> 16: 0.99x, 13 -> 13: 1.07x).
-// - IC >= 16: yes (16 -> 8: 1.22x, 32 -> 4: 1.46x, 64 -> 1: 1.44x; ResNet-50 and VGG-16 3x3
-//   layers 1.3-2.1x).
-// - fewer than 9 outputs per image: never. The direct kernel skips taps in the padding, which
-//   tiles do not (256 -> 256 at 2x2: 0.64x; at 3x3 and 4x4: 1.16x and 2.1x).
-// - under kSerialFlops: never, fixed costs dominate (16 -> 16 at 7x7: 0.76x, 32 -> 32 at 5x5:
-//   0.92x; 64 -> 64 at 4x4, 1.2 MFLOP: 1.8x).
-// - one-shot calls transform the weights each time (16 floats per (ic, oc) written): only with
-//   at least 32 tiles (ResNet-50 res5, 16 tiles: 2.3x slower than the direct one-shot call; res4,
-//   49 tiles: 1.3x faster).
-constexpr int64_t kMinChannels = 8;
-constexpr int64_t kManyChannels = 16;
-constexpr int64_t kMinOutChannelsForFew = 24;
-constexpr int64_t kMinOutputs = 9;
-constexpr int64_t kMinOneShotTiles = 32;
-
-bool WinogradPays(const Conv2dProblem& p, bool one_shot) {
-  if (p.ic < kMinChannels) return false;
-  if (p.ic < kManyChannels && p.oc < kMinOutChannelsForFew) return false;
-  if (p.oh * p.ow < kMinOutputs || p.flops() < kSerialFlops) return false;
-  const int64_t tiles = p.n * ((p.oh + 1) / 2) * ((p.ow + 1) / 2);
-  return !one_shot || tiles >= kMinOneShotTiles;
-}
-
-// The widest output-channel block of any target (AVX-512: 4 vectors of 16).
-constexpr int64_t kTransformChunk = 64;
-
-// r[pos][o] = ((2G) g (2G)^T)[pos] for the 3x3 kernels g[tap][o], o < cols; one order of
-// operations, so that every target packs the same U'. Loops over o innermost: vectorized.
-void TransformWeightRows(const float (&g)[9][kTransformChunk], int64_t cols,
-                         float (&r)[16][kTransformChunk]) {
-  float t[4][3][kTransformChunk];  // (2G) g
-  for (int l = 0; l < 3; ++l) {
-    for (int64_t o = 0; o < cols; ++o) {
-      const float g0 = g[l][o], g1 = g[3 + l][o], g2 = g[6 + l][o];
-      t[0][l][o] = 2.0f * g0;
-      t[1][l][o] = (g0 + g1) + g2;
-      t[2][l][o] = (g0 - g1) + g2;
-      t[3][l][o] = 2.0f * g2;
-    }
-  }
-  for (int row = 0; row < 4; ++row) {  // t (2G)^T
-    for (int64_t o = 0; o < cols; ++o) {
-      const float t0 = t[row][0][o], t1 = t[row][1][o], t2 = t[row][2][o];
-      r[row * 4][o] = 2.0f * t0;
-      r[row * 4 + 1][o] = (t0 + t1) + t2;
-      r[row * 4 + 2][o] = (t0 - t1) + t2;
-      r[row * 4 + 3][o] = 2.0f * t2;
-    }
-  }
-}
-
-// U' = (2G) w (2G)^T = 4 G w G^T for every (ic, oc), G = [[1,0,0],[1/2,1/2,1/2],[1/2,-1/2,1/2],
-// [0,0,1]], packed as position pos (0-15, row-major in the 4x4 tile), output-channel block j,
-// row ic: u + pos * group_stride + j * block_stride + ic * block_cols, zeros past OC. In fp32 in a
-// fixed order, the same on every target; exact on integer weights.
-AlignedFloats TransformWeights(const Conv2dProblem& p, const float* w, int64_t block_cols,
-                               int threads, Conv2dFwdWeights* layout) {
-  HWY_DASSERT(block_cols <= kTransformChunk);
-  const int64_t blocks = (p.oc + block_cols - 1) / block_cols;
-  const int64_t block_stride = p.ic * block_cols;
-  const int64_t pos_stride = blocks * block_stride;
-  AlignedFloats u(static_cast<size_t>(16 * pos_stride), 0.0f);
-  float* const out = u.data();
-#pragma omp parallel for num_threads(threads) if (threads > 1)
-  for (int64_t ic = 0; ic < p.ic; ++ic) {
-    for (int64_t j = 0; j < blocks; ++j) {
-      const int64_t oc0 = j * block_cols;
-      const int64_t cols = std::min(block_cols, p.oc - oc0);
-      // Through local rows: the 9 taps' rows of w and the 16 positions' rows of u are 1 MiB
-      // apart at 512 x 512, on the same L1 sets; read and written directly, element by element,
-      // they thrashed the cache (16 ms for 512 x 512, now under 2).
-      float g[9][kTransformChunk];
-      float r[16][kTransformChunk];
-      for (int64_t k = 0; k < 9; ++k) {
-        const float* src = w + (k * p.ic + ic) * p.oc + oc0;
-        std::copy(src, src + cols, g[k]);
-      }
-      TransformWeightRows(g, cols, r);
-      float* dst = out + j * block_stride + ic * block_cols;
-      for (int64_t pos = 0; pos < 16; ++pos)
-        std::copy(r[pos], r[pos] + cols, dst + pos * pos_stride);
-    }
-  }
-  *layout = {u.data(), block_cols, pos_stride, block_stride, block_cols};
-  return u;
-}
-
-std::string ImplName(const Conv2dFwdKernel& kernel) {
-  return std::string("highway:winograd:") + kernel.isa;
-}
-
-class Conv2dFwdWinogradPlan final : public Conv2dFwdImpl {
- public:
-  Conv2dFwdWinogradPlan(const Conv2dProblem& p, const float* w, const float* b)
-      : p_(p),
-        kernel_(HWY_DYNAMIC_DISPATCH(GetConv2dFwdWinogradKernel)()),
-        threads_(ThreadsFor(p)) {
-    const int64_t vecs = VecsPerBlock(kernel_, p.oc, 9 * p.ic);
-    u_ = TransformWeights(p, w, vecs * kernel_.lanes, 1, &layout_);
-    if (b != nullptr) b_.assign(b, b + p.oc);
-  }
-
-  void run(const float* x, const float* r, float* y) const override {
-    Conv2dFwdArgs a;
-    a.p = &p_;
-    a.x = x;
-    a.w = layout_;
-    a.b = b_.empty() ? nullptr : b_.data();
-    a.r = r;
-    a.y = y;
-    a.threads = threads_ > 1 ? num_threads() : 1;
-    kernel_.run(a);
-  }
-
-  std::string name() const override { return ImplName(kernel_); }
-
- private:
-  const Conv2dProblem p_;
-  const Conv2dFwdKernel kernel_;
-  AlignedFloats u_;
-  Conv2dFwdWeights layout_;
-  AlignedFloats b_;
-  const int threads_;
-};
-
-}  // namespace
-
-bool UseWinograd(const Conv2dProblem& p, bool one_shot) {
-  const WinogradMode mode = ReadWinogradMode();
-  if (mode == WinogradMode::kOff || !Eligible(p)) return false;
-  return mode == WinogradMode::kOn || WinogradPays(p, one_shot);
-}
-
-std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwdWinograd(const Conv2dProblem& p, const float* w,
-                                                       const float* b) {
-  return std::make_unique<Conv2dFwdWinogradPlan>(p, w, b);
-}
-
-void Conv2dFwdWinogradOneShot(const Conv2dProblem& p, const float* x, const float* w,
-                              const float* b, const float* r, float* y, std::string* impl_name) {
-  const Conv2dFwdKernel kernel = HWY_DYNAMIC_DISPATCH(GetConv2dFwdWinogradKernel)();
-  const int threads = ThreadsFor(p);
-  Conv2dFwdArgs a;
-  const AlignedFloats u =
-      TransformWeights(p, w, VecsPerBlock(kernel, p.oc, 9 * p.ic) * kernel.lanes, threads, &a.w);
-  a.p = &p;
-  a.x = x;
-  a.b = b;
-  a.r = r;
-  a.y = y;
-  a.threads = threads;
-  kernel.run(a);
-  if (impl_name != nullptr) *impl_name = ImplName(kernel);
+Conv2dFwdKernel Conv2dFwdWinogradKernel() {
+  return HWY_DYNAMIC_DISPATCH(GetConv2dFwdWinogradKernel)();
 }
 
 }  // namespace convkit::internal::highway

@@ -32,7 +32,8 @@ def supported_ops():
     return sorted(BUILDERS)
 
 
-def load(model, input_shapes=None, backend=None, threads=None, fuse=True, reuse_buffers=True):
+def load(model, input_shapes=None, backend=None, threads=None, fuse=True, reuse_buffers=True,
+         fpmath="strict"):
     """A Model ready to run.
 
     model: a path to an .onnx file or an onnx.ModelProto. input_shapes: {input name: shape}, the
@@ -43,9 +44,13 @@ def load(model, input_shapes=None, backend=None, threads=None, fuse=True, reuse_
     reuse_buffers: each layer writes the same array every run (no allocation, no page faults);
     the outputs returned are copies. A Model's run() is then not reentrant: use one Model per
     thread (False: fresh arrays every run, concurrent runs allowed).
+    fpmath: "strict" (fp32) or "bf16": every convolution (and Gemm/MatMul run as one) may round
+    its x and w to bf16 and multiply with fp32 accumulation (convkit.conv2d's fpmath).
     """
     import onnx
 
+    if fpmath not in ("strict", "bf16"):
+        raise ValueError(f"fpmath: expected 'strict' or 'bf16', given {fpmath!r}")
     if isinstance(model, (str, os.PathLike)):
         model = onnx.load(os.fspath(model))
     elif isinstance(model, bytes):
@@ -55,4 +60,5 @@ def load(model, input_shapes=None, backend=None, threads=None, fuse=True, reuse_
     graph = from_onnx(model, input_shapes)
     infer(graph)
     prepare(graph, fuse=fuse)
-    return Model(graph, backend=backend, threads=threads, reuse_buffers=reuse_buffers)
+    return Model(graph, backend=backend, threads=threads, reuse_buffers=reuse_buffers,
+                 fpmath=fpmath)

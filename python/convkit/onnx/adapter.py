@@ -86,7 +86,7 @@ class ConvLayer:
 
     def __init__(self, w, b, *, x_shape, stride, pads, dilation, groups, activation=None,
                  residual=None, transpose=False, output_padding=(0, 0), backend=None,
-                 reuse_output=False):
+                 fpmath="strict", reuse_output=False):
         self.w = np.ascontiguousarray(w, dtype=np.float32)
         self.b = None if b is None else np.ascontiguousarray(b, dtype=np.float32).reshape(-1)
         self.x_shape = tuple(x_shape)
@@ -94,6 +94,8 @@ class ConvLayer:
         self.kind = "conv2d_transpose" if transpose else "conv2d"
         self.params = dict(stride=stride, padding=pads, dilation=dilation, groups=groups,
                            backend=backend)
+        if fpmath != "strict":  # convkits without fpmath still run strict layers
+            self.params["fpmath"] = fpmath
         if transpose:
             self.params["output_padding"] = output_padding
         self.plan, self.impl_name, self.out = None, None, None

@@ -65,6 +65,8 @@ def main(argv=None):
     parser.add_argument("--shape", action="append", help="N,C,H,W or NAME=N,C,H,W")
     parser.add_argument("--backend", default=None, help="auto, highway, onednn or reference")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fpmath", default="strict", choices=("strict", "bf16"),
+                        help="the convolutions' compute mode (bf16: x and w may be rounded)")
     parser.add_argument("--compare", default="", help="comma-separated: onnxruntime,openvino")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--repeats", type=int, default=10,
@@ -75,13 +77,14 @@ def main(argv=None):
     proto = _read_model(args.model)
     names = _runtime_inputs(proto)
     shapes = _parse_shapes(args.shape, names)
-    model = load(proto, input_shapes=shapes, backend=args.backend, threads=args.threads)
+    model = load(proto, input_shapes=shapes, backend=args.backend, threads=args.threads,
+                 fpmath=args.fpmath)
     rng = np.random.default_rng(args.seed)
     feeds = {name: rng.standard_normal(model.graph.input_shapes[name]).astype(
         model.graph.input_dtypes[name]) for name in names}
     all_shapes = {name: model.graph.input_shapes[name] for name in names}
     print(f"model {args.model}; inputs {all_shapes}; backend {args.backend or 'default'}; "
-          f"threads {args.threads}; convkit steps {sum(s.is_convkit for s in model.steps)} of "
+          f"threads {args.threads}; fpmath {args.fpmath}; convkit steps {sum(s.is_convkit for s in model.steps)} of "
           f"{len(model.steps)}")
     unfused = [s for s in model.steps if getattr(s.layer, "numpy_post_ops", False)]
     if unfused:

@@ -25,11 +25,13 @@ class Kernel:
 class Context:
     """A node with what is known about its inputs and outputs when its kernel is built."""
 
-    def __init__(self, node, graph, in_layouts, backend=None, reuse_buffers=False):
+    def __init__(self, node, graph, in_layouts, backend=None, reuse_buffers=False,
+                 fpmath="strict"):
         self.node = node
         self.graph = graph
         self.in_layouts = in_layouts
         self.backend = backend
+        self.fpmath = fpmath  # the convolutions' (convkit.conv2d's fpmath)
         self.reuse_buffers = reuse_buffers  # layers may write one array per run (runner.Model)
 
     @property

@@ -124,7 +124,7 @@ def build_conv(ctx):
     layer = ConvLayer(w.transpose(2, 3, 1, 0), b, x_shape=(n, h, wi, c), stride=stride,
                       pads=pads, dilation=dilation, groups=groups,
                       activation=ctx.attr("_activation"), residual=ctx.attr("_residual"),
-                      backend=ctx.backend, reuse_output=ctx.reuse_buffers)
+                      backend=ctx.backend, fpmath=ctx.fpmath, reuse_output=ctx.reuse_buffers)
     return _layer_kernel(ctx, layer)
 
 
@@ -187,7 +187,7 @@ def build_conv_transpose(ctx):
     layer = ConvLayer(w.transpose(2, 3, 1, 0), b, x_shape=(n, h, wi, c), stride=stride,
                       pads=pads, dilation=dilation, groups=groups, transpose=True,
                       output_padding=output_padding, activation=ctx.attr("_activation"),
-                      residual=ctx.attr("_residual"), backend=ctx.backend,
+                      residual=ctx.attr("_residual"), backend=ctx.backend, fpmath=ctx.fpmath,
                       reuse_output=ctx.reuse_buffers)
     return _layer_kernel(ctx, layer)
 
@@ -250,7 +250,8 @@ def _dense_kernel(ctx, w_km, bias):
     k, m = w_km.shape
     rows = int(np.prod(a_shape[:-1], dtype=np.int64))
     layer = ConvLayer(w_km.reshape(1, 1, k, m), bias, x_shape=(1, rows, 1, k), stride=(1, 1),
-                      pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, backend=ctx.backend)
+                      pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, backend=ctx.backend,
+                      fpmath=ctx.fpmath)
     out_shape = tuple(a_shape[:-1]) + (m,)
 
     def run(a, *_):

@@ -28,7 +28,7 @@ def onnxruntime_runner(model, threads):
     return lambda feeds: session.run(None, feeds)
 
 
-def openvino_runner(model, threads, input_shapes):
+def openvino_runner(model, threads, input_shapes, bf16=False):
     try:
         import openvino as ov
         import openvino.properties as props
@@ -43,8 +43,9 @@ def openvino_runner(model, threads, input_shapes):
             f.write(model.SerializeToString())
         ov_model = core.read_model(path)
     ov_model.reshape({name: ov.PartialShape(list(shape)) for name, shape in input_shapes.items()})
-    # fp32: this CPU has AVX512-BF16, where OpenVINO's default precision hint is bf16.
-    config = {props.inference_num_threads: threads, hints.inference_precision: ov.Type.f32,
+    # fp32 unless asked: on CPUs with AVX512-BF16 OpenVINO's default precision hint is bf16.
+    precision = ov.Type.bf16 if bf16 else ov.Type.f32
+    config = {props.inference_num_threads: threads, hints.inference_precision: precision,
               hints.performance_mode: hints.PerformanceMode.LATENCY}
     compiled = core.compile_model(ov_model, "CPU", config)
     request = compiled.create_infer_request()
@@ -60,9 +61,12 @@ def openvino_runner(model, threads, input_shapes):
 PEERS = {"onnxruntime": onnxruntime_runner, "openvino": openvino_runner}
 
 
-def make_runner(name, model, threads, input_shapes):
+def make_runner(name, model, threads, input_shapes, bf16=False):
+    """The peer's runner; bf16: OpenVINO's bf16 precision hint (ONNX Runtime has none: refused)."""
     if name == "onnxruntime":
+        if bf16:
+            raise PeerUnavailable("onnxruntime has no bf16 precision hint on CPU")
         return onnxruntime_runner(model, threads)
     if name == "openvino":
-        return openvino_runner(model, threads, input_shapes)
+        return openvino_runner(model, threads, input_shapes, bf16)
     raise ValueError(f"unknown peer '{name}' (known: {', '.join(PEERS)})")

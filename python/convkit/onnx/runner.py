@@ -36,9 +36,10 @@ class Step:
 class Model:
     """An ONNX graph prepared for convkit (see convkit.onnx.load)."""
 
-    def __init__(self, graph, backend=None, threads=None, reuse_buffers=True):
+    def __init__(self, graph, backend=None, threads=None, reuse_buffers=True, fpmath="strict"):
         self.graph = graph
         self.backend = backend
+        self.fpmath = fpmath
         self.threads = threads
         self.reuse_buffers = reuse_buffers
         if threads:
@@ -83,7 +84,7 @@ class Model:
 
     def _add_node(self, node):
         layouts = [self._layouts.get(name, L.PLAIN) if name else L.PLAIN for name in node.inputs]
-        ctx = Context(node, self.graph, layouts, self.backend, self.reuse_buffers)
+        ctx = Context(node, self.graph, layouts, self.backend, self.reuse_buffers, self.fpmath)
         try:
             kernel = builder_for(node)(ctx)
         except ck.Error as error:

@@ -1,0 +1,83 @@
+// The backward convolution's variant lists (conv2d_bwd.hpp; common/variants.hpp): the first entry
+// that accepts a problem runs it, and CONVKIT_VERBOSE=2 prints the choice and the refusals.
+#include <array>
+#include <span>
+#include <string>
+
+#include "backends/highway/common/variants.hpp"
+#include "backends/highway/conv/conv2d_bwd.hpp"
+
+namespace convkit::internal::highway {
+namespace {
+
+struct DataVariant {
+  const char* name;
+  const char* (*refuses)(const Conv2dProblem& p);
+  Conv2dBwdDataKernel (*kernel)();
+  bool packed_wt;
+};
+
+const char* RefusesDepthwiseData(const Conv2dProblem& p) {
+  return p.depthwise() ? nullptr : "not depthwise";
+}
+
+// The narrow kernel fills whole vectors with KW * IC columns of the im2col gradient; it pays when
+// a tile of IC channels would fill at most half a vector (conv1's IC = 3).
+const char* RefusesNarrowData(const Conv2dProblem& p) {
+  if (p.groups != 1) return "groups > 1";
+  if (p.dilation_w != 1) return "dilated along w";
+  if (p.ic * 2 > ChooseConv2dBwdDataKernel().lanes) return "C_in wider than half a vector";
+  return nullptr;
+}
+
+const char* AcceptsAll(const Conv2dProblem&) { return nullptr; }
+
+struct WeightsQuery {
+  const Conv2dProblem& p;
+  bool dw_wanted;
+};
+
+struct WeightsVariant {
+  const char* name;
+  const char* (*refuses)(const WeightsQuery& q);
+  Conv2dBwdWeightsKernel (*kernel)();
+};
+
+// db alone, or an empty batch, take the generic kernel (its bias pass and zero fill).
+const char* RefusesDepthwiseWeights(const WeightsQuery& q) {
+  if (!q.p.depthwise()) return "not depthwise";
+  if (!q.dw_wanted) return "db only";
+  if (q.p.n == 0) return "empty batch";
+  return nullptr;
+}
+
+const char* AcceptsAllWeights(const WeightsQuery&) { return nullptr; }
+
+std::string Describe(const Conv2dProblem& p) { return p.to_string(); }
+
+}  // namespace
+
+Conv2dBwdDataChoice ChooseConv2dBwdData(const Conv2dProblem& p) {
+  static constexpr std::array<DataVariant, 3> kList = {{
+      {"bwd_data_depthwise", &RefusesDepthwiseData, &ChooseConv2dBwdDepthwiseDataKernel, false},
+      {"bwd_data_narrow", &RefusesNarrowData, &ChooseConv2dBwdNarrowDataKernel, false},
+      {"bwd_data_igemm", &AcceptsAll, &ChooseConv2dBwdDataKernel, true},
+  }};
+  const DataVariant& v =
+      kList[ChooseVariant("conv2d_bwd_data", std::span<const DataVariant>(kList), p, &Describe)];
+  return {v.name, v.kernel(), v.packed_wt};
+}
+
+Conv2dBwdWeightsChoice ChooseConv2dBwdWeights(const Conv2dProblem& p, bool dw_wanted) {
+  static constexpr std::array<WeightsVariant, 2> kList = {{
+      {"bwd_weights_depthwise", &RefusesDepthwiseWeights, &ChooseConv2dBwdDepthwiseWeightsKernel},
+      {"bwd_weights_gemm", &AcceptsAllWeights, &ChooseConv2dBwdWeightsKernel},
+  }};
+  const WeightsQuery q{p, dw_wanted};
+  const WeightsVariant& v =
+      kList[ChooseVariant("conv2d_bwd_weights", std::span<const WeightsVariant>(kList), q,
+                          [](const WeightsQuery& query) { return query.p.to_string(); })];
+  return {v.name, v.kernel()};
+}
+
+}  // namespace convkit::internal::highway

@@ -1,0 +1,142 @@
+// The direct forward variants' target-independent part: the implicit GEMM (any problem) and the
+// depthwise kernel. Plans pack the weights into C_out-blocked panels (igemm) or copy them
+// (depthwise); one-shot calls read HWIO weights in place. The vector code is in
+// conv2d_fwd_igemm.cc and conv2d_fwd_depthwise.cc.
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/common/scratch.hpp"
+#include "backends/highway/conv/conv2d_fwd_plan.hpp"
+#include "backends/highway/conv/conv2d_fwd_variant.hpp"
+
+namespace convkit::internal::highway {
+namespace {
+
+int64_t K(const Conv2dProblem& p) { return p.kh * p.kw * p.ic_per_group(); }
+
+// How many zero floats Conv2dFwdArgs::zeros needs: a row of KW taps over all input channels.
+int64_t ZerosFor(const Conv2dProblem& p) { return p.kw * p.ic; }
+
+int64_t BlockCols(const Conv2dProblem& p, const Conv2dFwdKernel& kernel) {
+  return VecsPerBlock(p.oc_per_group(), kernel.lanes, kernel.max_vecs) * kernel.lanes;
+}
+
+// The depthwise kernel reads w as HWIO {KH, KW, 1, C}: row (kh, kw) of C floats.
+Conv2dFwdWeights DepthwiseLayout(const Conv2dProblem& p, const float* w) {
+  return {w, p.oc, 0, 0, p.oc};
+}
+
+// HWIO weights read in place: row r of group g is w + r * OC + g * OCg.
+Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols) {
+  return {w, p.oc, p.oc_per_group(), block_cols, block_cols};
+}
+
+// Packs HWIO weights into panels: group g, block j, row r, column c at
+// ((g * blocks + j) * K + r) * block_cols + c, zero for columns at or past OCg. A panel is read
+// front to back by one microkernel tile.
+void PackPanels(const Conv2dProblem& p, const float* w, int64_t block_cols,
+                Conv2dFwdPacked* packed) {
+  const int64_t k = K(p);
+  const int64_t ocg = p.oc_per_group();
+  const int64_t blocks = (ocg + block_cols - 1) / block_cols;
+  packed->w.assign(static_cast<size_t>(p.groups * blocks * k * block_cols), 0.0f);
+  for (int64_t g = 0; g < p.groups; ++g) {
+    for (int64_t j = 0; j < blocks; ++j) {
+      const int64_t cols = std::min(block_cols, ocg - j * block_cols);
+      float* panel = packed->w.data() + (g * blocks + j) * k * block_cols;
+      for (int64_t r = 0; r < k; ++r) {
+        const float* src = w + r * p.oc + g * ocg + j * block_cols;
+        std::copy(src, src + cols, panel + r * block_cols);
+      }
+    }
+  }
+  packed->layout = {packed->w.data(), block_cols, blocks * k * block_cols, k * block_cols,
+                    block_cols};
+}
+
+bool Serial(const Conv2dProblem& p, const Conv2dFwdKernel& kernel) {
+  return ThreadsFor(VectorFlops(p, kernel.lanes)) == 1;
+}
+
+std::unique_ptr<Conv2dFwdImpl> CreateIgemm(const Conv2dProblem& p, const float* w, const float* b) {
+  const Conv2dFwdKernel kernel = Conv2dFwdIgemmKernel();
+  const int64_t vecs = VecsPerBlock(p.oc_per_group(), kernel.lanes, kernel.max_vecs);
+  Conv2dFwdPacked packed;
+  PackPanels(p, w, vecs * kernel.lanes, &packed);
+  int64_t zeros = ZerosFor(p);
+  const int64_t rows = vecs <= 4 ? kernel.rows[vecs - 1] : 0;
+  if (WantsTapTable(p, rows)) {
+    packed.taps = BuildTapTable(p, rows);
+    zeros = std::max(zeros, packed.taps.zeros);
+  }
+  packed.zeros.assign(static_cast<size_t>(zeros), 0.0f);
+  return MakeConv2dFwdPlan(p, kernel, std::move(packed), b, Serial(p, kernel), "igemm");
+}
+
+std::unique_ptr<Conv2dFwdImpl> CreateDepthwise(const Conv2dProblem& p, const float* w,
+                                               const float* b) {
+  const Conv2dFwdKernel kernel = Conv2dFwdDepthwiseKernel();
+  Conv2dFwdPacked packed;
+  packed.w.assign(w, w + p.kh * p.kw * p.oc);
+  packed.layout = DepthwiseLayout(p, packed.w.data());
+  packed.zeros.assign(static_cast<size_t>(ZerosFor(p)), 0.0f);
+  return MakeConv2dFwdPlan(p, kernel, std::move(packed), b, Serial(p, kernel), "depthwise");
+}
+
+// One-shot calls: HWIO weights in place. Taps in the padding read a zero row; 4096 floats cover
+// every common layer, larger ones allocate.
+void RunInPlace(const Conv2dProblem& p, const Conv2dFwdKernel& kernel, Conv2dFwdWeights layout,
+                const float* x, const float* b, const float* r, float* y) {
+  static const AlignedFloats kZeros(4096, 0.0f);
+  AlignedFloats more_zeros;
+  const float* zeros = kZeros.data();
+  if (ZerosFor(p) > static_cast<int64_t>(kZeros.size())) {
+    more_zeros.assign(static_cast<size_t>(ZerosFor(p)), 0.0f);
+    zeros = more_zeros.data();
+  }
+  Conv2dFwdArgs a;
+  a.p = &p;
+  a.x = x;
+  a.w = layout;
+  a.b = b;
+  a.zeros = zeros;
+  a.r = r;
+  a.y = y;
+  a.threads = ThreadsFor(VectorFlops(p, kernel.lanes));
+  kernel.run(a);
+}
+
+void IgemmOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
+                  const float* r, float* y, std::string* impl_name) {
+  const Conv2dFwdKernel kernel = Conv2dFwdIgemmKernel();
+  RunInPlace(p, kernel, HwioLayout(p, w, BlockCols(p, kernel)), x, b, r, y);
+  if (impl_name != nullptr) *impl_name = Conv2dFwdImplName("igemm", kernel);
+}
+
+void DepthwiseOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
+                      const float* r, float* y, std::string* impl_name) {
+  const Conv2dFwdKernel kernel = Conv2dFwdDepthwiseKernel();
+  RunInPlace(p, kernel, DepthwiseLayout(p, w), x, b, r, y);
+  if (impl_name != nullptr) *impl_name = Conv2dFwdImplName("depthwise", kernel);
+}
+
+const char* RefusesDepthwise(const Conv2dFwdQuery& q) {
+  return q.p.depthwise() ? nullptr : "not depthwise";
+}
+
+const char* AcceptsAll(const Conv2dFwdQuery&) { return nullptr; }
+
+}  // namespace
+
+Conv2dFwdVariant Conv2dFwdDepthwiseVariant() {
+  return {"depthwise", &RefusesDepthwise, &CreateDepthwise, &DepthwiseOneShot};
+}
+
+Conv2dFwdVariant Conv2dFwdIgemmVariant() {
+  return {"igemm", &AcceptsAll, &CreateIgemm, &IgemmOneShot};
+}
+
+}  // namespace convkit::internal::highway

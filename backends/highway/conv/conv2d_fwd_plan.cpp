@@ -1,0 +1,69 @@
+// The plan shared by the fp32 forward variants (conv2d_fwd_plan.hpp).
+#include "backends/highway/conv/conv2d_fwd_plan.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "backends/highway/common/parallel.hpp"
+
+namespace convkit::internal::highway {
+namespace {
+
+class Conv2dFwdPlan final : public Conv2dFwdImpl {
+ public:
+  Conv2dFwdPlan(const Conv2dProblem& p, const Conv2dFwdKernel& kernel, Conv2dFwdPacked packed,
+                const float* b, bool serial, const char* variant)
+      : p_(p), kernel_(kernel), packed_(std::move(packed)), serial_(serial), variant_(variant) {
+    if (b != nullptr) b_.assign(b, b + p.oc);
+  }
+
+  void run(const float* x, const float* r, float* y) const override {
+    Conv2dFwdArgs a;
+    a.p = &p_;
+    a.x = x;
+    a.w = packed_.layout;
+    a.b = b_.empty() ? nullptr : b_.data();
+    a.zeros = packed_.zeros.empty() ? nullptr : packed_.zeros.data();
+    a.r = r;
+    a.y = y;
+    a.threads = serial_ ? 1 : num_threads();
+    const TapTable& taps = packed_.taps;
+    if (!taps.entries.empty()) a.taps = {taps.entries.data(), taps.tile_begin.data(), taps.rows};
+    kernel_.run(a);
+  }
+
+  std::string name() const override { return Conv2dFwdImplName(variant_, kernel_); }
+
+ private:
+  const Conv2dProblem p_;
+  const Conv2dFwdKernel kernel_;
+  const Conv2dFwdPacked packed_;
+  AlignedFloats b_;
+  const bool serial_;
+  const char* const variant_;
+};
+
+}  // namespace
+
+std::unique_ptr<Conv2dFwdImpl> MakeConv2dFwdPlan(const Conv2dProblem& p,
+                                                 const Conv2dFwdKernel& kernel,
+                                                 Conv2dFwdPacked packed, const float* b,
+                                                 bool serial, const char* variant) {
+  return std::make_unique<Conv2dFwdPlan>(p, kernel, std::move(packed), b, serial, variant);
+}
+
+std::string Conv2dFwdImplName(const char* variant, const Conv2dFwdKernel& kernel) {
+  return std::string("highway:") + variant + ":" + kernel.isa;
+}
+
+double VectorFlops(const Conv2dProblem& p, int64_t lanes) {
+  const int64_t cols = p.depthwise() ? p.oc : p.oc_per_group();
+  const int64_t col_sets = p.depthwise() ? 1 : p.groups;
+  return 2.0 * static_cast<double>(lanes) * static_cast<double>(p.n * p.oh * p.ow) *
+         static_cast<double>(col_sets * ((cols + lanes - 1) / lanes)) *
+         static_cast<double>(p.kh * p.kw * p.ic_per_group());
+}
+
+}  // namespace convkit::internal::highway

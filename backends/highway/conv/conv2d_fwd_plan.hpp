@@ -1,0 +1,44 @@
+// The plan of every fp32 forward variant (implicit GEMM, depthwise, grouped, Winograd): the
+// weights as the variant packed them, the bias, a zero row and, for the implicit GEMM, a tap
+// table; run() hands them to the variant's kernel. Variants differ only in how they pack.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "api/src/backend.hpp"
+#include "api/src/problem.hpp"
+#include "backends/highway/common/scratch.hpp"
+#include "backends/highway/conv/conv2d_fwd_kernel.hpp"
+#include "backends/highway/conv/conv2d_fwd_taps.hpp"
+
+namespace convkit::internal::highway {
+
+// What a variant prepares at plan creation. `layout` points into `w` (or is a view of weights the
+// plan does not own only in one-shot calls); `zeros` holds as many zero floats as the kernel reads
+// for taps in the padding (may be empty for kernels that read none); `taps` is empty unless built.
+struct Conv2dFwdPacked {
+  AlignedFloats w;
+  Conv2dFwdWeights layout;
+  AlignedFloats zeros;
+  TapTable taps;
+};
+
+// A plan running `kernel` on `packed`, with a copy of b (null: no bias). `serial` plans run on the
+// calling thread; the others on every thread convkit uses at run() time. name() returns
+// "highway:<variant>:<isa>".
+std::unique_ptr<Conv2dFwdImpl> MakeConv2dFwdPlan(const Conv2dProblem& p,
+                                                 const Conv2dFwdKernel& kernel,
+                                                 Conv2dFwdPacked packed, const float* b,
+                                                 bool serial, const char* variant);
+
+// "highway:<variant>:<isa>".
+std::string Conv2dFwdImplName(const char* variant, const Conv2dFwdKernel& kernel);
+
+// The FLOPs a vector kernel of `lanes` floats does for p, counting whole vectors (what its time
+// follows when few lanes are busy): the depthwise kernel vectorises over all channels, the others
+// over a group's output channels. For ThreadsFor (common/parallel.hpp).
+double VectorFlops(const Conv2dProblem& p, int64_t lanes);
+
+}  // namespace convkit::internal::highway
