@@ -68,8 +68,7 @@ template <size_t kVecs, bool kIndex, bool kNaNFree = false>
 HWY_INLINE void WindowMax(const WindowAt& w, MF last, VF (&acc)[kVecs], VF (&idx)[kVecs]) {
   const DF d;
   LoadVecs<kVecs>(w.x0, last, acc);  // element 0 compares equal to itself (or is NaN): kept
-  HWY_UNROLL(16)
-  for (size_t j = 0; j < kVecs; ++j) idx[j] = hn::Zero(d);
+  ZeroVecs(idx);
   float k = 0.0f;
   for (int64_t h = 0; h < w.rows; ++h) {
     const float* row = w.x0 + h * w.row_stride;
@@ -138,8 +137,7 @@ class NaNRows {
 template <size_t kVecs>
 HWY_INLINE void WindowSum(const WindowAt& w, MF last, VF (&sum)[kVecs]) {
   const DF d;
-  HWY_UNROLL(16)
-  for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Zero(d);
+  ZeroVecs(sum);
   for (int64_t h = 0; h < w.rows; ++h) {
     const float* row = w.x0 + h * w.row_stride;
     for (int64_t i = 0; i < w.cols; ++i) {

@@ -71,8 +71,7 @@ HWY_INLINE void AddWindow(const Pool2dProblem& p, const BwdBand& b, const PoolSp
     for (int64_t i = 0; i < width; ++i, k += 1.0f, at += b.acc_pixel) {
       VF v[kVecs];
       if constexpr (kDirect) {
-        HWY_UNROLL(16)
-        for (size_t j = 0; j < kVecs; ++j) v[j] = hn::Zero(d);
+        ZeroVecs(v);
       } else {
         LoadVecs<kVecs>(at, last, v);
       }
@@ -108,8 +107,7 @@ HWY_INLINE void WideSelectMax(const Pool2dProblem& p, const BwdBand& b, const Po
         LoadVecs<kVecs>(xp + c0, last, v);
         if (k == 0.0f) {  // element 0 is kept (or is NaN), as in WindowMax
           StoreVecs<kVecs>(v, last, share + (c0 - b.c_begin));
-          HWY_UNROLL(16)
-          for (size_t j = 0; j < kVecs; ++j) id[j] = hn::Zero(d);
+          ZeroVecs(id);
           StoreVecs<kVecs>(id, last, index + (c0 - b.c_begin));
           return;
         }
@@ -164,8 +162,7 @@ void AddWindowWide(const Pool2dProblem& p, const BwdBand& b, const PoolSpan& row
       ForEachChannelStep(b.c_begin, b.c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
         VF v[kVecs], g[kVecs];
         if constexpr (kDirect) {
-          HWY_UNROLL(16)
-          for (size_t j = 0; j < kVecs; ++j) v[j] = hn::Zero(d);
+          ZeroVecs(v);
         } else {
           LoadVecs<kVecs>(at + (c0 - b.c_begin), last, v);
         }

@@ -73,8 +73,7 @@ HWY_INLINE void GatherRow(const Pool2dProblem& p, const float* const* slots, int
       while (ow.hi + 1 < p.ow && (ow.hi + 1) * p.stride_w - p.pad.left <= iw) ++ow.hi;
       while (ow.lo < p.ow && ow.lo * p.stride_w - p.pad.left + p.kw <= iw) ++ow.lo;
       VF sum[kVecs];
-      HWY_UNROLL(16)
-      for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Zero(d);
+      ZeroVecs(sum);
       for (int64_t r = 0; r < covering; ++r) {
         const float* slot = slots[r] + (c0 - c_begin);
         for (int64_t o = ow.lo; o <= ow.hi; ++o) {

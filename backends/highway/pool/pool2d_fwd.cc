@@ -96,8 +96,7 @@ HWY_INLINE void PoolWindows(const float* const (&x0)[kP], float* const (&y0)[kP]
     if constexpr (kMax) {
       LoadVecs<kVecs>(x0[q], last, acc[q]);  // element 0: kept unless a later one is greater
     } else {
-      HWY_UNROLL(16)
-      for (size_t j = 0; j < kVecs; ++j) acc[q][j] = hn::Zero(d);  // from +0, as WindowSum
+      ZeroVecs(acc[q]);  // from +0, as WindowSum
     }
   }
   for (int64_t h = 0; h < rows; ++h) {
