@@ -5,7 +5,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <iterator>
 #include <memory>
 #include <span>
 #include <string>
@@ -49,20 +48,29 @@ struct PoolQuery {
 
 const char* AcceptsAll(const PoolQuery&) { return nullptr; }
 
+// One entry of a pooling list: ChooseVariant's name and refusal, and where the variant's entry
+// points are in the target's kernels.
+template <class Kernels>
+struct PoolVariant {
+  const char* name;
+  const char* (*refuses)(const PoolQuery& q);
+  Pool2dEntry Kernels::*entry;
+};
+
 // The forward list (Pool2dFwdKernels): streaming stores when DRAM-bound, else the pixel-major
 // order for wide C, else the row kernel.
 const char* StreamRefuses(const PoolQuery& q) {
-  if (!q.stream) return "output stays in cache";
+  if (!q.stream) return "fits in the last-level cache";
   if (q.p.c % q.lanes != 0) return "C not a whole number of vectors";
   return nullptr;
 }
 const char* WideRefuses(const PoolQuery& q) {
   return q.p.c > q.wide_c ? nullptr : "C within three channel steps";
 }
-constexpr Variant<PoolQuery> kFwdVariants[] = {
-    {"stream", StreamRefuses}, {"wide", WideRefuses}, {"rows", AcceptsAll}};
-constexpr Pool2dEntry Pool2dFwdKernels::*kFwdEntries[] = {
-    &Pool2dFwdKernels::stream, &Pool2dFwdKernels::wide, &Pool2dFwdKernels::rows};
+constexpr PoolVariant<Pool2dFwdKernels> kFwdVariants[] = {
+    {"stream", StreamRefuses, &Pool2dFwdKernels::stream},
+    {"wide", WideRefuses, &Pool2dFwdKernels::wide},
+    {"rows", AcceptsAll, &Pool2dFwdKernels::rows}};
 
 // The backward list (Pool2dBwdKernels): the average gather when its share ring holds a vector of
 // channels, else the band ring when DRAM-bound and its rows hold a vector of channels, else in
@@ -75,17 +83,14 @@ const char* AvgGatherRefuses(const PoolQuery& q) {
 }
 const char* BandRefuses(const PoolQuery& q) {
   // In cache (no streaming stores), the ring's extra copy costs what the zero-fill did.
-  if (!q.stream) return "output stays in cache";
+  if (!q.stream) return "fits in the last-level cache";
   if (RingChannels(q.p) < q.lanes) return "dx rows too wide for the ring";
   return nullptr;
 }
-constexpr Variant<PoolQuery> kBwdVariants[] = {
-    {"avg_gather", AvgGatherRefuses}, {"band", BandRefuses}, {"in_place", AcceptsAll}};
-constexpr Pool2dEntry Pool2dBwdKernels::*kBwdEntries[] = {
-    &Pool2dBwdKernels::avg_gather, &Pool2dBwdKernels::band, &Pool2dBwdKernels::in_place};
-
-static_assert(std::size(kFwdVariants) == std::size(kFwdEntries));
-static_assert(std::size(kBwdVariants) == std::size(kBwdEntries));
+constexpr PoolVariant<Pool2dBwdKernels> kBwdVariants[] = {
+    {"avg_gather", AvgGatherRefuses, &Pool2dBwdKernels::avg_gather},
+    {"band", BandRefuses, &Pool2dBwdKernels::band},
+    {"in_place", AcceptsAll, &Pool2dBwdKernels::in_place}};
 
 // A chosen variant: its entry point for the problem's mode, its name and the target's.
 struct Chosen {
@@ -100,26 +105,24 @@ std::string ImplName(const Pool2dProblem& p, const Chosen& c) {
          c.isa;
 }
 
-template <class Kernels, size_t kCount>
-Chosen Choose(std::string_view op, const Variant<PoolQuery> (&list)[kCount],
-              Pool2dEntry Kernels::*const (&entries)[kCount], const Kernels& kernels,
-              const PoolQuery& q) {
-  const size_t i = ChooseVariant(op, std::span<const Variant<PoolQuery>>(list), q,
-                                 [](const PoolQuery& q) { return q.p.to_string(); });
-  const Pool2dEntry& entry = kernels.*entries[i];
+template <class Kernels>
+Chosen Choose(std::string_view op, std::span<const PoolVariant<Kernels>> list,
+              const Kernels& kernels, const PoolQuery& q) {
+  const size_t i = ChooseVariant(op, list, q, [](const PoolQuery& q) { return q.p.to_string(); });
+  const Pool2dEntry& entry = kernels.*list[i].entry;
   return {IsMax(q.p) ? entry.max : entry.avg, list[i].name, kernels.isa};
 }
 
 Chosen ChooseFwd(const Pool2dProblem& p) {
   const Pool2dFwdKernels kernels = ChosenPool2dFwdKernels();
   const PoolQuery q{p, StreamFor(p, /*backward=*/false), kernels.lanes, kernels.wide_c};
-  return Choose("pool2d_fwd", kFwdVariants, kFwdEntries, kernels, q);
+  return Choose<Pool2dFwdKernels>("pool2d_fwd", kFwdVariants, kernels, q);
 }
 
 Chosen ChooseBwd(const Pool2dProblem& p) {
   const Pool2dBwdKernels kernels = ChosenPool2dBwdKernels();
   const PoolQuery q{p, StreamFor(p, /*backward=*/true), kernels.lanes, 0};
-  return Choose("pool2d_bwd", kBwdVariants, kBwdEntries, kernels, q);
+  return Choose<Pool2dBwdKernels>("pool2d_bwd", kBwdVariants, kernels, q);
 }
 
 // Runs the chosen variant: forward reads x and writes y, backward reads dy (and x, for max) and
