@@ -1,6 +1,6 @@
-// Per-target window reductions shared by the pooling kernels (pool2d_fwd.cc, pool2d_bwd.cc), so
-// that forward and backward pick the same element. Included once per target through
-// foreach_target.h, hence the toggle guard (Highway's skeleton-inl.h pattern).
+// Per-target window reductions shared by the pooling kernels (pool2d_fwd.cc, pool2d_bwd.cc,
+// pool2d_bwd_gather.cc), so that forward and backward pick the same element. Included once per
+// target through foreach_target.h, hence the toggle guard (Highway's skeleton-inl.h pattern).
 #if defined(CONVKIT_HIGHWAY_POOL2D_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef CONVKIT_HIGHWAY_POOL2D_INL_H_
 #undef CONVKIT_HIGHWAY_POOL2D_INL_H_
@@ -33,9 +33,6 @@ constexpr size_t kPoolVecs = 2;
 // per step, at a stride of C floats, which the prefetchers do not follow (global pooling 7x7x2048
 // forward: 9 GB/s).
 constexpr int64_t kWideC = static_cast<int64_t>(3 * kPoolVecs * hn::MaxLanes(DF()));
-
-// Channels per pass of the pixel-major order: the accumulators (16 KB) stay in the 32 KB L1.
-constexpr int64_t kWideBlock = 4096;
 
 // Where a window lies in an NHWC image: x0 points at its first element (row rows.begin, column
 // cols.begin) at the first channel of the step; pixels are `c` floats apart, rows `row_stride`.
@@ -71,8 +68,7 @@ template <size_t kVecs, bool kIndex, bool kNaNFree = false>
 HWY_INLINE void WindowMax(const WindowAt& w, MF last, VF (&acc)[kVecs], VF (&idx)[kVecs]) {
   const DF d;
   LoadVecs<kVecs>(w.x0, last, acc);  // element 0 compares equal to itself (or is NaN): kept
-  HWY_UNROLL(16)
-  for (size_t j = 0; j < kVecs; ++j) idx[j] = hn::Zero(d);
+  ZeroVecs(idx);
   float k = 0.0f;
   for (int64_t h = 0; h < w.rows; ++h) {
     const float* row = w.x0 + h * w.row_stride;
@@ -141,8 +137,7 @@ class NaNRows {
 template <size_t kVecs>
 HWY_INLINE void WindowSum(const WindowAt& w, MF last, VF (&sum)[kVecs]) {
   const DF d;
-  HWY_UNROLL(16)
-  for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Zero(d);
+  ZeroVecs(sum);
   for (int64_t h = 0; h < w.rows; ++h) {
     const float* row = w.x0 + h * w.row_stride;
     for (int64_t i = 0; i < w.cols; ++i) {
@@ -151,6 +146,24 @@ HWY_INLINE void WindowSum(const WindowAt& w, MF last, VF (&sum)[kVecs]) {
       HWY_UNROLL(16)
       for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Add(sum[j], v[j]);
     }
+  }
+}
+
+// Whether p is aligned for whole-vector (streaming) stores.
+HWY_INLINE bool VectorAligned(const float* p) {
+  return reinterpret_cast<uintptr_t>(p) % (hn::Lanes(DF()) * sizeof(float)) == 0;
+}
+
+// Stores kVecs vectors at p: with kStream, streaming stores of whole vectors (p vector-aligned,
+// `last` all true); otherwise StoreVecs.
+template <bool kStream, size_t kVecs>
+HWY_INLINE void StoreOrStreamVecs(const VF (&v)[kVecs], MF last, float* HWY_RESTRICT p) {
+  if constexpr (kStream) {
+    const DF d;
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) hn::Stream(v[j], d, p + j * hn::Lanes(d));
+  } else {
+    StoreVecs<kVecs>(v, last, p);
   }
 }
 

@@ -1,23 +1,27 @@
-// Pooling plans and one-shot calls of the Highway backend: kernel choice and threading policy.
-// Target-independent; the vector code is in pool2d_fwd.cc and pool2d_bwd.cc.
+// Pooling plans and one-shot calls of the Highway backend: the variant lists and the threading
+// policy. Target-independent; the vector code is in pool2d_fwd.cc, pool2d_bwd.cc and
+// pool2d_bwd_gather.cc, and reports the target's vector width for the lists' conditions.
 #include "backends/highway/pool/pool2d.hpp"
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
+
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/common/variants.hpp"
+#include "backends/highway/pool/pool2d_bwd_items.hpp"
 
 namespace convkit::internal::highway {
 namespace {
 
-// Below this many window reads a call runs on the calling thread: opening an OpenMP parallel
-// region costs ~1-3 us, and 2^18 reads take ~5-10 us on one core (in cache, ~8-16 floats/cycle).
-constexpr double kSerialReads = 1 << 18;
-
 bool IsMax(const Pool2dProblem& p) { return p.mode == PoolMode::kMax; }
 
-int ThreadsFor(const Pool2dProblem& p) {
-  const double reads = static_cast<double>(p.n) * p.oh * p.ow * p.c * p.kh * p.kw;
-  return reads < kSerialReads ? 1 : num_threads();
+// One FLOP per window element read (ThreadsFor's unit for pooling).
+double WindowReads(const Pool2dProblem& p) {
+  return static_cast<double>(p.n) * p.oh * p.ow * p.c * p.kh * p.kw;
 }
 
 // Above this many bytes touched per call, the output no longer stays in the last-level cache for
@@ -33,63 +37,133 @@ bool StreamFor(const Pool2dProblem& p, bool backward) {
   return floats * sizeof(float) > kStreamBytes;
 }
 
-std::string ImplName(const Pool2dProblem& p, const Pool2dKernels& kernels) {
-  return std::string(IsMax(p) ? "highway:pool_max:" : "highway:pool_avg:") + kernels.isa;
+// What a pooling list's entries look at: the problem, whether the call streams, and the chosen
+// target's vector width.
+struct PoolQuery {
+  const Pool2dProblem& p;
+  bool stream;
+  int64_t lanes;
+  int64_t wide_c;  // forward only: Pool2dFwdKernels::wide_c
+};
+
+const char* AcceptsAll(const PoolQuery&) { return nullptr; }
+
+// One entry of a pooling list: ChooseVariant's name and refusal, and where the variant's entry
+// points are in the target's kernels.
+template <class Kernels>
+struct PoolVariant {
+  const char* name;
+  const char* (*refuses)(const PoolQuery& q);
+  Pool2dEntry Kernels::*entry;
+};
+
+// The forward list (Pool2dFwdKernels): streaming stores when DRAM-bound, else the pixel-major
+// order for wide C, else the row kernel.
+const char* StreamRefuses(const PoolQuery& q) {
+  if (!q.stream) return "fits in the last-level cache";
+  if (q.p.c % q.lanes != 0) return "C not a whole number of vectors";
+  return nullptr;
+}
+const char* WideRefuses(const PoolQuery& q) {
+  return q.p.c > q.wide_c ? nullptr : "C within three channel steps";
+}
+constexpr PoolVariant<Pool2dFwdKernels> kFwdVariants[] = {
+    {"stream", StreamRefuses, &Pool2dFwdKernels::stream},
+    {"wide", WideRefuses, &Pool2dFwdKernels::wide},
+    {"rows", AcceptsAll, &Pool2dFwdKernels::rows}};
+
+// The backward list (Pool2dBwdKernels): the average gather when its share ring holds a vector of
+// channels, else the band ring when DRAM-bound and its rows hold a vector of channels, else in
+// place.
+const char* AvgGatherRefuses(const PoolQuery& q) {
+  if (IsMax(q.p)) return "max pooling";
+  if (ShareRingRows(q.p) > kMaxShareRows) return "window too tall for the share ring";
+  if (GatherBlock(q.p, q.lanes) == 0) return "dy rows too wide for the share ring";
+  return nullptr;
+}
+const char* BandRefuses(const PoolQuery& q) {
+  // In cache (no streaming stores), the ring's extra copy costs what the zero-fill did.
+  if (!q.stream) return "fits in the last-level cache";
+  if (RingChannels(q.p) < q.lanes) return "dx rows too wide for the ring";
+  return nullptr;
+}
+constexpr PoolVariant<Pool2dBwdKernels> kBwdVariants[] = {
+    {"avg_gather", AvgGatherRefuses, &Pool2dBwdKernels::avg_gather},
+    {"band", BandRefuses, &Pool2dBwdKernels::band},
+    {"in_place", AcceptsAll, &Pool2dBwdKernels::in_place}};
+
+// A chosen variant: its entry point for the problem's mode, its name and the target's.
+struct Chosen {
+  Pool2dFn run;
+  const char* variant;
+  const char* isa;
+};
+
+// highway:pool_max:<variant>:<isa> (or pool_avg).
+std::string ImplName(const Pool2dProblem& p, const Chosen& c) {
+  return std::string(IsMax(p) ? "highway:pool_max:" : "highway:pool_avg:") + c.variant + ":" +
+         c.isa;
 }
 
-// The arguments of one kernel call: forward reads x and writes y, backward reads dy (and x, for
-// max) and writes dx.
-Pool2dArgs ArgsFor(const Pool2dProblem& p, bool backward, const float* x, const float* dy,
-                   float* out) {
+template <class Kernels>
+Chosen Choose(std::string_view op, std::span<const PoolVariant<Kernels>> list,
+              const Kernels& kernels, const PoolQuery& q) {
+  const size_t i = ChooseVariant(op, list, q, [](const PoolQuery& q) { return q.p.to_string(); });
+  const Pool2dEntry& entry = kernels.*list[i].entry;
+  return {IsMax(q.p) ? entry.max : entry.avg, list[i].name, kernels.isa};
+}
+
+Chosen ChooseFwd(const Pool2dProblem& p) {
+  const Pool2dFwdKernels kernels = ChosenPool2dFwdKernels();
+  const PoolQuery q{p, StreamFor(p, /*backward=*/false), kernels.lanes, kernels.wide_c};
+  return Choose<Pool2dFwdKernels>("pool2d_fwd", kFwdVariants, kernels, q);
+}
+
+Chosen ChooseBwd(const Pool2dProblem& p) {
+  const Pool2dBwdKernels kernels = ChosenPool2dBwdKernels();
+  const PoolQuery q{p, StreamFor(p, /*backward=*/true), kernels.lanes, 0};
+  return Choose<Pool2dBwdKernels>("pool2d_bwd", kBwdVariants, kernels, q);
+}
+
+// Runs the chosen variant: forward reads x and writes y, backward reads dy (and x, for max) and
+// writes dx. An empty batch writes nothing and reaches no kernel.
+void Run(const Pool2dProblem& p, Pool2dFn run, bool backward, const float* x, const float* dy,
+         float* out) {
+  if (p.n == 0) return;
   Pool2dArgs a;
   a.p = &p;
   a.x = x;
   a.dy = dy;
   a.out = out;
-  a.threads = ThreadsFor(p);
+  a.threads = ThreadsFor(WindowReads(p));
   a.stream = StreamFor(p, backward);
-  return a;
+  run(a);
 }
-
-// One pass of one problem with its kernel chosen: what both plans hold.
-class PlannedPass {
- public:
-  PlannedPass(const Pool2dProblem& p, bool backward)
-      : p_(p),
-        backward_(backward),
-        kernels_(backward ? Pool2dBwdKernels() : Pool2dFwdKernels()),
-        run_(IsMax(p) ? kernels_.max : kernels_.avg) {}
-
-  void Run(const float* x, const float* dy, float* out) const {
-    run_(ArgsFor(p_, backward_, x, dy, out));
-  }
-  std::string Name() const { return ImplName(p_, kernels_); }
-
- private:
-  const Pool2dProblem p_;
-  const bool backward_;
-  const Pool2dKernels kernels_;
-  const Pool2dFn run_;
-};
 
 class Pool2dFwdPlan final : public Pool2dFwdImpl {
  public:
-  explicit Pool2dFwdPlan(const Pool2dProblem& p) : pass_(p, /*backward=*/false) {}
-  void run(const float* x, float* y) const override { pass_.Run(x, nullptr, y); }
-  std::string name() const override { return pass_.Name(); }
+  explicit Pool2dFwdPlan(const Pool2dProblem& p) : p_(p), chosen_(ChooseFwd(p_)) {}
+  void run(const float* x, float* y) const override {
+    Run(p_, chosen_.run, /*backward=*/false, x, nullptr, y);
+  }
+  std::string name() const override { return ImplName(p_, chosen_); }
 
  private:
-  const PlannedPass pass_;
+  const Pool2dProblem p_;
+  const Chosen chosen_;
 };
 
 class Pool2dBwdPlan final : public Pool2dBwdImpl {
  public:
-  explicit Pool2dBwdPlan(const Pool2dProblem& p) : pass_(p, /*backward=*/true) {}
-  void run(const float* x, const float* dy, float* dx) const override { pass_.Run(x, dy, dx); }
-  std::string name() const override { return pass_.Name(); }
+  explicit Pool2dBwdPlan(const Pool2dProblem& p) : p_(p), chosen_(ChooseBwd(p_)) {}
+  void run(const float* x, const float* dy, float* dx) const override {
+    Run(p_, chosen_.run, /*backward=*/true, x, dy, dx);
+  }
+  std::string name() const override { return ImplName(p_, chosen_); }
 
  private:
-  const PlannedPass pass_;
+  const Pool2dProblem p_;
+  const Chosen chosen_;
 };
 
 }  // namespace
@@ -103,9 +177,9 @@ std::unique_ptr<Pool2dBwdImpl> CreatePool2dBwd(const Pool2dProblem& p) {
 }
 
 void Pool2dFwdOneShot(const Pool2dProblem& p, const float* x, float* y, std::string* impl_name) {
-  const Pool2dKernels kernels = Pool2dFwdKernels();
-  (IsMax(p) ? kernels.max : kernels.avg)(ArgsFor(p, /*backward=*/false, x, nullptr, y));
-  if (impl_name != nullptr) *impl_name = ImplName(p, kernels);
+  const Chosen chosen = ChooseFwd(p);
+  Run(p, chosen.run, /*backward=*/false, x, nullptr, y);
+  if (impl_name != nullptr) *impl_name = ImplName(p, chosen);
 }
 
 }  // namespace convkit::internal::highway

@@ -1,10 +1,11 @@
-// The Highway backend's pooling: what the target-independent code (plans, threading policy) shares
-// with the per-target kernels in pool2d_fwd.cc and pool2d_bwd.cc.
+// The Highway backend's pooling: what the target-independent code (plans, the variant lists,
+// threading policy) shares with the per-target kernels in pool2d_fwd.cc, pool2d_bwd.cc and
+// pool2d_bwd_gather.cc.
 //
 // Every kernel vectorises along C (NHWC: a pixel's channels are contiguous), tails with FirstN +
 // MaskedLoad / BlendedStore; forward at stride_w 1 along (ow, c) flattened. The kernels are reached
-// through one HWY_DYNAMIC_DISPATCH per plan creation or one-shot call, which returns the chosen
-// target's entry points.
+// through HWY_DYNAMIC_DISPATCH once per plan creation or one-shot call (one per .cc file), which
+// returns the chosen target's entry points; pool2d.cpp's variant lists then pick one of them.
 #pragma once
 
 #include <algorithm>
@@ -45,40 +46,75 @@ inline float PoolDivisor(const Pool2dProblem& p, const PoolSpan& rows, const Poo
   return static_cast<float>(count);
 }
 
+// Channels per pass of the pixel-major order (forward PoolFwdWindowWide, backward AddWindowWide,
+// the backward channel blocks): the accumulators (16 KB) stay in the 32 KB L1.
+constexpr int64_t kWideBlock = 4096;
+
 // Everything a kernel call needs; not owned. Forward reads x and writes out = y; backward reads dy
-// (and x, for max) and writes out = dx. Inputs and outputs do not overlap.
+// (and x, for max) and writes out = dx. Inputs and outputs do not overlap; n >= 1 (an empty batch
+// never reaches a kernel).
 struct Pool2dArgs {
   const Pool2dProblem* p = nullptr;
   const float* x = nullptr;
   const float* dy = nullptr;
   float* out = nullptr;
   int threads = 1;  // OpenMP threads; 1 runs on the calling thread with no parallel region
-  // The call touches more memory than the last-level cache holds: out is written with streaming
-  // (non-temporal) stores where aligned, which skip the read-for-ownership of each line.
+  // The call touches more memory than the last-level cache holds: the variants that can write out
+  // with streaming (non-temporal) stores do, where aligned, which skips the read-for-ownership of
+  // each line.
   bool stream = false;
 };
 
 using Pool2dFn = void (*)(const Pool2dArgs& args);
 
-// One target's entry points for one pass, and the target's name.
-struct Pool2dKernels {
+// One variant's entry points, for max and for average pooling (null for a mode the variant's list
+// entry refuses).
+struct Pool2dEntry {
   Pool2dFn max = nullptr;
   Pool2dFn avg = nullptr;
+};
+
+// One target's forward variants (pool2d_fwd.cc): the entries of the forward list (pool2d.cpp), in
+// its order:
+// - stream: output rows with streaming stores (DRAM-bound calls, C a whole number of vectors; a y
+//   that is not vector-aligned is written as the next variants would write it, without streaming);
+// - wide: each window reduced in pixel-major order (C > wide_c);
+// - rows: output rows, the windows of a row in tiles (every problem).
+struct Pool2dFwdKernels {
+  Pool2dEntry stream, wide, rows;
+  int64_t lanes = 1;   // floats per vector
+  int64_t wide_c = 0;  // above this many channels, the pixel-major order (pool2d-inl.h kWideC)
   const char* isa = "";
 };
 
-// The chosen target's kernels (pool2d_fwd.cc, pool2d_bwd.cc).
-Pool2dKernels Pool2dFwdKernels();
-Pool2dKernels Pool2dBwdKernels();
+// One target's backward variants (pool2d_bwd.cc, pool2d_bwd_gather.cc): the entries of the
+// backward list (pool2d.cpp), in its order:
+// - avg_gather: average pooling, each dx element summed from the shares of the windows that cover
+//   it (GatherBlock(p, lanes) > 0);
+// - band: the windows' terms accumulate in a per-thread ring of dx rows, each stored once with
+//   streaming stores (DRAM-bound calls, RingChannels(p) >= lanes);
+// - in_place: the terms accumulate in dx itself (every problem).
+struct Pool2dBwdKernels {
+  Pool2dEntry avg_gather, band, in_place;
+  int64_t lanes = 1;  // floats per vector
+  const char* isa = "";
+};
+
+// The chosen target's kernels.
+Pool2dFwdKernels ChosenPool2dFwdKernels();
+Pool2dBwdKernels ChosenPool2dBwdKernels();
+// The chosen target's avg_gather entry (pool2d_bwd_gather.cc), for ChosenPool2dBwdKernels.
+Pool2dEntry ChosenPool2dBwdGather();
 
 // Target-independent entry points (pool2d.cpp), called by the backend (highway_backend.cpp).
 
-// Plans: choose the target and the kernel once; run() is const, thread-safe, allocation-free.
+// Plans: choose the target and the variant once; run() is const, thread-safe, allocation-free.
 // Backward overwrites dx and reads x for max pooling only.
 std::unique_ptr<Pool2dFwdImpl> CreatePool2dFwd(const Pool2dProblem& p);
 std::unique_ptr<Pool2dBwdImpl> CreatePool2dBwd(const Pool2dProblem& p);
-// One-shot forward: allocates nothing. Stores the implementation's name ("highway:pool_max:AVX3")
-// in impl_name if non-null. (One-shot backward is Backend's default: a plan costs nothing more.)
+// One-shot forward: allocates nothing. Stores the implementation's name
+// ("highway:pool_max:rows:AVX3", highway:<mode>:<variant>:<isa>) in impl_name if non-null.
+// (One-shot backward is Backend's default: a plan costs nothing more.)
 void Pool2dFwdOneShot(const Pool2dProblem& p, const float* x, float* y, std::string* impl_name);
 
 }  // namespace convkit::internal::highway

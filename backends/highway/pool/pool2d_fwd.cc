@@ -1,19 +1,21 @@
 // Pooling forward, max and average: one output row (n, oh) per work item, vectorised along C.
-// Output elements are independent, so any split over threads gives the same bits.
+// Output elements are independent, so any split over threads gives the same bits. Three variants,
+// chosen by the forward list in pool2d.cpp: rows and stream (the same row kernel, with plain or
+// streaming stores) and wide (C > kWideC: each window reduced in pixel-major order).
 //
-// Per output row: the windows wholly inside the input along W go kP at a time (PoolWindows: kP x
-// kVecs independent chains, so that a C of one vector is not latency-bound), or at stride 1 as one
-// flat sequence of (ow, c) (no lane wasted on small C); clipped windows one at a time. Max pooling
-// selects with one max instruction per element (MaxOrKeep) unless the window rows may hold a NaN
-// (NaNRows scans each input row once per thread), where WindowMax's exact rule takes over.
+// Per output row of rows and stream: the windows wholly inside the input along W go kP at a time
+// (PoolWindows: kP x kVecs independent chains, so that a C of one vector is not latency-bound), or
+// at stride 1 as one flat sequence of (ow, c) (no lane wasted on small C); clipped windows one at a
+// time. Max pooling selects with one max instruction per element (MaxOrKeep) unless the window rows
+// may hold a NaN (NaNRows scans each input row once per thread), where WindowMax's exact rule takes
+// over.
 //
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
-#include <omp.h>
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
+#include "backends/highway/common/parallel.hpp"
 #include "backends/highway/pool/pool2d.hpp"
 
 #undef HWY_TARGET_INCLUDE
@@ -94,8 +96,7 @@ HWY_INLINE void PoolWindows(const float* const (&x0)[kP], float* const (&y0)[kP]
     if constexpr (kMax) {
       LoadVecs<kVecs>(x0[q], last, acc[q]);  // element 0: kept unless a later one is greater
     } else {
-      HWY_UNROLL(16)
-      for (size_t j = 0; j < kVecs; ++j) acc[q][j] = hn::Zero(d);  // from +0, as WindowSum
+      ZeroVecs(acc[q]);  // from +0, as WindowSum
     }
   }
   for (int64_t h = 0; h < rows; ++h) {
@@ -120,27 +121,16 @@ HWY_INLINE void PoolWindows(const float* const (&x0)[kP], float* const (&y0)[kP]
       HWY_UNROLL(16)
       for (size_t j = 0; j < kVecs; ++j) acc[q][j] = hn::Div(acc[q][j], div);
     }
-    if constexpr (kStream) {
-      HWY_UNROLL(16)
-      for (size_t j = 0; j < kVecs; ++j) hn::Stream(acc[q][j], d, y0[q] + j * hn::Lanes(d));
-    } else {
-      StoreVecs<kVecs>(acc[q], last, y0[q]);
-    }
+    StoreOrStreamVecs<kStream, kVecs>(acc[q], last, y0[q]);
   }
 }
 
 // One step of channels of window ow with WindowMax's exact selection (rows that may hold a NaN).
 template <bool kStream, size_t kVecs>
 HWY_INLINE void PoolWindowExactMax(const WindowAt& w, MF last, float* y0) {
-  const DF d;
   VF v[kVecs], unused[kVecs];
   WindowMax<kVecs, false>(w, last, v, unused);
-  if constexpr (kStream) {
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) hn::Stream(v[j], d, y0 + j * hn::Lanes(d));
-  } else {
-    StoreVecs<kVecs>(v, last, y0);
-  }
+  StoreOrStreamVecs<kStream, kVecs>(v, last, y0);
 }
 
 // The full windows ow .. ow + kP - 1 of an output row (rows: the row's window span, x_rows its
@@ -191,6 +181,23 @@ FullCols FullColsOf(const Pool2dProblem& p) {
   return {begin, std::max(begin, end)};
 }
 
+// The full windows of an output row at stride 1 (rows: the row's window span, x_rows its first
+// input row): their outputs, (ow, c) flattened, read x at the same flat offsets shifted by i * C,
+// so they go as one sequence of vectors whatever C (5 or 33 channels waste no lanes).
+template <bool kMax, bool kStream>
+HWY_INLINE void PoolFwdFlat(const Pool2dProblem& p, const PoolSpan& rows, const FullCols& full,
+                            const float* x_rows, float* y_row) {
+  const int64_t height = rows.end - rows.begin;
+  const float* x_flat = x_rows + (full.begin - p.pad.left) * p.c;
+  float* y_flat = y_row + full.begin * p.c;
+  const float divisor[1] = {kMax ? 1.0f : PoolDivisor(p, rows, PoolCols(p, full.begin))};
+  ForEachChannelStep(0, (full.end - full.begin) * p.c, [&]<size_t kVecs>(int64_t j, MF last) {
+    const float* x0[1] = {x_flat + j};
+    float* const y0[1] = {y_flat + j};
+    PoolWindows<kMax, kStream, 1, kVecs>(x0, y0, 1, height, p.kw, p.c, p.iw * p.c, divisor, last);
+  });
+}
+
 // Output row oh of image n: y(n, oh, ow, c) for every ow and c. With kStream, y is vector-aligned,
 // C a multiple of the vector length, and every store a streaming store. `exact`: the window rows
 // may hold a NaN, so max pooling takes WindowMax's selection.
@@ -202,26 +209,9 @@ void PoolFwdRow(const Pool2dProblem& p, const FullCols& full, const float* x, fl
   float* y_row = y + (n * p.oh + oh) * p.ow * p.c;
   const float* x_rows = image + rows.begin * p.iw * p.c;
   const int64_t height = rows.end - rows.begin;
-  if (!kStream && p.c > kWideC) {
-    for (int64_t ow = 0; ow < p.ow; ++ow) {
-      const PoolSpan cols = PoolCols(p, ow);
-      const WindowAt w{x_rows + cols.begin * p.c, height, cols.end - cols.begin, p.c, p.iw * p.c};
-      PoolFwdWindowWide<kMax>(w, kMax ? 1.0f : PoolDivisor(p, rows, cols), y_row + ow * p.c);
-    }
-    return;
-  }
   FullCols per_pixel = full;
   if (p.stride_w == 1 && !(kMax && exact) && full.begin < full.end) {
-    // At stride 1 the full windows' outputs, (ow, c) flattened, read x at the same flat offsets
-    // shifted by i * C: one sequence of vectors whatever C (5 or 33 channels waste no lanes).
-    const float* x_flat = x_rows + (full.begin - p.pad.left) * p.c;
-    float* y_flat = y_row + full.begin * p.c;
-    const float divisor[1] = {kMax ? 1.0f : PoolDivisor(p, rows, PoolCols(p, full.begin))};
-    ForEachChannelStep(0, (full.end - full.begin) * p.c, [&]<size_t kVecs>(int64_t j, MF last) {
-      const float* x0[1] = {x_flat + j};
-      float* const y0[1] = {y_flat + j};
-      PoolWindows<kMax, kStream, 1, kVecs>(x0, y0, 1, height, p.kw, p.c, p.iw * p.c, divisor, last);
-    });
+    PoolFwdFlat<kMax, kStream>(p, rows, full, x_rows, y_row);
     per_pixel = {full.begin, full.begin};
   }
   ForEachChannelStep(0, p.c, [&]<size_t kVecs>(int64_t c0, MF last) {
@@ -270,11 +260,10 @@ void PoolFwdRange(const Pool2dProblem& p, const float* x, float* y, int64_t t0, 
   const FullCols full = FullColsOf(p);
   const int64_t image_size = p.ih * p.iw * p.c;
   // The NaN scan reads x once more; it pays only where windows overlap (each row is read by several
-  // windows: 2.25x at k3 s2). Without overlap (k2 s2, global pooling) every window takes the exact
-  // selection instead, and the wide path has its own: scanning there cost 15-30 % (VGG pool1, the
-  // global pools).
-  const bool wide = !kStream && p.c > kWideC;
-  const bool scan = !wide && (p.stride_h < p.kh || p.stride_w < p.kw);
+  // windows: 2.25x at k3 s2). Without overlap (k2 s2) every window takes the exact selection
+  // instead; the wide variant has its own (scanning there cost 15-30 %: VGG pool1, the global
+  // pools).
+  const bool scan = p.stride_h < p.kh || p.stride_w < p.kw;
   int64_t n = t0 / p.oh;
   NaNRows nan_rows(x + n * image_size, p.iw * p.c);
   for (int64_t t = t0; t < t1; ++t) {
@@ -292,35 +281,60 @@ void PoolFwdRange(const Pool2dProblem& p, const float* x, float* y, int64_t t0, 
   }
 }
 
+// The rows variant (kStream false) and the stream variant's kernel: each thread takes consecutive
+// output rows, so the input row two windows share (stride < window) is still in its cache and
+// scanned for NaN once.
 template <bool kMax, bool kStream>
 void PoolFwdRows(const Pool2dArgs& a) {
   const Pool2dProblem& p = *a.p;
-  const int64_t items = p.n * p.oh;
-  if (a.threads <= 1) return PoolFwdRange<kMax, kStream>(p, a.x, a.out, 0, items);
-    // Each thread takes consecutive rows (a static schedule), so the input row two windows share
-    // (stride < window) is still in its cache and scanned for NaN once.
-#pragma omp parallel num_threads(a.threads)
-  {
-    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-    const int64_t per = items / parts, extra = items % parts;
-    const int64_t t0 = part * per + std::min(part, extra);
-    PoolFwdRange<kMax, kStream>(p, a.x, a.out, t0, t0 + per + (part < extra ? 1 : 0));
+  ParallelRanges(a.threads, p.n * p.oh, [&](int64_t t0, int64_t t1) {
+    PoolFwdRange<kMax, kStream>(p, a.x, a.out, t0, t1);
+  });
+}
+
+// The wide variant: output row oh of image n, each window in pixel-major order.
+template <bool kMax>
+void PoolFwdWideRow(const Pool2dProblem& p, const float* x, float* y, int64_t n, int64_t oh) {
+  const PoolSpan rows = PoolRows(p, oh);
+  const float* x_rows = x + (n * p.ih + rows.begin) * p.iw * p.c;
+  float* y_row = y + (n * p.oh + oh) * p.ow * p.c;
+  for (int64_t ow = 0; ow < p.ow; ++ow) {
+    const PoolSpan cols = PoolCols(p, ow);
+    const WindowAt w{x_rows + cols.begin * p.c, rows.end - rows.begin, cols.end - cols.begin, p.c,
+                     p.iw * p.c};
+    PoolFwdWindowWide<kMax>(w, kMax ? 1.0f : PoolDivisor(p, rows, cols), y_row + ow * p.c);
   }
 }
 
 template <bool kMax>
-void PoolFwd(const Pool2dArgs& a) {
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
-  const bool aligned =
-      reinterpret_cast<uintptr_t>(a.out) % (lanes * sizeof(float)) == 0 && a.p->c % lanes == 0;
-  if (a.stream && aligned) return PoolFwdRows<kMax, true>(a);
+void PoolFwdWide(const Pool2dArgs& a) {
+  const Pool2dProblem& p = *a.p;
+  ParallelRanges(a.threads, p.n * p.oh, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) PoolFwdWideRow<kMax>(p, a.x, a.out, t / p.oh, t % p.oh);
+  });
+}
+
+// The stream variant (C a whole number of vectors, as the list checked). Streaming stores need a
+// vector-aligned y, which only the call knows: a y that is not (a caller's own buffer) is written
+// as the list's next variants would write it.
+template <bool kMax>
+void PoolFwdStream(const Pool2dArgs& a) {
+  if (VectorAligned(a.out)) return PoolFwdRows<kMax, true>(a);
+  if (a.p->c > kWideC) return PoolFwdWide<kMax>(a);
   PoolFwdRows<kMax, false>(a);
 }
 
 }  // namespace
 
-Pool2dKernels GetPool2dFwdKernels() {
-  return {&PoolFwd<true>, &PoolFwd<false>, hwy::TargetName(HWY_TARGET)};
+Pool2dFwdKernels GetPool2dFwdKernels() {
+  Pool2dFwdKernels k;
+  k.stream = {&PoolFwdStream<true>, &PoolFwdStream<false>};
+  k.wide = {&PoolFwdWide<true>, &PoolFwdWide<false>};
+  k.rows = {&PoolFwdRows<true, false>, &PoolFwdRows<false, false>};
+  k.lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  k.wide_c = kWideC;
+  k.isa = hwy::TargetName(HWY_TARGET);
+  return k;
 }
 
 }  // namespace HWY_NAMESPACE
@@ -332,7 +346,7 @@ namespace convkit::internal::highway {
 
 HWY_EXPORT(GetPool2dFwdKernels);
 
-Pool2dKernels Pool2dFwdKernels() { return HWY_DYNAMIC_DISPATCH(GetPool2dFwdKernels)(); }
+Pool2dFwdKernels ChosenPool2dFwdKernels() { return HWY_DYNAMIC_DISPATCH(GetPool2dFwdKernels)(); }
 
 }  // namespace convkit::internal::highway
 #endif  // HWY_ONCE

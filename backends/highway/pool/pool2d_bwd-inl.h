@@ -1,0 +1,229 @@
+// Per-target scatter of backward pooling (the band and in_place variants, pool2d_bwd.cc): one
+// window's gradient added to the dx rows a work item owns, dy to the selected element (max) or
+// dy / divisor to every element (average). Max pooling recomputes each window's selected element
+// from x (WindowMax, as the forward pass), with WindowMax's one-compare rule on window rows free
+// of NaN (NaNRows). Included once per target through foreach_target.h, hence the toggle guard
+// (Highway's skeleton-inl.h pattern).
+#if defined(CONVKIT_HIGHWAY_POOL2D_BWD_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef CONVKIT_HIGHWAY_POOL2D_BWD_INL_H_
+#undef CONVKIT_HIGHWAY_POOL2D_BWD_INL_H_
+#else
+#define CONVKIT_HIGHWAY_POOL2D_BWD_INL_H_
+#endif
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "backends/highway/common/vec-inl.h"
+#include "backends/highway/pool/pool2d-inl.h"
+#include "backends/highway/pool/pool2d.hpp"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace convkit::internal::highway {
+namespace HWY_NAMESPACE {
+
+// The rows [r0, r1) of dx of one image, channels [c_begin, c_end), and where their partial sums
+// accumulate: dx row ih, channel c at acc + (ih % acc_rows) * acc_row + iw * acc_pixel + c -
+// c_begin (the band variant's ring, or dx itself).
+struct BwdBand {
+  const float* x_image;  // null for average pooling: never read
+  const float* dy_image;
+  float* dx_image;
+  int64_t c_begin, c_end;
+  int64_t r0, r1;
+  float* acc;
+  int64_t acc_rows, acc_row, acc_pixel;
+
+  int64_t block() const { return c_end - c_begin; }
+  float* AccRow(int64_t ih) const { return acc + (ih % acc_rows) * acc_row; }
+};
+
+// Adds window (oh, ow)'s gradient to the band's rows, channels of one step at c0. kDirect: no other
+// window touches these elements (stride >= window), so they are written as +0 + term, the
+// reference's bits, without reading them back. kNaNFree: the window's rows hold no NaN (NaNRows):
+// WindowMax's cheaper selection.
+template <bool kMax, size_t kVecs, bool kDirect = false, bool kNaNFree = false>
+HWY_INLINE void AddWindow(const Pool2dProblem& p, const BwdBand& b, const PoolSpan& rows,
+                          const PoolSpan& cols, const float* dy0, int64_t c0, MF last) {
+  const DF d;
+  const int64_t width = cols.end - cols.begin;
+  VF g[kVecs];
+  LoadVecs<kVecs>(dy0 + c0, last, g);
+  VF idx[kVecs];
+  if constexpr (kMax) {
+    VF unused[kVecs];
+    const float* x0 = b.x_image + (rows.begin * p.iw + cols.begin) * p.c + c0;
+    WindowMax<kVecs, true, kNaNFree>({x0, rows.end - rows.begin, width, p.c, p.iw * p.c}, last,
+                                     unused, idx);
+  } else {
+    // The reference's distribute_value: dy / divisor (a division), added to each element.
+    const VF div = hn::Set(d, PoolDivisor(p, rows, cols));
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) g[j] = hn::Div(g[j], div);
+  }
+  const int64_t h_begin = std::max(rows.begin, b.r0), h_end = std::min(rows.end, b.r1);
+  for (int64_t ih = h_begin; ih < h_end; ++ih) {
+    float* at = b.AccRow(ih) + cols.begin * b.acc_pixel + (c0 - b.c_begin);
+    // The selected element's row-major position in the window, for this row's first column.
+    float k = static_cast<float>((ih - rows.begin) * width);
+    for (int64_t i = 0; i < width; ++i, k += 1.0f, at += b.acc_pixel) {
+      VF v[kVecs];
+      if constexpr (kDirect) {
+        ZeroVecs(v);
+      } else {
+        LoadVecs<kVecs>(at, last, v);
+      }
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) {
+        if constexpr (kMax) {
+          // The reference's dx[mask] += dy: lanes whose selection is element k add g there.
+          v[j] = hn::IfThenElse(hn::Eq(idx[j], hn::Set(d, k)), hn::Add(v[j], g[j]), v[j]);
+        } else {
+          v[j] = hn::Add(v[j], g[j]);
+        }
+      }
+      StoreVecs<kVecs>(v, last, at);
+    }
+  }
+}
+
+// AddWindowWide's first half for max pooling: the selected value (share) and its row-major
+// position in the window (index) of every channel of the band, one window element at a time.
+// Per lane, the steps of WindowMax.
+HWY_INLINE void WideSelectMax(const Pool2dProblem& p, const BwdBand& b, const PoolSpan& rows,
+                              const PoolSpan& cols, float* HWY_RESTRICT share,
+                              float* HWY_RESTRICT index) {
+  const DF d;
+  const int64_t width = cols.end - cols.begin;
+  const float* x0 = b.x_image + (rows.begin * p.iw + cols.begin) * p.c;
+  float k = 0.0f;
+  for (int64_t h = 0; h < rows.end - rows.begin; ++h) {
+    for (int64_t i = 0; i < width; ++i, k += 1.0f) {
+      const float* xp = x0 + h * p.iw * p.c + i * p.c;
+      ForEachChannelStep(b.c_begin, b.c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
+        VF v[kVecs], a[kVecs], id[kVecs];
+        LoadVecs<kVecs>(xp + c0, last, v);
+        if (k == 0.0f) {  // element 0 is kept (or is NaN), as in WindowMax
+          StoreVecs<kVecs>(v, last, share + (c0 - b.c_begin));
+          ZeroVecs(id);
+          StoreVecs<kVecs>(id, last, index + (c0 - b.c_begin));
+          return;
+        }
+        LoadVecs<kVecs>(share + (c0 - b.c_begin), last, a);
+        LoadVecs<kVecs>(index + (c0 - b.c_begin), last, id);
+        HWY_UNROLL(16)
+        for (size_t j = 0; j < kVecs; ++j) {
+          const MF take = MaxTakes(a[j], v[j]);
+          a[j] = hn::IfThenElse(take, v[j], a[j]);
+          id[j] = hn::IfThenElse(take, hn::Set(d, k), id[j]);
+        }
+        StoreVecs<kVecs>(a, last, share + (c0 - b.c_begin));
+        StoreVecs<kVecs>(id, last, index + (c0 - b.c_begin));
+      });
+    }
+  }
+}
+
+// AddWindowWide's first half for average pooling: dy / divisor of every channel of the band.
+HWY_INLINE void WideShareAvg(const Pool2dProblem& p, const BwdBand& b, const PoolSpan& rows,
+                             const PoolSpan& cols, const float* dy0, float* HWY_RESTRICT share) {
+  const VF div = hn::Set(DF(), PoolDivisor(p, rows, cols));
+  ForEachChannelStep(b.c_begin, b.c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
+    VF g[kVecs];
+    LoadVecs<kVecs>(dy0 + c0, last, g);
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) g[j] = hn::Div(g[j], div);
+    StoreVecs<kVecs>(g, last, share + (c0 - b.c_begin));
+  });
+}
+
+// AddWindow for the whole channel block at once, in pixel-major order (block > kWideC, at most
+// kWideBlock): the selection (or dy / divisor) of every channel goes to an L1 buffer first, then
+// each window element adds it for every channel. Per lane, the same steps as AddWindow.
+template <bool kMax, bool kDirect = false>
+void AddWindowWide(const Pool2dProblem& p, const BwdBand& b, const PoolSpan& rows,
+                   const PoolSpan& cols, const float* dy0) {
+  const DF d;
+  const int64_t width = cols.end - cols.begin;
+  HWY_ALIGN float share[kWideBlock];  // average: dy / divisor; max: the selected value
+  HWY_ALIGN float index[kWideBlock];  // max: the selected element's position, as in WindowMax
+  if constexpr (kMax) {
+    WideSelectMax(p, b, rows, cols, share, index);
+  } else {
+    WideShareAvg(p, b, rows, cols, dy0, share);
+  }
+  const int64_t h_begin = std::max(rows.begin, b.r0), h_end = std::min(rows.end, b.r1);
+  for (int64_t ih = h_begin; ih < h_end; ++ih) {
+    float* at = b.AccRow(ih) + cols.begin * b.acc_pixel;
+    float k = static_cast<float>((ih - rows.begin) * width);
+    for (int64_t i = 0; i < width; ++i, k += 1.0f, at += b.acc_pixel) {
+      ForEachChannelStep(b.c_begin, b.c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
+        VF v[kVecs], g[kVecs];
+        if constexpr (kDirect) {
+          ZeroVecs(v);
+        } else {
+          LoadVecs<kVecs>(at + (c0 - b.c_begin), last, v);
+        }
+        LoadVecs<kVecs>(kMax ? dy0 + c0 : share + (c0 - b.c_begin), last, g);
+        if constexpr (kMax) {
+          VF id[kVecs];
+          LoadVecs<kVecs>(index + (c0 - b.c_begin), last, id);
+          HWY_UNROLL(16)
+          for (size_t j = 0; j < kVecs; ++j) {
+            v[j] = hn::IfThenElse(hn::Eq(id[j], hn::Set(d, k)), hn::Add(v[j], g[j]), v[j]);
+          }
+        } else {
+          HWY_UNROLL(16)
+          for (size_t j = 0; j < kVecs; ++j) v[j] = hn::Add(v[j], g[j]);
+        }
+        StoreVecs<kVecs>(v, last, at + (c0 - b.c_begin));
+      });
+    }
+  }
+}
+
+// AddWindow for one step of channels, as ForEachChannelStep's callee. Its call operator is
+// HWY_INLINE (a lambda's could not be), so that in the full steps the mask is a constant and the
+// loads and stores unmasked: left to GCC's cloning (IPA-CP), the full-step clones were dropped
+// once pool2d_bwd.cc lost the gather's code from its growth budget (band max k3 s2: 13 -> 19 ms).
+template <bool kMax, bool kDirect>
+struct AddWindowStep {
+  const Pool2dProblem& p;
+  const BwdBand& b;
+  const PoolSpan& rows;
+  const PoolSpan& cols;
+  const float* dy0;
+  bool nan_free;  // the window rows hold no NaN (max pooling only)
+
+  template <size_t kVecs>
+  HWY_INLINE void operator()(int64_t c0, MF last) const {
+    if (nan_free) return AddWindow<kMax, kVecs, kDirect, true>(p, b, rows, cols, dy0, c0, last);
+    AddWindow<kMax, kVecs, kDirect>(p, b, rows, cols, dy0, c0, last);
+  }
+};
+
+// Every window of output row oh (rows: its span) added to the band's rows, in ow order: the
+// pixel-major order for a block wider than kWideC, else a step of channels at a time. nan_free:
+// the window rows hold no NaN (max pooling only).
+template <bool kMax, bool kDirect>
+HWY_INLINE void AddWindowRow(const Pool2dProblem& p, const BwdBand& b, const PoolSpan& rows,
+                             int64_t oh, bool nan_free) {
+  const float* dy_row = b.dy_image + oh * p.ow * p.c;
+  for (int64_t ow = 0; ow < p.ow; ++ow) {
+    const PoolSpan cols = PoolCols(p, ow);
+    if (b.block() > kWideC) {
+      AddWindowWide<kMax, kDirect>(p, b, rows, cols, dy_row + ow * p.c);
+      continue;
+    }
+    ForEachChannelStep(b.c_begin, b.c_end,
+                       AddWindowStep<kMax, kDirect>{p, b, rows, cols, dy_row + ow * p.c, nan_free});
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace convkit::internal::highway
+HWY_AFTER_NAMESPACE();
+
+#endif  // CONVKIT_HIGHWAY_POOL2D_BWD_INL_H_ toggle

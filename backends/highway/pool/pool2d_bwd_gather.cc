@@ -1,0 +1,155 @@
+// Pooling backward, the avg_gather variant: average pooling in gather form. Each dx element is the
+// sum, from +0, of the shares dy / divisor of the windows that cover it, visited in (oh, ow) order:
+// the terms the reference adds to it, in its order, hence its bits. One store per dx element
+// (streaming when DRAM-bound), no zero-fill and no read-modify-write. A work item
+// (pool2d_bwd_items.hpp) owns one image, one channel block and one band of dx rows; rows are
+// independent, so any split gives the same bits. The shares of the dy rows a dx row can meet are
+// computed once per item into a per-thread stack ring (kShareFloats).
+//
+// Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/pool/pool2d.hpp"
+#include "backends/highway/pool/pool2d_bwd_items.hpp"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "backends/highway/pool/pool2d_bwd_gather.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must follow foreach_target.h: re-included once per target.
+#include "backends/highway/pool/pool2d-inl.h"
+#include "hwy/cache_control.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace convkit::internal::highway {
+namespace HWY_NAMESPACE {
+namespace {
+
+// Neither form adds b: a stride near 2^63 is valid (one output) and would overflow.
+int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a - 1) / b) - 1; }
+
+// The dy rows (or columns) whose windows cover input index i: [lo, hi], empty when lo > hi.
+struct Covering {
+  int64_t lo, hi;
+};
+Covering CoveringOf(int64_t i, int64_t stride, int64_t pad_before, int64_t window, int64_t out) {
+  return {std::max<int64_t>(0, FloorDiv(i + pad_before - window, stride) + 1),
+          std::min(out - 1, FloorDiv(i + pad_before, stride))};
+}
+
+// dy / divisor of dy row oh, channels [c_begin, c_end), into slot: OW x block floats.
+void ShareRow(const Pool2dProblem& p, const float* dy_image, int64_t oh, int64_t c_begin,
+              int64_t c_end, float* slot) {
+  const DF d;
+  const PoolSpan rows = PoolRows(p, oh);
+  const int64_t block = c_end - c_begin;
+  for (int64_t ow = 0; ow < p.ow; ++ow) {
+    const VF div = hn::Set(d, PoolDivisor(p, rows, PoolCols(p, ow)));
+    const float* dy0 = dy_image + (oh * p.ow + ow) * p.c;
+    ForEachChannelStep(c_begin, c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
+      VF g[kVecs];
+      LoadVecs<kVecs>(dy0 + c0, last, g);
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) g[j] = hn::Div(g[j], div);  // distribute_value's division
+      StoreVecs<kVecs>(g, last, slot + ow * block + (c0 - c_begin));
+    });
+  }
+}
+
+// dx row dx_row, channels [c_begin, c_end): per element, the sum of the shares in the `covering`
+// ring slots (dy rows, in oh order) of the dy columns whose windows cover it, in ow order.
+// kStream: every store is a streaming one.
+template <bool kStream>
+HWY_INLINE void GatherRow(const Pool2dProblem& p, const float* const* slots, int64_t covering,
+                          int64_t c_begin, int64_t c_end, float* dx_row) {
+  const DF d;
+  const int64_t block = c_end - c_begin;
+  ForEachChannelStep(c_begin, c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
+    Covering ow{0, -1};  // advanced incrementally along iw
+    for (int64_t iw = 0; iw < p.iw; ++iw) {
+      while (ow.hi + 1 < p.ow && (ow.hi + 1) * p.stride_w - p.pad.left <= iw) ++ow.hi;
+      while (ow.lo < p.ow && ow.lo * p.stride_w - p.pad.left + p.kw <= iw) ++ow.lo;
+      VF sum[kVecs];
+      ZeroVecs(sum);
+      for (int64_t r = 0; r < covering; ++r) {
+        const float* slot = slots[r] + (c0 - c_begin);
+        for (int64_t o = ow.lo; o <= ow.hi; ++o) {
+          VF g[kVecs];
+          LoadVecs<kVecs>(slot + o * block, last, g);
+          HWY_UNROLL(16)
+          for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Add(sum[j], g[j]);
+        }
+      }
+      StoreOrStreamVecs<kStream, kVecs>(sum, last, dx_row + iw * p.c + c0);
+    }
+  });
+}
+
+// Work item i: dx rows [r0, r1) of image n, channels [c_begin, c_end). kStream: every store is a
+// streaming one (dx vector-aligned, C and c_begin multiples of the vector length).
+template <bool kStream>
+HWY_NOINLINE void PoolBwdAvgGatherItem(const Pool2dProblem& p, const float* dy, float* dx,
+                                       const BwdItem& i, float* ring) {
+  const int64_t block = i.c_end - i.c_begin;
+  const int64_t ring_rows = ShareRingRows(p);
+  const float* dy_image = dy + i.n * p.oh * p.ow * p.c;
+  float* dx_image = dx + i.n * p.ih * p.iw * p.c;
+  int64_t shared = -1;  // dy rows up to this one are in the ring (the last ring_rows of them)
+  for (int64_t ih = i.r0; ih < i.r1; ++ih) {
+    const Covering oh = CoveringOf(ih, p.stride_h, p.pad.top, p.kh, p.oh);
+    for (int64_t r = std::max(shared + 1, oh.lo); r <= oh.hi; ++r) {
+      ShareRow(p, dy_image, r, i.c_begin, i.c_end, ring + (r % ring_rows) * p.ow * block);
+    }
+    shared = std::max(shared, oh.hi);
+    // Per row, not per dx element: the ring slots of the covering dy rows (a modulo each) and the
+    // channel steps (ForEachChannelStep's masks and branches). Per element, the scalar work cost
+    // more than the adds at 16 channels (18x18x16 k3 s2 at N = 32 ran at half oneDNN's speed).
+    const int64_t covering = std::max<int64_t>(0, oh.hi - oh.lo + 1);
+    const float* slots[kMaxShareRows];
+    for (int64_t r = 0; r < covering; ++r) {
+      slots[r] = ring + ((oh.lo + r) % ring_rows) * p.ow * block;
+    }
+    GatherRow<kStream>(p, slots, covering, i.c_begin, i.c_end, dx_image + ih * p.iw * p.c);
+  }
+  if constexpr (kStream) hwy::FlushStream();  // order the streaming stores before the barrier
+}
+
+// The avg_gather variant: channel blocks whose share ring fits kShareFloats (GatherBlock > 0, as
+// the variant list checked), a ring per thread.
+void PoolBwdAvgGather(const Pool2dArgs& a) {
+  const Pool2dProblem& p = *a.p;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const BwdItems items(p, a.threads, GatherBlock(p, lanes));
+  const bool stream = a.stream && p.c % lanes == 0 && VectorAligned(a.out);
+  ParallelRanges(a.threads, items.count(), [&](int64_t begin, int64_t end) {
+    HWY_ALIGN float ring[kShareFloats];
+    for (int64_t t = begin; t < end; ++t) {
+      if (stream) {
+        PoolBwdAvgGatherItem<true>(p, a.dy, a.out, items[t], ring);
+      } else {
+        PoolBwdAvgGatherItem<false>(p, a.dy, a.out, items[t], ring);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+Pool2dEntry GetPool2dBwdGather() { return {nullptr, &PoolBwdAvgGather}; }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace convkit::internal::highway
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace convkit::internal::highway {
+
+HWY_EXPORT(GetPool2dBwdGather);
+
+Pool2dEntry ChosenPool2dBwdGather() { return HWY_DYNAMIC_DISPATCH(GetPool2dBwdGather)(); }
+
+}  // namespace convkit::internal::highway
+#endif  // HWY_ONCE
