@@ -11,13 +11,10 @@
 
 namespace convkit::internal {
 
-// Runs body(std::string* impl_name) at CONVKIT_VERBOSE level `verbose_level` (read once per call,
-// and held in a CallVerboseScope while body runs); impl_name is non-null only at level 1 or more,
-// and the line is then printed with describe()'s problem text.
+// Runs body(std::string* impl_name); impl_name is non-null only when `verbose`, and the line is
+// then printed with describe()'s problem text. (A plan's run: its choices were made at creation.)
 template <typename Body, typename Describe>
-void run_call(std::string_view op, int verbose_level, Describe describe, Body body) {
-  const CallVerboseScope scope(verbose_level);
-  const bool verbose = verbose_level > 0;
+void run_call(std::string_view op, bool verbose, Describe describe, Body body) {
   const Clock::time_point start = verbose ? Clock::now() : Clock::time_point{};
   std::string impl;
   try {
@@ -26,6 +23,15 @@ void run_call(std::string_view op, int verbose_level, Describe describe, Body bo
     throw Error(ErrorCode::kOutOfMemory, std::string(op) + ": out of memory");
   }
   if (verbose) print_verbose(op, impl, describe(), start);
+}
+
+// run_call for a one-shot call, whose backend chooses its implementation during body: the
+// CONVKIT_VERBOSE level, read once here, is held in a CallVerboseScope for those choices. (Plans
+// skip the scope: a thread_local in a shared library costs ~10 ns, a twentieth of a tiny call.)
+template <typename Body, typename Describe>
+void run_one_shot(std::string_view op, int verbose_level, Describe describe, Body body) {
+  const CallVerboseScope scope(verbose_level);
+  run_call(op, verbose_level > 0, describe, body);
 }
 
 }  // namespace convkit::internal

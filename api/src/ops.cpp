@@ -84,7 +84,7 @@ void conv2d_forward_impl(const Conv2dParams& params, ConstTensorView x, ConstTen
   const float* r_data = r != nullptr && count(y_dims) > 0 ? r->data : nullptr;
   const float* bias = p.has_bias ? b.data() : nullptr;
   Scratch xs(count(x.dims)), ws(count(w.dims)), bs(p.has_bias ? p.oc : 0), ys(count(y_dims));
-  internal::run_call(
+  internal::run_one_shot(
       "conv2d_fwd", internal::verbose_level(),
       [&] { return p.to_string() + (r != nullptr ? " residual" : ""); },
       [&](std::string* impl) {
@@ -138,7 +138,7 @@ void conv2d_backward(const Conv2dParams& params, ConstTensorView x, ConstTensorV
                                     {"w", w.data, count(w.dims)},
                                     {"dy", dy.data, count(dy.dims)}});
   if (!grads.dx && !grads.dw && !grads.db) return;
-  internal::run_call(
+  internal::run_one_shot(
       "conv2d_bwd", internal::verbose_level(), [&] { return p.to_string(); },
       [&](std::string* impl) {
         if (!internal::auto_requested(op, backend)) {  // one backend runs every pass asked for
@@ -188,7 +188,7 @@ void conv2d_transpose_forward_impl(const Conv2dTransposeParams& params, ConstTen
                     {"b", b.data(), static_cast<int64_t>(b.size())}});
   if (r != nullptr) internal::check_residual(op, *r, x, y, y_dims);
   const float* r_data = r != nullptr && count(y_dims) > 0 ? r->data : nullptr;
-  internal::run_call(
+  internal::run_one_shot(
       "conv2d_transpose_fwd", internal::verbose_level(),
       [&] { return p.to_string() + (r != nullptr ? " residual" : ""); },
       [&](std::string* impl) {
@@ -241,7 +241,7 @@ void conv2d_transpose_backward(const Conv2dTransposeParams& params, ConstTensorV
                                     {"w", w.data, count(w.dims)},
                                     {"dy", dy.data, count(dy.dims)}});
   if (!grads.dx && !grads.dw && !grads.db) return;
-  internal::run_call(
+  internal::run_one_shot(
       "conv2d_transpose_bwd", internal::verbose_level(), [&] { return p.to_string(); },
       [&](std::string* impl) {
         const std::string text = p.to_string();
@@ -275,7 +275,7 @@ void pool2d_forward(const Pool2dParams& params, ConstTensorView x, TensorView y,
   check_tensor(op, "y", y, y_dims);
   check_no_overlap(op, {{"y", y.data, count(y_dims)}}, {{"x", x.data, count(x.dims)}});
   Scratch xs(count(x.dims)), ys(count(y_dims));
-  internal::run_call(
+  internal::run_one_shot(
       "pool2d_fwd", internal::verbose_level(), [&] { return p.to_string(); },
       [&](std::string* impl) {
         internal::run_on_backend(
@@ -306,7 +306,7 @@ void pool2d_backward(const Pool2dParams& params, ConstTensorView x, ConstTensorV
   check_no_overlap(op, {{"dx", dx.data, count(x.dims)}},
                    {{"x", x.data, count(x.dims)}, {"dy", dy.data, count(dy.dims)}});
   Scratch xs(count(x.dims)), dys(count(dy.dims)), dxs(count(x.dims));
-  internal::run_call(
+  internal::run_one_shot(
       "pool2d_bwd", internal::verbose_level(), [&] { return p.to_string(); },
       [&](std::string* impl) {
         internal::run_on_backend(
