@@ -63,18 +63,20 @@ struct DxColTap {
   int64_t kw = 0, qw = 0;
 };
 
-// Stores the first `rows` rows of a tile through the epilogue, row i at dx_row + i * pixel_stride.
+// Stores the first `rows` rows of a tile through the epilogue, row i at dx_row + i * step * C_in
+// (step: dx columns between the tile's pixels). The product is formed from i up, as an offset of a
+// pixel that exists: step * C_in alone may overflow (a valid stride near 2^62 with one pixel).
 // acc is copied first, so that the caller's tile never escapes (it stays in registers: CopyTile).
 template <size_t kRows, size_t kVecs>
 HWY_INLINE void StoreDxTile(const VF (&acc)[kRows][kVecs], int64_t rows, const DxEpilogue& e,
-                            int64_t c0, MF last, float* dx_row, int64_t pixel_stride) {
+                            int64_t c0, MF last, float* dx_row, int64_t step, int64_t channels) {
   VF out[kRows][kVecs];
   CopyTile(acc, out);
   const DxTileEpilogue<kVecs> epilogue(e, c0, last);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (static_cast<int64_t>(i) >= rows) break;
-    epilogue.Store(out[i], dx_row + static_cast<int64_t>(i) * pixel_stride);
+    epilogue.Store(out[i], dx_row + static_cast<int64_t>(i) * step * channels);
   }
 }
 
@@ -118,7 +120,7 @@ void DxTile(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_count,
       }
     }
   }
-  StoreDxTile<kRows, kVecs>(acc, rows, e, c0, last, dx_row, p.stride_w * p.ic);
+  StoreDxTile<kRows, kVecs>(acc, rows, e, c0, last, dx_row, p.stride_w, p.ic);
 }
 
 // DxTile with as many vectors as `cols` channels need (the last block may be narrower).
@@ -187,7 +189,7 @@ void DxTileDense(const Conv2dProblem& p, const DxRowTap* row_taps, int64_t row_c
       }
     }
   }
-  StoreDxTile<kRows, kVecs>(acc, rows, e, c0, last, dx_row, p.ic);
+  StoreDxTile<kRows, kVecs>(acc, rows, e, c0, last, dx_row, 1, p.ic);
 }
 
 // DxTileDense with as many vectors as `cols` channels need.
