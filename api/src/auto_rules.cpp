@@ -4,11 +4,10 @@
 // see the script for how). A rule sends a problem to onednn first; no rule means highway.
 //
 // Measured on AMD EPYC (family 26, Zen 5), 2 cores, 2026-12-05
-// (load averages at the start: 1 thread(s): load 1.1; 2 thread(s): load 1.0) from
-// out/auto_raw_t1.json, out/auto_raw_t2.json.
-// 1 thread(s): median cv 0.03.
-// 2 thread(s): median cv 0.03.
-// Rules that do not bound threads apply to every thread count.
+// (load averages at the start: 1 thread(s): load 1.1; 2 thread(s): load 1.0; 1 thread(s): load 0.2;
+// 2 thread(s): load 0.8) from out/auto_nodw_t1.json, out/auto_nodw_t2.json, out/auto_dw_t1.json,
+// out/auto_dw_t2.json. 1 thread(s): median cv 0.02. 2 thread(s): median cv 0.03. Rules that do not
+// bound threads apply to every thread count.
 #include "api/src/auto_table.hpp"
 
 namespace convkit::internal {
@@ -19,34 +18,34 @@ constexpr AutoRule kRules[] = {
     {.op = AutoOp::kConvBwdData,
      .kernel = {1, 1},
      .groups = GroupsClass::kDense,
-     .oc = {0, 362},
+     .ic = {0, 362},
      .work = {215760, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k1 dense oc<=362 work>=215760: onednn 1.33x faster in geomean (min 0.99x) "
-            "over 50 measured shapes"},
+     .why = "ConvBwdData k1 dense ic<=362 work>=215760: onednn 1.31x faster in geomean (min 0.97x) "
+            "over 52 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
      .ic = {0, 724},
      .work = {112896, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 depthwise ic<=724 work>=112896: onednn 1.83x faster in geomean (min "
-            "1.27x) over 15 measured shapes"},
+     .why = "ConvBwdData k2-3 depthwise ic<=724 work>=112896: onednn 1.33x faster in geomean (min "
+            "1.12x) over 15 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .work = {776160, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped work>=776160: onednn 2.60x faster in geomean (min 1.24x) "
+     .why = "ConvBwdData k2-3 grouped work>=776160: onednn 2.61x faster in geomean (min 1.26x) "
             "over 30 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {4, 5},
      .groups = GroupsClass::kDepthwise,
-     .ic = {0, 339},
-     .work = {241787, kNoLimit},
+     .stride = {2, kNoLimit},
+     .work = {411600, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k4-5 depthwise ic<=339 work>=241787: onednn 1.52x faster in geomean (min "
-            "1.27x) over 12 measured shapes"},
+     .why = "ConvBwdData k4-5 depthwise stride>=2 work>=411600: onednn 1.20x faster in geomean "
+            "(min 0.96x) over 6 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {6, kNoLimit},
      .groups = GroupsClass::kDense,
@@ -61,24 +60,16 @@ constexpr AutoRule kRules[] = {
      .ic = {0, 135},
      .work = {7375872, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k>=6 depthwise ic<=135 work>=7375872: onednn 1.55x faster in geomean (min "
-            "1.41x) over 6 measured shapes"},
+     .why = "ConvBwdData k>=6 depthwise ic<=135 work>=7375872: onednn 1.43x faster in geomean (min "
+            "1.30x) over 6 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
      .threads = {0, 1},
      .work = {112896, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdWeights k2-3 depthwise threads<=1 work>=112896: onednn 1.23x faster in geomean "
-            "(min 1.02x) over 9 measured shapes"},
-    {.op = AutoOp::kConvBwdWeights,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kDepthwise,
-     .ic = {0, 362},
-     .work = {451584, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvBwdWeights k2-3 depthwise ic<=362 work>=451584: onednn 1.21x faster in geomean "
-            "(min 1.03x) over 5 measured shapes"},
+     .why = "ConvBwdWeights k2-3 depthwise threads<=1 work>=112896: onednn 1.17x faster in geomean "
+            "(min 0.97x) over 9 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
@@ -86,13 +77,13 @@ constexpr AutoRule kRules[] = {
      .work = {776160, kNoLimit},
      .backend = "onednn",
      .why = "ConvBwdWeights k2-3 grouped ic<=724 work>=776160: onednn 2.87x faster in geomean (min "
-            "1.61x) over 24 measured shapes"},
+            "1.65x) over 24 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
      .work = {1010625, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdWeights k4-5 dense work>=1010625: onednn 1.41x faster in geomean (min 1.06x) "
+     .why = "ConvBwdWeights k4-5 dense work>=1010625: onednn 1.40x faster in geomean (min 1.06x) "
             "over 6 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {1, 1},
@@ -102,13 +93,6 @@ constexpr AutoRule kRules[] = {
      .backend = "onednn",
      .why = "ConvFwd k1 dense ic<=181 work>=215760: onednn 1.18x faster in geomean (min 1.00x) "
             "over 40 measured shapes"},
-    {.op = AutoOp::kConvFwd,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kDepthwise,
-     .work = {112896, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvFwd k2-3 depthwise work>=112896: onednn 1.86x faster in geomean (min 1.26x) over "
-            "18 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
@@ -122,15 +106,8 @@ constexpr AutoRule kRules[] = {
      .groups = GroupsClass::kDense,
      .work = {1010625, kNoLimit},
      .backend = "onednn",
-     .why = "ConvFwd k4-5 dense work>=1010625: onednn 1.24x faster in geomean (min 1.11x) over 6 "
+     .why = "ConvFwd k4-5 dense work>=1010625: onednn 1.24x faster in geomean (min 1.12x) over 6 "
             "measured shapes"},
-    {.op = AutoOp::kConvFwd,
-     .kernel = {4, 5},
-     .groups = GroupsClass::kDepthwise,
-     .work = {241787, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvFwd k4-5 depthwise work>=241787: onednn 1.96x faster in geomean (min 1.38x) over "
-            "22 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {6, kNoLimit},
      .groups = GroupsClass::kDense,
@@ -139,13 +116,6 @@ constexpr AutoRule kRules[] = {
      .backend = "onednn",
      .why = "ConvFwd k>=6 dense stride<=5 work>=59006976: onednn 1.30x faster in geomean (min "
             "1.13x) over 4 measured shapes"},
-    {.op = AutoOp::kConvFwd,
-     .kernel = {6, kNoLimit},
-     .groups = GroupsClass::kDepthwise,
-     .work = {921984, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvFwd k>=6 depthwise work>=921984: onednn 1.99x faster in geomean (min 1.70x) over "
-            "18 measured shapes"},
     {.op = AutoOp::kPoolFwdAvg,
      .kernel = {2, 3},
      .groups = GroupsClass::kDense,
