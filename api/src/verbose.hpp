@@ -2,6 +2,8 @@
 //   convkit_verbose,<op>,<backend:variant:isa>,<problem>,<time> ms
 // CONVKIT_VERBOSE=2 adds, where auto chooses (api/src/auto_select.cpp):
 //   convkit_verbose,auto,<op>,<problem>,<backend>,<why>[,refused: <reasons>]
+// and where the highway backend chooses a variant (backends/highway/common/variants.hpp):
+//   convkit_verbose,highway,<op>,<problem>,<variant>[,refused: <variant> (<why>); ...]
 #pragma once
 
 #include <chrono>
