@@ -335,6 +335,28 @@ TEST(Dispatch, VerboseLevelTwoNamesTheHighwayVariant) {
   EXPECT_EQ(plan.impl_name().rfind("highway:igemm:", 0), 0u) << plan.impl_name();
 }
 
+// A one-shot call chooses the variant on every call, at the level the call read once
+// (CallVerboseScope): level 2 prints the choice line, level 1 does not.
+TEST(Dispatch, OneShotVerboseLevelTwoNamesTheHighwayVariant) {
+  const auto names = available_backends();
+  if (std::find(names.begin(), names.end(), "highway") == names.end()) {
+    GTEST_SKIP() << "highway is not built into this copy";
+  }
+  const Tensor x(kX, 1.0f), w(kW, 1.0f);
+  Tensor y({1, 6, 6, 5});
+  for (const char* level : {"2", "1"}) {
+    const ScopedEnv verbose("CONVKIT_VERBOSE", level);
+    testing::internal::CaptureStderr();
+    conv2d_forward(kParams, x, w, {}, y, "highway");
+    const std::string out = testing::internal::GetCapturedStderr();
+    const bool has_choice =
+        out.find(
+            "convkit_verbose,highway,conv2d_fwd_oneshot,x=1x6x6x3 w=3x3x3x5 "
+            "y=1x6x6x5 s1x1 p1,1,1,1 d1x1 g1,igemm,refused: ") != std::string::npos;
+    EXPECT_EQ(has_choice, std::string(level) == "2") << "level " << level << ": " << out;
+  }
+}
+
 TEST(Dispatch, VerbosePlanPrintsOnEachRun) {
   const ScopedEnv env("CONVKIT_VERBOSE", "1");
   const Pool2d plan(Pool2dParams{.window_h = 2, .window_w = 2, .stride_h = 2, .stride_w = 2},

@@ -97,16 +97,14 @@ void RunInPlace(const Conv2dProblem& p, const Conv2dFwdKernel& kernel, Conv2dFwd
     more_zeros.assign(static_cast<size_t>(ZerosFor(p)), 0.0f);
     zeros = more_zeros.data();
   }
-  Conv2dFwdArgs a;
-  a.p = &p;
-  a.x = x;
-  a.w = layout;
-  a.b = b;
-  a.zeros = zeros;
-  a.r = r;
-  a.y = y;
-  a.threads = ThreadsFor(VectorFlops(p, kernel.lanes));
-  kernel.run(a);
+  kernel.run({.p = &p,
+              .x = x,
+              .w = layout,
+              .b = b,
+              .zeros = zeros,
+              .r = r,
+              .y = y,
+              .threads = ThreadsFor(VectorFlops(p, kernel.lanes))});
 }
 
 void IgemmOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,

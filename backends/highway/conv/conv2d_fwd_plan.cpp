@@ -20,18 +20,18 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
   }
 
   void run(const float* x, const float* r, float* y) const override {
-    Conv2dFwdArgs a;
-    a.p = &p_;
-    a.x = x;
-    a.w = packed_.layout;
-    a.b = b_.empty() ? nullptr : b_.data();
-    a.zeros = packed_.zeros.empty() ? nullptr : packed_.zeros.data();
-    a.r = r;
-    a.y = y;
-    a.threads = serial_ ? 1 : num_threads();
     const TapTable& taps = packed_.taps;
-    if (!taps.entries.empty()) a.taps = {taps.entries.data(), taps.tile_begin.data(), taps.rows};
-    kernel_.run(a);
+    kernel_.run({.p = &p_,
+                 .x = x,
+                 .w = packed_.layout,
+                 .b = b_.empty() ? nullptr : b_.data(),
+                 .zeros = packed_.zeros.empty() ? nullptr : packed_.zeros.data(),
+                 .r = r,
+                 .y = y,
+                 .threads = serial_ ? 1 : num_threads(),
+                 .taps = taps.entries.empty() ? Conv2dFwdTaps{}
+                                              : Conv2dFwdTaps{taps.entries.data(),
+                                                              taps.tile_begin.data(), taps.rows}});
   }
 
   std::string name() const override { return Conv2dFwdImplName(variant_, kernel_); }

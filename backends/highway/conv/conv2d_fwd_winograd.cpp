@@ -155,15 +155,10 @@ std::unique_ptr<Conv2dFwdImpl> CreateWinograd(const Conv2dProblem& p, const floa
 void WinogradOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
                      const float* r, float* y, std::string* impl_name) {
   const Conv2dFwdKernel kernel = Conv2dFwdWinogradKernel();
-  Conv2dFwdArgs a;
-  a.threads = Threads(p);
-  const AlignedFloats u = TransformWeights(p, w, BlockCols(p, kernel), a.threads, &a.w);
-  a.p = &p;
-  a.x = x;
-  a.b = b;
-  a.r = r;
-  a.y = y;
-  kernel.run(a);
+  const int threads = Threads(p);
+  Conv2dFwdWeights layout;
+  const AlignedFloats u = TransformWeights(p, w, BlockCols(p, kernel), threads, &layout);
+  kernel.run({.p = &p, .x = x, .w = layout, .b = b, .r = r, .y = y, .threads = threads});
   if (impl_name != nullptr) *impl_name = Conv2dFwdImplName("winograd", kernel);
 }
 
