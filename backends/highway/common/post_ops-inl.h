@@ -9,8 +9,8 @@
 // those, tanh and gelu are computed in double (Highway's Exp and Tanh, 1-4 ulp of double) and
 // rounded once, as the reference does, so they stay within 1 ulp of it for every float input
 // including denormals, where a float evaluation loses its relative accuracy. NaN gives NaN: every
-// clamp is written with compares that are false for NaN, never Min/Max (whose NaN operand order
-// differs across targets).
+// clamp is ClampKeepNaN (compares false for NaN, or x86's min/max with the value second), never a
+// plain Min/Max (whose NaN operand order differs across targets).
 //
 // Included once per target through foreach_target.h: toggle guard, not #pragma once.
 #if defined(CONVKIT_HIGHWAY_POST_OPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -33,10 +33,42 @@ namespace HWY_NAMESPACE {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
-// min(max(v, lo), hi) by compares: NaN passes through, and so does -0 when lo is 0.
+// min(max(v, lo), hi) that passes NaN through, and -0 when lo is 0. x86's min and max return
+// their second operand when either is NaN or both are zeros, so with v second they are exactly
+// the compares below, in two instructions instead of four; elsewhere (and on SCALAR and EMU128,
+// whose Min and Max are not x86's), the compares.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V ClampKeepNaN(D, V v, V lo, V hi) {
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128
+  return hn::Min(hi, hn::Max(lo, v));
+#else
   return hn::IfThenElse(hn::Lt(v, lo), lo, hn::IfThenElse(hn::Gt(v, hi), hi, v));
+#endif
+}
+
+// relu, relu6 and clip as the clamp to [*lo, *hi] they are, and no activation as the clamp to
+// (-inf, inf), which passes every value (NaN and -0 included). False for the other activations.
+inline bool ClampBounds(const PostOps& ops, float* lo, float* hi) {
+  switch (ops.activation) {
+    case Activation::kNone:
+      *lo = -HUGE_VALF;
+      *hi = HUGE_VALF;
+      return true;
+    case Activation::kRelu:
+      *lo = 0.0f;
+      *hi = HUGE_VALF;
+      return true;
+    case Activation::kRelu6:
+      *lo = 0.0f;
+      *hi = 6.0f;
+      return true;
+    case Activation::kClip:
+      *lo = ops.alpha;
+      *hi = ops.beta;
+      return true;
+    default:
+      return false;
+  }
 }
 
 #if HWY_HAVE_FLOAT64 && HWY_TARGET != HWY_SCALAR
@@ -180,17 +212,10 @@ class VecPostOps {
         after_(ops.residual_after_activation),
         alpha_(hn::Set(d, ops.alpha)),
         beta_(hn::Set(d, ops.beta)) {
-    switch (ops.activation) {
-      case Activation::kRelu:
-        alpha_ = hn::Zero(d);
-        beta_ = hn::Set(d, HUGE_VALF);
-        break;
-      case Activation::kRelu6:
-        alpha_ = hn::Zero(d);
-        beta_ = hn::Set(d, 6.0f);
-        break;
-      default:
-        break;
+    float lo = 0.0f, hi = 0.0f;
+    if (ClampBounds(ops, &lo, &hi)) {
+      alpha_ = hn::Set(d, lo);
+      beta_ = hn::Set(d, hi);
     }
   }
 

@@ -97,16 +97,14 @@ void RunBlock(const Conv2dFwdArgs& a, const PixelTile<kRows>& tile, const TileTa
   float* y = a.y + m0 * p.oc + c0;
   const int64_t all_taps = p.kh * p.kw;
 
-  VF acc[kRows][kVecs];  // in registers: see CopyTile
+  VF acc[kRows][kVecs];  // in registers: StoreTile copies it for an out-of-line epilogue
   ZeroTile(acc);
   AccumulateTaps<kRows, kVecs>(a, taps, c0, last, acc);
   for (int64_t t0 = kMaxTaps; t0 < all_taps; t0 += kMaxTaps) {
     const TileTaps<kRows> chunk(p, tile, a.zeros, t0, std::min(all_taps, t0 + kMaxTaps));
     AccumulateTaps<kRows, kVecs>(a, chunk, c0, last, acc);
   }
-  VF out[kRows][kVecs];
-  CopyTile(acc, out);
-  StoreTile<kRows, kVecs>(out, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
+  StoreTile<kRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
                           a.r != nullptr ? a.r + m0 * p.oc + c0 : nullptr, last, y, p.oc);
 }
 
@@ -230,7 +228,7 @@ void RunRowBlock(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int
   const Conv2dProblem& p = *a.p;
   const DF d;
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
-  VF acc[kRowRows][kVecs];  // in registers: see CopyTile
+  VF acc[kRowRows][kVecs];  // in registers: StoreTile copies it for an out-of-line epilogue
   ZeroTile(acc);
   const int64_t iw0 = ow0 * static_cast<int64_t>(kStride) - p.pad.left;
   for (int64_t kh = 0; kh < p.kh; ++kh) {
@@ -241,9 +239,7 @@ void RunRowBlock(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int
   }
   const size_t rows = static_cast<size_t>(std::min<int64_t>(p.ow - ow0, kRowRows));
   const int64_t at = ((n * p.oh + oh) * p.ow + ow0) * p.oc + c0;
-  VF out[kRowRows][kVecs];
-  CopyTile(acc, out);
-  StoreTile<kRowRows, kVecs>(out, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
+  StoreTile<kRowRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
                              a.r != nullptr ? a.r + at : nullptr, last, a.y + at, p.oc);
 }
 
