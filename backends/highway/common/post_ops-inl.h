@@ -4,13 +4,14 @@
 //
 // Accuracy (checked against the reference over a dense sweep in
 // tests/equivalence/edge_values_test.cpp (ActivationsOverADenseSweep)): relu, relu6, clip,
-// leaky_relu and hardsigmoid round as the reference does; hardswish is within 2 ulp; sigmoid and
-// silu are computed in float within 2.5 ulp (SigmoidF), except vectors with a lane beyond |z| = 80;
-// those, tanh and gelu are computed in double (Highway's Exp and Tanh, 1-4 ulp of double) and
-// rounded once, as the reference does, so they stay within 1 ulp of it for every float input
-// including denormals, where a float evaluation loses its relative accuracy. NaN gives NaN: every
-// clamp is ClampKeepNaN (compares false for NaN, or x86's min/max with the value second), never a
-// plain Min/Max (whose NaN operand order differs across targets).
+// leaky_relu and hardsigmoid round as the reference does; hardswish is within 2 ulp; sigmoid,
+// silu and tanh are computed in float within 2.5 ulp (SigmoidF, TanhF: checked over every float),
+// except sigmoid and silu vectors with a lane beyond |z| = 80; those and gelu are computed in
+// double (Highway's Exp, 1 ulp of double) and rounded once, as the reference does, so they stay
+// within 1 ulp of it for every float input including denormals, where a float evaluation loses
+// its relative accuracy. NaN gives NaN: every clamp is ClampKeepNaN (compares false for NaN, or
+// x86's min/max with the value second), never a plain Min/Max (whose NaN operand order differs
+// across targets).
 //
 // Included once per target through foreach_target.h: toggle guard, not #pragma once.
 #if defined(CONVKIT_HIGHWAY_POST_OPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -119,8 +120,6 @@ HWY_INLINE VD TranscendentalD(DD dd, Activation activation, VD z) {
   switch (activation) {
     case Activation::kSigmoid:
       return SigmoidD(dd, z);
-    case Activation::kTanh:
-      return hn::Tanh(dd, z);
     case Activation::kSilu:
       return hn::Mul(z, SigmoidD(dd, z));
     default:  // kGelu
@@ -128,7 +127,7 @@ HWY_INLINE VD TranscendentalD(DD dd, Activation activation, VD z) {
   }
 }
 
-// sigmoid, tanh, silu, gelu of a float vector: both halves promoted to double, computed, rounded
+// sigmoid, silu, gelu of a float vector: both halves promoted to double, computed, rounded
 // once. Out of line: each call is some 60 instructions, and inlining it into every tile
 // instantiation would only grow the code.
 template <class D, class V = hn::Vec<D>>
@@ -154,9 +153,6 @@ HWY_NOINLINE V ActivateTranscendental(D d, Activation activation, V v) {
     switch (activation) {
       case Activation::kSigmoid:
         y = sigmoid;
-        break;
-      case Activation::kTanh:
-        y = std::tanh(z);
         break;
       case Activation::kSilu:
         y = z * sigmoid;
@@ -188,11 +184,37 @@ HWY_INLINE V SigmoidF(D d, V z) {
   return hn::IfThenElse(hn::Lt(z, hn::Zero(d)), hn::Mul(e, t), t);
 }
 
-// sigmoid or silu (z sigmoid(z), one more rounding: within 2.5 ulp) of a vector: in float unless
-// a lane is NaN or beyond |z| = 80, where e^-|z| nears float's denormals and loses its relative
-// accuracy; that (rare) vector takes the double path.
+// tanh(z) in float, within 2 ulp, computed on a = |z| and given z's sign (so -0 stays -0):
+// a + a s P(s) (s = a^2) below 0.55, where the odd series converges fast (P: a degree-4 fit of
+// (tanh(a) / a - 1) / s, 0.05 ulp); above, (1 - e) / (1 + e) with e = e^-2a <= 0.33, which
+// neither cancels nor overflows (e is 0 from a = 52 on, giving 1). NaN stays NaN.
 template <class D, class V = hn::Vec<D>>
-HWY_INLINE V SigmoidOrSilu(D d, Activation activation, V z) {
+HWY_INLINE V TanhF(D d, V z) {
+  const V a = hn::Abs(z);
+  const V s = hn::Mul(a, a);
+  V p = hn::Set(d, -6.272607483e-03f);
+  p = hn::MulAdd(p, s, hn::Set(d, 2.107025310e-02f));
+  p = hn::MulAdd(p, s, hn::Set(d, -5.385186523e-02f));
+  p = hn::MulAdd(p, s, hn::Set(d, 1.333258003e-01f));
+  p = hn::MulAdd(p, s, hn::Set(d, -3.333331645e-01f));
+  const V series = hn::MulAdd(hn::Mul(a, s), p, a);
+  const V one = hn::Set(d, 1.0f);
+  const V e = hn::Exp(d, hn::Mul(a, hn::Set(d, -2.0f)));
+  const V quotient = hn::Div(hn::Sub(one, e), hn::Add(one, e));
+  const V y = hn::CopySign(hn::IfThenElse(hn::Lt(a, hn::Set(d, 0.55f)), series, quotient), z);
+  return hn::IfThenElse(hn::IsNaN(z), z, y);
+}
+
+// sigmoid, silu (z sigmoid(z), one more rounding: within 2.5 ulp) or tanh of a vector in float;
+// for sigmoid and silu, a vector with a lane that is NaN or beyond |z| = 80, where e^-|z| nears
+// float's denormals and loses its relative accuracy, takes the double path (rare). gelu is always
+// computed in double: a float erfc tail kept within 4 ulp needs compensated arithmetic (a plain
+// float evaluation of erfc(a / sqrt(2)) e^(a^2 / 2), polynomial or rational, measured 3.5 ulp
+// alone and 7 ulp for gelu, exhaustively).
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V ActivateTranscendentalF(D d, Activation activation, V z) {
+  if (activation == Activation::kTanh) return TanhF(d, z);
+  if (activation == Activation::kGelu) return ActivateTranscendental(d, activation, z);
   if (!hn::AllFalse(d, hn::Not(hn::Le(hn::Abs(z), hn::Set(d, 80.0f))))) {
     return ActivateTranscendental(d, activation, z);
   }
@@ -236,11 +258,8 @@ class VecPostOps {
         return ClampKeepNaN(d, hn::MulAdd(alpha_, z, beta_), hn::Zero(d), hn::Set(d, 1.0f));
       case Activation::kHardSwish:
         return HardSwish(d, z);
-      case Activation::kSigmoid:
-      case Activation::kSilu:
-        return SigmoidOrSilu(d, activation_, z);
-      default:
-        return ActivateTranscendental(d, activation_, z);
+      default:  // sigmoid, tanh, silu, gelu
+        return ActivateTranscendentalF(d, activation_, z);
     }
   }
 
