@@ -168,6 +168,25 @@ HWY_NOINLINE V ActivateTranscendental(D d, Activation activation, V v) {
 
 #endif  // HWY_HAVE_FLOAT64 && HWY_TARGET != HWY_SCALAR
 
+// e^x for the x <= 0 that SigmoidF and TanhF pass, as Highway's Exp computes it (n = round(x /
+// ln 2), x - n ln 2 in two steps, its polynomial) but with 2^n applied by AVX-512's vscalefps:
+// one instruction for the conversions, shifts and two multiplies of Highway's reconstruction, and
+// exact for every n (0 or a denormal below 2^-126, as Exp). Other targets: hn::Exp.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V ExpNonPositive(D d, V x) {
+#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
+  if constexpr (hn::MaxLanes(D()) == 16) {
+    x = hn::Max(x, hn::Set(d, -150.0f));  // e^-150 is 0 in float; keeps n and x - n ln 2 finite
+    const V n = hn::Round(hn::Mul(x, hn::Set(d, 1.44269504088896341f)));
+    V r = hn::MulAdd(n, hn::Set(d, -0.693145751953125f), x);  // ln 2's high 16 bits: exact
+    r = hn::MulAdd(n, hn::Set(d, -1.428606765330187045e-6f), r);
+    const V p = hn::Add(hn::impl::ExpImpl<float>().ExpPoly(d, r), hn::Set(d, 1.0f));
+    return V{_mm512_scalef_ps(p.raw, n.raw)};
+  }
+#endif
+  return hn::Exp(d, x);
+}
+
 // sigmoid(z) in float, within 2 ulp of the correctly rounded value for |z| <= 80: e = e^-|z| (Exp,
 // 1 ulp), then 1 / (1 + e) to about half an ulp: 1 + e = sum + err exactly (Fast2Sum, e <= 1), and
 // one Newton step from q = 1 / sum that also takes err in, t = q + q (1 - q sum - q err). For
@@ -175,7 +194,7 @@ HWY_NOINLINE V ActivateTranscendental(D d, Activation activation, V v) {
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V SigmoidF(D d, V z) {
   const V one = hn::Set(d, 1.0f);
-  const V e = hn::Exp(d, hn::Neg(hn::Abs(z)));
+  const V e = ExpNonPositive(d, hn::Neg(hn::Abs(z)));
   const V sum = hn::Add(one, e);
   const V err = hn::Sub(e, hn::Sub(sum, one));
   const V q = hn::Div(one, sum);
@@ -199,7 +218,7 @@ HWY_INLINE V TanhF(D d, V z) {
   p = hn::MulAdd(p, s, hn::Set(d, -3.333331645e-01f));
   const V series = hn::MulAdd(hn::Mul(a, s), p, a);
   const V one = hn::Set(d, 1.0f);
-  const V e = hn::Exp(d, hn::Mul(a, hn::Set(d, -2.0f)));
+  const V e = ExpNonPositive(d, hn::Mul(a, hn::Set(d, -2.0f)));
   const V quotient = hn::Div(hn::Sub(one, e), hn::Add(one, e));
   const V y = hn::CopySign(hn::IfThenElse(hn::Lt(a, hn::Set(d, 0.55f)), series, quotient), z);
   return hn::IfThenElse(hn::IsNaN(z), z, y);
