@@ -3,15 +3,15 @@
 // transposed one: the residual before or after the activation, and the activation itself.
 //
 // Accuracy (checked against the reference over a dense sweep in
-// tests/equivalence/edge_values_test.cpp (ActivationsOverADenseSweep)): relu, relu6, clip,
-// leaky_relu and hardsigmoid round as the reference does; hardswish is within 2 ulp; sigmoid,
-// silu and tanh are computed in float within 2.5 ulp (SigmoidF, TanhF: checked over every float),
-// except sigmoid and silu vectors with a lane beyond |z| = 80; those and gelu are computed in
-// double (Highway's Exp, 1 ulp of double) and rounded once, as the reference does, so they stay
-// within 1 ulp of it for every float input including denormals, where a float evaluation loses
-// its relative accuracy. NaN gives NaN: every clamp is ClampKeepNaN (compares false for NaN, or
-// x86's min/max with the value second), never a plain Min/Max (whose NaN operand order differs
-// across targets).
+// tests/equivalence/edge_values_test.cpp (ActivationsOverADenseSweep), and over every float on
+// AVX3 and AVX2 while developing): relu, relu6, clip, leaky_relu and hardsigmoid round as the
+// reference does; hardswish is within 2 ulp; sigmoid, tanh and gelu within 2 ulp and silu within
+// 3, with float exponentials (SigmoidF, TanhF, GeluF); sigmoid and silu vectors with a lane beyond
+// |z| = 80, and gelu on targets without double vectors, take the double path (Highway's Exp, 1
+// ulp of double), rounded once as the reference does, so they stay within 1 ulp of it for every
+// float input including denormals, where a float evaluation loses its relative accuracy. NaN
+// gives NaN: every clamp is ClampKeepNaN (compares false for NaN, or x86's min/max with the value
+// second), never a plain Min/Max (whose NaN operand order differs across targets).
 //
 // Included once per target through foreach_target.h: toggle guard, not #pragma once.
 #if defined(CONVKIT_HIGHWAY_POST_OPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -21,6 +21,7 @@
 #define CONVKIT_HIGHWAY_POST_OPS_INL_H_
 #endif
 
+#include <cfloat>
 #include <cmath>
 #include <cstddef>
 
@@ -114,25 +115,27 @@ HWY_INLINE VD GeluD(DD dd, VD z) {
   return hn::Mul(hn::Mul(hn::Set(dd, 0.5), z), erfc);
 }
 
-// For a in [0, 8], in double: q = a Phi(-a) = a / 2 * erfc(a / sqrt(2)) split as q = *scale *
+// For a in [0, 16], in double: q = a Phi(-a) = a / 2 * erfc(a / sqrt(2)) split as q = *scale *
 // e^x with x = -a^2 / 2 rounded to float (returned in *x) for a float Exp: *scale = a / 2 *
-// R(a) * e^(x_exact - x), where R(a) = erfc(a / sqrt(2)) e^(a^2 / 2) is a degree-9 polynomial in
-// v = 1 / (1 + a / 4) (relative error 8e-10 on [0, 8], least squares on Chebyshev nodes) and
+// R(a) * e^(x_exact - x), where R(a) = erfc(a / sqrt(2)) e^(a^2 / 2) is a degree-11 polynomial in
+// v = 1 / (1 + a / 4) (relative error 5e-10 on [0, 16], least squares on Chebyshev nodes) and
 // e^(x_exact - x) = 1 + (x_exact - x) to 1e-15 (|x_exact - x| <= 2^-20; a^2 is exact in double).
 template <class DD, class VD = hn::Vec<DD>>
 HWY_INLINE void GeluScaleD(DD dd, VD a, VD* scale, VD* x) {
   const VD one = hn::Set(dd, 1.0);
   const VD v = hn::Div(one, hn::MulAdd(a, hn::Set(dd, 0.25), one));
-  VD r = hn::Set(dd, 0.080293304664398032);
-  r = hn::MulAdd(r, v, hn::Set(dd, -0.4617100713111234));
-  r = hn::MulAdd(r, v, hn::Set(dd, 0.95898051104113902));
-  r = hn::MulAdd(r, v, hn::Set(dd, -0.9021170635057465));
-  r = hn::MulAdd(r, v, hn::Set(dd, 0.81488050838443871));
-  r = hn::MulAdd(r, v, hn::Set(dd, -0.15831272115511258));
-  r = hn::MulAdd(r, v, hn::Set(dd, 0.28687305484688608));
-  r = hn::MulAdd(r, v, hn::Set(dd, 0.17941244533220896));
-  r = hn::MulAdd(r, v, hn::Set(dd, 0.20182237596302094));
-  r = hn::MulAdd(r, v, hn::Set(dd, -0.00012234350640914535));
+  VD r = hn::Set(dd, -0.029861329476619684);
+  r = hn::MulAdd(r, v, hn::Set(dd, 0.21499422673416332));
+  r = hn::MulAdd(r, v, hn::Set(dd, -0.61395474982540499));
+  r = hn::MulAdd(r, v, hn::Set(dd, 0.86487350156980214));
+  r = hn::MulAdd(r, v, hn::Set(dd, -0.70689496866198021));
+  r = hn::MulAdd(r, v, hn::Set(dd, 0.54080095825134966));
+  r = hn::MulAdd(r, v, hn::Set(dd, -0.064427129206831801));
+  r = hn::MulAdd(r, v, hn::Set(dd, 0.21856614931582558));
+  r = hn::MulAdd(r, v, hn::Set(dd, 0.17556038814529337));
+  r = hn::MulAdd(r, v, hn::Set(dd, 0.20098547894892044));
+  r = hn::MulAdd(r, v, hn::Set(dd, 0.19935340226047016));
+  r = hn::MulAdd(r, v, hn::Set(dd, 4.0723766272628625e-06));
   const VD x_exact = hn::Mul(hn::Mul(a, a), hn::Set(dd, -0.5));
   const hn::Rebind<float, DD> df;
   *x = hn::PromoteTo(dd, hn::DemoteTo(df, x_exact));
@@ -251,39 +254,43 @@ HWY_INLINE V TanhF(D d, V z) {
 
 #if HWY_HAVE_FLOAT64 && HWY_TARGET != HWY_SCALAR
 
-// gelu(z) for z >= -8 within 3 ulp: q = a Phi(-a) with a = min(|z|, 8) as GeluScaleD's double
-// scale, rounded once, times a float e^x; then gelu(z) = -q below zero and z - q = z Phi(z) above,
-// where q <= z / 2 cannot cancel (past z = 8, q is below half an ulp of z). Half the double
-// path's cost: the exponential, most of the work, is in float. (A float-only R, polynomial or
-// rational, measured 3.5 ulp alone and 7 ulp for gelu, exhaustively.)
+// gelu(z) within 2 ulp (exhaustive check on AVX3): q = a Phi(-a) with a = min(|z|, 16) as
+// GeluScaleD's double scale, rounded once, times a float e^x (a denormal from a = 13.2 on, 0 from
+// 14.5, as gelu rounds); then gelu(z) = -q below zero and z - q = z Phi(z) above, where q <= z / 2
+// cannot cancel (past z = 8, q is below half an ulp of z). Half the double path's cost: the
+// exponential, most of the work, is in float. (A float-only R, polynomial or rational, measured
+// 3.5 ulp alone and 7 ulp for gelu, exhaustively.) NaN stays NaN.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V GeluF(D d, V z) {
   const hn::Half<D> dh;
   const hn::Rebind<double, decltype(dh)> dd;
-  const V a = hn::Min(hn::Abs(z), hn::Set(d, 8.0f));
+  const V a = hn::Min(hn::Abs(z), hn::Set(d, 16.0f));
   hn::Vec<decltype(dd)> scale_lo, x_lo, scale_hi, x_hi;
   GeluScaleD(dd, hn::PromoteTo(dd, hn::LowerHalf(dh, a)), &scale_lo, &x_lo);
   GeluScaleD(dd, hn::PromoteTo(dd, hn::UpperHalf(dh, a)), &scale_hi, &x_hi);
   const V scale = hn::Combine(d, hn::DemoteTo(dh, scale_hi), hn::DemoteTo(dh, scale_lo));
   const V x = hn::Combine(d, hn::DemoteTo(dh, x_hi), hn::DemoteTo(dh, x_lo));
   const V q = hn::Mul(scale, ExpNonPositive(d, x));
-  return hn::IfThenElse(hn::Lt(z, hn::Zero(d)), hn::Neg(q), hn::Sub(z, q));
+  const V y = hn::IfThenElse(hn::Lt(z, hn::Zero(d)), hn::Neg(q), hn::Sub(z, q));
+  // NaN, and -inf, where the reference's z / 2 * erfc(-z / sqrt(2)) is -inf * 0: z * 0 is NaN.
+  return hn::IfThenElse(hn::Ge(z, hn::Set(d, -FLT_MAX)), y, hn::Mul(z, hn::Zero(d)));
 }
 
 #endif  // HWY_HAVE_FLOAT64 && HWY_TARGET != HWY_SCALAR
 
 // sigmoid, silu (z sigmoid(z), one more rounding: within 2.5 ulp), tanh or gelu of a vector,
-// with float exponentials; a vector with a lane that is NaN or outside the float forms' range
-// (|z| > 80 for sigmoid and silu, where e^-|z| nears float's denormals and loses its relative
-// accuracy; z < -8 for gelu) takes the double path (rare).
+// with float exponentials; a sigmoid or silu vector with a lane that is NaN or beyond |z| = 80,
+// where e^-|z| nears float's denormals and loses its relative accuracy, takes the double path
+// (rare), as gelu does on targets without double vectors.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V ActivateTranscendentalF(D d, Activation activation, V z) {
   if (activation == Activation::kTanh) return TanhF(d, z);
   if (activation == Activation::kGelu) {
 #if HWY_HAVE_FLOAT64 && HWY_TARGET != HWY_SCALAR
-    if (hn::AllTrue(d, hn::Ge(z, hn::Set(d, -8.0f)))) return GeluF(d, z);
-#endif
+    return GeluF(d, z);
+#else
     return ActivateTranscendental(d, activation, z);
+#endif
   }
   if (!hn::AllFalse(d, hn::Not(hn::Le(hn::Abs(z), hn::Set(d, 80.0f))))) {
     return ActivateTranscendental(d, activation, z);
