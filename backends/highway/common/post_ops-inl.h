@@ -299,6 +299,15 @@ HWY_INLINE V ActivateTranscendentalF(D d, Activation activation, V z) {
   return activation == Activation::kSilu ? hn::Mul(z, s) : s;
 }
 
+// hardswish(z) = z * clip(z + 3, 0, 6) / 6, within 2 ulp; z itself from 3 on, where the product
+// could overflow while the reference's double gives z exactly.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V HardSwishF(D d, V z) {
+  const V t = ClampKeepNaN(d, hn::Add(z, hn::Set(d, 3.0f)), hn::Zero(d), hn::Set(d, 6.0f));
+  const V y = hn::Div(hn::Mul(z, t), hn::Set(d, 6.0f));
+  return hn::IfThenElse(hn::Ge(z, hn::Set(d, 3.0f)), z, y);
+}
+
 // One target's view of PostOps: the parameters broadcast once per kernel call (or tile), then
 // Apply() per vector. The activation is a switch on a loop-invariant value, not a per-lane branch.
 template <class D>
@@ -334,7 +343,7 @@ class VecPostOps {
       case Activation::kHardSigmoid:  // one rounding of alpha * z + beta, as in double
         return ClampKeepNaN(d, hn::MulAdd(alpha_, z, beta_), hn::Zero(d), hn::Set(d, 1.0f));
       case Activation::kHardSwish:
-        return HardSwish(d, z);
+        return HardSwishF(d, z);
       default:  // sigmoid, tanh, silu, gelu
         return ActivateTranscendentalF(d, activation_, z);
     }
@@ -349,14 +358,6 @@ class VecPostOps {
   }
 
  private:
-  // z * clip(z + 3, 0, 6) / 6; z itself from 3 on, where the product could overflow while the
-  // reference's double gives z exactly.
-  static HWY_INLINE V HardSwish(D d, V z) {
-    const V t = ClampKeepNaN(d, hn::Add(z, hn::Set(d, 3.0f)), hn::Zero(d), hn::Set(d, 6.0f));
-    const V y = hn::Div(hn::Mul(z, t), hn::Set(d, 6.0f));
-    return hn::IfThenElse(hn::Ge(z, hn::Set(d, 3.0f)), z, y);
-  }
-
   Activation activation_;
   bool after_;
   V alpha_;  // clip's lo (0 for relu and relu6), leaky_relu's slope, hardsigmoid's alpha

@@ -84,18 +84,25 @@ HWY_NOINLINE void StoreTileFused(const VF (&acc)[kRows][kVecs], size_t rows, con
   }
 }
 
-// StoreTileFused for the activations that are a clamp to [lo, hi] (ClampBounds), inlined into the
-// kernel: two instructions per vector instead of a call per tile, which took 15-45 % of
-// MobileNet's depthwise layers' time with ReLU. kHasR: whether r (as in StoreTileFused) is added,
-// before or after the clamp; a compile-time choice, since run-time tests of r per vector cost
-// as much again.
-template <size_t kRows, size_t kVecs, bool kHasR>
-HWY_INLINE void StoreTileClamped(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
-                                 float lo, float hi, const float* r, bool r_after, MF last,
-                                 float* y, int64_t y_stride) {
+// The activations StoreTile applies inline, as functors of one vector: a clamp to [lo, hi]
+// (relu, relu6, clip; none, with a residual, as (-inf, inf): ClampBounds) and hardswish.
+struct ClampActivation {
+  VF lo, hi;
+  HWY_INLINE VF operator()(DF d, VF z) const { return ClampKeepNaN(d, z, lo, hi); }
+};
+struct HardSwishActivation {
+  HWY_INLINE VF operator()(DF d, VF z) const { return HardSwishF(d, z); }
+};
+
+// StoreTileFused for an inline activation `act`, compiled into the kernel: a few instructions per
+// vector instead of a call per tile, which took 15-45 % of MobileNet's depthwise layers' time
+// with ReLU. kHasR: whether r (as in StoreTileFused) is added, before or after the activation; a
+// compile-time choice, since run-time tests of r per vector cost as much again.
+template <size_t kRows, size_t kVecs, bool kHasR, class Act>
+HWY_INLINE void StoreTileInline(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
+                                const Act& act, const float* r, bool r_after, MF last, float* y,
+                                int64_t y_stride) {
   const DF d;
-  const VF lo_v = hn::Set(d, lo);
-  const VF hi_v = hn::Set(d, hi);
   VF bias[kVecs];
   ZeroVecs(bias);
   if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
@@ -104,43 +111,56 @@ HWY_INLINE void StoreTileClamped(const VF (&acc)[kRows][kVecs], size_t rows, con
     if (i >= rows) break;
     VF v[kVecs];
     HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j)
+    for (size_t j = 0; j < kVecs; ++j) {
       v[j] = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
+    }
     if constexpr (kHasR) {
       VF rv[kVecs];
       LoadVecs<kVecs>(r + static_cast<int64_t>(i) * y_stride, last, rv);
       HWY_UNROLL(16)
       for (size_t j = 0; j < kVecs; ++j) {
-        v[j] = r_after ? hn::Add(ClampKeepNaN(d, v[j], lo_v, hi_v), rv[j])
-                       : ClampKeepNaN(d, hn::Add(v[j], rv[j]), lo_v, hi_v);
+        v[j] = r_after ? hn::Add(act(d, v[j]), rv[j]) : act(d, hn::Add(v[j], rv[j]));
       }
     } else {
       HWY_UNROLL(16)
-      for (size_t j = 0; j < kVecs; ++j) v[j] = ClampKeepNaN(d, v[j], lo_v, hi_v);
+      for (size_t j = 0; j < kVecs; ++j) v[j] = act(d, v[j]);
     }
     StoreVecs<kVecs>(v, last, y + static_cast<int64_t>(i) * y_stride);
   }
 }
 
+// StoreTileInline with kHasR chosen by r.
+template <size_t kRows, size_t kVecs, class Act>
+HWY_INLINE void StoreTileInlineR(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
+                                 const Act& act, const float* r, bool r_after, MF last, float* y,
+                                 int64_t y_stride) {
+  if (r == nullptr) {
+    return StoreTileInline<kRows, kVecs, false>(acc, rows, b, act, r, r_after, last, y, y_stride);
+  }
+  StoreTileInline<kRows, kVecs, true>(acc, rows, b, act, r, r_after, last, y, y_stride);
+}
+
 // The epilogue of every forward tile: bias, then (when `ops` is non-null) the residual r and the
 // activation. A null `ops` (a partial sum of a sliced reduction) or one with nothing to do takes
-// the plain store; a clamp, inline; the others, the out-of-line StoreTileFused on a copy of the
-// tile, so that acc's address never escapes and the caller keeps it in registers (CopyTile).
-// r: as in StoreTileFused.
+// the plain store; a clamp or hardswish, inline; the others, the out-of-line StoreTileFused on a
+// copy of the tile, so that acc's address never escapes and the caller keeps it in registers
+// (CopyTile). r: as in StoreTileFused.
 template <size_t kRows, size_t kVecs>
 HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
                           const PostOps* ops, const float* r, MF last, float* y, int64_t y_stride) {
   if (ops == nullptr || (!ops->has_activation() && r == nullptr)) {
     return StoreTilePlain<kRows, kVecs>(acc, rows, b, last, y, y_stride);
   }
+  const bool after = ops->residual_after_activation;
   float lo = 0.0f, hi = 0.0f;
   if (ClampBounds(*ops, &lo, &hi)) {
-    const bool after = ops->residual_after_activation;
-    if (r == nullptr) {
-      return StoreTileClamped<kRows, kVecs, false>(acc, rows, b, lo, hi, r, after, last, y,
-                                                   y_stride);
-    }
-    return StoreTileClamped<kRows, kVecs, true>(acc, rows, b, lo, hi, r, after, last, y, y_stride);
+    const DF d;
+    const ClampActivation clamp{hn::Set(d, lo), hn::Set(d, hi)};
+    return StoreTileInlineR<kRows, kVecs>(acc, rows, b, clamp, r, after, last, y, y_stride);
+  }
+  if (ops->activation == Activation::kHardSwish) {
+    return StoreTileInlineR<kRows, kVecs>(acc, rows, b, HardSwishActivation(), r, after, last, y,
+                                          y_stride);
   }
   VF out[kRows][kVecs];
   CopyTile(acc, out);
