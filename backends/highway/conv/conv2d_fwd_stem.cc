@@ -87,7 +87,8 @@ HWY_INLINE void CopyWindow(const float* x_row, int64_t iw, int64_t ic, int64_t i
   const int64_t lo = std::clamp<int64_t>(-iw0, 0, cols);       // first column inside
   const int64_t hi = std::clamp<int64_t>(iw - iw0, lo, cols);  // end of the columns inside
   std::fill(window, window + lo * ic, 0.0f);
-  std::copy(x_row + (iw0 + lo) * ic, x_row + (iw0 + hi) * ic, window + lo * ic);
+  // No pointer into x unless a column is inside: with large pads x_row + iw0 * IC is far outside.
+  if (hi > lo) std::copy(x_row + (iw0 + lo) * ic, x_row + (iw0 + hi) * ic, window + lo * ic);
   std::fill(window + hi * ic, window + cols * ic, 0.0f);
 }
 
@@ -172,7 +173,8 @@ void RunAll(const Conv2dFwdArgs& a) {
                  [&](int64_t begin, int64_t end) { RunRows<kVecs, kStep>(a, begin, end); });
 }
 
-// Calls f(std::integral_constant<int64_t, S>()) for the pixel step S = step, one of kStemSteps.
+// Calls f(std::integral_constant<int64_t, S>()) for the pixel step S = step, one of those the
+// variant accepts (StepIsCompiled in conv2d_fwd_stem.cpp: 1, 2, 3, 4, 6, 12).
 template <class F>
 HWY_INLINE void WithStep(int64_t step, const F& f) {
   switch (step) {
