@@ -84,6 +84,29 @@ TEST_P(HighwayTargetTest, StemShapesChooseStemExactly) {
   }
 }
 
+// An output of at least 32 MiB (UNet's 1 -> 64 at 258x258x128, 34 MB) is written with
+// non-temporal stores: through the plain store (bias) and the clamp (relu), plan and one-shot.
+TEST_P(HighwayTargetTest, StemStreamedOutputExact) {
+  for (const bool relu : {false, true}) {
+    ConvCase c =
+        StemCase("streamed 3x3, 1 -> 128", {1, 260, 260, 1}, MakeConv(3, 1, {}), 128, true);
+    if (relu) c.params.activation = Activation::kRelu;
+    Rng rng(CaseSeed(3100 + relu));
+    const std::string cs = c.ToString();
+    const ConvData d = MakeConvData(c, rng);
+    const Tensor expected = ReferenceConvY(c, d);
+    Tensor y(expected.dims(), kBackendFill), y_plan(expected.dims(), kBackendFill);
+    conv2d_forward(c.params, d.x, d.w, d.b, y, "highway");
+    const Conv2d plan(c.params, c.x, d.w, d.b, "highway");
+    plan.run(d.x, y_plan);
+    EXPECT_NE(plan.impl_name().find(":stem:"), std::string::npos) << cs << ": " << plan.impl_name();
+    EXPECT_TRUE(ImplIsOnIsa(cs, plan.impl_name(), isa()));
+    EXPECT_TRUE(CompareTensors(cs, "y (one-shot)", expected, y));
+    EXPECT_TRUE(CompareTensors(cs, "y (plan)", expected, y_plan));
+    EXPECT_TRUE(NotMostlyZero(cs, "y", y, relu ? 0.8 : 0.3));
+  }
+}
+
 // Every activation and residual mode (in place too) on the stem cases, one-shot and through a
 // plan run twice: four rounds over the 14 cases give each case four of the 44 post-op variants
 // and cover all of them.

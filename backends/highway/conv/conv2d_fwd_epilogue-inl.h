@@ -36,7 +36,9 @@ HWY_INLINE void LoadTile(const float* HWY_RESTRICT y, int64_t y_stride, size_t r
 // Writes rows x kVecs accumulators to y: row i at y + i * y_stride, its last vector masked by
 // `last`. Adds b (same column layout, may be null) first. Rows past `rows` are not written: they
 // belong to repeated pixels (PixelTile). The bias-only path is the loop of the plain store.
-template <size_t kRows, size_t kVecs>
+// kStream: every vector is whole and every row aligned to the vector size, and the rows are
+// written with StreamVecs.
+template <size_t kRows, size_t kVecs, bool kStream = false>
 HWY_INLINE void StoreTilePlain(const VF (&acc)[kRows][kVecs], size_t rows, const float* b, MF last,
                                float* HWY_RESTRICT y, int64_t y_stride) {
   VF bias[kVecs];
@@ -52,7 +54,11 @@ HWY_INLINE void StoreTilePlain(const VF (&acc)[kRows][kVecs], size_t rows, const
       // Bias after the sum, as the reference adds it; on integer data both orders are exact.
       v[j] = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
     }
-    StoreVecs<kVecs>(v, last, row);
+    if constexpr (kStream) {
+      StreamVecs<kVecs>(v, row);
+    } else {
+      StoreVecs<kVecs>(v, last, row);
+    }
   }
 }
 
@@ -88,8 +94,8 @@ HWY_NOINLINE void StoreTileFused(const VF (&acc)[kRows][kVecs], size_t rows, con
 // kernel: two instructions per vector instead of a call per tile, which took 15-45 % of
 // MobileNet's depthwise layers' time with ReLU. kHasR: whether r (as in StoreTileFused) is added,
 // before or after the clamp; a compile-time choice, since run-time tests of r per vector cost
-// as much again.
-template <size_t kRows, size_t kVecs, bool kHasR>
+// as much again. kStream: as in StoreTilePlain.
+template <size_t kRows, size_t kVecs, bool kHasR, bool kStream = false>
 HWY_INLINE void StoreTileClamped(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
                                  float lo, float hi, const float* r, bool r_after, MF last,
                                  float* y, int64_t y_stride) {
@@ -118,7 +124,11 @@ HWY_INLINE void StoreTileClamped(const VF (&acc)[kRows][kVecs], size_t rows, con
       HWY_UNROLL(16)
       for (size_t j = 0; j < kVecs; ++j) v[j] = ClampKeepNaN(d, v[j], lo_v, hi_v);
     }
-    StoreVecs<kVecs>(v, last, y + static_cast<int64_t>(i) * y_stride);
+    if constexpr (kStream) {
+      StreamVecs<kVecs>(v, y + static_cast<int64_t>(i) * y_stride);
+    } else {
+      StoreVecs<kVecs>(v, last, y + static_cast<int64_t>(i) * y_stride);
+    }
   }
 }
 
@@ -126,21 +136,23 @@ HWY_INLINE void StoreTileClamped(const VF (&acc)[kRows][kVecs], size_t rows, con
 // activation. A null `ops` (a partial sum of a sliced reduction) or one with nothing to do takes
 // the plain store; a clamp, inline; the others, the out-of-line StoreTileFused on a copy of the
 // tile, so that acc's address never escapes and the caller keeps it in registers (CopyTile).
-// r: as in StoreTileFused.
-template <size_t kRows, size_t kVecs>
+// r: as in StoreTileFused. kStream: as in StoreTilePlain, for the plain and clamp paths (the
+// others compute enough per element that the stores do not bind them).
+template <size_t kRows, size_t kVecs, bool kStream = false>
 HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
                           const PostOps* ops, const float* r, MF last, float* y, int64_t y_stride) {
   if (ops == nullptr || (!ops->has_activation() && r == nullptr)) {
-    return StoreTilePlain<kRows, kVecs>(acc, rows, b, last, y, y_stride);
+    return StoreTilePlain<kRows, kVecs, kStream>(acc, rows, b, last, y, y_stride);
   }
   float lo = 0.0f, hi = 0.0f;
   if (ClampBounds(*ops, &lo, &hi)) {
     const bool after = ops->residual_after_activation;
     if (r == nullptr) {
-      return StoreTileClamped<kRows, kVecs, false>(acc, rows, b, lo, hi, r, after, last, y,
-                                                   y_stride);
+      return StoreTileClamped<kRows, kVecs, false, kStream>(acc, rows, b, lo, hi, r, after, last, y,
+                                                            y_stride);
     }
-    return StoreTileClamped<kRows, kVecs, true>(acc, rows, b, lo, hi, r, after, last, y, y_stride);
+    return StoreTileClamped<kRows, kVecs, true, kStream>(acc, rows, b, lo, hi, r, after, last, y,
+                                                         y_stride);
   }
   VF out[kRows][kVecs];
   CopyTile(acc, out);
