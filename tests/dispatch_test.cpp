@@ -18,6 +18,9 @@ using test::ScopedEnv;
 const Conv2dParams kParams{.kernel_h = 3, .kernel_w = 3, .pad = Pads::uniform(1)};
 const Dims kX = {1, 6, 6, 3};
 const Dims kW = {3, 3, 3, 5};
+// 5 input channels: not a stem, so the Highway backend's choice (igemm) is the same on every CPU.
+const Dims kX5 = {1, 6, 6, 5};
+const Dims kW5 = {3, 3, 5, 5};
 
 std::string BackendOf(const std::string& impl_name) {
   return impl_name.substr(0, impl_name.find(':'));
@@ -322,17 +325,50 @@ TEST(Dispatch, VerboseLevelTwoNamesTheHighwayVariant) {
     GTEST_SKIP() << "highway is not built into this copy";
   }
   const ScopedEnv verbose("CONVKIT_VERBOSE", "2");
-  const Tensor w(kW, 1.0f);
+  const Tensor w(kW5, 1.0f);
   testing::internal::CaptureStderr();
-  const Conv2d plan(kParams, kX, w, {}, "highway");
+  const Conv2d plan(kParams, kX5, w, {}, "highway");
   const std::string out = testing::internal::GetCapturedStderr();
-  EXPECT_EQ(out.rfind("convkit_verbose,highway,conv2d_fwd,x=1x6x6x3 w=3x3x3x5 y=1x6x6x5 s1x1 "
+  EXPECT_EQ(out.rfind("convkit_verbose,highway,conv2d_fwd,x=1x6x6x5 w=3x3x5x5 y=1x6x6x5 s1x1 "
                       "p1,1,1,1 d1x1 g1,igemm,refused: igemm_bf16 (fpmath strict); winograd (",
                       0),
             0u)
       << out;
-  EXPECT_NE(out.find("; depthwise (not depthwise)\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("; depthwise (not depthwise); stem (C_in > 4)\n"), std::string::npos) << out;
   EXPECT_EQ(plan.impl_name().rfind("highway:igemm:", 0), 0u) << plan.impl_name();
+}
+
+// Stems (1-4 input channels, a short reduction) take the stem variant, plans and one-shot calls
+// alike; a problem it refuses names the reason and falls through to the implicit GEMM.
+TEST(Dispatch, HighwayChoosesTheStemVariantForStems) {
+  const auto names = available_backends();
+  if (std::find(names.begin(), names.end(), "highway") == names.end()) {
+    GTEST_SKIP() << "highway is not built into this copy";
+  }
+  const ScopedEnv verbose("CONVKIT_VERBOSE", "2");
+  // MobileNetV3's stem, cropped: 3x3/2, 3 -> 16.
+  const Conv2dParams stem{
+      .kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2, .pad = Pads::uniform(1)};
+  const Dims x_dims = {1, 32, 32, 3};
+  const Tensor w({3, 3, 3, 16}, 1.0f), x(x_dims, 1.0f);
+  Tensor y({1, 16, 16, 16});
+  testing::internal::CaptureStderr();
+  const Conv2d plan(stem, x_dims, w, {}, "highway");
+  conv2d_forward(stem, x, w, {}, y, "highway");
+  const std::string out = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(plan.impl_name().rfind("highway:stem:", 0), 0u) << plan.impl_name();
+  for (const char* op : {"conv2d_fwd", "conv2d_fwd_oneshot"}) {
+    EXPECT_NE(out.find(std::string("convkit_verbose,highway,") + op +
+                       ",x=1x32x32x3 w=3x3x3x16 y=1x16x16x16 s2x2 p1,1,1,1 d1x1 g1,stem,"),
+              std::string::npos)
+        << op << ": " << out;
+  }
+  // 5 input channels: not a stem.
+  testing::internal::CaptureStderr();
+  const Conv2d wide(stem, {1, 32, 32, 5}, Tensor({3, 3, 5, 16}, 1.0f), {}, "highway");
+  const std::string wide_out = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(wide.impl_name().rfind("highway:igemm:", 0), 0u) << wide.impl_name();
+  EXPECT_NE(wide_out.find("; stem (C_in > 4)\n"), std::string::npos) << wide_out;
 }
 
 // A one-shot call chooses the variant on every call, at the level the call read once
@@ -342,7 +378,7 @@ TEST(Dispatch, OneShotVerboseLevelTwoNamesTheHighwayVariant) {
   if (std::find(names.begin(), names.end(), "highway") == names.end()) {
     GTEST_SKIP() << "highway is not built into this copy";
   }
-  const Tensor x(kX, 1.0f), w(kW, 1.0f);
+  const Tensor x(kX5, 1.0f), w(kW5, 1.0f);
   Tensor y({1, 6, 6, 5});
   for (const char* level : {"2", "1"}) {
     const ScopedEnv verbose("CONVKIT_VERBOSE", level);
@@ -351,7 +387,7 @@ TEST(Dispatch, OneShotVerboseLevelTwoNamesTheHighwayVariant) {
     const std::string out = testing::internal::GetCapturedStderr();
     const bool has_choice =
         out.find(
-            "convkit_verbose,highway,conv2d_fwd_oneshot,x=1x6x6x3 w=3x3x3x5 "
+            "convkit_verbose,highway,conv2d_fwd_oneshot,x=1x6x6x5 w=3x3x5x5 "
             "y=1x6x6x5 s1x1 p1,1,1,1 d1x1 g1,igemm,refused: ") != std::string::npos;
     EXPECT_EQ(has_choice, std::string(level) == "2") << "level " << level << ": " << out;
   }

@@ -169,6 +169,13 @@ void ConvForwardGrid(const std::string& backend, std::string_view isa, Fpmath fp
   });
 }
 
+void ConvForwardCases(const std::string& backend, std::string_view isa,
+                      const std::vector<ConvCase>& cases, int first_index) {
+  RunGrid(backend, cases, [&](int index, const ConvCase& c, Tally& tally) {
+    return CheckConvForward(backend, isa, first_index + index, c, tally);
+  });
+}
+
 void ConvBackwardGrid(const std::string& backend, std::string_view isa) {
   RunGrid(backend, ConvCases(), [&](int index, ConvCase c, Tally& tally) {
     c.params.activation = Activation::kNone;  // backward takes dy after the activation's gradient

@@ -135,6 +135,10 @@ double PoolDxAllowedZeros(const PoolCase& c, const PoolData& d);
 // (|v| <= 3) are bf16 values, so bf16 products change no bit.
 void ConvForwardGrid(const std::string& backend, std::string_view isa,
                      Fpmath fpmath = Fpmath::kStrict);
+// ConvForwardGrid's checks over `cases` instead of the grid: case i takes post-op variant and seed
+// first_index + i.
+void ConvForwardCases(const std::string& backend, std::string_view isa,
+                      const std::vector<ConvCase>& cases, int first_index);
 // Backward convolution, one-shot and through a plan. The gradients asked for rotate per case: all
 // three, dx only, dw and db only; one not asked for must not be written.
 void ConvBackwardGrid(const std::string& backend, std::string_view isa);

@@ -46,6 +46,18 @@ HWY_INLINE void StoreVecs(const VF (&v)[kVecs], MF last, float* HWY_RESTRICT p) 
   hn::BlendedStore(v[kVecs - 1], last, d, p + (kVecs - 1) * lanes);
 }
 
+// Stores kVecs whole vectors at p, which is aligned to the vector size, bypassing the caches
+// (non-temporal): for outputs too large to stay cached until they are read, whose lines would
+// otherwise be read from memory before being overwritten. The writer calls hwy::FlushStream()
+// before another thread may read them.
+template <size_t kVecs>
+HWY_INLINE void StreamVecs(const VF (&v)[kVecs], float* HWY_RESTRICT p) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  HWY_UNROLL(4)
+  for (size_t j = 0; j < kVecs; ++j) hn::Stream(v[j], d, p + j * lanes);
+}
+
 // Sets kVecs vectors, or a tile of kRows x kVecs, to zero (accumulators summing from +0).
 template <size_t kVecs>
 HWY_INLINE void ZeroVecs(VF (&v)[kVecs]) {

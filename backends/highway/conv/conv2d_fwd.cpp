@@ -4,6 +4,7 @@
 //   winograd    3x3, stride 1, dilation 1, groups 1, where F(2x2, 3x3) pays
 //   grouped     narrow groups that pack into full vectors (plans only)
 //   depthwise   groups == C_in == C_out
+//   stem        1-4 input channels, K <= 256, groups 1, dilation 1 (a network's first layer)
 //   igemm       everything else (the implicit GEMM accepts every problem)
 // CONVKIT_VERBOSE=2 prints each choice with the reasons the earlier entries refused.
 #include "backends/highway/conv/conv2d_fwd.hpp"
@@ -20,9 +21,9 @@ namespace convkit::internal::highway {
 namespace {
 
 Conv2dFwdVariant Choose(const Conv2dProblem& p, bool one_shot) {
-  const std::array<Conv2dFwdVariant, 5> list = {
-      Conv2dFwdBf16Variant(), Conv2dFwdWinogradVariant(), Conv2dFwdGroupedVariant(),
-      Conv2dFwdDepthwiseVariant(), Conv2dFwdIgemmVariant()};
+  const std::array<Conv2dFwdVariant, 6> list = {
+      Conv2dFwdBf16Variant(),      Conv2dFwdWinogradVariant(), Conv2dFwdGroupedVariant(),
+      Conv2dFwdDepthwiseVariant(), Conv2dFwdStemVariant(),     Conv2dFwdIgemmVariant()};
   const Conv2dFwdQuery q{p, one_shot};
   const size_t i = ChooseVariant(one_shot ? "conv2d_fwd_oneshot" : "conv2d_fwd",
                                  std::span<const Conv2dFwdVariant>(list), q,

@@ -15,8 +15,6 @@
 namespace convkit::internal::highway {
 namespace {
 
-int64_t K(const Conv2dProblem& p) { return p.kh * p.kw * p.ic_per_group(); }
-
 // How many zero floats Conv2dFwdArgs::zeros needs: a row of KW taps over all input channels.
 int64_t ZerosFor(const Conv2dProblem& p) { return p.kw * p.ic; }
 
@@ -27,34 +25,6 @@ int64_t BlockCols(const Conv2dProblem& p, const Conv2dFwdKernel& kernel) {
 // The depthwise kernel reads w as HWIO {KH, KW, 1, C}: row (kh, kw) of C floats.
 Conv2dFwdWeights DepthwiseLayout(const Conv2dProblem& p, const float* w) {
   return {w, p.oc, 0, 0, p.oc};
-}
-
-// HWIO weights read in place: row r of group g is w + r * OC + g * OCg.
-Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols) {
-  return {w, p.oc, p.oc_per_group(), block_cols, block_cols};
-}
-
-// Packs HWIO weights into panels: group g, block j, row r, column c at
-// ((g * blocks + j) * K + r) * block_cols + c, zero for columns at or past OCg. A panel is read
-// front to back by one microkernel tile.
-void PackPanels(const Conv2dProblem& p, const float* w, int64_t block_cols,
-                Conv2dFwdPacked* packed) {
-  const int64_t k = K(p);
-  const int64_t ocg = p.oc_per_group();
-  const int64_t blocks = (ocg + block_cols - 1) / block_cols;
-  packed->w.assign(static_cast<size_t>(p.groups * blocks * k * block_cols), 0.0f);
-  for (int64_t g = 0; g < p.groups; ++g) {
-    for (int64_t j = 0; j < blocks; ++j) {
-      const int64_t cols = std::min(block_cols, ocg - j * block_cols);
-      float* panel = packed->w.data() + (g * blocks + j) * k * block_cols;
-      for (int64_t r = 0; r < k; ++r) {
-        const float* src = w + r * p.oc + g * ocg + j * block_cols;
-        std::copy(src, src + cols, panel + r * block_cols);
-      }
-    }
-  }
-  packed->layout = {packed->w.data(), block_cols, blocks * k * block_cols, k * block_cols,
-                    block_cols};
 }
 
 bool Serial(const Conv2dProblem& p, const Conv2dFwdKernel& kernel) {

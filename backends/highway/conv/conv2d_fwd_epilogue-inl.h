@@ -36,7 +36,9 @@ HWY_INLINE void LoadTile(const float* HWY_RESTRICT y, int64_t y_stride, size_t r
 // Writes rows x kVecs accumulators to y: row i at y + i * y_stride, its last vector masked by
 // `last`. Adds b (same column layout, may be null) first. Rows past `rows` are not written: they
 // belong to repeated pixels (PixelTile). The bias-only path is the loop of the plain store.
-template <size_t kRows, size_t kVecs>
+// kStream: every vector is whole and every row aligned to the vector size, and the rows are
+// written with StreamVecs.
+template <size_t kRows, size_t kVecs, bool kStream = false>
 HWY_INLINE void StoreTilePlain(const VF (&acc)[kRows][kVecs], size_t rows, const float* b, MF last,
                                float* HWY_RESTRICT y, int64_t y_stride) {
   VF bias[kVecs];
@@ -52,7 +54,11 @@ HWY_INLINE void StoreTilePlain(const VF (&acc)[kRows][kVecs], size_t rows, const
       // Bias after the sum, as the reference adds it; on integer data both orders are exact.
       v[j] = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
     }
-    StoreVecs<kVecs>(v, last, row);
+    if constexpr (kStream) {
+      StreamVecs<kVecs>(v, row);
+    } else {
+      StoreVecs<kVecs>(v, last, row);
+    }
   }
 }
 
@@ -97,8 +103,9 @@ struct HardSwishActivation {
 // StoreTileFused for an inline activation `act`, compiled into the kernel: a few instructions per
 // vector instead of a call per tile, which took 15-45 % of MobileNet's depthwise layers' time
 // with ReLU. kHasR: whether r (as in StoreTileFused) is added, before or after the activation; a
-// compile-time choice, since run-time tests of r per vector cost as much again.
-template <size_t kRows, size_t kVecs, bool kHasR, class Act>
+// compile-time choice, since run-time tests of r per vector cost as much again. kStream: as in
+// StoreTilePlain.
+template <size_t kRows, size_t kVecs, bool kHasR, bool kStream, class Act>
 HWY_INLINE void StoreTileInline(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
                                 const Act& act, const float* r, bool r_after, MF last, float* y,
                                 int64_t y_stride) {
@@ -125,42 +132,49 @@ HWY_INLINE void StoreTileInline(const VF (&acc)[kRows][kVecs], size_t rows, cons
       HWY_UNROLL(16)
       for (size_t j = 0; j < kVecs; ++j) v[j] = act(d, v[j]);
     }
-    StoreVecs<kVecs>(v, last, y + static_cast<int64_t>(i) * y_stride);
+    if constexpr (kStream) {
+      StreamVecs<kVecs>(v, y + static_cast<int64_t>(i) * y_stride);
+    } else {
+      StoreVecs<kVecs>(v, last, y + static_cast<int64_t>(i) * y_stride);
+    }
   }
 }
 
 // StoreTileInline with kHasR chosen by r.
-template <size_t kRows, size_t kVecs, class Act>
+template <size_t kRows, size_t kVecs, bool kStream, class Act>
 HWY_INLINE void StoreTileInlineR(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
                                  const Act& act, const float* r, bool r_after, MF last, float* y,
                                  int64_t y_stride) {
   if (r == nullptr) {
-    return StoreTileInline<kRows, kVecs, false>(acc, rows, b, act, r, r_after, last, y, y_stride);
+    return StoreTileInline<kRows, kVecs, false, kStream>(acc, rows, b, act, r, r_after, last, y,
+                                                         y_stride);
   }
-  StoreTileInline<kRows, kVecs, true>(acc, rows, b, act, r, r_after, last, y, y_stride);
+  StoreTileInline<kRows, kVecs, true, kStream>(acc, rows, b, act, r, r_after, last, y, y_stride);
 }
 
 // The epilogue of every forward tile: bias, then (when `ops` is non-null) the residual r and the
 // activation. A null `ops` (a partial sum of a sliced reduction) or one with nothing to do takes
 // the plain store; a clamp or hardswish, inline; the others, the out-of-line StoreTileFused on a
 // copy of the tile, so that acc's address never escapes and the caller keeps it in registers
-// (CopyTile). r: as in StoreTileFused.
-template <size_t kRows, size_t kVecs>
+// (CopyTile). r: as in StoreTileFused. kStream: as in StoreTilePlain, for the plain and inline
+// paths (the others compute enough per element that the stores do not bind them).
+template <size_t kRows, size_t kVecs, bool kStream = false>
 HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
                           const PostOps* ops, const float* r, MF last, float* y, int64_t y_stride) {
   if (ops == nullptr || (!ops->has_activation() && r == nullptr)) {
-    return StoreTilePlain<kRows, kVecs>(acc, rows, b, last, y, y_stride);
+    return StoreTilePlain<kRows, kVecs, kStream>(acc, rows, b, last, y, y_stride);
   }
   const bool after = ops->residual_after_activation;
   float lo = 0.0f, hi = 0.0f;
   if (ClampBounds(*ops, &lo, &hi)) {
     const DF d;
     const ClampActivation clamp{hn::Set(d, lo), hn::Set(d, hi)};
-    return StoreTileInlineR<kRows, kVecs>(acc, rows, b, clamp, r, after, last, y, y_stride);
+    return StoreTileInlineR<kRows, kVecs, kStream>(acc, rows, b, clamp, r, after, last, y,
+                                                   y_stride);
   }
   if (ops->activation == Activation::kHardSwish) {
-    return StoreTileInlineR<kRows, kVecs>(acc, rows, b, HardSwishActivation(), r, after, last, y,
-                                          y_stride);
+    return StoreTileInlineR<kRows, kVecs, kStream>(acc, rows, b, HardSwishActivation(), r, after,
+                                                   last, y, y_stride);
   }
   VF out[kRows][kVecs];
   CopyTile(acc, out);

@@ -78,6 +78,9 @@ Conv2dFwdKernel Conv2dFwdIgemmKernel();
 Conv2dFwdKernel Conv2dFwdDepthwiseKernel();
 Conv2dFwdKernel Conv2dFwdGroupedKernel();
 Conv2dFwdKernel Conv2dFwdWinogradKernel();
+// Stems (conv2d_fwd_stem.cc): groups 1, dilation 1, stride_w * IC in {1, 2, 3, 4, 6, 12}; w is a
+// Conv2dFwdWeights with group_stride unused; `zeros` and `taps` are not read.
+Conv2dFwdKernel Conv2dFwdStemKernel();
 
 // How many vectors of `cols` output columns one block (one microkernel call) covers, for a kernel
 // of `lanes` floats per vector holding at most `max_vecs` vectors: all of them when they fit, else

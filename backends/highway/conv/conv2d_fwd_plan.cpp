@@ -1,6 +1,7 @@
 // The plan shared by the fp32 forward variants (conv2d_fwd_plan.hpp).
 #include "backends/highway/conv/conv2d_fwd_plan.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -52,6 +53,30 @@ std::unique_ptr<Conv2dFwdImpl> MakeConv2dFwdPlan(const Conv2dProblem& p,
                                                  Conv2dFwdPacked packed, const float* b,
                                                  bool serial, const char* variant) {
   return std::make_unique<Conv2dFwdPlan>(p, kernel, std::move(packed), b, serial, variant);
+}
+
+Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols) {
+  return {w, p.oc, p.oc_per_group(), block_cols, block_cols};
+}
+
+void PackPanels(const Conv2dProblem& p, const float* w, int64_t block_cols,
+                Conv2dFwdPacked* packed) {
+  const int64_t k = p.kh * p.kw * p.ic_per_group();
+  const int64_t ocg = p.oc_per_group();
+  const int64_t blocks = (ocg + block_cols - 1) / block_cols;
+  packed->w.assign(static_cast<size_t>(p.groups * blocks * k * block_cols), 0.0f);
+  for (int64_t g = 0; g < p.groups; ++g) {
+    for (int64_t j = 0; j < blocks; ++j) {
+      const int64_t cols = std::min(block_cols, ocg - j * block_cols);
+      float* panel = packed->w.data() + (g * blocks + j) * k * block_cols;
+      for (int64_t r = 0; r < k; ++r) {
+        const float* src = w + r * p.oc + g * ocg + j * block_cols;
+        std::copy(src, src + cols, panel + r * block_cols);
+      }
+    }
+  }
+  packed->layout = {packed->w.data(), block_cols, blocks * k * block_cols, k * block_cols,
+                    block_cols};
 }
 
 std::string Conv2dFwdImplName(const char* variant, const Conv2dFwdKernel& kernel) {

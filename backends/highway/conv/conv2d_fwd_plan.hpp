@@ -33,6 +33,17 @@ std::unique_ptr<Conv2dFwdImpl> MakeConv2dFwdPlan(const Conv2dProblem& p,
                                                  Conv2dFwdPacked packed, const float* b,
                                                  bool serial, const char* variant);
 
+// HWIO weights read in place, in blocks of block_cols columns: row r of group g is
+// w + r * OC + g * OCg (the implicit GEMM's and the stem kernel's one-shot calls).
+Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols);
+
+// Packs HWIO weights into panels of block_cols columns and sets packed->w and packed->layout:
+// group g, block j, row r = (kh * KW + kw) * ICg + ic, column c at
+// ((g * blocks + j) * K + r) * block_cols + c, zero for columns at or past OCg. A panel is read
+// front to back by one microkernel tile (the implicit GEMM and the stem kernel).
+void PackPanels(const Conv2dProblem& p, const float* w, int64_t block_cols,
+                Conv2dFwdPacked* packed);
+
 // "highway:<variant>:<isa>".
 std::string Conv2dFwdImplName(const char* variant, const Conv2dFwdKernel& kernel);
 
