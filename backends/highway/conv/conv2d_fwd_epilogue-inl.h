@@ -33,32 +33,47 @@ HWY_INLINE void LoadTile(const float* HWY_RESTRICT y, int64_t y_stride, size_t r
   }
 }
 
+// The pieces every store path shares: b's kVecs vectors (zero without b), a row of sums plus
+// them (after the sum, as the reference adds it; on integer data both orders are exact), and one
+// row's store (kStream: every vector whole and the row aligned to the vector size, written with
+// StreamVecs).
+template <size_t kVecs>
+HWY_INLINE void LoadBias(const float* b, MF last, VF (&bias)[kVecs]) {
+  ZeroVecs(bias);
+  if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
+}
+
+template <size_t kVecs>
+HWY_INLINE void AddBias(const VF (&sums)[kVecs], const VF (&bias)[kVecs], bool has_b,
+                        VF (&v)[kVecs]) {
+  HWY_UNROLL(16)
+  for (size_t j = 0; j < kVecs; ++j) v[j] = has_b ? hn::Add(sums[j], bias[j]) : sums[j];
+}
+
+template <size_t kVecs, bool kStream>
+HWY_INLINE void StoreRow(const VF (&v)[kVecs], MF last, float* HWY_RESTRICT row) {
+  if constexpr (kStream) {
+    StreamVecs<kVecs>(v, row);
+  } else {
+    StoreVecs<kVecs>(v, last, row);
+  }
+}
+
 // Writes rows x kVecs accumulators to y: row i at y + i * y_stride, its last vector masked by
 // `last`. Adds b (same column layout, may be null) first. Rows past `rows` are not written: they
 // belong to repeated pixels (PixelTile). The bias-only path is the loop of the plain store.
-// kStream: every vector is whole and every row aligned to the vector size, and the rows are
-// written with StreamVecs.
+// kStream: as in StoreRow.
 template <size_t kRows, size_t kVecs, bool kStream = false>
 HWY_INLINE void StoreTilePlain(const VF (&acc)[kRows][kVecs], size_t rows, const float* b, MF last,
                                float* HWY_RESTRICT y, int64_t y_stride) {
   VF bias[kVecs];
-  ZeroVecs(bias);
-  if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
+  LoadBias(b, last, bias);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (i >= rows) break;
-    float* row = y + static_cast<int64_t>(i) * y_stride;
     VF v[kVecs];
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) {
-      // Bias after the sum, as the reference adds it; on integer data both orders are exact.
-      v[j] = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
-    }
-    if constexpr (kStream) {
-      StreamVecs<kVecs>(v, row);
-    } else {
-      StoreVecs<kVecs>(v, last, row);
-    }
+    AddBias(acc[i], bias, b != nullptr, v);
+    StoreRow<kVecs, kStream>(v, last, y + static_cast<int64_t>(i) * y_stride);
   }
 }
 
@@ -71,22 +86,17 @@ HWY_NOINLINE void StoreTileFused(const VF (&acc)[kRows][kVecs], size_t rows, con
   const DF d;
   const VecPostOps<DF> post(d, ops);
   VF bias[kVecs];
-  ZeroVecs(bias);
-  if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
+  LoadBias(b, last, bias);
   const bool has_r = r != nullptr;
   for (size_t i = 0; i < rows; ++i) {
-    float* row = y + static_cast<int64_t>(i) * y_stride;
-    const float* r_row = has_r ? r + static_cast<int64_t>(i) * y_stride : nullptr;
     VF rv[kVecs];
     ZeroVecs(rv);
-    if (has_r) LoadVecs<kVecs>(r_row, last, rv);
+    if (has_r) LoadVecs<kVecs>(r + static_cast<int64_t>(i) * y_stride, last, rv);
     VF v[kVecs];
+    AddBias(acc[i], bias, b != nullptr, v);
     HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) {
-      const VF z = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
-      v[j] = post.Apply(d, z, rv[j], has_r);
-    }
-    StoreVecs<kVecs>(v, last, row);
+    for (size_t j = 0; j < kVecs; ++j) v[j] = post.Apply(d, v[j], rv[j], has_r);
+    StoreRow<kVecs, false>(v, last, y + static_cast<int64_t>(i) * y_stride);
   }
 }
 
@@ -104,23 +114,19 @@ struct HardSwishActivation {
 // vector instead of a call per tile, which took 15-45 % of MobileNet's depthwise layers' time
 // with ReLU. kHasR: whether r (as in StoreTileFused) is added, before or after the activation; a
 // compile-time choice, since run-time tests of r per vector cost as much again. kStream: as in
-// StoreTilePlain.
+// StoreRow.
 template <size_t kRows, size_t kVecs, bool kHasR, bool kStream, class Act>
 HWY_INLINE void StoreTileInline(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
                                 const Act& act, const float* r, bool r_after, MF last, float* y,
                                 int64_t y_stride) {
   const DF d;
   VF bias[kVecs];
-  ZeroVecs(bias);
-  if (b != nullptr) LoadVecs<kVecs>(b, last, bias);
+  LoadBias(b, last, bias);
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
     if (i >= rows) break;
     VF v[kVecs];
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) {
-      v[j] = b != nullptr ? hn::Add(acc[i][j], bias[j]) : acc[i][j];
-    }
+    AddBias(acc[i], bias, b != nullptr, v);
     if constexpr (kHasR) {
       VF rv[kVecs];
       LoadVecs<kVecs>(r + static_cast<int64_t>(i) * y_stride, last, rv);
@@ -132,11 +138,7 @@ HWY_INLINE void StoreTileInline(const VF (&acc)[kRows][kVecs], size_t rows, cons
       HWY_UNROLL(16)
       for (size_t j = 0; j < kVecs; ++j) v[j] = act(d, v[j]);
     }
-    if constexpr (kStream) {
-      StreamVecs<kVecs>(v, y + static_cast<int64_t>(i) * y_stride);
-    } else {
-      StoreVecs<kVecs>(v, last, y + static_cast<int64_t>(i) * y_stride);
-    }
+    StoreRow<kVecs, kStream>(v, last, y + static_cast<int64_t>(i) * y_stride);
   }
 }
 
@@ -156,7 +158,7 @@ HWY_INLINE void StoreTileInlineR(const VF (&acc)[kRows][kVecs], size_t rows, con
 // activation. A null `ops` (a partial sum of a sliced reduction) or one with nothing to do takes
 // the plain store; a clamp or hardswish, inline; the others, the out-of-line StoreTileFused on a
 // copy of the tile, so that acc's address never escapes and the caller keeps it in registers
-// (CopyTile). r: as in StoreTileFused. kStream: as in StoreTilePlain, for the plain and inline
+// (CopyTile). r: as in StoreTileFused. kStream: as in StoreRow, for the plain and inline
 // paths (the others compute enough per element that the stores do not bind them).
 template <size_t kRows, size_t kVecs, bool kStream = false>
 HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
