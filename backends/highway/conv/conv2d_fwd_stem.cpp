@@ -51,13 +51,14 @@ const char* RefusesStem(const Conv2dFwdQuery& q) {
   if (p.groups != 1) return "groups > 1";
   if (p.dilation_h != 1 || p.dilation_w != 1) return "dilation > 1";
   if (p.ic > 4) return "C_in > 4";
-  if (p.kh * p.kw * p.ic > kMaxStemK) return "KH * KW * C_in > 256";
-  if (!StepIsCompiled(p.stride_w * p.ic)) {
-    return "stride_w * C_in not one of 1, 2, 3, 4, 6, 12";
-  }
+  // Extents first: below 2^30 each, the products below cannot overflow.
   for (int64_t extent : {p.ih, p.iw, p.kh, p.kw, p.stride_h, p.stride_w, p.pad.top, p.pad.bottom,
                          p.pad.left, p.pad.right}) {
     if (extent >= kMaxStemExtent) return "a size, stride or pad >= 2^30";
+  }
+  if (p.kh * p.kw * p.ic > kMaxStemK) return "KH * KW * C_in > 256";
+  if (!StepIsCompiled(p.stride_w * p.ic)) {
+    return "stride_w * C_in not one of 1, 2, 3, 4, 6, 12";
   }
   if (WastesTiles(p)) return "output rows waste over a quarter of the tiles' pixels";
   return nullptr;
