@@ -5,9 +5,10 @@
 //
 // Measured on AMD EPYC (family 26, Zen 5), 2 cores, 2026-12-05
 // (load averages at the start: 1 thread(s): load 1.1; 2 thread(s): load 1.0; 1 thread(s): load 0.2;
-// 2 thread(s): load 0.8) from out/auto_nodw_t1.json, out/auto_nodw_t2.json, out/auto_dw_t1.json,
-// out/auto_dw_t2.json. 1 thread(s): median cv 0.02. 2 thread(s): median cv 0.03. Rules that do not
-// bound threads apply to every thread count.
+// 2 thread(s): load 0.8; 1 thread(s): load 1.5; 2 thread(s): load 1.4) from
+// out/auto_nodw_nostem_t1.json, out/auto_nodw_nostem_t2.json, out/auto_dw_nostem_t1.json,
+// out/auto_dw_nostem_t2.json, out/auto_stem_t1.json, out/auto_stem_t2.json. 1 thread(s): median cv
+// 0.02. 2 thread(s): median cv 0.03. Rules that do not bound threads apply to every thread count.
 #include "api/src/auto_table.hpp"
 
 namespace convkit::internal {
@@ -101,21 +102,6 @@ constexpr AutoRule kRules[] = {
      .backend = "onednn",
      .why = "ConvFwd k2-3 grouped ic>=475 work>=7225344: onednn 1.16x faster in geomean (min "
             "0.96x) over 8 measured shapes"},
-    {.op = AutoOp::kConvFwd,
-     .kernel = {4, 5},
-     .groups = GroupsClass::kDense,
-     .work = {1010625, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvFwd k4-5 dense work>=1010625: onednn 1.24x faster in geomean (min 1.12x) over 6 "
-            "measured shapes"},
-    {.op = AutoOp::kConvFwd,
-     .kernel = {6, kNoLimit},
-     .groups = GroupsClass::kDense,
-     .stride = {0, 5},
-     .work = {59006976, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvFwd k>=6 dense stride<=5 work>=59006976: onednn 1.30x faster in geomean (min "
-            "1.13x) over 4 measured shapes"},
     {.op = AutoOp::kPoolFwdAvg,
      .kernel = {2, 3},
      .groups = GroupsClass::kDense,
