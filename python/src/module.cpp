@@ -10,6 +10,7 @@
 #include "convkit/error.hpp"
 #include "convkit/runtime.hpp"
 #include "python/src/bindings.hpp"
+#include "python/src/glue.hpp"
 #include "python/src/plans.hpp"
 
 namespace nb = nanobind;
@@ -146,4 +147,5 @@ NB_MODULE(_convkit, m) {
   add_pool2d(m);
   add_zero_pad_and_runtime(m);
   convkit::python::add_plans(m);
+  convkit::python::add_glue(m);
 }

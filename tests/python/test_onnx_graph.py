@@ -206,6 +206,10 @@ def _glue_cases():
         ("concat_c", [node("Concat", ["c", "c2"], ["y"], axis=1)], {}),
         ("concat_h", [node("Concat", ["c", "c2"], ["y"], axis=2)], {}),
         ("concat_w_neg", [node("Concat", ["c", "c2"], ["y"], axis=-1)], {}),
+        # Channel slices of an NHWC tensor (strided views) and a whole tensor, side by side.
+        ("concat_c_split_views", [node("Split", ["c", "sizes"], ["s0", "s1"], axis=1),
+                                  node("Concat", ["s1", "c2", "s0"], ["y"], axis=1)],
+         {"sizes": i64(2, 3)}),
         ("split_c", [node("Split", ["c", "sizes"], ["y", "z"], axis=1)], {"sizes": i64(2, 3)}),
         ("split_h", [node("Split", ["c", "sizes"], ["y", "z"], axis=2)], {"sizes": i64(3, 4)}),
         ("split_w", [node("Split", ["c"], ["y", "z"], axis=3, num_outputs=2)], {}),
@@ -309,6 +313,68 @@ def test_runtime_tensor_moves_to_nhwc_once(rng, x):
     inits = {"s": np.array([N, C, W, H], np.int64), "w3": conv_weights(rng, 3, C, 1)}
     loaded = check(conv_then(rng, nodes, ["y", "z"], inits), {"x": x})
     assert sum(step.op == "LayoutTranspose" for step in loaded.steps) == 5  # in, r, c->plain, 2 out
+
+
+def test_reused_buffers_hold_each_runs_values(rng, x):
+    # The input transpose, the channel concat and the layers write one array per run: a second
+    # run with other inputs must give its own values, and the first run's outputs must stay.
+    node = helper.make_node
+    nodes = [node("Conv", ["x", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             node("Concat", ["c", "c2"], ["y"], axis=1)]
+    model = conv_then(rng, nodes, ["y"], {"w2": conv_weights(rng, C, C)})
+    loaded = check(model, {"x": x})
+    first = loaded.run({"x": x})[0]
+    x2 = rng.standard_normal(x.shape).astype(np.float32)
+    second = loaded.run({"x": x2})[0]
+    assert np.array_equal(loaded.run({"x": x})[0], first)
+    unreused = convkit.onnx.load(model, input_shapes={"x": x.shape}, reuse_buffers=False)
+    assert np.array_equal(second, unreused.run({"x": x2})[0])
+    assert not np.array_equal(first, second)
+
+
+# ------------------------------------------------------------------------------------------------
+# The glue copies in C++ (convkit._convkit): against numpy, and their refusals.
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 3, 33), (1, 70, 31), (3, 32, 64),
+                                   (1, 6400, 48)], ids=str)
+def test_transpose_last_two_matches_numpy(rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = np.full((shape[0], shape[2], shape[1]), np.nan, np.float32)
+    convkit._convkit._transpose_last_two(x, y)
+    assert np.array_equal(y, x.transpose(0, 2, 1))
+
+
+def test_transpose_last_two_refuses_bad_y(rng):
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    y = np.zeros((2, 3, 4), np.float32)
+    with pytest.raises(convkit.Error, match=r"y must have shape \(2, 4, 3\).*given \(2, 3, 4\)"):
+        convkit._convkit._transpose_last_two(x, y)
+    assert not y.any()  # nothing written on error
+
+
+@pytest.mark.parametrize("pixels", [1, 17, 9000])  # 9000 x 50 floats: the threaded path
+def test_concat_channels_matches_numpy(rng, pixels):
+    base = rng.standard_normal((pixels, 20)).astype(np.float32)
+    xs = [base[:, 3:10], rng.standard_normal((pixels, 1)).astype(np.float32), base[:, :3],
+          rng.standard_normal((pixels, 29)).astype(np.float32), base[:, 10:10]]
+    y = np.empty((pixels, 40), np.float32)
+    convkit._convkit._concat_channels(xs, y)
+    assert np.array_equal(y, np.concatenate(xs, axis=1))
+
+
+def test_concat_channels_refusals(rng):
+    a = rng.standard_normal((5, 4)).astype(np.float32)
+    y = np.zeros((5, 8), np.float32)
+    concat = convkit._convkit._concat_channels
+    with pytest.raises(convkit.Error, match=r"y must have 7 channels.*given shape \(5, 6\)"):
+        concat([a, a[:, :3]], np.zeros((5, 6), np.float32))
+    with pytest.raises(convkit.Error, match=r"xs\[1\] must have 5 rows"):
+        concat([a, a[:4]], y)
+    with pytest.raises(convkit.Error, match=r"xs\[0\] .*unit channel stride.*strides \(4, 2\)"):
+        concat([a[:, ::2], a[:, :2], a], y)
+    with pytest.raises(convkit.Error, match=r"y must not overlap xs\[1\]"):
+        concat([a, y[:, :4]], y)
+    assert not y.any()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ real layouts. Anything a builder cannot run exactly raises UnsupportedError nami
 
 import numpy as np
 
+from .. import _convkit as ck
 from . import layout as L
 from . import numerics
 from .kernel import Kernel
@@ -206,8 +207,33 @@ def build_concat(ctx):
     rank = len(ctx.in_shape(0))
     layout = _follow_layout(ctx, rank)
     axis = L.physical_axis(ctx.attr("axis"), rank, layout)
+    if layout == L.NHWC and axis == 3:
+        return Kernel(_channel_concat(ctx.reuse_buffers), [layout] * len(ctx.node.inputs),
+                      [layout])
     return Kernel(lambda *xs: np.concatenate(xs, axis=axis), [layout] * len(ctx.node.inputs),
                   [layout])
+
+
+def _channel_concat(reuse):
+    """Concatenation of NHWC tensors along C: convkit's copy for float32 (numpy's copies each
+    pixel's channel runs one at a time, 2-5x slower), into the same array every run when
+    `reuse` (no allocation, no page faults)."""
+    buffer = [None]
+
+    def run(*xs):
+        if any(x.dtype != np.float32 for x in xs):
+            return np.concatenate(xs, axis=3)
+        n, h, w, _ = xs[0].shape
+        shape = (n, h, w, sum(x.shape[3] for x in xs))
+        y = buffer[0]
+        if y is None or y.shape != shape:
+            y = np.empty(shape, np.float32)
+            buffer[0] = y if reuse else None
+        rows = [x.reshape(n * h * w, x.shape[3]) for x in xs]
+        ck._concat_channels(rows, y.reshape(n * h * w, shape[3]))
+        return y
+
+    return run
 
 
 def _split_sizes(ctx, dim):

@@ -78,7 +78,7 @@ class Model:
             source = self._slots[(name, have)]
             target = self._new_slot(key)
             self.steps.append(Step(f"{name}->{want}", "LayoutTranspose",
-                                   lambda x, h=have, w=want: L.convert(x, h, w), [source],
+                                   L.converter(have, want, self.reuse_buffers), [source],
                                    [target]))
         return self._slots[key]
 

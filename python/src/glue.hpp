@@ -1,0 +1,34 @@
+// The glue copies of convkit.onnx that numpy makes slowly, run on convkit's threads: the batched
+// transpose behind NCHW <-> NHWC and the channel concatenation of NHWC tensors.
+#pragma once
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/vector.h>
+
+#include <vector>
+
+namespace convkit::python {
+
+using ConstArray3 =
+    nanobind::ndarray<const float, nanobind::ndim<3>, nanobind::c_contig, nanobind::device::cpu>;
+using Array3 =
+    nanobind::ndarray<float, nanobind::ndim<3>, nanobind::c_contig, nanobind::device::cpu>;
+using ConstArray2 = nanobind::ndarray<const float, nanobind::ndim<2>, nanobind::device::cpu>;
+using Array2 =
+    nanobind::ndarray<float, nanobind::ndim<2>, nanobind::c_contig, nanobind::device::cpu>;
+
+// y[b][c][r] = x[b][r][c]. Throws convkit::Error (shape mismatch) naming y's expected and given
+// shape, (invalid argument) when y is x.
+void transpose_last_two(const ConstArray3& x, const Array3& y);
+
+// y[p] = the rows xs[0][p], xs[1][p], ... side by side. Each x may have any row stride (a channel
+// slice of an NHWC tensor) but unit channel stride. Throws convkit::Error (shape mismatch) naming
+// the x whose rows or strides do not fit, or y's channel count; (invalid argument) when y overlaps
+// an x.
+void concat_channels(const std::vector<ConstArray2>& xs, const Array2& y);
+
+// Registers _transpose_last_two and _concat_channels.
+void add_glue(nanobind::module_& m);
+
+}  // namespace convkit::python
