@@ -77,31 +77,11 @@ HWY_INLINE void StoreTilePlain(const VF (&acc)[kRows][kVecs], size_t rows, const
   }
 }
 
-// StoreTilePlain followed by the post-ops: r (null without a residual) has y's layout at the same
-// offset and is read with y's masks; it may equal y (each vector is read before it is written).
-template <size_t kRows, size_t kVecs>
-HWY_NOINLINE void StoreTileFused(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
-                                 const PostOps& ops, const float* r, MF last, float* y,
-                                 int64_t y_stride) {
-  const DF d;
-  const VecPostOps<DF> post(d, ops);
-  VF bias[kVecs];
-  LoadBias(b, last, bias);
-  const bool has_r = r != nullptr;
-  for (size_t i = 0; i < rows; ++i) {
-    VF rv[kVecs];
-    ZeroVecs(rv);
-    if (has_r) LoadVecs<kVecs>(r + static_cast<int64_t>(i) * y_stride, last, rv);
-    VF v[kVecs];
-    AddBias(acc[i], bias, b != nullptr, v);
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kVecs; ++j) v[j] = post.Apply(d, v[j], rv[j], has_r);
-    StoreRow<kVecs, false>(v, last, y + static_cast<int64_t>(i) * y_stride);
-  }
-}
-
-// The activations StoreTile applies inline, as functors of one vector: a clamp to [lo, hi]
-// (relu, relu6, clip; none, with a residual, as (-inf, inf): ClampBounds) and hardswish.
+// The activations of the fused store, as functors of one vector. StoreTile inlines the short
+// ones into the kernels: a clamp to [lo, hi] (relu, relu6, clip; none, with a residual, as
+// (-inf, inf): ClampBounds) and hardswish. The transcendental ones (kAct a compile-time constant)
+// and the rest (PostOpsActivation: leaky_relu, hardsigmoid) run out of line: inlined into every
+// kernel, sigmoid slowed even the kernels' plain paths by up to 1.5x.
 struct ClampActivation {
   VF lo, hi;
   HWY_INLINE VF operator()(DF d, VF z) const { return ClampKeepNaN(d, z, lo, hi); }
@@ -109,16 +89,24 @@ struct ClampActivation {
 struct HardSwishActivation {
   HWY_INLINE VF operator()(DF d, VF z) const { return HardSwishF(d, z); }
 };
+template <Activation kAct>
+struct TranscendentalActivation {
+  HWY_INLINE VF operator()(DF d, VF z) const { return ActivateTranscendentalF(d, kAct, z); }
+};
+struct PostOpsActivation {
+  VecPostOps<DF> post;
+  HWY_INLINE VF operator()(DF d, VF z) const { return post.Activate(d, z); }
+};
 
-// StoreTileFused for an inline activation `act`, compiled into the kernel: a few instructions per
-// vector instead of a call per tile, which took 15-45 % of MobileNet's depthwise layers' time
-// with ReLU. kHasR: whether r (as in StoreTileFused) is added, before or after the activation; a
+// StoreTilePlain followed by the residual and the activation `act`: r (null without a residual)
+// has y's layout at the same offset and is read with y's masks; it may equal y (each vector is
+// read before it is written). kHasR: whether r is added, before or after the activation; a
 // compile-time choice, since run-time tests of r per vector cost as much again. kStream: as in
 // StoreRow.
 template <size_t kRows, size_t kVecs, bool kHasR, bool kStream, class Act>
-HWY_INLINE void StoreTileInline(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
-                                const Act& act, const float* r, bool r_after, MF last, float* y,
-                                int64_t y_stride) {
+HWY_INLINE void StoreTileActivated(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
+                                   const Act& act, const float* r, bool r_after, MF last, float* y,
+                                   int64_t y_stride) {
   const DF d;
   VF bias[kVecs];
   LoadBias(b, last, bias);
@@ -142,24 +130,48 @@ HWY_INLINE void StoreTileInline(const VF (&acc)[kRows][kVecs], size_t rows, cons
   }
 }
 
-// StoreTileInline with kHasR chosen by r.
+// StoreTileActivated with kHasR chosen by r.
 template <size_t kRows, size_t kVecs, bool kStream, class Act>
-HWY_INLINE void StoreTileInlineR(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
-                                 const Act& act, const float* r, bool r_after, MF last, float* y,
-                                 int64_t y_stride) {
+HWY_INLINE void StoreTileActivatedR(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
+                                    const Act& act, const float* r, bool r_after, MF last, float* y,
+                                    int64_t y_stride) {
   if (r == nullptr) {
-    return StoreTileInline<kRows, kVecs, false, kStream>(acc, rows, b, act, r, r_after, last, y,
-                                                         y_stride);
+    return StoreTileActivated<kRows, kVecs, false, kStream>(acc, rows, b, act, r, r_after, last, y,
+                                                            y_stride);
   }
-  StoreTileInline<kRows, kVecs, true, kStream>(acc, rows, b, act, r, r_after, last, y, y_stride);
+  StoreTileActivated<kRows, kVecs, true, kStream>(acc, rows, b, act, r, r_after, last, y, y_stride);
+}
+
+// The activations StoreTile does not inline: one call per tile, whose loop is compiled for the
+// activation (the choice is made per tile, not per vector).
+template <size_t kRows, size_t kVecs>
+HWY_NOINLINE void StoreTileOutOfLine(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
+                                     const PostOps& ops, const float* r, MF last, float* y,
+                                     int64_t y_stride) {
+  const bool after = ops.residual_after_activation;
+  const auto store = [&](const auto& act) {
+    StoreTileActivatedR<kRows, kVecs, false>(acc, rows, b, act, r, after, last, y, y_stride);
+  };
+  switch (ops.activation) {
+    case Activation::kSigmoid:
+      return store(TranscendentalActivation<Activation::kSigmoid>());
+    case Activation::kSilu:
+      return store(TranscendentalActivation<Activation::kSilu>());
+    case Activation::kTanh:
+      return store(TranscendentalActivation<Activation::kTanh>());
+    case Activation::kGelu:
+      return store(TranscendentalActivation<Activation::kGelu>());
+    default:
+      return store(PostOpsActivation{VecPostOps<DF>(DF(), ops)});
+  }
 }
 
 // The epilogue of every forward tile: bias, then (when `ops` is non-null) the residual r and the
 // activation. A null `ops` (a partial sum of a sliced reduction) or one with nothing to do takes
-// the plain store; a clamp or hardswish, inline; the others, the out-of-line StoreTileFused on a
-// copy of the tile, so that acc's address never escapes and the caller keeps it in registers
-// (CopyTile). r: as in StoreTileFused. kStream: as in StoreRow, for the plain and inline
-// paths (the others compute enough per element that the stores do not bind them).
+// the plain store; a clamp or hardswish, inline; the others, StoreTileOutOfLine on a copy of the
+// tile, so that acc's address never escapes and the caller keeps it in registers (CopyTile).
+// r: as in StoreTileActivated. kStream: as in StoreRow, for the plain and inline paths (the
+// others compute enough per element that the stores do not bind them).
 template <size_t kRows, size_t kVecs, bool kStream = false>
 HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
                           const PostOps* ops, const float* r, MF last, float* y, int64_t y_stride) {
@@ -171,16 +183,16 @@ HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const floa
   if (ClampBounds(*ops, &lo, &hi)) {
     const DF d;
     const ClampActivation clamp{hn::Set(d, lo), hn::Set(d, hi)};
-    return StoreTileInlineR<kRows, kVecs, kStream>(acc, rows, b, clamp, r, after, last, y,
-                                                   y_stride);
+    return StoreTileActivatedR<kRows, kVecs, kStream>(acc, rows, b, clamp, r, after, last, y,
+                                                      y_stride);
   }
   if (ops->activation == Activation::kHardSwish) {
-    return StoreTileInlineR<kRows, kVecs, kStream>(acc, rows, b, HardSwishActivation(), r, after,
-                                                   last, y, y_stride);
+    return StoreTileActivatedR<kRows, kVecs, kStream>(acc, rows, b, HardSwishActivation(), r, after,
+                                                      last, y, y_stride);
   }
   VF out[kRows][kVecs];
   CopyTile(acc, out);
-  StoreTileFused<kRows, kVecs>(out, rows, b, *ops, r, last, y, y_stride);
+  StoreTileOutOfLine<kRows, kVecs>(out, rows, b, *ops, r, last, y, y_stride);
 }
 
 }  // namespace HWY_NAMESPACE
