@@ -120,6 +120,34 @@ void concat_channels(const std::vector<ConstArray2>& xs, const Array2& y) {
   }
 }
 
+void scale_channels(const ConstArray3& x, const ConstDenseArray2& s, const Array3& y) {
+  const int64_t n = Extent(x, 0), pixels = Extent(x, 1), c = Extent(x, 2);
+  if (Extent(s, 0) != n || Extent(s, 1) != c) {
+    const int64_t want[2] = {n, c};
+    throw Error(ErrorCode::kShapeMismatch, "scale_channels: s must have shape " + Shape(want, 2) +
+                                               " (x's images and channels), given " +
+                                               Shape(s.shape_ptr(), 2));
+  }
+  if (Extent(y, 0) != n || Extent(y, 1) != pixels || Extent(y, 2) != c) {
+    throw Error(ErrorCode::kShapeMismatch, "scale_channels: y must have x's shape " +
+                                               Shape(x.shape_ptr(), 3) + ", given " +
+                                               Shape(y.shape_ptr(), 3));
+  }
+  const float* xd = x.data();
+  const float* sd = s.data();
+  float* yd = y.data();
+  nb::gil_scoped_release release;
+#pragma omp parallel for schedule(static) \
+    num_threads(ThreadsFor(static_cast <int64_t>(y.size()) * 8))
+  for (int64_t row = 0; row < n * pixels; ++row) {
+    const float* s_row = sd + row / pixels * c;
+    const float* x_row = xd + row * c;
+    float* y_row = yd + row * c;
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) y_row[i] = x_row[i] * s_row[i];
+  }
+}
+
 void add_glue(nb::module_& m) {
   using namespace nb::literals;
   m.def("_transpose_last_two", &transpose_last_two, "x"_a, "y"_a.noconvert(),
@@ -128,6 +156,9 @@ void add_glue(nb::module_& m) {
   m.def("_concat_channels", &concat_channels, "xs"_a, "y"_a.noconvert(),
         "y = concatenate(xs, axis=1) for float32 xs (P, C_i) with unit channel stride and y (P, "
         "sum C_i) C-ordered, on convkit's threads (convkit.onnx's Concat of NHWC tensors).");
+  m.def("_scale_channels", &scale_channels, "x"_a, "s"_a, "y"_a.noconvert(),
+        "y[n, p, c] = x[n, p, c] * s[n, c] for float32 C-ordered x and y (N, P, C) and s (N, C); "
+        "y may be x. On convkit's threads (convkit.onnx's channel-scale Mul).");
 }
 
 }  // namespace convkit::python

@@ -17,6 +17,8 @@ using Array3 =
 using ConstArray2 = nanobind::ndarray<const float, nanobind::ndim<2>, nanobind::device::cpu>;
 using Array2 =
     nanobind::ndarray<float, nanobind::ndim<2>, nanobind::c_contig, nanobind::device::cpu>;
+using ConstDenseArray2 =
+    nanobind::ndarray<const float, nanobind::ndim<2>, nanobind::c_contig, nanobind::device::cpu>;
 
 // y[b][c][r] = x[b][r][c]. Throws convkit::Error (shape mismatch) naming y's expected and given
 // shape, (invalid argument) when y is x.
@@ -28,7 +30,12 @@ void transpose_last_two(const ConstArray3& x, const Array3& y);
 // an x.
 void concat_channels(const std::vector<ConstArray2>& xs, const Array2& y);
 
-// Registers _transpose_last_two and _concat_channels.
+// y[n][p][c] = x[n][p][c] * s[n][c]: a per-image, per-channel scale of NHWC data (the
+// squeeze-and-excitation block's Mul), x and y (N, P, C), s (N, C); y may be x. Throws
+// convkit::Error (shape mismatch) naming s's or y's expected and given shape.
+void scale_channels(const ConstArray3& x, const ConstDenseArray2& s, const Array3& y);
+
+// Registers _transpose_last_two, _concat_channels and _scale_channels.
 void add_glue(nanobind::module_& m);
 
 }  // namespace convkit::python

@@ -245,6 +245,11 @@ def _glue_cases():
          {"k": f32(rng.standard_normal((1, C, H, W)))}),
         ("broadcast_runtime_nc11", [node("GlobalMaxPool", ["c"], ["g"]),
                                     node("Div", ["c", "g"], ["y"])], {}),
+        # Squeeze-and-excitation's scale, the factor second and first (convkit's channel scale).
+        ("channel_scale", [node("GlobalAveragePool", ["c"], ["g"]),
+                           node("Sigmoid", ["g"], ["s"]), node("Mul", ["c", "s"], ["y"])], {}),
+        ("channel_scale_first", [node("GlobalMaxPool", ["c2"], ["g"]),
+                                 node("Mul", ["g", "c"], ["y"])], {}),
         ("pow_sqrt", [node("Abs", ["c"], ["a"]), node("Pow", ["a", "p"], ["q"]),
                       node("Sqrt", ["q"], ["y"])], {"p": f32(3.0)}),
         ("pad_constant", [node("Pad", ["c", "pads", "v"], ["y"])],
@@ -360,6 +365,27 @@ def test_concat_channels_matches_numpy(rng, pixels):
     y = np.empty((pixels, 40), np.float32)
     convkit._convkit._concat_channels(xs, y)
     assert np.array_equal(y, np.concatenate(xs, axis=1))
+
+
+def test_scale_channels_matches_numpy_also_in_place(rng):
+    x = rng.standard_normal((2, 9000, 7)).astype(np.float32)  # 2 x 9000 x 7: the threaded path
+    s = rng.standard_normal((2, 7)).astype(np.float32)
+    y = np.empty_like(x)
+    convkit._convkit._scale_channels(x, s, y)
+    assert np.array_equal(y, x * s[:, None, :])
+    convkit._convkit._scale_channels(x, s, x)
+    assert np.array_equal(x, y)
+
+
+def test_scale_channels_refusals(rng):
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    y = np.zeros_like(x)
+    scale = convkit._convkit._scale_channels
+    with pytest.raises(convkit.Error, match=r"s must have shape \(2, 3\).*given \(1, 3\)"):
+        scale(x, np.ones((1, 3), np.float32), y)
+    with pytest.raises(convkit.Error, match=r"y must have x's shape \(2, 5, 3\), given \(2, 3, 5\)"):
+        scale(x, np.ones((2, 3), np.float32), np.zeros((2, 3, 5), np.float32))
+    assert not y.any()
 
 
 def test_concat_channels_refusals(rng):

@@ -39,6 +39,22 @@ def _follow_layout(ctx, out_rank=None):
     return L.NHWC if out_rank == 4 else L.PLAIN
 
 
+class _Output:
+    """The float32 array a glue step writes: with `reuse`, the same array every run (no
+    allocation, no page faults; runner.Model copies graph outputs), else a new one."""
+
+    def __init__(self, reuse):
+        self.reuse = reuse
+        self.array = None
+
+    def get(self, shape):
+        if self.array is not None and self.array.shape == tuple(shape):
+            return self.array
+        array = np.empty(shape, np.float32)
+        self.array = array if self.reuse else None
+        return array
+
+
 def _onnx_dtype(ctx, elem_type):
     import onnx
 
@@ -166,12 +182,50 @@ def build_elementwise(ctx):
         fmod = ctx.attr("fmod", 0)
         f = np.fmod if fmod else np.mod
     layout = _follow_layout(ctx)
+    big = _channel_scale_operand(ctx, layout)
+    if big is not None:
+        return Kernel(_channel_scale(big, ctx.reuse_buffers), [layout] * 2, [layout])
 
     def run(*xs):
         with np.errstate(all="ignore"):
             return f(*xs)
 
     return Kernel(run, [layout] * len(ctx.node.inputs), [layout])
+
+
+def _channel_scale_operand(ctx, layout):
+    """Which input of a Mul is an NHWC tensor (N, C, H, W) scaled by the other, a factor per
+    image and channel (N or 1, C, 1, 1): the squeeze-and-excitation block's Mul. None for other
+    ops and shapes."""
+    if ctx.node.op != "Mul" or len(ctx.node.inputs) != 2 or layout != L.NHWC:
+        return None
+    shapes = [tuple(ctx.in_shape(i)) for i in range(2)]
+    if any(len(shape) != 4 for shape in shapes):
+        return None
+    for big in (0, 1):
+        n, c, h, w = shapes[big]
+        if shapes[1 - big] in ((n, c, 1, 1), (1, c, 1, 1)) and h * w > 1:
+            return big
+    return None
+
+
+def _channel_scale(big, reuse):
+    """x (NHWC) times s (N or 1, 1, 1, C): convkit's scale for float32 (2-3x numpy's
+    broadcasting multiply on the shapes of EfficientNet's blocks)."""
+    output = _Output(reuse)
+
+    def run(*xs):
+        x, s = xs[big], xs[1 - big]
+        if x.dtype != np.float32 or s.dtype != np.float32:
+            return np.multiply(*xs)
+        n, h, w, c = x.shape
+        y = output.get(x.shape)
+        factors = np.ascontiguousarray(np.broadcast_to(s.reshape(s.shape[0], c), (n, c)))
+        ck._scale_channels(np.ascontiguousarray(x).reshape(n, h * w, c), factors,
+                           y.reshape(n, h * w, c))
+        return y
+
+    return run
 
 
 @op("BatchNormalization")
@@ -216,21 +270,16 @@ def build_concat(ctx):
 
 def _channel_concat(reuse):
     """Concatenation of NHWC tensors along C: convkit's copy for float32 (numpy's copies each
-    pixel's channel runs one at a time, 2-5x slower), into the same array every run when
-    `reuse` (no allocation, no page faults)."""
-    buffer = [None]
+    pixel's channel runs one at a time, 2-5x slower)."""
+    output = _Output(reuse)
 
     def run(*xs):
         if any(x.dtype != np.float32 for x in xs):
             return np.concatenate(xs, axis=3)
         n, h, w, _ = xs[0].shape
-        shape = (n, h, w, sum(x.shape[3] for x in xs))
-        y = buffer[0]
-        if y is None or y.shape != shape:
-            y = np.empty(shape, np.float32)
-            buffer[0] = y if reuse else None
+        y = output.get((n, h, w, sum(x.shape[3] for x in xs)))
         rows = [x.reshape(n * h * w, x.shape[3]) for x in xs]
-        ck._concat_channels(rows, y.reshape(n * h * w, shape[3]))
+        ck._concat_channels(rows, y.reshape(n * h * w, y.shape[3]))
         return y
 
     return run
