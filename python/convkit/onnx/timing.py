@@ -6,17 +6,25 @@ import time
 import numpy as np
 
 
+# The pause before each runner's turn: the previous runner's threads spin-wait after its last run
+# (ONNX Runtime's pool, OpenMP's, OpenVINO's) and take a core from whoever runs next. Measured on
+# two cores with MobileNetV2: convkit right after ONNX Runtime ran 2.4x slower, ONNX Runtime right
+# after convkit 1.7x, with 10 ms between them still 2.9x; 50 ms brought both within 1.25x.
+SETTLE_S = 0.2
+
+
 def interleaved_medians(runners, feeds, rounds, block=3, warmup=3):
-    """{name: median ms} of runners {name: fn(feeds)}, timed in turns so that machine noise hits
-    all of them alike: each round gives each runner one untimed run (the previous runner's
-    spinning threads settle: ONNX Runtime and OpenMP both spin-wait after a run) then `block`
-    timed runs."""
+    """{name: median ms} of runners {name: fn(feeds)}, timed in turns so that slow drifts of the
+    machine hit all of them alike: each turn is a pause (SETTLE_S: the previous runner's threads
+    stop spinning), one untimed run (this runner's threads wake up) and `block` timed runs back
+    to back, as a pipeline calls a model."""
     for _ in range(warmup):
         for run in runners.values():
             run(feeds)
     times = {name: [] for name in runners}
     for _ in range(rounds):
         for name, run in runners.items():
+            time.sleep(SETTLE_S)
             run(feeds)
             for _ in range(block):
                 start = time.perf_counter()
