@@ -337,6 +337,29 @@ def test_reused_buffers_hold_each_runs_values(rng, x):
     assert not np.array_equal(first, second)
 
 
+def test_layers_share_buffers_only_when_no_view_is_alive(rng, x):
+    # c is split into views read by two later convs: c's buffer must outlive both, although its
+    # own slot dies at the Split; a, b1 and the convs after them may reuse memory.
+    node = helper.make_node
+    nodes = [node("Split", ["c", "sizes"], ["s0", "s1"], axis=1),
+             node("Conv", ["s0", "wa"], ["a"], pads=[1, 1, 1, 1]),
+             node("Conv", ["a", "wa2"], ["a2"], pads=[1, 1, 1, 1]),
+             node("Conv", ["s1", "wb"], ["b1"], pads=[1, 1, 1, 1]),
+             node("Add", ["a2", "b1"], ["t"]), node("Conv", ["t", "wt"], ["u"]),
+             node("Conv", ["u", "wt"], ["y"])]
+    inits = {"sizes": np.array([2, 3], np.int64), "wa": conv_weights(rng, 4, 2),
+             "wa2": conv_weights(rng, 4, 4), "wb": conv_weights(rng, 4, 3),
+             "wt": conv_weights(rng, 4, 4, 1)}
+    loaded = check(conv_then(rng, nodes, ["y"], inits), {"x": x})  # a reuse too early fails here
+    layers = [(i, s.layer.out) for i, s in enumerate(loaded.steps) if s.layer is not None]
+    assert len({id(out.base) for _, out in layers}) < len(layers)  # some memory is shared
+    split = next(s for s in loaded.steps if s.op == "Split")
+    last_view_read = max(i for i, s in enumerate(loaded.steps)
+                         if set(s.in_slots) & set(split.out_slots))
+    c = layers[0][1]
+    assert not any(np.shares_memory(c, out) for i, out in layers[1:] if i <= last_view_read)
+
+
 # ------------------------------------------------------------------------------------------------
 # The glue copies in C++ (convkit._convkit): against numpy, and their refusals.
 

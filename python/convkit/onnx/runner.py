@@ -55,6 +55,8 @@ class Model:
             self._add_node(node)
         self._output_slots = [self._slot(name, L.PLAIN) for name in graph.outputs]
         self._plan_release()
+        if reuse_buffers:
+            self._share_layer_buffers()
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -119,6 +121,52 @@ class Model:
                 release.setdefault(i, []).append(slot)
         for i, step in enumerate(self.steps):
             step.release = tuple(release.get(i, ()))
+
+    def _share_layer_buffers(self):
+        """Lets layers whose outputs are never alive at the same time write the same memory, as
+        ONNX Runtime's and TFLite's arenas do: with one buffer per layer a network's outputs
+        (tens of MB) leave the caches, and each layer's first writes miss; a buffer freed by the
+        step before is usually still in L2. The most recently freed block that fits is taken.
+
+        A buffer stays busy until the last reader of every tensor that may view it: glue steps
+        may return views of their inputs (Reshape, Split, Slice ...), so their outputs count as
+        views of every buffer their inputs may view; graph outputs keep theirs for good."""
+        last_use = {}
+        for i, step in enumerate(self.steps):
+            for slot in step.in_slots:
+                if slot is not None:
+                    last_use[slot] = i
+        forever = len(self.steps)
+        for slot in self._output_slots:
+            last_use[slot] = forever
+        views = {}  # slot -> the layer-buffer ids it may view
+        owners = []  # buffer id -> (producing step index, layer)
+        for i, step in enumerate(self.steps):
+            if step.layer is not None and getattr(step.layer, "out", None) is not None:
+                owners.append((i, step.layer))
+                for slot in step.out_slots:
+                    if slot is not None:
+                        views[slot] = {len(owners) - 1}
+            else:
+                viewed = set().union(*(views.get(s, set()) for s in step.in_slots if s is not None))
+                for slot in step.out_slots:
+                    if slot is not None:
+                        views[slot] = viewed
+        busy_until = [i for i, _ in owners]
+        for slot, ids in views.items():
+            for b in ids:
+                busy_until[b] = max(busy_until[b], last_use.get(slot, 0))
+        blocks = []  # [float32 array, busy until step]
+        for b, (i, layer) in enumerate(owners):
+            size = layer.out.size
+            free = [blk for blk in blocks if blk[1] < i and blk[0].size >= size]
+            if free:
+                block = max(free, key=lambda blk: blk[1])  # the most recently freed
+            else:
+                block = [np.empty(size, np.float32), 0]
+                blocks.append(block)
+            block[1] = busy_until[b]
+            layer.out = block[0][:size].reshape(layer.out.shape)
 
     # -- running ----------------------------------------------------------------------------------
 
