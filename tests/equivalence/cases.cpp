@@ -275,6 +275,13 @@ Tensor ReferenceConvY(const ConvCase& c, const ConvData& d) {
   return y;
 }
 
+ExactConvCase MakeExactConvCase(const ConvCase& c, int index) {
+  Rng rng(CaseSeed(index));
+  ConvData d = MakeConvData(c, rng);
+  Tensor expected = ReferenceConvY(c, d);
+  return {c.ToString(), std::move(d), std::move(expected)};
+}
+
 uint64_t OddPart(uint64_t v) { return v >> std::countr_zero(v); }
 
 // A multiple of every divisor an average window can have: r * c for r <= window_h, c <= window_w

@@ -101,6 +101,15 @@ ConvData MakeConvData(const ConvCase& c, Rng& rng, FillFunction fill = FillConvD
 // The reference's y of a case, over a kReferenceFill pre-fill.
 Tensor ReferenceConvY(const ConvCase& c, const ConvData& d);
 
+// What a test of one case on one backend starts from: its name, integer data from the seed of
+// case `index` (CaseSeed) and the reference's y.
+struct ExactConvCase {
+  std::string name;
+  ConvData d;
+  Tensor expected;
+};
+ExactConvCase MakeExactConvCase(const ConvCase& c, int index);
+
 uint64_t OddPart(uint64_t v);
 // A multiple of every divisor an average window of at most window_h x window_w can have.
 uint64_t AverageScale(int64_t window_h, int64_t window_w);

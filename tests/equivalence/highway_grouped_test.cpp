@@ -48,10 +48,7 @@ int64_t LanesOf(const std::string& isa) { return isa == "AVX3" ? 16 : isa == "AV
 TEST_P(HighwayTargetTest, GroupedShapesExact) {
   int index = 0;
   for (const ConvCase& c : GroupedConvCases()) {
-    Rng rng(CaseSeed(2000 + index++));
-    const std::string cs = c.ToString();
-    const ConvData d = MakeConvData(c, rng);
-    const Tensor expected = ReferenceConvY(c, d);
+    const auto [cs, d, expected] = MakeExactConvCase(c, 2000 + index++);
     Tensor y(expected.dims(), kBackendFill);
     const Conv2d plan(c.params, c.x, d.w, d.b, "highway");
     plan.run(d.x, y);

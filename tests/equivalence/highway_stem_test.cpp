@@ -68,10 +68,7 @@ TEST_P(HighwayTargetTest, StemShapesChooseStemExactly) {
   int index = 0;
   for (const std::vector<ConvCase>* cases : {&stems, &others}) {
     for (const ConvCase& c : *cases) {
-      Rng rng(CaseSeed(3000 + index++));
-      const std::string cs = c.ToString();
-      const ConvData d = MakeConvData(c, rng);
-      const Tensor expected = ReferenceConvY(c, d);
+      const auto [cs, d, expected] = MakeExactConvCase(c, 3000 + index++);
       Tensor y(expected.dims(), kBackendFill);
       const Conv2d plan(c.params, c.x, d.w, d.b, "highway");
       plan.run(d.x, y);
@@ -91,10 +88,7 @@ TEST_P(HighwayTargetTest, StemStreamedOutputExact) {
     ConvCase c =
         StemCase("streamed 3x3, 1 -> 128", {1, 260, 260, 1}, MakeConv(3, 1, {}), 128, true);
     if (relu) c.params.activation = Activation::kRelu;
-    Rng rng(CaseSeed(3100 + relu));
-    const std::string cs = c.ToString();
-    const ConvData d = MakeConvData(c, rng);
-    const Tensor expected = ReferenceConvY(c, d);
+    const auto [cs, d, expected] = MakeExactConvCase(c, 3100 + relu);
     Tensor y(expected.dims(), kBackendFill), y_plan(expected.dims(), kBackendFill);
     conv2d_forward(c.params, d.x, d.w, d.b, y, "highway");
     const Conv2d plan(c.params, c.x, d.w, d.b, "highway");

@@ -51,10 +51,7 @@ TEST_P(HighwayTargetTest, WinogradShapesExact) {
   const ScopedEnv on(kWinogradEnv, "on");
   int index = 0;
   for (const ConvCase& c : WinogradConvCases()) {
-    Rng rng(CaseSeed(1000 + index++));
-    const std::string cs = c.ToString();
-    const ConvData d = MakeConvData(c, rng);
-    const Tensor expected = ReferenceConvY(c, d);
+    const auto [cs, d, expected] = MakeExactConvCase(c, 1000 + index++);
     Tensor y(expected.dims(), kBackendFill), y_plan(expected.dims(), kBackendFill);
     conv2d_forward(c.params, d.x, d.w, d.b, y, "highway");
     const Conv2d plan(c.params, c.x, d.w, d.b, "highway");
