@@ -41,6 +41,9 @@ struct Conv2dBackwardPlanState {
   Dims x_dims, w_dims, y_dims;
   Conv2dGradsWanted wanted;
   std::unique_ptr<Conv2dBwdImpl> impl;
+  // Under auto with dx and dw or db wanted: the plan of dw and db, chosen on its own (impl then
+  // computes dx only), as the one-shot conv2d_backward chooses per pass. Null otherwise.
+  std::unique_ptr<Conv2dBwdImpl> weights_impl;
   std::string impl_name;
   bool verbose = false;
 };
@@ -294,6 +297,21 @@ void check_wanted(std::string_view op, std::string_view arg, bool wanted, bool g
       given ? "a gradient" : "none");
 }
 
+// The backward plan of the passes `wanted` on the backend `backend` names, or auto's choice for
+// them (keyed as the backward data when dx is wanted, else as the backward weights).
+std::unique_ptr<internal::Conv2dBwdImpl> create_conv2d_bwd_plan(
+    std::string_view op, std::string_view backend, const internal::Conv2dProblem& p, const float* w,
+    Conv2dGradsWanted wanted, const Dims& x_dims, const Dims& y_dims) {
+  const internal::ConvPass pass =
+      wanted.dx ? internal::ConvPass::kBackwardData : internal::ConvPass::kBackwardWeights;
+  return internal::create_plan<internal::Conv2dBwdImpl>(
+      backend, op,
+      pass == internal::ConvPass::kBackwardData ? "conv2d_bwd_data" : "conv2d_bwd_weights",
+      internal::conv2d_features(p, pass, internal::num_threads()), p.to_string(), x_dims, y_dims,
+      [&](const internal::Backend& c) { return internal::supports_conv2d_bwd(c, p, wanted); },
+      [&](const internal::Backend& c) { return c.create_conv2d_bwd(p, w, wanted); });
+}
+
 }  // namespace
 
 Conv2dBackward::Conv2dBackward(const Conv2dParams& params, const Dims& x_dims, ConstTensorView w,
@@ -313,16 +331,19 @@ Conv2dBackward::Conv2dBackward(const Conv2dParams& params, const Dims& x_dims, C
   s.w_dims = w.dims;
   s.y_dims = {p.n, p.oh, p.ow, p.oc};
   s.wanted = wanted;
-  const internal::ConvPass pass =
-      wanted.dx ? internal::ConvPass::kBackwardData : internal::ConvPass::kBackwardWeights;
-  s.impl = internal::create_plan<internal::Conv2dBwdImpl>(
-      backend, op,
-      pass == internal::ConvPass::kBackwardData ? "conv2d_bwd_data" : "conv2d_bwd_weights",
-      internal::conv2d_features(p, pass, internal::num_threads()), p.to_string(), s.x_dims,
-      s.y_dims,
-      [&](const internal::Backend& c) { return internal::supports_conv2d_bwd(c, p, wanted); },
-      [&](const internal::Backend& c) { return c.create_conv2d_bwd(p, w.data, wanted); });
+  // auto chooses per pass: the fastest backend for dx is often not the fastest for dw (oneDNN's
+  // depthwise dw runs 40x highway's where its dx is the faster).
+  const bool split = (wanted.dw || wanted.db) && wanted.dx && internal::auto_requested(op, backend);
+  const Conv2dGradsWanted data_wanted =
+      split ? Conv2dGradsWanted{.dx = true, .dw = false, .db = false} : wanted;
+  s.impl = create_conv2d_bwd_plan(op, backend, p, w.data, data_wanted, s.x_dims, s.y_dims);
   s.impl_name = s.impl->name();
+  if (split) {
+    const Conv2dGradsWanted weights_wanted{.dx = false, .dw = wanted.dw, .db = wanted.db};
+    s.weights_impl =
+        create_conv2d_bwd_plan(op, backend, p, w.data, weights_wanted, s.x_dims, s.y_dims);
+    s.impl_name += " + " + s.weights_impl->name();
+  }
   s.verbose = internal::verbose_enabled();
 }
 
@@ -337,6 +358,7 @@ void Conv2dBackward::set_weights(ConstTensorView w) {
   internal::check_tensor(op, "w", w, s.w_dims);
   internal::create_reporting_oom(op, [&] {
     s.impl->set_weights(w.data);
+    if (s.weights_impl != nullptr) s.weights_impl->set_weights(w.data);
     return 0;
   });
 }
@@ -359,7 +381,13 @@ void Conv2dBackward::run(ConstTensorView x, ConstTensorView dy, const Conv2dGrad
   internal::run_call(
       "conv2d_bwd", s.verbose, [&] { return s.problem.to_string(); },
       [&](std::string* impl) {
-        s.impl->run(x_given ? x.data : nullptr, dy.data, out.dx, out.dw, out.db);
+        const float* x_data = x_given ? x.data : nullptr;
+        if (s.weights_impl == nullptr) {
+          s.impl->run(x_data, dy.data, out.dx, out.dw, out.db);
+        } else {
+          s.impl->run(x_data, dy.data, out.dx, nullptr, nullptr);
+          s.weights_impl->run(x_data, dy.data, nullptr, out.dw, out.db);
+        }
         if (impl != nullptr) *impl = s.impl_name;
       });
 }
