@@ -126,8 +126,9 @@ void RunTile(const Conv2dBwdDataArgs& a, const GroupedLaneTable& table, const Dx
   }
 }
 
-// Every (phase, tile) item; phase (0, 0) has the most pixels, items past a phase's last tile do
-// nothing.
+// Every (tile, phase) item, phases innermost: the phases' tile t read about the same dy rows, which
+// then stay in L1 (phase-major order read all of dy from L2 once per phase). Phase (0, 0) has the
+// most pixels; items past a phase's last tile do nothing.
 void Conv2dBwdDataGrouped(const Conv2dBwdDataArgs& a) {
   const Conv2dProblem& p = *a.p;
   const GroupedLaneTable table =
@@ -136,8 +137,8 @@ void Conv2dBwdDataGrouped(const Conv2dBwdDataArgs& a) {
   const int64_t phases = DxPhase::Count(p);
   const int64_t tiles = (DxPhase(p, 0).pixels(p) + rows - 1) / rows;
   ParallelFor(a.threads, phases * tiles, [&](int64_t t) {
-    const DxPhase phase(p, t / tiles);
-    const int64_t m0 = (t % tiles) * rows;
+    const DxPhase phase(p, t % phases);
+    const int64_t m0 = (t / phases) * rows;
     if (m0 < phase.pixels(p)) RunTile(a, table, phase, m0);
   });
 }
