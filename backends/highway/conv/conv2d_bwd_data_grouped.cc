@@ -73,8 +73,8 @@ void GatherTaps(const Conv2dProblem& p, const DxTile<kRows>& tile, const float* 
 
 // acc += the taps of `taps` for block j of the tile. a.w: block j's rows at data + j *
 // block_stride + (tap * OCg + oc) * L.
-void AccumulateBlock(const Conv2dBwdDataArgs& a, const GroupedLaneTable& table,
-                     const TileTaps& taps, int64_t j, VF (&acc)[kRows][1]) {
+HWY_INLINE void AccumulateBlock(const Conv2dBwdDataArgs& a, const GroupedLaneTable& table,
+                                const TileTaps& taps, int64_t j, VF (&acc)[kRows][1]) {
   const Conv2dProblem& p = *a.p;
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
