@@ -85,6 +85,11 @@ Conv2dBwdDataKernel ChooseConv2dBwdDepthwiseDataKernel();
 // Narrow groups (conv2d_bwd_data_grouped.cc; ICg dividing the vector width, OCg <= ICg): reads w
 // as PackGroupedDataWeights lays it out (Conv2dBwdDataArgs::w, zeros of at least OC floats).
 Conv2dBwdDataKernel ChooseConv2dBwdDataGroupedKernel();
+// Narrow groups, dw (+ db) (conv2d_bwd_weights_grouped.cc): OCg dividing the vector width (in
+// floats: Conv2dBwdWeightsGroupedLanes, 1 where the kernel does not run), ICg in {1, 2, 4, 8, 16}
+// and <= OCg, dw != null, N > 0. Its bits do not depend on the thread count.
+Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsGroupedKernel();
+int64_t Conv2dBwdWeightsGroupedLanes();
 Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
 
 // How a backward-data kernel reads w: HWIO in place (Conv2dBwdDataArgs::w_hwio); w^T in column
@@ -95,7 +100,8 @@ enum class DxWeights { kHwio, kTransposedBlocks, kGroupedBlocks };
 // The backward variant lists (conv2d_bwd_variants.cpp; common/variants.hpp): for dx
 //   bwd_data_depthwise, bwd_data_narrow, bwd_data_grouped, bwd_data_igemm (accepts every problem);
 // for dw and db
-//   bwd_weights_depthwise (needs dw wanted and N > 0), bwd_weights_gemm (accepts every problem).
+//   bwd_weights_depthwise (needs dw wanted and N > 0), bwd_weights_grouped (the same),
+//   bwd_weights_gemm (accepts every problem).
 struct Conv2dBwdDataChoice {
   const char* variant;
   Conv2dBwdDataKernel kernel;

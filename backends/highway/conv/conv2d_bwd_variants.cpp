@@ -63,6 +63,26 @@ const char* RefusesDepthwiseWeights(const WeightsQuery& q) {
   return nullptr;
 }
 
+// The narrow-groups kernel fills every lane with the dw columns of L / OCg groups; the GEMM fills
+// OCg lanes of each vector. With OCg = L both fill whole vectors, and the GEMM was the faster
+// (ResNeXt conv4, 32 x 16 channels: 170 against 180 us).
+const char* RefusesGroupedWeights(const WeightsQuery& q) {
+  const Conv2dProblem& p = q.p;
+  if (p.groups <= 1 || p.depthwise()) return "not grouped, or depthwise";
+  if (!q.dw_wanted) return "db only";
+  if (p.n == 0) return "empty batch";
+  const int64_t lanes = Conv2dBwdWeightsGroupedLanes();
+  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
+  if (ocg >= lanes || lanes % ocg != 0) {
+    return "C_out / groups not a proper divisor of the vector width";  // a group fills a vector
+  }
+  if (icg > ocg) return "C_in / groups > C_out / groups";
+  if (icg != 1 && icg != 2 && icg != 4 && icg != 8 && icg != 16) {
+    return "C_in / groups not 1, 2, 4, 8 or 16";
+  }
+  return nullptr;
+}
+
 const char* AcceptsAllWeights(const WeightsQuery&) { return nullptr; }
 
 std::string Describe(const Conv2dProblem& p) { return p.to_string(); }
@@ -84,8 +104,9 @@ Conv2dBwdDataChoice ChooseConv2dBwdData(const Conv2dProblem& p) {
 }
 
 Conv2dBwdWeightsChoice ChooseConv2dBwdWeights(const Conv2dProblem& p, bool dw_wanted) {
-  static constexpr std::array<WeightsVariant, 2> kList = {{
+  static constexpr std::array<WeightsVariant, 3> kList = {{
       {"bwd_weights_depthwise", &RefusesDepthwiseWeights, &ChooseConv2dBwdDepthwiseWeightsKernel},
+      {"bwd_weights_grouped", &RefusesGroupedWeights, &ChooseConv2dBwdWeightsGroupedKernel},
       {"bwd_weights_gemm", &AcceptsAllWeights, &ChooseConv2dBwdWeightsKernel},
   }};
   const WeightsQuery q{p, dw_wanted};
