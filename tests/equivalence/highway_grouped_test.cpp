@@ -1,6 +1,7 @@
 // Grouped convolution with narrow groups in the Highway backend, on every pinned target
-// (HighwayTargetTest): forward (highway:grouped, backends/highway/conv/conv2d_fwd_grouped.cc) and
-// backward data (bwd_data_grouped, conv2d_bwd_data_grouped.cc).
+// (HighwayTargetTest): forward (highway:grouped, backends/highway/conv/conv2d_fwd_grouped.cc),
+// backward data (bwd_data_grouped, conv2d_bwd_data_grouped.cc) and weights (bwd_weights_grouped,
+// conv2d_bwd_weights_grouped.cc).
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -70,14 +71,15 @@ TEST_P(HighwayTargetTest, GroupedShapesExact) {
   }
 }
 
-// Backward data, around the kernel's choices: ICg (dx lanes per group) 1 to 16 with OCg = ICg
-// (4-channel permutations from 4 up, broadcasts at ICg = 16 on AVX-512), OCg < ICg (OCg 1, 2, 3:
-// one permutation per channel), OCg > ICg and ICg not dividing the vector width (refused), a last
-// block with fewer groups, strides 1 to 3 (dx phases; 1x1 stride 2 leaves dx pixels no tap
-// reaches), dilation, asymmetric and large padding, 64 taps (more than one tap chunk), batch 0 to
-// 3.
+// Backward, around the kernels' choices (the forward cases above too, for their OCg > ICg): ICg (dx
+// lanes per group) 1 to 16 with OCg = ICg (4-channel permutations from 4 up, broadcasts at ICg = 16
+// on AVX-512), OCg < ICg (OCg 1, 2, 3: one permutation per channel), OCg > ICg and ICg not dividing
+// the vector width (refused), a last block with fewer groups, strides 1 to 3 (dx phases; 1x1 stride
+// 2 leaves dx pixels no tap reaches), dilation, asymmetric and large padding, 64 taps (more than
+// one tap chunk), batch 0 to 3.
 std::vector<ConvCase> GroupedBackwardCases() {
-  std::vector<ConvCase> cases;
+  std::vector<ConvCase> cases = GroupedConvCases();
+  for (ConvCase& c : cases) c.params.activation = Activation::kNone;  // backward has none
   for (const int64_t icg : {1, 2, 3, 4, 5, 8, 16}) {
     const int64_t groups = icg == 16 ? 3 : 5;
     cases.push_back(GroupedCase("ICg " + std::to_string(icg), {2, 7, 9, icg * groups}, icg * groups,
@@ -114,20 +116,27 @@ std::vector<ConvCase> GroupedBackwardCases() {
   return cases;
 }
 
-// Backward plans take bwd_data_grouped for dx exactly where it is eligible on the pinned target,
-// and every gradient matches the reference bit for bit (one-shot and plans, after set_weights).
-TEST_P(HighwayTargetTest, GroupedBackwardDataExact) {
+// Backward plans take bwd_data_grouped for dx and bwd_weights_grouped for dw exactly where each is
+// eligible on the pinned target, and every gradient matches the reference bit for bit (one-shot
+// and plans, after set_weights; the gradients asked for rotate per case).
+TEST_P(HighwayTargetTest, GroupedBackwardExact) {
   const std::vector<ConvCase> cases = GroupedBackwardCases();
   for (const ConvCase& c : cases) {
     const int64_t icg = c.x[3] / c.params.groups, ocg = c.oc / c.params.groups;
     const int64_t lanes = LanesOf(isa());
-    const bool depthwise = icg == 1 && ocg == 1;
-    const bool eligible =
-        c.params.groups > 1 && !depthwise && icg <= lanes && lanes % icg == 0 && ocg <= icg;
+    const bool grouped = c.params.groups > 1 && !(icg == 1 && ocg == 1);
+    const bool data = grouped && icg <= lanes && lanes % icg == 0 && ocg <= icg;
+    const bool weights = grouped && c.x[0] > 0 && ocg < lanes && lanes % ocg == 0 && icg <= ocg &&
+                         (icg == 1 || icg == 2 || icg == 4 || icg == 8 || icg == 16);
     const Tensor w(c.w());
-    const Conv2dBackward plan(c.params, c.x, w, {.dx = true, .dw = false, .db = false}, "highway");
-    EXPECT_EQ(plan.impl_name().find(":bwd_data_grouped:") != std::string::npos, eligible)
-        << c.ToString() << ": " << plan.impl_name();
+    const Conv2dBackward dx_plan(c.params, c.x, w, {.dx = true, .dw = false, .db = false},
+                                 "highway");
+    EXPECT_EQ(dx_plan.impl_name().find(":bwd_data_grouped:") != std::string::npos, data)
+        << c.ToString() << ": " << dx_plan.impl_name();
+    const Conv2dBackward dw_plan(c.params, c.x, w, {.dx = false, .dw = true, .db = true},
+                                 "highway");
+    EXPECT_EQ(dw_plan.impl_name().find(":bwd_weights_grouped") != std::string::npos, weights)
+        << c.ToString() << ": " << dw_plan.impl_name();
   }
   ConvBackwardCases("highway", isa(), cases, 2100);
 }
