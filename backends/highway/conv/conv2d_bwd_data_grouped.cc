@@ -121,8 +121,13 @@ void RunTile(const Conv2dBwdDataArgs& a, const GroupedLaneTable& table, const Dx
     const MF dx_lanes =
         hn::FirstN(d, static_cast<size_t>(std::min(per_block, p.groups - j * per_block) * icg));
     const DxTileEpilogue<1> epilogue(a.epilogue, col0, dx_lanes);
-    for (size_t i = 0; i < tile.rows(); ++i)
+    // Constant indices only (unrolled, the row count tested inside): a variable index into acc
+    // kept every accumulator on the stack.
+    HWY_UNROLL(16)
+    for (size_t i = 0; i < kRows; ++i) {
+      if (i >= tile.rows()) break;
       epilogue.Store(acc[i], a.dx + tile.dx_offset(i) + col0);
+    }
   }
 }
 
