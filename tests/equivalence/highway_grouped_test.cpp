@@ -107,6 +107,8 @@ std::vector<ConvCase> GroupedBackwardCases() {
       GroupedCase("1x1 stride 2: dx pixels no tap reaches", {1, 7, 8, 32}, 32,
                   MakeConv(1, 2, {}, 1, 8), true),
       GroupedCase("8x8: 64 taps", {1, 10, 9, 16}, 16, MakeConv(8, 1, Pads::uniform(3), 1, 4), true),
+      GroupedCase("8x8: 64 taps, ICg 16", {1, 9, 10, 48}, 48,
+                  MakeConv(8, 1, Pads::uniform(3), 1, 3), true),
       GroupedCase("windows in the padding", {1, 3, 3, 16}, 16,
                   MakeConv(3, 1, Pads::uniform(3), 1, 4), true),
       GroupedCase("batch 3", {3, 4, 5, 16}, 16, MakeConv(3, 1, Pads::uniform(1), 1, 4), true),
@@ -126,7 +128,7 @@ TEST_P(HighwayTargetTest, GroupedBackwardExact) {
     const int64_t lanes = LanesOf(isa());
     const bool grouped = c.params.groups > 1 && !(icg == 1 && ocg == 1);
     const bool data = grouped && icg <= lanes && lanes % icg == 0 && ocg <= icg;
-    const bool weights = grouped && c.x[0] > 0 && ocg < lanes && lanes % ocg == 0 && icg <= ocg &&
+    const bool weights = grouped && c.x[0] > 0 && ocg <= lanes && lanes % ocg == 0 && icg <= ocg &&
                          (icg == 1 || icg == 2 || icg == 4 || icg == 8 || icg == 16);
     const Tensor w(c.w());
     const Conv2dBackward dx_plan(c.params, c.x, w, {.dx = true, .dw = false, .db = false},
