@@ -10,10 +10,12 @@
 // whose lanes are exactly the HWIO row dw(tap, ic, block's columns): stored as they are.
 //
 // Work: items (block, group of kTaps taps), each summing over every dy pixel in (n, oh, ow) order
-// from +0, skipping the pixels whose input at the tap lies in the padding (their term is +-0,
-// which changes no bit), then storing its dw rows; db of a block is summed by its first item in
-// the same order. Every output element has one owner and one order: the bits do not depend on the
-// thread count, and integer data give the reference's bits.
+// from +0 (an input in the padding reads zeros, as the reference's padded x), then storing its dw
+// rows; db of a block is summed by its first item in the same order. 3-wide kernel rows at
+// stride_w 1 take items (block, kernel row, 4 input channels) instead (RunRowItem: each x pixel's
+// permutations serve the row's 3 taps), each dw element's terms still in ow order. Every output
+// element has one owner and one order: the bits do not depend on the thread count, and integer
+// data give the reference's bits.
 //
 // Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
 #include <algorithm>
