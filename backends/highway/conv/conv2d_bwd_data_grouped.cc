@@ -60,14 +60,21 @@ struct TileTaps {
   const float* dyp[kMaxTaps][kRows];
 };
 
-// Taps [tap_begin, min(tap_end, tap_begin + kMaxTaps)) of the tile that reach dy.
+// Taps [tap_begin, min(tap_end, tap_begin + kMaxTaps)) of the tile that reach dy. Kernel rows
+// outside the phase are skipped whole, and no tap index is divided (t / KW per tap, with the
+// phase tests, took a fifth of the time at stride 2).
 void GatherTaps(const Conv2dProblem& p, const DxTile<kRows>& tile, const float* zeros,
                 int64_t tap_begin, int64_t tap_end, TileTaps* taps) {
   taps->count = 0;
   const int64_t end = std::min(tap_end, tap_begin + kMaxTaps);
-  for (int64_t t = tap_begin; t < end; ++t) {
-    if (!tile.Tap(t / p.kw, t % p.kw, zeros, taps->dyp[taps->count])) continue;
-    taps->tap[taps->count++] = t;
+  for (int64_t kh = tap_begin / p.kw, row = kh * p.kw; row < end; ++kh, row += p.kw) {
+    int64_t qh;
+    if (!tile.RowOffset(kh, &qh)) continue;
+    for (int64_t kw = std::max<int64_t>(0, tap_begin - row); kw < p.kw && row + kw < end; ++kw) {
+      int64_t qw;
+      if (!tile.ColOffset(kw, &qw) || !tile.TapAt(qh, qw, zeros, taps->dyp[taps->count])) continue;
+      taps->tap[taps->count++] = row + kw;
+    }
   }
 }
 
