@@ -77,6 +77,7 @@ std::vector<ThreadConvCase> ThreadConvCases() {
       {"1x1 stride 2, C 33 -> 17", {1, 21, 23, 33}, Conv(1, 2, 0), 17},
       {"depthwise 3x3, C 64", {2, 15, 15, 64}, Conv(3, 1, 1, 64), 64},
       {"groups 2, 5x5, C 16 -> 16", {1, 13, 11, 16}, Conv(5, 2, 2, 2), 16},
+      {"8 groups of 4, 3x3, C 32 -> 32", {2, 13, 15, 32}, Conv(3, 1, 1, 8), 32},
   };
 }
 

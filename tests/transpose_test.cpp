@@ -61,11 +61,13 @@ std::vector<TransposeCase> HandCases() {
       Make({2, 5, 4, 3}, 17, 3, 2, Pads::uniform(1), 1, 1, 1),         // output_padding 1
       Make({1, 4, 5, 15}, 3, 3, 3, {0, 1, 2, 0}, 1, 1, 2),             // stride 3, asymmetric
       Make({1, 3, 4, 16}, 16, 5, 3, {1, 2, 0, 3}, 1, 1, 1, true),
-      Make({1, 5, 5, 16}, 8, 3, 1, {}, 2, 1, 1),                  // op 1 >= stride, < dilation
-      Make({1, 4, 3, 8}, 9, 2, 2, {1, 0, 0, 1}, 3, 1, 2),         // op 2 >= stride, < dilation
-      Make({1, 5, 5, 6}, 4, 3, 2, Pads::uniform(1), 1, 2, 1),     // groups 2
-      Make({2, 4, 6, 32}, 64, 4, 2, Pads::uniform(1), 1, 4),      // groups 4
-      Make({1, 6, 7, 17}, 17, 3, 2, Pads::uniform(1), 1, 17, 1),  // depthwise
+      Make({1, 5, 5, 16}, 8, 3, 1, {}, 2, 1, 1),                       // op 1 >= stride, < dilation
+      Make({1, 4, 3, 8}, 9, 2, 2, {1, 0, 0, 1}, 3, 1, 2),              // op 2 >= stride, < dilation
+      Make({1, 5, 5, 6}, 4, 3, 2, Pads::uniform(1), 1, 2, 1),          // groups 2
+      Make({2, 4, 6, 32}, 64, 4, 2, Pads::uniform(1), 1, 4),           // groups 4
+      Make({2, 5, 6, 32}, 32, 3, 2, Pads::uniform(1), 1, 8, 1, true),  // narrow groups of 4
+      Make({1, 6, 5, 24}, 48, 3, 1, Pads::uniform(1), 1, 6),           // narrow groups, 4 -> 8
+      Make({1, 6, 7, 17}, 17, 3, 2, Pads::uniform(1), 1, 17, 1),       // depthwise
       Make({2, 5, 5, 32}, 32, 4, 2, Pads::uniform(1), 1, 32, 0, true),
       Make({1, 7, 20, 16}, 16, 3, 1, Pads::uniform(1), 1, 16),  // depthwise, dense rows
       Make({1, 6, 9, 31}, 31, 5, 1, {2, 1, 0, 2}, 1, 31),

@@ -183,4 +183,12 @@ void ConvBackwardGrid(const std::string& backend, std::string_view isa) {
   });
 }
 
+void ConvBackwardCases(const std::string& backend, std::string_view isa,
+                       const std::vector<ConvCase>& cases, int first_index) {
+  RunGrid(backend, cases, [&](int index, ConvCase c, Tally& tally) {
+    c.params.activation = Activation::kNone;
+    return CheckConvBackward(backend, isa, first_index + index, c, tally);
+  });
+}
+
 }  // namespace convkit::test

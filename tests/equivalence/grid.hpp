@@ -151,6 +151,9 @@ void ConvForwardCases(const std::string& backend, std::string_view isa,
 // Backward convolution, one-shot and through a plan. The gradients asked for rotate per case: all
 // three, dx only, dw and db only; one not asked for must not be written.
 void ConvBackwardGrid(const std::string& backend, std::string_view isa);
+// The same checks over the given cases, seeded from first_index (highway_grouped_test.cpp).
+void ConvBackwardCases(const std::string& backend, std::string_view isa,
+                       const std::vector<ConvCase>& cases, int first_index);
 // Pooling forward and backward, one-shot and through a plan run twice.
 void PoolForwardGrid(const std::string& backend, std::string_view isa);
 void PoolBackwardGrid(const std::string& backend, std::string_view isa);

@@ -1,7 +1,10 @@
-// Grouped convolution with narrow groups in the Highway backend (highway:grouped,
-// backends/highway/conv/conv2d_fwd_grouped.cc), on every pinned target (HighwayTargetTest).
+// Grouped convolution with narrow groups in the Highway backend, on every pinned target
+// (HighwayTargetTest): forward (highway:grouped, backends/highway/conv/conv2d_fwd_grouped.cc),
+// backward data (bwd_data_grouped, conv2d_bwd_data_grouped.cc) and weights (bwd_weights_grouped,
+// conv2d_bwd_weights_grouped.cc).
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -63,6 +66,78 @@ TEST_P(HighwayTargetTest, GroupedShapesExact) {
       EXPECT_TRUE(NotMostlyZero(cs, "y", y, c.params.activation == Activation::kRelu ? 0.8 : 0.3));
     }
   }
+}
+
+// Backward, around the kernels' choices (the forward cases above too, for their OCg > ICg): ICg (dx
+// lanes per group) 1 to 16 with OCg = ICg (4-channel permutations from 4 up, broadcasts at ICg = 16
+// on AVX-512), OCg < ICg (OCg 1, 2, 3: one permutation per channel), OCg > ICg and ICg not dividing
+// the vector width (refused), a last block with fewer groups, strides 1 to 3 (dx phases; 1x1 stride
+// 2 leaves dx pixels no tap reaches), dilation, asymmetric and large padding, 64 taps (more than
+// one tap chunk), batch 0 to 3.
+std::vector<ConvCase> GroupedBackwardCases() {
+  std::vector<ConvCase> cases = GroupedConvCases();
+  for (ConvCase& c : cases) c.params.activation = Activation::kNone;  // backward has none
+  for (const int64_t icg : {1, 2, 3, 4, 5, 8, 16}) {
+    const int64_t groups = icg == 16 ? 3 : 5;
+    cases.push_back(GroupedCase("ICg " + std::to_string(icg), {2, 7, 9, icg * groups}, icg * groups,
+                                MakeConv(3, 1, Pads::uniform(1), 1, groups), true));
+    cases.push_back(GroupedCase("ICg " + std::to_string(icg) + ", stride 2",
+                                {1, 9, 8, icg * groups}, icg * groups,
+                                MakeConv(3, 2, Pads::uniform(1), 1, groups), false));
+  }
+  const std::vector<ConvCase> more = {
+      GroupedCase("ResNeXt-like 32 x 4", {1, 6, 7, 128}, 128,
+                  MakeConv(3, 1, Pads::uniform(1), 1, 32), false),
+      GroupedCase("ResNeXt-like 32 x 8, stride 2", {2, 9, 7, 256}, 256,
+                  MakeConv(3, 2, Pads::uniform(1), 1, 32), false),
+      GroupedCase("OCg 4 < ICg 8, stride 2", {1, 8, 9, 48}, 24,
+                  MakeConv(3, 2, Pads::uniform(1), 1, 6), true),
+      GroupedCase("OCg 3 < ICg 4", {1, 6, 6, 28}, 21, MakeConv(3, 1, Pads::uniform(1), 1, 7), true),
+      GroupedCase("OCg 1 < ICg 8", {1, 5, 6, 24}, 3, MakeConv(3, 1, Pads::uniform(1), 1, 3), true),
+      GroupedCase("OCg 8 < ICg 16, 5x5", {1, 7, 6, 64}, 32, MakeConv(5, 1, Pads::uniform(2), 1, 4),
+                  true),
+      GroupedCase("OCg 8 > ICg 4", {1, 6, 6, 16}, 32, MakeConv(3, 1, Pads::uniform(1), 1, 4), true),
+      GroupedCase("stride 3, asymmetric pads", {1, 11, 10, 32}, 32,
+                  MakeConv(3, 3, {2, 0, 1, 2}, 1, 8), true),
+      GroupedCase("dilation 2, stride 2", {2, 12, 11, 32}, 32, MakeConv(3, 2, {1, 2, 2, 1}, 2, 4),
+                  true),
+      GroupedCase("1x1 stride 2: dx pixels no tap reaches", {1, 7, 8, 32}, 32,
+                  MakeConv(1, 2, {}, 1, 8), true),
+      GroupedCase("8x8: 64 taps", {1, 10, 9, 16}, 16, MakeConv(8, 1, Pads::uniform(3), 1, 4), true),
+      GroupedCase("8x8: 64 taps, ICg 16", {1, 9, 10, 48}, 48,
+                  MakeConv(8, 1, Pads::uniform(3), 1, 3), true),
+      GroupedCase("windows in the padding", {1, 3, 3, 16}, 16,
+                  MakeConv(3, 1, Pads::uniform(3), 1, 4), true),
+      GroupedCase("batch 3", {3, 4, 5, 16}, 16, MakeConv(3, 1, Pads::uniform(1), 1, 4), true),
+      GroupedCase("batch 0", {0, 6, 6, 32}, 32, MakeConv(3, 1, Pads::uniform(1), 1, 8), true),
+  };
+  cases.insert(cases.end(), more.begin(), more.end());
+  return cases;
+}
+
+// Backward plans take bwd_data_grouped for dx and bwd_weights_grouped for dw exactly where each is
+// eligible on the pinned target, and every gradient matches the reference bit for bit (one-shot
+// and plans, after set_weights; the gradients asked for rotate per case).
+TEST_P(HighwayTargetTest, GroupedBackwardExact) {
+  const std::vector<ConvCase> cases = GroupedBackwardCases();
+  for (const ConvCase& c : cases) {
+    const int64_t icg = c.x[3] / c.params.groups, ocg = c.oc / c.params.groups;
+    const int64_t lanes = LanesOf(isa());
+    const bool grouped = c.params.groups > 1 && !(icg == 1 && ocg == 1);
+    const bool data = grouped && icg <= lanes && lanes % icg == 0 && ocg <= icg;
+    const bool weights = grouped && c.x[0] > 0 && ocg <= lanes && lanes % ocg == 0 && icg <= ocg &&
+                         (icg == 1 || icg == 2 || icg == 4 || icg == 8 || icg == 16);
+    const Tensor w(c.w());
+    const Conv2dBackward dx_plan(c.params, c.x, w, {.dx = true, .dw = false, .db = false},
+                                 "highway");
+    EXPECT_EQ(dx_plan.impl_name().find(":bwd_data_grouped:") != std::string::npos, data)
+        << c.ToString() << ": " << dx_plan.impl_name();
+    const Conv2dBackward dw_plan(c.params, c.x, w, {.dx = false, .dw = true, .db = true},
+                                 "highway");
+    EXPECT_EQ(dw_plan.impl_name().find(":bwd_weights_grouped") != std::string::npos, weights)
+        << c.ToString() << ": " << dw_plan.impl_name();
+  }
+  ConvBackwardCases("highway", isa(), cases, 2100);
 }
 
 }  // namespace

@@ -88,6 +88,33 @@ void TransposeWeights(const Conv2dProblem& p, const float* w, int64_t block_cols
   ParallelFor(threads, slabs, run_slab);
 }
 
+// The narrow-groups data kernel's w (conv2d_bwd_data_grouped.cc): blocks of P = lanes / ICg
+// consecutive groups; block j, tap t, dy channel oc, lane l at ((j * KH * KW + t) * OCg + oc) *
+// lanes + l holds w(t, l % ICg, (j * P + l / ICg) * OCg + oc), 0 past the last group. Every element
+// of the blocks is written.
+int64_t GroupedBlockStride(const Conv2dProblem& p, int64_t lanes) {
+  return p.kh * p.kw * p.oc_per_group() * lanes;
+}
+int64_t GroupedBlocks(const Conv2dProblem& p, int64_t lanes) {
+  const int64_t per_block = lanes / p.ic_per_group();
+  return (p.groups + per_block - 1) / per_block;
+}
+void PackGroupedDataWeights(const Conv2dProblem& p, const float* w, int64_t lanes, float* out) {
+  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group(), taps = p.kh * p.kw;
+  const int64_t per_block = lanes / icg;
+  const int64_t blocks = GroupedBlocks(p, lanes);
+  for (int64_t j = 0; j < blocks; ++j) {
+    for (int64_t t = 0; t < taps; ++t) {
+      for (int64_t oc = 0; oc < ocg; ++oc, out += lanes) {
+        for (int64_t l = 0; l < lanes; ++l) {
+          const int64_t g = j * per_block + l / icg;
+          out[l] = g < p.groups ? w[(t * icg + l % icg) * p.oc + g * ocg + oc] : 0.0f;
+        }
+      }
+    }
+  }
+}
+
 Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const float* dy, float* dw,
                                  float* db, int threads) {
   Conv2dBwdWeightsArgs a;
@@ -106,11 +133,20 @@ Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, boo
     : p_(p), choice_(ChooseConv2dBwdData(p)) {
   if (copy_w) w_copy_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
   w_hwio_ = copy_w ? w_copy_.data() : w;
-  if (!choice_.packed_wt) return;  // reads w_hwio_ in place
-  zeros_ = hwy::AllocateAligned<float>(static_cast<size_t>(std::max<int64_t>(p.oc, 1)));
-  std::fill_n(zeros_.get(), std::max<int64_t>(p.oc, 1), 0.0f);
-  const int64_t icg = p.ic_per_group();
+  if (choice_.weights == DxWeights::kHwio) return;  // reads w_hwio_ in place
   const Conv2dBwdDataKernel& kernel = choice_.kernel;
+  const int64_t zero_count = std::max<int64_t>(p.oc, kernel.lanes);
+  zeros_ = hwy::AllocateAligned<float>(static_cast<size_t>(zero_count));
+  std::fill_n(zeros_.get(), zero_count, 0.0f);
+  if (choice_.weights == DxWeights::kGroupedBlocks) {
+    const int64_t block_stride = GroupedBlockStride(p, kernel.lanes);
+    wt_ = hwy::AllocateAligned<float>(
+        static_cast<size_t>(std::max<int64_t>(1, GroupedBlocks(p, kernel.lanes) * block_stride)));
+    PackGroupedDataWeights(p, w, kernel.lanes, wt_.get());
+    wt_layout_ = {wt_.get(), kernel.lanes, 0, block_stride, kernel.lanes};
+    return;
+  }
+  const int64_t icg = p.ic_per_group();
   const int64_t block_cols = VecsPerBlock(icg, kernel.lanes, kernel.max_vecs) * kernel.lanes;
   BlockedWeights wt = BlockedLayout(p, block_cols);
   TransposeWeights(p, w, block_cols, ThreadsFor(p.flops()), &wt);
@@ -121,6 +157,9 @@ Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, boo
 void Conv2dBwdDataPlan::SetWeights(const float* w) {
   std::copy(w, w + w_copy_.size(), w_copy_.begin());
   if (!wt_) return;
+  if (choice_.weights == DxWeights::kGroupedBlocks) {
+    return PackGroupedDataWeights(p_, w, wt_layout_.block_cols, wt_.get());  // in place
+  }
   BlockedWeights wt;
   wt.data = std::move(wt_);
   wt.group_stride = wt_layout_.group_stride;

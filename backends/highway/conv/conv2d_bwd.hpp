@@ -82,17 +82,30 @@ Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsKernel();
 // dw with db (conv2d_bwd_depthwise_weights.cc). The latter requires dw != null and N > 0, writes db
 // when db != null, and its bits do not depend on the thread count.
 Conv2dBwdDataKernel ChooseConv2dBwdDepthwiseDataKernel();
+// Narrow groups (conv2d_bwd_data_grouped.cc; ICg dividing the vector width, OCg <= ICg): reads w
+// as PackGroupedDataWeights lays it out (Conv2dBwdDataArgs::w, zeros of at least OC floats).
+Conv2dBwdDataKernel ChooseConv2dBwdDataGroupedKernel();
+// Narrow groups, dw (+ db) (conv2d_bwd_weights_grouped.cc): OCg dividing the vector width (in
+// floats: Conv2dBwdWeightsGroupedLanes, 1 where the kernel does not run), ICg in {1, 2, 4, 8, 16}
+// and <= OCg, dw != null, N > 0. Its bits do not depend on the thread count.
+Conv2dBwdWeightsKernel ChooseConv2dBwdWeightsGroupedKernel();
+int64_t Conv2dBwdWeightsGroupedLanes();
 Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
 
+// How a backward-data kernel reads w: HWIO in place (Conv2dBwdDataArgs::w_hwio); w^T in column
+// blocks (Conv2dBwdDataArgs::w, conv2d_bwd.cpp's BlockedLayout); or in the narrow-groups kernel's
+// blocks (Conv2dBwdDataArgs::w, PackGroupedDataWeights).
+enum class DxWeights { kHwio, kTransposedBlocks, kGroupedBlocks };
+
 // The backward variant lists (conv2d_bwd_variants.cpp; common/variants.hpp): for dx
-//   bwd_data_depthwise, bwd_data_narrow, bwd_data_igemm (accepts every problem);
+//   bwd_data_depthwise, bwd_data_narrow, bwd_data_grouped, bwd_data_igemm (accepts every problem);
 // for dw and db
-//   bwd_weights_depthwise (needs dw wanted and N > 0), bwd_weights_gemm (accepts every problem).
-// `packed_wt`: the kernel reads w^T in column blocks (Conv2dBwdDataArgs::w); otherwise w_hwio.
+//   bwd_weights_depthwise (needs dw wanted and N > 0), bwd_weights_grouped (the same),
+//   bwd_weights_gemm (accepts every problem).
 struct Conv2dBwdDataChoice {
   const char* variant;
   Conv2dBwdDataKernel kernel;
-  bool packed_wt;
+  DxWeights weights;
 };
 struct Conv2dBwdWeightsChoice {
   const char* variant;

@@ -1,6 +1,7 @@
 // The backward convolution's variant lists (conv2d_bwd.hpp; common/variants.hpp): the first entry
 // that accepts a problem runs it, and CONVKIT_VERBOSE=2 prints the choice and the refusals.
 #include <array>
+#include <cstdint>
 #include <span>
 #include <string>
 
@@ -14,7 +15,7 @@ struct DataVariant {
   const char* name;
   const char* (*refuses)(const Conv2dProblem& p);
   Conv2dBwdDataKernel (*kernel)();
-  bool packed_wt;
+  DxWeights weights;
 };
 
 const char* RefusesDepthwiseData(const Conv2dProblem& p) {
@@ -27,6 +28,17 @@ const char* RefusesNarrowData(const Conv2dProblem& p) {
   if (p.groups != 1) return "groups > 1";
   if (p.dilation_w != 1) return "dilated along w";
   if (p.ic * 2 > ChooseConv2dBwdDataKernel().lanes) return "C_in wider than half a vector";
+  return nullptr;
+}
+
+// The narrow-groups kernel fills every lane with the dx channels of L / ICg groups; the implicit
+// GEMM fills ICg lanes of each vector. Dense problems never take it.
+const char* RefusesGroupedData(const Conv2dProblem& p) {
+  if (p.groups <= 1 || p.depthwise()) return "not grouped, or depthwise";
+  const int64_t lanes = ChooseConv2dBwdDataGroupedKernel().lanes;
+  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
+  if (icg > lanes || lanes % icg != 0) return "C_in / groups does not divide the vector width";
+  if (ocg > icg) return "C_out / groups > C_in / groups";
   return nullptr;
 }
 
@@ -51,6 +63,24 @@ const char* RefusesDepthwiseWeights(const WeightsQuery& q) {
   return nullptr;
 }
 
+// The narrow-groups kernel fills every lane with the dw columns of L / OCg groups; the GEMM fills
+// OCg lanes of each vector. At OCg = L both fill whole vectors, and the grouped kernel was still
+// the faster (ResNeXt conv4, 32 x 16 channels: 98 against 164 us).
+const char* RefusesGroupedWeights(const WeightsQuery& q) {
+  const Conv2dProblem& p = q.p;
+  if (p.groups <= 1 || p.depthwise()) return "not grouped, or depthwise";
+  if (!q.dw_wanted) return "db only";
+  if (p.n == 0) return "empty batch";
+  const int64_t lanes = Conv2dBwdWeightsGroupedLanes();
+  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
+  if (ocg > lanes || lanes % ocg != 0) return "C_out / groups does not divide the vector width";
+  if (icg > ocg) return "C_in / groups > C_out / groups";
+  if (icg != 1 && icg != 2 && icg != 4 && icg != 8 && icg != 16) {
+    return "C_in / groups not 1, 2, 4, 8 or 16";
+  }
+  return nullptr;
+}
+
 const char* AcceptsAllWeights(const WeightsQuery&) { return nullptr; }
 
 std::string Describe(const Conv2dProblem& p) { return p.to_string(); }
@@ -58,19 +88,23 @@ std::string Describe(const Conv2dProblem& p) { return p.to_string(); }
 }  // namespace
 
 Conv2dBwdDataChoice ChooseConv2dBwdData(const Conv2dProblem& p) {
-  static constexpr std::array<DataVariant, 3> kList = {{
-      {"bwd_data_depthwise", &RefusesDepthwiseData, &ChooseConv2dBwdDepthwiseDataKernel, false},
-      {"bwd_data_narrow", &RefusesNarrowData, &ChooseConv2dBwdNarrowDataKernel, false},
-      {"bwd_data_igemm", &AcceptsAll, &ChooseConv2dBwdDataKernel, true},
+  static constexpr std::array<DataVariant, 4> kList = {{
+      {"bwd_data_depthwise", &RefusesDepthwiseData, &ChooseConv2dBwdDepthwiseDataKernel,
+       DxWeights::kHwio},
+      {"bwd_data_narrow", &RefusesNarrowData, &ChooseConv2dBwdNarrowDataKernel, DxWeights::kHwio},
+      {"bwd_data_grouped", &RefusesGroupedData, &ChooseConv2dBwdDataGroupedKernel,
+       DxWeights::kGroupedBlocks},
+      {"bwd_data_igemm", &AcceptsAll, &ChooseConv2dBwdDataKernel, DxWeights::kTransposedBlocks},
   }};
   const DataVariant& v =
       kList[ChooseVariant("conv2d_bwd_data", std::span<const DataVariant>(kList), p, &Describe)];
-  return {v.name, v.kernel(), v.packed_wt};
+  return {v.name, v.kernel(), v.weights};
 }
 
 Conv2dBwdWeightsChoice ChooseConv2dBwdWeights(const Conv2dProblem& p, bool dw_wanted) {
-  static constexpr std::array<WeightsVariant, 2> kList = {{
+  static constexpr std::array<WeightsVariant, 3> kList = {{
       {"bwd_weights_depthwise", &RefusesDepthwiseWeights, &ChooseConv2dBwdDepthwiseWeightsKernel},
+      {"bwd_weights_grouped", &RefusesGroupedWeights, &ChooseConv2dBwdWeightsGroupedKernel},
       {"bwd_weights_gemm", &AcceptsAllWeights, &ChooseConv2dBwdWeightsKernel},
   }};
   const WeightsQuery q{p, dw_wanted};

@@ -1,0 +1,145 @@
+// The lane permutations of the narrow-groups kernels, forward (conv2d_fwd_grouped.cc) and backward
+// data (conv2d_bwd_data_grouped.cc): a vector holds the outputs of P = L / n consecutive groups of
+// n channels each (lane l: channel l % n of group l / n); the P groups' k reduction channels are
+// one vector load X (consecutive in NHWC, P * k <= L floats), and reduction channel c of every
+// group is
+//   acc += TableLookupLanes(X, idx[c]) * W[c],  idx[c][l] = (l / n) * k + c,
+// with W[c][l] the weight of lane l's group, reduction channel c, lane channel l % n. Forward: k =
+// ICg, n = OCg, X a pixel of x. Backward data: k = OCg, n = ICg, X a pixel of dy.
+//
+// Cross-block permutations (vpermps) issue at one per cycle, half the FMA rate, so when k and n
+// are multiples of 4 (every 128-bit block then lies in one group) the kernels permute once per 4
+// channels, T = TableLookupLanes(X, idx4[q]) with idx4[q][l] = (l / n) * k + 4q + l % 4, and take
+// channel 4q + i as Broadcast<i>(T), an in-block shuffle (vpermilps, two per cycle): 1.25 shuffles
+// per FMA become 0.25 + 1 cheap ones. With P = 1 (n = L) channels are broadcast from memory.
+// Channels are summed in order in every path.
+//
+// Included once per target through foreach_target.h, hence the toggle guard (Highway's
+// skeleton-inl.h pattern).
+#if defined(CONVKIT_HIGHWAY_CONV2D_GROUPED_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef CONVKIT_HIGHWAY_CONV2D_GROUPED_INL_H_
+#undef CONVKIT_HIGHWAY_CONV2D_GROUPED_INL_H_
+#else
+#define CONVKIT_HIGHWAY_CONV2D_GROUPED_INL_H_
+#endif
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backends/highway/common/vec-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace convkit::internal::highway {
+namespace HWY_NAMESPACE {
+
+// The largest vector in floats the grouped kernels are compiled for: idx tables are sized by it.
+constexpr size_t kGroupedMaxLanes = 16;
+
+// idx[c][l] = (l / n) * k + c, or with `by4` idx[q][l] = (l / n) * k + 4q + l % 4 (above).
+struct GroupedLaneTable {
+  HWY_ALIGN int32_t idx[kGroupedMaxLanes][kGroupedMaxLanes];
+  bool by4 = false;
+};
+
+// k reduction channels and n lane channels per group, `lanes` <= kGroupedMaxLanes, k <= n, n
+// dividing lanes. The 4-channel path needs whole 128-bit blocks per group.
+inline GroupedLaneTable MakeGroupedLaneTable(int64_t k, int64_t n, size_t lanes) {
+  GroupedLaneTable t{};
+  t.by4 = lanes >= 4 && k % 4 == 0 && n % 4 == 0;
+  const int64_t rows = t.by4 ? k / 4 : k;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (size_t l = 0; l < lanes; ++l) {
+      const int64_t lane = static_cast<int64_t>(l);
+      const int64_t channel = t.by4 ? 4 * r + lane % 4 : r;
+      t.idx[r][l] = static_cast<int32_t>(lane / n * k + channel);
+    }
+  }
+  return t;
+}
+
+// acc[i] += the products of one tap for pixel i, whose block load is x[i]: channel by channel, one
+// permutation each. w: k rows of L floats.
+template <size_t kRows>
+HWY_INLINE void GroupedTap1(const GroupedLaneTable& table, const float* HWY_RESTRICT w, int64_t k,
+                            const VF (&x)[kRows], VF (&acc)[kRows][1]) {
+  const DF d;
+  const hn::RebindToSigned<DF> di;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t c = 0; c < k; ++c) {
+    const VF wv = hn::Load(d, w + c * lanes);
+    const auto idx = hn::IndicesFromVec(d, hn::Load(di, table.idx[c]));
+    HWY_UNROLL(16)
+    for (size_t i = 0; i < kRows; ++i) {
+      acc[i][0] = hn::MulAdd(hn::TableLookupLanes(x[i], idx), wv, acc[i][0]);
+    }
+  }
+}
+
+// The same, 4 channels per permutation (GroupedLaneTable::by4), in the same channel order.
+template <size_t kRows>
+HWY_INLINE void GroupedTap4(const GroupedLaneTable& table, const float* HWY_RESTRICT w, int64_t k,
+                            const VF (&x)[kRows], VF (&acc)[kRows][1]) {
+#if HWY_TARGET == HWY_SCALAR
+  GroupedTap1<kRows>(table, w, k, x, acc);  // never taken: by4 needs 4 lanes
+#else
+  const DF d;
+  const hn::RebindToSigned<DF> di;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t q = 0; q < k / 4; ++q, w += 4 * lanes) {
+    const VF w0 = hn::Load(d, w), w1 = hn::Load(d, w + lanes);
+    const VF w2 = hn::Load(d, w + 2 * lanes), w3 = hn::Load(d, w + 3 * lanes);
+    const auto idx = hn::IndicesFromVec(d, hn::Load(di, table.idx[q]));
+    HWY_UNROLL(16)
+    for (size_t i = 0; i < kRows; ++i) {
+      const VF t = hn::TableLookupLanes(x[i], idx);
+      VF a = hn::MulAdd(hn::Broadcast<0>(t), w0, acc[i][0]);
+      a = hn::MulAdd(hn::Broadcast<1>(t), w1, a);
+      a = hn::MulAdd(hn::Broadcast<2>(t), w2, a);
+      acc[i][0] = hn::MulAdd(hn::Broadcast<3>(t), w3, a);
+    }
+  }
+#endif
+}
+
+// One group per vector (n = L): channel c of pixel i broadcast from memory at xp[i][c], no shuffle.
+template <size_t kRows>
+HWY_INLINE void GroupedTapWhole(const float* const (&xp)[kRows], const float* HWY_RESTRICT w,
+                                int64_t k, VF (&acc)[kRows][1]) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  VF a[kRows];
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) a[i] = acc[i][0];
+  for (int64_t c = 0; c < k; ++c) {
+    const VF wv = hn::Load(d, w + c * lanes);
+    HWY_UNROLL(16)
+    for (size_t i = 0; i < kRows; ++i) a[i] = hn::MulAdd(hn::Set(d, xp[i][c]), wv, a[i]);
+  }
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) acc[i][0] = a[i];
+}
+
+// acc += one tap of the block whose P groups' reduction channels start at xp[i] for pixel i:
+// `active` lanes of each load (P * k, fewer in a short last block; nothing past them is read).
+template <size_t kRows>
+HWY_INLINE void GroupedTap(const GroupedLaneTable& table, const float* const (&xp)[kRows],
+                           const float* HWY_RESTRICT w, int64_t k, bool whole, MF active,
+                           VF (&acc)[kRows][1]) {
+  if (whole) return GroupedTapWhole<kRows>(xp, w, k, acc);
+  const DF d;
+  VF x[kRows];
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) x[i] = hn::MaskedLoad(active, d, xp[i]);
+  if (table.by4) {
+    GroupedTap4<kRows>(table, w, k, x, acc);
+  } else {
+    GroupedTap1<kRows>(table, w, k, x, acc);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace convkit::internal::highway
+HWY_AFTER_NAMESPACE();
+
+#endif  // CONVKIT_HIGHWAY_CONV2D_GROUPED_INL_H_ toggle
