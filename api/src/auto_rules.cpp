@@ -5,10 +5,11 @@
 //
 // Measured on AMD EPYC (family 26, Zen 5), 2 cores, 2026-12-05
 // (load averages at the start: 1 thread(s): load 1.1; 2 thread(s): load 1.0; 1 thread(s): load 0.2;
-// 2 thread(s): load 0.8; 1 thread(s): load 1.5; 2 thread(s): load 1.4) from
-// out/auto_nodw_nostem_t1.json, out/auto_nodw_nostem_t2.json, out/auto_dw_nostem_t1.json,
-// out/auto_dw_nostem_t2.json, out/auto_stem_t1.json, out/auto_stem_t2.json. 1 thread(s): median cv
-// 0.02. 2 thread(s): median cv 0.03. Rules that do not bound threads apply to every thread count.
+// 2 thread(s): load 0.8; 1 thread(s): load 1.5; 2 thread(s): load 1.4; 1 thread(s): load 3.8; 2
+// thread(s): load 3.2) from out/auto_nodw_nostem_nogrp_t1.json, out/auto_nodw_nostem_nogrp_t2.json,
+// out/auto_dw_nostem_nogrp_t1.json, out/auto_dw_nostem_nogrp_t2.json, out/auto_stem_nogrp_t1.json,
+// out/auto_stem_nogrp_t2.json, out/auto_grp_t1.json, out/auto_grp_t2.json. 1 thread(s): median cv
+// 0.02. 2 thread(s): median cv 0.02. Rules that do not bound threads apply to every thread count.
 #include "api/src/auto_table.hpp"
 
 namespace convkit::internal {
@@ -35,10 +36,19 @@ constexpr AutoRule kRules[] = {
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
-     .work = {776160, kNoLimit},
+     .ic = {475, kNoLimit},
+     .work = {7225344, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped work>=776160: onednn 2.61x faster in geomean (min 1.26x) "
-            "over 30 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped ic>=475 work>=7225344: onednn 1.27x faster in geomean (min "
+            "1.17x) over 8 measured shapes"},
+    {.op = AutoOp::kConvBwdData,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kGrouped,
+     .ic = {0, 115},
+     .work = {2039184, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvBwdData k2-3 grouped ic<=115 work>=2039184: onednn 1.19x faster in geomean (min "
+            "0.96x) over 8 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {4, 5},
      .groups = GroupsClass::kDepthwise,
@@ -71,14 +81,6 @@ constexpr AutoRule kRules[] = {
      .backend = "onednn",
      .why = "ConvBwdWeights k2-3 depthwise threads<=1 work>=112896: onednn 1.17x faster in geomean "
             "(min 0.97x) over 9 measured shapes"},
-    {.op = AutoOp::kConvBwdWeights,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kGrouped,
-     .ic = {0, 724},
-     .work = {776160, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvBwdWeights k2-3 grouped ic<=724 work>=776160: onednn 2.87x faster in geomean (min "
-            "1.65x) over 24 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
