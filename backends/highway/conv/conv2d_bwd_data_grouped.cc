@@ -39,26 +39,9 @@ namespace HWY_NAMESPACE {
 // Internal linkage for everything but the exported entry point (see conv2d_fwd_depthwise.cc).
 namespace {
 
-// Pixels per tile, as in the forward kernel: kRows accumulators and kRows dy vectors live across
-// a tap's channels, plus the weight vector and the permuted dy.
-#if HWY_TARGET == HWY_AVX3
-constexpr size_t kRows = 12;
-#elif HWY_TARGET == HWY_AVX2
-constexpr size_t kRows = 6;
-#else
-constexpr size_t kRows = 4;
-#endif
-
-// The taps of one tile that reach dy, resolved once and shared by every block: per tap, its index
-// kh * KW + kw and, per pixel, the dy pixel it reads at channel 0 (or `zeros`, which holds at
-// least OC floats, so that zeros + a block's channel offset still reads zeros).
-constexpr int64_t kMaxTaps = 49;
-
-struct TileTaps {
-  int64_t count = 0;
-  int64_t tap[kMaxTaps];
-  const float* dyp[kMaxTaps][kRows];
-};
+constexpr size_t kRows = kGroupedRows;
+constexpr int64_t kMaxTaps = kGroupedMaxTaps;
+using TileTaps = GroupedTileTaps;
 
 // Taps [tap_begin, min(tap_end, tap_begin + kMaxTaps)) of the tile that reach dy. Kernel rows
 // outside the phase are skipped whole, and no tap index is divided (t / KW per tap, with the
@@ -72,7 +55,7 @@ void GatherTaps(const Conv2dProblem& p, const DxTile<kRows>& tile, const float* 
     if (!tile.RowOffset(kh, &qh)) continue;
     for (int64_t kw = std::max<int64_t>(0, tap_begin - row); kw < p.kw && row + kw < end; ++kw) {
       int64_t qw;
-      if (!tile.ColOffset(kw, &qw) || !tile.TapAt(qh, qw, zeros, taps->dyp[taps->count])) continue;
+      if (!tile.ColOffset(kw, &qw) || !tile.TapAt(qh, qw, zeros, taps->src[taps->count])) continue;
       taps->tap[taps->count++] = row + kw;
     }
   }
@@ -94,7 +77,7 @@ HWY_INLINE void AccumulateBlock(const Conv2dBwdDataArgs& a, const GroupedLaneTab
   for (int64_t t = 0; t < taps.count; ++t) {
     const float* dyp[kRows];
     HWY_UNROLL(16)
-    for (size_t i = 0; i < kRows; ++i) dyp[i] = taps.dyp[t][i] + dy_offset;
+    for (size_t i = 0; i < kRows; ++i) dyp[i] = taps.src[t][i] + dy_offset;
     GroupedTap<kRows>(table, dyp, w + taps.tap[t] * ocg * lanes, ocg, per_block == 1, dy_lanes,
                       acc);
   }
@@ -114,7 +97,7 @@ HWY_INLINE void AccumulatePair(const Conv2dBwdDataArgs& a, const TileTaps& taps,
   for (int64_t t = 0; t < taps.count; ++t) {
     const float* dyp[kRows];
     HWY_UNROLL(16)
-    for (size_t i = 0; i < kRows; ++i) dyp[i] = taps.dyp[t][i] + j * ocg;
+    for (size_t i = 0; i < kRows; ++i) dyp[i] = taps.src[t][i] + j * ocg;
     const float* w0 = w + taps.tap[t] * ocg * lanes;
     const float* w1 = w0 + a.w.block_stride;
     for (int64_t c = 0; c < ocg; ++c) {

@@ -38,29 +38,9 @@ namespace convkit::internal::highway {
 namespace HWY_NAMESPACE {
 namespace {
 
-// Pixels per tile: kRows accumulators and kRows input vectors stay live across a tap's channels,
-// plus the weight vector and the permuted input: 2 * 12 + 2 of the 32 zmm registers, 2 * 6 + 2 of
-// the 16 ymm ones.
-#if HWY_TARGET == HWY_AVX3
-constexpr size_t kRows = 12;
-#elif HWY_TARGET == HWY_AVX2
-constexpr size_t kRows = 6;
-#else
-constexpr size_t kRows = 4;
-#endif
-
-// The taps of one tile that do not lie wholly in the padding, computed once and shared by every
-// block: per tap, its index kh * KW + kw and, per pixel, the input pixel read at channel 0 (or
-// `zeros`, which holds IC floats, so that zeros + a block's channel offset still reads zeros).
-// Recomputing them per block (PixelTile::Tap, with per-pixel bounds checks on the tiles that touch
-// the padding, most of them at 14x14) cost a third of the FMA work at 32 groups.
-constexpr int64_t kMaxTaps = 49;
-
-struct TileTaps {
-  int64_t count = 0;
-  int64_t tap[kMaxTaps];
-  const float* xp[kMaxTaps][kRows];
-};
+constexpr size_t kRows = kGroupedRows;
+constexpr int64_t kMaxTaps = kGroupedMaxTaps;
+using TileTaps = GroupedTileTaps;
 
 // Taps [tap_begin, min(tap_end, tap_begin + kMaxTaps)) of the tile.
 void GatherTaps(const Conv2dProblem& p, const PixelTile<kRows>& tile, const float* zeros,
@@ -68,7 +48,7 @@ void GatherTaps(const Conv2dProblem& p, const PixelTile<kRows>& tile, const floa
   taps->count = 0;
   const int64_t end = std::min(tap_end, tap_begin + kMaxTaps);
   for (int64_t t = tap_begin; t < end; ++t) {
-    if (!tile.Tap(t / p.kw, t % p.kw, zeros, taps->xp[taps->count])) continue;
+    if (!tile.Tap(t / p.kw, t % p.kw, zeros, taps->src[taps->count])) continue;
     taps->tap[taps->count++] = t;
   }
 }
@@ -89,7 +69,7 @@ void AccumulateBlock(const Conv2dFwdArgs& a, const GroupedLaneTable& table, cons
     const float* wt = w + taps.tap[t] * icg * lanes;
     const float* xp[kRows];
     HWY_UNROLL(16)
-    for (size_t i = 0; i < kRows; ++i) xp[i] = taps.xp[t][i] + x_offset;
+    for (size_t i = 0; i < kRows; ++i) xp[i] = taps.src[t][i] + x_offset;
     GroupedTap<kRows>(table, xp, wt, icg, per_block == 1, x_lanes, acc);
   }
 }

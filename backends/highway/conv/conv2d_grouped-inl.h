@@ -33,6 +33,29 @@ HWY_BEFORE_NAMESPACE();
 namespace convkit::internal::highway {
 namespace HWY_NAMESPACE {
 
+// Pixels per tile of the grouped kernels: kGroupedRows accumulators and as many input vectors
+// stay live across a tap's channels, plus the weight vector and the permuted input: 2 * 12 + 2 of
+// the 32 zmm registers, 2 * 6 + 2 of the 16 ymm ones.
+#if HWY_TARGET == HWY_AVX3
+constexpr size_t kGroupedRows = 12;
+#elif HWY_TARGET == HWY_AVX2
+constexpr size_t kGroupedRows = 6;
+#else
+constexpr size_t kGroupedRows = 4;
+#endif
+
+// The taps of one tile that read data, resolved once and shared by every block: per tap, its index
+// kh * KW + kw and, per pixel, the pixel it reads at channel 0 (x forward, dy backward; or a zero
+// buffer at least a pixel wide, so that it plus a block's channel offset still reads zeros).
+// Recomputing them per block cost a third of the FMA work at 32 groups.
+constexpr int64_t kGroupedMaxTaps = 49;
+
+struct GroupedTileTaps {
+  int64_t count = 0;
+  int64_t tap[kGroupedMaxTaps];
+  const float* src[kGroupedMaxTaps][kGroupedRows];
+};
+
 // The largest vector in floats the grouped kernels are compiled for: idx tables are sized by it.
 constexpr size_t kGroupedMaxLanes = 16;
 
