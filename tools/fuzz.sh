@@ -4,13 +4,13 @@
 # It first replays tests/fuzz/regressions/ (inputs that once crashed or hung). A crash or timeout
 # leaves its input in build/fuzz/artifacts/ and fails this script.
 # Usage: tools/fuzz.sh [seconds]        fuzz for that long (default 60)
-#        tools/fuzz.sh --runs N [seed]    replay the regressions, then N inputs (CI: bounded work)
+#        tools/fuzz.sh --runs N [seed]    replay the regressions, then N inputs (bounded work)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 limit=(-max_total_time="${1:-60}")
 if [[ ${1:-} == --runs ]]; then limit=(-runs="$2" -seed="${3:-1}"); fi
 
-tools/setup.sh
+tools/setup.sh --fuzz
 cmake --preset fuzz
 cmake --build --preset fuzz
 rm -rf build/fuzz/corpus

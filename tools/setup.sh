@@ -7,6 +7,8 @@
 #        tools/setup.sh --peers  also install the comparison's optional peers (XNNPACK, ONNX
 #                                Runtime, OpenVINO; never needed by the tests); --check --peers
 #                                checks them too
+#        tools/setup.sh --fuzz   also install clang-14 and its runtimes for the libFuzzer build
+#                                (tools/fuzz.sh; the tests run the fuzz target without it)
 #
 # Fresh-machine rehearsal (what a new user or a new CI machine sees; run as root):
 #   apt-get purge -y libhwy-dev libdnnl-dev ocl-icd-opencl-dev libgtest-dev libgmock-dev \
@@ -18,13 +20,11 @@ set -euo pipefail
 # - libdnnl-dev: Debian's oneDNN is built with its OpenCL GPU runtime, so its CMake package
 #   (dnnl-config.cmake) calls find_package(OpenCL); libdnnl-dev only *recommends*
 #   ocl-icd-opencl-dev and we install without recommends, so it is named here explicitly.
-# - clang-14 and its runtimes build the libFuzzer target (the `fuzz` preset, tools/fuzz.sh).
 debian_packages=(
   cmake g++ make pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libhwy-dev libdnnl-dev ocl-icd-opencl-dev
   clang-format
-  clang-14 libclang-rt-14-dev libomp-14-dev
 )
 # import name:pip name
 python_packages=(
@@ -40,6 +40,8 @@ python_packages=(
 # xnnpack.h includes pthreadpool.h, which libxnnpack-dev does not pull in.
 peer_debian_packages=(libxnnpack-dev libpthreadpool-dev)
 peer_python_packages=(onnx:onnx onnxruntime:onnxruntime openvino:openvino)
+# clang-14 and its runtimes build the libFuzzer target (the `fuzz` preset), with --fuzz only.
+fuzz_debian_packages=(clang-14 libclang-rt-14-dev libomp-14-dev)
 
 check_only=0
 for arg in "$@"; do
@@ -49,8 +51,9 @@ for arg in "$@"; do
       debian_packages+=("${peer_debian_packages[@]}")
       python_packages+=("${peer_python_packages[@]}")
       ;;
+    --fuzz) debian_packages+=("${fuzz_debian_packages[@]}") ;;
     *)
-      echo "setup: unknown argument '$arg' (expected --check and/or --peers)" >&2
+      echo "setup: unknown argument '$arg' (expected --check, --peers, --fuzz)" >&2
       exit 2
       ;;
   esac
