@@ -36,11 +36,25 @@ class HighwayBackend final : public Backend {
                                                              const float* b) const override {
     return highway::CreateConv2dTransposeFwd(p, w, b);
   }
-  // One-shot backward calls keep Backend's default (make a plan, run it): the plan does what a
-  // one-shot call would (transpose w once, choose the kernels), nothing more.
+  // One-shot transposed and backward calls make a plan for one run (DxUse::kOneShot: w read in
+  // place where a kernel can, the forward one-shot path for stride-1 dx) and run it.
+  void conv2d_transpose_fwd(const Conv2dTransposeProblem& p, const float* x, const float* w,
+                            const float* b, const float* r, float* y,
+                            std::string* impl_name) const override {
+    const auto plan = highway::CreateConv2dTransposeFwd(p, w, b, highway::DxUse::kOneShot);
+    plan->run(x, r, y);
+    if (impl_name != nullptr) *impl_name = plan->name();
+  }
   std::unique_ptr<Conv2dBwdImpl> create_conv2d_bwd(const Conv2dProblem& p, const float* w,
                                                    const Conv2dGradsWanted& wanted) const override {
     return highway::CreateConv2dBwd(p, w, wanted);
+  }
+  void conv2d_bwd(const Conv2dProblem& p, const float* x, const float* w, const float* dy,
+                  float* dx, float* dw, float* db, std::string* impl_name) const override {
+    const Conv2dGradsWanted wanted{dx != nullptr, dw != nullptr, db != nullptr};
+    const auto plan = highway::CreateConv2dBwd(p, w, wanted, highway::DxUse::kOneShot);
+    plan->run(x, dy, dx, dw, db);
+    if (impl_name != nullptr) *impl_name = plan->name();
   }
 
   std::unique_ptr<Pool2dFwdImpl> create_pool2d_fwd(const Pool2dProblem& p) const override {

@@ -12,6 +12,7 @@
 
 #include "api/src/backend.hpp"
 #include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_fwd.hpp"
 #include "hwy/aligned_allocator.h"
 
 namespace convkit::internal::highway {
@@ -129,46 +130,76 @@ Conv2dBwdWeightsArgs WeightsArgs(const Conv2dProblem& p, const float* x, const f
 
 }  // namespace
 
-Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w)
-    : p_(p), choice_(ChooseConv2dBwdData(p)) {
-  if (copy_w) w_copy_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
-  w_hwio_ = copy_w ? w_copy_.data() : w;
-  if (choice_.weights == DxWeights::kHwio) return;  // reads w_hwio_ in place
+Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, DxUse use,
+                                     const float* b, const PostOps& post_ops)
+    : p_(p), use_(use), choice_(ChooseConv2dBwdData(p, use)), post_ops_(post_ops) {
+  if (b != nullptr) b_.assign(b, b + p.ic);
+  if (choice_.weights == DxWeights::kHwio) {  // reads w in place
+    if (use == DxUse::kPlan) w_copy_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
+    w_hwio_ = use == DxUse::kPlan ? w_copy_.data() : w;
+    return;
+  }
+  if (choice_.weights != DxWeights::kForward) {
+    const int64_t zero_count = std::max<int64_t>(p.oc, choice_.kernel.lanes);
+    zeros_ = hwy::AllocateAligned<float>(static_cast<size_t>(zero_count));
+    std::fill_n(zeros_.get(), zero_count, 0.0f);
+  }
+  Pack(w);
+}
+
+Conv2dBwdDataPlan::~Conv2dBwdDataPlan() = default;
+
+// w into the layout of the chosen variant (once at creation, again by SetWeights).
+void Conv2dBwdDataPlan::Pack(const float* w) {
   const Conv2dBwdDataKernel& kernel = choice_.kernel;
-  const int64_t zero_count = std::max<int64_t>(p.oc, kernel.lanes);
-  zeros_ = hwy::AllocateAligned<float>(static_cast<size_t>(zero_count));
-  std::fill_n(zeros_.get(), zero_count, 0.0f);
+  if (choice_.weights == DxWeights::kForward) {
+    w_fwd_.resize(static_cast<size_t>(p_.kh * p_.kw * p_.ic_per_group() * p_.oc));
+    DataAsForwardWeights(p_, w, w_fwd_.data());
+    const Conv2dProblem f = DataAsForwardProblem(p_, !b_.empty(), post_ops_);
+    const float* b = b_.empty() ? nullptr : b_.data();
+    if (use_ == DxUse::kOneShot) {
+      forward_ = CreateConv2dFwdOneShot(f, w_fwd_.data(), b);  // reads w_fwd_ in place
+      return;
+    }
+    forward_ = CreateConv2dFwd(f, w_fwd_.data(), b);  // packs: w_fwd_ is not needed after
+    w_fwd_ = {};
+    return;
+  }
   if (choice_.weights == DxWeights::kGroupedBlocks) {
-    const int64_t block_stride = GroupedBlockStride(p, kernel.lanes);
-    wt_ = hwy::AllocateAligned<float>(
-        static_cast<size_t>(std::max<int64_t>(1, GroupedBlocks(p, kernel.lanes) * block_stride)));
-    PackGroupedDataWeights(p, w, kernel.lanes, wt_.get());
+    const int64_t block_stride = GroupedBlockStride(p_, kernel.lanes);
+    if (!wt_) {
+      wt_ = hwy::AllocateAligned<float>(static_cast<size_t>(
+          std::max<int64_t>(1, GroupedBlocks(p_, kernel.lanes) * block_stride)));
+    }
+    PackGroupedDataWeights(p_, w, kernel.lanes, wt_.get());
     wt_layout_ = {wt_.get(), kernel.lanes, 0, block_stride, kernel.lanes};
     return;
   }
-  const int64_t icg = p.ic_per_group();
-  const int64_t block_cols = VecsPerBlock(icg, kernel.lanes, kernel.max_vecs) * kernel.lanes;
-  BlockedWeights wt = BlockedLayout(p, block_cols);
-  TransposeWeights(p, w, block_cols, ThreadsFor(p.flops()), &wt);
+  const int64_t block_cols =
+      VecsPerBlock(p_.ic_per_group(), kernel.lanes, kernel.max_vecs) * kernel.lanes;
+  BlockedWeights wt;
+  if (wt_) {  // SetWeights: in place
+    wt.data = std::move(wt_);
+    wt.group_stride = wt_layout_.group_stride;
+    wt.block_stride = wt_layout_.block_stride;
+  } else {
+    wt = BlockedLayout(p_, block_cols);
+  }
+  TransposeWeights(p_, w, block_cols, ThreadsFor(p_.flops()), &wt);
   wt_layout_ = {wt.data.get(), block_cols, wt.group_stride, wt.block_stride, block_cols};
   wt_ = std::move(wt.data);
 }
 
 void Conv2dBwdDataPlan::SetWeights(const float* w) {
-  std::copy(w, w + w_copy_.size(), w_copy_.begin());
-  if (!wt_) return;
-  if (choice_.weights == DxWeights::kGroupedBlocks) {
-    return PackGroupedDataWeights(p_, w, wt_layout_.block_cols, wt_.get());  // in place
+  if (choice_.weights == DxWeights::kHwio) {
+    std::copy(w, w + w_copy_.size(), w_copy_.begin());
+    return;
   }
-  BlockedWeights wt;
-  wt.data = std::move(wt_);
-  wt.group_stride = wt_layout_.group_stride;
-  wt.block_stride = wt_layout_.block_stride;
-  TransposeWeights(p_, w, wt_layout_.block_cols, ThreadsFor(p_.flops()), &wt);  // in place
-  wt_ = std::move(wt.data);
+  Pack(w);
 }
 
-void Conv2dBwdDataPlan::Run(const float* dy, const DxEpilogue& epilogue, float* dx) const {
+void Conv2dBwdDataPlan::Run(const float* dy, const float* r, float* dx) const {
+  if (forward_) return forward_->run(dy, r, dx);
   Conv2dBwdDataArgs a;
   a.p = &p_;
   a.dy = dy;
@@ -176,25 +207,31 @@ void Conv2dBwdDataPlan::Run(const float* dy, const DxEpilogue& epilogue, float* 
   a.zeros = zeros_.get();
   a.w_hwio = w_hwio_;
   a.dx = dx;
-  a.epilogue = epilogue;
+  a.epilogue.b = b_.empty() ? nullptr : b_.data();
+  a.epilogue.post_ops = &post_ops_;
+  a.epilogue.r = r;
   a.epilogue.dx = dx;
   a.threads = ThreadsFor(p_.flops());
   choice_.kernel.run(a);
 }
 
 std::string Conv2dBwdDataPlan::name() const {
+  if (forward_) {  // "highway:winograd:AVX3" -> "bwd_data_as_fwd_winograd:AVX3"
+    const std::string fwd = forward_->name();
+    return std::string(choice_.variant) + "_" + fwd.substr(fwd.find(':') + 1);
+  }
   return std::string(choice_.variant) + ":" + choice_.kernel.isa;
 }
 
 namespace {
 
-// The backward plan: a Conv2dBwdDataPlan (with its copy of w) for dx, the weights kernel chosen
+// The backward plan: a Conv2dBwdDataPlan for dx, the weights kernel chosen
 // once for dw and db.
 class Conv2dBwdPlan final : public Conv2dBwdImpl {
  public:
-  Conv2dBwdPlan(const Conv2dProblem& p, const float* w, const Conv2dGradsWanted& wanted)
+  Conv2dBwdPlan(const Conv2dProblem& p, const float* w, const Conv2dGradsWanted& wanted, DxUse use)
       : p_(p), wanted_(wanted), weights_(ChooseConv2dBwdWeights(p, wanted.dw)) {
-    if (wanted.dx) data_.emplace(p, w, /*copy_w=*/true);
+    if (wanted.dx) data_.emplace(p, w, use);
   }
 
   void set_weights(const float* w) override {
@@ -202,7 +239,7 @@ class Conv2dBwdPlan final : public Conv2dBwdImpl {
   }
 
   void run(const float* x, const float* dy, float* dx, float* dw, float* db) const override {
-    if (data_) data_->Run(dy, DxEpilogue{}, dx);
+    if (data_) data_->Run(dy, /*r=*/nullptr, dx);
     if (wanted_.dw || wanted_.db)
       weights_.kernel.run(WeightsArgs(p_, x, dy, dw, db, ThreadsFor(p_.flops())));
   }
@@ -224,8 +261,8 @@ class Conv2dBwdPlan final : public Conv2dBwdImpl {
 }  // namespace
 
 std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
-                                               const Conv2dGradsWanted& wanted) {
-  return std::make_unique<Conv2dBwdPlan>(p, w, wanted);
+                                               const Conv2dGradsWanted& wanted, DxUse use) {
+  return std::make_unique<Conv2dBwdPlan>(p, w, wanted, use);
 }
 
 }  // namespace convkit::internal::highway

@@ -94,14 +94,31 @@ Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
 
 // How a backward-data kernel reads w: HWIO in place (Conv2dBwdDataArgs::w_hwio); w^T in column
 // blocks (Conv2dBwdDataArgs::w, conv2d_bwd.cpp's BlockedLayout); or in the narrow-groups kernel's
-// blocks (Conv2dBwdDataArgs::w, PackGroupedDataWeights).
-enum class DxWeights { kHwio, kTransposedBlocks, kGroupedBlocks };
+// blocks (Conv2dBwdDataArgs::w, PackGroupedDataWeights). kForward: no backward kernel, dx is a
+// forward convolution (DataAsForwardProblem) run by a forward plan of DataAsForwardWeights.
+enum class DxWeights { kHwio, kTransposedBlocks, kGroupedBlocks, kForward };
+
+// Backward data of a stride-1 convolution as a forward one (conv2d_bwd_data_as_fwd.cpp): null when
+// p qualifies (stride 1, each pad within 0..(K - 1) * dilation), otherwise why not.
+const char* RefusesDataAsForward(const Conv2dProblem& p);
+// The forward convolution whose y is p's dx given p's dy as x, with the given bias and post-ops.
+Conv2dProblem DataAsForwardProblem(const Conv2dProblem& p, bool has_bias, const PostOps& post_ops);
+// Its weights (HWIO of that problem: KH x KW x OCg x IC): w flipped in space, each group's input
+// and output channels swapped. w_fwd holds KH * KW * ICg * OC floats.
+void DataAsForwardWeights(const Conv2dProblem& p, const float* w, float* w_fwd);
 
 // The backward variant lists (conv2d_bwd_variants.cpp; common/variants.hpp): for dx
-//   bwd_data_depthwise, bwd_data_narrow, bwd_data_grouped, bwd_data_igemm (accepts every problem);
+//   bwd_data_grouped, bwd_data_as_fwd, bwd_data_depthwise, bwd_data_narrow, bwd_data_igemm (accepts
+//   every problem);
 // for dw and db
 //   bwd_weights_depthwise (needs dw wanted and N > 0), bwd_weights_grouped (the same),
 //   bwd_weights_gemm (accepts every problem).
+// What a backward-data plan is made for: plans, run many times, keep what they read (a copy of w
+// for the kernels that read it in place) and take set_weights; a one-shot call's plan runs once
+// while the caller's w is alive, so it reads w in place and takes the forward convolution's
+// one-shot path (no weight packing where a variant can read HWIO).
+enum class DxUse { kPlan, kOneShot };
+
 struct Conv2dBwdDataChoice {
   const char* variant;
   Conv2dBwdDataKernel kernel;
@@ -111,34 +128,49 @@ struct Conv2dBwdWeightsChoice {
   const char* variant;
   Conv2dBwdWeightsKernel kernel;
 };
-Conv2dBwdDataChoice ChooseConv2dBwdData(const Conv2dProblem& p);
+Conv2dBwdDataChoice ChooseConv2dBwdData(const Conv2dProblem& p, DxUse use);
 Conv2dBwdWeightsChoice ChooseConv2dBwdWeights(const Conv2dProblem& p, bool dw_wanted);
 
-// Backward data with everything but dy decided once: the kernel (depthwise or generic) and target,
-// w^T in column blocks for the generic kernel, the zero row. The backward plan (CreateConv2dBwd)
-// and the transposed convolution's plan keep one, with a copy of w (`copy_w`) for the kernels that
-// read HWIO in place. Run is const and thread-safe; it allocates nothing except on the
-// narrow-channel path (a per-thread dcol buffer and w^T) and in the depthwise kernel (tap lists).
+// Backward data with everything but dy decided once: the variant and target, w in the layout its
+// kernel reads (or the forward plan of bwd_data_as_fwd), the zero row, and the epilogue's fixed
+// part: b and the post-ops (the transposed convolution's; none for conv2d_backward's dx). The
+// backward plan (CreateConv2dBwd) and the transposed convolution's plan keep one. Run is const and
+// thread-safe for kPlan; it allocates nothing except on the narrow-channel path (a per-thread dcol
+// buffer and w^T), in the depthwise kernel (tap lists) and where the forward variant does.
 class Conv2dBwdDataPlan {
  public:
-  Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, bool copy_w);
+  // b: IC floats or null (copied); post_ops: applied after b (and the residual, as they say).
+  // kOneShot: w must outlive the plan, which runs once.
+  Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, DxUse use, const float* b = nullptr,
+                    const PostOps& post_ops = {});
+  ~Conv2dBwdDataPlan();
 
-  // dx = the backward data of dy with the epilogue (its dx field is set here) on the way out.
-  void Run(const float* dy, const DxEpilogue& epilogue, float* dx) const;
-  // "<variant>:<isa>", e.g. "bwd_data_igemm:AVX3".
+  // dx = the backward data of dy, then b, the residual r (dx's dims; null: none; may equal dx)
+  // and the post-ops on the way out.
+  void Run(const float* dy, const float* r, float* dx) const;
+  // "<variant>:<isa>", e.g. "bwd_data_igemm:AVX3"; bwd_data_as_fwd names the forward variant,
+  // e.g. "bwd_data_as_fwd_winograd:AVX3" (after the Run, for kOneShot).
   std::string name() const;
   const char* variant() const { return choice_.variant; }
-  // Replaces w (same dims): the copy and w^T, in place. Only with copy_w; not during a Run.
+  // Replaces w (same dims): the copy and the kernel's layout, in place (bwd_data_as_fwd: a new
+  // forward plan). kPlan only; not during a Run.
   void SetWeights(const float* w);
 
  private:
+  void Pack(const float* w);
+
   Conv2dProblem p_;
+  DxUse use_;
   Conv2dBwdDataChoice choice_;
-  std::vector<float> w_copy_;  // HWIO, when copy_w
+  std::vector<float> b_;  // IC floats, or empty
+  PostOps post_ops_;
+  std::vector<float> w_copy_;  // HWIO, for the kernels that read it in place (kPlan)
   const float* w_hwio_ = nullptr;
   hwy::AlignedFreeUniquePtr<float[]> wt_;  // w^T in column blocks (generic kernel)
   Conv2dFwdWeights wt_layout_;
   hwy::AlignedFreeUniquePtr<float[]> zeros_;
+  std::vector<float> w_fwd_;                // bwd_data_as_fwd, kOneShot: what forward_ reads
+  std::unique_ptr<Conv2dFwdImpl> forward_;  // bwd_data_as_fwd
 };
 
 // The backend's plan: computes the wanted gradients, each overwritten, dw and db zeros when
@@ -148,12 +180,14 @@ class Conv2dBwdDataPlan {
 // narrow-channel data kernel's w^T and tile, the weights kernel's packing panels (README, "Plans
 // and allocation").
 std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
-                                               const Conv2dGradsWanted& wanted);
+                                               const Conv2dGradsWanted& wanted,
+                                               DxUse use = DxUse::kPlan);
 
 // The transposed convolution's forward plan (conv2d_transpose.cpp): a Conv2dBwdDataPlan of p.conv
 // with x as its dy, y as its dx, and bias + activation as its epilogue. Keeps copies of w and b;
 // named "highway:<bwd_data variant>:<isa>".
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,
-                                                        const float* w, const float* b);
+                                                        const float* w, const float* b,
+                                                        DxUse use = DxUse::kPlan);
 
 }  // namespace convkit::internal::highway

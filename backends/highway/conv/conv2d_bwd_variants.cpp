@@ -11,29 +11,36 @@
 namespace convkit::internal::highway {
 namespace {
 
+struct DataQuery {
+  const Conv2dProblem& p;
+  DxUse use;
+};
+
 struct DataVariant {
   const char* name;
-  const char* (*refuses)(const Conv2dProblem& p);
+  const char* (*refuses)(const DataQuery& q);
   Conv2dBwdDataKernel (*kernel)();
   DxWeights weights;
 };
 
-const char* RefusesDepthwiseData(const Conv2dProblem& p) {
-  return p.depthwise() ? nullptr : "not depthwise";
+const char* RefusesDepthwiseData(const DataQuery& q) {
+  return q.p.depthwise() ? nullptr : "not depthwise";
 }
 
 // The narrow kernel fills whole vectors with KW * IC columns of the im2col gradient; it pays when
 // a tile of IC channels would fill at most half a vector (conv1's IC = 3).
-const char* RefusesNarrowData(const Conv2dProblem& p) {
+const char* RefusesNarrow(const Conv2dProblem& p) {
   if (p.groups != 1) return "groups > 1";
   if (p.dilation_w != 1) return "dilated along w";
   if (p.ic * 2 > ChooseConv2dBwdDataKernel().lanes) return "C_in wider than half a vector";
   return nullptr;
 }
+const char* RefusesNarrowData(const DataQuery& q) { return RefusesNarrow(q.p); }
 
 // The narrow-groups kernel fills every lane with the dx channels of L / ICg groups; the implicit
 // GEMM fills ICg lanes of each vector. Dense problems never take it.
-const char* RefusesGroupedData(const Conv2dProblem& p) {
+const char* RefusesGroupedData(const DataQuery& q) {
+  const Conv2dProblem& p = q.p;
   if (p.groups <= 1 || p.depthwise()) return "not grouped, or depthwise";
   const int64_t lanes = ChooseConv2dBwdDataGroupedKernel().lanes;
   const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
@@ -42,7 +49,26 @@ const char* RefusesGroupedData(const Conv2dProblem& p) {
   return nullptr;
 }
 
-const char* AcceptsAll(const Conv2dProblem&) { return nullptr; }
+// Stride 1 as a forward convolution (conv2d_bwd_data_as_fwd.cpp), except where a backward kernel
+// measured faster: the narrow-groups kernel (which goes first) and the narrow-channel kernel,
+// whose forward problem would have C_in output channels. Against the kernels it replaces
+// (convkit_bench --ops=conv2d_bwd_data, 2 threads): 1.16x on ResNet-50's layers (3x3 by Winograd
+// 1.5-1.9x), 1.5x on narrow 1x1, 1.2x on large depthwise kernels; narrow groups 0.85-0.98x.
+// A one-shot call pays the weights' rewrite and the forward plan's packing on every call: where
+// each weight meets fewer than kOneShotMinUses dx pixels (ResNet-50's res3-res5 1x1 layers at
+// batch 1: 49-784) the two passes over w cost more than the forward kernel saves. Depthwise
+// weights are only flipped, and the forward depthwise kernel reads them in place.
+constexpr int64_t kOneShotMinUses = 1024;
+const char* RefusesAsForward(const DataQuery& q) {
+  const Conv2dProblem& p = q.p;
+  if (!p.depthwise() && RefusesNarrow(p) == nullptr) return "C_in at most half a vector";
+  if (q.use == DxUse::kOneShot && !p.depthwise() && p.n * p.ih * p.iw < kOneShotMinUses) {
+    return "one-shot, fewer than 1024 dx pixels per weight";
+  }
+  return RefusesDataAsForward(p);
+}
+
+const char* AcceptsAll(const DataQuery&) { return nullptr; }
 
 struct WeightsQuery {
   const Conv2dProblem& p;
@@ -83,21 +109,23 @@ const char* RefusesGroupedWeights(const WeightsQuery& q) {
 
 const char* AcceptsAllWeights(const WeightsQuery&) { return nullptr; }
 
-std::string Describe(const Conv2dProblem& p) { return p.to_string(); }
-
 }  // namespace
 
-Conv2dBwdDataChoice ChooseConv2dBwdData(const Conv2dProblem& p) {
-  static constexpr std::array<DataVariant, 4> kList = {{
+Conv2dBwdDataChoice ChooseConv2dBwdData(const Conv2dProblem& p, DxUse use) {
+  static constexpr std::array<DataVariant, 5> kList = {{
+      {"bwd_data_grouped", &RefusesGroupedData, &ChooseConv2dBwdDataGroupedKernel,
+       DxWeights::kGroupedBlocks},
+      {"bwd_data_as_fwd", &RefusesAsForward, &ChooseConv2dBwdDataKernel, DxWeights::kForward},
       {"bwd_data_depthwise", &RefusesDepthwiseData, &ChooseConv2dBwdDepthwiseDataKernel,
        DxWeights::kHwio},
       {"bwd_data_narrow", &RefusesNarrowData, &ChooseConv2dBwdNarrowDataKernel, DxWeights::kHwio},
-      {"bwd_data_grouped", &RefusesGroupedData, &ChooseConv2dBwdDataGroupedKernel,
-       DxWeights::kGroupedBlocks},
       {"bwd_data_igemm", &AcceptsAll, &ChooseConv2dBwdDataKernel, DxWeights::kTransposedBlocks},
   }};
+  const DataQuery q{p, use};
   const DataVariant& v =
-      kList[ChooseVariant("conv2d_bwd_data", std::span<const DataVariant>(kList), p, &Describe)];
+      kList[ChooseVariant(use == DxUse::kOneShot ? "conv2d_bwd_data_oneshot" : "conv2d_bwd_data",
+                          std::span<const DataVariant>(kList), q,
+                          [](const DataQuery& query) { return query.p.to_string(); })];
   return {v.name, v.kernel(), v.weights};
 }
 

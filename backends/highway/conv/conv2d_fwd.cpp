@@ -31,7 +31,32 @@ Conv2dFwdVariant Choose(const Conv2dProblem& p, bool one_shot) {
   return list[i];
 }
 
+// CreateConv2dFwdOneShot's plan for a variant with a one-shot path.
+class OneShotPlan final : public Conv2dFwdImpl {
+ public:
+  OneShotPlan(const Conv2dProblem& p, const float* w, const float* b, Conv2dFwdVariant variant)
+      : p_(p), w_(w), b_(b), variant_(variant) {}
+  void run(const float* x, const float* r, float* y) const override {
+    variant_.one_shot(p_, x, w_, b_, r, y, &name_);
+  }
+  std::string name() const override { return name_; }
+
+ private:
+  const Conv2dProblem p_;
+  const float* w_;
+  const float* b_;
+  const Conv2dFwdVariant variant_;
+  mutable std::string name_;  // set by the run (one run, on one thread)
+};
+
 }  // namespace
+
+std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwdOneShot(const Conv2dProblem& p, const float* w,
+                                                      const float* b) {
+  const Conv2dFwdVariant variant = Choose(p, /*one_shot=*/true);
+  if (variant.one_shot == nullptr) return variant.create(p, w, b);
+  return std::make_unique<OneShotPlan>(p, w, b, variant);
+}
 
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,
                                                const float* b) {

@@ -15,6 +15,12 @@ namespace convkit::internal::highway {
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwd(const Conv2dProblem& p, const float* w,
                                                const float* b);
 
+// A plan for one run, as a one-shot call makes it: a variant that can read HWIO weights in place
+// keeps a reference to w and b (which must outlive the plan) instead of packing them. Its name()
+// is known after its run; it runs once, on one thread.
+std::unique_ptr<Conv2dFwdImpl> CreateConv2dFwdOneShot(const Conv2dProblem& p, const float* w,
+                                                      const float* b);
+
 // A one-shot call: the same variants; those that can read HWIO weights in place do (no packing).
 // Stores the implementation's name in impl_name if non-null.
 void Conv2dFwdOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,

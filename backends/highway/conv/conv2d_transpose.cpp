@@ -1,9 +1,9 @@
-// The Highway backend's transposed convolution: the backward-data kernels of the equivalent
-// convolution (Conv2dTransposeProblem::conv), planned once (w^T packed, kernel chosen), with the
-// bias, residual and activation applied in the kernels' stores (DxEpilogue).
+// The Highway backend's transposed convolution: the backward data of the equivalent convolution
+// (Conv2dTransposeProblem::conv), planned once (Conv2dBwdDataPlan: variant chosen, w packed), with
+// the bias, residual and activation applied in the stores (the backward kernels' DxEpilogue, or
+// the forward plan's epilogue where stride 1 runs it as a forward convolution).
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "backends/highway/conv/conv2d_bwd.hpp"
 
@@ -12,31 +12,21 @@ namespace {
 
 class Conv2dTransposeFwdPlan final : public Conv2dFwdImpl {
  public:
-  Conv2dTransposeFwdPlan(const Conv2dTransposeProblem& p, const float* w, const float* b)
-      : data_(p.conv, w, /*copy_w=*/true), post_ops_(p.post_ops) {
-    if (p.has_bias) b_.assign(b, b + p.c_out());
-  }
+  Conv2dTransposeFwdPlan(const Conv2dTransposeProblem& p, const float* w, const float* b, DxUse use)
+      : data_(p.conv, w, use, p.has_bias ? b : nullptr, p.post_ops) {}
 
-  void run(const float* x, const float* r, float* y) const override {
-    DxEpilogue epilogue;
-    epilogue.b = b_.empty() ? nullptr : b_.data();
-    epilogue.post_ops = &post_ops_;
-    epilogue.r = r;
-    data_.Run(x, epilogue, y);
-  }
+  void run(const float* x, const float* r, float* y) const override { data_.Run(x, r, y); }
   std::string name() const override { return "highway:" + data_.name(); }
 
  private:
   Conv2dBwdDataPlan data_;
-  PostOps post_ops_;
-  std::vector<float> b_;  // c_out floats, or empty without a bias
 };
 
 }  // namespace
 
 std::unique_ptr<Conv2dFwdImpl> CreateConv2dTransposeFwd(const Conv2dTransposeProblem& p,
-                                                        const float* w, const float* b) {
-  return std::make_unique<Conv2dTransposeFwdPlan>(p, w, b);
+                                                        const float* w, const float* b, DxUse use) {
+  return std::make_unique<Conv2dTransposeFwdPlan>(p, w, b, use);
 }
 
 }  // namespace convkit::internal::highway
