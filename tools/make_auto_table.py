@@ -7,8 +7,9 @@ rules that say when onednn goes first, and writes them to api/src/auto_rules.cpp
 covered by a rule stays on highway (our own path), so a rule needs a clear margin.
 
 How the rules are fitted (greedy rule induction, one class at a time):
-  * a class is an op and direction with a kernel-size class (1, 2-3, 4-5, >= 6) and a groups class
-    (dense, grouped, depthwise): the same code path in each backend;
+  * a class is an op and direction with a kernel-size class (1, 2-3, 4-5, >= 6), a groups class
+    (dense, grouped, depthwise) and the kind of call (plan, or one-shot call: convkit_bench's
+    "_oneshot" ops, which pay each backend's per-call set-up): the same code path in each backend;
   * within a class, a rule is the class itself or the class narrowed by one threshold on
     threads, stride, input or output channels, output pixels per image, batch and work
     (multiply-adds or window reads per call, where fixed costs rule); thresholds sit
@@ -52,9 +53,13 @@ TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(TOOLS_DIR)
 OUTPUT = os.path.join(REPO_DIR, "api", "src", "auto_rules.cpp")
 
-OPS = ["conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weights", "pool2d_fwd_max", "pool2d_fwd_avg",
-       "pool2d_bwd_max", "pool2d_bwd_avg"]
-# convkit_bench's op names → the table's AutoOp.
+PLAN_OPS = ["conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weights", "pool2d_fwd_max",
+            "pool2d_fwd_avg", "pool2d_bwd_max", "pool2d_bwd_avg"]
+# The same work as one-shot calls (convkit_bench's "_oneshot" ops): fitted apart, since each
+# backend's per-call set-up (oneDNN's primitive, highway's weight packing) changes the winner.
+ONESHOT = "_oneshot"
+OPS = PLAN_OPS + [op + ONESHOT for op in PLAN_OPS]
+# convkit_bench's op names (without "_oneshot") → the table's AutoOp.
 AUTO_OPS = {"conv2d_fwd": "kConvFwd", "conv2d_bwd_data": "kConvBwdData",
             "conv2d_bwd_weights": "kConvBwdWeights", "pool2d_fwd_max": "kPoolFwdMax",
             "pool2d_fwd_avg": "kPoolFwdAvg", "pool2d_bwd_max": "kPoolBwdMax",
@@ -161,6 +166,8 @@ def load_medians(paths, max_cv=None, statistic="median", drop_noisy_threads=True
 
 
 def features(op, shape, threads):
+    call = "kOneShot" if op.endswith(ONESHOT) else "kPlan"
+    op = op.removesuffix(ONESHOT)
     if shape["kind"] == "conv":
         x, w, y, g = shape["x"], shape["w"], shape["y"], shape["groups"]
         groups = "kDense" if g == 1 else ("kDepthwise" if g == x[3] == w[3] else "kGrouped")
@@ -175,7 +182,7 @@ def features(op, shape, threads):
         work = x[0] * y[1] * y[2] * ic * window[0] * window[1]
     return {"op": AUTO_OPS[op], "kernel": kernel, "groups": groups, "ic": ic, "oc": oc,
             "spatial": y[1] * y[2], "batch": x[0], "stride": max(shape["stride"]),
-            "threads": threads, "work": work}
+            "threads": threads, "work": work, "call": call}
 
 
 def points(medians, shapes):
@@ -261,7 +268,7 @@ def with_work_floor(combo, covered):
 def fit(pts):
     classes = {}
     for p in pts:
-        key = (p["op"], kernel_class(p["kernel"]), p["groups"])
+        key = (p["op"], kernel_class(p["kernel"]), p["groups"], p["call"])
         classes.setdefault(key, []).append(p)
     rules = []
     for key in sorted(classes, key=str):
@@ -278,18 +285,19 @@ def fit(pts):
 
 
 def matches(rule, p):
-    op, (klo, khi), groups = rule["class"]
-    return (p["op"] == op and p["kernel"] >= klo and (khi is None or p["kernel"] <= khi) and
-            p["groups"] == groups and all(holds(c, p) for c in rule["conds"]))
+    op, (klo, khi), groups, call = rule["class"]
+    return (p["op"] == op and p["call"] == call and p["kernel"] >= klo and
+            (khi is None or p["kernel"] <= khi) and p["groups"] == groups and
+            all(holds(c, p) for c in rule["conds"]))
 
 
 # ------------------------------------------------------------------------------------------------
 # Writing the table.
 
 def describe(rule):
-    op, (klo, khi), groups = rule["class"]
+    op, (klo, khi), groups, call = rule["class"]
     kernel = f"k{klo}" if klo == khi else (f"k{klo}-{khi}" if khi else f"k>={klo}")
-    parts = [op[1:], kernel, groups[1:].lower()]
+    parts = [op[1:], kernel, groups[1:].lower()] + (["one-shot"] if call == "kOneShot" else [])
     for feat, lo, hi in rule["conds"]:
         parts.append(f"{feat}<={hi}" if hi is not None else f"{feat}>={lo}")
     ratios = [p["ratio"] for p in rule["covered"]]
@@ -298,7 +306,7 @@ def describe(rule):
 
 
 def cpp_rule(rule):
-    op, (klo, khi), groups = rule["class"]
+    op, (klo, khi), groups, call = rule["class"]
     fields = [f".op = AutoOp::{op}", f".kernel = {{{klo}, {khi if khi else 'kNoLimit'}}}",
               f".groups = GroupsClass::{groups}"]
     ranges = {}
@@ -307,6 +315,8 @@ def cpp_rule(rule):
     for feat in ["ic", "oc", "spatial", "batch", "stride", "threads", "work"]:
         if feat in ranges:
             fields.append(f".{feat} = {ranges[feat]}")
+    if call == "kOneShot":
+        fields.append(".call = CallKind::kOneShot")
     fields.append('.backend = "onednn"')
     fields.append(f'.why = "{describe(rule)}"')
     return "    {" + ",\n     ".join(fields) + "},\n"

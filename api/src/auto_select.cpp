@@ -191,6 +191,7 @@ std::optional<std::string> measured_choice(const AutoCall& call, std::string* wh
   thread_local std::string key;  // reused: a cache lookup per one-shot call allocates nothing
   key.assign(call.verbose_op).append(" ").append(call.describe());
   key.append(" threads ").append(std::to_string(call.features.threads));
+  if (call.features.call == CallKind::kOneShot) key.append(" one-shot");  // times differ: apart
   MeasureCache& cache = measure_cache();
   if (std::optional<Measured> hit = cache.find(key)) {
     *why = "measured earlier (cached): " + hit->times;

@@ -71,11 +71,11 @@ std::string AutoFeatures::to_string() const {
   std::ostringstream out;
   out << op_name(op) << " k" << kernel << ' ' << groups_name(groups) << " ic" << ic << " oc" << oc
       << " spatial" << spatial << " n" << batch << " s" << stride << " t" << threads << " work"
-      << work;
+      << work << (call == CallKind::kOneShot ? " one-shot" : "");
   return out.str();
 }
 
-AutoFeatures conv2d_features(const Conv2dProblem& p, ConvPass pass, int threads) {
+AutoFeatures conv2d_features(const Conv2dProblem& p, ConvPass pass, int threads, CallKind call) {
   AutoFeatures f;
   f.op = conv_op(pass);
   f.kernel = std::max(p.kh, p.kw);
@@ -89,10 +89,11 @@ AutoFeatures conv2d_features(const Conv2dProblem& p, ConvPass pass, int threads)
   f.stride = std::max(p.stride_h, p.stride_w);
   f.threads = threads;
   f.work = product({p.n, f.spatial, p.oc, p.kh, p.kw, p.ic_per_group()});
+  f.call = call;
   return f;
 }
 
-AutoFeatures pool2d_features(const Pool2dProblem& p, PoolPass pass, int threads) {
+AutoFeatures pool2d_features(const Pool2dProblem& p, PoolPass pass, int threads, CallKind call) {
   AutoFeatures f;
   const bool max = p.mode == PoolMode::kMax;
   f.op = pass == PoolPass::kForward ? (max ? AutoOp::kPoolFwdMax : AutoOp::kPoolFwdAvg)
@@ -105,11 +106,12 @@ AutoFeatures pool2d_features(const Pool2dProblem& p, PoolPass pass, int threads)
   f.stride = std::max(p.stride_h, p.stride_w);
   f.threads = threads;
   f.work = product({p.n, f.spatial, p.c, p.kh, p.kw});
+  f.call = call;
   return f;
 }
 
 bool AutoRule::matches(const AutoFeatures& f) const {
-  return f.op == op && kernel.contains(f.kernel) &&
+  return f.op == op && f.call == call && kernel.contains(f.kernel) &&
          (groups == GroupsClass::kAny || groups == f.groups) && ic.contains(f.ic) &&
          oc.contains(f.oc) && spatial.contains(f.spatial) && batch.contains(f.batch) &&
          stride.contains(f.stride) && threads.contains(f.threads) && work.contains(f.work);

@@ -30,6 +30,11 @@ enum class AutoOp : uint8_t {
 
 enum class GroupsClass : uint8_t { kAny, kDense, kGrouped, kDepthwise };
 
+// How the work is called: a plan (created once, run many times) or a one-shot call, which also
+// pays each backend's per-call set-up (oneDNN creates or looks up its primitive and memory
+// descriptors; highway packs the weights). The two are measured and fitted apart.
+enum class CallKind : uint8_t { kPlan, kOneShot };
+
 // What the rules look at. Pooling has groups kDense and ic == oc == its channel count.
 struct AutoFeatures {
   AutoOp op = AutoOp::kConvFwd;
@@ -43,14 +48,15 @@ struct AutoFeatures {
   // Multiply-adds (convolution: N*OH*OW*OC*KH*KW*IC/groups) or window reads (pooling:
   // N*OH*OW*C*KH*KW) per call: small problems are ruled by fixed costs, not by kernels.
   int64_t work = 0;
+  CallKind call = CallKind::kPlan;
 
-  // "conv_bwd_weights k3 dense ic64 oc64 spatial3136 n1 s1 t2 work115605504", for
-  // CONVKIT_VERBOSE=2.
+  // "conv_bwd_weights k3 dense ic64 oc64 spatial3136 n1 s1 t2 work115605504" (and " one-shot"),
+  // for CONVKIT_VERBOSE=2.
   std::string to_string() const;
 };
 
-AutoFeatures conv2d_features(const Conv2dProblem& p, ConvPass pass, int threads);
-AutoFeatures pool2d_features(const Pool2dProblem& p, PoolPass pass, int threads);
+AutoFeatures conv2d_features(const Conv2dProblem& p, ConvPass pass, int threads, CallKind call);
+AutoFeatures pool2d_features(const Pool2dProblem& p, PoolPass pass, int threads, CallKind call);
 
 inline constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
 
@@ -69,6 +75,7 @@ struct AutoRule {
   Range kernel;
   GroupsClass groups = GroupsClass::kAny;
   Range ic, oc, spatial, batch, stride, threads, work;
+  CallKind call = CallKind::kPlan;  // a rule applies to one kind of call only
   std::string_view backend;
   std::string_view why;
 

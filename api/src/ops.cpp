@@ -8,6 +8,7 @@
 
 namespace convkit {
 
+using internal::CallKind;
 using internal::check_no_overlap;
 using internal::check_tensor;
 using internal::check_vector;
@@ -38,7 +39,7 @@ void run_conv2d_bwd(std::string_view requested, std::string_view op, const Conv2
       requested,
       {.op = op,
        .verbose_op = dx != nullptr ? "conv2d_bwd_data" : "conv2d_bwd_weights",
-       .features = internal::conv2d_features(p, pass, internal::num_threads()),
+       .features = internal::conv2d_features(p, pass, internal::num_threads(), CallKind::kOneShot),
        .describe = [&] { return internal::problem_text(p); },
        .supports =
            [&](const internal::Backend& c) { return internal::supports_conv2d_bwd(c, p, wanted); },
@@ -89,24 +90,25 @@ void conv2d_forward_impl(const Conv2dParams& params, ConstTensorView x, ConstTen
       [&] { return p.to_string() + (r != nullptr ? " residual" : ""); },
       [&](std::string* impl) {
         internal::run_on_backend(
-            backend,
-            {.op = op,
-             .verbose_op = "conv2d_fwd",
-             .features = internal::conv2d_features(p, ConvPass::kForward, internal::num_threads()),
-             .describe = [&] { return internal::problem_text(p); },
-             .supports =
-                 [&](const internal::Backend& c) {
-                   return c.supports_conv2d(p, ConvPass::kForward);
-                 },
-             .attempt =
-                 [&](const internal::Backend& c) {
-                   c.conv2d_fwd(p, x.data, w.data, bias, r_data, y.data, impl);
-                 },
-             .trial =
-                 [&](const internal::Backend& c) {
-                   c.conv2d_fwd(p, xs.data(), ws.data(), p.has_bias ? bs.data() : nullptr,
-                                r_data != nullptr ? ys.data() : nullptr, ys.data(), nullptr);
-                 }});
+            backend, {.op = op,
+                      .verbose_op = "conv2d_fwd",
+                      .features = internal::conv2d_features(
+                          p, ConvPass::kForward, internal::num_threads(), CallKind::kOneShot),
+                      .describe = [&] { return internal::problem_text(p); },
+                      .supports =
+                          [&](const internal::Backend& c) {
+                            return c.supports_conv2d(p, ConvPass::kForward);
+                          },
+                      .attempt =
+                          [&](const internal::Backend& c) {
+                            c.conv2d_fwd(p, x.data, w.data, bias, r_data, y.data, impl);
+                          },
+                      .trial =
+                          [&](const internal::Backend& c) {
+                            c.conv2d_fwd(p, xs.data(), ws.data(), p.has_bias ? bs.data() : nullptr,
+                                         r_data != nullptr ? ys.data() : nullptr, ys.data(),
+                                         nullptr);
+                          }});
       });
 }
 
@@ -199,7 +201,7 @@ void conv2d_transpose_forward_impl(const Conv2dTransposeParams& params, ConstTen
             {.op = op,
              .verbose_op = "conv2d_transpose_fwd",
              .features = internal::conv2d_features(p.conv, ConvPass::kBackwardData,
-                                                   internal::num_threads()),
+                                                   internal::num_threads(), CallKind::kOneShot),
              .describe = [&] { return std::string_view(text); },
              .supports = [&](const internal::Backend& c) { return c.supports_conv2d_transpose(p); },
              .attempt =
@@ -251,7 +253,7 @@ void conv2d_transpose_backward(const Conv2dTransposeParams& params, ConstTensorV
              .verbose_op = "conv2d_transpose_bwd",
              .features = internal::conv2d_features(
                  p.conv, grads.dx ? ConvPass::kForward : ConvPass::kBackwardWeights,
-                 internal::num_threads()),
+                 internal::num_threads(), CallKind::kOneShot),
              .describe = [&] { return std::string_view(text); },
              .supports =
                  [&](const internal::Backend& c) {
@@ -282,7 +284,8 @@ void pool2d_forward(const Pool2dParams& params, ConstTensorView x, TensorView y,
             backend,
             {.op = op,
              .verbose_op = "pool2d_fwd",
-             .features = internal::pool2d_features(p, PoolPass::kForward, internal::num_threads()),
+             .features = internal::pool2d_features(p, PoolPass::kForward, internal::num_threads(),
+                                                   CallKind::kOneShot),
              .describe = [&] { return internal::problem_text(p); },
              .supports =
                  [&](const internal::Backend& c) {
@@ -310,23 +313,23 @@ void pool2d_backward(const Pool2dParams& params, ConstTensorView x, ConstTensorV
       "pool2d_bwd", internal::verbose_level(), [&] { return p.to_string(); },
       [&](std::string* impl) {
         internal::run_on_backend(
-            backend,
-            {.op = op,
-             .verbose_op = "pool2d_bwd",
-             .features = internal::pool2d_features(p, PoolPass::kBackward, internal::num_threads()),
-             .describe = [&] { return internal::problem_text(p); },
-             .supports =
-                 [&](const internal::Backend& c) {
-                   return c.supports_pool2d(p, PoolPass::kBackward);
-                 },
-             .attempt =
-                 [&](const internal::Backend& c) {
-                   c.pool2d_bwd(p, x.data, dy.data, dx.data, impl);
-                 },
-             .trial =
-                 [&](const internal::Backend& c) {
-                   c.pool2d_bwd(p, xs.data(), dys.data(), dxs.data(), nullptr);
-                 }});
+            backend, {.op = op,
+                      .verbose_op = "pool2d_bwd",
+                      .features = internal::pool2d_features(
+                          p, PoolPass::kBackward, internal::num_threads(), CallKind::kOneShot),
+                      .describe = [&] { return internal::problem_text(p); },
+                      .supports =
+                          [&](const internal::Backend& c) {
+                            return c.supports_pool2d(p, PoolPass::kBackward);
+                          },
+                      .attempt =
+                          [&](const internal::Backend& c) {
+                            c.pool2d_bwd(p, x.data, dy.data, dx.data, impl);
+                          },
+                      .trial =
+                          [&](const internal::Backend& c) {
+                            c.pool2d_bwd(p, xs.data(), dys.data(), dxs.data(), nullptr);
+                          }});
       });
 }
 

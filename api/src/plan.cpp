@@ -143,7 +143,8 @@ Conv2d::Conv2d(const Conv2dParams& params, const Dims& x_dims, ConstTensorView w
   if (!b.empty()) internal::check_vector(op, "b", b.data(), static_cast<int64_t>(b.size()), p.oc);
   constexpr internal::ConvPass pass = internal::ConvPass::kForward;
   s.impl = internal::create_plan<internal::Conv2dFwdImpl>(
-      backend, op, "conv2d_fwd", internal::conv2d_features(p, pass, internal::num_threads()),
+      backend, op, "conv2d_fwd",
+      internal::conv2d_features(p, pass, internal::num_threads(), internal::CallKind::kPlan),
       p.to_string(), s.x_dims, s.y_dims,
       [&](const internal::Backend& c) { return c.supports_conv2d(p, pass); },
       [&](const internal::Backend& c) {
@@ -204,7 +205,8 @@ Conv2dTranspose::Conv2dTranspose(const Conv2dTransposeParams& params, const Dims
   // auto's table knows this op as its convolution's backward data.
   s.impl = internal::create_plan<internal::Conv2dFwdImpl>(
       backend, op, "conv2d_transpose_fwd",
-      internal::conv2d_features(p.conv, internal::ConvPass::kBackwardData, internal::num_threads()),
+      internal::conv2d_features(p.conv, internal::ConvPass::kBackwardData, internal::num_threads(),
+                                internal::CallKind::kPlan),
       p.to_string(), s.x_dims, s.y_dims,
       [&](const internal::Backend& c) { return c.supports_conv2d_transpose(p); },
       [&](const internal::Backend& c) {
@@ -258,7 +260,8 @@ Pool2d::Pool2d(const Pool2dParams& params, const Dims& x_dims, std::string_view 
   s.y_dims = {p.n, p.oh, p.ow, p.c};
   constexpr internal::PoolPass pass = internal::PoolPass::kForward;
   s.impl = internal::create_plan<internal::Pool2dFwdImpl>(
-      backend, op, "pool2d_fwd", internal::pool2d_features(p, pass, internal::num_threads()),
+      backend, op, "pool2d_fwd",
+      internal::pool2d_features(p, pass, internal::num_threads(), internal::CallKind::kPlan),
       p.to_string(), s.x_dims, s.y_dims,
       [&](const internal::Backend& c) { return c.supports_pool2d(p, pass); },
       [&](const internal::Backend& c) { return c.create_pool2d_fwd(p); });
@@ -307,7 +310,8 @@ std::unique_ptr<internal::Conv2dBwdImpl> create_conv2d_bwd_plan(
   return internal::create_plan<internal::Conv2dBwdImpl>(
       backend, op,
       pass == internal::ConvPass::kBackwardData ? "conv2d_bwd_data" : "conv2d_bwd_weights",
-      internal::conv2d_features(p, pass, internal::num_threads()), p.to_string(), x_dims, y_dims,
+      internal::conv2d_features(p, pass, internal::num_threads(), internal::CallKind::kPlan),
+      p.to_string(), x_dims, y_dims,
       [&](const internal::Backend& c) { return internal::supports_conv2d_bwd(c, p, wanted); },
       [&](const internal::Backend& c) { return c.create_conv2d_bwd(p, w, wanted); });
 }
@@ -409,7 +413,8 @@ Pool2dBackward::Pool2dBackward(const Pool2dParams& params, const Dims& x_dims,
   s.y_dims = {p.n, p.oh, p.ow, p.c};
   constexpr internal::PoolPass pass = internal::PoolPass::kBackward;
   s.impl = internal::create_plan<internal::Pool2dBwdImpl>(
-      backend, op, "pool2d_bwd", internal::pool2d_features(p, pass, internal::num_threads()),
+      backend, op, "pool2d_bwd",
+      internal::pool2d_features(p, pass, internal::num_threads(), internal::CallKind::kPlan),
       p.to_string(), s.x_dims, s.y_dims,
       [&](const internal::Backend& c) { return c.supports_pool2d(p, pass); },
       [&](const internal::Backend& c) { return c.create_pool2d_bwd(p); });
