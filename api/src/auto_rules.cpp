@@ -6,10 +6,13 @@
 // Measured on AMD EPYC (family 26, Zen 5), 2 cores, 2026-12-05
 // (load averages at the start: 1 thread(s): load 1.1; 2 thread(s): load 1.0; 1 thread(s): load 0.2;
 // 2 thread(s): load 0.8; 1 thread(s): load 1.5; 2 thread(s): load 1.4; 1 thread(s): load 3.8; 2
-// thread(s): load 3.2) from out/auto_nodw_nostem_nogrp_t1.json, out/auto_nodw_nostem_nogrp_t2.json,
-// out/auto_dw_nostem_nogrp_t1.json, out/auto_dw_nostem_nogrp_t2.json, out/auto_stem_nogrp_t1.json,
-// out/auto_stem_nogrp_t2.json, out/auto_grp_t1.json, out/auto_grp_t2.json. 1 thread(s): median cv
-// 0.02. 2 thread(s): median cv 0.02. Rules that do not bound threads apply to every thread count.
+// thread(s): load 3.2; 1 thread(s): load 2.4; 2 thread(s): load 1.0) from
+// out/auto_nodw_nostem_nogrp_nobwdd_t1.json, out/auto_nodw_nostem_nogrp_nobwdd_t2.json,
+// out/auto_dw_nostem_nogrp_nobwdd_t1.json, out/auto_dw_nostem_nogrp_nobwdd_t2.json,
+// out/auto_stem_nogrp_nobwdd_t1.json, out/auto_stem_nogrp_nobwdd_t2.json,
+// out/auto_grp_nobwdd_t1.json, out/auto_grp_nobwdd_t2.json, out/auto_bwdd_oneshot_t1.json,
+// out/auto_bwdd_oneshot_t2.json. 1 thread(s): median cv 0.03. 2 thread(s): median cv 0.03. Rules
+// that do not bound threads apply to every thread count.
 #include "api/src/auto_table.hpp"
 
 namespace convkit::internal {
@@ -20,59 +23,52 @@ constexpr AutoRule kRules[] = {
     {.op = AutoOp::kConvBwdData,
      .kernel = {1, 1},
      .groups = GroupsClass::kDense,
-     .ic = {0, 362},
-     .work = {215760, kNoLimit},
+     .spatial = {0, 98},
+     .work = {12845056, kNoLimit},
+     .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k1 dense ic<=362 work>=215760: onednn 1.31x faster in geomean (min 0.97x) "
-            "over 52 measured shapes"},
+     .why = "ConvBwdData k1 dense one-shot spatial<=98 work>=12845056: onednn 1.27x faster in "
+            "geomean (min 1.18x) over 10 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
      .ic = {0, 724},
      .work = {112896, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 depthwise ic<=724 work>=112896: onednn 1.33x faster in geomean (min "
-            "1.12x) over 15 measured shapes"},
+     .why = "ConvBwdData k2-3 depthwise ic<=724 work>=112896: onednn 1.26x faster in geomean (min "
+            "0.98x) over 16 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
-     .ic = {475, kNoLimit},
-     .work = {7225344, kNoLimit},
+     .work = {776160, kNoLimit},
+     .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped ic>=475 work>=7225344: onednn 1.27x faster in geomean (min "
-            "1.17x) over 8 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped one-shot work<=3459944 work>=776160: onednn 1.44x faster in "
+            "geomean (min 0.98x) over 8 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
-     .ic = {0, 115},
+     .ic = {0, 70},
      .work = {2039184, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped ic<=115 work>=2039184: onednn 1.19x faster in geomean (min "
-            "0.96x) over 8 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped ic<=70 work>=2039184: onednn 1.28x faster in geomean (min "
+            "1.13x) over 3 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {4, 5},
      .groups = GroupsClass::kDepthwise,
      .stride = {2, kNoLimit},
      .work = {411600, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k4-5 depthwise stride>=2 work>=411600: onednn 1.20x faster in geomean "
-            "(min 0.96x) over 6 measured shapes"},
+     .why = "ConvBwdData k4-5 depthwise stride>=2 work>=411600: onednn 1.24x faster in geomean "
+            "(min 0.97x) over 6 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {6, kNoLimit},
      .groups = GroupsClass::kDense,
      .stride = {6, kNoLimit},
      .work = {57802752, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k>=6 dense stride>=6 work>=57802752: onednn 1.48x faster in geomean (min "
-            "1.08x) over 4 measured shapes"},
-    {.op = AutoOp::kConvBwdData,
-     .kernel = {6, kNoLimit},
-     .groups = GroupsClass::kDepthwise,
-     .ic = {0, 135},
-     .work = {7375872, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvBwdData k>=6 depthwise ic<=135 work>=7375872: onednn 1.43x faster in geomean (min "
-            "1.30x) over 6 measured shapes"},
+     .why = "ConvBwdData k>=6 dense stride>=6 work>=57802752: onednn 1.46x faster in geomean (min "
+            "1.04x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
@@ -81,6 +77,15 @@ constexpr AutoRule kRules[] = {
      .backend = "onednn",
      .why = "ConvBwdWeights k2-3 depthwise threads<=1 work>=112896: onednn 1.17x faster in geomean "
             "(min 0.97x) over 9 measured shapes"},
+    {.op = AutoOp::kConvBwdWeights,
+     .kernel = {4, 5},
+     .groups = GroupsClass::kDense,
+     .batch = {2, kNoLimit},
+     .work = {1010625, kNoLimit},
+     .call = CallKind::kOneShot,
+     .backend = "onednn",
+     .why = "ConvBwdWeights k4-5 dense one-shot batch>=2 work>=1010625: onednn 1.33x faster in "
+            "geomean (min 1.25x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
@@ -99,11 +104,28 @@ constexpr AutoRule kRules[] = {
     {.op = AutoOp::kConvFwd,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
+     .spatial = {1569, kNoLimit},
+     .work = {5419008, kNoLimit},
+     .call = CallKind::kOneShot,
+     .backend = "onednn",
+     .why = "ConvFwd k2-3 grouped one-shot spatial>=1569 work>=5419008: onednn 2.20x faster in "
+            "geomean (min 1.68x) over 4 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kGrouped,
      .ic = {475, kNoLimit},
      .work = {7225344, kNoLimit},
      .backend = "onednn",
      .why = "ConvFwd k2-3 grouped ic>=475 work>=7225344: onednn 1.16x faster in geomean (min "
             "0.96x) over 8 measured shapes"},
+    {.op = AutoOp::kPoolFwdAvg,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kDense,
+     .work = {2408449, kNoLimit},
+     .call = CallKind::kOneShot,
+     .backend = "onednn",
+     .why = "PoolFwdAvg k2-3 dense one-shot work>=2408449: onednn 1.27x faster in geomean (min "
+            "1.05x) over 4 measured shapes"},
     {.op = AutoOp::kPoolFwdAvg,
      .kernel = {2, 3},
      .groups = GroupsClass::kDense,
