@@ -59,8 +59,9 @@ e.g. convkit_bench --ops=conv2d_fwd --sets=resnet50 --threads=2 --benchmark_min_
 struct Prepared {
   std::function<void()> run;
   std::string label;
-  // One-shot calls without a plan to ask: the warm-up call reads its implementation from its
-  // CONVKIT_VERBOSE line, and the label becomes "<implementation> (one-shot)".
+  // One-shot calls: the warm-up call reads its implementation from its CONVKIT_VERBOSE line, and
+  // the label becomes "<implementation> (one-shot)" (auto may choose a one-shot call's backend
+  // unlike the plan's: the label given is the fallback when the line names none).
   bool label_from_verbose = false;
 };
 
@@ -350,7 +351,8 @@ void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& ben
           if (post.residual) return {[&] { plan->run(x, r, y); }, plan->impl_name()};
           if (!op.oneshot) return {[&] { plan->run(x, y); }, plan->impl_name()};
           return {[&] { conv2d_forward(params, x, w, b, y, backend); },
-                  plan->impl_name() + " (one-shot)"};
+                  plan->impl_name() + " (one-shot)",
+                  /*label_from_verbose=*/true};
         }
         // Backward takes dy after the activation's gradient: the plain convolution's parameters.
         const Conv2dGradsWanted wanted = WantedBy(op.pass);
@@ -366,7 +368,8 @@ void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& ben
         if (!op.oneshot)
           return {[&, grads] { backward->run(x, dy, grads); }, backward->impl_name()};
         return {[&, grads] { conv2d_backward(shape.params, x, w, dy, grads, backend); },
-                backward->impl_name() + " (one-shot)"};
+                backward->impl_name() + " (one-shot)",
+                /*label_from_verbose=*/true};
       },
       &prepared);
   if (!ok) return;
@@ -416,7 +419,8 @@ void BenchTranspose(benchmark::State& state, const TransposeOp& op,
         y = Tensor(plan->y_dims());
         if (!op.oneshot) return {[&] { plan->run(x, y); }, plan->impl_name()};
         return {[&] { conv2d_transpose_forward(params, x, w, b, y, backend); },
-                plan->impl_name() + " (one-shot)"};
+                plan->impl_name() + " (one-shot)",
+                /*label_from_verbose=*/true};
       },
       &prepared);
   if (!ok) return;
@@ -481,12 +485,14 @@ void BenchPool(benchmark::State& state, const PoolOp& op, const std::string& ben
           dx = Tensor(x_dims);
           if (!op.oneshot) return {[&] { backward->run(x, dy, dx); }, backward->impl_name()};
           return {[&] { pool2d_backward(params, x, dy, dx, backend); },
-                  backward->impl_name() + " (one-shot)"};
+                  backward->impl_name() + " (one-shot)",
+                  /*label_from_verbose=*/true};
         }
         plan.emplace(params, x_dims, backend);
         y = Tensor(plan->y_dims());
         if (!op.oneshot) return {[&] { plan->run(x, y); }, plan->impl_name()};
-        return {[&] { pool2d_forward(params, x, y, backend); }, plan->impl_name() + " (one-shot)"};
+        return {[&] { pool2d_forward(params, x, y, backend); }, plan->impl_name() + " (one-shot)",
+                /*label_from_verbose=*/true};
       },
       &prepared);
   if (!ok) return;
