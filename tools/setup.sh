@@ -40,8 +40,9 @@ python_packages=(
 # xnnpack.h includes pthreadpool.h, which libxnnpack-dev does not pull in.
 peer_debian_packages=(libxnnpack-dev libpthreadpool-dev)
 peer_python_packages=(onnx:onnx onnxruntime:onnxruntime openvino:openvino)
-# clang-14 and its runtimes build the libFuzzer target (the `fuzz` preset), with --fuzz only.
-fuzz_debian_packages=(clang-14 libclang-rt-14-dev libomp-14-dev)
+# clang (the unversioned clang and clang++ the `fuzz` preset names), clang-14 and its runtimes
+# build the libFuzzer target, with --fuzz only.
+fuzz_debian_packages=(clang clang-14 libclang-rt-14-dev libomp-14-dev)
 
 check_only=0
 for arg in "$@"; do
