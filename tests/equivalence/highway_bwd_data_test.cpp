@@ -28,40 +28,45 @@ Conv2dParams MakeRowConv(int64_t kw, Pads p) {
 // Around the rewrite: each pad from 0 to (K - 1) * dilation and past it, asymmetric pads,
 // dilation, 1x1 and 3x3 (the forward takes Winograd for 3x3 s1 dense), 5x5, 1xK, channel counts
 // around the vector widths, depthwise and grouped, the narrow-channel path (C_in 3), strides,
-// batch 0 to 3.
+// batch 0 to 3. A backward plan rewrites w on every set_weights, so below 1024 dx pixels (N * H *
+// W) per weight it keeps the backward kernels unless depthwise: most cases have 1024 or more.
 std::vector<ConvCase> DataCases() {
   return {
-      DataCase("1x1, 24 -> 72", {1, 7, 9, 24}, 72, MakeConv(1, 1, {})),
-      DataCase("1x1, 72 -> 24, batch 2", {2, 5, 6, 72}, 24, MakeConv(1, 1, {})),
-      DataCase("3x3 pad 1, 17 -> 33", {1, 9, 11, 17}, 33, MakeConv(3, 1, Pads::uniform(1))),
-      DataCase("3x3 pad 0, 16 -> 16", {3, 8, 7, 16}, 16, MakeConv(3, 1, {})),
-      DataCase("3x3 asymmetric pads 0/2/1/0, 31 -> 15", {1, 10, 9, 31}, 15,
+      DataCase("1x1, 24 -> 72", {1, 32, 33, 24}, 72, MakeConv(1, 1, {})),
+      DataCase("1x1, 72 -> 24, batch 2", {2, 23, 24, 72}, 24, MakeConv(1, 1, {})),
+      DataCase("3x3 pad 1, 17 -> 33", {1, 33, 31, 17}, 33, MakeConv(3, 1, Pads::uniform(1))),
+      DataCase("3x3 pad 0, 16 -> 16", {3, 19, 18, 16}, 16, MakeConv(3, 1, {})),
+      DataCase("3x3 asymmetric pads 0/2/1/0, 31 -> 15", {1, 35, 30, 31}, 15,
                MakeConv(3, 1, {0, 2, 1, 0})),
-      DataCase("5x5 dilation 2, pads 1/4/3/0, 9 -> 20", {1, 14, 13, 9}, 20,
+      DataCase("5x5 dilation 2, pads 1/4/3/0, 9 -> 20", {1, 34, 31, 9}, 20,
                MakeConv(5, 1, {1, 4, 3, 0}, 2)),
-      DataCase("1x7, pad 3 along w, 12 -> 8", {1, 6, 15, 12}, 8, MakeRowConv(7, {0, 0, 3, 3})),
+      DataCase("1x7, pad 3 along w, 12 -> 8", {1, 32, 33, 12}, 8, MakeRowConv(7, {0, 0, 3, 3})),
       DataCase("depthwise 3x3, 48 channels", {2, 9, 8, 48}, 48,
                MakeConv(3, 1, Pads::uniform(1), 1, 48)),
       DataCase("depthwise 7x7 pad 3, 19 channels", {1, 11, 12, 19}, 19,
                MakeConv(7, 1, Pads::uniform(3), 1, 19)),
-      DataCase("grouped 3x3, 4 groups of 8", {1, 8, 9, 32}, 32,
+      DataCase("grouped 3x3, 4 groups of 8", {1, 32, 33, 32}, 32,
                MakeConv(3, 1, Pads::uniform(1), 1, 4)),
-      DataCase("grouped 1x1, 2 groups, 40 -> 24", {1, 6, 5, 40}, 24, MakeConv(1, 1, {}, 1, 2)),
+      DataCase("grouped 1x1, 2 groups, 40 -> 24", {1, 33, 32, 40}, 24, MakeConv(1, 1, {}, 1, 2)),
       DataCase("1 channel (depthwise and narrow), 3x3", {1, 12, 10, 1}, 1,
                MakeConv(3, 1, Pads::uniform(1))),
       DataCase("batch 0", {0, 6, 6, 16}, 16, MakeConv(3, 1, Pads::uniform(1))),
-      // Not rewritten: pads beyond (K - 1) * dilation, strides, 3 input channels (narrow path).
-      DataCase("3x3 pad 3: windows in the padding", {1, 4, 4, 16}, 16,
+      // Not rewritten: under 1024 dx pixels, pads beyond (K - 1) * dilation, strides, 3 input
+      // channels (narrow path).
+      DataCase("3x3 at 9x11: 99 dx pixels per weight", {1, 9, 11, 17}, 33,
+               MakeConv(3, 1, Pads::uniform(1))),
+      DataCase("3x3 pad 3: windows in the padding", {1, 32, 32, 16}, 16,
                MakeConv(3, 1, Pads::uniform(3))),
       DataCase("3x3 stride 2", {1, 9, 9, 16}, 16, MakeConv(3, 2, Pads::uniform(1))),
       DataCase("1x1 stride 2", {1, 8, 8, 32}, 16, MakeConv(1, 2, {})),
-      DataCase("3 input channels", {1, 10, 10, 3}, 32, MakeConv(3, 1, Pads::uniform(1))),
+      DataCase("3 input channels", {1, 32, 32, 3}, 32, MakeConv(3, 1, Pads::uniform(1))),
   };
 }
 
-// Where the rewrite applies (conv2d_bwd_data_as_fwd.cpp's RefusesDataAsForward) and neither the
-// narrow-groups kernel (ICg dividing the vector, OCg <= ICg) nor the narrow-channel kernel (dense,
-// C_in at most half a vector) goes first (conv2d_bwd_variants.cpp).
+// Where a backward plan takes the rewrite (conv2d_bwd_data_as_fwd.cpp's RefusesDataAsForward and
+// conv2d_bwd_variants.cpp's RefusesAsForward): stride 1, each pad within 0..(K - 1) * dilation, at
+// least 1024 dx pixels unless depthwise, and neither the narrow-groups kernel (ICg dividing the
+// vector, OCg <= ICg) nor the narrow-channel kernel (dense, C_in at most half a vector) first.
 bool AsForward(const ConvCase& c, int64_t lanes) {
   const Conv2dParams& p = c.params;
   if (p.stride_h != 1 || p.stride_w != 1) return false;
@@ -69,6 +74,7 @@ bool AsForward(const ConvCase& c, int64_t lanes) {
   const bool depthwise = p.groups == ic && p.groups == c.oc;
   if (p.groups > 1 && !depthwise && icg <= lanes && lanes % icg == 0 && ocg <= icg) return false;
   if (p.groups == 1 && !depthwise && p.dilation_w == 1 && ic * 2 <= lanes) return false;
+  if (!depthwise && c.x[0] * c.x[1] * c.x[2] < 1024) return false;
   const int64_t reach_h = (p.kernel_h - 1) * p.dilation_h,
                 reach_w = (p.kernel_w - 1) * p.dilation_w;
   for (const int64_t pad : {p.pad.top, p.pad.bottom}) {

@@ -135,8 +135,8 @@ Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, DxU
     : p_(p), use_(use), choice_(ChooseConv2dBwdData(p, use)), post_ops_(post_ops) {
   if (b != nullptr) b_.assign(b, b + p.ic);
   if (choice_.weights == DxWeights::kHwio) {  // reads w in place
-    if (use == DxUse::kPlan) w_copy_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
-    w_hwio_ = use == DxUse::kPlan ? w_copy_.data() : w;
+    if (use != DxUse::kOneShot) w_copy_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
+    w_hwio_ = use != DxUse::kOneShot ? w_copy_.data() : w;
     return;
   }
   if (choice_.weights != DxWeights::kForward) {

@@ -113,11 +113,13 @@ void DataAsForwardWeights(const Conv2dProblem& p, const float* w, float* w_fwd);
 // for dw and db
 //   bwd_weights_depthwise (needs dw wanted and N > 0), bwd_weights_grouped (the same),
 //   bwd_weights_gemm (accepts every problem).
-// What a backward-data plan is made for: plans, run many times, keep what they read (a copy of w
-// for the kernels that read it in place) and take set_weights; a one-shot call's plan runs once
-// while the caller's w is alive, so it reads w in place and takes the forward convolution's
-// one-shot path (no weight packing where a variant can read HWIO).
-enum class DxUse { kPlan, kOneShot };
+// What a backward-data plan is made for. Plans, run many times, keep what they read (a copy of w
+// for the kernels that read it in place): kPlan with fixed weights (the transposed convolution's),
+// kTrainingPlan for conv2d_backward's plans, whose set_weights typically follows every run, so
+// the weights' rewrite for bwd_data_as_fwd is weighed as a one-shot call's. A one-shot call's plan
+// (kOneShot) runs once while the caller's w is alive: it reads w in place and takes the forward
+// convolution's one-shot path (no weight packing where a variant can read HWIO).
+enum class DxUse { kPlan, kTrainingPlan, kOneShot };
 
 struct Conv2dBwdDataChoice {
   const char* variant;
@@ -181,7 +183,7 @@ class Conv2dBwdDataPlan {
 // and allocation").
 std::unique_ptr<Conv2dBwdImpl> CreateConv2dBwd(const Conv2dProblem& p, const float* w,
                                                const Conv2dGradsWanted& wanted,
-                                               DxUse use = DxUse::kPlan);
+                                               DxUse use = DxUse::kTrainingPlan);
 
 // The transposed convolution's forward plan (conv2d_transpose.cpp): a Conv2dBwdDataPlan of p.conv
 // with x as its dy, y as its dx, and bias + activation as its epilogue. Keeps copies of w and b;

@@ -54,16 +54,18 @@ const char* RefusesGroupedData(const DataQuery& q) {
 // whose forward problem would have C_in output channels. Against the kernels it replaces
 // (convkit_bench --ops=conv2d_bwd_data, 2 threads): 1.16x on ResNet-50's layers (3x3 by Winograd
 // 1.5-1.9x), 1.5x on narrow 1x1, 1.2x on large depthwise kernels; narrow groups 0.85-0.98x.
-// A one-shot call pays the weights' rewrite and the forward plan's packing on every call: where
-// each weight meets fewer than kOneShotMinUses dx pixels (ResNet-50's res3-res5 1x1 layers at
-// batch 1: 49-784) the two passes over w cost more than the forward kernel saves. Depthwise
-// weights are only flipped, and the forward depthwise kernel reads them in place.
-constexpr int64_t kOneShotMinUses = 1024;
+// A one-shot call pays the weights' rewrite and the forward plan's packing on every call, and a
+// training plan on every set_weights (one per step): where each weight meets fewer than
+// kMinUsesPerRewrite dx pixels (ResNet-50's res3-res5 layers at batch 1: 49-784) the passes over
+// w cost more than the forward kernel saves (res5 3x3 512: Winograd's packing 9.8 ms against a
+// 0.4 ms run). Depthwise weights are only flipped, and the forward depthwise kernel reads them in
+// place.
+constexpr int64_t kMinUsesPerRewrite = 1024;
 const char* RefusesAsForward(const DataQuery& q) {
   const Conv2dProblem& p = q.p;
   if (!p.depthwise() && RefusesNarrow(p) == nullptr) return "C_in at most half a vector";
-  if (q.use == DxUse::kOneShot && !p.depthwise() && p.n * p.ih * p.iw < kOneShotMinUses) {
-    return "one-shot, fewer than 1024 dx pixels per weight";
+  if (q.use != DxUse::kPlan && !p.depthwise() && p.n * p.ih * p.iw < kMinUsesPerRewrite) {
+    return "one-shot or training plan, fewer than 1024 dx pixels per weight";
   }
   return RefusesDataAsForward(p);
 }
