@@ -220,6 +220,29 @@ TEST(Dispatch, VerboseLevelTwoSaysWhy) {
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << "level 1 prints runs, not choices";
 }
 
+// auto tells plans from one-shot calls (their costs differ, so the table fits them apart and the
+// measure cache keeps them apart): the features a one-shot call's why-line names end in
+// "one-shot", a plan's do not. The seed-size problem is below every rule's work floor.
+TEST(Dispatch, AutoTellsOneShotCallsFromPlans) {
+  const ScopedEnv verbose("CONVKIT_VERBOSE", "2");
+  const std::string features = "no rule for conv_fwd k3 dense ic3 oc5 spatial36 n1 s1 t";
+  testing::internal::CaptureStderr();
+  ConvBackend("auto");
+  const std::string plan = testing::internal::GetCapturedStderr();
+  const size_t at_plan = plan.find(features);
+  ASSERT_NE(at_plan, std::string::npos) << plan;
+  EXPECT_EQ(plan.find(" one-shot", at_plan), std::string::npos) << plan;
+
+  const Tensor x(kX, 1.0f), w(kW, 1.0f);
+  Tensor y(conv2d_output_dims(kX, kW, kParams));
+  testing::internal::CaptureStderr();
+  conv2d_forward(kParams, x, w, {}, y, "auto");
+  const std::string one_shot = testing::internal::GetCapturedStderr();
+  const size_t at = one_shot.find(features);
+  ASSERT_NE(at, std::string::npos) << one_shot;
+  EXPECT_NE(one_shot.find(" one-shot: highway", at), std::string::npos) << one_shot;
+}
+
 // conv2d_backward under auto chooses dx's backend and dw's separately; the gradients are those of
 // the reference backend, bit for bit on integer-valued data.
 TEST(Dispatch, AutoBackwardMatchesReference) {

@@ -21,6 +21,12 @@ int64_t ForwardPad(int64_t pad, int64_t k, int64_t dilation) {
   return pad < 0 || pad > reach ? -1 : reach - pad;
 }
 
+// The forward convolution's four pads (each -1 where ForwardPad says so).
+Pads ForwardPads(const Conv2dProblem& p) {
+  return {ForwardPad(p.pad.top, p.kh, p.dilation_h), ForwardPad(p.pad.bottom, p.kh, p.dilation_h),
+          ForwardPad(p.pad.left, p.kw, p.dilation_w), ForwardPad(p.pad.right, p.kw, p.dilation_w)};
+}
+
 // Rows r0 .. r0 + 15 of src (ICg rows of OCg floats, src_stride apart) into columns of dst:
 // dst[c * dst_stride + r] = src[r * src_stride + c] for c < cols. Each dst line is written whole
 // while the 16 src lines stay in L1; the other order (whole src rows, dst lines IC floats apart)
@@ -40,10 +46,8 @@ void TransposeRows(const float* src, int64_t src_stride, int64_t r0, int64_t row
 
 const char* RefusesDataAsForward(const Conv2dProblem& p) {
   if (p.stride_h != 1 || p.stride_w != 1) return "strided";
-  if (ForwardPad(p.pad.top, p.kh, p.dilation_h) < 0 ||
-      ForwardPad(p.pad.bottom, p.kh, p.dilation_h) < 0 ||
-      ForwardPad(p.pad.left, p.kw, p.dilation_w) < 0 ||
-      ForwardPad(p.pad.right, p.kw, p.dilation_w) < 0) {
+  const Pads f = ForwardPads(p);
+  if (std::min({f.top, f.bottom, f.left, f.right}) < 0) {
     return "a pad below 0 or above (K - 1) * dilation";
   }
   return nullptr;
@@ -62,8 +66,7 @@ Conv2dProblem DataAsForwardProblem(const Conv2dProblem& p, bool has_bias, const 
   f.kw = p.kw;
   f.dilation_h = p.dilation_h;
   f.dilation_w = p.dilation_w;
-  f.pad = {ForwardPad(p.pad.top, p.kh, p.dilation_h), ForwardPad(p.pad.bottom, p.kh, p.dilation_h),
-           ForwardPad(p.pad.left, p.kw, p.dilation_w), ForwardPad(p.pad.right, p.kw, p.dilation_w)};
+  f.pad = ForwardPads(p);
   f.groups = p.groups;
   f.post_ops = post_ops;
   f.has_bias = has_bias;
