@@ -193,7 +193,10 @@ bool HasDenseRows(const Conv2dProblem& p) {
 }
 
 // acc += kernel row kh of the taps, for the pixels (n, oh, ow0 + i) and channels [c0, c0 + cols).
-template <size_t kKw, size_t kStride, size_t kVecs>
+// kInterior: every input column the tile reads lies in the row (no bound checks, and the column
+// pointer steps by C instead of being recomputed: the checks and multiplies were half the
+// instructions of this load-bound loop).
+template <size_t kKw, size_t kStride, size_t kVecs, bool kInterior>
 HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t iw0, int64_t kh,
                               int64_t c0, MF last, VF (&acc)[kRowRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
@@ -203,13 +206,16 @@ HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t 
     LoadVecs<kVecs>(a.w.data + (kh * p.kw + static_cast<int64_t>(kw)) * a.w.row_stride + c0, last,
                     wv[kw]);
   }
+  const float* column = row + iw0 * p.ic;
   // Fully unrolled (<= 19 steps), so that acc is indexed by constants and stays in registers.
   HWY_UNROLL(32)
-  for (size_t j = 0; j < kStride * (kRowRows - 1) + kKw; ++j) {
-    const int64_t iw = iw0 + static_cast<int64_t>(j);
-    if (iw < 0 || iw >= p.iw) continue;
+  for (size_t j = 0; j < kStride * (kRowRows - 1) + kKw; ++j, column += p.ic) {
+    if constexpr (!kInterior) {
+      const int64_t iw = iw0 + static_cast<int64_t>(j);
+      if (iw < 0 || iw >= p.iw) continue;
+    }
     VF xv[kVecs];
-    LoadVecs<kVecs>(row + iw * p.ic, last, xv);
+    LoadVecs<kVecs>(column, last, xv);
     HWY_UNROLL(8)
     for (size_t kw = 0; kw < kKw; ++kw) {
       // Pixel i reads input column kStride * i + kw; resolved at compile time once unrolled.
@@ -231,11 +237,17 @@ void RunRowBlock(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int
   VF acc[kRowRows][kVecs];  // in registers: StoreTile copies it for an out-of-line epilogue
   ZeroTile(acc);
   const int64_t iw0 = ow0 * static_cast<int64_t>(kStride) - p.pad.left;
+  const int64_t span = static_cast<int64_t>(kStride * (kRowRows - 1) + kKw);
+  const bool interior = iw0 >= 0 && iw0 + span <= p.iw;
   for (int64_t kh = 0; kh < p.kh; ++kh) {
     const int64_t ih = oh * p.stride_h - p.pad.top + kh * p.dilation_h;
     if (ih < 0 || ih >= p.ih) continue;
     const float* row = a.x + (n * p.ih + ih) * p.iw * p.ic + c0;
-    AccumulateRow<kKw, kStride, kVecs>(a, row, iw0, kh, c0, last, acc);
+    if (interior) {
+      AccumulateRow<kKw, kStride, kVecs, true>(a, row, iw0, kh, c0, last, acc);
+    } else {
+      AccumulateRow<kKw, kStride, kVecs, false>(a, row, iw0, kh, c0, last, acc);
+    }
   }
   const size_t rows = static_cast<size_t>(std::min<int64_t>(p.ow - ow0, kRowRows));
   const int64_t at = ((n * p.oh + oh) * p.ow + ow0) * p.oc + c0;
@@ -255,23 +267,27 @@ void RunRowBlockVecs(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0,
   RunRowBlock<kKw, kStride, kVecs>(a, n, oh, ow0, c0, cols);
 }
 
-// Items are ((image, output row, tile of kRowRows columns), channel chunk).
+// Items are ((image, output row), channel chunk). Within an item each block of channels sweeps
+// the whole row, tile after tile: the input rows are then read as long streams of constant
+// stride (C floats), which the hardware prefetchers follow; tiles of channels x 8 columns read
+// 17-pixel pieces and ran at 0.75x oneDNN on rows streamed from L3.
 template <size_t kKw, size_t kStride>
 void RunAllDenseRows(const Conv2dFwdArgs& a) {
   const Conv2dProblem& p = *a.p;
   const int64_t block_cols = static_cast<int64_t>(kRowVecs * hn::Lanes(DF()));
-  const int64_t row_tiles = (p.ow + kRowRows - 1) / kRowRows;
-  const int64_t pixel_items = p.n * p.oh * row_tiles;
+  const int64_t pixel_items = p.n * p.oh;
   const ChannelChunks chunks = ChunksFor(a, pixel_items, block_cols);
   ParallelFor(a.threads, pixel_items * chunks.count, [&](int64_t t) {
     const int64_t c_begin = t % chunks.count * chunks.cols;
     const int64_t c_end = std::min(p.oc, c_begin + chunks.cols);
     const int64_t pixel_item = t / chunks.count;
-    const int64_t ow0 = (pixel_item % row_tiles) * static_cast<int64_t>(kRowRows);
-    const int64_t oh = (pixel_item / row_tiles) % p.oh;
-    const int64_t n = pixel_item / (row_tiles * p.oh);
+    const int64_t oh = pixel_item % p.oh;
+    const int64_t n = pixel_item / p.oh;
     for (int64_t c0 = c_begin; c0 < c_end; c0 += block_cols) {
-      RunRowBlockVecs<kKw, kStride, kRowVecs>(a, n, oh, ow0, c0, std::min(block_cols, c_end - c0));
+      for (int64_t ow0 = 0; ow0 < p.ow; ow0 += static_cast<int64_t>(kRowRows)) {
+        RunRowBlockVecs<kKw, kStride, kRowVecs>(a, n, oh, ow0, c0,
+                                                std::min(block_cols, c_end - c0));
+      }
     }
   });
 }
