@@ -212,6 +212,55 @@ TEST_P(EdgeValueTest, MaxPoolNonFiniteAtScale) {
   }
 }
 
+// Global pooling at batch 1 has one output row, so the vector backends split its channels
+// between threads (highway: one chunk of whole vectors per thread, C 40 leaving a partial last
+// chunk). A NaN in one chunk's channels only must send that chunk, not the other, to the exact
+// selection; +inf and -inf fill whole channels. Max and average (integer data: exact sums)
+// against the reference at 1 and 2 threads, and real data bit for bit across the thread counts.
+TEST_P(EdgeValueTest, GlobalPoolsAcrossThreads) {
+  const Dims x_dims{1, 90, 90, 40};  // 324,000 window reads: past the serial threshold
+  Rng rng(47);
+  Tensor x(x_dims), real(x_dims);
+  FillIntegers(Span(x), rng, -8, 8);
+  FillNormal(Span(real), rng);
+  x(0, 50, 61, 37) = 100.0f;  // a large value first in channel 37 ...
+  x(0, 70, 3, 37) = kNaN;     // ... then a NaN in it: channel 37's output is NaN
+  for (int64_t h = 0; h < 90; ++h) {
+    for (int64_t w = 0; w < 90; ++w) {
+      x(0, h, w, 5) = -kInf;  // a channel of -inf
+      x(0, h, w, 20) = kInf;  // and one of +inf
+    }
+  }
+  for (const PoolMode mode : {PoolMode::kMax, PoolMode::kAverage}) {
+    for (const int64_t stride : {int64_t{1}, int64_t{90}}) {
+      const Pool2dParams params = MakePool(mode, 90, stride, Pads{0, 0, 0, 0});
+      const std::string name = backend() + " global pool " + to_string(params);
+      const Dims y_dims = pool2d_output_dims(x_dims, params);
+      Tensor y_ref(y_dims);
+      pool2d_forward(params, x, y_ref, "reference");
+      ASSERT_TRUE(std::isnan(y_ref(0, 0, 0, 37)));
+      std::vector<Tensor> on_real;
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        Tensor y(y_dims, kBackendFill), y_real(y_dims, kBackendFill);
+        CONVKIT_RUN_OR_SKIP(backend(), pool2d_forward(params, x, y, backend()));
+        CONVKIT_RUN_OR_SKIP(backend(), pool2d_forward(params, real, y_real, backend()));
+        EXPECT_TRUE(
+            CompareTensors(name + ", " + std::to_string(threads) + " threads", "y", y_ref, y));
+        on_real.push_back(std::move(y_real));
+      }
+      if (backend() != "onednn") {  // oneDNN does not promise bits independent of the threads
+        for (int64_t c = 0; c < 40; ++c) {
+          EXPECT_EQ(std::bit_cast<uint32_t>(on_real[0](0, 0, 0, c)),
+                    std::bit_cast<uint32_t>(on_real[1](0, 0, 0, c)))
+              << name << ": channel " << c << " differs between 1 and 2 threads";
+        }
+      }
+    }
+  }
+  set_num_threads(0);
+}
+
 // Average backward with the stride past the window: dx rows and columns that no window covers get
 // no term and must be +0 (the gather form writes every dx element once).
 TEST_P(EdgeValueTest, AveragePoolBackwardLeavesUncoveredZero) {

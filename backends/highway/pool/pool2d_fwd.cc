@@ -31,15 +31,41 @@ namespace convkit::internal::highway {
 namespace HWY_NAMESPACE {
 namespace {
 
+// Channels [begin, end) of a row's outputs.
+struct ChannelRange {
+  int64_t begin, end;
+};
+
+// With fewer output rows (N * OH) than threads, as a global pool at batch 1 has (one row), the
+// rows variants would leave threads idle: each row's channels are then cut into one chunk per
+// thread (whole vectors, so only the last chunk's last vector is masked). Every output element
+// still takes the same steps in the same order, so the bits do not depend on the thread count.
+struct ChannelChunks {
+  int64_t count = 1, width = 0;
+  ChannelRange Chunk(int64_t i, int64_t c) const {
+    return {i * width, std::min(c, (i + 1) * width)};
+  }
+};
+
+ChannelChunks ChannelChunksFor(const Pool2dProblem& p, int threads) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t vecs = (p.c + lanes - 1) / lanes;
+  const int64_t rows = p.n * p.oh;
+  if (threads <= 1 || rows >= threads || vecs < 2) return {1, p.c};
+  const int64_t count = std::min<int64_t>(threads, vecs);
+  const int64_t width = (vecs + count - 1) / count * lanes;
+  return {(p.c + width - 1) / width, width};
+}
+
 // The window w (at channel 0) into y0, in pixel-major order: for each element of the window in
 // row-major order, every channel of a block, accumulating in an L1 buffer. Per lane, the same
 // steps in the same order as WindowMax / WindowSum, hence the same bits.
 template <bool kMax>
-void PoolFwdWindowWide(const WindowAt& w, float divisor, float* y0) {
+void PoolFwdWindowWide(const WindowAt& w, float divisor, ChannelRange channels, float* y0) {
   const DF d;
   HWY_ALIGN float acc[kWideBlock];
-  for (int64_t b0 = 0; b0 < w.c; b0 += kWideBlock) {
-    const int64_t b1 = std::min(w.c, b0 + kWideBlock);
+  for (int64_t b0 = channels.begin; b0 < channels.end; b0 += kWideBlock) {
+    const int64_t b1 = std::min(channels.end, b0 + kWideBlock);
     for (int64_t h = 0; h < w.rows; ++h) {
       for (int64_t i = 0; i < w.cols; ++i) {
         const float* xp = w.x0 + h * w.row_stride + i * w.c;
@@ -203,18 +229,19 @@ HWY_INLINE void PoolFwdFlat(const Pool2dProblem& p, const PoolSpan& rows, const 
 // may hold a NaN, so max pooling takes WindowMax's selection.
 template <bool kMax, bool kStream>
 void PoolFwdRow(const Pool2dProblem& p, const FullCols& full, const float* x, float* y, int64_t n,
-                int64_t oh, bool exact) {
+                int64_t oh, bool exact, ChannelRange channels) {
   const PoolSpan rows = PoolRows(p, oh);
   const float* image = x + n * p.ih * p.iw * p.c;
   float* y_row = y + (n * p.oh + oh) * p.ow * p.c;
   const float* x_rows = image + rows.begin * p.iw * p.c;
   const int64_t height = rows.end - rows.begin;
   FullCols per_pixel = full;
-  if (p.stride_w == 1 && !(kMax && exact) && full.begin < full.end) {
+  const bool all_channels = channels.begin == 0 && channels.end == p.c;
+  if (p.stride_w == 1 && !(kMax && exact) && full.begin < full.end && all_channels) {
     PoolFwdFlat<kMax, kStream>(p, rows, full, x_rows, y_row);
     per_pixel = {full.begin, full.begin};
   }
-  ForEachChannelStep(0, p.c, [&]<size_t kVecs>(int64_t c0, MF last) {
+  ForEachChannelStep(channels.begin, channels.end, [&]<size_t kVecs>(int64_t c0, MF last) {
     constexpr size_t kP = PixelsFor<kVecs>();
     // One window, clipped or not.
     const auto single = [&](int64_t ow) {
@@ -277,16 +304,59 @@ void PoolFwdRange(const Pool2dProblem& p, const float* x, float* y, int64_t t0, 
       const PoolSpan rows = PoolRows(p, oh);
       exact = nan_rows.Any(rows.begin, rows.end);
     }
-    PoolFwdRow<kMax, kStream>(p, full, x, y, n, oh, exact);
+    PoolFwdRow<kMax, kStream>(p, full, x, y, n, oh, exact, {0, p.c});
   }
 }
 
 // The rows variant (kStream false) and the stream variant's kernel: each thread takes consecutive
 // output rows, so the input row two windows share (stride < window) is still in its cache and
 // scanned for NaN once.
+// Whether channels `ch` of `pixels` consecutive pixels (C floats each) may hold a NaN, decided
+// as MayHoldNaN decides it (a sum that is NaN), with four chains over the pixels.
+bool ChannelsMayHoldNaN(const float* x, int64_t pixels, int64_t c, ChannelRange ch) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  VF s[4] = {hn::Zero(d), hn::Zero(d), hn::Zero(d), hn::Zero(d)};
+  for (int64_t c0 = ch.begin; c0 < ch.end; c0 += lanes) {
+    const MF m = hn::FirstN(d, static_cast<size_t>(std::min(lanes, ch.end - c0)));
+    int64_t i = 0;
+    for (; i + 4 <= pixels; i += 4) {
+      HWY_UNROLL(4)
+      for (int64_t k = 0; k < 4; ++k)
+        s[k] = hn::Add(s[k], hn::MaskedLoad(m, d, x + (i + k) * c + c0));
+    }
+    for (; i < pixels; ++i) s[0] = hn::Add(s[0], hn::MaskedLoad(m, d, x + i * c + c0));
+  }
+  const VF sum = hn::Add(hn::Add(s[0], s[1]), hn::Add(s[2], s[3]));
+  return !hn::AllTrue(d, hn::Eq(sum, sum));
+}
+
+// Output row `row` (n * OH + oh), channels `ch`: PoolFwdRange's NaN rule for these channels only.
+template <bool kMax, bool kStream>
+void PoolFwdRowChunk(const Pool2dProblem& p, const FullCols& full, const float* x, float* y,
+                     int64_t row, ChannelRange ch) {
+  const int64_t n = row / p.oh, oh = row % p.oh;
+  bool exact = kMax;
+  if (kMax && (p.stride_h < p.kh || p.stride_w < p.kw)) {
+    const PoolSpan rows = PoolRows(p, oh);
+    exact = ChannelsMayHoldNaN(x + (n * p.ih + rows.begin) * p.iw * p.c,
+                               (rows.end - rows.begin) * p.iw, p.c, ch);
+  }
+  PoolFwdRow<kMax, kStream>(p, full, x, y, n, oh, exact, ch);
+}
+
 template <bool kMax, bool kStream>
 void PoolFwdRows(const Pool2dArgs& a) {
   const Pool2dProblem& p = *a.p;
+  const ChannelChunks chunks = ChannelChunksFor(p, a.threads);
+  if (chunks.count > 1) {
+    const FullCols full = FullColsOf(p);
+    ParallelFor(a.threads, p.n * p.oh * chunks.count, [&](int64_t t) {
+      PoolFwdRowChunk<kMax, kStream>(p, full, a.x, a.out, t / chunks.count,
+                                     chunks.Chunk(t % chunks.count, p.c));
+    });  // PoolFwdRow flushes its streaming stores
+    return;
+  }
   ParallelRanges(a.threads, p.n * p.oh, [&](int64_t t0, int64_t t1) {
     PoolFwdRange<kMax, kStream>(p, a.x, a.out, t0, t1);
   });
@@ -294,7 +364,8 @@ void PoolFwdRows(const Pool2dArgs& a) {
 
 // The wide variant: output row oh of image n, each window in pixel-major order.
 template <bool kMax>
-void PoolFwdWideRow(const Pool2dProblem& p, const float* x, float* y, int64_t n, int64_t oh) {
+void PoolFwdWideRow(const Pool2dProblem& p, const float* x, float* y, int64_t n, int64_t oh,
+                    ChannelRange channels) {
   const PoolSpan rows = PoolRows(p, oh);
   const float* x_rows = x + (n * p.ih + rows.begin) * p.iw * p.c;
   float* y_row = y + (n * p.oh + oh) * p.ow * p.c;
@@ -302,15 +373,19 @@ void PoolFwdWideRow(const Pool2dProblem& p, const float* x, float* y, int64_t n,
     const PoolSpan cols = PoolCols(p, ow);
     const WindowAt w{x_rows + cols.begin * p.c, rows.end - rows.begin, cols.end - cols.begin, p.c,
                      p.iw * p.c};
-    PoolFwdWindowWide<kMax>(w, kMax ? 1.0f : PoolDivisor(p, rows, cols), y_row + ow * p.c);
+    PoolFwdWindowWide<kMax>(w, kMax ? 1.0f : PoolDivisor(p, rows, cols), channels,
+                            y_row + ow * p.c);
   }
 }
 
 template <bool kMax>
 void PoolFwdWide(const Pool2dArgs& a) {
   const Pool2dProblem& p = *a.p;
-  ParallelRanges(a.threads, p.n * p.oh, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) PoolFwdWideRow<kMax>(p, a.x, a.out, t / p.oh, t % p.oh);
+  const ChannelChunks chunks = ChannelChunksFor(p, a.threads);
+  ParallelFor(a.threads, p.n * p.oh * chunks.count, [&](int64_t t) {
+    const int64_t row = t / chunks.count;
+    PoolFwdWideRow<kMax>(p, a.x, a.out, row / p.oh, row % p.oh,
+                         chunks.Chunk(t % chunks.count, p.c));
   });
 }
 
