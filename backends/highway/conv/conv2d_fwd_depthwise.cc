@@ -206,16 +206,22 @@ HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t 
     LoadVecs<kVecs>(a.w.data + (kh * p.kw + static_cast<int64_t>(kw)) * a.w.row_stride + c0, last,
                     wv[kw]);
   }
-  const float* column = row + iw0 * p.ic;
+  // The interior's column pointer steps by C; at the edges it is formed only for columns in the
+  // row (a pointer before x's first element would be undefined even unread).
+  const float* column = kInterior ? row + iw0 * p.ic : row;
   // Fully unrolled (<= 19 steps), so that acc is indexed by constants and stays in registers.
   HWY_UNROLL(32)
-  for (size_t j = 0; j < kStride * (kRowRows - 1) + kKw; ++j, column += p.ic) {
-    if constexpr (!kInterior) {
+  for (size_t j = 0; j < kStride * (kRowRows - 1) + kKw; ++j) {
+    const float* xp = column;
+    if constexpr (kInterior) {
+      column += p.ic;
+    } else {
       const int64_t iw = iw0 + static_cast<int64_t>(j);
       if (iw < 0 || iw >= p.iw) continue;
+      xp = row + iw * p.ic;
     }
     VF xv[kVecs];
-    LoadVecs<kVecs>(column, last, xv);
+    LoadVecs<kVecs>(xp, last, xv);
     HWY_UNROLL(8)
     for (size_t kw = 0; kw < kKw; ++kw) {
       // Pixel i reads input column kStride * i + kw; resolved at compile time once unrolled.
