@@ -185,6 +185,46 @@ TEST(Dispatch, MeasureTimesOnceThenUsesTheCache) {
             std::vector<float>(expected.data(), expected.data() + expected.size()));
 }
 
+// Backward plans are timed too (DESIGN §5: measure mode times the candidates at plan creation):
+// a Conv2dBackward plan for dx, dw and db makes two choices under auto (backward data, backward
+// weights), a Pool2dBackward plan one; each line says what was measured, and the plans compute
+// the reference's gradients.
+TEST(Dispatch, MeasureTimesBackwardPlans) {
+  const ScopedEnv env("CONVKIT_AUTO", "measure");
+  const ScopedEnv verbose("CONVKIT_VERBOSE", "2");
+  const Conv2dParams params{.kernel_h = 3, .kernel_w = 3, .stride_h = 1, .stride_w = 1};
+  const Dims x_dims = {1, 13, 11, 19};  // problems no other test creates
+  const Tensor w({3, 3, 19, 12}, 0.5f);
+  Pool2dParams pool;
+  pool.mode = PoolMode::kMax;
+  pool.window_h = pool.window_w = 3;
+  pool.stride_h = pool.stride_w = 2;
+  testing::internal::CaptureStderr();
+  const Conv2dBackward conv(params, x_dims, w, {.dx = true, .dw = true, .db = true}, "auto");
+  const Pool2dBackward pooling(pool, x_dims, "auto");
+  const std::string out = testing::internal::GetCapturedStderr();
+  int measured = 0;
+  for (size_t at = out.find(",measured: "); at != std::string::npos;
+       at = out.find(",measured: ", at + 1)) {
+    ++measured;
+  }
+  EXPECT_EQ(measured, 3) << out;
+  EXPECT_NE(BackendOf(conv.impl_name()), "reference") << conv.impl_name();
+  EXPECT_NE(BackendOf(pooling.impl_name()), "reference") << pooling.impl_name();
+  const Tensor x(x_dims, 2.0f);
+  const Tensor dy(conv.y_dims(), 1.0f);
+  Tensor dx(x_dims), dw(w.dims()), dx_ref(x_dims), dw_ref(w.dims());
+  std::vector<float> db(12), db_ref(12);
+  conv.run(x, dy, {.dx = dx.view(), .dw = dw.view(), .db = std::span<float>(db)});
+  Conv2dBackward(params, x_dims, w, {.dx = true, .dw = true, .db = true}, "reference")
+      .run(x, dy, {.dx = dx_ref.view(), .dw = dw_ref.view(), .db = std::span<float>(db_ref)});
+  EXPECT_EQ(std::vector<float>(dx.data(), dx.data() + dx.size()),
+            std::vector<float>(dx_ref.data(), dx_ref.data() + dx_ref.size()));
+  EXPECT_EQ(std::vector<float>(dw.data(), dw.data() + dw.size()),
+            std::vector<float>(dw_ref.data(), dw_ref.data() + dw_ref.size()));
+  EXPECT_EQ(db, db_ref);
+}
+
 TEST(Dispatch, InvalidAutoModeIsAnErrorNamingTheVariable) {
   const ScopedEnv env("CONVKIT_AUTO", "fastest");
   try {

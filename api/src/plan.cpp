@@ -82,8 +82,13 @@ auto create_reporting_oom(std::string_view op, Create create) {
   }
 }
 
-// Runs a plan once on scratch x and y for auto's measure mode: forward plans only (without a
-// residual); null for plans whose run takes other tensors (backward), which auto does not time.
+// How a backward plan is timed under CONVKIT_AUTO=measure: its run on the scratch x and y (dy)
+// that create_plan holds, with the other tensors its run takes (the gradients) from the caller.
+template <typename Impl>
+using TrialRun = std::function<void(const Impl& plan, float* x, float* y)>;
+
+// Runs a plan once on scratch x and y for auto's measure mode: forward plans (without a
+// residual); null for plans whose run takes other tensors (backward: their TrialRun).
 template <typename Impl>
 std::function<void(const Backend&)> trial_of(PlanSlots<Impl>& plans, Scratch& x, Scratch& y,
                                              const std::function<void(const Backend&)>& attempt) {
@@ -104,18 +109,27 @@ std::function<void(const Backend&)> trial_of(PlanSlots<Impl>& plans, Scratch& x,
 
 // The plan of the backend `requested` names, or auto's choice (DESIGN §5). create(backend)
 // makes a backend's plan; a plan made to be timed under CONVKIT_AUTO=measure is the one kept, and
-// the others are freed here. The scratch x and y are allocated only when measuring.
+// the others are freed here. The scratch x and y are allocated only when measuring. trial_run:
+// how to time a backward plan (TrialRun).
 template <typename Impl, typename Supports, typename Create>
 std::unique_ptr<Impl> create_plan(std::string_view requested, std::string_view op,
                                   std::string_view verbose_op, const AutoFeatures& features,
                                   const std::string& problem, const Dims& x_dims,
-                                  const Dims& y_dims, Supports supports, Create create) {
+                                  const Dims& y_dims, Supports supports, Create create,
+                                  const TrialRun<Impl>& trial_run = {}) {
   PlanSlots<Impl> plans;
   const std::function<void(const Backend&)> attempt = [&](const Backend& c) {
     std::unique_ptr<Impl>& plan = plans[c];
     if (plan == nullptr) plan = create_reporting_oom(op, [&] { return create(c); });
   };
   Scratch x(num_elements(x_dims)), y(num_elements(y_dims));
+  std::function<void(const Backend&)> trial = trial_of(plans, x, y, attempt);
+  if (trial == nullptr && trial_run) {
+    trial = [&](const Backend& c) {
+      attempt(c);
+      trial_run(*plans[c], x.data(), y.data());
+    };
+  }
   const Backend& chosen =
       run_on_backend(requested, {.op = op,
                                  .verbose_op = verbose_op,
@@ -123,7 +137,7 @@ std::unique_ptr<Impl> create_plan(std::string_view requested, std::string_view o
                                  .describe = [&] { return std::string_view(problem); },
                                  .supports = supports,
                                  .attempt = attempt,
-                                 .trial = trial_of(plans, x, y, attempt)});
+                                 .trial = trial});
   return std::move(plans[chosen]);
 }
 
@@ -307,13 +321,20 @@ std::unique_ptr<internal::Conv2dBwdImpl> create_conv2d_bwd_plan(
     Conv2dGradsWanted wanted, const Dims& x_dims, const Dims& y_dims) {
   const internal::ConvPass pass =
       wanted.dx ? internal::ConvPass::kBackwardData : internal::ConvPass::kBackwardWeights;
+  // Gradients for measure mode's trial runs (allocated only when measuring).
+  internal::Scratch dx(num_elements(x_dims)), dw(p.kh * p.kw * p.ic_per_group() * p.oc), db(p.oc);
+  const internal::TrialRun<internal::Conv2dBwdImpl> trial_run =
+      [&](const internal::Conv2dBwdImpl& plan, float* x, float* dy) {
+        plan.run(x, dy, wanted.dx ? dx.data() : nullptr, wanted.dw ? dw.data() : nullptr,
+                 wanted.db ? db.data() : nullptr);
+      };
   return internal::create_plan<internal::Conv2dBwdImpl>(
       backend, op,
       pass == internal::ConvPass::kBackwardData ? "conv2d_bwd_data" : "conv2d_bwd_weights",
       internal::conv2d_features(p, pass, internal::num_threads(), internal::CallKind::kPlan),
       p.to_string(), x_dims, y_dims,
       [&](const internal::Backend& c) { return internal::supports_conv2d_bwd(c, p, wanted); },
-      [&](const internal::Backend& c) { return c.create_conv2d_bwd(p, w, wanted); });
+      [&](const internal::Backend& c) { return c.create_conv2d_bwd(p, w, wanted); }, trial_run);
 }
 
 }  // namespace
@@ -412,12 +433,15 @@ Pool2dBackward::Pool2dBackward(const Pool2dParams& params, const Dims& x_dims,
   s.x_dims = x_dims;
   s.y_dims = {p.n, p.oh, p.ow, p.c};
   constexpr internal::PoolPass pass = internal::PoolPass::kBackward;
+  internal::Scratch dx(num_elements(x_dims));  // measure mode's trial runs write it
+  const internal::TrialRun<internal::Pool2dBwdImpl> trial_run =
+      [&](const internal::Pool2dBwdImpl& plan, float* x, float* dy) { plan.run(x, dy, dx.data()); };
   s.impl = internal::create_plan<internal::Pool2dBwdImpl>(
       backend, op, "pool2d_bwd",
       internal::pool2d_features(p, pass, internal::num_threads(), internal::CallKind::kPlan),
       p.to_string(), s.x_dims, s.y_dims,
       [&](const internal::Backend& c) { return c.supports_pool2d(p, pass); },
-      [&](const internal::Backend& c) { return c.create_pool2d_bwd(p); });
+      [&](const internal::Backend& c) { return c.create_pool2d_bwd(p); }, trial_run);
   s.impl_name = s.impl->name();
   s.verbose = internal::verbose_enabled();
 }
