@@ -1,6 +1,7 @@
 #include "api/src/auto_select.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -138,12 +139,30 @@ bool try_stage(const AutoCall& call, const Backend& backend,
 }
 
 // The built backends, `first` first, the others in the registry's order (reference last).
-std::vector<const Backend*> auto_order(std::string_view first) {
-  std::vector<const Backend*> order;
+// A fixed-size list, not a vector: auto runs this on every one-shot call, where a heap
+// allocation and free were a tenth of a sub-microsecond pooling call.
+class BackendOrder {
+ public:
+  void push_front(const Backend* backend) {
+    std::copy_backward(slots_.begin(), slots_.begin() + size_, slots_.begin() + size_ + 1);
+    slots_[0] = backend;
+    ++size_;
+  }
+  void push_back(const Backend* backend) { slots_[size_++] = backend; }
+  const Backend* const* begin() const { return slots_.data(); }
+  const Backend* const* end() const { return slots_.data() + size_; }
+
+ private:
+  std::array<const Backend*, kRegisteredBackends> slots_{};
+  size_t size_ = 0;
+};
+
+BackendOrder auto_order(std::string_view first) {
+  BackendOrder order;
   for (const Backend* backend : registry()) {
     if (!backend->not_built_reason().empty()) continue;
     if (backend->name() == first) {
-      order.insert(order.begin(), backend);
+      order.push_front(backend);
     } else {
       order.push_back(backend);
     }

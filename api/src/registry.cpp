@@ -13,8 +13,8 @@ const Backend& onednn_backend();
 const Backend& reference_backend();
 
 std::span<const Backend* const> registry() {
-  static const Backend* const backends[] = {&highway_backend(), &onednn_backend(),
-                                            &reference_backend()};
+  static const Backend* const backends[kRegisteredBackends] = {
+      &highway_backend(), &onednn_backend(), &reference_backend()};
   return backends;
 }
 

@@ -1,6 +1,7 @@
 // The list of backends and the choice among them (DESIGN §5). The only place that names backends.
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <span>
 #include <string_view>
@@ -8,6 +9,10 @@
 #include "api/src/backend.hpp"
 
 namespace convkit::internal {
+
+// How many backends registry() lists (its array is declared with this size, so adding one
+// without raising it fails to compile).
+inline constexpr size_t kRegisteredBackends = 3;
 
 // Every backend convkit knows, built or not, in the order auto tries them when its table has no
 // preference (our own fast path, the industry anchor, the ground truth).
