@@ -45,6 +45,8 @@ struct Conv2dProblem {
   int64_t ic_per_group() const { return ic / groups; }
   int64_t oc_per_group() const { return oc / groups; }
   bool depthwise() const { return groups == ic && groups == oc; }
+  // Elements of w, HWIO {KH, KW, C_in / groups, C_out}.
+  int64_t w_size() const { return kh * kw * ic_per_group() * oc; }
   // Nominal FLOPs of the forward pass: 2 * N * OH * OW * OC * KH * KW * IC / groups.
   double flops() const;
   // "n2 ih5 iw7 ic4 oc8 oh3 ow4 k3x3 s2x2 p1,1,1,1 d1x1 g1 bias relu bf16".

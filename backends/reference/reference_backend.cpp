@@ -29,7 +29,7 @@ void store_impl_name(std::string* impl_name) {
 class ReferenceConv2dFwd final : public Conv2dFwdImpl {
  public:
   ReferenceConv2dFwd(const Conv2dProblem& p, const float* w, const float* b)
-      : p_(p), w_(w, w + p.kh * p.kw * p.ic_per_group() * p.oc) {
+      : p_(p), w_(w, w + p.w_size()) {
     if (p.has_bias) b_.assign(b, b + p.oc);
   }
 
@@ -89,9 +89,7 @@ class ReferenceConv2dBwd final : public Conv2dBwdImpl {
   std::string name() const override { return std::string(kImplName); }
 
  private:
-  static int64_t weight_count(const Conv2dProblem& p) {
-    return p.kh * p.kw * p.ic_per_group() * p.oc;
-  }
+  static int64_t weight_count(const Conv2dProblem& p) { return p.w_size(); }
 
   Conv2dProblem p_;
   Conv2dGradsWanted wanted_;

@@ -135,7 +135,7 @@ Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, DxU
     : p_(p), use_(use), choice_(ChooseConv2dBwdData(p, use)), post_ops_(post_ops) {
   if (b != nullptr) b_.assign(b, b + p.ic);
   if (choice_.weights == DxWeights::kHwio) {  // reads w in place
-    if (use != DxUse::kOneShot) w_copy_.assign(w, w + p.kh * p.kw * p.ic_per_group() * p.oc);
+    if (use != DxUse::kOneShot) w_copy_.assign(w, w + p.w_size());
     w_hwio_ = use != DxUse::kOneShot ? w_copy_.data() : w;
     return;
   }
@@ -153,7 +153,7 @@ Conv2dBwdDataPlan::~Conv2dBwdDataPlan() = default;
 void Conv2dBwdDataPlan::Pack(const float* w) {
   const Conv2dBwdDataKernel& kernel = choice_.kernel;
   if (choice_.weights == DxWeights::kForward) {
-    w_fwd_.resize(static_cast<size_t>(p_.kh * p_.kw * p_.ic_per_group() * p_.oc));
+    w_fwd_.resize(static_cast<size_t>(p_.w_size()));
     DataAsForwardWeights(p_, w, w_fwd_.data());
     const Conv2dProblem f = DataAsForwardProblem(p_, !b_.empty(), post_ops_);
     const float* b = b_.empty() ? nullptr : b_.data();

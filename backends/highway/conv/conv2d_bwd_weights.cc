@@ -320,7 +320,7 @@ void Conv2dBwdWeights(const Conv2dBwdWeightsArgs& a) {
   const Conv2dProblem& p = *a.p;
   if (a.dw == nullptr || p.n == 0) {  // otherwise db is fused into the dw pass (SumColumns)
     if (a.db != nullptr) RunBias(a);
-    if (a.dw != nullptr) std::fill_n(a.dw, p.kh * p.kw * p.ic_per_group() * p.oc, 0.0f);
+    if (a.dw != nullptr) std::fill_n(a.dw, p.w_size(), 0.0f);
     return;
   }
   // Blocks of output channels as wide as the microkernel holds (VecsPerBlock, as the forward).
