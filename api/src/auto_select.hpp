@@ -90,4 +90,22 @@ class Scratch {
   std::vector<float> data_;
 };
 
+// Scratch gradients for measuring a backward convolution: dx, dw and db of p's sizes, each null
+// when not wanted (and allocated only when first used).
+class ScratchGrads {
+ public:
+  ScratchGrads(const Conv2dProblem& p, const Conv2dGradsWanted& wanted)
+      : dx_(wanted.dx ? p.n * p.ih * p.iw * p.ic : 0),
+        dw_(wanted.dw ? p.w_size() : 0),
+        db_(wanted.db ? p.oc : 0),
+        wanted_(wanted) {}
+  float* dx() { return wanted_.dx ? dx_.data() : nullptr; }
+  float* dw() { return wanted_.dw ? dw_.data() : nullptr; }
+  float* db() { return wanted_.db ? db_.data() : nullptr; }
+
+ private:
+  Scratch dx_, dw_, db_;
+  Conv2dGradsWanted wanted_;
+};
+
 }  // namespace convkit::internal

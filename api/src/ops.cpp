@@ -30,11 +30,9 @@ void run_conv2d_bwd(std::string_view requested, std::string_view op, const Conv2
                     const float* x, const float* w, const float* dy, float* dx, float* dw,
                     float* db, std::string* impl) {
   const ConvPass pass = dx != nullptr ? ConvPass::kBackwardData : ConvPass::kBackwardWeights;
-  const int64_t x_size = p.n * p.ih * p.iw * p.ic;
-  const int64_t w_size = p.kh * p.kw * p.ic_per_group() * p.oc;
-  Scratch xs(x_size), ws(w_size), dys(p.n * p.oh * p.ow * p.oc);
-  Scratch dxs(dx ? x_size : 0), dws(dw ? w_size : 0), dbs(db ? p.oc : 0);
+  Scratch xs(p.n * p.ih * p.iw * p.ic), ws(p.w_size()), dys(p.n * p.oh * p.ow * p.oc);
   const Conv2dGradsWanted wanted{dx != nullptr, dw != nullptr, db != nullptr};
+  internal::ScratchGrads grads(p, wanted);
   internal::run_on_backend(
       requested,
       {.op = op,
@@ -46,8 +44,8 @@ void run_conv2d_bwd(std::string_view requested, std::string_view op, const Conv2
        .attempt = [&](const internal::Backend& c) { c.conv2d_bwd(p, x, w, dy, dx, dw, db, impl); },
        .trial =
            [&](const internal::Backend& c) {
-             c.conv2d_bwd(p, xs.data(), ws.data(), dys.data(), dx ? dxs.data() : nullptr,
-                          dw ? dws.data() : nullptr, db ? dbs.data() : nullptr, nullptr);
+             c.conv2d_bwd(p, xs.data(), ws.data(), dys.data(), grads.dx(), grads.dw(), grads.db(),
+                          nullptr);
            }});
 }
 

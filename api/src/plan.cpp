@@ -82,35 +82,27 @@ auto create_reporting_oom(std::string_view op, Create create) {
   }
 }
 
-// How a backward plan is timed under CONVKIT_AUTO=measure: its run on the scratch x and y (dy)
-// that create_plan holds, with the other tensors its run takes (the gradients) from the caller.
+// How auto's measure mode runs a plan: once, on the scratch x and y that create_plan holds (y is
+// dy for backward plans, whose callers give the gradients).
 template <typename Impl>
 using TrialRun = std::function<void(const Impl& plan, float* x, float* y)>;
 
-// Runs a plan once on scratch x and y for auto's measure mode: forward plans (without a
-// residual); null for plans whose run takes other tensors (backward: their TrialRun).
+// The forward plans' trial run (without a residual); backward plans' callers give theirs.
 template <typename Impl>
-std::function<void(const Backend&)> trial_of(PlanSlots<Impl>& plans, Scratch& x, Scratch& y,
-                                             const std::function<void(const Backend&)>& attempt) {
+TrialRun<Impl> forward_trial_run() {
   if constexpr (std::is_same_v<Impl, Conv2dFwdImpl>) {
-    return [&](const Backend& c) {
-      attempt(c);
-      plans[c]->run(x.data(), nullptr, y.data());
-    };
+    return [](const Conv2dFwdImpl& plan, float* x, float* y) { plan.run(x, nullptr, y); };
   } else if constexpr (std::is_same_v<Impl, Pool2dFwdImpl>) {
-    return [&](const Backend& c) {
-      attempt(c);
-      plans[c]->run(x.data(), y.data());
-    };
+    return [](const Pool2dFwdImpl& plan, float* x, float* y) { plan.run(x, y); };
   } else {
-    return nullptr;
+    return {};
   }
 }
 
 // The plan of the backend `requested` names, or auto's choice (DESIGN §5). create(backend)
 // makes a backend's plan; a plan made to be timed under CONVKIT_AUTO=measure is the one kept, and
 // the others are freed here. The scratch x and y are allocated only when measuring. trial_run:
-// how to time a backward plan (TrialRun).
+// how measure mode runs a plan, given for backward plans (forward_trial_run otherwise).
 template <typename Impl, typename Supports, typename Create>
 std::unique_ptr<Impl> create_plan(std::string_view requested, std::string_view op,
                                   std::string_view verbose_op, const AutoFeatures& features,
@@ -123,11 +115,12 @@ std::unique_ptr<Impl> create_plan(std::string_view requested, std::string_view o
     if (plan == nullptr) plan = create_reporting_oom(op, [&] { return create(c); });
   };
   Scratch x(num_elements(x_dims)), y(num_elements(y_dims));
-  std::function<void(const Backend&)> trial = trial_of(plans, x, y, attempt);
-  if (trial == nullptr && trial_run) {
+  const TrialRun<Impl> run_trial = trial_run ? trial_run : forward_trial_run<Impl>();
+  std::function<void(const Backend&)> trial;
+  if (run_trial) {
     trial = [&](const Backend& c) {
       attempt(c);
-      trial_run(*plans[c], x.data(), y.data());
+      run_trial(*plans[c], x.data(), y.data());
     };
   }
   const Backend& chosen =
@@ -321,12 +314,10 @@ std::unique_ptr<internal::Conv2dBwdImpl> create_conv2d_bwd_plan(
     Conv2dGradsWanted wanted, const Dims& x_dims, const Dims& y_dims) {
   const internal::ConvPass pass =
       wanted.dx ? internal::ConvPass::kBackwardData : internal::ConvPass::kBackwardWeights;
-  // Gradients for measure mode's trial runs (allocated only when measuring).
-  internal::Scratch dx(num_elements(x_dims)), dw(p.kh * p.kw * p.ic_per_group() * p.oc), db(p.oc);
+  internal::ScratchGrads grads(p, wanted);  // measure mode's trial runs write them
   const internal::TrialRun<internal::Conv2dBwdImpl> trial_run =
       [&](const internal::Conv2dBwdImpl& plan, float* x, float* dy) {
-        plan.run(x, dy, wanted.dx ? dx.data() : nullptr, wanted.dw ? dw.data() : nullptr,
-                 wanted.db ? db.data() : nullptr);
+        plan.run(x, dy, grads.dx(), grads.dw(), grads.db());
       };
   return internal::create_plan<internal::Conv2dBwdImpl>(
       backend, op,
