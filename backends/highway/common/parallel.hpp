@@ -5,6 +5,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "api/src/backend.hpp"
@@ -24,6 +25,30 @@ inline int ThreadsFor(double flops) { return flops < kSerialFlops ? 1 : num_thre
 // Runs body(begin, end) for contiguous, nearly equal ranges of [0, items), one per thread of a
 // team of `threads` (the first ranges no longer than the later ones). threads <= 1 or items <= 1:
 // body(0, items) on the calling thread, with no parallel region.
+// Channels [begin, end).
+struct ChannelRange {
+  int64_t begin, end;
+};
+
+// Channels cut into `count` chunks of `width` channels each (the last may hold fewer), for kernels
+// that share one pixel item's channels among threads.
+struct ChannelChunks {
+  int64_t count = 1, width = 0;
+  ChannelRange Chunk(int64_t i, int64_t c) const {
+    return {i * width, std::min(c, (i + 1) * width)};
+  }
+};
+
+// c channels in blocks of `block`, cut into `wanted` chunks of whole blocks (at least one, at most
+// one per block), so that no two chunks share a block (a vector or a kernel's column block).
+inline ChannelChunks SplitChannels(int64_t c, int64_t block, int64_t wanted) {
+  const int64_t blocks = (c + block - 1) / block;
+  if (blocks <= 1 || wanted <= 1) return {1, c};
+  const int64_t count = std::min(wanted, blocks);
+  const int64_t width = (blocks + count - 1) / count * block;
+  return {(c + width - 1) / width, width};
+}
+
 template <class Body>
 void ParallelRanges(int threads, int64_t items, const Body& body) {
   if (threads <= 1 || items <= 1) return body(int64_t{0}, items);

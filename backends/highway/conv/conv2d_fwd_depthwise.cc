@@ -126,20 +126,11 @@ void RunBlockVecs(const Conv2dFwdArgs& a, const PixelTile<kRows>& tile, const Ti
 // more. Chunks are whole blocks, so no two threads write one block of y.
 constexpr int64_t kItemsPerThread = 8;
 
-struct ChannelChunks {
-  int64_t count = 1;
-  int64_t cols = 0;  // channels per chunk, a multiple of the block width; the last may hold fewer
-};
-
 ChannelChunks ChunksFor(const Conv2dFwdArgs& a, int64_t pixel_items, int64_t block_cols) {
-  const int64_t blocks = (a.p->oc + block_cols - 1) / block_cols;
-  int64_t count = 1;
-  if (a.threads > 1 && pixel_items > 0) {
-    const int64_t wanted = (kItemsPerThread * a.threads + pixel_items - 1) / pixel_items;
-    count = std::clamp<int64_t>(wanted, 1, blocks);
-  }
-  const int64_t cols = (blocks + count - 1) / count * block_cols;
-  return {(a.p->oc + cols - 1) / cols, cols};
+  const int64_t wanted = a.threads > 1 && pixel_items > 0
+                             ? (kItemsPerThread * a.threads + pixel_items - 1) / pixel_items
+                             : 1;
+  return SplitChannels(a.p->oc, block_cols, wanted);
 }
 
 // One tile of kRows pixels from m0, channels [c_begin, c_end): the tap table is built once.
@@ -163,8 +154,8 @@ void RunAll(const Conv2dFwdArgs& a) {
   const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
   const ChannelChunks chunks = ChunksFor(a, tiles, static_cast<int64_t>(kVecs * hn::Lanes(DF())));
   ParallelFor(a.threads, tiles * chunks.count, [&](int64_t t) {
-    const int64_t c_begin = t % chunks.count * chunks.cols;
-    RunPixels<kVecs>(a, t / chunks.count * kRows, c_begin, std::min(p.oc, c_begin + chunks.cols));
+    const ChannelRange ch = chunks.Chunk(t % chunks.count, p.oc);
+    RunPixels<kVecs>(a, t / chunks.count * kRows, ch.begin, ch.end);
   });
 }
 
@@ -284,15 +275,14 @@ void RunAllDenseRows(const Conv2dFwdArgs& a) {
   const int64_t pixel_items = p.n * p.oh;
   const ChannelChunks chunks = ChunksFor(a, pixel_items, block_cols);
   ParallelFor(a.threads, pixel_items * chunks.count, [&](int64_t t) {
-    const int64_t c_begin = t % chunks.count * chunks.cols;
-    const int64_t c_end = std::min(p.oc, c_begin + chunks.cols);
+    const ChannelRange ch = chunks.Chunk(t % chunks.count, p.oc);
     const int64_t pixel_item = t / chunks.count;
     const int64_t oh = pixel_item % p.oh;
     const int64_t n = pixel_item / p.oh;
-    for (int64_t c0 = c_begin; c0 < c_end; c0 += block_cols) {
+    for (int64_t c0 = ch.begin; c0 < ch.end; c0 += block_cols) {
       for (int64_t ow0 = 0; ow0 < p.ow; ow0 += static_cast<int64_t>(kRowRows)) {
         RunRowBlockVecs<kKw, kStride, kRowVecs>(a, n, oh, ow0, c0,
-                                                std::min(block_cols, c_end - c0));
+                                                std::min(block_cols, ch.end - c0));
       }
     }
   });

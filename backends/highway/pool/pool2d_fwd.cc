@@ -31,30 +31,13 @@ namespace convkit::internal::highway {
 namespace HWY_NAMESPACE {
 namespace {
 
-// Channels [begin, end) of a row's outputs.
-struct ChannelRange {
-  int64_t begin, end;
-};
-
 // With fewer output rows (N * OH) than threads, as a global pool at batch 1 has (one row), the
-// rows variants would leave threads idle: each row's channels are then cut into one chunk per
-// thread (whole vectors, so only the last chunk's last vector is masked). Every output element
+// rows variants would leave threads idle: each row's channels are then cut into one chunk of
+// whole vectors per thread (only the last chunk's last vector is masked). Every output element
 // still takes the same steps in the same order, so the bits do not depend on the thread count.
-struct ChannelChunks {
-  int64_t count = 1, width = 0;
-  ChannelRange Chunk(int64_t i, int64_t c) const {
-    return {i * width, std::min(c, (i + 1) * width)};
-  }
-};
-
 ChannelChunks ChannelChunksFor(const Pool2dProblem& p, int threads) {
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
-  const int64_t vecs = (p.c + lanes - 1) / lanes;
-  const int64_t rows = p.n * p.oh;
-  if (threads <= 1 || rows >= threads || vecs < 2) return {1, p.c};
-  const int64_t count = std::min<int64_t>(threads, vecs);
-  const int64_t width = (vecs + count - 1) / count * lanes;
-  return {(p.c + width - 1) / width, width};
+  const bool idle_threads = threads > 1 && p.n * p.oh < threads;
+  return SplitChannels(p.c, static_cast<int64_t>(hn::Lanes(DF())), idle_threads ? threads : 1);
 }
 
 // The window w (at channel 0) into y0, in pixel-major order: for each element of the window in
@@ -308,9 +291,6 @@ void PoolFwdRange(const Pool2dProblem& p, const float* x, float* y, int64_t t0, 
   }
 }
 
-// The rows variant (kStream false) and the stream variant's kernel: each thread takes consecutive
-// output rows, so the input row two windows share (stride < window) is still in its cache and
-// scanned for NaN once.
 // Whether channels `ch` of `pixels` consecutive pixels (C floats each) may hold a NaN, decided
 // as MayHoldNaN decides it (a sum that is NaN), with four chains over the pixels.
 bool ChannelsMayHoldNaN(const float* x, int64_t pixels, int64_t c, ChannelRange ch) {
@@ -345,6 +325,9 @@ void PoolFwdRowChunk(const Pool2dProblem& p, const FullCols& full, const float* 
   PoolFwdRow<kMax, kStream>(p, full, x, y, n, oh, exact, ch);
 }
 
+// The rows variant (kStream false) and the stream variant's kernel: each thread takes consecutive
+// output rows, so the input row two windows share (stride < window) is still in its cache and
+// scanned for NaN once; with channel chunks, each chunk scans its own channels.
 template <bool kMax, bool kStream>
 void PoolFwdRows(const Pool2dArgs& a) {
   const Pool2dProblem& p = *a.p;
