@@ -99,10 +99,21 @@ def _attribute_value(attribute):
     return value
 
 
-def _elem_dtype(elem_type):
+def _input_dtype(value):
+    """A graph input's numpy dtype; a clear error for sequences, optionals, maps and element
+    types numpy has no dtype for."""
     import onnx
 
-    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type":
+        raise UnsupportedError(f"graph input '{value.name}' is of type {kind} (supported: "
+                               "tensors)")
+    elem_type = value.type.tensor_type.elem_type
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, TypeError, ValueError):
+        raise UnsupportedError(f"graph input '{value.name}' has element type {elem_type} "
+                               "(supported: the numpy types: float, int, bool)") from None
 
 
 def from_onnx(model, input_shapes):
@@ -125,8 +136,8 @@ def from_onnx(model, input_shapes):
         if value.name in consts:
             continue
         inputs.append(value.name)
+        dtypes[value.name] = _input_dtype(value)
         tensor_type = value.type.tensor_type
-        dtypes[value.name] = _elem_dtype(tensor_type.elem_type)
         if value.name in input_shapes:
             shapes[value.name] = tuple(int(d) for d in input_shapes.pop(value.name))
             continue

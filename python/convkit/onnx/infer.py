@@ -77,7 +77,7 @@ def infer(graph):
                 continue
             graph.shapes[name], graph.dtypes[name] = tuple(value.shape), value.dtype
             if foldable:
-                graph.consts[name] = np.ascontiguousarray(value)
+                graph.consts[name] = np.asarray(value, order="C")  # keeps 0-d 0-d
         if not foldable:
             kept.append(node)
     graph.nodes = kept

@@ -56,12 +56,18 @@ class _Output:
 
 
 def _onnx_dtype(ctx, elem_type):
+    """numpy's dtype for a Cast's target type. 8-bit floats only without saturation: ONNX's
+    default saturate=1 clamps to the largest finite value where numpy gives inf or NaN."""
     import onnx
 
     try:
-        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
     except (KeyError, TypeError, ValueError):
         raise ctx.fail(f"unsupported element type {elem_type}") from None
+    if dtype.name.startswith("float8") and (ctx.attr("saturate", 1) or "e8m0" in dtype.name):
+        raise ctx.fail(f"a cast to {dtype.name} with saturate={ctx.attr('saturate', 1)} "
+                       "(supported: 8-bit floats with saturate=0, except e8m0)")
+    return dtype
 
 
 # ------------------------------------------------------------------------------------------------
@@ -131,6 +137,13 @@ def build_unary(ctx):
 
 @op("Dropout")
 def build_dropout(ctx):
+    """The identity (and an all-true mask): inference, or training with ratio 0. Training mode
+    with a non-zero ratio (random) is refused."""
+    if ctx.has_input(2):
+        training = ctx.require_const(2, "Dropout's training_mode")
+        ratio = ctx.require_const(1, "Dropout's ratio") if ctx.has_input(1) else 0.5
+        if bool(np.asarray(training).reshape(-1)[0]) and float(np.asarray(ratio).reshape(-1)[0]):
+            raise ctx.fail("training_mode=true with a non-zero ratio (supported: inference)")
     if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
         return Kernel(lambda x, *_: (x, np.ones(x.shape, dtype=bool)),
                       [L.ANY] * len(ctx.node.inputs), [L.ANY, L.ANY])
@@ -385,8 +398,25 @@ def build_softmax(ctx):
     return Kernel(run, [L.PLAIN], [L.PLAIN])
 
 
+def _lowest(dtype):
+    if dtype == np.bool_:
+        return False
+    return -np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
+
+
+def _highest(dtype):
+    if dtype == np.bool_:
+        return True
+    return np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).max
+
+
 _REDUCE = {
-    "ReduceMean": np.mean, "ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min,
+    "ReduceMean": np.mean, "ReduceSum": np.sum,
+    # Over an empty set ONNX gives the identity of the reduction: the lowest / highest value.
+    "ReduceMax": lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims,
+                                                  initial=_lowest(x.dtype)),
+    "ReduceMin": lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims,
+                                                  initial=_highest(x.dtype)),
     "ReduceProd": np.prod,
     "ReduceL1": lambda x, axis, keepdims: np.sum(np.abs(x), axis=axis, keepdims=keepdims),
     "ReduceL2": lambda x, axis, keepdims: np.sqrt(np.sum(np.square(x), axis=axis,
@@ -580,8 +610,18 @@ def build_constant_of_shape(ctx):
 
 @op("Range")
 def build_range(ctx):
+    """Folded at load: its inputs must be constants (its output's shape depends on them)."""
+    values = [ctx.require_const(i, f"Range's {what}")
+              for i, what in enumerate(("start", "limit", "delta"))]
+    if any(v.size != 1 for v in values):
+        raise ctx.fail(f"inputs of shapes {[v.shape for v in values]} (supported: scalars)")
+    if values[2].item() == 0:
+        raise ctx.fail("delta 0 (supported: non-zero)")
+
     def run(start, limit, delta):
-        return np.arange(start, limit, delta, dtype=np.result_type(start, limit, delta))
+        dtype = np.result_type(start, limit, delta)
+        start, limit, delta = (np.asarray(v).reshape(()) for v in (start, limit, delta))
+        return np.arange(start, limit, delta, dtype=dtype)
 
     return Kernel(run, [L.PLAIN] * 3, [L.PLAIN])
 
