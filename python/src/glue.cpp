@@ -1,5 +1,6 @@
 // The copies between convkit's layers that numpy makes slowly (convkit.onnx's glue): the layout
-// transposes at a model's inputs and outputs, and channel concatenation of NHWC tensors. numpy
+// transposes at a model's inputs and outputs, channel concatenation of NHWC tensors, and the
+// per-channel Mul and PRelu of NHWC tensors. numpy
 // copies them on one thread, a few elements at a time when the inner extent is short (NCHW -> NHWC
 // of a 3-channel image runs at ~5 GB/s); here they run in cache-sized tiles on convkit's threads.
 #include "python/src/glue.hpp"
@@ -45,6 +46,38 @@ void TransposeTile(const float* x, float* y, int64_t r_count, int64_t c_count, i
 void CopyRow(const float* x, float* y, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] = x[i];
+}
+
+// y[n][p][c] = op(x[n][p][c], s[n][c]) on convkit's threads, after checking s's and y's shapes
+// (`name` for the errors).
+template <typename Op>
+void ChannelRows(const char* name, const ConstArray3& x, const ConstDenseArray2& s, const Array3& y,
+                 Op op) {
+  const int64_t n = Extent(x, 0), pixels = Extent(x, 1), c = Extent(x, 2);
+  if (Extent(s, 0) != n || Extent(s, 1) != c) {
+    const int64_t want[2] = {n, c};
+    throw Error(ErrorCode::kShapeMismatch,
+                std::string(name) + ": s must have shape " + Shape(want, 2) +
+                    " (x's images and channels), given " + Shape(s.shape_ptr(), 2));
+  }
+  if (Extent(y, 0) != n || Extent(y, 1) != pixels || Extent(y, 2) != c) {
+    throw Error(ErrorCode::kShapeMismatch, std::string(name) + ": y must have x's shape " +
+                                               Shape(x.shape_ptr(), 3) + ", given " +
+                                               Shape(y.shape_ptr(), 3));
+  }
+  const float* xd = x.data();
+  const float* sd = s.data();
+  float* yd = y.data();
+  nb::gil_scoped_release release;
+#pragma omp parallel for schedule(static) \
+    num_threads(ThreadsFor(static_cast <int64_t>(y.size()) * 8))
+  for (int64_t row = 0; row < n * pixels; ++row) {
+    const float* s_row = sd + row / pixels * c;
+    const float* x_row = xd + row * c;
+    float* y_row = yd + row * c;
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) y_row[i] = op(x_row[i], s_row[i]);
+  }
 }
 
 }  // namespace
@@ -121,31 +154,13 @@ void concat_channels(const std::vector<ConstArray2>& xs, const Array2& y) {
 }
 
 void scale_channels(const ConstArray3& x, const ConstDenseArray2& s, const Array3& y) {
-  const int64_t n = Extent(x, 0), pixels = Extent(x, 1), c = Extent(x, 2);
-  if (Extent(s, 0) != n || Extent(s, 1) != c) {
-    const int64_t want[2] = {n, c};
-    throw Error(ErrorCode::kShapeMismatch, "scale_channels: s must have shape " + Shape(want, 2) +
-                                               " (x's images and channels), given " +
-                                               Shape(s.shape_ptr(), 2));
-  }
-  if (Extent(y, 0) != n || Extent(y, 1) != pixels || Extent(y, 2) != c) {
-    throw Error(ErrorCode::kShapeMismatch, "scale_channels: y must have x's shape " +
-                                               Shape(x.shape_ptr(), 3) + ", given " +
-                                               Shape(y.shape_ptr(), 3));
-  }
-  const float* xd = x.data();
-  const float* sd = s.data();
-  float* yd = y.data();
-  nb::gil_scoped_release release;
-#pragma omp parallel for schedule(static) \
-    num_threads(ThreadsFor(static_cast <int64_t>(y.size()) * 8))
-  for (int64_t row = 0; row < n * pixels; ++row) {
-    const float* s_row = sd + row / pixels * c;
-    const float* x_row = xd + row * c;
-    float* y_row = yd + row * c;
-#pragma omp simd
-    for (int64_t i = 0; i < c; ++i) y_row[i] = x_row[i] * s_row[i];
-  }
+  ChannelRows("scale_channels", x, s, y, [](float v, float f) { return v * f; });
+}
+
+void prelu_channels(const ConstArray3& x, const ConstDenseArray2& s, const Array3& y) {
+  // A multiplier, not a branch (signs are mixed: a branch mispredicts every other element);
+  // NaN < 0 is false: NaN * 1 stays NaN, as in ONNX.
+  ChannelRows("prelu_channels", x, s, y, [](float v, float f) { return v * (v < 0 ? f : 1.0f); });
 }
 
 void add_glue(nb::module_& m) {
@@ -159,6 +174,9 @@ void add_glue(nb::module_& m) {
   m.def("_scale_channels", &scale_channels, "x"_a, "s"_a, "y"_a.noconvert(),
         "y[n, p, c] = x[n, p, c] * s[n, c] for float32 C-ordered x and y (N, P, C) and s (N, C); "
         "y may be x. On convkit's threads (convkit.onnx's channel-scale Mul).");
+  m.def("_prelu_channels", &prelu_channels, "x"_a, "s"_a, "y"_a.noconvert(),
+        "y[n, p, c] = x[n, p, c] * s[n, c] where x < 0, else x, for float32 C-ordered x and y "
+        "(N, P, C) and s (N, C); y may be x. On convkit's threads (convkit.onnx's PRelu).");
 }
 
 }  // namespace convkit::python

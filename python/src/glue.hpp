@@ -1,5 +1,6 @@
 // The glue copies of convkit.onnx that numpy makes slowly, run on convkit's threads: the batched
-// transpose behind NCHW <-> NHWC and the channel concatenation of NHWC tensors.
+// transpose behind NCHW <-> NHWC, the channel concatenation of NHWC tensors and per-channel
+// elementwise ops on them.
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -35,7 +36,11 @@ void concat_channels(const std::vector<ConstArray2>& xs, const Array2& y);
 // convkit::Error (shape mismatch) naming s's or y's expected and given shape.
 void scale_channels(const ConstArray3& x, const ConstDenseArray2& s, const Array3& y);
 
-// Registers _transpose_last_two, _concat_channels and _scale_channels.
+// y[n][p][c] = x[n][p][c] < 0 ? x[n][p][c] * s[n][c] : x[n][p][c]: PReLU with a slope per image
+// and channel of NHWC data, x and y (N, P, C), s (N, C); y may be x. Throws as scale_channels.
+void prelu_channels(const ConstArray3& x, const ConstDenseArray2& s, const Array3& y);
+
+// Registers _transpose_last_two, _concat_channels, _scale_channels and _prelu_channels.
 void add_glue(nanobind::module_& m);
 
 }  // namespace convkit::python

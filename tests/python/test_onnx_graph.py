@@ -264,6 +264,11 @@ def _glue_cases():
          {"g": f32(rng.uniform(0.5, 1.5, C)), "bt": f32(rng.standard_normal(C))}),
         ("prelu", [node("PRelu", ["c", "slope"], ["y"])],
          {"slope": f32(rng.uniform(0, 0.5, (C, 1, 1)))}),
+        ("prelu_nc11", [node("PRelu", ["c", "slope"], ["y"])],
+         {"slope": f32(rng.uniform(-1, 1, (1, C, 1, 1)))}),
+        ("prelu_one", [node("PRelu", ["c", "slope"], ["y"])], {"slope": f32([0.25])}),
+        ("prelu_w", [node("PRelu", ["c", "slope"], ["y"])],
+         {"slope": f32(rng.uniform(0, 0.5, W))}),  # per column: numpy's broadcast
         ("cast_identity", [node("Cast", ["c"], ["d"], to=onnx.TensorProto.DOUBLE),
                            node("Cast", ["d"], ["i"], to=onnx.TensorProto.FLOAT),
                            node("Identity", ["i"], ["y"])], {}),
@@ -318,6 +323,22 @@ def test_runtime_tensor_moves_to_nhwc_once(rng, x):
     inits = {"s": np.array([N, C, W, H], np.int64), "w3": conv_weights(rng, 3, C, 1)}
     loaded = check(conv_then(rng, nodes, ["y", "z"], inits), {"x": x})
     assert sum(step.op == "LayoutTranspose" for step in loaded.steps) == 5  # in, r, c->plain, 2 out
+
+
+def test_nhwc_model_transposes_cost_nothing(rng):
+    # A model exported from an NHWC framework: Transpose to NCHW, Conv, Transpose back, Softmax
+    # over the (short, last) class axis, as MTCNN's. convkit runs it without one layout copy
+    # besides the output's.
+    node = helper.make_node
+    nodes = [node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+             node("Conv", ["t", "w"], ["c"], pads=[1, 1, 1, 1]),
+             node("Transpose", ["c"], ["u"], perm=[0, 2, 3, 1]),
+             node("Softmax", ["u"], ["y"], axis=-1), node("LogSoftmax", ["u"], ["z"], axis=3)]
+    model = make_model(nodes, {"x": (2, 40, 50, 3)}, ["y", "z"], {"w": conv_weights(rng, 2, 3)})
+    x = rng.standard_normal((2, 40, 50, 3)).astype(np.float32)
+    loaded = check(model, {"x": x})
+    assert [step.op for step in loaded.steps] == ["Transpose", "Conv", "Transpose", "Softmax",
+                                                  "LogSoftmax"]
 
 
 def test_reused_buffers_hold_each_runs_values(rng, x):
@@ -398,6 +419,18 @@ def test_scale_channels_matches_numpy_also_in_place(rng):
     assert np.array_equal(y, x * s[:, None, :])
     convkit._convkit._scale_channels(x, s, x)
     assert np.array_equal(x, y)
+
+
+def test_prelu_channels_matches_numpy_also_in_place(rng):
+    x = rng.standard_normal((2, 9000, 7)).astype(np.float32)
+    x[0, 0, :3] = [np.nan, -np.inf, np.inf]
+    s = rng.standard_normal((2, 7)).astype(np.float32)
+    y = np.empty_like(x)
+    convkit._convkit._prelu_channels(x, s, y)
+    expected = np.where(x < 0, x * s[:, None, :], x)
+    np.testing.assert_array_equal(y, expected)  # NaN stays NaN
+    convkit._convkit._prelu_channels(x, s, x)
+    np.testing.assert_array_equal(x, expected)
 
 
 def test_scale_channels_refusals(rng):

@@ -189,6 +189,9 @@ def build_elementwise(ctx):
     elif name == "Where":
         f = np.where
     elif name == "PRelu":
+        if _channel_slope(ctx, _follow_layout(ctx)):
+            return Kernel(_prelu_channels(ctx.reuse_buffers), [L.NHWC, L.PLAIN], [L.NHWC])
+
         def f(x, slope):
             return np.where(x < 0, x * slope, x).astype(x.dtype)
     else:  # Mod
@@ -220,6 +223,34 @@ def _channel_scale_operand(ctx, layout):
         if shapes[1 - big] in ((n, c, 1, 1), (1, c, 1, 1)) and h * w > 1:
             return big
     return None
+
+
+def _channel_slope(ctx, layout):
+    """Whether a PRelu is NHWC data (N, C, H, W) with a slope per channel or one slope (the
+    slope's elements then are in channel order, whatever its rank)."""
+    if layout != L.NHWC or len(ctx.in_shape(0)) != 4:
+        return False
+    n, c, h, w = ctx.in_shape(0)
+    slope = tuple(ctx.in_shape(1))
+    return slope in ((1, c, 1, 1), (c, 1, 1)) or int(np.prod(slope)) == 1
+
+
+def _prelu_channels(reuse):
+    """PRelu of NHWC x by a slope per channel: convkit's loop (numpy's broadcast over a short
+    channel axis runs a few elements per inner loop: 10-20x slower on MTCNN's 10-32 channels)."""
+    output = _Output(reuse)
+
+    def run(x, slope):
+        if x.dtype != np.float32 or slope.dtype != np.float32:
+            return np.where(x < 0, x * slope, x).astype(x.dtype)
+        n, h, w, c = x.shape
+        y = output.get(x.shape)
+        factors = np.ascontiguousarray(np.broadcast_to(slope.reshape(-1), (n, c)))
+        ck._prelu_channels(np.ascontiguousarray(x).reshape(n, h * w, c), factors,
+                           y.reshape(n, h * w, c))
+        return y
+
+    return run
 
 
 def _channel_scale(big, reuse):
@@ -360,6 +391,13 @@ def build_transpose(ctx):
     rank = len(ctx.in_shape(0))
     perm = ctx.attr("perm") or list(reversed(range(rank)))
     perm = [int(p) for p in perm]
+    # The transposes NHWC models are exported with, between their layout and ONNX's, cost
+    # nothing: NCHW -> NHWC of an NHWC tensor is its array, read as PLAIN; NHWC -> NCHW of a
+    # PLAIN tensor is the NHWC layout of the result.
+    if ctx.in_layouts[0] == L.NHWC and tuple(perm) == L.TO_NHWC:
+        return Kernel(lambda x: x, [L.NHWC], [L.PLAIN])
+    if ctx.in_layouts[0] != L.NHWC and tuple(perm) == L.FROM_NHWC:
+        return Kernel(np.ascontiguousarray, [L.PLAIN], [L.NHWC])
     if ctx.in_layouts[0] != L.NHWC:
         return Kernel(lambda x: x.transpose(perm), [L.PLAIN], [L.PLAIN])
     # x = logical.transpose(TO_NHWC); the NHWC array of logical.transpose(perm) is x transposed
@@ -371,12 +409,34 @@ def build_transpose(ctx):
 
 
 def _softmax(x, axis, log):
+    axis = _normalize_axis(axis, x.ndim)
+    if axis == x.ndim - 1 and x.shape[axis] <= 32 and x.size >= 4096:
+        return _softmax_short_last_axis(x, log)
     y = x - np.max(x, axis=axis, keepdims=True)
     if log:
         return y - np.log(np.sum(np.exp(y), axis=axis, keepdims=True))
     np.exp(y, out=y)
     y /= np.sum(y, axis=axis, keepdims=True)
     return y
+
+
+def _softmax_short_last_axis(x, log):
+    """_softmax over a short last axis (a detector's 2 classes or 16 box bins per pixel): its
+    max and sum as elementwise ops over the axis' slices; numpy reduces a short inner axis a few
+    elements per loop (3-5x slower)."""
+    slices = np.moveaxis(x, -1, 0)
+    peak = slices[0].copy()
+    for s in slices[1:]:
+        np.maximum(peak, s, out=peak)
+    y = x - peak[..., None]
+    e = np.exp(y)
+    total = np.moveaxis(e, -1, 0)[0].copy()
+    for s in np.moveaxis(e, -1, 0)[1:]:
+        total += s
+    if log:
+        return y - np.log(total)[..., None]
+    e /= total[..., None]
+    return e
 
 
 @op("Softmax", "LogSoftmax")
