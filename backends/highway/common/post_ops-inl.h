@@ -6,12 +6,11 @@
 // tests/equivalence/edge_values_test.cpp (ActivationsOverADenseSweep), and over every float on
 // AVX3 and AVX2 while developing): relu, relu6, clip, leaky_relu and hardsigmoid round as the
 // reference does; hardswish is within 2 ulp; sigmoid, tanh and gelu within 2 ulp and silu within
-// 3, with float exponentials (SigmoidF, TanhF, GeluF); sigmoid and silu vectors with a lane beyond
-// |z| = 80, and gelu on targets without double vectors, take the double path (Highway's Exp, 1
-// ulp of double), rounded once as the reference does, so they stay within 1 ulp of it for every
-// float input including denormals, where a float evaluation loses its relative accuracy. NaN
-// gives NaN: every clamp is ClampKeepNaN (compares false for NaN, or x86's min/max with the value
-// second), never a plain Min/Max (whose NaN operand order differs across targets).
+// 3, with float exponentials (SigmoidF, TanhF, GeluF); sigmoid and silu vectors with a NaN lane,
+// silu vectors with a lane below -80, and gelu on targets without double vectors, take the double
+// path (Highway's Exp, 1 ulp of double), rounded once as the reference does, so they stay within
+// 1 ulp of it. NaN gives NaN: every clamp is ClampKeepNaN (compares false for NaN, or x86's min/max
+// with the value second), never a plain Min/Max (whose NaN operand order differs across targets).
 //
 // Included once per target through foreach_target.h: toggle guard, not #pragma once.
 #if defined(CONVKIT_HIGHWAY_POST_OPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -215,11 +214,12 @@ HWY_INLINE V ExpNonPositive(D d, V x) {
   return hn::Exp(d, x);
 }
 
-// sigmoid(z), or silu(z) = z sigmoid(z) with kSilu, in float for |z| <= 80: e = e^-|z| (Exp, 1
-// ulp), then one division n / (1 + e), the numerator chosen by z's sign (sigmoid: 1 or e; silu: z
-// or z e). Within 3 ulp of the correctly rounded value (every float checked with
-// convkit-activation-ulps): the errors of e, of 1 + e and of the division add, and e's partly
-// cancels in e / (1 + e). A division and no Newton step: the cheapest form that keeps the bound.
+// sigmoid(z), or silu(z) = z sigmoid(z) with kSilu, in float (ActivateTranscendentalF says where):
+// e = e^-|z| (Exp, 1 ulp), then one division n / (1 + e), the numerator chosen by z's sign
+// (sigmoid: 1 or e; silu: z or z e). Within 3 ulp of the correctly rounded value (every float
+// checked with convkit-activation-ulps): the errors of e, of 1 + e and of the division add, and e's
+// partly cancels in e / (1 + e). A division and no Newton step: the cheapest form that keeps the
+// bound.
 template <bool kSilu, class D, class V = hn::Vec<D>>
 HWY_INLINE V SigmoidF(D d, V z) {
   const V one = hn::Set(d, 1.0f);
@@ -277,12 +277,13 @@ HWY_INLINE V GeluF(D d, V z) {
 #endif  // HWY_HAVE_FLOAT64 && HWY_TARGET != HWY_SCALAR
 
 // sigmoid, silu (z sigmoid(z), one more rounding: within 2.5 ulp), tanh or gelu of a vector,
-// with float exponentials; a sigmoid or silu vector with a lane below -80, where e^z nears
-// float's denormals and loses its relative accuracy, or NaN (the float path's clamp of the
-// exponent's argument would turn sigmoid(NaN) into 1), takes the double path (rare), as gelu does
-// on targets without double vectors. Above 80 the float path is exact (1 + e^-z rounds to 1:
-// sigmoid 1, silu z); sending those lanes to the double path too made silu 4x dearer on large
-// pre-activations (integer test data, unnormalised layers).
+// with float exponentials; a vector with a NaN lane (the float path's clamp of the exponent's
+// argument would turn sigmoid(NaN) into 1), or for silu a lane below -80, takes the double path
+// (rare), as gelu does on targets without double vectors. Sigmoid's float path holds everywhere
+// else (2 ulp over every float): above 80, 1 + e^-z rounds to 1; below -80 the result is e^z,
+// whose denormals (below -87.3) Exp rounds once; a text detector's sigmoid head, most of its
+// logits below -80 on background, ran 6x dearer through the double path. silu's z e^z there
+// multiplies a rounded denormal by z (52 ulp at -103). Above 80, silu is z.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V ActivateTranscendentalF(D d, Activation activation, V z) {
   if (activation == Activation::kTanh) return TanhF(d, z);
@@ -293,7 +294,8 @@ HWY_INLINE V ActivateTranscendentalF(D d, Activation activation, V z) {
     return ActivateTranscendental(d, activation, z);
 #endif
   }
-  if (!hn::AllFalse(d, hn::Not(hn::Ge(z, hn::Set(d, -80.0f))))) {  // below -80, or NaN
+  const float lowest = activation == Activation::kSilu ? -80.0f : -FLT_MAX;
+  if (!hn::AllFalse(d, hn::Not(hn::Ge(z, hn::Set(d, lowest))))) {  // below lowest, or NaN
     return ActivateTranscendental(d, activation, z);
   }
   return activation == Activation::kSilu ? SigmoidF<true>(d, z) : SigmoidF<false>(d, z);
