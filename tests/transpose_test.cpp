@@ -80,6 +80,10 @@ std::vector<TransposeCase> HandCases() {
       Make({3, 1, 1, 16}, 16, 4, 2, Pads::uniform(1)),           // one input pixel
       Make({1, 3, 3, 4}, 4, 5, 1, {2, 3, 1, 0}),                 // crops past the window
       Make({1, 4, 4, 17}, 15, 3, 2, Pads::uniform(1), 2, 1, 1),  // dilated, strided
+      // Kernel = stride (highway's shuffle): its 1x1 output in chunks of 2 dy rows (32 pixels of
+      // 4096 floats), a last chunk of 1, chunks across images.
+      Make({1, 5, 32, 8}, 1024, 2, 2, {}),
+      Make({2, 3, 32, 8}, 1024, 2, 2, {1, 0, 0, 1}, 1, 1, 1, true),
   };
   cases.push_back(Make({1, 4, 5, 15}, 16, 2, 2, {}));
   cases.back().bias = false;

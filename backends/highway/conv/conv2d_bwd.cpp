@@ -139,7 +139,7 @@ Conv2dBwdDataPlan::Conv2dBwdDataPlan(const Conv2dProblem& p, const float* w, DxU
     w_hwio_ = use != DxUse::kOneShot ? w_copy_.data() : w;
     return;
   }
-  if (choice_.weights != DxWeights::kForward) {
+  if (choice_.weights != DxWeights::kForward && choice_.weights != DxWeights::kShuffle) {
     const int64_t zero_count = std::max<int64_t>(p.oc, choice_.kernel.lanes);
     zeros_ = hwy::AllocateAligned<float>(static_cast<size_t>(zero_count));
     std::fill_n(zeros_.get(), zero_count, 0.0f);
@@ -152,6 +152,10 @@ Conv2dBwdDataPlan::~Conv2dBwdDataPlan() = default;
 // w into the layout of the chosen variant (once at creation, again by SetWeights).
 void Conv2dBwdDataPlan::Pack(const float* w) {
   const Conv2dBwdDataKernel& kernel = choice_.kernel;
+  if (choice_.weights == DxWeights::kShuffle) {
+    shuffle_ = std::make_unique<DataShuffle>(p_, w);
+    return;
+  }
   if (choice_.weights == DxWeights::kForward) {
     w_fwd_.resize(static_cast<size_t>(p_.w_size()));
     DataAsForwardWeights(p_, w, w_fwd_.data());
@@ -200,6 +204,8 @@ void Conv2dBwdDataPlan::SetWeights(const float* w) {
 
 void Conv2dBwdDataPlan::Run(const float* dy, const float* r, float* dx) const {
   if (forward_) return forward_->run(dy, r, dx);
+  const DxEpilogue epilogue{b_.empty() ? nullptr : b_.data(), &post_ops_, r, dx};
+  if (shuffle_) return shuffle_->Run(dy, epilogue, dx);
   Conv2dBwdDataArgs a;
   a.p = &p_;
   a.dy = dy;
@@ -207,10 +213,7 @@ void Conv2dBwdDataPlan::Run(const float* dy, const float* r, float* dx) const {
   a.zeros = zeros_.get();
   a.w_hwio = w_hwio_;
   a.dx = dx;
-  a.epilogue.b = b_.empty() ? nullptr : b_.data();
-  a.epilogue.post_ops = &post_ops_;
-  a.epilogue.r = r;
-  a.epilogue.dx = dx;
+  a.epilogue = epilogue;
   a.threads = ThreadsFor(p_.flops());
   choice_.kernel.run(a);
 }
@@ -220,6 +223,7 @@ std::string Conv2dBwdDataPlan::name() const {
     const std::string fwd = forward_->name();
     return std::string(choice_.variant) + "_" + fwd.substr(fwd.find(':') + 1);
   }
+  if (shuffle_) return std::string(choice_.variant) + "_" + shuffle_->forward_name();
   return std::string(choice_.variant) + ":" + choice_.kernel.isa;
 }
 

@@ -96,7 +96,8 @@ Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
 // blocks (Conv2dBwdDataArgs::w, conv2d_bwd.cpp's BlockedLayout); or in the narrow-groups kernel's
 // blocks (Conv2dBwdDataArgs::w, PackGroupedDataWeights). kForward: no backward kernel, dx is a
 // forward convolution (DataAsForwardProblem) run by a forward plan of DataAsForwardWeights.
-enum class DxWeights { kHwio, kTransposedBlocks, kGroupedBlocks, kForward };
+// kShuffle: a DataShuffle (kernel = stride) with its own forward plan of the 1x1 convolution.
+enum class DxWeights { kHwio, kTransposedBlocks, kGroupedBlocks, kForward, kShuffle };
 
 // Backward data of a stride-1 convolution as a forward one (conv2d_bwd_data_as_fwd.cpp): null when
 // p qualifies (stride 1, each pad within 0..(K - 1) * dilation), otherwise why not.
@@ -107,9 +108,36 @@ Conv2dProblem DataAsForwardProblem(const Conv2dProblem& p, bool has_bias, const 
 // and output channels swapped. w_fwd holds KH * KW * ICg * OC floats.
 void DataAsForwardWeights(const Conv2dProblem& p, const float* w, float* w_fwd);
 
+// Backward data where the kernel equals the stride (conv2d_bwd_data_shuffle.cpp): null when p
+// qualifies (one group, no dilation, KH = stride_h and KW = stride_w, not 1x1, N > 0), otherwise
+// why not.
+const char* RefusesDataShuffle(const Conv2dProblem& p);
+// One dx row of the shuffle, per target (conv2d_bwd_data_shuffle.cc): see ShuffleRow there.
+using ShuffleRowFn = void (*)(const Conv2dProblem& p, const float* cols, int64_t kh,
+                              const DxEpilogue& e, float* buf, float* dx_row);
+ShuffleRowFn ChooseShuffleRow();
+// dx as the 1x1 convolution of dy into KH * KW * IC channels (a forward plan, created with the
+// weights rearranged), moved into place by ShuffleRow with the epilogue. Run is const and
+// thread-safe; it allocates the 1x1 output of one chunk of dy rows and a row per thread.
+class DataShuffle {
+ public:
+  DataShuffle(const Conv2dProblem& p, const float* w);
+  ~DataShuffle();
+  void Run(const float* dy, const DxEpilogue& e, float* dx) const;
+  // The forward plan's "<variant>:<isa>", e.g. "igemm:AVX3".
+  std::string forward_name() const;
+
+ private:
+  Conv2dProblem p_;
+  ShuffleRowFn row_;
+  int64_t chunk_rows_ = 1;                // dy rows per 1x1 run
+  std::unique_ptr<Conv2dFwdImpl> chunk_;  // chunk_rows_ rows
+  std::unique_ptr<Conv2dFwdImpl> tail_;   // the rest, when N * OH is not a multiple
+};
+
 // The backward variant lists (conv2d_bwd_variants.cpp; common/variants.hpp): for dx
-//   bwd_data_grouped, bwd_data_as_fwd, bwd_data_depthwise, bwd_data_narrow, bwd_data_igemm (accepts
-//   every problem);
+//   bwd_data_shuffle, bwd_data_grouped, bwd_data_as_fwd, bwd_data_depthwise, bwd_data_narrow,
+//   bwd_data_igemm (accepts every problem);
 // for dw and db
 //   bwd_weights_depthwise (needs dw wanted and N > 0), bwd_weights_grouped (the same),
 //   bwd_weights_gemm (accepts every problem).
@@ -173,6 +201,7 @@ class Conv2dBwdDataPlan {
   hwy::AlignedFreeUniquePtr<float[]> zeros_;
   std::vector<float> w_fwd_;                // bwd_data_as_fwd, kOneShot: what forward_ reads
   std::unique_ptr<Conv2dFwdImpl> forward_;  // bwd_data_as_fwd
+  std::unique_ptr<DataShuffle> shuffle_;    // bwd_data_shuffle
 };
 
 // The backend's plan: computes the wanted gradients, each overwritten, dw and db zeros when

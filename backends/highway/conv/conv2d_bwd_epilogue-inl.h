@@ -71,11 +71,35 @@ class DxTileEpilogue {
 
 // The epilogue over `count` contiguous pixels of `channels` floats each: reads the sums from `src`
 // (rows written without the epilogue, e.g. by the narrow kernel's col2im), stores to `dx` (which
-// may be src). The residual is read at dx's offset in r.
+// may be src). The residual is read at dx's offset in r. Channels dividing the vector width (1, 2,
+// 4, 8) go whole vectors at a time, lanes / channels pixels per vector with the bias repeated:
+// one channel per vector wasted 15 of 16 lanes on a sigmoid (a text detector's 1-channel map).
 HWY_INLINE void ApplyDxEpilogue(const DxEpilogue& e, int64_t count, int64_t channels,
                                 const float* src, float* dx) {
   const DF d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  if (channels < lanes && lanes % channels == 0) {
+    HWY_ALIGN float tiled[hn::MaxLanes(DF())];
+    DxEpilogue flat = e;
+    if (e.b != nullptr) {
+      for (int64_t i = 0; i < lanes; ++i) tiled[i] = e.b[i % channels];
+      flat.b = tiled;
+    }
+    const int64_t total = count * channels;
+    const DxTileEpilogue<1> whole(flat, 0, hn::FirstN(d, static_cast<size_t>(lanes)));
+    int64_t i = 0;
+    for (; i + lanes <= total; i += lanes) {
+      const VF acc[1] = {hn::LoadU(d, src + i)};
+      whole.Store(acc, dx + i);
+    }
+    if (i < total) {
+      const MF m = hn::FirstN(d, static_cast<size_t>(total - i));
+      const DxTileEpilogue<1> tail(flat, 0, m);
+      const VF acc[1] = {hn::MaskedLoad(m, d, src + i)};
+      tail.Store(acc, dx + i);
+    }
+    return;
+  }
   for (int64_t c0 = 0; c0 < channels; c0 += lanes) {
     const MF m = hn::FirstN(d, static_cast<size_t>(std::min(lanes, channels - c0)));
     const DxTileEpilogue<1> epilogue(e, c0, m);

@@ -70,6 +70,11 @@ const char* RefusesAsForward(const DataQuery& q) {
   return RefusesDataAsForward(p);
 }
 
+// Kernel = stride: the 1x1 convolution and a shuffle (conv2d_bwd_data_shuffle.cpp). Against the
+// gather kernels it replaces (convkit-run deconv, 2 threads): DBNet's 2x2 s2 24 -> 1 at 320x320
+// (narrow) and 24 -> 24 at 160x160 (igemm).
+const char* RefusesShuffleData(const DataQuery& q) { return RefusesDataShuffle(q.p); }
+
 const char* AcceptsAll(const DataQuery&) { return nullptr; }
 
 struct WeightsQuery {
@@ -114,7 +119,8 @@ const char* AcceptsAllWeights(const WeightsQuery&) { return nullptr; }
 }  // namespace
 
 Conv2dBwdDataChoice ChooseConv2dBwdData(const Conv2dProblem& p, DxUse use) {
-  static constexpr std::array<DataVariant, 5> kList = {{
+  static constexpr std::array<DataVariant, 6> kList = {{
+      {"bwd_data_shuffle", &RefusesShuffleData, &ChooseConv2dBwdDataKernel, DxWeights::kShuffle},
       {"bwd_data_grouped", &RefusesGroupedData, &ChooseConv2dBwdDataGroupedKernel,
        DxWeights::kGroupedBlocks},
       {"bwd_data_as_fwd", &RefusesAsForward, &ChooseConv2dBwdDataKernel, DxWeights::kForward},
