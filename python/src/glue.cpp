@@ -1,15 +1,17 @@
-// The copies between convkit's layers that numpy makes slowly (convkit.onnx's glue): the layout
-// transposes at a model's inputs and outputs, channel concatenation of NHWC tensors, and the
-// per-channel Mul and PRelu of NHWC tensors. numpy
-// copies them on one thread, a few elements at a time when the inner extent is short (NCHW -> NHWC
-// of a 3-channel image runs at ~5 GB/s); here they run in cache-sized tiles on convkit's threads.
+// The glue between convkit's layers that numpy runs slowly (convkit.onnx): the layout transposes at
+// a model's inputs and outputs, channel concatenation of NHWC tensors, per-channel Mul and PRelu,
+// nearest resizing, and elementwise arithmetic on large tensors. numpy runs them on one thread, a
+// few elements at a time when the inner extent is short (NCHW -> NHWC of a 3-channel image runs
+// at ~5 GB/s); here they run in cache-sized pieces on convkit's threads.
 #include "python/src/glue.hpp"
 
+#include <nanobind/stl/string.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <tuple>
 
 #include "convkit/error.hpp"
 #include "convkit/runtime.hpp"
@@ -163,6 +165,101 @@ void prelu_channels(const ConstArray3& x, const ConstDenseArray2& s, const Array
   ChannelRows("prelu_channels", x, s, y, [](float v, float f) { return v * (v < 0 ? f : 1.0f); });
 }
 
+void gather_pixels(const ConstArray4& x, const Indices& rows, const Indices& cols,
+                   const Array4& y) {
+  const int64_t n = Extent(x, 0), h = Extent(x, 1), w = Extent(x, 2), c = Extent(x, 3);
+  const int64_t oh = Extent(rows, 0), ow = Extent(cols, 0);
+  if (Extent(y, 0) != n || Extent(y, 1) != oh || Extent(y, 2) != ow || Extent(y, 3) != c) {
+    const int64_t want[4] = {n, oh, ow, c};
+    throw Error(ErrorCode::kShapeMismatch, "gather_pixels: y must have shape " + Shape(want, 4) +
+                                               " (x's images and channels, the indices' counts), "
+                                               "given " +
+                                               Shape(y.shape_ptr(), 4));
+  }
+  const int64_t* rd = rows.data();
+  const int64_t* cd = cols.data();
+  for (const auto& [name, index, count, extent] :
+       {std::tuple{"rows", rd, oh, h}, std::tuple{"cols", cd, ow, w}}) {
+    for (int64_t i = 0; i < count; ++i) {
+      if (index[i] < 0 || index[i] >= extent) {
+        throw Error(ErrorCode::kInvalidArgument, std::string("gather_pixels: ") + name + "[" +
+                                                     std::to_string(i) + "] must be in [0, " +
+                                                     std::to_string(extent) + "), given " +
+                                                     std::to_string(index[i]));
+      }
+    }
+  }
+  const float* xd = x.data();
+  float* yd = y.data();
+  nb::gil_scoped_release release;
+#pragma omp parallel for schedule(static) \
+    num_threads(ThreadsFor(static_cast <int64_t>(y.size()) * 8))
+  for (int64_t row = 0; row < n * oh; ++row) {
+    const float* x_row = xd + (row / oh * h + rd[row % oh]) * w * c;
+    float* y_row = yd + row * ow * c;
+    for (int64_t j = 0; j < ow; ++j) CopyRow(x_row + cd[j] * c, y_row + j * c, c);
+  }
+}
+
+namespace {
+
+// Rows of y = op(a, b) with b's row and column strides 0 where b broadcasts.
+template <typename Op>
+void BinaryRows(const float* a, const float* b, float* y, int64_t rows, int64_t k, bool b_rows,
+                bool b_cols, Op op) {
+  nb::gil_scoped_release release;
+  // Rows of fewer than 4096 floats: several per item.
+  const int64_t per_item = std::max<int64_t>(1, 4096 / std::max<int64_t>(k, 1));
+  const int64_t items = (rows + per_item - 1) / per_item;
+#pragma omp parallel for schedule(static) num_threads(ThreadsFor(rows* k * 12))
+  for (int64_t item = 0; item < items; ++item) {
+    for (int64_t r = item * per_item; r < std::min(rows, (item + 1) * per_item); ++r) {
+      const float* a_row = a + r * k;
+      const float* b_row = b + (b_rows ? r * (b_cols ? k : 1) : 0);
+      float* y_row = y + r * k;
+      if (b_cols) {
+#pragma omp simd
+        for (int64_t i = 0; i < k; ++i) y_row[i] = op(a_row[i], b_row[i]);
+      } else {
+        const float v = b_row[0];
+#pragma omp simd
+        for (int64_t i = 0; i < k; ++i) y_row[i] = op(a_row[i], v);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void binary(const std::string& op, const ConstDenseArray2& a, const ConstDenseArray2& b,
+            const Array2& y, bool swapped) {
+  const int64_t rows = Extent(a, 0), k = Extent(a, 1);
+  const bool b_rows = Extent(b, 0) != 1 || rows == 1, b_cols = Extent(b, 1) != 1 || k == 1;
+  if ((b_rows && Extent(b, 0) != rows) || (b_cols && Extent(b, 1) != k)) {
+    throw Error(ErrorCode::kShapeMismatch, "binary: b must have shape (" + std::to_string(rows) +
+                                               " or 1, " + std::to_string(k) +
+                                               " or 1) (a's, or 1 to broadcast), given " +
+                                               Shape(b.shape_ptr(), 2));
+  }
+  if (Extent(y, 0) != rows || Extent(y, 1) != k) {
+    throw Error(ErrorCode::kShapeMismatch, "binary: y must have a's shape " +
+                                               Shape(a.shape_ptr(), 2) + ", given " +
+                                               Shape(y.shape_ptr(), 2));
+  }
+  const float* ad = a.data();
+  const float* bd = b.data();
+  float* yd = y.data();
+  const auto run = [&](auto f) { BinaryRows(ad, bd, yd, rows, k, b_rows, b_cols, f); };
+  if (op == "add") return run([](float u, float v) { return u + v; });
+  if (op == "mul") return run([](float u, float v) { return u * v; });
+  if (op == "sub" && !swapped) return run([](float u, float v) { return u - v; });
+  if (op == "sub") return run([](float u, float v) { return v - u; });
+  if (op == "div" && !swapped) return run([](float u, float v) { return u / v; });
+  if (op == "div") return run([](float u, float v) { return v / u; });
+  throw Error(ErrorCode::kInvalidArgument,
+              "binary: op must be add, sub, mul or div, given '" + op + "'");
+}
+
 void add_glue(nb::module_& m) {
   using namespace nb::literals;
   m.def("_transpose_last_two", &transpose_last_two, "x"_a, "y"_a.noconvert(),
@@ -177,6 +274,14 @@ void add_glue(nb::module_& m) {
   m.def("_prelu_channels", &prelu_channels, "x"_a, "s"_a, "y"_a.noconvert(),
         "y[n, p, c] = x[n, p, c] * s[n, c] where x < 0, else x, for float32 C-ordered x and y "
         "(N, P, C) and s (N, C); y may be x. On convkit's threads (convkit.onnx's PRelu).");
+  m.def("_gather_pixels", &gather_pixels, "x"_a, "rows"_a, "cols"_a, "y"_a.noconvert(),
+        "y[n, i, j] = x[n, rows[i], cols[j]] for float32 C-ordered NHWC x (N, H, W, C) and y (N, "
+        "OH, OW, C), int64 rows (OH,) and cols (OW,), on convkit's threads (convkit.onnx's "
+        "nearest Resize).");
+  m.def("_binary", &binary, "op"_a, "a"_a, "b"_a, "y"_a.noconvert(), "swapped"_a = false,
+        "y = a op b (swapped: b op a) for op add, sub, mul or div, float32 C-ordered a and y (R, "
+        "K), b (R or 1, K or 1) broadcast where it has 1, on convkit's threads; y may be a or b "
+        "(convkit.onnx's elementwise glue).");
 }
 
 }  // namespace convkit::python

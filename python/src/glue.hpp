@@ -1,12 +1,13 @@
-// The glue copies of convkit.onnx that numpy makes slowly, run on convkit's threads: the batched
-// transpose behind NCHW <-> NHWC, the channel concatenation of NHWC tensors and per-channel
-// elementwise ops on them.
+// The glue of convkit.onnx that numpy runs slowly, on convkit's threads: the batched transpose
+// behind NCHW <-> NHWC, the channel concatenation of NHWC tensors, per-channel and elementwise
+// arithmetic on them, nearest resizing.
 #pragma once
 
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/vector.h>
 
+#include <string>
 #include <vector>
 
 namespace convkit::python {
@@ -20,6 +21,12 @@ using Array2 =
     nanobind::ndarray<float, nanobind::ndim<2>, nanobind::c_contig, nanobind::device::cpu>;
 using ConstDenseArray2 =
     nanobind::ndarray<const float, nanobind::ndim<2>, nanobind::c_contig, nanobind::device::cpu>;
+using ConstArray4 =
+    nanobind::ndarray<const float, nanobind::ndim<4>, nanobind::c_contig, nanobind::device::cpu>;
+using Array4 =
+    nanobind::ndarray<float, nanobind::ndim<4>, nanobind::c_contig, nanobind::device::cpu>;
+using Indices =
+    nanobind::ndarray<const int64_t, nanobind::ndim<1>, nanobind::c_contig, nanobind::device::cpu>;
 
 // y[b][c][r] = x[b][r][c]. Throws convkit::Error (shape mismatch) naming y's expected and given
 // shape, (invalid argument) when y is x.
@@ -40,7 +47,21 @@ void scale_channels(const ConstArray3& x, const ConstDenseArray2& s, const Array
 // and channel of NHWC data, x and y (N, P, C), s (N, C); y may be x. Throws as scale_channels.
 void prelu_channels(const ConstArray3& x, const ConstDenseArray2& s, const Array3& y);
 
-// Registers _transpose_last_two, _concat_channels, _scale_channels and _prelu_channels.
+// y[n][i][j] = x[n][rows[i]][cols[j]] (C floats each): nearest-neighbour resizing of NHWC data,
+// x (N, H, W, C), y (N, OH, OW, C), rows OH and cols OW indices. Throws convkit::Error (shape
+// mismatch) naming y's expected and given shape, (invalid argument) naming an index outside x.
+void gather_pixels(const ConstArray4& x, const Indices& rows, const Indices& cols, const Array4& y);
+
+// y = a op b for op "add", "sub", "mul" or "div" (swapped: b op a), a and y (R, K), b (R or 1, K or
+// 1) broadcast over the axes where it has 1: numpy's float32 binary ops over the shapes of a
+// network's elementwise glue (same shape, a scalar, a row per channel), on convkit's threads; y
+// may be a or b. Throws convkit::Error (invalid argument) for another op, (shape mismatch) naming
+// b's or y's expected and given shape.
+void binary(const std::string& op, const ConstDenseArray2& a, const ConstDenseArray2& b,
+            const Array2& y, bool swapped);
+
+// Registers _transpose_last_two, _concat_channels, _scale_channels, _prelu_channels,
+// _gather_pixels and _binary.
 void add_glue(nanobind::module_& m);
 
 }  // namespace convkit::python

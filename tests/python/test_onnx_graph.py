@@ -65,6 +65,26 @@ def test_per_channel_mul_and_add_fold_into_conv(rng, x):
     assert node_ops(loaded) == ["Conv"]
 
 
+def test_affine_after_an_activation_folds_into_unpadded_readers(rng, x):
+    # PP-LCNetV3's learnable affine block: Conv -> HardSwish -> Mul(scale) -> Add(bias), read by
+    # 1x1 convolutions (dense, grouped) and a 2x2 one without padding: into their w and b. A
+    # padded reader would see the padding's zeros as zeros of x * s + t: that chain stays.
+    node = helper.make_node
+    inits = {"s": np.array([1.7], np.float32), "t": rng.standard_normal((C, 1, 1)).astype(
+        np.float32), "w1": conv_weights(rng, 4, C, 1), "w5": conv_weights(rng, 5, 1, 1),
+        "w2": conv_weights(rng, 3, C, 2), "b2": rng.standard_normal(3).astype(np.float32)}
+    nodes = [node("HardSwish", ["c"], ["h"]), node("Mul", ["s", "h"], ["m"]),
+             node("Sub", ["m", "t"], ["a"]), node("Conv", ["a", "w1"], ["y1"]),
+             node("Conv", ["a", "w5"], ["y2"], group=5),
+             node("Conv", ["a", "w2", "b2"], ["y3"], strides=[2, 2])]
+    loaded = check(conv_then(rng, nodes, ["y1", "y2", "y3"], inits), {"x": x})
+    assert node_ops(loaded) == ["Conv"] * 4
+    padded = nodes[:3] + [node("Conv", ["a", "w1"], ["y1"]),
+                          node("Conv", ["a", "w2"], ["y2"], pads=[1, 0, 0, 0])]
+    loaded = check(conv_then(rng, padded, ["y1", "y2"], inits), {"x": x})
+    assert node_ops(loaded) == ["Conv", "Mul", "Sub", "Conv", "Conv"]
+
+
 def test_shape_subgraph_folds(rng, x):
     nodes = [
         helper.make_node("Shape", ["c"], ["shape"]),
@@ -177,7 +197,7 @@ def test_rewrite_counts(rng):
 
     graph = infer(from_onnx(model, None))
     assert rewrite.prepare(graph) == {"fold_pad": 0, "fold_batch_norm": 1, "fold_affine": 0,
-                                      "fuse_activations": 1}
+                                      "fuse_activations": 1, "fold_affine_forward": 0}
 
 
 def test_zero_pad_folds_into_conv(rng, x):
@@ -431,6 +451,43 @@ def test_prelu_channels_matches_numpy_also_in_place(rng):
     np.testing.assert_array_equal(y, expected)  # NaN stays NaN
     convkit._convkit._prelu_channels(x, s, x)
     np.testing.assert_array_equal(x, expected)
+
+
+def test_gather_pixels_matches_numpy_and_refuses_bad_indices(rng):
+    x = rng.standard_normal((2, 30, 40, 24)).astype(np.float32)
+    rows = np.array([0, 0, 29, 5, 5, 7], np.int64)
+    cols = np.repeat(np.arange(40, dtype=np.int64), 3)[::-1].copy()
+    y = np.empty((2, 6, 120, 24), np.float32)
+    convkit._convkit._gather_pixels(x, rows, cols, y)
+    assert np.array_equal(y, x[:, rows][:, :, cols])
+    with pytest.raises(convkit.Error, match=r"cols\[1\] must be in \[0, 40\), given 40"):
+        convkit._convkit._gather_pixels(x, rows, np.array([0, 40], np.int64),
+                                        np.empty((2, 6, 2, 24), np.float32))
+    with pytest.raises(convkit.Error, match=r"y must have shape \(2, 6, 120, 24\)"):
+        convkit._convkit._gather_pixels(x, rows, cols, np.empty((2, 6, 120, 23), np.float32))
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+def test_binary_matches_numpy_bit_for_bit(rng, op):
+    a = rng.standard_normal((300, 64)).astype(np.float32)
+    a[0, :4] = [np.nan, np.inf, -np.inf, 0.0]
+    f = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[op]
+    with np.errstate(all="ignore"):
+        for b in (rng.standard_normal((300, 64)), rng.standard_normal((1, 64)),
+                  rng.standard_normal((300, 1)), np.array([[0.37]])):
+            b = b.astype(np.float32)
+            y = np.empty_like(a)
+            convkit._convkit._binary(op, a, b, y)
+            np.testing.assert_array_equal(y, f(a, b))
+            convkit._convkit._binary(op, a, b, y, swapped=True)
+            np.testing.assert_array_equal(y, f(b, a))
+        y = a.copy()  # in place
+        convkit._convkit._binary(op, y, np.array([[2.0]], np.float32), y)
+        np.testing.assert_array_equal(y, f(a, np.float32(2.0)))
+    with pytest.raises(convkit.Error, match=r"b must have shape \(300 or 1, 64 or 1\).*\(2, 64\)"):
+        convkit._convkit._binary(op, a, np.ones((2, 64), np.float32), np.empty_like(a))
+    with pytest.raises(convkit.Error, match=r"op must be add, sub, mul or div, given 'pow'"):
+        convkit._convkit._binary("pow", a, a, np.empty_like(a))
 
 
 def test_scale_channels_refusals(rng):

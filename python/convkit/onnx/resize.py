@@ -2,9 +2,10 @@
 
 import numpy as np
 
+from .. import _convkit as ck
 from . import layout as L
 from .kernel import Kernel
-from .ops import op
+from .ops import _Output, op
 
 _COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
                      "asymmetric")
@@ -115,6 +116,10 @@ def build_resize(ctx):
         else:
             steps.append((phys, linear_taps(coords, shape[axis])))
 
+    if mode == "nearest" and layout == L.NHWC and {axis for axis, _ in steps} <= {1, 2}:
+        return Kernel(_gather_pixels(steps, shape, sizes, ctx.reuse_buffers),
+                      [layout] + [L.ANY] * (len(ctx.node.inputs) - 1), [layout])
+
     def run(x, *_):
         for axis, taps in steps:
             if isinstance(taps, tuple):
@@ -131,3 +136,21 @@ def build_resize(ctx):
         return x
 
     return Kernel(run, [layout] + [L.ANY] * (len(ctx.node.inputs) - 1), [layout])
+
+
+def _gather_pixels(steps, shape, sizes, reuse):
+    """Nearest resizing of NHWC data over H and W in one pass on convkit's threads (numpy's take
+    along H, then W: 2.5 ms for DBNet's 96 x 80 x 80 -> 160 x 160)."""
+    index = {axis: np.ascontiguousarray(taps, dtype=np.int64) for axis, taps in steps}
+    rows = index.get(1, np.arange(shape[2], dtype=np.int64))
+    cols = index.get(2, np.arange(shape[3], dtype=np.int64))
+    output = _Output(reuse)
+
+    def run(x, *_):
+        if x.dtype != np.float32:
+            return x[:, rows][:, :, cols]
+        y = output.get((x.shape[0], sizes[2], sizes[3], x.shape[3]))
+        ck._gather_pixels(np.ascontiguousarray(x), rows, cols, y)
+        return y
+
+    return run

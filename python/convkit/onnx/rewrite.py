@@ -4,6 +4,8 @@
   any other BatchNormalization becomes Mul + Add by per-channel constants.
 - fold_affine: Mul/Div/Add/Sub by a per-channel constant after a conv goes into its weights/bias.
 - fold_pad: a zero Pad of H and W before a Conv becomes the Conv's padding (TensorFlow exports).
+- fold_affine_forward (last): Mul/Div/Add/Sub by a per-channel constant read only by Convs without
+  padding goes into their weights and bias.
 - fuse_activations: a conv followed by its activation (Relu, Clip, LeakyRelu, Sigmoid, Tanh,
   HardSigmoid, HardSwish, Gelu; Sigmoid*Mul = SiLU, x*HardSigmoid(x) and x*Clip(x+3,0,6)/6 =
   HardSwish, the erf form of GELU) and by a residual Add (before or after the activation).
@@ -151,6 +153,74 @@ def fold_affine(graph):
                                 "Add": (ones, vector), "Sub": (ones, -vector)}[node.op]
                 _conv_channel_scale(graph, conv, scale, shift)
                 conv.outputs[0] = node.outputs[0]
+                graph.nodes.remove(node)
+                changed = True
+                count += 1
+                break
+            if changed:
+                break
+    return count
+
+
+def _reads_unpadded(graph, conv, name):
+    """Whether `conv` is a Conv reading `name` as its x only, with constant weights and bias and
+    no padding: every tap of it reads x itself, so an affine map of x goes into w and b."""
+    if conv.op != "Conv" or conv.inputs[0] != name or name in conv.inputs[1:]:
+        return False
+    bias = conv.inputs[2] if len(conv.inputs) > 2 else ""
+    if conv.inputs[1] not in graph.consts or (bias and bias not in graph.consts):
+        return False
+    if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return False
+    return not any(conv.attrs.get("pads", [0] * 4))
+
+
+def _conv_input_scale(graph, conv, scale, shift):
+    """Makes conv compute conv(x * scale + shift) (per input channel) from x, with new
+    constants: w times scale along its input channels, and the bias plus conv(shift)."""
+    w = graph.consts[conv.inputs[1]].astype(np.float64)  # OIHW, I = C_in / groups
+    c_out, c_in_g = w.shape[0], w.shape[1]
+    group = np.arange(c_out) // (c_out // conv.attrs.get("group", 1))
+    channel = group[:, None] * c_in_g + np.arange(c_in_g)[None, :]  # (C_out, C_in / groups)
+    b = graph.consts.get(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else None
+    b = np.zeros(c_out) if b is None else b.astype(np.float64)
+    b = b + np.einsum("oikl,oi->o", w, shift[channel])
+    w = w * scale[channel][:, :, None, None]
+    conv.inputs = [conv.inputs[0], _new_const(graph, conv.name + "_w", w.astype(np.float32)),
+                   _new_const(graph, conv.name + "_b", b.astype(np.float32))] + conv.inputs[3:]
+
+
+def fold_affine_forward(graph):
+    """Mul/Div/Add/Sub of a tensor by a per-channel constant whose only readers are Convs
+    without padding (_reads_unpadded) goes into their weights and bias: the learnable affine
+    blocks of PP-LCNetV3 (a scale and a bias after the activation) before its 1x1 convolutions,
+    each two passes over a large tensor in numpy otherwise."""
+    count = 0
+    changed = True
+    while changed:
+        changed = False
+        index = _Index(graph)
+        for node in graph.nodes:
+            if node.op not in ("Mul", "Div", "Add", "Sub") or len(node.inputs) != 2:
+                continue
+            for position in (0, 1):
+                if node.op in ("Div", "Sub") and position == 1:
+                    break
+                t, other = node.inputs[position], node.inputs[1 - position]
+                shape = graph.shapes.get(t)
+                if t in graph.consts or shape is None or len(shape) != 4:
+                    continue
+                vector = _per_channel(graph.consts.get(other), shape[1])
+                users = index.users(node.outputs[0])
+                if vector is None or graph.shapes[node.outputs[0]] != shape or not users or \
+                        not all(_reads_unpadded(graph, u, node.outputs[0]) for u in users):
+                    continue
+                ones, zeros = np.ones_like(vector), np.zeros_like(vector)
+                scale, shift = {"Mul": (vector, zeros), "Div": (1 / vector, zeros),
+                                "Add": (ones, vector), "Sub": (ones, -vector)}[node.op]
+                for conv in users:
+                    _conv_input_scale(graph, conv, scale, shift)
+                    conv.inputs[0] = t
                 graph.nodes.remove(node)
                 changed = True
                 count += 1
@@ -401,4 +471,5 @@ def prepare(graph, fuse=True):
               "fold_affine": fold_affine(graph)}
     if fuse:
         counts["fuse_activations"] = fuse_activations(graph)
+    counts["fold_affine_forward"] = fold_affine_forward(graph)
     return counts
