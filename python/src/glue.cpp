@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "convkit/error.hpp"
 #include "convkit/runtime.hpp"
@@ -260,6 +262,49 @@ void binary(const std::string& op, const ConstDenseArray2& a, const ConstDenseAr
               "binary: op must be add, sub, mul or div, given '" + op + "'");
 }
 
+void affine(const ConstDenseArray2& x, const ConstDenseArray2& s, const ConstDenseArray2& t,
+            const Array2& y) {
+  const int64_t rows = Extent(x, 0), k = Extent(x, 1);
+  for (const auto& [name, a] : {std::pair{"s", &s}, std::pair{"t", &t}}) {
+    if (Extent(*a, 0) != 1 || (Extent(*a, 1) != k && Extent(*a, 1) != 1)) {
+      throw Error(ErrorCode::kShapeMismatch, std::string("affine: ") + name +
+                                                 " must have shape (1, " + std::to_string(k) +
+                                                 ") or (1, 1), given " + Shape(a->shape_ptr(), 2));
+    }
+  }
+  if (Extent(y, 0) != rows || Extent(y, 1) != k) {
+    throw Error(ErrorCode::kShapeMismatch, "affine: y must have x's shape " +
+                                               Shape(x.shape_ptr(), 2) + ", given " +
+                                               Shape(y.shape_ptr(), 2));
+  }
+  const float* xd = x.data();
+  float* yd = y.data();
+  // Rows of `width` floats with s and t as rows of that width (a scalar repeated), so the loop
+  // has one form: K for a per-channel s or t, 4096 for two scalars (x then seen flat).
+  const bool scalars = Extent(s, 1) == 1 && Extent(t, 1) == 1;
+  const int64_t total = rows * k, width = scalars ? std::min<int64_t>(total, 4096) : k;
+  std::vector<float> st(static_cast<size_t>(2 * width));
+  for (int64_t i = 0; i < width; ++i) {
+    st[i] = s.data()[Extent(s, 1) == 1 ? 0 : i];
+    st[width + i] = t.data()[Extent(t, 1) == 1 ? 0 : i];
+  }
+  const float* sd = st.data();
+  const float* td = st.data() + width;
+  const int64_t pieces = width == 0 ? 0 : (total + width - 1) / width;
+  nb::gil_scoped_release release;
+#pragma omp parallel for schedule(static) num_threads(ThreadsFor(total * 8))
+  for (int64_t piece = 0; piece < pieces; ++piece) {
+    const int64_t begin = piece * width, n = std::min(width, total - begin);
+    const float* x_row = xd + begin;
+    float* y_row = yd + begin;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const float scaled = x_row[i] * sd[i];  // rounded, then the shift: no fused multiply-add
+      y_row[i] = scaled + td[i];
+    }
+  }
+}
+
 void add_glue(nb::module_& m) {
   using namespace nb::literals;
   m.def("_transpose_last_two", &transpose_last_two, "x"_a, "y"_a.noconvert(),
@@ -282,6 +327,10 @@ void add_glue(nb::module_& m) {
         "y = a op b (swapped: b op a) for op add, sub, mul or div, float32 C-ordered a and y (R, "
         "K), b (R or 1, K or 1) broadcast where it has 1, on convkit's threads; y may be a or b "
         "(convkit.onnx's elementwise glue).");
+  m.def("_affine", &affine, "x"_a, "s"_a, "t"_a, "y"_a.noconvert(),
+        "y = x * s + t (rounded after each) for float32 C-ordered x and y (R, K), s and t (1, K) "
+        "or (1, 1), on convkit's threads; y may be x (convkit.onnx's Mul then Add by "
+        "constants).");
 }
 
 }  // namespace convkit::python

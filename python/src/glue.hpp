@@ -60,8 +60,14 @@ void gather_pixels(const ConstArray4& x, const Indices& rows, const Indices& col
 void binary(const std::string& op, const ConstDenseArray2& a, const ConstDenseArray2& b,
             const Array2& y, bool swapped);
 
+// y = x * s + t (two roundings, as a Mul then an Add), x and y (R, K), s and t (1, K) or (1, 1):
+// a per-channel or scalar scale and shift in one pass on convkit's threads; y may be x. Throws
+// convkit::Error (shape mismatch) naming s's, t's or y's expected and given shape.
+void affine(const ConstDenseArray2& x, const ConstDenseArray2& s, const ConstDenseArray2& t,
+            const Array2& y);
+
 // Registers _transpose_last_two, _concat_channels, _scale_channels, _prelu_channels,
-// _gather_pixels and _binary.
+// _gather_pixels, _binary and _affine.
 void add_glue(nanobind::module_& m);
 
 }  // namespace convkit::python

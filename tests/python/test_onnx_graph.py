@@ -54,7 +54,25 @@ def test_batch_norm_folds_into_conv(rng, x, backend):
 def test_standalone_batch_norm_is_a_per_channel_affine(rng, x):
     nodes = [helper.make_node("Relu", ["c"], ["r"]), bn_node("r", "y")]
     loaded = check(conv_then(rng, nodes, ["y"], bn_params(rng, C)), {"x": x})
-    assert node_ops(loaded) == ["Conv", "Mul", "Add"]
+    assert node_ops(loaded) == ["Conv", "Mul"]  # Mul + Add, one pass (merge_scale_shift)
+    assert "_shift" in loaded.graph.nodes[1].attrs
+
+
+@pytest.mark.parametrize("flatten", [False, True], ids=["nhwc", "plain"])
+def test_scale_then_shift_is_one_step(rng, x, flatten):
+    # Mul by a constant then Sub of one: one step, on NHWC data (per channel, scalar) and on a
+    # flattened tensor (scalars: convkit's loop; per channel on a PLAIN 4-D tensor: numpy).
+    node = helper.make_node
+    inits = {"s": rng.uniform(0.5, 2, (C, 1, 1)).astype(np.float32), "t": np.float32([0.3]),
+             "u": np.float32(1.5), "v": rng.standard_normal((1, C, 1, 1)).astype(np.float32),
+             "k": np.float32([-0.7]), "shape": np.array([N, C, W, H], np.int64)}
+    head = [node("Reshape", ["c", "shape"], ["c2"])] if flatten else [node("Relu", ["c"], ["c2"])]
+    nodes = head + [node("Mul", ["c2", "s"], ["m"]), node("Sub", ["m", "t"], ["y"]),
+                    node("Mul", ["u", "c2"], ["m2"]), node("Add", ["v", "m2"], ["z"]),
+                    node("Mul", ["c2", "u"], ["m3"]), node("Add", ["m3", "k"], ["q"])]
+    loaded = check(conv_then(rng, nodes, ["y", "z", "q"], inits), {"x": x})
+    assert node_ops(loaded).count("Mul") == 3 and "Sub" not in node_ops(loaded)
+    assert "Add" not in node_ops(loaded)
 
 
 def test_per_channel_mul_and_add_fold_into_conv(rng, x):
@@ -82,7 +100,7 @@ def test_affine_after_an_activation_folds_into_unpadded_readers(rng, x):
     padded = nodes[:3] + [node("Conv", ["a", "w1"], ["y1"]),
                           node("Conv", ["a", "w2"], ["y2"], pads=[1, 0, 0, 0])]
     loaded = check(conv_then(rng, padded, ["y1", "y2"], inits), {"x": x})
-    assert node_ops(loaded) == ["Conv", "Mul", "Sub", "Conv", "Conv"]
+    assert node_ops(loaded) == ["Conv", "Mul", "Conv", "Conv"]  # the Mul with the Sub merged
 
 
 def test_shape_subgraph_folds(rng, x):
@@ -197,7 +215,8 @@ def test_rewrite_counts(rng):
 
     graph = infer(from_onnx(model, None))
     assert rewrite.prepare(graph) == {"fold_pad": 0, "fold_batch_norm": 1, "fold_affine": 0,
-                                      "fuse_activations": 1, "fold_affine_forward": 0}
+                                      "fuse_activations": 1, "fold_affine_forward": 0,
+                                      "merge_scale_shift": 0}
 
 
 def test_zero_pad_folds_into_conv(rng, x):

@@ -167,6 +167,8 @@ _BINARY = {
 @op(*_BINARY, "Pow", "Max", "Min", "Sum", "Mean", "Where", "PRelu", "Mod")
 def build_elementwise(ctx):
     name = ctx.node.op
+    if name == "Mul" and ctx.attr("_shift"):
+        return _scale_shift(ctx)
     if name in _BINARY:
         f = _BINARY[name]
     elif name == "Pow":
@@ -212,6 +214,25 @@ def build_elementwise(ctx):
 
 
 _THREADED_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
+
+
+def _scale_shift(ctx):
+    """x * s + t (rewrite.merge_scale_shift's Mul): s and t float32 constants, one value or one per
+    channel, taken in channel order; one pass of convkit's loop on NHWC data or with scalars."""
+    layout = _follow_layout(ctx)
+    output = _Output(ctx.reuse_buffers)
+
+    def run(x, s, t):
+        per_channel = max(s.size, t.size) > 1
+        if x.dtype != np.float32 or (per_channel and layout != L.NHWC):
+            return np.multiply(x, s) + t
+        y = output.get(x.shape)
+        k = x.shape[-1] if per_channel else x.size
+        ck._affine(np.ascontiguousarray(x).reshape(-1, k), s.reshape(1, -1), t.reshape(1, -1),
+                   y.reshape(-1, k))
+        return y
+
+    return Kernel(run, [layout, L.PLAIN, L.PLAIN], [layout])
 
 
 def _threaded_binary(name, numpy_run, reuse):

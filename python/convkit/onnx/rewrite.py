@@ -4,8 +4,9 @@
   any other BatchNormalization becomes Mul + Add by per-channel constants.
 - fold_affine: Mul/Div/Add/Sub by a per-channel constant after a conv goes into its weights/bias.
 - fold_pad: a zero Pad of H and W before a Conv becomes the Conv's padding (TensorFlow exports).
-- fold_affine_forward (last): Mul/Div/Add/Sub by a per-channel constant read only by Convs without
-  padding goes into their weights and bias.
+- fold_affine_forward (after the fusions): Mul/Div/Add/Sub by a per-channel constant read only by
+  Convs without padding goes into their weights and bias.
+- merge_scale_shift (last): Mul by a constant then Add/Sub of one becomes one `_shift` Mul.
 - fuse_activations: a conv followed by its activation (Relu, Clip, LeakyRelu, Sigmoid, Tanh,
   HardSigmoid, HardSwish, Gelu; Sigmoid*Mul = SiLU, x*HardSigmoid(x) and x*Clip(x+3,0,6)/6 =
   HardSwish, the erf form of GELU) and by a residual Add (before or after the activation).
@@ -227,6 +228,48 @@ def fold_affine_forward(graph):
                 break
             if changed:
                 break
+    return count
+
+
+def _shift_of(graph, node, t):
+    """The constant a node adds to t (Add) or subtracts from it (Sub: negated), or None."""
+    if node is None or node.op not in ("Add", "Sub") or len(node.inputs) != 2:
+        return None
+    other = _other(node, t)
+    if other is None or other not in graph.consts or (node.op == "Sub" and node.inputs[0] != t):
+        return None
+    value = graph.consts[other]
+    return -value if node.op == "Sub" else value
+
+
+def merge_scale_shift(graph):
+    """Mul of a runtime tensor by a constant, then Add or Sub of a constant, both per-channel or
+    scalar and the product read only by that Add: one Mul node with the shift as input 2 and
+    `_shift` set, run in one pass (what fold_affine_forward leaves of PP-LCNetV3's affine blocks:
+    those read by padded convolutions)."""
+    count = 0
+    index = _Index(graph)
+    for mul in [n for n in graph.nodes if n.op == "Mul" and len(n.inputs) == 2]:
+        t = next((i for i in mul.inputs if i not in graph.consts), None)
+        scale = _other(mul, t) if t is not None else None
+        if scale is None or scale not in graph.consts or "_shift" in mul.attrs:
+            continue
+        shape = graph.shapes.get(t)
+        add = index.sole_user(mul.outputs[0])
+        shift = _shift_of(graph, add, mul.outputs[0])
+        if shape is None or shift is None or graph.shapes[add.outputs[0]] != shape:
+            continue
+        consts = (graph.consts[scale], shift)
+        channels = shape[1] if len(shape) == 4 else 1
+        if any(c.dtype != np.float32 or (c.size != 1 and (
+                len(shape) != 4 or _per_channel(c, channels) is None)) for c in consts):
+            continue
+        mul.inputs = [t, scale, _new_const(graph, add.name + "_shift", shift)]
+        mul.attrs["_shift"] = True
+        mul.outputs = list(add.outputs)
+        graph.nodes.remove(add)
+        index = _Index(graph)
+        count += 1
     return count
 
 
@@ -472,4 +515,5 @@ def prepare(graph, fuse=True):
     if fuse:
         counts["fuse_activations"] = fuse_activations(graph)
     counts["fold_affine_forward"] = fold_affine_forward(graph)
+    counts["merge_scale_shift"] = merge_scale_shift(graph)
     return counts
