@@ -103,6 +103,22 @@ def test_affine_after_an_activation_folds_into_unpadded_readers(rng, x):
     assert node_ops(loaded) == ["Conv", "Mul", "Conv", "Conv"]  # the Mul with the Sub merged
 
 
+def test_identities_go_and_no_longer_hide_an_activation(rng, x):
+    # Paddle's exports: Conv -> Identity -> Identity -> GELU (erf form), a Dropout with its ratio;
+    # an Identity that is a graph output stays.
+    node = helper.make_node
+    inits = {"sqrt2": np.float32(np.sqrt(2)), "one": np.float32(1), "half": np.float32(0.5),
+             "ratio": np.float32(0.1)}
+    nodes = [node("Identity", ["c"], ["i1"]), node("Identity", ["i1"], ["i2"]),
+             node("Div", ["i2", "sqrt2"], ["d"]), node("Erf", ["d"], ["e"]),
+             node("Add", ["e", "one"], ["a"]), node("Mul", ["i2", "a"], ["m"]),
+             node("Mul", ["m", "half"], ["g"]), node("Dropout", ["g", "ratio"], ["dd"]),
+             node("Identity", ["dd"], ["y"])]
+    loaded = check(conv_then(rng, nodes, ["y"], inits), {"x": x})
+    assert node_ops(loaded) == ["Conv", "Identity"]
+    assert loaded.graph.nodes[0].attrs["_activation"] == "gelu"
+
+
 def test_shape_subgraph_folds(rng, x):
     nodes = [
         helper.make_node("Shape", ["c"], ["shape"]),
@@ -214,7 +230,8 @@ def test_rewrite_counts(rng):
     from convkit.onnx.infer import infer
 
     graph = infer(from_onnx(model, None))
-    assert rewrite.prepare(graph) == {"fold_pad": 0, "fold_batch_norm": 1, "fold_affine": 0,
+    assert rewrite.prepare(graph) == {"drop_identities": 0, "fold_pad": 0, "fold_batch_norm": 1,
+                                      "fold_affine": 0,
                                       "fuse_activations": 1, "fold_affine_forward": 0,
                                       "merge_scale_shift": 0}
 

@@ -1,5 +1,7 @@
 """Graph rewrites at load, after `infer` (constants folded, shapes known).
 
+- drop_identities: Identity (and Dropout, the identity at inference) nodes go, their readers
+  reading the input.
 - fold_batch_norm: BatchNormalization after a Conv/ConvTranspose goes into its weights and bias;
   any other BatchNormalization becomes Mul + Add by per-channel constants.
 - fold_affine: Mul/Div/Add/Sub by a per-channel constant after a conv goes into its weights/bias.
@@ -78,6 +80,24 @@ def _is_foldable_conv(graph, node):
     return (node is not None and node.op in CONVS and node.inputs[1] in graph.consts
             and (len(node.inputs) < 3 or not node.inputs[2] or node.inputs[2] in graph.consts)
             and "_activation" not in node.attrs and "_residual" not in node.attrs)
+
+
+def drop_identities(graph):
+    """Identity nodes (and Dropout without its mask: the identity at inference) whose output is
+    not a graph output: their readers read the input instead. Paddle's exports put them between a
+    convolution and its activation (PP-OCRv6: 147), where they hid the activation from fusion."""
+    count = 0
+    for node in list(graph.nodes):
+        identity = node.op == "Identity" or (
+            node.op == "Dropout" and len(node.inputs) <= 2 and not any(node.outputs[1:]))
+        if not identity or node.outputs[0] in graph.outputs:
+            continue
+        source, target = node.inputs[0], node.outputs[0]
+        for other in graph.nodes:
+            other.inputs = [source if name == target else name for name in other.inputs]
+        graph.nodes.remove(node)
+        count += 1
+    return count
 
 
 def fold_batch_norm(graph):
@@ -510,7 +530,8 @@ def _attach_residual(graph, conv, add, r, where):
 
 def prepare(graph, fuse=True):
     """All rewrites in order; returns {rewrite name: count}."""
-    counts = {"fold_pad": fold_pad(graph), "fold_batch_norm": fold_batch_norm(graph),
+    counts = {"drop_identities": drop_identities(graph), "fold_pad": fold_pad(graph),
+              "fold_batch_norm": fold_batch_norm(graph),
               "fold_affine": fold_affine(graph)}
     if fuse:
         counts["fuse_activations"] = fuse_activations(graph)
