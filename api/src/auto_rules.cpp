@@ -6,13 +6,14 @@
 // Measured on AMD EPYC (family 26, Zen 5), 2 cores, 2026-12-05
 // (load averages at the start: 1 thread(s): load 1.1; 2 thread(s): load 1.0; 1 thread(s): load 0.2;
 // 2 thread(s): load 0.8; 1 thread(s): load 1.5; 2 thread(s): load 1.4; 1 thread(s): load 3.8; 2
-// thread(s): load 3.2; 1 thread(s): load 2.4; 2 thread(s): load 1.0; 1 thread(s): load 3.6; 2
-// thread(s): load 2.0) from out/auto_nodw_nostem_nogrp_nobwdd_t1.json,
-// out/auto_nodw_nostem_nogrp_nobwdd_t2.json, out/auto_dw_nostem_nogrp_nobwdd_t1.json,
-// out/auto_dw_nostem_nogrp_nobwdd_t2.json, out/auto_stem_nogrp_nobwdd_t1.json,
-// out/auto_stem_nogrp_nobwdd_t2.json, out/auto_grp_nobwdd_t1.json, out/auto_grp_nobwdd_t2.json,
-// out/auto_oneshot_t1.json, out/auto_oneshot_t2.json, out/auto_bwdd_t1.json, out/auto_bwdd_t2.json.
-// 1 thread(s): median cv 0.03.
+// thread(s): load 3.2; 1 thread(s): load 2.4; 2 thread(s): load 1.0; 1 thread(s): load 0.3; 2
+// thread(s): load 0.9; 1 thread(s): load 0.8; 2 thread(s): load 1.5) from
+// out/auto_nodw_nostem_nogrp_nobwdd_t1.json, out/auto_nodw_nostem_nogrp_nobwdd_t2.json,
+// out/auto_dw_nostem_nogrp_nobwdd_t1.json, out/auto_dw_nostem_nogrp_nobwdd_t2.json,
+// out/auto_stem_nogrp_nobwdd_t1.json, out/auto_stem_nogrp_nobwdd_t2.json,
+// out/auto_grp_nobwdd_t1.json, out/auto_grp_nobwdd_t2.json, out/auto_oneshot_nobwdd_t1.json,
+// out/auto_oneshot_nobwdd_t2.json, out/auto_bwdd_s8_t1.json, out/auto_bwdd_s8_t2.json,
+// out/auto_bwdd_oneshot_s8_t1.json, out/auto_bwdd_oneshot_s8_t2.json. 1 thread(s): median cv 0.02.
 // 2 thread(s): median cv 0.03.
 // Rules that do not bound threads apply to every thread count.
 #include "api/src/auto_table.hpp"
@@ -29,48 +30,57 @@ constexpr AutoRule kRules[] = {
      .work = {12845056, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k1 dense one-shot spatial<=98 work>=12845056: onednn 1.27x faster in "
-            "geomean (min 1.18x) over 10 measured shapes"},
+     .why = "ConvBwdData k1 dense one-shot spatial<=98 work>=12845056: onednn 1.24x faster in "
+            "geomean (min 1.13x) over 10 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
-     .ic = {0, 724},
+     .stride = {2, kNoLimit},
      .work = {112896, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 depthwise ic<=724 work>=112896: onednn 1.26x faster in geomean (min "
-            "0.99x) over 15 measured shapes"},
+     .why = "ConvBwdData k2-3 depthwise stride>=2 work>=112896: onednn 1.44x faster in geomean "
+            "(min 1.07x) over 8 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .work = {776160, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped one-shot work<=3459944 work>=776160: onednn 1.44x faster in "
-            "geomean (min 0.98x) over 8 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped one-shot work<=2134600 work>=776160: onednn 1.58x faster in "
+            "geomean (min 1.41x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .ic = {475, kNoLimit},
      .work = {7225344, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped ic>=475 work>=7225344: onednn 1.27x faster in geomean (min "
-            "1.13x) over 8 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped ic>=475 work>=7225344: onednn 1.25x faster in geomean (min "
+            "1.11x) over 8 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .ic = {0, 70},
      .work = {2039184, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped ic<=70 work>=2039184: onednn 1.38x faster in geomean (min "
-            "1.30x) over 4 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped ic<=70 work>=2039184: onednn 1.31x faster in geomean (min "
+            "1.18x) over 4 measured shapes"},
+    {.op = AutoOp::kConvBwdData,
+     .kernel = {4, 5},
+     .groups = GroupsClass::kDepthwise,
+     .stride = {2, kNoLimit},
+     .work = {411600, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvBwdData k4-5 depthwise stride>=2 work>=411600: onednn 1.20x faster in geomean "
+            "(min 0.97x) over 6 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {6, kNoLimit},
      .groups = GroupsClass::kDense,
      .stride = {6, kNoLimit},
      .work = {57802752, kNoLimit},
+     .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k>=6 dense stride>=6 work>=57802752: onednn 1.51x faster in geomean (min "
-            "1.09x) over 4 measured shapes"},
+     .why = "ConvBwdData k>=6 dense one-shot stride>=6 work>=57802752: onednn 1.71x faster in "
+            "geomean (min 1.01x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
