@@ -26,6 +26,15 @@ namespace {
 // Copies under 256 KiB stay on one thread: a parallel region costs more than they take.
 int ThreadsFor(int64_t bytes) { return bytes < (int64_t{1} << 18) ? 1 : num_threads(); }
 
+// body(i) for every i in [0, items), split statically over ThreadsFor(bytes) threads (bytes: the
+// memory the whole loop moves), with the GIL released.
+template <typename Body>
+void ParallelItems(int64_t items, int64_t bytes, const Body& body) {
+  nb::gil_scoped_release release;
+#pragma omp parallel for schedule(static) num_threads(ThreadsFor(bytes))
+  for (int64_t i = 0; i < items; ++i) body(i);
+}
+
 std::string Shape(const int64_t* dims, size_t rank) {
   std::string s = "(";
   for (size_t i = 0; i < rank; ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
@@ -72,16 +81,37 @@ void ChannelRows(const char* name, const ConstArray3& x, const ConstDenseArray2&
   const float* xd = x.data();
   const float* sd = s.data();
   float* yd = y.data();
-  nb::gil_scoped_release release;
-#pragma omp parallel for schedule(static) \
-    num_threads(ThreadsFor(static_cast <int64_t>(y.size()) * 8))
-  for (int64_t row = 0; row < n * pixels; ++row) {
+  ParallelItems(n * pixels, static_cast<int64_t>(y.size()) * 8, [&](int64_t row) {
     const float* s_row = sd + row / pixels * c;
     const float* x_row = xd + row * c;
     float* y_row = yd + row * c;
 #pragma omp simd
     for (int64_t i = 0; i < c; ++i) y_row[i] = op(x_row[i], s_row[i]);
-  }
+  });
+}
+
+// Rows of y = op(a, b) with b's row and column strides 0 where b broadcasts.
+template <typename Op>
+void BinaryRows(const float* a, const float* b, float* y, int64_t rows, int64_t k, bool b_rows,
+                bool b_cols, Op op) {
+  // Rows of fewer than 4096 floats: several per item.
+  const int64_t per_item = std::max<int64_t>(1, 4096 / std::max<int64_t>(k, 1));
+  const int64_t items = (rows + per_item - 1) / per_item;
+  ParallelItems(items, rows * k * 12, [&](int64_t item) {
+    for (int64_t r = item * per_item; r < std::min(rows, (item + 1) * per_item); ++r) {
+      const float* a_row = a + r * k;
+      const float* b_row = b + (b_rows ? r * (b_cols ? k : 1) : 0);
+      float* y_row = y + r * k;
+      if (b_cols) {
+#pragma omp simd
+        for (int64_t i = 0; i < k; ++i) y_row[i] = op(a_row[i], b_row[i]);
+      } else {
+        const float v = b_row[0];
+#pragma omp simd
+        for (int64_t i = 0; i < k; ++i) y_row[i] = op(a_row[i], v);
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -104,15 +134,12 @@ void transpose_last_two(const ConstArray3& x, const Array3& y) {
   const int64_t tiles = b * row_tiles * col_tiles;
   const float* xd = x.data();
   float* yd = y.data();
-  nb::gil_scoped_release release;
-#pragma omp parallel for schedule(static) \
-    num_threads(ThreadsFor(static_cast <int64_t>(x.size()) * 4))
-  for (int64_t t = 0; t < tiles; ++t) {
+  ParallelItems(tiles, static_cast<int64_t>(x.size()) * 4, [&](int64_t t) {
     const int64_t image = t / (row_tiles * col_tiles), rest = t % (row_tiles * col_tiles);
     const int64_t r0 = rest / col_tiles * kTile, c0 = rest % col_tiles * kTile;
     TransposeTile(xd + image * r * c, yd + image * r * c, r, c, r0, std::min(r, r0 + kTile), c0,
                   std::min(c, c0 + kTile));
-  }
+  });
 }
 
 void concat_channels(const std::vector<ConstArray2>& xs, const Array2& y) {
@@ -144,17 +171,14 @@ void concat_channels(const std::vector<ConstArray2>& xs, const Array2& y) {
     }
   }
   float* yd = y.data();
-  nb::gil_scoped_release release;
-#pragma omp parallel for schedule(static) \
-    num_threads(ThreadsFor(static_cast <int64_t>(y.size()) * 8))
-  for (int64_t p = 0; p < pixels; ++p) {
+  ParallelItems(pixels, static_cast<int64_t>(y.size()) * 8, [&](int64_t p) {
     float* y_row = yd + p * channels;
     for (const ConstArray2& x : xs) {
       const int64_t width = Extent(x, 1);
       CopyRow(x.data() + p * x.stride(0), y_row, width);
       y_row += width;
     }
-  }
+  });
 }
 
 void scale_channels(const ConstArray3& x, const ConstDenseArray2& s, const Array3& y) {
@@ -193,45 +217,12 @@ void gather_pixels(const ConstArray4& x, const Indices& rows, const Indices& col
   }
   const float* xd = x.data();
   float* yd = y.data();
-  nb::gil_scoped_release release;
-#pragma omp parallel for schedule(static) \
-    num_threads(ThreadsFor(static_cast <int64_t>(y.size()) * 8))
-  for (int64_t row = 0; row < n * oh; ++row) {
+  ParallelItems(n * oh, static_cast<int64_t>(y.size()) * 8, [&](int64_t row) {
     const float* x_row = xd + (row / oh * h + rd[row % oh]) * w * c;
     float* y_row = yd + row * ow * c;
     for (int64_t j = 0; j < ow; ++j) CopyRow(x_row + cd[j] * c, y_row + j * c, c);
-  }
+  });
 }
-
-namespace {
-
-// Rows of y = op(a, b) with b's row and column strides 0 where b broadcasts.
-template <typename Op>
-void BinaryRows(const float* a, const float* b, float* y, int64_t rows, int64_t k, bool b_rows,
-                bool b_cols, Op op) {
-  nb::gil_scoped_release release;
-  // Rows of fewer than 4096 floats: several per item.
-  const int64_t per_item = std::max<int64_t>(1, 4096 / std::max<int64_t>(k, 1));
-  const int64_t items = (rows + per_item - 1) / per_item;
-#pragma omp parallel for schedule(static) num_threads(ThreadsFor(rows* k * 12))
-  for (int64_t item = 0; item < items; ++item) {
-    for (int64_t r = item * per_item; r < std::min(rows, (item + 1) * per_item); ++r) {
-      const float* a_row = a + r * k;
-      const float* b_row = b + (b_rows ? r * (b_cols ? k : 1) : 0);
-      float* y_row = y + r * k;
-      if (b_cols) {
-#pragma omp simd
-        for (int64_t i = 0; i < k; ++i) y_row[i] = op(a_row[i], b_row[i]);
-      } else {
-        const float v = b_row[0];
-#pragma omp simd
-        for (int64_t i = 0; i < k; ++i) y_row[i] = op(a_row[i], v);
-      }
-    }
-  }
-}
-
-}  // namespace
 
 void binary(const std::string& op, const ConstDenseArray2& a, const ConstDenseArray2& b,
             const Array2& y, bool swapped) {
@@ -291,9 +282,7 @@ void affine(const ConstDenseArray2& x, const ConstDenseArray2& s, const ConstDen
   const float* sd = st.data();
   const float* td = st.data() + width;
   const int64_t pieces = width == 0 ? 0 : (total + width - 1) / width;
-  nb::gil_scoped_release release;
-#pragma omp parallel for schedule(static) num_threads(ThreadsFor(total * 8))
-  for (int64_t piece = 0; piece < pieces; ++piece) {
+  ParallelItems(pieces, total * 8, [&](int64_t piece) {
     const int64_t begin = piece * width, n = std::min(width, total - begin);
     const float* x_row = xd + begin;
     float* y_row = yd + begin;
@@ -302,7 +291,7 @@ void affine(const ConstDenseArray2& x, const ConstDenseArray2& s, const ConstDen
       const float scaled = x_row[i] * sd[i];  // rounded, then the shift: no fused multiply-add
       y_row[i] = scaled + td[i];
     }
-  }
+  });
 }
 
 void add_glue(nb::module_& m) {

@@ -150,7 +150,10 @@ def _per_channel(value, channels):
     return np.broadcast_to(padded[0, :, 0, 0].astype(np.float64), (channels,))
 
 
-def fold_affine(graph):
+def _fold_affines(graph, fold):
+    """Runs fold(index, node, t, scale, shift) on each Mul/Div/Add/Sub of a 4-D runtime tensor t
+    by a per-channel constant (t * scale + shift, as float64 (C,) vectors), in graph order,
+    until no call folds (returns True when it removed `node`); the number folded."""
     count = 0
     changed = True
     while changed:
@@ -163,24 +166,35 @@ def fold_affine(graph):
                 if node.op in ("Div", "Sub") and position == 1:
                     break
                 t, other = node.inputs[position], node.inputs[1 - position]
-                conv = index.producers.get(t)
-                if not _is_foldable_conv(graph, conv) or index.sole_user(t) is not node:
+                shape = graph.shapes.get(t)
+                if t in graph.consts or shape is None or len(shape) != 4:
                     continue
-                vector = _per_channel(graph.consts.get(other), graph.shapes[t][1])
-                if vector is None or len(graph.shapes[t]) != 4:
+                vector = _per_channel(graph.consts.get(other), shape[1])
+                if vector is None:
                     continue
                 ones, zeros = np.ones_like(vector), np.zeros_like(vector)
                 scale, shift = {"Mul": (vector, zeros), "Div": (1 / vector, zeros),
                                 "Add": (ones, vector), "Sub": (ones, -vector)}[node.op]
-                _conv_channel_scale(graph, conv, scale, shift)
-                conv.outputs[0] = node.outputs[0]
-                graph.nodes.remove(node)
-                changed = True
-                count += 1
-                break
+                if fold(index, node, t, scale, shift):
+                    changed = True
+                    count += 1
+                    break
             if changed:
                 break
     return count
+
+
+def fold_affine(graph):
+    def into_producer(index, node, t, scale, shift):
+        conv = index.producers.get(t)
+        if not _is_foldable_conv(graph, conv) or index.sole_user(t) is not node:
+            return False
+        _conv_channel_scale(graph, conv, scale, shift)
+        conv.outputs[0] = node.outputs[0]
+        graph.nodes.remove(node)
+        return True
+
+    return _fold_affines(graph, into_producer)
 
 
 def _reads_unpadded(graph, conv, name):
@@ -216,39 +230,18 @@ def fold_affine_forward(graph):
     without padding (_reads_unpadded) goes into their weights and bias: the learnable affine
     blocks of PP-LCNetV3 (a scale and a bias after the activation) before its 1x1 convolutions,
     each two passes over a large tensor in numpy otherwise."""
-    count = 0
-    changed = True
-    while changed:
-        changed = False
-        index = _Index(graph)
-        for node in graph.nodes:
-            if node.op not in ("Mul", "Div", "Add", "Sub") or len(node.inputs) != 2:
-                continue
-            for position in (0, 1):
-                if node.op in ("Div", "Sub") and position == 1:
-                    break
-                t, other = node.inputs[position], node.inputs[1 - position]
-                shape = graph.shapes.get(t)
-                if t in graph.consts or shape is None or len(shape) != 4:
-                    continue
-                vector = _per_channel(graph.consts.get(other), shape[1])
-                users = index.users(node.outputs[0])
-                if vector is None or graph.shapes[node.outputs[0]] != shape or not users or \
-                        not all(_reads_unpadded(graph, u, node.outputs[0]) for u in users):
-                    continue
-                ones, zeros = np.ones_like(vector), np.zeros_like(vector)
-                scale, shift = {"Mul": (vector, zeros), "Div": (1 / vector, zeros),
-                                "Add": (ones, vector), "Sub": (ones, -vector)}[node.op]
-                for conv in users:
-                    _conv_input_scale(graph, conv, scale, shift)
-                    conv.inputs[0] = t
-                graph.nodes.remove(node)
-                changed = True
-                count += 1
-                break
-            if changed:
-                break
-    return count
+    def into_readers(index, node, t, scale, shift):
+        users = index.users(node.outputs[0])
+        if graph.shapes[node.outputs[0]] != graph.shapes[t] or not users or \
+                not all(_reads_unpadded(graph, u, node.outputs[0]) for u in users):
+            return False
+        for conv in users:
+            _conv_input_scale(graph, conv, scale, shift)
+            conv.inputs[0] = t
+        graph.nodes.remove(node)
+        return True
+
+    return _fold_affines(graph, into_readers)
 
 
 def _shift_of(graph, node, t):
