@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from onnx_util import check, conv_weights, make_model, node_ops, onnx
+from onnx.reference import ReferenceEvaluator
 
 import convkit
 import convkit.onnx
@@ -379,6 +380,24 @@ def test_runtime_tensor_moves_to_nhwc_once(rng, x):
     inits = {"s": np.array([N, C, W, H], np.int64), "w3": conv_weights(rng, 3, C, 1)}
     loaded = check(conv_then(rng, nodes, ["y", "z"], inits), {"x": x})
     assert sum(step.op == "LayoutTranspose" for step in loaded.steps) == 5  # in, r, c->plain, 2 out
+
+
+@pytest.mark.parametrize("op", ["Sigmoid", "Tanh", "HardSwish"])
+def test_large_standalone_activation_runs_through_convkit(rng, backend, op):
+    # A detector's class map: Conv, Reshape to (N, C, H*W) (PLAIN), the activation on 20 Ki
+    # elements (a 1x1 depthwise plan with unit weights; numpy's where the backend refuses it).
+    node = helper.make_node
+    nodes = [node("Reshape", ["c", "shape"], ["r"]), node(op, ["r"], ["y"])]
+    model = make_model([node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1])] + nodes,
+                       {"x": (2, 3, 40, 64)}, ["y"],
+                       {"w": conv_weights(rng, 4, 3) * 20, "shape": np.array([2, 4, -1], np.int64)})
+    x = rng.standard_normal((2, 3, 40, 64)).astype(np.float32)
+    x[1, 2, 5, 7] = np.nan
+    loaded = convkit.onnx.load(model, input_shapes={"x": x.shape}, backend=backend)
+    y, = loaded.run({"x": x})
+    expected, = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=5e-5)  # the conv's sums differ a little
+    assert np.array_equal(np.isnan(y), np.isnan(expected)) and np.isnan(y).any()
 
 
 def test_nhwc_model_transposes_cost_nothing(rng):
