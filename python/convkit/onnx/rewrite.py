@@ -173,8 +173,12 @@ def _fold_affines(graph, fold):
                 if vector is None:
                     continue
                 ones, zeros = np.ones_like(vector), np.zeros_like(vector)
-                scale, shift = {"Mul": (vector, zeros), "Div": (1 / vector, zeros),
-                                "Add": (ones, vector), "Sub": (ones, -vector)}[node.op]
+                if node.op in ("Mul", "Div"):
+                    if node.op == "Div" and not vector.all():
+                        continue  # x / 0 is inf or NaN, which a scale cannot give
+                    scale, shift = (vector if node.op == "Mul" else 1 / vector), zeros
+                else:
+                    scale, shift = ones, (vector if node.op == "Add" else -vector)
                 if fold(index, node, t, scale, shift):
                     changed = True
                     count += 1
