@@ -400,6 +400,21 @@ def test_large_standalone_activation_runs_through_convkit(rng, backend, op):
     assert np.array_equal(np.isnan(y), np.isnan(expected)) and np.isnan(y).any()
 
 
+@pytest.mark.parametrize("op, attrs", [("DepthToSpace", {"mode": "DCR"}),
+                                       ("DepthToSpace", {"mode": "CRD"}),
+                                       ("SpaceToDepth", {}), ("SpaceToDepth", {"mode": "CRD"})])
+def test_depth_and_space_on_nhwc_data(rng, op, attrs):
+    # After a convolution (NHWC data) and after a Reshape (NCHW data), blocksize 2.
+    node = helper.make_node
+    nodes = [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             node(op, ["c"], ["y"], blocksize=2, **attrs),
+             node("Reshape", ["c", "shape"], ["r"]), node(op, ["r"], ["z"], blocksize=2, **attrs)]
+    model = make_model(nodes, {"x": (2, 5, 8, 6)}, ["y", "z"],
+                       {"w": conv_weights(rng, 8, 5), "shape": np.array([2, 8, 6, 8], np.int64)},
+                       opset=22)
+    check(model, {"x": rng.standard_normal((2, 5, 8, 6)).astype(np.float32)})
+
+
 def test_nhwc_model_transposes_cost_nothing(rng):
     # A model exported from an NHWC framework: Transpose to NCHW, Conv, Transpose back, Softmax
     # over the (short, last) class axis, as MTCNN's. convkit runs it without one layout copy

@@ -474,6 +474,46 @@ def build_slice(ctx):
                   [layout])
 
 
+@op("DepthToSpace", "SpaceToDepth")
+def build_depth_space(ctx):
+    """DepthToSpace and SpaceToDepth of a 4-D tensor (DCR or CRD channel order) as a reshape, a
+    transpose and a reshape, on NHWC data as it is (no layout change) or on NCHW."""
+    b = int(ctx.attr("blocksize"))
+    mode = ctx.attr("mode", "DCR")
+    n, c, h, w = ctx.in_shape(0)
+    to_space = ctx.node.op == "DepthToSpace"
+    if mode not in ("DCR", "CRD"):
+        raise ctx.fail(f"mode '{mode}' (supported: DCR, CRD)")
+    if b < 1 or (c % (b * b) if to_space else h % b or w % b):
+        raise ctx.fail(f"blocksize {b} for input shape {(n, c, h, w)}")
+    nhwc = ctx.in_layouts[0] == L.NHWC
+    dcr = mode == "DCR"  # channel (i * b + j) * C' + k, else (CRD) k * b * b + i * b + j
+    if to_space:
+        co = c // (b * b)
+        if nhwc:
+            split = (n, h, w, b, b, co) if dcr else (n, h, w, co, b, b)
+            order = (0, 1, 3, 2, 4, 5) if dcr else (0, 1, 4, 2, 5, 3)
+            out = (n, h * b, w * b, co)
+        else:
+            split = (n, b, b, co, h, w) if dcr else (n, co, b, b, h, w)
+            order = (0, 3, 4, 1, 5, 2) if dcr else (0, 1, 4, 2, 5, 3)
+            out = (n, co, h * b, w * b)
+    elif nhwc:
+        split = (n, h // b, b, w // b, b, c)
+        order = (0, 1, 3, 2, 4, 5) if dcr else (0, 1, 3, 5, 2, 4)
+        out = (n, h // b, w // b, b * b * c)
+    else:
+        split = (n, c, h // b, b, w // b, b)
+        order = (0, 3, 5, 1, 2, 4) if dcr else (0, 1, 3, 5, 2, 4)
+        out = (n, b * b * c, h // b, w // b)
+    layout = L.NHWC if nhwc else L.PLAIN
+
+    def run(x):
+        return np.ascontiguousarray(x.reshape(split).transpose(order)).reshape(out)
+
+    return Kernel(run, [layout], [layout])
+
+
 @op("Transpose")
 def build_transpose(ctx):
     rank = len(ctx.in_shape(0))
