@@ -898,3 +898,75 @@ def build_instance_norm(ctx):
         return ((x64 - mean) / np.sqrt(var + epsilon) * gamma + beta).astype(x.dtype)
 
     return Kernel(run, [layout, L.ANY, L.ANY], [layout])
+
+
+@op("LayerNormalization")
+def build_layer_norm(ctx):
+    """(x - mean) / sqrt(var + epsilon) * scale + bias over the axes from `axis` on (ConvNeXt's
+    and the attention blocks' norm), the statistics in float64; the optional Mean and InvStdDev
+    outputs too. On NCHW data (a channel-last norm of NHWC data is a Transpose away in ONNX)."""
+    rank = len(ctx.in_shape(0))
+    axis = _normalize_axis(ctx.attr("axis", -1), rank)
+    epsilon = ctx.attr("epsilon", 1e-5)
+    axes = tuple(range(axis, rank))
+
+    def run(x, scale, bias=None):
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=axes, keepdims=True)
+        inv_std = 1 / np.sqrt(np.square(x64 - mean).mean(axis=axes, keepdims=True) + epsilon)
+        y = (x64 - mean) * inv_std * scale
+        if bias is not None:
+            y = y + bias
+        return y.astype(x.dtype), mean.astype(np.float32), inv_std.astype(np.float32)
+
+    outputs = len(ctx.node.outputs)
+    return Kernel(lambda *xs: run(*xs)[:outputs] if outputs > 1 else run(*xs)[0],
+                  [L.PLAIN] * len(ctx.node.inputs), [L.PLAIN] * outputs)
+
+
+@op("GroupNormalization")
+def build_group_norm(ctx):
+    """Normalisation over groups of channels and space, then a scale and bias per channel (opset
+    21) or per group (opset 18), the statistics in float64."""
+    groups = int(ctx.attr("num_groups"))
+    epsilon = ctx.attr("epsilon", 1e-5)
+    shape = ctx.in_shape(0)
+    n, c = shape[0], shape[1]
+    if groups < 1 or c % groups:
+        raise ctx.fail(f"num_groups {groups} for {c} channels (supported: a divisor)")
+    per_group = ctx.opset < 21
+    view = (1, c) + (1,) * (len(shape) - 2)
+
+    def run(x, scale, bias):
+        x64 = x.astype(np.float64).reshape(n, groups, -1)
+        mean = x64.mean(axis=2, keepdims=True)
+        var = np.square(x64 - mean).mean(axis=2, keepdims=True)
+        y = ((x64 - mean) / np.sqrt(var + epsilon)).reshape(shape)
+        if per_group:
+            scale, bias = np.repeat(scale, c // groups), np.repeat(bias, c // groups)
+        return (y * scale.reshape(view) + bias.reshape(view)).astype(x.dtype)
+
+    return Kernel(run, [L.PLAIN] * 3, [L.PLAIN])
+
+
+@op("ScatterND")
+def build_scatter_nd(ctx):
+    """data with the slices that indices name replaced (or reduced: add, mul, max, min) by
+    updates — YOLOv5's exported Detect layer writes its box coordinates this way."""
+    reduction = ctx.attr("reduction", "none")
+    ufunc = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}.get(reduction)
+    if reduction != "none" and ufunc is None:
+        raise ctx.fail(f"reduction '{reduction}' (supported: none, add, mul, max, min)")
+
+    def run(data, indices, updates):
+        y = data.copy()
+        k = indices.shape[-1]
+        where = tuple(indices.reshape(-1, k).T.astype(np.intp))
+        slices = updates.reshape((where[0].size if k else 1,) + data.shape[k:])
+        if ufunc is None:
+            y[where] = slices
+        else:
+            ufunc.at(y, where, slices)  # unbuffered: repeated indices all apply
+        return y
+
+    return Kernel(run, [L.PLAIN] * 3, [L.PLAIN])
