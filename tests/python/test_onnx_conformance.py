@@ -20,6 +20,8 @@ from onnx import helper, numpy_helper  # noqa: E402
 from onnx.backend.test.case.node import collect_testcases  # noqa: E402
 
 RTOL, ATOL = 1e-4, 1e-5
+# Half-precision cases (expected values computed in that precision): tolerances of its epsilon.
+HALF_TOLERANCE = {"float16": (2e-3, 1e-3), "bfloat16": (2e-2, 1e-2)}
 
 # Cases whose expected values convkit deliberately does not reproduce, with what it gives instead.
 # Resize with scales and align_corners: onnx.reference divides by the real-valued resized length
@@ -101,9 +103,10 @@ def _check_case(case, backend, ways):
                 if e.dtype.kind in "biu":
                     np.testing.assert_array_equal(a, e, err_msg=where)
                 else:
+                    rtol, atol = HALF_TOLERANCE.get(e.dtype.name, (RTOL, ATOL))
                     np.testing.assert_allclose(
-                        a.astype(np.float64), e.astype(np.float64), rtol=RTOL,
-                        atol=LOOSE.get(case.name, ATOL), equal_nan=True, err_msg=where)
+                        a.astype(np.float64), e.astype(np.float64), rtol=rtol,
+                        atol=LOOSE.get(case.name, atol), equal_nan=True, err_msg=where)
             ran += 1
     return ran
 

@@ -164,6 +164,7 @@ def _activation_cases():
          {"three": scalar(3), "lo": scalar(0), "hi": scalar(6), "six": scalar(6)},
          "hardswish", 17),
         ("gelu_op", [node("Gelu", ["c"], ["y"])], {}, "gelu", 20),
+        ("swish_op", [node("Swish", ["c"], ["y"])], {}, "silu", 24),
         ("gelu_erf_a", [node("Div", ["c", "sqrt2"], ["d"]), node("Erf", ["d"], ["e"]),
                         node("Add", ["e", "one"], ["a"]), node("Mul", ["c", "a"], ["m"]),
                         node("Mul", ["m", "half"], ["y"])],

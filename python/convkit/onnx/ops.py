@@ -92,6 +92,10 @@ def _unary_fn(ctx):
         "Erf": lambda x: numerics.erf(x).astype(x.dtype),
         "Softplus": lambda x: np.logaddexp(0, x).astype(x.dtype),
         "Mish": lambda x: (x * np.tanh(np.logaddexp(0, x))).astype(x.dtype),
+        "Softsign": lambda x: x / (1 + np.abs(x)),
+        "IsNaN": np.isnan, "Tan": np.tan, "Atan": np.arctan, "Asin": np.arcsin,
+        "Acos": np.arccos, "Sinh": np.sinh, "Cosh": np.cosh, "Asinh": np.arcsinh,
+        "Acosh": np.arccosh, "Atanh": np.arctanh,
     }
     if name in simple:
         return simple[name]
@@ -115,6 +119,27 @@ def _unary_fn(ctx):
     if name == "Cast":
         dtype = _onnx_dtype(ctx, ctx.attr("to"))
         return lambda x: x.astype(dtype)
+    if name == "Selu":
+        alpha, gamma = ctx.attr("alpha", 1.67326319217681884765625), ctx.attr(
+            "gamma", 1.05070102214813232421875)
+        return lambda x: (gamma * np.where(x > 0, x, alpha * np.expm1(x))).astype(x.dtype)
+    if name == "Celu":
+        alpha = ctx.attr("alpha", 1.0)
+        return lambda x: (np.maximum(x, 0) + np.minimum(0, alpha * np.expm1(x / alpha))).astype(
+            x.dtype)
+    if name == "ThresholdedRelu":
+        alpha = ctx.attr("alpha", 1.0)
+        return lambda x: np.where(x > alpha, x, 0).astype(x.dtype)
+    if name == "Shrink":
+        bias, lambd = ctx.attr("bias", 0.0), ctx.attr("lambd", 0.5)
+        return lambda x: np.where(x < -lambd, x + bias, np.where(x > lambd, x - bias, 0)).astype(
+            x.dtype)
+    if name == "Swish":
+        alpha = ctx.attr("alpha", 1.0)
+        return lambda x: x * numerics.sigmoid((x * np.float32(alpha)).astype(x.dtype))
+    if name == "IsInf":
+        positive, negative = ctx.attr("detect_positive", 1), ctx.attr("detect_negative", 1)
+        return lambda x: np.isinf(x) & (((x > 0) & bool(positive)) | ((x < 0) & bool(negative)))
     raise ctx.fail("no unary function")  # unreachable: only registered names arrive
 
 
@@ -150,14 +175,17 @@ def _activation_plan(ctx):
 
 @op("Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil",
     "Round", "Not", "Sign", "Sin", "Cos", "HardSwish", "Identity", "Erf", "Softplus", "Mish",
-    "Clip", "LeakyRelu", "HardSigmoid", "Elu", "Gelu", "Cast")
+    "Clip", "LeakyRelu", "HardSigmoid", "Elu", "Gelu", "Cast", "Softsign", "IsNaN",
+    "IsInf", "Tan", "Atan", "Asin", "Acos", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Selu",
+    "Celu", "ThresholdedRelu", "Shrink", "Swish")
 def build_unary(ctx):
     plan = _activation_plan(ctx) if len(ctx.node.inputs) == 1 else None
     if plan is not None:
         return plan
     f = _unary_fn(ctx)
     extra = len(ctx.node.inputs) - 1
-    with_errstate = ctx.node.op in ("Exp", "Log", "Sqrt", "Reciprocal")
+    with_errstate = ctx.node.op in ("Exp", "Log", "Sqrt", "Reciprocal", "Tan", "Asin", "Acos",
+                                    "Sinh", "Cosh", "Acosh", "Atanh", "Selu", "Celu", "Swish")
 
     def run(x, *_):
         if with_errstate:
@@ -166,6 +194,20 @@ def build_unary(ctx):
         return f(x)
 
     return Kernel(run, [L.ANY] + [L.ANY] * extra, [L.ANY])
+
+
+@op("CastLike")
+def build_cast_like(ctx):
+    """x cast to the element type of the second input (whose layout does not matter)."""
+    dtype = ctx.graph.dtypes[ctx.node.inputs[1]]
+    if dtype.name.startswith("float8") and ctx.attr("saturate", 1):
+        raise ctx.fail(f"a cast to {dtype.name} with saturate=1 (supported: saturate=0)")
+    return Kernel(lambda x, _: x.astype(dtype), [L.ANY, L.ANY], [_first_layout(ctx)])
+
+
+def _first_layout(ctx):
+    """Input 0's layout as an output layout (ANY would follow the first runtime input)."""
+    return ctx.in_layouts[0] if ctx.is_runtime(0) else L.PLAIN
 
 
 @op("Dropout")
@@ -589,13 +631,21 @@ def build_softmax(ctx):
 def _lowest(dtype):
     if dtype == np.bool_:
         return False
-    return -np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
+    return np.iinfo(dtype).min if np.issubdtype(dtype, np.integer) else -np.inf  # bfloat16 too
 
 
 def _highest(dtype):
     if dtype == np.bool_:
         return True
-    return np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).max
+    return np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else np.inf
+
+
+def _log_sum_exp(x, axis, keepdims):
+    x64 = x.astype(np.float64)
+    peak = np.max(x64, axis=axis, keepdims=True, initial=-np.inf)
+    peak = np.where(np.isfinite(peak), peak, 0)
+    y = np.log(np.sum(np.exp(x64 - peak), axis=axis, keepdims=True)) + peak
+    return y if keepdims else np.squeeze(y, axis=axis)
 
 
 _REDUCE = {
@@ -606,6 +656,8 @@ _REDUCE = {
     "ReduceMin": lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims,
                                                   initial=_highest(x.dtype)),
     "ReduceProd": np.prod,
+    "ReduceLogSum": lambda x, axis, keepdims: np.log(np.sum(x, axis=axis, keepdims=keepdims)),
+    "ReduceLogSumExp": lambda x, axis, keepdims: _log_sum_exp(x, axis, keepdims),
     "ReduceL1": lambda x, axis, keepdims: np.sum(np.abs(x), axis=axis, keepdims=keepdims),
     "ReduceL2": lambda x, axis, keepdims: np.sqrt(np.sum(np.square(x), axis=axis,
                                                          keepdims=keepdims)),
@@ -970,3 +1022,98 @@ def build_scatter_nd(ctx):
         return y
 
     return Kernel(run, [L.PLAIN] * 3, [L.PLAIN])
+
+
+@op("Hardmax")
+def build_hardmax(ctx):
+    """1 at the first largest element along `axis` (opset 13; before, of the 2-D coercion)."""
+    rank = len(ctx.in_shape(0))
+    axis = _normalize_axis(ctx.attr("axis", -1 if ctx.opset >= 13 else 1), rank)
+
+    def run(x):
+        shape = x.shape
+        z = x if ctx.opset >= 13 else x.reshape(int(np.prod(shape[:axis], dtype=np.int64)), -1)
+        along = axis if ctx.opset >= 13 else 1
+        y = np.zeros_like(z)
+        np.put_along_axis(y, np.expand_dims(np.argmax(z, axis=along), along), 1, axis=along)
+        return y.reshape(shape)
+
+    return Kernel(run, [L.PLAIN], [L.PLAIN])
+
+
+@op("CumSum")
+def build_cumsum(ctx):
+    axis = int(np.asarray(ctx.require_const(1, "CumSum's axis")).reshape(-1)[0])
+    exclusive, reverse = ctx.attr("exclusive", 0), ctx.attr("reverse", 0)
+
+    def run(x, _):
+        z = np.flip(x, axis) if reverse else x
+        y = np.cumsum(z, axis=axis, dtype=x.dtype)
+        if exclusive:
+            y = np.concatenate([np.zeros_like(np.take(y, [0], axis=axis)),
+                                np.delete(y, -1, axis=axis)], axis=axis)
+        return np.flip(y, axis) if reverse else y
+
+    return Kernel(run, [L.PLAIN, L.ANY], [L.PLAIN])
+
+
+@op("GatherElements")
+def build_gather_elements(ctx):
+    axis = ctx.attr("axis", 0)
+
+    def run(x, indices):
+        indices = np.where(indices < 0, indices + x.shape[axis], indices)
+        return np.take_along_axis(x, indices.astype(np.intp), axis=axis)
+
+    return Kernel(run, [L.PLAIN, L.PLAIN], [L.PLAIN])
+
+
+@op("TopK")
+def build_topk(ctx):
+    """The k largest (or smallest) along `axis` and their indices, ties to the lower index; k
+    a constant (it sets the output shape)."""
+    k = ctx.require_const(1, "TopK's k") if ctx.opset >= 10 else np.array(ctx.attr("k"))
+    k = int(np.asarray(k).reshape(-1)[0])
+    axis, largest = ctx.attr("axis", -1), ctx.attr("largest", 1)
+    if not ctx.attr("sorted", 1):
+        raise ctx.fail("sorted=0 (supported: 1)")
+
+    def run(x, *_):
+        if largest:  # descending, ties to the lower index: ascending over x reversed, reversed
+            n = x.shape[axis]
+            order = n - 1 - np.flip(np.argsort(np.flip(x, axis), axis=axis, kind="stable"), axis)
+        else:
+            order = np.argsort(x, axis=axis, kind="stable")
+        indices = np.take(order, np.arange(k), axis=axis)
+        return np.take_along_axis(x, indices, axis=axis), indices.astype(np.int64)
+
+    return Kernel(run, [L.PLAIN] * len(ctx.node.inputs), [L.PLAIN, L.PLAIN])
+
+
+@op("LpNormalization")
+def build_lp_normalization(ctx):
+    axis, p = ctx.attr("axis", -1), ctx.attr("p", 2)
+    if p not in (1, 2):
+        raise ctx.fail(f"p={p} (supported: 1, 2)")
+
+    def run(x):
+        x64 = x.astype(np.float64)
+        norm = np.sum(np.abs(x64), axis=axis, keepdims=True) if p == 1 else np.sqrt(
+            np.sum(np.square(x64), axis=axis, keepdims=True))
+        with np.errstate(all="ignore"):
+            return np.where(norm == 0, 0, x64 / norm).astype(x.dtype)
+
+    return Kernel(run, [L.PLAIN], [L.PLAIN])
+
+
+@op("MeanVarianceNormalization")
+def build_mean_variance_normalization(ctx):
+    axes = tuple(ctx.attr("axes", [0, 2, 3]))
+
+    def run(x):
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=axes, keepdims=True)
+        std = np.sqrt(np.square(x64 - mean).mean(axis=axes, keepdims=True))
+        return ((x64 - mean) / (std + 1e-9)).astype(x.dtype)
+
+    return Kernel(run, [L.PLAIN], [L.PLAIN])

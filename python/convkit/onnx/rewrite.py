@@ -387,6 +387,8 @@ def _single_activation(index, t, user):
         return "hardswish"
     if user.op == "Gelu" and attrs.get("approximate", "none") == "none":
         return "gelu"
+    if user.op == "Swish" and float(attrs.get("alpha", 1.0)) == 1.0:  # x sigmoid(x)
+        return "silu"
     return None
 
 
