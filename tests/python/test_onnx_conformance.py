@@ -28,7 +28,10 @@ HALF_TOLERANCE = {"float16": (2e-3, 1e-3), "bfloat16": (2e-2, 1e-2)}
 # (input length x scale = 2.4); ONNX Runtime divides by the integer output length (2), as convkit.
 # Its output for 1x1x2x4 [[1 2 3 4], [5 6 7 8]] at scales 0.6: one row from x_original 0, columns
 # from 0 and 1 x (4 - 1) / (2 - 1) = 3.
-INSTEAD = {"test_resize_downsample_scales_linear_align_corners": np.array([[[[1.0, 4.0]]]])}
+INSTEAD = {"test_resize_downsample_scales_linear_align_corners": np.array([[[[1.0, 4.0]]]]),
+           # The same for cubic (4x4 [[1 .. 4] .. [13 .. 16]] at 0.8: 3x3 from 0, 1.5, 3).
+           "test_resize_downsample_scales_cubic_align_corners": np.array(
+               [[[[1.0, 2.5, 4.0], [7.0, 8.5, 10.0], [13.0, 14.5, 16.0]]]])}
 # Expected values that onnx stores rounded to 4 decimals.
 LOOSE = {"test_averagepool_2d_ceil_last_window_starts_on_pad": 1e-4}
 

@@ -350,7 +350,8 @@ RESIZE_CASES = [
         ("nearest", "asymmetric", "floor"), ("nearest", "half_pixel", "round_prefer_floor"),
         ("nearest", "align_corners", "round_prefer_ceil"), ("nearest", "asymmetric", "ceil"),
         ("linear", "half_pixel", None), ("linear", "asymmetric", None),
-        ("linear", "align_corners", None), ("linear", "pytorch_half_pixel", None)]
+        ("linear", "align_corners", None), ("linear", "pytorch_half_pixel", None),
+        ("cubic", "half_pixel", None), ("cubic", "asymmetric", None)]
     # onnx.reference's align_corners divides by the unrounded length (7 * 1.5 = 10.5), ONNX
     # Runtime and convkit by the output length (10): only whole lengths are compared there.
     for scales in ([(1, 1, 2, 2), (1, 1, 3, 0.5)] if coordinate == "align_corners"
@@ -698,7 +699,8 @@ def _unsupported_cases():
          "storage_order"),
         (node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], name="d"), "d",
          "dilations"),
-        (node("Resize", ["x", "", "sc"], ["y"], mode="cubic", name="r"), "r", "cubic"),
+        (node("Resize", ["x", "", "sc"], ["y"], mode="cubic", antialias=1, name="r"), "r",
+         "antialias"),
         (node("Conv", ["x", "w1d"], ["y"], name="c1"), "c1", "rank"),
     ]
 

@@ -1,4 +1,5 @@
-"""Resize and Upsample: nearest and linear, separable, one axis at a time, in any layout."""
+"""Resize and Upsample: nearest, linear and cubic, separable, one axis at a time, in any
+layout."""
 
 import numpy as np
 
@@ -48,6 +49,24 @@ def linear_taps(coords, in_size):
     return i0, i1, (coords - i0).astype(np.float32)
 
 
+def cubic_taps(coords, in_size, a, exclude_outside):
+    """(indices, weights), each (out, 4): the cubic convolution's taps x0 - 1 .. x0 + 2 around
+    each coordinate (x0 = ceil(x) - 1, so t = x - x0 lies in (0, 1], as onnx.reference picks
+    them), indices clamped to the edge; with exclude_outside the taps past an edge weigh 0 and
+    the rest are renormalised."""
+    x0 = np.ceil(coords) - 1
+    t = coords - x0
+    d = np.stack([t + 1, t, 1 - t, 2 - t], axis=1)  # distance of each tap
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    weights = np.where(d <= 1, near, far)
+    taps = x0.astype(np.intp)[:, None] + np.arange(-1, 3)[None, :]
+    if exclude_outside:
+        weights = np.where((taps < 0) | (taps >= in_size), 0, weights)
+        weights /= weights.sum(axis=1, keepdims=True)
+    return np.clip(taps, 0, in_size - 1), weights.astype(np.float32)
+
+
 def _resize_params(ctx):
     """(mode, coordinate mode, nearest mode, scales per logical axis, sizes per logical axis)."""
     node = ctx.node
@@ -68,15 +87,14 @@ def _resize_params(ctx):
         else:
             scales = ctx.require_const(2, "the scales") if ctx.has_input(2) else None
             sizes = ctx.require_const(3, "the sizes") if ctx.has_input(3) else None
-        for key, default in (("antialias", 0), ("exclude_outside", 0)):
-            if ctx.attr(key, default) != default:
-                raise ctx.fail(f"{key}={ctx.attr(key)} (supported: {default})")
+        if ctx.attr("antialias", 0):
+            raise ctx.fail(f"antialias={ctx.attr('antialias')} (supported: 0)")
         if ctx.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
             raise ctx.fail("keep_aspect_ratio_policy other than 'stretch'")
     if mode == "bilinear":
         mode = "linear"
-    if mode not in ("nearest", "linear"):
-        raise ctx.fail(f"mode '{mode}' (supported: nearest, linear)")
+    if mode not in ("nearest", "linear", "cubic"):
+        raise ctx.fail(f"mode '{mode}' (supported: nearest, linear, cubic)")
     if coordinate_mode not in _COORDINATE_MODES:
         raise ctx.fail(f"coordinate_transformation_mode '{coordinate_mode}' (supported: "
                        f"{', '.join(_COORDINATE_MODES)})")
@@ -113,8 +131,11 @@ def build_resize(ctx):
         phys = L.physical_axis(axis, rank, layout)
         if mode == "nearest":
             steps.append((phys, nearest_indices(coords, shape[axis], nearest_mode)))
-        else:
+        elif mode == "linear":
             steps.append((phys, linear_taps(coords, shape[axis])))
+        else:
+            steps.append((phys, cubic_taps(coords, shape[axis], ctx.attr("cubic_coeff_a", -0.75),
+                                           ctx.attr("exclude_outside", 0))))
 
     if mode == "nearest" and layout == L.NHWC and {axis for axis, _ in steps} <= {1, 2}:
         return Kernel(_gather_pixels(steps, shape, sizes, ctx.reuse_buffers),
@@ -122,10 +143,16 @@ def build_resize(ctx):
 
     def run(x, *_):
         for axis, taps in steps:
-            if isinstance(taps, tuple):
+            view = [1] * x.ndim
+            view[axis] = -1
+            if isinstance(taps, tuple) and len(taps) == 2:  # cubic
+                indices, weights = taps
+                y = np.take(x, indices[:, 0], axis=axis) * weights[:, 0].reshape(view)
+                for k in range(1, 4):
+                    y += np.take(x, indices[:, k], axis=axis) * weights[:, k].reshape(view)
+                x = y.astype(x.dtype, copy=False)
+            elif isinstance(taps, tuple):
                 i0, i1, weight = taps
-                view = [1] * x.ndim
-                view[axis] = -1
                 a = np.take(x, i0, axis=axis)
                 b = np.take(x, i1, axis=axis)
                 b -= a
