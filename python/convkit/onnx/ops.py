@@ -1117,3 +1117,82 @@ def build_mean_variance_normalization(ctx):
         return ((x64 - mean) / (std + 1e-9)).astype(x.dtype)
 
     return Kernel(run, [L.PLAIN], [L.PLAIN])
+
+
+@op("Einsum")
+def build_einsum(ctx):
+    equation = ctx.attr("equation")
+    equation = equation.decode() if isinstance(equation, bytes) else equation
+    equation = equation.replace(" ", "")
+
+    def run(*xs):
+        dtype = xs[0].dtype
+        if dtype.kind == "V":  # bfloat16 and the 8-bit floats: numpy's einsum has no loop
+            return np.einsum(equation, *(x.astype(np.float32) for x in xs)).astype(dtype)
+        return np.einsum(equation, *xs)
+
+    return Kernel(run, [L.PLAIN] * len(ctx.node.inputs), [L.PLAIN])
+
+
+@op("Trilu")
+def build_trilu(ctx):
+    upper = ctx.attr("upper", 1)
+    k = int(np.asarray(ctx.require_const(1, "Trilu's k")).reshape(-1)[0]) if ctx.has_input(1) \
+        else 0
+    return Kernel(lambda x, *_: np.triu(x, k) if upper else np.tril(x, k),
+                  [L.PLAIN] * len(ctx.node.inputs), [L.PLAIN])
+
+
+@op("OneHot")
+def build_one_hot(ctx):
+    depth = int(np.asarray(ctx.require_const(1, "OneHot's depth")).reshape(-1)[0])
+    axis = ctx.attr("axis", -1)
+
+    def run(indices, _, values):
+        rank = indices.ndim + 1
+        where = _normalize_axis(axis, rank)
+        indices = np.where(indices < 0, indices + depth, indices).astype(np.int64)
+        hot = np.expand_dims(indices, where) == np.arange(depth).reshape(
+            [depth if i == where else 1 for i in range(rank)])
+        return np.where(hot, values[1], values[0]).astype(values.dtype)
+
+    return Kernel(run, [L.PLAIN] * 3, [L.PLAIN])
+
+
+@op("GatherND")
+def build_gather_nd(ctx):
+    batch_dims = ctx.attr("batch_dims", 0)
+
+    def run(data, indices):
+        indices = indices.astype(np.intp)
+        batch = data.shape[:batch_dims]
+        k = indices.shape[-1]
+        flat_data = data.reshape((-1,) + data.shape[batch_dims:])
+        flat_indices = indices.reshape((int(np.prod(batch, dtype=np.int64)), -1, k))
+        out = [d[tuple(i.T)] for d, i in zip(flat_data, flat_indices)]
+        return np.stack(out).reshape(indices.shape[:-1] + data.shape[batch_dims + k:])
+
+    return Kernel(run, [L.PLAIN] * 2, [L.PLAIN])
+
+
+@op("ScatterElements", "Scatter")
+def build_scatter_elements(ctx):
+    axis = ctx.attr("axis", 0)
+    reduction = ctx.attr("reduction", "none")
+    ufunc = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}.get(reduction)
+    if reduction != "none" and ufunc is None:
+        raise ctx.fail(f"reduction '{reduction}' (supported: none, add, mul, max, min)")
+
+    def run(data, indices, updates):
+        y = data.copy()
+        where = _normalize_axis(axis, data.ndim)
+        indices = np.where(indices < 0, indices + data.shape[where], indices).astype(np.intp)
+        grid = list(np.indices(indices.shape, sparse=True))
+        grid[where] = indices
+        if ufunc is None:
+            y[tuple(grid)] = updates
+        else:
+            ufunc.at(y, tuple(grid), updates)
+        return y
+
+    return Kernel(run, [L.PLAIN] * 3, [L.PLAIN])
