@@ -1001,25 +1001,35 @@ def build_group_norm(ctx):
     return Kernel(run, [L.PLAIN] * 3, [L.PLAIN])
 
 
-@op("ScatterND")
-def build_scatter_nd(ctx):
-    """data with the slices that indices name replaced (or reduced: add, mul, max, min) by
-    updates — YOLOv5's exported Detect layer writes its box coordinates this way."""
+def _scatter(ctx):
+    """f(data, where, updates): a copy of data with data[where] replaced by updates, or reduced
+    with them (ScatterND's and ScatterElements' `reduction`: add, mul, max, min)."""
     reduction = ctx.attr("reduction", "none")
     ufunc = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}.get(reduction)
     if reduction != "none" and ufunc is None:
         raise ctx.fail(f"reduction '{reduction}' (supported: none, add, mul, max, min)")
 
-    def run(data, indices, updates):
+    def scatter(data, where, updates):
         y = data.copy()
+        if ufunc is None:
+            y[where] = updates
+        else:
+            ufunc.at(y, where, updates)  # unbuffered: repeated indices all apply
+        return y
+
+    return scatter
+
+
+@op("ScatterND")
+def build_scatter_nd(ctx):
+    """data with the slices that indices name replaced (or reduced: add, mul, max, min) by
+    updates — YOLOv5's exported Detect layer writes its box coordinates this way."""
+    scatter = _scatter(ctx)
+
+    def run(data, indices, updates):
         k = indices.shape[-1]
         where = tuple(indices.reshape(-1, k).T.astype(np.intp))
-        slices = updates.reshape((where[0].size if k else 1,) + data.shape[k:])
-        if ufunc is None:
-            y[where] = slices
-        else:
-            ufunc.at(y, where, slices)  # unbuffered: repeated indices all apply
-        return y
+        return scatter(data, where, updates.reshape((where[0].size if k else 1,) + data.shape[k:]))
 
     return Kernel(run, [L.PLAIN] * 3, [L.PLAIN])
 
@@ -1178,21 +1188,13 @@ def build_gather_nd(ctx):
 @op("ScatterElements", "Scatter")
 def build_scatter_elements(ctx):
     axis = ctx.attr("axis", 0)
-    reduction = ctx.attr("reduction", "none")
-    ufunc = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}.get(reduction)
-    if reduction != "none" and ufunc is None:
-        raise ctx.fail(f"reduction '{reduction}' (supported: none, add, mul, max, min)")
+    scatter = _scatter(ctx)
 
     def run(data, indices, updates):
-        y = data.copy()
         where = _normalize_axis(axis, data.ndim)
         indices = np.where(indices < 0, indices + data.shape[where], indices).astype(np.intp)
         grid = list(np.indices(indices.shape, sparse=True))
         grid[where] = indices
-        if ufunc is None:
-            y[tuple(grid)] = updates
-        else:
-            ufunc.at(y, tuple(grid), updates)
-        return y
+        return scatter(data, tuple(grid), updates)
 
     return Kernel(run, [L.PLAIN] * 3, [L.PLAIN])
