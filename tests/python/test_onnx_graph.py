@@ -417,6 +417,21 @@ def test_depth_and_space_on_nhwc_data(rng, op, attrs):
     check(model, {"x": rng.standard_normal((2, 5, 8, 6)).astype(np.float32)})
 
 
+@pytest.mark.parametrize("op, axis", [("Softmax", -1), ("LogSoftmax", 1), ("Softmax", 0)])
+def test_large_softmax_split_over_threads(rng, op, axis):
+    # 2 x 40 x 4000 floats: split by rows over the threads (axis 0 alone: by the next axis).
+    model = make_model([helper.make_node(op, ["x"], ["y"], axis=axis)], {"x": (2, 40, 4000)},
+                       ["y"])
+    x = (rng.standard_normal((2, 40, 4000)) * 5).astype(np.float32)
+    before = convkit.num_threads()
+    try:
+        y = check(model, {"x": x}, threads=2).run({"x": x})[0]
+        one = convkit.onnx.load(model, input_shapes={"x": x.shape}, threads=1).run({"x": x})[0]
+    finally:
+        convkit.set_num_threads(before)
+    assert np.array_equal(y, one)  # the same bits as on one thread
+
+
 def test_nhwc_model_transposes_cost_nothing(rng):
     # A model exported from an NHWC framework: Transpose to NCHW, Conv, Transpose back, Softmax
     # over the (short, last) class axis, as MTCNN's. convkit runs it without one layout copy
