@@ -708,7 +708,7 @@ def test_pool_attributes(x, backend, case):
 def _unsupported_cases():
     node = helper.make_node
     return [
-        (node("GridSample", ["x", "x"], ["y"], name="grid"), "grid", "GridSample"),
+        (node("RoiAlign", ["x", "x", "x"], ["y"], name="roi"), "roi", "RoiAlign"),
         (node("Softmax", ["x"], ["y"], axis=1, name="s", domain="com.microsoft"), "s", "domain"),
         (node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], storage_order=1, name="p"), "p",
          "storage_order"),
