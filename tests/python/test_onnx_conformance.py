@@ -31,7 +31,11 @@ HALF_TOLERANCE = {"float16": (2e-3, 1e-3), "bfloat16": (2e-2, 1e-2)}
 INSTEAD = {"test_resize_downsample_scales_linear_align_corners": np.array([[[[1.0, 4.0]]]]),
            # The same for cubic (4x4 [[1 .. 4] .. [13 .. 16]] at 0.8: 3x3 from 0, 1.5, 3).
            "test_resize_downsample_scales_cubic_align_corners": np.array(
-               [[[[1.0, 2.5, 4.0], [7.0, 8.5, 10.0], [13.0, 14.5, 16.0]]]])}
+               [[[[1.0, 2.5, 4.0], [7.0, 8.5, 10.0], [13.0, 14.5, 16.0]]]]),
+           # MaxUnpool with output_shape 5x5: indices 5, 7, 13, 15 into the 5x5 output, as ONNX
+           # Runtime and PyTorch (onnx.reference puts them into the inferred 4x4, then pads).
+           "test_maxunpool_export_with_output_shape": np.bincount(
+               [5, 7, 13, 15], weights=[5.0, 6.0, 7.0, 8.0], minlength=25).reshape(1, 1, 5, 5)}
 # Expected values that onnx stores rounded to 4 decimals.
 LOOSE = {"test_averagepool_2d_ceil_last_window_starts_on_pad": 1e-4}
 

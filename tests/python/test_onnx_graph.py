@@ -432,6 +432,28 @@ def test_large_softmax_split_over_threads(rng, op, axis):
     assert np.array_equal(y, one)  # the same bits as on one thread
 
 
+def test_max_pool_indices_feed_max_unpool(rng):
+    # SegNet's pair: MaxPool's Indices (both storage orders; ceil mode and padding) into
+    # MaxUnpool, the pooled values still convkit's; an index outside the unpooled shape (7 rows
+    # pooled, 6 unpooled: output_shape was needed) is a clear error.
+    node = helper.make_node
+    pool = [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+            node("MaxPool", ["c"], ["p", "i"], kernel_shape=[2, 2], strides=[2, 2]),
+            node("MaxUnpool", ["p", "i"], ["y"], kernel_shape=[2, 2], strides=[2, 2]),
+            node("MaxPool", ["c"], ["q", "j"], kernel_shape=[3, 3], strides=[2, 2],
+                 pads=[1, 1, 1, 1], ceil_mode=1, storage_order=1)]
+    for rows in (8, 7):
+        model = make_model(pool, {"x": (2, 5, rows, 6)}, ["p", "i", "y", "q", "j"],
+                           {"w": conv_weights(rng, 5, 5)}, opset=12)
+        x = rng.standard_normal((2, 5, rows, 6)).astype(np.float32)
+        if rows == 8:
+            check(model, {"x": x})
+            continue
+        loaded = convkit.onnx.load(model, input_shapes={"x": x.shape})
+        with pytest.raises(convkit.Error, match=r"indices: expected values in \[0, 360\)"):
+            loaded.run({"x": x})
+
+
 def test_nhwc_model_transposes_cost_nothing(rng):
     # A model exported from an NHWC framework: Transpose to NCHW, Conv, Transpose back, Softmax
     # over the (short, last) class axis, as MTCNN's. convkit runs it without one layout copy
@@ -710,8 +732,7 @@ def _unsupported_cases():
     return [
         (node("RoiAlign", ["x", "x", "x"], ["y"], name="roi"), "roi", "RoiAlign"),
         (node("Softmax", ["x"], ["y"], axis=1, name="s", domain="com.microsoft"), "s", "domain"),
-        (node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], storage_order=1, name="p"), "p",
-         "storage_order"),
+        (node("LpPool", ["x"], ["y"], kernel_shape=[2, 2], name="p"), "p", "LpPool"),
         (node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], name="d"), "d",
          "dilations"),
         (node("Resize", ["x", "", "sc"], ["y"], mode="cubic", antialias=1, name="r"), "r",

@@ -57,7 +57,7 @@ def infer(graph):
         ctx = Context(node, graph, [L.PLAIN] * len(node.inputs))
         foldable = node.op in ALWAYS_FOLDED or all(
             not name or name in graph.consts for name in node.inputs)
-        if node.op in SHAPES and not foldable:
+        if node.op in SHAPES and not foldable and not any(node.outputs[1:]):
             graph.shapes[node.outputs[0]] = tuple(int(d) for d in SHAPES[node.op](ctx))
             graph.dtypes[node.outputs[0]] = np.dtype(np.float32)
             kept.append(node)

@@ -8,6 +8,8 @@ Conv nodes may carry the fusion rewrite's private attributes `_activation` (conv
 
 import numpy as np
 
+from .. import _convkit as ck
+
 from . import layout as L
 from .adapter import ConvLayer, PoolLayer
 from .kernel import Kernel
@@ -201,10 +203,6 @@ def _pool_params(ctx):
     _, _, h, w = ctx.in_shape(0)
     if name.startswith("Global"):
         return (h, w), (1, 1), (0, 0, 0, 0), False, False
-    if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
-        raise ctx.fail("the Indices output (supported: the pooled values only)")
-    if ctx.attr("storage_order", 0) != 0:
-        raise ctx.fail("storage_order=1 (supported: 0)")
     if _pair(ctx, "dilations", (1, 1)) != (1, 1):
         raise ctx.fail(f"dilations={ctx.attr('dilations')} (supported: 1)")
     window = _pair(ctx, "kernel_shape", None)
@@ -226,6 +224,8 @@ def pool_shape(ctx):
 
 @op("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 def build_pool(ctx):
+    if ctx.node.op == "MaxPool" and len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
+        return _max_pool_with_indices(ctx)
     window, stride, pads, ceil_mode, count_include_pad = _pool_params(ctx)
     n, c, h, w = ctx.in_shape(0)
     mode = "max" if "Max" in ctx.node.op else "average"
@@ -234,6 +234,67 @@ def build_pool(ctx):
                       backend=ctx.backend, reuse_output=ctx.reuse_buffers)
     return Kernel(lambda x: layer.run(x), [L.NHWC], [L.NHWC], layer=layer)
 
+
+
+def _max_pool_with_indices(ctx):
+    """MaxPool's values and Indices (for MaxUnpool: SegNet, ENet) in numpy on NCHW data: each
+    window's first largest element and its index into the flattened input (storage_order 0: row
+    major, 1: column major over H and W)."""
+    window, stride, pads, ceil_mode, _ = _pool_params(ctx)
+    column_major = bool(ctx.attr("storage_order", 0))
+    n, c, h, w = ctx.in_shape(0)
+    oh = _out_size(h, pads[:2], window[0], stride[0], 1, ceil_mode)
+    ow = _out_size(w, pads[2:], window[1], stride[1], 1, ceil_mode)
+    top, left = pads[0], pads[2]
+    bottom = max(0, (oh - 1) * stride[0] + window[0] - h - top)
+    right = max(0, (ow - 1) * stride[1] + window[1] - w - left)
+    kh, kw = window
+    rows = np.arange(oh).reshape(oh, 1) * stride[0] - top
+    cols = np.arange(ow).reshape(1, ow) * stride[1] - left
+    planes = (np.arange(n).reshape(n, 1, 1, 1) * c + np.arange(c).reshape(1, c, 1, 1)) * (h * w)
+
+    def run(x):
+        padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)),
+                        constant_values=-np.inf)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, window, axis=(2, 3))
+        windows = windows[:, :, ::stride[0], ::stride[1]][:, :, :oh, :ow].reshape(n, c, oh, ow, -1)
+        best = np.argmax(windows, axis=-1)
+        values = np.take_along_axis(windows, best[..., None], axis=-1)[..., 0]
+        hh, ww = rows + best // kw, cols + best % kw
+        flat = hh * w + ww if not column_major else ww * h + hh
+        return values.astype(x.dtype), (planes + flat).astype(np.int64)
+
+    return Kernel(run, [L.PLAIN], [L.PLAIN, L.PLAIN])
+
+
+@op("MaxUnpool")
+def build_max_unpool(ctx):
+    """MaxPool's inverse: zeros of the unpooled shape (output_shape's, when given) with each value
+    put back at its index into it, as ONNX Runtime and PyTorch's max_unpool2d (onnx.reference
+    scatters into the inferred shape and pads that instead)."""
+    _check_2d(ctx)
+    n, c, h, w = ctx.in_shape(0)
+    window = _pair(ctx, "kernel_shape", None)
+    stride = _pair(ctx, "strides", (1, 1))
+    pads = ctx.attr("pads") or [0, 0, 0, 0]
+    if ctx.has_input(2):
+        shape = tuple(int(d) for d in ctx.require_const(2, "MaxUnpool's output_shape"))
+    else:
+        shape = (n, c, (h - 1) * stride[0] + window[0] - pads[0] - pads[2],
+                 (w - 1) * stride[1] + window[1] - pads[1] - pads[3])
+
+    size = int(np.prod(shape))
+
+    def run(x, indices, *_):
+        flat = indices.reshape(-1)
+        if flat.size and (flat.min() < 0 or flat.max() >= size):
+            raise ck.Error(f"indices: expected values in [0, {size}) (the unpooled shape "
+                           f"{shape}), given {flat.min()} .. {flat.max()}")
+        y = np.zeros(size, x.dtype)
+        y[flat] = x.reshape(-1)
+        return y.reshape(shape)
+
+    return Kernel(run, [L.PLAIN] * len(ctx.node.inputs), [L.PLAIN])
 
 
 # ------------------------------------------------------------------------------------------------
