@@ -15,8 +15,10 @@ never a wrong answer. Needs the `onnx` package (pip install convkit[onnx]).
 
 import os
 
+from . import indexing as _indexing  # noqa: F401  (registers gathers, scatters, TopK, ...)
 from . import layers as _layers  # noqa: F401  (registers the convkit ops)
-from . import resize as _resize  # noqa: F401  (registers Resize and Upsample)
+from . import norms as _norms  # noqa: F401  (registers the normalisations)
+from . import resize as _resize  # noqa: F401  (registers Resize, Upsample and GridSample)
 from .errors import UnsupportedError
 from .graph import from_onnx
 from .infer import infer

@@ -1,5 +1,5 @@
-"""Resize and Upsample: nearest, linear and cubic, separable, one axis at a time, in any
-layout."""
+"""Resampling: Resize and Upsample (nearest, linear and cubic, separable, one axis at a time, in
+any layout) and GridSample (2-D, NCHW)."""
 
 import numpy as np
 
@@ -181,3 +181,78 @@ def _gather_pixels(steps, shape, sizes, reuse):
         return y
 
     return run
+
+
+def _reflect(v, lo, hi):
+    """v reflected at lo and hi until it lies between them (GridSample's reflection padding)."""
+    span = hi - lo
+    if span <= 0:
+        return np.full_like(v, lo)
+    below, above = v < lo, v > hi
+    dx = np.where(below, lo - v, v - hi)
+    turns = np.floor(dx / span)
+    r = dx - turns * span
+    even = turns % 2 == 0
+    return np.where(below, np.where(even, lo + r, hi - r),
+                    np.where(above, np.where(even, hi - r, lo + r), v))
+
+
+@op("GridSample")
+def build_grid_sample(ctx):
+    """x (N, C, H, W) sampled at grid (N, H_out, W_out, 2) of normalised (x, y) coordinates:
+    nearest (ties to even) or bilinear, zeros, border or reflection padding, as onnx.reference
+    and PyTorch's grid_sample (spatial transformers, flow warping)."""
+    mode = ctx.attr("mode", "bilinear" if ctx.opset < 20 else "linear")
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    padding = ctx.attr("padding_mode", "zeros")
+    align = bool(ctx.attr("align_corners", 0))
+    if len(ctx.in_shape(0)) != 4:
+        raise ctx.fail(f"input of rank {len(ctx.in_shape(0))} (supported: 4, NCHW)")
+    if mode not in ("linear", "nearest") or padding not in ("zeros", "border", "reflection"):
+        raise ctx.fail(f"mode '{mode}', padding_mode '{padding}' (supported: nearest, linear; "
+                       "zeros, border, reflection)")
+
+    def bounds(size):
+        return (0.0, size - 1.0) if align else (-0.5, size - 0.5)
+
+    def coordinates(g, size):  # unnormalised, then moved inside for border / reflection
+        v = (g + 1) / 2 * (size - 1) if align else ((g + 1) * size - 1) / 2
+        v = v.astype(np.float32).astype(np.float64)
+        if mode == "nearest":
+            v = np.rint(v)
+        lo, hi = bounds(size)
+        if padding == "border":
+            v = np.where((v < lo) | (v > hi), np.clip(v, 0, size - 1), v)
+        elif padding == "reflection":
+            v = _reflect(v, lo, hi)
+        return v
+
+    def index(i, size):  # (index to read, whether it is inside) per padding mode
+        if padding == "reflection":
+            i = np.trunc(_reflect(i.astype(np.float64), *bounds(size)))
+        inside = (i >= 0) & (i < size)
+        return np.clip(i, 0, size - 1).astype(np.intp), inside | (padding != "zeros")
+
+    def run(x, grid):
+        n, c, h, w = x.shape
+        px = coordinates(grid[..., 0].astype(np.float64), w)
+        py = coordinates(grid[..., 1].astype(np.float64), h)
+        pixels = x.transpose(0, 2, 3, 1)
+        images = np.arange(n).reshape(n, 1, 1)
+
+        def at(yi, xi):
+            (ys, y_in), (xs, x_in) = index(yi, h), index(xi, w)
+            return pixels[images, ys, xs] * (y_in & x_in)[..., None].astype(x.dtype)
+
+        if mode == "nearest":
+            y = at(py, px)
+        else:
+            x0, y0 = np.floor(px), np.floor(py)
+            wx1, wy1 = (px - x0).astype(x.dtype)[..., None], (py - y0).astype(x.dtype)[..., None]
+            wx0, wy0 = 1 - wx1, 1 - wy1
+            top = wx0 * at(y0, x0) + wx1 * at(y0, x0 + 1)  # along W first, as the reference
+            bottom = wx0 * at(y0 + 1, x0) + wx1 * at(y0 + 1, x0 + 1)
+            y = wy0 * top + wy1 * bottom
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2)).astype(x.dtype, copy=False)
+
+    return Kernel(run, [L.PLAIN, L.PLAIN], [L.PLAIN])
