@@ -454,6 +454,32 @@ def test_max_pool_indices_feed_max_unpool(rng):
             loaded.run({"x": x})
 
 
+def test_large_elementwise_ops_take_the_threaded_loop(rng):
+    # 2 x 8 x 64 x 72 = 73,728 elements (the threaded loop from 64 Ki): same-shape, scalar and
+    # per-channel operands, on either side (Sub and Div swapped), on NHWC and NCHW data; a
+    # broadcast it does not take (along W) goes to numpy. The same bits as numpy either way.
+    node = helper.make_node
+    f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731
+    inits = {"w": conv_weights(rng, 8, 3), "w2": conv_weights(rng, 8, 3),
+             "s": f32(50.0), "k": f32(rng.uniform(0.5, 2, (8, 1, 1))),
+             "r": f32(rng.standard_normal(72)), "shape": np.array([2, 8, 72, 64], np.int64)}
+    nodes = [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             node("Conv", ["x", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             node("Add", ["c", "c2"], ["a"]), node("Sub", ["s", "a"], ["b"]),
+             node("Div", ["k", "b"], ["d"]), node("Mul", ["d", "k"], ["m"]),
+             node("Sub", ["m", "r"], ["y"]),
+             node("Reshape", ["c", "shape"], ["p"]), node("Div", ["p", "s"], ["z"])]
+    model = make_model(nodes, {"x": (2, 3, 64, 72)}, ["y", "z"], inits)
+    x = rng.standard_normal((2, 3, 64, 72)).astype(np.float32)
+    y, z = check(model, {"x": x}).run({"x": x})
+    # Bits: the convolutions' outputs as convkit gives them, then the ops in numpy.
+    c, c2 = convkit.onnx.load(make_model(nodes[:2], {"x": x.shape}, ["c", "c2"], inits),
+                              input_shapes={"x": x.shape}).run({"x": x})
+    k, s = inits["k"], inits["s"]
+    np.testing.assert_array_equal(y, (k / (s - (c + c2))) * k - inits["r"])
+    np.testing.assert_array_equal(z, c.reshape(2, 8, 72, 64) / s)
+
+
 def test_nhwc_model_transposes_cost_nothing(rng):
     # A model exported from an NHWC framework: Transpose to NCHW, Conv, Transpose back, Softmax
     # over the (short, last) class axis, as MTCNN's. convkit runs it without one layout copy

@@ -118,7 +118,8 @@ using ShuffleRowFn = void (*)(const Conv2dProblem& p, const float* cols, int64_t
 ShuffleRowFn ChooseShuffleRow();
 // dx as the 1x1 convolution of dy into KH * KW * IC channels (a forward plan, created with the
 // weights rearranged), moved into place by ShuffleRow with the epilogue. Run is const and
-// thread-safe; it allocates the 1x1 output of one chunk of dy rows and a row per thread.
+// thread-safe; its buffers (one chunk's 1x1 output, a dx row per thread) are thread-local, grown
+// on a thread's first run.
 class DataShuffle {
  public:
   DataShuffle(const Conv2dProblem& p, const float* w);
@@ -166,7 +167,8 @@ Conv2dBwdWeightsChoice ChooseConv2dBwdWeights(const Conv2dProblem& p, bool dw_wa
 // part: b and the post-ops (the transposed convolution's; none for conv2d_backward's dx). The
 // backward plan (CreateConv2dBwd) and the transposed convolution's plan keep one. Run is const and
 // thread-safe for kPlan; it allocates nothing except on the narrow-channel path (a per-thread dcol
-// buffer and w^T), in the depthwise kernel (tap lists) and where the forward variant does.
+// buffer and w^T), in the depthwise kernel (tap lists), where the forward variant does, and in
+// the shuffle on a thread's first run (DataShuffle).
 class Conv2dBwdDataPlan {
  public:
   // b: IC floats or null (copied); post_ops: applied after b (and the residual, as they say).

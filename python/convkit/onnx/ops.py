@@ -207,12 +207,9 @@ def build_cast_like(ctx):
     dtype = ctx.graph.dtypes[ctx.node.inputs[1]]
     if dtype.name.startswith("float8") and ctx.attr("saturate", 1):
         raise ctx.fail(f"a cast to {dtype.name} with saturate=1 (supported: saturate=0)")
-    return Kernel(lambda x, _: x.astype(dtype), [L.ANY, L.ANY], [_first_layout(ctx)])
-
-
-def _first_layout(ctx):
-    """Input 0's layout as an output layout (ANY would follow the first runtime input)."""
-    return ctx.in_layouts[0] if ctx.is_runtime(0) else L.PLAIN
+    # The output has input 0's layout (ANY would follow the first runtime input, maybe input 1).
+    out = ctx.in_layouts[0] if ctx.is_runtime(0) else L.PLAIN
+    return Kernel(lambda x, _: x.astype(dtype), [L.ANY, L.ANY], [out])
 
 
 @op("Dropout")
@@ -611,8 +608,7 @@ def _softmax(x, axis, log):
     return _softmax_one_thread(x, axis, log)
 
 
-def _softmax_one_thread(x, axis, log):
-    axis = _normalize_axis(axis, x.ndim)
+def _softmax_one_thread(x, axis, log):  # axis normalised by _softmax
     if axis == x.ndim - 1 and x.shape[axis] <= 32 and x.size >= 4096:
         return _softmax_short_last_axis(x, log)
     y = x - np.max(x, axis=axis, keepdims=True)
