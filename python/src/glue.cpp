@@ -6,10 +6,10 @@
 #include "python/src/glue.hpp"
 
 #include <nanobind/stl/string.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -17,23 +17,14 @@
 
 #include "convkit/error.hpp"
 #include "convkit/runtime.hpp"
+#include "python/src/parallel.hpp"
+#include "python/src/softmax.hpp"
+#include "python/src/transpose.hpp"
 
 namespace nb = nanobind;
 
 namespace convkit::python {
 namespace {
-
-// Copies under 256 KiB stay on one thread: a parallel region costs more than they take.
-int ThreadsFor(int64_t bytes) { return bytes < (int64_t{1} << 18) ? 1 : num_threads(); }
-
-// body(i) for every i in [0, items), split statically over ThreadsFor(bytes) threads (bytes: the
-// memory the whole loop moves), with the GIL released.
-template <typename Body>
-void ParallelItems(int64_t items, int64_t bytes, const Body& body) {
-  nb::gil_scoped_release release;
-#pragma omp parallel for schedule(static) num_threads(ThreadsFor(bytes))
-  for (int64_t i = 0; i < items; ++i) body(i);
-}
 
 std::string Shape(const int64_t* dims, size_t rank) {
   std::string s = "(";
@@ -44,16 +35,6 @@ std::string Shape(const int64_t* dims, size_t rank) {
 template <typename Array>
 int64_t Extent(const Array& a, size_t axis) {
   return static_cast<int64_t>(a.shape(axis));
-}
-
-// One tile of the batched transpose: rows [r0, r1) x columns [c0, c1) of one image, read along
-// x's rows (y's stores then fall in the few lines a short column of y spans).
-void TransposeTile(const float* x, float* y, int64_t r_count, int64_t c_count, int64_t r0,
-                   int64_t r1, int64_t c0, int64_t c1) {
-  for (int64_t r = r0; r < r1; ++r) {
-    const float* x_row = x + r * c_count;
-    for (int64_t c = c0; c < c1; ++c) y[c * r_count + r] = x_row[c];
-  }
 }
 
 void CopyRow(const float* x, float* y, int64_t n) {
@@ -128,17 +109,20 @@ void transpose_last_two(const ConstArray3& x, const Array3& y) {
   if (y.data() == x.data() && x.size() != 0) {
     throw Error(ErrorCode::kInvalidArgument, "transpose_last_two: y must not alias x");
   }
-  // 32 x 32 tiles: 4 KiB read along rows and written along columns, both in L1.
-  constexpr int64_t kTile = 32;
-  const int64_t row_tiles = (r + kTile - 1) / kTile, col_tiles = (c + kTile - 1) / kTile;
+  // 32 x 32 tiles (4 KiB read along rows and written along columns, both in L1), or 4 x 2048
+  // where a side is short (a few channel planes).
+  const int64_t tile_r = c < 8 ? 2048 : 32, tile_c = r < 8 ? 2048 : 32;
+  const int64_t row_tiles = (r + tile_r - 1) / tile_r, col_tiles = (c + tile_c - 1) / tile_c;
   const int64_t tiles = b * row_tiles * col_tiles;
   const float* xd = x.data();
   float* yd = y.data();
   ParallelItems(tiles, static_cast<int64_t>(x.size()) * 4, [&](int64_t t) {
     const int64_t image = t / (row_tiles * col_tiles), rest = t % (row_tiles * col_tiles);
-    const int64_t r0 = rest / col_tiles * kTile, c0 = rest % col_tiles * kTile;
-    TransposeTile(xd + image * r * c, yd + image * r * c, r, c, r0, std::min(r, r0 + kTile), c0,
-                  std::min(c, c0 + kTile));
+    const int64_t r0 = rest / col_tiles * tile_r, c0 = rest % col_tiles * tile_c;
+    const float* x_image = xd + image * r * c;
+    float* y_image = yd + image * r * c;
+    TransposeBlock(x_image + r0 * c + c0, c, y_image + c0 * r + r0, r, std::min(tile_r, r - r0),
+                   std::min(tile_c, c - c0));
   });
 }
 
@@ -171,13 +155,41 @@ void concat_channels(const std::vector<ConstArray2>& xs, const Array2& y) {
     }
   }
   float* yd = y.data();
-  ParallelItems(pixels, static_cast<int64_t>(y.size()) * 8, [&](int64_t p) {
-    float* y_row = yd + p * channels;
-    for (const ConstArray2& x : xs) {
-      const int64_t width = Extent(x, 1);
-      CopyRow(x.data() + p * x.stride(0), y_row, width);
-      y_row += width;
+  if (pixels >= 64) {  // many rows: a row per item
+    ParallelItems(pixels, static_cast<int64_t>(y.size()) * 8, [&](int64_t p) {
+      float* y_row = yd + p * channels;
+      for (const ConstArray2& x : xs) {
+        const int64_t width = Extent(x, 1);
+        CopyRow(x.data() + p * x.stride(0), y_row, width);
+        y_row += width;
+      }
+    });
+    return;
+  }
+  // A few long rows (a detector's levels side by side, one row of 176,400 floats): pieces of at
+  // most 16 Ki floats of each x's row per item, so that they spread over the threads.
+  struct Piece {
+    size_t x;
+    int64_t begin, count, y_offset;
+  };
+  constexpr int64_t kPiece = 16384;
+  std::vector<Piece> pieces;
+  int64_t y_offset = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const int64_t width = Extent(xs[i], 1);
+    for (int64_t begin = 0; begin < width; begin += kPiece) {
+      pieces.push_back({i, begin, std::min(kPiece, width - begin), y_offset + begin});
     }
+    y_offset += width;
+  }
+  const int64_t per_row = static_cast<int64_t>(pieces.size());
+  ParallelItems(pixels * per_row, static_cast<int64_t>(y.size()) * 8, [&](int64_t item) {
+    const int64_t p = item / per_row;
+    const Piece& piece = pieces[static_cast<size_t>(item % per_row)];
+    const ConstArray2& x = xs[piece.x];
+    // memcpy: vector moves wider than the baseline x86-64 build's own
+    std::memcpy(yd + p * channels + piece.y_offset, x.data() + p * x.stride(0) + piece.begin,
+                static_cast<size_t>(piece.count) * sizeof(float));
   });
 }
 
@@ -299,6 +311,9 @@ void add_glue(nb::module_& m) {
   m.def("_transpose_last_two", &transpose_last_two, "x"_a, "y"_a.noconvert(),
         "y[b, c, r] = x[b, r, c] for float32 C-ordered x (B, R, C) and y (B, C, R), on "
         "convkit's threads (convkit.onnx's layout changes).");
+  m.def("_softmax_middle", &softmax_middle, "x"_a, "y"_a.noconvert(),
+        "y[o, :, j] = softmax(x[o, :, j]) for float32 C-ordered x and y (O, K, J), on convkit's "
+        "threads; y may be x (convkit.onnx's Softmax).");
   m.def("_concat_channels", &concat_channels, "xs"_a, "y"_a.noconvert(),
         "y = concatenate(xs, axis=1) for float32 xs (P, C_i) with unit channel stride and y (P, "
         "sum C_i) C-ordered, on convkit's threads (convkit.onnx's Concat of NHWC tensors).");

@@ -539,13 +539,52 @@ def test_layers_share_buffers_only_when_no_view_is_alive(rng, x):
 # ------------------------------------------------------------------------------------------------
 # The glue copies in C++ (convkit._convkit): against numpy, and their refusals.
 
+# Every path of the blocks: 8 x 8 vector blocks with scalar edges, 2-4 planes interleaved and
+# gathered (vector per 16 elements, scalar tail), 1 and 5 rows scalar; batches and the threaded
+# size (over 256 KiB).
 @pytest.mark.parametrize("shape", [(1, 1, 1), (2, 3, 33), (1, 70, 31), (3, 32, 64),
-                                   (1, 6400, 48)], ids=str)
+                                   (1, 6400, 48), (2, 2, 37), (1, 3, 102400), (2, 4, 50),
+                                   (2, 37, 2), (1, 102400, 3), (2, 50, 4), (1, 5, 77),
+                                   (1, 77, 5), (2, 8, 8), (1, 1, 100), (1, 1603, 147)], ids=str)
 def test_transpose_last_two_matches_numpy(rng, shape):
     x = rng.standard_normal(shape).astype(np.float32)
     y = np.full((shape[0], shape[2], shape[1]), np.nan, np.float32)
     convkit._convkit._transpose_last_two(x, y)
     assert np.array_equal(y, x.transpose(0, 2, 1))
+
+
+def _numpy_softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+# The fused loop behind Softmax on float32 tensors of 4 Ki floats or more whose axis has 16 or
+# more floats inside it: a dense tensor, a detector's transposed view of box bins (its result the
+# same view), inner extents with a scalar tail; NaN and infinities as numpy gives them.
+@pytest.mark.parametrize("shape, perm, axis", [
+    ((4, 16, 2100), None, 1), ((1, 4, 16, 2100), (0, 2, 1, 3), 1), ((3, 7, 1000), None, 1),
+    ((2, 40, 77), None, 0), ((64, 100), None, 0)], ids=str)
+def test_softmax_fused_loop_matches_numpy(rng, shape, perm, axis):
+    from convkit.onnx import ops
+
+    x = (rng.standard_normal(shape) * 30).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[5], flat[-3], flat[777] = np.nan, np.inf, -np.inf
+    x = x if perm is None else x.transpose(perm)
+    y = ops._softmax_convkit(x, axis)
+    assert y is not None and y.shape == x.shape and y.strides == np.empty_like(x).strides
+    want = _numpy_softmax(x, axis)
+    assert np.array_equal(np.isnan(y), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(y[ok], want[ok], rtol=2e-6, atol=1e-30)
+
+
+def test_softmax_fused_loop_leaves_short_inner_axes_to_numpy(rng):
+    from convkit.onnx import ops
+
+    x = rng.standard_normal((256, 40)).astype(np.float32)
+    assert ops._softmax_convkit(x, 1) is None  # the last axis: 1 float inside it
+    assert ops._softmax_convkit(x[:, ::2], 0) is None  # not one dense block
 
 
 def test_transpose_last_two_refuses_bad_y(rng):

@@ -154,15 +154,22 @@ _CONVKIT_ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard
 
 def _activation_plan(ctx):
     """act(x) through convkit for a float32 tensor of at least 16 Ki elements: a 1x1 depthwise
-    Conv2d plan with unit weights (x * 1 is exact) over x seen as (1, 1, size / C, C), so the
+    Conv2d plan with unit weights (x * 1 is exact) over x seen as (1, H, W, C), so the
     fused epilogue runs it in one pass on convkit's threads (numpy's sigmoid: four passes on one
     thread, a detector's class map 0.14 ms). None where that does not apply."""
     activation = _CONVKIT_ACTIVATIONS.get(ctx.node.op)
     size = int(np.prod(ctx.in_shape(0), dtype=np.int64))
     if activation is None or size < 16384 or ctx.graph.dtypes.get(ctx.node.inputs[0]) != np.float32:
         return None
-    channels = next(c for c in (16, 8, 4, 2, 1) if size % c == 0)
-    shape = (1, 1, size // channels, channels)
+    # Many channels, whole vectors: the depthwise kernel's cost per pixel is what a short channel
+    # count pays (a detector's 168,000-logit class map: 59 us as 16 channels, 20 as 800).
+    channels = next((c for c in range(1024, 15, -16) if size % c == 0), None)
+    channels = channels or next(c for c in (8, 4, 2, 1) if size % c == 0)
+    pixels = size // channels
+    # Rows of at most 512 pixels, which convkit's threads share out.
+    width = next(w for w in range(min(pixels, 512), 0, -1) if pixels % w == 0)
+    width = width if width >= 16 or pixels <= 512 else pixels  # no short rows: one long row
+    shape = (1, pixels // width, width, channels)
     try:
         plan = ck.Conv2d(np.ones((1, 1, 1, channels), np.float32), None, x_shape=shape,
                          groups=channels, activation=activation, backend=ctx.backend)
@@ -437,28 +444,37 @@ def build_concat(ctx):
     rank = len(ctx.in_shape(0))
     layout = _follow_layout(ctx, rank)
     axis = L.physical_axis(ctx.attr("axis"), rank, layout)
-    if layout == L.NHWC and axis == 3:
-        return Kernel(_channel_concat(ctx.reuse_buffers), [layout] * len(ctx.node.inputs),
-                      [layout])
-    return Kernel(lambda *xs: np.concatenate(xs, axis=axis), [layout] * len(ctx.node.inputs),
-                  [layout])
+    return Kernel(_concat(axis, ctx.reuse_buffers), [layout] * len(ctx.node.inputs), [layout])
 
 
-def _channel_concat(reuse):
-    """Concatenation of NHWC tensors along C: convkit's copy for float32 (numpy's copies each
-    pixel's channel runs one at a time, 2-5x slower)."""
+def _concat(axis, reuse):
+    """Concatenation along `axis`: convkit's threaded copy for float32, each x seen as rows of
+    its elements from `axis` on (C floats per pixel for the channels of NHWC tensors; a
+    detector's (1, 144, A_i) levels, 144 rows each): numpy copies each row's run one at a time
+    on one thread, 2-5x slower."""
     output = _Output(reuse)
 
     def run(*xs):
-        if any(x.dtype != np.float32 for x in xs):
-            return np.concatenate(xs, axis=3)
-        n, h, w, _ = xs[0].shape
-        y = output.get((n, h, w, sum(x.shape[3] for x in xs)))
-        rows = [x.reshape(n * h * w, x.shape[3]) for x in xs]
-        ck._concat_channels(rows, y.reshape(n * h * w, y.shape[3]))
+        if any(x.dtype != np.float32 for x in xs) or xs[0].ndim == 0:
+            return np.concatenate(xs, axis=axis)
+        shape = list(xs[0].shape)
+        shape[axis] = sum(x.shape[axis] for x in xs)
+        y = output.get(tuple(shape))
+        if y.size:
+            rows = int(np.prod(shape[:axis], dtype=np.int64))
+            ck._concat_channels([_unit_rows(x.reshape(rows, -1)) for x in xs],
+                                y.reshape(rows, -1))
         return y
 
     return run
+
+
+def _unit_rows(rows):
+    """rows (R, K) with unit element stride and a non-negative row stride, as _concat_channels
+    reads them: a copy of a broadcast or reversed view."""
+    if (rows.shape[1] > 1 and rows.strides[1] != rows.itemsize) or rows.strides[0] < 0:
+        return np.ascontiguousarray(rows)
+    return rows
 
 
 def _split_sizes(ctx, dim):
@@ -600,12 +616,38 @@ def _in_parallel(x, axis, f):
 
 def _softmax(x, axis, log):
     axis = _normalize_axis(axis, x.ndim)
+    if not log:
+        y = _softmax_convkit(x, axis)
+        if y is not None:
+            return y
     outer = next((a for a in range(x.ndim) if a != axis and x.shape[a] > 1), None)
     if x.size >= 1 << 18 and outer is not None:
         y = _in_parallel(x, outer, lambda part: _softmax_one_thread(part, axis, log))
         if y is not None:
             return y
     return _softmax_one_thread(x, axis, log)
+
+
+def _softmax_convkit(x, axis):
+    """Softmax of float32 x over `axis` by convkit's fused loop, in x's memory order (a transposed
+    view, as a detector's box bins are, gives the same view of the result): numpy's max, exp, sum
+    and divide are four passes on one thread (0.11 ms for those bins). None where x is not one
+    dense block or the axis has fewer than 16 floats inside it (the loop runs 16 of them at a
+    time)."""
+    if x.dtype != np.float32 or x.size < 4096:
+        return None
+    order = [int(a) for a in np.argsort([-s for s in x.strides], kind="stable")]
+    base = x.transpose(order)
+    if not base.flags.c_contiguous:
+        return None
+    a = order.index(axis)
+    outer, k = int(np.prod(base.shape[:a], dtype=np.int64)), base.shape[a]
+    inner = int(np.prod(base.shape[a + 1:], dtype=np.int64))
+    if inner < 16:
+        return None
+    y = np.empty(base.shape, np.float32)
+    ck._softmax_middle(base.reshape(outer, k, inner), y.reshape(outer, k, inner))
+    return y.transpose(np.argsort(order))
 
 
 def _softmax_one_thread(x, axis, log):  # axis normalised by _softmax
