@@ -587,6 +587,18 @@ def test_softmax_fused_loop_leaves_short_inner_axes_to_numpy(rng):
     assert ops._softmax_convkit(x[:, ::2], 0) is None  # not one dense block
 
 
+@pytest.mark.parametrize("reuse", [False, True])
+def test_to_nhwc_of_a_view_stored_by_rows(rng, reuse):
+    # (N, C, H, W) stored as (N, H, C, W): the softmax of a transposed view (YOLOv8's box bins)
+    from convkit.onnx import layout
+
+    x = rng.standard_normal((2, 4, 16, 37)).astype(np.float32).transpose(0, 2, 1, 3)
+    out = np.full((2, 4, 37, 16), np.nan, np.float32) if reuse else None
+    y = layout.to_nhwc(x, out)
+    assert np.array_equal(y, x.transpose(0, 2, 3, 1))
+    assert not reuse or np.shares_memory(y, out)
+
+
 def test_transpose_last_two_refuses_bad_y(rng):
     x = rng.standard_normal((2, 3, 4)).astype(np.float32)
     y = np.zeros((2, 3, 4), np.float32)

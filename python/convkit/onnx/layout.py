@@ -55,7 +55,14 @@ def _swap_last_two(array, out):
 def to_nhwc(array, out=None):
     """The NHWC array of a logical tensor of rank <= 4 (lower ranks broadcast as numpy does),
     written into `out` (a C-ordered array of the result's shape) when it fits."""
-    n, c, h, w = expand_to_4d(array).shape
+    array = expand_to_4d(array)
+    n, c, h, w = array.shape
+    by_rows = array.transpose(0, 2, 1, 3)
+    if not array.flags.c_contiguous and by_rows.flags.c_contiguous:
+        # Stored (N, H, C, W), as a softmax over a transposed view leaves YOLOv8's box bins: a
+        # transpose of C and W per row, not numpy's reordering copy and a transpose.
+        out = None if out is None else out.reshape(n * h, w, c)
+        return _swap_last_two(by_rows.reshape(n * h, c, w), out).reshape(n, h, w, c)
     out = None if out is None else out.reshape(n, h * w, c)
     return _swap_last_two(array.reshape(n, c, h * w), out).reshape(n, h, w, c)
 
