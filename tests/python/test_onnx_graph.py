@@ -536,6 +536,33 @@ def test_layers_share_buffers_only_when_no_view_is_alive(rng, x):
     assert not any(np.shares_memory(c, out) for i, out in layers[1:] if i <= last_view_read)
 
 
+def test_glue_outputs_share_buffers_with_layers(rng, x):
+    # A Concat's and a layout transpose's arrays come from the layers' pool once their inputs'
+    # buffers are free, never while a tensor they read (or a view of it) is alive.
+    node = helper.make_node
+    nodes = [node("Conv", ["c", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             node("Conv", ["a", "w1"], ["a2"], pads=[1, 1, 1, 1]),
+             node("Concat", ["a", "a2"], ["cat"], axis=1),
+             node("Conv", ["cat", "w2"], ["d"], pads=[1, 1, 1, 1]),
+             node("Conv", ["d", "w3"], ["e"], pads=[1, 1, 1, 1]),
+             node("Concat", ["d", "e"], ["cat2"], axis=1),
+             node("Reshape", ["cat2", "flat"], ["y"])]
+    inits = {"w1": conv_weights(rng, C, C), "w2": conv_weights(rng, C, 2 * C),
+             "w3": conv_weights(rng, C, C), "flat": np.array([x.shape[0], -1], np.int64)}
+    loaded = check(conv_then(rng, nodes, ["y"], inits), {"x": x})  # a reuse too early fails here
+    owned = [(i, s.output.out) for i, s in enumerate(loaded.steps) if s.output is not None]
+    assert [loaded.steps[i].op for i, _ in owned] == ["LayoutTranspose", "Concat", "Concat",
+                                                      "LayoutTranspose"]
+    layers = [(i, s.layer.out) for i, s in enumerate(loaded.steps) if s.layer is not None]
+    pooled = [out for _, out in layers] + [out for _, out in owned]
+    assert any(np.shares_memory(out, other) for _, out in owned for other in pooled
+               if other is not out)
+    for i, out in owned:  # never the memory of a tensor the step reads
+        for j, other in layers:
+            if set(loaded.steps[i].in_slots) & set(loaded.steps[j].out_slots):
+                assert not np.shares_memory(out, other)
+
+
 # ------------------------------------------------------------------------------------------------
 # The glue copies in C++ (convkit._convkit): against numpy, and their refusals.
 

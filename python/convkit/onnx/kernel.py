@@ -13,13 +13,17 @@ class Kernel:
     in_layouts[i] is the layout fn wants input i in (layout.ANY: as it is); the runner converts
     (constants once at build, runtime tensors by a transpose step). out_layouts[j] is output j's
     layout (ANY: that of the first runtime input). Absent optional inputs arrive as None.
-    `layer` is the convkit layer adapter the step runs, if any (for profiles).
+    `layer` is the convkit layer adapter the step runs, if any (for profiles). `output`: an
+    object whose `out` attribute is the array fn writes its output into when that array has the
+    output's shape (ops._Output, layout.Converter), so that the runner may place it in memory
+    shared with other steps.
     """
 
     fn: object
     in_layouts: list
     out_layouts: list
     layer: object = None
+    output: object = None
 
 
 class Context:

@@ -90,16 +90,18 @@ def convert(array, have, want, out=None):
     return to_plain(array, out)
 
 
-def converter(have, want, reuse):
-    """convert(·, have, want) as a model step; with `reuse`, every run writes the same array (no
-    allocation, no page faults: a model's input image costs twice as much converted into fresh
-    memory)."""
-    if not reuse:
-        return lambda x: convert(x, have, want)
-    buffer = [None]
+class Converter:
+    """convert(·, have, want) as a model step; with `reuse`, every run writes the same array,
+    `out` (no allocation, no page faults: a model's input image costs twice as much converted into
+    fresh memory), which the runner may place in memory shared between steps."""
 
-    def run(x):
-        buffer[0] = convert(x, have, want, buffer[0])
-        return buffer[0]
+    def __init__(self, have, want, reuse):
+        self.have, self.want, self.reuse = have, want, reuse
+        self.out = None
 
-    return run
+    def __call__(self, x):
+        y = convert(x, self.have, self.want, self.out)
+        if self.reuse:
+            self.out = y
+        return y
+

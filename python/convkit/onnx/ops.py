@@ -46,17 +46,18 @@ def _follow_layout(ctx, out_rank=None):
 
 class _Output:
     """The float32 array a glue step writes: with `reuse`, the same array every run (no
-    allocation, no page faults; runner.Model copies graph outputs), else a new one."""
+    allocation, no page faults; runner.Model copies graph outputs, and may set `out` to memory
+    it shares between steps), else a new one."""
 
     def __init__(self, reuse):
         self.reuse = reuse
-        self.array = None
+        self.out = None
 
     def get(self, shape):
-        if self.array is not None and self.array.shape == tuple(shape):
-            return self.array
+        if self.out is not None and self.out.shape == tuple(shape):
+            return self.out
         array = np.empty(shape, np.float32)
-        self.array = array if self.reuse else None
+        self.out = array if self.reuse else None
         return array
 
 
@@ -444,15 +445,16 @@ def build_concat(ctx):
     rank = len(ctx.in_shape(0))
     layout = _follow_layout(ctx, rank)
     axis = L.physical_axis(ctx.attr("axis"), rank, layout)
-    return Kernel(_concat(axis, ctx.reuse_buffers), [layout] * len(ctx.node.inputs), [layout])
+    output = _Output(ctx.reuse_buffers)
+    return Kernel(_concat(axis, output), [layout] * len(ctx.node.inputs), [layout],
+                  output=output)
 
 
-def _concat(axis, reuse):
+def _concat(axis, output):
     """Concatenation along `axis`: convkit's threaded copy for float32, each x seen as rows of
     its elements from `axis` on (C floats per pixel for the channels of NHWC tensors; a
     detector's (1, 144, A_i) levels, 144 rows each): numpy copies each row's run one at a time
     on one thread, 2-5x slower."""
-    output = _Output(reuse)
 
     def run(*xs):
         if any(x.dtype != np.float32 for x in xs) or xs[0].ndim == 0:

@@ -27,6 +27,7 @@ class Step:
     out_slots: list
     layer: object = None
     release: tuple = ()
+    output: object = None  # Kernel.output: a glue step's own output array, as `out`
 
     @property
     def is_convkit(self):
@@ -79,9 +80,9 @@ class Model:
         if key not in self._slots:
             source = self._slots[(name, have)]
             target = self._new_slot(key)
-            self.steps.append(Step(f"{name}->{want}", "LayoutTranspose",
-                                   L.converter(have, want, self.reuse_buffers), [source],
-                                   [target]))
+            convert = L.Converter(have, want, self.reuse_buffers)
+            self.steps.append(Step(f"{name}->{want}", "LayoutTranspose", convert, [source],
+                                   [target], output=self._own_output(convert, name, want)))
         return self._slots[key]
 
     def _add_node(self, node):
@@ -106,7 +107,23 @@ class Model:
                 out_slots.append(self._new_slot((name, have)))
             else:
                 out_slots.append(None)
-        self.steps.append(Step(node.name, node.op, kernel.fn, in_slots, out_slots, kernel.layer))
+        output = None
+        if kernel.output is not None and node.outputs and node.outputs[0]:
+            output = self._own_output(kernel.output, node.outputs[0],
+                                      self._layouts[node.outputs[0]])
+        self.steps.append(Step(node.name, node.op, kernel.fn, in_slots, out_slots, kernel.layer,
+                               output=output))
+
+    def _own_output(self, holder, name, layout):
+        """holder (Kernel.output) with its array made now, for _share_layer_buffers, when the
+        step writes float32 tensor `name` in `layout` into it every run; else None."""
+        if not self.reuse_buffers or self.graph.dtypes.get(name) != np.float32:
+            return None
+        shape = self.graph.shapes.get(name)
+        if shape is None or (layout == L.NHWC and len(shape) != 4):
+            return None
+        holder.out = np.empty(L.physical_shape(shape, layout), np.float32)
+        return holder
 
     def _plan_release(self):
         last = {}
@@ -123,7 +140,8 @@ class Model:
             step.release = tuple(release.get(i, ()))
 
     def _share_layer_buffers(self):
-        """Lets layers whose outputs are never alive at the same time write the same memory, as
+        """Lets layers (and the glue steps that write arrays of their own: Concat, layout
+        transposes) whose outputs are never alive at the same time write the same memory, as
         ONNX Runtime's and TFLite's arenas do: with one buffer per layer a network's outputs
         (tens of MB) leave the caches, and each layer's first writes miss; a buffer freed by the
         step before is usually still in L2. The most recently freed block that fits is taken.
@@ -140,18 +158,20 @@ class Model:
         for slot in self._output_slots:
             last_use[slot] = forever
         views = {}  # slot -> the layer-buffer ids it may view
-        owners = []  # buffer id -> (producing step index, layer)
+        owners = []  # buffer id -> (producing step index, layer or glue output holder)
         for i, step in enumerate(self.steps):
+            viewed = set().union(*(views.get(s, set()) for s in step.in_slots if s is not None))
             if step.layer is not None and getattr(step.layer, "out", None) is not None:
                 owners.append((i, step.layer))
-                for slot in step.out_slots:
-                    if slot is not None:
-                        views[slot] = {len(owners) - 1}
-            else:
-                viewed = set().union(*(views.get(s, set()) for s in step.in_slots if s is not None))
-                for slot in step.out_slots:
-                    if slot is not None:
-                        views[slot] = viewed
+                viewed = {len(owners) - 1}
+            elif step.output is not None:
+                # A glue step's own array; it may also return a view of an input (numpy's
+                # fallback paths), so its output counts as viewing those too.
+                owners.append((i, step.output))
+                viewed = viewed | {len(owners) - 1}
+            for slot in step.out_slots:
+                if slot is not None:
+                    views[slot] = viewed
         busy_until = [i for i, _ in owners]
         for slot, ids in views.items():
             for b in ids:
