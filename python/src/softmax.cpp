@@ -10,12 +10,8 @@
 #include <string>
 
 #include "convkit/error.hpp"
+#include "python/src/cpu.hpp"
 #include "python/src/parallel.hpp"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define CONVKIT_GLUE_X86 1
-#endif
 
 namespace convkit::python {
 namespace {
@@ -37,11 +33,6 @@ void SoftmaxColumnsScalar(const float* x, float* y, int64_t k, int64_t stride, i
 }
 
 #ifdef CONVKIT_GLUE_X86
-
-bool HasAvx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
 
 // e^x for x <= 0 (NaN stays NaN): n = round(x / ln 2), r = x - n ln 2 in two steps (exact for n
 // down to -2^8, where e^x is already 0), a degree-7 polynomial (Cephes' and Highway's

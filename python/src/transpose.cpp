@@ -1,14 +1,11 @@
 // The blocks of the glue's batched transpose (python/src/transpose.hpp). The extension is built
-// for the baseline x86-64, so the vector paths carry AVX2's target attribute and run behind a CPU
-// check: 8 x 8 blocks transposed in registers, and for a short side (a 3-channel image, a 2-class
-// map) a loop over the long side that the compiler vectorises with interleaving shuffles. Other
-// CPUs, and the edges of a block, take the scalar loop.
+// for the baseline x86-64, so the vector paths carry target attributes and run behind the CPU
+// checks of cpu.hpp: 8 x 8 blocks transposed in AVX2 registers, and a short side of 2-4 (a
+// 3-channel image, a 2-class map) interleaved or gathered 16 elements at a time by AVX-512
+// two-source permutes. Other CPUs, and the edges of a block, take the scalar loop.
 #include "python/src/transpose.hpp"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define CONVKIT_GLUE_X86 1
-#endif
+#include "python/src/cpu.hpp"
 
 namespace convkit::python {
 namespace {
@@ -22,11 +19,6 @@ void TransposeScalar(const float* x, int64_t x_stride, float* y, int64_t y_strid
 }
 
 #ifdef CONVKIT_GLUE_X86
-
-bool HasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-}
 
 // One 8 x 8 block: rows of x at x_stride in, rows of y (x's columns) at y_stride out.
 __attribute__((target("avx2"))) void Transpose8x8(const float* x, int64_t x_stride, float* y,
@@ -47,11 +39,6 @@ __attribute__((target("avx2"))) void Transpose8x8(const float* x, int64_t x_stri
     _mm256_storeu_ps(y + i * y_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
     _mm256_storeu_ps(y + (i + 4) * y_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
   }
-}
-
-bool HasAvx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
 }
 
 // The lanes of one vector of the interleaved side (kShort floats per element of the long side)
