@@ -183,7 +183,7 @@ def _activation_plan(ctx):
         plan.run(np.ascontiguousarray(x).reshape(shape), out=y.reshape(shape))
         return y
 
-    return Kernel(run, [L.ANY], [L.ANY])
+    return Kernel(run, [L.ANY], [L.ANY], output=output)
 
 
 @op("Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil",
@@ -277,7 +277,8 @@ def build_elementwise(ctx):
         f = np.where
     elif name == "PRelu":
         if _channel_slope(ctx, _follow_layout(ctx)):
-            return Kernel(_prelu_channels(ctx.reuse_buffers), [L.NHWC, L.PLAIN], [L.NHWC])
+            output = _Output(ctx.reuse_buffers)
+            return Kernel(_prelu_channels(output), [L.NHWC, L.PLAIN], [L.NHWC], output=output)
 
         def f(x, slope):
             return np.where(x < 0, x * slope, x).astype(x.dtype)
@@ -287,15 +288,18 @@ def build_elementwise(ctx):
     layout = _follow_layout(ctx)
     big = _channel_scale_operand(ctx, layout)
     if big is not None:
-        return Kernel(_channel_scale(big, ctx.reuse_buffers), [layout] * 2, [layout])
+        output = _Output(ctx.reuse_buffers)
+        return Kernel(_channel_scale(big, output), [layout] * 2, [layout], output=output)
 
     def run(*xs):
         with np.errstate(all="ignore"):
             return f(*xs)
 
+    output = None
     if name in _THREADED_BINARY:
-        run = _threaded_binary(name, run, ctx.reuse_buffers)
-    return Kernel(run, [layout] * len(ctx.node.inputs), [layout])
+        output = _Output(ctx.reuse_buffers)
+        run = _threaded_binary(name, run, output)
+    return Kernel(run, [layout] * len(ctx.node.inputs), [layout], output=output)
 
 
 _THREADED_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
@@ -317,16 +321,16 @@ def _scale_shift(ctx):
                    y.reshape(-1, k))
         return y
 
-    return Kernel(run, [layout, L.PLAIN, L.PLAIN], [layout])
+    return Kernel(run, [layout, L.PLAIN, L.PLAIN], [layout], output=output)
 
 
-def _threaded_binary(name, numpy_run, reuse):
+def _threaded_binary(name, numpy_run, output):
     """numpy_run(a, b), or convkit's loop on its threads where both are float32 with at least
     64 Ki elements and the smaller broadcasts simply: the same shape, one element, or a row along
     the last axis (a per-channel constant of NHWC data). The same IEEE operations, the same bits;
-    into one array per run with `reuse` (a fresh one costs page faults: DBNet's 13 MB adds)."""
+    into output's array, one per run with reuse (a fresh one costs page faults: DBNet's 13 MB
+    adds)."""
     op = _THREADED_BINARY[name]
-    output = _Output(reuse)
 
     def run(a, b):
         if a.dtype != np.float32 or b.dtype != np.float32 or max(a.size, b.size) < 65536:
@@ -375,10 +379,9 @@ def _channel_slope(ctx, layout):
     return slope in ((1, c, 1, 1), (c, 1, 1)) or int(np.prod(slope)) == 1
 
 
-def _prelu_channels(reuse):
+def _prelu_channels(output):
     """PRelu of NHWC x by a slope per channel: convkit's loop (numpy's broadcast over a short
     channel axis runs a few elements per inner loop: 10-20x slower on MTCNN's 10-32 channels)."""
-    output = _Output(reuse)
 
     def run(x, slope):
         if x.dtype != np.float32 or slope.dtype != np.float32:
@@ -393,10 +396,9 @@ def _prelu_channels(reuse):
     return run
 
 
-def _channel_scale(big, reuse):
+def _channel_scale(big, output):
     """x (NHWC) times s (N or 1, 1, 1, C): convkit's scale for float32 (2-3x numpy's
     broadcasting multiply on the shapes of EfficientNet's blocks)."""
-    output = _Output(reuse)
 
     def run(*xs):
         x, s = xs[big], xs[1 - big]
