@@ -32,6 +32,18 @@ void SoftmaxColumnsScalar(const float* x, float* y, int64_t k, int64_t stride, i
   }
 }
 
+// Softmax of one row of k floats, as SoftmaxColumnsScalar.
+void SoftmaxRowScalar(const float* x, float* y, int64_t k) {
+  float peak = x[0];
+  for (int64_t i = 1; i < k; ++i) peak = std::max(peak, x[i]);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < k; ++i) {
+    y[i] = std::exp(x[i] - peak);
+    sum += y[i];
+  }
+  for (int64_t i = 0; i < k; ++i) y[i] /= sum;
+}
+
 #ifdef CONVKIT_GLUE_X86
 
 // e^x for x <= 0 (NaN stays NaN): n = round(x / ln 2), r = x - n ln 2 in two steps (exact for n
@@ -72,7 +84,39 @@ __attribute__((target("avx512f"))) void SoftmaxColumns16(const float* x, float* 
   }
 }
 
+// SoftmaxRowScalar 16 floats at a time (the tail masked; the sum in 16 lanes, then across).
+__attribute__((target("avx512f"))) void SoftmaxRow16(const float* x, float* y, int64_t k) {
+  const int64_t k16 = k / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (k - k16)) - 1);
+  const __m512 lowest = _mm512_set1_ps(-INFINITY);
+  __m512 peak = lowest;
+  for (int64_t i = 0; i < k16; i += 16) peak = _mm512_max_ps(peak, _mm512_loadu_ps(x + i));
+  peak = _mm512_max_ps(peak, _mm512_mask_loadu_ps(lowest, tail, x + k16));
+  const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(peak));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t i = 0; i < k16; i += 16) {
+    const __m512 e = ExpNonPositive(_mm512_sub_ps(_mm512_loadu_ps(x + i), top));
+    _mm512_storeu_ps(y + i, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  const __m512 e = ExpNonPositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + k16), top));
+  _mm512_mask_storeu_ps(y + k16, tail, e);
+  sum = _mm512_mask_add_ps(sum, tail, sum, e);
+  const __m512 total = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
+  for (int64_t i = 0; i < k16; i += 16) {
+    _mm512_storeu_ps(y + i, _mm512_div_ps(_mm512_loadu_ps(y + i), total));
+  }
+  _mm512_mask_storeu_ps(y + k16, tail, _mm512_div_ps(_mm512_maskz_loadu_ps(tail, y + k16), total));
+}
+
 #endif  // CONVKIT_GLUE_X86
+
+void SoftmaxRow(const float* x, float* y, int64_t k) {
+#ifdef CONVKIT_GLUE_X86
+  if (HasAvx512()) return SoftmaxRow16(x, y, k);
+#endif
+  SoftmaxRowScalar(x, y, k);
+}
 
 void SoftmaxColumns(const float* x, float* y, int64_t k, int64_t stride, int64_t count) {
 #ifdef CONVKIT_GLUE_X86
@@ -87,21 +131,32 @@ void SoftmaxColumns(const float* x, float* y, int64_t k, int64_t stride, int64_t
   SoftmaxColumnsScalar(x, y, k, stride, count);
 }
 
+void CheckSameShape(const char* name, const ConstArray3& x, const Array3& y) {
+  for (size_t axis = 0; axis < 3; ++axis) {
+    if (y.shape(axis) != x.shape(axis)) {
+      throw Error(ErrorCode::kShapeMismatch,
+                  std::string(name) + ": y must have x's shape (" + std::to_string(x.shape(0)) +
+                      ", " + std::to_string(x.shape(1)) + ", " + std::to_string(x.shape(2)) +
+                      "), given (" + std::to_string(y.shape(0)) + ", " +
+                      std::to_string(y.shape(1)) + ", " + std::to_string(y.shape(2)) + ")");
+    }
+  }
+}
+
 }  // namespace
 
 void softmax_middle(const ConstArray3& x, const Array3& y) {
   const int64_t outer = static_cast<int64_t>(x.shape(0)), k = static_cast<int64_t>(x.shape(1)),
                 inner = static_cast<int64_t>(x.shape(2));
-  for (size_t axis = 0; axis < 3; ++axis) {
-    if (y.shape(axis) != x.shape(axis)) {
-      throw Error(ErrorCode::kShapeMismatch,
-                  "softmax_middle: y must have x's shape (" + std::to_string(outer) + ", " +
-                      std::to_string(k) + ", " + std::to_string(inner) + "), given (" +
-                      std::to_string(y.shape(0)) + ", " + std::to_string(y.shape(1)) + ", " +
-                      std::to_string(y.shape(2)) + ")");
-    }
-  }
+  CheckSameShape("softmax_middle", x, y);
   if (k == 0) return;
+  if (inner == 1) {  // the last axis: a row per item
+    const float* xd = x.data();
+    float* yd = y.data();
+    ParallelItems(outer, static_cast<int64_t>(x.size()) * 12,
+                  [&](int64_t row) { SoftmaxRow(xd + row * k, yd + row * k, k); });
+    return;
+  }
   // Pieces of 256 columns (16 KiB per row of 16 floats x k rows stays in L1 for k <= 64).
   constexpr int64_t kPiece = 256;
   const int64_t pieces_per_block = (inner + kPiece - 1) / kPiece;

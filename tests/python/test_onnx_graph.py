@@ -585,12 +585,13 @@ def _numpy_softmax(x, axis):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-# The fused loop behind Softmax on float32 tensors of 4 Ki floats or more whose axis has 16 or
-# more floats inside it: a dense tensor, a detector's transposed view of box bins (its result the
-# same view), inner extents with a scalar tail; NaN and infinities as numpy gives them.
+# The fused loop behind Softmax on float32 tensors whose axis is the last or has 16 or more
+# floats inside it: a dense tensor, a detector's transposed view of box bins (its result the same
+# view), inner extents and rows with a tail, short rows; NaN and infinities as numpy gives them.
 @pytest.mark.parametrize("shape, perm, axis", [
     ((4, 16, 2100), None, 1), ((1, 4, 16, 2100), (0, 2, 1, 3), 1), ((3, 7, 1000), None, 1),
-    ((2, 40, 77), None, 0), ((64, 100), None, 0)], ids=str)
+    ((2, 40, 77), None, 0), ((64, 100), None, 0), ((1, 8, 1000), None, 2), ((64, 77), None, 1),
+    ((70, 5, 64), None, 2), ((1000, 2), None, 1), ((8, 40, 40), None, 2)], ids=str)
 def test_softmax_fused_loop_matches_numpy(rng, shape, perm, axis):
     from convkit.onnx import ops
 
@@ -610,7 +611,7 @@ def test_softmax_fused_loop_leaves_short_inner_axes_to_numpy(rng):
     from convkit.onnx import ops
 
     x = rng.standard_normal((256, 40)).astype(np.float32)
-    assert ops._softmax_convkit(x, 1) is None  # the last axis: 1 float inside it
+    assert ops._softmax_convkit(x.reshape(256, 5, 8), 1) is None  # 8 floats inside the axis
     assert ops._softmax_convkit(x[:, ::2], 0) is None  # not one dense block
 
 
