@@ -6,11 +6,12 @@
 // tests/equivalence/edge_values_test.cpp (ActivationsOverADenseSweep), and over every float on
 // AVX3 and AVX2 while developing): relu, relu6, clip, leaky_relu and hardsigmoid round as the
 // reference does; hardswish, sigmoid, silu, tanh and gelu are within 2 ulp (gelu 3 on 16-lane
-// AVX3, GeluTableF), with float exponentials (SigmoidF, SiluF, TanhF, GeluF); sigmoid and silu vectors with a NaN lane,
-// silu vectors with a lane below -80, and gelu on targets without double vectors, take the double
-// path (Highway's Exp, 1 ulp of double), rounded once as the reference does, so they stay within
-// 1 ulp of it. NaN gives NaN: every clamp is ClampKeepNaN (compares false for NaN, or x86's min/max
-// with the value second), never a plain Min/Max (whose NaN operand order differs across targets).
+// AVX3, GeluTableF), with float exponentials (SigmoidF, SiluF, TanhF, GeluF); sigmoid and silu
+// vectors with a NaN lane, silu vectors with a lane below -80, and gelu on targets without double
+// vectors, take the double path (Highway's Exp, 1 ulp of double), rounded once as the reference
+// does, so they stay within 1 ulp of it. NaN gives NaN: every clamp is ClampKeepNaN (compares false
+// for NaN, or x86's min/max with the value second), never a plain Min/Max (whose NaN operand order
+// differs across targets).
 //
 // Included once per target through foreach_target.h: toggle guard, not #pragma once.
 #if defined(CONVKIT_HIGHWAY_POST_OPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
