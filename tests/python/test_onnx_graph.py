@@ -225,6 +225,29 @@ def test_unfused_model_matches_fused(rng, x):
     np.testing.assert_allclose(plain(x), fused, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("op, pool", [("ReduceMean", "GlobalAveragePool"),
+                                      ("ReduceMax", "GlobalMaxPool")])
+@pytest.mark.parametrize("opset, keepdims", [(13, 1), (13, 0), (18, 1), (18, 0)])
+def test_spatial_reductions_run_as_global_pools(rng, x, op, pool, opset, keepdims):
+    # Over H and W (as -2, -1 too): a convkit pool, Flatten after it without keepdims; over C
+    # the numpy reduction stays. NaN propagates as in numpy.
+    node = helper.make_node
+    inits, attrs = {}, {"keepdims": keepdims}
+    if opset >= 18:
+        inits.update(hw=np.array([-2, 3], np.int64), ch=np.array([1], np.int64))
+        nodes = [node(op, ["c", "hw"], ["y"], **attrs), node(op, ["c", "ch"], ["z"], **attrs)]
+    else:
+        nodes = [node(op, ["c"], ["y"], axes=[-2, 3], **attrs),
+                 node(op, ["c"], ["z"], axes=[1], **attrs)]
+    model = conv_then(rng, nodes, ["y", "z"], inits, opset=opset)
+    loaded = check(model, {"x": x})
+    assert node_ops(loaded) == ["Conv", pool] + ([] if keepdims else ["Flatten"]) + [op]
+    x_nan = x.copy()
+    x_nan[0, :, 2, 3] = np.nan
+    y = loaded.run({"x": x_nan})[0]
+    assert np.isnan(y[0]).all() and not np.isnan(y[1]).any()
+
+
 def test_rewrite_counts(rng):
     model = conv_then(rng, [bn_node("c", "b1"), helper.make_node("Relu", ["b1"], ["y"])], ["y"],
                       bn_params(rng, C))
@@ -235,7 +258,7 @@ def test_rewrite_counts(rng):
     assert rewrite.prepare(graph) == {"drop_identities": 0, "fold_pad": 0, "fold_batch_norm": 1,
                                       "fold_affine": 0,
                                       "fuse_activations": 1, "fold_affine_forward": 0,
-                                      "merge_scale_shift": 0}
+                                      "merge_scale_shift": 0, "spatial_reductions": 0}
 
 
 def test_zero_pad_folds_into_conv(rng, x):
