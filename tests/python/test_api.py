@@ -292,3 +292,16 @@ def test_seed_functions_take_array_likes(backend):
     A, cache = convkit.pool_forward(x, {"f": 2, "stride": 2}, backend=backend)
     assert np.array_equal(A[0, :, :, 0], [[5, 7], [13, 15]])
     assert cache[0] is x
+
+
+@pytest.mark.skipif("highway" not in convkit.backends(), reason="highway not built")
+@pytest.mark.parametrize("shape", [(1, 160, 160, 32), (1, 56, 56, 1280), (2, 17, 400, 5)],
+                         ids=str)
+def test_large_average_windows_sum_in_groups(shape):
+    # highway sums a window of more than 64 elements in groups of rows: a global pool of 160 x
+    # 160 pixels within 1e-6 of the exact mean (one float sum over all: 3.5e-6 on this data)
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(shape) * 3 + 0.1).astype(np.float32)
+    y = convkit.pool2d(x, shape[1:3], mode="average", backend="highway")
+    exact = x.astype(np.float64).mean(axis=(1, 2)).reshape(y.shape)
+    assert np.abs(y - exact).max() <= 1e-6 * np.abs(exact).max()

@@ -132,23 +132,6 @@ class NaNRows {
   int64_t last_ = -1;
 };
 
-// The sum of a window in row-major order, starting from +0 as the reference does (so that a
-// window of -0 sums to +0 there and here).
-template <size_t kVecs>
-HWY_INLINE void WindowSum(const WindowAt& w, MF last, VF (&sum)[kVecs]) {
-  const DF d;
-  ZeroVecs(sum);
-  for (int64_t h = 0; h < w.rows; ++h) {
-    const float* row = w.x0 + h * w.row_stride;
-    for (int64_t i = 0; i < w.cols; ++i) {
-      VF v[kVecs];
-      LoadVecs<kVecs>(row + i * w.c, last, v);
-      HWY_UNROLL(16)
-      for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Add(sum[j], v[j]);
-    }
-  }
-}
-
 // Whether p is aligned for whole-vector (streaming) stores.
 HWY_INLINE bool VectorAligned(const float* p) {
   return reinterpret_cast<uintptr_t>(p) % (hn::Lanes(DF()) * sizeof(float)) == 0;

@@ -40,36 +40,79 @@ ChannelChunks ChannelChunksFor(const Pool2dProblem& p, int threads) {
   return SplitChannels(p.c, static_cast<int64_t>(hn::Lanes(DF())), idle_threads ? threads : 1);
 }
 
-// The window w (at channel 0) into y0, in pixel-major order: for each element of the window in
-// row-major order, every channel of a block, accumulating in an L1 buffer. Per lane, the same
-// steps in the same order as WindowMax / WindowSum, hence the same bits.
+// Average pooling's partial sums: window rows are summed in groups of at most this many
+// elements (at least one row), each from +0, and the groups then added in order.
+constexpr int64_t kSumGroup = 64;
+
+// The rows per group of a window `cols` wide (all of them for max pooling and for windows of one
+// group: no division on the path of the small windows, called per window and channel step).
+HWY_INLINE int64_t SumGroupRows(bool max, int64_t rows, int64_t cols) {
+  if (max || rows * cols <= kSumGroup) return rows;
+  return std::max<int64_t>(1, kSumGroup / std::max<int64_t>(cols, 1));
+}
+
+// Window rows [h0, h1) of w, channels [b0, b1), into `sum` (b0 at sum[0]) in pixel-major order:
+// for each element in row-major order, every channel of the block. The rows' first element
+// starts the sum (max keeps it; a sum starts from +0 plus it, as the reference's).
+template <bool kMax>
+HWY_INLINE void AccumulateWide(const WindowAt& w, int64_t b0, int64_t b1, int64_t h0, int64_t h1,
+                               float* sum) {
+  const DF d;
+  for (int64_t h = h0; h < h1; ++h) {
+    for (int64_t i = 0; i < w.cols; ++i) {
+      const float* xp = w.x0 + h * w.row_stride + i * w.c;
+      const bool first = h == h0 && i == 0;
+      ForEachChannelStep(b0, b1, [&]<size_t kVecs>(int64_t c0, MF last) {
+        VF v[kVecs], a[kVecs];
+        LoadVecs<kVecs>(xp + c0, last, v);
+        if (first) {
+          HWY_UNROLL(16)
+          for (size_t j = 0; j < kVecs; ++j) a[j] = kMax ? v[j] : hn::Add(hn::Zero(d), v[j]);
+        } else {
+          LoadVecs<kVecs>(sum + (c0 - b0), last, a);
+          HWY_UNROLL(16)
+          for (size_t j = 0; j < kVecs; ++j) {
+            a[j] = kMax ? hn::IfThenElse(MaxTakes(a[j], v[j]), v[j], a[j]) : hn::Add(a[j], v[j]);
+          }
+        }
+        StoreVecs<kVecs>(a, last, sum + (c0 - b0));
+      });
+    }
+  }
+}
+
+// The groups of rows after the first (from `group` on) of w, channels [b0, b1), each summed on
+// its own and added to acc.
+template <bool kMax>
+HWY_NOINLINE void AddGroupsWide(const WindowAt& w, int64_t b0, int64_t b1, int64_t group,
+                                float* acc) {
+  HWY_ALIGN float part[kWideBlock];
+  for (int64_t h0 = group; h0 < w.rows; h0 += group) {
+    AccumulateWide<kMax>(w, b0, b1, h0, std::min(w.rows, h0 + group), part);
+    ForEachChannelStep(b0, b1, [&]<size_t kVecs>(int64_t c0, MF last) {
+      VF a[kVecs], v[kVecs];
+      LoadVecs<kVecs>(acc + (c0 - b0), last, a);
+      LoadVecs<kVecs>(part + (c0 - b0), last, v);
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) a[j] = hn::Add(a[j], v[j]);
+      StoreVecs<kVecs>(a, last, acc + (c0 - b0));
+    });
+  }
+}
+
+// The window w (at channel 0) into y0, in pixel-major order, accumulating in an L1 buffer;
+// average pooling over more than one group of rows (SumGroupRows) sums each later group in a
+// second buffer, then adds it. Per lane, the same steps in the same order as PoolWindows, hence
+// the same bits.
 template <bool kMax>
 void PoolFwdWindowWide(const WindowAt& w, float divisor, ChannelRange channels, float* y0) {
   const DF d;
   HWY_ALIGN float acc[kWideBlock];
+  const int64_t group = SumGroupRows(kMax, w.rows, w.cols);
   for (int64_t b0 = channels.begin; b0 < channels.end; b0 += kWideBlock) {
     const int64_t b1 = std::min(channels.end, b0 + kWideBlock);
-    for (int64_t h = 0; h < w.rows; ++h) {
-      for (int64_t i = 0; i < w.cols; ++i) {
-        const float* xp = w.x0 + h * w.row_stride + i * w.c;
-        const bool first = h == 0 && i == 0;
-        ForEachChannelStep(b0, b1, [&]<size_t kVecs>(int64_t c0, MF last) {
-          VF v[kVecs], a[kVecs];
-          LoadVecs<kVecs>(xp + c0, last, v);
-          if (first) {
-            HWY_UNROLL(16)  // max keeps element 0; a sum starts from +0, as WindowSum
-            for (size_t j = 0; j < kVecs; ++j) a[j] = kMax ? v[j] : hn::Add(hn::Zero(d), v[j]);
-          } else {
-            LoadVecs<kVecs>(acc + (c0 - b0), last, a);
-            HWY_UNROLL(16)
-            for (size_t j = 0; j < kVecs; ++j) {
-              a[j] = kMax ? hn::IfThenElse(MaxTakes(a[j], v[j]), v[j], a[j]) : hn::Add(a[j], v[j]);
-            }
-          }
-          StoreVecs<kVecs>(a, last, acc + (c0 - b0));
-        });
-      }
-    }
+    AccumulateWide<kMax>(w, b0, b1, 0, std::min(w.rows, group), acc);
+    if (group < w.rows) AddGroupsWide<kMax>(w, b0, b1, group, acc);
     ForEachChannelStep(b0, b1, [&]<size_t kVecs>(int64_t c0, MF last) {
       VF a[kVecs];
       LoadVecs<kVecs>(acc + (c0 - b0), last, a);
@@ -89,26 +132,13 @@ constexpr size_t PixelsFor() {
   return kVecs >= 4 ? 2 : 8 / kVecs;
 }
 
-// One step of channels (kVecs vectors, at c0) of the windows ow[0..kP) of an output row, all of the
-// same clipped extents (rows x cols, starting at x0[q]), into y0[q] (only for q < valid: the other
-// slots repeat the last window to fill the tile). Max: the NaN-free selection (MaxOrKeep); the
-// caller takes WindowMax for rows that may hold a NaN. Average: WindowSum's order, then a division
-// (not a multiplication by the reciprocal: the reference's bits).
-template <bool kMax, bool kStream, size_t kP, size_t kVecs>
-HWY_INLINE void PoolWindows(const float* const (&x0)[kP], float* const (&y0)[kP], size_t valid,
-                            int64_t rows, int64_t cols, int64_t c, int64_t row_stride,
-                            const float (&divisor)[kP], MF last) {
-  const DF d;
-  VF acc[kP][kVecs];
-  HWY_UNROLL(16)
-  for (size_t q = 0; q < kP; ++q) {
-    if constexpr (kMax) {
-      LoadVecs<kVecs>(x0[q], last, acc[q]);  // element 0: kept unless a later one is greater
-    } else {
-      ZeroVecs(acc[q]);  // from +0, as WindowSum
-    }
-  }
-  for (int64_t h = 0; h < rows; ++h) {
+// Rows [h0, h1) of the windows at x0[0..kP) (cols wide, one step of kVecs channel vectors) into
+// a: max selects (element 0 is a's start), average adds.
+template <bool kMax, size_t kP, size_t kVecs>
+HWY_INLINE void AccumulateWindows(const float* const (&x0)[kP], int64_t h0, int64_t h1,
+                                  int64_t cols, int64_t c, int64_t row_stride, MF last,
+                                  VF (&a)[kP][kVecs]) {
+  for (int64_t h = h0; h < h1; ++h) {
     for (int64_t i = (kMax && h == 0) ? 1 : 0; i < cols; ++i) {
       const int64_t at = h * row_stride + i * c;
       HWY_UNROLL(16)
@@ -117,11 +147,18 @@ HWY_INLINE void PoolWindows(const float* const (&x0)[kP], float* const (&y0)[kP]
         LoadVecs<kVecs>(x0[q] + at, last, v);
         HWY_UNROLL(16)
         for (size_t j = 0; j < kVecs; ++j) {
-          acc[q][j] = kMax ? MaxOrKeep(acc[q][j], v[j]) : hn::Add(acc[q][j], v[j]);
+          a[q][j] = kMax ? MaxOrKeep(a[q][j], v[j]) : hn::Add(a[q][j], v[j]);
         }
       }
     }
   }
+}
+
+// The averages (acc divided by each window's divisor) or maxima of windows [0, valid) into y0.
+template <bool kMax, bool kStream, size_t kP, size_t kVecs>
+HWY_INLINE void StoreWindows(VF (&acc)[kP][kVecs], float* const (&y0)[kP], size_t valid,
+                             const float (&divisor)[kP], MF last) {
+  const DF d;
   HWY_UNROLL(16)
   for (size_t q = 0; q < kP; ++q) {
     if (q >= valid) break;
@@ -132,6 +169,62 @@ HWY_INLINE void PoolWindows(const float* const (&x0)[kP], float* const (&y0)[kP]
     }
     StoreOrStreamVecs<kStream, kVecs>(acc[q], last, y0[q]);
   }
+}
+
+// PoolWindows' average of one window over more than one group of rows (SumGroupRows): the first
+// group summed from +0, each later one on its own (from +0), then added, so the rounding error
+// grows with the group and the group count, not the window (a squeeze-excitation block's global
+// pool of 160 x 160 pixels: 1e-4 -> 4e-7 of the mean against exact sums; ONNX Runtime sums in a
+// tree). Out of line and given values, not the caller's arrays: the small windows' loop keeps
+// its pointers and sums in registers. Windows this large come one per call (a global pool's row).
+template <bool kStream, size_t kVecs>
+HWY_NOINLINE void PoolWindowGrouped(const float* x, float* y, int64_t rows, int64_t group,
+                                    int64_t cols, int64_t c, int64_t row_stride, float divisor,
+                                    MF last) {
+  const float* const x0[1] = {x};
+  float* const y0[1] = {y};
+  const float div[1] = {divisor};
+  VF acc[1][kVecs];
+  ZeroVecs(acc[0]);
+  AccumulateWindows<false>(x0, 0, group, cols, c, row_stride, last, acc);
+  for (int64_t h0 = group; h0 < rows; h0 += group) {
+    VF part[1][kVecs];
+    ZeroVecs(part[0]);
+    AccumulateWindows<false>(x0, h0, std::min(rows, h0 + group), cols, c, row_stride, last, part);
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kVecs; ++j) acc[0][j] = hn::Add(acc[0][j], part[0][j]);
+  }
+  StoreWindows<false, kStream>(acc, y0, 1, div, last);
+}
+
+// One step of channels (kVecs vectors, at c0) of the windows ow[0..kP) of an output row, all of the
+// same clipped extents (rows x cols, starting at x0[q]), into y0[q] (only for q < valid: the other
+// slots repeat the last window to fill the tile). Max: the NaN-free selection (MaxOrKeep); the
+// caller takes WindowMax for rows that may hold a NaN. Average: row-major order in groups of rows
+// (SumGroupRows), each from +0 as the reference starts, then a division
+// (not a multiplication by the reciprocal: the reference's bits).
+template <bool kMax, bool kStream, size_t kP, size_t kVecs>
+HWY_INLINE void PoolWindows(const float* const (&x0)[kP], float* const (&y0)[kP], size_t valid,
+                            int64_t rows, int64_t cols, int64_t c, int64_t row_stride,
+                            const float (&divisor)[kP], MF last) {
+  if constexpr (!kMax && kP == 1) {
+    const int64_t group = SumGroupRows(false, rows, cols);
+    if (group < rows && valid == 1) {
+      return PoolWindowGrouped<kStream, kVecs>(x0[0], y0[0], rows, group, cols, c, row_stride,
+                                               divisor[0], last);
+    }
+  }
+  VF acc[kP][kVecs];
+  HWY_UNROLL(16)
+  for (size_t q = 0; q < kP; ++q) {
+    if constexpr (kMax) {
+      LoadVecs<kVecs>(x0[q], last, acc[q]);  // element 0: kept unless a later one is greater
+    } else {
+      ZeroVecs(acc[q]);  // from +0, as the reference (a window of -0 sums to +0)
+    }
+  }
+  AccumulateWindows<kMax>(x0, 0, rows, cols, c, row_stride, last, acc);
+  StoreWindows<kMax, kStream>(acc, y0, valid, divisor, last);
 }
 
 // One step of channels of window ow with WindowMax's exact selection (rows that may hold a NaN).
