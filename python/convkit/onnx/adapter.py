@@ -12,6 +12,7 @@ import functools
 import numpy as np
 
 from .. import _convkit as ck
+from . import layout as L
 from . import numerics
 
 _ONE = (1, 1, 1, 1)
@@ -72,7 +73,7 @@ def _output_buffer(plan, reuse):
     """The array every run of `plan` writes (reuse: no allocation and no page faults per run, at
     the price of one buffer per layer and runs that are not reentrant), or None."""
     shape = getattr(plan, "y_shape", None)
-    return np.empty(tuple(shape), np.float32) if reuse and shape is not None else None
+    return L.aligned_empty(tuple(shape)) if reuse and shape is not None else None
 
 
 class ConvLayer:

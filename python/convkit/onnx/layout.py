@@ -39,6 +39,17 @@ def expand_to_4d(array):
     return array.reshape((1,) * (4 - array.ndim) + array.shape)
 
 
+def aligned_empty(shape, dtype=np.float32, alignment=64):
+    """np.empty(shape, dtype) starting on an `alignment`-byte boundary: numpy aligns to 16 bytes,
+    and convkit's vector loads and stores of NHWC rows that straddle cache lines run up to 30 %
+    slower (a 5x5 depthwise layer at 160x160x64: 218 -> 283 us)."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.empty(count * dtype.itemsize + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+
+
 def _swap_last_two(array, out):
     """array (B, R, C) as a C-ordered (B, C, R) array: convkit's tiled copy for dense float32
     (numpy's is up to 4x slower on the shapes of a model's inputs and outputs), written into
@@ -46,7 +57,7 @@ def _swap_last_two(array, out):
     if array.dtype == np.float32 and array.flags.c_contiguous:
         shape = (array.shape[0], array.shape[2], array.shape[1])
         if out is None or out.shape != shape or out.dtype != np.float32:
-            out = np.empty(shape, np.float32)
+            out = aligned_empty(shape)
         ck._transpose_last_two(array, out)
         return out
     return np.ascontiguousarray(array.transpose(0, 2, 1))

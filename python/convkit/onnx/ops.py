@@ -56,7 +56,7 @@ class _Output:
     def get(self, shape):
         if self.out is not None and self.out.shape == tuple(shape):
             return self.out
-        array = np.empty(shape, np.float32)
+        array = L.aligned_empty(shape)
         self.out = array if self.reuse else None
         return array
 
@@ -650,7 +650,7 @@ def _softmax_convkit(x, axis):
     inner = int(np.prod(base.shape[a + 1:], dtype=np.int64))
     if 1 < inner < 16:
         return None
-    y = np.empty(base.shape, np.float32)
+    y = L.aligned_empty(base.shape)
     ck._softmax_middle(base.reshape(outer, k, inner), y.reshape(outer, k, inner))
     return y.transpose(np.argsort(order))
 

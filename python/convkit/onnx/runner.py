@@ -122,7 +122,7 @@ class Model:
         shape = self.graph.shapes.get(name)
         if shape is None or (layout == L.NHWC and len(shape) != 4):
             return None
-        holder.out = np.empty(L.physical_shape(shape, layout), np.float32)
+        holder.out = L.aligned_empty(L.physical_shape(shape, layout))
         return holder
 
     def _plan_release(self):
@@ -183,7 +183,7 @@ class Model:
             if free:
                 block = max(free, key=lambda blk: blk[1])  # the most recently freed
             else:
-                block = [np.empty(size, np.float32), 0]
+                block = [L.aligned_empty(size), 0]
                 blocks.append(block)
             block[1] = busy_until[b]
             layer.out = block[0][:size].reshape(layer.out.shape)
