@@ -504,10 +504,13 @@ def build_split(ctx):
     sizes = _split_sizes(ctx, shape[axis])
     layout = L.NHWC if ctx.in_layouts[0] == L.NHWC else L.PLAIN
     phys = L.physical_axis(axis, len(shape), layout)
-    bounds = np.cumsum(sizes)[:-1]
+    # Views by precomputed slices (np.split costs 5 us a call, a YOLOv8n has ten)
+    ends = np.cumsum(sizes)
+    parts = [(slice(None),) * phys + (slice(int(end - size), int(end)),)
+             for size, end in zip(sizes, ends)]
 
     def run(x, *_):
-        return tuple(np.split(x, bounds, axis=phys))
+        return tuple(x[part] for part in parts)
 
     return Kernel(run, [layout] + [L.ANY] * (len(ctx.node.inputs) - 1),
                   [layout] * len(ctx.node.outputs))
