@@ -140,8 +140,9 @@ class Model:
             step.release = tuple(release.get(i, ()))
 
     def _share_layer_buffers(self):
-        """Lets layers (and the glue steps that write arrays of their own: Concat, layout
-        transposes) whose outputs are never alive at the same time write the same memory, as
+        """Lets layers (and the glue steps that write arrays of their own: Concat, the layout
+        transposes, the threaded elementwise ops, Resize ...) whose outputs are never alive at
+        the same time write the same memory, as
         ONNX Runtime's and TFLite's arenas do: with one buffer per layer a network's outputs
         (tens of MB) leave the caches, and each layer's first writes miss; a buffer freed by the
         step before is usually still in L2. The most recently freed block that fits is taken.
