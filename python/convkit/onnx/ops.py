@@ -15,6 +15,7 @@ import numpy as np
 from .. import _convkit as ck
 from . import layout as L
 from . import numerics
+from .adapter import PoolLayer
 from .kernel import Kernel
 
 BUILDERS = {}
@@ -759,6 +760,9 @@ def build_reduce(ctx):
     axes = sorted(_normalize_axis(int(a), rank) for a in axes)
     layout = L.NHWC if ctx.in_layouts[0] == L.NHWC else L.PLAIN
     phys = tuple(L.physical_axis(a, rank, layout) for a in axes)
+    pool = _spatial_pool(ctx, axes, keepdims, layout)
+    if pool is not None:
+        return pool
     f = _REDUCE[ctx.node.op]
     out_layout = layout if keepdims else L.PLAIN
     order = None
@@ -772,6 +776,26 @@ def build_reduce(ctx):
         return y.transpose(order) if order is not None else y
 
     return Kernel(run, [layout] + [L.ANY] * (len(ctx.node.inputs) - 1), [out_layout])
+
+
+def _spatial_pool(ctx, axes, keepdims, layout):
+    """ReduceMean/ReduceMax over H and W of NHWC float32 data as convkit's global pool (a
+    channel-attention squeeze: numpy's mean over 160 x 160 pixels with 32 channels inside took
+    0.38 ms on a PP-OCR detector); NaN propagates as in numpy. None otherwise."""
+    modes = {"ReduceMean": "average", "ReduceMax": "max"}
+    x = ctx.node.inputs[0]
+    if ctx.node.op not in modes or layout != L.NHWC or list(axes) != [2, 3] or \
+            ctx.graph.dtypes.get(x) != np.float32 or 0 in ctx.in_shape(0):
+        return None
+    n, c, h, w = ctx.in_shape(0)
+    layer = PoolLayer(x_shape=(n, h, w, c), window=(h, w), stride=(1, 1), pads=(0, 0, 0, 0),
+                      mode=modes[ctx.node.op], backend=ctx.backend,
+                      reuse_output=ctx.reuse_buffers)
+    extra = [L.ANY] * (len(ctx.node.inputs) - 1)
+    if keepdims:
+        return Kernel(lambda x, *_: layer.run(x), [L.NHWC] + extra, [L.NHWC], layer=layer)
+    return Kernel(lambda x, *_: layer.run(x).reshape(n, c), [L.NHWC] + extra, [L.PLAIN],
+                  layer=layer)
 
 
 @op("ArgMax", "ArgMin")

@@ -9,8 +9,6 @@
 - fold_affine_forward (after the fusions): Mul/Div/Add/Sub by a per-channel constant read only by
   Convs without padding goes into their weights and bias.
 - merge_scale_shift (last): Mul by a constant then Add/Sub of one becomes one `_shift` Mul.
-- spatial_reductions: ReduceMean/ReduceMax of a 4-D float32 tensor over H and W becomes
-  GlobalAveragePool/GlobalMaxPool (then Flatten without keepdims): convkit's pooling plans.
 - fuse_activations: a conv followed by its activation (Relu, Clip, LeakyRelu, Sigmoid, Tanh,
   HardSigmoid, HardSwish, Gelu; Sigmoid*Mul = SiLU, x*HardSigmoid(x) and x*Clip(x+3,0,6)/6 =
   HardSwish, the erf form of GELU) and by a residual Add (before or after the activation).
@@ -529,49 +527,6 @@ def _attach_residual(graph, conv, add, r, where):
     _apply(graph, conv, [add], add.outputs[0])
 
 
-def _reduce_axes(graph, node):
-    """A Reduce node's axes as a sorted list of non-negative ints, or None (unknown, or all)."""
-    if graph.opset >= 18 and len(node.inputs) > 1 and node.inputs[1]:
-        axes = graph.consts.get(node.inputs[1])
-        axes = None if axes is None else [int(a) for a in axes.reshape(-1)]
-    else:
-        axes = node.attrs.get("axes")
-    if not axes:
-        return None
-    rank = len(graph.shapes[node.inputs[0]])
-    return sorted(a + rank if a < 0 else a for a in axes)
-
-
-def spatial_reductions(graph):
-    """ReduceMean/ReduceMax over H and W of a 4-D float32 tensor as GlobalAveragePool /
-    GlobalMaxPool (a Flatten after it for keepdims=0): a channel-attention block's squeeze (PP-OCR's
-    detectors: numpy's mean over 160 x 160 pixels of 32 channels took 0.38 ms, NHWC with the
-    reduced axes outside). Both propagate NaN as numpy's reductions do."""
-    count = 0
-    pools = {"ReduceMean": "GlobalAveragePool", "ReduceMax": "GlobalMaxPool"}
-    for node in list(graph.nodes):
-        if node.op not in pools or not node.inputs or node.inputs[0] in graph.consts:
-            continue
-        x = node.inputs[0]
-        shape = graph.shapes.get(x)
-        if shape is None or len(shape) != 4 or graph.dtypes.get(x) != np.float32:
-            continue
-        if _reduce_axes(graph, node) != [2, 3] or 0 in shape:
-            continue
-        keepdims = node.attrs.get("keepdims", 1)
-        node.op, node.inputs, node.attrs = pools[node.op], [x], {}
-        if not keepdims:
-            y = node.outputs[0]
-            pooled = f"{y}__convkit_pooled{next(_names)}"
-            graph.shapes[pooled], graph.dtypes[pooled] = (shape[0], shape[1], 1, 1), np.dtype(
-                np.float32)
-            node.outputs = [pooled]
-            flatten = type(node)("Flatten", f"{node.name}__flatten", [pooled], [y], {"axis": 1})
-            graph.nodes.insert(graph.nodes.index(node) + 1, flatten)
-        count += 1
-    return count
-
-
 def prepare(graph, fuse=True):
     """All rewrites in order; returns {rewrite name: count}."""
     counts = {"drop_identities": drop_identities(graph), "fold_pad": fold_pad(graph),
@@ -581,5 +536,4 @@ def prepare(graph, fuse=True):
         counts["fuse_activations"] = fuse_activations(graph)
     counts["fold_affine_forward"] = fold_affine_forward(graph)
     counts["merge_scale_shift"] = merge_scale_shift(graph)
-    counts["spatial_reductions"] = spatial_reductions(graph)
     return counts
