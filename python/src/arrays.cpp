@@ -54,19 +54,18 @@ bool has_shape(const auto& array, const Dims& dims, bool flat = false) {
 
 template <typename Array>
 std::string array_shape_string(const Array& array) {
-  std::string text = "(";
-  for (size_t i = 0; i < array.ndim(); ++i) {
-    text.append(i == 0 ? "" : ", ").append(std::to_string(array.shape(i)));
-  }
-  return text.append(array.ndim() == 1 ? ",)" : ")");
+  return shape_string(array.shape_ptr(), array.ndim());
 }
 
 }  // namespace
 
-std::string shape_string(const Dims& dims) {
-  return "(" + std::to_string(dims[0]) + ", " + std::to_string(dims[1]) + ", " +
-         std::to_string(dims[2]) + ", " + std::to_string(dims[3]) + ")";
+std::string shape_string(const int64_t* dims, size_t rank) {
+  std::string text = "(";
+  for (size_t i = 0; i < rank; ++i) text.append(i == 0 ? "" : ", ").append(std::to_string(dims[i]));
+  return text.append(rank == 1 ? ",)" : ")");
 }
+
+std::string shape_string(const Dims& dims) { return shape_string(dims.data(), dims.size()); }
 
 InputArray import_input(std::string_view op, std::string_view arg, nb::handle value,
                         const Dims& dims) {

@@ -24,7 +24,8 @@ using OutputArray = nanobind::ndarray<nanobind::numpy, float>;
 // CPU; never converted.
 using WritableArray = nanobind::ndarray<float, nanobind::c_contig, nanobind::device::cpu>;
 
-// "(2, 5, 7, 4)", as Python prints a shape.
+// "(2, 5, 7, 4)" (or "(5,)"), as Python prints a shape.
+std::string shape_string(const int64_t* dims, size_t rank);
 std::string shape_string(const Dims& dims);
 
 // A plan's input: any numpy array or DLPack producer (torch CPU tensors, JAX arrays, ...) of

@@ -17,6 +17,7 @@
 
 #include "convkit/error.hpp"
 #include "convkit/runtime.hpp"
+#include "python/src/arrays.hpp"
 #include "python/src/parallel.hpp"
 #include "python/src/softmax.hpp"
 #include "python/src/transpose.hpp"
@@ -25,12 +26,6 @@ namespace nb = nanobind;
 
 namespace convkit::python {
 namespace {
-
-std::string Shape(const int64_t* dims, size_t rank) {
-  std::string s = "(";
-  for (size_t i = 0; i < rank; ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
-  return s + (rank == 1 ? ",)" : ")");
-}
 
 template <typename Array>
 int64_t Extent(const Array& a, size_t axis) {
@@ -51,13 +46,13 @@ void ChannelRows(const char* name, const ConstArray3& x, const ConstDenseArray2&
   if (Extent(s, 0) != n || Extent(s, 1) != c) {
     const int64_t want[2] = {n, c};
     throw Error(ErrorCode::kShapeMismatch,
-                std::string(name) + ": s must have shape " + Shape(want, 2) +
-                    " (x's images and channels), given " + Shape(s.shape_ptr(), 2));
+                std::string(name) + ": s must have shape " + shape_string(want, 2) +
+                    " (x's images and channels), given " + shape_string(s.shape_ptr(), 2));
   }
   if (Extent(y, 0) != n || Extent(y, 1) != pixels || Extent(y, 2) != c) {
     throw Error(ErrorCode::kShapeMismatch, std::string(name) + ": y must have x's shape " +
-                                               Shape(x.shape_ptr(), 3) + ", given " +
-                                               Shape(y.shape_ptr(), 3));
+                                               shape_string(x.shape_ptr(), 3) + ", given " +
+                                               shape_string(y.shape_ptr(), 3));
   }
   const float* xd = x.data();
   const float* sd = s.data();
@@ -101,10 +96,10 @@ void transpose_last_two(const ConstArray3& x, const Array3& y) {
   const int64_t b = Extent(x, 0), r = Extent(x, 1), c = Extent(x, 2);
   if (Extent(y, 0) != b || Extent(y, 1) != c || Extent(y, 2) != r) {
     const int64_t want[3] = {b, c, r}, given[3] = {Extent(y, 0), Extent(y, 1), Extent(y, 2)};
-    throw Error(ErrorCode::kShapeMismatch, "transpose_last_two: y must have shape " +
-                                               Shape(want, 3) + " (x's " + Shape(x.shape_ptr(), 3) +
-                                               " with its last two axes swapped), given " +
-                                               Shape(given, 3));
+    throw Error(ErrorCode::kShapeMismatch,
+                "transpose_last_two: y must have shape " + shape_string(want, 3) + " (x's " +
+                    shape_string(x.shape_ptr(), 3) + " with its last two axes swapped), given " +
+                    shape_string(given, 3));
   }
   if (y.data() == x.data() && x.size() != 0) {
     throw Error(ErrorCode::kInvalidArgument, "transpose_last_two: y must not alias x");
@@ -136,14 +131,14 @@ void concat_channels(const std::vector<ConstArray2>& xs, const Array2& y) {
       throw Error(ErrorCode::kShapeMismatch,
                   "concat_channels: xs[" + std::to_string(i) + "] must have " +
                       std::to_string(pixels) + " rows (y's) and unit channel stride, given shape " +
-                      Shape(x.shape_ptr(), 2) + " strides " + Shape(strides, 2));
+                      shape_string(x.shape_ptr(), 2) + " strides " + shape_string(strides, 2));
     }
     channels += Extent(x, 1);
   }
   if (Extent(y, 1) != channels) {
     throw Error(ErrorCode::kShapeMismatch,
                 "concat_channels: y must have " + std::to_string(channels) +
-                    " channels (the sum of xs'), given shape " + Shape(y.shape_ptr(), 2));
+                    " channels (the sum of xs'), given shape " + shape_string(y.shape_ptr(), 2));
   }
   for (size_t i = 0; i < xs.size(); ++i) {
     const float* begin = xs[i].data();
@@ -209,10 +204,11 @@ void gather_pixels(const ConstArray4& x, const Indices& rows, const Indices& col
   const int64_t oh = Extent(rows, 0), ow = Extent(cols, 0);
   if (Extent(y, 0) != n || Extent(y, 1) != oh || Extent(y, 2) != ow || Extent(y, 3) != c) {
     const int64_t want[4] = {n, oh, ow, c};
-    throw Error(ErrorCode::kShapeMismatch, "gather_pixels: y must have shape " + Shape(want, 4) +
+    throw Error(ErrorCode::kShapeMismatch, "gather_pixels: y must have shape " +
+                                               shape_string(want, 4) +
                                                " (x's images and channels, the indices' counts), "
                                                "given " +
-                                               Shape(y.shape_ptr(), 4));
+                                               shape_string(y.shape_ptr(), 4));
   }
   const int64_t* rd = rows.data();
   const int64_t* cd = cols.data();
@@ -244,12 +240,12 @@ void binary(const std::string& op, const ConstDenseArray2& a, const ConstDenseAr
     throw Error(ErrorCode::kShapeMismatch, "binary: b must have shape (" + std::to_string(rows) +
                                                " or 1, " + std::to_string(k) +
                                                " or 1) (a's, or 1 to broadcast), given " +
-                                               Shape(b.shape_ptr(), 2));
+                                               shape_string(b.shape_ptr(), 2));
   }
   if (Extent(y, 0) != rows || Extent(y, 1) != k) {
     throw Error(ErrorCode::kShapeMismatch, "binary: y must have a's shape " +
-                                               Shape(a.shape_ptr(), 2) + ", given " +
-                                               Shape(y.shape_ptr(), 2));
+                                               shape_string(a.shape_ptr(), 2) + ", given " +
+                                               shape_string(y.shape_ptr(), 2));
   }
   const float* ad = a.data();
   const float* bd = b.data();
@@ -270,15 +266,15 @@ void affine(const ConstDenseArray2& x, const ConstDenseArray2& s, const ConstDen
   const int64_t rows = Extent(x, 0), k = Extent(x, 1);
   for (const auto& [name, a] : {std::pair{"s", &s}, std::pair{"t", &t}}) {
     if (Extent(*a, 0) != 1 || (Extent(*a, 1) != k && Extent(*a, 1) != 1)) {
-      throw Error(ErrorCode::kShapeMismatch, std::string("affine: ") + name +
-                                                 " must have shape (1, " + std::to_string(k) +
-                                                 ") or (1, 1), given " + Shape(a->shape_ptr(), 2));
+      throw Error(ErrorCode::kShapeMismatch,
+                  std::string("affine: ") + name + " must have shape (1, " + std::to_string(k) +
+                      ") or (1, 1), given " + shape_string(a->shape_ptr(), 2));
     }
   }
   if (Extent(y, 0) != rows || Extent(y, 1) != k) {
     throw Error(ErrorCode::kShapeMismatch, "affine: y must have x's shape " +
-                                               Shape(x.shape_ptr(), 2) + ", given " +
-                                               Shape(y.shape_ptr(), 2));
+                                               shape_string(x.shape_ptr(), 2) + ", given " +
+                                               shape_string(y.shape_ptr(), 2));
   }
   const float* xd = x.data();
   float* yd = y.data();

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "convkit/error.hpp"
+#include "python/src/arrays.hpp"
 #include "python/src/cpu.hpp"
 #include "python/src/parallel.hpp"
 
@@ -30,18 +31,6 @@ void SoftmaxColumnsScalar(const float* x, float* y, int64_t k, int64_t stride, i
     }
     for (int64_t i = 0; i < k; ++i) y[i * stride + c] /= sum;
   }
-}
-
-// Softmax of one row of k floats, as SoftmaxColumnsScalar.
-void SoftmaxRowScalar(const float* x, float* y, int64_t k) {
-  float peak = x[0];
-  for (int64_t i = 1; i < k; ++i) peak = std::max(peak, x[i]);
-  float sum = 0.0f;
-  for (int64_t i = 0; i < k; ++i) {
-    y[i] = std::exp(x[i] - peak);
-    sum += y[i];
-  }
-  for (int64_t i = 0; i < k; ++i) y[i] /= sum;
 }
 
 #ifdef CONVKIT_GLUE_X86
@@ -84,7 +73,8 @@ __attribute__((target("avx512f"))) void SoftmaxColumns16(const float* x, float* 
   }
 }
 
-// SoftmaxRowScalar 16 floats at a time (the tail masked; the sum in 16 lanes, then across).
+// SoftmaxColumnsScalar of one row (k rows of one float) 16 floats at a time (the tail masked; the
+// sum in 16 lanes, then across).
 __attribute__((target("avx512f"))) void SoftmaxRow16(const float* x, float* y, int64_t k) {
   const int64_t k16 = k / 16 * 16;
   const __mmask16 tail = static_cast<__mmask16>((1u << (k - k16)) - 1);
@@ -115,7 +105,7 @@ void SoftmaxRow(const float* x, float* y, int64_t k) {
 #ifdef CONVKIT_GLUE_X86
   if (HasAvx512()) return SoftmaxRow16(x, y, k);
 #endif
-  SoftmaxRowScalar(x, y, k);
+  SoftmaxColumnsScalar(x, y, k, 1, 1);  // one column of k rows, 1 float apart
 }
 
 void SoftmaxColumns(const float* x, float* y, int64_t k, int64_t stride, int64_t count) {
@@ -131,24 +121,18 @@ void SoftmaxColumns(const float* x, float* y, int64_t k, int64_t stride, int64_t
   SoftmaxColumnsScalar(x, y, k, stride, count);
 }
 
-void CheckSameShape(const char* name, const ConstArray3& x, const Array3& y) {
-  for (size_t axis = 0; axis < 3; ++axis) {
-    if (y.shape(axis) != x.shape(axis)) {
-      throw Error(ErrorCode::kShapeMismatch,
-                  std::string(name) + ": y must have x's shape (" + std::to_string(x.shape(0)) +
-                      ", " + std::to_string(x.shape(1)) + ", " + std::to_string(x.shape(2)) +
-                      "), given (" + std::to_string(y.shape(0)) + ", " +
-                      std::to_string(y.shape(1)) + ", " + std::to_string(y.shape(2)) + ")");
-    }
-  }
-}
-
 }  // namespace
 
 void softmax_middle(const ConstArray3& x, const Array3& y) {
   const int64_t outer = static_cast<int64_t>(x.shape(0)), k = static_cast<int64_t>(x.shape(1)),
                 inner = static_cast<int64_t>(x.shape(2));
-  CheckSameShape("softmax_middle", x, y);
+  for (size_t axis = 0; axis < 3; ++axis) {
+    if (y.shape(axis) != x.shape(axis)) {
+      throw Error(ErrorCode::kShapeMismatch, "softmax_middle: y must have x's shape " +
+                                                 shape_string(x.shape_ptr(), 3) + ", given " +
+                                                 shape_string(y.shape_ptr(), 3));
+    }
+  }
   if (k == 0) return;
   if (inner == 1) {  // the last axis: a row per item
     const float* xd = x.data();

@@ -113,29 +113,23 @@ __attribute__((target("avx512f"))) void Deinterleave(const float* x, float* y, i
   TransposeScalar(x + count16 * kShort, kShort, y + count16, y_stride, count - count16, kShort);
 }
 
-// The short-side paths for 2 to 4 rows or columns; false where none applies.
+// The short-side paths for 2 to 4 rows or columns, indexed by the short side minus 2; false
+// where none applies.
 bool TransposeShort(const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t rows,
                     int64_t cols) {
+  using InterleaveFn = void (*)(const float*, int64_t, float*, int64_t);
+  using DeinterleaveFn = void (*)(const float*, float*, int64_t, int64_t);
+  static constexpr InterleaveFn kInterleave[] = {&Interleave<2>, &Interleave<3>, &Interleave<4>};
+  static constexpr DeinterleaveFn kDeinterleave[] = {&Deinterleave<2>, &Deinterleave<3>,
+                                                     &Deinterleave<4>};
   if (!HasAvx512()) return false;
   if (rows == y_stride && rows >= 2 && rows <= 4) {  // y's rows are whole: interleave
-    switch (rows) {
-      case 2:
-        return Interleave<2>(x, x_stride, y, cols), true;
-      case 3:
-        return Interleave<3>(x, x_stride, y, cols), true;
-      default:
-        return Interleave<4>(x, x_stride, y, cols), true;
-    }
+    kInterleave[rows - 2](x, x_stride, y, cols);
+    return true;
   }
   if (cols == x_stride && cols >= 2 && cols <= 4) {  // x's rows are whole: gather
-    switch (cols) {
-      case 2:
-        return Deinterleave<2>(x, y, y_stride, rows), true;
-      case 3:
-        return Deinterleave<3>(x, y, y_stride, rows), true;
-      default:
-        return Deinterleave<4>(x, y, y_stride, rows), true;
-    }
+    kDeinterleave[cols - 2](x, y, y_stride, rows);
+    return true;
   }
   return false;
 }

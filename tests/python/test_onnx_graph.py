@@ -630,6 +630,14 @@ def test_softmax_fused_loop_matches_numpy(rng, shape, perm, axis):
     np.testing.assert_allclose(y[ok], want[ok], rtol=2e-6, atol=1e-30)
 
 
+def test_softmax_fused_loop_refuses_bad_y(rng):
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    y = np.zeros((2, 4, 3), np.float32)
+    with pytest.raises(convkit.Error, match=r"y must have x's shape \(2, 3, 4\), given \(2, 4, 3\)"):
+        convkit._convkit._softmax_middle(x, y)
+    assert not y.any()  # nothing written on error
+
+
 def test_softmax_fused_loop_leaves_short_inner_axes_to_numpy(rng):
     from convkit.onnx import ops
 
