@@ -559,6 +559,19 @@ def test_layers_share_buffers_only_when_no_view_is_alive(rng, x):
     assert not any(np.shares_memory(c, out) for i, out in layers[1:] if i <= last_view_read)
 
 
+def test_runner_arrays_start_on_64_byte_boundaries(rng, x):
+    # The layers' and the glue steps' arrays: convkit's vector rows never straddle cache lines
+    # (numpy's large arrays start 16 bytes past a page)
+    node = helper.make_node
+    nodes = [node("Conv", ["c", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             node("Concat", ["c", "a"], ["y"], axis=1)]
+    loaded = check(conv_then(rng, nodes, ["y"], {"w1": conv_weights(rng, C, C)}), {"x": x})
+    arrays = [s.layer.out for s in loaded.steps if s.layer is not None] + \
+             [s.output.out for s in loaded.steps if s.output is not None]
+    assert len(arrays) == 5  # two convs, the input and output transposes, the concat
+    assert all(a.ctypes.data % 64 == 0 for a in arrays)
+
+
 def test_glue_outputs_share_buffers_with_layers(rng, x):
     # A Concat's and a layout transpose's arrays come from the layers' pool once their inputs'
     # buffers are free, never while a tensor they read (or a view of it) is alive.
@@ -672,6 +685,16 @@ def test_concat_channels_matches_numpy(rng, pixels):
     xs = [base[:, 3:10], rng.standard_normal((pixels, 1)).astype(np.float32), base[:, :3],
           rng.standard_normal((pixels, 29)).astype(np.float32), base[:, 10:10]]
     y = np.empty((pixels, 40), np.float32)
+    convkit._convkit._concat_channels(xs, y)
+    assert np.array_equal(y, np.concatenate(xs, axis=1))
+
+
+def test_concat_channels_splits_few_long_rows_into_pieces(rng):
+    # Fewer than 64 rows: each row's runs in pieces of 16 Ki floats (40,000: three, the last
+    # partial), one x a strided view; the threaded path (over 256 KiB)
+    base = rng.standard_normal((3, 50000)).astype(np.float32)
+    xs = [base[:, :8400], rng.standard_normal((3, 40000)).astype(np.float32), base[:, 8400:8400]]
+    y = np.empty((3, 48400), np.float32)
     convkit._convkit._concat_channels(xs, y)
     assert np.array_equal(y, np.concatenate(xs, axis=1))
 

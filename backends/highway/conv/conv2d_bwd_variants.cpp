@@ -72,7 +72,7 @@ const char* RefusesAsForward(const DataQuery& q) {
 
 // Kernel = stride: the 1x1 convolution and a shuffle (conv2d_bwd_data_shuffle.cpp). Against the
 // gather kernels it replaces (convkit-run deconv, 2 threads): DBNet's 2x2 s2 24 -> 1 at 320x320
-// (narrow) and 24 -> 24 at 160x160 (igemm).
+// 3.58 -> 0.58 ms (narrow) and 24 -> 24 at 160x160 0.83 -> 0.53 ms (igemm).
 const char* RefusesShuffleData(const DataQuery& q) { return RefusesDataShuffle(q.p); }
 
 const char* AcceptsAll(const DataQuery&) { return nullptr; }
