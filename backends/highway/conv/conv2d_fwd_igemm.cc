@@ -78,7 +78,9 @@ ChannelSlices SlicesFor(const Conv2dProblem& p, int64_t block_cols) {
 }
 
 // One work item: pixels [m0, m0 + kRows) x the `cols` output channels of block `block` of group
-// g, reduced over the input channels [c_begin, c_end) of the group.
+// g, reduced over the input channels [c_begin, c_end) of the group. The channel offsets are
+// computed once per sweep: per tile, the two 64-bit divisions by groups and the products cost a
+// sixth of a 16 -> 16 pointwise layer's time.
 struct TileJob {
   int64_t g = 0;
   int64_t block = 0;
@@ -86,6 +88,9 @@ struct TileJob {
   int64_t m0 = 0;
   int64_t c_begin = 0;
   int64_t c_end = 0;
+  int64_t icg = 0;    // the group's input channels
+  int64_t x_col = 0;  // x's first channel read: g * icg + c_begin
+  int64_t y_col = 0;  // y's first channel written: g * OC / groups + the block's first column
 };
 
 // True when the convolution is a plain GEMM: pixel m reads x row m (1x1, stride 1, no padding).
@@ -108,9 +113,9 @@ template <size_t kRows, size_t kVecs>
 HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
                                VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
-  const int64_t icg = p.ic_per_group();
+  const int64_t icg = job.icg;
   const int64_t tap_stride = icg * a.w.row_stride;
-  const PixelTile<kRows> tile(p, a.x, job.g * icg + job.c_begin, job.m0);
+  const PixelTile<kRows> tile(p, a.x, job.x_col, job.m0);
   const float* zeros = a.zeros + job.c_begin;
   const float* xp[kRows];
   if (MergesRowOfTaps(p, job) && tile.columns_inside()) {
@@ -165,11 +170,15 @@ HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, 
                                     MF last, VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
   const int64_t m_last = p.n * p.oh * p.ow - 1;
-  const float* x = a.x + job.g * p.ic_per_group() + job.c_begin;
+  // A running pointer: the clamped index times IC per pixel compiled to vector multiplies and
+  // extracts, a third of a 16 -> 16 layer's time.
+  const float* row = a.x + job.x_col + job.m0 * p.ic;
+  const int64_t full = std::min<int64_t>(static_cast<int64_t>(kRows), m_last - job.m0 + 1);
   const float* xp[kRows];
+  HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
-    const int64_t m = std::min(job.m0 + static_cast<int64_t>(i), m_last);
-    xp[i] = x + m * p.ic;
+    xp[i] = row;
+    if (static_cast<int64_t>(i) + 1 < full) row += p.ic;
   }
   AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc);
 }
@@ -180,8 +189,7 @@ HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, 
 template <size_t kRows, size_t kVecs>
 void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   const Conv2dProblem& p = *a.p;
-  const int64_t icg = p.ic_per_group();
-  const int64_t col0 = job.g * p.oc_per_group() + job.block * a.w.block_cols;
+  const int64_t col0 = job.y_col;
   const DF d;
   const MF last = hn::FirstN(d, static_cast<size_t>(job.cols) - (kVecs - 1) * hn::Lanes(d));
   const float* w = a.w.data + job.g * a.w.group_stride + job.block * a.w.block_stride +
@@ -201,7 +209,7 @@ void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   } else {
     AccumulateTaps<kRows, kVecs>(a, job, w, last, acc);
   }
-  const bool final_slice = job.c_end == icg;
+  const bool final_slice = job.c_end == job.icg;
   const float* r = final_slice && a.r != nullptr ? a.r + job.m0 * p.oc + col0 : nullptr;
   StoreTile<kRows, kVecs>(acc, rows, final_slice && a.b != nullptr ? a.b + col0 : nullptr,
                           final_slice ? &p.post_ops : nullptr, r, last, y, p.oc);
@@ -228,9 +236,12 @@ void RunSweep(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t g, in
   job.g = g;
   job.block = block;
   job.cols = std::min(a.w.block_cols, a.p->oc_per_group() - block * a.w.block_cols);
+  job.icg = icg;
+  job.y_col = g * a.p->oc_per_group() + block * a.w.block_cols;
   for (int64_t s = 0; s < slices.count; ++s) {
     job.c_begin = s * slices.channels;
     job.c_end = std::min(icg, job.c_begin + slices.channels);
+    job.x_col = g * icg + job.c_begin;
     for (int64_t t = t_begin; t < t_end; ++t) {
       job.m0 = t * static_cast<int64_t>(kTileRows);
       RunTileVecs<kTileRows, kVecs>(a, job);
