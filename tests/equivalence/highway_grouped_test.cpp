@@ -20,8 +20,9 @@ ConvCase GroupedCase(std::string origin, Dims x, int64_t oc, Conv2dParams params
 }
 
 // Around the kernel's choices: groups of 4 and 8 channels (4-channel permutations), ICg < OCg and
-// OCg = 2 (one permutation per channel), OCg = the vector width (broadcasts), a last block with
-// fewer groups, stride, dilation, asymmetric and large padding, 1x1, batch 0 to 3.
+// OCg = 2 (one permutation per channel), OCg = the vector width (the implicit GEMM with a tap
+// table on AVX3), a last block with fewer groups, stride, dilation, asymmetric and large padding,
+// 1x1, batch 0 to 3.
 std::vector<ConvCase> GroupedConvCases() {
   return {
       GroupedCase("ResNeXt-like 8 x 4", {1, 9, 11, 32}, 32, MakeConv(3, 1, Pads::uniform(1), 1, 8),
@@ -39,6 +40,9 @@ std::vector<ConvCase> GroupedConvCases() {
                   MakeConv(3, 1, Pads::uniform(3), 1, 4), true),
       GroupedCase("1x1, batch 3, relu", {3, 4, 5, 16}, 16, MakeConv(1, 1, {}, 1, 4), true, true),
       GroupedCase("batch 0", {0, 6, 6, 32}, 32, MakeConv(3, 1, Pads::uniform(1), 1, 8), true),
+      // Wider groups run the implicit GEMM, with a tap table holding group 0's offsets.
+      GroupedCase("ICg 12 -> OCg 24, 5x5, stride 2, asymmetric pads", {2, 9, 7, 24}, 48,
+                  MakeConv(5, 2, {2, 1, 0, 3}, 1, 2), true),
   };
 }
 
@@ -57,7 +61,7 @@ TEST_P(HighwayTargetTest, GroupedShapesExact) {
     plan.run(d.x, y);
     const int64_t icg = c.x[3] / c.params.groups, ocg = c.oc / c.params.groups;
     const int64_t lanes = LanesOf(isa());
-    const bool eligible = ocg <= lanes && lanes % ocg == 0 && icg <= ocg;
+    const bool eligible = ocg < lanes && lanes % ocg == 0 && icg <= ocg;
     EXPECT_EQ(plan.impl_name().find(":grouped:") != std::string::npos, eligible)
         << cs << ": " << plan.impl_name();
     EXPECT_TRUE(ImplIsOnIsa(cs, plan.impl_name(), isa()));
@@ -110,6 +114,9 @@ std::vector<ConvCase> GroupedBackwardCases() {
                   MakeConv(3, 1, Pads::uniform(3), 1, 4), true),
       GroupedCase("batch 3", {3, 4, 5, 16}, 16, MakeConv(3, 1, Pads::uniform(1), 1, 4), true),
       GroupedCase("batch 0", {0, 6, 6, 32}, 32, MakeConv(3, 1, Pads::uniform(1), 1, 8), true),
+      // Wider groups run the implicit GEMM, with a tap table holding group 0's offsets.
+      GroupedCase("ICg 12 -> OCg 24, 5x5, stride 2, asymmetric pads", {2, 9, 7, 24}, 48,
+                  MakeConv(5, 2, {2, 1, 0, 3}, 1, 2), true),
   };
   cases.insert(cases.end(), more.begin(), more.end());
   return cases;

@@ -56,7 +56,11 @@ const char* RefusesGrouped(const Conv2dFwdQuery& q) {
   if (p.groups <= 1 || p.depthwise()) return "not grouped, or depthwise";
   const int64_t lanes = Conv2dFwdGroupedKernel().lanes;
   const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
-  if (ocg > lanes || lanes % ocg != 0) return "C_out / groups does not divide the vector width";
+  // At OCg = L a block is one group and the implicit GEMM fills whole vectors too; with its tap
+  // table it ran ResNeXt's 32 x 16-channel 3x3 1.13x faster than this kernel.
+  if (ocg >= lanes || lanes % ocg != 0) {
+    return "C_out / groups not a proper divisor of the vector width";
+  }
   if (icg > ocg) return "C_in / groups > C_out / groups";
   return nullptr;
 }

@@ -138,11 +138,11 @@ HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const
 }
 
 // True when the job can read its offsets from the plan's tap table: built for this tile height,
-// and the job covers every channel (the table's entries span whole taps).
+// and the job covers every channel of its group (the table's entries span whole taps).
 template <size_t kRows>
 HWY_INLINE bool UsesTapTable(const Conv2dFwdArgs& a, const TileJob& job) {
   return a.taps.entries != nullptr && a.taps.rows == static_cast<int64_t>(kRows) &&
-         job.c_begin == 0 && job.c_end == a.p->ic;
+         job.c_begin == 0 && job.c_end == job.icg;
 }
 
 // acc += the whole reduction, reading each pixel's offsets from the tap table: no index
@@ -154,11 +154,12 @@ HWY_INLINE void AccumulateTable(const Conv2dFwdArgs& a, const TileJob& job, cons
   const int64_t tile = job.m0 / static_cast<int64_t>(kRows);
   const int32_t* e = a.taps.entries + a.taps.tile_begin[tile] * kEntryInts;
   const int32_t* const end = a.taps.entries + a.taps.tile_begin[tile + 1] * kEntryInts;
+  const float* x = a.x + job.x_col;  // the table's offsets are group 0's
   for (; e != end; e += kEntryInts) {
     const int32_t* off = e + Conv2dFwdTaps::kEntryHeader;
     const float* xp[kRows];
     HWY_UNROLL(16)
-    for (size_t i = 0; i < kRows; ++i) xp[i] = off[i] < 0 ? a.zeros : a.x + off[i];
+    for (size_t i = 0; i < kRows; ++i) xp[i] = off[i] < 0 ? a.zeros : x + off[i];
     AccumulateTap<kRows, kVecs>(xp, w + e[0] * a.w.row_stride, a.w.row_stride, e[1], last, acc);
   }
 }

@@ -11,18 +11,26 @@ namespace convkit::internal::highway {
 namespace {
 
 // Tap tables are for small-channel problems: with ICg <= 32 a tap is only a few FMA steps per
-// pixel, so computing its offsets (PixelTile) costs as much as the FMAs. Larger ICg, groups (whose
-// slices of x are not consecutive across taps) and pointwise GEMMs (no index arithmetic) keep the
-// kernel's own path; so do tables past 4 MiB. A table is read once per run, front to back (about
-// 100 bytes per tile of ~650 FMA cycles), so its size matters little: 224x224 3 -> 64 3x3 ran
-// 1.1x faster with its ~1 MiB table than through PixelTile, 7x7/2 3 -> 64 1.05x.
+// pixel, so computing its offsets (PixelTile) costs as much as the FMAs. Larger ICg and pointwise
+// GEMMs (no index arithmetic) keep the kernel's own path; so do tables past 4 MiB. With groups
+// the offsets are group 0's (the kernel adds its group's first channel), and taps merge only
+// where one group has all the channels (a group's slices of x are not consecutive across taps). A
+// table is read once per run, front to back (about 100 bytes per tile of ~650 FMA cycles), so its
+// size matters little: 224x224 3 -> 64 3x3 ran 1.1x faster with its ~1 MiB table than through
+// PixelTile, 7x7/2 3 -> 64 1.05x.
 constexpr int64_t kTapTableMaxChannels = 32;
+// With groups, only up to half that: ResNeXt's 32 x 16-channel 3x3 ran 1.15x faster with a table,
+// its 32 x 32-channel 3x3 at 7x7 0.85x (a table fixes the tile height: no shorter last tile).
+constexpr int64_t kGroupedTapTableMaxChannels = 16;
 constexpr int64_t kTapTableMaxInts = int64_t{1} << 20;
 
 }  // namespace
 
 bool WantsTapTable(const Conv2dProblem& p, int64_t rows) {
-  if (rows <= 0 || p.groups != 1 || p.ic > kTapTableMaxChannels) return false;
+  if (rows <= 0) return false;
+  if (p.ic_per_group() > (p.groups == 1 ? kTapTableMaxChannels : kGroupedTapTableMaxChannels)) {
+    return false;
+  }
   if (p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad.top == 0 &&
       p.pad.left == 0 && p.pad.bottom == 0 && p.pad.right == 0) {
     return false;
@@ -42,6 +50,7 @@ TapTable BuildTapTable(const Conv2dProblem& p, int64_t rows) {
   const int64_t m_end = p.n * p.oh * p.ow;
   const int64_t tiles = (m_end + rows - 1) / rows;
   const int64_t entry_ints = Conv2dFwdTaps::kEntryHeader + rows;
+  const int64_t icg = p.ic_per_group();
   std::vector<int64_t> off(static_cast<size_t>(rows));
   t.tile_begin.push_back(0);
   for (int64_t tile = 0; tile < tiles; ++tile) {
@@ -71,16 +80,16 @@ TapTable BuildTapTable(const Conv2dProblem& p, int64_t rows) {
             extends = prev < 0 ? off[i] < 0 : off[i] == prev + steps;
           }
           if (extends) {
-            t.entries[static_cast<size_t>(open * entry_ints + 1)] += static_cast<int32_t>(p.ic);
-            t.zeros = std::max(t.zeros, steps + p.ic);
+            t.entries[static_cast<size_t>(open * entry_ints + 1)] += static_cast<int32_t>(icg);
+            t.zeros = std::max(t.zeros, steps + icg);
             continue;
           }
         }
         open = static_cast<int64_t>(t.entries.size()) / entry_ints;
-        t.entries.push_back(static_cast<int32_t>((kh * p.kw + kw) * p.ic));
-        t.entries.push_back(static_cast<int32_t>(p.ic));
+        t.entries.push_back(static_cast<int32_t>((kh * p.kw + kw) * icg));
+        t.entries.push_back(static_cast<int32_t>(icg));
         for (int64_t i = 0; i < rows; ++i) t.entries.push_back(static_cast<int32_t>(off[i]));
-        t.zeros = std::max(t.zeros, p.ic);
+        t.zeros = std::max(t.zeros, icg);
       }
     }
     t.tile_begin.push_back(static_cast<int32_t>(t.entries.size() / entry_ints));
