@@ -379,6 +379,10 @@ void PoolFwdRange(const Pool2dProblem& p, const float* x, float* y, int64_t t0, 
     if (kMax && scan) {
       const PoolSpan rows = PoolRows(p, oh);
       exact = nan_rows.Any(rows.begin, rows.end);
+    } else if (kStream && oh + 1 < p.oh) {  // the rows the next output row adds
+      const int64_t begin = std::max(PoolRows(p, oh).end, PoolRows(p, oh + 1).begin);
+      const int64_t end = PoolRows(p, oh + 1).end;
+      if (begin < end) ReadAhead(x + (n * p.ih + begin) * p.iw * p.c, (end - begin) * p.iw * p.c);
     }
     PoolFwdRow<kMax, kStream>(p, full, x, y, n, oh, exact, {0, p.c});
   }
