@@ -3,18 +3,11 @@
 // (it runs convkit_bench over every set, highway and onednn, 1 and 2 threads, and fits these rules;
 // see the script for how). A rule sends a problem to onednn first; no rule means highway.
 //
-// Measured on AMD EPYC (family 26, Zen 5), 2 cores, 2026-12-05
-// (load averages at the start: 1 thread(s): load 1.1; 2 thread(s): load 1.0; 1 thread(s): load 0.2;
-// 2 thread(s): load 0.8; 1 thread(s): load 1.5; 2 thread(s): load 1.4; 1 thread(s): load 3.8; 2
-// thread(s): load 3.2; 1 thread(s): load 2.4; 2 thread(s): load 1.0; 1 thread(s): load 0.3; 2
-// thread(s): load 0.9; 1 thread(s): load 0.8; 2 thread(s): load 1.5) from
-// out/auto_nodw_nostem_nogrp_nobwdd_t1.json, out/auto_nodw_nostem_nogrp_nobwdd_t2.json,
-// out/auto_dw_nostem_nogrp_nobwdd_t1.json, out/auto_dw_nostem_nogrp_nobwdd_t2.json,
-// out/auto_stem_nogrp_nobwdd_t1.json, out/auto_stem_nogrp_nobwdd_t2.json,
-// out/auto_grp_nobwdd_t1.json, out/auto_grp_nobwdd_t2.json, out/auto_oneshot_nobwdd_t1.json,
-// out/auto_oneshot_nobwdd_t2.json, out/auto_bwdd_s8_t1.json, out/auto_bwdd_s8_t2.json,
-// out/auto_bwdd_oneshot_s8_t1.json, out/auto_bwdd_oneshot_s8_t2.json. 1 thread(s): median cv 0.02.
-// 2 thread(s): median cv 0.03.
+// Measured on AMD EPYC (family 26, Zen 5), 2 cores, 2026-12-06
+// (load averages at the start: 1 thread(s): load 0.7; 2 thread(s): load 1.0) from
+// out/auto_raw_t1.json, out/auto_raw_t2.json.
+// 1 thread(s): median cv 0.02.
+// 2 thread(s): median cv 0.04.
 // Rules that do not bound threads apply to every thread count.
 #include "api/src/auto_table.hpp"
 
@@ -30,48 +23,40 @@ constexpr AutoRule kRules[] = {
      .work = {12845056, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k1 dense one-shot spatial<=98 work>=12845056: onednn 1.24x faster in "
-            "geomean (min 1.13x) over 10 measured shapes"},
+     .why = "ConvBwdData k1 dense one-shot spatial<=98 work>=12845056: onednn 1.22x faster in "
+            "geomean (min 1.16x) over 10 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
-     .stride = {2, kNoLimit},
-     .work = {112896, kNoLimit},
+     .ic = {0, 362},
+     .work = {225792, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 depthwise stride>=2 work>=112896: onednn 1.44x faster in geomean "
-            "(min 1.07x) over 8 measured shapes"},
+     .why = "ConvBwdData k2-3 depthwise ic<=362 work>=225792: onednn 1.24x faster in geomean (min "
+            "1.00x) over 12 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .work = {776160, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped one-shot work<=2134600 work>=776160: onednn 1.58x faster in "
-            "geomean (min 1.41x) over 4 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped one-shot work<=2134600 work>=776160: onednn 1.70x faster in "
+            "geomean (min 1.39x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .ic = {475, kNoLimit},
      .work = {7225344, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped ic>=475 work>=7225344: onednn 1.25x faster in geomean (min "
-            "1.11x) over 8 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped ic>=475 work>=7225344: onednn 1.21x faster in geomean (min "
+            "1.06x) over 8 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .ic = {0, 70},
      .work = {2039184, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped ic<=70 work>=2039184: onednn 1.31x faster in geomean (min "
-            "1.18x) over 4 measured shapes"},
-    {.op = AutoOp::kConvBwdData,
-     .kernel = {4, 5},
-     .groups = GroupsClass::kDepthwise,
-     .stride = {2, kNoLimit},
-     .work = {411600, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvBwdData k4-5 depthwise stride>=2 work>=411600: onednn 1.20x faster in geomean "
-            "(min 0.97x) over 6 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped ic<=70 work>=2039184: onednn 1.33x faster in geomean (min "
+            "1.23x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {6, kNoLimit},
      .groups = GroupsClass::kDense,
@@ -79,16 +64,8 @@ constexpr AutoRule kRules[] = {
      .work = {57802752, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k>=6 dense one-shot stride>=6 work>=57802752: onednn 1.71x faster in "
-            "geomean (min 1.01x) over 4 measured shapes"},
-    {.op = AutoOp::kConvBwdWeights,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kDepthwise,
-     .threads = {0, 1},
-     .work = {112896, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvBwdWeights k2-3 depthwise threads<=1 work>=112896: onednn 1.17x faster in geomean "
-            "(min 0.97x) over 9 measured shapes"},
+     .why = "ConvBwdData k>=6 dense one-shot stride>=6 work>=57802752: onednn 1.66x faster in "
+            "geomean (min 0.98x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
@@ -96,23 +73,22 @@ constexpr AutoRule kRules[] = {
      .work = {1010625, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdWeights k4-5 dense one-shot batch>=2 work>=1010625: onednn 1.33x faster in "
-            "geomean (min 1.25x) over 4 measured shapes"},
+     .why = "ConvBwdWeights k4-5 dense one-shot batch>=2 work>=1010625: onednn 1.22x faster in "
+            "geomean (min 1.01x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
      .work = {1010625, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdWeights k4-5 dense work>=1010625: onednn 1.40x faster in geomean (min 1.06x) "
+     .why = "ConvBwdWeights k4-5 dense work>=1010625: onednn 1.45x faster in geomean (min 1.04x) "
             "over 6 measured shapes"},
     {.op = AutoOp::kConvFwd,
-     .kernel = {1, 1},
-     .groups = GroupsClass::kDense,
-     .ic = {0, 181},
-     .work = {215760, kNoLimit},
+     .kernel = {2, 3},
+     .groups = GroupsClass::kDepthwise,
+     .work = {112896, kNoLimit},
      .backend = "onednn",
-     .why = "ConvFwd k1 dense ic<=181 work>=215760: onednn 1.18x faster in geomean (min 1.00x) "
-            "over 40 measured shapes"},
+     .why = "ConvFwd k2-3 depthwise work<=638636 work>=112896: onednn 1.15x faster in geomean (min "
+            "1.05x) over 5 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
@@ -120,32 +96,8 @@ constexpr AutoRule kRules[] = {
      .work = {5419008, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvFwd k2-3 grouped one-shot spatial>=1569 work>=5419008: onednn 2.20x faster in "
-            "geomean (min 1.68x) over 4 measured shapes"},
-    {.op = AutoOp::kConvFwd,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kGrouped,
-     .ic = {475, kNoLimit},
-     .work = {7225344, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvFwd k2-3 grouped ic>=475 work>=7225344: onednn 1.16x faster in geomean (min "
-            "0.96x) over 8 measured shapes"},
-    {.op = AutoOp::kPoolFwdAvg,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kDense,
-     .work = {2408449, kNoLimit},
-     .call = CallKind::kOneShot,
-     .backend = "onednn",
-     .why = "PoolFwdAvg k2-3 dense one-shot work>=2408449: onednn 1.27x faster in geomean (min "
-            "1.05x) over 4 measured shapes"},
-    {.op = AutoOp::kPoolFwdAvg,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kDense,
-     .spatial = {670, kNoLimit},
-     .work = {903168, kNoLimit},
-     .backend = "onednn",
-     .why = "PoolFwdAvg k2-3 dense spatial>=670 work>=903168: onednn 1.22x faster in geomean (min "
-            "1.01x) over 6 measured shapes"},
+     .why = "ConvFwd k2-3 grouped one-shot spatial>=1569 work>=5419008: onednn 2.06x faster in "
+            "geomean (min 1.64x) over 4 measured shapes"},
 };
 
 }  // namespace
@@ -153,7 +105,7 @@ constexpr AutoRule kRules[] = {
 std::span<const AutoRule> auto_rules() { return kRules; }
 
 std::string_view auto_rules_source() {
-  return "tools/make_auto_table.py on AMD EPYC (family 26, Zen 5), 2026-12-05";
+  return "tools/make_auto_table.py on AMD EPYC (family 26, Zen 5), 2026-12-06";
 }
 
 }  // namespace convkit::internal
