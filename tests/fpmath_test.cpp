@@ -253,10 +253,14 @@ TEST_P(FpmathHighwayTarget, Bf16KernelOnlyWithTheInstruction) {
     const Conv2d strict_plan(strict, c.x, w, {}, "highway");
     const std::string name = bf16_plan.impl_name();
     ASSERT_TRUE(name.ends_with(":" + isa())) << c.ToString() << ": " << name;
-    // bf16 where the instruction is, for every case with 16 channels or more a group; below that
-    // (short kernel rows, depthwise) highway may keep fp32. Elsewhere always fp32.
+    // bf16 where the instruction is and it pays (conv2d_fwd_bf16.cpp's Bf16Pays: 64 input
+    // channels a group, or 64 outputs over a reduction of 128), for every such case with 16
+    // channels or more a group; elsewhere (short kernel rows, depthwise, narrow problems) highway
+    // may keep fp32. Without the instruction always fp32.
     const bool depthwise = c.x[3] == c.params.groups && c.oc == c.params.groups;
-    if (has_bf16 && !depthwise && c.x[3] / c.params.groups >= 16) {
+    const int64_t icg = c.x[3] / c.params.groups, ocg = c.oc / c.params.groups;
+    const bool pays = icg >= 64 || (ocg >= 64 && w_dims[0] * w_dims[1] * icg >= 128);
+    if (has_bf16 && !depthwise && icg >= 16 && pays) {
       ASSERT_EQ(name, "highway:igemm_bf16:AVX3") << c.ToString();
     } else if (!has_bf16) {
       ASSERT_EQ(name, strict_plan.impl_name()) << c.ToString();

@@ -95,6 +95,19 @@ std::unique_ptr<Conv2dFwdImpl> CreateBf16(const Conv2dProblem& p, const float* w
   return std::make_unique<Conv2dFwdBf16Plan>(p, w, b, Conv2dFwdBf16KernelForCpu());
 }
 
+// Whether bf16 pays where the fp32 kernels are at their best: x is converted once per pixel and
+// kernel row, and that cost is repaid per output channel and per pair of the reduction. With
+// fewer than 64 input channels per group it pays only with 64 output channels or more and a
+// reduction of 128 or more (stems: 7x7 over 3 channels 1.11x, 16x16 patches 1.9x); otherwise the
+// fp32 kernels (tap tables, Winograd) ran as fast or faster (2 threads, highway bf16 against
+// highway fp32: 1x1 16 -> 16 0.47x, 32 -> 64 0.71x, 40 -> 80 0.87x; 3x3 17 -> 31 0.42x, 16-channel
+// groups 0.65x, 4x4/4 4 -> 32 0.66x; 1x1 with 64 or more input channels 1.0-1.8x).
+bool Bf16Pays(const Conv2dProblem& p) {
+  constexpr int64_t kChannels = 64, kMinReduction = 128;
+  return p.ic_per_group() >= kChannels ||
+         (p.oc_per_group() >= kChannels && p.kh * p.kw * p.ic_per_group() >= kMinReduction);
+}
+
 // Depthwise is memory-bound: fp32 runs it as fast. Narrow groups fill a fraction of this kernel's
 // lanes, every lane of the fp32 grouped kernel's (4x faster on RegNetY's and ResNeXt's groups of
 // 8). Below kMinRowPairs converting x costs more than bf16 saves. The input of a tile is converted
@@ -105,6 +118,7 @@ const char* RefusesBf16(const Conv2dFwdQuery& q) {
   if (p.depthwise()) return "depthwise";
   if (Conv2dFwdGroupedVariant().refuses(q) == nullptr) return "narrow groups (grouped runs them)";
   if (RowPairs(p) < kMinRowPairs) return "kernel rows under 8 bf16 pairs";
+  if (!Bf16Pays(p)) return "under 64 input channels, too few outputs or too short a reduction";
   const Conv2dFwdBf16Kernel kernel = Conv2dFwdBf16KernelForCpu();
   if (kernel.run == nullptr) return "no AVX512-BF16 on this CPU or target";
   if (p.kh * RowPairs(p) > kernel.max_pairs) return "reduction too long";
