@@ -2,7 +2,7 @@
 // pattern) and the two entry points. The first variant that accepts a problem runs it:
 //   igemm_bf16  fpmath = bf16 on a CPU with AVX512-BF16, rows of at least 8 bf16 pairs
 //   winograd    3x3, stride 1, dilation 1, groups 1, where F(2x2, 3x3) pays
-//   grouped     narrow groups that pack into full vectors (plans only)
+//   grouped     narrow groups that pack several into a vector
 //   depthwise   groups == C_in == C_out
 //   stem        1-4 input channels, K <= 256, groups 1, dilation 1 (a network's first layer)
 //   igemm       everything else (the implicit GEMM accepts every problem)

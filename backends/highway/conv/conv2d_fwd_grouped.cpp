@@ -3,8 +3,9 @@
 //
 // Eligible: groups > 1, not depthwise, OC / groups a proper divisor of the vector width and
 // IC / groups <= OC / groups (ResNeXt's 32 groups of 4 or 8 channels, RegNet's groups of 8 on
-// AVX-512), any kernel, stride, padding, dilation, bias, post-ops; plans only (one-shot calls run
-// the implicit GEMM, which reads HWIO weights in place). The implicit GEMM kernel fills only
+// AVX-512), any kernel, stride, padding, dilation, bias, post-ops; one-shot calls too, packing
+// per call (at most KH * KW * 8 * OC floats: one-shot ResNeXt conv2 4.8x, RegNetY 1.8-1.9x faster
+// than the implicit GEMM on HWIO weights). The implicit GEMM kernel fills only
 // OC / groups lanes of each vector there (a quarter at ResNeXt-50's conv2); this kernel packs the
 // groups of a vector into one block and fills every lane.
 #include <algorithm>
@@ -52,7 +53,6 @@ std::unique_ptr<Conv2dFwdImpl> CreateGrouped(const Conv2dProblem& p, const float
 
 const char* RefusesGrouped(const Conv2dFwdQuery& q) {
   const Conv2dProblem& p = q.p;
-  if (q.one_shot) return "plans only";
   if (p.groups <= 1 || p.depthwise()) return "not grouped, or depthwise";
   const int64_t lanes = Conv2dFwdGroupedKernel().lanes;
   const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
