@@ -643,11 +643,15 @@ def test_softmax_fused_loop_matches_numpy(rng, shape, perm, axis):
     np.testing.assert_allclose(y[ok], want[ok], rtol=2e-6, atol=1e-30)
 
 
-def test_softmax_fused_loop_refuses_bad_y(rng):
+@pytest.mark.parametrize("function, y_shape, message", [
+    ("_softmax_middle", (2, 4, 3), r"y must have x's shape \(2, 3, 4\), given \(2, 4, 3\)"),
+    ("_transpose_last_two", (2, 3, 4), r"y must have shape \(2, 4, 3\).*given \(2, 3, 4\)"),
+])
+def test_glue_loops_refuse_bad_y(rng, function, y_shape, message):
     x = rng.standard_normal((2, 3, 4)).astype(np.float32)
-    y = np.zeros((2, 4, 3), np.float32)
-    with pytest.raises(convkit.Error, match=r"y must have x's shape \(2, 3, 4\), given \(2, 4, 3\)"):
-        convkit._convkit._softmax_middle(x, y)
+    y = np.zeros(y_shape, np.float32)
+    with pytest.raises(convkit.Error, match=message):
+        getattr(convkit._convkit, function)(x, y)
     assert not y.any()  # nothing written on error
 
 
@@ -669,14 +673,6 @@ def test_to_nhwc_of_a_view_stored_by_rows(rng, reuse):
     y = layout.to_nhwc(x, out)
     assert np.array_equal(y, x.transpose(0, 2, 3, 1))
     assert not reuse or np.shares_memory(y, out)
-
-
-def test_transpose_last_two_refuses_bad_y(rng):
-    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
-    y = np.zeros((2, 3, 4), np.float32)
-    with pytest.raises(convkit.Error, match=r"y must have shape \(2, 4, 3\).*given \(2, 3, 4\)"):
-        convkit._convkit._transpose_last_two(x, y)
-    assert not y.any()  # nothing written on error
 
 
 @pytest.mark.parametrize("pixels", [1, 17, 9000])  # 9000 x 50 floats: the threaded path
