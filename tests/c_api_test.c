@@ -104,6 +104,16 @@ static void post_ops_by_hand(void) {
   const convkit_const_tensor wrong_r = {r, {1, 2, 1, 2}};
   CHECK_FAILS(convkit_conv2d_run_residual(plan, xt, wrong_r, yt), CONVKIT_SHAPE_MISMATCH, "r");
   CHECK_FAILS(convkit_conv2d_run_residual(NULL, xt, rt, yt), CONVKIT_INVALID_ARGUMENT, "plan");
+  /* x scaled by 2 (the gate of a squeeze-and-excitation block): z = 2 * -4 + 10 = 2. */
+  const float gate[1] = {2.0f};
+  const convkit_const_tensor gate_t = {gate, {1, 1, 1, 1}}, no_r = {NULL, {0, 0, 0, 0}};
+  CHECK(convkit_conv2d_run_scaled(plan, xt, gate_t, rt, yt) == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == 2.0f + r[i]);
+  CHECK(convkit_conv2d_run_scaled(plan, xt, gate_t, no_r, yt) == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == 2.0f);
+  const convkit_const_tensor wrong_gate = {gate, {1, 1, 1, 2}};
+  CHECK_FAILS(convkit_conv2d_run_scaled(plan, xt, wrong_gate, rt, yt), CONVKIT_SHAPE_MISMATCH,
+              "x_scale");
   convkit_conv2d_destroy(plan);
 
   params.activation_alpha = 6.0f; /* lo > hi */

@@ -37,6 +37,11 @@ class Conv2dFwdImpl {
  public:
   virtual ~Conv2dFwdImpl() = default;
   virtual void run(const float* x, const float* r, float* y) const = 0;
+  // run() on x * x_scale, x_scale {N, IC} (Conv2d::run_scaled), for plans whose
+  // fuses_x_scale() is true; the API scales a copy of x for the others.
+  virtual bool fuses_x_scale() const { return false; }
+  virtual void run_scaled(const float* /*x*/, const float* /*x_scale*/, const float* /*r*/,
+                          float* /*y*/) const {}
   // "backend:variant:isa", e.g. "reference:direct:scalar".
   virtual std::string name() const = 0;
 };

@@ -423,6 +423,15 @@ convkit_status convkit_conv2d_run_residual(const convkit_conv2d* plan, convkit_c
   });
 }
 
+convkit_status convkit_conv2d_run_scaled(const convkit_conv2d* plan, convkit_const_tensor x,
+                                         convkit_const_tensor x_scale, convkit_const_tensor r,
+                                         convkit_tensor y) {
+  return Guard([&] {
+    Required("convkit_conv2d_run_scaled", "plan", plan)
+        .plan.run_scaled(View(x), View(x_scale), View(r), View(y));
+  });
+}
+
 void convkit_conv2d_y_dims(const convkit_conv2d* plan, int64_t y_dims[4]) {
   if (plan != nullptr && y_dims != nullptr) Store(plan->plan.y_dims(), y_dims);
 }

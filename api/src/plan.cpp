@@ -67,6 +67,20 @@ void check_run_args(std::string_view op, ConstTensorView x, TensorView y, const 
                    {{"x", x.data, num_elements(x_dims)}});
 }
 
+// x * x_scale (x_scale {N, C} per image), for plans that cannot fuse the scale.
+Tensor scale_channels(ConstTensorView x, const float* x_scale) {
+  Tensor scaled(x.dims);
+  const int64_t n = x.dims[0], pixels = x.dims[1] * x.dims[2], c = x.dims[3];
+  for (int64_t i = 0; i < n; ++i) {
+    const float* s = x_scale + i * c;
+    for (int64_t p = 0; p < pixels; ++p) {
+      const int64_t row = (i * pixels + p) * c;
+      for (int64_t k = 0; k < c; ++k) scaled.data()[row + k] = x.data[row + k] * s[k];
+    }
+  }
+  return scaled;
+}
+
 // A moved-from plan has no state: refuse to run it rather than crash.
 void check_plan(std::string_view op, const void* state) {
   if (state == nullptr)
@@ -191,9 +205,35 @@ void Conv2d::run(ConstTensorView x, ConstTensorView r, TensorView y) const {
       });
 }
 
+void Conv2d::run_scaled(ConstTensorView x, ConstTensorView x_scale, ConstTensorView r,
+                        TensorView y) const {
+  constexpr std::string_view op = "Conv2d::run_scaled";
+  internal::check_plan(op, state_.get());
+  const internal::Conv2dPlanState& s = *state_;
+  internal::check_run_args(op, x, y, s.x_dims, s.y_dims);
+  const bool has_r = r.data != nullptr;
+  if (has_r) internal::check_residual(op, r, x, y, s.y_dims);
+  const Dims scale_dims{s.x_dims[0], 1, 1, s.x_dims[3]};
+  internal::check_input_scale(op, x_scale, y, scale_dims);
+  const float* r_data = has_r && num_elements(s.y_dims) > 0 ? r.data : nullptr;
+  internal::run_call(
+      "conv2d_fwd", s.verbose,
+      [&] { return s.problem.to_string() + " x_scale" + (has_r ? " residual" : ""); },
+      [&](std::string* impl) {
+        if (s.impl->fuses_x_scale()) {
+          s.impl->run_scaled(x.data, x_scale.data, r_data, y.data);
+        } else {
+          const Tensor scaled = internal::scale_channels(x, x_scale.data);
+          s.impl->run(scaled.data(), r_data, y.data);
+        }
+        if (impl != nullptr) *impl = s.impl_name;
+      });
+}
+
 const Dims& Conv2d::x_dims() const { return state_->x_dims; }
 const Dims& Conv2d::y_dims() const { return state_->y_dims; }
 const std::string& Conv2d::impl_name() const { return state_->impl_name; }
+bool Conv2d::fuses_x_scale() const { return state_->impl->fuses_x_scale(); }
 
 Conv2dTranspose::Conv2dTranspose(const Conv2dTransposeParams& params, const Dims& x_dims,
                                  ConstTensorView w, std::span<const float> b,

@@ -326,6 +326,13 @@ void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, T
   check_no_overlap(op, {{"r", r.data, size}}, {{"x", x.data, num_elements(x.dims)}});
 }
 
+void check_input_scale(std::string_view op, ConstTensorView x_scale, TensorView y,
+                       const Dims& scale_dims) {
+  check_tensor(op, "x_scale", x_scale, scale_dims);
+  check_no_overlap(op, {{"y", y.data, num_elements(y.dims)}},
+                   {{"x_scale", x_scale.data, num_elements(scale_dims)}});
+}
+
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
                                   const Dims& x_dims) {
   if (params.mode != PoolMode::kMax && params.mode != PoolMode::kAverage) {

@@ -44,6 +44,11 @@ PostOps make_post_ops(std::string_view op, Activation activation, float alpha, f
 void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, TensorView y,
                     const Dims& y_dims);
 
+// An input scale of Conv2d::run_scaled: dims {N, 1, 1, C_in} (scale_dims), non-null data when
+// it has elements, disjoint from y. Errors name `x_scale`.
+void check_input_scale(std::string_view op, ConstTensorView x_scale, TensorView y,
+                       const Dims& scale_dims);
+
 // The same for pooling; applies global pooling and ceil_mode.
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
                                   const Dims& x_dims);

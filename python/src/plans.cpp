@@ -133,9 +133,10 @@ Conv2dTranspose make_conv2d_transpose(const InputArray& w, const std::optional<I
 // The run of a forward plan (Conv2d, Conv2dTranspose, Pool2d): x imported, y into `out` or a new
 // array, the residual (None, or y's shape; it may be `out` itself, never overlap x) added by the
 // plan's fused post-ops.
+// x_scale (Conv2d only): None or an array (N, 1, 1, C_in) multiplying x's channels per image.
 template <typename Plan>
 nb::object run_forward(std::string_view op, const Plan& plan, nb::handle x, nb::handle out,
-                       nb::handle residual) {
+                       nb::handle residual, nb::handle x_scale = nb::none()) {
   const InputArray x_array = import_input(op, "x", x, plan.x_dims());
   const ConstTensorView x_view{x_array.data(), plan.x_dims()};
   const std::optional<InputArray> r_array = import_residual(op, residual, plan.y_dims());
@@ -148,6 +149,19 @@ nb::object run_forward(std::string_view op, const Plan& plan, nb::handle x, nb::
                    num_elements(x_view.dims));
     if (r_view.data != y.view().data) {  // in place (residual is out) is allowed
       check_output_distinct(op, y, "residual", r_view);
+    }
+  }
+  if constexpr (requires { plan.run_scaled(x_view, x_view, r_view, y.view()); }) {
+    if (!x_scale.is_none()) {
+      const Dims scale_dims{plan.x_dims()[0], 1, 1, plan.x_dims()[3]};
+      const InputArray s_array = import_input(op, "x_scale", x_scale, scale_dims);
+      const ConstTensorView s_view{s_array.data(), scale_dims};
+      check_output_distinct(op, y, "x_scale", s_view);
+      {
+        nb::gil_scoped_release unlocked;
+        plan.run_scaled(x_view, s_view, r_view, y.view());
+      }
+      return std::move(y).result();
     }
   }
   {
@@ -174,8 +188,9 @@ Conv2dPlan::Conv2dPlan(const InputArray& w, const std::optional<InputArray>& b, 
     : plan_(make_conv2d(w, b, x_shape, stride, padding, dilation, groups, activation,
                         residual_after_activation, backend, fpmath)) {}
 
-nb::object Conv2dPlan::run(nb::handle x, nb::handle out, nb::handle residual) const {
-  return run_forward("Conv2d.run", plan_, x, out, residual);
+nb::object Conv2dPlan::run(nb::handle x, nb::handle out, nb::handle residual,
+                           nb::handle x_scale) const {
+  return run_forward("Conv2d.run", plan_, x, out, residual, x_scale);
 }
 
 Conv2dTransposePlan::Conv2dTransposePlan(const InputArray& w, const std::optional<InputArray>& b,
@@ -336,14 +351,20 @@ void add_plans(nb::module_& m) {
            "w (KH, KW, C_in / groups, C_out); b None or C_out elements; x_shape (N, H, W, C_in); "
            "the other arguments as for conv2d().")
       .def("run", &Conv2dPlan::run, "x"_a.none(), "out"_a.none() = nb::none(),
-           "residual"_a.none() = nb::none(),
+           "residual"_a.none() = nb::none(), "x_scale"_a.none() = nb::none(),
            "y for x of x_shape (numpy or any DLPack producer; float32 C-ordered data are read in "
            "place, others converted). With out (a writable C-contiguous float32 array of y_shape) "
            "y is written there and out returned; otherwise a new array. residual: None or an "
            "array of y_shape added before the activation (after it with "
-           "residual_after_activation); it may be out itself, never overlap x.")
+           "residual_after_activation); it may be out itself, never overlap x. x_scale: None or "
+           "an array (N, 1, 1, C_in): the convolution then reads x * x_scale (a "
+           "squeeze-and-excitation gate; fused into 1x1 layers on highway, see fuses_x_scale).")
       .def("__call__", &Conv2dPlan::run, "x"_a.none(), "out"_a.none() = nb::none(),
-           "residual"_a.none() = nb::none(), "As run().");
+           "residual"_a.none() = nb::none(), "x_scale"_a.none() = nb::none(), "As run().")
+      .def_prop_ro(
+          "fuses_x_scale", [](const Conv2dPlan& self) { return self.plan().fuses_x_scale(); },
+          "Whether run(x_scale=...) applies the scale inside the convolution; otherwise the plan "
+          "scales a copy of x first.");
   add_shape_properties(conv, &Conv2dPlan::plan);
 
   nb::class_<Conv2dTransposePlan> transpose(

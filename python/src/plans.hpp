@@ -24,8 +24,10 @@ class Conv2dPlan {
              nanobind::handle groups, nanobind::handle activation, bool residual_after_activation,
              const std::optional<std::string>& backend, const std::string& fpmath);
 
-  // y, into `out` (returned) when it is not None, else a new array; `residual` None or y's shape.
-  nanobind::object run(nanobind::handle x, nanobind::handle out, nanobind::handle residual) const;
+  // y, into `out` (returned) when it is not None, else a new array; `residual` None or y's shape;
+  // `x_scale` None or (N, 1, 1, C_in).
+  nanobind::object run(nanobind::handle x, nanobind::handle out, nanobind::handle residual,
+                       nanobind::handle x_scale) const;
   const Conv2d& plan() const { return plan_; }
 
  private:

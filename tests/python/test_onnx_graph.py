@@ -209,6 +209,36 @@ def test_residual_add_fuses_into_conv(rng, x, backend, where):
     assert fused.attrs["_activation"] == ("relu" if where == "before" else "silu")
 
 
+def _squeeze_excitation(rng, also_read=False):
+    """conv -> squeeze-and-excitation gate (GlobalAveragePool, 1x1 + Relu, 1x1 + Sigmoid) ->
+    Mul -> a 1x1 projection; with also_read the Mul's product is a graph output too."""
+    node = helper.make_node
+    inits = {"w1": conv_weights(rng, 3, C, 1), "b1": rng.standard_normal(3).astype(np.float32),
+             "w2": conv_weights(rng, C, 3, 1), "b2": rng.standard_normal(C).astype(np.float32),
+             "wp": conv_weights(rng, 4, C, 1)}
+    nodes = [node("GlobalAveragePool", ["c"], ["g"]), node("Conv", ["g", "w1", "b1"], ["s1"]),
+             node("Relu", ["s1"], ["s2"]), node("Conv", ["s2", "w2", "b2"], ["s3"]),
+             node("Sigmoid", ["s3"], ["gate"]), node("Mul", ["c", "gate"], ["m"]),
+             node("Conv", ["m", "wp"], ["y"])]
+    return conv_then(rng, nodes, ["y", "m"] if also_read else ["y"], inits)
+
+
+def test_squeeze_excitation_gate_fuses_into_the_projection(rng, x, backend):
+    loaded = check(_squeeze_excitation(rng), {"x": x}, backend=backend)
+    assert "Mul" not in node_ops(loaded)
+    projection = loaded.graph.nodes[-1]
+    assert projection.attrs["_x_scale"] and projection.inputs[4] == "gate"
+    assert projection.inputs[3] == "" and projection.inputs[2] == ""  # no residual, no bias
+    if backend == "highway":
+        assert loaded.steps[-2].layer.plan.fuses_x_scale  # the last step is the output's transpose
+
+
+def test_squeeze_excitation_gate_read_elsewhere_stays(rng, x):
+    loaded = check(_squeeze_excitation(rng, also_read=True), {"x": x})
+    assert "Mul" in node_ops(loaded)
+    assert "_x_scale" not in loaded.graph.nodes[-1].attrs
+
+
 def test_broadcast_add_is_not_a_residual(rng, x):
     nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"]),
              helper.make_node("Add", ["c", "g"], ["y"])]
@@ -257,7 +287,8 @@ def test_rewrite_counts(rng):
     graph = infer(from_onnx(model, None))
     assert rewrite.prepare(graph) == {"drop_identities": 0, "fold_pad": 0, "fold_batch_norm": 1,
                                       "fold_affine": 0,
-                                      "fuse_activations": 1, "fold_affine_forward": 0,
+                                      "fuse_activations": 1, "fuse_input_scale": 0,
+                                      "fold_affine_forward": 0,
                                       "merge_scale_shift": 0}
 
 

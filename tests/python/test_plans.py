@@ -284,6 +284,23 @@ def test_conv2d_plan_activation_and_residual_equal_one_shot(backend, rng, activa
                                          **kwargs))
 
 
+@pytest.mark.parametrize("w_shape, kwargs", [((1, 1, 12, 20), {}), ((1, 1, 6, 8), {"groups": 2}),
+                                             ((3, 3, 12, 6), {"padding": 1})])
+def test_conv2d_plan_x_scale_is_x_scaled_first(backend, rng, w_shape, kwargs):
+    x_shape = (3, 5, 4, 12)
+    x, w, b = integers(rng, x_shape), integers(rng, w_shape), integers(rng, w_shape[3])
+    gate = integers(rng, (3, 1, 1, 12))
+    plan = convkit.Conv2d(w, b, x_shape=x_shape, backend=backend, **kwargs)
+    r = integers(rng, plan.y_shape)
+    assert np.array_equal(plan.run(x, x_scale=gate), plan.run(x * gate))
+    out = r.copy()
+    assert plan.run(x, out=out, residual=out, x_scale=gate) is out
+    assert np.array_equal(out, plan.run(x * gate, residual=r))
+    assert plan.fuses_x_scale == (plan.impl.startswith("highway:igemm") and w_shape[0] == 1)
+    with pytest.raises(convkit.Error, match=r"x_scale: expected shape \(3, 1, 1, 12\)"):
+        plan.run(x, x_scale=gate[:1])
+
+
 def test_residual_errors(rng):
     x = integers(rng, (1, 6, 5, 4))
     plan = convkit.Conv2d(integers(rng, (3, 3, 4, 4)), x_shape=x.shape, padding=1)

@@ -199,6 +199,12 @@ convkit_status convkit_conv2d_run(const convkit_conv2d* plan, convkit_const_tens
 /* A run with a residual r of y's dims (as convkit_conv2d_forward_residual). */
 convkit_status convkit_conv2d_run_residual(const convkit_conv2d* plan, convkit_const_tensor x,
                                            convkit_const_tensor r, convkit_tensor y);
+/* A run on x scaled per image and input channel by x_scale {N, 1, 1, C_in} (Conv2d::run_scaled:
+ * a squeeze-and-excitation gate fused into the convolution), with a residual r of y's dims, or
+ * none when r.data is NULL. */
+convkit_status convkit_conv2d_run_scaled(const convkit_conv2d* plan, convkit_const_tensor x,
+                                         convkit_const_tensor x_scale, convkit_const_tensor r,
+                                         convkit_tensor y);
 /* The planned output dims; the chosen implementation, "backend:variant:isa" (valid while the plan
  * lives). Both accept a NULL plan: no dims written, "". */
 void convkit_conv2d_y_dims(const convkit_conv2d* plan, int64_t y_dims[4]);

@@ -42,11 +42,21 @@ class Conv2d {
   // params.residual_after_activation says (ops.hpp). r.data may equal y.data; otherwise r must not
   // overlap y, and never x.
   void run(ConstTensorView x, ConstTensorView r, TensorView y) const;
+  // y = activation(conv2d(x * x_scale, w) + b [+ r]): x_scale {N, 1, 1, C_in} multiplies every
+  // pixel's input channels, per image -- a squeeze-and-excitation block's gate, applied inside
+  // the convolution that follows it instead of in a pass over x. r is an empty view (null data)
+  // for no residual, else as in run(x, r, y). x_scale must not overlap y. Highway fuses the scale
+  // into 1x1 stride-1 convolutions on the implicit GEMM; every other plan scales a copy of x,
+  // which it allocates per run.
+  void run_scaled(ConstTensorView x, ConstTensorView x_scale, ConstTensorView r,
+                  TensorView y) const;
 
   const Dims& x_dims() const;
   const Dims& y_dims() const;
   // The implementation chosen, "backend:variant:isa", e.g. "highway:igemm:AVX3".
   const std::string& impl_name() const;
+  // Whether run_scaled() applies x_scale inside the convolution (no copy of x).
+  bool fuses_x_scale() const;
 
  private:
   std::unique_ptr<internal::Conv2dPlanState> state_;

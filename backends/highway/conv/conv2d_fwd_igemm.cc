@@ -93,12 +93,6 @@ struct TileJob {
   int64_t y_col = 0;  // y's first channel written: g * OC / groups + the block's first column
 };
 
-// True when the convolution is a plain GEMM: pixel m reads x row m (1x1, stride 1, no padding).
-HWY_INLINE bool IsPointwise(const Conv2dProblem& p) {
-  return p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad.top == 0 &&
-         p.pad.left == 0 && p.pad.bottom == 0 && p.pad.right == 0;
-}
-
 // True when the taps of one kernel row can run as one reduction (PixelTile::RowOfTaps): the input
 // channels of tap (kh, kw + 1) follow those of (kh, kw) in x only with one group, dense columns
 // and the job covering all channels.
@@ -180,6 +174,11 @@ HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, 
   for (size_t i = 0; i < kRows; ++i) {
     xp[i] = row;
     if (static_cast<int64_t>(i) + 1 < full) row += p.ic;
+  }
+  if (a.x_scale != nullptr) {
+    AccumulateTap<kRows, kVecs, true>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc,
+                                      a.x_scale + job.x_col);
+    return;
   }
   AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc);
 }

@@ -57,9 +57,18 @@ struct Conv2dFwdArgs {
   float* y = nullptr;
   int threads = 1;     // OpenMP threads; 1 runs on the calling thread with no parallel region
   Conv2dFwdTaps taps;  // a plan's tap table, or empty: the kernel then computes the offsets
+  // Multipliers of x's IC channels (Conv2d::run_scaled; p->n == 1), or null. Read only by the
+  // implicit GEMM's pointwise path: plans of other kernels never set it.
+  const float* x_scale = nullptr;
 };
 
 using Conv2dFwdFn = void (*)(const Conv2dFwdArgs& args);
+
+// True when the convolution is a plain GEMM: pixel m reads x row m (1x1, stride 1, no padding).
+inline bool IsPointwise(const Conv2dProblem& p) {
+  return p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad.top == 0 &&
+         p.pad.left == 0 && p.pad.bottom == 0 && p.pad.right == 0;
+}
 
 // One target's kernel: its entry point, vector width in floats, the largest number of vectors of
 // output channels its microkernel holds (registers: 32 on AVX-512, 16 on AVX2), and its name.

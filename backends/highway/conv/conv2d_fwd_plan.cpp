@@ -15,34 +15,62 @@ namespace {
 class Conv2dFwdPlan final : public Conv2dFwdImpl {
  public:
   Conv2dFwdPlan(const Conv2dProblem& p, const Conv2dFwdKernel& kernel, Conv2dFwdPacked packed,
-                const float* b, bool serial, const char* variant)
-      : p_(p), kernel_(kernel), packed_(std::move(packed)), serial_(serial), variant_(variant) {
+                const float* b, bool serial, const char* variant, bool scales_x)
+      : p_(p),
+        kernel_(kernel),
+        packed_(std::move(packed)),
+        serial_(serial),
+        scales_x_(scales_x),
+        variant_(variant) {
     if (b != nullptr) b_.assign(b, b + p.oc);
+    image_ = p;
+    image_.n = 1;
   }
 
   void run(const float* x, const float* r, float* y) const override {
-    const TapTable& taps = packed_.taps;
-    kernel_.run({.p = &p_,
-                 .x = x,
-                 .w = packed_.layout,
-                 .b = b_.empty() ? nullptr : b_.data(),
-                 .zeros = packed_.zeros.empty() ? nullptr : packed_.zeros.data(),
-                 .r = r,
-                 .y = y,
-                 .threads = serial_ ? 1 : num_threads(),
-                 .taps = taps.entries.empty() ? Conv2dFwdTaps{}
-                                              : Conv2dFwdTaps{taps.entries.data(),
-                                                              taps.tile_begin.data(), taps.rows}});
+    kernel_.run(Args(p_, x, r, y));
+  }
+
+  bool fuses_x_scale() const override { return scales_x_; }
+
+  // One kernel call per image, each with its image's scale: a tile of the kernel may span two
+  // images, and the scale multiplies the weights it loads.
+  void run_scaled(const float* x, const float* x_scale, const float* r, float* y) const override {
+    const int64_t x_image = p_.ih * p_.iw * p_.ic, y_image = p_.oh * p_.ow * p_.oc;
+    for (int64_t i = 0; i < p_.n; ++i) {
+      Conv2dFwdArgs args =
+          Args(image_, x + i * x_image, r != nullptr ? r + i * y_image : nullptr, y + i * y_image);
+      args.x_scale = x_scale + i * p_.ic;
+      args.taps = {};  // built for every image's pixels
+      kernel_.run(args);
+    }
   }
 
   std::string name() const override { return Conv2dFwdImplName(variant_, kernel_); }
 
  private:
+  Conv2dFwdArgs Args(const Conv2dProblem& p, const float* x, const float* r, float* y) const {
+    const TapTable& taps = packed_.taps;
+    return {.p = &p,
+            .x = x,
+            .w = packed_.layout,
+            .b = b_.empty() ? nullptr : b_.data(),
+            .zeros = packed_.zeros.empty() ? nullptr : packed_.zeros.data(),
+            .r = r,
+            .y = y,
+            .threads = serial_ ? 1 : num_threads(),
+            .taps = taps.entries.empty()
+                        ? Conv2dFwdTaps{}
+                        : Conv2dFwdTaps{taps.entries.data(), taps.tile_begin.data(), taps.rows}};
+  }
+
   const Conv2dProblem p_;
+  Conv2dProblem image_;  // p_ for one image (run_scaled)
   const Conv2dFwdKernel kernel_;
   const Conv2dFwdPacked packed_;
   AlignedFloats b_;
   const bool serial_;
+  const bool scales_x_;
   const char* const variant_;
 };
 
@@ -51,8 +79,9 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
 std::unique_ptr<Conv2dFwdImpl> MakeConv2dFwdPlan(const Conv2dProblem& p,
                                                  const Conv2dFwdKernel& kernel,
                                                  Conv2dFwdPacked packed, const float* b,
-                                                 bool serial, const char* variant) {
-  return std::make_unique<Conv2dFwdPlan>(p, kernel, std::move(packed), b, serial, variant);
+                                                 bool serial, const char* variant, bool scales_x) {
+  return std::make_unique<Conv2dFwdPlan>(p, kernel, std::move(packed), b, serial, variant,
+                                         scales_x);
 }
 
 Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols) {

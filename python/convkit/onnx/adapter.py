@@ -144,10 +144,14 @@ class ConvLayer:
         self.out = _output_buffer(self.plan, self.reuse_output)
         return True
 
-    def _call(self, x, r):
+    def _call(self, x, r, x_scale):
         if self.fuse_residual and np.may_share_memory(r, x):
             r = r.copy()  # convkit reads r while writing y, so r must not be x (x + conv(x))
         residual = {"residual": r} if self.fuse_residual else {}
+        if x_scale is not None and self.plan is not None and hasattr(self.plan, "fuses_x_scale"):
+            return self.plan.run(x, out=self.out, x_scale=x_scale, **residual)
+        if x_scale is not None:
+            x = x * x_scale
         if self.plan is not None:
             return self.plan.run(x, out=self.out, **residual)
         try:
@@ -160,11 +164,13 @@ class ConvLayer:
             self.fuse_activation = self.fuse_residual = False
             return self.function(x, self.w, self.b, **self.params)
 
-    def run(self, x, r=None):
+    def run(self, x, r=None, x_scale=None):
+        """y for NHWC x, with the residual r when the layer has one, and x multiplied by
+        x_scale (N, 1, 1, C_in) per image and channel first when given."""
         if self.uses_convkit:
-            y = self._call(x, r)
+            y = self._call(x, r, x_scale)
         else:
-            y = self._transpose_numpy(x)
+            y = self._transpose_numpy(x if x_scale is None else x * x_scale)
         if self.residual == "before" and not self.fuse_residual:
             y += r
         if not self.fuse_activation:

@@ -2,8 +2,9 @@
 
 ONNX weights OIHW become convkit's HWIO; ConvTranspose's IOHW becomes {KH, KW, C_out/g, C_in}.
 Pads [top, left, bottom, right] become (top, bottom, left, right); auto_pad is resolved here.
-Conv nodes may carry the fusion rewrite's private attributes `_activation` (convkit's spec) and
-`_residual` ("before"/"after" the activation, with the residual as input 3).
+Conv nodes may carry the fusion rewrite's private attributes `_activation` (convkit's spec),
+`_residual` ("before"/"after" the activation, with the residual as input 3) and `_x_scale` (with
+the per-channel gate as input 4).
 """
 
 import numpy as np
@@ -105,16 +106,13 @@ def conv_shape(ctx):
 
 
 def _layer_kernel(ctx, layer):
-    residual = layer.residual is not None
     in_layouts = [L.NHWC] + [L.ANY] * (len(ctx.node.inputs) - 1)
-    if residual:
-        in_layouts[3] = L.NHWC
+    for i in (3, 4):  # the residual and the gate
+        if ctx.has_input(i):
+            in_layouts[i] = L.NHWC
 
-        def run(x, w, b, r):
-            return layer.run(x, r)
-    else:
-        def run(x, *_):
-            return layer.run(x)
+    def run(x, w=None, b=None, r=None, x_scale=None):
+        return layer.run(x, r, x_scale)
     return Kernel(run, in_layouts, [L.NHWC], layer=layer)
 
 

@@ -12,8 +12,12 @@
 - fuse_activations: a conv followed by its activation (Relu, Clip, LeakyRelu, Sigmoid, Tanh,
   HardSigmoid, HardSwish, Gelu; Sigmoid*Mul = SiLU, x*HardSigmoid(x) and x*Clip(x+3,0,6)/6 =
   HardSwish, the erf form of GELU) and by a residual Add (before or after the activation).
-A fused conv node carries `_activation` (convkit's spec) and `_residual` with the residual as input
-3. Each rewrite edits the graph in place and returns the number of rewrites made.
+- fuse_input_scale (after the fusions): a squeeze-and-excitation block's Mul of x by a runtime
+  per-image, per-channel gate (N, C, 1, 1), read only by a 1x1 stride-1 Conv, goes into that
+  Conv (convkit's x_scale).
+A fused conv node carries `_activation` (convkit's spec), `_residual` with the residual as input
+3, and `_x_scale` with the gate as input 4 (input 3 then "" without a residual). Each rewrite
+edits the graph in place and returns the number of rewrites made.
 """
 
 import itertools
@@ -527,6 +531,50 @@ def _attach_residual(graph, conv, add, r, where):
     _apply(graph, conv, [add], add.outputs[0])
 
 
+def _is_pointwise(graph, conv):
+    w = graph.consts.get(conv.inputs[1]) if len(conv.inputs) > 1 else None
+    attrs = conv.attrs
+    return (w is not None and w.ndim == 4 and w.shape[2:] == (1, 1)
+            and list(attrs.get("strides", [1, 1])) == [1, 1]
+            and list(attrs.get("dilations", [1, 1])) == [1, 1]
+            and not any(attrs.get("pads", [0, 0, 0, 0]))
+            and attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID"))
+
+
+def _gate_operands(graph, mul):
+    """(x, gate) of a Mul of a runtime float32 x (N, C, H, W) by a runtime gate (N, C, 1, 1),
+    or None."""
+    for x, gate in (mul.inputs, mul.inputs[::-1]):
+        x_shape, gate_shape = graph.shapes.get(x), graph.shapes.get(gate)
+        if x in graph.consts or gate in graph.consts or x_shape is None or gate_shape is None:
+            continue
+        if len(x_shape) != 4 or x_shape[2] * x_shape[3] <= 1:
+            continue
+        if (tuple(gate_shape) == (x_shape[0], x_shape[1], 1, 1)
+                and graph.dtypes.get(x) == np.float32 and graph.dtypes.get(gate) == np.float32):
+            return x, gate
+    return None
+
+
+def fuse_input_scale(graph):
+    """Moves each squeeze-and-excitation Mul into the 1x1 Conv that alone reads it."""
+    count = 0
+    index = _Index(graph)
+    for mul in [n for n in graph.nodes if n.op == "Mul" and len(n.inputs) == 2]:
+        operands = _gate_operands(graph, mul)
+        conv = index.sole_user(mul.outputs[0], ("Conv",))
+        if (operands is None or conv is None or conv.inputs[0] != mul.outputs[0]
+                or "_x_scale" in conv.attrs or not _is_pointwise(graph, conv)):
+            continue
+        inputs = conv.inputs + [""] * (4 - len(conv.inputs))
+        conv.inputs = [operands[0]] + inputs[1:4] + [operands[1]]
+        conv.attrs["_x_scale"] = True
+        graph.nodes.remove(mul)
+        index = _Index(graph)
+        count += 1
+    return count
+
+
 def prepare(graph, fuse=True):
     """All rewrites in order; returns {rewrite name: count}."""
     counts = {"drop_identities": drop_identities(graph), "fold_pad": fold_pad(graph),
@@ -534,6 +582,7 @@ def prepare(graph, fuse=True):
               "fold_affine": fold_affine(graph)}
     if fuse:
         counts["fuse_activations"] = fuse_activations(graph)
+        counts["fuse_input_scale"] = fuse_input_scale(graph)
     counts["fold_affine_forward"] = fold_affine_forward(graph)
     counts["merge_scale_shift"] = merge_scale_shift(graph)
     return counts
