@@ -114,6 +114,15 @@ static void post_ops_by_hand(void) {
   const convkit_const_tensor wrong_gate = {gate, {1, 1, 1, 2}};
   CHECK_FAILS(convkit_conv2d_run_scaled(plan, xt, wrong_gate, rt, yt), CONVKIT_SHAPE_MISMATCH,
               "x_scale");
+  /* x as one piece (its only channel), then errors naming the pieces. */
+  const convkit_channel_piece piece = {x, 1, 1};
+  CHECK(convkit_conv2d_run_concatenated(plan, &piece, 1, rt, yt) == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == 5.0f + r[i]);
+  const convkit_channel_piece narrow = {x, 1, 0};
+  CHECK_FAILS(convkit_conv2d_run_concatenated(plan, &narrow, 1, rt, yt), CONVKIT_INVALID_ARGUMENT,
+              "pieces[0].pixel_stride");
+  CHECK_FAILS(convkit_conv2d_run_concatenated(plan, &piece, 0, rt, yt), CONVKIT_INVALID_ARGUMENT,
+              "pieces");
   convkit_conv2d_destroy(plan);
 
   params.activation_alpha = 6.0f; /* lo > hi */

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "convkit/convkit.h"
 #include "convkit/convkit.hpp"
@@ -429,6 +430,23 @@ convkit_status convkit_conv2d_run_scaled(const convkit_conv2d* plan, convkit_con
   return Guard([&] {
     Required("convkit_conv2d_run_scaled", "plan", plan)
         .plan.run_scaled(View(x), View(x_scale), View(r), View(y));
+  });
+}
+
+convkit_status convkit_conv2d_run_concatenated(const convkit_conv2d* plan,
+                                               const convkit_channel_piece* pieces, int64_t count,
+                                               convkit_const_tensor r, convkit_tensor y) {
+  constexpr std::string_view op = "convkit_conv2d_run_concatenated";
+  return Guard([&] {
+    const Conv2d& conv = Required(op, "plan", plan).plan;
+    if (count < 1 || pieces == nullptr) {
+      Fail(op, "pieces", "at least one piece", count < 1 ? std::to_string(count) : "NULL");
+    }
+    std::vector<ChannelPiece> all(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) {
+      all[static_cast<size_t>(i)] = {pieces[i].data, pieces[i].channels, pieces[i].pixel_stride};
+    }
+    conv.run_concatenated(all, View(r), View(y));
   });
 }
 

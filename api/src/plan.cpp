@@ -1,6 +1,7 @@
 // Plans: everything decided at creation; run() checks dims and pointers, then runs (DESIGN §3).
 #include "convkit/plan.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <type_traits>
 
@@ -79,6 +80,21 @@ Tensor scale_channels(ConstTensorView x, const float* x_scale) {
     }
   }
   return scaled;
+}
+
+// x as one dense tensor from its channel pieces, for plans that cannot read them in place.
+Tensor concatenate_channels(std::span<const ChannelPiece> pieces, const Dims& x_dims) {
+  Tensor x(x_dims);
+  const int64_t pixels = x_dims[0] * x_dims[1] * x_dims[2], c = x_dims[3];
+  int64_t c0 = 0;
+  for (const ChannelPiece& piece : pieces) {
+    for (int64_t p = 0; p < pixels; ++p) {
+      const float* src = piece.data + p * piece.pixel_stride;
+      std::copy(src, src + piece.channels, x.data() + p * c + c0);
+    }
+    c0 += piece.channels;
+  }
+  return x;
 }
 
 // A moved-from plan has no state: refuse to run it rather than crash.
@@ -230,10 +246,44 @@ void Conv2d::run_scaled(ConstTensorView x, ConstTensorView x_scale, ConstTensorV
       });
 }
 
+void Conv2d::run_concatenated(std::span<const ChannelPiece> pieces, ConstTensorView r,
+                              TensorView y) const {
+  constexpr std::string_view op = "Conv2d::run_concatenated";
+  internal::check_plan(op, state_.get());
+  const internal::Conv2dPlanState& s = *state_;
+  internal::check_tensor(op, "y", y, s.y_dims);
+  const bool has_r = r.data != nullptr;
+  if (has_r) {
+    internal::check_tensor(op, "r", r, s.y_dims);
+    if (r.data != y.data) {
+      internal::check_no_overlap(op, {{"r", r.data, num_elements(s.y_dims)}},
+                                 {{"y", y.data, num_elements(s.y_dims)}});
+    }
+  }
+  internal::check_channel_pieces(op, pieces, s.x_dims, y, has_r ? r : ConstTensorView());
+  const float* r_data = has_r && num_elements(s.y_dims) > 0 ? r.data : nullptr;
+  internal::run_call(
+      "conv2d_fwd", s.verbose,
+      [&] {
+        return s.problem.to_string() + " pieces" + std::to_string(pieces.size()) +
+               (has_r ? " residual" : "");
+      },
+      [&](std::string* impl) {
+        if (s.impl->fuses_concat()) {
+          s.impl->run_concatenated(pieces, r_data, y.data);
+        } else {
+          const Tensor x = internal::concatenate_channels(pieces, s.x_dims);
+          s.impl->run(x.data(), r_data, y.data);
+        }
+        if (impl != nullptr) *impl = s.impl_name;
+      });
+}
+
 const Dims& Conv2d::x_dims() const { return state_->x_dims; }
 const Dims& Conv2d::y_dims() const { return state_->y_dims; }
 const std::string& Conv2d::impl_name() const { return state_->impl_name; }
 bool Conv2d::fuses_x_scale() const { return state_->impl->fuses_x_scale(); }
+bool Conv2d::fuses_concat() const { return state_->impl->fuses_concat(); }
 
 Conv2dTranspose::Conv2dTranspose(const Conv2dTransposeParams& params, const Dims& x_dims,
                                  ConstTensorView w, std::span<const float> b,

@@ -333,6 +333,39 @@ void check_input_scale(std::string_view op, ConstTensorView x_scale, TensorView 
                    {{"x_scale", x_scale.data, num_elements(scale_dims)}});
 }
 
+void check_channel_pieces(std::string_view op, std::span<const ChannelPiece> pieces,
+                          const Dims& x_dims, TensorView y, ConstTensorView r) {
+  if (pieces.empty()) fail(ErrorCode::kInvalidArgument, op, "pieces", "at least one", "none");
+  const int64_t pixels = x_dims[0] * x_dims[1] * x_dims[2];
+  int64_t channels = 0;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const ChannelPiece& piece = pieces[i];
+    const std::string arg = "pieces[" + std::to_string(i) + "]";
+    if (piece.channels < 1) {
+      fail(ErrorCode::kInvalidArgument, op, arg + ".channels", ">= 1", str(piece.channels));
+    }
+    if (piece.pixel_stride < piece.channels) {
+      fail(ErrorCode::kInvalidArgument, op, arg + ".pixel_stride",
+           ">= its channels (" + str(piece.channels) + ")", str(piece.pixel_stride));
+    }
+    if (pixels > 0 && piece.data == nullptr) {
+      fail(ErrorCode::kInvalidArgument, op, arg + ".data", "non-null data", "null");
+    }
+    channels += piece.channels;
+    if (pixels == 0) continue;
+    // Reads span from the first pixel's first channel to the last pixel's last one.
+    const int64_t span = (pixels - 1) * piece.pixel_stride + piece.channels;
+    check_no_overlap(op, {{"y", y.data, num_elements(y.dims)}}, {{arg, piece.data, span}});
+    if (r.data != nullptr) {
+      check_no_overlap(op, {{"r", r.data, num_elements(y.dims)}}, {{arg, piece.data, span}});
+    }
+  }
+  if (channels != x_dims[3]) {
+    fail(ErrorCode::kShapeMismatch, op, "pieces",
+         "channels summing to x's C_in (" + str(x_dims[3]) + ")", str(channels));
+  }
+}
+
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
                                   const Dims& x_dims) {
   if (params.mode != PoolMode::kMax && params.mode != PoolMode::kAverage) {

@@ -49,6 +49,12 @@ void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, T
 void check_input_scale(std::string_view op, ConstTensorView x_scale, TensorView y,
                        const Dims& scale_dims);
 
+// The pieces of Conv2d::run_concatenated for x of x_dims: at least one; each with channels >= 1,
+// pixel_stride >= channels and non-null data when x has elements; channels summing to x's C;
+// none overlapping y or r (r.data may be null). Errors name `pieces[i]`.
+void check_channel_pieces(std::string_view op, std::span<const ChannelPiece> pieces,
+                          const Dims& x_dims, TensorView y, ConstTensorView r);
+
 // The same for pooling; applies global pooling and ceil_mode.
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
                                   const Dims& x_dims);

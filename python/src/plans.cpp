@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "convkit/error.hpp"
 #include "convkit/plan.hpp"
@@ -179,6 +180,47 @@ nb::object run_forward(std::string_view op, const Plan& plan, nb::handle x, nb::
   return std::move(y).result();
 }
 
+using StridedArray4 = nb::ndarray<const float, nb::ndim<4>, nb::device::cpu>;
+
+// x given as a sequence of channel pieces (Conv2d.run_concatenated): each a float32 array
+// (N, H, W, C_i) of x's N, H and W whose channels are consecutive and whose pixels are evenly
+// spaced (a dense array, or a channel slice of a wider NHWC array), read in place.
+std::vector<ChannelPiece> import_pieces(std::string_view op, nb::handle x, const Dims& x_dims,
+                                        std::vector<StridedArray4>& arrays) {
+  const size_t count = nb::len(x);
+  std::vector<ChannelPiece> pieces;
+  for (size_t i = 0; i < count; ++i) {
+    const std::string arg = "x[" + std::to_string(i) + "]";
+    nb::handle item = x[i];
+    StridedArray4 a;
+    if (!nb::try_cast(item, a, false)) {
+      fail_argument(op, arg, "a float32 array (N, H, W, C_i) on the CPU",
+                    nb::cast<std::string>(nb::repr(item.type())));
+    }
+    const int64_t n = a.shape(0), h = a.shape(1), w = a.shape(2), c = a.shape(3);
+    if (n != x_dims[0] || h != x_dims[1] || w != x_dims[2]) {
+      const int64_t given[4] = {n, h, w, c};
+      fail_argument(op, arg, "x_shape's N, H, W " + shape_string(x_dims.data(), 3),
+                    "shape " + shape_string(given, 4));
+    }
+    // The step from a pixel to the next: the stride of the innermost axis of more than one.
+    const int64_t pixel = w > 1 ? a.stride(2) : h > 1 ? a.stride(1) : n > 1 ? a.stride(0) : c;
+    const bool unit_channels = c == 1 || a.stride(3) == 1;
+    const bool even = (w == 1 || a.stride(2) == pixel) && (h == 1 || a.stride(1) == w * pixel) &&
+                      (n == 1 || a.stride(0) == h * w * pixel);
+    if (!unit_channels || !even || pixel < c) {
+      const int64_t strides[4] = {a.stride(0), a.stride(1), a.stride(2), a.stride(3)};
+      fail_argument(op, arg,
+                    "consecutive channels and evenly spaced pixels (a dense array or a channel "
+                    "slice of one)",
+                    "strides (in floats) " + shape_string(strides, 4));
+    }
+    pieces.push_back({a.data(), c, pixel});
+    arrays.push_back(std::move(a));
+  }
+  return pieces;
+}
+
 }  // namespace
 
 Conv2dPlan::Conv2dPlan(const InputArray& w, const std::optional<InputArray>& b, nb::handle x_shape,
@@ -190,7 +232,22 @@ Conv2dPlan::Conv2dPlan(const InputArray& w, const std::optional<InputArray>& b, 
 
 nb::object Conv2dPlan::run(nb::handle x, nb::handle out, nb::handle residual,
                            nb::handle x_scale) const {
-  return run_forward("Conv2d.run", plan_, x, out, residual, x_scale);
+  constexpr std::string_view op = "Conv2d.run";
+  if (!nb::isinstance<nb::list>(x) && !nb::isinstance<nb::tuple>(x)) {
+    return run_forward(op, plan_, x, out, residual, x_scale);
+  }
+  if (!x_scale.is_none()) fail_argument(op, "x_scale", "None with x given as pieces", "a scale");
+  std::vector<StridedArray4> arrays;
+  const std::vector<ChannelPiece> pieces = import_pieces(op, x, plan_.x_dims(), arrays);
+  const std::optional<InputArray> r_array = import_residual(op, residual, plan_.y_dims());
+  const ConstTensorView r_view =
+      r_array ? ConstTensorView{r_array->data(), plan_.y_dims()} : ConstTensorView{};
+  Output y(op, "out", out, plan_.y_dims());
+  {
+    nb::gil_scoped_release unlocked;
+    plan_.run_concatenated(pieces, r_view, y.view());
+  }
+  return std::move(y).result();
 }
 
 Conv2dTransposePlan::Conv2dTransposePlan(const InputArray& w, const std::optional<InputArray>& b,
@@ -358,13 +415,20 @@ void add_plans(nb::module_& m) {
            "array of y_shape added before the activation (after it with "
            "residual_after_activation); it may be out itself, never overlap x. x_scale: None or "
            "an array (N, 1, 1, C_in): the convolution then reads x * x_scale (a "
-           "squeeze-and-excitation gate; fused into 1x1 layers on highway, see fuses_x_scale).")
+           "squeeze-and-excitation gate; fused into 1x1 layers on highway, see fuses_x_scale). "
+           "x may also be a list of float32 arrays (N, H, W, C_i) whose channels sum to C_in: "
+           "their concatenation along C, read in place (dense arrays or channel slices of "
+           "wider ones; see fuses_concat).")
       .def("__call__", &Conv2dPlan::run, "x"_a.none(), "out"_a.none() = nb::none(),
            "residual"_a.none() = nb::none(), "x_scale"_a.none() = nb::none(), "As run().")
       .def_prop_ro(
           "fuses_x_scale", [](const Conv2dPlan& self) { return self.plan().fuses_x_scale(); },
           "Whether run(x_scale=...) applies the scale inside the convolution; otherwise the plan "
-          "scales a copy of x first.");
+          "scales a copy of x first.")
+      .def_prop_ro(
+          "fuses_concat", [](const Conv2dPlan& self) { return self.plan().fuses_concat(); },
+          "Whether run([x0, x1, ...]) reads the pieces in place; otherwise the plan "
+          "concatenates them into a copy first.");
   add_shape_properties(conv, &Conv2dPlan::plan);
 
   nb::class_<Conv2dTransposePlan> transpose(

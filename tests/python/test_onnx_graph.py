@@ -239,6 +239,35 @@ def test_squeeze_excitation_gate_read_elsewhere_stays(rng, x):
     assert "_x_scale" not in loaded.graph.nodes[-1].attrs
 
 
+def _c2f(rng, consumer_k=1):
+    """YOLO's C2f: conv 'c' split in halves, a 3x3 conv of the second half, the three
+    concatenated along C and read by a (consumer_k x consumer_k) projection."""
+    node = helper.make_node
+    inits = {"split": np.array([2, 3], np.int64), "wm": conv_weights(rng, 3, 3),
+             "wp": conv_weights(rng, 4, 8, consumer_k)}
+    pad = [consumer_k // 2] * 4
+    nodes = [node("Split", ["c", "split"], ["c0", "c1"], axis=1),
+             node("Conv", ["c1", "wm"], ["m"], pads=[1, 1, 1, 1]),
+             node("Concat", ["c0", "c1", "m"], ["cat"], axis=1),
+             node("Conv", ["cat", "wp"], ["y"], pads=pad)]
+    return conv_then(rng, nodes, ["y"], inits)
+
+
+def test_channel_concat_fuses_into_the_1x1_conv_after_it(rng, x, backend):
+    loaded = check(_c2f(rng), {"x": x}, backend=backend)
+    assert "Concat" not in node_ops(loaded)
+    projection = loaded.graph.nodes[-1]
+    assert projection.attrs["_pieces"] == 3
+    assert projection.inputs[0] == "c0" and projection.inputs[5:] == ["c1", "m"]
+    if backend == "highway":
+        assert loaded.steps[-2].layer.plan.fuses_concat  # the last step is the output's transpose
+
+
+def test_channel_concat_before_a_3x3_conv_stays(rng, x):
+    loaded = check(_c2f(rng, consumer_k=3), {"x": x})
+    assert "Concat" in node_ops(loaded)
+
+
 def test_broadcast_add_is_not_a_residual(rng, x):
     nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"]),
              helper.make_node("Add", ["c", "g"], ["y"])]
@@ -288,6 +317,7 @@ def test_rewrite_counts(rng):
     assert rewrite.prepare(graph) == {"drop_identities": 0, "fold_pad": 0, "fold_batch_norm": 1,
                                       "fold_affine": 0,
                                       "fuse_activations": 1, "fuse_input_scale": 0,
+                                      "fuse_concat_input": 0,
                                       "fold_affine_forward": 0,
                                       "merge_scale_shift": 0}
 

@@ -301,6 +301,26 @@ def test_conv2d_plan_x_scale_is_x_scaled_first(backend, rng, w_shape, kwargs):
         plan.run(x, x_scale=gate[:1])
 
 
+@pytest.mark.parametrize("w_shape, kwargs", [((1, 1, 20, 8), {}), ((1, 1, 10, 8), {"groups": 2}),
+                                             ((3, 3, 20, 8), {"padding": 1})])
+def test_conv2d_plan_runs_channel_pieces_as_their_concatenation(backend, rng, w_shape, kwargs):
+    x_shape = (2, 5, 4, 20)
+    x, w, b = integers(rng, x_shape), integers(rng, w_shape), integers(rng, w_shape[3])
+    plan = convkit.Conv2d(w, b, x_shape=x_shape, backend=backend, **kwargs)
+    wide = np.zeros((2, 5, 4, 26), np.float32)
+    wide[..., 1:13] = x[..., :12]  # two channel slices of one wider array (a split's halves)
+    pieces = [wide[..., 1:5], wide[..., 5:13], x[..., 12:].copy()]
+    r = integers(rng, plan.y_shape)
+    assert np.array_equal(plan.run(pieces), plan.run(x))
+    assert np.array_equal(plan.run(tuple(pieces), residual=r), plan.run(x, residual=r))
+    assert plan.fuses_concat == (plan.impl.startswith("highway:igemm") and w_shape[0] == 1
+                                 and "groups" not in kwargs)
+    with pytest.raises(convkit.Error, match="pieces: expected channels summing to x's C_in"):
+        plan.run(pieces[:2])
+    with pytest.raises(convkit.Error, match=r"x\[0\]: expected consecutive channels"):
+        plan.run([x[..., ::2], x[..., 1::2]])
+
+
 def test_residual_errors(rng):
     x = integers(rng, (1, 6, 5, 4))
     plan = convkit.Conv2d(integers(rng, (3, 3, 4, 4)), x_shape=x.shape, padding=1)

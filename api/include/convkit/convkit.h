@@ -205,6 +205,18 @@ convkit_status convkit_conv2d_run_residual(const convkit_conv2d* plan, convkit_c
 convkit_status convkit_conv2d_run_scaled(const convkit_conv2d* plan, convkit_const_tensor x,
                                          convkit_const_tensor x_scale, convkit_const_tensor r,
                                          convkit_tensor y);
+/* One piece of an input given as the concatenation of several along C (convkit::ChannelPiece):
+ * element (n, h, w, c) at data[((n * H + h) * W + w) * pixel_stride + c]. */
+typedef struct convkit_channel_piece {
+  const float* data;
+  int64_t channels;
+  int64_t pixel_stride;
+} convkit_channel_piece;
+/* A run on x = the concatenation of pieces[0 .. count) along C (Conv2d::run_concatenated: the
+ * Concat before a 1x1 layer, never written out), with a residual r, or none when r.data is NULL. */
+convkit_status convkit_conv2d_run_concatenated(const convkit_conv2d* plan,
+                                               const convkit_channel_piece* pieces, int64_t count,
+                                               convkit_const_tensor r, convkit_tensor y);
 /* The planned output dims; the chosen implementation, "backend:variant:isa" (valid while the plan
  * lives). Both accept a NULL plan: no dims written, "". */
 void convkit_conv2d_y_dims(const convkit_conv2d* plan, int64_t y_dims[4]);

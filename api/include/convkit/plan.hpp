@@ -50,6 +50,13 @@ class Conv2d {
   // which it allocates per run.
   void run_scaled(ConstTensorView x, ConstTensorView x_scale, ConstTensorView r,
                   TensorView y) const;
+  // run(x, r, y) with x the concatenation of `pieces` along C (their channels sum to C_in), so
+  // that the Concat before a 1x1 layer (YOLO's C2f, SPPF, FPN necks) is never written out.
+  // r: an empty view for no residual; it must not overlap a piece. Highway reads the pieces in
+  // place in 1x1 stride-1 convolutions without groups on the implicit GEMM (fuses_concat()); every
+  // other plan concatenates them into a copy, allocated per run.
+  void run_concatenated(std::span<const ChannelPiece> pieces, ConstTensorView r,
+                        TensorView y) const;
 
   const Dims& x_dims() const;
   const Dims& y_dims() const;
@@ -57,6 +64,8 @@ class Conv2d {
   const std::string& impl_name() const;
   // Whether run_scaled() applies x_scale inside the convolution (no copy of x).
   bool fuses_x_scale() const;
+  // Whether run_concatenated() reads the pieces in place (no copy of x).
+  bool fuses_concat() const;
 
  private:
   std::unique_ptr<internal::Conv2dPlanState> state_;

@@ -38,6 +38,16 @@ struct ConstTensorView {
       : data(v.data), dims(v.dims) {}  // NOLINT: implicit on purpose
 };
 
+// One piece of an input given as the channel-wise concatenation of several tensors
+// (Conv2d::run_concatenated): {N, H, W, channels} of x's N, H and W, element (n, h, w, c) at
+// data[((n * H + h) * W + w) * pixel_stride + c] -- a dense tensor (pixel_stride == channels) or
+// a run of channels of a wider one (YOLO's C2f split halves).
+struct ChannelPiece {
+  const float* data = nullptr;
+  int64_t channels = 0;
+  int64_t pixel_stride = 0;
+};
+
 namespace internal {
 // Allocates 64-byte-aligned storage (one cache line, one AVX-512 vector) for Tensor.
 template <typename T>

@@ -44,7 +44,7 @@ std::unique_ptr<Conv2dFwdImpl> CreateIgemm(const Conv2dProblem& p, const float* 
   }
   packed.zeros.assign(static_cast<size_t>(zeros), 0.0f);
   return MakeConv2dFwdPlan(p, kernel, std::move(packed), b, Serial(p, kernel), "igemm",
-                           /*scales_x=*/IsPointwise(p));
+                           /*pointwise_inputs=*/IsPointwise(p));
 }
 
 std::unique_ptr<Conv2dFwdImpl> CreateDepthwise(const Conv2dProblem& p, const float* w,

@@ -158,6 +158,26 @@ HWY_INLINE void AccumulateTable(const Conv2dFwdArgs& a, const TileJob& job, cons
   }
 }
 
+// The input rows of a pointwise tile's pixels: row i at first + i * stride, the rows past the
+// last pixel (full of kRows are real) repeating it. A running pointer: the clamped index times
+// the stride per pixel compiled to vector multiplies and extracts, a third of a 16 -> 16 layer's
+// time.
+template <size_t kRows>
+HWY_INLINE void PixelRows(const float* first, int64_t stride, int64_t full,
+                          const float* (&xp)[kRows]) {
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) {
+    xp[i] = first;
+    if (static_cast<int64_t>(i) + 1 < full) first += stride;
+  }
+}
+
+// How many of the tile's kRows pixels from m0 exist.
+template <size_t kRows>
+HWY_INLINE int64_t FullRows(const Conv2dProblem& p, int64_t m0) {
+  return std::min<int64_t>(static_cast<int64_t>(kRows), p.n * p.oh * p.ow - m0);
+}
+
 // acc += the job's slice for a pointwise convolution: pixel m reads x + m * IC, no index
 // arithmetic. Pixels past the end repeat the last one (their results are not stored). kScaled:
 // each weight row is multiplied by its input channel's a.x_scale as it is loaded.
@@ -166,8 +186,6 @@ HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, 
                                     MF last, VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
   const int64_t m_last = p.n * p.oh * p.ow - 1;
-  // A running pointer: the clamped index times IC per pixel compiled to vector multiplies and
-  // extracts, a third of a 16 -> 16 layer's time.
   const float* row = a.x + job.x_col + job.m0 * p.ic;
   const int64_t full = std::min<int64_t>(static_cast<int64_t>(kRows), m_last - job.m0 + 1);
   const float* xp[kRows];
@@ -180,11 +198,31 @@ HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, 
                                        kScaled ? a.x_scale + job.x_col : nullptr);
 }
 
+// acc += the whole reduction of a pointwise convolution whose x comes in channel pieces
+// (Conv2d::run_concatenated; one group, one slice): piece k's channels are the next weight rows,
+// and pixel m reads piece.data + m * piece.pixel_stride.
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void AccumulatePieces(const Conv2dFwdArgs& a, const TileJob& job, const float* w,
+                                 MF last, VF (&acc)[kRows][kVecs]) {
+  const int64_t full = FullRows<kRows>(*a.p, job.m0);
+  for (int64_t k = 0; k < a.piece_count; ++k) {
+    const ChannelPiece& piece = a.pieces[k];
+    const float* xp[kRows];
+    PixelRows<kRows>(piece.data + job.m0 * piece.pixel_stride, piece.pixel_stride, full, xp);
+    AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, piece.channels, last, acc);
+    w += piece.channels * a.w.row_stride;
+  }
+}
+
+// How a tile reads its input: as the problem says (x, any stride and padding), or pointwise with
+// a.x_scale, or pointwise from a.pieces. A compile-time choice: tested per tile, the special
+// inputs slowed small 1x1 layers by 3-5 %.
+enum class TileInput { kPlain, kScaled, kPieces };
+
 // One work item. The first slice starts from zero, later ones from the partial sums in y; the
 // last slice adds the bias and applies the post-ops. (An in-place residual, r == y, would be
-// overwritten by the partial sums: RunAll then does not slice.) kScaled: a pointwise tile with
-// a.x_scale (a compile-time choice: tested per tile, it slowed small 1x1 layers by 3-5 %).
-template <size_t kRows, size_t kVecs, bool kScaled>
+// overwritten by the partial sums: RunAll then does not slice.)
+template <size_t kRows, size_t kVecs, TileInput kInput>
 HWY_INLINE void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   const Conv2dProblem& p = *a.p;
   const int64_t col0 = job.y_col;
@@ -200,8 +238,10 @@ HWY_INLINE void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   VF acc[kRows][kVecs];
   ZeroTile(acc);
   if (job.c_begin != 0) LoadTile<kRows, kVecs>(y, p.oc, rows, last, acc);
-  if (kScaled || IsPointwise(p)) {
-    AccumulatePointwise<kRows, kVecs, kScaled>(a, job, w, last, acc);
+  if constexpr (kInput == TileInput::kPieces) {
+    AccumulatePieces<kRows, kVecs>(a, job, w, last, acc);
+  } else if (kInput == TileInput::kScaled || IsPointwise(p)) {
+    AccumulatePointwise<kRows, kVecs, kInput == TileInput::kScaled>(a, job, w, last, acc);
   } else if (UsesTapTable<kRows>(a, job)) {
     AccumulateTable<kRows, kVecs>(a, job, w, last, acc);
   } else {
@@ -213,32 +253,34 @@ HWY_INLINE void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
                           final_slice ? &p.post_ops : nullptr, r, last, y, p.oc);
 }
 
-// RunTiles' loop for pointwise tiles with a.x_scale, out of line: inlined beside the plain loop,
-// it cost that loop a register (a 16 -> 64 1x1 layer ran 0.9x).
-template <size_t kRows, size_t kVecs>
-HWY_NOINLINE void RunScaledTiles(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin,
-                                 int64_t t_end) {
-  for (int64_t t = t_begin; t < t_end; ++t) {
-    job.m0 = t * static_cast<int64_t>(kRows);
-    RunTile<kRows, kVecs, true>(a, job);
-  }
-}
-
 // Tiles [t_begin, t_end) of the job's block and slice, with as many vectors as the block's `cols`
 // need (the last block may be narrower). One call per sweep, RunTile inlined into the loop: a call
-// per tile spent a quarter of a 16 -> 16 pointwise layer on its prologue and set-up.
-template <size_t kRows, size_t kVecs>
+// per tile spent a quarter of a 16 -> 16 pointwise layer on its prologue and set-up. Each input
+// kind is its own function: a test or a call for the special inputs in the plain loop's function
+// cost it a register (16 -> 64 1x1: 0.92x).
+template <size_t kRows, size_t kVecs, TileInput kInput>
 void RunTiles(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin, int64_t t_end) {
   if constexpr (kVecs > 1) {
     if (job.cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
-      return RunTiles<kRows, kVecs - 1>(a, job, t_begin, t_end);
+      return RunTiles<kRows, kVecs - 1, kInput>(a, job, t_begin, t_end);
     }
   }
-  if (a.x_scale != nullptr) return RunScaledTiles<kRows, kVecs>(a, job, t_begin, t_end);
   for (int64_t t = t_begin; t < t_end; ++t) {
     job.m0 = t * static_cast<int64_t>(kRows);
-    RunTile<kRows, kVecs, false>(a, job);
+    RunTile<kRows, kVecs, kInput>(a, job);
   }
+}
+
+// RunTiles for the input kind of `a`.
+template <size_t kRows, size_t kVecs>
+void RunTilesOf(const Conv2dFwdArgs& a, const TileJob& job, int64_t t_begin, int64_t t_end) {
+  if (a.x_scale != nullptr) {
+    return RunTiles<kRows, kVecs, TileInput::kScaled>(a, job, t_begin, t_end);
+  }
+  if (a.pieces != nullptr) {
+    return RunTiles<kRows, kVecs, TileInput::kPieces>(a, job, t_begin, t_end);
+  }
+  RunTiles<kRows, kVecs, TileInput::kPlain>(a, job, t_begin, t_end);
 }
 
 // Runs tiles [t_begin, t_end) of one (group, block) panel through every channel slice in turn, so
@@ -257,7 +299,7 @@ void RunSweep(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t g, in
     job.c_begin = s * slices.channels;
     job.c_end = std::min(icg, job.c_begin + slices.channels);
     job.x_col = g * icg + job.c_begin;
-    RunTiles<kTileRows, kVecs>(a, job, t_begin, t_end);
+    RunTilesOf<kTileRows, kVecs>(a, job, t_begin, t_end);
   }
 }
 
@@ -324,8 +366,10 @@ void RunAll(const Conv2dFwdArgs& a) {
   const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
   const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
   // y holds the partial sums between slices: with an in-place residual it holds r until the end.
-  const ChannelSlices slices = a.r == a.y && a.r != nullptr ? ChannelSlices{1, p.ic_per_group()}
-                                                            : SlicesFor(p, a.w.block_cols);
+  // Pieces are read whole by each tile (AccumulatePieces).
+  const bool whole = (a.r == a.y && a.r != nullptr) || a.pieces != nullptr;
+  const ChannelSlices slices =
+      whole ? ChannelSlices{1, p.ic_per_group()} : SlicesFor(p, a.w.block_cols);
   const int64_t chunk = PixelChunk(p, blocks, kTileRows);
   const int64_t items = chunk > 0 ? tiles : p.groups * blocks * tiles;
   const auto run = [&](int64_t begin, int64_t end) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "api/src/problem.hpp"
+#include "convkit/tensor.hpp"
 
 namespace convkit::internal::highway {
 
@@ -60,6 +61,10 @@ struct Conv2dFwdArgs {
   // Multipliers of x's IC channels (Conv2d::run_scaled; p->n == 1), or null. Read only by the
   // implicit GEMM's pointwise path: plans of other kernels never set it.
   const float* x_scale = nullptr;
+  // x as channel pieces (Conv2d::run_concatenated; pointwise, one group), or null: x is unused.
+  // Read only by the implicit GEMM.
+  const ChannelPiece* pieces = nullptr;
+  int64_t piece_count = 0;
 };
 
 using Conv2dFwdFn = void (*)(const Conv2dFwdArgs& args);

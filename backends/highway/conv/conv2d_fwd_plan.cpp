@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -15,12 +16,12 @@ namespace {
 class Conv2dFwdPlan final : public Conv2dFwdImpl {
  public:
   Conv2dFwdPlan(const Conv2dProblem& p, const Conv2dFwdKernel& kernel, Conv2dFwdPacked packed,
-                const float* b, bool serial, const char* variant, bool scales_x)
+                const float* b, bool serial, const char* variant, bool pointwise_inputs)
       : p_(p),
         kernel_(kernel),
         packed_(std::move(packed)),
         serial_(serial),
-        scales_x_(scales_x),
+        pointwise_inputs_(pointwise_inputs),
         variant_(variant) {
     if (b != nullptr) b_.assign(b, b + p.oc);
     image_ = p;
@@ -31,7 +32,16 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
     kernel_.run(Args(p_, x, r, y));
   }
 
-  bool fuses_x_scale() const override { return scales_x_; }
+  bool fuses_x_scale() const override { return pointwise_inputs_; }
+  bool fuses_concat() const override { return pointwise_inputs_ && p_.groups == 1; }
+
+  void run_concatenated(std::span<const ChannelPiece> pieces, const float* r,
+                        float* y) const override {
+    Conv2dFwdArgs args = Args(p_, nullptr, r, y);
+    args.pieces = pieces.data();
+    args.piece_count = static_cast<int64_t>(pieces.size());
+    kernel_.run(args);
+  }
 
   // One kernel call per image, each with its image's scale: a tile of the kernel may span two
   // images, and the scale multiplies the weights it loads.
@@ -70,7 +80,7 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
   const Conv2dFwdPacked packed_;
   AlignedFloats b_;
   const bool serial_;
-  const bool scales_x_;
+  const bool pointwise_inputs_;
   const char* const variant_;
 };
 
@@ -79,9 +89,10 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
 std::unique_ptr<Conv2dFwdImpl> MakeConv2dFwdPlan(const Conv2dProblem& p,
                                                  const Conv2dFwdKernel& kernel,
                                                  Conv2dFwdPacked packed, const float* b,
-                                                 bool serial, const char* variant, bool scales_x) {
+                                                 bool serial, const char* variant,
+                                                 bool pointwise_inputs) {
   return std::make_unique<Conv2dFwdPlan>(p, kernel, std::move(packed), b, serial, variant,
-                                         scales_x);
+                                         pointwise_inputs);
 }
 
 Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols) {

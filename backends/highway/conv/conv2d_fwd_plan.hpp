@@ -27,13 +27,14 @@ struct Conv2dFwdPacked {
 
 // A plan running `kernel` on `packed`, with a copy of b (null: no bias). `serial` plans run on the
 // calling thread; the others on every thread convkit uses at run() time. name() returns
-// "highway:<variant>:<isa>". With `scales_x`, the kernel reads Conv2dFwdArgs::x_scale and the
-// plan fuses run_scaled's scale (one kernel call per image).
+// "highway:<variant>:<isa>". With `pointwise_inputs` (the implicit GEMM on a 1x1 stride-1
+// problem), the kernel reads Conv2dFwdArgs::x_scale and ::pieces: the plan fuses run_scaled's
+// scale (one kernel call per image) and, with one group, reads run_concatenated's pieces.
 std::unique_ptr<Conv2dFwdImpl> MakeConv2dFwdPlan(const Conv2dProblem& p,
                                                  const Conv2dFwdKernel& kernel,
                                                  Conv2dFwdPacked packed, const float* b,
                                                  bool serial, const char* variant,
-                                                 bool scales_x = false);
+                                                 bool pointwise_inputs = false);
 
 // HWIO weights read in place, in blocks of block_cols columns: row r of group g is
 // w + r * OC + g * OCg (the implicit GEMM's and the stem kernel's one-shot calls).

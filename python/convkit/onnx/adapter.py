@@ -145,9 +145,12 @@ class ConvLayer:
         return True
 
     def _call(self, x, r, x_scale):
-        if self.fuse_residual and np.may_share_memory(r, x):
+        pieces = x if isinstance(x, list) else [x]
+        if self.fuse_residual and any(np.may_share_memory(r, piece) for piece in pieces):
             r = r.copy()  # convkit reads r while writing y, so r must not be x (x + conv(x))
         residual = {"residual": r} if self.fuse_residual else {}
+        if len(pieces) > 1 and not (self.plan is not None and hasattr(self.plan, "fuses_concat")):
+            x = np.concatenate(pieces, axis=3)
         if x_scale is not None and self.plan is not None and hasattr(self.plan, "fuses_x_scale"):
             return self.plan.run(x, out=self.out, x_scale=x_scale, **residual)
         if x_scale is not None:
@@ -165,11 +168,13 @@ class ConvLayer:
             return self.function(x, self.w, self.b, **self.params)
 
     def run(self, x, r=None, x_scale=None):
-        """y for NHWC x, with the residual r when the layer has one, and x multiplied by
-        x_scale (N, 1, 1, C_in) per image and channel first when given."""
+        """y for NHWC x (or a list of NHWC pieces of x along C), with the residual r when the
+        layer has one, and x multiplied by x_scale (N, 1, 1, C_in) per image and channel first
+        when given."""
         if self.uses_convkit:
             y = self._call(x, r, x_scale)
         else:
+            x = np.concatenate(x, axis=3) if isinstance(x, list) else x
             y = self._transpose_numpy(x if x_scale is None else x * x_scale)
         if self.residual == "before" and not self.fuse_residual:
             y += r

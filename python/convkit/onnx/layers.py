@@ -3,8 +3,8 @@
 ONNX weights OIHW become convkit's HWIO; ConvTranspose's IOHW becomes {KH, KW, C_out/g, C_in}.
 Pads [top, left, bottom, right] become (top, bottom, left, right); auto_pad is resolved here.
 Conv nodes may carry the fusion rewrite's private attributes `_activation` (convkit's spec),
-`_residual` ("before"/"after" the activation, with the residual as input 3) and `_x_scale` (with
-the per-channel gate as input 4).
+`_residual` ("before"/"after" the activation, with the residual as input 3), `_x_scale` (with
+the per-channel gate as input 4) and `_pieces` (x as channel pieces: input 0, then inputs 5 on).
 """
 
 import numpy as np
@@ -106,13 +106,11 @@ def conv_shape(ctx):
 
 
 def _layer_kernel(ctx, layer):
-    in_layouts = [L.NHWC] + [L.ANY] * (len(ctx.node.inputs) - 1)
-    for i in (3, 4):  # the residual and the gate
-        if ctx.has_input(i):
-            in_layouts[i] = L.NHWC
+    in_layouts = [L.NHWC if i in (0, 3, 4) or i >= 5 else L.ANY
+                  for i in range(len(ctx.node.inputs))]  # x, the residual, the gate, pieces
 
-    def run(x, w=None, b=None, r=None, x_scale=None):
-        return layer.run(x, r, x_scale)
+    def run(x, w=None, b=None, r=None, x_scale=None, *pieces):
+        return layer.run([x, *pieces] if pieces else x, r, x_scale)
     return Kernel(run, in_layouts, [L.NHWC], layer=layer)
 
 
@@ -120,7 +118,8 @@ def _layer_kernel(ctx, layer):
 def build_conv(ctx):
     w, kernel, stride, dilation, pads, groups = _conv_params(ctx)
     b = ctx.require_const(2, "Conv's bias")
-    n, c, h, wi = ctx.in_shape(0)
+    n, _, h, wi = ctx.in_shape(0)
+    c = w.shape[1] * groups  # x's channels, also when x comes in pieces
     layer = ConvLayer(w.transpose(2, 3, 1, 0), b, x_shape=(n, h, wi, c), stride=stride,
                       pads=pads, dilation=dilation, groups=groups,
                       activation=ctx.attr("_activation"), residual=ctx.attr("_residual"),

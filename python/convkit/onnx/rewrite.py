@@ -15,9 +15,13 @@
 - fuse_input_scale (after the fusions): a squeeze-and-excitation block's Mul of x by a runtime
   per-image, per-channel gate (N, C, 1, 1), read only by a 1x1 stride-1 Conv, goes into that
   Conv (convkit's x_scale).
+- fuse_concat_input (after the fusions): a Concat along C of runtime tensors read only by a 1x1
+  stride-1 Conv without groups goes into that Conv (convkit's channel pieces: YOLO's C2f and
+  SPPF, FPN necks).
 A fused conv node carries `_activation` (convkit's spec), `_residual` with the residual as input
-3, and `_x_scale` with the gate as input 4 (input 3 then "" without a residual). Each rewrite
-edits the graph in place and returns the number of rewrites made.
+3, `_x_scale` with the gate as input 4, and `_pieces` (a count) with the first piece as input 0
+and the others from input 5 on (absent inputs before them are ""). Each rewrite edits the graph
+in place and returns the number of rewrites made.
 """
 
 import itertools
@@ -575,6 +579,44 @@ def fuse_input_scale(graph):
     return count
 
 
+def _channel_concat_inputs(graph, concat):
+    """The inputs of a Concat along C of two or more runtime float32 4-D tensors, or None."""
+    shape = graph.shapes.get(concat.outputs[0])
+    if shape is None or len(shape) != 4 or len(concat.inputs) < 2:
+        return None
+    if _normalize_axis(concat.attrs.get("axis", 1), 4) != 1:
+        return None
+    for name in concat.inputs:
+        if (not name or name in graph.consts or graph.dtypes.get(name) != np.float32
+                or len(graph.shapes.get(name, ())) != 4):
+            return None
+    return list(concat.inputs)
+
+
+def _normalize_axis(axis, rank):
+    return axis + rank if axis < 0 else axis
+
+
+def fuse_concat_input(graph):
+    """Moves each channel Concat into the 1x1 Conv (one group) that alone reads it."""
+    count = 0
+    index = _Index(graph)
+    for concat in [n for n in graph.nodes if n.op == "Concat"]:
+        pieces = _channel_concat_inputs(graph, concat)
+        conv = index.sole_user(concat.outputs[0], ("Conv",))
+        if (pieces is None or conv is None or conv.inputs[0] != concat.outputs[0]
+                or conv.attrs.get("group", 1) != 1 or "_x_scale" in conv.attrs
+                or not _is_pointwise(graph, conv)):
+            continue
+        inputs = conv.inputs + [""] * (5 - len(conv.inputs))
+        conv.inputs = [pieces[0]] + inputs[1:5] + pieces[1:]
+        conv.attrs["_pieces"] = len(pieces)
+        graph.nodes.remove(concat)
+        index = _Index(graph)
+        count += 1
+    return count
+
+
 def prepare(graph, fuse=True):
     """All rewrites in order; returns {rewrite name: count}."""
     counts = {"drop_identities": drop_identities(graph), "fold_pad": fold_pad(graph),
@@ -583,6 +625,7 @@ def prepare(graph, fuse=True):
     if fuse:
         counts["fuse_activations"] = fuse_activations(graph)
         counts["fuse_input_scale"] = fuse_input_scale(graph)
+        counts["fuse_concat_input"] = fuse_concat_input(graph)
     counts["fold_affine_forward"] = fold_affine_forward(graph)
     counts["merge_scale_shift"] = merge_scale_shift(graph)
     return counts
