@@ -153,7 +153,7 @@ Conv2dBwdDataPlan::~Conv2dBwdDataPlan() = default;
 void Conv2dBwdDataPlan::Pack(const float* w) {
   const Conv2dBwdDataKernel& kernel = choice_.kernel;
   if (choice_.weights == DxWeights::kShuffle) {
-    shuffle_ = std::make_unique<DataShuffle>(p_, w);
+    shuffle_ = std::make_unique<DataShuffle>(p_, w, use_ == DxUse::kOneShot);
     return;
   }
   if (choice_.weights == DxWeights::kForward) {

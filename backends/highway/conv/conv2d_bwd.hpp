@@ -122,7 +122,9 @@ ShuffleRowFn ChooseShuffleRow();
 // on a thread's first run.
 class DataShuffle {
  public:
-  DataShuffle(const Conv2dProblem& p, const float* w);
+  // one_shot: the 1x1 convolution reads its weights (w transposed, kept here) in place instead
+  // of packing them (a one-shot call runs once).
+  DataShuffle(const Conv2dProblem& p, const float* w, bool one_shot);
   ~DataShuffle();
   void Run(const float* dy, const DxEpilogue& e, float* dx) const;
   // The forward plan's "<variant>:<isa>", e.g. "igemm:AVX3".
@@ -132,6 +134,7 @@ class DataShuffle {
   Conv2dProblem p_;
   ShuffleRowFn row_;
   int64_t chunk_rows_ = 1;                // dy rows per 1x1 run
+  std::vector<float> w_1x1_;              // the 1x1 convolution's HWIO weights (one-shot only)
   std::unique_ptr<Conv2dFwdImpl> chunk_;  // chunk_rows_ rows
   std::unique_ptr<Conv2dFwdImpl> tail_;   // the rest, when N * OH is not a multiple
 };

@@ -14,6 +14,7 @@
 
 #include "backends/highway/common/parallel.hpp"
 #include "backends/highway/common/scratch.hpp"
+#include "backends/highway/common/transpose.hpp"
 #include "backends/highway/conv/conv2d_bwd.hpp"
 #include "backends/highway/conv/conv2d_fwd.hpp"
 
@@ -56,18 +57,19 @@ const char* RefusesDataShuffle(const Conv2dProblem& p) {
   return nullptr;
 }
 
-DataShuffle::DataShuffle(const Conv2dProblem& p, const float* w) : p_(p), row_(ChooseShuffleRow()) {
+DataShuffle::DataShuffle(const Conv2dProblem& p, const float* w, bool one_shot)
+    : p_(p), row_(ChooseShuffleRow()) {
   const int64_t cols = p.kh * p.kw * p.ic, dy_rows = p.n * p.oh;
   chunk_rows_ = std::clamp<int64_t>(kChunkFloats / (p.ow * cols), 1, dy_rows);
   // HWIO of the 1x1 convolution: w_1x1(oc, tap * IC + ic) = w(tap, ic, oc), w^T of w's rows.
-  std::vector<float> w_1x1(static_cast<size_t>(p.oc * cols));
-  for (int64_t col = 0; col < cols; ++col) {
-    for (int64_t oc = 0; oc < p.oc; ++oc) w_1x1[oc * cols + col] = w[col * p.oc + oc];
-  }
-  chunk_ = CreateConv2dFwd(ChunkProblem(p, chunk_rows_), w_1x1.data(), nullptr);
+  w_1x1_.resize(static_cast<size_t>(p.oc * cols));
+  TransposeMatrix(w, cols, p.oc, w_1x1_.data());
+  const auto create = one_shot ? &CreateConv2dFwdOneShot : &CreateConv2dFwd;
+  chunk_ = create(ChunkProblem(p, chunk_rows_), w_1x1_.data(), nullptr);
   if (dy_rows % chunk_rows_ != 0) {
-    tail_ = CreateConv2dFwd(ChunkProblem(p, dy_rows % chunk_rows_), w_1x1.data(), nullptr);
+    tail_ = create(ChunkProblem(p, dy_rows % chunk_rows_), w_1x1_.data(), nullptr);
   }
+  if (!one_shot) w_1x1_ = {};  // packed by the plans
 }
 
 DataShuffle::~DataShuffle() = default;
