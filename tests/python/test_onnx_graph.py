@@ -233,6 +233,13 @@ def test_squeeze_excitation_gate_fuses_into_the_projection(rng, x, backend):
         assert loaded.steps[-2].layer.plan.fuses_x_scale  # the last step is the output's transpose
 
 
+def test_input_fusions_stay_off_with_bf16(rng, x):
+    # The bf16 kernel reads neither a gate nor pieces: the Mul and the Concat stay glue steps.
+    se = convkit.onnx.load(_squeeze_excitation(rng), fpmath="bf16")
+    c2f = convkit.onnx.load(_c2f(rng), fpmath="bf16")
+    assert "Mul" in node_ops(se) and "Concat" in node_ops(c2f)
+
+
 def test_squeeze_excitation_gate_read_elsewhere_stays(rng, x):
     loaded = check(_squeeze_excitation(rng, also_read=True), {"x": x})
     assert "Mul" in node_ops(loaded)

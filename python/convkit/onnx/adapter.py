@@ -100,6 +100,7 @@ class ConvLayer:
         if transpose:
             self.params["output_padding"] = output_padding
         self.plan, self.impl_name, self.out = None, None, None
+        self._glue = None  # _unfused_input's steps
         self.reuse_output = reuse_output
         self.function = getattr(ck, self.kind, None)
         self.fuse_activation = self.fuse_residual = False
@@ -144,17 +145,29 @@ class ConvLayer:
         self.out = _output_buffer(self.plan, self.reuse_output)
         return True
 
+    def _unfused_input(self, x, x_scale):
+        """x as one dense array, for a plan that neither reads pieces nor fuses the scale here
+        (fpmath bf16, oneDNN, another kernel): convkit's threaded glue, into arrays the layer
+        keeps as the Concat and Mul steps it replaces kept theirs."""
+        from . import ops  # ops imports this module
+
+        if self._glue is None:
+            self._glue = (ops._concat(3, ops._Output(self.reuse_output)),
+                          ops._channel_scale(0, ops._Output(self.reuse_output)))
+        if isinstance(x, list):
+            x = self._glue[0](*x)
+        return x if x_scale is None else self._glue[1](x, x_scale)
+
     def _call(self, x, r, x_scale):
         pieces = x if isinstance(x, list) else [x]
         if self.fuse_residual and any(np.may_share_memory(r, piece) for piece in pieces):
             r = r.copy()  # convkit reads r while writing y, so r must not be x (x + conv(x))
         residual = {"residual": r} if self.fuse_residual else {}
-        if len(pieces) > 1 and not (self.plan is not None and hasattr(self.plan, "fuses_concat")):
-            x = np.concatenate(pieces, axis=3)
-        if x_scale is not None and self.plan is not None and hasattr(self.plan, "fuses_x_scale"):
+        if x_scale is not None and getattr(self.plan, "fuses_x_scale", False):
             return self.plan.run(x, out=self.out, x_scale=x_scale, **residual)
-        if x_scale is not None:
-            x = x * x_scale
+        if x_scale is not None or (isinstance(x, list) and not getattr(self.plan, "fuses_concat",
+                                                                        False)):
+            x = self._unfused_input(x, x_scale)
         if self.plan is not None:
             return self.plan.run(x, out=self.out, **residual)
         try:
@@ -174,8 +187,7 @@ class ConvLayer:
         if self.uses_convkit:
             y = self._call(x, r, x_scale)
         else:
-            x = np.concatenate(x, axis=3) if isinstance(x, list) else x
-            y = self._transpose_numpy(x if x_scale is None else x * x_scale)
+            y = self._transpose_numpy(self._unfused_input(x, x_scale))
         if self.residual == "before" and not self.fuse_residual:
             y += r
         if not self.fuse_activation:
