@@ -55,6 +55,32 @@ int64_t ChunkPixels(int64_t m, int64_t row_words) {
   return std::min(fit, all);
 }
 
+// ConvertChunk for a pointwise convolution with a special input (Conv2dFwdBf16Args): each pixel's
+// channels gathered from the pieces, or multiplied by x_scale, in fp32 (the values a plan's copy
+// of x would hold), then converted.
+CONVKIT_BF16_ATTR void ConvertSpecialChunk(const Conv2dFwdBf16Args& a, int64_t m0, int64_t count,
+                                           uint32_t* HWY_RESTRICT buf) {
+  const Conv2dProblem& p = *a.p;
+  const int64_t row_pairs = a.w.row_pairs;
+  const int64_t valid = std::min(count, p.n * p.oh * p.ow - m0);
+  alignas(64) float gathered[2 * kMaxPairs];
+  for (int64_t i = 0; i < valid; ++i) {
+    const int64_t m = m0 + i;
+    if (a.pieces != nullptr) {
+      float* dst = gathered;
+      for (int64_t k = 0; k < a.piece_count; ++k) {
+        const ChannelPiece& piece = a.pieces[k];
+        dst = std::copy_n(piece.data + m * piece.pixel_stride, piece.channels, dst);
+      }
+    } else {
+      const float* src = a.x + m * p.ic;
+      for (int64_t c = 0; c < p.ic; ++c) gathered[c] = src[c] * a.x_scale[c];
+    }
+    ConvertToPairs(gathered, p.ic, row_pairs, buf + i * row_pairs);
+  }
+  for (int64_t i = valid; i < count; ++i) ZeroPairs(row_pairs, buf + i * row_pairs);
+}
+
 // Converts the im2col rows of pixels [m0, m0 + count) of group g into buf: per pixel, per kernel
 // row kh, the KW * ICg floats of taps (kh, 0..KW-1) as row_pairs bf16 pairs, zeros for taps in the
 // padding. Rows past the last pixel are zeros (never stored). Pixel coordinates advance
@@ -184,7 +210,11 @@ CONVKIT_BF16_ATTR void RunItems(const Conv2dFwdBf16Args& a, int64_t chunk_pixels
     const int64_t m0 = chunk_group / groups * chunk_pixels;
     const int64_t g = chunk_group % groups;
     if (chunk_group != converted) {
-      ConvertChunk(a, g, m0, chunk_pixels, buf);
+      if (a.x_scale != nullptr || a.pieces != nullptr) {
+        ConvertSpecialChunk(a, m0, chunk_pixels, buf);
+      } else {
+        ConvertChunk(a, g, m0, chunk_pixels, buf);
+      }
       converted = chunk_group;
     }
     RunBlockVecs(a, g, item % blocks, m0, chunk_pixels, buf);

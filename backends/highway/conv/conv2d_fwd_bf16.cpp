@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -69,20 +70,48 @@ class Conv2dFwdBf16Plan final : public Conv2dFwdImpl {
   }
 
   void run(const float* x, const float* r, float* y) const override {
-    Conv2dFwdBf16Args a;
-    a.p = &p_;
-    a.x = x;
-    a.w = layout_;
-    a.b = b_.empty() ? nullptr : b_.data();
-    a.r = r;
-    a.y = y;
-    a.threads = serial_ ? 1 : num_threads();
+    kernel_.run(Args(p_, x, r, y));
+  }
+
+  // 1x1 stride-1 layers without groups read a gate or pieces while converting x to bf16.
+  bool fuses_x_scale() const override { return IsPointwise(p_) && p_.groups == 1; }
+  bool fuses_concat() const override { return fuses_x_scale(); }
+
+  void run_scaled(const float* x, const float* x_scale, const float* r, float* y) const override {
+    Conv2dProblem image = p_;
+    image.n = 1;
+    const int64_t x_image = p_.ih * p_.iw * p_.ic, y_image = p_.oh * p_.ow * p_.oc;
+    for (int64_t i = 0; i < p_.n; ++i) {
+      Conv2dFwdBf16Args a =
+          Args(image, x + i * x_image, r != nullptr ? r + i * y_image : nullptr, y + i * y_image);
+      a.x_scale = x_scale + i * p_.ic;
+      kernel_.run(a);
+    }
+  }
+
+  void run_concatenated(std::span<const ChannelPiece> pieces, const float* r,
+                        float* y) const override {
+    Conv2dFwdBf16Args a = Args(p_, nullptr, r, y);
+    a.pieces = pieces.data();
+    a.piece_count = static_cast<int64_t>(pieces.size());
     kernel_.run(a);
   }
 
   std::string name() const override { return std::string("highway:igemm_bf16:") + kernel_.isa; }
 
  private:
+  Conv2dFwdBf16Args Args(const Conv2dProblem& p, const float* x, const float* r, float* y) const {
+    Conv2dFwdBf16Args a;
+    a.p = &p;
+    a.x = x;
+    a.w = layout_;
+    a.b = b_.empty() ? nullptr : b_.data();
+    a.r = r;
+    a.y = y;
+    a.threads = serial_ ? 1 : num_threads();
+    return a;
+  }
+
   const Conv2dProblem p_;
   const Conv2dFwdBf16Kernel kernel_;
   AlignedWords w_;

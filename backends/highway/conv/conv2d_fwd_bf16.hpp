@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "api/src/problem.hpp"
+#include "convkit/tensor.hpp"
 
 namespace convkit::internal::highway {
 
@@ -36,6 +37,11 @@ struct Conv2dFwdBf16Args {
   const float* r = nullptr;
   float* y = nullptr;
   int threads = 1;
+  // A pointwise convolution's special inputs (one group), as Conv2dFwdArgs': x's channel
+  // multipliers (p->n == 1), or x as channel pieces (x unused). Null when absent.
+  const float* x_scale = nullptr;
+  const ChannelPiece* pieces = nullptr;
+  int64_t piece_count = 0;
 };
 
 // The kernel of the running CPU's target: run is null when the target is not AVX3 or the CPU

@@ -61,6 +61,6 @@ def load(model, input_shapes=None, backend=None, threads=None, fuse=True, reuse_
         raise TypeError(f"model: expected a path or an onnx.ModelProto, given {type(model)}")
     graph = from_onnx(model, input_shapes)
     infer(graph)
-    prepare(graph, fuse=fuse, fuse_inputs=fpmath == "strict")
+    prepare(graph, fuse=fuse)
     return Model(graph, backend=backend, threads=threads, reuse_buffers=reuse_buffers,
                  fpmath=fpmath)

@@ -617,17 +617,13 @@ def fuse_concat_input(graph):
     return count
 
 
-def prepare(graph, fuse=True, fuse_inputs=True):
-    """All rewrites in order; returns {rewrite name: count}. fuse_inputs: also the gate and
-    Concat fusions, which pay where highway's fp32 implicit GEMM reads them (load leaves them out
-    with fpmath bf16: the bf16 kernel reads neither, and the layers' own copies ran EfficientNet-B0
-    4 % slower than the glue steps in the runner's shared buffers)."""
+def prepare(graph, fuse=True):
+    """All rewrites in order; returns {rewrite name: count}."""
     counts = {"drop_identities": drop_identities(graph), "fold_pad": fold_pad(graph),
               "fold_batch_norm": fold_batch_norm(graph),
               "fold_affine": fold_affine(graph)}
     if fuse:
         counts["fuse_activations"] = fuse_activations(graph)
-    if fuse and fuse_inputs:
         counts["fuse_input_scale"] = fuse_input_scale(graph)
         counts["fuse_concat_input"] = fuse_concat_input(graph)
     counts["fold_affine_forward"] = fold_affine_forward(graph)
