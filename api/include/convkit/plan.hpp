@@ -46,15 +46,15 @@ class Conv2d {
   // pixel's input channels, per image -- a squeeze-and-excitation block's gate, applied inside
   // the convolution that follows it instead of in a pass over x. r is an empty view (null data)
   // for no residual, else as in run(x, r, y). x_scale must not overlap y. Highway fuses the scale
-  // into 1x1 stride-1 convolutions on the implicit GEMM; every other plan scales a copy of x,
-  // which it allocates per run.
+  // into 1x1 stride-1 convolutions on the implicit GEMM (and on its bf16 kernel, without groups);
+  // every other plan scales a copy of x, which it allocates per run.
   void run_scaled(ConstTensorView x, ConstTensorView x_scale, ConstTensorView r,
                   TensorView y) const;
   // run(x, r, y) with x the concatenation of `pieces` along C (their channels sum to C_in), so
   // that the Concat before a 1x1 layer (YOLO's C2f, SPPF, FPN necks) is never written out.
   // r: an empty view for no residual; it must not overlap a piece. Highway reads the pieces in
-  // place in 1x1 stride-1 convolutions without groups on the implicit GEMM (fuses_concat()); every
-  // other plan concatenates them into a copy, allocated per run.
+  // place in 1x1 stride-1 convolutions without groups on the implicit GEMM and its bf16 kernel
+  // (fuses_concat()); every other plan concatenates them into a copy, allocated per run.
   void run_concatenated(std::span<const ChannelPiece> pieces, ConstTensorView r,
                         TensorView y) const;
 
