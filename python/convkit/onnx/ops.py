@@ -622,10 +622,10 @@ def _in_parallel(x, axis, f):
     return np.concatenate(list(_POOL[0].map(f, parts)), axis=axis)
 
 
-def _softmax(x, axis, log):
+def _softmax(x, axis, log, output=None):
     axis = _normalize_axis(axis, x.ndim)
     if not log:
-        y = _softmax_convkit(x, axis)
+        y = _softmax_convkit(x, axis, output or _Output(False))
         if y is not None:
             return y
     outer = next((a for a in range(x.ndim) if a != axis and x.shape[a] > 1), None)
@@ -636,13 +636,15 @@ def _softmax(x, axis, log):
     return _softmax_one_thread(x, axis, log)
 
 
-def _softmax_convkit(x, axis):
+def _softmax_convkit(x, axis, output):
     """Softmax of float32 x over `axis` by convkit's fused loop, in x's memory order (a transposed
-    view, as a detector's box bins are, gives the same view of the result): numpy's max, exp, sum
-    and divide are four passes on one thread (0.11 ms for those bins; an OCR recogniser's 40 x
-    18,710 classes, last axis: 0.9 ms on two; 3-6x for attention's 40 x 40 rows, 4x for 2
-    classes). None where x is not one dense block or the axis has 2 to 15 floats inside it (the
-    loops run 16 floats at a time, across rows or along one)."""
+    view, as a detector's box bins are, gives the same view of the result), into output's array
+    (ops._Output: with reuse, the same one every run — fresh memory cost a detector's box bins
+    70 µs of page faults a run): numpy's max, exp, sum and divide are four passes on one thread
+    (0.11 ms for those bins; an OCR recogniser's 40 x 18,710 classes, last axis: 0.9 ms on two;
+    3-6x for attention's 40 x 40 rows, 4x for 2 classes). None where x is not one dense block or
+    the axis has 2 to 15 floats inside it (the loops run 16 floats at a time, across rows or
+    along one)."""
     if x.dtype != np.float32 or x.size == 0:
         return None
     order = [int(a) for a in np.argsort([-s for s in x.strides], kind="stable")]
@@ -654,7 +656,7 @@ def _softmax_convkit(x, axis):
     inner = int(np.prod(base.shape[a + 1:], dtype=np.int64))
     if 1 < inner < 16:
         return None
-    y = L.aligned_empty(base.shape)
+    y = output.get(base.shape)
     ck._softmax_middle(base.reshape(outer, k, inner), y.reshape(outer, k, inner))
     return y.transpose(np.argsort(order))
 
@@ -697,7 +699,8 @@ def build_softmax(ctx):
     if ctx.opset >= 13:
         layout = L.NHWC if ctx.in_layouts[0] == L.NHWC else L.PLAIN
         axis = L.physical_axis(ctx.attr("axis", -1), rank, layout)
-        return Kernel(lambda x: _softmax(x, axis, log), [layout], [layout])
+        output = _Output(ctx.reuse_buffers)  # not the Kernel's: the result may be a view of it
+        return Kernel(lambda x: _softmax(x, axis, log, output), [layout], [layout])
     # Before opset 13 the input is coerced to 2-D at `axis` and normalised over the second.
     axis = _normalize_axis(ctx.attr("axis", 1), rank)
     rows = int(np.prod(shape[:axis], dtype=np.int64))
