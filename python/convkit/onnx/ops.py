@@ -625,7 +625,7 @@ def _in_parallel(x, axis, f):
 def _softmax(x, axis, log, output=None):
     axis = _normalize_axis(axis, x.ndim)
     if not log:
-        y = _softmax_convkit(x, axis, output or _Output(False))
+        y = _softmax_convkit(x, axis, output)
         if y is not None:
             return y
     outer = next((a for a in range(x.ndim) if a != axis and x.shape[a] > 1), None)
@@ -636,11 +636,12 @@ def _softmax(x, axis, log, output=None):
     return _softmax_one_thread(x, axis, log)
 
 
-def _softmax_convkit(x, axis, output):
+def _softmax_convkit(x, axis, output=None):
     """Softmax of float32 x over `axis` by convkit's fused loop, in x's memory order (a transposed
     view, as a detector's box bins are, gives the same view of the result), into output's array
-    (ops._Output: with reuse, the same one every run — fresh memory cost a detector's box bins
-    70 µs of page faults a run): numpy's max, exp, sum and divide are four passes on one thread
+    (an _Output; None: a new array. With reuse, the same one every run: fresh memory cost a
+    detector's box bins ~35 µs of page faults a run): numpy's max, exp, sum and divide are four
+    passes on one thread
     (0.11 ms for those bins; an OCR recogniser's 40 x 18,710 classes, last axis: 0.9 ms on two;
     3-6x for attention's 40 x 40 rows, 4x for 2 classes). None where x is not one dense block or
     the axis has 2 to 15 floats inside it (the loops run 16 floats at a time, across rows or
@@ -656,7 +657,7 @@ def _softmax_convkit(x, axis, output):
     inner = int(np.prod(base.shape[a + 1:], dtype=np.int64))
     if 1 < inner < 16:
         return None
-    y = output.get(base.shape)
+    y = (output or _Output(False)).get(base.shape)
     ck._softmax_middle(base.reshape(outer, k, inner), y.reshape(outer, k, inner))
     return y.transpose(np.argsort(order))
 
