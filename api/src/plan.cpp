@@ -282,8 +282,9 @@ void Conv2d::run_concatenated(std::span<const ChannelPiece> pieces, ConstTensorV
 const Dims& Conv2d::x_dims() const { return state_->x_dims; }
 const Dims& Conv2d::y_dims() const { return state_->y_dims; }
 const std::string& Conv2d::impl_name() const { return state_->impl_name; }
-bool Conv2d::fuses_x_scale() const { return state_->impl->fuses_x_scale(); }
-bool Conv2d::fuses_concat() const { return state_->impl->fuses_concat(); }
+// A moved-from plan fuses nothing (and runs nothing: check_plan).
+bool Conv2d::fuses_x_scale() const { return state_ != nullptr && state_->impl->fuses_x_scale(); }
+bool Conv2d::fuses_concat() const { return state_ != nullptr && state_->impl->fuses_concat(); }
 
 Conv2dTranspose::Conv2dTranspose(const Conv2dTransposeParams& params, const Dims& x_dims,
                                  ConstTensorView w, std::span<const float> b,
