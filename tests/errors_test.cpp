@@ -663,6 +663,14 @@ TEST(PlanErrors, MovedFromPlanRefusesToRun) {
   ExpectError([&] { plan.run(c.x, c.y); },  // NOLINT(bugprone-use-after-move): on purpose
               ErrorCode::kInvalidArgument,
               "Conv2d::run: this: expected a plan, given a moved-from plan");
+  const ChannelPiece piece{c.x.data(), c.x.dims()[3], c.x.dims()[3]};
+  ExpectError(
+      [&] {
+        plan.run_concatenated({&piece, 1}, {}, c.y);
+      },  // NOLINT: on purpose
+      ErrorCode::kInvalidArgument,
+      "Conv2d::run_concatenated: this: expected a plan, given a moved-from plan");
+  EXPECT_FALSE(plan.fuses_x_scale() || plan.fuses_concat());  // NOLINT: on purpose
   moved.run(c.x, c.y);
   EXPECT_EQ(c.y(0, 0, 0, 0), 4.0f * 4.0f + 1.0f);  // 2x2 taps inside, 4 channels, bias 1
 }
