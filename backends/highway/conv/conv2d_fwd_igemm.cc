@@ -185,15 +185,8 @@ template <size_t kRows, size_t kVecs, bool kScaled>
 HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, const float* w,
                                     MF last, VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
-  const int64_t m_last = p.n * p.oh * p.ow - 1;
-  const float* row = a.x + job.x_col + job.m0 * p.ic;
-  const int64_t full = std::min<int64_t>(static_cast<int64_t>(kRows), m_last - job.m0 + 1);
   const float* xp[kRows];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) {
-    xp[i] = row;
-    if (static_cast<int64_t>(i) + 1 < full) row += p.ic;
-  }
+  PixelRows<kRows>(a.x + job.x_col + job.m0 * p.ic, p.ic, FullRows<kRows>(p, job.m0), xp);
   AccumulateTap<kRows, kVecs, kScaled>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc,
                                        kScaled ? a.x_scale + job.x_col : nullptr);
 }
