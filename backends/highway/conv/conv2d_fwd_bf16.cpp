@@ -12,6 +12,7 @@
 #include "api/src/bf16.hpp"
 #include "backends/highway/common/parallel.hpp"
 #include "backends/highway/conv/conv2d_fwd_kernel.hpp"
+#include "backends/highway/conv/conv2d_fwd_plan.hpp"
 #include "backends/highway/conv/conv2d_fwd_variant.hpp"
 #include "convkit/tensor.hpp"
 
@@ -78,23 +79,13 @@ class Conv2dFwdBf16Plan final : public Conv2dFwdImpl {
   bool fuses_concat() const override { return fuses_x_scale(); }
 
   void run_scaled(const float* x, const float* x_scale, const float* r, float* y) const override {
-    Conv2dProblem image = p_;
-    image.n = 1;
-    const int64_t x_image = p_.ih * p_.iw * p_.ic, y_image = p_.oh * p_.ow * p_.oc;
-    for (int64_t i = 0; i < p_.n; ++i) {
-      Conv2dFwdBf16Args a =
-          Args(image, x + i * x_image, r != nullptr ? r + i * y_image : nullptr, y + i * y_image);
-      a.x_scale = x_scale + i * p_.ic;
-      kernel_.run(a);
-    }
+    RunScaledPerImage(
+        p_, x, x_scale, r, y, [this](const auto&... a) { return Args(a...); }, kernel_.run);
   }
 
   void run_concatenated(std::span<const ChannelPiece> pieces, const float* r,
                         float* y) const override {
-    Conv2dFwdBf16Args a = Args(p_, nullptr, r, y);
-    a.pieces = pieces.data();
-    a.piece_count = static_cast<int64_t>(pieces.size());
-    kernel_.run(a);
+    kernel_.run(WithPieces(Args(p_, nullptr, r, y), pieces));
   }
 
   std::string name() const override { return std::string("highway:igemm_bf16:") + kernel_.isa; }

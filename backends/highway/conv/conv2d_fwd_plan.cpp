@@ -24,8 +24,6 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
         pointwise_inputs_(pointwise_inputs),
         variant_(variant) {
     if (b != nullptr) b_.assign(b, b + p.oc);
-    image_ = p;
-    image_.n = 1;
   }
 
   void run(const float* x, const float* r, float* y) const override {
@@ -37,23 +35,12 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
 
   void run_concatenated(std::span<const ChannelPiece> pieces, const float* r,
                         float* y) const override {
-    Conv2dFwdArgs args = Args(p_, nullptr, r, y);
-    args.pieces = pieces.data();
-    args.piece_count = static_cast<int64_t>(pieces.size());
-    kernel_.run(args);
+    kernel_.run(WithPieces(Args(p_, nullptr, r, y), pieces));
   }
 
-  // One kernel call per image, each with its image's scale: a tile of the kernel may span two
-  // images, and the scale multiplies the weights it loads.
   void run_scaled(const float* x, const float* x_scale, const float* r, float* y) const override {
-    const int64_t x_image = p_.ih * p_.iw * p_.ic, y_image = p_.oh * p_.ow * p_.oc;
-    for (int64_t i = 0; i < p_.n; ++i) {
-      Conv2dFwdArgs args =
-          Args(image_, x + i * x_image, r != nullptr ? r + i * y_image : nullptr, y + i * y_image);
-      args.x_scale = x_scale + i * p_.ic;
-      args.taps = {};  // built for every image's pixels
-      kernel_.run(args);
-    }
+    RunScaledPerImage(
+        p_, x, x_scale, r, y, [this](const auto&... a) { return Args(a...); }, kernel_.run);
   }
 
   std::string name() const override { return Conv2dFwdImplName(variant_, kernel_); }
@@ -75,7 +62,6 @@ class Conv2dFwdPlan final : public Conv2dFwdImpl {
   }
 
   const Conv2dProblem p_;
-  Conv2dProblem image_;  // p_ for one image (run_scaled)
   const Conv2dFwdKernel kernel_;
   const Conv2dFwdPacked packed_;
   AlignedFloats b_;

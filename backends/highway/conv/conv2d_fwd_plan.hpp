@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "api/src/backend.hpp"
@@ -35,6 +36,31 @@ std::unique_ptr<Conv2dFwdImpl> MakeConv2dFwdPlan(const Conv2dProblem& p,
                                                  Conv2dFwdPacked packed, const float* b,
                                                  bool serial, const char* variant,
                                                  bool pointwise_inputs = false);
+
+// How plans run Conv2d::run_scaled: one kernel call per image, each with its image's scale (a
+// kernel tile may span two images, and the scale applies per tile). args(image, x, r, y) makes
+// the kernel's arguments for `image`, the problem of one image (r null without a residual).
+template <class MakeArgs, class Run>
+void RunScaledPerImage(const Conv2dProblem& p, const float* x, const float* x_scale, const float* r,
+                       float* y, const MakeArgs& args, Run run) {
+  Conv2dProblem image = p;
+  image.n = 1;
+  const int64_t x_image = p.ih * p.iw * p.ic, y_image = p.oh * p.ow * p.oc;
+  for (int64_t i = 0; i < p.n; ++i) {
+    auto a =
+        args(image, x + i * x_image, r != nullptr ? r + i * y_image : nullptr, y + i * y_image);
+    a.x_scale = x_scale + i * p.ic;
+    run(a);
+  }
+}
+
+// `args` (the fp32 or the bf16 kernels') reading x from `pieces` (Conv2d::run_concatenated).
+template <class Args>
+Args WithPieces(Args args, std::span<const ChannelPiece> pieces) {
+  args.pieces = pieces.data();
+  args.piece_count = static_cast<int64_t>(pieces.size());
+  return args;
+}
 
 // HWIO weights read in place, in blocks of block_cols columns: row r of group g is
 // w + r * OC + g * OCg (the implicit GEMM's and the stem kernel's one-shot calls).

@@ -31,10 +31,7 @@ bool WantsTapTable(const Conv2dProblem& p, int64_t rows) {
   if (p.ic_per_group() > (p.groups == 1 ? kTapTableMaxChannels : kGroupedTapTableMaxChannels)) {
     return false;
   }
-  if (p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad.top == 0 &&
-      p.pad.left == 0 && p.pad.bottom == 0 && p.pad.right == 0) {
-    return false;
-  }
+  if (IsPointwise(p)) return false;  // its pixels need no offsets (and run_scaled has no table)
   if (p.n * p.ih * p.iw * p.ic >= (int64_t{1} << 31)) return false;
   const int64_t tiles = (p.n * p.oh * p.ow + rows - 1) / rows;
   // With dense columns the taps of a kernel row merge into one entry, except near the padding.
