@@ -263,6 +263,28 @@ def test_channel_concat_fuses_into_the_1x1_conv_after_it(rng, x, backend):
         assert loaded.steps[-2].layer.plan.fuses_concat  # the last step is the output's transpose
 
 
+@pytest.mark.parametrize("gate", [False, True])
+def test_affine_before_a_fused_input_stays_out_of_the_weights(rng, x, gate):
+    # An affine map (Mul, Add by per-channel constants) of one Concat piece, or of x before a
+    # gate (computed from another tensor, so that the conv alone reads the map): folded into the
+    # 1x1 conv's weights it would scale every piece, or its shift would miss the gate.
+    node = helper.make_node
+    inits = {"s": rng.uniform(0.5, 2, (1, C, 1, 1)).astype(np.float32),
+             "t": rng.normal(0, 1, (1, C, 1, 1)).astype(np.float32),
+             "wp": conv_weights(rng, 4, C if gate else 2 * C, 1),
+             "w1": conv_weights(rng, C, C, 1)}
+    nodes = [node("Relu", ["c"], ["r"]), node("Mul", ["r", "s"], ["m"]),
+             node("Add", ["m", "t"], ["a"])]
+    if gate:
+        nodes += [node("GlobalAveragePool", ["c"], ["g"]), node("Conv", ["g", "w1"], ["g1"]),
+                  node("Sigmoid", ["g1"], ["gate"]), node("Mul", ["a", "gate"], ["in"])]
+    else:
+        nodes += [node("Concat", ["a", "c"], ["in"], axis=1)]
+    nodes += [node("Conv", ["in", "wp"], ["y"])]
+    loaded = check(conv_then(rng, nodes, ["y"], inits), {"x": x})
+    assert loaded.graph.nodes[-1].attrs.get("_x_scale" if gate else "_pieces")
+
+
 def test_channel_concat_before_a_3x3_conv_stays(rng, x):
     loaded = check(_c2f(rng, consumer_k=3), {"x": x})
     assert "Concat" in node_ops(loaded)

@@ -214,6 +214,8 @@ def _reads_unpadded(graph, conv, name):
     no padding: every tap of it reads x itself, so an affine map of x goes into w and b."""
     if conv.op != "Conv" or conv.inputs[0] != name or name in conv.inputs[1:]:
         return False
+    if "_pieces" in conv.attrs or "_x_scale" in conv.attrs:
+        return False  # x is one piece of the input, or multiplied by a gate that a shift meets
     bias = conv.inputs[2] if len(conv.inputs) > 2 else ""
     if conv.inputs[1] not in graph.consts or (bias and bias not in graph.consts):
         return False
