@@ -48,8 +48,9 @@ convkit flags (lists are comma-separated; each defaults to all):
                     suffix /real_time. For loaded machines, where runs otherwise grow long.
   --post_ops=LIST   conv2d_fwd only: none (default), an activation (relu, relu6, clip, leaky_relu,
                     sigmoid, tanh, silu, hardswish, hardsigmoid, gelu), r (residual), ACT+r
-                    (residual before ACT); sep_X runs X as a separate pass over y after the plain
-                    convolution, as a caller without fused post-ops would. Names get /X.
+                    (residual before ACT), xs (x times a per-channel gate: Conv2d::run_scaled);
+                    sep_X runs X as a separate pass over y (for xs: over a copy of x) around the
+                    plain convolution, as a caller without fusion would. Names get /X.
   --list_shapes     print the selected shapes as JSON lines and exit
 e.g. convkit_bench --ops=conv2d_fwd --sets=resnet50 --threads=2 --benchmark_min_time=0.2
      convkit_bench --ops=conv2d_fwd --post_ops=none,relu,silu,r,sep_silu --sets=mobilenet
@@ -225,6 +226,7 @@ struct PostOpBench {
   float beta = 0.0f;
   bool residual = false;
   bool separate = false;
+  bool x_scale = false;  // x times a per-channel gate before the convolution (run_scaled)
 };
 
 std::optional<PostOpBench> ParsePostOpBench(std::string_view text) {
@@ -233,8 +235,8 @@ std::optional<PostOpBench> ParsePostOpBench(std::string_view text) {
     p.separate = true;
     text.remove_prefix(4);
   }
-  if (text == "r") {
-    p.residual = true;
+  if (text == "r" || text == "xs") {
+    (text == "r" ? p.residual : p.x_scale) = true;
     return p;
   }
   if (text.ends_with("+r")) {
@@ -265,6 +267,18 @@ std::optional<PostOpBench> ParsePostOpBench(std::string_view text) {
     }
   }
   return std::nullopt;
+}
+
+// The caller's separate pass before the convolution: x_scaled = x * s per image and channel.
+void ScalePass(const Tensor& x, const Tensor& s, Tensor& x_scaled) {
+  const int64_t n = x.dims()[0], pixels = x.dims()[1] * x.dims()[2], c = x.dims()[3];
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t p = 0; p < pixels; ++p) {
+      const int64_t row = (i * pixels + p) * c;
+      for (int64_t k = 0; k < c; ++k)
+        x_scaled.data()[row + k] = x.data()[row + k] * s.data()[i * c + k];
+    }
+  }
 }
 
 // The caller's separate pass: y = act(y + r) element by element, in float as a caller would write
@@ -328,7 +342,7 @@ void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& ben
   const Tensor w = Filled(shape.w_dims(), 2);
   std::vector<float> b(static_cast<size_t>(shape.c_out));
   FillUniform(b.data(), shape.c_out, 3);
-  Tensor y, dy, dx, dw, r;
+  Tensor y, dy, dx, dw, r, gate, x_scaled;
   std::vector<float> db;
   std::optional<Conv2d> plan;
   std::optional<Conv2dBackward> backward;
@@ -341,6 +355,18 @@ void BenchConv(benchmark::State& state, const ConvOp& op, const std::string& ben
           plan.emplace(params, x_dims, w, b, backend);
           y = Tensor(plan->y_dims());
           if (post.residual) r = Filled(plan->y_dims(), 5);
+          if (post.x_scale) {
+            gate = Filled({x_dims[0], 1, 1, x_dims[3]}, 6);
+            if (!post.separate) {
+              return {[&] { plan->run_scaled(x, gate, {}, y); }, plan->impl_name()};
+            }
+            x_scaled = Tensor(x_dims);
+            return {[&] {
+                      ScalePass(x, gate, x_scaled);
+                      plan->run(x_scaled, y);
+                    },
+                    plan->impl_name() + " + separate pass"};
+          }
           if (post.separate) {
             return {[&] {
                       plan->run(x, y);
