@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "backends/highway/common/parallel.hpp"
+#include "backends/highway/common/scratch.hpp"
 #include "backends/highway/conv/conv2d_fwd_kernel.hpp"
 #include "backends/highway/conv/conv2d_fwd_tile.hpp"
 
@@ -91,6 +92,7 @@ struct TileJob {
   int64_t icg = 0;    // the group's input channels
   int64_t x_col = 0;  // x's first channel read: g * icg + c_begin
   int64_t y_col = 0;  // y's first channel written: g * OC / groups + the block's first column
+  const float* w = nullptr;  // the block's weight rows from c_begin (a.w.row_stride apart)
 };
 
 // True when the taps of one kernel row can run as one reduction (PixelTile::RowOfTaps): the input
@@ -179,16 +181,14 @@ HWY_INLINE int64_t FullRows(const Conv2dProblem& p, int64_t m0) {
 }
 
 // acc += the job's slice for a pointwise convolution: pixel m reads x + m * IC, no index
-// arithmetic. Pixels past the end repeat the last one (their results are not stored). kScaled:
-// each weight row is multiplied by its input channel's a.x_scale as it is loaded.
-template <size_t kRows, size_t kVecs, bool kScaled>
+// arithmetic. Pixels past the end repeat the last one (their results are not stored).
+template <size_t kRows, size_t kVecs>
 HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, const float* w,
                                     MF last, VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
   const float* xp[kRows];
   PixelRows<kRows>(a.x + job.x_col + job.m0 * p.ic, p.ic, FullRows<kRows>(p, job.m0), xp);
-  AccumulateTap<kRows, kVecs, kScaled>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc,
-                                       kScaled ? a.x_scale + job.x_col : nullptr);
+  AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc);
 }
 
 // acc += the whole reduction of a pointwise convolution whose x comes in channel pieces
@@ -207,10 +207,9 @@ HWY_INLINE void AccumulatePieces(const Conv2dFwdArgs& a, const TileJob& job, con
   }
 }
 
-// How a tile reads its input: as the problem says (x, any stride and padding), or pointwise with
-// a.x_scale, or pointwise from a.pieces. A compile-time choice: tested per tile, the special
-// inputs slowed small 1x1 layers by 3-5 %.
-enum class TileInput { kPlain, kScaled, kPieces };
+// How a tile reads its input: as the problem says (x, any stride and padding), or pointwise from
+// a.pieces. A compile-time choice: tested per tile, the pieces slowed small 1x1 layers by 3-5 %.
+enum class TileInput { kPlain, kPieces };
 
 // One work item. The first slice starts from zero, later ones from the partial sums in y; the
 // last slice adds the bias and applies the post-ops. (An in-place residual, r == y, would be
@@ -221,8 +220,7 @@ HWY_INLINE void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   const int64_t col0 = job.y_col;
   const DF d;
   const MF last = hn::FirstN(d, static_cast<size_t>(job.cols) - (kVecs - 1) * hn::Lanes(d));
-  const float* w = a.w.data + job.g * a.w.group_stride + job.block * a.w.block_stride +
-                   job.c_begin * a.w.row_stride;
+  const float* w = job.w;
   const int64_t m_end = p.n * p.oh * p.ow;
   const size_t rows =
       static_cast<size_t>(std::min<int64_t>(m_end - job.m0, static_cast<int64_t>(kRows)));
@@ -233,8 +231,8 @@ HWY_INLINE void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   if (job.c_begin != 0) LoadTile<kRows, kVecs>(y, p.oc, rows, last, acc);
   if constexpr (kInput == TileInput::kPieces) {
     AccumulatePieces<kRows, kVecs>(a, job, w, last, acc);
-  } else if (kInput == TileInput::kScaled || IsPointwise(p)) {
-    AccumulatePointwise<kRows, kVecs, kInput == TileInput::kScaled>(a, job, w, last, acc);
+  } else if (IsPointwise(p)) {
+    AccumulatePointwise<kRows, kVecs>(a, job, w, last, acc);
   } else if (UsesTapTable<kRows>(a, job)) {
     AccumulateTable<kRows, kVecs>(a, job, w, last, acc);
   } else {
@@ -264,11 +262,34 @@ void RunTiles(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin, int64_t t_en
   }
 }
 
-// RunTiles for the input kind of `a`.
+// The job's weight rows times their input channels' a.x_scale, into the calling thread's scratch
+// (rows block_cols apart), once per sweep: multiplied per tile as they were loaded, they cost
+// compute-bound 1x1 layers 10-18 % (a sixth more FMA-port work at 6 rows a tile); per sweep, the
+// multiplies are a tile count fewer.
+const float* ScaledPanel(const Conv2dFwdArgs& a, const TileJob& job) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  const int64_t rows = job.c_end - job.c_begin, cols = a.w.block_cols;
+  float* panel = ThreadScratch(rows * cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    const VF s = hn::Set(d, a.x_scale[job.x_col + r]);
+    const float* src = job.w + r * a.w.row_stride;
+    for (int64_t c = 0; c < cols; c += static_cast<int64_t>(lanes)) {
+      hn::Store(hn::Mul(hn::LoadU(d, src + c), s), d, panel + r * cols + c);
+    }
+  }
+  return panel;
+}
+
+// RunTiles for the input kind of `a`; with a.x_scale, plain tiles over ScaledPanel's weights.
 template <size_t kRows, size_t kVecs>
-void RunTilesOf(const Conv2dFwdArgs& a, const TileJob& job, int64_t t_begin, int64_t t_end) {
+void RunTilesOf(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin, int64_t t_end) {
   if (a.x_scale != nullptr) {
-    return RunTiles<kRows, kVecs, TileInput::kScaled>(a, job, t_begin, t_end);
+    Conv2dFwdArgs scaled = a;
+    scaled.x_scale = nullptr;
+    scaled.w.row_stride = a.w.block_cols;
+    job.w = ScaledPanel(a, job);
+    return RunTiles<kRows, kVecs, TileInput::kPlain>(scaled, job, t_begin, t_end);
   }
   if (a.pieces != nullptr) {
     return RunTiles<kRows, kVecs, TileInput::kPieces>(a, job, t_begin, t_end);
@@ -292,6 +313,8 @@ void RunSweep(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t g, in
     job.c_begin = s * slices.channels;
     job.c_end = std::min(icg, job.c_begin + slices.channels);
     job.x_col = g * icg + job.c_begin;
+    job.w =
+        a.w.data + g * a.w.group_stride + block * a.w.block_stride + job.c_begin * a.w.row_stride;
     RunTilesOf<kTileRows, kVecs>(a, job, t_begin, t_end);
   }
 }

@@ -40,13 +40,10 @@ constexpr size_t kMaxVecs = 2;
 constexpr size_t RowsFor(size_t /*vecs*/) { return 4; }
 #endif
 
-// acc[i][j] += sum over the icg channels c of xp[i][c] * w[c * row_stride + j * lanes + lane],
-// each w row first multiplied by scale[c] when kScaled (one multiply per weight vector, shared by
-// the kRows pixels).
-template <size_t kRows, size_t kVecs, bool kScaled = false>
+// acc[i][j] += sum over the icg channels c of xp[i][c] * w[c * row_stride + j * lanes + lane].
+template <size_t kRows, size_t kVecs>
 HWY_INLINE void AccumulateTap(const float* const (&xp)[kRows], const float* HWY_RESTRICT w,
-                              int64_t row_stride, int64_t icg, MF last, VF (&acc)[kRows][kVecs],
-                              const float* HWY_RESTRICT scale = nullptr) {
+                              int64_t row_stride, int64_t icg, MF last, VF (&acc)[kRows][kVecs]) {
   const DF d;
   // A local copy that never escapes, so that GCC keeps it in registers across the loop (given
   // the caller's array by reference, it stored every accumulator on each iteration).
@@ -59,11 +56,6 @@ HWY_INLINE void AccumulateTap(const float* const (&xp)[kRows], const float* HWY_
   for (int64_t c = 0; c < icg; ++c, w += row_stride) {
     VF wv[kVecs];
     LoadVecs<kVecs>(w, last, wv);
-    if constexpr (kScaled) {
-      const VF sv = hn::Set(d, scale[c]);
-      HWY_UNROLL(16)
-      for (size_t j = 0; j < kVecs; ++j) wv[j] = hn::Mul(wv[j], sv);
-    }
     HWY_UNROLL(16)
     for (size_t i = 0; i < kRows; ++i) {
       const VF xv = hn::Set(d, xp[i][c]);
