@@ -93,6 +93,7 @@ struct TileJob {
   int64_t x_col = 0;  // x's first channel read: g * icg + c_begin
   int64_t y_col = 0;  // y's first channel written: g * OC / groups + the block's first column
   const float* w = nullptr;  // the block's weight rows from c_begin (a.w.row_stride apart)
+  float* x_buf = nullptr;    // kScaledX tiles: kRows rows of the slice's channels, scaled
 };
 
 // True when the taps of one kernel row can run as one reduction (PixelTile::RowOfTaps): the input
@@ -191,6 +192,31 @@ HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, 
   AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc);
 }
 
+// acc += the job's slice for a pointwise convolution with a.x_scale, its pixels' rows scaled into
+// job.x_buf first (kRows rows of the slice's channels): a pass over the tile's input instead of
+// over the weights, for sweeps of few pixels (ScalesPanel).
+template <size_t kRows, size_t kVecs>
+HWY_INLINE void AccumulateScaledRows(const Conv2dFwdArgs& a, const TileJob& job, const float* w,
+                                     MF last, VF (&acc)[kRows][kVecs]) {
+  const Conv2dProblem& p = *a.p;
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t k = job.c_end - job.c_begin, full = FullRows<kRows>(p, job.m0);
+  const float* scale = a.x_scale + job.x_col;
+  for (int64_t i = 0; i < full; ++i) {
+    const float* src = a.x + (job.m0 + i) * p.ic + job.x_col;
+    float* dst = job.x_buf + i * k;
+    for (int64_t c = 0; c < k; c += lanes) {
+      const MF m = hn::FirstN(d, static_cast<size_t>(std::min(lanes, k - c)));
+      hn::BlendedStore(hn::Mul(hn::MaskedLoad(m, d, src + c), hn::MaskedLoad(m, d, scale + c)), m,
+                       d, dst + c);
+    }
+  }
+  const float* xp[kRows];
+  PixelRows<kRows>(job.x_buf, k, full, xp);
+  AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, k, last, acc);
+}
+
 // acc += the whole reduction of a pointwise convolution whose x comes in channel pieces
 // (Conv2d::run_concatenated; one group, one slice): piece k's channels are the next weight rows,
 // and pixel m reads piece.data + m * piece.pixel_stride.
@@ -208,8 +234,9 @@ HWY_INLINE void AccumulatePieces(const Conv2dFwdArgs& a, const TileJob& job, con
 }
 
 // How a tile reads its input: as the problem says (x, any stride and padding), or pointwise from
-// a.pieces. A compile-time choice: tested per tile, the pieces slowed small 1x1 layers by 3-5 %.
-enum class TileInput { kPlain, kPieces };
+// a.pieces, or pointwise with a.x_scale applied to its rows (AccumulateScaledRows). A compile-time
+// choice: tested per tile, the special inputs slowed small 1x1 layers by 3-5 %.
+enum class TileInput { kPlain, kPieces, kScaledX };
 
 // One work item. The first slice starts from zero, later ones from the partial sums in y; the
 // last slice adds the bias and applies the post-ops. (An in-place residual, r == y, would be
@@ -231,6 +258,8 @@ HWY_INLINE void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   if (job.c_begin != 0) LoadTile<kRows, kVecs>(y, p.oc, rows, last, acc);
   if constexpr (kInput == TileInput::kPieces) {
     AccumulatePieces<kRows, kVecs>(a, job, w, last, acc);
+  } else if constexpr (kInput == TileInput::kScaledX) {
+    AccumulateScaledRows<kRows, kVecs>(a, job, w, last, acc);
   } else if (IsPointwise(p)) {
     AccumulatePointwise<kRows, kVecs>(a, job, w, last, acc);
   } else if (UsesTapTable<kRows>(a, job)) {
@@ -262,6 +291,15 @@ void RunTiles(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin, int64_t t_en
   }
 }
 
+// Whether a sweep of `tiles` tiles scales the weight panel (ScaledPanel) rather than each tile's
+// input rows (kScaledX): the panel is block_cols weights a channel, a tile's rows kRows inputs a
+// channel, and the panel costs its L2 room besides (EfficientNet's SE projections at 14x14 and 7x7,
+// sweeps of 8 tiles or fewer: 1.12-1.20x the plain layer with panels).
+template <size_t kRows>
+bool ScalesPanel(const Conv2dFwdArgs& a, int64_t tiles) {
+  return tiles * static_cast<int64_t>(kRows) >= 4 * a.w.block_cols;
+}
+
 // The job's weight rows times their input channels' a.x_scale, into the calling thread's scratch
 // (rows block_cols apart), once per sweep: multiplied per tile as they were loaded, they cost
 // compute-bound 1x1 layers 10-18 % (a sixth more FMA-port work at 6 rows a tile); per sweep, the
@@ -281,9 +319,14 @@ const float* ScaledPanel(const Conv2dFwdArgs& a, const TileJob& job) {
   return panel;
 }
 
-// RunTiles for the input kind of `a`; with a.x_scale, plain tiles over ScaledPanel's weights.
+// RunTiles for the input kind of `a`; with a.x_scale, plain tiles over ScaledPanel's weights or
+// kScaledX tiles (ScalesPanel).
 template <size_t kRows, size_t kVecs>
 void RunTilesOf(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin, int64_t t_end) {
+  if (a.x_scale != nullptr && !ScalesPanel<kRows>(a, t_end - t_begin)) {
+    job.x_buf = ThreadScratch(static_cast<int64_t>(kRows) * (job.c_end - job.c_begin));
+    return RunTiles<kRows, kVecs, TileInput::kScaledX>(a, job, t_begin, t_end);
+  }
   if (a.x_scale != nullptr) {
     Conv2dFwdArgs scaled = a;
     scaled.x_scale = nullptr;
