@@ -73,9 +73,9 @@ bool IsPointwise(const Layer& l) { return l.params.kernel_h == 1 && l.params.str
 
 struct ScaledInput {
   // Pointwise layers around the fused kernel's choices (several images, one pixel, groups, a
-  // reduction long enough to be sliced through y, partial blocks of output channels; weight panels
-  // scaled per sweep, or with fewer pixels than outputs x scaled per image), and layers that take
-  // the API's copy (3x3, strided 1x1).
+  // reduction long enough to be sliced through y, partial blocks of output channels; sweeps of
+  // many pixels scale the weight panel, of few each tile's input rows), and layers that take the
+  // API's copy (3x3, strided 1x1).
   static std::vector<Layer> Layers() {
     return {
         {"1x1 SE projection, relu", {1, 7, 9, 48}, 24, WithRelu(MakeConv(1, 1, {})), false},
@@ -89,6 +89,12 @@ struct ScaledInput {
         {"1x1, 2 groups, few pixels", {2, 4, 6, 32}, 48, MakeConv(1, 1, {}, 1, 2), true},
         {"1x1, sliced reduction", {1, 9, 9, 2048}, 64, MakeConv(1, 1, {}), false},
         {"1x1, sliced reduction, few pixels", {1, 6, 6, 2048}, 64, MakeConv(1, 1, {}), false},
+        {"1x1, many pixels (scaled panels)",
+         {2, 20, 20, 32},
+         16,
+         WithRelu(MakeConv(1, 1, {})),
+         true},
+        {"1x1, long reduction, many pixels", {1, 32, 32, 1024}, 64, MakeConv(1, 1, {}), false},
         {"3x3, padded (a copy of x)", {2, 6, 5, 16}, 24, MakeConv(3, 1, Pads::uniform(1)), true},
         {"1x1 stride 2 (a copy of x)", {1, 8, 8, 24}, 16, MakeConv(1, 2, {}), false},
         {"batch 0", {0, 4, 4, 16}, 16, MakeConv(1, 1, {}), false},
