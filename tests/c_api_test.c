@@ -138,6 +138,26 @@ static void post_ops_by_hand(void) {
               CONVKIT_INVALID_ARGUMENT, "r: expected memory that does not overlap x");
 }
 
+/* A 1x1 convolution over 20 channels given as 20 one-channel pieces (more than the ABI converts
+ * on the stack), channel c of pixel p holding p + c: y = the sum of the pixel's channels. */
+static void many_pieces_by_hand(void) {
+  float x[40], w[20], y[2];
+  for (int i = 0; i < 40; ++i) x[i] = (float)(i / 20 + i % 20);
+  for (int i = 0; i < 20; ++i) w[i] = 1.0f;
+  convkit_conv2d_params params;
+  convkit_conv2d_params_init(&params);
+  const int64_t x_dims[4] = {1, 1, 2, 20};
+  const convkit_const_tensor wt = {w, {1, 1, 20, 1}}, no_r = {NULL, {0, 0, 0, 0}};
+  const convkit_tensor yt = {y, {1, 1, 2, 1}};
+  convkit_conv2d* plan = NULL;
+  CHECK(convkit_conv2d_create(&params, x_dims, wt, NULL, 0, NULL, &plan) == CONVKIT_OK);
+  convkit_channel_piece pieces[20];
+  for (int c = 0; c < 20; ++c) pieces[c] = (convkit_channel_piece){x + c, 1, 20};
+  CHECK(convkit_conv2d_run_concatenated(plan, pieces, 20, no_r, yt) == CONVKIT_OK);
+  CHECK(y[0] == 190.0f && y[1] == 210.0f); /* 0 + 1 + ... + 19, then each + 1 */
+  convkit_conv2d_destroy(plan);
+}
+
 /* Max and average pooling of 1x2x4x1 {1 5 2 0 / 3 4 8 -1}, 2x2 windows, stride 2:
  * max {5, 8}, average {13/4, 9/4}; backward of dy = {1, 2}: max sends 1 to the 5 and 2 to the 8. */
 static void pool_by_hand(void) {
@@ -511,6 +531,7 @@ static void threads(void) {
 int main(void) {
   conv_forward_by_hand();
   post_ops_by_hand();
+  many_pieces_by_hand();
   pool_by_hand();
   zero_pad_by_hand();
   backends_agree();

@@ -4,6 +4,17 @@
 
 namespace convkit::internal {
 
+void Conv2dFwdImpl::run_scaled(const float*, const float*, const float*, float*) const {
+  throw Error(ErrorCode::kUnsupported,
+              name() + ": run_scaled on a plan that does not fuse x_scale");
+}
+
+void Conv2dFwdImpl::run_concatenated(std::span<const ChannelPiece>, const float*, float*) const {
+  throw Error(ErrorCode::kUnsupported, name() +
+                                           ": run_concatenated on a plan that does not "
+                                           "read channel pieces");
+}
+
 void Backend::conv2d_fwd(const Conv2dProblem& p, const float* x, const float* w, const float* b,
                          const float* r, float* y, std::string* impl_name) const {
   const std::unique_ptr<Conv2dFwdImpl> plan = create_conv2d_fwd(p, w, b);

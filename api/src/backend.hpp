@@ -38,16 +38,15 @@ class Conv2dFwdImpl {
  public:
   virtual ~Conv2dFwdImpl() = default;
   virtual void run(const float* x, const float* r, float* y) const = 0;
-  // run() on x * x_scale, x_scale {N, IC} (Conv2d::run_scaled), for plans whose
-  // fuses_x_scale() is true; the API scales a copy of x for the others.
-  // run() on x given as channel pieces (Conv2d::run_concatenated), for plans whose
-  // fuses_concat() is true; the API concatenates them into a copy for the others.
-  virtual bool fuses_concat() const { return false; }
-  virtual void run_concatenated(std::span<const ChannelPiece> /*pieces*/, const float* /*r*/,
-                                float* /*y*/) const {}
+  // run() on x * x_scale, x_scale {N, IC} (Conv2d::run_scaled). The API calls it only where
+  // fuses_x_scale() is true and scales a copy of x for the others; the default throws.
   virtual bool fuses_x_scale() const { return false; }
-  virtual void run_scaled(const float* /*x*/, const float* /*x_scale*/, const float* /*r*/,
-                          float* /*y*/) const {}
+  virtual void run_scaled(const float* x, const float* x_scale, const float* r, float* y) const;
+  // run() on x given as channel pieces (Conv2d::run_concatenated), likewise with fuses_concat():
+  // the API concatenates a copy for the others; the default throws.
+  virtual bool fuses_concat() const { return false; }
+  virtual void run_concatenated(std::span<const ChannelPiece> pieces, const float* r,
+                                float* y) const;
   // "backend:variant:isa", e.g. "reference:direct:scalar".
   virtual std::string name() const = 0;
 };

@@ -1,5 +1,6 @@
 // The C ABI (convkit/convkit.h) over the C++ API: converts the C structs, catches every exception
 // at the boundary and keeps its message per thread for convkit_last_error().
+#include <array>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -442,7 +443,11 @@ convkit_status convkit_conv2d_run_concatenated(const convkit_conv2d* plan,
     if (count < 1 || pieces == nullptr) {
       Fail(op, "pieces", "at least one piece", count < 1 ? std::to_string(count) : "NULL");
     }
-    std::vector<ChannelPiece> all(static_cast<size_t>(count));
+    // Up to 16 pieces (a C2f block has 2 + n) converted on the stack: a run allocates nothing.
+    std::array<ChannelPiece, 16> few;
+    std::vector<ChannelPiece> many(static_cast<size_t>(count > 16 ? count : 0));
+    const std::span<ChannelPiece> all(many.empty() ? few.data() : many.data(),
+                                      static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i) {
       all[static_cast<size_t>(i)] = {pieces[i].data, pieces[i].channels, pieces[i].pixel_stride};
     }

@@ -253,13 +253,7 @@ void Conv2d::run_concatenated(std::span<const ChannelPiece> pieces, ConstTensorV
   const internal::Conv2dPlanState& s = *state_;
   internal::check_tensor(op, "y", y, s.y_dims);
   const bool has_r = r.data != nullptr;
-  if (has_r) {
-    internal::check_tensor(op, "r", r, s.y_dims);
-    if (r.data != y.data) {
-      internal::check_no_overlap(op, {{"r", r.data, num_elements(s.y_dims)}},
-                                 {{"y", y.data, num_elements(s.y_dims)}});
-    }
-  }
+  if (has_r) internal::check_residual_against_y(op, r, y, s.y_dims);
   internal::check_channel_pieces(op, pieces, s.x_dims, y, has_r ? r : ConstTensorView());
   const float* r_data = has_r && num_elements(s.y_dims) > 0 ? r.data : nullptr;
   internal::run_call(

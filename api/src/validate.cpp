@@ -316,14 +316,20 @@ PostOps make_post_ops(std::string_view op, Activation activation, float alpha, f
   return post_ops;
 }
 
-void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, TensorView y,
-                    const Dims& y_dims) {
+void check_residual_against_y(std::string_view op, ConstTensorView r, TensorView y,
+                              const Dims& y_dims) {
   check_tensor(op, "r", r, y_dims);
   const int64_t size = num_elements(y_dims);
   if (r.data != y.data) {
     check_no_overlap(op, {{"r", r.data, size}}, {{"y", y.data, size}});
   }
-  check_no_overlap(op, {{"r", r.data, size}}, {{"x", x.data, num_elements(x.dims)}});
+}
+
+void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, TensorView y,
+                    const Dims& y_dims) {
+  check_residual_against_y(op, r, y, y_dims);
+  check_no_overlap(op, {{"r", r.data, num_elements(y_dims)}},
+                   {{"x", x.data, num_elements(x.dims)}});
 }
 
 void check_input_scale(std::string_view op, ConstTensorView x_scale, TensorView y,

@@ -43,6 +43,9 @@ PostOps make_post_ops(std::string_view op, Activation activation, float alpha, f
 // in-place residual) or disjoint from it, and disjoint from x. Errors name `r`.
 void check_residual(std::string_view op, ConstTensorView r, ConstTensorView x, TensorView y,
                     const Dims& y_dims);
+// check_residual without x (Conv2d::run_concatenated checks r against the pieces).
+void check_residual_against_y(std::string_view op, ConstTensorView r, TensorView y,
+                              const Dims& y_dims);
 
 // An input scale of Conv2d::run_scaled: dims {N, 1, 1, C_in} (scale_dims), non-null data when
 // it has elements, disjoint from y. Errors name `x_scale`.

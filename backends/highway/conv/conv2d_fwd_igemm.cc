@@ -194,7 +194,7 @@ HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, 
 
 // acc += the job's slice for a pointwise convolution with a.x_scale, its pixels' rows scaled into
 // job.x_buf first (kRows rows of the slice's channels): a pass over the tile's input instead of
-// over the weights, for sweeps of few pixels (ScalesPanel).
+// over the weights, for sweeps of few pixels (PrefersScaledPanel).
 template <size_t kRows, size_t kVecs>
 HWY_INLINE void AccumulateScaledRows(const Conv2dFwdArgs& a, const TileJob& job, const float* w,
                                      MF last, VF (&acc)[kRows][kVecs]) {
@@ -296,7 +296,7 @@ void RunTiles(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin, int64_t t_en
 // channel, and the panel costs its L2 room besides (EfficientNet's SE projections at 14x14 and 7x7,
 // sweeps of 8 tiles or fewer: 1.12-1.20x the plain layer with panels).
 template <size_t kRows>
-bool ScalesPanel(const Conv2dFwdArgs& a, int64_t tiles) {
+bool PrefersScaledPanel(const Conv2dFwdArgs& a, int64_t tiles) {
   return tiles * static_cast<int64_t>(kRows) >= 4 * a.w.block_cols;
 }
 
@@ -320,10 +320,10 @@ const float* ScaledPanel(const Conv2dFwdArgs& a, const TileJob& job) {
 }
 
 // RunTiles for the input kind of `a`; with a.x_scale, plain tiles over ScaledPanel's weights or
-// kScaledX tiles (ScalesPanel).
+// kScaledX tiles (PrefersScaledPanel).
 template <size_t kRows, size_t kVecs>
 void RunTilesOf(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin, int64_t t_end) {
-  if (a.x_scale != nullptr && !ScalesPanel<kRows>(a, t_end - t_begin)) {
+  if (a.x_scale != nullptr && !PrefersScaledPanel<kRows>(a, t_end - t_begin)) {
     job.x_buf = ThreadScratch(static_cast<int64_t>(kRows) * (job.c_end - job.c_begin));
     return RunTiles<kRows, kVecs, TileInput::kScaledX>(a, job, t_begin, t_end);
   }

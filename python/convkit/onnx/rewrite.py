@@ -28,7 +28,7 @@ import itertools
 
 import numpy as np
 
-from .ops import batch_norm_affine
+from .ops import _normalize_axis, batch_norm_affine
 
 CONVS = ("Conv", "ConvTranspose")
 _names = itertools.count()
@@ -593,10 +593,6 @@ def _channel_concat_inputs(graph, concat):
                 or len(graph.shapes.get(name, ())) != 4):
             return None
     return list(concat.inputs)
-
-
-def _normalize_axis(axis, rank):
-    return axis + rank if axis < 0 else axis
 
 
 def fuse_concat_input(graph):
