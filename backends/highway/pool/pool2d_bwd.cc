@@ -98,9 +98,24 @@ void FlushRow(const Pool2dProblem& p, const BwdBand& b, int64_t ih, bool touched
   }
 }
 
+// Whether the windows tile dx: none overlaps another, and along W they cover every column, so
+// that each dx element of a row a window row covers receives exactly one term.
+bool WindowsTile(const Pool2dProblem& p) {
+  if (p.stride_h < p.kh || p.stride_w < p.kw) return false;
+  int64_t covered = 0;
+  for (int64_t ow = 0; ow < p.ow; ++ow) {
+    const PoolSpan cols = PoolCols(p, ow);
+    if (cols.begin != covered) return false;
+    covered = cols.end;
+  }
+  return covered == p.iw;
+}
+
 // The band variant's work item: rows [b.r0, b.r1) of dx, channels [b.c_begin, b.c_end), every
 // window that touches them in (oh, ow) order, each dx row stored from the ring once final.
-template <bool kMax>
+// kDirect: the windows tile dx (WindowsTile), so each ring row is written, not zeroed and
+// accumulated (VGG's pool1 2x2/2 max backward at N = 32, one thread: 91 -> 85 ms).
+template <bool kMax, bool kDirect>
 HWY_NOINLINE void PoolBwdBandItem(const Pool2dProblem& p, const BwdBand& b) {
   NaNRows nan_rows(b.x_image, p.iw * p.c);  // max pooling: which x rows may hold a NaN
   int64_t flushed = b.r0;                   // dx rows [r0, flushed) are stored
@@ -114,10 +129,14 @@ HWY_NOINLINE void PoolBwdBandItem(const Pool2dProblem& p, const BwdBand& b) {
     in_ring = std::max(in_ring, flushed);
     const int64_t end = std::min(rows.end, b.r1);
     for (; in_ring < end; ++in_ring) {
-      std::fill_n(b.AccRow(in_ring), p.iw * b.block(), 0.0f);
+      if (!kDirect) std::fill_n(b.AccRow(in_ring), p.iw * b.block(), 0.0f);
     }
     const bool nan_free = kMax && !nan_rows.Any(rows.begin, rows.end);
-    AddWindowRow<kMax, /*kDirect=*/false>(p, b, rows, oh, nan_free);
+    // dy comes from DRAM (the band variant runs DRAM-bound calls): a row read in one sweep ahead
+    // of its windows, whose reads of one channel step each, between x's, waited on misses (VGG's
+    // pool1 max backward at N = 32: 85 -> 40 ms on one thread, 50 -> 30 ms on two; oneDNN 56, 29).
+    ReadAhead(b.dy_image + oh * p.ow * p.c, p.ow * p.c);
+    AddWindowRow<kMax, kDirect>(p, b, rows, oh, nan_free);
   }
   for (; flushed < b.r1; ++flushed) FlushRow(p, b, flushed, flushed < in_ring);
   hwy::FlushStream();  // order the streaming stores before the caller's barrier
@@ -129,10 +148,16 @@ void PoolBwdBand(const Pool2dArgs& a) {
   const Pool2dProblem& p = *a.p;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   const BwdItems items(p, a.threads, BandBlock(p, lanes, StepFloats()));
+  const bool direct = WindowsTile(p);
   ParallelRanges(a.threads, items.count(), [&](int64_t begin, int64_t end) {
     HWY_ALIGN float ring[kRingFloats];
     for (int64_t t = begin; t < end; ++t) {
-      PoolBwdBandItem<kMax>(p, RingBand<kMax>(a, items[t], ring));
+      const BwdBand b = RingBand<kMax>(a, items[t], ring);
+      if (direct) {
+        PoolBwdBandItem<kMax, true>(p, b);
+      } else {
+        PoolBwdBandItem<kMax, false>(p, b);
+      }
     }
   });
 }
@@ -150,19 +175,6 @@ void ZeroRows(const Pool2dProblem& p, float* dx_image, int64_t c_begin, int64_t 
   }
 }
 
-// Whether the windows tile dx: none overlaps another, and along W they cover every column, so
-// that each dx element of a row a window row covers receives exactly one term.
-bool WindowsTile(const Pool2dProblem& p) {
-  if (p.stride_h < p.kh || p.stride_w < p.kw) return false;
-  int64_t covered = 0;
-  for (int64_t ow = 0; ow < p.ow; ++ow) {
-    const PoolSpan cols = PoolCols(p, ow);
-    if (cols.begin != covered) return false;
-    covered = cols.end;
-  }
-  return covered == p.iw;
-}
-
 // The in_place variant's work item: dx rows [b.r0, b.r1), channels [b.c_begin, b.c_end),
 // accumulated in place. kDirect: the windows tile dx (WindowsTile), so only the rows no window
 // covers are zeroed, and the others written directly.
@@ -178,6 +190,10 @@ HWY_NOINLINE void PoolBwdInPlaceItem(const Pool2dProblem& p, const BwdBand& b) {
              std::min(b.r1, kDirect ? rows.begin : rows.end));
     zeroed = std::max(zeroed, std::min(b.r1, rows.end));
     const bool nan_free = kMax && !nan_rows.Any(rows.begin, rows.end);
+    // dy comes from DRAM (the band variant runs DRAM-bound calls): a row read in one sweep ahead
+    // of its windows, whose reads of one channel step each, between x's, waited on misses (VGG's
+    // pool1 max backward at N = 32: 85 -> 40 ms on one thread, 50 -> 30 ms on two; oneDNN 56, 29).
+    ReadAhead(b.dy_image + oh * p.ow * p.c, p.ow * p.c);
     AddWindowRow<kMax, kDirect>(p, b, rows, oh, nan_free);
   }
   ZeroRows(p, b.dx_image, b.c_begin, b.c_end, zeroed, b.r1);  // rows no window reads
