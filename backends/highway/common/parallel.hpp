@@ -16,7 +16,7 @@ namespace convkit::internal::highway {
 // 2^18 FLOPs take ~2.5 us on one core at a kernel's typical 100 GFLOP/s, so smaller calls lose
 // more to the wake-up than a second thread saves (15 -> 16 1x1 at 2x31x29, 0.9 MFLOP, already ran
 // 1.8x faster on two threads than on one). Kernels whose lanes are not all busy count the FLOPs of
-// whole vectors (what their time follows); pooling counts 4 per window element read (pool2d.cpp).
+// whole vectors (what their time follows); pooling counts 1-4 per window element read (pool2d.cpp).
 constexpr double kSerialFlops = 1 << 18;
 
 // The threads a call of `flops` runs on: 1 below kSerialFlops, else every thread convkit uses.

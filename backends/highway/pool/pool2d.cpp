@@ -19,14 +19,18 @@ namespace {
 
 bool IsMax(const Pool2dProblem& p) { return p.mode == PoolMode::kMax; }
 
-// The window element reads of a call, weighed for ThreadsFor: one read costs about 4 FLOPs of a
-// convolution kernel (11-30 G reads/s on one core, against ~100 GFLOP/s), so a call is worth the
-// team from ~65 K reads. At 1 FLOP per read, small images at N = 32 (16x16x7 3x3/2, 8x8x64 2x2/2:
-// ~130 K reads) ran on one thread at 0.45-0.6x oneDNN's speed on two.
-constexpr double kFlopsPerRead = 4.0;
+// The window element reads of a call, weighed for ThreadsFor. Up to kNarrowC channels (one step
+// of the row kernels on AVX-512) a read costs about 4 FLOPs of a convolution kernel (11-30 G
+// reads/s on one core, against ~100 GFLOP/s), so such a call is worth the team from ~65 K reads:
+// at 1 FLOP per read, small images at N = 32 (16x16x7 3x3/2, 8x8x64 2x2/2: ~130 K reads) ran on
+// one thread at 0.45-0.6x oneDNN's speed on two. Wider pixels are read in long runs, 1 FLOP per
+// read: a global pool of 14x14x672 at N = 1 (132 K reads) ran 1.3x slower on two threads.
+constexpr int64_t kNarrowC = 64;
+constexpr double kNarrowReadFlops = 4.0;
 
 double WindowReadFlops(const Pool2dProblem& p) {
-  return kFlopsPerRead * static_cast<double>(p.n) * p.oh * p.ow * p.c * p.kh * p.kw;
+  const double reads = static_cast<double>(p.n) * p.oh * p.ow * p.c * p.kh * p.kw;
+  return p.c <= kNarrowC ? kNarrowReadFlops * reads : reads;
 }
 
 // Above this many bytes touched per call, the output no longer stays in the last-level cache for
