@@ -190,10 +190,6 @@ HWY_NOINLINE void PoolBwdInPlaceItem(const Pool2dProblem& p, const BwdBand& b) {
              std::min(b.r1, kDirect ? rows.begin : rows.end));
     zeroed = std::max(zeroed, std::min(b.r1, rows.end));
     const bool nan_free = kMax && !nan_rows.Any(rows.begin, rows.end);
-    // dy comes from DRAM (the band variant runs DRAM-bound calls): a row read in one sweep ahead
-    // of its windows, whose reads of one channel step each, between x's, waited on misses (VGG's
-    // pool1 max backward at N = 32: 85 -> 40 ms on one thread, 50 -> 30 ms on two; oneDNN 56, 29).
-    ReadAhead(b.dy_image + oh * p.ow * p.c, p.ow * p.c);
     AddWindowRow<kMax, kDirect>(p, b, rows, oh, nan_free);
   }
   ZeroRows(p, b.dx_image, b.c_begin, b.c_end, zeroed, b.r1);  // rows no window reads
