@@ -87,7 +87,7 @@ constexpr PoolVariant<Pool2dFwdKernels> kFwdVariants[] = {
 const char* AvgGatherRefuses(const PoolQuery& q) {
   if (IsMax(q.p)) return "max pooling";
   if (ShareRingRows(q.p) > kMaxShareRows) return "window too tall for the share ring";
-  if (GatherBlock(q.p, q.lanes) == 0) return "dy rows too wide for the share ring";
+  if (GatherBlock(q.p, q.lanes) == 0) return "rows too wide for the gather ring";
   return nullptr;
 }
 const char* BandRefuses(const PoolQuery& q) {
