@@ -300,6 +300,50 @@ HWY_INLINE void PoolFwdFlat(const Pool2dProblem& p, const PoolSpan& rows, const 
   });
 }
 
+// PoolFwdAverageSeparable's column sums of a row (IW x C floats) on the stack.
+constexpr int64_t kColumnSumFloats = 4096;
+
+// Whether an output row goes through PoolFwdAverageSeparable: average pooling over all channels,
+// at most half a vector of them (the windows' loads would leave half the lanes idle; at 16
+// channels of 16 lanes the extra pass cost more than it saved: 18x18x16 3x3/2 8.0 -> 10.0 us),
+// strided along W (stride 1 has PoolFwdFlat), windows of two rows or more and of one group of
+// rows (SumGroupRows), IW x C within kColumnSumFloats.
+HWY_INLINE bool AverageRowSeparable(const Pool2dProblem& p, int64_t height, bool all_channels) {
+  return all_channels && p.stride_w > 1 && 2 * p.c <= static_cast<int64_t>(hn::Lanes(DF())) &&
+         height >= 2 && height * p.kw <= kSumGroup && p.iw * p.c <= kColumnSumFloats;
+}
+
+// Average pooling's output row over a channel count of at most half a vector, in two passes: the
+// window rows summed per input column as one flat sequence of vectors (no lane idle at 5 or 7
+// channels), then each window's columns of those sums. Per element the sum of the same terms as
+// PoolWindows', grouped by column (exact on integer data, DESIGN §4); the same division. 32x32x5
+// 5x5/3 at N = 32: 21 -> 14 us, at N = 1 1.1 -> 0.8 us (2 threads).
+HWY_INLINE void PoolFwdAverageSeparable(const Pool2dProblem& p, const PoolSpan& rows,
+                                        const float* x_rows, float* y_row) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d)), count = p.iw * p.c;
+  const int64_t height = rows.end - rows.begin, row_stride = p.iw * p.c;
+  HWY_ALIGN float sums[kColumnSumFloats];
+  for (int64_t i = 0; i < count; i += lanes) {
+    const MF m = hn::FirstN(d, static_cast<size_t>(std::min(lanes, count - i)));
+    VF s = hn::Zero(d);  // from +0, as the reference
+    for (int64_t h = 0; h < height; ++h) {
+      s = hn::Add(s, hn::MaskedLoad(m, d, x_rows + h * row_stride + i));
+    }
+    hn::Store(s, d, sums + i);  // whole vectors: i + lanes <= kColumnSumFloats
+  }
+  const MF last = hn::FirstN(d, static_cast<size_t>(p.c));
+  for (int64_t ow = 0; ow < p.ow; ++ow) {
+    const PoolSpan cols = PoolCols(p, ow);
+    VF s = hn::Zero(d);
+    for (int64_t iw = cols.begin; iw < cols.end; ++iw) {
+      s = hn::Add(s, hn::MaskedLoad(last, d, sums + iw * p.c));
+    }
+    s = hn::Div(s, hn::Set(d, PoolDivisor(p, rows, cols)));
+    hn::BlendedStore(s, last, d, y_row + ow * p.c);
+  }
+}
+
 // Output row oh of image n: y(n, oh, ow, c) for every ow and c. With kStream, y is vector-aligned,
 // C a multiple of the vector length, and every store a streaming store. `exact`: the window rows
 // may hold a NaN, so max pooling takes WindowMax's selection.
@@ -313,6 +357,11 @@ void PoolFwdRow(const Pool2dProblem& p, const FullCols& full, const float* x, fl
   const int64_t height = rows.end - rows.begin;
   FullCols per_pixel = full;
   const bool all_channels = channels.begin == 0 && channels.end == p.c;
+  if constexpr (!kMax && !kStream) {
+    if (AverageRowSeparable(p, height, all_channels)) {
+      return PoolFwdAverageSeparable(p, rows, x_rows, y_row);
+    }
+  }
   if (p.stride_w == 1 && !(kMax && exact) && full.begin < full.end && all_channels) {
     PoolFwdFlat<kMax, kStream>(p, rows, full, x_rows, y_row);
     per_pixel = {full.begin, full.begin};
