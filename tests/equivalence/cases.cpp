@@ -148,6 +148,17 @@ std::vector<PoolCase> HandPoolCases() {
       {"hand: batch 0", {0, 7, 7, 16}, MakePool(PoolMode::kAverage, 3, 2, {1, 0, 0, 1})});
   cases.push_back(
       {"hand: NaNs", {3, 9, 9, 17}, MakePool(PoolMode::kMax, 3, 1, Pads::uniform(1)), true});
+  // highway's wide variant with runs of window elements (pixels of 193-256 channels on AVX3).
+  cases.push_back({"hand: 240 channels",
+                   {2, 9, 11, 240},
+                   MakePool(PoolMode::kMax, 3, 2, Pads::uniform(1)),
+                   true});
+  cases.push_back({"hand: 240 channels",
+                   {2, 9, 11, 240},
+                   MakePool(PoolMode::kAverage, 3, 2, Pads::uniform(1), false, true)});
+  // highway's average backward gather in one pass over dx rows too wide for its two-pass form.
+  cases.push_back(
+      {"hand: wide rows", {2, 7, 200, 32}, MakePool(PoolMode::kAverage, 3, 2, Pads::uniform(1))});
   return cases;
 }
 
