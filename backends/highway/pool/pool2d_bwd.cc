@@ -128,9 +128,10 @@ HWY_NOINLINE void PoolBwdBandItem(const Pool2dProblem& p, const BwdBand& b) {
     for (; flushed < rows.begin; ++flushed) FlushRow(p, b, flushed, flushed < in_ring);
     in_ring = std::max(in_ring, flushed);
     const int64_t end = std::min(rows.end, b.r1);
-    for (; in_ring < end; ++in_ring) {
-      if (!kDirect) std::fill_n(b.AccRow(in_ring), p.iw * b.block(), 0.0f);
+    if constexpr (!kDirect) {
+      for (int64_t ih = in_ring; ih < end; ++ih) std::fill_n(b.AccRow(ih), p.iw * b.block(), 0.0f);
     }
+    in_ring = std::max(in_ring, end);
     const bool nan_free = kMax && !nan_rows.Any(rows.begin, rows.end);
     // dy comes from DRAM (the band variant runs DRAM-bound calls): a row read in one sweep ahead
     // of its windows, whose reads of one channel step each, between x's, waited on misses (VGG's

@@ -62,14 +62,16 @@ void ShareRow(const Pool2dProblem& p, const float* dy_image, int64_t oh, int64_t
   }
 }
 
-// The shares `shares` (OW x block floats) gathered along W into `out` (pixels `pixel` floats
-// apart, channel 0 of the block at out): per dx column iw, +0 plus the shares of the windows
-// that cover it, in ow order.
-HWY_INLINE void GatherAlongW(const Pool2dProblem& p, const float* shares, int64_t block, float* out,
-                             int64_t pixel) {
+// The `covering` rows of shares `slots` (OW x block floats each, in oh order) gathered along W
+// into `out` (pixels `pixel` floats apart, channel 0 of the block at out): per dx column iw, +0
+// plus, row after row, the shares of the windows that cover it, in ow order. kStream: every
+// store is a streaming one.
+template <bool kStream>
+HWY_INLINE void GatherAlongW(const Pool2dProblem& p, const float* const* slots, int64_t covering,
+                             int64_t block, float* out, int64_t pixel) {
   // Locals, not p's fields, and the windows' bounds advanced by additions: per element, reloads
   // (the vector stores may alias p as far as GCC knows) and multiplications cost more than the
-  // adds (18x18x16 k3 s2 at N = 32: 36 -> 28 us).
+  // adds (18x18x16 k3 s2 at N = 32, one thread: 38 -> 32 us).
   const int64_t iw_end = p.iw, kw = p.kw, stride = p.stride_w, pad = p.pad.left, columns = p.ow;
   ForEachChannelStep(0, block, [&]<size_t kVecs>(int64_t c0, MF last) {
     float* o = out + c0;
@@ -80,14 +82,16 @@ HWY_INLINE void GatherAlongW(const Pool2dProblem& p, const float* shares, int64_
       for (; lo < hi && lo_end <= iw; lo_end += stride) ++lo;
       VF sum[kVecs];
       ZeroVecs(sum);
-      const float* g0 = shares + c0 + lo * block;
-      for (int64_t w = lo; w < hi; ++w, g0 += block) {
-        VF g[kVecs];
-        LoadVecs<kVecs>(g0, last, g);
-        HWY_UNROLL(16)
-        for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Add(sum[j], g[j]);
+      for (int64_t r = 0; r < covering; ++r) {
+        const float* g0 = slots[r] + c0 + lo * block;
+        for (int64_t w = lo; w < hi; ++w, g0 += block) {
+          VF g[kVecs];
+          LoadVecs<kVecs>(g0, last, g);
+          HWY_UNROLL(16)
+          for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Add(sum[j], g[j]);
+        }
       }
-      StoreVecs<kVecs>(sum, last, o);
+      StoreOrStreamVecs<kStream, kVecs>(sum, last, o);
     }
   });
 }
@@ -118,42 +122,12 @@ HWY_INLINE void SumSlots(const Pool2dProblem& p, const float* const* slots, int6
   }
 }
 
-// dx row dx_row, channels [c_begin, c_end), in one pass: per element, +0 plus the shares in the
-// `covering` ring slots (dy rows, OW x block floats each, in oh order) of the dy columns whose
-// windows cover it, in ow order. kStream: every store is a streaming one.
-template <bool kStream>
-HWY_INLINE void GatherRow(const Pool2dProblem& p, const float* const* slots, int64_t covering,
-                          int64_t c_begin, int64_t c_end, float* dx_row) {
-  const int64_t block = c_end - c_begin, c = p.c, iw_end = p.iw, kw = p.kw;
-  const int64_t stride = p.stride_w, pad = p.pad.left, columns = p.ow;
-  ForEachChannelStep(c_begin, c_end, [&]<size_t kVecs>(int64_t c0, MF last) {
-    float* dx = dx_row + c0;
-    int64_t lo = 0, hi = 0, hi_start = -pad, lo_end = kw - pad;  // as in GatherAlongW
-    for (int64_t iw = 0; iw < iw_end; ++iw, dx += c) {
-      for (; hi < columns && hi_start <= iw; hi_start += stride) ++hi;
-      for (; lo < hi && lo_end <= iw; lo_end += stride) ++lo;
-      VF sum[kVecs];
-      ZeroVecs(sum);
-      for (int64_t r = 0; r < covering; ++r) {
-        const float* g0 = slots[r] + (c0 - c_begin) + lo * block;
-        for (int64_t w = lo; w < hi; ++w, g0 += block) {
-          VF g[kVecs];
-          LoadVecs<kVecs>(g0, last, g);
-          HWY_UNROLL(16)
-          for (size_t j = 0; j < kVecs; ++j) sum[j] = hn::Add(sum[j], g[j]);
-        }
-      }
-      StoreOrStreamVecs<kStream, kVecs>(sum, last, dx);
-    }
-  });
-}
-
 // Work item i: dx rows [r0, r1) of image n, channels [c_begin, c_end). kStream: every store is a
 // streaming one (dx vector-aligned, C and c_begin multiples of the vector length). kSeparable:
 // the ring holds ShareRingRows slots of IW x block floats (dy rows gathered along W) and, after
 // them, one row of OW x block shares, and each dx row sums its slots (SumSlots); otherwise the
-// ring holds ShareRingRows slots of OW x block shares, and each dx row is gathered in one pass
-// (GatherRow).
+// ring holds ShareRingRows slots of OW x block shares, and each dx row is gathered from them in
+// one pass.
 template <bool kStream, bool kSeparable>
 HWY_NOINLINE void PoolBwdAvgGatherItem(const Pool2dProblem& p, const float* dy, float* dx,
                                        const BwdItem& i, float* ring) {
@@ -168,7 +142,7 @@ HWY_NOINLINE void PoolBwdAvgGatherItem(const Pool2dProblem& p, const float* dy, 
     for (int64_t r = std::max(gathered + 1, oh.lo); r <= oh.hi; ++r) {
       float* to = ring + (r % ring_rows) * slot;
       ShareRow(p, dy_image, r, i.c_begin, i.c_end, kSeparable ? shares : to);
-      if constexpr (kSeparable) GatherAlongW(p, shares, block, to, block);
+      if constexpr (kSeparable) GatherAlongW<false>(p, &shares, 1, block, to, block);
     }
     gathered = std::max(gathered, oh.hi);
     const int64_t covering = std::max<int64_t>(0, oh.hi - oh.lo + 1);
@@ -178,7 +152,7 @@ HWY_NOINLINE void PoolBwdAvgGatherItem(const Pool2dProblem& p, const float* dy, 
     if constexpr (kSeparable) {
       SumSlots(p, slots, covering, i.c_begin, i.c_end, dx_row);
     } else {
-      GatherRow<kStream>(p, slots, covering, i.c_begin, i.c_end, dx_row);
+      GatherAlongW<kStream>(p, slots, covering, block, dx_row + i.c_begin, p.c);
     }
   }
   if constexpr (kStream) hwy::FlushStream();  // order the streaming stores before the barrier
@@ -195,8 +169,7 @@ void PoolBwdAvgGather(const Pool2dArgs& a) {
   const int64_t block = GatherBlock(p, lanes);
   const BwdItems items(p, a.threads, block);
   const bool stream = a.stream && p.c % lanes == 0 && VectorAligned(a.out);
-  const bool separable =
-      !stream && (ShareRingRows(p) * p.iw + p.ow) * std::min(block, p.c) <= kGatherL1Floats;
+  const bool separable = !stream && GatherRingPixels(p) * std::min(block, p.c) <= kGatherL1Floats;
   ParallelRanges(a.threads, items.count(), [&](int64_t begin, int64_t end) {
     HWY_ALIGN float ring[kShareFloats];
     for (int64_t t = begin; t < end; ++t) {

@@ -51,12 +51,17 @@ inline int64_t ShareRingRows(const Pool2dProblem& p) {
 constexpr int64_t kGatherL1Floats = 4 * 1024;
 constexpr int64_t kGatherL1Block = 256;
 
+// The avg_gather ring's floats per channel of its block: R rows of IW and one of OW.
+inline int64_t GatherRingPixels(const Pool2dProblem& p) {
+  return std::max<int64_t>(1, ShareRingRows(p) * p.iw + p.ow);
+}
+
 // The channels per item of avg_gather: whole vectors, the ring within kGatherL1Floats if that
 // leaves blocks of kGatherL1Block channels, else within kShareFloats; 0 when the windows are too
 // tall or not even one vector fits (the list then refuses avg_gather).
 inline int64_t GatherBlock(const Pool2dProblem& p, int64_t lanes) {
   if (ShareRingRows(p) > kMaxShareRows) return 0;
-  const int64_t pixels = std::max<int64_t>(1, ShareRingRows(p) * p.iw + p.ow);  // per channel
+  const int64_t pixels = GatherRingPixels(p);
   const int64_t in_l1 = kGatherL1Floats / pixels / lanes * lanes;
   const int64_t fit = in_l1 >= kGatherL1Block ? in_l1 : kShareFloats / pixels / lanes * lanes;
   return std::min(fit, (p.c + lanes - 1) / lanes * lanes);

@@ -60,10 +60,10 @@ constexpr int64_t kWideRunC = 256;
 
 // Window rows [h0, h1) of w, channels [b0, b1), into `sum` (b0 at sum[0]) in pixel-major order:
 // for each element in row-major order, every channel of the block. The rows' first element
-// starts the sum (max keeps it; a sum starts from +0 plus it, as the reference's). Runs of up to
-// kWideRun elements of a row (kWideRunC) go through the sums' registers between one load and one
-// store of them (the same steps per lane): a load and a store per element cost a 28x28x240 global
-// pool 7.5 us against oneDNN's 4.6 (now 5.7), a 56x56x256 3x3/2 pool 41 us (now 31, oneDNN 26).
+// starts the sum (max keeps it; a sum starts from +0 plus it, as the reference's). kRun elements
+// of a row go through the sums' registers between one load and one store of them (the same steps
+// per lane): a load and a store per element cost a 28x28x240 global average pool 7.5 us against
+// oneDNN's 4.6 (at kWideRun: 5.8), a 56x56x256 3x3/2 one 41 us (32; oneDNN 26).
 template <bool kMax, int64_t kRun>
 HWY_INLINE void AccumulateWideRuns(const WindowAt& w, int64_t b0, int64_t b1, int64_t h0,
                                    int64_t h1, float* sum) {
@@ -100,6 +100,7 @@ HWY_INLINE void AccumulateWideRuns(const WindowAt& w, int64_t b0, int64_t b1, in
   }
 }
 
+// AccumulateWideRuns in runs of kWideRun elements for pixels of at most kWideRunC channels.
 template <bool kMax>
 HWY_INLINE void AccumulateWide(const WindowAt& w, int64_t b0, int64_t b1, int64_t h0, int64_t h1,
                                float* sum) {
