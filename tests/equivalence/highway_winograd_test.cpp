@@ -44,6 +44,8 @@ std::vector<ConvCase> WinogradConvCases() {
       WinogradCase("channel blocks, 64 -> 80", {1, 12, 12, 64}, Pads::uniform(1), 80, true),
       WinogradCase("batch 2, relu, 40 -> 70", {2, 15, 17, 40}, Pads::uniform(1), 70, true, true),
       WinogradCase("batch 0", {0, 6, 6, 8}, Pads::uniform(1), 8, true),
+      // U' of 16 x 2048 x 192 floats (24 MiB) in two passes over each thread's tile blocks.
+      WinogradCase("U' in passes, 2048 -> 192", {1, 10, 12, 2048}, Pads::uniform(1), 192, true),
   };
 }
 

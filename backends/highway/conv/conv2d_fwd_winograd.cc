@@ -285,6 +285,19 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
   }
 }
 
+// Channel blocks per pass over a thread's tile blocks: the U' panels of one pass stay in L3 while
+// the tile blocks stream past them, each pass transforming the input again. In one pass, U' larger
+// than L3 came from DRAM once per tile block: 1024 -> 1024 at 32x32 (64 MiB of U' per block of 14
+// tiles) 32.8 -> 23.4 ms, 2048 -> 256 at 32x32 16.8 -> 12.3 ms, 512 -> 1024 12.6 -> 11.0 ms (2
+// threads). 8 and 16 MiB passes ran alike; at 16, 512 -> 512 (16 MiB of U') keeps one pass.
+constexpr int64_t kPassBytes = int64_t{16} << 20;
+
+int64_t BlocksPerPass(const Conv2dFwdArgs& a, int64_t tile_blocks, int64_t col_blocks) {
+  if (tile_blocks <= 1) return col_blocks;  // one tile block reads each panel once anyway
+  const int64_t panel = kPositions * a.p->ic * a.w.block_cols * static_cast<int64_t>(sizeof(float));
+  return std::clamp<int64_t>(kPassBytes / panel, 1, col_blocks);
+}
+
 // Tile blocks [tb_begin, tb_end) x channel blocks [cb_begin, cb_end).
 template <size_t kVecs>
 void RunBlocks(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& tiles, int64_t tb_begin,
@@ -293,19 +306,22 @@ void RunBlocks(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& tiles, in
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
   float* v = ThreadScratch(kPositions * s.block_tiles * (s.v_stride + bc));
   float* m = v + kPositions * s.block_tiles * s.v_stride;
-  for (int64_t tile_block = tb_begin; tile_block < tb_end; ++tile_block) {
-    const int64_t t0 = tile_block * s.block_tiles;
-    const int64_t count = std::min(s.block_tiles, tiles.count - t0);
-    for (int64_t t = 0; t < count; ++t) {
-      TransformInput(*a.p, a.x, tiles, t0 + t, v + t * s.v_stride, s.block_tiles * s.v_stride);
-    }
-    for (int64_t block = cb_begin; block < cb_end; ++block) {
-      const int64_t cols = std::min(bc, a.p->oc - block * bc);
-      WithVecs<kVecs>((cols + lanes - 1) / lanes, [&](auto vecs) {
-        constexpr size_t kV = decltype(vecs)::value;
-        MultiplyBlock<WinogradRows(kV), kV>(a, s, v, count, block, cols, m);
-        TransformOutput<kV>(a, s, tiles, m, t0, count, block, cols);
-      });
+  const int64_t per_pass = BlocksPerPass(a, tb_end - tb_begin, cb_end - cb_begin);
+  for (int64_t pass = cb_begin; pass < cb_end; pass += per_pass) {
+    for (int64_t tile_block = tb_begin; tile_block < tb_end; ++tile_block) {
+      const int64_t t0 = tile_block * s.block_tiles;
+      const int64_t count = std::min(s.block_tiles, tiles.count - t0);
+      for (int64_t t = 0; t < count; ++t) {
+        TransformInput(*a.p, a.x, tiles, t0 + t, v + t * s.v_stride, s.block_tiles * s.v_stride);
+      }
+      for (int64_t block = pass; block < std::min(cb_end, pass + per_pass); ++block) {
+        const int64_t cols = std::min(bc, a.p->oc - block * bc);
+        WithVecs<kVecs>((cols + lanes - 1) / lanes, [&](auto vecs) {
+          constexpr size_t kV = decltype(vecs)::value;
+          MultiplyBlock<WinogradRows(kV), kV>(a, s, v, count, block, cols, m);
+          TransformOutput<kV>(a, s, tiles, m, t0, count, block, cols);
+        });
+      }
     }
   }
 }
