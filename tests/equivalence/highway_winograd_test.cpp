@@ -22,9 +22,11 @@ namespace {
 constexpr const char* kWinogradEnv = "CONVKIT_HIGHWAY_WINOGRAD";
 
 ConvCase WinogradCase(std::string origin, Dims x, Pads pad, int64_t oc, bool bias,
-                      bool relu = false) {
+                      bool relu = false, int64_t dilation_h = 1, int64_t dilation_w = 1) {
   ConvCase c{"winograd: " + std::move(origin), x, MakeConv(3, 1, pad), oc, bias};
   if (relu) c.params.activation = Activation::kRelu;
+  c.params.dilation_h = dilation_h;
+  c.params.dilation_w = dilation_w;
   return c;
 }
 
@@ -46,7 +48,22 @@ std::vector<ConvCase> WinogradConvCases() {
       WinogradCase("batch 0", {0, 6, 6, 8}, Pads::uniform(1), 8, true),
       // U' of 16 x 2048 x 192 floats (24 MiB) in two passes over each thread's tile blocks.
       WinogradCase("U' in passes, 2048 -> 192", {1, 10, 12, 2048}, Pads::uniform(1), 192, true),
+      // Dilated: over the sub-grids of x (winograd_subgrid), of unequal sizes when the dilation
+      // does not divide the extent.
+      WinogradCase("dilation 2, ragged sub-grids, 13 -> 29", {1, 13, 11, 13}, Pads::uniform(2), 29,
+                   true, false, 2, 2),
+      WinogradCase("dilation 2x3, bottom and right pads not multiples, relu, 17 -> 20",
+                   {2, 12, 14, 17}, {2, 1, 3, 0}, 20, true, true, 2, 3),
+      WinogradCase("dilation 3, no padding, 1 -> 1", {1, 11, 10, 1}, {}, 1, false, false, 3, 3),
+      WinogradCase("dilation 4, windows in the padding, 16 -> 16", {1, 5, 6, 16}, Pads::uniform(8),
+                   16, true, false, 4, 4),
+      WinogradCase("dilation 2, batch 0", {0, 6, 6, 8}, Pads::uniform(2), 8, true, false, 2, 2),
   };
+}
+
+// The variant a case runs: Winograd itself, or through sub-grids when dilated.
+const char* WinogradImpl(const ConvCase& c) {
+  return c.params.dilation_h > 1 || c.params.dilation_w > 1 ? ":winograd_subgrid:" : ":winograd:";
 }
 
 TEST_P(HighwayTargetTest, WinogradShapesExact) {
@@ -58,7 +75,7 @@ TEST_P(HighwayTargetTest, WinogradShapesExact) {
     conv2d_forward(c.params, d.x, d.w, d.b, y, "highway");
     const Conv2d plan(c.params, c.x, d.w, d.b, "highway");
     plan.run(d.x, y_plan);
-    EXPECT_NE(plan.impl_name().find(":winograd:"), std::string::npos)
+    EXPECT_NE(plan.impl_name().find(WinogradImpl(c)), std::string::npos)
         << cs << ": " << plan.impl_name();
     EXPECT_TRUE(ImplIsOnIsa(cs, plan.impl_name(), isa()));
     EXPECT_TRUE(CompareTensors(cs, "y (one-shot)", expected, y));
@@ -115,6 +132,28 @@ TEST(Winograd, EnvironmentVariableChoosesTheKernel) {
   }
   Tensor x(few_channels, 1.0f), y(conv2d_output_dims(few_channels, w3.dims(), params));
   EXPECT_THROW(conv2d_forward(params, x, w3, {}, y, "highway"), Error);
+}
+
+// Dilated 3x3 layers run Winograd over their sub-grids where that saves multiplications (auto), or
+// whenever their top and left pads are multiples of the dilation (on); the others run direct.
+TEST(Winograd, DilatedLayersRunOnSubgrids) {
+  CONVKIT_SKIP_UNLESS_BUILT("highway");
+  const Tensor w({3, 3, 64, 64}, 1.0f);
+  const auto impl = [&](const char* mode, const Dims& x, int64_t pad, int64_t dilation) {
+    const ScopedEnv env(kWinogradEnv, mode);
+    Conv2dParams params = MakeConv(3, 1, Pads::uniform(pad));
+    params.dilation_h = params.dilation_w = dilation;
+    return Conv2d(params, x, w, {}, "highway").impl_name();
+  };
+  const Dims deeplab{1, 28, 28, 64}, aspp{1, 32, 32, 64};
+  EXPECT_NE(impl("auto", deeplab, 2, 2).find(":winograd_subgrid:"), std::string::npos);
+  EXPECT_NE(impl("auto", aspp, 6, 6).find(":winograd_subgrid:"), std::string::npos);
+  // Rate 12 on 32x32: 3x3 sub-grids, most taps in the padding.
+  EXPECT_EQ(impl("auto", aspp, 12, 12).find("winograd"), std::string::npos);
+  EXPECT_NE(impl("on", aspp, 12, 12).find(":winograd_subgrid:"), std::string::npos);
+  // A pad that is not a multiple of the dilation maps sub-grids onto others: direct.
+  EXPECT_EQ(impl("on", deeplab, 1, 2).find("winograd"), std::string::npos);
+  EXPECT_EQ(impl("off", deeplab, 2, 2).find("winograd"), std::string::npos);
 }
 
 // Error bound on real-valued data. Winograd reassociates the products: output (0, 0) of the 1-D

@@ -39,12 +39,8 @@ Conv2dProblem ChunkProblem(const Conv2dProblem& p, int64_t rows) {
 }
 
 // The calling thread's buffer for the 1x1 convolution's output, kept across runs (a fresh 1 MiB
-// each run is page faults). Not ThreadScratch: the forward plan may use that one meanwhile.
-float* ChunkOutput(int64_t floats) {
-  thread_local AlignedFloats output;
-  if (static_cast<int64_t>(output.size()) < floats) output.resize(static_cast<size_t>(floats));
-  return output.data();
-}
+// each run is page faults). Not slot 0: the forward plan uses that one meanwhile.
+float* ChunkOutput(int64_t floats) { return ThreadScratch<kShuffleScratchSlot>(floats); }
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 // pattern) and the two entry points. The first variant that accepts a problem runs it:
 //   igemm_bf16  fpmath = bf16 on a CPU with AVX512-BF16, rows of at least 8 bf16 pairs
 //   winograd    3x3, stride 1, dilation 1, groups 1, where F(2x2, 3x3) pays
+//   winograd_subgrid  the same with dilation > 1, over the sub-grids of x (conv2d_fwd_subgrid)
 //   grouped     narrow groups that pack several into a vector
 //   depthwise   groups == C_in == C_out
 //   stem        1-4 input channels, K <= 256, groups 1, dilation 1 (a network's first layer)
@@ -21,9 +22,10 @@ namespace convkit::internal::highway {
 namespace {
 
 Conv2dFwdVariant Choose(const Conv2dProblem& p, bool one_shot) {
-  const std::array<Conv2dFwdVariant, 6> list = {
-      Conv2dFwdBf16Variant(),      Conv2dFwdWinogradVariant(), Conv2dFwdGroupedVariant(),
-      Conv2dFwdDepthwiseVariant(), Conv2dFwdStemVariant(),     Conv2dFwdIgemmVariant()};
+  const std::array<Conv2dFwdVariant, 7> list = {
+      Conv2dFwdBf16Variant(),    Conv2dFwdWinogradVariant(),  Conv2dFwdWinogradSubgridVariant(),
+      Conv2dFwdGroupedVariant(), Conv2dFwdDepthwiseVariant(), Conv2dFwdStemVariant(),
+      Conv2dFwdIgemmVariant()};
   const Conv2dFwdQuery q{p, one_shot};
   const size_t i = ChooseVariant(one_shot ? "conv2d_fwd_oneshot" : "conv2d_fwd",
                                  std::span<const Conv2dFwdVariant>(list), q,

@@ -1,7 +1,9 @@
 // The Winograd F(2x2, 3x3) forward variant's target-independent part: when it runs, the weight
 // transform, plans and one-shot calls. The vector code is in conv2d_fwd_winograd.cc.
 //
-// Eligible: 3x3 kernel, stride 1, dilation 1, groups 1 (any padding, N, H, W, C, bias, post-ops).
+// Eligible: 3x3 kernel, stride 1, dilation 1, groups 1 (any padding, N, H, W, C, bias, post-ops);
+// with dilation > 1, through sub-grids (winograd_subgrid, below) when the top and left pads are
+// multiples of the dilation.
 // Chosen per problem by CONVKIT_HIGHWAY_WINOGRAD, read at each plan creation and one-shot call:
 //   auto (or unset, or empty)  eligible problems where WinogradPays (measured; see below)
 //   on                          every eligible problem
@@ -11,12 +13,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "backends/highway/common/parallel.hpp"
 #include "backends/highway/common/scratch.hpp"
 #include "backends/highway/conv/conv2d_fwd_plan.hpp"
+#include "backends/highway/conv/conv2d_fwd_subgrid.hpp"
 #include "backends/highway/conv/conv2d_fwd_variant.hpp"
 #include "convkit/error.hpp"
 #include "hwy/base.h"
@@ -71,6 +75,35 @@ bool WinogradPays(const Conv2dProblem& p, bool one_shot) {
   if (p.oh * p.ow < kMinOutputs || p.flops() < kMinFlops) return false;
   const int64_t tiles = p.n * ((p.oh + 1) / 2) * ((p.ow + 1) / 2);
   return !one_shot || tiles >= kMinOneShotTiles;
+}
+
+// Dilated 3x3 layers (DeepLab's atrous convolutions) run Winograd over their sub-grids
+// (conv2d_fwd_subgrid.hpp) where that does fewer multiplications than the direct kernel, which
+// skips taps in the padding: per (ic, oc) pair, 16 per 2x2 tile of every sub-grid image against
+// one per tap inside the input. Measured (2 threads, 1 image, against the direct kernel): dilation
+// 2 at 28x28, 256 -> 256, MACs 2.04x fewer, 1.89x faster; dilation 4 at 28x28, 512 -> 512, 1.41x
+// and 1.32x; dilation 6 at 32x32, 512 -> 256, 1.36x and 1.28x. At dilation 12 on 32x32 most taps
+// lie in the padding and the sub-grids are 3x3 (0.56x the MACs): direct.
+constexpr double kMinSubgridGain = 1.2;
+
+// Output positions of one axis, summed over its 3 taps, whose tap lies inside the input.
+int64_t InsideTaps(int64_t out, int64_t in, int64_t pad, int64_t dilation) {
+  int64_t count = 0;
+  for (int64_t k = 0; k < 3; ++k) {
+    const int64_t first = std::max<int64_t>(0, pad - k * dilation);
+    const int64_t end = std::min(out, in + pad - k * dilation);
+    count += std::max<int64_t>(0, end - first);
+  }
+  return count;
+}
+
+bool SubgridPays(const Conv2dProblem& p, const Conv2dProblem& sub, bool one_shot) {
+  if (!WinogradPays(sub, one_shot)) return false;
+  const double direct = static_cast<double>(InsideTaps(p.oh, p.ih, p.pad.top, p.dilation_h)) *
+                        static_cast<double>(InsideTaps(p.ow, p.iw, p.pad.left, p.dilation_w));
+  const double winograd = 16.0 * static_cast<double>(sub.n / std::max<int64_t>(p.n, 1)) *
+                          static_cast<double>(((sub.oh + 1) / 2) * ((sub.ow + 1) / 2));
+  return direct >= kMinSubgridGain * winograd;
 }
 
 // The widest output-channel block of any target (AVX-512: 4 vectors of 16).
@@ -162,6 +195,26 @@ void WinogradOneShot(const Conv2dProblem& p, const float* x, const float* w, con
   if (impl_name != nullptr) *impl_name = Conv2dFwdImplName("winograd", kernel);
 }
 
+// A plan for a dilated problem: Winograd's plan of its sub-grid problem, inside the gather and
+// scatter of the sub-grids.
+std::unique_ptr<Conv2dFwdImpl> CreateWinogradSubgrid(const Conv2dProblem& p, const float* w,
+                                                     const float* b) {
+  const Conv2dProblem sub = *SubgridProblem(p);
+  return MakeSubgridPlan(p, sub, CreateWinograd(sub, w, b),
+                         Conv2dFwdImplName("winograd_subgrid", Conv2dFwdWinogradKernel()));
+}
+
+const char* RefusesWinogradSubgrid(const Conv2dFwdQuery& q) {
+  const WinogradMode mode = ReadWinogradMode();
+  if (mode == WinogradMode::kOff) return "CONVKIT_HIGHWAY_WINOGRAD=off";
+  const Conv2dProblem& p = q.p;
+  if (p.kh != 3 || p.kw != 3 || p.groups != 1) return "needs 3x3, groups 1";
+  const std::optional<Conv2dProblem> sub = SubgridProblem(p);
+  if (!sub) return "needs stride 1, dilation > 1, top and left pads multiples of it";
+  if (mode == WinogradMode::kOn || SubgridPays(p, *sub, q.one_shot)) return nullptr;
+  return "direct is faster here";
+}
+
 const char* RefusesWinograd(const Conv2dFwdQuery& q) {
   const WinogradMode mode = ReadWinogradMode();
   if (mode == WinogradMode::kOff) return "CONVKIT_HIGHWAY_WINOGRAD=off";
@@ -174,6 +227,10 @@ const char* RefusesWinograd(const Conv2dFwdQuery& q) {
 
 Conv2dFwdVariant Conv2dFwdWinogradVariant() {
   return {"winograd", &RefusesWinograd, &CreateWinograd, &WinogradOneShot};
+}
+
+Conv2dFwdVariant Conv2dFwdWinogradSubgridVariant() {
+  return {"winograd_subgrid", &RefusesWinogradSubgrid, &CreateWinogradSubgrid, nullptr};
 }
 
 }  // namespace convkit::internal::highway
