@@ -80,11 +80,16 @@ bool WinogradPays(const Conv2dProblem& p, bool one_shot) {
 // Dilated 3x3 layers (DeepLab's atrous convolutions) run Winograd over their sub-grids
 // (conv2d_fwd_subgrid.hpp) where that does fewer multiplications than the direct kernel, which
 // skips taps in the padding: per (ic, oc) pair, 16 per 2x2 tile of every sub-grid image against
-// one per tap inside the input. Measured (2 threads, 1 image, against the direct kernel): dilation
-// 2 at 28x28, 256 -> 256, MACs 2.04x fewer, 1.89x faster; dilation 4 at 28x28, 512 -> 512, 1.41x
-// and 1.32x; dilation 6 at 32x32, 512 -> 256, 1.36x and 1.28x. At dilation 12 on 32x32 most taps
-// lie in the padding and the sub-grids are 3x3 (0.56x the MACs): direct.
+// one per tap inside the input. The time saved is a fraction of the multiplications saved, smaller
+// with fewer output channels (the transforms and the sub-grid copies weigh more). Measured (2
+// threads, 1 image; MACs fewer -> faster than the direct kernel): 256 -> 256 dilation 2 at 28x28
+// 2.04x -> 1.81x, 512 -> 512 dilation 4 at 28x28 1.41x -> 1.22x, 512 -> 256 rate 6 at 32x32 1.36x
+// -> 1.22x, 2048 -> 256 rate 12 at 65x65 1.41x -> 1.10x; with 64 outputs, at 65x65: 64 -> 64
+// dilation 2 1.97x -> 1.28x, dilation 4 1.69x -> 1.0x, 256 -> 64 rate 6 1.61x -> 1.10x, rate 12
+// 1.41x -> 0.94x. Rate 12 on 32x32 (3x3 sub-grids, most taps in the padding): 0.56x, direct.
 constexpr double kMinSubgridGain = 1.2;
+constexpr double kMinSubgridGainNarrow = 1.9;  // below kNarrowOutputs output channels
+constexpr int64_t kNarrowOutputs = 128;
 
 // Output positions of one axis, summed over its 3 taps, whose tap lies inside the input.
 int64_t InsideTaps(int64_t out, int64_t in, int64_t pad, int64_t dilation) {
@@ -103,7 +108,8 @@ bool SubgridPays(const Conv2dProblem& p, const Conv2dProblem& sub, bool one_shot
                         static_cast<double>(InsideTaps(p.ow, p.iw, p.pad.left, p.dilation_w));
   const double winograd = 16.0 * static_cast<double>(sub.n / std::max<int64_t>(p.n, 1)) *
                           static_cast<double>(((sub.oh + 1) / 2) * ((sub.ow + 1) / 2));
-  return direct >= kMinSubgridGain * winograd;
+  const double gain = p.oc < kNarrowOutputs ? kMinSubgridGainNarrow : kMinSubgridGain;
+  return direct >= gain * winograd;
 }
 
 // The widest output-channel block of any target (AVX-512: 4 vectors of 16).
