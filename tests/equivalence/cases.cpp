@@ -73,6 +73,12 @@ std::vector<ConvCase> HandConvCases() {
        32,
        true},
       {"hand: non-square kernel, stride and dilation", {2, 12, 11, 6}, tall, 9, false},
+      // Rows wide enough for interior tiles of 8 pixels 2 columns apart (23 input columns).
+      {"hand: depthwise 5x5, dilation 2, wide rows",
+       {1, 5, 41, 40},
+       MakeConv(5, 1, {4, 2, 4, 3}, 2, 40),
+       40,
+       true},
   };
 }
 

@@ -159,12 +159,17 @@ void RunAll(const Conv2dFwdArgs& a) {
   });
 }
 
-// Dense rows (stride_w of 1 or 2, dilation_w == 1, KW of 3, 5 or 7): a tile is kRowRows consecutive
-// pixels of one output row, which per kernel row read stride_w * (kRowRows - 1) + KW consecutive
-// input pixels. Each is loaded once and feeds every pixel whose window covers it: for 3x3, 10 loads
-// (stride 2: 17) instead of 24 per 8 pixels and kernel row, the bound of this load-heavy kernel.
-// Columns in the padding (or past the row's end, for a short last tile) read as zero without a
-// load.
+// Dense rows (stride_w of 1 or 2, KW of 3, 5 or 7): a tile is kRowRows consecutive pixels of one
+// output row, which per kernel row read stride_w * (kRowRows - 1) + KW consecutive input pixels.
+// Each is loaded once and feeds every pixel whose window covers it: for 3x3, 10 loads (stride 2:
+// 17) instead of 24 per 8 pixels and kernel row, the bound of this load-heavy kernel. Columns in
+// the padding (or past the row's end, for a short last tile) read as zero without a load. With
+// dilation_w = 2 (stride 1), the tile's pixels are 2 columns apart, one sub-grid of the row: per
+// kernel row they read kRowRows - 1 + KW input pixels 2 columns apart, the same pattern.
+// MobileNetV3's dilated last stage at 33x33 (DeepLab, LR-ASPP): 5x5 over 672 and 960 channels
+// 1.23-1.34x faster than through RunAll's tap tables, 3x3 over 480 1.2x. Not where x and y exceed
+// L3 (65x65x960: 0.84x) nor at dilation 4 (65x65x256: 0.88x, every tile at the row's edges and a
+// third of them short): each of the d sweeps of a row then reads it from further away.
 #if HWY_TARGET == HWY_AVX3
 // 8 x 2 accumulators + KW x 2 weights + 2 inputs <= 28 of 32 zmm.
 constexpr size_t kRowRows = 8;
@@ -178,18 +183,28 @@ constexpr size_t kRowRows = 4;
 constexpr size_t kRowVecs = 1;
 #endif
 
+constexpr double kDilatedRowsBytes = 16 << 20;  // x and y together, half of L3
+
 bool HasDenseRows(const Conv2dProblem& p) {
-  return (p.stride_w == 1 || p.stride_w == 2) && p.dilation_w == 1 &&
-         (p.kw == 3 || p.kw == 5 || p.kw == 7);
+  if (p.kw != 3 && p.kw != 5 && p.kw != 7) return false;
+  if (p.dilation_w == 1) return p.stride_w == 1 || p.stride_w == 2;
+  const double bytes = (static_cast<double>(p.ih) * static_cast<double>(p.iw) +
+                        static_cast<double>(p.oh) * static_cast<double>(p.ow)) *
+                       static_cast<double>(p.n) * static_cast<double>(p.ic) * sizeof(float);
+  return p.dilation_w == 2 && p.stride_w == 1 && bytes <= kDilatedRowsBytes;
 }
 
-// acc += kernel row kh of the taps, for the pixels (n, oh, ow0 + i) and channels [c0, c0 + cols).
-// kInterior: every input column the tile reads lies in the row (no bound checks, and the column
-// pointer steps by C instead of being recomputed: the checks and multiplies were half the
-// instructions of this load-bound loop).
-template <size_t kKw, size_t kStride, size_t kVecs, bool kInterior>
-HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t iw0, int64_t kh,
-                              int64_t c0, MF last, VF (&acc)[kRowRows][kVecs]) {
+// Output (and input) columns between a dense-rows tile's pixels: the dilation at stride 1.
+int64_t ColumnStep(const Conv2dProblem& p) { return p.stride_w == 1 ? p.dilation_w : 1; }
+
+// acc += kernel row kh of the taps, for the pixels (n, oh, ow0 + i * step) and channels [c0, c0 +
+// cols); column j of the tile is input column iw0 + j * step. kInterior: every input column the
+// tile reads lies in the row (no bound checks, and the column pointer steps by step * C instead of
+// being recomputed: the checks and multiplies were half the instructions of this load-bound loop).
+template <size_t kKw, size_t kStride, size_t kVecs, bool kDilated, bool kInterior>
+HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t iw0, int64_t step,
+                              int64_t kh, int64_t c0, MF last, VF (&acc)[kRowRows][kVecs]) {
+  if constexpr (!kDilated) step = 1;  // a constant: the undilated loop as it was
   const Conv2dProblem& p = *a.p;
   VF wv[kKw][kVecs];
   HWY_UNROLL(8)
@@ -200,14 +215,15 @@ HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t 
   // The interior's column pointer steps by C; at the edges it is formed only for columns in the
   // row (a pointer before x's first element would be undefined even unread).
   const float* column = kInterior ? row + iw0 * p.ic : row;
+  const int64_t column_stride = step * p.ic;
   // Fully unrolled (<= 19 steps), so that acc is indexed by constants and stays in registers.
   HWY_UNROLL(32)
   for (size_t j = 0; j < kStride * (kRowRows - 1) + kKw; ++j) {
     const float* xp = column;
     if constexpr (kInterior) {
-      column += p.ic;
+      column += column_stride;
     } else {
-      const int64_t iw = iw0 + static_cast<int64_t>(j);
+      const int64_t iw = iw0 + static_cast<int64_t>(j) * step;
       if (iw < 0 || iw >= p.iw) continue;
       xp = row + iw * p.ic;
     }
@@ -224,51 +240,57 @@ HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t 
   }
 }
 
-// One block of a dense-rows tile: pixels (n, oh, ow0 .. ow0 + kRowRows) x channels [c0, c0 + cols).
-template <size_t kKw, size_t kStride, size_t kVecs>
-void RunRowBlock(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int64_t c0,
-                 int64_t cols) {
+// One block of a dense-rows tile: pixels (n, oh, ow0 + i * step), i < kRowRows, x channels [c0,
+// c0 + cols).
+template <size_t kKw, size_t kStride, size_t kVecs, bool kDilated>
+void RunRowBlock(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int64_t step,
+                 int64_t c0, int64_t cols) {
+  if constexpr (!kDilated) step = 1;
   const Conv2dProblem& p = *a.p;
   const DF d;
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
   VF acc[kRowRows][kVecs];  // in registers: StoreTile copies it for an out-of-line epilogue
   ZeroTile(acc);
   const int64_t iw0 = ow0 * static_cast<int64_t>(kStride) - p.pad.left;
-  const int64_t span = static_cast<int64_t>(kStride * (kRowRows - 1) + kKw);
+  const int64_t span = static_cast<int64_t>(kStride * (kRowRows - 1) + kKw - 1) * step + 1;
   const bool interior = iw0 >= 0 && iw0 + span <= p.iw;
   for (int64_t kh = 0; kh < p.kh; ++kh) {
     const int64_t ih = oh * p.stride_h - p.pad.top + kh * p.dilation_h;
     if (ih < 0 || ih >= p.ih) continue;
     const float* row = a.x + (n * p.ih + ih) * p.iw * p.ic + c0;
     if (interior) {
-      AccumulateRow<kKw, kStride, kVecs, true>(a, row, iw0, kh, c0, last, acc);
+      AccumulateRow<kKw, kStride, kVecs, kDilated, true>(a, row, iw0, step, kh, c0, last, acc);
     } else {
-      AccumulateRow<kKw, kStride, kVecs, false>(a, row, iw0, kh, c0, last, acc);
+      AccumulateRow<kKw, kStride, kVecs, kDilated, false>(a, row, iw0, step, kh, c0, last, acc);
     }
   }
-  const size_t rows = static_cast<size_t>(std::min<int64_t>(p.ow - ow0, kRowRows));
+  // The pixels left in the row's sub-grid (no division per tile when undilated).
+  const int64_t left = step == 1 ? p.ow - ow0 : (p.ow - ow0 + step - 1) / step;
+  const size_t rows = static_cast<size_t>(std::min<int64_t>(left, kRowRows));
   const int64_t at = ((n * p.oh + oh) * p.ow + ow0) * p.oc + c0;
   StoreTile<kRowRows, kVecs>(acc, rows, a.b != nullptr ? a.b + c0 : nullptr, &p.post_ops,
-                             a.r != nullptr ? a.r + at : nullptr, last, a.y + at, p.oc);
+                             a.r != nullptr ? a.r + at : nullptr, last, a.y + at, step * p.oc);
 }
 
 // RunRowBlock with as many vectors as `cols` channels need.
-template <size_t kKw, size_t kStride, size_t kVecs>
-void RunRowBlockVecs(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int64_t c0,
-                     int64_t cols) {
+template <size_t kKw, size_t kStride, size_t kVecs, bool kDilated>
+void RunRowBlockVecs(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0, int64_t step,
+                     int64_t c0, int64_t cols) {
   if constexpr (kVecs > 1) {
     if (cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
-      return RunRowBlockVecs<kKw, kStride, kVecs - 1>(a, n, oh, ow0, c0, cols);
+      return RunRowBlockVecs<kKw, kStride, kVecs - 1, kDilated>(a, n, oh, ow0, step, c0, cols);
     }
   }
-  RunRowBlock<kKw, kStride, kVecs>(a, n, oh, ow0, c0, cols);
+  RunRowBlock<kKw, kStride, kVecs, kDilated>(a, n, oh, ow0, step, c0, cols);
 }
 
 // Items are ((image, output row), channel chunk). Within an item each block of channels sweeps
 // the whole row, tile after tile: the input rows are then read as long streams of constant
 // stride (C floats), which the hardware prefetchers follow; tiles of channels x 8 columns read
-// 17-pixel pieces and ran at 0.75x oneDNN on rows streamed from L3.
-template <size_t kKw, size_t kStride>
+// 17-pixel pieces and ran at 0.75x oneDNN on rows streamed from L3. Dilated rows are swept one
+// sub-grid (columns r, r + d, ...) after the other, in instances of their own (kDilated), so that
+// the undilated loops keep a constant step of one column.
+template <size_t kKw, size_t kStride, bool kDilated = false>
 void RunAllDenseRows(const Conv2dFwdArgs& a) {
   const Conv2dProblem& p = *a.p;
   const int64_t block_cols = static_cast<int64_t>(kRowVecs * hn::Lanes(DF()));
@@ -279,10 +301,13 @@ void RunAllDenseRows(const Conv2dFwdArgs& a) {
     const int64_t pixel_item = t / chunks.count;
     const int64_t oh = pixel_item % p.oh;
     const int64_t n = pixel_item / p.oh;
+    const int64_t step = kDilated ? ColumnStep(p) : 1;
     for (int64_t c0 = ch.begin; c0 < ch.end; c0 += block_cols) {
-      for (int64_t ow0 = 0; ow0 < p.ow; ow0 += static_cast<int64_t>(kRowRows)) {
-        RunRowBlockVecs<kKw, kStride, kRowVecs>(a, n, oh, ow0, c0,
-                                                std::min(block_cols, ch.end - c0));
+      for (int64_t first = 0; first < std::min(step, p.ow); ++first) {
+        for (int64_t ow0 = first; ow0 < p.ow; ow0 += static_cast<int64_t>(kRowRows) * step) {
+          RunRowBlockVecs<kKw, kStride, kRowVecs, kDilated>(a, n, oh, ow0, step, c0,
+                                                            std::min(block_cols, ch.end - c0));
+        }
       }
     }
   });
@@ -352,6 +377,10 @@ void Conv2dFwdDepthwise(const Conv2dFwdArgs& a) {
     if (a.p->stride_w == 2) {
       if (a.p->kw == 7) return RunAllDenseRows<7, 2>(a);
       return a.p->kw == 3 ? RunAllDenseRows<3, 2>(a) : RunAllDenseRows<5, 2>(a);
+    }
+    if (a.p->dilation_w > 1) {
+      if (a.p->kw == 7) return RunAllDenseRows<7, 1, true>(a);
+      return a.p->kw == 3 ? RunAllDenseRows<3, 1, true>(a) : RunAllDenseRows<5, 1, true>(a);
     }
     if (a.p->kw == 7) return RunAllDenseRows<7, 1>(a);
     return a.p->kw == 3 ? RunAllDenseRows<3, 1>(a) : RunAllDenseRows<5, 1>(a);

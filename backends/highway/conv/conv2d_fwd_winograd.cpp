@@ -86,8 +86,10 @@ bool WinogradPays(const Conv2dProblem& p, bool one_shot) {
 // 2.04x -> 1.81x, 512 -> 512 dilation 4 at 28x28 1.41x -> 1.22x, 512 -> 256 rate 6 at 32x32 1.36x
 // -> 1.22x, 2048 -> 256 rate 12 at 65x65 1.41x -> 1.10x; with 64 outputs, at 65x65: 64 -> 64
 // dilation 2 1.97x -> 1.28x, dilation 4 1.69x -> 1.0x, 256 -> 64 rate 6 1.61x -> 1.10x, rate 12
-// 1.41x -> 0.94x. Rate 12 on 32x32 (3x3 sub-grids, most taps in the padding): 0.56x, direct.
+// 1.41x -> 0.94x. Rate 12 on 32x32 (3x3 sub-grids, most taps in the padding): 0.56x, direct. Few
+// input channels: 32 -> 32 dilation 2 at 56x56 2.04x -> 1.35x, 17 -> 31 at 28x28 2.04x -> 0.95x.
 constexpr double kMinSubgridGain = 1.2;
+constexpr int64_t kMinSubgridChannels = 32;
 constexpr double kMinSubgridGainNarrow = 1.9;  // below kNarrowOutputs output channels
 constexpr int64_t kNarrowOutputs = 128;
 
@@ -103,7 +105,7 @@ int64_t InsideTaps(int64_t out, int64_t in, int64_t pad, int64_t dilation) {
 }
 
 bool SubgridPays(const Conv2dProblem& p, const Conv2dProblem& sub, bool one_shot) {
-  if (!WinogradPays(sub, one_shot)) return false;
+  if (p.ic < kMinSubgridChannels || !WinogradPays(sub, one_shot)) return false;
   const double direct = static_cast<double>(InsideTaps(p.oh, p.ih, p.pad.top, p.dilation_h)) *
                         static_cast<double>(InsideTaps(p.ow, p.iw, p.pad.left, p.dilation_w));
   const double winograd = 16.0 * static_cast<double>(sub.n / std::max<int64_t>(p.n, 1)) *
