@@ -17,7 +17,8 @@
 // "grouped" (ResNeXt-50 32x4d and RegNetY-400MF group convolutions), "stems" (1-3 input channels:
 // 3x3/2, 7x7/2, patchify 4x4/4 and 16x16/16, at batch 1 and 8), "dw_large" (5x5 and 7x7
 // depthwise at every stage size, stride 1 and 2), "narrow_1x1" (pointwise layers with 16-72
-// channels). Pooling at batch 32 and backward at batch 8 are the same sets at another batch:
+// channels), "dilated" (DeepLabv3's atrous layers: ResNet-50 and MobileNetV3 backbones, ASPP).
+// Pooling at batch 32 and backward at batch 8 are the same sets at another batch:
 // tools/convkit_compare.py --batch pool2d=32,conv2d_bwd=8.
 // Transposed-convolution set: "transposed" (upsampling layers of UNet decoders, the DBNet head,
 // DCGAN generators, the Simple Baselines / CenterNet deconvolution head, LinkNet decoders and
@@ -282,6 +283,19 @@ inline constexpr ConvShape kConvShapes[] = {
     DepthwiseK("mnv3_dw5_28_120", 28, 120, 5, 1),
     DepthwiseK("mnv3_dw5_7_960", 7, 960, 5, 1),
     DepthwiseK("dw5_112_32", 112, 32, 5, 1),
+
+    // Dilated (atrous) layers. DeepLabv3 (Chen et al. 2017, "Rethinking Atrous Convolution";
+    // torchvision's deeplabv3_resnet50 at 520x520, output stride 8: 65x65): the 3x3 of ResNet-50's
+    // layer3 (dilation 2) and layer4 (dilation 4); its ASPP at output stride 16 (33x33, rates 6, 12
+    // and 18, 2048 -> 256). MobileNetV3-Large's last stage dilated by 2 at output stride 16
+    // (torchvision's deeplabv3_mobilenet_v3_large and lraspp backbone): its 5x5 depthwise layers.
+    Conv("dilated", "deeplab_r50_l3_256d2_65", 1, 65, 65, 256, 256, 3, 1, 2, 1, 2),
+    Conv("dilated", "deeplab_r50_l4_512d4_65", 1, 65, 65, 512, 512, 3, 1, 4, 1, 4),
+    Conv("dilated", "deeplab_aspp_2048r6_33", 1, 33, 33, 2048, 256, 3, 1, 6, 1, 6),
+    Conv("dilated", "deeplab_aspp_2048r12_33", 1, 33, 33, 2048, 256, 3, 1, 12, 1, 12),
+    Conv("dilated", "deeplab_aspp_2048r18_33", 1, 33, 33, 2048, 256, 3, 1, 18, 1, 18),
+    Conv("dilated", "mnv3_dw5d2_672_33", 1, 33, 33, 672, 672, 5, 1, 4, 672, 2),
+    Conv("dilated", "mnv3_dw5d2_960_33", 1, 33, 33, 960, 960, 5, 1, 4, 960, 2),
 
     // Narrow pointwise layers. MobileNetV3-Large (Howard et al. 2019, Table 1): the expand and
     // project 1x1s of the first bnecks. ShuffleNetV2 (Ma et al. 2018, Table 5): the branch 1x1s
