@@ -104,6 +104,9 @@ std::optional<Conv2dProblem> SubgridProblem(const Conv2dProblem& p) {
   const int64_t dh = p.dilation_h, dw = p.dilation_w;
   if (p.stride_h != 1 || p.stride_w != 1 || (dh == 1 && dw == 1)) return std::nullopt;
   if (p.pad.top % dh != 0 || p.pad.left % dw != 0) return std::nullopt;
+  // Every sub-grid holds outputs: a dilation past the output's extent would add whole images of
+  // padding (rate 18 on a 1x1 output: 324 images for one pixel).
+  if (dh > p.oh || dw > p.ow) return std::nullopt;
   Conv2dProblem sub = p;
   sub.n = p.n * dh * dw;
   sub.ih = CeilDiv(p.ih, dh);

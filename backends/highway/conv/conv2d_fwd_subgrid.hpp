@@ -19,8 +19,8 @@ namespace convkit::internal::highway {
 
 // The dense problem over p's sub-grids: N * dh * dw images of ceil(IH / dh) x ceil(IW / dw) input
 // and ceil(OH / dh) x ceil(OW / dw) output pixels, dilation 1, pads divided by the dilation (the
-// bottom and right ones as the output size needs). Nothing when p has stride > 1, no dilation, or
-// a top or left pad that is not a multiple of the dilation.
+// bottom and right ones as the output size needs). Nothing when p has stride > 1, no dilation, a
+// top or left pad that is not a multiple of the dilation, or a dilation past the output's extent.
 std::optional<Conv2dProblem> SubgridProblem(const Conv2dProblem& p);
 
 // A plan for p that gathers x (and the residual) into sub-grids, runs `inner` (a plan for
