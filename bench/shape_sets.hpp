@@ -355,6 +355,12 @@ inline constexpr PoolShape kPoolShapes[] = {
     GlobalPool("resnet50_global_7x7x2048", 32, 7, 2048),
     GlobalPool("mobilenet_global_7x7x1024", 1, 7, 1024),
     Pool("vgg16_pool1_k2s2", 1, 224, 224, 64, 2, 2, 0),
+    // YOLO's spatial pyramid pooling at stride 1: YOLOv3-SPP's 5x5 over 19x19x512 at 608x608 (its
+    // 9x9 and 13x13 too are max pools, but every set shape also runs as an average pool in the
+    // equivalence grid, whose integer data cannot keep 81- and 169-element means exact) and
+    // YOLOv5s's SPPF at 640x640, 5x5 over 20x20x256.
+    Pool("yolov3_spp_k5_19x19x512", 1, 19, 19, 512, 5, 1, 2),
+    Pool("yolov5s_sppf_k5_20x20x256", 1, 20, 20, 256, 5, 1, 2),
     // Small, in cache: padding, ceil_mode and count_include_pad at odd sizes and channel counts.
     Pool("small_18x18x16_k3s2p1_ceil", 4, 18, 18, 16, 3, 2, 1, true),
     Pool("small_16x16x7_k3s2_ceil", 4, 16, 16, 7, 3, 2, 0, true),

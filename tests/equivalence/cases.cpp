@@ -162,6 +162,15 @@ std::vector<PoolCase> HandPoolCases() {
   cases.push_back({"hand: 240 channels",
                    {2, 9, 11, 240},
                    MakePool(PoolMode::kAverage, 3, 2, Pads::uniform(1), false, true)});
+  // highway's separable max pooling (stride 1, windows of 16+ elements, pixels wider than three
+  // channel steps): NaNs, then asymmetric pads and channel blocks with a short last one.
+  cases.push_back({"hand: separable, NaNs",
+                   {2, 9, 11, 200},
+                   MakePool(PoolMode::kMax, 5, 1, Pads::uniform(2)),
+                   true});
+  cases.push_back({"hand: separable, asymmetric pads",
+                   {1, 6, 7, 208},
+                   MakePool(PoolMode::kMax, 4, 1, {1, 2, 3, 0})});
   // highway's average backward gather in one pass over dx rows too wide for its two-pass form.
   cases.push_back(
       {"hand: wide rows", {2, 7, 200, 32}, MakePool(PoolMode::kAverage, 3, 2, Pads::uniform(1))});

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backends/highway/common/parallel.hpp"
 #include "backends/highway/common/vec-inl.h"
 #include "backends/highway/pool/pool2d.hpp"
 #include "hwy/highway.h"
@@ -118,6 +119,26 @@ inline bool MayHoldNaN(const float* HWY_RESTRICT x, int64_t count) {
 inline void ReadAhead(const float* HWY_RESTRICT x, int64_t count) {
   volatile bool sink = MayHoldNaN(x, count);
   (void)sink;
+}
+
+// Whether channels `ch` of `pixels` consecutive pixels (C floats each) may hold a NaN, decided
+// as MayHoldNaN decides it (a sum that is NaN), with four chains over the pixels.
+inline bool ChannelsMayHoldNaN(const float* x, int64_t pixels, int64_t c, ChannelRange ch) {
+  const DF d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  VF s[4] = {hn::Zero(d), hn::Zero(d), hn::Zero(d), hn::Zero(d)};
+  for (int64_t c0 = ch.begin; c0 < ch.end; c0 += lanes) {
+    const MF m = hn::FirstN(d, static_cast<size_t>(std::min(lanes, ch.end - c0)));
+    int64_t i = 0;
+    for (; i + 4 <= pixels; i += 4) {
+      HWY_UNROLL(4)
+      for (int64_t k = 0; k < 4; ++k)
+        s[k] = hn::Add(s[k], hn::MaskedLoad(m, d, x + (i + k) * c + c0));
+    }
+    for (; i < pixels; ++i) s[0] = hn::Add(s[0], hn::MaskedLoad(m, d, x + i * c + c0));
+  }
+  const VF sum = hn::Add(hn::Add(s[0], s[1]), hn::Add(s[2], s[3]));
+  return !hn::AllTrue(d, hn::Eq(sum, sum));
 }
 
 // Which rows of one image hold a NaN, for a caller that asks about row ranges whose begin and end

@@ -76,7 +76,23 @@ const char* StreamRefuses(const PoolQuery& q) {
 const char* WideRefuses(const PoolQuery& q) {
   return q.p.c > q.wide_c ? nullptr : "C within three channel steps";
 }
+// Max pooling at stride 1 whose windows hold at least kSeparableWindow elements, over pixels the
+// wide variant would take (C > wide_c): KH + KW selections per output instead of KH * KW.
+// Measured (2 threads, against the variant the list chose before; AVX3, wide_c = 192): 5x5, 9x9,
+// 13x13 over 20x20x256 (YOLO's SPP) 2.9x, 7.4x, 9.4x faster, 5x5 over 20x20x512 2.2x, 4x4 over
+// 20x20x256 2.0x. Narrower pixels stay with the rows kernel, which takes (ow, c) as one flat
+// sequence at stride 1: 5x5 over 20x20x128 at batch 8 and 32 ran 0.82-0.84x separable (at batch
+// 1 1.1-1.25x), over 56x56x64 0.6x; 3x3 over 14x14x480 0.7x.
+constexpr int64_t kSeparableWindow = 16;
+const char* SeparableRefuses(const PoolQuery& q) {
+  if (!IsMax(q.p)) return "average pooling";
+  if (q.p.stride_h != 1 || q.p.stride_w != 1) return "stride > 1";
+  if (q.p.kh * q.p.kw < kSeparableWindow) return "window too small";
+  if (q.p.c <= q.wide_c) return "C within three channel steps";
+  return nullptr;
+}
 constexpr PoolVariant<Pool2dFwdKernels> kFwdVariants[] = {
+    {"separable", SeparableRefuses, &Pool2dFwdKernels::separable},
     {"stream", StreamRefuses, &Pool2dFwdKernels::stream},
     {"wide", WideRefuses, &Pool2dFwdKernels::wide},
     {"rows", AcceptsAll, &Pool2dFwdKernels::rows}};

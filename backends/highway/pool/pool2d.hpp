@@ -74,14 +74,15 @@ struct Pool2dEntry {
   Pool2dFn avg = nullptr;
 };
 
-// One target's forward variants (pool2d_fwd.cc): the entries of the forward list (pool2d.cpp), in
-// its order:
+// One target's forward variants (pool2d_fwd.cc, pool2d_fwd_separable.cc): the entries of the
+// forward list (pool2d.cpp), in its order:
+// - separable: max pooling at stride 1 with large windows, along W then along H;
 // - stream: output rows with streaming stores (DRAM-bound calls, C a whole number of vectors; a y
 //   that is not vector-aligned is written as the next variants would write it, without streaming);
 // - wide: each window reduced in pixel-major order (C > wide_c);
 // - rows: output rows, the windows of a row in tiles (every problem).
 struct Pool2dFwdKernels {
-  Pool2dEntry stream, wide, rows;
+  Pool2dEntry separable, stream, wide, rows;
   int64_t lanes = 1;   // floats per vector
   int64_t wide_c = 0;  // above this many channels, the pixel-major order (pool2d-inl.h kWideC)
   const char* isa = "";
@@ -103,8 +104,10 @@ struct Pool2dBwdKernels {
 // The chosen target's kernels.
 Pool2dFwdKernels ChosenPool2dFwdKernels();
 Pool2dBwdKernels ChosenPool2dBwdKernels();
-// The chosen target's avg_gather entry (pool2d_bwd_gather.cc), for ChosenPool2dBwdKernels.
+// The chosen target's avg_gather entry (pool2d_bwd_gather.cc), for ChosenPool2dBwdKernels, and
+// its separable forward entry (pool2d_fwd_separable.cc), for ChosenPool2dFwdKernels.
 Pool2dEntry ChosenPool2dBwdGather();
+Pool2dEntry ChosenPool2dFwdSeparable();
 
 // Target-independent entry points (pool2d.cpp), called by the backend (highway_backend.cpp).
 

@@ -464,26 +464,6 @@ void PoolFwdRange(const Pool2dProblem& p, const float* x, float* y, int64_t t0, 
   }
 }
 
-// Whether channels `ch` of `pixels` consecutive pixels (C floats each) may hold a NaN, decided
-// as MayHoldNaN decides it (a sum that is NaN), with four chains over the pixels.
-bool ChannelsMayHoldNaN(const float* x, int64_t pixels, int64_t c, ChannelRange ch) {
-  const DF d;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  VF s[4] = {hn::Zero(d), hn::Zero(d), hn::Zero(d), hn::Zero(d)};
-  for (int64_t c0 = ch.begin; c0 < ch.end; c0 += lanes) {
-    const MF m = hn::FirstN(d, static_cast<size_t>(std::min(lanes, ch.end - c0)));
-    int64_t i = 0;
-    for (; i + 4 <= pixels; i += 4) {
-      HWY_UNROLL(4)
-      for (int64_t k = 0; k < 4; ++k)
-        s[k] = hn::Add(s[k], hn::MaskedLoad(m, d, x + (i + k) * c + c0));
-    }
-    for (; i < pixels; ++i) s[0] = hn::Add(s[0], hn::MaskedLoad(m, d, x + i * c + c0));
-  }
-  const VF sum = hn::Add(hn::Add(s[0], s[1]), hn::Add(s[2], s[3]));
-  return !hn::AllTrue(d, hn::Eq(sum, sum));
-}
-
 // Output row `row` (n * OH + oh), channels `ch`: PoolFwdRange's NaN rule for these channels only.
 template <bool kMax, bool kStream>
 void PoolFwdRowChunk(const Pool2dProblem& p, const FullCols& full, const float* x, float* y,
@@ -577,7 +557,11 @@ namespace convkit::internal::highway {
 
 HWY_EXPORT(GetPool2dFwdKernels);
 
-Pool2dFwdKernels ChosenPool2dFwdKernels() { return HWY_DYNAMIC_DISPATCH(GetPool2dFwdKernels)(); }
+Pool2dFwdKernels ChosenPool2dFwdKernels() {
+  Pool2dFwdKernels k = HWY_DYNAMIC_DISPATCH(GetPool2dFwdKernels)();
+  k.separable = ChosenPool2dFwdSeparable();
+  return k;
+}
 
 }  // namespace convkit::internal::highway
 #endif  // HWY_ONCE

@@ -1,0 +1,149 @@
+// Pooling forward, the separable variant: max pooling at stride 1 with large windows (YOLO's SPP
+// and SPPF: 5x5, 9x9 and 13x13 over 20x20 maps) as a maximum along W into a per-thread scratch,
+// then along H: KH + KW selections per output instead of KH * KW. A work item is one image and
+// one block of channels; the block's row maxima (IH x OW pixels) stay in L2 between the passes.
+//
+// The selection is the other variants' (pool2d-inl.h): the first NaN, else the first maximal
+// element in row-major window order. Per axis it keeps the first of the row (then of the rows'
+// results), which is that element: a row's result comes from a row with no NaN before it, and a
+// tie of +0 and -0 keeps the earlier element in both passes. Blocks without a NaN
+// (ChannelsMayHoldNaN) select with one max instruction.
+//
+// Compiled once per Highway target through foreach_target.h (hwy/examples/skeleton.cc).
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "backends/highway/common/parallel.hpp"
+#include "backends/highway/common/scratch.hpp"
+#include "backends/highway/pool/pool2d.hpp"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "backends/highway/pool/pool2d_fwd_separable.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must follow foreach_target.h: re-included once per target.
+#include "backends/highway/pool/pool2d-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace convkit::internal::highway {
+namespace HWY_NAMESPACE {
+namespace {
+
+// The row maxima of one block (IH x OW pixels of the block's channels) fill at most this many
+// floats: 256 KiB, in L2 beside the input rows being read.
+constexpr int64_t kRowMaxFloats = int64_t{64} << 10;
+
+// Channels per block: whole vectors, as many as kRowMaxFloats holds, and few enough that the
+// threads have two items each.
+int64_t BlockWidth(const Pool2dProblem& p, int threads) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t vecs = (p.c + lanes - 1) / lanes;
+  const int64_t fits = std::max<int64_t>(1, kRowMaxFloats / (p.ih * p.ow * lanes));
+  const int64_t wanted = std::max<int64_t>(1, (2 * threads + p.n - 1) / p.n);  // blocks per image
+  return std::min({fits, (vecs + wanted - 1) / wanted, vecs}) * lanes;
+}
+
+// acc = the selection of acc and v: the exact rule, or (kNaNFree) the one max instruction.
+template <bool kNaNFree, size_t kVecs>
+HWY_INLINE void Select(VF (&acc)[kVecs], const VF (&v)[kVecs]) {
+  HWY_UNROLL(4)
+  for (size_t j = 0; j < kVecs; ++j) {
+    acc[j] =
+        kNaNFree ? MaxOrKeep(acc[j], v[j]) : hn::IfThenElse(MaxTakes(acc[j], v[j]), v[j], acc[j]);
+  }
+}
+
+// rows[ih][ow][0, count) (pixels `stride` floats apart) = the maximum of image row ih over the
+// window columns of ow, channels [c0, c0 + count).
+template <bool kNaNFree>
+void MaxAlongW(const Pool2dProblem& p, const float* image, int64_t c0, int64_t count,
+               int64_t stride, float* rows) {
+  for (int64_t ih = 0; ih < p.ih; ++ih) {
+    const float* x_row = image + ih * p.iw * p.c + c0;
+    float* out = rows + ih * p.ow * stride;
+    for (int64_t ow = 0; ow < p.ow; ++ow) {
+      const PoolSpan cols = PoolCols(p, ow);
+      ForEachChannelStep(0, count, [&]<size_t kVecs>(int64_t j0, MF last) {
+        VF acc[kVecs];
+        LoadVecs<kVecs>(x_row + cols.begin * p.c + j0, last, acc);
+        for (int64_t iw = cols.begin + 1; iw < cols.end; ++iw) {
+          VF v[kVecs];
+          LoadVecs<kVecs>(x_row + iw * p.c + j0, last, v);
+          Select<kNaNFree>(acc, v);
+        }
+        StoreVecs<kVecs>(acc, last, out + ow * stride + j0);
+      });
+    }
+  }
+}
+
+// y's channels [c0, c0 + count) of one image = the maximum of `rows` over the window rows of each
+// output row.
+template <bool kNaNFree>
+void MaxAlongH(const Pool2dProblem& p, const float* rows, int64_t c0, int64_t count, int64_t stride,
+               float* y_image) {
+  const int64_t row_floats = p.ow * stride;
+  for (int64_t oh = 0; oh < p.oh; ++oh) {
+    const PoolSpan span = PoolRows(p, oh);
+    for (int64_t ow = 0; ow < p.ow; ++ow) {
+      const float* column = rows + ow * stride;
+      float* y = y_image + (oh * p.ow + ow) * p.c + c0;
+      ForEachChannelStep(0, count, [&]<size_t kVecs>(int64_t j0, MF last) {
+        VF acc[kVecs];
+        LoadVecs<kVecs>(column + span.begin * row_floats + j0, last, acc);
+        for (int64_t ih = span.begin + 1; ih < span.end; ++ih) {
+          VF v[kVecs];
+          LoadVecs<kVecs>(column + ih * row_floats + j0, last, v);
+          Select<kNaNFree>(acc, v);
+        }
+        StoreVecs<kVecs>(acc, last, y + j0);
+      });
+    }
+  }
+}
+
+// One image's channels [c0, c0 + count), both passes, in the calling thread's scratch (blocks of
+// `width` channels; the last one may hold fewer).
+template <bool kNaNFree>
+void PoolFwdSeparableBlock(const Pool2dProblem& p, const float* image, int64_t c0, int64_t count,
+                           int64_t width, float* y_image) {
+  float* rows = ThreadScratch(p.ih * p.ow * width);
+  MaxAlongW<kNaNFree>(p, image, c0, count, width, rows);
+  MaxAlongH<kNaNFree>(p, rows, c0, count, width, y_image);
+}
+
+void PoolFwdSeparable(const Pool2dArgs& a) {
+  const Pool2dProblem& p = *a.p;
+  const int64_t width = BlockWidth(p, a.threads);
+  const int64_t blocks = (p.c + width - 1) / width;
+  ParallelFor(a.threads, p.n * blocks, [&](int64_t t) {
+    const int64_t n = t / blocks, c0 = t % blocks * width;
+    const int64_t c_end = std::min(p.c, c0 + width);
+    const float* image = a.x + n * p.ih * p.iw * p.c;
+    float* y_image = a.out + n * p.oh * p.ow * p.c;
+    if (ChannelsMayHoldNaN(image, p.ih * p.iw, p.c, {c0, c_end})) {
+      PoolFwdSeparableBlock<false>(p, image, c0, c_end - c0, width, y_image);
+    } else {
+      PoolFwdSeparableBlock<true>(p, image, c0, c_end - c0, width, y_image);
+    }
+  });
+}
+
+}  // namespace
+
+Pool2dEntry GetPool2dFwdSeparable() { return {&PoolFwdSeparable, nullptr}; }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace convkit::internal::highway
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace convkit::internal::highway {
+
+HWY_EXPORT(GetPool2dFwdSeparable);
+
+Pool2dEntry ChosenPool2dFwdSeparable() { return HWY_DYNAMIC_DISPATCH(GetPool2dFwdSeparable)(); }
+
+}  // namespace convkit::internal::highway
+#endif  // HWY_ONCE
