@@ -166,10 +166,10 @@ void RunAll(const Conv2dFwdArgs& a) {
 // the padding (or past the row's end, for a short last tile) read as zero without a load. With
 // dilation_w = 2 (stride 1), the tile's pixels are 2 columns apart, one sub-grid of the row: per
 // kernel row they read kRowRows - 1 + KW input pixels 2 columns apart, the same pattern.
-// MobileNetV3's dilated last stage at 33x33 (DeepLab, LR-ASPP): 5x5 over 672 and 960 channels
-// 1.23-1.34x faster than through RunAll's tap tables, 3x3 over 480 1.2x. Not where x and y exceed
-// L3 (65x65x960: 0.84x) nor at dilation 4 (65x65x256: 0.88x, every tile at the row's edges and a
-// third of them short): each of the d sweeps of a row then reads it from further away.
+// MobileNetV3's dilated last stage at 33x33 (DeepLab, LR-ASPP): 5x5 over 960 and 672 channels
+// 1.22x and 1.36x faster than through RunAll's tap tables, 3x3 over 480 1.14x. Not where x and y
+// exceed L3 (65x65x960: 0.84x) nor at dilation 4 (65x65x256: 0.88x, every tile at the row's edges
+// and a third of them short): each of the d sweeps of a row then reads it from further away.
 #if HWY_TARGET == HWY_AVX3
 // 8 x 2 accumulators + KW x 2 weights + 2 inputs <= 28 of 32 zmm.
 constexpr size_t kRowRows = 8;
@@ -212,7 +212,7 @@ HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t 
     LoadVecs<kVecs>(a.w.data + (kh * p.kw + static_cast<int64_t>(kw)) * a.w.row_stride + c0, last,
                     wv[kw]);
   }
-  // The interior's column pointer steps by C; at the edges it is formed only for columns in the
+  // The interior's column pointer steps by step * C; at the edges it is formed only for columns in
   // row (a pointer before x's first element would be undefined even unread).
   const float* column = kInterior ? row + iw0 * p.ic : row;
   const int64_t column_stride = step * p.ic;

@@ -71,7 +71,7 @@ class SubgridPlan final : public Conv2dFwdImpl {
               std::unique_ptr<Conv2dFwdImpl> inner, std::string name)
       : x_{p.n, p.ih, p.iw, p.ic, p.dilation_h, p.dilation_w, sub.ih, sub.iw},
         y_{p.n, p.oh, p.ow, p.oc, p.dilation_h, p.dilation_w, sub.oh, sub.ow},
-        threads_(ThreadsFor(p.flops())),
+        flops_(p.flops()),
         inner_(std::move(inner)),
         name_(std::move(name)) {}
 
@@ -80,10 +80,11 @@ class SubgridPlan final : public Conv2dFwdImpl {
     float* const x_sub = ThreadScratch<kSubgridScratchSlot>(x_floats + 2 * y_floats);
     float* const y_sub = x_sub + x_floats;
     float* const r_sub = r != nullptr ? y_sub + y_floats : nullptr;
-    Gather(x_, x, x_sub, threads_);
-    if (r != nullptr) Gather(y_, r, r_sub, threads_);
+    const int threads = ThreadsFor(flops_);  // as the inner plan: the thread count of this run
+    Gather(x_, x, x_sub, threads);
+    if (r != nullptr) Gather(y_, r, r_sub, threads);
     inner_->run(x_sub, r_sub, y_sub);
-    Scatter(y_, y_sub, y, threads_);
+    Scatter(y_, y_sub, y, threads);
   }
 
   std::string name() const override { return name_; }
@@ -93,7 +94,7 @@ class SubgridPlan final : public Conv2dFwdImpl {
   static int64_t RoundUp(int64_t floats) { return (floats + 15) / 16 * 16; }
 
   const SubgridLayout x_, y_;
-  const int threads_;
+  const double flops_;
   const std::unique_ptr<Conv2dFwdImpl> inner_;
   const std::string name_;
 };
