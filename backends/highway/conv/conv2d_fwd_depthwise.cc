@@ -212,8 +212,8 @@ HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t 
     LoadVecs<kVecs>(a.w.data + (kh * p.kw + static_cast<int64_t>(kw)) * a.w.row_stride + c0, last,
                     wv[kw]);
   }
-  // The interior's column pointer steps by step * C; at the edges it is formed only for columns in
-  // row (a pointer before x's first element would be undefined even unread).
+  // The interior's column pointer steps by step * C; at the edges it is formed only for columns
+  // in the row (a pointer before x's first element would be undefined even unread).
   const float* column = kInterior ? row + iw0 * p.ic : row;
   const int64_t column_stride = step * p.ic;
   // Fully unrolled (<= 19 steps), so that acc is indexed by constants and stays in registers.
