@@ -73,6 +73,12 @@ std::vector<ConvCase> HandConvCases() {
        32,
        true},
       {"hand: non-square kernel, stride and dilation", {2, 12, 11, 6}, tall, 9, false},
+      // x and y past 32 MiB: highway's dense-rows depthwise stores y with streaming stores.
+      {"hand: depthwise, x and y past L3",
+       {1, 129, 129, 256},
+       MakeConv(3, 1, Pads::uniform(1), 1, 256),
+       256,
+       true},
       // Rows wide enough for interior tiles of 8 pixels 2 columns apart (23 input columns).
       {"hand: depthwise 5x5, dilation 2, wide rows",
        {1, 5, 41, 40},
