@@ -288,8 +288,9 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
 // Channel blocks per pass over a thread's tile blocks: the U' panels of one pass stay in L3 while
 // the tile blocks stream past them, each pass transforming the input again. In one pass, U' larger
 // than L3 came from DRAM once per tile block: 1024 -> 1024 at 32x32 (64 MiB of U' per block of 14
-// tiles) 32.8 -> 23.4 ms, 2048 -> 256 at 32x32 16.8 -> 12.3 ms, 512 -> 1024 12.6 -> 11.0 ms (2
-// threads). 8 and 16 MiB passes ran alike; at 16, 512 -> 512 (16 MiB of U') keeps one pass.
+// tiles) 35.2 -> 21.6 ms, 2048 -> 256 at 32x32 19.2 -> 12.1 ms, 512 -> 1024 13.6 -> 10.9 ms (2
+// threads, interleaved). At 16 MiB, 512 -> 512 (16 MiB of U': ResNet-50's and VGG's largest)
+// keeps one pass, as before.
 constexpr int64_t kPassBytes = int64_t{16} << 20;
 
 int64_t BlocksPerPass(const Conv2dFwdArgs& a, int64_t tile_blocks, int64_t col_blocks) {
