@@ -184,15 +184,19 @@ constexpr size_t kRowRows = 4;
 constexpr size_t kRowVecs = 1;
 #endif
 
+// The bytes of x and y together (C_in == C_out): what the kernel streams through the caches.
+double XAndYBytes(const Conv2dProblem& p) {
+  return (static_cast<double>(p.ih) * static_cast<double>(p.iw) +
+          static_cast<double>(p.oh) * static_cast<double>(p.ow)) *
+         static_cast<double>(p.n) * static_cast<double>(p.ic) * sizeof(float);
+}
+
 constexpr double kDilatedRowsBytes = 16 << 20;  // x and y together, half of L3
 
 bool HasDenseRows(const Conv2dProblem& p) {
   if (p.kw != 3 && p.kw != 5 && p.kw != 7) return false;
   if (p.dilation_w == 1) return p.stride_w == 1 || p.stride_w == 2;
-  const double bytes = (static_cast<double>(p.ih) * static_cast<double>(p.iw) +
-                        static_cast<double>(p.oh) * static_cast<double>(p.ow)) *
-                       static_cast<double>(p.n) * static_cast<double>(p.ic) * sizeof(float);
-  return p.dilation_w == 2 && p.stride_w == 1 && bytes <= kDilatedRowsBytes;
+  return p.dilation_w == 2 && p.stride_w == 1 && XAndYBytes(p) <= kDilatedRowsBytes;
 }
 
 // Output (and input) columns between a dense-rows tile's pixels: the dilation at stride 1.
@@ -297,30 +301,18 @@ void RunRowBlockVecs(const Conv2dFwdArgs& a, int64_t n, int64_t oh, int64_t ow0,
 // 17-pixel pieces and ran at 0.75x oneDNN on rows streamed from L3. Dilated rows are swept one
 // sub-grid (columns r, r + d, ...) after the other, in instances of their own (kDilated), so that
 // the undilated loops keep a constant step of one column.
-// Where x and y together outgrow L3 (kStreamBytes), y's rows are written with streaming stores
-// (whole, aligned vectors only), which skip reading each line from memory before overwriting it
-// and leave L3 to x's rows. Interleaved against plain stores, both orders (2 threads): 3x3 over
-// 129x129x384 and 256x256x96 (DeepLab-MobileNet, a 512x512 MobileNetV2) 2.2-2.6x faster, 5x5 over
-// 2x65x65x960 1.5x, 3x3/2 over 256x256x144 1.2-1.4x; 65x65x960 (32.4 MB) 1.0-1.08x.
-constexpr double kStreamBytes = 32 << 20;
-
-bool StreamsY(const Conv2dFwdArgs& a) {
-  const Conv2dProblem& p = *a.p;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
-  const double bytes = (static_cast<double>(p.ih) * static_cast<double>(p.iw) +
-                        static_cast<double>(p.oh) * static_cast<double>(p.ow)) *
-                       static_cast<double>(p.n) * static_cast<double>(p.ic) * sizeof(float);
-  return bytes >= kStreamBytes && p.oc % lanes == 0 &&
-         reinterpret_cast<uintptr_t>(a.y) % (lanes * sizeof(float)) == 0;
-}
-
+// Where x and y together outgrow L3 (StreamsY), y's rows are written with streaming stores, which
+// skip reading each line from memory before overwriting it and leave L3 to x's rows. Interleaved
+// against plain stores, both orders (2 threads): 3x3 over 129x129x384 and 256x256x96
+// (DeepLab-MobileNet, a 512x512 MobileNetV2) 2.2-2.6x faster, 5x5 over 2x65x65x960 1.5x, 3x3/2
+// over 256x256x144 1.2-1.4x; 65x65x960 (32.4 MB) 1.0-1.08x.
 template <size_t kKw, size_t kStride, bool kDilated = false>
 void RunAllDenseRows(const Conv2dFwdArgs& a) {
   const Conv2dProblem& p = *a.p;
   const int64_t block_cols = static_cast<int64_t>(kRowVecs * hn::Lanes(DF()));
   const int64_t pixel_items = p.n * p.oh;
   const ChannelChunks chunks = ChunksFor(a, pixel_items, block_cols);
-  const bool stream = StreamsY(a);
+  const bool stream = StreamsY(XAndYBytes(p), p.oc, a.y);
   const int64_t step = kDilated ? ColumnStep(p) : 1;
   ParallelRanges(a.threads, pixel_items * chunks.count, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {

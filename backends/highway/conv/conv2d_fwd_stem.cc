@@ -93,20 +93,11 @@ HWY_INLINE void CopyWindow(const float* x_row, int64_t iw, int64_t ic, int64_t i
   std::fill(window + hi * ic, window + cols * ic, 0.0f);
 }
 
-// Outputs from this size up are written with non-temporal stores (StreamVecs): larger than the
-// L3 (32 MiB on Zen 4 and Zen 5), they leave the caches before anyone reads them, and a plain
-// store first reads each line from memory. UNet's 570x570x64 (83 MB) at 2 threads: 0.95 -> 1.36x
-// oneDNN (each in one run with it, random interleaving).
-constexpr int64_t kStreamBytes = int64_t{32} << 20;
-
-// True when the tiles' stores stream: y is that large, and every row of every block is whole
-// vectors at an aligned address.
+// True when the tiles' stores stream (StreamsY): y outgrows L3.
 HWY_INLINE bool Streams(const Conv2dFwdArgs& a) {
   const Conv2dProblem& p = *a.p;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DF()));
-  const int64_t y_bytes = p.n * p.oh * p.ow * p.oc * static_cast<int64_t>(sizeof(float));
-  return y_bytes >= kStreamBytes && p.oc % lanes == 0 &&
-         reinterpret_cast<uintptr_t>(a.y) % (lanes * sizeof(float)) == 0;
+  const double y_floats = static_cast<double>(p.n * p.oh * p.ow) * static_cast<double>(p.oc);
+  return StreamsY(y_floats * sizeof(float), p.oc, a.y);
 }
 
 // One tile: pixels [ow0, ow0 + kRows) of output row (n, oh) x the block of output channels whose

@@ -108,7 +108,7 @@ bool SubgridPays(const Conv2dProblem& p, const Conv2dProblem& sub, bool one_shot
   if (p.ic < kMinSubgridChannels || !WinogradPays(sub, one_shot)) return false;
   const double direct = static_cast<double>(InsideTaps(p.oh, p.ih, p.pad.top, p.dilation_h)) *
                         static_cast<double>(InsideTaps(p.ow, p.iw, p.pad.left, p.dilation_w));
-  const double winograd = 16.0 * static_cast<double>(sub.n / std::max<int64_t>(p.n, 1)) *
+  const double winograd = 16.0 * static_cast<double>(p.dilation_h * p.dilation_w) *
                           static_cast<double>(((sub.oh + 1) / 2) * ((sub.ow + 1) / 2));
   const double gain = p.oc < kNarrowOutputs ? kMinSubgridGainNarrow : kMinSubgridGain;
   return direct >= gain * winograd;

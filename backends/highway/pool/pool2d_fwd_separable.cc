@@ -54,6 +54,23 @@ HWY_INLINE void Select(VF (&acc)[kVecs], const VF (&v)[kVecs]) {
   }
 }
 
+// out[0, count) = the selection over the `run` pixels from `first`, `stride` floats apart, of their
+// channels [0, count): one pass's reduction (along W in x, along H in the row maxima).
+template <bool kNaNFree>
+HWY_INLINE void MaxOfRun(const float* first, int64_t stride, int64_t run, int64_t count,
+                         float* out) {
+  ForEachChannelStep(0, count, [&]<size_t kVecs>(int64_t j0, MF last) {
+    VF acc[kVecs];
+    LoadVecs<kVecs>(first + j0, last, acc);
+    for (int64_t k = 1; k < run; ++k) {
+      VF v[kVecs];
+      LoadVecs<kVecs>(first + k * stride + j0, last, v);
+      Select<kNaNFree>(acc, v);
+    }
+    StoreVecs<kVecs>(acc, last, out + j0);
+  });
+}
+
 // rows[ih][ow][0, count) (pixels `stride` floats apart) = the maximum of image row ih over the
 // window columns of ow, channels [c0, c0 + count).
 template <bool kNaNFree>
@@ -61,19 +78,10 @@ void MaxAlongW(const Pool2dProblem& p, const float* image, int64_t c0, int64_t c
                int64_t stride, float* rows) {
   for (int64_t ih = 0; ih < p.ih; ++ih) {
     const float* x_row = image + ih * p.iw * p.c + c0;
-    float* out = rows + ih * p.ow * stride;
     for (int64_t ow = 0; ow < p.ow; ++ow) {
       const PoolSpan cols = PoolCols(p, ow);
-      ForEachChannelStep(0, count, [&]<size_t kVecs>(int64_t j0, MF last) {
-        VF acc[kVecs];
-        LoadVecs<kVecs>(x_row + cols.begin * p.c + j0, last, acc);
-        for (int64_t iw = cols.begin + 1; iw < cols.end; ++iw) {
-          VF v[kVecs];
-          LoadVecs<kVecs>(x_row + iw * p.c + j0, last, v);
-          Select<kNaNFree>(acc, v);
-        }
-        StoreVecs<kVecs>(acc, last, out + ow * stride + j0);
-      });
+      MaxOfRun<kNaNFree>(x_row + cols.begin * p.c, p.c, cols.end - cols.begin, count,
+                         rows + (ih * p.ow + ow) * stride);
     }
   }
 }
@@ -87,18 +95,8 @@ void MaxAlongH(const Pool2dProblem& p, const float* rows, int64_t c0, int64_t co
   for (int64_t oh = 0; oh < p.oh; ++oh) {
     const PoolSpan span = PoolRows(p, oh);
     for (int64_t ow = 0; ow < p.ow; ++ow) {
-      const float* column = rows + ow * stride;
-      float* y = y_image + (oh * p.ow + ow) * p.c + c0;
-      ForEachChannelStep(0, count, [&]<size_t kVecs>(int64_t j0, MF last) {
-        VF acc[kVecs];
-        LoadVecs<kVecs>(column + span.begin * row_floats + j0, last, acc);
-        for (int64_t ih = span.begin + 1; ih < span.end; ++ih) {
-          VF v[kVecs];
-          LoadVecs<kVecs>(column + ih * row_floats + j0, last, v);
-          Select<kNaNFree>(acc, v);
-        }
-        StoreVecs<kVecs>(acc, last, y + j0);
-      });
+      MaxOfRun<kNaNFree>(rows + span.begin * row_floats + ow * stride, row_floats,
+                         span.end - span.begin, count, y_image + (oh * p.ow + ow) * p.c + c0);
     }
   }
 }
