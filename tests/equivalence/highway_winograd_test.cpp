@@ -157,6 +157,9 @@ TEST(Winograd, DilatedLayersRunOnSubgrids) {
   EXPECT_NE(impl("on", aspp, 12, 12, w).find(":winograd_subgrid:"), std::string::npos);
   // A pad that is not a multiple of the dilation maps sub-grids onto others: direct.
   EXPECT_EQ(impl("on", deeplab, 1, 2, w).find("winograd"), std::string::npos);
+  // A dilation past the output's extent (5x5 outputs, dilation 6) would add sub-grids without
+  // outputs: direct.
+  EXPECT_EQ(impl("on", {1, 5, 5, 64}, 6, 6, w).find("winograd"), std::string::npos);
   EXPECT_EQ(impl("off", deeplab, 2, 2, w).find("winograd"), std::string::npos);
 }
 
