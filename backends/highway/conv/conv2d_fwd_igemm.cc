@@ -106,7 +106,7 @@ HWY_INLINE bool MergesRowOfTaps(const Conv2dProblem& p, const TileJob& job) {
 // acc += the job's slice of the reduction, reading the input through PixelTile (any stride,
 // padding and dilation; taps wholly in the padding are skipped). Inlined into RunTile, so that
 // acc stays in registers across taps (through a call, GCC stores and reloads it at every tap).
-template <size_t kRows, size_t kVecs>
+template <size_t kRows, size_t kVecs, bool kPrefetch>
 HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
                                VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
@@ -120,16 +120,16 @@ HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const
     // (kh, 0..KW-1, 0..IC-1) are consecutive too.
     for (int64_t kh = 0; kh < p.kh; ++kh) {
       if (!tile.RowOfTaps(kh, zeros, xp)) continue;
-      AccumulateTap<kRows, kVecs>(xp, w + kh * p.kw * tap_stride, a.w.row_stride, p.kw * icg, last,
-                                  acc);
+      AccumulateTap<kRows, kVecs, kPrefetch>(xp, w + kh * p.kw * tap_stride, a.w.row_stride,
+                                             p.kw * icg, last, acc);
     }
     return;
   }
   for (int64_t kh = 0; kh < p.kh; ++kh) {
     for (int64_t kw = 0; kw < p.kw; ++kw) {
       if (!tile.Tap(kh, kw, zeros, xp)) continue;
-      AccumulateTap<kRows, kVecs>(xp, w + (kh * p.kw + kw) * tap_stride, a.w.row_stride,
-                                  job.c_end - job.c_begin, last, acc);
+      AccumulateTap<kRows, kVecs, kPrefetch>(xp, w + (kh * p.kw + kw) * tap_stride, a.w.row_stride,
+                                             job.c_end - job.c_begin, last, acc);
     }
   }
 }
@@ -144,7 +144,7 @@ HWY_INLINE bool UsesTapTable(const Conv2dFwdArgs& a, const TileJob& job) {
 
 // acc += the whole reduction, reading each pixel's offsets from the tap table: no index
 // arithmetic, and consecutive taps already merged into one reduction.
-template <size_t kRows, size_t kVecs>
+template <size_t kRows, size_t kVecs, bool kPrefetch>
 HWY_INLINE void AccumulateTable(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
                                 VF (&acc)[kRows][kVecs]) {
   constexpr int64_t kEntryInts = Conv2dFwdTaps::kEntryHeader + static_cast<int64_t>(kRows);
@@ -157,7 +157,8 @@ HWY_INLINE void AccumulateTable(const Conv2dFwdArgs& a, const TileJob& job, cons
     const float* xp[kRows];
     HWY_UNROLL(16)
     for (size_t i = 0; i < kRows; ++i) xp[i] = off[i] < 0 ? a.zeros : x + off[i];
-    AccumulateTap<kRows, kVecs>(xp, w + e[0] * a.w.row_stride, a.w.row_stride, e[1], last, acc);
+    AccumulateTap<kRows, kVecs, kPrefetch>(xp, w + e[0] * a.w.row_stride, a.w.row_stride, e[1],
+                                           last, acc);
   }
 }
 
@@ -183,13 +184,13 @@ HWY_INLINE int64_t FullRows(const Conv2dProblem& p, int64_t m0) {
 
 // acc += the job's slice for a pointwise convolution: pixel m reads x + m * IC, no index
 // arithmetic. Pixels past the end repeat the last one (their results are not stored).
-template <size_t kRows, size_t kVecs>
+template <size_t kRows, size_t kVecs, bool kPrefetch>
 HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, const float* w,
                                     MF last, VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
   const float* xp[kRows];
   PixelRows<kRows>(a.x + job.x_col + job.m0 * p.ic, p.ic, FullRows<kRows>(p, job.m0), xp);
-  AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc);
+  AccumulateTap<kRows, kVecs, kPrefetch>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc);
 }
 
 // acc += the job's slice for a pointwise convolution with a.x_scale, its pixels' rows scaled into
@@ -241,7 +242,7 @@ enum class TileInput { kPlain, kPieces, kScaledX };
 // One work item. The first slice starts from zero, later ones from the partial sums in y; the
 // last slice adds the bias and applies the post-ops. (An in-place residual, r == y, would be
 // overwritten by the partial sums: RunAll then does not slice.)
-template <size_t kRows, size_t kVecs, TileInput kInput>
+template <size_t kRows, size_t kVecs, TileInput kInput, bool kPrefetch>
 HWY_INLINE void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   const Conv2dProblem& p = *a.p;
   const int64_t col0 = job.y_col;
@@ -261,11 +262,11 @@ HWY_INLINE void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   } else if constexpr (kInput == TileInput::kScaledX) {
     AccumulateScaledRows<kRows, kVecs>(a, job, w, last, acc);
   } else if (IsPointwise(p)) {
-    AccumulatePointwise<kRows, kVecs>(a, job, w, last, acc);
+    AccumulatePointwise<kRows, kVecs, kPrefetch>(a, job, w, last, acc);
   } else if (UsesTapTable<kRows>(a, job)) {
-    AccumulateTable<kRows, kVecs>(a, job, w, last, acc);
+    AccumulateTable<kRows, kVecs, kPrefetch>(a, job, w, last, acc);
   } else {
-    AccumulateTaps<kRows, kVecs>(a, job, w, last, acc);
+    AccumulateTaps<kRows, kVecs, kPrefetch>(a, job, w, last, acc);
   }
   const bool final_slice = job.c_end == job.icg;
   const float* r = final_slice && a.r != nullptr ? a.r + job.m0 * p.oc + col0 : nullptr;
@@ -285,9 +286,17 @@ void RunTiles(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin, int64_t t_en
       return RunTiles<kRows, kVecs - 1, kInput>(a, job, t_begin, t_end);
     }
   }
-  for (int64_t t = t_begin; t < t_end; ++t) {
+  int64_t t = t_begin;
+  if constexpr (kPrefetchesWeights && kInput == TileInput::kPlain) {
+    if (t < t_end) {  // the sweep's first tile reads the panel's slice from memory
+      job.m0 = t * static_cast<int64_t>(kRows);
+      RunTile<kRows, kVecs, kInput, true>(a, job);
+      ++t;
+    }
+  }
+  for (; t < t_end; ++t) {
     job.m0 = t * static_cast<int64_t>(kRows);
-    RunTile<kRows, kVecs, kInput>(a, job);
+    RunTile<kRows, kVecs, kInput, false>(a, job);
   }
 }
 

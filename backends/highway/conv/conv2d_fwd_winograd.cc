@@ -166,7 +166,8 @@ void TransformInput(const Conv2dProblem& p, const float* x, const Tiles& tiles, 
 
 // m[pos][t][0, kVecs * lanes) = V[pos] (tiles [r0, r0 + rows) x IC) * U'[pos] (IC x the
 // block's columns) for one position; rows past `count` repeat the last tile and are not stored.
-template <size_t kRows, size_t kVecs>
+// kPrefetch: the first row group, which reads the panel from memory (AccumulateTap).
+template <size_t kRows, size_t kVecs, bool kPrefetch = false>
 HWY_INLINE void MultiplyRows(const Conv2dFwdArgs& a, int64_t v_stride, const float* vp,
                              const float* w, int64_t r0, int64_t count, MF last, float* mp) {
   const DF d;
@@ -179,7 +180,7 @@ HWY_INLINE void MultiplyRows(const Conv2dFwdArgs& a, int64_t v_stride, const flo
   }
   VF acc[kRows][kVecs];
   ZeroTile(acc);
-  AccumulateTap<kRows, kVecs>(xp, w, a.w.row_stride, a.p->ic, last, acc);
+  AccumulateTap<kRows, kVecs, kPrefetch>(xp, w, a.w.row_stride, a.p->ic, last, acc);
   const int64_t rows = std::min(count - r0, static_cast<int64_t>(kRows));
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
@@ -205,6 +206,10 @@ void MultiplyBlock(const Conv2dFwdArgs& a, const Schedule& s, const float* v, in
     const float* vp = v + pos * s.block_tiles * s.v_stride;
     float* mp = m + pos * s.block_tiles * a.w.block_cols;
     int64_t r0 = 0;
+    if (kPrefetchesWeights && r0 + static_cast<int64_t>(kHalf) < count) {
+      MultiplyRows<kRows, kVecs, kPrefetchesWeights>(a, s.v_stride, vp, w, r0, count, last, mp);
+      r0 += static_cast<int64_t>(kRows);
+    }
     for (; r0 + static_cast<int64_t>(kHalf) < count; r0 += static_cast<int64_t>(kRows)) {
       MultiplyRows<kRows, kVecs>(a, s.v_stride, vp, w, r0, count, last, mp);
     }
