@@ -14,7 +14,6 @@
 #include <cstdint>
 
 #include "backends/highway/common/vec-inl.h"
-#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -41,26 +40,9 @@ constexpr size_t kMaxVecs = 2;
 constexpr size_t RowsFor(size_t /*vecs*/) { return 4; }
 #endif
 
-// How far ahead AccumulateTap<..., true> prefetches the weight rows: 16 rows (up to 4 KiB
-// of a 64-column panel).
-constexpr int64_t kPrefetchRows = 16;
-
-// Whether this target's kernels prefetch the weights on a panel's first pass (kPrefetch): the
-// weights of a layer inside a network come from memory (ResNet-50's 100 MB evict each other from
-// L3), and the hardware prefetchers leave the first pass waiting on them (ResNet-50 end to end
-// 1.09x, its 3x3 Winograd layers 1.16-1.34x in the model, the same layers alone 0.99x). Only
-// AVX3 runs it: a second instance of every tile kernel costs compile time, and AVX3 is where the
-// time matters.
-#if HWY_TARGET == HWY_AVX3
-constexpr bool kPrefetchesWeights = true;
-#else
-constexpr bool kPrefetchesWeights = false;
-#endif
-
 // acc[i][j] += sum over the icg channels c of xp[i][c] * w[c * row_stride + j * lanes + lane].
-// kPrefetch: also prefetches the weight rows kPrefetchRows ahead, for a panel's first pass (a
-// pass over weights already in cache runs 3-6 % slower with it). Near the end it prefetches what
-// follows the panel: a prefetch never faults.
+// kPrefetch: also prefetches the weight rows ahead (PrefetchWeightRows), for a panel's first
+// pass.
 template <size_t kRows, size_t kVecs, bool kPrefetch = false>
 HWY_INLINE void AccumulateTap(const float* const (&xp)[kRows], const float* HWY_RESTRICT w,
                               int64_t row_stride, int64_t icg, MF last, VF (&acc)[kRows][kVecs]) {
@@ -76,12 +58,7 @@ HWY_INLINE void AccumulateTap(const float* const (&xp)[kRows], const float* HWY_
   for (int64_t c = 0; c < icg; ++c, w += row_stride) {
     VF wv[kVecs];
     LoadVecs<kVecs>(w, last, wv);
-    if constexpr (kPrefetch) {
-      HWY_UNROLL(16)
-      for (size_t j = 0; j < kVecs; ++j) {
-        hwy::Prefetch(w + kPrefetchRows * row_stride + j * hn::Lanes(d));
-      }
-    }
+    if constexpr (kPrefetch) PrefetchWeightRows<kVecs>(w, row_stride);
     HWY_UNROLL(16)
     for (size_t i = 0; i < kRows; ++i) {
       const VF xv = hn::Set(d, xp[i][c]);
