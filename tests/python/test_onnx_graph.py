@@ -651,6 +651,26 @@ def test_layers_share_buffers_only_when_no_view_is_alive(rng, x):
     assert not any(np.shares_memory(c, out) for i, out in layers[1:] if i <= last_view_read)
 
 
+def test_channel_slices_read_by_a_conv_are_copied_into_the_layers_arrays(rng, x):
+    # A Split's parts are views along C: the bottleneck conv reading one as x and as its fused
+    # residual copies each into an array it keeps, the same one every run.
+    node = helper.make_node
+    nodes = [node("Split", ["c", "sizes"], ["c0", "c1"], axis=1),
+             node("Conv", ["c1", "wm"], ["m"], pads=[1, 1, 1, 1]),
+             node("Add", ["m", "c1"], ["t"]), node("Concat", ["c0", "t"], ["y"], axis=1)]
+    inits = {"sizes": np.array([2, 3], np.int64), "wm": conv_weights(rng, 3, 3)}
+    model = conv_then(rng, nodes, ["y"], inits)
+    loaded = check(model, {"x": x})
+    layer = next(s.layer for s in loaded.steps if s.layer is not None and s.layer.residual)
+    assert layer.fuse_residual and sorted(layer._copies) == ["r", "x"]
+    kept = {key: output.out for key, output in layer._copies.items()}
+    assert all(array.shape == (N, H, W, 3) for array in kept.values())
+    x2 = rng.standard_normal(x.shape).astype(np.float32)
+    expected = ReferenceEvaluator(model).run(None, {"x": x2})[0]
+    assert relative_error(loaded.run({"x": x2})[0], expected) <= 1e-5
+    assert all(layer._copies[key].out is array for key, array in kept.items())
+
+
 def test_runner_arrays_start_on_64_byte_boundaries(rng, x):
     # The layers' and the glue steps' arrays: convkit's vector rows never straddle cache lines
     # (numpy's large arrays start 16 bytes past a page)

@@ -101,6 +101,7 @@ class ConvLayer:
             self.params["output_padding"] = output_padding
         self.plan, self.impl_name, self.out = None, None, None
         self._glue = None  # _unfused_input's steps
+        self._copies = {}  # _dense's arrays, by input
         self.reuse_output = reuse_output
         self.function = getattr(ck, self.kind, None)
         self.fuse_activation = self.fuse_residual = False
@@ -158,10 +159,26 @@ class ConvLayer:
             x = self._glue[0](*x)
         return x if x_scale is None else self._glue[1](x, x_scale)
 
+    def _dense(self, key, a):
+        """a itself when C-contiguous, else its copy by convkit's threaded copy into the array
+        the layer keeps for `key` (`_copies[key]`, an ops._Output): a channel slice (a Split's
+        part: YOLOv8's C2f blocks), which convkit's array conversion would copy on one thread
+        into fresh memory each run (2x the time of the 80x80x16 3x3 layer reading it)."""
+        if a is None or a.flags.c_contiguous or a.ndim != 4 or a.dtype != np.float32:
+            return a
+        from . import ops  # ops imports this module
+
+        output = self._copies.setdefault(key, ops._Output(self.reuse_output))
+        return ops._concat(3, output)(a)
+
     def _call(self, x, r, x_scale):
+        if not isinstance(x, list):
+            x = self._dense("x", x)
         pieces = x if isinstance(x, list) else [x]
         if self.fuse_residual and any(np.may_share_memory(r, piece) for piece in pieces):
             r = r.copy()  # convkit reads r while writing y, so r must not be x (x + conv(x))
+        elif self.fuse_residual:
+            r = self._dense("r", r)
         residual = {"residual": r} if self.fuse_residual else {}
         if x_scale is not None and getattr(self.plan, "fuses_x_scale", False):
             return self.plan.run(x, out=self.out, x_scale=x_scale, **residual)
