@@ -1,13 +1,15 @@
 """python -m convkit.onnx: run an ONNX model on convkit, time it, profile it, compare it.
 
     python -m convkit.onnx MODEL.onnx --shape 1,3,320,320 [--backend auto|highway|onednn]
-        [--threads N] [--compare onnxruntime,openvino] [--profile] [--repeats 10]
+        [--threads N] [--compare onnxruntime,openvino] [--profile [--alone]] [--repeats 10]
 
 MODEL is a path, or a name of the built-in model set (convkit.onnx.models: resnet50,
 mobilenetv2, yolov8n, efficientnet_b0, unet). --shape fixes the input's shape (NAME=1,3,H,W for
 one of several inputs; repeatable). Prints the median latency of plain runs (layers created at
-load, outside the timing), with --profile the ten slowest steps and the glue (non-convkit) share,
-with --compare each peer's latency in the same interleaved loop and its output differences.
+load, outside the timing), with --profile the ten slowest steps and the glue (non-convkit) share
+(with --alone also each step's time called alone: the part of a layer's time that inside the
+network goes to data and weights coming from memory), with --compare each peer's latency in the
+same interleaved loop and its output differences.
 """
 
 import argparse
@@ -52,9 +54,14 @@ def _runtime_inputs(model):
 
 def profile_lines(profile, count=10):
     slowest = sorted(profile, key=lambda s: -s["ms"])[:count]
-    lines = [f"{'ms':>8}  {'op':<18} {'implementation':<34} node"]
+    alone = any("alone_ms" in step for step in profile)
+    head = f"{'ms':>8}  " + (f"{'alone ms':>8}  " if alone else "")
+    lines = [head + f"{'op':<18} {'implementation':<34} node"]
     for step in slowest:
-        lines.append(f"{step['ms']:8.3f}  {step['op']:<18} {step['impl']:<34} {step['name']}")
+        line = f"{step['ms']:8.3f}  "
+        if alone:
+            line += f"{step['alone_ms']:8.3f}  " if "alone_ms" in step else f"{'':>8}  "
+        lines.append(line + f"{step['op']:<18} {step['impl']:<34} {step['name']}")
     return lines
 
 
@@ -69,6 +76,9 @@ def main(argv=None):
                         help="the convolutions' compute mode (bf16: x and w may be rounded)")
     parser.add_argument("--compare", default="", help="comma-separated: onnxruntime,openvino")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--alone", action="store_true",
+                        help="with --profile: also time each convolution and pool alone, many "
+                             "calls in a row (its data and weights then stay in cache)")
     parser.add_argument("--repeats", type=int, default=10,
                         help="rounds of timed runs (3 runs per runtime per round)")
     parser.add_argument("--seed", type=int, default=0)
@@ -110,9 +120,13 @@ def main(argv=None):
         print(f"{name:<12} {ms:10.3f} {ms / medians['convkit']:16.2f}x {abs_diff:13.3e} "
               f"{rel_diff:13.3e}")
     if args.profile:
-        profile = model.profile(feeds, repeats=max(5, args.repeats // 3))
+        profile = model.profile(feeds, repeats=max(5, args.repeats // 3), alone=args.alone)
         print(f"\nten slowest steps (median of per-step times); glue (non-convkit) share "
               f"{100 * glue_share(profile):.1f}%")
+        if args.alone:
+            in_model = sum(s["ms"] for s in profile if "alone_ms" in s)
+            print(f"convkit steps: {in_model:.3f} ms in the model, "
+                  f"{sum(s.get('alone_ms', 0) for s in profile):.3f} ms alone")
         print("\n".join(profile_lines(profile)))
     return 0
 

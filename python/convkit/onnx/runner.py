@@ -251,9 +251,11 @@ class Model:
     def output_names(self):
         return list(self.graph.outputs)
 
-    def profile(self, inputs, repeats=10):
+    def profile(self, inputs, repeats=10, alone=False):
         """Per-step median times over `repeats` runs: a list of dicts {name, op, ms, convkit,
-        impl} in step order, and the median total ms of plain (untimed-steps) runs."""
+        impl} in step order. With `alone`, each convkit step also gets `alone_ms`: its median
+        over `repeats` calls in a row on copies of its inputs, which then stay in cache with its
+        weights, as in a single-layer benchmark (inside the network they come from memory)."""
         if self.threads:
             ck.set_num_threads(self.threads)
         times = [[] for _ in self.steps]
@@ -264,9 +266,36 @@ class Model:
                 self._step(step, env)
                 times[i].append(time.perf_counter() - start)
         impls = implementation_names(self, inputs)
-        return [dict(name=s.name, op=s.op, ms=1e3 * statistics.median(t), convkit=s.is_convkit,
-                     impl=impls.get(i, "convkit" if s.is_convkit else "numpy"))
-                for i, (s, t) in enumerate(zip(self.steps, times))]
+        profile = [dict(name=s.name, op=s.op, ms=1e3 * statistics.median(t), convkit=s.is_convkit,
+                        impl=impls.get(i, "convkit" if s.is_convkit else "numpy"))
+                   for i, (s, t) in enumerate(zip(self.steps, times))]
+        if alone:
+            for i, ms in self._alone_times(inputs, repeats).items():
+                profile[i]["alone_ms"] = ms
+        return profile
+
+    def _alone_times(self, inputs, repeats):
+        """{step index: median ms} of each convkit step called `repeats` times in a row (after
+        one call) on copies of the inputs it had in a run: the layers' arrays are shared between
+        steps, so a later step may overwrite them."""
+        args = {}
+        env = self._feed(inputs)
+        for i, step in enumerate(self.steps):
+            if step.is_convkit:
+                args[i] = [None if s is None else np.array(env[s], copy=True)
+                           if isinstance(env[s], np.ndarray) else env[s] for s in step.in_slots]
+            self._step(step, env)
+        medians = {}
+        for i, step_args in args.items():
+            fn = self.steps[i].fn
+            fn(*step_args)
+            samples = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn(*step_args)
+                samples.append(time.perf_counter() - start)
+            medians[i] = 1e3 * statistics.median(samples)
+        return medians
 
 
 def implementation_names(model, inputs):
