@@ -88,8 +88,7 @@ const char* SeparableRefuses(const PoolQuery& q) {
   if (!IsMax(q.p)) return "average pooling";
   if (q.p.stride_h != 1 || q.p.stride_w != 1) return "stride > 1";
   if (q.p.kh * q.p.kw < kSeparableWindow) return "window too small";
-  if (q.p.c <= q.wide_c) return "C within three channel steps";
-  return nullptr;
+  return WideRefuses(q);  // the wide variant's pixels only
 }
 constexpr PoolVariant<Pool2dFwdKernels> kFwdVariants[] = {
     {"separable", SeparableRefuses, &Pool2dFwdKernels::separable},
