@@ -21,7 +21,7 @@ ConvCase GroupedCase(std::string origin, Dims x, int64_t oc, Conv2dParams params
 
 // Around the kernel's choices: groups of 4 and 8 channels (4-channel permutations), ICg < OCg and
 // OCg = 2 (one permutation per channel), OCg = the vector width (the implicit GEMM with a tap
-// table on AVX3), a last block with fewer groups, stride, dilation, asymmetric and large padding,
+// table on AVX3) alone or in spans of groups, a last block with fewer groups, stride, dilation, asymmetric and large padding,
 // 1x1, batch 0 to 3.
 std::vector<ConvCase> GroupedConvCases() {
   return {
@@ -34,6 +34,16 @@ std::vector<ConvCase> GroupedConvCases() {
       GroupedCase("ICg 2 < OCg 4", {1, 8, 8, 12}, 24, MakeConv(3, 1, Pads::uniform(1), 1, 6), true),
       GroupedCase("OCg 2, 5x5", {1, 5, 7, 6}, 6, MakeConv(5, 1, Pads::uniform(2), 1, 3), true),
       GroupedCase("OCg 16", {1, 5, 5, 32}, 32, MakeConv(3, 1, Pads::uniform(1), 1, 2), true),
+      // Whole-vector groups in spans (GroupsPerBlock): on AVX3 4 groups of 16 per block, 2 of 32,
+      // 4 of 8 on AVX2; a last span with fewer groups, or with one (read as a plain block).
+      GroupedCase("OCg 16 x 6, spans of 4 and 2", {1, 7, 9, 96}, 96,
+                  MakeConv(3, 1, Pads::uniform(1), 1, 6), true, true),
+      GroupedCase("OCg 32 x 3, stride 2, last span one group", {1, 8, 7, 96}, 96,
+                  MakeConv(3, 2, Pads::uniform(1), 1, 3), true),
+      GroupedCase("ICg 8 -> OCg 16 x 5, 1x1, batch 2", {2, 4, 5, 40}, 80, MakeConv(1, 1, {}, 1, 5),
+                  true),
+      GroupedCase("OCg 16 x 9, 5x5, asymmetric pads", {1, 6, 8, 144}, 144,
+                  MakeConv(5, 1, {2, 1, 0, 2}, 1, 9), false),
       GroupedCase("dilation 2, asymmetric pads", {1, 12, 10, 16}, 16,
                   MakeConv(3, 1, {0, 2, 1, 1}, 2, 4), true),
       GroupedCase("windows in the padding", {1, 3, 3, 16}, 16,

@@ -18,8 +18,10 @@ namespace {
 // How many zero floats Conv2dFwdArgs::zeros needs: a row of KW taps over all input channels.
 int64_t ZerosFor(const Conv2dProblem& p) { return p.kw * p.ic; }
 
-int64_t BlockCols(const Conv2dProblem& p, const Conv2dFwdKernel& kernel) {
-  return VecsPerBlock(p.oc_per_group(), kernel.lanes, kernel.max_vecs) * kernel.lanes;
+// The implicit GEMM's blocks: vectors per block (all of a span's groups', GroupsPerBlock).
+int64_t IgemmVecs(const Conv2dProblem& p, const Conv2dFwdKernel& kernel) {
+  return GroupsPerBlock(p, kernel.lanes, kernel.max_vecs) *
+         VecsPerBlock(p.oc_per_group(), kernel.lanes, kernel.max_vecs);
 }
 
 // The depthwise kernel reads w as HWIO {KH, KW, 1, C}: row (kh, kw) of C floats.
@@ -33,9 +35,9 @@ bool Serial(const Conv2dProblem& p, const Conv2dFwdKernel& kernel) {
 
 std::unique_ptr<Conv2dFwdImpl> CreateIgemm(const Conv2dProblem& p, const float* w, const float* b) {
   const Conv2dFwdKernel kernel = Conv2dFwdIgemmKernel();
-  const int64_t vecs = VecsPerBlock(p.oc_per_group(), kernel.lanes, kernel.max_vecs);
+  const int64_t vecs = IgemmVecs(p, kernel);
   Conv2dFwdPacked packed;
-  PackPanels(p, w, vecs * kernel.lanes, &packed);
+  PackPanels(p, w, vecs * kernel.lanes, &packed, GroupsPerBlock(p, kernel.lanes, kernel.max_vecs));
   int64_t zeros = ZerosFor(p);
   const int64_t rows = vecs <= 4 ? kernel.rows[vecs - 1] : 0;
   if (WantsTapTable(p, rows)) {
@@ -81,7 +83,10 @@ void RunInPlace(const Conv2dProblem& p, const Conv2dFwdKernel& kernel, Conv2dFwd
 void IgemmOneShot(const Conv2dProblem& p, const float* x, const float* w, const float* b,
                   const float* r, float* y, std::string* impl_name) {
   const Conv2dFwdKernel kernel = Conv2dFwdIgemmKernel();
-  RunInPlace(p, kernel, HwioLayout(p, w, BlockCols(p, kernel)), x, b, r, y);
+  RunInPlace(p, kernel,
+             HwioLayout(p, w, IgemmVecs(p, kernel) * kernel.lanes,
+                        GroupsPerBlock(p, kernel.lanes, kernel.max_vecs)),
+             x, b, r, y);
   if (impl_name != nullptr) *impl_name = Conv2dFwdImplName("igemm", kernel);
 }
 

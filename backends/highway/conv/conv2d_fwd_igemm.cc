@@ -96,6 +96,17 @@ struct TileJob {
   float* x_buf = nullptr;    // kScaledX tiles: kRows rows of the slice's channels, scaled
 };
 
+// How a tile reads its input: as the problem says (x, any stride and padding), or pointwise from
+// a.pieces, or pointwise with a.x_scale applied to its rows (AccumulateScaledRows), or as the
+// problem says for a block spanning groups of one or two vectors each (GroupsPerBlock). A
+// compile-time choice: tested per tile, the special inputs slowed small 1x1 layers by 3-5 %.
+enum class TileInput { kPlain, kPieces, kScaledX, kGroupsOf1, kGroupsOf2 };
+
+// AccumulateTap's kVecsPerGroup for tiles reading `input`: 0 for one group per block.
+constexpr size_t VecsPerGroup(TileInput input) {
+  return input == TileInput::kGroupsOf1 ? 1 : input == TileInput::kGroupsOf2 ? 2 : 0;
+}
+
 // True when the taps of one kernel row can run as one reduction (PixelTile::RowOfTaps): the input
 // channels of tap (kh, kw + 1) follow those of (kh, kw) in x only with one group, dense columns
 // and the job covering all channels.
@@ -106,7 +117,7 @@ HWY_INLINE bool MergesRowOfTaps(const Conv2dProblem& p, const TileJob& job) {
 // acc += the job's slice of the reduction, reading the input through PixelTile (any stride,
 // padding and dilation; taps wholly in the padding are skipped). Inlined into RunTile, so that
 // acc stays in registers across taps (through a call, GCC stores and reloads it at every tap).
-template <size_t kRows, size_t kVecs, bool kPrefetch>
+template <size_t kRows, size_t kVecs, bool kPrefetch, size_t kVecsPerGroup>
 HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
                                VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
@@ -121,15 +132,16 @@ HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const
     for (int64_t kh = 0; kh < p.kh; ++kh) {
       if (!tile.RowOfTaps(kh, zeros, xp)) continue;
       AccumulateTap<kRows, kVecs, kPrefetch>(xp, w + kh * p.kw * tap_stride, a.w.row_stride,
-                                             p.kw * icg, last, acc);
+                                             p.kw * icg, last, acc);  // one group: no span
     }
     return;
   }
   for (int64_t kh = 0; kh < p.kh; ++kh) {
     for (int64_t kw = 0; kw < p.kw; ++kw) {
       if (!tile.Tap(kh, kw, zeros, xp)) continue;
-      AccumulateTap<kRows, kVecs, kPrefetch>(xp, w + (kh * p.kw + kw) * tap_stride, a.w.row_stride,
-                                             job.c_end - job.c_begin, last, acc);
+      AccumulateTap<kRows, kVecs, kPrefetch, kVecsPerGroup>(
+          xp, w + (kh * p.kw + kw) * tap_stride, a.w.row_stride, job.c_end - job.c_begin, last,
+          acc, icg);
     }
   }
 }
@@ -144,7 +156,7 @@ HWY_INLINE bool UsesTapTable(const Conv2dFwdArgs& a, const TileJob& job) {
 
 // acc += the whole reduction, reading each pixel's offsets from the tap table: no index
 // arithmetic, and consecutive taps already merged into one reduction.
-template <size_t kRows, size_t kVecs, bool kPrefetch>
+template <size_t kRows, size_t kVecs, bool kPrefetch, size_t kVecsPerGroup>
 HWY_INLINE void AccumulateTable(const Conv2dFwdArgs& a, const TileJob& job, const float* w, MF last,
                                 VF (&acc)[kRows][kVecs]) {
   constexpr int64_t kEntryInts = Conv2dFwdTaps::kEntryHeader + static_cast<int64_t>(kRows);
@@ -157,8 +169,8 @@ HWY_INLINE void AccumulateTable(const Conv2dFwdArgs& a, const TileJob& job, cons
     const float* xp[kRows];
     HWY_UNROLL(16)
     for (size_t i = 0; i < kRows; ++i) xp[i] = off[i] < 0 ? a.zeros : x + off[i];
-    AccumulateTap<kRows, kVecs, kPrefetch>(xp, w + e[0] * a.w.row_stride, a.w.row_stride, e[1],
-                                           last, acc);
+    AccumulateTap<kRows, kVecs, kPrefetch, kVecsPerGroup>(xp, w + e[0] * a.w.row_stride,
+                                                          a.w.row_stride, e[1], last, acc, job.icg);
   }
 }
 
@@ -184,13 +196,14 @@ HWY_INLINE int64_t FullRows(const Conv2dProblem& p, int64_t m0) {
 
 // acc += the job's slice for a pointwise convolution: pixel m reads x + m * IC, no index
 // arithmetic. Pixels past the end repeat the last one (their results are not stored).
-template <size_t kRows, size_t kVecs, bool kPrefetch>
+template <size_t kRows, size_t kVecs, bool kPrefetch, size_t kVecsPerGroup>
 HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, const float* w,
                                     MF last, VF (&acc)[kRows][kVecs]) {
   const Conv2dProblem& p = *a.p;
   const float* xp[kRows];
   PixelRows<kRows>(a.x + job.x_col + job.m0 * p.ic, p.ic, FullRows<kRows>(p, job.m0), xp);
-  AccumulateTap<kRows, kVecs, kPrefetch>(xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc);
+  AccumulateTap<kRows, kVecs, kPrefetch, kVecsPerGroup>(xp, w, a.w.row_stride,
+                                                        job.c_end - job.c_begin, last, acc, job.icg);
 }
 
 // acc += the job's slice for a pointwise convolution with a.x_scale, its pixels' rows scaled into
@@ -234,11 +247,6 @@ HWY_INLINE void AccumulatePieces(const Conv2dFwdArgs& a, const TileJob& job, con
   }
 }
 
-// How a tile reads its input: as the problem says (x, any stride and padding), or pointwise from
-// a.pieces, or pointwise with a.x_scale applied to its rows (AccumulateScaledRows). A compile-time
-// choice: tested per tile, the special inputs slowed small 1x1 layers by 3-5 %.
-enum class TileInput { kPlain, kPieces, kScaledX };
-
 // One work item. The first slice starts from zero, later ones from the partial sums in y; the
 // last slice adds the bias and applies the post-ops. (An in-place residual, r == y, would be
 // overwritten by the partial sums: RunAll then does not slice.)
@@ -262,11 +270,11 @@ HWY_INLINE void RunTile(const Conv2dFwdArgs& a, const TileJob& job) {
   } else if constexpr (kInput == TileInput::kScaledX) {
     AccumulateScaledRows<kRows, kVecs>(a, job, w, last, acc);
   } else if (IsPointwise(p)) {
-    AccumulatePointwise<kRows, kVecs, kPrefetch>(a, job, w, last, acc);
+    AccumulatePointwise<kRows, kVecs, kPrefetch, VecsPerGroup(kInput)>(a, job, w, last, acc);
   } else if (UsesTapTable<kRows>(a, job)) {
-    AccumulateTable<kRows, kVecs, kPrefetch>(a, job, w, last, acc);
+    AccumulateTable<kRows, kVecs, kPrefetch, VecsPerGroup(kInput)>(a, job, w, last, acc);
   } else {
-    AccumulateTaps<kRows, kVecs, kPrefetch>(a, job, w, last, acc);
+    AccumulateTaps<kRows, kVecs, kPrefetch, VecsPerGroup(kInput)>(a, job, w, last, acc);
   }
   const bool final_slice = job.c_end == job.icg;
   const float* r = final_slice && a.r != nullptr ? a.r + job.m0 * p.oc + col0 : nullptr;
@@ -283,11 +291,14 @@ template <size_t kRows, size_t kVecs, TileInput kInput>
 void RunTiles(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin, int64_t t_end) {
   if constexpr (kVecs > 1) {
     if (job.cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
-      return RunTiles<kRows, kVecs - 1, kInput>(a, job, t_begin, t_end);
+      // A span's last block with one group left reads as a plain one.
+      constexpr TileInput kNext = kVecs - 1 <= VecsPerGroup(kInput) ? TileInput::kPlain : kInput;
+      return RunTiles<kRows, kVecs - 1, kNext>(a, job, t_begin, t_end);
     }
   }
   int64_t t = t_begin;
-  if constexpr (kPrefetchesWeights && kInput == TileInput::kPlain) {
+  if constexpr (kPrefetchesWeights && kInput != TileInput::kPieces &&
+                kInput != TileInput::kScaledX) {
     if (t < t_end) {  // the sweep's first tile reads the panel's slice from memory
       job.m0 = t * static_cast<int64_t>(kRows);
       RunTile<kRows, kVecs, kInput, true>(a, job);
@@ -346,25 +357,44 @@ void RunTilesOf(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin, int64_t t_
   if (a.pieces != nullptr) {
     return RunTiles<kRows, kVecs, TileInput::kPieces>(a, job, t_begin, t_end);
   }
+  if constexpr (kVecs > 1) {
+    if (a.w.groups_per_block > 1 && a.p->oc_per_group() == static_cast<int64_t>(hn::Lanes(DF()))) {
+      return RunTiles<kRows, kVecs, TileInput::kGroupsOf1>(a, job, t_begin, t_end);
+    }
+  }
+  if constexpr (kVecs > 2) {
+    if (a.w.groups_per_block > 1) {
+      return RunTiles<kRows, kVecs, TileInput::kGroupsOf2>(a, job, t_begin, t_end);
+    }
+  }
   RunTiles<kRows, kVecs, TileInput::kPlain>(a, job, t_begin, t_end);
 }
 
+// How many panel groups the weights hold: the groups, or their spans of a.w.groups_per_block.
+int64_t PanelGroups(const Conv2dFwdArgs& a) {
+  return (a.p->groups + a.w.groups_per_block - 1) / a.w.groups_per_block;
+}
+
 // Runs tiles [t_begin, t_end) of one (group, block) panel through every channel slice in turn, so
-// that a slice of the panel is reused from L2 across the sweep.
+// that a slice of the panel is reused from L2 across the sweep. g is a panel group: a span of
+// a.w.groups_per_block groups.
 template <size_t kVecs, size_t kTileRows>
 void RunSweep(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t g, int64_t block,
               int64_t t_begin, int64_t t_end) {
-  const int64_t icg = a.p->ic_per_group();
+  const Conv2dProblem& p = *a.p;
+  const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
+  const int64_t group0 = g * a.w.groups_per_block;  // the span's first group
+  const int64_t span_cols = std::min(a.w.groups_per_block, p.groups - group0) * ocg;
   TileJob job;
   job.g = g;
   job.block = block;
-  job.cols = std::min(a.w.block_cols, a.p->oc_per_group() - block * a.w.block_cols);
+  job.cols = std::min(a.w.block_cols, span_cols - block * a.w.block_cols);
   job.icg = icg;
-  job.y_col = g * a.p->oc_per_group() + block * a.w.block_cols;
+  job.y_col = group0 * ocg + block * a.w.block_cols;
   for (int64_t s = 0; s < slices.count; ++s) {
     job.c_begin = s * slices.channels;
     job.c_end = std::min(icg, job.c_begin + slices.channels);
-    job.x_col = g * icg + job.c_begin;
+    job.x_col = group0 * icg + job.c_begin;
     job.w =
         a.w.data + g * a.w.group_stride + block * a.w.block_stride + job.c_begin * a.w.row_stride;
     RunTilesOf<kTileRows, kVecs>(a, job, t_begin, t_end);
@@ -396,7 +426,7 @@ void RunPixelItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t 
                    int64_t chunk, int64_t begin, int64_t end) {
   for (int64_t first = begin; first < end; first += chunk) {
     const int64_t last = std::min(end, first + chunk);
-    for (int64_t g = 0; g < a.p->groups; ++g) {
+    for (int64_t g = 0; g < PanelGroups(a); ++g) {
       for (int64_t block = 0; block < blocks; ++block) {
         RunSweep<kVecs, kTileRows>(a, slices, g, block, first, last);
       }
@@ -413,12 +443,12 @@ void RunPixelItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t 
 constexpr int64_t kPixelMajorWeightBytes = int64_t{512} << 10;
 constexpr int64_t kChunkInputBytes = int64_t{128} << 10;
 
-// Tiles per pixel-major chunk, or 0 when panel-major order applies.
-int64_t PixelChunk(const Conv2dProblem& p, int64_t blocks, size_t rows) {
+// Tiles per pixel-major chunk, or 0 when panel-major order applies (`panels`: the weight panels).
+int64_t PixelChunk(const Conv2dProblem& p, int64_t panels, size_t rows) {
   const int64_t k = p.kh * p.kw * p.ic_per_group();
   const int64_t weight_bytes = p.oc * k * static_cast<int64_t>(sizeof(float));
   const int64_t x_bytes = p.n * p.ih * p.iw * p.ic * static_cast<int64_t>(sizeof(float));
-  if (blocks * p.groups < 2 || weight_bytes > std::min(x_bytes, kPixelMajorWeightBytes)) return 0;
+  if (panels < 2 || weight_bytes > std::min(x_bytes, kPixelMajorWeightBytes)) return 0;
   // A pixel reads about IC floats per kernel row, stride permitting (neighbours share the rest).
   const int64_t tile_bytes =
       static_cast<int64_t>(rows) * p.kh * p.ic * static_cast<int64_t>(sizeof(float));
@@ -432,14 +462,15 @@ void RunAll(const Conv2dFwdArgs& a) {
   constexpr int64_t kRows = static_cast<int64_t>(kTileRows);
   const Conv2dProblem& p = *a.p;
   const int64_t tiles = (p.n * p.oh * p.ow + kRows - 1) / kRows;
-  const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
+  const int64_t blocks =
+      (a.w.groups_per_block * p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
   // y holds the partial sums between slices: with an in-place residual it holds r until the end.
   // Pieces are read whole by each tile (AccumulatePieces).
   const bool whole = (a.r == a.y && a.r != nullptr) || a.pieces != nullptr;
   const ChannelSlices slices =
       whole ? ChannelSlices{1, p.ic_per_group()} : SlicesFor(p, a.w.block_cols);
-  const int64_t chunk = PixelChunk(p, blocks, kTileRows);
-  const int64_t items = chunk > 0 ? tiles : p.groups * blocks * tiles;
+  const int64_t chunk = PixelChunk(p, PanelGroups(a) * blocks, kTileRows);
+  const int64_t items = chunk > 0 ? tiles : PanelGroups(a) * blocks * tiles;
   const auto run = [&](int64_t begin, int64_t end) {
     if (chunk > 0) return RunPixelItems<kVecs, kTileRows>(a, slices, blocks, chunk, begin, end);
     RunPanelItems<kVecs, kTileRows>(a, slices, tiles, blocks, begin, end);

@@ -7,6 +7,7 @@
 // the weights packed for a width are always run by a kernel of that width.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -19,12 +20,18 @@ namespace convkit::internal::highway {
 // matrix of group g, columns [j * block_cols, (j + 1) * block_cols), starts at
 //   data + g * group_stride + j * block_stride + r * row_stride.
 // Columns at or past OCg are never stored to y; they are read (masked) only within the last vector.
+//
+// With groups_per_block > 1 (GroupsPerBlock), "group" g above is a span of that many consecutive
+// groups, whose columns one block holds side by side (OCg a multiple of the vector width): the
+// block's vector v holds outputs of the span's group v * lanes / OCg, and reads that group's input
+// channels. Rows are then the span's rows in HWIO order, columns [0, groups_per_block * OCg).
 struct Conv2dFwdWeights {
   const float* data = nullptr;
   int64_t row_stride = 0;
   int64_t group_stride = 0;
   int64_t block_stride = 0;
   int64_t block_cols = 0;  // a multiple of the vector width: vecs_per_block * lanes
+  int64_t groups_per_block = 1;
 };
 
 // Where each output pixel reads its input, computed once at plan creation so that run() does no
@@ -109,6 +116,17 @@ inline int64_t VecsPerBlock(int64_t cols, int64_t lanes, int64_t max_vecs) {
     if (vecs % v == 0) return v;
   }
   return max_vecs;
+}
+
+// How many groups one implicit-GEMM block spans (Conv2dFwdWeights::groups_per_block): 1, or with
+// groups of one or two whole vectors of output channels (ResNeXt's and RegNetX's 16- and 32-channel
+// groups on AVX-512) as many as fill max_vecs vectors. A 16-channel group alone is one vector, 8
+// accumulators for 8 pixels: too few to cover the FMA latency, and every tap's pointer set-up
+// spent on 16 reduction steps of one FMA per pixel (66 % of the FMA peak on 32 groups of 16).
+inline int64_t GroupsPerBlock(const Conv2dProblem& p, int64_t lanes, int64_t max_vecs) {
+  const int64_t ocg = p.oc_per_group();
+  if (p.groups == 1 || p.depthwise() || (ocg != lanes && ocg != 2 * lanes)) return 1;
+  return std::min(p.groups, max_vecs * lanes / ocg);
 }
 
 }  // namespace convkit::internal::highway

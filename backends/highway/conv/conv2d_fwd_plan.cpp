@@ -84,28 +84,32 @@ std::unique_ptr<Conv2dFwdImpl> MakeConv2dFwdPlan(const Conv2dProblem& p,
                                          pointwise_inputs);
 }
 
-Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols) {
-  return {w, p.oc, p.oc_per_group(), block_cols, block_cols};
+Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols,
+                            int64_t groups_per_block) {
+  return {w,          p.oc,       groups_per_block * p.oc_per_group(), block_cols,
+          block_cols, groups_per_block};
 }
 
 void PackPanels(const Conv2dProblem& p, const float* w, int64_t block_cols,
-                Conv2dFwdPacked* packed) {
+                Conv2dFwdPacked* packed, int64_t groups_per_block) {
   const int64_t k = p.kh * p.kw * p.ic_per_group();
   const int64_t ocg = p.oc_per_group();
-  const int64_t blocks = (ocg + block_cols - 1) / block_cols;
-  packed->w.assign(static_cast<size_t>(p.groups * blocks * k * block_cols), 0.0f);
-  for (int64_t g = 0; g < p.groups; ++g) {
+  const int64_t spans = (p.groups + groups_per_block - 1) / groups_per_block;
+  const int64_t blocks = (groups_per_block * ocg + block_cols - 1) / block_cols;
+  packed->w.assign(static_cast<size_t>(spans * blocks * k * block_cols), 0.0f);
+  for (int64_t g = 0; g < spans; ++g) {
+    const int64_t span_cols = std::min(groups_per_block, p.groups - g * groups_per_block) * ocg;
     for (int64_t j = 0; j < blocks; ++j) {
-      const int64_t cols = std::min(block_cols, ocg - j * block_cols);
+      const int64_t cols = std::min(block_cols, span_cols - j * block_cols);
       float* panel = packed->w.data() + (g * blocks + j) * k * block_cols;
       for (int64_t r = 0; r < k; ++r) {
-        const float* src = w + r * p.oc + g * ocg + j * block_cols;
+        const float* src = w + r * p.oc + g * groups_per_block * ocg + j * block_cols;
         std::copy(src, src + cols, panel + r * block_cols);
       }
     }
   }
-  packed->layout = {packed->w.data(), block_cols, blocks * k * block_cols, k * block_cols,
-                    block_cols};
+  packed->layout = {packed->w.data(), block_cols,  blocks * k * block_cols, k * block_cols,
+                    block_cols,       groups_per_block};
 }
 
 std::string Conv2dFwdImplName(const char* variant, const Conv2dFwdKernel& kernel) {

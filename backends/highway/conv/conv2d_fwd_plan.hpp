@@ -62,16 +62,19 @@ Args WithPieces(Args args, std::span<const ChannelPiece> pieces) {
   return args;
 }
 
-// HWIO weights read in place, in blocks of block_cols columns: row r of group g is
-// w + r * OC + g * OCg (the implicit GEMM's and the stem kernel's one-shot calls).
-Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols);
+// HWIO weights read in place, in blocks of block_cols columns: row r of group g (of span g, with
+// groups_per_block > 1) is w + r * OC + g * groups_per_block * OCg (the implicit GEMM's and the
+// stem kernel's one-shot calls).
+Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols,
+                            int64_t groups_per_block = 1);
 
 // Packs HWIO weights into panels of block_cols columns and sets packed->w and packed->layout:
-// group g, block j, row r = (kh * KW + kw) * ICg + ic, column c at
-// ((g * blocks + j) * K + r) * block_cols + c, zero for columns at or past OCg. A panel is read
-// front to back by one microkernel tile (the implicit GEMM and the stem kernel).
+// group g (or span g of groups_per_block groups), block j, row r = (kh * KW + kw) * ICg + ic,
+// column c at ((g * blocks + j) * K + r) * block_cols + c, zero for columns at or past the
+// group's (span's) output channels. A panel is read front to back by one microkernel tile (the
+// implicit GEMM and the stem kernel).
 void PackPanels(const Conv2dProblem& p, const float* w, int64_t block_cols,
-                Conv2dFwdPacked* packed);
+                Conv2dFwdPacked* packed, int64_t groups_per_block = 1);
 
 // "highway:<variant>:<isa>".
 std::string Conv2dFwdImplName(const char* variant, const Conv2dFwdKernel& kernel);

@@ -42,10 +42,12 @@ constexpr size_t RowsFor(size_t /*vecs*/) { return 4; }
 
 // acc[i][j] += sum over the icg channels c of xp[i][c] * w[c * row_stride + j * lanes + lane].
 // kPrefetch: also prefetches the weight rows ahead (PrefetchWeightRows), for a panel's first
-// pass.
-template <size_t kRows, size_t kVecs, bool kPrefetch = false>
+// pass. kVecsPerGroup > 0: the block spans groups (Conv2dFwdWeights::groups_per_block) of that
+// many vectors each, and vector j reads xp[i][c + (j / kVecsPerGroup) * group_step] instead.
+template <size_t kRows, size_t kVecs, bool kPrefetch = false, size_t kVecsPerGroup = 0>
 HWY_INLINE void AccumulateTap(const float* const (&xp)[kRows], const float* HWY_RESTRICT w,
-                              int64_t row_stride, int64_t icg, MF last, VF (&acc)[kRows][kVecs]) {
+                              int64_t row_stride, int64_t icg, MF last, VF (&acc)[kRows][kVecs],
+                              int64_t group_step = 0) {
   const DF d;
   // A local copy that never escapes, so that GCC keeps it in registers across the loop (given
   // the caller's array by reference, it stored every accumulator on each iteration).
@@ -61,9 +63,18 @@ HWY_INLINE void AccumulateTap(const float* const (&xp)[kRows], const float* HWY_
     if constexpr (kPrefetch) PrefetchWeightRows<kVecs>(w, row_stride);
     HWY_UNROLL(16)
     for (size_t i = 0; i < kRows; ++i) {
-      const VF xv = hn::Set(d, xp[i][c]);
-      HWY_UNROLL(16)
-      for (size_t j = 0; j < kVecs; ++j) a[i][j] = hn::MulAdd(xv, wv[j], a[i][j]);
+      if constexpr (kVecsPerGroup == 0) {
+        const VF xv = hn::Set(d, xp[i][c]);
+        HWY_UNROLL(16)
+        for (size_t j = 0; j < kVecs; ++j) a[i][j] = hn::MulAdd(xv, wv[j], a[i][j]);
+      } else {
+        // One broadcast per FMA (two per group of two vectors): loads, not FMAs, bind this loop.
+        HWY_UNROLL(16)
+        for (size_t j = 0; j < kVecs; ++j) {
+          const int64_t at = c + static_cast<int64_t>(j / kVecsPerGroup) * group_step;
+          a[i][j] = hn::MulAdd(hn::Set(d, xp[i][at]), wv[j], a[i][j]);
+        }
+      }
     }
   }
   HWY_UNROLL(16)
