@@ -21,8 +21,8 @@ ConvCase GroupedCase(std::string origin, Dims x, int64_t oc, Conv2dParams params
 
 // Around the kernel's choices: groups of 4 and 8 channels (4-channel permutations), ICg < OCg and
 // OCg = 2 (one permutation per channel), OCg = the vector width (the implicit GEMM with a tap
-// table on AVX3) alone or in spans of groups, a last block with fewer groups, stride, dilation, asymmetric and large padding,
-// 1x1, batch 0 to 3.
+// table on AVX3) alone or in spans of groups, a last block with fewer groups, stride, dilation,
+// asymmetric and large padding, 1x1, batch 0 to 3.
 std::vector<ConvCase> GroupedConvCases() {
   return {
       GroupedCase("ResNeXt-like 8 x 4", {1, 9, 11, 32}, 32, MakeConv(3, 1, Pads::uniform(1), 1, 8),

@@ -139,9 +139,9 @@ HWY_INLINE void AccumulateTaps(const Conv2dFwdArgs& a, const TileJob& job, const
   for (int64_t kh = 0; kh < p.kh; ++kh) {
     for (int64_t kw = 0; kw < p.kw; ++kw) {
       if (!tile.Tap(kh, kw, zeros, xp)) continue;
-      AccumulateTap<kRows, kVecs, kPrefetch, kVecsPerGroup>(
-          xp, w + (kh * p.kw + kw) * tap_stride, a.w.row_stride, job.c_end - job.c_begin, last,
-          acc, icg);
+      AccumulateTap<kRows, kVecs, kPrefetch, kVecsPerGroup>(xp, w + (kh * p.kw + kw) * tap_stride,
+                                                            a.w.row_stride, job.c_end - job.c_begin,
+                                                            last, acc, icg);
     }
   }
 }
@@ -202,8 +202,8 @@ HWY_INLINE void AccumulatePointwise(const Conv2dFwdArgs& a, const TileJob& job, 
   const Conv2dProblem& p = *a.p;
   const float* xp[kRows];
   PixelRows<kRows>(a.x + job.x_col + job.m0 * p.ic, p.ic, FullRows<kRows>(p, job.m0), xp);
-  AccumulateTap<kRows, kVecs, kPrefetch, kVecsPerGroup>(xp, w, a.w.row_stride,
-                                                        job.c_end - job.c_begin, last, acc, job.icg);
+  AccumulateTap<kRows, kVecs, kPrefetch, kVecsPerGroup>(
+      xp, w, a.w.row_stride, job.c_end - job.c_begin, last, acc, job.icg);
 }
 
 // acc += the job's slice for a pointwise convolution with a.x_scale, its pixels' rows scaled into

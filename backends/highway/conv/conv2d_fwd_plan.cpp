@@ -86,12 +86,11 @@ std::unique_ptr<Conv2dFwdImpl> MakeConv2dFwdPlan(const Conv2dProblem& p,
 
 Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t block_cols,
                             int64_t groups_per_block) {
-  return {w,          p.oc,       groups_per_block * p.oc_per_group(), block_cols,
-          block_cols, groups_per_block};
+  return {w, p.oc, groups_per_block * p.oc_per_group(), block_cols, block_cols, groups_per_block};
 }
 
-void PackPanels(const Conv2dProblem& p, const float* w, int64_t block_cols,
-                Conv2dFwdPacked* packed, int64_t groups_per_block) {
+void PackPanels(const Conv2dProblem& p, const float* w, int64_t block_cols, Conv2dFwdPacked* packed,
+                int64_t groups_per_block) {
   const int64_t k = p.kh * p.kw * p.ic_per_group();
   const int64_t ocg = p.oc_per_group();
   const int64_t spans = (p.groups + groups_per_block - 1) / groups_per_block;
@@ -108,8 +107,8 @@ void PackPanels(const Conv2dProblem& p, const float* w, int64_t block_cols,
       }
     }
   }
-  packed->layout = {packed->w.data(), block_cols,  blocks * k * block_cols, k * block_cols,
-                    block_cols,       groups_per_block};
+  packed->layout = {packed->w.data(), block_cols, blocks * k * block_cols,
+                    k * block_cols,   block_cols, groups_per_block};
 }
 
 std::string Conv2dFwdImplName(const char* variant, const Conv2dFwdKernel& kernel) {

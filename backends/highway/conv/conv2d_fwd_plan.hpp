@@ -73,8 +73,8 @@ Conv2dFwdWeights HwioLayout(const Conv2dProblem& p, const float* w, int64_t bloc
 // column c at ((g * blocks + j) * K + r) * block_cols + c, zero for columns at or past the
 // group's (span's) output channels. A panel is read front to back by one microkernel tile (the
 // implicit GEMM and the stem kernel).
-void PackPanels(const Conv2dProblem& p, const float* w, int64_t block_cols,
-                Conv2dFwdPacked* packed, int64_t groups_per_block = 1);
+void PackPanels(const Conv2dProblem& p, const float* w, int64_t block_cols, Conv2dFwdPacked* packed,
+                int64_t groups_per_block = 1);
 
 // "highway:<variant>:<isa>".
 std::string Conv2dFwdImplName(const char* variant, const Conv2dFwdKernel& kernel);
