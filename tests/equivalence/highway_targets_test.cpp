@@ -26,45 +26,63 @@ TEST_P(HighwayTargetTest, ConvBackward) { ConvBackwardGrid("highway", isa()); }
 TEST_P(HighwayTargetTest, PoolForward) { PoolForwardGrid("highway", isa()); }
 TEST_P(HighwayTargetTest, PoolBackward) { PoolBackwardGrid("highway", isa()); }
 
+// Plan and one-shot calls of `params` over x dims `x_dims` -> `oc` channels, with bias and a
+// residual, bit for bit against the reference on integer data.
+void ExpectLayerExact(const Dims& x_dims, const Conv2dParams& params, int64_t oc, Rng& rng,
+                      const std::string& isa) {
+  const Dims w_dims{params.kernel_h, params.kernel_w, x_dims[3] / params.groups, oc};
+  const Dims y_dims = conv2d_output_dims(x_dims, w_dims, params);
+  Tensor x(x_dims), w(w_dims), r(y_dims);
+  std::vector<float> b(static_cast<size_t>(oc));
+  FillIntegers(Span(x), rng, -3, 3);
+  FillIntegers(Span(w), rng, -3, 3);
+  FillIntegers(Span(r), rng, -9, 9);
+  FillIntegers(std::span<float>(b), rng, -5, 5);
+  const std::string name =
+      to_string(x_dims) + " -> " + std::to_string(oc) + " " + to_string(params) + " on " + isa;
+  Tensor y_ref(y_dims), y_plan(y_dims, kBackendFill), y_call(y_dims, kBackendFill);
+  conv2d_forward(params, x, w, b, r, y_ref, "reference");
+  const Conv2d plan(params, x_dims, w, b, "highway");
+  EXPECT_TRUE(ImplIsOnIsa(name, plan.impl_name(), isa));
+  plan.run(x, r, y_plan);
+  conv2d_forward(params, x, w, b, r, y_call, "highway");
+  EXPECT_TRUE(CompareTensors(name + ", plan", "y", y_ref, y_plan));
+  EXPECT_TRUE(CompareTensors(name + ", one-shot", "y", y_ref, y_call));
+}
+
 // Layers with one output pixel (a classifier at batch 1, a squeeze-and-excitation block's 1x1
 // layers) run the implicit GEMM in tiles of one row: C_in 2048 slices the reduction through y,
 // C_out 1000 and 70 end in partial blocks, a 3x3 over a padded 1x1 input reads only its centre tap.
-// Plan and one-shot, with bias, relu and a residual, bit for bit against the reference on integer
-// data.
 TEST_P(HighwayTargetTest, OnePixelLayers) {
-  struct OnePixel {
-    Dims x;
-    Conv2dParams params;
-    int64_t oc;
-  };
   Conv2dParams relu_residual = MakeConv(1, 1, {});
   relu_residual.activation = Activation::kRelu;
   relu_residual.residual_after_activation = true;
-  const OnePixel cases[] = {{{1, 1, 1, 2048}, MakeConv(1, 1, {}), 1000},
-                            {{1, 1, 1, 96}, relu_residual, 70},
-                            {{1, 1, 1, 64}, MakeConv(3, 1, Pads::uniform(1)), 70},
-                            {{1, 3, 3, 33}, MakeConv(3, 1, {}), 17}};
   Rng rng(53);
-  for (const OnePixel& c : cases) {
-    const Dims w_dims{c.params.kernel_h, c.params.kernel_w, c.x[3], c.oc};
-    Tensor x(c.x), w(w_dims), r({1, 1, 1, c.oc});
-    std::vector<float> b(static_cast<size_t>(c.oc));
-    FillIntegers(Span(x), rng, -3, 3);
-    FillIntegers(Span(w), rng, -3, 3);
-    FillIntegers(Span(r), rng, -9, 9);
-    FillIntegers(std::span<float>(b), rng, -5, 5);
-    const std::string name =
-        to_string(c.x) + " -> " + std::to_string(c.oc) + " " + to_string(c.params) + " on " + isa();
-    Tensor y_ref({1, 1, 1, c.oc}), y_plan({1, 1, 1, c.oc}, kBackendFill),
-        y_call({1, 1, 1, c.oc}, kBackendFill);
-    conv2d_forward(c.params, x, w, b, r, y_ref, "reference");
-    const Conv2d plan(c.params, c.x, w, b, "highway");
-    EXPECT_TRUE(ImplIsOnIsa(name, plan.impl_name(), isa()));
-    plan.run(x, r, y_plan);
-    conv2d_forward(c.params, x, w, b, r, y_call, "highway");
-    EXPECT_TRUE(CompareTensors(name + ", plan", "y", y_ref, y_plan));
-    EXPECT_TRUE(CompareTensors(name + ", one-shot", "y", y_ref, y_call));
-  }
+  ExpectLayerExact({1, 1, 1, 2048}, MakeConv(1, 1, {}), 1000, rng, isa());
+  ExpectLayerExact({1, 1, 1, 96}, relu_residual, 70, rng, isa());
+  ExpectLayerExact({1, 1, 1, 64}, MakeConv(3, 1, Pads::uniform(1)), 70, rng, isa());
+  ExpectLayerExact({1, 3, 3, 33}, MakeConv(3, 1, {}), 17, rng, isa());
+}
+
+// Pointwise layers with one vector of output channels and 8-32 input channels (the implicit
+// GEMM's narrow pointwise tiles, 24 pixels on AVX3): every compiled input channel count, output
+// channels filling a vector or part of one, pixel counts below, at and past whole tiles (the last
+// tile reads a padded copy), batch 2, a residual after relu and before leaky relu (the epilogue's
+// inline and out-of-line paths).
+TEST_P(HighwayTargetTest, NarrowPointwiseLayers) {
+  Conv2dParams relu_after = MakeConv(1, 1, {});
+  relu_after.activation = Activation::kRelu;
+  relu_after.residual_after_activation = true;
+  Conv2dParams leaky = MakeConv(1, 1, {});
+  leaky.activation = Activation::kLeakyRelu;
+  leaky.activation_alpha = 0.25f;
+  Rng rng(54);
+  ExpectLayerExact({1, 7, 9, 16}, MakeConv(1, 1, {}), 16, rng, isa());
+  ExpectLayerExact({2, 5, 5, 8}, relu_after, 16, rng, isa());
+  ExpectLayerExact({1, 12, 12, 24}, MakeConv(1, 1, {}), 8, rng, isa());
+  ExpectLayerExact({1, 3, 3, 32}, relu_after, 5, rng, isa());
+  ExpectLayerExact({1, 11, 13, 32}, MakeConv(1, 1, {}), 1, rng, isa());
+  ExpectLayerExact({1, 4, 25, 16}, leaky, 12, rng, isa());
 }
 
 // A quarter of the random cases on each pinned Highway target.
