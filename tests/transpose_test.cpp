@@ -84,6 +84,9 @@ std::vector<TransposeCase> HandCases() {
       // 4096 floats), a last chunk of 1, chunks across images.
       Make({1, 5, 32, 8}, 1024, 2, 2, {}),
       Make({2, 3, 32, 8}, 1024, 2, 2, {1, 0, 0, 1}, 1, 1, 1, true),
+      // Kernel < stride (the shuffle in plans): rows and pixels no tap reaches are zeros.
+      Make({1, 5, 6, 16}, 8, 2, 3, {1, 0, 0, 1}, 1, 1, 2),
+      Make({2, 3, 32, 8}, 1024, 1, 2, {}, 1, 1, 1, true),
   };
   cases.push_back(Make({1, 4, 5, 15}, 16, 2, 2, {}));
   cases.back().bias = false;

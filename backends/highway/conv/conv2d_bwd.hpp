@@ -96,7 +96,7 @@ Conv2dBwdWeightsKernel ChooseConv2dBwdDepthwiseWeightsKernel();
 // blocks (Conv2dBwdDataArgs::w, conv2d_bwd.cpp's BlockedLayout); or in the narrow-groups kernel's
 // blocks (Conv2dBwdDataArgs::w, PackGroupedDataWeights). kForward: no backward kernel, dx is a
 // forward convolution (DataAsForwardProblem) run by a forward plan of DataAsForwardWeights.
-// kShuffle: a DataShuffle (kernel = stride) with its own forward plan of the 1x1 convolution.
+// kShuffle: a DataShuffle (kernel <= stride) with its own forward plan of the 1x1 convolution.
 enum class DxWeights { kHwio, kTransposedBlocks, kGroupedBlocks, kForward, kShuffle };
 
 // Backward data of a stride-1 convolution as a forward one (conv2d_bwd_data_as_fwd.cpp): null when
@@ -108,9 +108,9 @@ Conv2dProblem DataAsForwardProblem(const Conv2dProblem& p, bool has_bias, const 
 // and output channels swapped. w_fwd holds KH * KW * ICg * OC floats.
 void DataAsForwardWeights(const Conv2dProblem& p, const float* w, float* w_fwd);
 
-// Backward data where the kernel equals the stride (conv2d_bwd_data_shuffle.cpp): null when p
-// qualifies (one group, no dilation, KH = stride_h and KW = stride_w, not 1x1, N > 0), otherwise
-// why not.
+// Backward data where the kernel is at most the stride (conv2d_bwd_data_shuffle.cpp): null when p
+// qualifies (one group, no dilation, KH <= stride_h and KW <= stride_w, a stride above 1, N > 0),
+// otherwise why not.
 const char* RefusesDataShuffle(const Conv2dProblem& p);
 // One dx row of the shuffle, per target (conv2d_bwd_data_shuffle.cc): see ShuffleRow there.
 using ShuffleRowFn = void (*)(const Conv2dProblem& p, const float* cols, int64_t kh,

@@ -22,7 +22,8 @@ namespace {
 
 // dx row dx_row (IW * IC floats) from tap row kh of `cols` (OW pixels of KH * KW * IC floats; null:
 // no dy row reaches this dx row): dy pixel ow's KW * IC floats of tap row kh go to dx pixels from
-// ow * stride_w - pad.left on, cropped to the row; pixels past the last dy pixel's taps are zeros.
+// ow * stride_w - pad.left on, cropped to the row; pixels between and past the dy pixels' taps
+// are zeros.
 // With an epilogue the row is put together in buf (IW * IC floats) and stored through it (r may
 // be dx: it is read before the row is written).
 void ShuffleRow(const Conv2dProblem& p, const float* cols, int64_t kh, const DxEpilogue& e,
@@ -35,8 +36,9 @@ void ShuffleRow(const Conv2dProblem& p, const float* cols, int64_t kh, const DxE
       const int64_t iw0 = ow * p.stride_w - p.pad.left;
       const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min(p.kw, p.iw - iw0);
       if (lo >= hi) continue;
-      std::copy_n(cols + ow * stride + kh * seg + lo * p.ic, (hi - lo) * p.ic,
-                  row + (iw0 + lo) * p.ic);
+      const int64_t at = (iw0 + lo) * p.ic;
+      std::fill(row + reached, row + at, 0.0f);  // pixels between taps (KW < stride_w)
+      std::copy_n(cols + ow * stride + kh * seg + lo * p.ic, (hi - lo) * p.ic, row + at);
       reached = (iw0 + hi) * p.ic;
     }
   }

@@ -70,10 +70,20 @@ const char* RefusesAsForward(const DataQuery& q) {
   return RefusesDataAsForward(p);
 }
 
-// Kernel = stride: the 1x1 convolution and a shuffle (conv2d_bwd_data_shuffle.cpp). Against the
+// Kernel <= stride: the 1x1 convolution and a shuffle (conv2d_bwd_data_shuffle.cpp). Against the
 // gather kernels it replaces (convkit-run deconv, 2 threads): DBNet's 2x2 s2 24 -> 1 at 320x320
-// 3.58 -> 0.58 ms (narrow) and 24 -> 24 at 160x160 0.83 -> 0.53 ms (igemm).
-const char* RefusesShuffleData(const DataQuery& q) { return RefusesDataShuffle(q.p); }
+// 3.58 -> 0.58 ms (narrow) and 24 -> 24 at 160x160 0.83 -> 0.53 ms (igemm); ResNet-50's 1x1
+// stride-2 projections 1.07-1.34x (plans). With the kernel below the stride, one-shot calls and
+// training plans follow the as-forward rule (kMinUsesPerRewrite): the res5 projection's one-shot
+// call at batch 1 (49 dy pixels per weight) took 3.8x the implicit GEMM's time.
+const char* RefusesShuffleData(const DataQuery& q) {
+  const Conv2dProblem& p = q.p;
+  const bool tiles = p.kh == p.stride_h && p.kw == p.stride_w;
+  if (!tiles && q.use != DxUse::kPlan && p.n * p.ih * p.iw < kMinUsesPerRewrite) {
+    return "kernel < stride, one-shot or training plan, fewer than 1024 dx pixels per weight";
+  }
+  return RefusesDataShuffle(p);
+}
 
 const char* AcceptsAll(const DataQuery&) { return nullptr; }
 
