@@ -168,7 +168,7 @@ std::vector<PoolCase> HandPoolCases() {
   cases.push_back({"hand: 240 channels",
                    {2, 9, 11, 240},
                    MakePool(PoolMode::kAverage, 3, 2, Pads::uniform(1), false, true)});
-  // highway's separable max pooling (stride 1, windows of 16+ elements, pixels wider than three
+  // highway's separable pooling (stride 1, windows of 16+ elements, pixels wider than three
   // channel steps): NaNs, then asymmetric pads and channel blocks with a short last one.
   cases.push_back({"hand: separable, NaNs",
                    {2, 9, 11, 200},
@@ -177,6 +177,14 @@ std::vector<PoolCase> HandPoolCases() {
   cases.push_back({"hand: separable, asymmetric pads",
                    {1, 6, 7, 208},
                    MakePool(PoolMode::kMax, 4, 1, {1, 2, 3, 0})});
+  // The same as averages: sums along W then H, divided by the window's count without and with
+  // the padding.
+  cases.push_back({"hand: separable average",
+                   {2, 9, 11, 200},
+                   MakePool(PoolMode::kAverage, 5, 1, Pads::uniform(2))});
+  cases.push_back({"hand: separable average, asymmetric pads, padding counted",
+                   {1, 6, 7, 208},
+                   MakePool(PoolMode::kAverage, 4, 1, {1, 2, 3, 0}, false, true)});
   // highway's average backward gather in one pass over dx rows too wide for its two-pass form.
   cases.push_back(
       {"hand: wide rows", {2, 7, 200, 32}, MakePool(PoolMode::kAverage, 3, 2, Pads::uniform(1))});

@@ -76,7 +76,7 @@ struct Pool2dEntry {
 
 // One target's forward variants (pool2d_fwd.cc, pool2d_fwd_separable.cc): the entries of the
 // forward list (pool2d.cpp), in its order:
-// - separable: max pooling at stride 1 with large windows, along W then along H;
+// - separable: pooling at stride 1 with large windows, along W then along H;
 // - stream: output rows with streaming stores (DRAM-bound calls, C a whole number of vectors; a y
 //   that is not vector-aligned is written as the next variants would write it, without streaming);
 // - wide: each window reduced in pixel-major order (C > wide_c);
