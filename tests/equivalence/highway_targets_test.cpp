@@ -64,11 +64,11 @@ TEST_P(HighwayTargetTest, OnePixelLayers) {
   ExpectLayerExact({1, 3, 3, 33}, MakeConv(3, 1, {}), 17, rng, isa());
 }
 
-// Pointwise layers with one vector of output channels and 8-32 input channels (the implicit
-// GEMM's narrow pointwise tiles, 24 pixels on AVX3): every compiled input channel count, output
-// channels filling a vector or part of one, pixel counts below, at and past whole tiles (the last
-// tile reads a padded copy), batch 2, a residual after relu and before leaky relu (the epilogue's
-// inline and out-of-line paths).
+// Pointwise layers with one or two vectors of output channels and 8-32 input channels (the
+// implicit GEMM's narrow pointwise tiles, 24 or 12 pixels on AVX3): every compiled input channel
+// count, output channels filling vectors or part of the last, pixel counts below, at and past whole
+// tiles (the last tile reads a padded copy), batch 2, a residual after relu and before leaky relu
+// (the epilogue's inline and out-of-line paths).
 TEST_P(HighwayTargetTest, NarrowPointwiseLayers) {
   Conv2dParams relu_after = MakeConv(1, 1, {});
   relu_after.activation = Activation::kRelu;
@@ -83,6 +83,8 @@ TEST_P(HighwayTargetTest, NarrowPointwiseLayers) {
   ExpectLayerExact({1, 3, 3, 32}, relu_after, 5, rng, isa());
   ExpectLayerExact({1, 11, 13, 32}, MakeConv(1, 1, {}), 1, rng, isa());
   ExpectLayerExact({1, 4, 25, 16}, leaky, 12, rng, isa());
+  ExpectLayerExact({1, 5, 7, 24}, relu_after, 24, rng, isa());  // two vectors, the last partial
+  ExpectLayerExact({2, 3, 9, 8}, MakeConv(1, 1, {}), 32, rng, isa());
 }
 
 // A quarter of the random cases on each pinned Highway target.
