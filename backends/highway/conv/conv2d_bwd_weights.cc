@@ -164,6 +164,19 @@ struct WeightsPlan {
   bool direct_dy = false;                  // dy rows are whole panels (groups 1, OC a block)
 };
 
+// A 1x1 stride-1 x is its own im2col. Packed per K block anyway when its rows are a multiple of
+// 128 B (each microkernel tile reads one float run of every pixel's row: rows 4 KiB apart share an
+// L1 set) -- except that the packing copy, done by each thread for its column blocks, cost more
+// than those misses while x stays within half the L3 (interleaved against packing, convkit-run
+// --dir=BWD_W, 2 threads: 512 -> 128 at 28x28, N = 8 (12.8 MB) 1.18x; 256 -> 64 at 56x56 N = 1
+// 1.13x; 64 -> 256 at 56x56 N = 8 1.04x; 2048 -> 512 and 1024 -> 256 within 3 %), not past it
+// (256 -> 64 at 56x56, N = 8, 25.7 MB: 0.92x).
+constexpr int64_t kDirectXBytes = int64_t{16} << 20;
+
+int64_t XBytes(const Conv2dProblem& p) {
+  return p.n * p.ih * p.iw * p.ic * static_cast<int64_t>(sizeof(float));
+}
+
 WeightsPlan PlanWeights(const Conv2dProblem& p, int64_t tile_rows, int64_t block_cols) {
   WeightsPlan w;
   w.rows = p.kh * p.kw * p.ic_per_group();
@@ -181,8 +194,9 @@ WeightsPlan PlanWeights(const Conv2dProblem& p, int64_t tile_rows, int64_t block
   const int64_t row_tiles = (w.rows + tile_rows - 1) / tile_rows;
   w.tiles = p.groups * w.col_blocks * row_tiles;
   w.x_ld = PaddedStride(w.block_rows);
-  w.direct_x = p.ic % 32 != 0 && p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 &&
-               p.pad.top == 0 && p.pad.left == 0 && p.oh == p.ih && p.ow == p.iw;
+  const bool own_im2col = p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+                          p.pad.top == 0 && p.pad.left == 0 && p.oh == p.ih && p.ow == p.iw;
+  w.direct_x = own_im2col && (p.ic % 32 != 0 || XBytes(p) <= kDirectXBytes);
   w.direct_dy = p.groups == 1 && p.oc == block_cols;
   return w;
 }
