@@ -59,6 +59,11 @@ std::vector<ConvCase> DataCases() {
                MakeConv(3, 1, Pads::uniform(3))),
       DataCase("3x3 stride 2", {1, 9, 9, 16}, 16, MakeConv(3, 2, Pads::uniform(1))),
       DataCase("1x1 stride 2", {1, 8, 8, 32}, 16, MakeConv(1, 2, {})),
+      // The shuffle (kernel <= stride): 1x1 stride 2 at 1024+ dx pixels, 2x2 stride 3 below them
+      // (refused: the weights' rewrite per set_weights), 2x2 stride 2 (taken at any size).
+      DataCase("1x1 stride 2, 1088 dx pixels", {1, 32, 34, 32}, 16, MakeConv(1, 2, {})),
+      DataCase("2x2 stride 3, 99 dx pixels", {1, 9, 11, 16}, 8, MakeConv(2, 3, {})),
+      DataCase("2x2 stride 2, 99 dx pixels", {1, 9, 11, 16}, 8, MakeConv(2, 2, {})),
       DataCase("3 input channels", {1, 32, 32, 3}, 32, MakeConv(3, 1, Pads::uniform(1))),
   };
 }
@@ -86,9 +91,23 @@ bool AsForward(const ConvCase& c, int64_t lanes) {
   return true;
 }
 
+// Where a backward plan takes the shuffle (conv2d_bwd_data_shuffle.cpp's RefusesDataShuffle and
+// conv2d_bwd_variants.cpp's RefusesShuffleData): one group, no dilation, the kernel at most the
+// stride and a stride above 1, a batch, and with the kernel below the stride 1024 dx pixels or
+// more.
+bool Shuffles(const ConvCase& c) {
+  const Conv2dParams& p = c.params;
+  if (p.groups != 1 || p.dilation_h != 1 || p.dilation_w != 1 || c.x[0] == 0) return false;
+  if (p.kernel_h > p.stride_h || p.kernel_w > p.stride_w) return false;
+  if (p.stride_h * p.stride_w == 1) return false;
+  const bool tiles = p.kernel_h == p.stride_h && p.kernel_w == p.stride_w;
+  return tiles || c.x[0] * c.x[1] * c.x[2] >= 1024;
+}
+
 int64_t LanesOf(const std::string& isa) { return isa == "AVX3" ? 16 : isa == "AVX2" ? 8 : 1; }
 
-// dx plans take bwd_data_as_fwd exactly where it applies, and every gradient matches the
+// dx plans take bwd_data_as_fwd and bwd_data_shuffle exactly where each applies, and every
+// gradient matches the
 // reference bit for bit (one-shot and plans, after set_weights; the gradients asked for rotate).
 TEST_P(HighwayTargetTest, BackwardDataAsForwardExact) {
   const std::vector<ConvCase> cases = DataCases();
@@ -97,6 +116,8 @@ TEST_P(HighwayTargetTest, BackwardDataAsForwardExact) {
                               "highway");
     EXPECT_EQ(plan.impl_name().find(":bwd_data_as_fwd_") != std::string::npos,
               AsForward(c, LanesOf(isa())))
+        << c.ToString() << ": " << plan.impl_name();
+    EXPECT_EQ(plan.impl_name().find(":bwd_data_shuffle_") != std::string::npos, Shuffles(c))
         << c.ToString() << ": " << plan.impl_name();
   }
   ConvBackwardCases("highway", isa(), cases, 2300);

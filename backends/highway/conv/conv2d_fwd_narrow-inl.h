@@ -41,6 +41,9 @@ constexpr size_t NarrowRows(size_t vecs) {
 #endif
 }
 
+// Floats per 64-byte cache line, the prefetch's unit.
+constexpr int64_t kLineFloats = 16;
+
 // Whether NarrowPointwise runs p: pointwise, one group, at most two vectors of output channels,
 // plain input (no pieces, no scale), and an input channel count it is compiled for.
 inline bool TakesNarrowPointwise(const Conv2dFwdArgs& a) {
@@ -72,10 +75,11 @@ HWY_INLINE void NarrowPointwiseTile(const Conv2dFwdArgs& a, int64_t m0, const fl
   for (int64_t c = 0; c < kIc; ++c) {
     VF wv[kVecs];
     LoadVecs<kVecs>(w + c * a.w.row_stride, last, wv);
-    // The next tile's input (kRows * kIc floats, 2 cache lines per step covers it).
-    if (2 * c * 16 < static_cast<int64_t>(kRows) * kIc) {
-      hwy::Prefetch(x + static_cast<int64_t>(kRows) * kIc + 2 * c * 16);
-      hwy::Prefetch(x + static_cast<int64_t>(kRows) * kIc + 2 * c * 16 + 16);
+    // The next tile's input (kRows * kIc floats: 2 cache lines per step cover it).
+    const int64_t ahead = 2 * c * kLineFloats;  // floats into the next tile
+    if (ahead < static_cast<int64_t>(kRows) * kIc) {
+      hwy::Prefetch(x + static_cast<int64_t>(kRows) * kIc + ahead);
+      hwy::Prefetch(x + static_cast<int64_t>(kRows) * kIc + ahead + kLineFloats);
     }
     HWY_UNROLL(32)
     for (size_t i = 0; i < kRows; ++i) {
