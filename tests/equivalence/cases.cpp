@@ -185,6 +185,14 @@ std::vector<PoolCase> HandPoolCases() {
   cases.push_back({"hand: separable average, asymmetric pads, padding counted",
                    {1, 6, 7, 208},
                    MakePool(PoolMode::kAverage, 4, 1, {1, 2, 3, 0}, false, true)});
+  // Global pooling of wide pixels (the wide variant, not the separable one): NaNs, an average.
+  cases.push_back({"hand: one window, NaNs",
+                   {2, 7, 7, 200},
+                   MakePool(PoolMode::kMax, 7, 1, Pads::uniform(0)),
+                   true});
+  cases.push_back({"hand: one window average",
+                   {2, 7, 7, 200},
+                   MakePool(PoolMode::kAverage, 7, 1, Pads::uniform(0))});
   // highway's average backward gather in one pass over dx rows too wide for its two-pass form.
   cases.push_back(
       {"hand: wide rows", {2, 7, 200, 32}, MakePool(PoolMode::kAverage, 3, 2, Pads::uniform(1))});
