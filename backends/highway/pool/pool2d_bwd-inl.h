@@ -1,8 +1,8 @@
 // Per-target scatter of backward pooling (the band and in_place variants, pool2d_bwd.cc): one
 // window's gradient added to the dx rows a work item owns, dy to the selected element (max) or
 // dy / divisor to every element (average). Max pooling recomputes each window's selected element
-// from x (WindowMax, as the forward pass), with WindowMax's one-compare rule on window rows free
-// of NaN (NaNRows). Included once per target through foreach_target.h, hence the toggle guard
+// from x (WindowMax, as the forward pass); on window rows free of NaN (NaNRows) as the first
+// element equal to the window's maximum (ScatterToFirstMax). Included once per target through foreach_target.h, hence the toggle guard
 // (Highway's skeleton-inl.h pattern).
 #if defined(CONVKIT_HIGHWAY_POOL2D_BWD_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef CONVKIT_HIGHWAY_POOL2D_BWD_INL_H_
@@ -40,6 +40,77 @@ struct BwdBand {
   float* AccRow(int64_t ih) const { return acc + (ih % acc_rows) * acc_row; }
 };
 
+// AddWindow's max pooling on window rows free of NaN: g goes to the first element equal to the
+// window's maximum in row-major order, which is WindowMax's selection (without NaN, the first
+// maximal element; +0 and -0 compare equal, and the first of them is kept there too). The
+// maximum is one max instruction per element, and "first" a mask chain of one-cycle steps: the
+// index chain (a compare and two blends per element) made each window wait on its latency.
+// The window's rows outside the band still count for "first". kRows x kCols: the window's
+// extent when known at compile time (0: rows x cols), so that a whole 2x2 or 3x3 window is one
+// straight run of code.
+template <size_t kVecs, bool kDirect, int64_t kRows = 0, int64_t kCols = 0>
+HWY_INLINE void ScatterToFirstMax(const Pool2dProblem& p, const BwdBand& b, int64_t row0,
+                                  int64_t rows, int64_t cols, int64_t col0, const VF (&g)[kVecs],
+                                  int64_t c0, MF last) {
+  const DF d;
+  const int64_t h_count = kRows != 0 ? kRows : rows, w_count = kCols != 0 ? kCols : cols;
+  const int64_t row_stride = p.iw * p.c;
+  const float* x0 = b.x_image + (row0 * p.iw + col0) * p.c + c0;
+  VF m[kVecs];
+  LoadVecs<kVecs>(x0, last, m);
+  for (int64_t h = 0; h < h_count; ++h) {
+    for (int64_t i = h == 0 ? 1 : 0; i < w_count; ++i) {
+      VF v[kVecs];
+      LoadVecs<kVecs>(x0 + h * row_stride + i * p.c, last, v);
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) m[j] = hn::Max(m[j], v[j]);
+    }
+  }
+  MF open[kVecs];  // lanes whose first maximum is still ahead
+  HWY_UNROLL(16)
+  for (size_t j = 0; j < kVecs; ++j) open[j] = hn::FirstN(d, hn::Lanes(d));
+  for (int64_t h = 0; h < h_count; ++h) {
+    const int64_t ih = row0 + h;
+    const bool in_band = ih >= b.r0 && ih < b.r1;
+    float* at = b.AccRow(ih) + col0 * b.acc_pixel + (c0 - b.c_begin);
+    for (int64_t i = 0; i < w_count; ++i) {
+      VF x[kVecs];
+      LoadVecs<kVecs>(x0 + h * row_stride + i * p.c, last, x);
+      MF take[kVecs];
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) {
+        take[j] = hn::And(open[j], hn::Eq(x[j], m[j]));
+        open[j] = hn::AndNot(take[j], open[j]);
+      }
+      if (!in_band) continue;
+      VF v[kVecs];
+      if constexpr (kDirect) {
+        ZeroVecs(v);
+      } else {
+        LoadVecs<kVecs>(at + i * b.acc_pixel, last, v);
+      }
+      HWY_UNROLL(16)
+      for (size_t j = 0; j < kVecs; ++j) v[j] = hn::IfThenElse(take[j], hn::Add(v[j], g[j]), v[j]);
+      StoreVecs<kVecs>(v, last, at + i * b.acc_pixel);
+    }
+  }
+}
+
+// ScatterToFirstMax for window rows x cols at (rows.begin, cols.begin): 2x2 and 3x3 windows
+// through their compile-time forms.
+template <size_t kVecs, bool kDirect>
+HWY_INLINE void ScatterToFirstMax(const Pool2dProblem& p, const BwdBand& b, const PoolSpan& rows,
+                                  const PoolSpan& cols, const VF (&g)[kVecs], int64_t c0, MF last) {
+  const int64_t h = rows.end - rows.begin, w = cols.end - cols.begin;
+  if (h == 3 && w == 3) {
+    return ScatterToFirstMax<kVecs, kDirect, 3, 3>(p, b, rows.begin, h, w, cols.begin, g, c0, last);
+  }
+  if (h == 2 && w == 2) {
+    return ScatterToFirstMax<kVecs, kDirect, 2, 2>(p, b, rows.begin, h, w, cols.begin, g, c0, last);
+  }
+  ScatterToFirstMax<kVecs, kDirect>(p, b, rows.begin, h, w, cols.begin, g, c0, last);
+}
+
 // Adds window (oh, ow)'s gradient to the band's rows, channels of one step at c0. kDirect: no other
 // window touches these elements (stride >= window), so they are written as +0 + term, the
 // reference's bits, without reading them back. kNaNFree: the window's rows hold no NaN (NaNRows):
@@ -51,6 +122,9 @@ HWY_INLINE void AddWindow(const Pool2dProblem& p, const BwdBand& b, const PoolSp
   const int64_t width = cols.end - cols.begin;
   VF g[kVecs];
   LoadVecs<kVecs>(dy0 + c0, last, g);
+  if constexpr (kMax && kNaNFree) {
+    return ScatterToFirstMax<kVecs, kDirect>(p, b, rows, cols, g, c0, last);
+  }
   VF idx[kVecs];
   if constexpr (kMax) {
     VF unused[kVecs];
