@@ -48,15 +48,16 @@ constexpr int64_t kBufferWords = int64_t{1} << 16;
 constexpr int64_t kMaxPairs = kBufferWords / kChunkQuantum;
 
 // Pixels per chunk: as many as the buffer holds (every block re-reads its weights once per chunk),
-// rounded to kChunkQuantum, in a number of chunks that is a multiple of the threads, so that each
-// thread converts and sweeps the same pixels: the largest chunks that fit left ResNet-50's 56x56
-// 1x1 layers (3136 pixels in chunks of 2048 or 512) with one thread doing 2048 pixels and the
-// other 1088.
-int64_t ChunkPixels(int64_t m, int64_t row_words, int64_t threads) {
+// in a number of chunks that is a multiple of the threads, of even size, so that each thread
+// converts and sweeps the same pixels: the largest chunks that fit left ResNet-50's 56x56 1x1
+// layers (3136 pixels in chunks of 2048 or 512) with one thread doing 2048 pixels and the other
+// 1088. Sizes are whole tiles of the full blocks' height (`tile_rows`): rounded to
+// kChunkQuantum, 14x14 pixels in two chunks were 120 and 76.
+int64_t ChunkPixels(int64_t m, int64_t row_words, int64_t threads, int64_t tile_rows) {
   const int64_t fit = kBufferWords / row_words / kChunkQuantum * kChunkQuantum;
   const int64_t chunks = ((m + fit - 1) / fit + threads - 1) / threads * threads;
   const int64_t even = (m + chunks - 1) / chunks;
-  return std::min(fit, (even + kChunkQuantum - 1) / kChunkQuantum * kChunkQuantum);
+  return std::min(fit, (even + tile_rows - 1) / tile_rows * tile_rows);
 }
 
 // ConvertChunk for a pointwise convolution with a special input (Conv2dFwdBf16Args): each pixel's
@@ -261,7 +262,9 @@ CONVKIT_BF16_ATTR void Conv2dFwdBf16(const Conv2dFwdBf16Args& a) {
   const int64_t m = p.n * p.oh * p.ow;
   if (m == 0) return;
   WorkItems items;
-  items.chunk_pixels = ChunkPixels(m, p.kh * a.w.row_pairs, a.threads);
+  const size_t block_vecs = static_cast<size_t>((a.w.block_cols + 15) / 16);
+  items.chunk_pixels = ChunkPixels(m, p.kh * a.w.row_pairs, a.threads,
+                                   static_cast<int64_t>(RowsFor(std::min(block_vecs, kMaxVecs))));
   const int64_t chunks = (m + items.chunk_pixels - 1) / items.chunk_pixels;
   items.last_pixels = m - (chunks - 1) * items.chunk_pixels;
   const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
