@@ -4,9 +4,9 @@
 // see the script for how). A rule sends a problem to onednn first; no rule means highway.
 //
 // Measured on AMD EPYC (family 26, Zen 5), 2 cores, 2026-12-06
-// (load averages at the start: 1 thread(s): load 2.2; 2 thread(s): load 1.0) from
-// out/s14auto/auto_raw_t1.json, out/s14auto/auto_raw_t2.json.
-// 1 thread(s): median cv 0.03.
+// (load averages at the start: 1 thread(s): load 1.7; 2 thread(s): load 1.1) from
+// out/s15auto/auto_raw_t1.json, out/s15auto/auto_raw_t2.json.
+// 1 thread(s): median cv 0.02.
 // 2 thread(s): median cv 0.05.
 // Rules that do not bound threads apply to every thread count.
 #include "api/src/auto_table.hpp"
@@ -24,47 +24,47 @@ constexpr AutoRule kRules[] = {
      .call = CallKind::kOneShot,
      .backend = "onednn",
      .why = "ConvBwdData k1 dense one-shot spatial<=98 work>=12845056: onednn 1.25x faster in "
-            "geomean (min 1.13x) over 10 measured shapes"},
+            "geomean (min 1.08x) over 10 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
-     .ic = {0, 724},
+     .stride = {2, kNoLimit},
      .work = {112896, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 depthwise ic<=724 work>=112896: onednn 1.25x faster in geomean (min "
-            "0.97x) over 15 measured shapes"},
+     .why = "ConvBwdData k2-3 depthwise stride>=2 work>=112896: onednn 1.38x faster in geomean "
+            "(min 1.11x) over 7 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .work = {776160, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped one-shot work<=2134600 work>=776160: onednn 1.67x faster in "
-            "geomean (min 1.35x) over 4 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped one-shot work<=2134600 work>=776160: onednn 1.56x faster in "
+            "geomean (min 1.37x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .ic = {475, kNoLimit},
      .work = {7225344, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped ic>=475 work>=7225344: onednn 1.22x faster in geomean (min "
-            "1.08x) over 8 measured shapes"},
-    {.op = AutoOp::kConvBwdData,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kGrouped,
-     .ic = {0, 70},
-     .work = {2039184, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped ic<=70 work>=2039184: onednn 1.31x faster in geomean (min "
-            "1.13x) over 4 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped ic>=475 work>=7225344: onednn 1.23x faster in geomean (min "
+            "1.13x) over 8 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {4, 5},
      .groups = GroupsClass::kDepthwise,
      .stride = {2, kNoLimit},
      .work = {411600, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k4-5 depthwise stride>=2 work>=411600: onednn 1.20x faster in geomean "
-            "(min 0.96x) over 6 measured shapes"},
+     .why = "ConvBwdData k4-5 depthwise stride>=2 work>=411600: onednn 1.22x faster in geomean "
+            "(min 0.99x) over 6 measured shapes"},
+    {.op = AutoOp::kConvBwdWeights,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kDepthwise,
+     .stride = {2, kNoLimit},
+     .work = {112896, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvBwdWeights k2-3 depthwise stride>=2 work>=112896: onednn 1.20x faster in geomean "
+            "(min 0.99x) over 7 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
@@ -72,46 +72,41 @@ constexpr AutoRule kRules[] = {
      .work = {1010625, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdWeights k4-5 dense one-shot batch>=2 work>=1010625: onednn 1.30x faster in "
-            "geomean (min 1.15x) over 4 measured shapes"},
+     .why = "ConvBwdWeights k4-5 dense one-shot batch>=2 work>=1010625: onednn 1.27x faster in "
+            "geomean (min 1.08x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
      .work = {1010625, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdWeights k4-5 dense work>=1010625: onednn 1.50x faster in geomean (min 1.07x) "
+     .why = "ConvBwdWeights k4-5 dense work>=1010625: onednn 1.41x faster in geomean (min 1.06x) "
             "over 6 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {2, 3},
-     .groups = GroupsClass::kDepthwise,
-     .work = {112896, kNoLimit},
+     .groups = GroupsClass::kDense,
+     .ic = {1025, kNoLimit},
+     .work = {2569273344, kNoLimit},
+     .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvFwd k2-3 depthwise work<=638636 work>=112896: onednn 1.20x faster in geomean (min "
-            "1.08x) over 6 measured shapes"},
+     .why = "ConvFwd k2-3 dense one-shot ic>=1025 work>=2569273344: onednn 1.26x faster in geomean "
+            "(min 1.02x) over 6 measured shapes"},
+    {.op = AutoOp::kPoolBwdMax,
+     .kernel = {4, 5},
+     .groups = GroupsClass::kDense,
+     .stride = {0, 1},
+     .work = {1280000, kNoLimit},
+     .call = CallKind::kOneShot,
+     .backend = "onednn",
+     .why = "PoolBwdMax k4-5 dense one-shot stride<=1 work>=1280000: onednn 1.22x faster in "
+            "geomean (min 1.01x) over 4 measured shapes"},
     {.op = AutoOp::kPoolBwdMax,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
      .stride = {0, 1},
      .work = {1280000, kNoLimit},
      .backend = "onednn",
-     .why = "PoolBwdMax k4-5 dense stride<=1 work>=1280000: onednn 1.56x faster in geomean (min "
-            "0.97x) over 4 measured shapes"},
-    {.op = AutoOp::kPoolFwdAvg,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kDense,
-     .batch = {0, 1},
-     .work = {903168, kNoLimit},
-     .backend = "onednn",
-     .why = "PoolFwdAvg k2-3 dense batch<=1 work>=903168: onednn 1.20x faster in geomean (min "
-            "1.04x) over 4 measured shapes"},
-    {.op = AutoOp::kPoolFwdAvg,
-     .kernel = {6, kNoLimit},
-     .groups = GroupsClass::kDense,
-     .threads = {0, 1},
-     .work = {25088, kNoLimit},
-     .backend = "onednn",
-     .why = "PoolFwdAvg k>=6 dense threads<=1 work>=25088: onednn 1.23x faster in geomean (min "
-            "1.23x) over 2 measured shapes"},
+     .why = "PoolBwdMax k4-5 dense stride<=1 work>=1280000: onednn 1.34x faster in geomean (min "
+            "1.07x) over 4 measured shapes"},
 };
 
 }  // namespace
