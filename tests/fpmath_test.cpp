@@ -255,14 +255,16 @@ TEST_P(FpmathHighwayTarget, Bf16KernelOnlyWithTheInstruction) {
     ASSERT_TRUE(name.ends_with(":" + isa())) << c.ToString() << ": " << name;
     // bf16 where the instruction is and it pays (conv2d_fwd_bf16.cpp's Bf16Pays: 64 input
     // channels a group, or 64 outputs over a reduction of 128, or a 1x1 of 24 inputs and 48
-    // outputs a group), for every such case with 16 channels or more a group; elsewhere (short
-    // kernel rows, depthwise, narrow problems) highway may keep fp32. Without the instruction
-    // always fp32.
+    // outputs a group, or a dense unpadded stride-1 1x1 of an even channel count), for every such
+    // case with 16 channels or more a group; elsewhere (short kernel rows, depthwise, narrow
+    // problems) highway may keep fp32. Without the instruction always fp32.
     const bool depthwise = c.x[3] == c.params.groups && c.oc == c.params.groups;
     const int64_t icg = c.x[3] / c.params.groups, ocg = c.oc / c.params.groups;
     const bool pointwise = w_dims[0] * w_dims[1] == 1;
+    const bool flat = pointwise && c.params.stride_h == 1 && c.params.pad.top == 0 &&
+                      c.params.groups == 1 && icg % 2 == 0;
     const bool pays = icg >= 64 || (ocg >= 64 && w_dims[0] * w_dims[1] * icg >= 128) ||
-                      (pointwise && icg >= 24 && ocg >= 48);
+                      (pointwise && icg >= 24 && ocg >= 48) || flat;
     if (has_bf16 && !depthwise && icg >= 16 && pays) {
       ASSERT_EQ(name, "highway:igemm_bf16:AVX3") << c.ToString();
     } else if (!has_bf16) {

@@ -86,16 +86,6 @@ CONVKIT_BF16_ATTR void ConvertSpecialChunk(const Conv2dFwdBf16Args& a, int64_t m
   for (int64_t i = valid; i < count; ++i) ZeroPairs(row_pairs, buf + i * row_pairs);
 }
 
-// Whether a chunk's im2col rows are x's pixels themselves, one after another, in whole pairs: a
-// 1x1 convolution at stride 1 without padding over one group of an even channel count converts
-// as one run (per pixel, the coordinate and padding logic cost as much as the conversion: 32 ->
-// 64 at 112x112 ran 1.19x faster, 24 -> 72 at 56x56 1.34x).
-bool FlatChunk(const Conv2dProblem& p) {
-  return p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.groups == 1 &&
-         p.ic % 2 == 0 && p.pad.top == 0 && p.pad.left == 0 && p.pad.bottom == 0 &&
-         p.pad.right == 0;
-}
-
 // Converts the im2col rows of pixels [m0, m0 + count) of group g into buf: per pixel, per kernel
 // row kh, the KW * ICg floats of taps (kh, 0..KW-1) as row_pairs bf16 pairs, zeros for taps in the
 // padding. Rows past the last pixel are zeros (never stored). Pixel coordinates advance
@@ -108,7 +98,7 @@ CONVKIT_BF16_ATTR void ConvertChunk(const Conv2dFwdBf16Args& a, int64_t g, int64
   const int64_t row_pairs = a.w.row_pairs;
   const int64_t row_words = p.kh * row_pairs;
   const int64_t valid = std::min(count, p.n * p.oh * p.ow - m0);
-  if (FlatChunk(p)) {  // the chunk's pixels are consecutive in x, whole pairs each
+  if (FlatBf16Chunks(p)) {  // the chunk's pixels are consecutive in x, whole pairs each
     ConvertToPairs(a.x + m0 * p.ic, valid * p.ic, valid * row_pairs, buf);
     for (int64_t i = valid; i < count; ++i) ZeroPairs(row_words, buf + i * row_words);
     return;

@@ -124,15 +124,18 @@ std::unique_ptr<Conv2dFwdImpl> CreateBf16(const Conv2dProblem& p, const float* w
 // groups 0.65x, 4x4/4 4 -> 32 0.66x; 1x1 with 64 or more input channels 1.0-1.8x). Since chunks
 // split evenly between the threads (2026-12-06), 1x1 layers with 24 or more input channels and
 // 48 or more output channels pay too: 32 -> 64 at 112x112 1.34x, 40 -> 120 1.49x, 24 -> 72 1.27x,
-// 58 -> 58 1.37x, 24 -> 58 1.12x, 48 -> 48 at 14x14 1.15x; 24 -> 24 0.81x and 16 -> 64 0.96x
-// stay fp32, as do 3x3 layers under 64 channels (0.71-1.12x).
+// 58 -> 58 1.37x, 24 -> 58 1.12x, 48 -> 48 at 14x14 1.15x; 24 -> 24 0.81x. Converted as one run
+// (FlatBf16Chunks), 1x1 layers of 16 or more channels pay whatever their outputs: 16 -> 64 at
+// 112x112 0.96x -> 1.42x, 16 -> 16 1.12x. 3x3 layers under 64 channels stay fp32 (0.71-1.12x),
+// as do 1x1 layers of an odd channel count under 24 (15 -> 16 0.56x) or 64 (31 -> 33 0.80x).
 bool Bf16Pays(const Conv2dProblem& p) {
   constexpr int64_t kChannels = 64, kMinReduction = 128;
-  constexpr int64_t kPointwiseIn = 24, kPointwiseOut = 48;
+  constexpr int64_t kPointwiseIn = 24, kPointwiseOut = 48, kFlatIn = 16;
   const bool pointwise = p.kh * p.kw == 1;
   return p.ic_per_group() >= kChannels ||
          (p.oc_per_group() >= kChannels && p.kh * p.kw * p.ic_per_group() >= kMinReduction) ||
-         (pointwise && p.ic_per_group() >= kPointwiseIn && p.oc_per_group() >= kPointwiseOut);
+         (pointwise && p.ic_per_group() >= kPointwiseIn && p.oc_per_group() >= kPointwiseOut) ||
+         (FlatBf16Chunks(p) && p.ic >= kFlatIn);
 }
 
 // Depthwise is memory-bound: fp32 runs it as fast. Narrow groups fill a fraction of this kernel's
