@@ -232,19 +232,21 @@ CONVKIT_BF16_ATTR void RunItems(const Conv2dFwdBf16Args& a, int64_t chunk_pixels
 }
 
 // The work items (chunk, group, block) in chunk-major order, and where thread t of `threads`
-// starts so that every thread gets the same number of pixels: every chunk holds chunk_pixels
-// pixels but the last, which may hold as few as one (7x7 outputs in chunks of 24: 24, 24, 1).
+// starts so that every thread gets the same number of tiles (a tile of one valid pixel costs a
+// whole one): every chunk holds chunk_tiles tiles but the last, which may hold fewer (7x7 outputs
+// in chunks of 18: 3, 3 and 3 tiles; weighed by pixels, 18, 18 and 13, one thread of two ran
+// 33 tiles and the other 39).
 struct WorkItems {
-  int64_t chunk_pixels = 0;
-  int64_t last_pixels = 0;  // pixels of the last chunk
-  int64_t per_chunk = 0;    // groups * blocks
+  int64_t chunk_tiles = 0;
+  int64_t last_tiles = 0;  // tiles of the last chunk
+  int64_t per_chunk = 0;   // groups * blocks
   int64_t count = 0;
 
-  // Work of the items before item i, in pixels.
+  // Work of the items before item i, in tiles.
   int64_t WorkBefore(int64_t i) const {
     const int64_t full_items = count - per_chunk;
-    if (i <= full_items) return i * chunk_pixels;
-    return full_items * chunk_pixels + (i - full_items) * last_pixels;
+    if (i <= full_items) return i * chunk_tiles;
+    return full_items * chunk_tiles + (i - full_items) * last_tiles;
   }
   // The first item of thread t: the smallest i with WorkBefore(i) >= t / threads of the work.
   int64_t Start(int64_t t, int64_t threads) const {
@@ -266,18 +268,19 @@ CONVKIT_BF16_ATTR void Conv2dFwdBf16(const Conv2dFwdBf16Args& a) {
   const Conv2dProblem& p = *a.p;
   const int64_t m = p.n * p.oh * p.ow;
   if (m == 0) return;
-  WorkItems items;
   const size_t block_vecs = static_cast<size_t>((a.w.block_cols + 15) / 16);
-  items.chunk_pixels = ChunkPixels(m, p.kh * a.w.row_pairs, a.threads,
-                                   static_cast<int64_t>(RowsFor(std::min(block_vecs, kMaxVecs))));
-  const int64_t chunks = (m + items.chunk_pixels - 1) / items.chunk_pixels;
-  items.last_pixels = m - (chunks - 1) * items.chunk_pixels;
+  const int64_t tile_rows = static_cast<int64_t>(RowsFor(std::min(block_vecs, kMaxVecs)));
+  const int64_t chunk_pixels = ChunkPixels(m, p.kh * a.w.row_pairs, a.threads, tile_rows);
+  const int64_t chunks = (m + chunk_pixels - 1) / chunk_pixels;
+  const int64_t last_pixels = m - (chunks - 1) * chunk_pixels;
   const int64_t blocks = (p.oc_per_group() + a.w.block_cols - 1) / a.w.block_cols;
+  WorkItems items;
+  items.chunk_tiles = (chunk_pixels + tile_rows - 1) / tile_rows;
+  items.last_tiles = (last_pixels + tile_rows - 1) / tile_rows;
   items.per_chunk = p.groups * blocks;
   items.count = chunks * items.per_chunk;
   ParallelTeam(a.threads, [&](int64_t thread, int64_t team) {
-    RunItems(a, items.chunk_pixels, blocks, items.Start(thread, team),
-             items.Start(thread + 1, team));
+    RunItems(a, chunk_pixels, blocks, items.Start(thread, team), items.Start(thread + 1, team));
   });
 }
 
