@@ -114,7 +114,7 @@ HWY_INLINE void ScatterToFirstMax(const Pool2dProblem& p, const BwdBand& b, cons
 // Adds window (oh, ow)'s gradient to the band's rows, channels of one step at c0. kDirect: no other
 // window touches these elements (stride >= window), so they are written as +0 + term, the
 // reference's bits, without reading them back. kNaNFree: the window's rows hold no NaN (NaNRows):
-// WindowMax's cheaper selection.
+// max pooling scatters through ScatterToFirstMax.
 template <bool kMax, size_t kVecs, bool kDirect = false, bool kNaNFree = false>
 HWY_INLINE void AddWindow(const Pool2dProblem& p, const BwdBand& b, const PoolSpan& rows,
                           const PoolSpan& cols, const float* dy0, int64_t c0, MF last) {
@@ -129,8 +129,7 @@ HWY_INLINE void AddWindow(const Pool2dProblem& p, const BwdBand& b, const PoolSp
   if constexpr (kMax) {
     VF unused[kVecs];
     const float* x0 = b.x_image + (rows.begin * p.iw + cols.begin) * p.c + c0;
-    WindowMax<kVecs, true, kNaNFree>({x0, rows.end - rows.begin, width, p.c, p.iw * p.c}, last,
-                                     unused, idx);
+    WindowMax<kVecs, true>({x0, rows.end - rows.begin, width, p.c, p.iw * p.c}, last, unused, idx);
   } else {
     // The reference's distribute_value: dy / divisor (a division), added to each element.
     const VF div = hn::Set(d, PoolDivisor(p, rows, cols));
@@ -289,9 +288,10 @@ HWY_INLINE void AddWindowRow(const Pool2dProblem& p, const BwdBand& b, const Poo
                              int64_t oh, bool nan_free) {
   const float* dy_row = b.dy_image + oh * p.ow * p.c;
   const bool overlap = p.stride_w < p.kw && p.ow > 1;
+  const bool pixel_major = b.block() > kWideC && !(kMax && nan_free && overlap);
   for (int64_t ow = 0; ow < p.ow; ++ow) {
     const PoolSpan cols = PoolCols(p, ow);
-    if (b.block() > kWideC && !(kMax && nan_free && overlap)) {
+    if (pixel_major) {
       AddWindowWide<kMax, kDirect>(p, b, rows, cols, dy_row + ow * p.c);
       continue;
     }
