@@ -37,7 +37,9 @@ namespace {  // internal linkage: see conv2d_fwd_igemm.cc
 // 12x2, 8x3, 6x4 use 14-29). Per reduction step a tile loads kVecs weight vectors and kRows pairs.
 constexpr size_t kMaxVecs = 4;
 constexpr size_t RowsFor(size_t vecs) { return vecs <= 2 ? 12 : vecs == 3 ? 8 : 6; }
-// Chunks are whole tiles of every height: a multiple of lcm(12, 8, 6).
+// The largest chunk the buffer holds is whole tiles of every height: a multiple of lcm(12, 8, 6).
+// Smaller chunks are whole tiles of the full blocks' height (ChunkPixels); a last block of
+// another height may end a chunk with a partial tile.
 constexpr int64_t kChunkQuantum = 24;
 
 // The converted input of a chunk: 256 KiB on the stack of each thread, so that run() allocates
