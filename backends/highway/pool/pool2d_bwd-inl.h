@@ -47,7 +47,8 @@ struct BwdBand {
 // index chain (a compare and two blends per element) made each window wait on its latency.
 // The window's rows outside the band still count for "first". kRows x kCols: the window's
 // extent when known at compile time (0: rows x cols), so that a whole 2x2 or 3x3 window is one
-// straight run of code.
+// straight run of code. The maximum is its own loop, not WindowMax given the same compile-time
+// extents: that ran the 18x18x16 3x3/2 backward at batch 32 0.945x in two runs.
 template <size_t kVecs, bool kDirect, int64_t kRows = 0, int64_t kCols = 0>
 HWY_INLINE void ScatterToFirstMax(const Pool2dProblem& p, const BwdBand& b, int64_t row0,
                                   int64_t rows, int64_t cols, int64_t col0, const VF (&g)[kVecs],
