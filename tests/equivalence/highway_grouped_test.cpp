@@ -19,9 +19,12 @@ ConvCase GroupedCase(std::string origin, Dims x, int64_t oc, Conv2dParams params
   return {"grouped: " + std::move(origin), x, params, oc, bias};
 }
 
-// Around the kernel's choices: groups of 4 and 8 channels (4-channel permutations), ICg < OCg and
-// OCg = 2 (one permutation per channel), OCg = the vector width (the implicit GEMM with a tap
-// table on AVX3) alone or in spans of groups, a last block with fewer groups, stride, dilation,
+// Around the kernels' choices: groups of 4 and 8 channels (4-channel permutations), ICg < OCg and
+// OCg = 2 (one permutation per channel), OCg = the vector width (group_copy at stride 1: tiles of
+// one to four rows, rows run one at a time at the padding, wide rows in several tiles with a
+// column past OW, slabs of 16 input channels with a short last one, bands of input rows; the
+// implicit GEMM at stride 2), OCg = twice the vector
+// width (the implicit GEMM in spans of groups), a last block with fewer groups, stride, dilation,
 // asymmetric and large padding, 1x1, batch 0 to 3.
 std::vector<ConvCase> GroupedConvCases() {
   return {
@@ -34,8 +37,9 @@ std::vector<ConvCase> GroupedConvCases() {
       GroupedCase("ICg 2 < OCg 4", {1, 8, 8, 12}, 24, MakeConv(3, 1, Pads::uniform(1), 1, 6), true),
       GroupedCase("OCg 2, 5x5", {1, 5, 7, 6}, 6, MakeConv(5, 1, Pads::uniform(2), 1, 3), true),
       GroupedCase("OCg 16", {1, 5, 5, 32}, 32, MakeConv(3, 1, Pads::uniform(1), 1, 2), true),
-      // Whole-vector groups in spans (GroupsPerBlock): on AVX3 4 groups of 16 per block, 2 of 32,
-      // 4 of 8 on AVX2; a last span with fewer groups, or with one (read as a plain block).
+      // Groups of one vector (group_copy on AVX3; on AVX2, 8 channels a vector, the implicit GEMM
+      // in spans of groups: GroupsPerBlock) and of two (spans of 2 on AVX3); a last span with
+      // fewer groups, or with one (read as a plain block).
       GroupedCase("OCg 16 x 6, spans of 4 and 2", {1, 7, 9, 96}, 96,
                   MakeConv(3, 1, Pads::uniform(1), 1, 6), true, true),
       GroupedCase("OCg 32 x 3, stride 2, last span one group", {1, 8, 7, 96}, 96,
@@ -53,6 +57,23 @@ std::vector<ConvCase> GroupedConvCases() {
       // Wider groups run the implicit GEMM, with a tap table holding group 0's offsets.
       GroupedCase("ICg 12 -> OCg 24, 5x5, stride 2, asymmetric pads", {2, 9, 7, 24}, 48,
                   MakeConv(5, 2, {2, 1, 0, 3}, 1, 2), true),
+      // group_copy's geometry (conv2d_fwd_group_copy.hpp) on AVX3; OCg 8 is its case on AVX2.
+      GroupedCase("OCg 16, rows of 45: two tiles, a column past OW", {1, 5, 45, 32}, 32,
+                  MakeConv(3, 1, Pads::uniform(1), 1, 2), true),
+      GroupedCase("OCg 16, 7x7 output: tiles of 4 rows, batch 2", {2, 7, 7, 64}, 64,
+                  MakeConv(3, 1, Pads::uniform(1), 1, 4), true, true),
+      GroupedCase("OCg 16, one output row", {1, 3, 6, 32}, 32, MakeConv(3, 1, {0, 0, 1, 1}, 1, 2),
+                  false),
+      GroupedCase("ICg 24 -> OCg 16: a short slab, dilation 2", {1, 11, 12, 48}, 32,
+                  MakeConv(3, 1, {1, 2, 0, 1}, 2, 2), true),
+      GroupedCase("ICg 40 -> OCg 16, 5x5, asymmetric pads", {1, 9, 10, 80}, 32,
+                  MakeConv(5, 1, {2, 1, 2, 0}, 1, 2), true),
+      GroupedCase("OCg 16, stride 2: the implicit GEMM", {1, 9, 8, 32}, 32,
+                  MakeConv(3, 2, Pads::uniform(1), 1, 2), true),
+      GroupedCase("ICg 64 -> OCg 16, 1x1 over 30x40: three bands", {1, 30, 40, 128}, 32,
+                  MakeConv(1, 1, {}, 1, 2), true),
+      GroupedCase("OCg 8 x 3, stride 2", {1, 9, 10, 24}, 24, MakeConv(3, 2, Pads::uniform(1), 1, 3),
+                  true),
   };
 }
 
@@ -73,6 +94,9 @@ TEST_P(HighwayTargetTest, GroupedShapesExact) {
     const int64_t lanes = LanesOf(isa());
     const bool eligible = ocg < lanes && lanes % ocg == 0 && icg <= ocg;
     EXPECT_EQ(plan.impl_name().find(":grouped:") != std::string::npos, eligible)
+        << cs << ": " << plan.impl_name();
+    const bool copies = ocg == lanes && c.params.stride_h == 1 && c.params.stride_w == 1;
+    EXPECT_EQ(plan.impl_name().find(":group_copy:") != std::string::npos, copies)
         << cs << ": " << plan.impl_name();
     EXPECT_TRUE(ImplIsOnIsa(cs, plan.impl_name(), isa()));
     EXPECT_TRUE(CompareTensors(cs, "y (plan)", expected, y));

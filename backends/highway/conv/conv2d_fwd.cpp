@@ -22,10 +22,10 @@ namespace convkit::internal::highway {
 namespace {
 
 Conv2dFwdVariant Choose(const Conv2dProblem& p, bool one_shot) {
-  const std::array<Conv2dFwdVariant, 7> list = {
+  const std::array<Conv2dFwdVariant, 8> list = {
       Conv2dFwdBf16Variant(),    Conv2dFwdWinogradVariant(),  Conv2dFwdWinogradSubgridVariant(),
-      Conv2dFwdGroupedVariant(), Conv2dFwdDepthwiseVariant(), Conv2dFwdStemVariant(),
-      Conv2dFwdIgemmVariant()};
+      Conv2dFwdGroupedVariant(), Conv2dFwdGroupCopyVariant(), Conv2dFwdDepthwiseVariant(),
+      Conv2dFwdStemVariant(),    Conv2dFwdIgemmVariant()};
   const Conv2dFwdQuery q{p, one_shot};
   const size_t i = ChooseVariant(one_shot ? "conv2d_fwd_oneshot" : "conv2d_fwd",
                                  std::span<const Conv2dFwdVariant>(list), q,

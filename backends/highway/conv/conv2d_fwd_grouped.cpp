@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "backends/highway/common/parallel.hpp"
+#include "backends/highway/conv/conv2d_fwd_group_copy.hpp"
 #include "backends/highway/conv/conv2d_fwd_plan.hpp"
 #include "backends/highway/conv/conv2d_fwd_variant.hpp"
 
@@ -65,10 +66,37 @@ const char* RefusesGrouped(const Conv2dFwdQuery& q) {
   return nullptr;
 }
 
+// The group-copy variant (conv2d_fwd_group_copy.cc): groups of exactly one vector of output
+// channels, weights as the implicit GEMM packs them for one group per block.
+std::unique_ptr<Conv2dFwdImpl> CreateGroupCopy(const Conv2dProblem& p, const float* w,
+                                               const float* b) {
+  const Conv2dFwdKernel kernel = Conv2dFwdGroupCopyKernel();
+  Conv2dFwdPacked packed;
+  PackPanels(p, w, kernel.lanes, &packed);
+  const bool serial = ThreadsFor(VectorFlops(p, kernel.lanes)) == 1;
+  return MakeConv2dFwdPlan(p, kernel, std::move(packed), b, serial, "group_copy");
+}
+
+const char* RefusesGroupCopy(const Conv2dFwdQuery& q) {
+  const Conv2dProblem& p = q.p;
+  if (p.groups <= 1 || p.depthwise()) return "not grouped, or depthwise";
+  const Conv2dFwdKernel kernel = Conv2dFwdGroupCopyKernel();
+  if (p.oc_per_group() != kernel.lanes) return "C_out / groups not the vector width";
+  if (p.stride_h != 1 || p.stride_w != 1) return "stride > 1";
+  if (GroupCopyGeometryFor(p, kernel.rows[0], kernel.rows[1]).band_tiles == 0) {
+    return "input rows too wide for the group copy";
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 Conv2dFwdVariant Conv2dFwdGroupedVariant() {
   return {"grouped", &RefusesGrouped, &CreateGrouped, nullptr};
+}
+
+Conv2dFwdVariant Conv2dFwdGroupCopyVariant() {
+  return {"group_copy", &RefusesGroupCopy, &CreateGroupCopy, nullptr};
 }
 
 }  // namespace convkit::internal::highway

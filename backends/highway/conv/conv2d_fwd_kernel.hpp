@@ -91,7 +91,9 @@ struct Conv2dFwdKernel {
   int64_t lanes = 1;
   int64_t max_vecs = 1;
   const char* isa = "";
-  int64_t rows[4] = {};  // implicit GEMM: pixels per tile for blocks of 1-4 vectors (0: none)
+  // Implicit GEMM: pixels per tile for blocks of 1-4 vectors (0: none). Group copy: rows[0] the
+  // most pixels per tile, rows[1] the most output rows per tile.
+  int64_t rows[4] = {};
 };
 
 // The chosen target's kernels: implicit GEMM (any stride, padding, dilation, groups); depthwise
@@ -100,6 +102,9 @@ struct Conv2dFwdKernel {
 Conv2dFwdKernel Conv2dFwdIgemmKernel();
 Conv2dFwdKernel Conv2dFwdDepthwiseKernel();
 Conv2dFwdKernel Conv2dFwdGroupedKernel();
+// Groups of one vector of output channels, each group's input copied (conv2d_fwd_group_copy.cc);
+// w packed by PackPanels with block_cols = lanes.
+Conv2dFwdKernel Conv2dFwdGroupCopyKernel();
 Conv2dFwdKernel Conv2dFwdWinogradKernel();
 // Stems (conv2d_fwd_stem.cc): groups 1, dilation 1, stride_w * IC in {1, 2, 3, 4, 6, 12}; w is a
 // Conv2dFwdWeights with group_stride unused; `zeros` and `taps` are not read.

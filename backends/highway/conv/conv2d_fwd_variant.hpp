@@ -33,6 +33,7 @@ Conv2dFwdVariant Conv2dFwdBf16Variant();             // conv2d_fwd_bf16.cpp
 Conv2dFwdVariant Conv2dFwdWinogradVariant();         // conv2d_fwd_winograd.cpp
 Conv2dFwdVariant Conv2dFwdWinogradSubgridVariant();  // conv2d_fwd_winograd.cpp
 Conv2dFwdVariant Conv2dFwdGroupedVariant();          // conv2d_fwd_grouped.cpp
+Conv2dFwdVariant Conv2dFwdGroupCopyVariant();        // conv2d_fwd_grouped.cpp
 Conv2dFwdVariant Conv2dFwdDepthwiseVariant();        // conv2d_fwd_direct.cpp
 Conv2dFwdVariant Conv2dFwdStemVariant();             // conv2d_fwd_stem.cpp
 Conv2dFwdVariant Conv2dFwdIgemmVariant();            // conv2d_fwd_direct.cpp: accepts every problem
