@@ -91,8 +91,14 @@ void CopyInputRow(const Conv2dProblem& p, const GroupCopyGeometry& geo, const fl
     std::fill(dst + end * kSlab, dst + geo.cols * kSlab, 0.0f);
     const int64_t channels = std::min(kSlab, icg - s * kSlab);
     const float* src = x_row + (begin - p.pad.left) * p.ic + s * kSlab;
+    // Vectors past the group's channels are zeros without a load: Highway's scalar target reads
+    // a masked load's element even where the mask is false.
     for (int64_t c = 0; c < kSlab; c += lanes) {
-      const MF m = hn::FirstN(d, static_cast<size_t>(std::clamp<int64_t>(channels - c, 0, lanes)));
+      if (c >= channels) {
+        for (int64_t q = begin; q < end; ++q) hn::Store(hn::Zero(d), d, dst + q * kSlab + c);
+        continue;
+      }
+      const MF m = hn::FirstN(d, static_cast<size_t>(std::min(channels - c, lanes)));
       for (int64_t q = begin; q < end; ++q) {
         hn::Store(hn::MaskedLoad(m, d, src + (q - begin) * p.ic + c), d, dst + q * kSlab + c);
       }
