@@ -270,12 +270,14 @@ HWY_INLINE void PoolFullWindows(const Pool2dProblem& p, const PoolSpan& rows, co
   const float* x0[kP];
   float* y0[kP];
   float divisor[kP];
+  // Windows wholly inside the input along W all hold KW columns: one divisor for the row.
+  const float row_divisor = kMax ? 1.0f : PoolDivisor(p, rows, PoolCols(p, ow));
   HWY_UNROLL(16)
   for (size_t q = 0; q < kP; ++q) {
     const int64_t o = ow + static_cast<int64_t>(q);
     x0[q] = x_rows + (o * p.stride_w - p.pad.left) * p.c + c0;
     y0[q] = y_row + o * p.c + c0;
-    divisor[q] = kMax ? 1.0f : PoolDivisor(p, rows, PoolCols(p, o));
+    divisor[q] = row_divisor;
   }
   PoolWindows<kMax, kStream, kP, kVecs>(x0, y0, kP, height, p.kw, p.c, p.iw * p.c, divisor, last);
 }
