@@ -1,9 +1,10 @@
-// The narrow-groups forward variant's target-independent part: when it runs, the weight packing
-// and the plan. The vector code is in conv2d_fwd_grouped.cc.
+// The grouped forward variants' target-independent parts: when each runs, the weight packing and
+// the plan. The vector code is in conv2d_fwd_grouped.cc (narrow groups) and
+// conv2d_fwd_group_copy.cc (groups of one vector at stride 1: see that file).
 //
-// Eligible: groups > 1, not depthwise, OC / groups a proper divisor of the vector width and
-// IC / groups <= OC / groups (ResNeXt's 32 groups of 4 or 8 channels, RegNet's groups of 8 on
-// AVX-512), any kernel, stride, padding, dilation, bias, post-ops; one-shot calls too, packing
+// Narrow groups, eligible: groups > 1, not depthwise, OC / groups a proper divisor of the vector
+// width and IC / groups <= OC / groups (ResNeXt's 32 groups of 4 or 8 channels, RegNet's groups of
+// 8 on AVX-512), any kernel, stride, padding, dilation, bias, post-ops; one-shot calls too, packing
 // per call (at most KH * KW * 8 * OC floats: one-shot ResNeXt conv2 4.8x, RegNetY 1.8-1.9x faster
 // than the implicit GEMM on HWIO weights). The implicit GEMM kernel fills only
 // OC / groups lanes of each vector there (a quarter at ResNeXt-50's conv2); this kernel packs the

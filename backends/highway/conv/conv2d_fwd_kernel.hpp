@@ -128,6 +128,7 @@ inline int64_t VecsPerBlock(int64_t cols, int64_t lanes, int64_t max_vecs) {
 // groups on AVX-512) as many as fill max_vecs vectors. A 16-channel group alone is one vector, 8
 // accumulators for 8 pixels: too few to cover the FMA latency, and every tap's pointer set-up
 // spent on 16 reduction steps of one FMA per pixel (66 % of the FMA peak on 32 groups of 16).
+// (At stride 1, groups of one vector take the group-copy kernel instead, when it accepts them.)
 inline int64_t GroupsPerBlock(const Conv2dProblem& p, int64_t lanes, int64_t max_vecs) {
   const int64_t ocg = p.oc_per_group();
   if (p.groups == 1 || p.depthwise() || (ocg != lanes && ocg != 2 * lanes)) return 1;
