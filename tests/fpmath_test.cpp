@@ -261,8 +261,8 @@ TEST_P(FpmathHighwayTarget, Bf16KernelOnlyWithTheInstruction) {
     const bool depthwise = c.x[3] == c.params.groups && c.oc == c.params.groups;
     const int64_t icg = c.x[3] / c.params.groups, ocg = c.oc / c.params.groups;
     const bool pointwise = w_dims[0] * w_dims[1] == 1;
-    const bool flat = pointwise && c.params.stride_h == 1 && c.params.pad.top == 0 &&
-                      c.params.groups == 1 && icg % 2 == 0;
+    const bool flat = pointwise && c.params.stride_h == 1 && c.params.stride_w == 1 &&
+                      c.params.pad == Pads{} && c.params.groups == 1 && icg % 2 == 0;
     const bool pays = icg >= 64 || (ocg >= 64 && w_dims[0] * w_dims[1] * icg >= 128) ||
                       (pointwise && icg >= 24 && ocg >= 48) || flat;
     if (has_bf16 && !depthwise && icg >= 16 && pays) {

@@ -53,9 +53,11 @@ constexpr size_t kMaxTile = 4;
 #endif
 constexpr size_t kMaxTileRows = 4;
 
-// GroupCopyGeometry's tile_rows for tiles of kCols columns (when the output has that many rows).
+// GroupCopyGeometry's tile_rows for tiles of `cols` columns (when the output has that many rows).
 constexpr size_t TileRowsFor(size_t cols) {
-  return std::clamp<size_t>(kMaxTile / cols, 1, kMaxTileRows);
+  return static_cast<size_t>(GroupCopyTileRows(static_cast<int64_t>(kMaxTile),
+                                               static_cast<int64_t>(kMaxTileRows),
+                                               static_cast<int64_t>(cols)));
 }
 
 constexpr int64_t kSlab = kGroupCopySlab;

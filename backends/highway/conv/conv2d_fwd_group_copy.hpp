@@ -38,6 +38,13 @@ struct GroupCopyGeometry {
   int64_t copy_floats = 0;  // the copy of one band: slabs x (band_rows + 1 zero row) x row_floats
 };
 
+// Output rows per tile for tiles of `cols` columns, in a kernel of at most max_tile pixels and
+// max_tile_rows rows a tile: several rows when a row's tile is narrow (enough accumulators to hide
+// the FMA latency). The kernel instantiates its tiles by it; the geometry uses it alike.
+constexpr int64_t GroupCopyTileRows(int64_t max_tile, int64_t max_tile_rows, int64_t cols) {
+  return std::clamp<int64_t>(max_tile / cols, 1, max_tile_rows);
+}
+
 // The input rows `tiles` rows of tiles read.
 inline double GroupCopyInputRows(const Conv2dProblem& p, int64_t tile_rows, double tiles) {
   return tiles * static_cast<double>(tile_rows) +
@@ -45,7 +52,7 @@ inline double GroupCopyInputRows(const Conv2dProblem& p, int64_t tile_rows, doub
 }
 
 // The geometry for a kernel whose tiles hold at most max_tile pixels, in at most max_tile_rows
-// rows (TileRowsFor in the kernel: max_tile / tile_cols, clamped); band_tiles 0 when one row of
+// rows (GroupCopyTileRows); band_tiles 0 when one row of
 // tiles does not fit kGroupCopyFloats. Computed in double first: any dimension the problem admits
 // (pads near 2^62) gives a band that does not fit, never an overflow.
 inline GroupCopyGeometry GroupCopyGeometryFor(const Conv2dProblem& p, int64_t max_tile,
@@ -57,10 +64,9 @@ inline GroupCopyGeometry GroupCopyGeometryFor(const Conv2dProblem& p, int64_t ma
       row_tiles * tile_cols + static_cast<double>(p.kw - 1) * static_cast<double>(p.dilation_w);
   const double row_floats = cols * kGroupCopySlab;
   const double slabs = std::ceil(static_cast<double>(p.ic_per_group()) / kGroupCopySlab);
-  // Tiles of several rows when a row's tile is narrow (enough accumulators to hide the FMA
-  // latency); of one row when the output has fewer rows than that.
-  const double rows_max = std::clamp(std::floor(static_cast<double>(max_tile) / tile_cols), 1.0,
-                                     static_cast<double>(max_tile_rows));
+  // tile_cols <= max_tile. Tiles of one row when the output has fewer rows than a tile's.
+  const double rows_max = static_cast<double>(
+      GroupCopyTileRows(max_tile, max_tile_rows, static_cast<int64_t>(tile_cols)));
   const double tile_rows = static_cast<double>(p.oh) >= rows_max ? rows_max : 1.0;
   const double all_tiles = std::ceil(static_cast<double>(p.oh) / tile_rows);
   const auto floats = [&](double tiles) {
