@@ -378,9 +378,10 @@ void RunAllDenseRows(const Conv2dFwdArgs& a) {
 // sweeps for one block of channels: each row is read again from L2 for every output row. Here each
 // work item (image, a chunk of blocks of channels, a band of output rows) copies its blocks' input
 // rows, as each is first needed, into a ring of KH rows per block, pixel after pixel, dense; the
-// dense-rows tiles then read the ring. Against RunAllDenseRows (one thread / two): MobileNet v1's
-// 3x3 over 7x7x1024 1.30x / 1.18x, 14x14x512 1.25x, 28x28x256 1.16x, 7x7 over 28x28x512 1.46x.
-// Where lines fit in the ways (240, 480, 960 channels) the copy is the extra work: 0.9-1.05x.
+// dense-rows tiles then read the ring. Against RunAllDenseRows (one thread / two, the copy forced
+// in both): MobileNet v1's 3x3 over 7x7x1024 1.30x / 1.27x, 14x14x512 1.25x / 1.10x, 28x28x256
+// 1.16x / 0.99x, 7x7 over 28x28x512 1.46x / 1.41x. Where the lines fit in the ways (240, 480, 960
+// channels) the copy was 0.83-1.3x, and at stride 2 (an input element feeds 2.25 FMAs) 0.7-0.8x.
 
 // The L1 data cache (Zen 4/5 and Intel since Ice Lake: 48 KiB, 12 ways of 64 sets of 64 bytes).
 constexpr int64_t kL1Sets = 64;
@@ -397,7 +398,7 @@ int64_t LinesPerSet(const Conv2dProblem& p) {
   return (p.kh * p.iw + period - 1) / period;
 }
 
-constexpr int64_t kMinCopiedChannels = 128;  // 64 channels: 0.92x, the copy is half the work
+constexpr int64_t kMinCopiedChannels = 128;  // 64 and 96 channels: 0.83-0.99x
 
 bool HasCopiedRows(const Conv2dProblem& p) {
   return p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1 &&
