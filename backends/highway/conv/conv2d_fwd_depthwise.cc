@@ -193,12 +193,13 @@ double XAndYBytes(const Conv2dProblem& p) {
          static_cast<double>(p.n) * static_cast<double>(p.ic) * sizeof(float);
 }
 
-constexpr double kDilatedRowsBytes = 16 << 20;  // x and y together, half of L3
+// x and y together up to half of L3: where dilated rows and copied rows (below) pay.
+constexpr double kHalfL3Bytes = 16 << 20;
 
 bool HasDenseRows(const Conv2dProblem& p) {
   if (p.kw != 3 && p.kw != 5 && p.kw != 7) return false;
   if (p.dilation_w == 1) return p.stride_w == 1 || p.stride_w == 2;
-  return p.dilation_w == 2 && p.stride_w == 1 && XAndYBytes(p) <= kDilatedRowsBytes;
+  return p.dilation_w == 2 && p.stride_w == 1 && XAndYBytes(p) <= kHalfL3Bytes;
 }
 
 // Output (and input) columns between a dense-rows tile's pixels: the dilation at stride 1.
@@ -382,6 +383,8 @@ void RunAllDenseRows(const Conv2dFwdArgs& a) {
 // in both): MobileNet v1's 3x3 over 7x7x1024 1.30x / 1.27x, 14x14x512 1.25x / 1.10x, 28x28x256
 // 1.16x / 0.99x, 7x7 over 28x28x512 1.46x / 1.41x. Where the lines fit in the ways (240, 480, 960
 // channels) the copy was 0.83-1.3x, and at stride 2 (an input element feeds 2.25 FMAs) 0.7-0.8x.
+// Past half of L3 each chunk's sweep of the image reads a narrow slice of every pixel from memory
+// (2 threads: 3x3 over 112x112x256 0.58x, 129x129x128 0.85x; 65x65x256 1.15x, 33x33x512 1.39x).
 
 // The L1 data cache (Zen 4/5 and Intel since Ice Lake: 48 KiB, 12 ways of 64 sets of 64 bytes).
 constexpr int64_t kL1Sets = 64;
@@ -402,7 +405,7 @@ constexpr int64_t kMinCopiedChannels = 128;  // 64 and 96 channels: 0.83-0.99x
 
 bool HasCopiedRows(const Conv2dProblem& p) {
   return p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1 &&
-         p.ic >= kMinCopiedChannels && LinesPerSet(p) > kL1Ways;
+         p.ic >= kMinCopiedChannels && LinesPerSet(p) > kL1Ways && XAndYBytes(p) <= kHalfL3Bytes;
 }
 
 // Copies `pixels` pixels of `cols` channels (C floats apart in x) to dst, one whole block of
@@ -466,7 +469,6 @@ void RunAllCopiedRows(const Conv2dFwdArgs& a) {
   const Conv2dProblem& p = *a.p;
   const int64_t block_cols = static_cast<int64_t>(kRowVecs * hn::Lanes(DF()));
   const CopiedItems it(p, a.threads, block_cols);
-  const bool stream = StreamsY(XAndYBytes(p), p.oc, a.y);
   ParallelRanges(a.threads, p.n * it.bands * it.chunks, [&](int64_t begin, int64_t end) {
     float* rings = ThreadScratch(it.chunk_blocks * p.kh * it.row_floats);
     for (int64_t t = begin; t < end; ++t) {
@@ -488,12 +490,12 @@ void RunAllCopiedRows(const Conv2dFwdArgs& a) {
                             block_cols, p.kh, top, c0);
           for (int64_t ow0 = 0; ow0 < p.ow; ow0 += static_cast<int64_t>(kRowRows)) {
             RunRowBlockVecs<kKw, 1, kRowVecs, false>(a, xr, n, oh, ow0, 1, c0,
-                                                     std::min(block_cols, p.oc - c0), stream);
+                                                     std::min(block_cols, p.oc - c0),
+                                                     /*stream=*/false);
           }
         }
       }
     }
-    if (stream) hwy::FlushStream();  // the streamed rows are visible after the region
   });
 }
 
