@@ -218,24 +218,25 @@ struct ImageRows {
 };
 
 struct RingRows {
-  // The rows of output row oh (top = oh * stride - pad): the slot of `top` is computed once, so
-  // that a row's costs a compare instead of a division.
+  // The rows of output row oh, from input row `top` (oh - pad): the slot of `top` is found once,
+  // so that a row's costs a compare instead of a division.
   RingRows(const float* ring, int64_t row_floats, int64_t block_cols, int64_t kh, int64_t top,
            int64_t first_channel)
-      : ring(ring - first_channel),
+      : ring(ring),
         row_floats(row_floats),
         block_cols(block_cols),
         kh(kh),
-        top(top),
-        top_slot((top % kh + kh) % kh) {}
+        first_channel(first_channel),
+        shift((top % kh + kh) % kh - top) {}
   const float* Row(int64_t /*n*/, int64_t ih, int64_t c0) const {
-    int64_t slot = ih - top + top_slot;
+    int64_t slot = ih + shift;
     if (slot >= kh) slot -= kh;
-    return ring + slot * row_floats + c0;
+    return ring + slot * row_floats + (c0 - first_channel);
   }
   int64_t PixelStride() const { return block_cols; }
-  const float* ring;  // slot 0 at channel 0
-  int64_t row_floats, block_cols, kh, top, top_slot;
+  const float* ring;  // slot 0, at channel first_channel
+  int64_t row_floats, block_cols, kh, first_channel;
+  int64_t shift;  // slot of row ih: ih + shift, less kh past the ring's end
 };
 
 // acc += kernel row kh of the taps, for the pixels (n, oh, ow0 + i * step) and channels [c0, c0 +
@@ -436,8 +437,9 @@ constexpr int64_t kCopiedItemsPerThread = 2;
 struct CopiedItems {
   CopiedItems(const Conv2dProblem& p, int threads, int64_t block_cols) {
     row_floats = p.iw * block_cols;
+    ring_floats = p.kh * row_floats;
     blocks = (p.oc + block_cols - 1) / block_cols;
-    const int64_t ring_bytes = p.kh * row_floats * static_cast<int64_t>(sizeof(float));
+    const int64_t ring_bytes = ring_floats * static_cast<int64_t>(sizeof(float));
     chunk_blocks =
         std::min(blocks, std::clamp<int64_t>(kRingBytes / ring_bytes, 1, kMaxChunkBlocks));
     chunks = (blocks + chunk_blocks - 1) / chunk_blocks;
@@ -446,7 +448,7 @@ struct CopiedItems {
     band = (p.oh + per_image - 1) / per_image;
     bands = (p.oh + band - 1) / band;
   }
-  int64_t row_floats, blocks, chunk_blocks, chunks, bands, band;
+  int64_t row_floats, ring_floats, blocks, chunk_blocks, chunks, bands, band;
 };
 
 // Copies input rows [begin, end) of image n for blocks [b_begin, b_end) into their rings.
@@ -457,7 +459,7 @@ void CopyRows(const Conv2dFwdArgs& a, const CopiedItems& it, int64_t n, int64_t 
   for (int64_t ih = begin; ih < end; ++ih) {
     for (int64_t blk = b_begin; blk < b_end; ++blk) {
       const int64_t c0 = blk * block_cols;
-      float* ring = rings + (blk - b_begin) * p.kh * it.row_floats;
+      float* ring = rings + (blk - b_begin) * it.ring_floats;
       CopyPixels<kVecs>(a.x + ((n * p.ih + ih) * p.iw) * p.ic + c0, p.iw, p.ic,
                         std::min(block_cols, p.oc - c0), ring + ih % p.kh * it.row_floats);
     }
@@ -470,7 +472,7 @@ void RunAllCopiedRows(const Conv2dFwdArgs& a) {
   const int64_t block_cols = static_cast<int64_t>(kRowVecs * hn::Lanes(DF()));
   const CopiedItems it(p, a.threads, block_cols);
   ParallelRanges(a.threads, p.n * it.bands * it.chunks, [&](int64_t begin, int64_t end) {
-    float* rings = ThreadScratch(it.chunk_blocks * p.kh * it.row_floats);
+    float* rings = ThreadScratch(it.chunk_blocks * it.ring_floats);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t b_begin = t % it.chunks * it.chunk_blocks;
       const int64_t b_end = std::min(it.blocks, b_begin + it.chunk_blocks);
@@ -486,8 +488,8 @@ void RunAllCopiedRows(const Conv2dFwdArgs& a) {
         copied = std::max(copied, rows_end);
         for (int64_t blk = b_begin; blk < b_end; ++blk) {
           const int64_t c0 = blk * block_cols;
-          const RingRows xr(rings + (blk - b_begin) * p.kh * it.row_floats, it.row_floats,
-                            block_cols, p.kh, top, c0);
+          const RingRows xr(rings + (blk - b_begin) * it.ring_floats, it.row_floats, block_cols,
+                            p.kh, top, c0);
           for (int64_t ow0 = 0; ow0 < p.ow; ow0 += static_cast<int64_t>(kRowRows)) {
             RunRowBlockVecs<kKw, 1, kRowVecs, false>(a, xr, n, oh, ow0, 1, c0,
                                                      std::min(block_cols, p.oc - c0),
