@@ -239,6 +239,43 @@ def test_squeeze_excitation_gate_read_elsewhere_stays(rng, x):
     assert "_x_scale" not in loaded.graph.nodes[-1].attrs
 
 
+def _residual_gate(rng, gate_read=False, order=("c", "m")):
+    """DBNet's RSE block: c + c * HardSigmoid(1x1 conv(GlobalAveragePool(c))), the Add's inputs in
+    `order`; with gate_read the product c * gate is a graph output too."""
+    node = helper.make_node
+    inits = {"w1": conv_weights(rng, C, C, 1), "b1": rng.standard_normal(C).astype(np.float32)}
+    nodes = [node("GlobalAveragePool", ["c"], ["g"]), node("Conv", ["g", "w1", "b1"], ["s"]),
+             node("HardSigmoid", ["s"], ["gate"]), node("Mul", ["gate", "c"], ["m"]),
+             node("Add", list(order), ["y"])]
+    return conv_then(rng, nodes, ["y", "m"] if gate_read else ["y"], inits)
+
+
+@pytest.mark.parametrize("order", [("c", "m"), ("m", "c")])
+def test_residual_gate_is_one_multiply_by_one_plus_the_gate(rng, x, backend, order):
+    loaded = check(_residual_gate(rng, order=order), {"x": x}, backend=backend)
+    ops = node_ops(loaded)
+    assert ops.count("Mul") == 1 and ops.count("Add") == 1  # the Add now of the gate and 1
+    add = next(n for n in loaded.graph.nodes if n.op == "Add")
+    mul = next(n for n in loaded.graph.nodes if n.op == "Mul")
+    assert add.inputs[0] == "gate" and mul.inputs == ["c", add.outputs[0]]
+    assert loaded.graph.shapes[add.outputs[0]] == (N, C, 1, 1)
+
+
+def test_residual_gate_read_elsewhere_stays_two_passes(rng, x):
+    loaded = check(_residual_gate(rng, gate_read=True), {"x": x})
+    assert node_ops(loaded).count("Add") == 1
+    assert next(n for n in loaded.graph.nodes if n.op == "Add").inputs == ["c", "m"]
+
+
+def test_residual_gate_of_the_full_shape_stays_two_passes(rng, x):
+    # c + c * d with d of c's shape: 1 + d would cost the pass it saves.
+    node = helper.make_node
+    model = conv_then(rng, [node("Sigmoid", ["c"], ["d"]), node("Mul", ["c", "d"], ["m"]),
+                            node("Add", ["c", "m"], ["y"])], ["y"])
+    loaded = check(model, {"x": x})
+    assert next(n for n in loaded.graph.nodes if n.op == "Add").inputs[0] == "c"
+
+
 def _c2f(rng, consumer_k=1):
     """YOLO's C2f: conv 'c' split in halves, a 3x3 conv of the second half, the three
     concatenated along C and read by a (consumer_k x consumer_k) projection."""
@@ -346,7 +383,7 @@ def test_rewrite_counts(rng):
 
     graph = infer(from_onnx(model, None))
     assert rewrite.prepare(graph) == {"drop_identities": 0, "fold_pad": 0, "fold_batch_norm": 1,
-                                      "fold_affine": 0,
+                                      "fold_affine": 0, "merge_self_gate": 0,
                                       "fuse_activations": 1, "fuse_input_scale": 0,
                                       "fuse_concat_input": 0,
                                       "fold_affine_forward": 0,

@@ -12,6 +12,8 @@
 - fuse_activations: a conv followed by its activation (Relu, Clip, LeakyRelu, Sigmoid, Tanh,
   HardSigmoid, HardSwish, Gelu; Sigmoid*Mul = SiLU, x*HardSigmoid(x) and x*Clip(x+3,0,6)/6 =
   HardSwish, the erf form of GELU) and by a residual Add (before or after the activation).
+- merge_self_gate (before the fusions): x + x * g, g broadcast over x (DBNet's RSE neck, x + x *
+  SE(x)), becomes x * (1 + g): one pass over x instead of two, g's addition on the small tensor.
 - fuse_input_scale (after the fusions): a squeeze-and-excitation block's Mul of x by a runtime
   per-image, per-channel gate (N, C, 1, 1), read only by a 1x1 stride-1 Conv, goes into that
   Conv (convkit's x_scale).
@@ -562,6 +564,53 @@ def _gate_operands(graph, mul):
     return None
 
 
+def _self_gate(graph, index, add):
+    """(x, g, mul) where add is x + mul and mul = x * g, read only by add, g a float32 tensor of
+    fewer elements than x that broadcasts over it; or None."""
+    if len(add.inputs) != 2:
+        return None
+    for x, m in (add.inputs, add.inputs[::-1]):
+        mul = index.producers.get(m)
+        if mul is None or mul.op != "Mul" or len(mul.inputs) != 2 or mul.attrs:
+            continue
+        g = _other(mul, x)
+        shape = graph.shapes.get(x)
+        if (g is None or g == x or index.sole_user(m) is not add or shape is None
+                or graph.shapes.get(g) is None
+                or graph.shapes.get(add.outputs[0]) != shape or graph.shapes.get(m) != shape):
+            continue
+        if (graph.dtypes.get(x) == np.float32 and graph.dtypes.get(g) == np.float32
+                and int(np.prod(graph.shapes[g], dtype=np.int64)) < int(np.prod(shape))):
+            return x, g, mul
+    return None
+
+
+def merge_self_gate(graph):
+    """x + x * g as x * (1 + g) (DBNet's residual squeeze-and-excitation): the Mul then reads
+    1 + g, computed on g's few elements, and writes the Add's output."""
+    count = 0
+    index = _Index(graph)
+    for add in [n for n in graph.nodes if n.op == "Add"]:
+        match = _self_gate(graph, index, add)
+        if match is None:
+            continue
+        x, g, mul = match
+        one = _new_const(graph, add.name + "_one", np.ones((), np.float32))
+        if g in graph.consts:
+            g1 = _new_const(graph, add.name + "_gate", (graph.consts[g] + 1).astype(np.float32))
+        else:
+            g1 = f"{add.name}_gate__convkit{next(_names)}"
+            graph.shapes[g1], graph.dtypes[g1] = graph.shapes[g], np.float32
+            graph.nodes.insert(graph.nodes.index(mul),
+                               type(add)("Add", add.name + "_gate", [g, one], [g1]))
+        mul.inputs = [x, g1]
+        mul.outputs = list(add.outputs)
+        graph.nodes.remove(add)
+        index = _Index(graph)
+        count += 1
+    return count
+
+
 def fuse_input_scale(graph):
     """Moves each squeeze-and-excitation Mul into the 1x1 Conv that alone reads it."""
     count = 0
@@ -621,6 +670,7 @@ def prepare(graph, fuse=True):
               "fold_batch_norm": fold_batch_norm(graph),
               "fold_affine": fold_affine(graph)}
     if fuse:
+        counts["merge_self_gate"] = merge_self_gate(graph)
         counts["fuse_activations"] = fuse_activations(graph)
         counts["fuse_input_scale"] = fuse_input_scale(graph)
         counts["fuse_concat_input"] = fuse_concat_input(graph)
