@@ -103,6 +103,22 @@ TEST_P(HighwayTargetTest, DepthwiseCopiedRows) {
   set_num_threads(threads);
 }
 
+// Depthwise dense rows whose last block of channels is one vector or less (16 channels, the last
+// 16 of 48, 8 on AVX2), which AVX3 runs in tiles of 16 pixels at stride 1: rows of 37 (two whole
+// tiles and 5 left) and 20 pixels, padding on either side, kernels 3, 5 and 7, dilation 2 (two
+// sub-grids of a row), and stride 2 (tiles of 8).
+TEST_P(HighwayTargetTest, DepthwiseOneVectorRows) {
+  const auto depthwise = [](int64_t k, Pads pads, int64_t c, int64_t s = 1, int64_t d = 1) {
+    return MakeConv(k, s, pads, d, c);
+  };
+  Rng rng(56);
+  ExpectLayerExact({2, 6, 37, 16}, depthwise(3, {1, 1, 0, 2}, 16), 16, rng, isa());
+  ExpectLayerExact({1, 9, 20, 48}, depthwise(5, Pads::uniform(2), 48), 48, rng, isa());
+  ExpectLayerExact({1, 8, 40, 24}, depthwise(7, {3, 0, 3, 1}, 24), 24, rng, isa());
+  ExpectLayerExact({1, 7, 35, 16}, depthwise(3, Pads::uniform(2), 16, 1, 2), 16, rng, isa());
+  ExpectLayerExact({1, 9, 41, 8}, depthwise(3, Pads::uniform(1), 8, 2), 8, rng, isa());
+}
+
 // A quarter of the random cases on each pinned Highway target.
 TEST_P(HighwayTargetTest, RandomConvExact) { RandomConvExact("highway", 4); }
 TEST_P(HighwayTargetTest, RandomPoolExact) { RandomPoolExact("highway", 4); }

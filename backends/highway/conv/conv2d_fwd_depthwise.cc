@@ -162,28 +162,43 @@ void RunAll(const Conv2dFwdArgs& a) {
   });
 }
 
-// Dense rows (stride_w of 1 or 2, KW of 3, 5 or 7): a tile is kRowRows consecutive pixels of one
-// output row, which per kernel row read stride_w * (kRowRows - 1) + KW consecutive input pixels.
+// Dense rows (stride_w of 1 or 2, KW of 3, 5 or 7): a tile is kRows (RowTile) consecutive pixels of
+// one output row, which per kernel row read stride_w * (kRows - 1) + KW consecutive input pixels.
 // Each is loaded once and feeds every pixel whose window covers it: for 3x3, 10 loads (stride 2:
 // 17) instead of 24 per 8 pixels and kernel row, the bound of this load-heavy kernel. Columns in
 // the padding (or past the row's end, for a short last tile) read as zero without a load. With
 // dilation_w = 2 (stride 1), the tile's pixels are 2 columns apart, one sub-grid of the row: per
-// kernel row they read kRowRows - 1 + KW input pixels 2 columns apart, the same pattern.
+// kernel row they read kRows - 1 + KW input pixels 2 columns apart, the same pattern.
 // MobileNetV3's dilated last stage at 33x33 (DeepLab, LR-ASPP): 5x5 over 960 and 672 channels
 // 1.22x and 1.36x faster than through RunAll's tap tables, 3x3 over 480 1.14x. Not where x and y
 // exceed L3 (65x65x960: 0.84x) nor at dilation 4 (65x65x256: 0.88x, every tile at the row's edges
 // and a third of them short): each of the d sweeps of a row then reads it from further away.
 #if HWY_TARGET == HWY_AVX3
-// 8 x 2 accumulators + KW x 2 weights + 2 inputs <= 28 of 32 zmm.
+// 8 x 2 accumulators + KW x 2 weights + 2 inputs <= 28 of 32 zmm; at stride 1 a block of one
+// vector (16 channels or fewer, or the last 16 of 48, 80 ...) takes 16 pixels: 16 + KW + 1 <= 24
+// zmm. Eight one-vector pixels left the kernel at 0.6x oneDNN (16 channels at 112x112, one
+// thread): the tile's fixed costs over only 8 chains of KH x KW dependent FMAs. (Stride 2: 0.95x.)
 constexpr size_t kRowRows = 8;
 constexpr size_t kRowVecs = 2;
+template <size_t kStride, size_t kVecs>
+constexpr size_t RowTile() {
+  return kStride == 1 && kVecs == 1 ? 16 : kRowRows;
+}
 #elif HWY_TARGET == HWY_AVX2
 // 6 accumulators + KW weights + 1 input <= 12 of 16 ymm.
 constexpr size_t kRowRows = 6;
 constexpr size_t kRowVecs = 1;
+template <size_t kStride, size_t kVecs>
+constexpr size_t RowTile() {
+  return kRowRows;
+}
 #else
 constexpr size_t kRowRows = 4;
 constexpr size_t kRowVecs = 1;
+template <size_t kStride, size_t kVecs>
+constexpr size_t RowTile() {
+  return kRowRows;
+}
 #endif
 
 // The bytes of x and y together (C_in == C_out): what the kernel streams through the caches.
@@ -243,10 +258,10 @@ struct RingRows {
 // cols); column j of the tile is input column iw0 + j * step. kInterior: every input column the
 // tile reads lies in the row (no bound checks, and the column pointer steps by step * C instead of
 // being recomputed: the checks and multiplies were half the instructions of this load-bound loop).
-template <size_t kKw, size_t kStride, size_t kVecs, bool kDilated, bool kInterior>
+template <size_t kKw, size_t kStride, size_t kRows, size_t kVecs, bool kDilated, bool kInterior>
 HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t pixel_stride,
                               int64_t iw0, int64_t step, int64_t kh, int64_t c0, MF last,
-                              VF (&acc)[kRowRows][kVecs]) {
+                              VF (&acc)[kRows][kVecs]) {
   if constexpr (!kDilated) step = 1;  // a constant: the undilated loop as it was
   const Conv2dProblem& p = *a.p;
   VF wv[kKw][kVecs];
@@ -259,9 +274,9 @@ HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t 
   // in the row (a pointer before x's first element would be undefined even unread).
   const float* column = kInterior ? row + iw0 * pixel_stride : row;
   const int64_t column_stride = step * pixel_stride;
-  // Fully unrolled (<= 19 steps), so that acc is indexed by constants and stays in registers.
+  // Fully unrolled (<= 22 steps), so that acc is indexed by constants and stays in registers.
   HWY_UNROLL(32)
-  for (size_t j = 0; j < kStride * (kRowRows - 1) + kKw; ++j) {
+  for (size_t j = 0; j < kStride * (kRows - 1) + kKw; ++j) {
     const float* xp = column;
     if constexpr (kInterior) {
       column += column_stride;
@@ -275,7 +290,7 @@ HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t 
     HWY_UNROLL(8)
     for (size_t kw = 0; kw < kKw; ++kw) {
       // Pixel i reads input column kStride * i + kw; resolved at compile time once unrolled.
-      if (j < kw || (j - kw) % kStride != 0 || (j - kw) / kStride >= kRowRows) continue;
+      if (j < kw || (j - kw) % kStride != 0 || (j - kw) / kStride >= kRows) continue;
       const size_t i = (j - kw) / kStride;
       HWY_UNROLL(4)
       for (size_t v = 0; v < kVecs; ++v) acc[i][v] = hn::MulAdd(xv[v], wv[kw][v], acc[i][v]);
@@ -283,56 +298,60 @@ HWY_INLINE void AccumulateRow(const Conv2dFwdArgs& a, const float* row, int64_t 
   }
 }
 
-// One block of a dense-rows tile: pixels (n, oh, ow0 + i * step), i < kRowRows, x channels [c0,
-// c0 + cols).
-template <size_t kKw, size_t kStride, size_t kVecs, bool kDilated, class Rows>
+// One block of a dense-rows tile: pixels (n, oh, ow0 + i * step), i < kRows, the block's channels
+// from c0 (the last vector masked by `last`).
+template <size_t kKw, size_t kStride, size_t kRows, size_t kVecs, bool kDilated, class Rows>
 void RunRowBlock(const Conv2dFwdArgs& a, const Rows& xr, int64_t n, int64_t oh, int64_t ow0,
-                 int64_t step, int64_t c0, int64_t cols, bool stream) {
+                 int64_t step, int64_t c0, MF last, bool stream) {
   if constexpr (!kDilated) step = 1;
   const Conv2dProblem& p = *a.p;
-  const DF d;
-  const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
-  VF acc[kRowRows][kVecs];  // in registers: StoreTile copies it for an out-of-line epilogue
+  VF acc[kRows][kVecs];  // in registers: StoreTile copies it for an out-of-line epilogue
   ZeroTile(acc);
   const int64_t iw0 = ow0 * static_cast<int64_t>(kStride) - p.pad.left;
-  const int64_t span = static_cast<int64_t>(kStride * (kRowRows - 1) + kKw - 1) * step + 1;
+  const int64_t span = static_cast<int64_t>(kStride * (kRows - 1) + kKw - 1) * step + 1;
   const bool interior = iw0 >= 0 && iw0 + span <= p.iw;
   for (int64_t kh = 0; kh < p.kh; ++kh) {
     const int64_t ih = oh * p.stride_h - p.pad.top + kh * p.dilation_h;
     if (ih < 0 || ih >= p.ih) continue;
     const float* row = xr.Row(n, ih, c0);
     if (interior) {
-      AccumulateRow<kKw, kStride, kVecs, kDilated, true>(a, row, xr.PixelStride(), iw0, step, kh,
-                                                         c0, last, acc);
+      AccumulateRow<kKw, kStride, kRows, kVecs, kDilated, true>(a, row, xr.PixelStride(), iw0, step,
+                                                                kh, c0, last, acc);
     } else {
-      AccumulateRow<kKw, kStride, kVecs, kDilated, false>(a, row, xr.PixelStride(), iw0, step, kh,
-                                                          c0, last, acc);
+      AccumulateRow<kKw, kStride, kRows, kVecs, kDilated, false>(a, row, xr.PixelStride(), iw0,
+                                                                 step, kh, c0, last, acc);
     }
   }
   // The pixels left in the row's sub-grid (no division per tile when undilated).
   const int64_t left = step == 1 ? p.ow - ow0 : (p.ow - ow0 + step - 1) / step;
-  const size_t rows = static_cast<size_t>(std::min<int64_t>(left, kRowRows));
+  const size_t rows = static_cast<size_t>(std::min<int64_t>(left, kRows));
   const int64_t at = ((n * p.oh + oh) * p.ow + ow0) * p.oc + c0;
   const float* b = a.b != nullptr ? a.b + c0 : nullptr;
   const float* r = a.r != nullptr ? a.r + at : nullptr;
   if (stream) {
-    return StoreTile<kRowRows, kVecs, true>(acc, rows, b, &p.post_ops, r, last, a.y + at,
-                                            step * p.oc);
+    return StoreTile<kRows, kVecs, true>(acc, rows, b, &p.post_ops, r, last, a.y + at, step * p.oc);
   }
-  StoreTile<kRowRows, kVecs>(acc, rows, b, &p.post_ops, r, last, a.y + at, step * p.oc);
+  StoreTile<kRows, kVecs>(acc, rows, b, &p.post_ops, r, last, a.y + at, step * p.oc);
 }
 
-// RunRowBlock with as many vectors as `cols` channels need.
+// The tiles of one block along output row (n, oh): pixels ow0 = first, first + step, ... in tiles
+// of RowTile<kStride, kVecs>() pixels, channels [c0, c0 + cols), with as many vectors as `cols`
+// need.
 template <size_t kKw, size_t kStride, size_t kVecs, bool kDilated, class Rows>
-void RunRowBlockVecs(const Conv2dFwdArgs& a, const Rows& xr, int64_t n, int64_t oh, int64_t ow0,
-                     int64_t step, int64_t c0, int64_t cols, bool stream) {
+void RunRowSweep(const Conv2dFwdArgs& a, const Rows& xr, int64_t n, int64_t oh, int64_t first,
+                 int64_t step, int64_t c0, int64_t cols, bool stream) {
   if constexpr (kVecs > 1) {
     if (cols <= static_cast<int64_t>((kVecs - 1) * hn::Lanes(DF()))) {
-      return RunRowBlockVecs<kKw, kStride, kVecs - 1, kDilated>(a, xr, n, oh, ow0, step, c0, cols,
-                                                                stream);
+      return RunRowSweep<kKw, kStride, kVecs - 1, kDilated>(a, xr, n, oh, first, step, c0, cols,
+                                                            stream);
     }
   }
-  RunRowBlock<kKw, kStride, kVecs, kDilated>(a, xr, n, oh, ow0, step, c0, cols, stream);
+  constexpr size_t kRows = RowTile<kStride, kVecs>();
+  const MF last = hn::FirstN(DF(), static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(DF()));
+  if constexpr (!kDilated) step = 1;
+  for (int64_t ow0 = first; ow0 < a.p->ow; ow0 += static_cast<int64_t>(kRows) * step) {
+    RunRowBlock<kKw, kStride, kRows, kVecs, kDilated>(a, xr, n, oh, ow0, step, c0, last, stream);
+  }
 }
 
 // Items are ((image, output row), channel chunk). Within an item each block of channels sweeps
@@ -363,10 +382,8 @@ void RunAllDenseRows(const Conv2dFwdArgs& a) {
       const int64_t n = pixel_item / p.oh;
       for (int64_t c0 = ch.begin; c0 < ch.end; c0 += block_cols) {
         for (int64_t first = 0; first < std::min(step, p.ow); ++first) {
-          for (int64_t ow0 = first; ow0 < p.ow; ow0 += static_cast<int64_t>(kRowRows) * step) {
-            RunRowBlockVecs<kKw, kStride, kRowVecs, kDilated>(
-                a, xr, n, oh, ow0, step, c0, std::min(block_cols, ch.end - c0), stream);
-          }
+          RunRowSweep<kKw, kStride, kRowVecs, kDilated>(a, xr, n, oh, first, step, c0,
+                                                        std::min(block_cols, ch.end - c0), stream);
         }
       }
     }
@@ -490,11 +507,8 @@ void RunAllCopiedRows(const Conv2dFwdArgs& a) {
           const int64_t c0 = blk * block_cols;
           const RingRows xr(rings + (blk - b_begin) * it.ring_floats, it.row_floats, block_cols,
                             p.kh, top, c0);
-          for (int64_t ow0 = 0; ow0 < p.ow; ow0 += static_cast<int64_t>(kRowRows)) {
-            RunRowBlockVecs<kKw, 1, kRowVecs, false>(a, xr, n, oh, ow0, 1, c0,
-                                                     std::min(block_cols, p.oc - c0),
-                                                     /*stream=*/false);
-          }
+          RunRowSweep<kKw, 1, kRowVecs, false>(a, xr, n, oh, 0, 1, c0,
+                                               std::min(block_cols, p.oc - c0), /*stream=*/false);
         }
       }
     }
