@@ -595,10 +595,10 @@ def merge_self_gate(graph):
         if match is None:
             continue
         x, g, mul = match
-        one = _new_const(graph, add.name + "_one", np.ones((), np.float32))
         if g in graph.consts:
             g1 = _new_const(graph, add.name + "_gate", (graph.consts[g] + 1).astype(np.float32))
         else:
+            one = _new_const(graph, add.name + "_one", np.ones((), np.float32))
             g1 = f"{add.name}_gate__convkit{next(_names)}"
             graph.shapes[g1], graph.dtypes[g1] = graph.shapes[g], np.float32
             graph.nodes.insert(graph.nodes.index(mul),
