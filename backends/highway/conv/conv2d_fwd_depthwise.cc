@@ -180,26 +180,23 @@ void RunAll(const Conv2dFwdArgs& a) {
 // thread): the tile's fixed costs over only 8 chains of KH x KW dependent FMAs. (Stride 2: 0.95x.)
 constexpr size_t kRowRows = 8;
 constexpr size_t kRowVecs = 2;
-template <size_t kStride, size_t kVecs>
-constexpr size_t RowTile() {
-  return kStride == 1 && kVecs == 1 ? 16 : kRowRows;
-}
+constexpr size_t kOneVectorRowRows = 16;
 #elif HWY_TARGET == HWY_AVX2
 // 6 accumulators + KW weights + 1 input <= 12 of 16 ymm.
 constexpr size_t kRowRows = 6;
 constexpr size_t kRowVecs = 1;
-template <size_t kStride, size_t kVecs>
-constexpr size_t RowTile() {
-  return kRowRows;
-}
+constexpr size_t kOneVectorRowRows = kRowRows;
 #else
 constexpr size_t kRowRows = 4;
 constexpr size_t kRowVecs = 1;
+constexpr size_t kOneVectorRowRows = kRowRows;
+#endif
+
+// The pixels of a dense-rows tile of kVecs vectors of channels.
 template <size_t kStride, size_t kVecs>
 constexpr size_t RowTile() {
-  return kRowRows;
+  return kStride == 1 && kVecs == 1 ? kOneVectorRowRows : kRowRows;
 }
-#endif
 
 // The bytes of x and y together (C_in == C_out): what the kernel streams through the caches.
 double XAndYBytes(const Conv2dProblem& p) {
