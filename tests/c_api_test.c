@@ -76,7 +76,8 @@ static void post_ops_by_hand(void) {
   convkit_conv2d_params params;
   convkit_conv2d_params_init(&params);
   CHECK(params.activation_alpha == 0.0f && params.activation_beta == 0.0f &&
-        params.residual_after_activation == 0);
+        params.residual_after_activation == 0 && params.post_scale == 1.0f &&
+        params.post_shift == 0.0f);
   params.kernel_h = params.kernel_w = 2;
   params.activation = CONVKIT_ACTIVATION_CLIP;
   params.activation_alpha = 0.0f;
@@ -133,6 +134,20 @@ static void post_ops_by_hand(void) {
   CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, b, 1, yt, NULL), CONVKIT_INVALID_ARGUMENT,
               "params.residual_after_activation");
   params.residual_after_activation = 0;
+  /* The linear map after the clip: 5 * -0.5 + 1, then + r after it. */
+  params.post_scale = -0.5f;
+  params.post_shift = 1.0f;
+  CHECK(convkit_conv2d_forward(&params, xt, wt, b, 1, yt, "reference") == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == -1.5f);
+  params.residual_after_activation = 1;
+  CHECK(convkit_conv2d_forward_residual(&params, xt, wt, b, 1, rt, yt, NULL) == CONVKIT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == -1.5f + r[i]);
+  params.residual_after_activation = 0;
+  params.post_shift = INFINITY;
+  CHECK_FAILS(convkit_conv2d_forward(&params, xt, wt, b, 1, yt, NULL), CONVKIT_INVALID_ARGUMENT,
+              "params.post_shift: expected a finite value");
+  params.post_scale = 1.0f;
+  params.post_shift = 0.0f;
   const convkit_const_tensor r_in_x = {x, {1, 2, 2, 1}};
   CHECK_FAILS(convkit_conv2d_forward_residual(&params, xt, wt, b, 1, r_in_x, yt, NULL),
               CONVKIT_INVALID_ARGUMENT, "r: expected memory that does not overlap x");

@@ -187,12 +187,18 @@ inline Pool2dParams MakePool(PoolMode mode, int64_t k, int64_t s, Pads p, bool c
 
 enum class ResidualMode { kNone, kBefore, kAfter, kInPlace };
 
-// One activation with its parameters and one way of passing the residual r.
+// One activation with its parameters, the linear map after it or none, and one way of passing
+// the residual r.
 struct PostOpVariant {
+  // The linear map of the variants that have one: a scale whose products need a rounding (they
+  // check that it is one, as the reference's fma) and a sign flip.
+  static constexpr float kScale = -0.75f, kShift = 1.5f;
+
   Activation activation = Activation::kNone;
   float alpha = 0.0f;
   float beta = 0.0f;
   ResidualMode residual = ResidualMode::kNone;
+  bool linear = false;
 
   // Sets params' activation fields; kNone leaves the params' own activation.
   void ApplyTo(Conv2dParams& params) const {
@@ -202,10 +208,15 @@ struct PostOpVariant {
       params.activation_beta = beta;
     }
     params.residual_after_activation = residual == ResidualMode::kAfter;
+    if (linear) {
+      params.post_scale = kScale;
+      params.post_shift = kShift;
+    }
   }
   std::string ToString() const {
     static const char* const kResidual[] = {"", " +r", " act+r", " +r in place"};
-    return std::string(activation_name(activation)) + kResidual[static_cast<int>(residual)];
+    return std::string(activation_name(activation)) + (linear ? " linear" : "") +
+           kResidual[static_cast<int>(residual)];
   }
 };
 
@@ -217,8 +228,10 @@ inline bool IsExactActivation(Activation a) {
 }
 
 // Every activation (alpha and beta that make each do something on small integers; leaky_relu's
-// slope a power of two, exact on integers) and every residual mode: case i of a grid takes variant
-// i, so 44 consecutive cases cover every pair (11 and 4 are coprime).
+// slope a power of two, exact on integers), every residual mode, and the linear map after the
+// activation or none: case i of a grid takes variant i, so 44 consecutive cases cover every pair
+// of activation and residual mode (11 and 4 are coprime), and 132 every triple with the linear
+// map (i % 3 == 2).
 inline PostOpVariant PostOpVariantFor(int64_t index) {
   static const PostOpVariant kActivations[] = {
       {Activation::kNone},
@@ -235,6 +248,7 @@ inline PostOpVariant PostOpVariantFor(int64_t index) {
   };
   PostOpVariant v = kActivations[index % 11];
   v.residual = static_cast<ResidualMode>(index % 4);
+  v.linear = index % 3 == 2;
   return v;
 }
 
@@ -291,13 +305,16 @@ struct Tolerance {
 };
 
 // How y of a post-op variant must agree with the reference's y: bit for bit for the exact
-// activations, within 4 ulp of the activation's value for the others (DESIGN §4). With the
-// residual added after the activation, y = act(z) + r may cancel most of act(z): its 4 ulp, at
-// most 2^-21 |act| with |act| <= |y| + |r| <= 2 max(|y|, max|r|), are then compared relative to
-// max(|y|, max|r|).
+// activations (the linear map is one fma everywhere), within 4 ulp of the activation's value for
+// the others (DESIGN §4). With the residual added after the activation, or the linear map's shift,
+// y = s act(z) + t + r may cancel most of s act(z): its 4 ulp, at most 2^-21 |s act| with
+// |s act| <= |y| + |t| + |r| <= 2 max(|y|, |t| + max|r|), are then compared relative to
+// max(|y|, |t| + max|r|).
 inline Tolerance PostOpTolerance(const PostOpVariant& post, double max_abs_r) {
   if (IsExactActivation(post.activation)) return Tolerance::Exact();
-  if (post.residual == ResidualMode::kAfter) return Tolerance::Relative(0x1.0p-20, max_abs_r);
+  const double floor = (post.residual == ResidualMode::kAfter ? max_abs_r : 0.0) +
+                       (post.linear ? std::abs(double{PostOpVariant::kShift}) : 0.0);
+  if (floor > 0.0) return Tolerance::Relative(0x1.0p-20, floor);
   return Tolerance::Ulps(4);
 }
 
@@ -363,7 +380,7 @@ inline ::testing::AssertionResult CompareTensors(std::string_view case_name, std
       if (!ok && excess == 0.0) excess = std::numeric_limits<double>::min();  // +0 vs -0
     } else {
       const double allowed = tol.rtol * std::max(std::fabs(static_cast<double>(e)), tol.floor);
-      excess = std::fabs(static_cast<double>(a) - e) - allowed;
+      excess = a == e ? 0.0 : std::fabs(static_cast<double>(a) - e) - allowed;  // inf == inf
       ok = excess <= 0.0;
     }
     if (ok) continue;

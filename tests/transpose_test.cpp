@@ -155,14 +155,17 @@ std::vector<TransposeCase> Cases() {
   return cases;
 }
 
-// The post-ops of grid case `index`: the activations in turn, and every 11 cases the next residual
-// mode.
+// The post-ops of grid case `index`: the activations in turn, every 11 cases the next residual
+// mode, and every third case the linear map after the activation (kScale, kShift: products that
+// need a rounding, and a sign flip).
 enum class Residual { kNone, kBefore, kAfter, kInPlace };
 
 struct PostOpsCase {
+  static constexpr float kScale = -0.75f, kShift = 1.5f;
   Activation activation = Activation::kNone;
   float alpha = 0.0f, beta = 0.0f;
   Residual residual = Residual::kNone;
+  bool linear = false;
 };
 
 PostOpsCase PostOpsFor(int index) {
@@ -177,15 +180,21 @@ PostOpsCase PostOpsFor(int index) {
   if (c.activation == Activation::kLeakyRelu) c = {c.activation, 0.5f, 0.0f};
   if (c.activation == Activation::kHardSigmoid) c = {c.activation, 0.25f, 0.5f};
   c.residual = static_cast<Residual>((index / kCount) % 4);
+  c.linear = index % 3 == 2;
   return c;
 }
 
-// Exact activations compare bit for bit; the others within 4 ulp of the reference's activation
-// (DESIGN §4). A residual added after the activation may cancel most of it (sigmoid(z) - 1), so
-// there the 4 ulp are of the activation's value, which is then below 4 (r is in [-3, 3]).
-Tolerance ToleranceFor(Activation activation, Residual residual) {
+// Exact activations compare bit for bit (the linear map is one fma everywhere); the others within
+// 4 ulp of the reference's activation (DESIGN §4). A residual added after the activation, or the
+// linear map's shift, may cancel most of it (sigmoid(z) - 1), so there the 4 ulp are of the
+// activation's value: with the linear map, 3 * 2^-23 |s act| <= 2^-20 max(|y|, |t| + |r|).
+Tolerance ToleranceFor(const PostOpsCase& ops) {
+  const Residual residual = ops.residual;
+  if (ops.linear && !IsExactActivation(ops.activation)) {
+    return Tolerance::Relative(0x1.0p-20, 1.5 + (residual == Residual::kAfter ? 3.0 : 0.0));
+  }
   const double floor = residual == Residual::kAfter ? 4.0 : 1e-30;
-  switch (activation) {
+  switch (ops.activation) {
     case Activation::kNone:
     case Activation::kRelu:
     case Activation::kRelu6:
@@ -240,6 +249,10 @@ GridStep CheckForward(const std::string& backend, std::string_view isa, int inde
   c.params.activation_alpha = ops.alpha;
   c.params.activation_beta = ops.beta;
   c.params.residual_after_activation = ops.residual == Residual::kAfter;
+  if (ops.linear) {
+    c.params.post_scale = PostOpsCase::kScale;
+    c.params.post_shift = PostOpsCase::kShift;
+  }
   static constexpr const char* kResidualNames[] = {"", " residual", " residual",
                                                    " residual (in place)"};
   const std::string cs = c.ToString() + kResidualNames[static_cast<int>(ops.residual)];
@@ -261,8 +274,7 @@ GridStep CheckForward(const std::string& backend, std::string_view isa, int inde
                            RunForward(c, d, ops, r, backend, &plan, y_again);
                            return plan.impl_name();
                          }};
-  return CheckOneShotAndPlan(tally, cs, "y", expected, isa, runs,
-                             ToleranceFor(ops.activation, ops.residual));
+  return CheckOneShotAndPlan(tally, cs, "y", expected, isa, runs, ToleranceFor(ops));
 }
 
 // Backward of grid case `index` against reference; the gradients asked for rotate: all three, dx

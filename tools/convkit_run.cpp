@@ -49,8 +49,9 @@ options:
   --ceil            pool: ceil_mode
   --attr-post-ops=OPS  conv, deconv forward: fused post-ops in benchdnn's spelling, joined by
                      '+': relu, relu:ALPHA (leaky), clip:LO:HI, logistic, tanh, swish, hardswish,
-                     hardsigmoid:ALPHA:BETA, gelu_erf; sum adds a residual before (sum+relu) or
-                     after (relu+sum) the activation. --relu is --attr-post-ops=relu
+                     hardsigmoid:ALPHA:BETA, gelu_erf, then linear:SCALE:SHIFT (SCALE * act +
+                     SHIFT); sum adds a residual before (sum+relu) or after (relu+sum) the
+                     activation. --relu is --attr-post-ops=relu
   --attr-fpmath=MODE  conv and deconv forward: strict (default, fp32) or bf16 (x, w may be rounded)
   --verify          compare each backend's output with the reference backend's
   --repeats=N       timed repeats, the median is reported (default 25; fewer past ~2 s of work)
@@ -141,6 +142,8 @@ struct PostOpsSpec {
   float beta = 0.0f;
   bool residual = false;
   bool residual_after_activation = false;
+  float scale = 1.0f;  // linear:SCALE:SHIFT after the activation
+  float shift = 0.0f;
 };
 
 // One number of an eltwise entry ("relu:0.1"); `entry` names the whole entry in the error.
@@ -154,10 +157,12 @@ float PostOpNumber(std::string_view text, std::string_view entry) {
   return v;
 }
 
-// "sum+relu", "clip:0:6", "swish+sum", ...: at most one eltwise entry and one sum.
+// "sum+relu", "clip:0:6", "swish+sum", "hardswish+linear:0.5:1", ...: at most one activation,
+// then at most one linear entry, and one sum.
 PostOpsSpec ParsePostOps(std::string_view text) {
   PostOpsSpec spec;
   bool have_activation = false;
+  bool have_linear = false;
   while (!text.empty()) {
     const size_t plus = text.find('+');
     const std::string_view entry = text.substr(0, plus);
@@ -176,8 +181,15 @@ PostOpsSpec ParsePostOps(std::string_view text) {
       spec.residual_after_activation = have_activation;
       continue;
     }
+    if (name == "linear" && params == 2 && !have_linear) {
+      have_activation = have_linear = true;
+      spec.scale = PostOpNumber(parts[1], entry);
+      spec.shift = PostOpNumber(parts[2], entry);
+      continue;
+    }
     if (have_activation)
-      Fail("--attr-post-ops: at most one eltwise entry, given " + std::string(entry));
+      Fail("--attr-post-ops: at most one activation, then one linear entry, given " +
+           std::string(entry));
     have_activation = true;
     if (name == "relu" && params <= 1) {
       spec.alpha = params == 1 ? PostOpNumber(parts[1], entry) : 0.0f;
@@ -203,7 +215,7 @@ PostOpsSpec ParsePostOps(std::string_view text) {
     } else {
       Fail("--attr-post-ops: unknown entry '" + std::string(entry) +
            "' (relu, relu:ALPHA, clip:LO:HI, logistic, tanh, swish, hardswish, "
-           "hardsigmoid:ALPHA:BETA, gelu_erf, sum)");
+           "hardsigmoid:ALPHA:BETA, gelu_erf, linear:SCALE:SHIFT, sum)");
     }
   }
   return spec;
@@ -244,12 +256,15 @@ void ReadConvParams(const Descriptor& d, const PostOpsSpec& post, Params* params
   params->activation_alpha = post.alpha;
   params->activation_beta = post.beta;
   params->residual_after_activation = post.residual_after_activation;
+  params->post_scale = post.scale;
+  params->post_shift = post.shift;
 }
 
 // The post-ops and fpmath attributes belong to the forward pass (--dir=FWD_B or FWD_D).
 void CheckForwardAttrs(const std::string& dir, const PostOpsSpec& post, Fpmath fpmath) {
   if (dir.rfind("FWD", 0) == 0) return;
-  if (post.activation != Activation::kNone || post.residual) {
+  if (post.activation != Activation::kNone || post.residual || post.scale != 1.0f ||
+      post.shift != 0.0f) {
     Fail("--attr-post-ops is for the forward pass");
   }
   if (fpmath != Fpmath::kStrict) Fail("--attr-fpmath=bf16 is for the forward pass");

@@ -151,6 +151,8 @@ Conv2dParams ParamsOf(std::string_view op, const convkit_conv2d_params* c) {
   params.residual_after_activation =
       FlagOf(op, "params.residual_after_activation", p.residual_after_activation);
   params.fpmath = FpmathOf(op, RawEnum(p.fpmath));
+  params.post_scale = p.post_scale;
+  params.post_shift = p.post_shift;
   return params;
 }
 
@@ -179,6 +181,8 @@ Conv2dTransposeParams ParamsOf(std::string_view op, const convkit_conv2d_transpo
   params.residual_after_activation =
       FlagOf(op, "params.residual_after_activation", p.residual_after_activation);
   params.fpmath = FpmathOf(op, RawEnum(p.fpmath));
+  params.post_scale = p.post_scale;
+  params.post_shift = p.post_shift;
   return params;
 }
 
@@ -270,12 +274,16 @@ void convkit_conv2d_params_init(convkit_conv2d_params* params) {
   if (params == nullptr) return;
   *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, CONVKIT_ACTIVATION_NONE, 0.0f, 0.0f, 0};
   params->fpmath = CONVKIT_FPMATH_STRICT;
+  params->post_scale = 1.0f;
+  params->post_shift = 0.0f;
 }
 
 void convkit_conv2d_transpose_params_init(convkit_conv2d_transpose_params* params) {
   if (params == nullptr) return;
   *params = {1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1, 0, 0, CONVKIT_ACTIVATION_NONE, 0.0f, 0.0f, 0};
   params->fpmath = CONVKIT_FPMATH_STRICT;
+  params->post_scale = 1.0f;
+  params->post_shift = 0.0f;
 }
 
 void convkit_pool2d_params_init(convkit_pool2d_params* params) {

@@ -85,6 +85,11 @@ void write_activation(std::ostream& out, Activation activation, float alpha, flo
   }
 }
 
+// " linear:0.5:1": the scale and shift after the activation, when they are not 1 and 0.
+void write_linear(std::ostream& out, float scale, float shift) {
+  if (scale != 1.0f || shift != 0.0f) out << " linear:" << scale << ':' << shift;
+}
+
 }  // namespace
 
 std::string to_string(const Conv2dParams& params) {
@@ -94,6 +99,7 @@ std::string to_string(const Conv2dParams& params) {
   write_pads(out, params.pad);
   out << " d" << params.dilation_h << 'x' << params.dilation_w << " g" << params.groups;
   write_activation(out, params.activation, params.activation_alpha, params.activation_beta);
+  write_linear(out, params.post_scale, params.post_shift);
   if (params.residual_after_activation) out << " residual_after";
   if (params.fpmath == Fpmath::kBf16) out << " bf16";
   return out.str();
@@ -107,6 +113,7 @@ std::string to_string(const Conv2dTransposeParams& params) {
   out << " d" << params.dilation_h << 'x' << params.dilation_w << " g" << params.groups << " op"
       << params.output_padding_h << 'x' << params.output_padding_w;
   write_activation(out, params.activation, params.activation_alpha, params.activation_beta);
+  write_linear(out, params.post_scale, params.post_shift);
   if (params.residual_after_activation) out << " residual_after";
   return out.str();
 }
@@ -131,6 +138,7 @@ namespace internal {
 std::string PostOps::to_string() const {
   std::ostringstream out;
   write_activation(out, activation, alpha, beta);
+  write_linear(out, scale, shift);
   if (residual_after_activation) out << " residual_after";
   std::string text = out.str();
   return text.empty() ? text : text.substr(1);
@@ -148,7 +156,7 @@ std::string Conv2dProblem::to_string() const {
   write_pads(out, pad);
   out << " d" << dilation_h << 'x' << dilation_w << " g" << groups;
   if (has_bias) out << " bias";
-  if (post_ops.has_activation() || post_ops.residual_after_activation) {
+  if (post_ops.has_elementwise() || post_ops.residual_after_activation) {
     out << ' ' << post_ops.to_string();
   }
   if (fpmath == Fpmath::kBf16) out << " bf16";
@@ -164,7 +172,7 @@ std::string Conv2dTransposeProblem::to_string() const {
   out << " d" << conv.dilation_h << 'x' << conv.dilation_w << " g" << conv.groups << " op"
       << output_padding_h << 'x' << output_padding_w;
   if (has_bias) out << " bias";
-  if (post_ops.has_activation() || post_ops.residual_after_activation) {
+  if (post_ops.has_elementwise() || post_ops.residual_after_activation) {
     out << ' ' << post_ops.to_string();
   }
   if (fpmath == Fpmath::kBf16) out << " bf16";

@@ -126,7 +126,7 @@ void conv2d_forward(const Conv2dParams& params, ConstTensorView x, ConstTensorVi
 void conv2d_backward(const Conv2dParams& params, ConstTensorView x, ConstTensorView w,
                      ConstTensorView dy, const Conv2dGrads& grads, std::string_view backend) {
   constexpr std::string_view op = "conv2d_backward";
-  internal::check_backward_activation(op, params.activation);
+  internal::check_backward_activation(op, params.activation, params.post_scale, params.post_shift);
   Conv2dProblem p = internal::make_conv2d_problem(op, params, x.dims, w.dims, false);
   p.fpmath = Fpmath::kStrict;  // fpmath is the forward pass's (kBf16 permits fp32)
   check_tensor(op, "x", x, x.dims);
@@ -229,7 +229,7 @@ void conv2d_transpose_backward(const Conv2dTransposeParams& params, ConstTensorV
                                ConstTensorView w, ConstTensorView dy, const Conv2dGrads& grads,
                                std::string_view backend) {
   constexpr std::string_view op = "conv2d_transpose_backward";
-  internal::check_backward_activation(op, params.activation);
+  internal::check_backward_activation(op, params.activation, params.post_scale, params.post_shift);
   const Conv2dTransposeProblem p =
       internal::make_conv2d_transpose_problem(op, params, x.dims, w.dims, false);
   check_tensor(op, "x", x, x.dims);

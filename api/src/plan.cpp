@@ -419,7 +419,7 @@ Conv2dBackward::Conv2dBackward(const Conv2dParams& params, const Dims& x_dims, C
                                Conv2dGradsWanted wanted, std::string_view backend)
     : state_(std::make_unique<internal::Conv2dBackwardPlanState>()) {
   constexpr std::string_view op = "Conv2dBackward";
-  internal::check_backward_activation(op, params.activation);
+  internal::check_backward_activation(op, params.activation, params.post_scale, params.post_shift);
   if (!wanted.dx && !wanted.dw && !wanted.db) {
     internal::fail(ErrorCode::kInvalidArgument, op, "wanted", "at least one of dx, dw, db", "none");
   }

@@ -11,19 +11,25 @@ namespace convkit::internal {
 
 // The post-ops fused at the end of a forward convolution, plain or transposed (DESIGN §3): bias
 // (held by the problem), then a residual r given at run time -- before the activation or after it
-// -- then the activation. Validated: activation is an enum value, alpha and beta are finite where
-// used, clip's alpha <= beta. A backend's kernel receives r as a nullable pointer of y's dims
-// (r may equal y, never overlap x).
+// -- around the activation and the linear map after it: y = fma(scale, act(z [+ r]), shift) [+ r].
+// Validated: activation is an enum value, alpha and beta are finite where used, clip's alpha <=
+// beta, scale and shift are finite. A backend's kernel receives r as a nullable pointer of y's
+// dims (r may equal y, never overlap x).
 struct PostOps {
   Activation activation = Activation::kNone;
   float alpha = 0.0f;  // clip: lo; leaky_relu: slope; hardsigmoid: alpha
   float beta = 0.0f;   // clip: hi; hardsigmoid: beta
   bool residual_after_activation = false;
+  float scale = 1.0f;  // the linear map after the activation (Conv2dParams::post_scale)
+  float shift = 0.0f;  // (Conv2dParams::post_shift)
 
   bool has_activation() const { return activation != Activation::kNone; }
+  bool has_linear() const { return scale != 1.0f || shift != 0.0f; }
+  // Whether anything but the residual acts on each value (the activation or the linear map).
+  bool has_elementwise() const { return has_activation() || has_linear(); }
   bool operator==(const PostOps&) const = default;
-  // "", "relu", "clip:0:6", "leaky_relu:0.1", "hardsigmoid:0.2:0.5", ..., followed by
-  // " residual_after" when residual_after_activation (for problems' to_string).
+  // "", "relu", "clip:0:6", "leaky_relu:0.1", "hardsigmoid:0.2:0.5", ..., then " linear:S:T" when
+  // has_linear() and " residual_after" when residual_after_activation (for problems' to_string).
   std::string to_string() const;
 };
 

@@ -111,8 +111,9 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   check_at_least(op, "params.groups", params.groups, 1);
   check_pads(op, params.pad);
   check_fpmath(op, params.fpmath);
-  const PostOps post_ops = make_post_ops(op, params.activation, params.activation_alpha,
-                                         params.activation_beta, params.residual_after_activation);
+  const PostOps post_ops =
+      make_post_ops(op, params.activation, params.activation_alpha, params.activation_beta,
+                    params.residual_after_activation, params.post_scale, params.post_shift);
   check_activation_dims(op, "x", x_dims);
 
   const int64_t ic = x_dims[3];
@@ -211,8 +212,9 @@ Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
   check_output_padding(op, "params.output_padding_w", params.output_padding_w, params.stride_w,
                        params.dilation_w);
   check_fpmath(op, params.fpmath);
-  const PostOps post_ops = make_post_ops(op, params.activation, params.activation_alpha,
-                                         params.activation_beta, params.residual_after_activation);
+  const PostOps post_ops =
+      make_post_ops(op, params.activation, params.activation_alpha, params.activation_beta,
+                    params.residual_after_activation, params.post_scale, params.post_shift);
   check_activation_dims(op, "x", x_dims);
 
   const int64_t c_in = x_dims[3];
@@ -272,17 +274,21 @@ std::string str(float v) {
   return out.str();
 }
 
-void check_finite(std::string_view op, std::string_view arg, float value, Activation activation) {
+void check_finite(std::string_view op, std::string_view arg, float value, std::string_view what) {
   if (!std::isfinite(value)) {
-    fail(ErrorCode::kInvalidArgument, op, arg,
-         std::string("a finite value for ") + activation_name(activation), str(value));
+    fail(ErrorCode::kInvalidArgument, op, arg, "a finite value for " + std::string(what),
+         str(value));
   }
+}
+
+void check_finite(std::string_view op, std::string_view arg, float value, Activation activation) {
+  check_finite(op, arg, value, activation_name(activation));
 }
 
 }  // namespace
 
 PostOps make_post_ops(std::string_view op, Activation activation, float alpha, float beta,
-                      bool residual_after_activation) {
+                      bool residual_after_activation, float scale, float shift) {
   const auto raw = static_cast<int64_t>(activation);
   if (raw < static_cast<int64_t>(Activation::kNone) ||
       raw > static_cast<int64_t>(Activation::kGelu)) {
@@ -308,11 +314,15 @@ PostOps make_post_ops(std::string_view op, Activation activation, float alpha, f
     default:
       break;
   }
+  check_finite(op, "params.post_scale", scale, "the scale after the activation");
+  check_finite(op, "params.post_shift", shift, "the shift after the activation");
   PostOps post_ops;
   post_ops.activation = activation;
   post_ops.alpha = alpha;
   post_ops.beta = beta;
   post_ops.residual_after_activation = residual_after_activation;
+  post_ops.scale = scale;
+  post_ops.shift = shift;
   return post_ops;
 }
 
@@ -427,10 +437,19 @@ Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& param
   return p;
 }
 
-void check_backward_activation(std::string_view op, Activation activation) {
+void check_backward_activation(std::string_view op, Activation activation, float post_scale,
+                               float post_shift) {
   if (activation != Activation::kNone) {
     fail(ErrorCode::kInvalidArgument, op, "params.activation",
          "kNone (apply the activation's gradient to dy first)", activation_name(activation));
+  }
+  if (post_scale != 1.0f) {
+    fail(ErrorCode::kInvalidArgument, op, "params.post_scale", "1 (scale dy by post_scale first)",
+         str(post_scale));
+  }
+  if (post_shift != 0.0f) {
+    fail(ErrorCode::kInvalidArgument, op, "params.post_shift",
+         "0 (a shift after the activation passes dy unchanged)", str(post_shift));
   }
 }
 

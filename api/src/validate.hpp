@@ -35,9 +35,10 @@ Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
                                                      bool has_bias);
 
 // The post-ops of a forward convolution (plain or transposed) from the fields of its params; errors
-// name params.activation, params.activation_alpha, params.activation_beta.
+// name params.activation, params.activation_alpha, params.activation_beta, params.post_scale,
+// params.post_shift.
 PostOps make_post_ops(std::string_view op, Activation activation, float alpha, float beta,
-                      bool residual_after_activation);
+                      bool residual_after_activation, float scale, float shift);
 
 // A residual r of a forward convolution: dims y_dims, non-null data, either exactly y's memory (an
 // in-place residual) or disjoint from it, and disjoint from x. Errors name `r`.
@@ -62,9 +63,10 @@ void check_channel_pieces(std::string_view op, std::span<const ChannelPiece> pie
 Pool2dProblem make_pool2d_problem(std::string_view op, const Pool2dParams& params,
                                   const Dims& x_dims);
 
-// A backward (plain or transposed) convolution's params.activation is kNone: the caller applies
-// the activation's gradient to dy.
-void check_backward_activation(std::string_view op, Activation activation);
+// A backward (plain or transposed) convolution's params.activation is kNone and its post_scale
+// and post_shift 1 and 0: the caller applies the post-ops' gradient to dy.
+void check_backward_activation(std::string_view op, Activation activation, float post_scale,
+                               float post_shift);
 
 // Activation dims {N >= 0, H >= 1, W >= 1, C >= 1} whose element count fits in int64_t.
 void check_activation_dims(std::string_view op, std::string_view arg, const Dims& dims);

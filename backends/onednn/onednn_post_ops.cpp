@@ -5,6 +5,8 @@ namespace {
 
 using dnnl::algorithm;
 
+// The activation, then the linear map after it (eltwise_linear: alpha * z + beta, one fused
+// multiply-add in oneDNN's JIT kernels).
 void AppendActivation(const PostOps& ops, dnnl::post_ops& out) {
   switch (ops.activation) {
     case Activation::kLeakyRelu:
@@ -19,6 +21,7 @@ void AppendActivation(const PostOps& ops, dnnl::post_ops& out) {
     default:  // kNone; the others are refused
       break;
   }
+  if (ops.has_linear()) out.append_eltwise(1.0f, algorithm::eltwise_linear, ops.scale, ops.shift);
 }
 
 // True when some output index of an axis reads no input element (its window lies wholly in the

@@ -32,8 +32,8 @@ std::string PostOpsRefusal(const Conv2dProblem& p);
 // True when some output window of `p` reads no input element (lies wholly in the padding).
 bool HasWindowInPadding(const Conv2dProblem& p);
 
-// The post-ops of `ops` (accepted by PostOpsRefusal): the activation, and with `residual` a sum
-// (y must hold r when the primitive runs).
+// The post-ops of `ops` (accepted by PostOpsRefusal): the activation and the linear map after
+// it, and with `residual` a sum (y must hold r when the primitive runs).
 dnnl::post_ops MakePostOps(const PostOps& ops, bool residual);
 
 }  // namespace convkit::internal::onednn

@@ -47,9 +47,11 @@ float activate(const PostOps& ops, float z) {
 }
 
 float apply_post_ops(const PostOps& ops, float z, const float* r) {
-  if (r == nullptr) return activate(ops, z);
-  if (ops.residual_after_activation) return activate(ops, z) + *r;
-  return activate(ops, z + *r);
+  const bool after = r != nullptr && ops.residual_after_activation;
+  if (r != nullptr && !after) z += *r;
+  float y = activate(ops, z);
+  if (ops.has_linear()) y = std::fma(ops.scale, y, ops.shift);
+  return after ? y + *r : y;
 }
 
 }  // namespace convkit::internal::reference

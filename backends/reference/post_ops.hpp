@@ -13,8 +13,9 @@ namespace convkit::internal::reference {
 float activate(const PostOps& ops, float z);
 
 // One output element: z is the convolution's sum plus bias, r the element's residual (null
-// without one). Returns act(z + r), or act(z) + r with ops.residual_after_activation, each
-// addition rounded to float.
+// without one). Returns L(act(z + r)), or L(act(z)) + r with ops.residual_after_activation, each
+// addition rounded to float, where L(v) = fma(ops.scale, v, ops.shift) when ops.has_linear() (one
+// rounding, as oneDNN's eltwise_linear) and v otherwise (which keeps -0).
 float apply_post_ops(const PostOps& ops, float z, const float* r);
 
 }  // namespace convkit::internal::reference

@@ -89,7 +89,8 @@ namespace {
 
 constexpr std::string_view kActivationForms =
     "None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', 'hardswish', 'gelu', ('clip', lo, hi), "
-    "('leaky_relu', alpha) or ('hardsigmoid', alpha, beta)";
+    "('leaky_relu', alpha), ('hardsigmoid', alpha, beta), ('linear', scale, shift) or a list "
+    "[activation, ('linear', scale, shift)]";
 
 // The activations named without parameters.
 std::optional<Activation> plain_activation(std::string_view name) {
@@ -125,26 +126,54 @@ Dims parse_dims(std::string_view op, std::string_view arg, nb::handle value) {
   fail_argument(op, arg, "a shape of 4 ints (N, H, W, C)", repr_string(value));
 }
 
-ActivationArg parse_activation(std::string_view op, nb::handle activation) {
-  if (activation.is_none()) return {};
+namespace {
+
+// One element of the `activation` keyword (a name or a tuple; not None, not a list); `whole` is
+// the keyword's value, for the error.
+ActivationArg parse_one_activation(std::string_view op, nb::handle activation, nb::handle whole) {
   if (PyUnicode_Check(activation.ptr())) {
     if (auto a = plain_activation(nb::cast<std::string>(activation))) return {*a};
-    fail_argument(op, "activation", kActivationForms, repr_string(activation));
+    fail_argument(op, "activation", kActivationForms, repr_string(whole));
   }
   if (!PyTuple_Check(activation.ptr()) || PyTuple_Size(activation.ptr()) < 1 ||
       !PyUnicode_Check(PyTuple_GetItem(activation.ptr(), 0))) {
-    fail_argument(op, "activation", kActivationForms, repr_string(activation));
+    fail_argument(op, "activation", kActivationForms, repr_string(whole));
   }
   const std::string name = nb::cast<std::string>(activation[0]);
   const Py_ssize_t size = PyTuple_Size(activation.ptr());
-  const auto param = [&](Py_ssize_t i) { return parse_float(op, activation[i], activation); };
+  const auto param = [&](Py_ssize_t i) { return parse_float(op, activation[i], whole); };
   if (name == "clip" && size == 3) return {Activation::kClip, param(1), param(2)};
   if (name == "leaky_relu" && size == 2) return {Activation::kLeakyRelu, param(1)};
   if (name == "hardsigmoid" && size == 3) return {Activation::kHardSigmoid, param(1), param(2)};
+  if (name == "linear" && size == 3) return {Activation::kNone, 0.0f, 0.0f, param(1), param(2)};
   if (size == 1) {
     if (auto a = plain_activation(name)) return {*a};
   }
-  fail_argument(op, "activation", kActivationForms, repr_string(activation));
+  fail_argument(op, "activation", kActivationForms, repr_string(whole));
+}
+
+bool is_linear(const ActivationArg& a) { return a.scale != 1.0f || a.shift != 0.0f; }
+
+}  // namespace
+
+ActivationArg parse_activation(std::string_view op, nb::handle activation) {
+  if (activation.is_none()) return {};
+  if (!PyList_Check(activation.ptr())) return parse_one_activation(op, activation, activation);
+  const Py_ssize_t size = PyList_Size(activation.ptr());
+  if (size == 1) return parse_one_activation(op, activation[0], activation);
+  if (size != 2) fail_argument(op, "activation", kActivationForms, repr_string(activation));
+  ActivationArg first = parse_one_activation(op, activation[0], activation);
+  const nb::handle second = activation[1];
+  const bool linear_tuple = PyTuple_Check(second.ptr()) && PyTuple_Size(second.ptr()) == 3 &&
+                            PyUnicode_Check(PyTuple_GetItem(second.ptr(), 0)) &&
+                            nb::cast<std::string>(second[0]) == "linear";
+  if (is_linear(first) || !linear_tuple) {
+    fail_argument(op, "activation", kActivationForms, repr_string(activation));
+  }
+  const ActivationArg linear = parse_one_activation(op, second, activation);
+  first.scale = linear.scale;
+  first.shift = linear.shift;
+  return first;
 }
 
 Activation parse_activation(std::string_view op, const std::optional<std::string>& activation) {

@@ -35,20 +35,27 @@ struct ActivationArg {
   Activation activation = Activation::kNone;
   float alpha = 0.0f;
   float beta = 0.0f;
+  float scale = 1.0f;  // the linear map after the activation
+  float shift = 0.0f;
 
-  // Sets params.activation, activation_alpha and activation_beta.
+  // Sets params.activation, activation_alpha, activation_beta, post_scale and post_shift.
   template <typename Params>
   void apply_to(Params& params) const {
     params.activation = activation;
     params.activation_alpha = alpha;
     params.activation_beta = beta;
+    params.post_scale = scale;
+    params.post_shift = shift;
   }
 };
 
 // The `activation` keyword of the forward convolutions: None; a name "relu", "relu6", "sigmoid",
-// "tanh", "silu", "hardswish" or "gelu"; or a tuple with parameters ("clip", lo, hi),
-// ("leaky_relu", alpha), ("hardsigmoid", alpha, beta). The parameters' ranges (lo <= hi, finite)
-// are checked by the C++ API, which names params.activation_alpha / _beta.
+// "tanh", "silu", "hardswish" or "gelu"; a tuple with parameters ("clip", lo, hi),
+// ("leaky_relu", alpha), ("hardsigmoid", alpha, beta); ("linear", scale, shift) (y = scale * z +
+// shift: oneDNN's eltwise_linear); or a list [activation, ("linear", scale, shift)], the chain of
+// an activation and the linear map after it (Conv2dParams::post_scale, post_shift). The
+// parameters' ranges (lo <= hi, finite) are checked by the C++ API, which names
+// params.activation_alpha / _beta / post_scale / post_shift.
 ActivationArg parse_activation(std::string_view op, nanobind::handle activation);
 
 // The name-only form: None or one of the names above without parameters.

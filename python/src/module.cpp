@@ -46,12 +46,13 @@ void add_error_type(nb::module_& m) {
 
 void add_conv2d(nb::module_& m) {
   m.def("conv2d", &convkit::python::conv2d,
-        nb::sig("def conv2d(x: numpy.ndarray, w: numpy.ndarray, b: numpy.ndarray | None = None, "
-                "stride: int | tuple[int, int] = 1, padding: int | tuple[int, ...] = 0, "
-                "dilation: int | tuple[int, int] = 1, groups: int = 1, "
-                "activation: str | tuple | None = None, residual: numpy.ndarray | None = None, "
-                "residual_after_activation: bool = False, backend: str | None = None, "
-                "fpmath: str = 'strict') -> numpy.ndarray"),
+        nb::sig(
+            "def conv2d(x: numpy.ndarray, w: numpy.ndarray, b: numpy.ndarray | None = None, "
+            "stride: int | tuple[int, int] = 1, padding: int | tuple[int, ...] = 0, "
+            "dilation: int | tuple[int, int] = 1, groups: int = 1, "
+            "activation: str | tuple | list | None = None, residual: numpy.ndarray | None = None, "
+            "residual_after_activation: bool = False, backend: str | None = None, "
+            "fpmath: str = 'strict') -> numpy.ndarray"),
         "x"_a, "w"_a, "b"_a.none() = nb::none(), "stride"_a = 1, "padding"_a = 0, "dilation"_a = 1,
         "groups"_a = 1, "activation"_a.none() = nb::none(), "residual"_a.none() = nb::none(),
         "residual_after_activation"_a = false, "backend"_a.none() = nb::none(),
@@ -61,8 +62,10 @@ void add_conv2d(nb::module_& m) {
         "x (N, H, W, C_in); w (KH, KW, C_in / groups, C_out); b None or C_out elements of any "
         "shape. stride, dilation: int or (h, w); padding: int, (pad_h, pad_w) or (top, bottom, "
         "left, right); activation: None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', "
-        "'hardswish', 'gelu', ('clip', lo, hi), ('leaky_relu', alpha) or ('hardsigmoid', alpha, "
-        "beta); residual: None or y's shape (N, OH, OW, C_out), not sharing memory with x; "
+        "'hardswish', 'gelu', ('clip', lo, hi), ('leaky_relu', alpha), ('hardsigmoid', alpha, "
+        "beta), ('linear', scale, shift) or a list [activation, ('linear', scale, shift)]: y = "
+        "scale * activation(...) + shift (one rounding), before a residual added after the "
+        "activation; residual: None or y's shape (N, OH, OW, C_out), not sharing memory with x; "
         "backend: None ($CONVKIT_BACKEND or 'auto'), 'auto' or one of backends(); fpmath: "
         "'strict' (fp32) or 'bf16' (x and w may be rounded to bf16, fp32 accumulation). Returns y "
         "(N, OH, OW, C_out), float32.");
@@ -82,7 +85,7 @@ void add_conv2d(nb::module_& m) {
                 "padding: int | tuple[int, ...] = 0, "
                 "output_padding: int | tuple[int, int] = 0, "
                 "dilation: int | tuple[int, int] = 1, groups: int = 1, "
-                "activation: str | tuple | None = None, "
+                "activation: str | tuple | list | None = None, "
                 "residual: numpy.ndarray | None = None, "
                 "residual_after_activation: bool = False, "
                 "backend: str | None = None, fpmath: str = 'strict') -> numpy.ndarray"),

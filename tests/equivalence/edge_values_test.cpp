@@ -83,7 +83,8 @@ TEST_P(EdgeValueTest, ConvNaNPropagates) {
 }
 
 // Every activation over a dense sweep of floats (every 2^14-th bit pattern of each sign: 512 per
-// binade, denormals included) and the edge values NaN, ±inf, ±0, ±FLT_MAX, against the reference:
+// binade, denormals included) and the edge values NaN, ±inf, ±0, ±FLT_MAX, against the reference,
+// without and with the linear map after the activation (PostOpVariant::kScale, kShift):
 // bit-exact for the exact activations, within 4 ulp for the others, NaN exactly where the
 // reference has NaN (DESIGN §4). y = act(x) through a 1x1 depthwise convolution with unit weights
 // (x * 1 is exact), so the backends' own epilogues run; 16 channels fill vectors, the odd width a
@@ -113,8 +114,9 @@ TEST_P(EdgeValueTest, ActivationsOverADenseSweep) {
   Tensor x({1, 3, width, kChannels}, 1.0f);
   std::copy(values.begin(), values.end(), x.data());
   const Tensor w({1, 1, 1, kChannels}, 1.0f);
-  for (int64_t i = 0; i < 11; ++i) {
-    const PostOpVariant post = PostOpVariantFor(i * 4);  // every activation, no residual
+  for (int64_t i = 0; i < 22; ++i) {
+    PostOpVariant post = PostOpVariantFor(i % 11 * 12);  // every activation, no residual
+    post.linear = i >= 11;                               // then with the linear map after it
     Conv2dParams params = MakeConv(1, 1, {}, 1, kChannels);
     post.ApplyTo(params);
     const std::string name = backend() + " " + post.ToString();
@@ -124,9 +126,7 @@ TEST_P(EdgeValueTest, ActivationsOverADenseSweep) {
       std::printf("%s refused: %s\n", name.c_str(), why->c_str());
       continue;
     }
-    EXPECT_TRUE(CompareTensors(
-        name, "y", expected, y,
-        IsExactActivation(post.activation) ? Tolerance::Exact() : Tolerance::Ulps(4)));
+    EXPECT_TRUE(CompareTensors(name, "y", expected, y, PostOpTolerance(post, 0.0)));
   }
 }
 

@@ -43,8 +43,9 @@ CONV_ERRORS = [
      "(top, bottom, left, right), given (1, 2, 3)"),
     (lambda b: convkit.conv2d(X, W, activation="swish", backend=b), "invalid argument",
      "conv2d_forward: activation: expected None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', "
-     "'hardswish', 'gelu', ('clip', lo, hi), ('leaky_relu', alpha) or ('hardsigmoid', alpha, "
-     "beta), given 'swish'"),
+     "'hardswish', 'gelu', ('clip', lo, hi), ('leaky_relu', alpha), ('hardsigmoid', alpha, "
+     "beta), ('linear', scale, shift) or a list [activation, ('linear', scale, shift)], given "
+     "'swish'"),
     (lambda b: convkit.conv2d(X[0], W, backend=b), "shape mismatch",
      "conv2d_forward: x: expected a 4-D array (N, H, W, C), given shape (5, 7, 4)"),
     (lambda b: convkit.conv2d(X, W[0], backend=b), "shape mismatch",

@@ -66,6 +66,49 @@ def test_post_ops_match_the_oracle(backend, rng, activation, residual):
                                err_msg=f"{activation} residual {residual} on {backend}")
 
 
+@pytest.mark.parametrize("activation", [None, "relu6", "hardswish", "sigmoid"], ids=str)
+@pytest.mark.parametrize("residual", [None, "before", "after"])
+def test_linear_after_the_activation_matches_the_oracle(backend, rng, activation, residual):
+    """[activation, ('linear', s, t)]: y = s * act(z) + t, before a residual added after the
+    activation (PP-LCNetV3's learnable affine), one-shot and through a plan."""
+    x = rng.standard_normal((2, 6, 7, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 5, 17)).astype(np.float32)
+    b = rng.standard_normal(17).astype(np.float32)
+    r = rng.standard_normal((2, 6, 7, 17)).astype(np.float32)
+    z = oracle.conv2d(x, w, b, padding=1)
+    if residual == "before":
+        z = z + r
+    expected = -0.75 * activate(z, activation) + 1.25
+    if residual == "after":
+        expected = expected + r
+    spec = [activation, ("linear", -0.75, 1.25)] if activation else ("linear", -0.75, 1.25)
+    kwargs = dict(residual_after_activation=residual == "after", backend=backend)
+    try:
+        y = convkit.conv2d(x, w, b, padding=1, activation=spec,
+                           residual=None if residual is None else r, **kwargs)
+    except convkit.Error as error:
+        assert error.code == "unsupported", error
+        pytest.skip(str(error))
+    plan = convkit.Conv2d(w, b, x_shape=x.shape, padding=1, activation=spec, **kwargs)
+    y_plan = plan.run(x, residual=None if residual is None else r)
+    for got in (y, y_plan):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=3e-5,
+                                   err_msg=f"{spec} residual {residual} on {backend}")
+
+
+def test_linear_after_the_transposed_convolution(backend, rng):
+    x = rng.standard_normal((1, 5, 4, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 8, 6)).astype(np.float32)
+    plain = convkit.conv2d_transpose(x, w, stride=2, backend="reference")
+    try:
+        y = convkit.conv2d_transpose(x, w, stride=2, activation=("linear", 2.0, -1.0),
+                                     backend=backend)
+    except convkit.Error as error:
+        assert error.code == "unsupported", error
+        pytest.skip(str(error))
+    np.testing.assert_allclose(y, 2 * plain - 1, rtol=1e-5, atol=1e-5)
+
+
 def test_activation_keeps_nan(backend):
     x = np.array([np.nan, -2.0, 3.0], np.float32).reshape(1, 1, 3, 1)
     w = np.ones((1, 1, 1, 1), np.float32)
@@ -82,7 +125,8 @@ def test_activation_keeps_nan(backend):
 X = np.ones((1, 4, 4, 3), np.float32)
 W = np.ones((1, 1, 3, 3), np.float32)
 FORMS = ("None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', 'hardswish', 'gelu', "
-         "('clip', lo, hi), ('leaky_relu', alpha) or ('hardsigmoid', alpha, beta)")
+         "('clip', lo, hi), ('leaky_relu', alpha), ('hardsigmoid', alpha, beta), "
+         "('linear', scale, shift) or a list [activation, ('linear', scale, shift)]")
 
 
 @pytest.mark.parametrize("activation,given", [
@@ -91,6 +135,11 @@ FORMS = ("None, 'relu', 'relu6', 'sigmoid', 'tanh', 'silu', 'hardswish', 'gelu',
     (("relu", 1.0), "('relu', 1.0)"),
     (("leaky_relu", "a"), "('leaky_relu', 'a')"),
     (3, "3"),
+    (("linear", 1.0), "('linear', 1.0)"),
+    (["relu", "relu"], "['relu', 'relu']"),
+    ([("linear", 1.0, 2.0), "relu"], "[('linear', 1.0, 2.0), 'relu']"),
+    ([("linear", 2.0, 0.0), ("linear", 1.0, 2.0)], "[('linear', 2.0, 0.0), ('linear', 1.0, 2.0)]"),
+    (["relu", ("linear", 1.0, 2.0), "tanh"], "['relu', ('linear', 1.0, 2.0), 'tanh']"),
 ])
 def test_bad_activation_names_the_argument(activation, given):
     with pytest.raises(convkit.Error) as info:
@@ -107,6 +156,10 @@ def test_bad_parameters_are_named():
     with pytest.raises(convkit.Error) as info:
         convkit.conv2d(X, W, activation=("leaky_relu", float("nan")))
     assert "params.activation_alpha: expected a finite value for leaky_relu" in str(info.value)
+    with pytest.raises(convkit.Error) as info:
+        convkit.conv2d(X, W, activation=["relu", ("linear", float("inf"), 0.0)])
+    assert str(info.value) == ("conv2d_forward: params.post_scale: expected a finite value for "
+                               "the scale after the activation, given inf")
 
 
 def test_bad_residual_is_named():

@@ -74,8 +74,10 @@ typedef enum convkit_fpmath { CONVKIT_FPMATH_STRICT = 0, CONVKIT_FPMATH_BF16 = 1
 
 /* As convkit::Conv2dParams; convkit_conv2d_params_init sets its defaults (1x1 kernel, stride 1,
  * no padding, dilation 1 = dense taps, 1 group, no activation, alpha = beta = 0, residual before
- * the activation, strict fp32). The last four fields were added with the post-ops (issue 14) and
- * fpmath (issue 19): code compiled against the older, shorter struct must be rebuilt. */
+ * the activation, strict fp32, post_scale 1 and post_shift 0). The fields from activation on were
+ * added with the post-ops (issue 14), fpmath (issue 19) and the linear map after the activation:
+ * code compiled against an older, shorter struct must be rebuilt. A struct not set by
+ * convkit_conv2d_params_init must set post_scale to 1 (0 makes y the shift). */
 typedef struct convkit_conv2d_params {
   int64_t kernel_h, kernel_w;
   int64_t stride_h, stride_w;
@@ -87,14 +89,16 @@ typedef struct convkit_conv2d_params {
   float activation_beta;
   int residual_after_activation; /* 0: y = act(conv + b + r); 1: y = act(conv + b) + r */
   convkit_fpmath fpmath;
+  float post_scale; /* after the activation: fma(post_scale, act(...), post_shift), then an */
+  float post_shift; /* r added after the activation; finite; 1 and 0 skip it */
 } convkit_conv2d_params;
 
 /* As convkit::Conv2dTransposeParams (PyTorch's ConvTranspose2d in NHWC; w is {KH, KW,
  * C_out / groups, C_in}); convkit_conv2d_transpose_params_init sets its defaults (1x1 kernel,
  * stride 1, no crop, dilation 1, 1 group, no output padding, no activation, alpha = beta = 0,
- * residual before the activation, strict fp32). The post-op fields and fpmath mean what
- * convkit_conv2d_params' do; fpmath was added last (issue 19): code compiled against the shorter
- * struct must be rebuilt. */
+ * residual before the activation, strict fp32, post_scale 1, post_shift 0). The post-op fields
+ * and fpmath mean what convkit_conv2d_params' do; fpmath (issue 19), post_scale and post_shift
+ * were added last: code compiled against a shorter struct must be rebuilt. */
 typedef struct convkit_conv2d_transpose_params {
   int64_t kernel_h, kernel_w;
   int64_t stride_h, stride_w;
@@ -105,7 +109,8 @@ typedef struct convkit_conv2d_transpose_params {
   convkit_activation activation;
   float activation_alpha, activation_beta;
   int residual_after_activation; /* 0 or 1 */
-  convkit_fpmath fpmath;         /* last, as in convkit_conv2d_params */
+  convkit_fpmath fpmath;
+  float post_scale, post_shift; /* as in convkit_conv2d_params */
 } convkit_conv2d_transpose_params;
 
 typedef enum convkit_pool_mode { CONVKIT_POOL_MAX = 0, CONVKIT_POOL_AVERAGE = 1 } convkit_pool_mode;

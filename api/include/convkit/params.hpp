@@ -71,6 +71,11 @@ struct Conv2dParams {
   bool residual_after_activation = false;
   // The forward pass's compute mode; the backward passes compute in fp32 (kBf16 permits it).
   Fpmath fpmath = Fpmath::kStrict;
+  // A scale and shift after the activation (oneDNN's eltwise_linear post-op; PP-LCNetV3's
+  // learnable affine): y = fma(post_scale, act(...), post_shift), then the residual when it comes
+  // after the activation. Finite; 1 and 0 (the defaults) skip it. Forward only.
+  float post_scale = 1.0f;
+  float post_shift = 0.0f;
 };
 
 // A 2-D transposed convolution (PyTorch's ConvTranspose2d, in NHWC): the backward data of the
@@ -102,9 +107,12 @@ struct Conv2dTransposeParams {
   float activation_beta = 0.0f;
   // Where a residual r is added, as in Conv2dParams.
   bool residual_after_activation = false;
-  // How the multiplications may round x and w, as in Conv2dParams. Last, so that aggregate
-  // initializers written before it existed still compile.
+  // How the multiplications may round x and w, as in Conv2dParams. After the older fields, so that
+  // aggregate initializers written before it existed still compile.
   Fpmath fpmath = Fpmath::kStrict;
+  // The scale and shift after the activation, as in Conv2dParams.
+  float post_scale = 1.0f;
+  float post_shift = 0.0f;
 };
 
 enum class PoolMode { kMax, kAverage };

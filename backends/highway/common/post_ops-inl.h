@@ -1,6 +1,7 @@
 // The vector post-ops of a forward convolution (DESIGN §3-§4), shared by every store path of the
 // plain convolution (StoreTile, Winograd's output transform, the depthwise kernels) and of the
-// transposed one: the residual before or after the activation, and the activation itself.
+// transposed one: the residual before or after the activation, the activation itself and the
+// linear map after it.
 //
 // Accuracy (checked against the reference over a dense sweep in
 // tests/equivalence/edge_values_test.cpp (ActivationsOverADenseSweep), and over every float on
@@ -427,8 +428,11 @@ class VecPostOps {
   VecPostOps(D d, const PostOps& ops)
       : activation_(ops.activation),
         after_(ops.residual_after_activation),
+        linear_(ops.has_linear()),
         alpha_(hn::Set(d, ops.alpha)),
-        beta_(hn::Set(d, ops.beta)) {
+        beta_(hn::Set(d, ops.beta)),
+        scale_(hn::Set(d, ops.scale)),
+        shift_(hn::Set(d, ops.shift)) {
     float lo = 0.0f, hi = 0.0f;
     if (ClampBounds(ops, &lo, &hi)) {
       alpha_ = hn::Set(d, lo);
@@ -436,7 +440,8 @@ class VecPostOps {
     }
   }
 
-  bool has_activation() const { return activation_ != Activation::kNone; }
+  // Whether the activation or the linear map after it acts on each value.
+  bool has_elementwise() const { return activation_ != Activation::kNone || linear_; }
 
   // The activation of z.
   HWY_INLINE V Activate(D d, V z) const {
@@ -458,10 +463,16 @@ class VecPostOps {
     }
   }
 
+  // The activation of z, then the linear map after it (one rounding, as the reference's fma).
+  HWY_INLINE V ActivateLinear(D d, V z) const {
+    const V v = Activate(d, z);
+    return linear_ ? hn::MulAdd(scale_, v, shift_) : v;
+  }
+
   // z is the sum plus bias; r the residual's vector (ignored when !has_r).
   HWY_INLINE V Apply(D d, V z, V r, bool has_r) const {
     if (has_r && !after_) z = hn::Add(z, r);
-    z = Activate(d, z);
+    z = ActivateLinear(d, z);
     if (has_r && after_) z = hn::Add(z, r);
     return z;
   }
@@ -469,8 +480,11 @@ class VecPostOps {
  private:
   Activation activation_;
   bool after_;
+  bool linear_;
   V alpha_;  // clip's lo (0 for relu and relu6), leaky_relu's slope, hardsigmoid's alpha
   V beta_;   // clip's hi (+inf for relu, 6 for relu6), hardsigmoid's beta
+  V scale_;  // the linear map after the activation
+  V shift_;
 };
 
 }  // namespace HWY_NAMESPACE

@@ -29,7 +29,7 @@ struct DxEpilogue {
   const float* dx = nullptr;          // the dx that r is aligned with (set by the plan's Run)
 
   bool empty() const {
-    return b == nullptr && r == nullptr && (post_ops == nullptr || !post_ops->has_activation());
+    return b == nullptr && r == nullptr && (post_ops == nullptr || !post_ops->has_elementwise());
   }
 };
 

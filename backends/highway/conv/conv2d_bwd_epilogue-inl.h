@@ -30,7 +30,7 @@ class DxTileEpilogue {
  public:
   DxTileEpilogue(const DxEpilogue& e, int64_t c0, MF last)
       : e_(e), post_(DF(), e.post_ops != nullptr ? *e.post_ops : PostOps{}), last_(last) {
-    fused_ = e.r != nullptr || post_.has_activation();
+    fused_ = e.r != nullptr || post_.has_elementwise();
     if (e.b != nullptr) {
       LoadVecs<kVecs>(e.b + c0, last, bias_);
     } else {

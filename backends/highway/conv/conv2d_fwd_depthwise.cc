@@ -538,7 +538,7 @@ void RunSingleChannelRow(const Conv2dFwdArgs& a, int64_t n, int64_t oh) {
   float* y = a.y + (n * p.oh + oh) * p.ow;
   const float* r = a.r != nullptr ? a.r + (n * p.oh + oh) * p.ow : nullptr;
   const VecPostOps<DF> post(d, p.post_ops);
-  const bool fused = post.has_activation() || r != nullptr;
+  const bool fused = post.has_elementwise() || r != nullptr;
   for (int64_t ow0 = 0; ow0 < p.ow; ow0 += lanes) {
     VF acc = hn::Zero(d);
     for (int64_t kh = 0; kh < p.kh; ++kh) {

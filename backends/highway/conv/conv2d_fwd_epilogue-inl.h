@@ -109,7 +109,14 @@ struct TranscendentalActivation {
 };
 struct PostOpsActivation {
   VecPostOps<DF> post;
-  HWY_INLINE VF operator()(DF d, VF z) const { return post.Activate(d, z); }
+  HWY_INLINE VF operator()(DF d, VF z) const { return post.ActivateLinear(d, z); }
+};
+// An activation followed by the linear map after it (PostOps::scale, shift).
+template <class Act>
+struct LinearAfter {
+  Act act;
+  VF scale, shift;
+  HWY_INLINE VF operator()(DF d, VF z) const { return hn::MulAdd(scale, act(d, z), shift); }
 };
 
 // StoreTilePlain followed by the residual and the activation `act`: r (null without a residual)
@@ -166,6 +173,19 @@ HWY_NOINLINE void StoreTileOutOfLine(const VF (&acc)[kRows][kVecs], size_t rows,
   const auto store = [&](const auto& act) {
     StoreTileActivatedR<kRows, kVecs, false>(acc, rows, b, act, r, after, last, y, y_stride);
   };
+  if (ops.has_linear()) {  // PP-LCNetV3's hardswish and affine inline; the rest per vector
+    const DF d;
+    const VF scale = hn::Set(d, ops.scale), shift = hn::Set(d, ops.shift);
+    if (ops.activation == Activation::kHardSwish) {
+      return store(LinearAfter<HardSwishActivation>{HardSwishActivation(), scale, shift});
+    }
+    float lo = 0.0f, hi = 0.0f;
+    if (ClampBounds(ops, &lo, &hi)) {
+      const ClampActivation clamp{hn::Set(d, lo), hn::Set(d, hi)};
+      return store(LinearAfter<ClampActivation>{clamp, scale, shift});
+    }
+    return store(PostOpsActivation{VecPostOps<DF>(d, ops)});
+  }
   switch (ops.activation) {
     case Activation::kSigmoid:
       return store(TranscendentalActivation<Activation::kSigmoid>());
@@ -180,27 +200,28 @@ HWY_NOINLINE void StoreTileOutOfLine(const VF (&acc)[kRows][kVecs], size_t rows,
   }
 }
 
-// The epilogue of every forward tile: bias, then (when `ops` is non-null) the residual r and the
-// activation. A null `ops` (a partial sum of a sliced reduction) or one with nothing to do takes
-// the plain store; a clamp or hardswish, inline; the others, StoreTileOutOfLine on a copy of the
+// The epilogue of every forward tile: bias, then (when `ops` is non-null) the residual r, the
+// activation and the linear map after it. A null `ops` (a partial sum of a sliced reduction) or
+// one with nothing to do takes the plain store; a clamp or hardswish without the linear map,
+// inline; the others (and every linear map), StoreTileOutOfLine on a copy of the
 // tile, so that acc's address never escapes and the caller keeps it in registers (CopyTile).
 // r: as in StoreTileActivated. kStream: as in StoreRow, for the plain and inline paths (the
 // others compute enough per element that the stores do not bind them).
 template <size_t kRows, size_t kVecs, bool kStream = false>
 HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
                           const PostOps* ops, const float* r, MF last, float* y, int64_t y_stride) {
-  if (ops == nullptr || (!ops->has_activation() && r == nullptr)) {
+  if (ops == nullptr || (!ops->has_elementwise() && r == nullptr)) {
     return StoreTilePlain<kRows, kVecs, kStream>(acc, rows, b, last, y, y_stride);
   }
   const bool after = ops->residual_after_activation;
   float lo = 0.0f, hi = 0.0f;
-  if (ClampBounds(*ops, &lo, &hi)) {
+  if (!ops->has_linear() && ClampBounds(*ops, &lo, &hi)) {
     const DF d;
     const ClampActivation clamp{hn::Set(d, lo), hn::Set(d, hi)};
     return StoreTileActivatedR<kRows, kVecs, kStream>(acc, rows, b, clamp, r, after, last, y,
                                                       y_stride);
   }
-  if (ops->activation == Activation::kHardSwish) {
+  if (!ops->has_linear() && ops->activation == Activation::kHardSwish) {
     return StoreTileActivatedR<kRows, kVecs, kStream>(acc, rows, b, HardSwishActivation(), r, after,
                                                       last, y, y_stride);
   }

@@ -250,7 +250,7 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
   if (a.b != nullptr) LoadVecs<kVecs>(a.b + col0, last, bias);
   const VF quarter = hn::Set(d, 0.25f);
   const VecPostOps<DF> post(d, p.post_ops);
-  const bool fused = post.has_activation() || a.r != nullptr;
+  const bool fused = post.has_elementwise() || a.r != nullptr;
   for (int64_t t = 0; t < count; ++t) {
     const int64_t tile = t0 + t;
     const int64_t n = tile / (tiles.h * tiles.w);
