@@ -104,6 +104,44 @@ def test_affine_after_an_activation_folds_into_unpadded_readers(rng, x):
     assert node_ops(loaded) == ["Conv", "Mul", "Conv", "Conv"]  # the Mul with the Sub merged
 
 
+@pytest.mark.parametrize("steps", ["mul_add", "mul_sub", "mul", "add", "sub"])
+def test_scalar_affine_after_an_activation_fuses_into_the_conv(rng, x, backend, steps):
+    # PP-LCNetV3's learnable affine (scalar scale and bias after each activation) read by a padded
+    # depthwise convolution: convkit's post_scale and post_shift on the producer, whatever reads
+    # it; with a residual Add after it, the residual comes after the affine.
+    node = helper.make_node
+    inits = {"s": np.array([1.7], np.float32), "t": np.float32(-0.4),
+             "wd": conv_weights(rng, C, 1, 3)}
+    affine = {"mul_add": [node("Mul", ["s", "h"], ["m"]), node("Add", ["m", "t"], ["a"])],
+              "mul_sub": [node("Mul", ["h", "s"], ["m"]), node("Sub", ["m", "t"], ["a"])],
+              "mul": [node("Mul", ["h", "s"], ["a"])], "add": [node("Add", ["t", "h"], ["a"])],
+              "sub": [node("Sub", ["h", "t"], ["a"])]}[steps]
+    nodes = [node("HardSwish", ["c"], ["h"])] + affine + [
+        node("Add", ["a", "x"], ["ar"]),
+        node("Conv", ["ar", "wd"], ["y"], group=C, pads=[1, 1, 1, 1])]
+    loaded = check(conv_then(rng, nodes, ["y"], inits), {"x": x}, backend=backend)
+    assert node_ops(loaded) == ["Conv", "Conv"]
+    fused = loaded.graph.nodes[0].attrs
+    scale = 1.7 if steps.startswith("mul") else 1.0
+    shift = {"mul_add": -0.4, "mul_sub": 0.4, "mul": 0.0, "add": -0.4, "sub": 0.4}[steps]
+    assert fused["_activation"] == "hardswish" and fused["_residual"] == "after"
+    assert fused["_linear"] == pytest.approx((scale, shift), rel=1e-6)
+
+
+def test_scalar_affine_of_an_activation_read_twice_stays(rng, x):
+    # The activation's output is also read elsewhere: no linear map; the affine's product read
+    # twice: the scale alone fuses.
+    node = helper.make_node
+    inits = {"s": np.array([1.7], np.float32), "t": np.float32(-0.4)}
+    nodes = [node("Relu", ["c"], ["h"]), node("Mul", ["h", "s"], ["m"]),
+             node("Add", ["m", "t"], ["y"]), node("Sigmoid", ["h"], ["z"])]
+    loaded = check(conv_then(rng, nodes, ["y", "z"], inits), {"x": x})
+    assert "_linear" not in loaded.graph.nodes[0].attrs
+    nodes[3] = node("Sigmoid", ["m"], ["z"])
+    loaded = check(conv_then(rng, nodes, ["y", "z"], inits), {"x": x})
+    assert loaded.graph.nodes[0].attrs["_linear"] == pytest.approx((1.7, 0.0), rel=1e-6)
+
+
 def test_identities_go_and_no_longer_hide_an_activation(rng, x):
     # Paddle's exports: Conv -> Identity -> Identity -> GELU (erf form), a Dropout with its ratio;
     # an Identity that is a graph output stays.
@@ -254,11 +292,14 @@ def _residual_gate(rng, gate_read=False, order=("c", "m")):
 def test_residual_gate_is_one_multiply_by_one_plus_the_gate(rng, x, backend, order):
     loaded = check(_residual_gate(rng, order=order), {"x": x}, backend=backend)
     ops = node_ops(loaded)
-    assert ops.count("Mul") == 1 and ops.count("Add") == 1  # the Add now of the gate and 1
-    add = next(n for n in loaded.graph.nodes if n.op == "Add")
+    # The Add of the gate and 1 goes into the gate's convolution (its shift after the activation).
+    assert ops.count("Mul") == 1 and ops.count("Add") == 0
+    gate_conv = next(n for n in loaded.graph.nodes if n.op == "Conv" and "_linear" in n.attrs)
     mul = next(n for n in loaded.graph.nodes if n.op == "Mul")
-    assert add.inputs[0] == "gate" and mul.inputs == ["c", add.outputs[0]]
-    assert loaded.graph.shapes[add.outputs[0]] == (N, C, 1, 1)
+    assert gate_conv.attrs["_activation"][0] == "hardsigmoid"
+    assert gate_conv.attrs["_linear"] == (1.0, 1.0)
+    assert mul.inputs == ["c", gate_conv.outputs[0]]
+    assert loaded.graph.shapes[gate_conv.outputs[0]] == (N, C, 1, 1)
 
 
 def test_residual_gate_read_elsewhere_stays_two_passes(rng, x):

@@ -22,20 +22,29 @@ def _zeros(shape=_ONE):
     return np.zeros(shape, np.float32)
 
 
-def _fusion_kwargs(activation, residual, fuse_activation, fuse_residual):
+def _activation_spec(activation, linear):
+    """convkit's `activation` keyword for an activation spec and a linear map (scale, shift)
+    after it, either None."""
+    if linear is None:
+        return activation
+    spec = ("linear", float(linear[0]), float(linear[1]))
+    return spec if activation is None else [activation, spec]
+
+
+def _fusion_kwargs(activation, linear, residual, fuse_activation, fuse_residual):
     kwargs = {}
-    if fuse_activation and activation is not None:
-        kwargs["activation"] = activation
+    if fuse_activation and (activation is not None or linear is not None):
+        kwargs["activation"] = _activation_spec(activation, linear)
     if fuse_residual and residual == "after":
         kwargs["residual_after_activation"] = True
     return kwargs
 
 
 @functools.lru_cache(maxsize=None)
-def _api_accepts(kind, activation, residual):
+def _api_accepts(kind, activation, linear, residual):
     """Whether this convkit's API takes these fusions for `kind` (conv2d or conv2d_transpose):
     probed once on a 1x1 problem, through the plan class if there is one, else the function."""
-    kwargs = _fusion_kwargs(activation, residual, True, residual is not None)
+    kwargs = _fusion_kwargs(activation, linear, residual, True, residual is not None)
     r = {"residual": _zeros()} if residual is not None else {}
     plan_class = getattr(ck, _PLAN_CLASSES[kind], None)
     try:
@@ -81,17 +90,19 @@ class ConvLayer:
 
     w: HWIO {KH, KW, C_in / groups, C_out}, or for transposed {KH, KW, C_out / groups, C_in}.
     pads: (top, bottom, left, right). activation: None or convkit's spec ("relu", ("clip", lo,
-    hi) ...). residual: None, "before" or "after" the activation; run() then takes r of y's shape.
+    hi) ...). linear: None or (scale, shift) applied after the activation. residual: None,
+    "before" or "after" the activation (and the linear map); run() then takes r of y's shape.
     reuse_output: every run returns the same array (overwritten by the next run).
     """
 
     def __init__(self, w, b, *, x_shape, stride, pads, dilation, groups, activation=None,
-                 residual=None, transpose=False, output_padding=(0, 0), backend=None,
-                 fpmath="strict", reuse_output=False):
+                 linear=None, residual=None, transpose=False, output_padding=(0, 0),
+                 backend=None, fpmath="strict", reuse_output=False):
         self.w = np.ascontiguousarray(w, dtype=np.float32)
         self.b = None if b is None else np.ascontiguousarray(b, dtype=np.float32).reshape(-1)
         self.x_shape = tuple(x_shape)
         self.activation, self.residual = activation, residual
+        self.linear = None if linear is None else tuple(float(v) for v in linear)
         self.kind = "conv2d_transpose" if transpose else "conv2d"
         self.params = dict(stride=stride, padding=pads, dilation=dilation, groups=groups,
                            backend=backend)
@@ -109,6 +120,7 @@ class ConvLayer:
             return  # numpy (transposed convolution on a convkit without it)
         for fuse_activation, fuse_residual in _fusion_options(activation, residual):
             if not _api_accepts(self.kind, activation if fuse_activation else None,
+                                self.linear if fuse_activation else None,
                                 residual if fuse_residual else None):
                 continue
             self.fuse_activation, self.fuse_residual = fuse_activation, fuse_residual
@@ -121,12 +133,14 @@ class ConvLayer:
 
     @property
     def numpy_post_ops(self):
-        """Whether run() applies an activation or residual add in numpy after convkit."""
-        return ((self.activation is not None and not self.fuse_activation)
+        """Whether run() applies an activation, linear map or residual add in numpy after
+        convkit."""
+        return (((self.activation is not None or self.linear is not None)
+                 and not self.fuse_activation)
                 or (self.residual is not None and not self.fuse_residual))
 
     def _kwargs(self):
-        return _fusion_kwargs(self.activation, self.residual, self.fuse_activation,
+        return _fusion_kwargs(self.activation, self.linear, self.residual, self.fuse_activation,
                               self.fuse_residual)
 
     def _make_plan(self):
@@ -209,6 +223,9 @@ class ConvLayer:
             y += r
         if not self.fuse_activation:
             y = numerics.apply_activation(y, self.activation, inplace=True)
+            if self.linear is not None:
+                y *= np.float32(self.linear[0])
+                y += np.float32(self.linear[1])
         if self.residual == "after" and not self.fuse_residual:
             y += r
         return y

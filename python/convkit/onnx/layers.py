@@ -3,7 +3,8 @@
 ONNX weights OIHW become convkit's HWIO; ConvTranspose's IOHW becomes {KH, KW, C_out/g, C_in}.
 Pads [top, left, bottom, right] become (top, bottom, left, right); auto_pad is resolved here.
 Conv nodes may carry the fusion rewrite's private attributes `_activation` (convkit's spec),
-`_residual` ("before"/"after" the activation, with the residual as input 3), `_x_scale` (with
+`_linear` ((scale, shift) after the activation), `_residual` ("before"/"after" the activation,
+with the residual as input 3), `_x_scale` (with
 the per-channel gate as input 4) and `_pieces` (x as channel pieces: input 0, then inputs 5 on).
 """
 
@@ -122,8 +123,9 @@ def build_conv(ctx):
     c = w.shape[1] * groups  # x's channels, also when x comes in pieces
     layer = ConvLayer(w.transpose(2, 3, 1, 0), b, x_shape=(n, h, wi, c), stride=stride,
                       pads=pads, dilation=dilation, groups=groups,
-                      activation=ctx.attr("_activation"), residual=ctx.attr("_residual"),
-                      backend=ctx.backend, fpmath=ctx.fpmath, reuse_output=ctx.reuse_buffers)
+                      activation=ctx.attr("_activation"), linear=ctx.attr("_linear"),
+                      residual=ctx.attr("_residual"), backend=ctx.backend, fpmath=ctx.fpmath,
+                      reuse_output=ctx.reuse_buffers)
     return _layer_kernel(ctx, layer)
 
 
@@ -186,7 +188,8 @@ def build_conv_transpose(ctx):
     layer = ConvLayer(w.transpose(2, 3, 1, 0), b, x_shape=(n, h, wi, c), stride=stride,
                       pads=pads, dilation=dilation, groups=groups, transpose=True,
                       output_padding=output_padding, activation=ctx.attr("_activation"),
-                      residual=ctx.attr("_residual"), backend=ctx.backend, fpmath=ctx.fpmath,
+                      linear=ctx.attr("_linear"), residual=ctx.attr("_residual"),
+                      backend=ctx.backend, fpmath=ctx.fpmath,
                       reuse_output=ctx.reuse_buffers)
     return _layer_kernel(ctx, layer)
 

@@ -11,7 +11,9 @@
 - merge_scale_shift (last): Mul by a constant then Add/Sub of one becomes one `_shift` Mul.
 - fuse_activations: a conv followed by its activation (Relu, Clip, LeakyRelu, Sigmoid, Tanh,
   HardSigmoid, HardSwish, Gelu; Sigmoid*Mul = SiLU, x*HardSigmoid(x) and x*Clip(x+3,0,6)/6 =
-  HardSwish, the erf form of GELU) and by a residual Add (before or after the activation).
+  HardSwish, the erf form of GELU), a Mul and/or Add/Sub by scalar constants after the
+  activation (convkit's post_scale and post_shift: PP-LCNetV3's learnable affine), and a residual
+  Add (before or after the activation).
 - merge_self_gate (before the fusions): x + x * g, g broadcast over x (DBNet's RSE neck, x + x *
   SE(x)), becomes x * (1 + g): one pass over x instead of two, g's addition on the small tensor.
 - fuse_input_scale (after the fusions): a squeeze-and-excitation block's Mul of x by a runtime
@@ -20,7 +22,8 @@
 - fuse_concat_input (after the fusions): a Concat along C of runtime tensors read only by a 1x1
   stride-1 Conv without groups goes into that Conv (convkit's channel pieces: YOLO's C2f and
   SPPF, FPN necks).
-A fused conv node carries `_activation` (convkit's spec), `_residual` with the residual as input
+A fused conv node carries `_activation` (convkit's spec), `_linear` ((scale, shift) after the
+activation), `_residual` with the residual as input
 3, `_x_scale` with the gate as input 4, and `_pieces` (a count) with the first piece as input 0
 and the others from input 5 on (absent inputs before them are ""). Each rewrite edits the graph
 in place and returns the number of rewrites made.
@@ -495,6 +498,53 @@ def _apply(graph, conv, nodes, output):
     conv.outputs[0] = output
 
 
+def _scalar_operand(index, node, t):
+    """The float32 scalar constant `node` (binary, reading t) combines with t, or None."""
+    other = _other(node, t) if len(node.inputs) == 2 else None
+    value = index.graph.consts.get(other) if other is not None else None
+    if value is None or value.dtype != np.float32 or value.size != 1:
+        return None
+    if index.graph.shapes.get(node.outputs[0]) != index.graph.shapes.get(t):
+        return None
+    return float(value.reshape(-1)[0])
+
+
+def _match_linear(index, t):
+    """t * s + c, t * s, t + c or t - c by float32 scalar constants on an activation's output t
+    (PP-LCNetV3's learnable affine after each activation), each step t's sole reader: (scale,
+    shift, nodes, output) or None."""
+    first = index.sole_user(t, ("Mul", "Add", "Sub"))
+    value = None if first is None else _scalar_operand(index, first, t)
+    if value is None or (first.op == "Sub" and first.inputs[0] != t):
+        return None
+    if first.op != "Mul":
+        return 1.0, value if first.op == "Add" else -value, [first], first.outputs[0]
+    shift_node = index.sole_user(first.outputs[0], ("Add", "Sub"))
+    if shift_node is not None and _other(shift_node, first.outputs[0]) in index.graph.consts:
+        shift = _scalar_operand(index, shift_node, first.outputs[0])
+        if shift is None or (shift_node.op == "Sub" and shift_node.inputs[0] != first.outputs[0]):
+            return None  # a per-channel shift: the pair stays one step (merge_scale_shift)
+    else:
+        return value, 0.0, [first], first.outputs[0]
+    shift = shift if shift_node.op == "Add" else -shift
+    return value, shift, [first, shift_node], shift_node.outputs[0]
+
+
+def _fuse_activation(graph, conv, match):
+    """Fuses a matched activation into conv, and the scalar linear map after it when there is one
+    (`_linear`: (scale, shift)); the number of nodes removed."""
+    spec, nodes, output = match
+    conv.attrs["_activation"] = spec
+    _apply(graph, conv, nodes, output)
+    linear = _match_linear(_Index(graph), output)
+    if linear is None:
+        return len(nodes)
+    scale, shift, linear_nodes, output = linear
+    conv.attrs["_linear"] = (scale, shift)
+    _apply(graph, conv, linear_nodes, output)
+    return len(nodes) + len(linear_nodes)
+
+
 def fuse_activations(graph, residual=True):
     """Fuses each conv's activation and residual Add; returns the number of nodes removed."""
     removed = 0
@@ -503,13 +553,10 @@ def fuse_activations(graph, residual=True):
         t = conv.outputs[0]
         match = match_activation(index, t)
         if match is not None:
-            spec, nodes, output = match
-            conv.attrs["_activation"] = spec
-            _apply(graph, conv, nodes, output)
-            removed += len(nodes)
+            removed += _fuse_activation(graph, conv, match)
             if residual:
                 index = _Index(graph)
-                add, r = _match_residual(index, output)
+                add, r = _match_residual(index, conv.outputs[0])
                 if add is not None:
                     _attach_residual(graph, conv, add, r, "after")
                     removed += 1
@@ -524,10 +571,7 @@ def fuse_activations(graph, residual=True):
         index = _Index(graph)
         match = match_activation(index, conv.outputs[0])
         if match is not None:
-            spec, nodes, output = match
-            conv.attrs["_activation"] = spec
-            _apply(graph, conv, nodes, output)
-            removed += len(nodes)
+            removed += _fuse_activation(graph, conv, match)
     graph.toposort()
     return removed
 
