@@ -463,7 +463,9 @@ class VecPostOps {
     }
   }
 
-  // The activation of z, then the linear map after it (one rounding, as the reference's fma).
+  // The activation of z, then the linear map after it: one rounding, as the reference's fma, on
+  // the targets with FMA (AVX2, AVX-512); the baseline targets of x86-64 without FMA, which no
+  // CPU that runs convkit's AVX2 code dispatches to, round the product and the sum.
   HWY_INLINE V ActivateLinear(D d, V z) const {
     const V v = Activate(d, z);
     return linear_ ? hn::MulAdd(scale_, v, shift_) : v;
