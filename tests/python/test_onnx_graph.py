@@ -142,6 +142,65 @@ def test_scalar_affine_of_an_activation_read_twice_stays(rng, x):
     assert loaded.graph.nodes[0].attrs["_linear"] == pytest.approx((1.7, 0.0), rel=1e-6)
 
 
+def test_times_one_goes_and_no_longer_hides_swish(rng, x):
+    # Paddle's swish: x * sigmoid(x * 1), after a Conv and after a MatMul with its bias.
+    node = helper.make_node
+    inits = {"one": np.float32([1.0]), "wm": rng.standard_normal((W, 4)).astype(np.float32),
+             "bm": rng.standard_normal(4).astype(np.float32)}
+    nodes = [node("Mul", ["c", "one"], ["c1"]), node("Sigmoid", ["c1"], ["s"]),
+             node("Mul", ["c", "s"], ["y"]), node("MatMul", ["y", "wm"], ["m"]),
+             node("Add", ["m", "bm"], ["mb"]), node("Div", ["mb", "one"], ["m1"]),
+             node("Sigmoid", ["m1"], ["ms"]), node("Mul", ["ms", "mb"], ["z"])]
+    loaded = check(conv_then(rng, nodes, ["z"], inits), {"x": x})
+    assert node_ops(loaded) == ["Conv", "MatMul"]
+    assert [n.attrs["_activation"] for n in loaded.graph.nodes] == ["silu", "silu"]
+
+
+@pytest.mark.parametrize("case", ["bias", "bias_relu", "bias_residual", "gemm_relu", "no_bias_gelu"])
+def test_matmul_and_gemm_take_their_bias_activation_and_residual(rng, backend, case):
+    # A transformer-style Linear (MatMul by a constant + Add of its bias) on (N, T, K) data, then
+    # its activation or a residual Add; a Gemm with its Relu: one convkit layer each.
+    node = helper.make_node
+    t, k, m = 7, 12, 12
+    inits = {"w": rng.standard_normal((k, m)).astype(np.float32),
+             "b": rng.standard_normal((1, 1, m)).astype(np.float32),
+             "w2": rng.standard_normal((k, m)).astype(np.float32),
+             "b2": rng.standard_normal(m).astype(np.float32)}
+    if case == "gemm_relu":
+        nodes = [node("Gemm", ["a2", "w2", "b2"], ["g"]), node("Relu", ["g"], ["y"])]
+        inputs = {"a2": (t, k)}
+    else:
+        nodes = [node("MatMul", ["a", "w"], ["m"])]
+        if case == "no_bias_gelu":
+            nodes.append(node("Gelu", ["m"], ["y"]))
+        else:
+            nodes.append(node("Add", ["m", "b"], ["mb" if case != "bias" else "y"]))
+        if case == "bias_relu":
+            nodes.append(node("Relu", ["mb"], ["y"]))
+        if case == "bias_residual":
+            nodes.append(node("Add", ["a", "mb"], ["y"]))
+        inputs = {"a": (2, t, k)}
+    model = make_model(nodes, inputs, ["y"], inits, opset=20)
+    feeds = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in inputs.items()}
+    loaded = check(model, feeds, backend=backend)
+    assert len(loaded.graph.nodes) == 1
+    fused = loaded.graph.nodes[0].attrs
+    assert fused.get("_bias", False) == case.startswith("bias")
+    assert fused.get("_activation") == {"bias_relu": "relu", "gemm_relu": "relu",
+                                        "no_bias_gelu": "gelu"}.get(case)
+    assert fused.get("_residual") == ("before" if case == "bias_residual" else None)
+
+
+def test_matmul_bias_along_another_axis_stays_an_add(rng):
+    node = helper.make_node
+    inits = {"w": rng.standard_normal((6, 5)).astype(np.float32),
+             "b": rng.standard_normal((1, 4, 1)).astype(np.float32)}
+    model = make_model([node("MatMul", ["a", "w"], ["m"]), node("Add", ["m", "b"], ["y"])],
+                       {"a": (2, 4, 6)}, ["y"], inits)
+    loaded = check(model, {"a": rng.standard_normal((2, 4, 6)).astype(np.float32)})
+    assert node_ops(loaded) == ["MatMul", "Add"]
+
+
 def test_identities_go_and_no_longer_hide_an_activation(rng, x):
     # Paddle's exports: Conv -> Identity -> Identity -> GELU (erf form), a Dropout with its ratio;
     # an Identity that is a graph output stays.
@@ -424,7 +483,8 @@ def test_rewrite_counts(rng):
 
     graph = infer(from_onnx(model, None))
     assert rewrite.prepare(graph) == {"drop_identities": 0, "fold_pad": 0, "fold_batch_norm": 1,
-                                      "fold_affine": 0, "merge_self_gate": 0,
+                                      "fold_affine": 0, "fold_dense_bias": 0,
+                                      "merge_self_gate": 0,
                                       "fuse_activations": 1, "fuse_input_scale": 0,
                                       "fuse_concat_input": 0,
                                       "fold_affine_forward": 0,

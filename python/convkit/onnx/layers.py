@@ -13,6 +13,7 @@ import numpy as np
 from .. import _convkit as ck
 
 from . import layout as L
+from . import rewrite
 from .adapter import ConvLayer, PoolLayer
 from .kernel import Kernel
 from .ops import BUILDERS, op
@@ -306,28 +307,31 @@ _NUMPY_MATMUL = BUILDERS["MatMul"]
 
 
 def _dense_kernel(ctx, w_km, bias):
-    """y = a @ w_km + bias for runtime a (..., K), as a 1x1 convolution of (1, rows, 1, K)."""
+    """y = post-ops(a @ w_km + bias) for runtime a (..., K), as a 1x1 convolution of
+    (1, rows, 1, K), with the fusion rewrite's `_activation`, `_linear` and `_residual` (the
+    residual, of y's shape, as input 3)."""
     a_shape = ctx.in_shape(0)
     k, m = w_km.shape
     rows = int(np.prod(a_shape[:-1], dtype=np.int64))
     layer = ConvLayer(w_km.reshape(1, 1, k, m), bias, x_shape=(1, rows, 1, k), stride=(1, 1),
-                      pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, backend=ctx.backend,
-                      fpmath=ctx.fpmath)
+                      pads=(0, 0, 0, 0), dilation=(1, 1), groups=1,
+                      activation=ctx.attr("_activation"), linear=ctx.attr("_linear"),
+                      residual=ctx.attr("_residual"), backend=ctx.backend, fpmath=ctx.fpmath)
     out_shape = tuple(a_shape[:-1]) + (m,)
 
-    def run(a, *_):
-        return layer.run(a.reshape(1, rows, 1, k)).reshape(out_shape)
+    def run(a, w=None, b=None, r=None):
+        r = None if r is None else r.reshape(1, rows, 1, m)
+        return layer.run(a.reshape(1, rows, 1, k), r).reshape(out_shape)
 
-    return Kernel(run, [L.PLAIN] + [L.ANY] * (len(ctx.node.inputs) - 1), [L.PLAIN], layer=layer)
+    return Kernel(run, [L.PLAIN] + [L.ANY] * (min(len(ctx.node.inputs), 3) - 1) +
+                  [L.PLAIN] * (len(ctx.node.inputs) - 3), [L.PLAIN], layer=layer)
 
 
 @op("Gemm")
 def build_gemm(ctx):
-    b, c = ctx.const(1), ctx.const(2)
-    if (ctx.attr("transA", 0) or b is None or not ctx.is_runtime(0)
-            or (ctx.has_input(2) and (c is None or c.size not in (1, b.shape[0 if ctx.attr(
-                "transB", 0) else 1])))):
+    if not rewrite.is_dense_layer(ctx.graph, ctx.node):
         return _NUMPY_GEMM(ctx)
+    b, c = ctx.const(1), ctx.const(2)
     w = (b.T if ctx.attr("transB", 0) else b).astype(np.float64) * ctx.attr("alpha", 1.0)
     bias = None
     if c is not None:
@@ -338,7 +342,7 @@ def build_gemm(ctx):
 
 @op("MatMul")
 def build_matmul(ctx):
-    b = ctx.const(1)
-    if b is None or b.ndim != 2 or not ctx.is_runtime(0) or len(ctx.in_shape(0)) < 2:
+    if not rewrite.is_dense_layer(ctx.graph, ctx.node):
         return _NUMPY_MATMUL(ctx)
-    return _dense_kernel(ctx, b.astype(np.float32), None)
+    bias = ctx.const(2) if ctx.attr("_bias") else None
+    return _dense_kernel(ctx, ctx.const(1).astype(np.float32), bias)

@@ -1,7 +1,7 @@
 """Graph rewrites at load, after `infer` (constants folded, shapes known).
 
-- drop_identities: Identity (and Dropout, the identity at inference) nodes go, their readers
-  reading the input.
+- drop_identities: Identity (and Dropout, the identity at inference) nodes and x * 1, x / 1 go,
+  their readers reading the input.
 - fold_batch_norm: BatchNormalization after a Conv/ConvTranspose goes into its weights and bias;
   any other BatchNormalization becomes Mul + Add by per-channel constants.
 - fold_affine: Mul/Div/Add/Sub by a per-channel constant after a conv goes into its weights/bias.
@@ -14,6 +14,9 @@
   HardSwish, the erf form of GELU), a Mul and/or Add/Sub by scalar constants after the
   activation (convkit's post_scale and post_shift: PP-LCNetV3's learnable affine), and a residual
   Add (before or after the activation).
+- fold_dense_bias (before the fusions): a MatMul by a constant followed by the Add of a bias
+  along its last axis takes the bias (`_bias`, input 2); the fusions then treat MatMul and Gemm
+  run as 1x1 convolutions (is_dense_layer) as convs.
 - merge_self_gate (before the fusions): x + x * g, g broadcast over x (DBNet's RSE neck, x + x *
   SE(x)), becomes x * (1 + g): one pass over x instead of two, g's addition on the small tensor.
 - fuse_input_scale (after the fusions): a squeeze-and-excitation block's Mul of x by a runtime
@@ -95,14 +98,32 @@ def _is_foldable_conv(graph, node):
             and "_activation" not in node.attrs and "_residual" not in node.attrs)
 
 
+def _times_one(graph, node):
+    """Whether node is x * 1 or x / 1 (a float32 scalar constant 1, x a runtime float32 tensor
+    of the output's shape as input 0): the identity for every x, NaN and -0 included. Paddle
+    exports swish as x * sigmoid(x * 1)."""
+    if node.op not in ("Mul", "Div") or len(node.inputs) != 2:
+        return False
+    if node.op == "Mul" and node.inputs[0] in graph.consts:
+        node.inputs = node.inputs[::-1]  # x first: the caller reads input 0 as the source
+    x, one = node.inputs
+    value = graph.consts.get(one)
+    return (value is not None and value.dtype == np.float32 and value.size == 1 and
+            float(value.reshape(-1)[0]) == 1.0 and x not in graph.consts and
+            graph.dtypes.get(x) == np.float32 and
+            graph.shapes.get(x) is not None and graph.shapes.get(x) == graph.shapes.get(node.outputs[0]))
+
+
 def drop_identities(graph):
-    """Identity nodes (and Dropout without its mask: the identity at inference) whose output is
-    not a graph output: their readers read the input instead. Paddle's exports put them between a
-    convolution and its activation (PP-OCRv6: 147), where they hid the activation from fusion."""
+    """Identity nodes, Dropout without its mask (the identity at inference) and x * 1 or x / 1
+    (_times_one), whose output is not a graph output: their readers read the input instead.
+    Paddle's exports put Identity between a convolution and its activation (PP-OCRv6: 147) and
+    write swish as x * sigmoid(x * 1), where they hid the activation from fusion."""
     count = 0
     for node in list(graph.nodes):
         identity = node.op == "Identity" or (
-            node.op == "Dropout" and len(node.inputs) <= 2 and not any(node.outputs[1:]))
+            node.op == "Dropout" and len(node.inputs) <= 2 and not any(node.outputs[1:])) or \
+            _times_one(graph, node)
         if not identity or node.outputs[0] in graph.outputs:
             continue
         source, target = node.inputs[0], node.outputs[0]
@@ -545,10 +566,59 @@ def _fuse_activation(graph, conv, match):
     return len(nodes) + len(linear_nodes)
 
 
+def is_dense_layer(graph, node):
+    """Whether `node` is a MatMul or Gemm that runs as a convkit 1x1 convolution (layers.py's
+    build_matmul and build_gemm): a runtime A of 2 dims or more times a constant 2-D B, Gemm without
+    transA and with a bias of 1 or N elements."""
+    if node.op not in ("MatMul", "Gemm") or len(node.inputs) < 2:
+        return False
+    a, b = node.inputs[0], node.inputs[1]
+    w = graph.consts.get(b)
+    a_shape = graph.shapes.get(a)
+    if w is None or w.ndim != 2 or a in graph.consts or a_shape is None or len(a_shape) < 2:
+        return False
+    if node.op == "MatMul":  # input 2: the bias of fold_dense_bias, or "" before a residual
+        return len(node.inputs) == 2 or node.inputs[2] == "" or "_bias" in node.attrs
+    c = node.inputs[2] if len(node.inputs) > 2 else ""
+    n = w.shape[0 if node.attr("transB", 0) else 1]
+    return not node.attr("transA", 0) and (not c or (c in graph.consts and
+                                                     graph.consts[c].size in (1, n)))
+
+
+def fold_dense_bias(graph):
+    """MatMul by a constant (is_dense_layer) followed by an Add of a constant broadcast along the
+    last axis only (a Linear layer's bias: (N,) or (1, ..., N)) becomes that MatMul with the bias
+    as input 2 (`_bias`), run as the 1x1 convolution's bias."""
+    count = 0
+    index = _Index(graph)
+    for node in [n for n in graph.nodes if n.op == "MatMul" and is_dense_layer(graph, n)]:
+        if "_bias" in node.attrs:
+            continue
+        add = index.sole_user(node.outputs[0], ("Add",))
+        c = None if add is None or len(add.inputs) != 2 else _other(add, node.outputs[0])
+        value = graph.consts.get(c) if c is not None else None
+        n = graph.consts[node.inputs[1]].shape[1]
+        out_shape = graph.shapes.get(node.outputs[0])
+        if value is None or value.dtype != np.float32 or out_shape is None:
+            continue
+        if value.ndim > len(out_shape) or value.size not in (1, n) or \
+                any(d != 1 for d in value.shape[:-1]) or graph.shapes[add.outputs[0]] != out_shape:
+            continue
+        bias = np.broadcast_to(value.reshape(-1), (n,)).astype(np.float32)
+        node.inputs = node.inputs[:2] + [_new_const(graph, node.name + "_bias", bias)]
+        node.attrs["_bias"] = True
+        node.outputs[0] = add.outputs[0]
+        graph.nodes.remove(add)
+        index = _Index(graph)
+        count += 1
+    return count
+
+
 def fuse_activations(graph, residual=True):
-    """Fuses each conv's activation and residual Add; returns the number of nodes removed."""
+    """Fuses the activation and residual Add of each conv and of each MatMul or Gemm run as one
+    (is_dense_layer); returns the number of nodes removed."""
     removed = 0
-    for conv in [n for n in graph.nodes if n.op in CONVS]:
+    for conv in [n for n in graph.nodes if n.op in CONVS or is_dense_layer(graph, n)]:
         index = _Index(graph)
         t = conv.outputs[0]
         match = match_activation(index, t)
@@ -714,6 +784,7 @@ def prepare(graph, fuse=True):
               "fold_batch_norm": fold_batch_norm(graph),
               "fold_affine": fold_affine(graph)}
     if fuse:
+        counts["fold_dense_bias"] = fold_dense_bias(graph)
         counts["merge_self_gate"] = merge_self_gate(graph)
         counts["fuse_activations"] = fuse_activations(graph)
         counts["fuse_input_scale"] = fuse_input_scale(graph)
