@@ -145,7 +145,10 @@ class Model:
         the same time write the same memory, as
         ONNX Runtime's and TFLite's arenas do: with one buffer per layer a network's outputs
         (tens of MB) leave the caches, and each layer's first writes miss; a buffer freed by the
-        step before is usually still in L2. The most recently freed block that fits is taken.
+        step before is usually still in L2. The most recently freed block is taken, whatever its
+        size, and each block is then made as large as the largest output it holds: as few blocks
+        as outputs are ever alive at once (PP-OCRv6 tiny det: 29 blocks, 79 MiB, when a block
+        was taken only by outputs that fit it; 7, 26 MiB).
 
         A buffer stays busy until the last reader of every tensor that may view it: glue steps
         may return views of their inputs (Reshape, Split, Slice ...), so their outputs count as
@@ -177,17 +180,21 @@ class Model:
         for slot, ids in views.items():
             for b in ids:
                 busy_until[b] = max(busy_until[b], last_use.get(slot, 0))
-        blocks = []  # [float32 array, busy until step]
+        blocks = []  # [size in floats, busy until step], sized once all are assigned
+        assigned = []
         for b, (i, layer) in enumerate(owners):
-            size = layer.out.size
-            free = [blk for blk in blocks if blk[1] < i and blk[0].size >= size]
+            free = [blk for blk in blocks if blk[1] < i]
             if free:
                 block = max(free, key=lambda blk: blk[1])  # the most recently freed
             else:
-                block = [L.aligned_empty(size), 0]
+                block = [0, 0]
                 blocks.append(block)
+            block[0] = max(block[0], layer.out.size)
             block[1] = busy_until[b]
-            layer.out = block[0][:size].reshape(layer.out.shape)
+            assigned.append(block)
+        memory = {id(block): L.aligned_empty(block[0]) for block in blocks}
+        for (_, layer), block in zip(owners, assigned):
+            layer.out = memory[id(block)][:layer.out.size].reshape(layer.out.shape)
 
     # -- running ----------------------------------------------------------------------------------
 
