@@ -45,19 +45,22 @@ ACTIVATIONS = [None, "relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "g
                ("clip", -1.5, 2.0), ("leaky_relu", 0.1), ("hardsigmoid", 0.2, 0.5)]
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
-@pytest.mark.parametrize("residual", [None, "before", "after"])
-def test_post_ops_match_the_oracle(backend, rng, activation, residual):
+def conv_case(rng, residual):
+    """x, w, b, r of a 3x3 padded convolution and the oracle's z = conv + b (+ r before the
+    activation)."""
     x = rng.standard_normal((2, 6, 7, 5)).astype(np.float32)
     w = rng.standard_normal((3, 3, 5, 17)).astype(np.float32)
     b = rng.standard_normal(17).astype(np.float32)
     r = rng.standard_normal((2, 6, 7, 17)).astype(np.float32)
     z = oracle.conv2d(x, w, b, padding=1)
-    if residual == "before":
-        z = z + r
-    expected = activate(z, activation)
-    if residual == "after":
-        expected = expected + r
+    return x, w, b, r, z + r if residual == "before" else z
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
+@pytest.mark.parametrize("residual", [None, "before", "after"])
+def test_post_ops_match_the_oracle(backend, rng, activation, residual):
+    x, w, b, r, z = conv_case(rng, residual)
+    expected = activate(z, activation) + (r if residual == "after" else 0)
     y = convkit.conv2d(x, w, b, padding=1, activation=activation,
                        residual=None if residual is None else r,
                        residual_after_activation=residual == "after", backend=backend)
@@ -71,16 +74,8 @@ def test_post_ops_match_the_oracle(backend, rng, activation, residual):
 def test_linear_after_the_activation_matches_the_oracle(backend, rng, activation, residual):
     """[activation, ('linear', s, t)]: y = s * act(z) + t, before a residual added after the
     activation (PP-LCNetV3's learnable affine), one-shot and through a plan."""
-    x = rng.standard_normal((2, 6, 7, 5)).astype(np.float32)
-    w = rng.standard_normal((3, 3, 5, 17)).astype(np.float32)
-    b = rng.standard_normal(17).astype(np.float32)
-    r = rng.standard_normal((2, 6, 7, 17)).astype(np.float32)
-    z = oracle.conv2d(x, w, b, padding=1)
-    if residual == "before":
-        z = z + r
-    expected = -0.75 * activate(z, activation) + 1.25
-    if residual == "after":
-        expected = expected + r
+    x, w, b, r, z = conv_case(rng, residual)
+    expected = -0.75 * activate(z, activation) + 1.25 + (r if residual == "after" else 0)
     spec = [activation, ("linear", -0.75, 1.25)] if activation else ("linear", -0.75, 1.25)
     kwargs = dict(residual_after_activation=residual == "after", backend=backend)
     try:
