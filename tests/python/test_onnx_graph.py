@@ -789,6 +789,36 @@ def test_layers_share_buffers_only_when_no_view_is_alive(rng, x):
     assert not any(np.shares_memory(c, out) for i, out in layers[1:] if i <= last_view_read)
 
 
+def _blocks(loaded):
+    arrays = [s.layer.out if s.layer is not None and s.layer.out is not None else s.output.out
+              for s in loaded.steps if (s.layer is not None and s.layer.out is not None) or
+              s.output is not None]
+    bases = set()
+    for a in arrays:
+        while a.base is not None:
+            a = a.base
+        bases.add(id(a))
+    return len(bases)
+
+
+def test_fresh_glue_outputs_free_their_inputs_buffers(rng, x):
+    # An FPN-like chain of elementwise glue (their outputs are never views of their inputs): each
+    # input's buffer is free once read, not only when the chain's last reader is done.
+    node = helper.make_node
+    nodes = [node("Conv", ["c", "w"], ["a"], pads=[1, 1, 1, 1]), node("Add", ["a", "c"], ["t1"]),
+             node("Conv", ["t1", "w"], ["e"], pads=[1, 1, 1, 1]), node("Mul", ["e", "t1"], ["t2"]),
+             node("Conv", ["t2", "w"], ["d"], pads=[1, 1, 1, 1]), node("Sub", ["d", "t2"], ["t3"]),
+             node("Conv", ["t3", "w"], ["y"], pads=[1, 1, 1, 1])]
+    model = conv_then(rng, nodes, ["y"], {"w": conv_weights(rng, C, C)})
+    loaded = check(model, {"x": x})  # a reuse too early fails here
+    assert all(s.fresh for s in loaded.steps if s.op in ("Add", "Mul", "Sub"))
+    fresh_blocks = _blocks(loaded)
+    for step in loaded.steps:
+        step.fresh = False
+    loaded._share_layer_buffers()
+    assert fresh_blocks < _blocks(loaded)
+
+
 def test_channel_slices_read_by_a_conv_are_copied_into_the_layers_arrays(rng, x):
     # A Split's parts are views along C: the bottleneck conv reading one as x and as its fused
     # residual copies each into an array it keeps, the same one every run.

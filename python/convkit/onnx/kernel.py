@@ -16,7 +16,8 @@ class Kernel:
     `layer` is the convkit layer adapter the step runs, if any (for profiles). `output`: an
     object whose `out` attribute is the array fn writes its output into when that array has the
     output's shape (ops._Output, layout.Converter), so that the runner may place it in memory
-    shared with other steps.
+    shared with other steps. `fresh`: fn never returns a view of an input (numpy's arithmetic,
+    convkit's loops), so the runner may reuse its inputs' memory once they are read.
     """
 
     fn: object
@@ -24,6 +25,7 @@ class Kernel:
     out_layouts: list
     layer: object = None
     output: object = None
+    fresh: bool = False  # fn returns output's array or a new one, never a view of an input
 
 
 class Context:

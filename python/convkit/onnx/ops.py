@@ -184,7 +184,7 @@ def _activation_plan(ctx):
         plan.run(np.ascontiguousarray(x).reshape(shape), out=y.reshape(shape))
         return y
 
-    return Kernel(run, [L.ANY], [L.ANY], output=output)
+    return Kernel(run, [L.ANY], [L.ANY], output=output, fresh=True)
 
 
 @op("Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil",
@@ -279,7 +279,8 @@ def build_elementwise(ctx):
     elif name == "PRelu":
         if _channel_slope(ctx, _follow_layout(ctx)):
             output = _Output(ctx.reuse_buffers)
-            return Kernel(_prelu_channels(output), [L.NHWC, L.PLAIN], [L.NHWC], output=output)
+            return Kernel(_prelu_channels(output), [L.NHWC, L.PLAIN], [L.NHWC], output=output,
+                          fresh=True)
 
         def f(x, slope):
             return np.where(x < 0, x * slope, x).astype(x.dtype)
@@ -290,7 +291,8 @@ def build_elementwise(ctx):
     big = _channel_scale_operand(ctx, layout)
     if big is not None:
         output = _Output(ctx.reuse_buffers)
-        return Kernel(_channel_scale(big, output), [layout] * 2, [layout], output=output)
+        return Kernel(_channel_scale(big, output), [layout] * 2, [layout], output=output,
+                      fresh=True)
 
     def run(*xs):
         with np.errstate(all="ignore"):
@@ -300,7 +302,8 @@ def build_elementwise(ctx):
     if name in _THREADED_BINARY:
         output = _Output(ctx.reuse_buffers)
         run = _threaded_binary(name, run, output)
-    return Kernel(run, [layout] * len(ctx.node.inputs), [layout], output=output)
+    return Kernel(run, [layout] * len(ctx.node.inputs), [layout], output=output,
+                  fresh=output is not None)  # numpy's arithmetic or convkit's loop
 
 
 _THREADED_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
@@ -322,7 +325,7 @@ def _scale_shift(ctx):
                    y.reshape(-1, k))
         return y
 
-    return Kernel(run, [layout, L.PLAIN, L.PLAIN], [layout], output=output)
+    return Kernel(run, [layout, L.PLAIN, L.PLAIN], [layout], output=output, fresh=True)
 
 
 def _threaded_binary(name, numpy_run, output):
@@ -450,7 +453,7 @@ def build_concat(ctx):
     axis = L.physical_axis(ctx.attr("axis"), rank, layout)
     output = _Output(ctx.reuse_buffers)
     return Kernel(_concat(axis, output), [layout] * len(ctx.node.inputs), [layout],
-                  output=output)
+                  output=output, fresh=True)
 
 
 def _concat(axis, output):

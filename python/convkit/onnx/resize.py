@@ -140,7 +140,8 @@ def build_resize(ctx):
     if mode == "nearest" and layout == L.NHWC and {axis for axis, _ in steps} <= {1, 2}:
         output = _Output(ctx.reuse_buffers)
         return Kernel(_gather_pixels(steps, shape, sizes, output),
-                      [layout] + [L.ANY] * (len(ctx.node.inputs) - 1), [layout], output=output)
+                      [layout] + [L.ANY] * (len(ctx.node.inputs) - 1), [layout], output=output,
+                      fresh=True)
 
     def run(x, *_):
         for axis, taps in steps:

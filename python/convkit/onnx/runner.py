@@ -28,6 +28,7 @@ class Step:
     layer: object = None
     release: tuple = ()
     output: object = None  # Kernel.output: a glue step's own output array, as `out`
+    fresh: bool = False  # Kernel.fresh: the step's output never views its inputs
 
     @property
     def is_convkit(self):
@@ -112,7 +113,7 @@ class Model:
             output = self._own_output(kernel.output, node.outputs[0],
                                       self._layouts[node.outputs[0]])
         self.steps.append(Step(node.name, node.op, kernel.fn, in_slots, out_slots, kernel.layer,
-                               output=output))
+                               output=output, fresh=kernel.fresh))
 
     def _own_output(self, holder, name, layout):
         """holder (Kernel.output) with its array made now, for _share_layer_buffers, when the
@@ -169,10 +170,12 @@ class Model:
                 owners.append((i, step.layer))
                 viewed = {len(owners) - 1}
             elif step.output is not None:
-                # A glue step's own array; it may also return a view of an input (numpy's
-                # fallback paths), so its output counts as viewing those too.
+                # A glue step's own array; unless the step is `fresh` it may also return a view
+                # of an input (a layout transpose of a tensor whose two layouts agree), so its
+                # output counts as viewing those too (PP-OCRv6 tiny det's FPN, Resize -> Add
+                # chains, kept 28 blocks busy that way: 84 MiB).
                 owners.append((i, step.output))
-                viewed = viewed | {len(owners) - 1}
+                viewed = {len(owners) - 1} if step.fresh else viewed | {len(owners) - 1}
             for slot in step.out_slots:
                 if slot is not None:
                     views[slot] = viewed
