@@ -33,6 +33,7 @@
 // Must follow foreach_target.h: re-included once per target.
 #include "backends/highway/common/post_ops-inl.h"
 #include "backends/highway/common/vec-inl.h"
+#include "backends/highway/conv/conv2d_fwd_epilogue-inl.h"
 #include "backends/highway/conv/conv2d_igemm-inl.h"
 #include "hwy/highway.h"
 
@@ -233,11 +234,11 @@ HWY_INLINE void TransformColumns(const float* mt, int64_t pos_stride, VF (&r)[2]
 }
 
 // y of tiles [t0, t0 + count), columns of block `block`: A^T M A / 4 with
-// A^T = [[1,1,1,0],[0,1,-1,-1]], plus bias, then the post-ops; only the outputs inside y are
-// stored.
-template <size_t kVecs>
+// A^T = [[1,1,1,0],[0,1,-1,-1]], plus bias, then the post-ops (the residual around `act`, the
+// activation and linear map WithActivation chose); only the outputs inside y are stored.
+template <size_t kVecs, class Act>
 void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& tiles, const float* m,
-                     int64_t t0, int64_t count, int64_t block, int64_t cols) {
+                     int64_t t0, int64_t count, int64_t block, int64_t cols, const Act& act) {
   const Conv2dProblem& p = *a.p;
   const DF d;
   const size_t lanes = hn::Lanes(d);
@@ -249,8 +250,8 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
   ZeroVecs(bias);
   if (a.b != nullptr) LoadVecs<kVecs>(a.b + col0, last, bias);
   const VF quarter = hn::Set(d, 0.25f);
-  const VecPostOps<DF> post(d, p.post_ops);
-  const bool fused = post.has_elementwise() || a.r != nullptr;
+  const bool fused = p.post_ops.has_elementwise() || a.r != nullptr;
+  const bool after = p.post_ops.residual_after_activation;
   for (int64_t t = 0; t < count; ++t) {
     const int64_t tile = t0 + t;
     const int64_t n = tile / (tiles.h * tiles.w);
@@ -277,7 +278,9 @@ void TransformOutput(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& til
             const VF rv = r == nullptr    ? hn::Zero(d)
                           : j + 1 < kVecs ? hn::LoadU(d, r)
                                           : hn::MaskedLoad(last, d, r);
-            v = post.Apply(d, v, rv, r != nullptr);
+            if (r != nullptr && !after) v = hn::Add(v, rv);
+            v = act(d, v);
+            if (r != nullptr && after) v = hn::Add(v, rv);
           }
           if (j + 1 < kVecs) {
             hn::StoreU(v, d, dst);
@@ -325,7 +328,9 @@ void RunBlocks(const Conv2dFwdArgs& a, const Schedule& s, const Tiles& tiles, in
         WithVecs<kVecs>((cols + lanes - 1) / lanes, [&](auto vecs) {
           constexpr size_t kV = decltype(vecs)::value;
           MultiplyBlock<WinogradRows(kV), kV>(a, s, v, count, block, cols, m);
-          TransformOutput<kV>(a, s, tiles, m, t0, count, block, cols);
+          WithActivation(a.p->post_ops, [&](const auto& act) {
+            TransformOutput<kV>(a, s, tiles, m, t0, count, block, cols, act);
+          });
         });
       }
     }
