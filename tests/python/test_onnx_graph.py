@@ -191,6 +191,45 @@ def test_matmul_and_gemm_take_their_bias_activation_and_residual(rng, backend, c
     assert fused.get("_residual") == ("before" if case == "bias_residual" else None)
 
 
+def _decomposed_layer_norm(rng, opset, beta=True, axis=-1):
+    """A layer norm over (2, 7, 12)'s `axis` as exported before opset 17: nine ops."""
+    node = helper.make_node
+    axes = {"axes": [axis]} if opset < 18 else {}
+    axes_input = ["axes"] if opset >= 18 else []
+    inits = {"two": np.float32(2.0), "eps": np.float32(1e-5),
+             "gamma": rng.uniform(0.5, 1.5, 12).astype(np.float32),
+             "beta": rng.standard_normal(12).astype(np.float32), "axes": np.array([axis])}
+    nodes = [node("ReduceMean", ["a"] + axes_input, ["mean"], **axes),
+             node("Sub", ["a", "mean"], ["d"]), node("Pow", ["d", "two"], ["d2"]),
+             node("ReduceMean", ["d2"] + axes_input, ["var"], **axes),
+             node("Add", ["var", "eps"], ["ve"]), node("Sqrt", ["ve"], ["std"]),
+             node("Div", ["d", "std"], ["n"]), node("Mul", ["n", "gamma"], ["g" if beta else "y"])]
+    if beta:
+        nodes.append(node("Add", ["g", "beta"], ["y"]))
+    if opset < 18:
+        del inits["axes"]
+    return make_model(nodes, {"a": (2, 7, 12)}, ["y"], inits, opset=opset)
+
+
+@pytest.mark.parametrize("opset,beta", [(13, True), (18, True), (13, False)])
+def test_decomposed_layer_norm_is_one_step(rng, opset, beta):
+    model = _decomposed_layer_norm(rng, opset, beta)
+    loaded = check(model, {"a": rng.standard_normal((2, 7, 12)).astype(np.float32)})
+    assert node_ops(loaded) == ["LayerNormalization"]
+    norm = loaded.graph.nodes[0]
+    assert norm.attrs["epsilon"] == pytest.approx(1e-5) and len(norm.inputs) == (3 if beta else 2)
+
+
+def test_a_norm_over_another_axis_stays_decomposed(rng):
+    model = _decomposed_layer_norm(rng, 13, axis=1)
+    model.graph.initializer[2].CopyFrom(onnx.numpy_helper.from_array(
+        rng.uniform(0.5, 1.5, (7, 1)).astype(np.float32), "gamma"))
+    model.graph.initializer[3].CopyFrom(onnx.numpy_helper.from_array(
+        rng.standard_normal((7, 1)).astype(np.float32), "beta"))
+    loaded = check(model, {"a": rng.standard_normal((2, 7, 12)).astype(np.float32)})
+    assert "LayerNormalization" not in node_ops(loaded)
+
+
 def test_matmul_bias_along_another_axis_stays_an_add(rng):
     node = helper.make_node
     inits = {"w": rng.standard_normal((6, 5)).astype(np.float32),
@@ -484,6 +523,7 @@ def test_rewrite_counts(rng):
     graph = infer(from_onnx(model, None))
     assert rewrite.prepare(graph) == {"drop_identities": 0, "fold_pad": 0, "fold_batch_norm": 1,
                                       "fold_affine": 0, "fold_dense_bias": 0,
+                                      "fuse_layer_norm": 0,
                                       "merge_self_gate": 0,
                                       "fuse_activations": 1, "fuse_input_scale": 0,
                                       "fuse_concat_input": 0,

@@ -17,6 +17,8 @@
 - fold_dense_bias (before the fusions): a MatMul by a constant followed by the Add of a bias
   along its last axis takes the bias (`_bias`, input 2); the fusions then treat MatMul and Gemm
   run as 1x1 convolutions (is_dense_layer) as convs.
+- fuse_layer_norm (before the fusions): a layer norm over the last axis exported as nine ops
+  becomes one LayerNormalization node.
 - merge_self_gate (before the fusions): x + x * g, g broadcast over x (DBNet's RSE neck, x + x *
   SE(x)), becomes x * (1 + g): one pass over x instead of two, g's addition on the small tensor.
 - fuse_input_scale (after the fusions): a squeeze-and-excitation block's Mul of x by a runtime
@@ -36,6 +38,7 @@ import itertools
 
 import numpy as np
 
+from .graph import Node
 from .ops import _normalize_axis, batch_norm_affine
 
 CONVS = ("Conv", "ConvTranspose")
@@ -778,6 +781,88 @@ def fuse_concat_input(graph):
     return count
 
 
+def _last_axis_mean(graph, node):
+    """Whether node is a ReduceMean over the last axis only, keeping dims (axes as the
+    attribute, or as input 1 from opset 18)."""
+    if node is None or node.op != "ReduceMean" or not node.attrs.get("keepdims", 1):
+        return False
+    axes = node.attrs.get("axes")
+    if axes is None and len(node.inputs) > 1 and node.inputs[1] in graph.consts:
+        axes = graph.consts[node.inputs[1]].reshape(-1).tolist()
+    rank = len(graph.shapes.get(node.inputs[0]) or ())
+    return rank > 0 and axes is not None and [int(a) % rank for a in axes] == [rank - 1]
+
+
+def _layer_norm_of(index, mean):
+    """The nodes of the LayerNormalization that `mean` (ReduceMean of x) starts, as exported
+    before opset 17: d = x - mean; y = d / sqrt(mean(d^2) + eps) * gamma [+ beta], gamma and beta
+    float32 constants along the last axis. (nodes, x, eps, gamma, beta or None, output) or None."""
+    graph = index.graph
+    x = mean.inputs[0]
+    sub = index.sole_user(mean.outputs[0], ("Sub",))
+    if sub is None or sub.inputs != [x, mean.outputs[0]]:
+        return None
+    d = sub.outputs[0]
+    users = index.users(d)
+    pow_ = next((u for u in users if u.op == "Pow" and u.inputs[0] == d), None)
+    div = next((u for u in users if u.op == "Div" and u.inputs[0] == d), None)
+    if len(users) != 2 or pow_ is None or div is None or index.scalar(pow_.inputs[1]) != 2.0:
+        return None
+    var = index.sole_user(pow_.outputs[0], ("ReduceMean",))
+    add = var and index.sole_user(var.outputs[0], ("Add",))
+    eps = add and index.scalar(_other(add, var.outputs[0]) or "")
+    sqrt = add and index.sole_user(add.outputs[0], ("Sqrt",))
+    if not _last_axis_mean(graph, var) or eps is None or sqrt is None or \
+            div.inputs[1] != sqrt.outputs[0] or index.sole_user(sqrt.outputs[0]) is not div:
+        return None
+    width = graph.shapes[x][-1]
+
+    def along_last(node, t):
+        value = graph.consts.get(_other(node, t) or "")
+        if value is None or value.dtype != np.float32 or value.size not in (1, width) or \
+                any(n != 1 for n in value.shape[:-1]) or value.ndim > len(graph.shapes[x]):
+            return None
+        return np.broadcast_to(value.reshape(-1), (width,)).astype(np.float32)
+
+    mul = index.sole_user(div.outputs[0], ("Mul",))
+    gamma = mul and along_last(mul, div.outputs[0])
+    if gamma is None:
+        return None
+    nodes = [mean, sub, pow_, var, add, sqrt, div, mul]
+    bias = index.sole_user(mul.outputs[0], ("Add",))
+    beta = bias and along_last(bias, mul.outputs[0])
+    if beta is not None:
+        nodes.append(bias)
+    return nodes, x, eps, gamma, beta, nodes[-1].outputs[0]
+
+
+def fuse_layer_norm(graph):
+    """Layer norms over the last axis exported as nine ops (ReduceMean, Sub, Pow, ReduceMean,
+    Add, Sqrt, Div, Mul, Add: PyTorch's and Paddle's exports before opset 17, the SVTR neck of
+    PaddleOCR's recognisers) become one LayerNormalization node: one step instead of nine."""
+    count = 0
+    index = _Index(graph)
+    for mean in [n for n in graph.nodes if _last_axis_mean(graph, n)]:
+        if mean not in graph.nodes:
+            continue
+        found = _layer_norm_of(index, mean)
+        if found is None:
+            continue
+        nodes, x, eps, gamma, beta, output = found
+        inputs = [x, _new_const(graph, mean.name + "_gamma", gamma)]
+        if beta is not None:
+            inputs.append(_new_const(graph, mean.name + "_beta", beta))
+        position = graph.nodes.index(nodes[-1])
+        norm = Node(op="LayerNormalization", name=mean.name + "_layer_norm", inputs=inputs,
+                    outputs=[output], attrs={"axis": -1, "epsilon": eps})
+        graph.nodes.insert(position, norm)
+        for node in nodes:
+            graph.nodes.remove(node)
+        index = _Index(graph)
+        count += 1
+    return count
+
+
 def prepare(graph, fuse=True):
     """All rewrites in order; returns {rewrite name: count}."""
     counts = {"drop_identities": drop_identities(graph), "fold_pad": fold_pad(graph),
@@ -785,6 +870,7 @@ def prepare(graph, fuse=True):
               "fold_affine": fold_affine(graph)}
     if fuse:
         counts["fold_dense_bias"] = fold_dense_bias(graph)
+        counts["fuse_layer_norm"] = fuse_layer_norm(graph)
         counts["merge_self_gate"] = merge_self_gate(graph)
         counts["fuse_activations"] = fuse_activations(graph)
         counts["fuse_input_scale"] = fuse_input_scale(graph)
