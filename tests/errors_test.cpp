@@ -122,6 +122,16 @@ const ConvError kConvErrors[] = {
      },
      ErrorCode::kInvalidArgument,
      "conv2d_forward: params.activation_alpha: expected a finite value for hardsigmoid, given nan"},
+    {"PostScaleNaN",
+     [](ConvCase& c) { c.params.post_scale = std::numeric_limits<float>::quiet_NaN(); },
+     ErrorCode::kInvalidArgument,
+     "conv2d_forward: params.post_scale: expected a finite value for the scale after the "
+     "activation, given nan"},
+    {"PostShiftInfinite",
+     [](ConvCase& c) { c.params.post_shift = -std::numeric_limits<float>::infinity(); },
+     ErrorCode::kInvalidArgument,
+     "conv2d_forward: params.post_shift: expected a finite value for the shift after the "
+     "activation, given -inf"},
     {"XZeroHeight",
      [](ConvCase& c) {
        c.x = Tensor({2, 0, 7, 4});
@@ -317,6 +327,23 @@ TEST(ConvBackwardErrors, ActivationMustBeNone) {
               "gradient to dy first), given relu");
 }
 
+// The linear map after the activation is the forward pass's too: 1 and 0 (its identity) only,
+// one-shot and through the plan.
+TEST(ConvBackwardErrors, LinearMapMustBeTheIdentity) {
+  BackwardCase c;
+  c.params.post_scale = 2.0f;
+  ExpectError([&] { conv2d_backward(c.params, c.x, c.w, c.dy, {.dx = c.dx.view()}); },
+              ErrorCode::kInvalidArgument,
+              "conv2d_backward: params.post_scale: expected 1 (scale dy by post_scale first), "
+              "given 2");
+  c.params.post_scale = 1.0f;
+  c.params.post_shift = 0.5f;
+  ExpectError([&] { Conv2dBackward(c.params, c.x.dims(), c.w, {.dx = true}); },
+              ErrorCode::kInvalidArgument,
+              "Conv2dBackward: params.post_shift: expected 0 (a shift after the activation "
+              "passes dy unchanged), given 0.5");
+}
+
 TEST(ConvBackwardErrors, DyDims) {
   BackwardCase c;
   ExpectError(
@@ -464,6 +491,10 @@ TEST(ConvTransposeErrors, Backward) {
       "conv2d_transpose_backward: params.activation: expected kNone (apply the activation's "
       "gradient to dy first), given relu");
   c.params.activation = Activation::kNone;
+  c.params.post_shift = 1.0f;
+  ExpectError([&] { conv2d_transpose_backward(c.params, c.x, c.w, dy, {.dx = dx.view()}); },
+              ErrorCode::kInvalidArgument, "conv2d_transpose_backward: params.post_shift");
+  c.params.post_shift = 0.0f;
   ExpectError([&] { conv2d_transpose_backward(c.params, c.x, c.w, bad, {.dx = dx.view()}); },
               ErrorCode::kShapeMismatch, "dy: expected dims {2, 6, 8, 4}, given {1, 1, 1, 1}");
   ExpectError([&] { conv2d_transpose_backward(c.params, c.x, c.w, dy, {.dw = bad.view()}); },

@@ -90,6 +90,13 @@ int64_t output_extent(std::string_view op, std::string_view axis, int64_t extent
   return out;
 }
 
+// make_post_ops from the fields Conv2dParams and Conv2dTransposeParams share.
+template <typename Params>
+PostOps post_ops_of(std::string_view op, const Params& params) {
+  return make_post_ops(op, params.activation, params.activation_alpha, params.activation_beta,
+                       params.residual_after_activation, params.post_scale, params.post_shift);
+}
+
 }  // namespace
 
 void check_activation_dims(std::string_view op, std::string_view arg, const Dims& dims) {
@@ -111,9 +118,7 @@ Conv2dProblem make_conv2d_problem(std::string_view op, const Conv2dParams& param
   check_at_least(op, "params.groups", params.groups, 1);
   check_pads(op, params.pad);
   check_fpmath(op, params.fpmath);
-  const PostOps post_ops =
-      make_post_ops(op, params.activation, params.activation_alpha, params.activation_beta,
-                    params.residual_after_activation, params.post_scale, params.post_shift);
+  const PostOps post_ops = post_ops_of(op, params);
   check_activation_dims(op, "x", x_dims);
 
   const int64_t ic = x_dims[3];
@@ -212,9 +217,7 @@ Conv2dTransposeProblem make_conv2d_transpose_problem(std::string_view op,
   check_output_padding(op, "params.output_padding_w", params.output_padding_w, params.stride_w,
                        params.dilation_w);
   check_fpmath(op, params.fpmath);
-  const PostOps post_ops =
-      make_post_ops(op, params.activation, params.activation_alpha, params.activation_beta,
-                    params.residual_after_activation, params.post_scale, params.post_shift);
+  const PostOps post_ops = post_ops_of(op, params);
   check_activation_dims(op, "x", x_dims);
 
   const int64_t c_in = x_dims[3];

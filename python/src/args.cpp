@@ -152,7 +152,12 @@ ActivationArg parse_one_activation(std::string_view op, nb::handle activation, n
   fail_argument(op, "activation", kActivationForms, repr_string(whole));
 }
 
-bool is_linear(const ActivationArg& a) { return a.scale != 1.0f || a.shift != 0.0f; }
+// Whether an element of the `activation` keyword is a ("linear", ...) tuple.
+bool is_linear_tuple(nb::handle item) {
+  return PyTuple_Check(item.ptr()) && PyTuple_Size(item.ptr()) >= 1 &&
+         PyUnicode_Check(PyTuple_GetItem(item.ptr(), 0)) &&
+         nb::cast<std::string>(item[0]) == "linear";
+}
 
 }  // namespace
 
@@ -162,15 +167,11 @@ ActivationArg parse_activation(std::string_view op, nb::handle activation) {
   const Py_ssize_t size = PyList_Size(activation.ptr());
   if (size == 1) return parse_one_activation(op, activation[0], activation);
   if (size != 2) fail_argument(op, "activation", kActivationForms, repr_string(activation));
-  ActivationArg first = parse_one_activation(op, activation[0], activation);
-  const nb::handle second = activation[1];
-  const bool linear_tuple = PyTuple_Check(second.ptr()) && PyTuple_Size(second.ptr()) == 3 &&
-                            PyUnicode_Check(PyTuple_GetItem(second.ptr(), 0)) &&
-                            nb::cast<std::string>(second[0]) == "linear";
-  if (is_linear(first) || !linear_tuple) {
+  if (is_linear_tuple(activation[0]) || !is_linear_tuple(activation[1])) {
     fail_argument(op, "activation", kActivationForms, repr_string(activation));
   }
-  const ActivationArg linear = parse_one_activation(op, second, activation);
+  ActivationArg first = parse_one_activation(op, activation[0], activation);
+  const ActivationArg linear = parse_one_activation(op, activation[1], activation);
   first.scale = linear.scale;
   first.shift = linear.shift;
   return first;

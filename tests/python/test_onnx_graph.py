@@ -147,7 +147,7 @@ def test_times_one_goes_and_no_longer_hides_swish(rng, x):
     node = helper.make_node
     inits = {"one": np.float32([1.0]), "wm": rng.standard_normal((W, 4)).astype(np.float32),
              "bm": rng.standard_normal(4).astype(np.float32)}
-    nodes = [node("Mul", ["c", "one"], ["c1"]), node("Sigmoid", ["c1"], ["s"]),
+    nodes = [node("Mul", ["one", "c"], ["c1"]), node("Sigmoid", ["c1"], ["s"]),
              node("Mul", ["c", "s"], ["y"]), node("MatMul", ["y", "wm"], ["m"]),
              node("Add", ["m", "bm"], ["mb"]), node("Div", ["mb", "one"], ["m1"]),
              node("Sigmoid", ["m1"], ["ms"]), node("Mul", ["ms", "mb"], ["z"])]
@@ -156,7 +156,17 @@ def test_times_one_goes_and_no_longer_hides_swish(rng, x):
     assert [n.attrs["_activation"] for n in loaded.graph.nodes] == ["silu", "silu"]
 
 
-@pytest.mark.parametrize("case", ["bias", "bias_relu", "bias_residual", "gemm_relu", "no_bias_gelu"])
+def test_one_over_x_and_times_two_stay(rng, x):
+    node = helper.make_node
+    nodes = [node("Sigmoid", ["c"], ["r"]), node("Div", ["one", "r"], ["y"]),
+             node("Mul", ["r", "two"], ["z"])]
+    inits = {"one": np.float32(1.0), "two": np.float32(2.0)}
+    loaded = check(conv_then(rng, nodes, ["y", "z"], inits), {"x": x})
+    assert node_ops(loaded) == ["Conv", "Div", "Mul"]
+
+
+@pytest.mark.parametrize("case", ["bias", "bias_relu", "bias_residual", "gemm_relu",
+                                  "no_bias_gelu"])
 def test_matmul_and_gemm_take_their_bias_activation_and_residual(rng, backend, case):
     # A transformer-style Linear (MatMul by a constant + Add of its bias) on (N, T, K) data, then
     # its activation or a residual Add; a Gemm with its Relu: one convkit layer each.

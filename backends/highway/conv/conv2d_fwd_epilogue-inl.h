@@ -103,9 +103,7 @@ struct ClampActivation {
 struct HardSwishActivation {
   HWY_INLINE VF operator()(DF d, VF z) const { return HardSwishF(d, z); }
 };
-// hardswish, then the linear map after it (PostOps::scale, shift): PP-LCNetV3's hardswish and
-// learnable affine, inline as hardswish alone is (out of line, the 3x3 depthwise over 320x320x16
-// ran 1.2x slower).
+// hardswish, then the linear map after it (PostOps::scale, shift).
 struct HardSwishLinearActivation {
   VF scale, shift;
   HWY_INLINE VF operator()(DF d, VF z) const { return hn::MulAdd(scale, HardSwishF(d, z), shift); }
@@ -118,31 +116,6 @@ struct PostOpsActivation {
   VecPostOps<DF> post;
   HWY_INLINE VF operator()(DF d, VF z) const { return post.ActivateLinear(d, z); }
 };
-
-// Calls f(act) once with the functor for the activation and linear map of `ops`: the clamp
-// (relu, relu6, clip; none as the clamp to (-inf, inf)), hardswish with or without the linear
-// map, and silu and sigmoid each compiled for itself; the others PostOpsActivation, which
-// switches per vector. For kernels that apply the post-ops vector by vector outside StoreTile
-// (Winograd's output transform): chosen per vector, silu cost the 3x3 over 40x40x64 a third of
-// its time.
-template <class F>
-HWY_INLINE void WithActivation(const PostOps& ops, const F& f) {
-  const DF d;
-  float lo = 0.0f, hi = 0.0f;
-  if (!ops.has_linear()) {
-    if (ClampBounds(ops, &lo, &hi)) return f(ClampActivation{hn::Set(d, lo), hn::Set(d, hi)});
-    if (ops.activation == Activation::kHardSwish) return f(HardSwishActivation());
-    if (ops.activation == Activation::kSilu) {
-      return f(TranscendentalActivation<Activation::kSilu>());
-    }
-    if (ops.activation == Activation::kSigmoid) {
-      return f(TranscendentalActivation<Activation::kSigmoid>());
-    }
-  } else if (ops.activation == Activation::kHardSwish) {
-    return f(HardSwishLinearActivation{hn::Set(d, ops.scale), hn::Set(d, ops.shift)});
-  }
-  f(PostOpsActivation{VecPostOps<DF>(d, ops)});
-}
 
 // StoreTilePlain followed by the residual and the activation `act`: r (null without a residual)
 // has y's layout at the same offset and is read with y's masks; it may equal y (each vector is
@@ -188,8 +161,60 @@ HWY_INLINE void StoreTileActivatedR(const VF (&acc)[kRows][kVecs], size_t rows, 
   StoreTileActivated<kRows, kVecs, true, kStream>(acc, rows, b, act, r, r_after, last, y, y_stride);
 }
 
+// The activations inlined into every kernel's epilogue (StoreTile): the clamp (relu, relu6, clip;
+// none as the clamp to (-inf, inf)) and hardswish, with the linear map after it or without
+// (PP-LCNetV3's hardswish and learnable affine: out of line, the 3x3 depthwise over 320x320x16 ran
+// 1.2x slower; the clamp with the linear map stays out of line, a flag inside the clamp's functor
+// cost relu6 0.94x there). Calls f(act) with the activation's functor and returns true, or
+// returns false.
+template <class F>
+HWY_INLINE bool WithInlineActivation(const PostOps& ops, const F& f) {
+  const DF d;
+  if (ops.activation == Activation::kHardSwish) {
+    if (ops.has_linear()) {
+      f(HardSwishLinearActivation{hn::Set(d, ops.scale), hn::Set(d, ops.shift)});
+    } else {
+      f(HardSwishActivation());
+    }
+    return true;
+  }
+  float lo = 0.0f, hi = 0.0f;
+  if (ops.has_linear() || !ClampBounds(ops, &lo, &hi)) return false;
+  f(ClampActivation{hn::Set(d, lo), hn::Set(d, hi)});
+  return true;
+}
+
+// The others: sigmoid, silu, tanh and gelu without the linear map each compiled for itself (the
+// choice is made per call, not per vector); the rest (leaky_relu, hardsigmoid, and every
+// activation but hardswish with the linear map) through VecPostOps' switch per vector.
+template <class F>
+HWY_INLINE void WithOutOfLineActivation(const PostOps& ops, const F& f) {
+  if (!ops.has_linear()) {
+    switch (ops.activation) {
+      case Activation::kSigmoid:
+        return f(TranscendentalActivation<Activation::kSigmoid>());
+      case Activation::kSilu:
+        return f(TranscendentalActivation<Activation::kSilu>());
+      case Activation::kTanh:
+        return f(TranscendentalActivation<Activation::kTanh>());
+      case Activation::kGelu:
+        return f(TranscendentalActivation<Activation::kGelu>());
+      default:
+        break;
+    }
+  }
+  f(PostOpsActivation{VecPostOps<DF>(DF(), ops)});
+}
+
+// Calls f(act) once with the functor for the activation and linear map of `ops`, for kernels that
+// apply the post-ops vector by vector outside StoreTile (Winograd's output transform).
+template <class F>
+HWY_INLINE void WithActivation(const PostOps& ops, const F& f) {
+  if (!WithInlineActivation(ops, f)) WithOutOfLineActivation(ops, f);
+}
+
 // The activations StoreTile does not inline: one call per tile, whose loop is compiled for the
-// activation (the choice is made per tile, not per vector).
+// activation (WithOutOfLineActivation).
 template <size_t kRows, size_t kVecs>
 HWY_NOINLINE void StoreTileOutOfLine(const VF (&acc)[kRows][kVecs], size_t rows, const float* b,
                                      const PostOps& ops, const float* r, MF last, float* y,
@@ -198,20 +223,26 @@ HWY_NOINLINE void StoreTileOutOfLine(const VF (&acc)[kRows][kVecs], size_t rows,
   const auto store = [&](const auto& act) {
     StoreTileActivatedR<kRows, kVecs, false>(acc, rows, b, act, r, after, last, y, y_stride);
   };
-  if (ops.has_linear()) return store(PostOpsActivation{VecPostOps<DF>(DF(), ops)});
-  switch (ops.activation) {
-    case Activation::kSigmoid:
-      return store(TranscendentalActivation<Activation::kSigmoid>());
-    case Activation::kSilu:
-      return store(TranscendentalActivation<Activation::kSilu>());
-    case Activation::kTanh:
-      return store(TranscendentalActivation<Activation::kTanh>());
-    case Activation::kGelu:
-      return store(TranscendentalActivation<Activation::kGelu>());
-    default:
-      return store(PostOpsActivation{VecPostOps<DF>(DF(), ops)});
-  }
+  WithOutOfLineActivation(ops, store);
 }
+
+// StoreTileActivatedR's call for an inlined activation: a functor, not a lambda, so that its call
+// is forced inline and acc's address never escapes.
+template <size_t kRows, size_t kVecs, bool kStream>
+struct InlineStore {
+  const VF (&acc)[kRows][kVecs];
+  size_t rows;
+  const float* b;
+  const float* r;
+  bool after;
+  MF last;
+  float* y;
+  int64_t y_stride;
+  template <class Act>
+  HWY_INLINE void operator()(const Act& act) const {
+    StoreTileActivatedR<kRows, kVecs, kStream>(acc, rows, b, act, r, after, last, y, y_stride);
+  }
+};
 
 // The epilogue of every forward tile: bias, then (when `ops` is non-null) the residual r, the
 // activation and the linear map after it. A null `ops` (a partial sum of a sliced reduction) or
@@ -226,23 +257,9 @@ HWY_INLINE void StoreTile(const VF (&acc)[kRows][kVecs], size_t rows, const floa
   if (ops == nullptr || (!ops->has_elementwise() && r == nullptr)) {
     return StoreTilePlain<kRows, kVecs, kStream>(acc, rows, b, last, y, y_stride);
   }
-  const bool after = ops->residual_after_activation;
-  float lo = 0.0f, hi = 0.0f;
-  const DF d;
-  if (!ops->has_linear() && ClampBounds(*ops, &lo, &hi)) {
-    const ClampActivation clamp{hn::Set(d, lo), hn::Set(d, hi)};
-    return StoreTileActivatedR<kRows, kVecs, kStream>(acc, rows, b, clamp, r, after, last, y,
-                                                      y_stride);
-  }
-  if (ops->activation == Activation::kHardSwish && !ops->has_linear()) {
-    return StoreTileActivatedR<kRows, kVecs, kStream>(acc, rows, b, HardSwishActivation(), r, after,
-                                                      last, y, y_stride);
-  }
-  if (ops->activation == Activation::kHardSwish) {
-    const HardSwishLinearActivation act{hn::Set(d, ops->scale), hn::Set(d, ops->shift)};
-    return StoreTileActivatedR<kRows, kVecs, kStream>(acc, rows, b, act, r, after, last, y,
-                                                      y_stride);
-  }
+  const InlineStore<kRows, kVecs, kStream> store{
+      acc, rows, b, r, ops->residual_after_activation, last, y, y_stride};
+  if (WithInlineActivation(*ops, store)) return;
   VF out[kRows][kVecs];
   CopyTile(acc, out);
   StoreTileOutOfLine<kRows, kVecs>(out, rows, b, *ops, r, last, y, y_stride);

@@ -323,8 +323,8 @@ def _dense_kernel(ctx, w_km, bias):
         r = None if r is None else r.reshape(1, rows, 1, m)
         return layer.run(a.reshape(1, rows, 1, k), r).reshape(out_shape)
 
-    return Kernel(run, [L.PLAIN] + [L.ANY] * (min(len(ctx.node.inputs), 3) - 1) +
-                  [L.PLAIN] * (len(ctx.node.inputs) - 3), [L.PLAIN], layer=layer)
+    layouts = [L.PLAIN, L.ANY, L.ANY, L.PLAIN]  # a, w, the bias, the residual
+    return Kernel(run, layouts[:len(ctx.node.inputs)], [L.PLAIN], layer=layer)
 
 
 @op("Gemm")

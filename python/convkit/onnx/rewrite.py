@@ -102,19 +102,21 @@ def _is_foldable_conv(graph, node):
 
 
 def _times_one(graph, node):
-    """Whether node is x * 1 or x / 1 (a float32 scalar constant 1, x a runtime float32 tensor
-    of the output's shape as input 0): the identity for every x, NaN and -0 included. Paddle
-    exports swish as x * sigmoid(x * 1)."""
+    """x of node when it is x * 1 or x / 1 (a float32 scalar constant 1, x a runtime float32
+    tensor of the output's shape): the identity for every x, NaN and -0 included; else None.
+    Paddle exports swish as x * sigmoid(x * 1)."""
     if node.op not in ("Mul", "Div") or len(node.inputs) != 2:
-        return False
-    if node.op == "Mul" and node.inputs[0] in graph.consts:
-        node.inputs = node.inputs[::-1]  # x first: the caller reads input 0 as the source
-    x, one = node.inputs
-    value = graph.consts.get(one)
-    return (value is not None and value.dtype == np.float32 and value.size == 1 and
-            float(value.reshape(-1)[0]) == 1.0 and x not in graph.consts and
-            graph.dtypes.get(x) == np.float32 and
-            graph.shapes.get(x) is not None and graph.shapes.get(x) == graph.shapes.get(node.outputs[0]))
+        return None
+    orders = [node.inputs] + ([node.inputs[::-1]] if node.op == "Mul" else [])
+    shape = graph.shapes.get(node.outputs[0])
+    for x, one in orders:
+        value = graph.consts.get(one)
+        if (value is not None and value.dtype == np.float32 and value.size == 1
+                and float(value.reshape(-1)[0]) == 1.0 and x not in graph.consts
+                and graph.dtypes.get(x) == np.float32 and shape is not None
+                and graph.shapes.get(x) == shape):
+            return x
+    return None
 
 
 def drop_identities(graph):
@@ -125,11 +127,11 @@ def drop_identities(graph):
     count = 0
     for node in list(graph.nodes):
         identity = node.op == "Identity" or (
-            node.op == "Dropout" and len(node.inputs) <= 2 and not any(node.outputs[1:])) or \
-            _times_one(graph, node)
-        if not identity or node.outputs[0] in graph.outputs:
+            node.op == "Dropout" and len(node.inputs) <= 2 and not any(node.outputs[1:]))
+        source = node.inputs[0] if identity else _times_one(graph, node)
+        if source is None or node.outputs[0] in graph.outputs:
             continue
-        source, target = node.inputs[0], node.outputs[0]
+        target = node.outputs[0]
         for other in graph.nodes:
             other.inputs = [source if name == target else name for name in other.inputs]
         graph.nodes.remove(node)
@@ -588,6 +590,16 @@ def is_dense_layer(graph, node):
                                                      graph.consts[c].size in (1, n)))
 
 
+def _along_last(value, width, rank):
+    """`value` as a float32 (width,) vector if it is a float32 constant that broadcasts along the
+    last axis only of a rank-`rank` tensor whose last axis has `width` elements ((width,), (1, ...,
+    width) or one element), else None."""
+    if value is None or value.dtype != np.float32 or value.ndim > rank or \
+            value.size not in (1, width) or any(d != 1 for d in value.shape[:-1]):
+        return None
+    return np.broadcast_to(value.reshape(-1), (width,)).astype(np.float32)
+
+
 def fold_dense_bias(graph):
     """MatMul by a constant (is_dense_layer) followed by an Add of a constant broadcast along the
     last axis only (a Linear layer's bias: (N,) or (1, ..., N)) becomes that MatMul with the bias
@@ -599,15 +611,11 @@ def fold_dense_bias(graph):
             continue
         add = index.sole_user(node.outputs[0], ("Add",))
         c = None if add is None or len(add.inputs) != 2 else _other(add, node.outputs[0])
-        value = graph.consts.get(c) if c is not None else None
-        n = graph.consts[node.inputs[1]].shape[1]
-        out_shape = graph.shapes.get(node.outputs[0])
-        if value is None or value.dtype != np.float32 or out_shape is None:
+        out_shape = graph.shapes[node.outputs[0]]
+        bias = None if c is None else _along_last(graph.consts.get(c), out_shape[-1],
+                                                   len(out_shape))
+        if bias is None or graph.shapes[add.outputs[0]] != out_shape:
             continue
-        if value.ndim > len(out_shape) or value.size not in (1, n) or \
-                any(d != 1 for d in value.shape[:-1]) or graph.shapes[add.outputs[0]] != out_shape:
-            continue
-        bias = np.broadcast_to(value.reshape(-1), (n,)).astype(np.float32)
         node.inputs = node.inputs[:2] + [_new_const(graph, node.name + "_bias", bias)]
         node.attrs["_bias"] = True
         node.outputs[0] = add.outputs[0]
@@ -719,7 +727,7 @@ def merge_self_gate(graph):
             g1 = f"{add.name}_gate__convkit{next(_names)}"
             graph.shapes[g1], graph.dtypes[g1] = graph.shapes[g], np.float32
             graph.nodes.insert(graph.nodes.index(mul),
-                               type(add)("Add", add.name + "_gate", [g, one], [g1]))
+                               Node("Add", add.name + "_gate", [g, one], [g1]))
         mul.inputs = [x, g1]
         mul.outputs = list(add.outputs)
         graph.nodes.remove(add)
@@ -815,14 +823,10 @@ def _layer_norm_of(index, mean):
     if not _last_axis_mean(graph, var) or eps is None or sqrt is None or \
             div.inputs[1] != sqrt.outputs[0] or index.sole_user(sqrt.outputs[0]) is not div:
         return None
-    width = graph.shapes[x][-1]
+    shape = graph.shapes[x]
 
     def along_last(node, t):
-        value = graph.consts.get(_other(node, t) or "")
-        if value is None or value.dtype != np.float32 or value.size not in (1, width) or \
-                any(n != 1 for n in value.shape[:-1]) or value.ndim > len(graph.shapes[x]):
-            return None
-        return np.broadcast_to(value.reshape(-1), (width,)).astype(np.float32)
+        return _along_last(graph.consts.get(_other(node, t) or ""), shape[-1], len(shape))
 
     mul = index.sole_user(div.outputs[0], ("Mul",))
     gamma = mul and along_last(mul, div.outputs[0])
