@@ -309,12 +309,17 @@ def cpp_rule(rule):
     op, (klo, khi), groups, call = rule["class"]
     fields = [f".op = AutoOp::{op}", f".kernel = {{{klo}, {khi if khi else 'kNoLimit'}}}",
               f".groups = GroupsClass::{groups}"]
+    # A feature may carry two conditions (work <= hi from the fit, work >= lo from the floor):
+    # one range holds both.
     ranges = {}
     for feat, lo, hi in rule["conds"]:
-        ranges[feat] = f"{{{lo if lo is not None else 0}, {hi if hi is not None else 'kNoLimit'}}}"
+        old_lo, old_hi = ranges.get(feat, (None, None))
+        ranges[feat] = (lo if lo is not None else old_lo, hi if hi is not None else old_hi)
     for feat in ["ic", "oc", "spatial", "batch", "stride", "threads", "work"]:
         if feat in ranges:
-            fields.append(f".{feat} = {ranges[feat]}")
+            lo, hi = ranges[feat]
+            fields.append(f".{feat} = {{{lo if lo is not None else 0}, "
+                          f"{hi if hi is not None else 'kNoLimit'}}}")
     if call == "kOneShot":
         fields.append(".call = CallKind::kOneShot")
     fields.append('.backend = "onednn"')
@@ -329,7 +334,10 @@ def cpu_name():
         model = re.search(r"model name\s*:\s*(.*)", info).group(1).strip()
         family = int(re.search(r"cpu family\s*:\s*(\d+)", info).group(1))
         vendor = re.search(r"vendor_id\s*:\s*(\S+)", info).group(1)
-        zen = {23: "Zen / Zen 2", 25: "Zen 3 / Zen 4", 26: "Zen 5"}.get(family)
+        cpu_model = int(re.search(r"model\s*:\s*(\d+)", info).group(1))
+        # Family 25 is Zen 3 and Zen 4: Zen 4 at models 0x10-0x1f, 0x60-0x7f and 0xa0-0xaf.
+        zen4 = cpu_model >> 4 in (0x1, 0x6, 0x7, 0xa)
+        zen = {23: "Zen / Zen 2", 25: "Zen 4" if zen4 else "Zen 3", 26: "Zen 5"}.get(family)
         core = f", {zen}" if vendor == "AuthenticAMD" and zen else ""
         return f"{model} (family {family}{core})"
     except (OSError, AttributeError):
