@@ -394,14 +394,16 @@ void RunAllDenseRows(const Conv2dFwdArgs& a) {
 // sweeps for one block of channels: each row is read again from L2 for every output row. Here each
 // work item (image, a chunk of blocks of channels, a band of output rows) copies its blocks' input
 // rows, as each is first needed, into a ring of KH rows per block, pixel after pixel, dense; the
-// dense-rows tiles then read the ring. Against RunAllDenseRows (one thread / two, the copy forced
-// in both): MobileNet v1's 3x3 over 7x7x1024 1.30x / 1.27x, 14x14x512 1.25x / 1.10x, 28x28x256
-// 1.16x / 0.99x, 7x7 over 28x28x512 1.46x / 1.41x. Where the lines fit in the ways (240, 480, 960
-// channels) the copy was 0.83-1.3x, and at stride 2 (an input element feeds 2.25 FMAs) 0.7-0.8x.
-// Past half of L3 each chunk's sweep of the image reads a narrow slice of every pixel from memory
-// (2 threads: 3x3 over 112x112x256 0.58x, 129x129x128 0.85x; 65x65x256 1.15x, 33x33x512 1.39x).
+// dense-rows tiles then read the ring. Against RunAllDenseRows on the Zen 5 (one thread / two, the
+// copy forced in both): MobileNet v1's 3x3 over 7x7x1024 1.30x / 1.27x, 14x14x512 1.25x / 1.10x,
+// 28x28x256 1.16x / 0.99x, 7x7 over 28x28x512 1.46x / 1.41x. Where the lines fit in the ways (240,
+// 480, 960 channels) the copy was 0.83-1.3x, and at stride 2 (an input element feeds 2.25 FMAs)
+// 0.7-0.8x. Past half of L3 each chunk's sweep of the image reads a narrow slice of every pixel
+// from memory (2 threads: 3x3 over 112x112x256 0.58x, 129x129x128 0.85x; 65x65x256 1.15x,
+// 33x33x512 1.39x).
 
-// The L1 data cache (Zen 4/5 and Intel since Ice Lake: 48 KiB, 12 ways of 64 sets of 64 bytes).
+// The L1 data cache (Zen 5 and Intel since Ice Lake: 48 KiB, 12 ways of 64 sets of 64 bytes; the
+// Zen 4's 32 KiB has 8 ways, but there the measured channel bound below decides).
 constexpr int64_t kL1Sets = 64;
 constexpr int64_t kL1Ways = 12;
 constexpr int64_t kLineBytes = 64;
@@ -416,7 +418,13 @@ int64_t LinesPerSet(const Conv2dProblem& p) {
   return (p.kh * p.iw + period - 1) / period;
 }
 
-constexpr int64_t kMinCopiedChannels = 128;  // 64 and 96 channels: 0.83-0.99x
+// From 512 channels (pixels 2 KiB apart or a multiple: their lines fall in 2 sets of L1 or 1).
+// With 128 and 256 the copy lost on the Zen 4 (32 KiB, 8-way L1; copied against not, 3 rounds
+// alternated, one thread / two): 3x3 over 112x112x128 0.87x / 0.78x, 56x56x128 0.87x / 0.59x,
+// 28x28x256 0.92x / 0.89x, 5x5 over 14x14x256 0.95x / 0.78x, 7x7 over 56x56x256 1.00x / 0.90x;
+// with 512 and 1024 it won: 3x3 over 14x14x512 1.05x / 1.06x, 7x7x1024 1.24x / 0.93x, 7x7 over
+// 28x28x512 1.31x / 1.27x, 14x14x1024 2.36x / 2.26x. (On the Zen 5, 28x28x256: 1.16x / 0.99x.)
+constexpr int64_t kMinCopiedChannels = 512;
 
 bool HasCopiedRows(const Conv2dProblem& p) {
   return p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1 &&
