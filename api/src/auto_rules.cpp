@@ -4,8 +4,8 @@
 // see the script for how). A rule sends a problem to onednn first; no rule means highway.
 //
 // Measured on AMD EPYC (family 25, Zen 4), 2 cores, 2026-12-07
-// (load averages at the start: 1 thread(s): load 0.8; 2 thread(s): load 1.0) from
-// ../out21/auto/auto_raw_t1.json, ../out21/auto/auto_raw_t2.json.
+// (load averages at the start: 1 thread(s): load 0.4; 2 thread(s): load 1.0) from
+// ../out21/auto2/auto_raw_t1.json, ../out21/auto2/auto_raw_t2.json.
 // 1 thread(s): median cv 0.01.
 // 2 thread(s): median cv 0.05.
 // Rules that do not bound threads apply to every thread count.
@@ -19,90 +19,76 @@ constexpr AutoRule kRules[] = {
     {.op = AutoOp::kConvBwdData,
      .kernel = {1, 1},
      .groups = GroupsClass::kDense,
-     .spatial = {0, 98},
+     .oc = {363, kNoLimit},
      .work = {12845056, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k1 dense one-shot spatial<=98 work>=12845056: onednn 1.34x faster in "
-            "geomean (min 1.15x) over 10 measured shapes"},
-    {.op = AutoOp::kConvBwdData,
-     .kernel = {1, 1},
-     .groups = GroupsClass::kDense,
-     .oc = {0, 43},
-     .work = {215760, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvBwdData k1 dense oc<=43 work>=215760: onednn 1.18x faster in geomean (min 0.95x) "
-            "over 14 measured shapes"},
+     .why = "ConvBwdData k1 dense one-shot oc>=363 work>=12845056: onednn 1.16x faster in geomean "
+            "(min 0.97x) over 22 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
      .stride = {2, kNoLimit},
      .work = {112896, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 depthwise stride>=2 work>=112896: onednn 1.53x faster in geomean "
-            "(min 1.31x) over 8 measured shapes"},
+     .why = "ConvBwdData k2-3 depthwise stride>=2 work>=112896: onednn 1.46x faster in geomean "
+            "(min 1.40x) over 8 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .work = {776160, 12514662},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped one-shot work<=12514662 work>=776160: onednn 1.49x faster in "
-            "geomean (min 1.04x) over 15 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped one-shot work<=12514662 work>=776160: onednn 1.41x faster in "
+            "geomean (min 1.10x) over 14 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .spatial = {0, 1568},
      .work = {776160, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped spatial<=1568 work>=776160: onednn 1.42x faster in geomean "
-            "(min 1.11x) over 26 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped spatial<=1568 work>=776160: onednn 1.40x faster in geomean "
+            "(min 1.06x) over 25 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
-     .ic = {363, kNoLimit},
+     .spatial = {0, 98},
      .work = {112896, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdWeights k2-3 depthwise ic>=363 work>=112896: onednn 1.26x faster in geomean "
-            "(min 1.09x) over 4 measured shapes"},
-    {.op = AutoOp::kConvBwdWeights,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kGrouped,
-     .ic = {725, kNoLimit},
-     .work = {7225344, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvBwdWeights k2-3 grouped ic>=725 work>=7225344: onednn 1.15x faster in geomean "
-            "(min 1.06x) over 3 measured shapes"},
+     .why = "ConvBwdWeights k2-3 depthwise spatial<=98 work>=112896: onednn 1.49x faster in "
+            "geomean (min 1.23x) over 2 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
      .work = {1010625, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdWeights k4-5 dense one-shot work>=1010625: onednn 1.20x faster in geomean (min "
-            "1.01x) over 6 measured shapes"},
+     .why = "ConvBwdWeights k4-5 dense one-shot work>=1010625: onednn 1.40x faster in geomean (min "
+            "0.99x) over 6 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
      .work = {1010625, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdWeights k4-5 dense work>=1010625: onednn 1.41x faster in geomean (min 1.06x) "
+     .why = "ConvBwdWeights k4-5 dense work>=1010625: onednn 1.56x faster in geomean (min 1.13x) "
             "over 6 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {2, 3},
-     .groups = GroupsClass::kDepthwise,
-     .ic = {91, kNoLimit},
-     .work = {112896, kNoLimit},
+     .groups = GroupsClass::kDense,
+     .ic = {1025, kNoLimit},
+     .work = {2569273344, kNoLimit},
+     .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvFwd k2-3 depthwise ic>=91 work>=112896: onednn 1.22x faster in geomean (min "
-            "0.97x) over 14 measured shapes"},
+     .why = "ConvFwd k2-3 dense one-shot ic>=1025 work>=2569273344: onednn 1.21x faster in geomean "
+            "(min 1.08x) over 6 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
-     .work = {776160, 12514662},
+     .ic = {0, 115},
+     .work = {2039184, kNoLimit},
      .backend = "onednn",
-     .why = "ConvFwd k2-3 grouped work<=12514662 work>=776160: onednn 1.32x faster in geomean (min "
-            "1.06x) over 16 measured shapes"},
+     .why = "ConvFwd k2-3 grouped ic<=115 work>=2039184: onednn 1.26x faster in geomean (min "
+            "1.06x) over 8 measured shapes"},
     {.op = AutoOp::kPoolBwdMax,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
@@ -110,8 +96,16 @@ constexpr AutoRule kRules[] = {
      .work = {1280000, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "PoolBwdMax k4-5 dense one-shot stride<=1 work>=1280000: onednn 1.19x faster in "
-            "geomean (min 1.01x) over 4 measured shapes"},
+     .why = "PoolBwdMax k4-5 dense one-shot stride<=1 work>=1280000: onednn 1.23x faster in "
+            "geomean (min 1.17x) over 4 measured shapes"},
+    {.op = AutoOp::kPoolBwdMax,
+     .kernel = {4, 5},
+     .groups = GroupsClass::kDense,
+     .stride = {0, 1},
+     .work = {1280000, kNoLimit},
+     .backend = "onednn",
+     .why = "PoolBwdMax k4-5 dense stride<=1 work>=1280000: onednn 1.42x faster in geomean (min "
+            "1.35x) over 4 measured shapes"},
 };
 
 }  // namespace
