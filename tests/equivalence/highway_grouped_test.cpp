@@ -74,6 +74,12 @@ std::vector<ConvCase> GroupedConvCases() {
                   MakeConv(1, 1, {}, 1, 2), true),
       GroupedCase("OCg 8 x 3, stride 2", {1, 9, 10, 24}, 24, MakeConv(3, 2, Pads::uniform(1), 1, 3),
                   true),
+      // OCg 8 on AVX3: two groups in half vectors; ICg < OCg with a last block of one group, and
+      // an 8x8 kernel whose 64 taps take a second chunk (through the permutations).
+      GroupedCase("ICg 4 -> OCg 8 x 5, half vectors", {1, 7, 8, 20}, 40,
+                  MakeConv(3, 1, {1, 0, 2, 1}, 1, 5), true),
+      GroupedCase("OCg 8 x 2, 8x8: 64 taps in two chunks", {1, 9, 9, 16}, 16,
+                  MakeConv(8, 1, Pads::uniform(4), 1, 2), true, true),
   };
 }
 
