@@ -74,69 +74,18 @@ void AccumulateBlock(const Conv2dFwdArgs& a, const GroupedLaneTable& table, cons
   }
 }
 
-// Blocks of two groups of L / 2 output channels (OCg = 8 on AVX-512: RegNet's groups, ResNeXt-50's
-// conv3) in halves: each group's outputs are a half-width vector of their own, and each input
-// channel is broadcast from memory (a load, no shuffle) and multiplied into its group's half. A
-// 16-lane FMA on the Zen 4 runs as two 8-lane halves, so half-width FMAs cost the same per product,
-// and the shuffles of GroupedTap4 (1.25 per FMA, on pipes shared with the FMAs) are gone (Zen 4, 2
-// threads, against GroupedTap4: RegNetY's 3x3 over 28x28x104 in 13 groups 1.12x, 7x7x440 1.11x,
-// ResNeXt's 56x56x256 in 32 groups 1.04x). Both forms stop near two thirds of the FMA peak: one
-// load per half-width FMA here. A tap's 16 half-width weight vectors held in registers over passes
-// of 6 rows, each pixel's channels in turn, measured the same. `two`: the block has both groups
-// (not the last block of an odd group count, whose second group's channels lie past x's row).
-#if HWY_TARGET != HWY_SCALAR
-constexpr bool kHalves = hn::MaxLanes(DF()) == 16;
-using DH = hn::Half<DF>;
-using VH = hn::Vec<DH>;
-
-// acc = block j's taps, through halves.
-HWY_INLINE void HalvesBlock(const Conv2dFwdArgs& a, const TileTaps& taps, int64_t j, bool two,
-                            VF (&acc)[kRows][1]) {
-  const Conv2dProblem& p = *a.p;
-  const DH dh;
-  const int64_t half = static_cast<int64_t>(hn::Lanes(dh));
-  const int64_t icg = p.ic_per_group();
-  const int64_t x_offset = j * 2 * icg;
-  const float* w = a.w.data + j * a.w.block_stride;
-  VH lo[kRows], hi[kRows];
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) lo[i] = hi[i] = hn::Zero(dh);
-  for (int64_t t = 0; t < taps.count; ++t) {
-    const float* wt = w + taps.tap[t] * icg * 2 * half;
-    const float* xp[kRows];
-    HWY_UNROLL(16)
-    for (size_t i = 0; i < kRows; ++i) xp[i] = taps.src[t][i] + x_offset;
-    for (int64_t c = 0; c < icg; ++c) {
-      const VH w_lo = hn::Load(dh, wt + c * 2 * half);
-      HWY_UNROLL(16)
-      for (size_t i = 0; i < kRows; ++i) lo[i] = hn::MulAdd(hn::Set(dh, xp[i][c]), w_lo, lo[i]);
-      if (!two) continue;
-      const VH w_hi = hn::Load(dh, wt + c * 2 * half + half);
-      HWY_UNROLL(16)
-      for (size_t i = 0; i < kRows; ++i) {
-        hi[i] = hn::MulAdd(hn::Set(dh, xp[i][icg + c]), w_hi, hi[i]);
-      }
-    }
-  }
-  const DF d;
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) acc[i][0] = hn::Combine(d, hi[i], lo[i]);
-}
-
-#else
-constexpr bool kHalves = false;
-#endif
-
-// acc = block j's taps, through halves where the block is two groups of L / 2 channels.
+// acc = block j's taps: in halves (GroupedHalvesBlock) where the block is two groups of L / 2
+// output channels.
 void AccumulateTile(const Conv2dFwdArgs& a, const GroupedLaneTable& table, const TileTaps& taps,
                     int64_t j, VF (&acc)[kRows][1]) {
   const Conv2dProblem& p = *a.p;
   const DF d;
 #if HWY_TARGET != HWY_SCALAR
-  if constexpr (kHalves) {
+  if constexpr (kGroupedHalves) {
+    const int64_t icg = p.ic_per_group();
     if (2 * p.oc_per_group() == static_cast<int64_t>(hn::Lanes(d))) {
-      HalvesBlock(a, taps, j, 2 * j + 1 < p.groups, acc);
-      return;
+      return GroupedHalvesBlock<kRows>(taps, j * 2 * icg, a.w.data + j * a.w.block_stride, icg,
+                                       2 * j + 1 < p.groups, acc);
     }
   }
 #endif
