@@ -83,26 +83,6 @@ HWY_INLINE void AccumulateBlock(const Conv2dBwdDataArgs& a, const GroupedLaneTab
   }
 }
 
-// acc = block j's taps: in halves (GroupedHalvesBlock) where the block is two groups of L / 2 dx
-// channels.
-void AccumulateTile(const Conv2dBwdDataArgs& a, const GroupedLaneTable& table, const TileTaps& taps,
-                    int64_t j, VF (&acc)[kRows][1]) {
-  const Conv2dProblem& p = *a.p;
-  const DF d;
-#if HWY_TARGET != HWY_SCALAR
-  if constexpr (kGroupedHalves) {
-    const int64_t ocg = p.oc_per_group();
-    if (2 * p.ic_per_group() == static_cast<int64_t>(hn::Lanes(d))) {
-      return GroupedHalvesBlock<kRows>(taps, j * 2 * ocg, a.w.data + j * a.w.block_stride, ocg,
-                                       2 * j + 1 < p.groups, acc);
-    }
-  }
-#endif
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) acc[i][0] = hn::Zero(d);
-  AccumulateBlock(a, table, taps, j, acc);
-}
-
 // One group per vector (ICg = L): blocks j and j + 1 at once, acc[i][b] for block j + b. The two
 // blocks read the same dy pixels (OCg floats apart) and their w^T rows block_stride apart, so each
 // dy pointer and each pass over a tap's channels serves twice the FMAs: one block at a time the
@@ -174,7 +154,9 @@ void RunTile(const Conv2dBwdDataArgs& a, const GroupedLaneTable& table, const Dx
   }
   for (; j < blocks; ++j) {
     VF acc[kRows][1];
-    AccumulateTile(a, table, taps, j, acc);
+    GroupedBlock<kRows>(
+        taps, j, p.ic_per_group(), p.oc_per_group(), p.groups, a.w.data + j * a.w.block_stride,
+        [&](VF(&block)[kRows][1]) { AccumulateBlock(a, table, taps, j, block); }, acc);
     // Kernels of more than kMaxTaps taps: the further taps in chunks, rebuilt per block.
     for (int64_t t0 = kMaxTaps; t0 < kernel_taps; t0 += kMaxTaps) {
       TileTaps more;

@@ -74,26 +74,6 @@ void AccumulateBlock(const Conv2dFwdArgs& a, const GroupedLaneTable& table, cons
   }
 }
 
-// acc = block j's taps: in halves (GroupedHalvesBlock) where the block is two groups of L / 2
-// output channels.
-void AccumulateTile(const Conv2dFwdArgs& a, const GroupedLaneTable& table, const TileTaps& taps,
-                    int64_t j, VF (&acc)[kRows][1]) {
-  const Conv2dProblem& p = *a.p;
-  const DF d;
-#if HWY_TARGET != HWY_SCALAR
-  if constexpr (kGroupedHalves) {
-    const int64_t icg = p.ic_per_group();
-    if (2 * p.oc_per_group() == static_cast<int64_t>(hn::Lanes(d))) {
-      return GroupedHalvesBlock<kRows>(taps, j * 2 * icg, a.w.data + j * a.w.block_stride, icg,
-                                       2 * j + 1 < p.groups, acc);
-    }
-  }
-#endif
-  HWY_UNROLL(16)
-  for (size_t i = 0; i < kRows; ++i) acc[i][0] = hn::Zero(d);
-  AccumulateBlock(a, table, taps, j, acc);
-}
-
 // Output pixels [m0, m0 + kRows) of every block. a.w: block j's rows at
 // data + j * block_stride + (tap * ICg + ic) * L, L floats each.
 void RunTile(const Conv2dFwdArgs& a, const GroupedLaneTable& table, int64_t m0) {
@@ -111,7 +91,9 @@ void RunTile(const Conv2dFwdArgs& a, const GroupedLaneTable& table, int64_t m0) 
   GatherTaps(p, tile, a.zeros, 0, kernel_taps, &taps);
   for (int64_t j = 0; j < blocks; ++j) {
     VF acc[kRows][1];
-    AccumulateTile(a, table, taps, j, acc);
+    GroupedBlock<kRows>(
+        taps, j, p.oc_per_group(), p.ic_per_group(), p.groups, a.w.data + j * a.w.block_stride,
+        [&](VF(&block)[kRows][1]) { AccumulateBlock(a, table, taps, j, block); }, acc);
     // Kernels of more than kMaxTaps taps: the further taps in chunks, rebuilt per block.
     for (int64_t t0 = kMaxTaps; t0 < kernel_taps; t0 += kMaxTaps) {
       TileTaps more;

@@ -171,9 +171,9 @@ HWY_INLINE void GroupedTap(const GroupedLaneTable& table, const float* const (&x
 // Zen 4, 2 threads, against GroupedTap4: RegNetY's 3x3 over 28x28x104 in 13 groups 1.12x, 7x7x440
 // 1.11x, ResNeXt's 56x56x256 in 32 groups 1.04x. Both forms stop near two thirds of the FMA peak:
 // one load per half-width FMA here (a tap's 16 weight halves held in registers over passes of 6
-// rows, each pixel's channels in turn, measured the same).
-constexpr bool kGroupedHalves = hn::MaxLanes(DF()) == 16;
-
+// rows, each pixel's channels in turn, measured the same). GroupedBlock takes it on 16-lane
+// targets.
+//
 // acc = the taps of `taps` for one block: per tap t and pixel i, the block's reduction channels
 // start at taps.src[t][i] + offset (the second group's k after the first's), its weight rows at w
 // + taps.tap[t] * k * L (lanes [0, L / 2) the first group's, the rest the second's). `two`: the
@@ -213,9 +213,27 @@ HWY_NOINLINE void GroupedHalvesBlock(const GroupedTileTaps& taps, int64_t offset
   for (size_t i = 0; i < kRows; ++i) acc[i][0] = hn::Combine(d, hi[i], lo[i]);
 }
 
-#else
-constexpr bool kGroupedHalves = false;
+#endif  // HWY_TARGET != HWY_SCALAR
+
+// acc = block j's taps: in halves (GroupedHalvesBlock) where a block is two groups of n = L / 2
+// lanes, each with k reduction channels (block j's weight rows at w); otherwise zeroed and
+// accumulated by `permuted(acc)`, the kernel's loop over GroupedTap.
+template <size_t kRows, class Permuted>
+HWY_INLINE void GroupedBlock(const GroupedTileTaps& taps, int64_t j, int64_t n, int64_t k,
+                             int64_t groups, const float* HWY_RESTRICT w, const Permuted& permuted,
+                             VF (&acc)[kRows][1]) {
+  const DF d;
+#if HWY_TARGET != HWY_SCALAR
+  if constexpr (hn::MaxLanes(DF()) == 16) {
+    if (2 * n == static_cast<int64_t>(hn::Lanes(d))) {
+      return GroupedHalvesBlock<kRows>(taps, j * 2 * k, w, k, 2 * j + 1 < groups, acc);
+    }
+  }
 #endif
+  HWY_UNROLL(16)
+  for (size_t i = 0; i < kRows; ++i) acc[i][0] = hn::Zero(d);
+  permuted(acc);
+}
 
 }  // namespace HWY_NAMESPACE
 }  // namespace convkit::internal::highway
