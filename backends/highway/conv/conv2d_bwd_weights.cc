@@ -40,18 +40,17 @@ namespace HWY_NAMESPACE {
 // Internal linkage for everything but the exported entry point (see conv2d_fwd_depthwise.cc).
 namespace {
 
-// Blocking of the GEMM (M = KH * KW * ICg rows, N = OCg columns, K = N * OH * OW), sized for a
-// Zen 5 core (48 KiB L1D, 1 MiB L2). Per K block the dy panel (block_k pixels x one column block;
-// AVX3: 128 x 64 floats = 32 KiB) stays in L1 while every row tile of the im2col block streams
-// over it; the im2col block (block_k x kXBlockBytes / (4 * block_k) rows, 384 KiB) stays in L2.
-// Per pixel the microkernel loads kVecs panel vectors and kRows x floats for kRows * kVecs FMAs.
-// Each dw tile is reloaded and stored once per K block (48 vector loads/stores per 3072 FMAs at
-// 128 pixels, AVX3) while dw stays in L2 (<= kL2DwBytes); a larger dw (res5 3x3: 9 MiB) would
-// come from L3 that often, so it takes blocks of 256 pixels. Measured (2 threads, loaded
-// machine): 128 instead of 256 took the 1x1 layers from ~1.0x to 1.3-1.5x oneDNN.
-constexpr int64_t kBlockK = 128;
-constexpr int64_t kBlockKLargeDw = 256;
-constexpr int64_t kL2DwBytes = 1 << 20;
+// Blocking of the GEMM (M = KH * KW * ICg rows, N = OCg columns, K = N * OH * OW). Per K block
+// the dy panel (block_k pixels x one column block; AVX3: 512 x 64 floats = 128 KiB) and the im2col
+// block (block_k x kXBlockBytes / (4 * block_k) rows, 384 KiB) stay in L2 while every row tile of
+// the im2col block streams over the panel. Per pixel the microkernel loads kVecs panel vectors and
+// kRows x floats for kRows * kVecs FMAs. Each dw tile is reloaded and stored once per K block;
+// with the panel and the im2col block in L2, dw (590 KiB for 3x3 128 -> 128) comes from L3, and
+// the reload's latency, not the L1 misses of a panel larger than L1, is what a short block pays:
+// on the Zen 4 (32 KiB L1D, 1 MiB L2; 2 threads, interleaved) 512 pixels instead of 128 (and of
+// 256 for a dw past 1 MiB) ran ResNet-50's 3x3 layers 1.02-1.12x and its 1x1 layers 1.06-1.09x;
+// 1024 ran 1-4 % slower than 512, 64 0.56-0.91x.
+constexpr int64_t kBlockK = 512;
 constexpr int64_t kXBlockBytes = 384 * 1024;
 
 // acc (kRows x kVecs vectors) += sum over k < kn of x[k * x_stride + i] * dy[k * dy_stride + j
@@ -184,8 +183,7 @@ WeightsPlan PlanWeights(const Conv2dProblem& p, int64_t tile_rows, int64_t block
   w.pixels = p.n * p.oh * p.ow;
   w.block_cols = block_cols;
   w.col_blocks = (w.cols + block_cols - 1) / block_cols;
-  const int64_t block_k = w.rows * p.oc * 4 > kL2DwBytes ? kBlockKLargeDw : kBlockK;
-  const int64_t k_blocks = (w.pixels + block_k - 1) / block_k;
+  const int64_t k_blocks = (w.pixels + kBlockK - 1) / kBlockK;
   w.block_k = (w.pixels + k_blocks - 1) / k_blocks;  // balanced: no short last block
   w.tile_rows = tile_rows;
   const int64_t fit = kXBlockBytes / (4 * w.block_k) / tile_rows * tile_rows;
