@@ -4,10 +4,10 @@
 // see the script for how). A rule sends a problem to onednn first; no rule means highway.
 //
 // Measured on AMD EPYC (family 25, Zen 4), 2 cores, 2026-12-07
-// (load averages at the start: 1 thread(s): load 0.4; 2 thread(s): load 1.0) from
-// ../out21/auto2/auto_raw_t1.json, ../out21/auto2/auto_raw_t2.json.
-// 1 thread(s): median cv 0.01.
-// 2 thread(s): median cv 0.05.
+// (load averages at the start: 1 thread(s): load 1.3; 2 thread(s): load 1.0) from
+// ../out22/auto3/auto_raw_t1.json, ../out22/auto3/auto_raw_t2.json.
+// 1 thread(s): median cv 0.03.
+// 2 thread(s): median cv 0.09.
 // Rules that do not bound threads apply to every thread count.
 #include "api/src/auto_table.hpp"
 
@@ -19,13 +19,21 @@ constexpr AutoRule kRules[] = {
     {.op = AutoOp::kConvBwdData,
      .kernel = {1, 1},
      .groups = GroupsClass::kDense,
-     .ic = {182, kNoLimit},
-     .oc = {182, kNoLimit},
+     .spatial = {0, 98},
      .work = {12845056, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k1 dense one-shot ic>=182 oc>=182 work>=12845056: onednn 1.14x faster in "
-            "geomean (min 0.96x) over 26 measured shapes"},
+     .why = "ConvBwdData k1 dense one-shot spatial<=98 work>=12845056: onednn 1.39x faster in "
+            "geomean (min 1.20x) over 7 measured shapes"},
+    {.op = AutoOp::kConvBwdData,
+     .kernel = {1, 1},
+     .groups = GroupsClass::kDense,
+     .oc = {0, 724},
+     .work = {72662610, kNoLimit},
+     .call = CallKind::kOneShot,
+     .backend = "onednn",
+     .why = "ConvBwdData k1 dense one-shot oc<=724 work>=72662610: onednn 1.10x faster in geomean "
+            "(min 0.96x) over 8 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {1, 1},
      .groups = GroupsClass::kDense,
@@ -33,51 +41,78 @@ constexpr AutoRule kRules[] = {
      .stride = {0, 1},
      .work = {225792, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k1 dense stride<=1 spatial<=839 work>=225792: onednn 1.13x faster in "
-            "geomean (min 0.96x) over 40 measured shapes"},
+     .why = "ConvBwdData k1 dense stride<=1 spatial<=839 work>=225792: onednn 1.11x faster in "
+            "geomean (min 0.99x) over 37 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kDense,
-     .ic = {4, kNoLimit},
+     .ic = {63, kNoLimit},
      .stride = {2, kNoLimit},
-     .work = {3456, kNoLimit},
+     .work = {57802752, kNoLimit},
+     .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 dense stride>=2 ic>=4 work>=3456: onednn 1.19x faster in geomean "
-            "(min 1.04x) over 11 measured shapes"},
+     .why = "ConvBwdData k2-3 dense one-shot stride>=2 ic>=63 work>=57802752: onednn 1.14x faster "
+            "in geomean (min 1.01x) over 6 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kDense,
-     .ic = {91, kNoLimit},
-     .work = {57802752, 147087360},
+     .ic = {8, kNoLimit},
+     .work = {1330056, 7322362},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 dense ic>=91 work<=147087360 work>=57802752: onednn 1.10x faster in "
-            "geomean (min 1.05x) over 6 measured shapes"},
+     .why = "ConvBwdData k2-3 dense ic>=8 work<=7322362 work>=1330056: onednn 1.43x faster in "
+            "geomean (min 1.00x) over 6 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
-     .ic = {0, 724},
-     .work = {112896, 2554544},
+     .ic = {0, 90},
+     .threads = {0, 1},
+     .work = {903168, kNoLimit},
+     .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 depthwise ic<=724 work<=2554544 work>=112896: onednn 1.29x faster in "
-            "geomean (min 0.96x) over 12 measured shapes"},
+     .why = "ConvBwdData k2-3 depthwise one-shot threads<=1 ic<=90 work>=903168: onednn 1.21x "
+            "faster in geomean (min 1.06x) over 2 measured shapes"},
+    {.op = AutoOp::kConvBwdData,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kDepthwise,
+     .ic = {46, kNoLimit},
+     .oc = {0, 724},
+     .work = {112896, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvBwdData k2-3 depthwise ic>=46 oc<=724 work>=112896: onednn 1.32x faster in "
+            "geomean (min 0.98x) over 12 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
-     .ic = {0, 724},
      .spatial = {0, 1568},
      .work = {776160, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped one-shot ic<=724 spatial<=1568 work>=776160: onednn 1.44x "
-            "faster in geomean (min 1.10x) over 20 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped one-shot spatial<=1568 work>=776160: onednn 1.38x faster in "
+            "geomean (min 0.97x) over 23 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
-     .spatial = {0, 1568},
-     .work = {776160, kNoLimit},
+     .work = {776160, 12514662},
      .backend = "onednn",
-     .why = "ConvBwdData k2-3 grouped spatial<=1568 work>=776160: onednn 1.40x faster in geomean "
-            "(min 1.06x) over 25 measured shapes"},
+     .why = "ConvBwdData k2-3 grouped work<=12514662 work>=776160: onednn 1.39x faster in geomean "
+            "(min 1.01x) over 15 measured shapes"},
+    {.op = AutoOp::kConvBwdData,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kGrouped,
+     .ic = {363, kNoLimit},
+     .work = {7225344, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvBwdData k2-3 grouped ic>=363 work>=7225344: onednn 1.39x faster in geomean (min "
+            "1.18x) over 8 measured shapes"},
+    {.op = AutoOp::kConvBwdData,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kGrouped,
+     .ic = {182, kNoLimit},
+     .threads = {0, 1},
+     .work = {7225344, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvBwdData k2-3 grouped threads<=1 ic>=182 work>=7225344: onednn 1.35x faster in "
+            "geomean (min 1.25x) over 2 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {4, 5},
      .groups = GroupsClass::kDepthwise,
@@ -85,18 +120,8 @@ constexpr AutoRule kRules[] = {
      .stride = {2, kNoLimit},
      .work = {705600, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k4-5 depthwise stride>=2 ic<=185 work>=705600: onednn 1.33x faster in "
-            "geomean (min 1.28x) over 4 measured shapes"},
-    {.op = AutoOp::kConvBwdData,
-     .kernel = {6, kNoLimit},
-     .groups = GroupsClass::kDepthwise,
-     .ic = {0, 271},
-     .stride = {2, kNoLimit},
-     .work = {3687936, kNoLimit},
-     .call = CallKind::kOneShot,
-     .backend = "onednn",
-     .why = "ConvBwdData k>=6 depthwise one-shot stride>=2 ic<=271 work>=3687936: onednn 1.13x "
-            "faster in geomean (min 1.02x) over 4 measured shapes"},
+     .why = "ConvBwdData k4-5 depthwise stride>=2 ic<=185 work>=705600: onednn 1.40x faster in "
+            "geomean (min 1.39x) over 3 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {6, kNoLimit},
      .groups = GroupsClass::kDepthwise,
@@ -104,26 +129,8 @@ constexpr AutoRule kRules[] = {
      .stride = {2, kNoLimit},
      .work = {3687936, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k>=6 depthwise stride>=2 ic<=271 work>=3687936: onednn 1.26x faster in "
-            "geomean (min 1.20x) over 4 measured shapes"},
-    {.op = AutoOp::kConvBwdWeights,
-     .kernel = {1, 1},
-     .groups = GroupsClass::kDense,
-     .oc = {68, kNoLimit},
-     .spatial = {393, kNoLimit},
-     .work = {1881600, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvBwdWeights k1 dense oc>=68 spatial>=393 work>=1881600: onednn 1.15x faster in "
-            "geomean (min 0.98x) over 24 measured shapes"},
-    {.op = AutoOp::kConvBwdWeights,
-     .kernel = {1, 1},
-     .groups = GroupsClass::kDense,
-     .ic = {28, kNoLimit},
-     .oc = {0, 28},
-     .work = {2408448, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvBwdWeights k1 dense ic>=28 oc<=28 work>=2408448: onednn 1.12x faster in geomean "
-            "(min 0.99x) over 4 measured shapes"},
+     .why = "ConvBwdData k>=6 depthwise stride>=2 ic<=271 work>=3687936: onednn 1.49x faster in "
+            "geomean (min 1.25x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {2, 3},
      .groups = GroupsClass::kDense,
@@ -132,24 +139,32 @@ constexpr AutoRule kRules[] = {
      .call = CallKind::kOneShot,
      .backend = "onednn",
      .why = "ConvBwdWeights k2-3 dense one-shot spatial>=4161 work<=100117303 work>=2709504: "
-            "onednn 1.33x faster in geomean (min 1.06x) over 9 measured shapes"},
+            "onednn 1.39x faster in geomean (min 1.22x) over 9 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {2, 3},
      .groups = GroupsClass::kDense,
      .oc = {12, kNoLimit},
-     .work = {719712, 100117303},
+     .work = {719712, 30654538},
      .backend = "onednn",
-     .why = "ConvBwdWeights k2-3 dense oc>=12 work<=100117303 work>=719712: onednn 1.49x faster in "
-            "geomean (min 1.03x) over 22 measured shapes"},
+     .why = "ConvBwdWeights k2-3 dense oc>=12 work<=30654538 work>=719712: onednn 1.50x faster in "
+            "geomean (min 1.00x) over 17 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
      .ic = {363, kNoLimit},
-     .threads = {0, 1},
      .work = {112896, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdWeights k2-3 depthwise threads<=1 ic>=363 work>=112896: onednn 1.35x faster in "
-            "geomean (min 1.11x) over 3 measured shapes"},
+     .why = "ConvBwdWeights k2-3 depthwise ic>=363 work>=112896: onednn 1.19x faster in geomean "
+            "(min 0.98x) over 5 measured shapes"},
+    {.op = AutoOp::kConvBwdWeights,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kGrouped,
+     .ic = {725, kNoLimit},
+     .work = {7225344, kNoLimit},
+     .call = CallKind::kOneShot,
+     .backend = "onednn",
+     .why = "ConvBwdWeights k2-3 grouped one-shot ic>=725 work>=7225344: onednn 1.13x faster in "
+            "geomean (min 1.08x) over 2 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
@@ -158,41 +173,39 @@ constexpr AutoRule kRules[] = {
      .work = {7225344, kNoLimit},
      .backend = "onednn",
      .why = "ConvBwdWeights k2-3 grouped threads<=1 ic>=475 work>=7225344: onednn 1.12x faster in "
-            "geomean (min 1.02x) over 4 measured shapes"},
+            "geomean (min 1.05x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
      .work = {1010625, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvBwdWeights k4-5 dense one-shot work>=1010625: onednn 1.40x faster in geomean (min "
-            "0.99x) over 6 measured shapes"},
+     .why = "ConvBwdWeights k4-5 dense one-shot work>=1010625: onednn 1.28x faster in geomean (min "
+            "0.98x) over 6 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
      .work = {1010625, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdWeights k4-5 dense work>=1010625: onednn 1.56x faster in geomean (min 1.13x) "
-            "over 6 measured shapes"},
+     .why = "ConvBwdWeights k4-5 dense work>=1010625: onednn 1.49x faster in geomean (min 1.04x) "
+            "over 5 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {6, kNoLimit},
      .groups = GroupsClass::kDense,
-     .stride = {0, 5},
-     .threads = {2, kNoLimit},
-     .work = {59006976, kNoLimit},
-     .call = CallKind::kOneShot,
+     .batch = {0, 2},
+     .work = {57802752, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdWeights k>=6 dense one-shot threads>=2 stride<=5 work>=59006976: onednn 1.21x "
-            "faster in geomean (min 1.21x) over 2 measured shapes"},
-    {.op = AutoOp::kConvBwdWeights,
-     .kernel = {6, kNoLimit},
+     .why = "ConvBwdWeights k>=6 dense batch<=2 work>=57802752: onednn 1.11x faster in geomean "
+            "(min 0.96x) over 3 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {1, 1},
      .groups = GroupsClass::kDense,
-     .stride = {0, 5},
+     .oc = {0, 19},
      .threads = {2, kNoLimit},
-     .work = {59006976, kNoLimit},
+     .work = {215760, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdWeights k>=6 dense threads>=2 stride<=5 work>=59006976: onednn 1.29x faster in "
-            "geomean (min 1.03x) over 2 measured shapes"},
+     .why = "ConvFwd k1 dense threads>=2 oc<=19 work>=215760: onednn 1.16x faster in geomean (min "
+            "1.02x) over 2 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {2, 3},
      .groups = GroupsClass::kDense,
@@ -200,52 +213,76 @@ constexpr AutoRule kRules[] = {
      .work = {2569273344, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvFwd k2-3 dense one-shot ic>=1025 work>=2569273344: onednn 1.21x faster in geomean "
-            "(min 1.08x) over 6 measured shapes"},
+     .why = "ConvFwd k2-3 dense one-shot ic>=1025 work>=2569273344: onednn 1.17x faster in geomean "
+            "(min 1.06x) over 6 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kDense,
+     .oc = {0, 45},
+     .work = {10738778, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvFwd k2-3 dense oc<=45 work>=10738778: onednn 1.11x faster in geomean (min 1.03x) "
+            "over 6 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kDense,
+     .ic = {15, kNoLimit},
+     .work = {1859256, 7322362},
+     .backend = "onednn",
+     .why = "ConvFwd k2-3 dense ic>=15 work<=7322362 work>=1859256: onednn 1.11x faster in geomean "
+            "(min 1.07x) over 4 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {2, 3},
      .groups = GroupsClass::kDepthwise,
-     .spatial = {99, kNoLimit},
-     .work = {225792, 1277272},
+     .work = {112896, 1277272},
      .backend = "onednn",
-     .why = "ConvFwd k2-3 depthwise spatial>=99 work<=1277272 work>=225792: onednn 1.16x faster in "
-            "geomean (min 1.01x) over 6 measured shapes"},
+     .why = "ConvFwd k2-3 depthwise work<=1277272 work>=112896: onednn 1.20x faster in geomean "
+            "(min 1.01x) over 8 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .ic = {0, 115},
-     .threads = {0, 1},
-     .work = {2039184, kNoLimit},
+     .stride = {2, kNoLimit},
+     .work = {2935296, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvFwd k2-3 grouped one-shot threads<=1 ic<=115 work>=2039184: onednn 1.10x faster "
-            "in geomean (min 0.97x) over 4 measured shapes"},
+     .why = "ConvFwd k2-3 grouped one-shot stride>=2 ic<=115 work>=2935296: onednn 1.14x faster in "
+            "geomean (min 1.07x) over 4 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
      .ic = {0, 230},
-     .work = {1467648, 12514662},
+     .spatial = {0, 1568},
+     .work = {1467648, kNoLimit},
      .backend = "onednn",
-     .why = "ConvFwd k2-3 grouped ic<=230 work<=12514662 work>=1467648: onednn 1.25x faster in "
-            "geomean (min 1.06x) over 12 measured shapes"},
+     .why = "ConvFwd k2-3 grouped ic<=230 spatial<=1568 work>=1467648: onednn 1.23x faster in "
+            "geomean (min 1.10x) over 8 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {2, 3},
      .groups = GroupsClass::kGrouped,
-     .spatial = {0, 98},
-     .stride = {2, kNoLimit},
-     .work = {776160, kNoLimit},
-     .backend = "onednn",
-     .why = "ConvFwd k2-3 grouped stride>=2 spatial<=98 work>=776160: onednn 1.16x faster in "
-            "geomean (min 1.02x) over 4 measured shapes"},
-    {.op = AutoOp::kConvFwd,
-     .kernel = {2, 3},
-     .groups = GroupsClass::kGrouped,
-     .spatial = {0, 98},
      .threads = {0, 1},
-     .work = {776160, kNoLimit},
+     .work = {776160, 12514662},
      .backend = "onednn",
-     .why = "ConvFwd k2-3 grouped threads<=1 spatial<=98 work>=776160: onednn 1.12x faster in "
-            "geomean (min 1.08x) over 2 measured shapes"},
+     .why = "ConvFwd k2-3 grouped threads<=1 work<=12514662 work>=776160: onednn 1.12x faster in "
+            "geomean (min 1.11x) over 3 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {2, 3},
+     .groups = GroupsClass::kGrouped,
+     .ic = {475, kNoLimit},
+     .stride = {0, 1},
+     .work = {7225344, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvFwd k2-3 grouped stride<=1 ic>=475 work>=7225344: onednn 1.11x faster in geomean "
+            "(min 1.10x) over 3 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {4, 5},
+     .groups = GroupsClass::kDense,
+     .batch = {2, kNoLimit},
+     .work = {1010625, kNoLimit},
+     .call = CallKind::kOneShot,
+     .backend = "onednn",
+     .why = "ConvFwd k4-5 dense one-shot batch>=2 work>=1010625: onednn 1.12x faster in geomean "
+            "(min 1.04x) over 4 measured shapes"},
     {.op = AutoOp::kPoolBwdMax,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
@@ -253,16 +290,16 @@ constexpr AutoRule kRules[] = {
      .work = {1280000, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "PoolBwdMax k4-5 dense one-shot stride<=1 work>=1280000: onednn 1.23x faster in "
-            "geomean (min 1.17x) over 4 measured shapes"},
+     .why = "PoolBwdMax k4-5 dense one-shot stride<=1 work>=1280000: onednn 1.27x faster in "
+            "geomean (min 1.19x) over 3 measured shapes"},
     {.op = AutoOp::kPoolBwdMax,
      .kernel = {4, 5},
      .groups = GroupsClass::kDense,
      .stride = {0, 1},
      .work = {1280000, kNoLimit},
      .backend = "onednn",
-     .why = "PoolBwdMax k4-5 dense stride<=1 work>=1280000: onednn 1.42x faster in geomean (min "
-            "1.35x) over 4 measured shapes"},
+     .why = "PoolBwdMax k4-5 dense stride<=1 work>=1280000: onednn 1.16x faster in geomean (min "
+            "1.05x) over 4 measured shapes"},
 };
 
 }  // namespace
