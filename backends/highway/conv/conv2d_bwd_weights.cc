@@ -57,11 +57,12 @@ constexpr int64_t kXBlockBytes = 384 * 1024;
 // * lanes + lane], in the order of k; then stored to dw rows i < rows (row stride dw_stride, last
 // vector masked by `last`). `first` starts from zero, otherwise from dw (the running sum of the
 // earlier K blocks: the order of terms is unchanged). dy holds whole vectors (padded with zeros);
-// kFull: rows == kRows (a partial tile reads its last row again for the missing ones).
+// kFull: rows == kRows (a partial tile reads its last row again for the missing ones). The first
+// `ahead` pixels also prefetch x's line kn pixels on: the next K block's, read from x itself.
 template <size_t kRows, size_t kVecs, bool kFull>
 void WeightsTile(const float* HWY_RESTRICT x, int64_t x_stride, size_t rows,
-                 const float* HWY_RESTRICT dy, int64_t dy_stride, int64_t kn, MF last, bool first,
-                 float* HWY_RESTRICT dw, int64_t dw_stride) {
+                 const float* HWY_RESTRICT dy, int64_t dy_stride, int64_t kn, int64_t ahead,
+                 MF last, bool first, float* HWY_RESTRICT dw, int64_t dw_stride) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
   VF acc[kRows][kVecs];
@@ -73,6 +74,7 @@ void WeightsTile(const float* HWY_RESTRICT x, int64_t x_stride, size_t rows,
   size_t row[kRows];  // the x column row i reads
   for (size_t i = 0; i < kRows; ++i) row[i] = kFull ? i : std::min(i, rows - 1);
   for (int64_t k = 0; k < kn; ++k, x += x_stride, dy += dy_stride) {
+    if (k < ahead) hwy::Prefetch(x + kn * x_stride);
     VF g[kVecs];
     HWY_UNROLL(16)
     for (size_t j = 0; j < kVecs; ++j) g[j] = hn::LoadU(d, dy + j * lanes);
@@ -94,21 +96,21 @@ void WeightsTile(const float* HWY_RESTRICT x, int64_t x_stride, size_t rows,
 // WeightsTile with as few vectors as `cols` need, full or partial rows.
 template <size_t kRows, size_t kVecs>
 void WeightsTileVecs(const float* x, int64_t x_stride, size_t rows, const float* dy,
-                     int64_t dy_stride, int64_t kn, int64_t cols, bool first, float* dw,
-                     int64_t dw_stride) {
+                     int64_t dy_stride, int64_t kn, int64_t ahead, int64_t cols, bool first,
+                     float* dw, int64_t dw_stride) {
   const size_t lanes = hn::Lanes(DF());
   if constexpr (kVecs > 1) {
     if (cols <= static_cast<int64_t>((kVecs - 1) * lanes)) {
-      return WeightsTileVecs<kRows, kVecs - 1>(x, x_stride, rows, dy, dy_stride, kn, cols, first,
-                                               dw, dw_stride);
+      return WeightsTileVecs<kRows, kVecs - 1>(x, x_stride, rows, dy, dy_stride, kn, ahead, cols,
+                                               first, dw, dw_stride);
     }
   }
   const MF last = hn::FirstN(DF(), static_cast<size_t>(cols) - (kVecs - 1) * lanes);
   if (rows == kRows) {
-    WeightsTile<kRows, kVecs, true>(x, x_stride, rows, dy, dy_stride, kn, last, first, dw,
+    WeightsTile<kRows, kVecs, true>(x, x_stride, rows, dy, dy_stride, kn, ahead, last, first, dw,
                                     dw_stride);
   } else {
-    WeightsTile<kRows, kVecs, false>(x, x_stride, rows, dy, dy_stride, kn, last, first, dw,
+    WeightsTile<kRows, kVecs, false>(x, x_stride, rows, dy, dy_stride, kn, ahead, last, first, dw,
                                      dw_stride);
   }
 }
@@ -163,19 +165,11 @@ struct WeightsPlan {
   bool direct_dy = false;                  // dy rows are whole panels (groups 1, OC a block)
 };
 
-// A 1x1 stride-1 x is its own im2col. Packed per K block anyway when its rows are a multiple of
-// 128 B (each microkernel tile reads one float run of every pixel's row: rows 4 KiB apart share an
-// L1 set) -- except that the packing copy, done by each thread for its column blocks, cost more
-// than those misses while x stays within half the L3 (interleaved against packing, convkit-run
-// --dir=BWD_W, 2 threads: 512 -> 128 at 28x28, N = 8 (12.8 MB) 1.18x; 256 -> 64 at 56x56 N = 1
-// 1.13x; 64 -> 256 at 56x56 N = 8 1.04x; 2048 -> 512 and 1024 -> 256 within 3 %), not past it
-// (256 -> 64 at 56x56, N = 8, 25.7 MB: 0.92x).
-constexpr int64_t kDirectXBytes = int64_t{16} << 20;
-
-int64_t XBytes(const Conv2dProblem& p) {
-  return p.n * p.ih * p.iw * p.ic * static_cast<int64_t>(sizeof(float));
-}
-
+// A 1x1 stride-1 x is its own im2col, read in place whatever its size: with the next K block's
+// lines prefetched (WeightsTile's `ahead`), in place beat packing the rows per K block also where
+// x comes from memory (convkit-run --dir=BWD_W, 2 threads, alternated: 256 -> 64 at 56x56, N = 8,
+// 25.7 MB, 1.59x; 512 -> 128 at 56x56, N = 8, 1.09x), and the prefetch ran the in-place path
+// 1.14-1.29x faster at N = 8 (1024 -> 256 at 14x14, 512 -> 128 at 28x28).
 WeightsPlan PlanWeights(const Conv2dProblem& p, int64_t tile_rows, int64_t block_cols) {
   WeightsPlan w;
   w.rows = p.kh * p.kw * p.ic_per_group();
@@ -194,7 +188,7 @@ WeightsPlan PlanWeights(const Conv2dProblem& p, int64_t tile_rows, int64_t block
   w.x_ld = PaddedStride(w.block_rows);
   const bool own_im2col = p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 &&
                           p.pad.top == 0 && p.pad.left == 0 && p.oh == p.ih && p.ow == p.iw;
-  w.direct_x = own_im2col && (p.ic % 32 != 0 || XBytes(p) <= kDirectXBytes);
+  w.direct_x = own_im2col;
   w.direct_dy = p.groups == 1 && p.oc == block_cols;
   return w;
 }
@@ -228,6 +222,9 @@ void RunTiles(const Conv2dBwdWeightsArgs& a, const WeightsPlan& w, int64_t begin
   const Conv2dProblem& p = *a.p;
   for (int64_t k0 = 0; k0 < w.pixels; k0 += w.block_k) {
     const int64_t kn = std::min(w.block_k, w.pixels - k0);
+    // x read in place comes from memory when large: its lines of the next K block are prefetched
+    // (pixels past the end of x are not).
+    const int64_t ahead = w.direct_x ? std::min(kn, w.pixels - k0 - kn) : 0;
     int64_t t = 0;
     for (int64_t g = 0; g < p.groups; ++g) {
       for (int64_t rb = 0; rb < w.row_blocks; ++rb) {
@@ -264,8 +261,8 @@ void RunTiles(const Conv2dBwdWeightsArgs& a, const WeightsPlan& w, int64_t begin
             const float* x = w.direct_x ? a.x + k0 * p.ic + g * w.rows + m : x_buf + (m - m0);
             const int64_t x_stride = w.direct_x ? p.ic : w.x_ld;
             float* dw = a.dw + m * p.oc + g * w.cols + col0;
-            WeightsTileVecs<kRows, kVecs>(x, x_stride, rows, dy, dy_stride, kn, cols, k0 == 0, dw,
-                                          p.oc);
+            WeightsTileVecs<kRows, kVecs>(x, x_stride, rows, dy, dy_stride, kn, ahead, cols,
+                                          k0 == 0, dw, p.oc);
           }
         }
       }
