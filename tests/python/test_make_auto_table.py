@@ -41,3 +41,35 @@ def test_one_sided_conditions_keep_the_other_side_open(tool):
     text = tool.cpp_rule(grouped_one_shot_rule((("ic", None, 115), ("work", 2039184, None))))
     assert ".ic = {0, 115}" in text
     assert ".work = {2039184, kNoLimit}" in text
+
+
+def corner_points():
+    """Backward data 3x3 points where oneDNN wins only with many input channels on a small map:
+    no single threshold separates that corner (work ties across it)."""
+    pts = []
+    for ic in (64, 256):
+        for spatial in (196, 3136):
+            for oc in (128, 512):
+                work = ic * oc * spatial * 9
+                pts.append({"op": "kConvBwdData", "kernel": 3, "groups": "kDense", "call": "kPlan",
+                            "ic": ic, "oc": oc, "spatial": spatial, "batch": 1, "stride": 1,
+                            "threads": 2, "work": work, "set": "s", "shape": f"{ic}_{oc}_{spatial}",
+                            "label": f"{ic}_{oc}_{spatial}",
+                            "ratio": 1.5 if ic == 256 and spatial == 196 else 0.7})
+    return pts
+
+
+def test_a_rule_narrows_its_class_by_two_thresholds(tool, monkeypatch):
+    pts = corner_points()
+    monkeypatch.setattr(tool, "MAX_DEPTH", 1)
+    assert tool.fit(pts) == []  # one threshold cannot isolate the corner
+    monkeypatch.setattr(tool, "MAX_DEPTH", 2)
+    rules = tool.fit(pts)
+    assert len(rules) == 1
+    features = {c[0] for c in rules[0]["conds"]}
+    assert {"ic", "spatial"} <= features
+    for p in pts:  # the rule covers the corner and nothing else
+        assert tool.matches(rules[0], p) == (p["ratio"] > 1)
+    text = tool.cpp_rule(rules[0])
+    assert ".ic = {129, kNoLimit}" in text  # the geometric midpoint of 64 and 256, + 1
+    assert ".spatial = {0, 784}" in text  # of 196 and 3136
