@@ -25,15 +25,15 @@ How the rules are fitted (greedy rule induction, one class at a time):
 Noise: a benchmark whose repetitions vary by more than --max-cv is left out, and a thread count
 whose median benchmark varies by more than 0.25 is not fitted at all (on a loaded 2-core machine,
 2-thread calls stall for whole scheduler slices). Several files measuring the same benchmark are
-merged (median of their medians). Two thresholds per rule over one, on the Zen 4 (2026-12-07): fitted
-on one pair of runs and scored on a second, independent 2-thread run of every plan op, auto/best by
-choice 0.974 against 0.947 (always-highway 0.926; backward weights 0.907 -> 0.96); leave-one-set-
-out cross-validation (--cross-validate) 0.950 against 0.945; on 22 layers of architectures in no
-set (AlexNet, GoogLeNet, DenseNet, SqueezeNet, Inception-v3, RegNetX, ...; forward and backward,
-2 threads) 0.936 against 0.922. A margin of 1.10 instead of 1.15 scored the same on the second run
-(0.976) and worse on those layers (0.928): its extra rules rested on 2-thread noise and sent
-DenseNet's 3x3 128 -> 32, 1.7x faster on highway, to oneDNN. On the Zen 5's 1-thread data one
-threshold had held out marginally better (0.960 vs 0.957).
+merged (median of their medians). Two thresholds per rule over one, on the Zen 4
+(2026-12-07): fitted on one pair of runs and scored on a second, independent 2-thread run of every
+plan op, auto/best by choice 0.974 against 0.947 (always-highway 0.926; backward weights 0.907 ->
+0.96); leave-one-set-out cross-validation (--cross-validate) 0.950 against 0.945; on 22 layers of
+architectures in no set (AlexNet, GoogLeNet, DenseNet, SqueezeNet, Inception-v3, RegNetX, ...;
+forward and backward, 2 threads) 0.936 against 0.922. A margin of 1.10 instead of 1.15 scored the
+same on the second run (0.976) and worse on those layers (0.928): its extra rules rested on
+2-thread noise and sent DenseNet's 3x3 128 -> 32, 1.7x faster on highway, to oneDNN. On the Zen
+5's 1-thread data one threshold had held out marginally better (0.960 vs 0.957).
 
 The raw JSON goes under --out-dir (default out/, not committed); --json reuses earlier runs.
 
@@ -243,7 +243,8 @@ def holds(cond, p):
 
 
 def best_rule(pts):
-    """The narrowing of a class (<= MAX_DEPTH conditions) with the most gain that qualifies, or None."""
+    """The narrowing of a class (<= MAX_DEPTH conditions) with the most gain that qualifies, or
+    None."""
     best = None
     conds = conditions(pts)
     for depth in range(MAX_DEPTH + 1):
