@@ -47,9 +47,11 @@ namespace {
 // kRows x floats for kRows * kVecs FMAs. Each dw tile is reloaded and stored once per K block;
 // with the panel and the im2col block in L2, dw (590 KiB for 3x3 128 -> 128) comes from L3, and
 // the reload's latency, not the L1 misses of a panel larger than L1, is what a short block pays:
-// on the Zen 4 (32 KiB L1D, 1 MiB L2; 2 threads, interleaved) 512 pixels instead of 128 (and of
-// 256 for a dw past 1 MiB) ran ResNet-50's 3x3 layers 1.02-1.12x and its 1x1 layers 1.06-1.09x;
-// 1024 ran 1-4 % slower than 512, 64 0.56-0.91x.
+// on the Zen 4 (32 KiB L1D, 1 MiB L2; convkit-run --dir=BWD_W, 2 threads, 5 rounds alternated)
+// 512 pixels instead of 128 (and of 256 for a dw past 1 MiB) ran ResNet-50's 1x1 layers
+// 1.00-1.18x, its 3x3 layers 0.99-1.13x and 1.07-1.09x at N = 8, 1 thread 0.99-1.04x; 1024 ran
+// 1-4 % slower than 512, 64 0.56-0.91x of 128. (The Zen 5, 48 KiB L1D, had measured 128 ahead of
+// 256 on 1x1 layers, on a loaded machine: a choice by cache sizes would serve both.)
 constexpr int64_t kBlockK = 512;
 constexpr int64_t kXBlockBytes = 384 * 1024;
 
