@@ -17,7 +17,8 @@
 // "grouped" (ResNeXt-50 32x4d and RegNetY-400MF group convolutions), "stems" (1-3 input channels:
 // 3x3/2, 7x7/2, patchify 4x4/4 and 16x16/16, at batch 1 and 8), "dw_large" (5x5 and 7x7
 // depthwise at every stage size, stride 1 and 2), "narrow_1x1" (pointwise layers with 16-72
-// channels), "dilated" (DeepLabv3's atrous layers: ResNet-50 and MobileNetV3 backbones, ASPP).
+// channels), "dilated" (DeepLabv3's atrous layers: ResNet-50 and MobileNetV3 backbones, ASPP),
+// "strided" (stride-2 downsampling layers of ResNet-18, YOLOv5s, HRNet, SSD and pix2pix).
 // Pooling at batch 32 and backward at batch 8 are the same sets at another batch:
 // tools/convkit_compare.py --batch pool2d=32,conv2d_bwd=8.
 // Transposed-convolution set: "transposed" (upsampling layers of UNet decoders, the DBNet head,
@@ -311,6 +312,26 @@ inline constexpr ConvShape kConvShapes[] = {
     Pointwise("shufflev2_pw28_58_58", 28, 58, 58),
     Pointwise("shufflev2x05_pw28_24_24", 28, 24, 24),
     Pointwise("shufflev2x05_pw14_48_48", 14, 48, 48),
+
+    // Downsampling convolutions (stride 2) of small and mid channel counts, a class the sets above
+    // hold few of (auto's table learns their backward passes from these): ResNet-18 (He et al.
+    // 2016, Table 1: the first 3x3 of conv3_x to conv5_x and the 1x1 projection of conv3_x, at
+    // 224x224); YOLOv5s v6 at 320x320 (its 3x3/2 Convs of the backbone's second and third
+    // stages); HRNet-W32's stem second 3x3/2 (256x192 pose input); SSD300's extra feature layers
+    // (Liu et al. 2016: 3x3/2 at 10x10 and 5x5, pad 1); the pix2pix / PatchGAN encoder's 4x4/2
+    // pad 1 (Isola et al. 2017: C128, C256, C512 at 256x256).
+    Conv("strided", "resnet18_c3_3x3s2_64_128", 1, 56, 56, 64, 128, 3, 2, 1),
+    Conv("strided", "resnet18_c4_3x3s2_128_256", 1, 28, 28, 128, 256, 3, 2, 1),
+    Conv("strided", "resnet18_c5_3x3s2_256_512", 1, 14, 14, 256, 512, 3, 2, 1),
+    Conv("strided", "resnet18_c3_1x1s2_64_128", 1, 56, 56, 64, 128, 1, 2, 0),
+    Conv("strided", "yolov5s_3x3s2_32_64_160", 1, 160, 160, 32, 64, 3, 2, 1),
+    Conv("strided", "yolov5s_3x3s2_64_128_80", 1, 80, 80, 64, 128, 3, 2, 1),
+    Conv("strided", "hrnet_stem2_3x3s2_64_128x96", 1, 128, 96, 64, 64, 3, 2, 1),
+    Conv("strided", "ssd_extra_3x3s2_256_512_10", 1, 10, 10, 256, 512, 3, 2, 1),
+    Conv("strided", "ssd_extra_3x3s2_128_256_5", 1, 5, 5, 128, 256, 3, 2, 1),
+    Conv("strided", "pix2pix_c128_4x4s2_64_128", 1, 128, 128, 64, 128, 4, 2, 1),
+    Conv("strided", "pix2pix_c256_4x4s2_128_256", 1, 64, 64, 128, 256, 4, 2, 1),
+    Conv("strided", "pix2pix_c512_4x4s2_256_512", 1, 32, 32, 256, 512, 4, 2, 1),
 };
 
 inline constexpr TransposeShape kTransposeShapes[] = {
