@@ -7,9 +7,11 @@ rules that say when onednn goes first, and writes them to api/src/auto_rules.cpp
 covered by a rule stays on highway (our own path), so a rule needs a clear margin.
 
 How the rules are fitted (greedy rule induction, one class at a time):
-  * a class is an op and direction with a kernel-size class (1, 2-3, 4-5, >= 6), a groups class
-    (dense, grouped, depthwise) and the kind of call (plan, or one-shot call: convkit_bench's
-    "_oneshot" ops, which pay each backend's per-call set-up): the same code path in each backend;
+  * a class is an op and direction with a kernel-size class (1, 2-3, 4-5, >= 6), a stride class
+    (1, >= 2), a groups class (dense, grouped, depthwise) and the kind of call (plan, or one-shot
+    call: convkit_bench's "_oneshot" ops, which pay each backend's per-call set-up): the same code
+    path in each backend (highway's stride-1 3x3 layers run Winograd, its strided backward data
+    the phase kernels);
   * within a class, a rule is the class itself or the class narrowed by one or two thresholds
     (on two features) among threads, stride, input or output channels, output pixels per image,
     batch and work (multiply-adds or window reads per call, where fixed costs rule); thresholds sit
@@ -33,7 +35,11 @@ architectures in no set (AlexNet, GoogLeNet, DenseNet, SqueezeNet, Inception-v3,
 forward and backward, 2 threads) 0.936 against 0.922. A margin of 1.10 instead of 1.15 scored the
 same on the second run (0.976) and worse on those layers (0.928): its extra rules rested on
 2-thread noise and sent DenseNet's 3x3 128 -> 32, 1.7x faster on highway, to oneDNN. On the Zen
-5's 1-thread data one threshold had held out marginally better (0.960 vs 0.957).
+5's 1-thread data one threshold had held out marginally better (0.960 vs 0.957). Stride classes
+(later the same day, fitted with the "strided" set measured): on the 22 layers 0.954 against 0.950
+without them and 0.943 for the table before that set (forward 0.957 / 0.935 / 0.969, backward
+data 0.964 / 0.963 / 0.913); without them a rule for small strided 3x3 layers (on channels and
+work) sent GoogLeNet's stride-1 3x3 96 -> 208, 1.6x faster on highway (Winograd), to oneDNN.
 
 The raw JSON goes under --out-dir (default out/, not committed); --json reuses earlier runs.
 
@@ -77,6 +83,7 @@ MIN_SHAPES = 2     # shapes a narrowed rule must rest on
 WORST = 1 / 1.05    # no covered shape may be slower on onednn than this
 NUMERIC = ["threads", "stride", "ic", "oc", "spatial", "batch", "work"]
 KERNEL_CLASSES = [(1, 1), (2, 3), (4, 5), (6, None)]
+STRIDE_CLASSES = [(1, 1), (2, None)]
 
 
 def find_bench():
@@ -217,6 +224,17 @@ def kernel_class(k):
             return (lo, hi)
 
 
+def stride_class(s):
+    for lo, hi in STRIDE_CLASSES:
+        if s >= lo and (hi is None or s <= hi):
+            return (lo, hi)
+
+
+def in_range(v, lo_hi):
+    lo, hi = lo_hi
+    return v >= lo and (hi is None or v <= hi)
+
+
 def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs))
 
@@ -275,7 +293,8 @@ def with_work_floor(combo, covered):
 def fit(pts):
     classes = {}
     for p in pts:
-        key = (p["op"], kernel_class(p["kernel"]), p["groups"], p["call"])
+        key = (p["op"], kernel_class(p["kernel"]), p["groups"], p["call"],
+               stride_class(p["stride"]))
         classes.setdefault(key, []).append(p)
     rules = []
     for key in sorted(classes, key=str):
@@ -292,9 +311,9 @@ def fit(pts):
 
 
 def matches(rule, p):
-    op, (klo, khi), groups, call = rule["class"]
-    return (p["op"] == op and p["call"] == call and p["kernel"] >= klo and
-            (khi is None or p["kernel"] <= khi) and p["groups"] == groups and
+    op, kernel, groups, call, stride = rule["class"]
+    return (p["op"] == op and p["call"] == call and in_range(p["kernel"], kernel) and
+            p["groups"] == groups and in_range(p["stride"], stride) and
             all(holds(c, p) for c in rule["conds"]))
 
 
@@ -302,9 +321,11 @@ def matches(rule, p):
 # Writing the table.
 
 def describe(rule):
-    op, (klo, khi), groups, call = rule["class"]
+    op, (klo, khi), groups, call, (slo, shi) = rule["class"]
     kernel = f"k{klo}" if klo == khi else (f"k{klo}-{khi}" if khi else f"k>={klo}")
-    parts = [op[1:], kernel, groups[1:].lower()] + (["one-shot"] if call == "kOneShot" else [])
+    stride = f"s{slo}" if slo == shi else f"s>={slo}"
+    parts = [op[1:], kernel, stride, groups[1:].lower()]
+    parts += ["one-shot"] if call == "kOneShot" else []
     for feat, lo, hi in rule["conds"]:
         parts.append(f"{feat}<={hi}" if hi is not None else f"{feat}>={lo}")
     ratios = [p["ratio"] for p in rule["covered"]]
@@ -313,15 +334,17 @@ def describe(rule):
 
 
 def cpp_rule(rule):
-    op, (klo, khi), groups, call = rule["class"]
+    op, (klo, khi), groups, call, stride = rule["class"]
     fields = [f".op = AutoOp::{op}", f".kernel = {{{klo}, {khi if khi else 'kNoLimit'}}}",
               f".groups = GroupsClass::{groups}"]
-    # A feature may carry two conditions (work <= hi from the fit, work >= lo from the floor):
-    # one range holds both.
-    ranges = {}
+    # A feature may carry two conditions (work <= hi from the fit, work >= lo from the floor;
+    # stride's class and a stride condition): one range holds both.
+    ranges = {"stride": stride}
     for feat, lo, hi in rule["conds"]:
         old_lo, old_hi = ranges.get(feat, (None, None))
-        ranges[feat] = (lo if lo is not None else old_lo, hi if hi is not None else old_hi)
+        lo = old_lo if lo is None else lo if old_lo is None else max(lo, old_lo)
+        hi = old_hi if hi is None else hi if old_hi is None else min(hi, old_hi)
+        ranges[feat] = (lo, hi)
     for feat in ["ic", "oc", "spatial", "batch", "stride", "threads", "work"]:
         if feat in ranges:
             lo, hi = ranges[feat]

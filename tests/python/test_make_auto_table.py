@@ -18,7 +18,7 @@ def tool():
 
 def grouped_one_shot_rule(conds):
     point = {"ratio": 1.5, "work": 1000000}
-    return {"class": ("kConvBwdData", (2, 3), "kGrouped", "kOneShot"), "conds": conds,
+    return {"class": ("kConvBwdData", (2, 3), "kGrouped", "kOneShot", (1, 1)), "conds": conds,
             "covered": [point]}
 
 
@@ -30,17 +30,44 @@ def test_a_fitted_bound_and_the_work_floor_both_reach_the_table(tool):
     text = tool.cpp_rule(rule)
     assert ".work = {776160, 2134600}" in text
     assert "work<=2134600 work>=776160" in text
+    assert ".stride = {1, 1}" in text  # the class's stride
     # The fit's own test agrees with the range written.
-    point = {"op": "kConvBwdData", "call": "kOneShot", "kernel": 3, "groups": "kGrouped"}
+    point = {"op": "kConvBwdData", "call": "kOneShot", "kernel": 3, "groups": "kGrouped",
+             "stride": 1}
     assert tool.matches(rule, dict(point, work=2000000))
     assert not tool.matches(rule, dict(point, work=3000000))
     assert not tool.matches(rule, dict(point, work=700000))
+    assert not tool.matches(rule, dict(point, work=2000000, stride=2))
 
 
 def test_one_sided_conditions_keep_the_other_side_open(tool):
     text = tool.cpp_rule(grouped_one_shot_rule((("ic", None, 115), ("work", 2039184, None))))
     assert ".ic = {0, 115}" in text
     assert ".work = {2039184, kNoLimit}" in text
+
+
+def test_strides_are_classes_of_their_own(tool):
+    # 3x3 layers at stride 1 (Winograd, backward data as a forward convolution) and at stride 2
+    # (the phase kernels) run different code. oneDNN winning on narrow strided layers must not
+    # send a narrow stride-1 layer no run measured to oneDNN: one class for both, the fit
+    # isolated the corner by channels alone, and GoogLeNet's 3x3 96 -> 208 at stride 1, 1.6x
+    # faster on highway, went to oneDNN that way.
+    def point(stride, ic, ratio):
+        return {"op": "kConvFwd", "kernel": 3, "groups": "kDense", "call": "kPlan", "ic": ic,
+                "oc": 64, "spatial": 784, "batch": 1, "stride": stride, "threads": 2,
+                "work": ic * 64 * 784 * 9, "set": "s", "shape": f"{stride}_{ic}",
+                "label": f"{stride}_{ic}", "ratio": ratio}
+
+    pts = [point(2, 32, 1.4), point(2, 64, 1.4), point(2, 256, 0.8), point(2, 512, 0.8),
+           point(1, 256, 0.6), point(1, 512, 0.6)]
+    rules = tool.fit(pts)
+    assert len(rules) == 1
+    for p in pts:
+        assert tool.matches(rules[0], p) == (p["ratio"] > 1)
+    assert not tool.matches(rules[0], point(1, 32, 1.0))  # unmeasured: stays on highway
+    text = tool.cpp_rule(rules[0])
+    assert ".stride = {2, kNoLimit}" in text
+    assert " s>=2 " in text
 
 
 def corner_points():
