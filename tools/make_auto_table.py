@@ -413,8 +413,10 @@ std::string_view auto_rules_source() {{
 """
     with open(path, "w") as f:
         f.write(header + body + footer)
-    if shutil.which("clang-format"):  # the tree's style (tools/check_format.sh checks it)
-        subprocess.run(["clang-format", "-i", path], check=True)
+    if shutil.which("clang-format"):  # the tree's style (tools/check_format.sh checks it), also
+        # for an --output outside the tree, where clang-format would not find .clang-format
+        style = "file:" + os.path.join(REPO_DIR, ".clang-format")
+        subprocess.run(["clang-format", "-i", "--style=" + style, path], check=True)
 
 
 def cross_validate(pts):
