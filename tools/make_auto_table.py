@@ -7,11 +7,11 @@ rules that say when onednn goes first, and writes them to api/src/auto_rules.cpp
 covered by a rule stays on highway (our own path), so a rule needs a clear margin.
 
 How the rules are fitted (greedy rule induction, one class at a time):
-  * a class is an op and direction with a kernel-size class (1, 2-3, 4-5, >= 6), a stride class
-    (1, >= 2), a groups class (dense, grouped, depthwise) and the kind of call (plan, or one-shot
-    call: convkit_bench's "_oneshot" ops, which pay each backend's per-call set-up): the same code
-    path in each backend (highway's stride-1 3x3 layers run Winograd, its strided backward data
-    the phase kernels);
+  * a class is an op and direction with a kernel-size class (1, 2, 3, 4-5, >= 6), a stride
+    class (1, >= 2), a groups class (dense, grouped, depthwise) and the kind of call (plan, or
+    one-shot call: convkit_bench's "_oneshot" ops, which pay each backend's per-call set-up): the
+    same code path in each backend (highway's stride-1 3x3 layers run Winograd, its strided 3x3
+    backward data the phase kernels, 2x2 stride 2 a 1x1 convolution and a shuffle);
   * within a class, a rule is the class itself or the class narrowed by one or two thresholds
     (on two features) among threads, stride, input or output channels, output pixels per image,
     batch and work (multiply-adds or window reads per call, where fixed costs rule); thresholds sit
@@ -40,6 +40,8 @@ same on the second run (0.976) and worse on those layers (0.928): its extra rule
 without them and 0.943 for the table before that set (forward 0.957 / 0.935 / 0.969, backward
 data 0.964 / 0.963 / 0.913); without them a rule for small strided 3x3 layers (on channels and
 work) sent GoogLeNet's stride-1 3x3 96 -> 208, 1.6x faster on highway (Winograd), to oneDNN.
+With 2x2 apart from 3x3: 0.960 (a strided 3x3 backward-data rule had sent UNet's 2x2/2
+up-convolutions, 1.2-2.1x faster on highway, to oneDNN; no set measures 2x2 backward data).
 
 The raw JSON goes under --out-dir (default out/, not committed); --json reuses earlier runs.
 
@@ -82,7 +84,7 @@ MAX_DEPTH = 2      # conditions a rule may add to its class
 MIN_SHAPES = 2     # shapes a narrowed rule must rest on
 WORST = 1 / 1.05    # no covered shape may be slower on onednn than this
 NUMERIC = ["threads", "stride", "ic", "oc", "spatial", "batch", "work"]
-KERNEL_CLASSES = [(1, 1), (2, 3), (4, 5), (6, None)]
+KERNEL_CLASSES = [(1, 1), (2, 2), (3, 3), (4, 5), (6, None)]
 STRIDE_CLASSES = [(1, 1), (2, None)]
 
 
