@@ -220,21 +220,27 @@ def points(medians, shapes):
 # ------------------------------------------------------------------------------------------------
 # Fitting.
 
-def kernel_class(k):
-    for lo, hi in KERNEL_CLASSES:
-        if k >= lo and (hi is None or k <= hi):
-            return (lo, hi)
-
-
-def stride_class(s):
-    for lo, hi in STRIDE_CLASSES:
-        if s >= lo and (hi is None or s <= hi):
-            return (lo, hi)
-
-
 def in_range(v, lo_hi):
     lo, hi = lo_hi
     return v >= lo and (hi is None or v <= hi)
+
+
+def class_of(v, classes):
+    """The (lo, hi) of KERNEL_CLASSES or STRIDE_CLASSES that holds v."""
+    return next(c for c in classes if in_range(v, c))
+
+
+def range_name(prefix, lo_hi):
+    """"k3", "k4-5", "k>=6"; "s1", "s>=2"."""
+    lo, hi = lo_hi
+    return f"{prefix}{lo}" if lo == hi else (f"{prefix}{lo}-{hi}" if hi else f"{prefix}>={lo}")
+
+
+def intersect(a, b):
+    """Two (lo, hi) bounds, None for open sides, as one."""
+    lo = [x for x in (a[0], b[0]) if x is not None]
+    hi = [x for x in (a[1], b[1]) if x is not None]
+    return (max(lo) if lo else None, min(hi) if hi else None)
 
 
 def geomean(xs):
@@ -295,8 +301,8 @@ def with_work_floor(combo, covered):
 def fit(pts):
     classes = {}
     for p in pts:
-        key = (p["op"], kernel_class(p["kernel"]), p["groups"], p["call"],
-               stride_class(p["stride"]))
+        key = (p["op"], class_of(p["kernel"], KERNEL_CLASSES), p["groups"], p["call"],
+               class_of(p["stride"], STRIDE_CLASSES))
         classes.setdefault(key, []).append(p)
     rules = []
     for key in sorted(classes, key=str):
@@ -323,10 +329,8 @@ def matches(rule, p):
 # Writing the table.
 
 def describe(rule):
-    op, (klo, khi), groups, call, (slo, shi) = rule["class"]
-    kernel = f"k{klo}" if klo == khi else (f"k{klo}-{khi}" if khi else f"k>={klo}")
-    stride = f"s{slo}" if slo == shi else f"s>={slo}"
-    parts = [op[1:], kernel, stride, groups[1:].lower()]
+    op, kernel, groups, call, stride = rule["class"]
+    parts = [op[1:], range_name("k", kernel), range_name("s", stride), groups[1:].lower()]
     parts += ["one-shot"] if call == "kOneShot" else []
     for feat, lo, hi in rule["conds"]:
         parts.append(f"{feat}<={hi}" if hi is not None else f"{feat}>={lo}")
@@ -343,10 +347,7 @@ def cpp_rule(rule):
     # stride's class and a stride condition): one range holds both.
     ranges = {"stride": stride}
     for feat, lo, hi in rule["conds"]:
-        old_lo, old_hi = ranges.get(feat, (None, None))
-        lo = old_lo if lo is None else lo if old_lo is None else max(lo, old_lo)
-        hi = old_hi if hi is None else hi if old_hi is None else min(hi, old_hi)
-        ranges[feat] = (lo, hi)
+        ranges[feat] = intersect(ranges.get(feat, (None, None)), (lo, hi))
     for feat in ["ic", "oc", "spatial", "batch", "stride", "threads", "work"]:
         if feat in ranges:
             lo, hi = ranges[feat]

@@ -18,8 +18,17 @@ def tool():
 
 def grouped_one_shot_rule(conds):
     point = {"ratio": 1.5, "work": 1000000}
-    return {"class": ("kConvBwdData", (2, 3), "kGrouped", "kOneShot", (1, 1)), "conds": conds,
+    return {"class": ("kConvBwdData", (3, 3), "kGrouped", "kOneShot", (1, 1)), "conds": conds,
             "covered": [point]}
+
+
+def conv_point(ratio, op="kConvBwdData", kernel=3, stride=1, ic=64, oc=64, spatial=784):
+    """A fit point: one measured dense plan at 2 threads, highway time / onednn time `ratio`."""
+    name = f"{op}_{kernel}_{stride}_{ic}_{oc}_{spatial}"
+    return {"op": op, "kernel": kernel, "groups": "kDense", "call": "kPlan", "ic": ic, "oc": oc,
+            "spatial": spatial, "batch": 1, "stride": stride, "threads": 2,
+            "work": ic * oc * spatial * kernel * kernel, "set": "s", "shape": name, "label": name,
+            "ratio": ratio}
 
 
 def test_a_fitted_bound_and_the_work_floor_both_reach_the_table(tool):
@@ -53,10 +62,7 @@ def test_strides_are_classes_of_their_own(tool):
     # isolated the corner by channels alone, and GoogLeNet's 3x3 96 -> 208 at stride 1, 1.6x
     # faster on highway, went to oneDNN that way.
     def point(stride, ic, ratio):
-        return {"op": "kConvFwd", "kernel": 3, "groups": "kDense", "call": "kPlan", "ic": ic,
-                "oc": 64, "spatial": 784, "batch": 1, "stride": stride, "threads": 2,
-                "work": ic * 64 * 784 * 9, "set": "s", "shape": f"{stride}_{ic}",
-                "label": f"{stride}_{ic}", "ratio": ratio}
+        return conv_point(ratio, op="kConvFwd", stride=stride, ic=ic)
 
     pts = [point(2, 32, 1.4), point(2, 64, 1.4), point(2, 256, 0.8), point(2, 512, 0.8),
            point(1, 256, 0.6), point(1, 512, 0.6)]
@@ -75,10 +81,7 @@ def test_a_2x2_kernel_is_not_a_3x3_kernel(tool):
     # convolution and a shuffle, 3x3 stride 2 through the phase kernels: a rule fitted on strided
     # 3x3 layers sent UNet's 2x2/2 up-convolutions, 1.2-2.1x faster on highway, to oneDNN.
     def point(kernel, ic, ratio):
-        return {"op": "kConvBwdData", "kernel": kernel, "groups": "kDense", "call": "kPlan",
-                "ic": ic, "oc": 64, "spatial": 784, "batch": 1, "stride": 2, "threads": 2,
-                "work": ic * 64 * 784 * kernel * kernel, "set": "s", "shape": f"{kernel}_{ic}",
-                "label": f"{kernel}_{ic}", "ratio": ratio}
+        return conv_point(ratio, kernel=kernel, stride=2, ic=ic)
 
     rules = tool.fit([point(3, 32, 1.4), point(3, 64, 1.4), point(3, 128, 1.4)])
     assert len(rules) == 1
@@ -89,17 +92,9 @@ def test_a_2x2_kernel_is_not_a_3x3_kernel(tool):
 def corner_points():
     """Backward data 3x3 points where oneDNN wins only with many input channels on a small map:
     no single threshold separates that corner (work ties across it)."""
-    pts = []
-    for ic in (64, 256):
-        for spatial in (196, 3136):
-            for oc in (128, 512):
-                work = ic * oc * spatial * 9
-                pts.append({"op": "kConvBwdData", "kernel": 3, "groups": "kDense", "call": "kPlan",
-                            "ic": ic, "oc": oc, "spatial": spatial, "batch": 1, "stride": 1,
-                            "threads": 2, "work": work, "set": "s", "shape": f"{ic}_{oc}_{spatial}",
-                            "label": f"{ic}_{oc}_{spatial}",
-                            "ratio": 1.5 if ic == 256 and spatial == 196 else 0.7})
-    return pts
+    return [conv_point(1.5 if ic == 256 and spatial == 196 else 0.7, ic=ic, oc=oc,
+                       spatial=spatial)
+            for ic in (64, 256) for spatial in (196, 3136) for oc in (128, 512)]
 
 
 def test_a_rule_narrows_its_class_by_two_thresholds(tool, monkeypatch):
