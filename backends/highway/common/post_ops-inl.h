@@ -199,8 +199,9 @@ HWY_NOINLINE V ActivateTranscendental(D d, Activation activation, V v) {
 
 #if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
 // e^r - 1 for |r| <= ln 2 / 2 as r + r^2 (c0 + c1 r + c2 r^2 + c3 r^3 + c4 r^4): coefficients
-// fitted to minimise the relative error of e^r over that range (a Lawson-weighted least-squares
-// fit; 3.8e-9 with the float coefficients, 0.06 ulp), against Highway's degree-7 ExpPoly: 6
+// fitted to minimise the relative error of e^r over that range (tools/fit_exp_poly.py, a
+// Lawson-weighted least-squares fit; 3.8e-9 with the float coefficients, 0.06 ulp; its test
+// tests/python/test_fit_exp_poly.py checks the constants below), against Highway's ExpPoly: 6
 // instructions instead of 8, which the float paths' exponential spends most of its time on.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V ExpMinus1Degree6(D d, V r) {
