@@ -889,6 +889,38 @@ def test_channel_slices_read_by_a_conv_are_copied_into_the_layers_arrays(rng, x)
     assert all(layer._copies[key].out is array for key, array in kept.items())
 
 
+@pytest.mark.parametrize("axis", [1, -3])
+def test_concat_read_only_by_reshapes_is_written_in_plain_layout(rng, x, axis):
+    # A detector head: Concat of NHWC maps along the channels, then Reshape to (N, C, H * W): the
+    # Concat writes NCHW itself (no layout transpose of its result), from whole conv outputs and
+    # from Split's channel slices (views: not contiguous), for each image of the batch.
+    node = helper.make_node
+    nodes = [node("Conv", ["c", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             node("Split", ["c", "halves"], ["s0", "s1"], axis=1),
+             node("Concat", ["a", "s1", "c", "s0"], ["cat"], axis=axis),
+             node("Reshape", ["cat", "flat"], ["y"]),
+             node("Flatten", ["cat"], ["z"], axis=2)]
+    inits = {"w1": conv_weights(rng, 3, C), "halves": np.array([2, C - 2], np.int64),
+             "flat": np.array([N, 3 + 2 * C, -1], np.int64)}
+    loaded = check(conv_then(rng, nodes, ["y", "z"], inits), {"x": x})
+    assert [s.name for s in loaded.steps if s.op == "LayoutTranspose"] == ["x->nhwc"]
+
+
+def test_concat_with_an_nhwc_reader_stays_nhwc(rng, x):
+    # One reader besides the Reshape takes NHWC (a Conv): the Concat stays NHWC, and only the
+    # Reshape's input is transposed.
+    node = helper.make_node
+    nodes = [node("Conv", ["c", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             node("Concat", ["a", "c"], ["cat"], axis=1),
+             node("Reshape", ["cat", "flat"], ["y"]),
+             node("Conv", ["cat", "w2"], ["z"])]
+    inits = {"w1": conv_weights(rng, 3, C), "w2": conv_weights(rng, 2, 3 + C, 1),
+             "flat": np.array([N, 3 + C, -1], np.int64)}
+    loaded = check(conv_then(rng, nodes, ["y", "z"], inits), {"x": x})
+    assert [s.name for s in loaded.steps if s.op == "LayoutTranspose"] == [
+        "x->nhwc", "cat->plain", "z->plain"]
+
+
 def test_runner_arrays_start_on_64_byte_boundaries(rng, x):
     # The layers' and the glue steps' arrays: convkit's vector rows never straddle cache lines
     # (numpy's large arrays start 16 bytes past a page)
@@ -917,8 +949,8 @@ def test_glue_outputs_share_buffers_with_layers(rng, x):
              "w3": conv_weights(rng, C, C), "flat": np.array([x.shape[0], -1], np.int64)}
     loaded = check(conv_then(rng, nodes, ["y"], inits), {"x": x})  # a reuse too early fails here
     owned = [(i, s.output.out) for i, s in enumerate(loaded.steps) if s.output is not None]
-    assert [loaded.steps[i].op for i, _ in owned] == ["LayoutTranspose", "Concat", "Concat",
-                                                      "LayoutTranspose"]
+    # cat2 is read by the Reshape only, so its Concat writes NCHW (no transpose after it).
+    assert [loaded.steps[i].op for i, _ in owned] == ["LayoutTranspose", "Concat", "Concat"]
     layers = [(i, s.layer.out) for i, s in enumerate(loaded.steps) if s.layer is not None]
     pooled = [out for _, out in layers] + [out for _, out in owned]
     assert any(np.shares_memory(out, other) for _, out in owned for other in pooled

@@ -450,10 +450,52 @@ def batch_norm_affine(gamma, beta, mean, var, epsilon):
 def build_concat(ctx):
     rank = len(ctx.in_shape(0))
     layout = _follow_layout(ctx, rank)
-    axis = L.physical_axis(ctx.attr("axis"), rank, layout)
     output = _Output(ctx.reuse_buffers)
+    if layout == L.NHWC and ctx.attr("axis") in (1, -3) and _read_in_plain_only(ctx):
+        return Kernel(_concat_channels_to_plain(output), [L.NHWC] * len(ctx.node.inputs),
+                      [L.PLAIN], output=output, fresh=True)
+    axis = L.physical_axis(ctx.attr("axis"), rank, layout)
     return Kernel(_concat(axis, output), [layout] * len(ctx.node.inputs), [layout],
                   output=output, fresh=True)
+
+
+_RESHAPE_LIKE = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _read_in_plain_only(ctx):
+    """Whether every reader of the node's float32 output takes it in PLAIN layout: reshape-like
+    nodes (build_reshape_like) of a tensor whose NHWC order differs from NCHW's, as a detector
+    head's Concat of box and class maps before its Reshape to (N, C, H * W)."""
+    name = ctx.node.outputs[0]
+    readers = ctx.graph.consumers().get(name, [])
+    return (bool(readers) and name not in ctx.graph.outputs
+            and ctx.graph.dtypes.get(name) == np.float32
+            and not L.same_order(ctx.graph.shapes[name])
+            and all(r.op in _RESHAPE_LIKE and r.inputs[0] == name and name not in r.inputs[1:]
+                    for r in readers))
+
+
+def _concat_channels_to_plain(output):
+    """Concatenation of NHWC tensors along the channels, written in PLAIN (NCHW) layout: each
+    input transposed straight into its channel slice, one pass instead of a concatenation and a
+    layout transpose of its result (YOLOv8n's head: 0.13 + 0.13 ms for its 80x80x144 level)."""
+
+    def run(*xs):
+        n, h, w = xs[0].shape[:3]
+        y = output.get((n, sum(x.shape[3] for x in xs), h, w))
+        c0 = 0
+        for x in xs:
+            c = x.shape[3]
+            for b in range(n):
+                to = y[b:b + 1, c0:c0 + c].reshape(1, c, h * w)  # contiguous: a view
+                if x.dtype == np.float32 and x.flags.c_contiguous:
+                    ck._transpose_last_two(x[b:b + 1].reshape(1, h * w, c), to)
+                else:
+                    to[...] = x[b:b + 1].reshape(1, h * w, c).transpose(0, 2, 1)
+            c0 += c
+        return y
+
+    return run
 
 
 def _concat(axis, output):
