@@ -25,12 +25,27 @@ bool IsMax(const Pool2dProblem& p) { return p.mode == PoolMode::kMax; }
 // at 1 FLOP per read, small images at N = 32 (16x16x7 3x3/2, 8x8x64 2x2/2: ~130 K reads) ran on
 // one thread at 0.45-0.6x oneDNN's speed on two. Wider pixels are read in long runs, 1 FLOP per
 // read: a global pool of 14x14x672 at N = 1 (132 K reads) ran 1.3x slower on two threads.
+// Max pooling's backward reads cost more (one thread, N = 1 to 32): it recomputes each window's
+// selection and adds dy in place, ~0.2 ns a read where a pixel fills whole vectors (16 to 64
+// channels) and 1-3 ns over pixels below one vector (masked read-modify-writes of overlapping
+// windows wait for the window before's stores). Weighed as 16 and 256 FLOPs, such calls take the
+// team from ~2 us of work: the assignment's 5x5x3 3x3/1 at N = 32 21.7 -> 13.3 us (0.81x -> 1.32x
+// oneDNN), 16x16x7 3x3/2 at N = 1 3.7 -> 2.6, 13x11x33 3x3/1 11.0 -> 8.7. The average gather's
+// reads cost what the forward's do: at 4 FLOPs its 2 us calls stay on one thread (13x11x33 and
+// 32x32x5 at N = 1 ran 0.85-0.9x on two).
 constexpr int64_t kNarrowC = 64;
 constexpr double kNarrowReadFlops = 4.0;
+constexpr int64_t kMaskedC = 16;
+constexpr double kMaxBackwardReadFlops = 16.0;
+constexpr double kMaskedMaxBackwardReadFlops = 256.0;
 
-double WindowReadFlops(const Pool2dProblem& p) {
+double WindowReadFlops(const Pool2dProblem& p, bool backward) {
   const double reads = static_cast<double>(p.n) * p.oh * p.ow * p.c * p.kh * p.kw;
-  return p.c <= kNarrowC ? kNarrowReadFlops * reads : reads;
+  if (p.c > kNarrowC) return reads;
+  if (backward && IsMax(p)) {
+    return (p.c < kMaskedC ? kMaskedMaxBackwardReadFlops : kMaxBackwardReadFlops) * reads;
+  }
+  return kNarrowReadFlops * reads;
 }
 
 // Above this many bytes touched per call, the output no longer stays in the last-level cache for
@@ -167,7 +182,7 @@ void Run(const Pool2dProblem& p, Pool2dFn run, bool backward, const float* x, co
   a.x = x;
   a.dy = dy;
   a.out = out;
-  a.threads = ThreadsFor(WindowReadFlops(p));
+  a.threads = ThreadsFor(WindowReadFlops(p, backward));
   a.stream = StreamFor(p, backward);
   run(a);
 }
