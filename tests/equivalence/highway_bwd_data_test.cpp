@@ -29,7 +29,8 @@ Conv2dParams MakeRowConv(int64_t kw, Pads p) {
 // dilation, 1x1 and 3x3 (the forward takes Winograd for 3x3 s1 dense), 5x5, 1xK, channel counts
 // around the vector widths, depthwise and grouped, the narrow-channel path (C_in 3), strides,
 // batch 0 to 3. A backward plan rewrites w on every set_weights, so below 1024 dx pixels (N * H *
-// W) per weight it keeps the backward kernels unless depthwise: most cases have 1024 or more.
+// W) per weight it keeps the backward kernels unless depthwise, or a dense 1x1 of at most 16384
+// weights with 256 or more: most cases have 1024 or more.
 std::vector<ConvCase> DataCases() {
   return {
       DataCase("1x1, 24 -> 72", {1, 32, 33, 24}, 72, MakeConv(1, 1, {})),
@@ -51,10 +52,17 @@ std::vector<ConvCase> DataCases() {
       DataCase("1 channel (depthwise and narrow), 3x3", {1, 12, 10, 1}, 1,
                MakeConv(3, 1, Pads::uniform(1))),
       DataCase("batch 0", {0, 6, 6, 16}, 16, MakeConv(3, 1, Pads::uniform(1))),
+      DataCase("1x1, 72 -> 40, 783 dx pixels (small weights)", {1, 27, 29, 72}, 40,
+               MakeConv(1, 1, {})),
+      DataCase("1x1, 24 -> 24, 256 dx pixels (small weights)", {1, 16, 16, 24}, 24,
+               MakeConv(1, 1, {})),
       // Not rewritten: under 1024 dx pixels, pads beyond (K - 1) * dilation, strides, 3 input
       // channels (narrow path).
       DataCase("3x3 at 9x11: 99 dx pixels per weight", {1, 9, 11, 17}, 33,
                MakeConv(3, 1, Pads::uniform(1))),
+      DataCase("1x1, 24 -> 24, 255 dx pixels", {1, 15, 17, 24}, 24, MakeConv(1, 1, {})),
+      DataCase("1x1, 128 -> 136, 783 dx pixels (17408 weights)", {1, 27, 29, 128}, 136,
+               MakeConv(1, 1, {})),
       DataCase("3x3 pad 3: windows in the padding", {1, 32, 32, 16}, 16,
                MakeConv(3, 1, Pads::uniform(3))),
       DataCase("3x3 stride 2", {1, 9, 9, 16}, 16, MakeConv(3, 2, Pads::uniform(1))),
@@ -70,8 +78,9 @@ std::vector<ConvCase> DataCases() {
 
 // Where a backward plan takes the rewrite (conv2d_bwd_data_as_fwd.cpp's RefusesDataAsForward and
 // conv2d_bwd_variants.cpp's RefusesAsForward): stride 1, each pad within 0..(K - 1) * dilation, at
-// least 1024 dx pixels unless depthwise, and neither the narrow-groups kernel (ICg dividing the
-// vector, OCg <= ICg) nor the narrow-channel kernel (dense, C_in at most half a vector) first.
+// least 1024 dx pixels unless depthwise (256 for a dense 1x1 of at most 16384 weights), and
+// neither the narrow-groups kernel (ICg dividing the vector, OCg <= ICg) nor the narrow-channel
+// kernel (dense, C_in at most half a vector) first.
 bool AsForward(const ConvCase& c, int64_t lanes) {
   const Conv2dParams& p = c.params;
   if (p.stride_h != 1 || p.stride_w != 1) return false;
@@ -79,7 +88,10 @@ bool AsForward(const ConvCase& c, int64_t lanes) {
   const bool depthwise = p.groups == ic && p.groups == c.oc;
   if (p.groups > 1 && !depthwise && icg <= lanes && lanes % icg == 0 && ocg <= icg) return false;
   if (p.groups == 1 && !depthwise && p.dilation_w == 1 && ic * 2 <= lanes) return false;
-  if (!depthwise && c.x[0] * c.x[1] * c.x[2] < 1024) return false;
+  const int64_t pixels = c.x[0] * c.x[1] * c.x[2];
+  const bool small_1x1 =
+      p.groups == 1 && p.kernel_h == 1 && p.kernel_w == 1 && ic * c.oc <= 16384 && pixels >= 256;
+  if (!depthwise && pixels < 1024 && !small_1x1) return false;
   const int64_t reach_h = (p.kernel_h - 1) * p.dilation_h,
                 reach_w = (p.kernel_w - 1) * p.dilation_w;
   for (const int64_t pad : {p.pad.top, p.pad.bottom}) {
