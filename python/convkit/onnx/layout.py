@@ -51,14 +51,20 @@ def aligned_empty(shape, dtype=np.float32, alignment=64):
 
 
 def _swap_last_two(array, out):
-    """array (B, R, C) as a C-ordered (B, C, R) array: convkit's tiled copy for dense float32
-    (numpy's is up to 4x slower on the shapes of a model's inputs and outputs), written into
-    `out` when it is a float32 array of that shape; numpy's copy for other arrays."""
+    """array (B, R, C) as a C-ordered (B, C, R) array, written into `out` when it is a C-ordered
+    array of that shape and array's dtype (else a new one): convkit's tiled copy for dense
+    float32 (numpy's is up to 4x slower on the shapes of a model's inputs and outputs), numpy's
+    copy for other arrays."""
+    shape = (array.shape[0], array.shape[2], array.shape[1])
+    fits = (out is not None and out.shape == shape and out.dtype == array.dtype
+            and out.flags.c_contiguous)
     if array.dtype == np.float32 and array.flags.c_contiguous:
-        shape = (array.shape[0], array.shape[2], array.shape[1])
-        if out is None or out.shape != shape or out.dtype != np.float32:
+        if not fits:
             out = aligned_empty(shape)
         ck._transpose_last_two(array, out)
+        return out
+    if fits:
+        out[...] = array.transpose(0, 2, 1)
         return out
     return np.ascontiguousarray(array.transpose(0, 2, 1))
 

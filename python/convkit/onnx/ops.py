@@ -486,12 +486,8 @@ def _concat_channels_to_plain(output):
         c0 = 0
         for x in xs:
             c = x.shape[3]
-            for b in range(n):
-                to = y[b:b + 1, c0:c0 + c].reshape(1, c, h * w)  # contiguous: a view
-                if x.dtype == np.float32 and x.flags.c_contiguous:
-                    ck._transpose_last_two(x[b:b + 1].reshape(1, h * w, c), to)
-                else:
-                    to[...] = x[b:b + 1].reshape(1, h * w, c).transpose(0, 2, 1)
+            for b in range(n):  # image b's channel slice of y is contiguous
+                L.to_plain(x[b:b + 1], out=y[b:b + 1, c0:c0 + c])
             c0 += c
         return y
 
