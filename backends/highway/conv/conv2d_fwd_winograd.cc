@@ -167,10 +167,12 @@ void TransformInput(const Conv2dProblem& p, const float* x, const Tiles& tiles, 
 
 // m[pos][t][0, kVecs * lanes) = V[pos] (tiles [r0, r0 + rows) x IC) * U'[pos] (IC x the
 // block's columns) for one position; rows past `count` repeat the last tile and are not stored.
-// kPrefetch: the first row group, which reads the panel from memory (AccumulateTap).
+// kPrefetch: the first row group, which reads the panel from memory (AccumulateTap); `ahead`: a
+// share of the next panel to prefetch meanwhile.
 template <size_t kRows, size_t kVecs, bool kPrefetch = false>
 HWY_INLINE void MultiplyRows(const Conv2dFwdArgs& a, int64_t v_stride, const float* vp,
-                             const float* w, int64_t r0, int64_t count, MF last, float* mp) {
+                             const float* w, int64_t r0, int64_t count, MF last, float* mp,
+                             const Lookahead& ahead) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
   const int64_t bc = a.w.block_cols;
@@ -181,7 +183,7 @@ HWY_INLINE void MultiplyRows(const Conv2dFwdArgs& a, int64_t v_stride, const flo
   }
   VF acc[kRows][kVecs];
   ZeroTile(acc);
-  AccumulateTap<kRows, kVecs, kPrefetch>(xp, w, a.w.row_stride, a.p->ic, last, acc);
+  AccumulateTap<kRows, kVecs, kPrefetch>(xp, w, a.w.row_stride, a.p->ic, last, acc, 0, ahead);
   const int64_t rows = std::min(count - r0, static_cast<int64_t>(kRows));
   HWY_UNROLL(16)
   for (size_t i = 0; i < kRows; ++i) {
@@ -195,26 +197,39 @@ HWY_INLINE void MultiplyRows(const Conv2dFwdArgs& a, int64_t v_stride, const flo
 // m[pos][t][0, kVecs * lanes) = V[pos] (count x IC) * U'[pos] (IC x the block's columns) for
 // every position, in row groups of kRows tiles; a last group of at most half that many runs a
 // microkernel half as tall (16 tiles at 7 rows: 7 + 7 + 4 rows of FMAs, not 7 + 7 + 7).
-// Position-major, so one U' panel serves every row group from L2.
+// Position-major, so one U' panel serves every row group from L2. With U' from memory
+// (kLookaheadWeightBytes), each position's row groups prefetch the next position's panel.
 template <size_t kRows, size_t kVecs>
 void MultiplyBlock(const Conv2dFwdArgs& a, const Schedule& s, const float* v, int64_t count,
                    int64_t block, int64_t cols, float* m) {
   constexpr size_t kHalf = (kRows + 1) / 2;
+  constexpr int64_t kFull = static_cast<int64_t>(kRows);
   const DF d;
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
+  const int64_t panel_floats = a.p->ic * a.w.row_stride;
+  const bool lookahead =
+      kPrefetchesWeights && a.w.row_stride == a.w.block_cols &&
+      kPositions * a.p->ic * a.p->oc * static_cast<int64_t>(sizeof(float)) >= kLookaheadWeightBytes;
+  const int64_t groups = (count + kFull - 1) / kFull;  // the last of at most kHalf rows: half tall
   for (int64_t pos = 0; pos < kPositions; ++pos) {
     const float* w = a.w.data + pos * a.w.group_stride + block * a.w.block_stride;
     const float* vp = v + pos * s.block_tiles * s.v_stride;
     float* mp = m + pos * s.block_tiles * a.w.block_cols;
-    int64_t r0 = 0;
-    if (kPrefetchesWeights && r0 + static_cast<int64_t>(kHalf) < count) {
-      MultiplyRows<kRows, kVecs, kPrefetchesWeights>(a, s.v_stride, vp, w, r0, count, last, mp);
-      r0 += static_cast<int64_t>(kRows);
+    // The groups after the first (which prefetches its own panel) share the next panel's lines.
+    const bool ahead = lookahead && pos + 1 < kPositions && groups > 1;
+    for (int64_t i = 0, r0 = 0; i < groups; ++i, r0 += kFull) {
+      const Lookahead share =
+          ahead && i > 0 ? LookaheadPart(w + a.w.group_stride, panel_floats, i - 1, groups - 1)
+                         : Lookahead{};
+      if (count - r0 <= static_cast<int64_t>(kHalf)) {
+        MultiplyRows<kHalf, kVecs>(a, s.v_stride, vp, w, r0, count, last, mp, share);
+      } else if (i == 0) {
+        MultiplyRows<kRows, kVecs, kPrefetchesWeights>(a, s.v_stride, vp, w, r0, count, last, mp,
+                                                       share);
+      } else {
+        MultiplyRows<kRows, kVecs>(a, s.v_stride, vp, w, r0, count, last, mp, share);
+      }
     }
-    for (; r0 + static_cast<int64_t>(kHalf) < count; r0 += static_cast<int64_t>(kRows)) {
-      MultiplyRows<kRows, kVecs>(a, s.v_stride, vp, w, r0, count, last, mp);
-    }
-    if (r0 < count) MultiplyRows<kHalf, kVecs>(a, s.v_stride, vp, w, r0, count, last, mp);
   }
 }
 

@@ -56,7 +56,8 @@ HWY_INLINE VF Widen(hn::Vec<hn::Half<DF>> v) { return hn::ZeroExtendVector(DF(),
 template <class DT, size_t kRows, size_t kVecs, bool kPrefetch, size_t kVecsPerGroup>
 HWY_INLINE void AccumulateTapAs(const float* const (&xp)[kRows], const float* HWY_RESTRICT w,
                                 int64_t row_stride, int64_t icg, hn::Mask<DT> tail_mask,
-                                VF (&acc)[kRows][kVecs], int64_t group_step) {
+                                VF (&acc)[kRows][kVecs], int64_t group_step,
+                                const Lookahead& ahead) {
   const DF d;
   const DT dt;
   constexpr size_t kFull = kVecs - 1;
@@ -83,6 +84,7 @@ HWY_INLINE void AccumulateTapAs(const float* const (&xp)[kRows], const float* HW
     for (size_t j = 0; j < kFull; ++j) wv[j] = hn::LoadU(d, w + j * lanes);
     const hn::Vec<DT> wt = hn::MaskedLoad(tail_mask, dt, w + kFull * lanes);
     if constexpr (kPrefetch) PrefetchWeightRows<kVecs>(w, row_stride);
+    PrefetchAhead(ahead, c);
     HWY_UNROLL(16)
     for (size_t i = 0; i < kRows; ++i) {
       if constexpr (kVecsPerGroup == 0) {
@@ -110,15 +112,16 @@ HWY_INLINE void AccumulateTapAs(const float* const (&xp)[kRows], const float* HW
 
 // acc[i][j] += sum over the icg channels c of xp[i][c] * w[c * row_stride + j * lanes + lane].
 // kPrefetch: also prefetches the weight rows ahead (PrefetchWeightRows), for a panel's first
-// pass. kVecsPerGroup > 0: the block spans groups (Conv2dFwdWeights::groups_per_block) of that
-// many vectors each, and vector j reads xp[i][c + (j / kVecsPerGroup) * group_step] instead.
-// On AVX3 a block whose last vector has at most half its lanes live (24, 40, 120 output
-// channels...) runs that column on 8-lane vectors: the Zen 4 issues 256-bit FMAs at twice the
-// 512-bit rate, so the tail costs half a 16-lane FMA's pipe time.
+// pass; `ahead`: the next panel's lines for this call to prefetch (PrefetchAhead). kVecsPerGroup >
+// 0: the block spans groups (Conv2dFwdWeights::groups_per_block) of that many vectors each, and
+// vector j reads xp[i][c + (j / kVecsPerGroup) * group_step] instead. On AVX3 a block whose last
+// vector has at most half its lanes live (24, 40, 120 output channels...) runs that column on
+// 8-lane vectors: the Zen 4 issues 256-bit FMAs at twice the 512-bit rate, so the tail costs half a
+// 16-lane FMA's pipe time.
 template <size_t kRows, size_t kVecs, bool kPrefetch = false, size_t kVecsPerGroup = 0>
 HWY_INLINE void AccumulateTap(const float* const (&xp)[kRows], const float* HWY_RESTRICT w,
                               int64_t row_stride, int64_t icg, MF last, VF (&acc)[kRows][kVecs],
-                              int64_t group_step = 0) {
+                              int64_t group_step = 0, const Lookahead& ahead = {}) {
 #if HWY_TARGET == HWY_AVX3
   if constexpr (kVecsPerGroup == 0) {
     const DF d;
@@ -126,12 +129,12 @@ HWY_INLINE void AccumulateTap(const float* const (&xp)[kRows], const float* HWY_
     const size_t tail_lanes = hn::CountTrue(d, last);
     if (tail_lanes <= hn::Lanes(d) / 2) {
       return AccumulateTapAs<hn::Half<DF>, kRows, kVecs, kPrefetch, kVecsPerGroup>(
-          xp, w, row_stride, icg, hn::FirstN(dh, tail_lanes), acc, group_step);
+          xp, w, row_stride, icg, hn::FirstN(dh, tail_lanes), acc, group_step, ahead);
     }
   }
 #endif
   AccumulateTapAs<DF, kRows, kVecs, kPrefetch, kVecsPerGroup>(xp, w, row_stride, icg, last, acc,
-                                                              group_step);
+                                                              group_step, ahead);
 }
 
 }  // namespace HWY_NAMESPACE
