@@ -64,6 +64,20 @@ TEST_P(HighwayTargetTest, OnePixelLayers) {
   ExpectLayerExact({1, 3, 3, 33}, MakeConv(3, 1, {}), 17, rng, isa());
 }
 
+// Pointwise layers with at least 1 MiB of weights and several tiles a panel prefetch the thread's
+// next panel (or slice) over a panel's later tiles (Lookahead, AVX3): one slice (512 -> 1024 over
+// 7x7, ResNet-50's res5), two slices (2048 -> 160: the next is the same panel's second slice, and
+// a last block of 32 columns), batch 2 with relu after the residual and a last block of 16
+// columns: bit for bit against the reference.
+TEST_P(HighwayTargetTest, PointwiseLayersWithWeightsFromMemory) {
+  Conv2dParams relu = MakeConv(1, 1, {});
+  relu.activation = Activation::kRelu;
+  Rng rng(59);
+  ExpectLayerExact({1, 7, 7, 512}, MakeConv(1, 1, {}), 1024, rng, isa());
+  ExpectLayerExact({1, 5, 9, 2048}, MakeConv(1, 1, {}), 160, rng, isa());
+  ExpectLayerExact({2, 4, 7, 256}, relu, 1040, rng, isa());
+}
+
 // Pointwise layers with one or two vectors of output channels and 8-32 input channels (the
 // implicit GEMM's narrow pointwise tiles, 24 or 12 pixels on AVX3): every compiled input channel
 // count, output channels filling vectors or part of the last, pixel counts below, at and past whole
