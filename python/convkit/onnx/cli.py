@@ -7,9 +7,9 @@ MODEL is a path, or a name of the built-in model set (convkit.onnx.models: resne
 mobilenetv2, yolov8n, efficientnet_b0, unet). --shape fixes the input's shape (NAME=1,3,H,W for
 one of several inputs; repeatable). Prints the median latency of plain runs (layers created at
 load, outside the timing), with --profile the ten slowest steps and the glue (non-convkit) share
-(with --alone also each step's time called alone: the part of a layer's time that inside the
-network goes to data and weights coming from memory), with --compare each peer's latency in the
-same interleaved loop and its output differences.
+(with --alone also each step's time called alone: the part of a step's time that inside the
+network goes to data, weights and, for numpy's glue, the interpreter's state coming from memory),
+with --compare each peer's latency in the same interleaved loop and its output differences.
 """
 
 import argparse
@@ -77,8 +77,8 @@ def main(argv=None):
     parser.add_argument("--compare", default="", help="comma-separated: onnxruntime,openvino")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--alone", action="store_true",
-                        help="with --profile: also time each convolution and pool alone, many "
-                             "calls in a row (its data and weights then stay in cache)")
+                        help="with --profile: also time each step alone, many calls in a row "
+                             "(its data and weights then stay in cache)")
     parser.add_argument("--repeats", type=int, default=10,
                         help="rounds of timed runs (3 runs per runtime per round)")
     parser.add_argument("--seed", type=int, default=0)
@@ -124,9 +124,10 @@ def main(argv=None):
         print(f"\nten slowest steps (median of per-step times); glue (non-convkit) share "
               f"{100 * glue_share(profile):.1f}%")
         if args.alone:
-            in_model = sum(s["ms"] for s in profile if "alone_ms" in s)
-            print(f"convkit steps: {in_model:.3f} ms in the model, "
-                  f"{sum(s.get('alone_ms', 0) for s in profile):.3f} ms alone")
+            for title, kind in (("convkit steps", True), ("glue steps", False)):
+                steps = [s for s in profile if s["convkit"] == kind and "alone_ms" in s]
+                print(f"{title}: {sum(s['ms'] for s in steps):.3f} ms in the model, "
+                      f"{sum(s['alone_ms'] for s in steps):.3f} ms alone")
         print("\n".join(profile_lines(profile)))
     return 0
 

@@ -263,9 +263,10 @@ class Model:
 
     def profile(self, inputs, repeats=10, alone=False):
         """Per-step median times over `repeats` runs: a list of dicts {name, op, ms, convkit,
-        impl} in step order. With `alone`, each convkit step also gets `alone_ms`: its median
-        over `repeats` calls in a row on copies of its inputs, which then stay in cache with its
-        weights, as in a single-layer benchmark (inside the network they come from memory)."""
+        impl} in step order. With `alone`, each step also gets `alone_ms`: its median over
+        `repeats` calls in a row on copies of its inputs, which then stay in cache with its
+        weights (and, for numpy's glue, with the interpreter's and numpy's own state), as in a
+        single-layer benchmark; inside the network they come from memory."""
         if self.threads:
             ck.set_num_threads(self.threads)
         times = [[] for _ in self.steps]
@@ -285,15 +286,14 @@ class Model:
         return profile
 
     def _alone_times(self, inputs, repeats):
-        """{step index: median ms} of each convkit step called `repeats` times in a row (after
-        one call) on copies of the inputs it had in a run: the layers' arrays are shared between
+        """{step index: median ms} of each step called `repeats` times in a row (after one
+        call) on copies of the inputs it had in a run: the layers' arrays are shared between
         steps, so a later step may overwrite them."""
         args = {}
         env = self._feed(inputs)
         for i, step in enumerate(self.steps):
-            if step.is_convkit:
-                args[i] = [None if s is None else np.array(env[s], copy=True)
-                           if isinstance(env[s], np.ndarray) else env[s] for s in step.in_slots]
+            args[i] = [None if s is None else np.array(env[s], copy=True)
+                       if isinstance(env[s], np.ndarray) else env[s] for s in step.in_slots]
             self._step(step, env)
         medians = {}
         for i, step_args in args.items():
