@@ -193,6 +193,19 @@ std::vector<PoolCase> HandPoolCases() {
   cases.push_back({"hand: one window average",
                    {2, 7, 7, 200},
                    MakePool(PoolMode::kAverage, 7, 1, Pads::uniform(0))});
+  // Pixels of more than 256 channels: the wide variant two elements per load and store of the
+  // sums where x fits the threads' L2 (1 MiB each), one where it does not (5.7 MB, above four
+  // threads' worth).
+  cases.push_back({"hand: one window, 264 channels, NaNs",
+                   {2, 7, 7, 264},
+                   MakePool(PoolMode::kMax, 7, 1, Pads::uniform(0)),
+                   true});
+  cases.push_back({"hand: one window average, 264 channels",
+                   {2, 7, 7, 264},
+                   MakePool(PoolMode::kAverage, 7, 1, Pads::uniform(0))});
+  cases.push_back({"hand: 1040 channels, x past the L2s",
+                   {1, 37, 37, 1040},
+                   MakePool(PoolMode::kAverage, 3, 2, Pads::uniform(1))});
   // highway's average backward gather in one pass over dx rows too wide for its two-pass form.
   cases.push_back(
       {"hand: wide rows", {2, 7, 200, 32}, MakePool(PoolMode::kAverage, 3, 2, Pads::uniform(1))});

@@ -52,11 +52,20 @@ HWY_INLINE int64_t SumGroupRows(bool max, int64_t rows, int64_t cols) {
 }
 
 // Elements of a window row that AccumulateWide takes per load and store of the sums, for pixels of
-// at most kWideRunC channels. Wider pixels take one element at a time: the run's reads of a
-// channel step from several pixels, kWideRun streams at once, made 14x14x672, 7x7x1152 and
-// 7x7x2048 global pools 1.1-1.25x slower.
+// at most kWideRunC channels. Wider pixels take two at a time where x fits the threads' L2
+// (kWideL2Bytes each), else one: the run's reads of a channel step from several pixels, kWideRun
+// streams at once, made 14x14x672, 7x7x1152 and 7x7x2048 global pools 1.1-1.25x slower; two
+// streams made them (and 7x7x960, 7x7x1280, 8x7x7x1280, 4x14x14x512) 1.11-1.22x faster than one,
+// but from L3 (32x7x7x1024, 32x7x7x2048: 6-13 MB) 0.92-0.96x (2 threads, libraries alternated).
 constexpr int64_t kWideRun = 4;
 constexpr int64_t kWideRunC = 256;
+constexpr int64_t kWideL2Bytes = int64_t{1} << 20;
+
+// AccumulateWide's run for pixels of more than kWideRunC channels (see kWideRun).
+int64_t WideRun(const Pool2dProblem& p, int threads) {
+  const int64_t x_bytes = p.n * p.ih * p.iw * p.c * static_cast<int64_t>(sizeof(float));
+  return x_bytes <= threads * kWideL2Bytes ? 2 : 1;
+}
 
 // Window rows [h0, h1) of w, channels [b0, b1), into `sum` (b0 at sum[0]) in pixel-major order:
 // for each element in row-major order, every channel of the block. The rows' first element
@@ -100,11 +109,13 @@ HWY_INLINE void AccumulateWideRuns(const WindowAt& w, int64_t b0, int64_t b1, in
   }
 }
 
-// AccumulateWideRuns in runs of kWideRun elements for pixels of at most kWideRunC channels.
+// AccumulateWideRuns in runs of kWideRun elements for pixels of at most kWideRunC channels, else
+// of `wide_run` (WideRun: 1 or 2).
 template <bool kMax>
 HWY_INLINE void AccumulateWide(const WindowAt& w, int64_t b0, int64_t b1, int64_t h0, int64_t h1,
-                               float* sum) {
+                               int64_t wide_run, float* sum) {
   if (w.c <= kWideRunC) return AccumulateWideRuns<kMax, kWideRun>(w, b0, b1, h0, h1, sum);
+  if (wide_run == 2) return AccumulateWideRuns<kMax, 2>(w, b0, b1, h0, h1, sum);
   AccumulateWideRuns<kMax, 1>(w, b0, b1, h0, h1, sum);
 }
 
@@ -112,10 +123,10 @@ HWY_INLINE void AccumulateWide(const WindowAt& w, int64_t b0, int64_t b1, int64_
 // its own and added to acc.
 template <bool kMax>
 HWY_NOINLINE void AddGroupsWide(const WindowAt& w, int64_t b0, int64_t b1, int64_t group,
-                                float* acc) {
+                                int64_t wide_run, float* acc) {
   HWY_ALIGN float part[kWideBlock];
   for (int64_t h0 = group; h0 < w.rows; h0 += group) {
-    AccumulateWide<kMax>(w, b0, b1, h0, std::min(w.rows, h0 + group), part);
+    AccumulateWide<kMax>(w, b0, b1, h0, std::min(w.rows, h0 + group), wide_run, part);
     ForEachChannelStep(b0, b1, [&]<size_t kVecs>(int64_t c0, MF last) {
       VF a[kVecs], v[kVecs];
       LoadVecs<kVecs>(acc + (c0 - b0), last, a);
@@ -132,14 +143,15 @@ HWY_NOINLINE void AddGroupsWide(const WindowAt& w, int64_t b0, int64_t b1, int64
 // second buffer, then adds it. Per lane, the same steps in the same order as PoolWindows, hence
 // the same bits.
 template <bool kMax>
-void PoolFwdWindowWide(const WindowAt& w, float divisor, ChannelRange channels, float* y0) {
+void PoolFwdWindowWide(const WindowAt& w, float divisor, ChannelRange channels, int64_t wide_run,
+                       float* y0) {
   const DF d;
   HWY_ALIGN float acc[kWideBlock];
   const int64_t group = SumGroupRows(kMax, w.rows, w.cols);
   for (int64_t b0 = channels.begin; b0 < channels.end; b0 += kWideBlock) {
     const int64_t b1 = std::min(channels.end, b0 + kWideBlock);
-    AccumulateWide<kMax>(w, b0, b1, 0, std::min(w.rows, group), acc);
-    if (group < w.rows) AddGroupsWide<kMax>(w, b0, b1, group, acc);
+    AccumulateWide<kMax>(w, b0, b1, 0, std::min(w.rows, group), wide_run, acc);
+    if (group < w.rows) AddGroupsWide<kMax>(w, b0, b1, group, wide_run, acc);
     ForEachChannelStep(b0, b1, [&]<size_t kVecs>(int64_t c0, MF last) {
       VF a[kVecs];
       LoadVecs<kVecs>(acc + (c0 - b0), last, a);
@@ -503,7 +515,7 @@ void PoolFwdRows(const Pool2dArgs& a) {
 // The wide variant: output row oh of image n, each window in pixel-major order.
 template <bool kMax>
 void PoolFwdWideRow(const Pool2dProblem& p, const float* x, float* y, int64_t n, int64_t oh,
-                    ChannelRange channels) {
+                    ChannelRange channels, int64_t wide_run) {
   const PoolSpan rows = PoolRows(p, oh);
   const float* x_rows = x + (n * p.ih + rows.begin) * p.iw * p.c;
   float* y_row = y + (n * p.oh + oh) * p.ow * p.c;
@@ -511,7 +523,7 @@ void PoolFwdWideRow(const Pool2dProblem& p, const float* x, float* y, int64_t n,
     const PoolSpan cols = PoolCols(p, ow);
     const WindowAt w{x_rows + cols.begin * p.c, rows.end - rows.begin, cols.end - cols.begin, p.c,
                      p.iw * p.c};
-    PoolFwdWindowWide<kMax>(w, kMax ? 1.0f : PoolDivisor(p, rows, cols), channels,
+    PoolFwdWindowWide<kMax>(w, kMax ? 1.0f : PoolDivisor(p, rows, cols), channels, wide_run,
                             y_row + ow * p.c);
   }
 }
@@ -520,10 +532,11 @@ template <bool kMax>
 void PoolFwdWide(const Pool2dArgs& a) {
   const Pool2dProblem& p = *a.p;
   const ChannelChunks chunks = ChannelChunksFor(p, a.threads);
+  const int64_t wide_run = WideRun(p, a.threads);
   ParallelFor(a.threads, p.n * p.oh * chunks.count, [&](int64_t t) {
     const int64_t row = t / chunks.count;
-    PoolFwdWideRow<kMax>(p, a.x, a.out, row / p.oh, row % p.oh,
-                         chunks.Chunk(t % chunks.count, p.c));
+    PoolFwdWideRow<kMax>(p, a.x, a.out, row / p.oh, row % p.oh, chunks.Chunk(t % chunks.count, p.c),
+                         wide_run);
   });
 }
 
