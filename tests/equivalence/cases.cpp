@@ -186,23 +186,18 @@ std::vector<PoolCase> HandPoolCases() {
                    {1, 6, 7, 208},
                    MakePool(PoolMode::kAverage, 4, 1, {1, 2, 3, 0}, false, true)});
   // Global pooling of wide pixels (the wide variant, not the separable one): NaNs, an average.
-  cases.push_back({"hand: one window, NaNs",
-                   {2, 7, 7, 200},
-                   MakePool(PoolMode::kMax, 7, 1, Pads::uniform(0)),
-                   true});
-  cases.push_back({"hand: one window average",
-                   {2, 7, 7, 200},
-                   MakePool(PoolMode::kAverage, 7, 1, Pads::uniform(0))});
-  // Pixels of more than 256 channels: the wide variant two elements per load and store of the
-  // sums where x fits the threads' L2 (1 MiB each), one where it does not (5.7 MB, above four
-  // threads' worth).
-  cases.push_back({"hand: one window, 264 channels, NaNs",
-                   {2, 7, 7, 264},
-                   MakePool(PoolMode::kMax, 7, 1, Pads::uniform(0)),
-                   true});
-  cases.push_back({"hand: one window average, 264 channels",
-                   {2, 7, 7, 264},
-                   MakePool(PoolMode::kAverage, 7, 1, Pads::uniform(0))});
+  // The sums take four window elements per load and store up to 256 channels, two past that where
+  // x fits the threads' L2 (1 MiB each), one where it does not (5.7 MB: four threads' worth).
+  for (const int64_t c : {200, 264}) {
+    const std::string width = ", " + std::to_string(c) + " channels";
+    cases.push_back({"hand: one window, NaNs" + width,
+                     {2, 7, 7, c},
+                     MakePool(PoolMode::kMax, 7, 1, Pads::uniform(0)),
+                     true});
+    cases.push_back({"hand: one window average" + width,
+                     {2, 7, 7, c},
+                     MakePool(PoolMode::kAverage, 7, 1, Pads::uniform(0))});
+  }
   cases.push_back({"hand: 1040 channels, x past the L2s",
                    {1, 37, 37, 1040},
                    MakePool(PoolMode::kAverage, 3, 2, Pads::uniform(1))});
