@@ -102,6 +102,13 @@ struct Lookahead {
 // and prefetch the next panel (Lookahead).
 constexpr int64_t kLookaheadWeightBytes = int64_t{1} << 20;
 
+// Whether a kernel reading `weight_bytes` of weights in packed panels (each panel's rows
+// consecutive, so a panel is one contiguous run) prefetches the next panel: on targets that
+// prefetch weights at all (kPrefetchesWeights), for weights from memory.
+HWY_INLINE bool LooksAhead(bool packed, int64_t weight_bytes) {
+  return kPrefetchesWeights && packed && weight_bytes >= kLookaheadWeightBytes;
+}
+
 // Part `part` of `parts` of the contiguous floats [w, w + floats): the Lookahead of one of `parts`
 // microkernel calls that together prefetch them. A call prefetches at most two lines a reduction
 // step (the rest of a larger part stays to the panel's own first pass) and may prefetch one line

@@ -9,8 +9,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <tuple>
-#include <utility>
 
 #include "backends/highway/common/parallel.hpp"
 #include "backends/highway/common/scratch.hpp"
@@ -81,6 +79,13 @@ ChannelSlices SlicesFor(const Conv2dProblem& p, int64_t block_cols) {
   return {(icg + channels - 1) / channels, channels};
 }
 
+// A contiguous run of weights: the slice of a panel the thread's next sweep reads (NextWeights), or
+// none (w null).
+struct WeightRun {
+  const float* w = nullptr;
+  int64_t floats = 0;
+};
+
 // One work item: pixels [m0, m0 + kRows) x the `cols` output channels of block `block` of group
 // g, reduced over the input channels [c_begin, c_end) of the group. The channel offsets are
 // computed once per sweep: per tile, the two 64-bit divisions by groups and the products cost a
@@ -95,11 +100,10 @@ struct TileJob {
   int64_t icg = 0;    // the group's input channels
   int64_t x_col = 0;  // x's first channel read: g * icg + c_begin
   int64_t y_col = 0;  // y's first channel written: g * OC / groups + the block's first column
-  const float* w = nullptr;     // the block's weight rows from c_begin (a.w.row_stride apart)
-  float* x_buf = nullptr;       // kScaledX tiles: kRows rows of the slice's channels, scaled
-  const float* next = nullptr;  // the weights the thread's next sweep reads, contiguous
-  int64_t next_floats = 0;      // (NextWeights), or none
-  Lookahead ahead;              // this tile's share of them (RunTiles)
+  const float* w = nullptr;  // the block's weight rows from c_begin (a.w.row_stride apart)
+  float* x_buf = nullptr;    // kScaledX tiles: kRows rows of the slice's channels, scaled
+  WeightRun next;            // the weights the thread's next sweep reads, or none
+  Lookahead ahead;           // this tile's share of them (RunTiles)
 };
 
 // How a tile reads its input: as the problem says (x, any stride and padding), or pointwise from
@@ -315,7 +319,7 @@ void RunTiles(const Conv2dFwdArgs& a, TileJob job, int64_t t_begin, int64_t t_en
   const int64_t parts = t_end - t;
   for (int64_t part = 0; t < t_end; ++t, ++part) {
     job.m0 = t * static_cast<int64_t>(kRows);
-    if (job.next != nullptr) job.ahead = LookaheadPart(job.next, job.next_floats, part, parts);
+    if (job.next.w != nullptr) job.ahead = LookaheadPart(job.next.w, job.next.floats, part, parts);
     RunTile<kRows, kVecs, kInput, false>(a, job);
   }
 }
@@ -386,15 +390,15 @@ int64_t PanelGroups(const Conv2dFwdArgs& a) {
 
 // The weights of slice s of panel (g, block), when a pointwise tile reads them with a Lookahead
 // (AccumulatePointwise): packed rows (block_cols apart, so the slice is contiguous) of a layer
-// whose weights come from memory (kLookaheadWeightBytes). {nullptr, 0} otherwise.
-std::pair<const float*, int64_t> NextWeights(const Conv2dFwdArgs& a, const ChannelSlices& slices,
-                                             int64_t g, int64_t block, int64_t s) {
+// whose weights come from memory (LooksAhead). None otherwise.
+WeightRun NextWeights(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t g, int64_t block,
+                      int64_t s) {
   const Conv2dProblem& p = *a.p;
   const int64_t icg = p.ic_per_group();
   const int64_t weight_bytes = p.oc * icg * static_cast<int64_t>(sizeof(float));
-  if (!kPrefetchesWeights || !IsPointwise(p) || a.w.row_stride != a.w.block_cols ||
-      a.x_scale != nullptr || a.pieces != nullptr || weight_bytes < kLookaheadWeightBytes) {
-    return {nullptr, 0};
+  if (!IsPointwise(p) || a.x_scale != nullptr || a.pieces != nullptr ||
+      !LooksAhead(a.w.row_stride == a.w.block_cols, weight_bytes)) {
+    return {};
   }
   const int64_t c_begin = s * slices.channels, c_end = std::min(icg, c_begin + slices.channels);
   return {a.w.data + g * a.w.group_stride + block * a.w.block_stride + c_begin * a.w.row_stride,
@@ -404,10 +408,10 @@ std::pair<const float*, int64_t> NextWeights(const Conv2dFwdArgs& a, const Chann
 // Runs tiles [t_begin, t_end) of one (group, block) panel through every channel slice in turn, so
 // that a slice of the panel is reused from L2 across the sweep. g is a panel group: a span of
 // a.w.groups_per_block groups.
-// `after`: the weights of the thread's sweep after this one (NextWeights), or {nullptr, 0}.
+// `after`: the weights of the thread's sweep after this one (NextWeights), or none.
 template <size_t kVecs, size_t kTileRows>
 void RunSweep(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t g, int64_t block,
-              int64_t t_begin, int64_t t_end, std::pair<const float*, int64_t> after) {
+              int64_t t_begin, int64_t t_end, WeightRun after) {
   const Conv2dProblem& p = *a.p;
   const int64_t icg = p.ic_per_group(), ocg = p.oc_per_group();
   const int64_t group0 = g * a.w.groups_per_block;  // the span's first group
@@ -424,8 +428,7 @@ void RunSweep(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t g, in
     job.x_col = group0 * icg + job.c_begin;
     job.w =
         a.w.data + g * a.w.group_stride + block * a.w.block_stride + job.c_begin * a.w.row_stride;
-    std::tie(job.next, job.next_floats) =
-        s + 1 < slices.count ? NextWeights(a, slices, g, block, s + 1) : after;
+    job.next = s + 1 < slices.count ? NextWeights(a, slices, g, block, s + 1) : after;
     RunTilesOf<kTileRows, kVecs>(a, job, t_begin, t_end);
   }
 }
@@ -441,8 +444,8 @@ void RunPanelItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t 
     const int64_t panel_end = std::min(end, (first / tiles + 1) * tiles);
     const int64_t last = std::min(panel_end, first + sweep);
     const int64_t panel = first / tiles, next = last / tiles;
-    const auto after = last < end ? NextWeights(a, slices, next / blocks, next % blocks, 0)
-                                  : std::pair<const float*, int64_t>{nullptr, 0};
+    const WeightRun after =
+        last < end ? NextWeights(a, slices, next / blocks, next % blocks, 0) : WeightRun{};
     RunSweep<kVecs, kTileRows>(a, slices, panel / blocks, panel % blocks, first % tiles,
                                last - panel * tiles, after);
     first = last;
@@ -459,7 +462,7 @@ void RunPixelItems(const Conv2dFwdArgs& a, const ChannelSlices& slices, int64_t 
     const int64_t last = std::min(end, first + chunk);
     for (int64_t g = 0; g < PanelGroups(a); ++g) {
       for (int64_t block = 0; block < blocks; ++block) {
-        RunSweep<kVecs, kTileRows>(a, slices, g, block, first, last, {nullptr, 0});
+        RunSweep<kVecs, kTileRows>(a, slices, g, block, first, last, WeightRun{});
       }
     }
   }

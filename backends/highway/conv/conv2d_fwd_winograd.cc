@@ -208,8 +208,8 @@ void MultiplyBlock(const Conv2dFwdArgs& a, const Schedule& s, const float* v, in
   const MF last = hn::FirstN(d, static_cast<size_t>(cols) - (kVecs - 1) * hn::Lanes(d));
   const int64_t panel_floats = a.p->ic * a.w.row_stride;
   const bool lookahead =
-      kPrefetchesWeights && a.w.row_stride == a.w.block_cols &&
-      kPositions * a.p->ic * a.p->oc * static_cast<int64_t>(sizeof(float)) >= kLookaheadWeightBytes;
+      LooksAhead(a.w.row_stride == a.w.block_cols,
+                 kPositions * a.p->ic * a.p->oc * static_cast<int64_t>(sizeof(float)));
   const int64_t groups = (count + kFull - 1) / kFull;  // the last of at most kHalf rows: half tall
   for (int64_t pos = 0; pos < kPositions; ++pos) {
     const float* w = a.w.data + pos * a.w.group_stride + block * a.w.block_stride;
