@@ -543,6 +543,32 @@ static void threads(void) {
   CHECK(convkit_num_threads() >= 1);
 }
 
+/* A 1x1 convolution of the smallest denormal: kept by default, read as zero by highway once
+ * flushing is on (the reference keeps it), kept again once it is off. */
+static void flush_denormals_by_hand(void) {
+  const char* highway = strstr(convkit_available_backends(), "highway") ? "highway" : NULL;
+  float x[1] = {0x1.0p-149f}, w[1] = {1}, y[1] = {-1};
+  convkit_conv2d_params params;
+  convkit_conv2d_params_init(&params);
+  const convkit_const_tensor xt = {x, {1, 1, 1, 1}}, wt = {w, {1, 1, 1, 1}};
+  const convkit_tensor yt = {y, {1, 1, 1, 1}};
+  CHECK(convkit_flush_denormals() == 0);
+  CHECK(convkit_conv2d_forward(&params, xt, wt, NULL, 0, yt, highway) == CONVKIT_OK);
+  CHECK(y[0] == 0x1.0p-149f);
+  convkit_set_flush_denormals(1);
+  CHECK(convkit_flush_denormals() == 1);
+  CHECK(convkit_conv2d_forward(&params, xt, wt, NULL, 0, yt, "reference") == CONVKIT_OK);
+  CHECK(y[0] == 0x1.0p-149f);
+  if (highway != NULL) {
+    CHECK(convkit_conv2d_forward(&params, xt, wt, NULL, 0, yt, highway) == CONVKIT_OK);
+    CHECK(y[0] == 0.0f);
+  }
+  convkit_set_flush_denormals(0);
+  CHECK(convkit_flush_denormals() == 0);
+  CHECK(convkit_conv2d_forward(&params, xt, wt, NULL, 0, yt, highway) == CONVKIT_OK);
+  CHECK(y[0] == 0x1.0p-149f);
+}
+
 int main(void) {
   conv_forward_by_hand();
   post_ops_by_hand();
@@ -553,6 +579,7 @@ int main(void) {
   transpose_by_hand();
   errors();
   threads();
+  flush_denormals_by_hand();
   if (failures != 0) {
     fprintf(stderr, "c_api_test: %d check(s) failed\n", failures);
     return 1;

@@ -39,7 +39,7 @@ python_packages=(
 # The comparison's peers (tools/compare.sh, DESIGN §9), with --peers only. libpthreadpool-dev:
 # xnnpack.h includes pthreadpool.h, which libxnnpack-dev does not pull in.
 peer_debian_packages=(libxnnpack-dev libpthreadpool-dev)
-peer_python_packages=(onnx:onnx onnxruntime:onnxruntime openvino:openvino)
+peer_python_packages=(onnxruntime:onnxruntime openvino:openvino)
 # clang (the unversioned clang and clang++ the `fuzz` preset names), clang-14 and its runtimes
 # build the libFuzzer target, with --fuzz only.
 fuzz_debian_packages=(clang clang-14 libclang-rt-14-dev libomp-14-dev)

@@ -619,4 +619,8 @@ convkit_status convkit_set_num_threads(int n) {
 
 int convkit_num_threads(void) { return num_threads(); }
 
+void convkit_set_flush_denormals(int on) { set_flush_denormals(on != 0); }
+
+int convkit_flush_denormals(void) { return flush_denormals() ? 1 : 0; }
+
 }  // extern "C"

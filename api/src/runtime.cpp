@@ -13,6 +13,7 @@ namespace convkit {
 namespace {
 // 0: OpenMP's default (OMP_NUM_THREADS, else the core count).
 std::atomic<int> g_num_threads{0};
+std::atomic<bool> g_flush_denormals{false};
 }  // namespace
 
 std::vector<std::string> available_backends() {
@@ -41,6 +42,10 @@ void set_num_threads(int n) {
 }
 
 int num_threads() { return internal::num_threads(); }
+
+void set_flush_denormals(bool on) { g_flush_denormals.store(on, std::memory_order_relaxed); }
+
+bool flush_denormals() { return g_flush_denormals.load(std::memory_order_relaxed); }
 
 namespace internal {
 

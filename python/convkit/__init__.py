@@ -10,7 +10,7 @@ Three ways in, all computing in C++ with the GIL released:
   ("backend:variant:isa"), x_shape, y_shape;
 - the one-shot functions, convenient and slower (each call validates, chooses, packs the weights
   and allocates its outputs): conv2d, conv2d_backward, conv2d_transpose, pool2d, pool2d_backward,
-  zero_pad, and backends(), set_num_threads, num_threads;
+  zero_pad, and backends(), set_num_threads, num_threads, set_flush_denormals, flush_denormals;
 - the functions of the numpy assignment "Convolutional Neural Networks: Step by Step", with the
   same names, arguments and results: zero_pad, conv_single_step, conv_forward, conv_backward,
   pool_forward, pool_backward, create_mask_from_window, distribute_value.
@@ -38,9 +38,11 @@ from ._convkit import (
     conv2d,
     conv2d_backward,
     conv2d_transpose,
+    flush_denormals,
     num_threads,
     pool2d,
     pool2d_backward,
+    set_flush_denormals,
     set_num_threads,
 )
 from ._seed import (
@@ -71,11 +73,13 @@ __all__ = [
     "conv_single_step",
     "create_mask_from_window",
     "distribute_value",
+    "flush_denormals",
     "num_threads",
     "pool2d",
     "pool2d_backward",
     "pool_backward",
     "pool_forward",
+    "set_flush_denormals",
     "set_num_threads",
     "zero_pad",
 ]

@@ -138,6 +138,11 @@ void add_zero_pad_and_runtime(nb::module_& m) {
   m.def("set_num_threads", &convkit::set_num_threads, "n"_a,
         "The OpenMP thread count of every later call (0: back to the OpenMP default).");
   m.def("num_threads", &convkit::num_threads, "The thread count a call made now would use.");
+  m.def("set_flush_denormals", &convkit::set_flush_denormals, "on"_a,
+        "True: highway (and the ONNX glue's C++ loops) compute with denormals flushed to zero "
+        "(x86's DAZ and FTZ) from now on; False (the default): IEEE results.");
+  m.def("flush_denormals", &convkit::flush_denormals,
+        "Whether highway computes with denormals flushed (set_flush_denormals).");
 }
 
 }  // namespace

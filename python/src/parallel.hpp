@@ -1,5 +1,6 @@
 // The glue's loops on convkit's threads (glue.cpp, softmax.cpp): split statically, GIL released,
-// one thread for loops too small to repay a parallel region.
+// one thread for loops too small to repay a parallel region; each thread under a DenormalsScope
+// (convkit.set_flush_denormals).
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -7,6 +8,7 @@
 
 #include <cstdint>
 
+#include "api/src/denormals.hpp"
 #include "convkit/runtime.hpp"
 
 namespace convkit::python {
@@ -19,8 +21,12 @@ inline int ThreadsFor(int64_t bytes) { return bytes < (int64_t{1} << 18) ? 1 : n
 template <typename Body>
 void ParallelItems(int64_t items, int64_t bytes, const Body& body) {
   nanobind::gil_scoped_release release;
-#pragma omp parallel for schedule(static) num_threads(ThreadsFor(bytes))
-  for (int64_t i = 0; i < items; ++i) body(i);
+#pragma omp parallel num_threads(ThreadsFor(bytes))
+  {
+    const internal::DenormalsScope denormals;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items; ++i) body(i);
+  }
 }
 
 }  // namespace convkit::python

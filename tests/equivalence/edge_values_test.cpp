@@ -1,9 +1,11 @@
 // Semantics the issue names that need every backend against hand values: denormals (DESIGN §4:
-// "denormal inputs give correct results"), NaN through a convolution and through max pooling's
-// fast paths, every activation over a dense sweep of floats, an in-place residual on a long
-// reduction, and the documented deviation between backends: ReLU of a NaN pre-activation.
+// "denormal inputs give correct results"; highway's flush on request), NaN through a convolution
+// and through max pooling's fast paths, every activation over a dense sweep of floats, an in-place
+// residual on a long reduction, and the documented deviation between backends: ReLU of a NaN
+// pre-activation.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -59,6 +61,75 @@ TEST_P(EdgeValueTest, DenormalsAreNotFlushed) {
   pool2d_backward(pool, p, dy, dx_ref, "reference");
   CONVKIT_RUN_OR_SKIP(backend(), pool2d_backward(pool, p_small, dy, dx, backend()));
   EXPECT_TRUE(CompareTensors(backend() + " max pool denormal x", "dx", dx_ref, dx));
+}
+
+// convkit::set_flush_denormals for one scope, then IEEE again.
+class FlushDenormals {
+ public:
+  FlushDenormals() { set_flush_denormals(true); }
+  ~FlushDenormals() { set_flush_denormals(false); }
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+};
+
+// conv2d of integer data scaled so that x is denormal (x_scale 2^-149: highway's DAZ reads it as
+// zero) or so that every product is (x and w 2^-70: FTZ writes each as zero), against the reference
+// on the unscaled data scaled back: y_int * x_scale * w_scale exactly (every partial sum is a
+// small multiple of the smallest denormal), or all zero (+0 or -0) when flushed.
+::testing::AssertionResult ConvOfScaledIntegers(const std::string& backend, int64_t k,
+                                                float x_scale, float w_scale, bool flushed) {
+  const Conv2dParams params = MakeConv(k, 1, Pads::uniform(k / 2), 1, 1);
+  const Dims x_dims{1, 16, 16, 17}, w_dims{k, k, 17, 19};
+  Rng rng(11);
+  Tensor x(x_dims), w(w_dims);
+  FillIntegers(Span(x), rng, 1, 3);
+  FillIntegers(Span(w), rng, -2, 2, true);
+  const Dims y_dims = conv2d_output_dims(x_dims, w_dims, params);
+  Tensor expected(y_dims);
+  conv2d_forward(params, x, w, {}, expected, "reference");
+  for (float& v : Span(expected)) v *= x_scale * w_scale;
+  for (float& v : Span(x)) v *= x_scale;
+  for (float& v : Span(w)) v *= w_scale;
+  Tensor y(y_dims, kBackendFill);
+  conv2d_forward(params, x, w, {}, y, backend);
+  const std::string where = backend + " " + std::to_string(k) + "x" + std::to_string(k) +
+                            (flushed ? " flushed" : " IEEE");
+  if (!flushed) {
+    if (::testing::AssertionResult same = CompareTensors(where, "y", expected, y); !same) {
+      return same;
+    }
+    return NotMostlyZero(where, "y", y, 0.2);
+  }
+  // Flushed: every output a zero (of the sign of the result FTZ replaced).
+  const auto values = Span(y);
+  const auto nonzero = std::count_if(values.begin(), values.end(), [](float v) { return v != 0; });
+  if (nonzero == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << where << ": " << nonzero << " of " << values.size() << " outputs are not zero";
+}
+
+// set_flush_denormals(true): highway reads denormal inputs as zero and writes denormal results as
+// zero, on one thread and on two, in its 1x1, 3x3 and 5x5 kernels; reference and
+// onednn keep IEEE results. Off again, every thread computes IEEE again: a worker left with DAZ or
+// FTZ set would flush the last calls.
+TEST_P(EdgeValueTest, FlushDenormalsOnHighwayOnly) {
+  const bool highway = backend() == "highway";
+  constexpr float kProductScale = 0x1.0p-70f;
+  for (const int threads : {1, 2}) {
+    set_num_threads(threads);
+    {
+      const FlushDenormals flush;
+      for (const int64_t k : {1, 3, 5}) {
+        EXPECT_TRUE(ConvOfScaledIntegers(backend(), k, kMinDenormal, 1.0f, highway));
+        EXPECT_TRUE(ConvOfScaledIntegers(backend(), k, kProductScale, kProductScale, highway));
+      }
+    }
+    for (const int64_t k : {1, 3, 5}) {
+      EXPECT_TRUE(ConvOfScaledIntegers(backend(), k, kMinDenormal, 1.0f, false));
+      EXPECT_TRUE(ConvOfScaledIntegers(backend(), k, kProductScale, kProductScale, false));
+    }
+  }
+  set_num_threads(0);
 }
 
 // One NaN in x makes NaN exactly the outputs whose window reads it (no activation); every other

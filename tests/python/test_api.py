@@ -235,6 +235,25 @@ def test_threads_setting():
     assert convkit.num_threads() == before
 
 
+@pytest.mark.skipif("highway" not in convkit.backends(), reason="highway not built")
+def test_flush_denormals_setting():
+    """highway reads the smallest denormal as zero once flushing is on (the reference keeps it),
+    and keeps it again once it is off."""
+    x = np.full((1, 4, 4, 16), 2.0 ** -149, np.float32)
+    w = np.zeros((1, 1, 16, 16), np.float32)
+    w[0, 0, 0, :] = 1
+    assert not convkit.flush_denormals()
+    assert np.all(convkit.conv2d(x, w, backend="highway") == np.float32(2.0 ** -149))
+    try:
+        convkit.set_flush_denormals(True)
+        assert convkit.flush_denormals()
+        assert np.all(convkit.conv2d(x, w, backend="highway") == 0)
+        assert np.all(convkit.conv2d(x, w, backend="reference") == np.float32(2.0 ** -149))
+    finally:
+        convkit.set_flush_denormals(False)
+    assert np.all(convkit.conv2d(x, w, backend="highway") == np.float32(2.0 ** -149))
+
+
 def test_concurrent_calls(backend, rng):
     x = rng.standard_normal((4, 12, 12, 8)).astype(np.float32)
     w = rng.standard_normal((3, 3, 8, 8)).astype(np.float32)

@@ -1406,3 +1406,27 @@ def test_residual_fuses_into_conv_transpose(rng, backend):
     assert node_ops(loaded) == ["ConvTranspose"]
     fused = loaded.graph.nodes[0]
     assert fused.attrs["_residual"] == "before" and fused.attrs["_activation"] == "relu"
+
+
+# ------------------------------------------------------------------------------------------------
+# Denormals.
+
+
+@pytest.mark.skipif("highway" not in convkit.backends(), reason="highway not built")
+def test_runs_flush_denormals_unless_asked_not_to(x):
+    """A 1x1 convolution that copies a denormal: flushed to zero by default, kept with
+    flush_denormals=False; the process-wide setting is back as it was after each run."""
+    w = np.eye(C, dtype=np.float32)[:, :, None, None]
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+                       {"x": (N, C, H, W)}, ["y"], {"w": w})
+    tiny = np.float32(2.0 ** -149)
+    feeds = {"x": np.where(x > 0, tiny, x).astype(np.float32)}
+    denormal = feeds["x"] == tiny
+    assert np.count_nonzero(denormal) > 10
+    for flush in (True, False):
+        loaded = convkit.onnx.load(model, input_shapes={"x": (N, C, H, W)}, backend="highway",
+                                   flush_denormals=flush)
+        (y,) = loaded.run(feeds)
+        assert not convkit.flush_denormals()
+        assert np.all(y[denormal] == (0 if flush else tiny))
+        assert np.array_equal(y[~denormal], feeds["x"][~denormal])

@@ -298,6 +298,10 @@ const char* convkit_available_backends(void);
 /* Threads every backend uses from now on; 0 returns to the OpenMP default; n < 0 is an error. */
 convkit_status convkit_set_num_threads(int n);
 int convkit_num_threads(void);
+/* Nonzero: highway computes with denormals flushed (DAZ and FTZ) from now on; 0 (the default):
+ * IEEE results (convkit::set_flush_denormals). */
+void convkit_set_flush_denormals(int on);
+int convkit_flush_denormals(void);
 
 #ifdef __cplusplus
 } /* extern "C" */

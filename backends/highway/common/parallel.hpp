@@ -1,6 +1,7 @@
 // How the Highway kernels use threads: one rule for when a call is worth an OpenMP team, and the
 // loops that share work out among its threads. Every kernel splits its work through these, so that
-// "1 thread" always means the calling thread with no parallel region.
+// "1 thread" always means the calling thread with no parallel region. Each thread of a loop
+// computes under a DenormalsScope (convkit::set_flush_denormals).
 #pragma once
 
 #include <omp.h>
@@ -9,6 +10,7 @@
 #include <cstdint>
 
 #include "api/src/backend.hpp"
+#include "api/src/denormals.hpp"
 
 namespace convkit::internal::highway {
 
@@ -51,9 +53,13 @@ inline ChannelChunks SplitChannels(int64_t c, int64_t block, int64_t wanted) {
 
 template <class Body>
 void ParallelRanges(int threads, int64_t items, const Body& body) {
-  if (threads <= 1 || items <= 1) return body(int64_t{0}, items);
+  if (threads <= 1 || items <= 1) {
+    const DenormalsScope denormals;
+    return body(int64_t{0}, items);
+  }
 #pragma omp parallel num_threads(threads)
   {
+    const DenormalsScope denormals;
     const int64_t team = omp_get_num_threads(), thread = omp_get_thread_num();
     body(items * thread / team, items * (thread + 1) / team);
   }
@@ -74,12 +80,14 @@ template <class First, class Second>
 void ParallelForThen(int threads, int64_t first_items, const First& first, int64_t second_items,
                      const Second& second) {
   if (threads <= 1) {
+    const DenormalsScope denormals;
     for (int64_t i = 0; i < first_items; ++i) first(i);
     for (int64_t j = 0; j < second_items; ++j) second(j);
     return;
   }
 #pragma omp parallel num_threads(threads)
   {
+    const DenormalsScope denormals;
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < first_items; ++i) first(i);
 #pragma omp for schedule(static)
@@ -91,9 +99,15 @@ void ParallelForThen(int threads, int64_t first_items, const First& first, int64
 // their own rule (e.g. by estimated cost). threads <= 1: body(0, 1) on the calling thread.
 template <class Body>
 void ParallelTeam(int threads, const Body& body) {
-  if (threads <= 1) return body(int64_t{0}, int64_t{1});
+  if (threads <= 1) {
+    const DenormalsScope denormals;
+    return body(int64_t{0}, int64_t{1});
+  }
 #pragma omp parallel num_threads(threads)
-  body(static_cast<int64_t>(omp_get_thread_num()), static_cast<int64_t>(omp_get_num_threads()));
+  {
+    const DenormalsScope denormals;
+    body(static_cast<int64_t>(omp_get_thread_num()), static_cast<int64_t>(omp_get_num_threads()));
+  }
 }
 
 }  // namespace convkit::internal::highway

@@ -74,6 +74,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fpmath", default="strict", choices=("strict", "bf16"),
                         help="the convolutions' compute mode (bf16: x and w may be rounded)")
+    parser.add_argument("--keep-denormals", action="store_true",
+                        help="IEEE denormals in convkit's layers (default: flushed to zero)")
     parser.add_argument("--compare", default="", help="comma-separated: onnxruntime,openvino")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--alone", action="store_true",
@@ -88,13 +90,14 @@ def main(argv=None):
     names = _runtime_inputs(proto)
     shapes = _parse_shapes(args.shape, names)
     model = load(proto, input_shapes=shapes, backend=args.backend, threads=args.threads,
-                 fpmath=args.fpmath)
+                 fpmath=args.fpmath, flush_denormals=not args.keep_denormals)
     rng = np.random.default_rng(args.seed)
     feeds = {name: rng.standard_normal(model.graph.input_shapes[name]).astype(
         model.graph.input_dtypes[name]) for name in names}
     all_shapes = {name: model.graph.input_shapes[name] for name in names}
     print(f"model {args.model}; inputs {all_shapes}; backend {args.backend or 'default'}; "
-          f"threads {args.threads}; fpmath {args.fpmath}; convkit steps {sum(s.is_convkit for s in model.steps)} of "
+          f"threads {args.threads}; fpmath {args.fpmath}; denormals "
+          f"{'kept' if args.keep_denormals else 'flushed'}; convkit steps {sum(s.is_convkit for s in model.steps)} of "
           f"{len(model.steps)}")
     unfused = [s for s in model.steps if getattr(s.layer, "numpy_post_ops", False)]
     if unfused:

@@ -5,6 +5,7 @@ produced in gets one transpose step, shared by all its readers; constants are co
 build. Slots are released after their last reader, so memory follows the live tensors.
 """
 
+import contextlib
 import dataclasses
 import statistics
 import time
@@ -38,10 +39,12 @@ class Step:
 class Model:
     """An ONNX graph prepared for convkit (see convkit.onnx.load)."""
 
-    def __init__(self, graph, backend=None, threads=None, reuse_buffers=True, fpmath="strict"):
+    def __init__(self, graph, backend=None, threads=None, reuse_buffers=True, fpmath="strict",
+                 flush_denormals=True):
         self.graph = graph
         self.backend = backend
         self.fpmath = fpmath
+        self.flush_denormals = flush_denormals
         self.threads = threads
         self.reuse_buffers = reuse_buffers
         if threads:
@@ -234,14 +237,25 @@ class Model:
         for slot in step.release:
             env[slot] = None
 
+    @contextlib.contextmanager
+    def _denormals(self):
+        """convkit.set_flush_denormals(self.flush_denormals) for the block, then as before."""
+        before = ck.flush_denormals()
+        ck.set_flush_denormals(self.flush_denormals)
+        try:
+            yield
+        finally:
+            ck.set_flush_denormals(before)
+
     def run(self, inputs):
         """The graph outputs (a list in graph order, numpy arrays in ONNX layout) for
         inputs {name: array of the shape fixed at load}."""
         if self.threads:
             ck.set_num_threads(self.threads)
         env = self._feed(inputs)
-        for step in self.steps:
-            self._step(step, env)
+        with self._denormals():
+            for step in self.steps:
+                self._step(step, env)
         # Copies: an output may be (a view of) a layer's reused array.
         return [np.array(env[s]) for s in self._output_slots]
 
@@ -270,12 +284,13 @@ class Model:
         if self.threads:
             ck.set_num_threads(self.threads)
         times = [[] for _ in self.steps]
-        for _ in range(repeats):
-            env = self._feed(inputs)
-            for i, step in enumerate(self.steps):
-                start = time.perf_counter()
-                self._step(step, env)
-                times[i].append(time.perf_counter() - start)
+        with self._denormals():
+            for _ in range(repeats):
+                env = self._feed(inputs)
+                for i, step in enumerate(self.steps):
+                    start = time.perf_counter()
+                    self._step(step, env)
+                    times[i].append(time.perf_counter() - start)
         impls = implementation_names(self, inputs)
         profile = [dict(name=s.name, op=s.op, ms=1e3 * statistics.median(t), convkit=s.is_convkit,
                         impl=impls.get(i, "convkit" if s.is_convkit else "numpy"))
@@ -290,21 +305,22 @@ class Model:
         call) on copies of the inputs it had in a run: the layers' arrays are shared between
         steps, so a later step may overwrite them."""
         args = {}
-        env = self._feed(inputs)
-        for i, step in enumerate(self.steps):
-            args[i] = [None if s is None else np.array(env[s], copy=True)
-                       if isinstance(env[s], np.ndarray) else env[s] for s in step.in_slots]
-            self._step(step, env)
         medians = {}
-        for i, step_args in args.items():
-            fn = self.steps[i].fn
-            fn(*step_args)
-            samples = []
-            for _ in range(repeats):
-                start = time.perf_counter()
+        with self._denormals():
+            env = self._feed(inputs)
+            for i, step in enumerate(self.steps):
+                args[i] = [None if s is None else np.array(env[s], copy=True)
+                           if isinstance(env[s], np.ndarray) else env[s] for s in step.in_slots]
+                self._step(step, env)
+            for i, step_args in args.items():
+                fn = self.steps[i].fn
                 fn(*step_args)
-                samples.append(time.perf_counter() - start)
-            medians[i] = 1e3 * statistics.median(samples)
+                samples = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    fn(*step_args)
+                    samples.append(time.perf_counter() - start)
+                medians[i] = 1e3 * statistics.median(samples)
         return medians
 
 
