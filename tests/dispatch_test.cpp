@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <string>
 
+#include "api/src/auto_table.hpp"
 #include "convkit/convkit.hpp"
 #include "tests/test_util.hpp"
 
@@ -258,6 +259,28 @@ TEST(Dispatch, VerboseLevelTwoSaysWhy) {
   testing::internal::CaptureStderr();
   ConvBackend("auto");
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << "level 1 prints runs, not choices";
+}
+
+// The table auto follows is the one measured on this CPU's vendor, if there is one, else the first;
+// each table names where it comes from and holds at least one rule (a never-matching one when no
+// rule qualified).
+TEST(Dispatch, AutoFollowsTheTableOfTheCpusVendor) {
+  const auto tables = internal::auto_tables();
+  ASSERT_FALSE(tables.empty());
+  for (const internal::AutoTable& table : tables) {
+    EXPECT_EQ(&internal::auto_table_for(table.vendor), &table) << table.vendor;
+    EXPECT_FALSE(table.rules.empty()) << table.vendor;
+    EXPECT_NE(table.source.find("tools/make_auto_table.py on "), std::string_view::npos)
+        << table.source;
+  }
+  EXPECT_EQ(&internal::auto_table_for("NoSuchVendor"), &tables.front());
+  EXPECT_EQ(&internal::auto_table_for(""), &tables.front());
+  const internal::AutoTable& own = internal::auto_table_for(internal::cpu_vendor());
+  EXPECT_EQ(internal::auto_rules().data(), own.rules.data());
+  EXPECT_EQ(internal::auto_rules_source(), own.source);
+#if defined(__x86_64__) || defined(__i386__)
+  EXPECT_EQ(internal::cpu_vendor().size(), 12u) << internal::cpu_vendor();
+#endif
 }
 
 // auto tells plans from one-shot calls (their costs differ, so the table fits them apart and the

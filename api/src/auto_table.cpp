@@ -3,6 +3,11 @@
 #include <algorithm>
 #include <initializer_list>
 #include <sstream>
+#include <string>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 namespace convkit::internal {
 
@@ -116,6 +121,36 @@ bool AutoRule::matches(const AutoFeatures& f) const {
          oc.contains(f.oc) && spatial.contains(f.spatial) && batch.contains(f.batch) &&
          stride.contains(f.stride) && threads.contains(f.threads) && work.contains(f.work);
 }
+
+const AutoTable& auto_table_for(std::string_view vendor) {
+  const std::span<const AutoTable> tables = auto_tables();
+  const auto own = std::find_if(tables.begin(), tables.end(),
+                                [&](const AutoTable& table) { return table.vendor == vendor; });
+  return own != tables.end() ? *own : tables.front();
+}
+
+std::string_view cpu_vendor() {
+  static const std::string vendor = [] {
+    std::string name;
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) != 0) {
+      for (const unsigned word : {ebx, edx, ecx}) {  // the vendor string's order
+        for (int byte = 0; byte < 4; ++byte) name.push_back(static_cast<char>(word >> (8 * byte)));
+      }
+    }
+#endif
+    return name;
+  }();
+  return vendor;
+}
+
+std::span<const AutoRule> auto_rules() {
+  static const AutoTable& table = auto_table_for(cpu_vendor());
+  return table.rules;
+}
+
+std::string_view auto_rules_source() { return auto_table_for(cpu_vendor()).source; }
 
 const AutoRule* match_auto_rule(const AutoFeatures& f) {
   for (const AutoRule& rule : auto_rules()) {

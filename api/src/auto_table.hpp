@@ -82,9 +82,28 @@ struct AutoRule {
   bool matches(const AutoFeatures& f) const;
 };
 
-// The generated rules (auto_rules.cpp), first match wins; no match means highway.
+// One machine kind's rules: the CPU vendor they were measured on (cpuid's vendor string,
+// "AuthenticAMD" or "GenuineIntel"), the rules, first match wins, and where they come from
+// (machine, date, the command that regenerates them). The winner of a class is the machine's: on
+// the Zen 4 (AVX-512 on 256-bit units) highway won the 1x1 and strided layers that oneDNN wins on
+// an Intel Xeon (two 512-bit FMA units).
+struct AutoTable {
+  std::string_view vendor;
+  std::span<const AutoRule> rules;
+  std::string_view source;
+};
+
+// Every generated table (auto_rules.cpp), one per vendor measured, in vendor order.
+std::span<const AutoTable> auto_tables();
+
+// The table measured on CPUs of `vendor`, else the first one (a CPU of no measured vendor).
+const AutoTable& auto_table_for(std::string_view vendor);
+
+// This CPU's vendor string (cpuid leaf 0), or "" off x86.
+std::string_view cpu_vendor();
+
+// The rules (and their source) of auto_table_for(cpu_vendor()); no match means highway.
 std::span<const AutoRule> auto_rules();
-// Where the rules come from: machine, date, and the command that regenerates them.
 std::string_view auto_rules_source();
 
 // The first rule that matches, or null.

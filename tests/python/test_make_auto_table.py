@@ -111,3 +111,27 @@ def test_a_rule_narrows_its_class_by_two_thresholds(tool, monkeypatch):
     text = tool.cpp_rule(rules[0])
     assert ".ic = {129, kNoLimit}" in text  # the geometric midpoint of 64 and 256, + 1
     assert ".spatial = {0, 784}" in text  # of 196 and 3136
+
+
+def test_a_run_rewrites_its_vendors_table_and_keeps_the_others(tool, tmp_path, monkeypatch):
+    """write_table replaces the table of the machine's vendor and leaves another vendor's as it
+    was; kTables lists both, in vendor order."""
+    context = {"convkit_threads": 2, "load_avg": [0.5], "num_cpus": 2, "date": "2026-12-08T00:00"}
+    rule = grouped_one_shot_rule((("ic", None, 115),))
+    path = tmp_path / "auto_rules.cpp"
+    monkeypatch.setattr(tool, "cpu_vendor", lambda: "GenuineIntel")
+    tool.write_table([rule], [context], [str(tmp_path / "t2.json")], [], str(path))
+    monkeypatch.setattr(tool, "cpu_vendor", lambda: "AuthenticAMD")
+    tool.write_table([], [context], [str(tmp_path / "t2.json")], [], str(path))
+    text = path.read_text()
+    intel, amd = text.index("table GenuineIntel: begin"), text.index("table AuthenticAMD: begin")
+    assert amd < intel  # vendor order
+    assert "kRulesGenuineIntel[]" in text and ".ic = {0, 115}" in text[intel:]
+    assert "never matches: no rule qualified" in text[amd:intel]
+    assert '{"AuthenticAMD", kRulesAuthenticAMD, kSourceAuthenticAMD}' in text
+    assert '{"GenuineIntel", kRulesGenuineIntel, kSourceGenuineIntel}' in text
+    # A second run of the same vendor replaces its table: one section each.
+    tool.write_table([rule], [context], [str(tmp_path / "t2.json")], [], str(path))
+    text = path.read_text()
+    assert text.count("table AuthenticAMD: begin") == 1 and text.count("kRulesGenuineIntel[]") == 1
+    assert "never matches" not in text
