@@ -8,6 +8,7 @@
 #include <string>
 
 #include "api/src/auto_table.hpp"
+#include "api/src/cpu.hpp"
 #include "convkit/convkit.hpp"
 #include "tests/test_util.hpp"
 

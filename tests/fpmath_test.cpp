@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "api/src/bf16.hpp"
+#include "api/src/cpu.hpp"
 #include "tests/highway_targets.hpp"
 #include "tests/test_util.hpp"
 
@@ -108,6 +109,8 @@ class FpmathTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(FpmathTest, Bf16ExactOnBf16Integers) {
+  // highway's bf16 kernel wherever it can run, also on CPUs where auto keeps fp32 (Intel's).
+  const ScopedEnv bf16_on("CONVKIT_HIGHWAY_BF16", "on");
   if (auto why = NotBuiltReason(backend())) GTEST_SKIP() << backend() << ": " << *why;
   Rng rng(0xbf16);
   for (const Bf16Case& c : Bf16Cases()) {
@@ -160,6 +163,8 @@ TEST_P(FpmathTest, Bf16ThroughTheFusedEpilogue) {
 
 // The stated bound, on normal data, against the double result of the unrounded inputs.
 TEST_P(FpmathTest, Bf16WithinBoundOfExact) {
+  // highway's bf16 kernel wherever it can run, also on CPUs where auto keeps fp32 (Intel's).
+  const ScopedEnv bf16_on("CONVKIT_HIGHWAY_BF16", "on");
   if (auto why = NotBuiltReason(backend())) GTEST_SKIP() << backend() << ": " << *why;
   Rng rng(0x0b0d);
   for (const Bf16Case& c : Bf16Cases()) {
@@ -237,11 +242,9 @@ TEST(FpmathParams, NamedInTextAndValidated) {
 
 class FpmathHighwayTarget : public PinnedHighwayTargetTest {};
 
-// With the instruction, the bf16 kernel runs and its name says so; without it (other targets, other
-// CPUs) the fp32 kernel runs, named as fp32 and giving fp32's bits. Exact vs reference on integers.
-TEST_P(FpmathHighwayTarget, Bf16KernelOnlyWithTheInstruction) {
-  const bool has_bf16 = isa() == "AVX3" && __builtin_cpu_supports("avx512bf16");
-  Rng rng(0xfa11);
+// The cases of Bf16KernelOnlyWithTheInstruction under one CONVKIT_HIGHWAY_BF16 mode: `bf16` says
+// whether the bf16 kernel may run, isa names the pinned target.
+void CheckBf16Choice(const std::string& isa, bool bf16, Rng& rng) {
   for (const Bf16Case& c : Bf16Cases()) {
     Conv2dParams strict = c.params;
     strict.fpmath = Fpmath::kStrict;
@@ -252,7 +255,7 @@ TEST_P(FpmathHighwayTarget, Bf16KernelOnlyWithTheInstruction) {
     const Conv2d bf16_plan(c.params, c.x, w, {}, "highway");
     const Conv2d strict_plan(strict, c.x, w, {}, "highway");
     const std::string name = bf16_plan.impl_name();
-    ASSERT_TRUE(name.ends_with(":" + isa())) << c.ToString() << ": " << name;
+    ASSERT_TRUE(name.ends_with(":" + isa)) << c.ToString() << ": " << name;
     // bf16 where the instruction is and it pays (conv2d_fwd_bf16.cpp's Bf16Pays: 64 input
     // channels a group, or 64 outputs over a reduction of 128, or a 1x1 of 24 inputs and 48
     // outputs a group, or a dense unpadded stride-1 1x1 of an even channel count), for every such
@@ -265,9 +268,9 @@ TEST_P(FpmathHighwayTarget, Bf16KernelOnlyWithTheInstruction) {
                       c.params.pad == Pads{} && c.params.groups == 1 && icg % 2 == 0;
     const bool pays = icg >= 64 || (ocg >= 64 && w_dims[0] * w_dims[1] * icg >= 128) ||
                       (pointwise && icg >= 24 && ocg >= 48) || flat;
-    if (has_bf16 && !depthwise && icg >= 16 && pays) {
+    if (bf16 && !depthwise && icg >= 16 && pays) {
       ASSERT_EQ(name, "highway:igemm_bf16:AVX3") << c.ToString();
-    } else if (!has_bf16) {
+    } else if (!bf16) {
       ASSERT_EQ(name, strict_plan.impl_name()) << c.ToString();
     }
     const Dims y_dims = bf16_plan.y_dims();
@@ -284,6 +287,21 @@ TEST_P(FpmathHighwayTarget, Bf16KernelOnlyWithTheInstruction) {
       strict_plan.run(x, y_strict);
       ASSERT_TRUE(CompareTensors(c.ToString() + " " + name, "y (normals)", y_strict, y));
     }
+  }
+}
+
+// With the instruction, the bf16 kernel runs and its name says so; without it (other targets, other
+// CPUs) the fp32 kernel runs, named as fp32 and giving fp32's bits. Exact vs reference on integers.
+TEST_P(FpmathHighwayTarget, Bf16KernelOnlyWithTheInstruction) {
+  const bool has_bf16 = isa() == "AVX3" && __builtin_cpu_supports("avx512bf16");
+  Rng rng(0xfa11);
+  for (const std::string mode : {"auto", "on", "off"}) {
+    const ScopedEnv bf16_mode("CONVKIT_HIGHWAY_BF16", mode.c_str());
+    // auto keeps fp32 where the CPU's bf16 dot products are slower than its FMAs (Intel's).
+    const bool wanted =
+        mode == "on" || (mode == "auto" && internal::cpu_vendor() != "GenuineIntel");
+    SCOPED_TRACE("CONVKIT_HIGHWAY_BF16=" + mode);
+    CheckBf16Choice(isa(), has_bf16 && wanted, rng);
   }
 }
 

@@ -99,9 +99,6 @@ std::span<const AutoTable> auto_tables();
 // The table measured on CPUs of `vendor`, else the first one (a CPU of no measured vendor).
 const AutoTable& auto_table_for(std::string_view vendor);
 
-// This CPU's vendor string (cpuid leaf 0), or "" off x86.
-std::string_view cpu_vendor();
-
 // The rules (and their source) of auto_table_for(cpu_vendor()); no match means highway.
 std::span<const AutoRule> auto_rules();
 std::string_view auto_rules_source();

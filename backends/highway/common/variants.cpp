@@ -2,10 +2,12 @@
 #include "backends/highway/common/variants.hpp"
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "api/src/verbose.hpp"
+#include "convkit/error.hpp"
 
 namespace convkit::internal::highway {
 
@@ -19,6 +21,16 @@ void PrintVariantChoice(std::string_view op, std::string_view problem, std::stri
   if (!refused.empty()) line.append(",refused: ").append(refused);
   line += "\n";
   std::fputs(line.c_str(), stderr);  // one call per line: concurrent lines do not interleave
+}
+
+VariantMode ReadVariantMode(const char* env) {
+  const char* set = std::getenv(env);
+  const std::string value = set == nullptr ? "" : set;
+  if (value.empty() || value == "auto") return VariantMode::kAuto;
+  if (value == "on") return VariantMode::kOn;
+  if (value == "off") return VariantMode::kOff;
+  throw Error(ErrorCode::kInvalidArgument,
+              std::string(env) + ": expected one of auto, on, off, given '" + value + "'");
 }
 
 }  // namespace convkit::internal::highway

@@ -30,6 +30,14 @@ void PrintVariantChoice(std::string_view op, std::string_view problem, std::stri
 // True when CONVKIT_VERBOSE asks for the choice lines (level 2 or more).
 bool VariantChoiceVerbose();
 
+// A variant's switch in the environment (CONVKIT_HIGHWAY_WINOGRAD, CONVKIT_HIGHWAY_BF16): auto
+// (also unset or empty) runs it where its own rule says it pays, on wherever it can run, off never.
+enum class VariantMode { kAuto, kOn, kOff };
+
+// The mode environment variable `env` sets; any other value throws Error (invalid argument)
+// naming the variable. Read at each plan creation and one-shot call.
+VariantMode ReadVariantMode(const char* env);
+
 // The index in `list` of the first entry that accepts q (the last one when all refuse: it must
 // accept everything). Entry is Variant<Query> or any struct with the same two members (an op's
 // list may carry more per entry, e.g. its plan factory). `describe(q)` gives the problem's text

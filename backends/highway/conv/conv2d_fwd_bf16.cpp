@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "api/src/bf16.hpp"
+#include "api/src/cpu.hpp"
 #include "backends/highway/common/parallel.hpp"
+#include "backends/highway/common/variants.hpp"
 #include "backends/highway/conv/conv2d_fwd_kernel.hpp"
 #include "backends/highway/conv/conv2d_fwd_plan.hpp"
 #include "backends/highway/conv/conv2d_fwd_variant.hpp"
@@ -138,6 +140,16 @@ bool Bf16Pays(const Conv2dProblem& p) {
          (FlatBf16Chunks(p) && p.ic >= kFlatIn);
 }
 
+constexpr const char* kBf16Env = "CONVKIT_HIGHWAY_BF16";
+
+// Whether this CPU's bf16 dot products outrun its fp32 FMAs. On AMD's Zen 4 vdpbf16ps does twice
+// the multiply-adds of an fp32 FMA per cycle; on an Intel Xeon with AVX512-BF16 (Sapphire Rapids
+// class, two 512-bit FMA units) half (bench/convkit_peak: 217 against 422 GFLOP/s on 2 threads),
+// and the bf16 kernel ran 1.6-2.8x slower than fp32 (1x1 256 -> 64 at 56x56 0.50 against 0.32 ms,
+// 3x3 64 -> 64 against Winograd 1.11 against 0.39). Intel's bf16 speed is in AMX, which this
+// kernel does not use.
+bool Bf16DotOutrunsFma() { return cpu_vendor() != "GenuineIntel"; }
+
 // Depthwise is memory-bound: fp32 runs it as fast. Narrow groups fill a fraction of this kernel's
 // lanes, every lane of the fp32 grouped kernel's (4x faster on RegNetY's and ResNeXt's groups of
 // 8). Below kMinRowPairs converting x costs more than bf16 saves. The input of a tile is converted
@@ -145,12 +157,19 @@ bool Bf16Pays(const Conv2dProblem& p) {
 const char* RefusesBf16(const Conv2dFwdQuery& q) {
   const Conv2dProblem& p = q.p;
   if (!p.bf16()) return "fpmath strict";
+  const VariantMode mode = ReadVariantMode(kBf16Env);
+  if (mode == VariantMode::kOff) return "CONVKIT_HIGHWAY_BF16=off";
   if (p.depthwise()) return "depthwise";
   if (Conv2dFwdGroupedVariant().refuses(q) == nullptr) return "narrow groups (grouped runs them)";
   if (RowPairs(p) < kMinRowPairs) return "kernel rows under 8 bf16 pairs";
-  if (!Bf16Pays(p)) return "under 64 input channels, too few outputs or too short a reduction";
+  if (mode == VariantMode::kAuto && !Bf16Pays(p)) {
+    return "under 64 input channels, too few outputs or too short a reduction";
+  }
   const Conv2dFwdBf16Kernel kernel = Conv2dFwdBf16KernelForCpu();
   if (kernel.run == nullptr) return "no AVX512-BF16 on this CPU or target";
+  if (mode == VariantMode::kAuto && !Bf16DotOutrunsFma()) {
+    return "bf16 dot products slower than fp32 FMAs on this CPU (Intel)";
+  }
   if (p.kh * RowPairs(p) > kernel.max_pairs) return "reduction too long";
   return nullptr;
 }

@@ -11,7 +11,6 @@
 // Any other value is an error (convkit::Error, invalid argument) naming the variable.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,28 +18,16 @@
 
 #include "backends/highway/common/parallel.hpp"
 #include "backends/highway/common/scratch.hpp"
+#include "backends/highway/common/variants.hpp"
 #include "backends/highway/conv/conv2d_fwd_plan.hpp"
 #include "backends/highway/conv/conv2d_fwd_subgrid.hpp"
 #include "backends/highway/conv/conv2d_fwd_variant.hpp"
-#include "convkit/error.hpp"
 #include "hwy/base.h"
 
 namespace convkit::internal::highway {
 namespace {
 
 constexpr const char* kWinogradEnv = "CONVKIT_HIGHWAY_WINOGRAD";
-
-enum class WinogradMode { kAuto, kOn, kOff };
-
-WinogradMode ReadWinogradMode() {
-  const char* env = std::getenv(kWinogradEnv);
-  const std::string value = env == nullptr ? "" : env;
-  if (value.empty() || value == "auto") return WinogradMode::kAuto;
-  if (value == "on") return WinogradMode::kOn;
-  if (value == "off") return WinogradMode::kOff;
-  throw Error(ErrorCode::kInvalidArgument,
-              std::string(kWinogradEnv) + ": expected one of auto, on, off, given '" + value + "'");
-}
 
 bool Eligible(const Conv2dProblem& p) {
   return p.kh == 3 && p.kw == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 &&
@@ -213,21 +200,21 @@ std::unique_ptr<Conv2dFwdImpl> CreateWinogradSubgrid(const Conv2dProblem& p, con
 }
 
 const char* RefusesWinogradSubgrid(const Conv2dFwdQuery& q) {
-  const WinogradMode mode = ReadWinogradMode();
-  if (mode == WinogradMode::kOff) return "CONVKIT_HIGHWAY_WINOGRAD=off";
+  const VariantMode mode = ReadVariantMode(kWinogradEnv);
+  if (mode == VariantMode::kOff) return "CONVKIT_HIGHWAY_WINOGRAD=off";
   const Conv2dProblem& p = q.p;
   if (p.kh != 3 || p.kw != 3 || p.groups != 1) return "needs 3x3, groups 1";
   const std::optional<Conv2dProblem> sub = SubgridProblem(p);
   if (!sub) return "needs stride 1, dilation > 1, top and left pads multiples of it";
-  if (mode == WinogradMode::kOn || SubgridPays(p, *sub, q.one_shot)) return nullptr;
+  if (mode == VariantMode::kOn || SubgridPays(p, *sub, q.one_shot)) return nullptr;
   return "direct is faster here";
 }
 
 const char* RefusesWinograd(const Conv2dFwdQuery& q) {
-  const WinogradMode mode = ReadWinogradMode();
-  if (mode == WinogradMode::kOff) return "CONVKIT_HIGHWAY_WINOGRAD=off";
+  const VariantMode mode = ReadVariantMode(kWinogradEnv);
+  if (mode == VariantMode::kOff) return "CONVKIT_HIGHWAY_WINOGRAD=off";
   if (!Eligible(q.p)) return "needs 3x3, stride 1, dilation 1, groups 1";
-  if (mode == WinogradMode::kOn || WinogradPays(q.p, q.one_shot)) return nullptr;
+  if (mode == VariantMode::kOn || WinogradPays(q.p, q.one_shot)) return nullptr;
   return "direct is faster here";
 }
 
