@@ -254,6 +254,26 @@ def test_flush_denormals_setting():
     assert np.all(convkit.conv2d(x, w, backend="highway") == np.float32(2.0 ** -149))
 
 
+def test_flush_denormals_in_the_glue_loops():
+    """The ONNX glue's C++ loops (here the channel scale) honour the setting too."""
+    from convkit import _convkit
+
+    tiny = np.float32(2.0 ** -149)
+    x = np.full((1, 64, 16), tiny, np.float32)
+    s = np.ones((1, 16), np.float32)
+    y = np.empty_like(x)
+    _convkit._scale_channels(x, s, y)
+    assert np.all(y == tiny)
+    try:
+        convkit.set_flush_denormals(True)
+        _convkit._scale_channels(x, s, y)
+        assert np.all(y == 0)
+    finally:
+        convkit.set_flush_denormals(False)
+    _convkit._scale_channels(x, s, y)
+    assert np.all(y == tiny)
+
+
 def test_concurrent_calls(backend, rng):
     x = rng.standard_normal((4, 12, 12, 8)).astype(np.float32)
     w = rng.standard_normal((3, 3, 8, 8)).astype(np.float32)
