@@ -18,7 +18,9 @@
 // 3x3/2, 7x7/2, patchify 4x4/4 and 16x16/16, at batch 1 and 8), "dw_large" (5x5 and 7x7
 // depthwise at every stage size, stride 1 and 2), "narrow_1x1" (pointwise layers with 16-72
 // channels), "dilated" (DeepLabv3's atrous layers: ResNet-50 and MobileNetV3 backbones, ASPP),
-// "strided" (stride-2 downsampling layers of ResNet-18, YOLOv5s, HRNet, SSD and pix2pix).
+// "strided" (stride-2 downsampling layers of ResNet-18, YOLOv5s, HRNet, SSD and pix2pix),
+// "factorized" (1xK and Kx1 kernels with "same" padding: Inception-v3's 17x17 and 8x8 blocks at
+// 299x299, ERFNet's non-bottleneck-1D blocks, dilated along the kernel's axis, at 256x512).
 // Pooling at batch 32 and backward at batch 8 are the same sets at another batch:
 // tools/convkit_compare.py --batch pool2d=32,conv2d_bwd=8.
 // Transposed-convolution set: "transposed" (upsampling layers of UNet decoders, the DBNet head,
@@ -94,6 +96,20 @@ constexpr ConvShape Depthwise(std::string_view name, int64_t n, int64_t h, int64
 // A k x k depthwise convolution with "same" padding k / 2 on an h x h input.
 constexpr ConvShape DepthwiseK(std::string_view name, int64_t h, int64_t c, int64_t k, int64_t s) {
   return Conv("dw_large", name, 1, h, h, c, c, k, s, k / 2, c);
+}
+
+// A kh x kw convolution, one of them 1, with "same" padding, dilated by d along the kernel's axis,
+// on an h x w input (the "factorized" set).
+constexpr ConvShape Factorized(std::string_view name, int64_t h, int64_t w, int64_t c_in,
+                               int64_t c_out, int64_t kh, int64_t kw, int64_t d = 1) {
+  Conv2dParams params;
+  params.kernel_h = kh;
+  params.kernel_w = kw;
+  params.dilation_h = kh > 1 ? d : 1;
+  params.dilation_w = kw > 1 ? d : 1;
+  params.pad = Pads{kh / 2 * params.dilation_h, kh / 2 * params.dilation_h,
+                    kw / 2 * params.dilation_w, kw / 2 * params.dilation_w};
+  return {"factorized", name, Dims{1, h, w, c_in}, params, c_out};
 }
 
 // A 3x3 group convolution (padding 1) with c channels in and out in groups of c / g.
@@ -332,6 +348,22 @@ inline constexpr ConvShape kConvShapes[] = {
     Conv("strided", "pix2pix_c128_4x4s2_64_128", 1, 128, 128, 64, 128, 4, 2, 1),
     Conv("strided", "pix2pix_c256_4x4s2_128_256", 1, 64, 64, 128, 256, 4, 2, 1),
     Conv("strided", "pix2pix_c512_4x4s2_256_512", 1, 32, 32, 256, 512, 4, 2, 1),
+    // Inception-v3 (Szegedy et al. 2016) at 299x299: Mixed_6b-6e's 7x7 branches factorized into
+    // 1x7 and 7x1 at 17x17 (128, 160 and 192 channels), Mixed_7b's 1x3 and 3x1 at 8x8.
+    Factorized("inception_6b_1x7_128_128", 17, 17, 128, 128, 1, 7),
+    Factorized("inception_6b_7x1_128_192", 17, 17, 128, 192, 7, 1),
+    Factorized("inception_6c_1x7_160_160", 17, 17, 160, 160, 1, 7),
+    Factorized("inception_6c_7x1_160_160", 17, 17, 160, 160, 7, 1),
+    Factorized("inception_6e_1x7_192_192", 17, 17, 192, 192, 1, 7),
+    Factorized("inception_6e_7x1_192_192", 17, 17, 192, 192, 7, 1),
+    Factorized("inception_7b_1x3_384_384", 8, 8, 384, 384, 1, 3),
+    Factorized("inception_7b_3x1_384_384", 8, 8, 384, 384, 3, 1),
+    // ERFNet (Romera et al. 2018) at 256x512: non-bottleneck-1D 3x1 and 1x3 at 64x128 (64
+    // channels) and dilated by 4 at 32x64 (128 channels).
+    Factorized("erfnet_3x1_64", 64, 128, 64, 64, 3, 1),
+    Factorized("erfnet_1x3_64", 64, 128, 64, 64, 1, 3),
+    Factorized("erfnet_3x1_d4_128", 32, 64, 128, 128, 3, 1, 4),
+    Factorized("erfnet_1x3_d4_128", 32, 64, 128, 128, 1, 3, 4),
 };
 
 inline constexpr TransposeShape kTransposeShapes[] = {

@@ -358,11 +358,11 @@ constexpr std::string_view kSourceAuthenticAMD =
 // ---- table AuthenticAMD: end
 // ---- table GenuineIntel: begin
 // Measured on Intel(R) Xeon(R) Processor (family 6), 2 cores, 2026-12-08
-// (load averages at the start: 1 thread(s): load 0.4; 2 thread(s): load 1.0) from
-// ../out27/auto/auto_raw_t1.json, ../out27/auto/auto_raw_t2.json.
-// 1 thread(s): median cv 0.03.
-// 2 thread(s): median cv 0.04.
-// Rules that do not bound threads apply to every thread count.
+// (load averages at the start: 1 thread(s): load 0.4; 2 thread(s): load 1.0; 1 thread(s): load 1.2;
+// 2 thread(s): load 1.1) from
+// ../out27/auto/auto_raw_t1.json, ../out27/auto/auto_raw_t2.json, ../out27/auto/fact_t1.json,
+// ../out27/auto/fact_t2.json. 1 thread(s): median cv 0.03. 2 thread(s): median cv 0.04. Rules that
+// do not bound threads apply to every thread count.
 constexpr AutoRule kRulesGenuineIntel[] = {
     {.op = AutoOp::kConvBwdData,
      .kernel = {1, 1},
@@ -380,10 +380,11 @@ constexpr AutoRule kRulesGenuineIntel[] = {
      .groups = GroupsClass::kDense,
      .spatial = {0, 392},
      .stride = {1, 1},
-     .work = {225792, 36331304},
+     .threads = {2, kNoLimit},
+     .work = {225792, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdData k1 s1 dense spatial<=392 work<=36331304 work>=225792: onednn 1.15x faster "
-            "in geomean (min 1.10x) over 6 measured shapes"},
+     .why = "ConvBwdData k1 s1 dense threads>=2 spatial<=392 work>=225792: onednn 1.10x faster in "
+            "geomean (min 1.00x) over 10 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {1, 1},
      .groups = GroupsClass::kDense,
@@ -393,6 +394,15 @@ constexpr AutoRule kRulesGenuineIntel[] = {
      .backend = "onednn",
      .why = "ConvBwdData k1 s1 dense ic<=35 work>=8343109: onednn 1.17x faster in geomean (min "
             "1.05x) over 4 measured shapes"},
+    {.op = AutoOp::kConvBwdData,
+     .kernel = {1, 1},
+     .groups = GroupsClass::kDense,
+     .spatial = {0, 392},
+     .stride = {1, 1},
+     .work = {225792, 36331304},
+     .backend = "onednn",
+     .why = "ConvBwdData k1 s1 dense spatial<=392 work<=36331304 work>=225792: onednn 1.16x faster "
+            "in geomean (min 1.10x) over 3 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {3, 3},
      .groups = GroupsClass::kDense,
@@ -476,6 +486,14 @@ constexpr AutoRule kRulesGenuineIntel[] = {
             "1.24x faster in geomean (min 1.07x) over 2 measured shapes"},
     {.op = AutoOp::kConvBwdData,
      .kernel = {6, kNoLimit},
+     .groups = GroupsClass::kDense,
+     .stride = {1, 1},
+     .work = {16572416, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvBwdData k>=6 s1 dense work>=16572416: onednn 1.10x faster in geomean (min 1.04x) "
+            "over 12 measured shapes"},
+    {.op = AutoOp::kConvBwdData,
+     .kernel = {6, kNoLimit},
      .groups = GroupsClass::kDepthwise,
      .ic = {0, 543},
      .stride = {2, kNoLimit},
@@ -515,13 +533,23 @@ constexpr AutoRule kRulesGenuineIntel[] = {
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {3, 3},
      .groups = GroupsClass::kDense,
-     .ic = {0, 362},
+     .ic = {0, 90},
      .spatial = {0, 3584},
      .stride = {1, 1},
      .work = {719712, kNoLimit},
      .backend = "onednn",
-     .why = "ConvBwdWeights k3 s1 dense ic<=362 spatial<=3584 work>=719712: onednn 1.30x faster in "
-            "geomean (min 0.98x) over 20 measured shapes"},
+     .why = "ConvBwdWeights k3 s1 dense ic<=90 spatial<=3584 work>=719712: onednn 1.54x faster in "
+            "geomean (min 0.98x) over 10 measured shapes"},
+    {.op = AutoOp::kConvBwdWeights,
+     .kernel = {3, 3},
+     .groups = GroupsClass::kDense,
+     .oc = {0, 313},
+     .spatial = {0, 924},
+     .stride = {1, 1},
+     .work = {57802752, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvBwdWeights k3 s1 dense oc<=313 spatial<=924 work>=57802752: onednn 1.16x faster "
+            "in geomean (min 1.04x) over 4 measured shapes"},
     {.op = AutoOp::kConvBwdWeights,
      .kernel = {3, 3},
      .groups = GroupsClass::kDense,
@@ -593,6 +621,17 @@ constexpr AutoRule kRulesGenuineIntel[] = {
      .backend = "onednn",
      .why = "ConvBwdWeights k4-5 s>=2 dense stride>=3 work>=7225344: onednn 1.34x faster in "
             "geomean (min 1.18x) over 4 measured shapes"},
+    {.op = AutoOp::kConvBwdWeights,
+     .kernel = {6, kNoLimit},
+     .groups = GroupsClass::kDense,
+     .oc = {0, 175},
+     .stride = {1, 1},
+     .threads = {0, 1},
+     .work = {16572416, kNoLimit},
+     .call = CallKind::kOneShot,
+     .backend = "onednn",
+     .why = "ConvBwdWeights k>=6 s1 dense one-shot threads<=1 oc<=175 work>=16572416: onednn 1.19x "
+            "faster in geomean (min 1.02x) over 3 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {1, 1},
      .groups = GroupsClass::kDense,
@@ -615,6 +654,16 @@ constexpr AutoRule kRulesGenuineIntel[] = {
      .why = "ConvFwd k1 s>=2 dense one-shot ic>=129 work>=51380224: onednn 1.28x faster in geomean "
             "(min 1.02x) over 6 measured shapes"},
     {.op = AutoOp::kConvFwd,
+     .kernel = {1, 1},
+     .groups = GroupsClass::kDense,
+     .ic = {182, kNoLimit},
+     .oc = {363, kNoLimit},
+     .stride = {1, 1},
+     .work = {12845056, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvFwd k1 s1 dense ic>=182 oc>=363 work>=12845056: onednn 1.08x faster in geomean "
+            "(min 1.01x) over 16 measured shapes"},
+    {.op = AutoOp::kConvFwd,
      .kernel = {3, 3},
      .groups = GroupsClass::kDense,
      .ic = {1025, kNoLimit},
@@ -627,13 +676,14 @@ constexpr AutoRule kRulesGenuineIntel[] = {
     {.op = AutoOp::kConvFwd,
      .kernel = {3, 3},
      .groups = GroupsClass::kDense,
+     .kernel_min = {2, kNoLimit},
      .spatial = {0, 392},
      .stride = {1, 1},
      .work = {57802752, kNoLimit},
      .call = CallKind::kOneShot,
      .backend = "onednn",
-     .why = "ConvFwd k3 s1 dense one-shot spatial<=392 work>=57802752: onednn 1.33x faster in "
-            "geomean (min 0.98x) over 6 measured shapes"},
+     .why = "ConvFwd k3 s1 dense one-shot kernel_min>=2 spatial<=392 work>=57802752: onednn 1.33x "
+            "faster in geomean (min 0.98x) over 6 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {3, 3},
      .groups = GroupsClass::kDense,
@@ -645,6 +695,15 @@ constexpr AutoRule kRulesGenuineIntel[] = {
      .backend = "onednn",
      .why = "ConvFwd k3 s>=2 dense one-shot ic>=182 spatial>=36 work>=28901376: onednn 1.23x "
             "faster in geomean (min 1.02x) over 6 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {3, 3},
+     .groups = GroupsClass::kDense,
+     .kernel_min = {0, 1},
+     .stride = {1, 1},
+     .work = {14155776, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvFwd k3 s1 dense kernel_min<=1 work>=14155776: onednn 1.09x faster in geomean (min "
+            "1.02x) over 12 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {3, 3},
      .groups = GroupsClass::kDense,
@@ -660,10 +719,29 @@ constexpr AutoRule kRulesGenuineIntel[] = {
      .groups = GroupsClass::kDense,
      .ic = {21, kNoLimit},
      .stride = {2, kNoLimit},
+     .threads = {0, 1},
+     .work = {1327104, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvFwd k3 s>=2 dense threads<=1 ic>=21 work>=1327104: onednn 1.11x faster in geomean "
+            "(min 1.04x) over 12 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {3, 3},
+     .groups = GroupsClass::kDense,
+     .spatial = {0, 1120},
+     .stride = {2, kNoLimit},
+     .work = {41287681, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvFwd k3 s>=2 dense spatial<=1120 work>=41287681: onednn 1.10x faster in geomean "
+            "(min 1.08x) over 6 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {3, 3},
+     .groups = GroupsClass::kDense,
+     .ic = {21, kNoLimit},
+     .stride = {2, kNoLimit},
      .work = {1327104, 8839475},
      .backend = "onednn",
-     .why = "ConvFwd k3 s>=2 dense ic>=21 work<=8839475 work>=1327104: onednn 1.20x faster in "
-            "geomean (min 1.13x) over 4 measured shapes"},
+     .why = "ConvFwd k3 s>=2 dense ic>=21 work<=8839475 work>=1327104: onednn 1.21x faster in "
+            "geomean (min 1.18x) over 2 measured shapes"},
     {.op = AutoOp::kConvFwd,
      .kernel = {3, 3},
      .groups = GroupsClass::kDepthwise,
@@ -734,6 +812,14 @@ constexpr AutoRule kRulesGenuineIntel[] = {
      .backend = "onednn",
      .why = "ConvFwd k4-5 s1 dense work>=1010625: onednn 1.78x faster in geomean (min 1.66x) over "
             "2 measured shapes"},
+    {.op = AutoOp::kConvFwd,
+     .kernel = {6, kNoLimit},
+     .groups = GroupsClass::kDense,
+     .stride = {1, 1},
+     .work = {16572416, kNoLimit},
+     .backend = "onednn",
+     .why = "ConvFwd k>=6 s1 dense work>=16572416: onednn 1.14x faster in geomean (min 1.08x) over "
+            "12 measured shapes"},
 };
 constexpr std::string_view kSourceGenuineIntel =
     "tools/make_auto_table.py on Intel(R) Xeon(R) Processor (family 6), 2026-12-08";

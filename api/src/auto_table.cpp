@@ -74,7 +74,9 @@ std::string AutoFeatures::to_string() const {
   std::ostringstream out;
   out << op_name(op) << " k" << kernel << ' ' << groups_name(groups) << " ic" << ic << " oc" << oc
       << " spatial" << spatial << " n" << batch << " s" << stride << " t" << threads << " work"
-      << work << (call == CallKind::kOneShot ? " one-shot" : "");
+      << work;
+  if (kernel_min != kernel) out << " kmin" << kernel_min;
+  if (call == CallKind::kOneShot) out << " one-shot";
   return out.str();
 }
 
@@ -82,6 +84,7 @@ AutoFeatures conv2d_features(const Conv2dProblem& p, ConvPass pass, int threads,
   AutoFeatures f;
   f.op = conv_op(pass);
   f.kernel = std::max(p.kh, p.kw);
+  f.kernel_min = std::min(p.kh, p.kw);
   f.groups = p.groups == 1   ? GroupsClass::kDense
              : p.depthwise() ? GroupsClass::kDepthwise
                              : GroupsClass::kGrouped;
@@ -102,6 +105,7 @@ AutoFeatures pool2d_features(const Pool2dProblem& p, PoolPass pass, int threads,
   f.op = pass == PoolPass::kForward ? (max ? AutoOp::kPoolFwdMax : AutoOp::kPoolFwdAvg)
                                     : (max ? AutoOp::kPoolBwdMax : AutoOp::kPoolBwdAvg);
   f.kernel = std::max(p.kh, p.kw);
+  f.kernel_min = std::min(p.kh, p.kw);
   f.groups = GroupsClass::kDense;
   f.ic = f.oc = p.c;
   f.spatial = product({p.oh, p.ow});
@@ -115,9 +119,10 @@ AutoFeatures pool2d_features(const Pool2dProblem& p, PoolPass pass, int threads,
 
 bool AutoRule::matches(const AutoFeatures& f) const {
   return f.op == op && f.call == call && kernel.contains(f.kernel) &&
-         (groups == GroupsClass::kAny || groups == f.groups) && ic.contains(f.ic) &&
-         oc.contains(f.oc) && spatial.contains(f.spatial) && batch.contains(f.batch) &&
-         stride.contains(f.stride) && threads.contains(f.threads) && work.contains(f.work);
+         kernel_min.contains(f.kernel_min) && (groups == GroupsClass::kAny || groups == f.groups) &&
+         ic.contains(f.ic) && oc.contains(f.oc) && spatial.contains(f.spatial) &&
+         batch.contains(f.batch) && stride.contains(f.stride) && threads.contains(f.threads) &&
+         work.contains(f.work);
 }
 
 const AutoTable& auto_table_for(std::string_view vendor) {

@@ -39,6 +39,9 @@ enum class CallKind : uint8_t { kPlan, kOneShot };
 struct AutoFeatures {
   AutoOp op = AutoOp::kConvFwd;
   int64_t kernel = 1;  // max(KH, KW); pooling: the window (a global pool's is the input size)
+  // min(KH, KW): 1 for the 1xK and Kx1 kernels of factorized layers (Inception-v3, ERFNet), whose
+  // padded taps at a row's ends cost highway more than oneDNN; pooling: as `kernel`.
+  int64_t kernel_min = 1;
   GroupsClass groups = GroupsClass::kDense;
   int64_t ic = 0, oc = 0;  // channels in and out
   int64_t spatial = 0;     // output pixels per image, OH * OW
@@ -50,8 +53,8 @@ struct AutoFeatures {
   int64_t work = 0;
   CallKind call = CallKind::kPlan;
 
-  // "conv_bwd_weights k3 dense ic64 oc64 spatial3136 n1 s1 t2 work115605504" (and " one-shot"),
-  // for CONVKIT_VERBOSE=2.
+  // "conv_bwd_weights k3 dense ic64 oc64 spatial3136 n1 s1 t2 work115605504" (then " kmin1" for a
+  // kernel of unequal sides, and " one-shot"), for CONVKIT_VERBOSE=2.
   std::string to_string() const;
 };
 
@@ -74,7 +77,7 @@ struct AutoRule {
   AutoOp op = AutoOp::kConvFwd;
   Range kernel;
   GroupsClass groups = GroupsClass::kAny;
-  Range ic, oc, spatial, batch, stride, threads, work;
+  Range kernel_min, ic, oc, spatial, batch, stride, threads, work;
   CallKind call = CallKind::kPlan;  // a rule applies to one kind of call only
   std::string_view backend;
   std::string_view why;

@@ -22,10 +22,13 @@ def grouped_one_shot_rule(conds):
             "covered": [point]}
 
 
-def conv_point(ratio, op="kConvBwdData", kernel=3, stride=1, ic=64, oc=64, spatial=784):
+def conv_point(ratio, op="kConvBwdData", kernel=3, stride=1, ic=64, oc=64, spatial=784,
+               kernel_min=None):
     """A fit point: one measured dense plan at 2 threads, highway time / onednn time `ratio`."""
-    name = f"{op}_{kernel}_{stride}_{ic}_{oc}_{spatial}"
-    return {"op": op, "kernel": kernel, "groups": "kDense", "call": "kPlan", "ic": ic, "oc": oc,
+    kernel_min = kernel if kernel_min is None else kernel_min
+    name = f"{op}_{kernel}x{kernel_min}_{stride}_{ic}_{oc}_{spatial}"
+    return {"op": op, "kernel": kernel, "kernel_min": kernel_min, "groups": "kDense",
+            "call": "kPlan", "ic": ic, "oc": oc,
             "spatial": spatial, "batch": 1, "stride": stride, "threads": 2,
             "work": ic * oc * spatial * kernel * kernel, "set": "s", "shape": name, "label": name,
             "ratio": ratio}
@@ -135,3 +138,16 @@ def test_a_run_rewrites_its_vendors_table_and_keeps_the_others(tool, tmp_path, m
     text = path.read_text()
     assert text.count("table AuthenticAMD: begin") == 1 and text.count("kRulesGenuineIntel[]") == 1
     assert "never matches" not in text
+
+
+def test_a_rule_can_single_out_kernels_of_unequal_sides(tool):
+    """1x7 / 7x1 layers where onednn wins share the k>=6 class with square 7x7 layers where
+    highway wins: the fit narrows the class by kernel_min, and the table carries the range."""
+    pts = [conv_point(1.2, op="kConvFwd", kernel=7, kernel_min=1, ic=c, oc=c, spatial=289)
+           for c in (128, 160, 192)]
+    pts += [conv_point(0.7, op="kConvFwd", kernel=7, ic=c, oc=c, spatial=289) for c in (64, 96)]
+    rules = tool.fit(pts)
+    assert len(rules) == 1
+    text = tool.cpp_rule(rules[0])
+    assert ".kernel_min = {0, 2}" in text and "kernel_min<=2" in text  # cut at sqrt(1 * 7)
+    assert all(tool.matches(rules[0], p) == (p["kernel_min"] == 1) for p in pts)
