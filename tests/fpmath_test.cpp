@@ -242,6 +242,24 @@ TEST(FpmathParams, NamedInTextAndValidated) {
 
 class FpmathHighwayTarget : public PinnedHighwayTargetTest {};
 
+// CONVKIT_HIGHWAY_BF16 takes auto, on or off; anything else is an error naming it, also on CPUs
+// without the instruction (the switch is read before the CPU is asked).
+TEST(FpmathHighwaySwitch, UnknownValueIsAnErrorNamingTheVariable) {
+  if (NotBuiltReason("highway")) GTEST_SKIP() << "highway not built";
+  const ScopedEnv bad("CONVKIT_HIGHWAY_BF16", "yes");
+  Conv2dParams params = Bf16Conv(1, 1, 0);
+  const Dims x_dims{1, 4, 4, 64};
+  const Tensor w(WeightDims(params, 64, 64), 1.0f);
+  try {
+    const Conv2d plan(params, x_dims, w, {}, "highway");
+    ADD_FAILURE() << "CONVKIT_HIGHWAY_BF16=yes was accepted: " << plan.impl_name();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("CONVKIT_HIGHWAY_BF16"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'yes'"), std::string::npos) << e.what();
+  }
+}
+
 // The cases of Bf16KernelOnlyWithTheInstruction under one CONVKIT_HIGHWAY_BF16 mode: `bf16` says
 // whether the bf16 kernel may run, isa names the pinned target.
 void CheckBf16Choice(const std::string& isa, bool bf16, Rng& rng) {

@@ -132,12 +132,19 @@ const AutoTable& auto_table_for(std::string_view vendor) {
   return own != tables.end() ? *own : tables.front();
 }
 
-std::span<const AutoRule> auto_rules() {
+namespace {
+
+// This CPU's table, looked up once.
+const AutoTable& own_table() {
   static const AutoTable& table = auto_table_for(cpu_vendor());
-  return table.rules;
+  return table;
 }
 
-std::string_view auto_rules_source() { return auto_table_for(cpu_vendor()).source; }
+}  // namespace
+
+std::span<const AutoRule> auto_rules() { return own_table().rules; }
+
+std::string_view auto_rules_source() { return own_table().source; }
 
 const AutoRule* match_auto_rule(const AutoFeatures& f) {
   for (const AutoRule& rule : auto_rules()) {

@@ -151,3 +151,15 @@ def test_a_rule_can_single_out_kernels_of_unequal_sides(tool):
     text = tool.cpp_rule(rules[0])
     assert ".kernel_min = {0, 2}" in text and "kernel_min<=2" in text  # cut at sqrt(1 * 7)
     assert all(tool.matches(rules[0], p) == (p["kernel_min"] == 1) for p in pts)
+
+
+def test_a_steady_small_margin_qualifies_and_a_single_loss_does_not(tool):
+    """Under the 1.15x margin a rule still qualifies when onednn is >= 1.08x faster over six shapes
+    or more and slower on none; five shapes, or one shape slower on onednn, are not enough."""
+    def points(ratios):
+        return [conv_point(r, op="kConvFwd", kernel=7, kernel_min=1, ic=64 + 16 * i, oc=64,
+                           spatial=289) for i, r in enumerate(ratios)]
+
+    assert len(tool.fit(points([1.10] * 6))) == 1
+    assert tool.fit(points([1.10] * 5)) == []
+    assert tool.fit(points([1.12] * 5 + [0.99])) == []
